@@ -1,0 +1,109 @@
+"""The ``nbp`` command line: one group, one subcommand per stage.
+
+Each subcommand is thin: it loads the config, names the workspace and calls one
+function of the stage's package. ``NbpError`` is caught once here: one line on
+stderr and the error's exit code (1, or 2 for a broken data contract); the
+traceback shows only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nbp import telemetry
+from nbp.config import Config, load_config
+from nbp.errors import NbpError
+from nbp.log import configure
+from nbp.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class Ctx:
+    """What every subcommand receives."""
+
+    def __init__(self, cfg: Config, ws: Workspace, debug: bool) -> None:
+        self.cfg = cfg
+        self.ws = ws
+        self.debug = debug
+
+
+def common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--config``, ``--log-level`` and ``--debug`` to a subcommand and build its Ctx."""
+
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                  help="YAML overlay merged over configs/*.yaml.")
+    @click.option("--log-level", default="INFO", show_default=True,
+                  type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+    @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+    @functools.wraps(f)
+    def wrapper(config_path: str | None, log_level: str, debug: bool, **kw: Any) -> Any:
+        configure(log_level)
+        try:
+            ctx = Ctx(load_config(config_path), Workspace.from_env(), debug)
+            return f(ctx, **kw)
+        except NbpError as e:
+            if debug:
+                raise
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """nbp: next-best-product recommender for rural commercial banks.
+
+    State lives under $NBP_HOME (default: the checkout).
+    """
+    telemetry.disable()
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write the export to.")
+@click.option("--customers", default=None, help="Number of customers, or 'full' (388,494, the reference bank).")
+@click.option("--months", type=int, default=None, help="Months of history.")
+@click.option("--end", default=None, help="Last simulated month, YYYY-MM.")
+@click.option("--seed", type=int, default=None, help="Random seed (same seed, same export).")
+@common
+def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end: str | None,
+             seed: int | None) -> None:
+    """Write a bank export of a simulated county rural bank, plus its oracle."""
+    from bankexport.simulate import FULL_CUSTOMERS, simulate as run
+
+    sc = ctx.cfg.simulate
+    if customers is None:
+        n = sc.customers
+    elif customers == "full":
+        n = FULL_CUSTOMERS
+    else:
+        try:
+            n = int(customers)
+        except ValueError:
+            raise click.BadParameter("a number or 'full'", param_hint="--customers") from None
+    summary = run(Path(out), customers=n, months=months or sc.months, end=end or sc.end,
+                  seed=sc.seed if seed is None else seed, horizon_days=sc.horizon_days)
+    click.echo(summary.describe())
+
+
+@main.command()
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@common
+def ingest(ctx: Ctx, src: str) -> None:
+    """Validate a bank export in SRC and store its typed tables in the workspace."""
+    from bankexport.ingest import ingest as run
+
+    report = run(Path(src), ctx.ws, ctx.cfg.ingest)
+    click.echo(report.summary_table())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,123 @@
+"""One typed configuration object, merged from ``configs/*.yaml``.
+
+``load_config()`` reads ``configs/base.yaml`` then every other ``configs/*.yaml``
+that is a section file (``products.yaml``), then an optional overlay given with
+``--config FILE`` (deep-merged on top). Unknown keys are errors. Only ``NBP_HOME``
+and ``NBP_TOKENS`` come from the environment (see :mod:`nbp.workspace`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nbp.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+BASE_FILES = ("base.yaml", "products.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulateConfig(_Section):
+    """Defaults of ``nbp simulate`` and of ``make demo``."""
+
+    customers: int = 20_000
+    months: int = 24
+    end: str = "2026-10"  # last simulated month, YYYY-MM
+    seed: int = 7
+    horizon_days: int = 90  # horizon of the oracle's uptake probability
+
+
+class IngestConfig(_Section):
+    """Validation and storage of a bank export."""
+
+    chunk_rows: int = 2_000_000  # CSV rows validated per batch
+
+
+class FeaturesConfig(_Section):
+    """Feature building and the Feast store."""
+
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection: str = "127.0.0.1:6379"
+    as_of: list[date] = Field(default_factory=list)  # empty: every month start in the data
+
+
+class TrainingConfig(_Section):
+    """Model training defaults."""
+
+    horizon_days: int = 90
+    auc_floor: float = 0.6
+
+
+class ProductConfig(_Section):
+    """One product of ``configs/products.yaml``."""
+
+    name_zh: str
+    name_en: str
+    value: float = 1.0  # expected value of one uptake, for ranking hints
+    eligibility: dict[str, Any] = Field(default_factory=dict)
+
+
+class Config(_Section):
+    """The whole configuration."""
+
+    simulate: SimulateConfig = SimulateConfig()
+    ingest: IngestConfig = IngestConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    training: TrainingConfig = TrainingConfig()
+    products: dict[str, ProductConfig] = Field(default_factory=dict)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read configuration: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_config(path: str | Path | None = None, config_dir: Path = CONFIG_DIR) -> Config:
+    """Load the configuration.
+
+    Args:
+        path: optional overlay YAML, deep-merged over the base files.
+        config_dir: folder with ``base.yaml`` and ``products.yaml``.
+
+    Returns:
+        The frozen :class:`Config`.
+
+    Raises:
+        ConfigError: a file is unreadable or a key/value is invalid.
+    """
+    merged: dict = {}
+    for name in BASE_FILES:
+        f = config_dir / name
+        if f.exists():
+            merged = _deep_merge(merged, _read_yaml(f))
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: configuration file not found")
+        merged = _deep_merge(merged, _read_yaml(p))
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"configuration key '{where}': {first['msg']} ({e.error_count()} error(s))") from e
