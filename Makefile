@@ -31,7 +31,7 @@ demo: setup
 	$(BIN)/nbp ingest $(DEMO_DIR)/bank/export
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all
