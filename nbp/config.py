@@ -56,6 +56,15 @@ class TrainingConfig(_Section):
     auc_floor: float = 0.6
 
 
+class ServingConfig(_Section):
+    """The HTTP service and target lists (``serving/``)."""
+
+    tokens_file: str | None = None  # TOKEN:ROLE[:BRANCH_ID] per line; NBP_TOKENS wins if set
+    contact_cooldown_days: int = Field(30, ge=0)  # no re-contact about a product within N days
+    control_share: float = Field(0.10, ge=0.0, lt=1.0)  # random hold-out of each campaign
+    max_top: int = Field(10_000, ge=1)  # largest target list one request may ask for
+
+
 class ProductConfig(_Section):
     """One product of ``configs/products.yaml``."""
 
@@ -72,6 +81,7 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     features: FeaturesConfig = FeaturesConfig()
     training: TrainingConfig = TrainingConfig()
+    serving: ServingConfig = ServingConfig()
     products: dict[str, ProductConfig] = Field(default_factory=dict)
 
 
