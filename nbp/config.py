@@ -65,13 +65,29 @@ class ServingConfig(_Section):
     max_top: int = Field(10_000, ge=1)  # largest target list one request may ask for
 
 
+class EligibilityRule(_Section):
+    """One condition a candidate must meet, on a feature of the product's feature service.
+
+    A missing feature value fails the rule (unknown is not eligible).
+    """
+
+    feature: str
+    min: float | None = None  # inclusive
+    max: float | None = None  # inclusive
+    one_of: list[str | float] | None = None
+    zh: str  # shown to staff when the rule fails, e.g. 年龄不在18–60岁
+    en: str
+
+
 class ProductConfig(_Section):
     """One product of ``configs/products.yaml``."""
 
     name_zh: str
     name_en: str
+    loan_product: str | None = None  # value of loans.product that counts as uptake (default: the key)
     value: float = 1.0  # expected value of one uptake, for ranking hints
-    eligibility: dict[str, Any] = Field(default_factory=dict)
+    feature_service: str | None = None  # Feast feature service (default: <key>_v1)
+    eligibility: list[EligibilityRule] = Field(default_factory=list)
 
 
 class Config(_Section):

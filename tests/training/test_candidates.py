@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbp.config import EligibilityRule
+from nbp.errors import ConfigError
+from training.candidates import eligible, failed_rules
+
+AGE = EligibilityRule(feature="age", min=18, max=60, zh="年龄不在18–60岁", en="age outside 18-60")
+KIND = EligibilityRule(feature="kind", one_of=["individual"], zh="非个人客户", en="not an individual")
+
+
+def test_bounds_are_inclusive_and_unknown_fails() -> None:
+    f = pd.DataFrame({"age": [17, 18, 60, 61, np.nan], "kind": ["individual"] * 5})
+    assert eligible(f, [AGE, KIND]).tolist() == [False, True, True, False, False]
+
+
+def test_one_of_and_no_rules() -> None:
+    f = pd.DataFrame({"age": [30, 30], "kind": ["individual", "business"]})
+    assert eligible(f, [KIND]).tolist() == [True, False]
+    assert eligible(f, []).tolist() == [True, True]
+
+
+def test_failed_rules_names_each_failure() -> None:
+    f = pd.DataFrame({"age": [70], "kind": ["business"]})
+    assert [r.en for r in failed_rules(f.iloc[0], [AGE, KIND])] == [AGE.en, KIND.en]
+
+
+def test_rule_on_unknown_feature_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="'age'"):
+        eligible(pd.DataFrame({"x": [1]}), [AGE])

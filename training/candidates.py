@@ -1,0 +1,48 @@
+"""Who is a candidate for a product at an as-of date.
+
+A candidate for product P at T (spec, "Labels"): a customer who does not hold an
+active P loan at T, and who meets every eligibility rule of P in
+``configs/products.yaml``. Rules are evaluated on the same feature values the
+model reads (offline for training, online for serving), so the two agree.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nbp.config import EligibilityRule
+from nbp.errors import ConfigError
+
+
+def rule_mask(features: pd.DataFrame, rule: EligibilityRule) -> pd.Series:
+    """Rows of ``features`` that meet one rule (a missing value fails).
+
+    Raises:
+        ConfigError: the rule names a feature that is not in ``features``.
+    """
+    if rule.feature not in features.columns:
+        raise ConfigError(f"eligibility rule on unknown feature '{rule.feature}' "
+                          f"(not in the product's feature service)")
+    col = features[rule.feature]
+    ok = col.notna()
+    if rule.min is not None:
+        ok &= pd.to_numeric(col, errors="coerce") >= rule.min
+    if rule.max is not None:
+        ok &= pd.to_numeric(col, errors="coerce") <= rule.max
+    if rule.one_of is not None:
+        ok &= col.isin(rule.one_of)
+    return ok.fillna(False).astype(bool)
+
+
+def eligible(features: pd.DataFrame, rules: list[EligibilityRule]) -> pd.Series:
+    """Rows meeting every rule (all rows when there are none)."""
+    ok = pd.Series(True, index=features.index)
+    for r in rules:
+        ok &= rule_mask(features, r)
+    return ok
+
+
+def failed_rules(row: pd.Series, rules: list[EligibilityRule]) -> list[EligibilityRule]:
+    """The rules one customer's feature row fails, for explaining a refusal."""
+    frame = row.to_frame().T
+    return [r for r in rules if not bool(rule_mask(frame, r).iloc[0])]
