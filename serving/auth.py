@@ -1,0 +1,220 @@
+"""Bearer tokens, roles and branch scope.
+
+Tokens are never in the repository. They come from the environment variable
+``NBP_TOKENS`` or, when it is unset, from the file named by
+``serving.tokens_file``. Both use one entry per token::
+
+    TOKEN:ROLE[:BRANCH_ID]
+
+comma-separated in ``NBP_TOKENS``; one per line in the file, where ``#`` starts
+a comment. Roles:
+
+``marketing``  every branch's customers and lists (no branch)
+``branch``     its own branch only (``BRANCH_ID`` required): 403 elsewhere
+``admin``      everything, including admin endpoints (no branch)
+
+A token is compared in constant time, and only its fingerprint (a truncated
+SHA-256, :func:`fingerprint`) is ever logged or audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbp.config import Config
+from nbp.errors import ConfigError
+from nbp.workspace import CHECKOUT
+from serving.errors import Forbidden, Unauthorized
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "NBP_TOKENS"
+ROLES = ("marketing", "branch", "admin")
+MIN_TOKEN_LENGTH = 16  # shorter tokens are accepted with a warning
+_FORBIDDEN_CHARS = set(":,# \t")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a valid token belongs to.
+
+    Attributes:
+        role: one of :data:`ROLES`.
+        branch_id: the branch of a ``branch`` token; None for the other roles.
+        fingerprint: short non-reversible id of the token, safe to log.
+    """
+
+    role: str
+    branch_id: str | None
+    fingerprint: str
+
+    def may_see_branch(self, branch_id: str | None) -> bool:
+        """Whether this principal may see ``branch_id`` (None: all branches)."""
+        if self.role != "branch":
+            return True
+        return branch_id is not None and branch_id == self.branch_id
+
+
+def fingerprint(token: str) -> str:
+    """A short, non-reversible id of a token (12 hex digits of its SHA-256)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+
+
+def _entries(text: str) -> list[str]:
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        out.extend(part.strip() for part in line.split(","))
+    return [e for e in out if e]
+
+
+def parse_tokens(text: str, source: str = ENV_VAR) -> dict[str, Principal]:
+    """Parse token entries ``TOKEN:ROLE[:BRANCH_ID]``.
+
+    Entries are separated by commas or new lines; ``#`` starts a comment.
+
+    Args:
+        text: the entries.
+        source: where they came from, named in error messages.
+
+    Returns:
+        Token -> :class:`Principal`.
+
+    Raises:
+        ConfigError: an entry is malformed, has an unknown role, a ``branch``
+            entry lacks its branch, another role names one, or a token repeats.
+            The message names the entry by position and fingerprint, never the
+            token itself.
+    """
+    tokens: dict[str, Principal] = {}
+    for i, entry in enumerate(_entries(text), start=1):
+        parts = [p.strip() for p in entry.split(":")]
+        token = parts[0]
+        where = f"{source} entry {i} (token fingerprint {fingerprint(token)})"
+        if len(parts) not in (2, 3) or not token or not parts[1]:
+            raise ConfigError(f"{where}: expected TOKEN:ROLE[:BRANCH_ID], got {len(parts)} field(s)")
+        if _FORBIDDEN_CHARS & set(token):
+            raise ConfigError(f"{where}: a token may not contain spaces, ':', ',' or '#'")
+        role = parts[1].lower()
+        branch = parts[2] if len(parts) == 3 and parts[2] else None
+        if role not in ROLES:
+            raise ConfigError(f"{where}: unknown role '{parts[1]}' (roles: {', '.join(ROLES)})")
+        if role == "branch" and branch is None:
+            raise ConfigError(f"{where}: role 'branch' needs a branch, as TOKEN:branch:BRANCH_ID")
+        if role != "branch" and branch is not None:
+            raise ConfigError(f"{where}: role '{role}' covers every branch; remove ':{branch}'")
+        if token in tokens:
+            raise ConfigError(f"{where}: the same token is listed twice")
+        if len(token) < MIN_TOKEN_LENGTH:
+            log.warning("%s: token shorter than %d characters; use a long random one", where, MIN_TOKEN_LENGTH)
+        tokens[token] = Principal(role=role, branch_id=branch, fingerprint=fingerprint(token))
+    return tokens
+
+
+def load_tokens(cfg: Config, environ: Mapping[str, str]) -> dict[str, Principal]:
+    """Load the service's tokens: ``NBP_TOKENS`` if set, else ``serving.tokens_file``.
+
+    Args:
+        cfg: the configuration (``cfg.serving.tokens_file``).
+        environ: the environment, e.g. ``os.environ``.
+
+    Returns:
+        Token -> :class:`Principal`, never empty.
+
+    Raises:
+        ConfigError: no source is set, the file is missing or lies inside the
+            checkout (secrets stay out of the repository), or an entry is bad.
+    """
+    text = environ.get(ENV_VAR, "").strip()
+    if text:
+        tokens = parse_tokens(text, ENV_VAR)
+    elif cfg.serving.tokens_file:
+        path = Path(os.path.expandvars(cfg.serving.tokens_file)).expanduser().resolve()
+        if path.is_relative_to(CHECKOUT):
+            raise ConfigError(
+                f"serving.tokens_file {path}: lies inside the checkout {CHECKOUT}; keep tokens outside the repository"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"serving.tokens_file {path}: cannot read: {e.strerror}") from e
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("serving.tokens_file %s: readable by others; chmod 600 it", path)
+        tokens = parse_tokens(text, str(path))
+    else:
+        raise ConfigError(f"no API tokens: set {ENV_VAR}=TOKEN:ROLE[:BRANCH_ID],... or serving.tokens_file")
+    if not tokens:
+        raise ConfigError(f"no API tokens: {ENV_VAR} or serving.tokens_file lists no entry")
+    by_role = {r: sum(p.role == r for p in tokens.values()) for r in ROLES}
+    log.info("tokens: %d loaded (%s)", len(tokens), ", ".join(f"{r} {n}" for r, n in by_role.items()))
+    return tokens
+
+
+def authenticate(header_value: str | None, tokens: Mapping[str, Principal]) -> Principal:
+    """Check an ``Authorization`` header.
+
+    Args:
+        header_value: the header, ``"Bearer <token>"`` (scheme case-insensitive).
+        tokens: from :func:`load_tokens`.
+
+    Returns:
+        The token's :class:`Principal`.
+
+    Raises:
+        Unauthorized: the header is missing, not a bearer token, or the token
+            is unknown. Every known token is compared, in constant time.
+    """
+    if not header_value:
+        raise Unauthorized("missing Authorization header (expected 'Bearer <token>')")
+    scheme, _, presented = header_value.strip().partition(" ")
+    presented = presented.strip()
+    if scheme.lower() != "bearer" or not presented:
+        raise Unauthorized("Authorization header is not 'Bearer <token>'")
+    given = presented.encode("utf-8")
+    found: Principal | None = None
+    for token, principal in tokens.items():
+        if hmac.compare_digest(given, token.encode("utf-8")):
+            found = principal
+    if found is None:
+        raise Unauthorized(f"unknown token (fingerprint {fingerprint(presented)})")
+    return found
+
+
+def authorize_branch(principal: Principal, branch_id: str | None) -> None:
+    """Allow a request about ``branch_id`` (None: all branches) or refuse it.
+
+    Raises:
+        Forbidden: a ``branch`` token asked about another branch, or about all.
+    """
+    if not principal.may_see_branch(branch_id):
+        asked = f"branch '{branch_id}'" if branch_id is not None else "all branches"
+        raise Forbidden(f"token of branch '{principal.branch_id}' may not see {asked}")
+
+
+def authorize_role(principal: Principal, *roles: str) -> None:
+    """Allow only the given roles (e.g. ``authorize_role(p, "admin")``).
+
+    Raises:
+        Forbidden: the principal's role is not among ``roles``.
+    """
+    if principal.role not in roles:
+        raise Forbidden(f"role '{principal.role}' may not do this (needs {' or '.join(roles)})")
+
+
+def branch_scope(principal: Principal, branch_id: str | None) -> str | None:
+    """The branch a list request really covers.
+
+    A ``branch`` token that names no branch gets its own; any other request is
+    checked with :func:`authorize_branch` and returned unchanged.
+    """
+    if principal.role == "branch" and branch_id is None:
+        return principal.branch_id
+    authorize_branch(principal, branch_id)
+    return branch_id

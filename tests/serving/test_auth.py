@@ -1,0 +1,128 @@
+"""Tokens, roles and branch scope (serving/auth.py) and the HTTP errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bentoml.exceptions import BentoMLException
+
+from nbp.config import Config
+from nbp.errors import ConfigError, ModelUnavailable, NbpError
+from serving.auth import (
+    authenticate,
+    authorize_branch,
+    authorize_role,
+    branch_scope,
+    fingerprint,
+    load_tokens,
+    parse_tokens,
+)
+from serving.errors import Forbidden, Unauthorized, Unavailable, Unprocessable, to_http_error
+
+MKT = "mkt-0123456789abcdef"
+BR = "br01-0123456789abcdef"
+ADM = "adm-0123456789abcdef"
+TOKENS_TEXT = f"{MKT}:marketing, {BR}:branch:B01 ,{ADM}:admin"
+
+
+def _cfg(tokens_file: Path | None = None) -> Config:
+    return Config.model_validate({"serving": {"tokens_file": str(tokens_file) if tokens_file else None}})
+
+
+def test_parse_tokens_roles_and_branch() -> None:
+    tokens = parse_tokens(TOKENS_TEXT)
+    assert {t: (p.role, p.branch_id) for t, p in tokens.items()} == {
+        MKT: ("marketing", None),
+        BR: ("branch", "B01"),
+        ADM: ("admin", None),
+    }
+    assert tokens[BR].fingerprint == fingerprint(BR) and BR not in tokens[BR].fingerprint
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("abcdefghijklmnopqrst:boss", "unknown role 'boss'"),
+        ("abcdefghijklmnopqrst:branch", "needs a branch"),
+        ("abcdefghijklmnopqrst:marketing:B01", "covers every branch"),
+        ("abcdefghijklmnopqrst", "expected TOKEN:ROLE"),
+        ("abcdefghijklmnopqrst:admin,abcdefghijklmnopqrst:admin", "listed twice"),
+    ],
+)
+def test_parse_tokens_names_the_bad_entry_without_the_token(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_tokens(text)
+    msg = str(err.value)
+    assert needle in msg and "NBP_TOKENS entry" in msg
+    assert "abcdefghijklmnopqrst" not in msg
+
+
+def test_parse_tokens_file_format_with_comments() -> None:
+    text = f"# staff tokens\n{MKT}:marketing   # head office\n\n{BR}:branch:B01\n"
+    assert set(parse_tokens(text, "tokens.txt")) == {MKT, BR}
+
+
+def test_load_tokens_env_wins_over_file(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.txt"
+    f.write_text(f"{ADM}:admin\n", encoding="utf-8")
+    assert set(load_tokens(_cfg(f), {"NBP_TOKENS": f"{MKT}:marketing"})) == {MKT}
+    assert set(load_tokens(_cfg(f), {})) == {ADM}
+
+
+def test_load_tokens_refuses_no_source_missing_file_and_checkout(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no API tokens"):
+        load_tokens(_cfg(), {})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_tokens(_cfg(tmp_path / "absent.txt"), {})
+    with pytest.raises(ConfigError, match="inside the checkout"):
+        load_tokens(_cfg(Path(__file__)), {})
+
+
+def test_authenticate() -> None:
+    tokens = parse_tokens(TOKENS_TEXT)
+    assert authenticate(f"Bearer {BR}", tokens).branch_id == "B01"
+    assert authenticate(f"bearer  {MKT} ", tokens).role == "marketing"
+    for header in (None, "", "Bearer", f"Basic {MKT}", f"Bearer {MKT}x", "Bearer 令牌"):
+        with pytest.raises(Unauthorized):
+            authenticate(header, tokens)
+
+
+def test_wrong_token_message_has_fingerprint_not_token() -> None:
+    with pytest.raises(Unauthorized) as err:
+        authenticate("Bearer not-a-real-token-123", parse_tokens(TOKENS_TEXT))
+    assert "not-a-real-token-123" not in str(err.value)
+    assert fingerprint("not-a-real-token-123") in str(err.value)
+
+
+def test_branch_scope_and_roles() -> None:
+    tokens = parse_tokens(TOKENS_TEXT)
+    branch, mkt, adm = tokens[BR], tokens[MKT], tokens[ADM]
+    authorize_branch(branch, "B01")
+    authorize_branch(mkt, "B02")
+    authorize_branch(adm, None)
+    with pytest.raises(Forbidden):
+        authorize_branch(branch, "B02")
+    with pytest.raises(Forbidden):
+        authorize_branch(branch, None)
+    assert branch_scope(branch, None) == "B01"
+    assert branch_scope(mkt, None) is None
+    with pytest.raises(Forbidden):
+        branch_scope(branch, "B02")
+    authorize_role(adm, "admin")
+    with pytest.raises(Forbidden):
+        authorize_role(mkt, "admin")
+
+
+def test_errors_carry_http_status_for_bentoml() -> None:
+    for cls, status in ((Unauthorized, 401), (Forbidden, 403), (Unprocessable, 422), (Unavailable, 503)):
+        e = cls("x")
+        assert isinstance(e, NbpError) and isinstance(e, BentoMLException)
+        assert e.status == status and e.error_code.value == status and str(e) == "x"
+    mapped = to_http_error(ModelUnavailable("no champion for consumer"))
+    assert isinstance(mapped, Unavailable) and mapped.status == 503
+    assert isinstance(mapped.__cause__, ModelUnavailable)
+
+
+def test_serving_errors_leave_bentoml_error_mapping_alone() -> None:
+    assert all(not c.__module__.startswith("serving") for c in BentoMLException.error_mapping.values())
