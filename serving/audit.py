@@ -1,0 +1,138 @@
+"""Append-only audit trail of every request, one JSON object a line.
+
+Each line of ``$NBP_HOME/audit/audit.jsonl`` records::
+
+    ts           ISO 8601 time of the request, UTC, e.g. "2026-10-01T08:30:00.123+00:00"
+    role         the token's role, or null when the request was not authenticated
+    branch_id    the token's branch (branch role), else null
+    token_fp     fingerprint of the presented token (never the token), or null
+    endpoint     e.g. "/hints"
+    params       the key parameters (scalars only, strings cut to 64 characters;
+                 anything named like a token or header is dropped)
+    rows         how many rows the answer held
+    status       HTTP status answered
+
+Lines are appended with a single ``write`` on a file opened with ``O_APPEND``,
+under an exclusive ``flock`` and a process-local lock, so concurrent workers
+never interleave. Nothing here rewrites or truncates the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nbp.workspace import Workspace
+from serving.auth import Principal
+
+try:  # POSIX; the lock is only a second guard on top of O_APPEND
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+MAX_PARAM_CHARS = 64
+_SECRET_WORDS = ("token", "authorization", "password", "secret")
+
+
+def audit_path(ws: Workspace) -> Path:
+    """Where the workspace's audit trail lives: ``<home>/audit/audit.jsonl``."""
+    return ws.home / "audit" / "audit.jsonl"
+
+
+def _clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if any(w in key.lower() for w in _SECRET_WORDS):
+            continue
+        if value is None or isinstance(value, (bool, int, float)):
+            out[key] = value
+        else:
+            out[key] = str(value)[:MAX_PARAM_CHARS]
+    return out
+
+
+class AuditLog:
+    """The append-only audit file of one workspace.
+
+    Args:
+        path: the JSON-lines file (see :func:`audit_path`); its folder is
+            created on the first record.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        *,
+        endpoint: str,
+        status: int,
+        principal: Principal | None = None,
+        token_fp: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        rows: int = 0,
+        when: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Append one request to the trail.
+
+        Args:
+            endpoint: the path called, e.g. ``"/targets"``.
+            status: the HTTP status answered.
+            principal: who called, if the token was valid.
+            token_fp: fingerprint of a presented but rejected token (ignored
+                when ``principal`` is given, which carries its own).
+            params: the key request parameters; cleaned as the module says.
+            rows: number of rows answered.
+            when: time of the request (default: now, UTC).
+
+        Returns:
+            The record as written.
+        """
+        ts = (when or datetime.now(UTC)).isoformat(timespec="milliseconds")
+        entry = {
+            "ts": ts,
+            "role": principal.role if principal else None,
+            "branch_id": principal.branch_id if principal else None,
+            "token_fp": principal.fingerprint if principal else token_fp,
+            "endpoint": endpoint,
+            "params": _clean_params(params or {}),
+            "rows": int(rows),
+            "status": int(status),
+        }
+        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                written = os.write(fd, line)
+                if written != len(line):  # pragma: no cover - disk full
+                    log.error("audit: short write to %s (%d of %d bytes)", self.path, written, len(line))
+            finally:
+                os.close(fd)  # closing releases the flock
+        return entry
+
+
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    """Read an audit trail back (for reports and tests).
+
+    Args:
+        path: the JSON-lines file.
+
+    Returns:
+        The records in file order; an empty list if the file does not exist.
+    """
+    if not Path(path).exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,76 @@
+"""The append-only audit trail (serving/audit.py)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nbp.workspace import Workspace
+from serving.audit import AuditLog, audit_path, read_audit
+from serving.auth import parse_tokens
+
+TOKEN = "br01-0123456789abcdef"
+
+
+def _append_many(path: str, worker: int, n: int) -> None:
+    log = AuditLog(Path(path))
+    for i in range(n):
+        log.record(endpoint="/hints", status=200, params={"customer_id": f"C{worker}-{i}", "pad": "x" * 500}, rows=3)
+
+
+def test_record_fields_and_no_token(tmp_path: Path) -> None:
+    path = audit_path(Workspace(tmp_path))
+    assert path == tmp_path / "audit" / "audit.jsonl"
+    principal = parse_tokens(f"{TOKEN}:branch:B01")[TOKEN]
+    log = AuditLog(path)
+    when = datetime(2026, 10, 1, 8, 30, tzinfo=UTC)
+    log.record(
+        endpoint="/targets",
+        status=200,
+        principal=principal,
+        params={"product": "consumer", "top": 50, "authorization": f"Bearer {TOKEN}", "note": "长" * 100},
+        rows=50,
+        when=when,
+    )
+    log.record(endpoint="/hints", status=401, token_fp="abc123", params={"customer_id": "C9"})
+    first, second = read_audit(path)
+    assert first == {
+        "ts": "2026-10-01T08:30:00.000+00:00",
+        "role": "branch",
+        "branch_id": "B01",
+        "token_fp": principal.fingerprint,
+        "endpoint": "/targets",
+        "params": {"product": "consumer", "top": 50, "note": "长" * 64},
+        "rows": 50,
+        "status": 200,
+    }
+    assert second["role"] is None and second["token_fp"] == "abc123" and second["status"] == 401
+    assert TOKEN not in path.read_text(encoding="utf-8")
+
+
+def test_appends_never_truncate(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    AuditLog(path).record(endpoint="/hints", status=200)
+    AuditLog(path).record(endpoint="/hints", status=404)
+    assert [r["status"] for r in read_audit(path)] == [200, 404]
+
+
+def test_concurrent_appends_from_processes_and_threads_stay_whole_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(path), w, 150)) for w in range(3)]
+    threads = [threading.Thread(target=_append_many, args=(str(path), 10 + w, 150)) for w in range(2)]
+    for t in (*procs, *threads):
+        t.start()
+    for t in (*procs, *threads):
+        t.join()
+    assert all(p.exitcode == 0 for p in procs)
+    records = read_audit(path)  # json.loads fails on any interleaved line
+    assert len(records) == 5 * 150
+    assert len({r["params"]["customer_id"] for r in records}) == 5 * 150
+
+
+def test_read_missing_file_is_empty(tmp_path: Path) -> None:
+    assert read_audit(tmp_path / "none.jsonl") == []
