@@ -39,6 +39,8 @@ class IngestConfig(_Section):
     """Validation and storage of a bank export."""
 
     chunk_rows: int = 2_000_000  # CSV rows validated per batch
+    memory_limit: str = "4GB"  # DuckDB memory limit of the validation; it spills beyond it
+    threads: int = 0  # DuckDB threads; 0 = all cores
 
 
 class FeaturesConfig(_Section):
