@@ -1,0 +1,343 @@
+"""The training recipe: one LightGBM binary model, early-stopped and calibrated.
+
+One code path for every caller: the product pipeline feeds it Feast training sets,
+the bank-marketing benchmark feeds it a tabular file. Everything here takes and
+returns pandas frames; nothing reads or writes files.
+
+Recipe (:func:`fit`):
+
+1. Optional negative down-sampling of the training rows (:func:`downsample_negatives`):
+   every positive is kept, a fraction ``rate`` of the negatives, and the kept negatives
+   weigh ``1 / rate``. The weighted loss is an unbiased estimate of the full loss, so
+   the booster's probabilities stay calibrated in expectation.
+2. The validation frame is time-ordered. Its earlier part (``1 - calib_fraction``)
+   early-stops the booster; its later part calibrates the raw score. The later part is
+   the one closest to the months the model will score, which is where the level of the
+   uptake rate matters most.
+3. Calibration is Platt scaling by default: a two-parameter logistic fit on the raw
+   score (log-odds). With few positives (tens to a few hundred per product and month)
+   isotonic regression overfits its steps to the calibration rows; Platt's two
+   parameters cannot, and LightGBM's raw score is already on the log-odds scale, so
+   the sigmoid shape Platt assumes is close to right. ``calibration="isotonic"`` is
+   there for products with thousands of calibration positives.
+
+Categorical columns (object, string or category dtype) are encoded with the
+categories seen in training; the mapping is stored in the model, so scoring
+reproduces it. Unseen or missing categories become missing values.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
+
+WEIGHT_COL = "weight"
+
+
+class ModelParams(BaseModel):
+    """Hyper-parameters of the recipe, with defaults meant for sparse uptake labels.
+
+    Defaults favour regularisation (few leaves, large leaves, L2) because positives
+    are rare and later months differ from earlier ones.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    max_depth: int = -1
+    min_child_samples: int = 100
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 10.0
+    cat_smooth: float = 20.0
+    max_rounds: int = 2000
+    early_stopping_rounds: int = 100
+    metric: str = "auc"
+    negative_rate: float | None = None  # down-sample training negatives to this fraction
+    calibration: Literal["platt", "isotonic", "none"] = "platt"
+    calib_fraction: float = 0.5  # later share of the validation rows used to calibrate
+    seed: int = 7
+    num_threads: int = 2
+    deterministic: bool = True
+
+    def lgb_params(self) -> dict[str, Any]:
+        """The parameter dict handed to ``lightgbm.train``."""
+        return {
+            "objective": "binary",
+            "metric": self.metric,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "max_depth": self.max_depth,
+            "min_child_samples": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "lambda_l2": self.lambda_l2,
+            "cat_smooth": self.cat_smooth,
+            "seed": self.seed,
+            "num_threads": self.num_threads,
+            "deterministic": self.deterministic,
+            "force_row_wise": self.deterministic,
+            "verbosity": -1,
+        }
+
+
+# ---------------------------------------------------------------- calibrators
+
+
+@dataclass
+class PlattCalibrator:
+    """p = sigmoid(a * raw + b)."""
+
+    a: float = 1.0
+    b: float = 0.0
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.a * raw + self.b)
+
+
+@dataclass
+class IsotonicCalibrator:
+    """A monotone step function of the raw score (sklearn's IsotonicRegression)."""
+
+    model: Any
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(self.model.predict(raw), 0.0, 1.0)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _fit_calibrator(kind: str, raw: np.ndarray, y: np.ndarray,
+                    w: np.ndarray | None) -> PlattCalibrator | IsotonicCalibrator:
+    if kind == "none" or len(np.unique(y)) < 2:
+        if kind != "none":
+            log.warning("calibration rows hold one class only (%d rows): raw sigmoid kept", len(y))
+        return PlattCalibrator()
+    if kind == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+        iso.fit(raw, y, sample_weight=w)
+        return IsotonicCalibrator(iso)
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e4, max_iter=1000)
+    lr.fit(raw.reshape(-1, 1), y, sample_weight=w)
+    return PlattCalibrator(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass
+class FittedModel:
+    """A trained, calibrated model with everything scoring needs.
+
+    Picklable (the booster pickles as its model string). Input frames must hold the
+    columns in ``features``; extra columns are ignored.
+    """
+
+    booster: lgb.Booster
+    calibrator: PlattCalibrator | IsotonicCalibrator
+    features: list[str]
+    categories: dict[str, list[str]]  # categorical column -> categories, in code order
+    best_iteration: int
+    params: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # row counts, positives
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f for f in self.features if f in self.categories]
+
+    def matrix(self, df: pd.DataFrame) -> np.ndarray:
+        """Encode ``df[features]`` as the float matrix the booster was trained on."""
+        return encode(df, self.features, self.categories)
+
+    def raw_score(self, df: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated log-odds of the booster, one per row."""
+        return self.booster.predict(self.matrix(df), raw_score=True, num_iteration=self.best_iteration)
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of uptake, one per row."""
+        return self.calibrator.predict(self.raw_score(df))
+
+    def contributions(self, df: pd.DataFrame) -> pd.DataFrame:
+        """TreeSHAP contributions to the raw score.
+
+        Returns:
+            One row per input row (same index), one column per feature plus ``bias``;
+            each row sums to :meth:`raw_score`.
+        """
+        c = self.booster.predict(self.matrix(df), pred_contrib=True, num_iteration=self.best_iteration)
+        return pd.DataFrame(c, columns=[*self.features, "bias"], index=df.index)
+
+    def importance(self, kind: str = "gain") -> pd.Series:
+        """Feature importance (``gain`` or ``split``), largest first."""
+        imp = self.booster.feature_importance(importance_type=kind, iteration=self.best_iteration)
+        return pd.Series(imp, index=self.features, name=kind).sort_values(ascending=False)
+
+
+def categorical_columns(df: pd.DataFrame, features: list[str]) -> list[str]:
+    """Features whose dtype is object, string or category."""
+    return [f for f in features
+            if isinstance(df[f].dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(df[f])
+            or pd.api.types.is_string_dtype(df[f])]
+
+
+def category_mapping(df: pd.DataFrame, features: list[str]) -> dict[str, list[str]]:
+    """Categories of each categorical feature, as strings, sorted (missing left out)."""
+    return {c: sorted(df[c].dropna().astype(str).unique().tolist()) for c in categorical_columns(df, features)}
+
+
+def encode(df: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> np.ndarray:
+    """Float matrix of ``df[features]``: categories to their codes, unknown to NaN.
+
+    Raises:
+        KeyError: a feature column is missing from ``df``.
+    """
+    missing = [f for f in features if f not in df.columns]
+    if missing:
+        raise KeyError(f"input lacks feature columns {missing[:5]} ({len(missing)} missing)")
+    out = np.empty((len(df), len(features)), dtype=np.float64)
+    for j, f in enumerate(features):
+        col = df[f]
+        if f in categories:
+            codes = pd.Categorical(col.astype("string").astype(object).where(col.notna()),
+                                   categories=categories[f]).codes.astype(np.float64)
+            codes[codes < 0] = np.nan
+            out[:, j] = codes
+        else:
+            out[:, j] = pd.to_numeric(col, errors="coerce").astype(np.float64).to_numpy()
+    return out
+
+
+def downsample_negatives(df: pd.DataFrame, label: str, rate: float, seed: int = 7,
+                         weight: str = WEIGHT_COL) -> pd.DataFrame:
+    """Keep every positive and a random ``rate`` share of the negatives, re-weighted.
+
+    Args:
+        df: rows with a 0/1 ``label`` column; an existing ``weight`` column is multiplied.
+        label: name of the 0/1 label column.
+        rate: share of negatives kept, in (0, 1].
+        seed: random seed.
+        weight: name of the weight column written.
+
+    Returns:
+        The kept rows (original order and index) with ``weight`` = previous weight
+        (or 1) times ``1 / rate`` for negatives; weighted label mean equals the
+        original base rate in expectation.
+    """
+    if not 0 < rate <= 1:
+        raise ValueError(f"negative rate must be in (0, 1], got {rate}")
+    rng = np.random.default_rng(seed)
+    y = df[label].to_numpy()
+    keep = (y == 1) | (rng.random(len(df)) < rate)
+    out = df.loc[keep].copy()
+    base = out[weight].to_numpy(dtype=float) if weight in out.columns else np.ones(len(out))
+    out[weight] = np.where(out[label].to_numpy() == 1, base, base / rate)
+    return out
+
+
+def _split_validation(valid: pd.DataFrame, time: str | None, calib_fraction: float
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Earlier part (early stopping), later part (calibration) of the validation rows.
+
+    With ``time``, whole periods go to one side: the calibration part is every row
+    whose time is at or after the first period that starts the last ``calib_fraction``
+    of rows. Without it, rows are split in their given order.
+    """
+    if calib_fraction <= 0:
+        return valid, valid.iloc[:0]
+    if time is None:
+        cut = int(round(len(valid) * (1 - calib_fraction)))
+        return valid.iloc[:cut], valid.iloc[cut:]
+    v = valid.sort_values(time, kind="mergesort")
+    t = v[time].to_numpy()
+    start = t[min(len(v) - 1, int(round(len(v) * (1 - calib_fraction))))]
+    late = t >= start
+    if late.all() or not late.any():  # one period only: fall back to row order
+        return _split_validation(v, None, calib_fraction)
+    return v.loc[~late], v.loc[late]
+
+
+def fit(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], label: str,
+        params: ModelParams | None = None, weight: str | None = None,
+        time: str | None = None) -> FittedModel:
+    """Train, early-stop and calibrate one binary uptake model.
+
+    Args:
+        train: training rows: ``features``, a 0/1 ``label`` and optional ``weight``.
+        valid: later, held-out rows with the same columns. Its earlier part
+            early-stops the booster, its later ``params.calib_fraction`` calibrates.
+        features: feature column names, in model order.
+        label: 0/1 label column.
+        params: hyper-parameters (defaults: :class:`ModelParams`).
+        weight: optional row-weight column of ``train`` and ``valid``.
+        time: optional column ordering ``valid`` in time (e.g. the as-of date); without
+            it ``valid`` is taken in its row order.
+
+    Returns:
+        The fitted, calibrated model.
+
+    Raises:
+        ValueError: the training rows hold one class only.
+    """
+    params = params or ModelParams()
+    if train[label].nunique() < 2:
+        raise ValueError(f"training rows hold one class only ({len(train)} rows, label '{label}')")
+    w_col = weight
+    if params.negative_rate is not None and params.negative_rate < 1:
+        n0 = len(train)
+        train = downsample_negatives(train, label, params.negative_rate, params.seed,
+                                     weight=weight or WEIGHT_COL)
+        w_col = weight or WEIGHT_COL
+        log.info("down-sampled training negatives at %.3f: %d -> %d rows", params.negative_rate, n0, len(train))
+    es, cal = _split_validation(valid, time, params.calib_fraction)
+    if es[label].nunique() < 2:  # early stopping needs both classes: use all of valid
+        log.warning("early-stopping rows hold one class: using every validation row")
+        es = valid
+    categories = category_mapping(train, features)
+    cat_idx = [i for i, f in enumerate(features) if f in categories]
+
+    def dataset(df: pd.DataFrame, ref: lgb.Dataset | None = None) -> lgb.Dataset:
+        w = df[w_col].to_numpy(dtype=float) if w_col and w_col in df.columns else None
+        return lgb.Dataset(encode(df, features, categories), label=df[label].to_numpy(dtype=float), weight=w,
+                           feature_name=[f"f{i}" for i in range(len(features))],
+                           categorical_feature=cat_idx, reference=ref, free_raw_data=True)
+
+    dtrain = dataset(train)
+    dvalid = dataset(es, dtrain)
+    booster = lgb.train(params.lgb_params(), dtrain, num_boost_round=params.max_rounds, valid_sets=[dvalid],
+                        valid_names=["valid"],
+                        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+    best = booster.best_iteration or booster.current_iteration()
+    # feature names inside the booster are positional; the real names live in `features`
+    model = FittedModel(booster=booster, calibrator=PlattCalibrator(), features=list(features),
+                        categories=categories, best_iteration=best, params=params.model_dump())
+    if len(cal):
+        w = cal[w_col].to_numpy(dtype=float) if w_col and w_col in cal.columns else None
+        model.calibrator = _fit_calibrator(params.calibration, model.raw_score(cal),
+                                           cal[label].to_numpy(dtype=int), w)
+    model.info = {
+        "n_train": len(train), "n_early_stop": len(es), "n_calibration": len(cal),
+        "pos_train": int(train[label].sum()), "pos_early_stop": int(es[label].sum()),
+        "pos_calibration": int(cal[label].sum()) if len(cal) else 0,
+        "best_iteration": best, "best_score": float(booster.best_score["valid"][params.metric])
+        if booster.best_score else float("nan"),
+    }
+    log.info("fit: %d rows (%d positive), best iteration %d, calibration %s on %d rows (%d positive)",
+             len(train), model.info["pos_train"], best, params.calibration, len(cal), model.info["pos_calibration"])
+    return model

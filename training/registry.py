@@ -1,0 +1,294 @@
+"""The MLflow registry of nbp's models: log, register, gate the ``champion`` alias, load.
+
+Everything lives under the workspace: the tracking and registry store is
+``sqlite:///<ws.mlruns_dir>/mlflow.db`` and artifacts go under
+``<ws.mlruns_dir>/artifacts/<experiment>/`` (each experiment is created with an
+explicit artifact location, because MLflow's default would be ``./mlruns`` in the
+current directory). One experiment per product, ``nbp-<product>``, and one
+registered model of the same name. Aliases, not stages: ``champion`` is what
+scoring and serving load; ``challenger`` marks the latest version that did not
+take over.
+
+The logged model is a custom ``mlflow.pyfunc.PythonModel``
+(:class:`training.mlflow_model.NbpPyfunc`) wrapping
+:class:`training.model.FittedModel`, so ``mlflow.pyfunc.load_model(...).predict``
+returns calibrated probabilities (a pyfunc over an ``LGBMClassifier`` would return
+labels). :func:`load_champion` unwraps it and returns the ``FittedModel`` itself,
+with ``predict_proba`` and ``contributions``.
+
+Champion gate (:func:`promote`): a version becomes champion when it passes the
+guardrails (AUC at or above the floor, no leak alarm) and either no champion exists
+or it beats the champion on the same backtest window: higher AUC, ECE no worse than
+the champion's plus ``ECE_TOLERANCE`` and Brier no worse than the champion's times
+``1 + BRIER_TOLERANCE``. Metrics of different windows are never compared: the
+champion is re-scored on the challenger's rows when the caller passes them;
+otherwise the new version stays challenger.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nbp import telemetry
+from nbp.errors import ModelUnavailable
+from nbp.workspace import Workspace
+from training import evaluate
+from training.model import FittedModel
+
+log = logging.getLogger(__name__)
+
+ECE_TOLERANCE = 0.01  # absolute: a challenger may be this much less calibrated
+BRIER_TOLERANCE = 0.02  # relative: Brier may be 2 % higher than the champion's
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG_WINDOW = "nbp.backtest_window"
+TAG_DECISION = "nbp.decision"
+RUNTIME_PACKAGES = ("lightgbm", "pandas", "numpy", "scikit-learn", "pydantic")
+
+
+def model_name(product: str) -> str:
+    """Registered model (and experiment) name of a product: ``nbp-<product>``."""
+    return f"nbp-{product}"
+
+
+def tracking_uri(ws: Workspace) -> str:
+    """The SQLite tracking/registry URI of a workspace."""
+    return f"sqlite:///{ws.mlruns_dir / 'mlflow.db'}"
+
+
+def _connect(ws: Workspace) -> Any:
+    """Point MLflow at the workspace (telemetry off, then import) and return a client."""
+    telemetry.disable()
+    import mlflow
+    from mlflow.telemetry.client import get_telemetry_client, set_telemetry_client
+    from mlflow.telemetry.utils import is_telemetry_disabled
+
+    if is_telemetry_disabled() and get_telemetry_client() is not None:
+        set_telemetry_client()  # mlflow was imported before the switch was set: drop its client
+    ws.mlruns_dir.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(ws)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _experiment_id(client: Any, ws: Workspace, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    where = ws.mlruns_dir / "artifacts" / name
+    where.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(name, artifact_location=where.as_uri())
+
+
+def _metric_key(k: str) -> str:
+    return k.replace("@", "_at_")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of the champion gate."""
+
+    version: int
+    alias: str  # "champion" or "challenger"
+    reason: str  # one sentence, also tagged on the run and the model version
+    previous_champion: int | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.alias == CHAMPION
+
+
+def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: Mapping[str, float],
+                     params: Mapping[str, Any], plots: Mapping[str, Path], feature_info: Mapping[str, Any],
+                     as_of_range: tuple[str, str], backtest_window: str, input_example: pd.DataFrame) -> int:
+    """Log one trained model with its evidence and register it as ``nbp-<product>``.
+
+    Args:
+        ws: the workspace (all MLflow state goes under ``ws.mlruns_dir``).
+        product: product key; experiment and registered model are ``nbp-<product>``.
+        fitted: the trained model.
+        metrics: backtest metrics (e.g. :func:`training.evaluate.metrics`), on the
+            rows of ``backtest_window``.
+        params: hyper-parameters and run settings to log (values are stringified).
+        plots: name -> PNG path, logged under ``plots/``.
+        feature_info: ``feature_views`` (text of the feature-view definitions, logged
+            as ``feature_views.txt``) and anything else JSON-serialisable (logged in
+            ``features.json`` with the model's feature list and categories).
+        as_of_range: first and last as-of date of the training rows.
+        backtest_window: id of the rows the metrics were computed on (e.g.
+            ``"2026-04-01..2026-06-01"``); the gate only compares equal ids.
+        input_example: a few rows holding at least the feature columns.
+
+    Returns:
+        The new registered model version.
+    """
+    client = _connect(ws)
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from training.mlflow_model import NbpPyfunc
+
+    name = model_name(product)
+    exp_id = _experiment_id(client, ws, name)
+    example = input_example[fitted.features].head(5).reset_index(drop=True)
+    signature = infer_signature(example, fitted.predict_proba(example))
+    info = {k: v for k, v in feature_info.items() if k != "feature_views"}
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} {backtest_window}") as run:
+        mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product})
+        flat = {**{k: v for k, v in params.items()}, "as_of_start": as_of_range[0], "as_of_end": as_of_range[1],
+                "backtest_window": backtest_window, "n_features": len(fitted.features),
+                **{f"fit_{k}": v for k, v in fitted.info.items()}}
+        mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+        mlflow.log_metrics({_metric_key(k): float(v) for k, v in metrics.items()
+                            if isinstance(v, int | float) and not math.isnan(float(v))})
+        for path in plots.values():
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        mlflow.log_dict({"features": fitted.features, "categories": fitted.categories, **info}, "features.json")
+        mlflow.log_dict({"backtest_window": backtest_window, "metrics": dict(metrics)}, "backtest_metrics.json")
+        if feature_info.get("feature_views"):
+            mlflow.log_text(str(feature_info["feature_views"]), "feature_views.txt")
+        mi = mlflow.pyfunc.log_model(
+            name="model", python_model=NbpPyfunc(fitted), signature=signature, input_example=example,
+            registered_model_name=name,
+            pip_requirements=[f"{p}=={pkg_version(p)}" for p in RUNTIME_PACKAGES],
+        )
+        run_id = run.info.run_id
+    version = int(mi.registered_model_version)
+    client.set_model_version_tag(name, str(version), TAG_WINDOW, backtest_window)
+    log.info("registered %s version %d (run %s, window %s, AUC %.3f)", name, version, run_id,
+             backtest_window, float(metrics.get("auc", float("nan"))))
+    return version
+
+
+def _version_evidence(client: Any, name: str, version: int) -> tuple[str | None, dict[str, float], str]:
+    """(backtest window, logged metrics, run id) of one model version."""
+    mv = client.get_model_version(name, str(version))
+    run = client.get_run(mv.run_id)
+    return run.data.tags.get(TAG_WINDOW), run.data.metrics, mv.run_id
+
+
+def _current_champion(client: Any, name: str) -> int | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return int(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def _compare(version: int, window: str, new: Mapping[str, float], champ_v: int, champ: Mapping[str, float],
+             how: str) -> tuple[bool, str]:
+    """Does the new version beat the champion (same rows)? And the sentence why."""
+    a_new, a_old = float(new["auc"]), float(champ["auc"])
+    e_new, e_old = float(new["ece"]), float(champ["ece"])
+    b_new, b_old = float(new["brier"]), float(champ["brier"])
+    on = f"on window {window} ({how})"
+    if not a_new > a_old:
+        return False, f"v{version} stays challenger: AUC {a_new:.4f} does not beat champion v{champ_v}'s {a_old:.4f} {on}."
+    if e_new > e_old + ECE_TOLERANCE:
+        return False, (f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but ECE {e_new:.4f} is worse "
+                       f"than champion v{champ_v}'s {e_old:.4f} by more than {ECE_TOLERANCE} {on}.")
+    if b_new > b_old * (1 + BRIER_TOLERANCE):
+        return False, (f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but Brier {b_new:.5f} is "
+                       f"more than {BRIER_TOLERANCE:.0%} worse than champion v{champ_v}'s {b_old:.5f} {on}.")
+    return True, (f"v{version} becomes champion: AUC {a_new:.4f} beats v{champ_v}'s {a_old:.4f} {on}, "
+                  f"ECE {e_new:.4f} vs {e_old:.4f}, Brier {b_new:.5f} vs {b_old:.5f}.")
+
+
+def promote(ws: Workspace, product: str, version: int, metrics: Mapping[str, float], floor: float,
+            leak_alarm: bool, window_rows: pd.DataFrame | None = None, label: str = "label") -> Decision:
+    """Move ``champion`` to ``version`` if it earns it, else mark it ``challenger``.
+
+    Args:
+        ws: the workspace.
+        product: product key.
+        version: the candidate version (registered by :func:`log_and_register`).
+        metrics: the candidate's backtest metrics (``auc``, ``ece``, ``brier``) on its
+            window (the window id is read from the version's run).
+        floor: minimum AUC (``cfg.training.auc_floor``).
+        leak_alarm: the caller's leak flag (e.g. AUC above the oracle's + 0.02).
+        window_rows: optional rows of the candidate's backtest window (feature
+            columns and ``label``); when the champion was evaluated on another window,
+            it is re-scored on these rows so both are compared on the same rows.
+        label: 0/1 label column of ``window_rows``.
+
+    Returns:
+        The decision; its reason is also tagged (``nbp.decision``) on the run and the
+        model version.
+    """
+    client = _connect(ws)
+    name = model_name(product)
+    window, _, run_id = _version_evidence(client, name, version)
+    champ_v = _current_champion(client, name)
+    auc = float(metrics.get("auc", float("nan")))
+    promoted = False
+    if math.isnan(auc) or auc < floor:
+        reason = f"v{version} stays challenger: AUC {auc:.4f} is below the floor {floor:.4f}."
+    elif leak_alarm:
+        reason = f"v{version} stays challenger: the leak alarm is raised (AUC {auc:.4f} is implausibly high)."
+    elif champ_v is None or champ_v == version:
+        promoted = True
+        reason = f"v{version} becomes champion: first model to pass the guardrails (AUC {auc:.4f} >= {floor:.4f})."
+    else:
+        champ_window, champ_metrics, _ = _version_evidence(client, name, champ_v)
+        if champ_window == window:
+            promoted, reason = _compare(version, window, metrics, champ_v, champ_metrics, "logged metrics")
+        elif window_rows is not None and len(window_rows):
+            fitted, _ = load_version(ws, product, champ_v)
+            rescored = evaluate.metrics(window_rows[label], fitted.predict_proba(window_rows))
+            promoted, reason = _compare(version, window, metrics, champ_v, rescored, "champion re-scored")
+        else:
+            reason = (f"v{version} stays challenger: champion v{champ_v} was evaluated on window {champ_window}, "
+                      f"not {window}; pass that window's rows to re-score it.")
+    alias = CHAMPION if promoted else CHALLENGER
+    client.set_registered_model_alias(name, alias, str(version))
+    client.set_tag(run_id, TAG_DECISION, reason)
+    client.set_model_version_tag(name, str(version), TAG_DECISION, reason)
+    log.info("%s: %s", name, reason)
+    return Decision(version=version, alias=alias, reason=reason, previous_champion=champ_v)
+
+
+def load_version(ws: Workspace, product: str, version: int | str) -> tuple[FittedModel, int]:
+    """Load one version (a number or an alias) of ``nbp-<product>``.
+
+    Returns:
+        The :class:`FittedModel` (``predict_proba``, ``contributions``) and its version.
+
+    Raises:
+        ModelUnavailable: no such registered model, version or alias.
+    """
+    name = model_name(product)
+    if not (ws.mlruns_dir / "mlflow.db").exists():
+        raise ModelUnavailable(f"{name}: no model registry in {ws.mlruns_dir}; run `nbp train` first")
+    client = _connect(ws)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if isinstance(version, str) and not version.isdigit():
+            mv = client.get_model_version_by_alias(name, version)
+        else:
+            mv = client.get_model_version(name, str(version))
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+    except MlflowException as e:
+        raise ModelUnavailable(f"{name}: no version or alias '{version}' in the registry; "
+                               f"train the product and promote a model ({e.error_code})") from e
+    return pyfunc.unwrap_python_model().fitted, int(mv.version)
+
+
+def load_champion(ws: Workspace, product: str) -> tuple[FittedModel, int]:
+    """The champion of ``nbp-<product>`` and its version.
+
+    Raises:
+        ModelUnavailable: the product has no registered model or no champion.
+    """
+    return load_version(ws, product, CHAMPION)
