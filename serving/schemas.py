@@ -1,0 +1,123 @@
+"""Request and response models of the service (pydantic 2).
+
+BentoML 1.4.40 answers a pydantic ``ValidationError`` with **400**, so the
+models below only check types; the checks that must answer **422** (an
+unknown product, ``top`` outside 1..10,000) are done by hand with
+:func:`validate_product` and :func:`validate_top`, which raise
+:class:`serving.errors.Unprocessable`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.errors import Unprocessable
+
+log = logging.getLogger(__name__)
+
+MAX_TOP = 10_000
+DEFAULT_TOP = 100
+Lang = Literal["zh", "en"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HintRequest(_Model):
+    """``/hints``: the products to suggest to one customer."""
+
+    customer_id: str = Field(min_length=1, max_length=64, description="客户号")
+    lang: Lang = Field("zh", description="language of the reasons: zh (default) or en")
+
+
+class TargetRequest(_Model):
+    """``/targets``: a ranked list of customers for one product."""
+
+    product: str = Field(description="a key of configs/products.yaml, e.g. consumer")
+    branch_id: str | None = Field(None, max_length=64, description="支行; a branch token gets its own")
+    manager_id: str | None = Field(None, max_length=64, description="客户经理")
+    top: int = Field(
+        DEFAULT_TOP,
+        description=f"number of treatment rows, 1..{MAX_TOP} (checked by validate_top: 422)",
+        json_schema_extra={"minimum": 1, "maximum": MAX_TOP},
+    )
+    campaign_id: str | None = Field(None, max_length=64, description="fixes the control group; default per product and month")
+
+
+class HintRow(_Model):
+    """One product suggested to one customer."""
+
+    customer_id: str
+    branch_id: str | None
+    product: str
+    product_name: str = Field(description="name in the request's language")
+    propensity: float = Field(description="calibrated probability of uptake within the horizon")
+    expected_value: float = Field(description="propensity × the product's value")
+    percentile_in_branch: float | None = Field(description="0..100, among the branch's candidates for the product")
+    eligible: bool
+    reason_not_offered: str | None = Field(None, description="set when the product is not suggested")
+    reasons: list[str] = Field(default_factory=list, description="up to three, strongest first")
+
+
+class HintResponse(_Model):
+    """``/hints`` answer: the customer's products, best expected value first."""
+
+    customer_id: str
+    lang: Lang
+    products: list[HintRow]
+
+
+class TargetRow(_Model):
+    """One customer of a target list."""
+
+    customer_id: str
+    branch_id: str | None
+    manager_id: str | None
+    product: str
+    propensity: float
+    rank: int | None = Field(description="1..top for treatment rows; None for control rows")
+    control: bool = Field(description="held out at random: do not contact, used to measure lift")
+    reasons: list[str] = Field(default_factory=list)
+
+
+class TargetResponse(_Model):
+    """``/targets`` answer."""
+
+    product: str
+    campaign_id: str
+    list_date: str = Field(description="ISO date the cool-down and capacity refer to")
+    rows: list[TargetRow]
+
+
+def validate_product(product: str, products: Iterable[str]) -> str:
+    """Check that ``product`` is one of ``products`` (e.g. ``cfg.products``).
+
+    Returns:
+        ``product`` unchanged.
+
+    Raises:
+        Unprocessable: unknown product; the message lists the valid ones.
+    """
+    valid = sorted(products)
+    if product not in valid:
+        raise Unprocessable(f"unknown product '{product}'; valid products: {', '.join(valid)}")
+    return product
+
+
+def validate_top(top: int, max_top: int = MAX_TOP) -> int:
+    """Check that ``top`` is within 1..``max_top``.
+
+    Returns:
+        ``top`` unchanged.
+
+    Raises:
+        Unprocessable: ``top`` is below 1 or above ``max_top``.
+    """
+    if not 1 <= top <= max_top:
+        raise Unprocessable(f"top={top} is outside 1..{max_top}; ask for at most {max_top:,} rows per request")
+    return top
