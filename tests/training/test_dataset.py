@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pandas as pd
+
+from training.dataset import closed_as_ofs, downsample, entity_rows, month_starts
+
+
+def test_month_starts_and_closed_windows() -> None:
+    assert month_starts(pd.Timestamp("2025-01-15"), pd.Timestamp("2025-04-01")) == [
+        pd.Timestamp("2025-02-01"), pd.Timestamp("2025-03-01"), pd.Timestamp("2025-04-01")]
+    # window of 2025-03-01 closes 2025-05-30, before a 2025-06-01 cutoff; 2025-04-01's does not
+    got = closed_as_ofs(pd.Timestamp("2025-01-01"), pd.Timestamp("2025-06-01"), 90)
+    assert got[-1] == pd.Timestamp("2025-03-01")
+
+
+def test_entity_rows_skip_unknown_customers_and_holders() -> None:
+    customers = pd.DataFrame({"customer_id": ["old", "new", "holder"],
+                              "open_date": pd.to_datetime(["2020-01-01", "2025-03-15", "2020-01-01"])})
+    loans = pd.DataFrame({"customer_id": ["holder", "old"], "product": ["consumer", "consumer"],
+                          "grant_date": pd.to_datetime(["2024-12-01", "2025-04-10"]),
+                          "end_date": pd.to_datetime([None, None]), "term_months": pd.array([12, 12], "Int64")})
+    ent = entity_rows(customers, loans, "consumer", [pd.Timestamp("2025-03-01"), pd.Timestamp("2025-04-01")], 90)
+    rows = set(map(tuple, ent[["customer_id", "as_of"]].astype(str).to_numpy()))
+    assert ("new", "2025-03-01") not in rows  # not a customer yet
+    assert ("new", "2025-04-01") in rows
+    assert not any(c == "holder" for c, _ in rows)
+    assert ent.set_index(["customer_id", "as_of"])["label"].to_dict()[("old", pd.Timestamp("2025-04-01"))] == 1
+
+
+def test_downsample_keeps_positives_and_reweights() -> None:
+    ent = pd.DataFrame({"customer_id": [str(i) for i in range(20_000)], "as_of": pd.Timestamp("2025-01-01"),
+                        "label": [1] * 100 + [0] * 19_900})
+    out = downsample(ent, 0.1, seed=1)
+    assert out["label"].sum() == 100
+    # weighted negatives estimate the original count
+    est = out.loc[out["label"] == 0, "weight"].sum()
+    assert abs(est - 19_900) < 4 * (19_900 * 0.1 * 0.9) ** 0.5 / 0.1
