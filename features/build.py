@@ -1,0 +1,273 @@
+"""Ingested tables → feature tables (Parquet), one file per family, all as-ofs at once.
+
+Reads only ``$NBP_HOME/data/ingested/<table>.parquet`` and ``_meta.json``; writes
+``$NBP_HOME/data/features/<family>.parquet`` with columns ``customer_id``,
+``event_timestamp`` (= the as-of T, naive, read by Feast as UTC) and the family's
+features (Int64 / Float64), plus ``_build.json`` describing the build.
+
+Every family is one DuckDB query over all as-of dates (transactions are first
+aggregated per customer × month, then windowed over months). Rebuilding some
+as-of dates replaces only those dates' rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from bankexport.spec import ALL_TABLES, REQUIRED_TABLES
+from features.catalog import MODULES, family_features
+from features.families.monthly import month_index, txn_month_sql
+from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
+from nbp.errors import FeatureStoreError
+from nbp.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+LOOKBACK_MONTHS = 13  # longest window (12 months) plus the same month last year
+BUILD_FILE = "_build.json"
+DUCKDB_MEMORY_LIMIT = os.environ.get("NBP_DUCKDB_MEMORY", "8GB")
+LOAN_MODES = ("end_date", "term")
+
+
+@dataclass
+class BuildSummary:
+    """What one build wrote."""
+
+    as_of: list[date]
+    rows: dict[str, int] = field(default_factory=dict)
+    skipped_families: list[str] = field(default_factory=list)
+    loan_mode: str = "end_date"
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        n = max(self.rows.values()) if self.rows else 0
+        skipped = f"; null families (table absent): {', '.join(self.skipped_families)}" if self.skipped_families else ""
+        return (f"features: {len(self.as_of)} as-of dates ({self.as_of[0]} … {self.as_of[-1]}), "
+                f"{n:,} customer rows per family, {self.seconds:.1f} s{skipped}")
+
+
+def family_path(ws: Workspace, family: str) -> Path:
+    """The Parquet file of one family's feature table."""
+    return ws.features_dir / f"{family}.parquet"
+
+
+def available_tables(ws: Workspace) -> frozenset[str]:
+    """Ingested tables present in the workspace.
+
+    Raises:
+        FeatureStoreError: a required table is missing.
+    """
+    have = frozenset(t for t in ALL_TABLES if ws.table(t).exists())
+    missing = [t for t in REQUIRED_TABLES if t not in have]
+    if missing:
+        raise FeatureStoreError(
+            f"{ws.ingested_dir}: ingested table(s) {', '.join(missing)} missing; run `nbp ingest EXPORT_DIR` first")
+    return have
+
+
+def export_date(ws: Workspace) -> date | None:
+    """The export date of the ingested data (``_meta.json``), or None when unknown."""
+    meta = ws.ingested_dir / "_meta.json"
+    if not meta.exists():
+        return None
+    try:
+        return date.fromisoformat(json.loads(meta.read_text(encoding="utf-8"))["export_date"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise FeatureStoreError(f"{meta}: no valid export_date ({e}); re-run `nbp ingest`") from e
+
+
+def connect(ws: Workspace, tables: frozenset[str]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per ingested table."""
+    tmp = ws.features_dir / ".duckdb_tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": str(tmp),
+                                 "preserve_insertion_order": False})
+    for t in sorted(tables):
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{ws.table(t)}')")
+    return con
+
+
+def _month_start(d: date) -> date:
+    return d.replace(day=1)
+
+
+def _add_months(d: date, n: int) -> date:
+    y, m = divmod(d.year * 12 + d.month - 1 + n, 12)
+    return date(y, m + 1, 1)
+
+
+def default_as_of(ws: Workspace) -> list[date]:
+    """Every month start from the end of the first full month of data to the export date.
+
+    The first as-of is the first month start that follows one whole month of
+    transactions; the last is the latest month start on or before the day after the
+    export date (T = export date + 1 day sees the whole export).
+
+    Raises:
+        FeatureStoreError: there are no transactions.
+    """
+    tables = available_tables(ws)
+    con = connect(ws, tables)
+    try:
+        lo, hi = con.execute("SELECT min(txn_time), max(txn_time) FROM transactions").fetchone()
+    finally:
+        con.close()
+    if lo is None:
+        raise FeatureStoreError("transactions: no rows; cannot choose as-of dates (pass --as-of)")
+    first_full = _month_start(lo.date()) if (lo.day == 1 and lo.time() == datetime.min.time()) else \
+        _add_months(_month_start(lo.date()), 1)
+    first = _add_months(first_full, 1)
+    end = export_date(ws) or hi.date()
+    last = _month_start(end + timedelta(days=1))
+    out, d = [], first
+    while d <= last:
+        out.append(d)
+        d = _add_months(d, 1)
+    if not out:
+        raise FeatureStoreError(f"transactions from {lo:%Y-%m-%d} to {end}: less than one full month of data")
+    return out
+
+
+def detect_loan_mode(con: duckdb.DuckDBPyConnection) -> str:
+    """``end_date`` when the bank fills ``loans.end_date`` (any granted loan has one), else ``term``."""
+    n = con.execute("SELECT count(*) FROM loans WHERE grant_date IS NOT NULL AND end_date IS NOT NULL").fetchone()[0]
+    return "end_date" if n else "term"
+
+
+def _setup(con: duckdb.DuckDBPyConnection, as_of: Sequence[date], loan_mode: str) -> None:
+    values = ", ".join(f"(TIMESTAMP '{d.isoformat()}')" for d in as_of)
+    con.execute(f"""CREATE TEMP TABLE asofs AS
+        SELECT t AS {AS_OF}, CAST(date_trunc('month', t) AS TIMESTAMP) AS m,
+               {month_index('t')} AS mi FROM (VALUES {values}) v(t)""")
+    first = _add_months(_month_start(min(as_of)), -LOOKBACK_MONTHS)
+    last = _month_start(max(as_of))
+    first_sql, last_sql = f"TIMESTAMP '{first}'", f"TIMESTAMP '{last}'"
+    con.execute(f"""CREATE TEMP TABLE months AS
+        SELECT CAST(range AS TIMESTAMP) AS m
+        FROM range({first_sql}, {last_sql} + INTERVAL 1 MONTH, INTERVAL 1 MONTH)""")
+    con.execute(f"""CREATE TEMP TABLE spine AS
+        SELECT c.customer_id, a.{AS_OF}, a.m FROM customers c JOIN asofs a ON c.open_date < a.{AS_OF}""")
+    con.execute(f"CREATE TEMP TABLE loan_mode AS SELECT '{loan_mode}' AS mode")
+    t0 = time.perf_counter()
+    con.execute(f"CREATE TEMP TABLE txn_month AS {txn_month_sql(first_sql, last_sql)}")
+    log.info("txn_month: customer × month aggregate, %.1f s", time.perf_counter() - t0)
+
+
+def _final_select(feats: list[Feature], inner: str | None) -> str:
+    cols = []
+    for f in feats:
+        if inner is None:
+            cols.append(f"CAST(NULL AS {f.sql_type}) AS {f.name}")
+        elif f.zero_if_none:
+            cols.append(f"CAST(coalesce(f.{f.name}, 0) AS {f.sql_type}) AS {f.name}")
+        else:
+            cols.append(f"CAST(f.{f.name} AS {f.sql_type}) AS {f.name}")
+    join = (f"LEFT JOIN ({inner}) f ON f.{JOIN_KEY} = s.{JOIN_KEY} AND f.{AS_OF} = s.{AS_OF}"
+            if inner is not None else "")
+    return (f"SELECT s.{JOIN_KEY}, s.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols)
+            + f"\nFROM spine s {join}")
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, family: str, inner: str, feats: list[Feature]) -> None:
+    got = [d[0] for d in con.execute(f"SELECT * FROM ({inner}) LIMIT 0").description]
+    want = [JOIN_KEY, AS_OF] + [f.name for f in feats]
+    if sorted(got) != sorted(want):
+        raise FeatureStoreError(
+            f"features/families/{family}.py: SQL columns differ from its FEATURES "
+            f"(extra {sorted(set(got) - set(want))}, missing {sorted(set(want) - set(got))})")
+
+
+def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, tables: frozenset[str]) -> int:
+    mod = MODULES[family]
+    feats = family_features(family)
+    inner = mod.sql(tables) if set(mod.REQUIRES) <= tables else None
+    if inner is not None:
+        _check_columns(con, family, inner, feats)
+    final = family_path(ws, family)
+    tmp = final.with_suffix(".tmp.parquet")
+    query = _final_select(feats, inner)
+    if final.exists():
+        old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet('{final}') LIMIT 0").description]
+        if old_cols == [JOIN_KEY, EVENT_TS] + [f.name for f in feats]:
+            query = (f"SELECT * FROM read_parquet('{final}') WHERE {EVENT_TS} NOT IN (SELECT {AS_OF} FROM asofs)\n"
+                     f"UNION ALL BY NAME\n{query}")
+        else:
+            log.warning("%s: columns changed since the last build; older as-of dates are dropped", final.name)
+    con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000)")
+    os.replace(tmp, final)
+    return con.execute(f"SELECT count(*) FROM read_parquet('{final}') WHERE {EVENT_TS} IN "
+                       f"(SELECT {AS_OF} FROM asofs)").fetchone()[0]
+
+
+def build(ws: Workspace, as_of: Sequence[date] | None = None, *, loan_mode: str | None = None,
+          families: Sequence[str] | None = None) -> BuildSummary:
+    """Build the feature tables of ``as_of`` (default: :func:`default_as_of`).
+
+    Args:
+        ws: the workspace (reads its ingested tables, writes its features_dir).
+        as_of: as-of dates T; features at T use records dated strictly before T.
+        loan_mode: ``end_date`` or ``term`` (how a loan's end is known, see
+            :func:`detect_loan_mode`); None detects it from the loans table.
+        families: build only these families (default all).
+
+    Returns:
+        A :class:`BuildSummary`.
+
+    Raises:
+        FeatureStoreError: a required ingested table is missing, or a family's SQL
+            does not match its catalogue entries.
+    """
+    t0 = time.perf_counter()
+    tables = available_tables(ws)
+    dates = sorted(set(as_of)) if as_of else default_as_of(ws)
+    ws.features_dir.mkdir(parents=True, exist_ok=True)
+    con = connect(ws, tables)
+    try:
+        mode = loan_mode or detect_loan_mode(con)
+        if mode not in LOAN_MODES:
+            raise FeatureStoreError(f"loan_mode {mode!r}: must be one of {LOAN_MODES}")
+        _setup(con, dates, mode)
+        summary = BuildSummary(as_of=dates, loan_mode=mode)
+        for fam in families or MODULES:
+            t1 = time.perf_counter()
+            summary.rows[fam] = _write_family(con, ws, fam, tables)
+            if not set(MODULES[fam].REQUIRES) <= tables:
+                summary.skipped_families.append(fam)
+            log.info("family %s: %s rows, %.1f s", fam, f"{summary.rows[fam]:,}", time.perf_counter() - t1)
+    finally:
+        con.close()
+    summary.seconds = time.perf_counter() - t0
+    _write_build_file(ws, summary)
+    log.info(summary.describe())
+    return summary
+
+
+def _write_build_file(ws: Workspace, summary: BuildSummary) -> None:
+    path = ws.features_dir / BUILD_FILE
+    prev = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    all_dates = sorted(set(prev.get("as_of", [])) | {d.isoformat() for d in summary.as_of})
+    path.write_text(json.dumps({
+        "as_of": all_dates, "last_build": [d.isoformat() for d in summary.as_of],
+        "loan_mode": summary.loan_mode, "rows": summary.rows, "null_families": summary.skipped_families,
+    }, indent=2), encoding="utf-8")
+
+
+def built_as_of(ws: Workspace) -> list[date]:
+    """Every as-of date present in the feature tables (from ``_build.json``).
+
+    Raises:
+        FeatureStoreError: no feature tables were built.
+    """
+    path = ws.features_dir / BUILD_FILE
+    if not path.exists():
+        raise FeatureStoreError(f"{ws.features_dir}: no feature tables; run `nbp features` first")
+    return [date.fromisoformat(d) for d in json.loads(path.read_text(encoding="utf-8"))["as_of"]]

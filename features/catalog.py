@@ -1,0 +1,45 @@
+"""The machine-readable feature catalogue: every feature with name, family, dtype,
+Chinese and English description, and its categories when categorical.
+
+Reason codes, Feast definitions, the build and the docs all read this one list.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pandas as pd
+
+from features.families import business, demo, holdings, income, liquidity, marketing, spend, tax
+from features.schema import Feature
+
+MODULES: dict[str, ModuleType] = {
+    m.FAMILY: m for m in (demo, income, spend, business, liquidity, tax, holdings, marketing)
+}
+
+CATALOG: tuple[Feature, ...] = tuple(f for m in MODULES.values() for f in m.FEATURES)
+BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOG}
+
+
+def family_features(family: str) -> list[Feature]:
+    """The features of one family, in catalogue order."""
+    return [f for f in CATALOG if f.family == family]
+
+
+def feature_names() -> list[str]:
+    """Every feature name, in catalogue order."""
+    return [f.name for f in CATALOG]
+
+
+def catalog_frame() -> pd.DataFrame:
+    """The catalogue as a table.
+
+    Returns:
+        One row per feature: ``name``, ``family``, ``dtype``, ``zh``, ``en``,
+        ``categorical`` (bool), ``categories`` (comma-separated enum, code = position).
+    """
+    return pd.DataFrame([
+        {"name": f.name, "family": f.family, "dtype": f.dtype, "zh": f.zh, "en": f.en,
+         "categorical": f.categorical, "categories": ",".join(f.categories)}
+        for f in CATALOG
+    ])

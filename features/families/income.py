@@ -1,0 +1,75 @@
+"""Income: payroll (代发工资), pension, subsidies, remittances, all credits.
+
+Windows are whole calendar months before the as-of's month (``txn_month``).
+"""
+
+from __future__ import annotations
+
+from features.families._sql import anchors, ratio, select, win
+from features.schema import Feature
+
+FAMILY = "income"
+REQUIRES = ("transactions",)
+
+
+def _f(name: str, dtype: str, zh: str, en: str) -> Feature:
+    return Feature(name, FAMILY, dtype, zh, en, zero_if_none=name not in _NULLABLE)
+
+
+_NULLABLE = {
+    "income_payroll_cv_6m", "income_payroll_ratio_3m_prior3m", "income_payroll_months_since_last",
+    "income_credit_ratio_3m_prior3m",
+}
+
+FEATURES: list[Feature] = [
+    _f("income_payroll_months_3m", "int", "近3个月代发工资月数", "months with payroll in the last 3 months"),
+    _f("income_payroll_months_6m", "int", "近6个月代发工资月数", "months with payroll in the last 6 months"),
+    _f("income_payroll_months_12m", "int", "近12个月代发工资月数", "months with payroll in the last 12 months"),
+    _f("income_payroll_streak_months", "int", "最近连续代发工资月数(最多12)",
+       "consecutive months with payroll up to the as-of (at most 12)"),
+    _f("income_payroll_months_since_last", "int", "距最近一次代发工资的月数(12个月内)",
+       "months since the last month with payroll (within 12 months)"),
+    _f("income_payroll_amount_1m", "float", "上月代发工资金额", "payroll amount last month"),
+    _f("income_payroll_amount_avg_6m", "float", "近6个月月均代发工资", "average monthly payroll, last 6 months"),
+    _f("income_payroll_cv_6m", "float", "近6个月代发工资波动系数", "coefficient of variation of monthly payroll, last 6 months"),
+    _f("income_payroll_ratio_3m_prior3m", "float", "近3个月代发工资与前3个月之比",
+       "payroll in the last 3 months over the 3 months before"),
+    _f("income_pension_amount_avg_6m", "float", "近6个月月均养老金", "average monthly pension, last 6 months"),
+    _f("income_pension_months_6m", "int", "近6个月领取养老金月数", "months with a pension credit, last 6 months"),
+    _f("income_subsidy_amount_12m", "float", "近12个月补贴金额", "subsidies received, last 12 months"),
+    _f("income_subsidy_count_12m", "int", "近12个月补贴笔数", "number of subsidy credits, last 12 months"),
+    _f("income_remittance_amount_6m", "float", "近6个月转入汇款金额", "transfers received (remittances), last 6 months"),
+    _f("income_remittance_count_6m", "int", "近6个月转入汇款笔数", "number of transfers received, last 6 months"),
+    _f("income_credit_amount_avg_3m", "float", "近3个月月均入账金额", "average monthly credits (all money in), last 3 months"),
+    _f("income_credit_amount_avg_12m", "float", "近12个月月均入账金额", "average monthly credits (all money in), last 12 months"),
+    _f("income_credit_ratio_3m_prior3m", "float", "近3个月入账与前3个月之比",
+       "money in during the last 3 months over the 3 months before"),
+]
+
+
+def sql(tables: frozenset[str]) -> str:
+    """Income features per (customer_id, as_of), from ``txn_month``."""
+    pay_flag = "CAST(payroll_amt > 0 AS INTEGER)"
+    exprs = {
+        "income_payroll_months_3m": win("sum", pay_flag, 3),
+        "income_payroll_months_6m": win("sum", pay_flag, 6),
+        "income_payroll_months_12m": win("sum", pay_flag, 12),
+        "income_payroll_streak_months": (
+            f"coalesce(mi - 1 - {win('max', 'CASE WHEN payroll_amt <= 0 THEN mi END', 12)}, 12)"),
+        "income_payroll_months_since_last": f"mi - {win('max', 'CASE WHEN payroll_amt > 0 THEN mi END', 12)}",
+        "income_payroll_amount_1m": win("sum", "payroll_amt", 1),
+        "income_payroll_amount_avg_6m": win("sum", "payroll_amt", 6) + " / 6",
+        "income_payroll_cv_6m": ratio(win("stddev_pop", "payroll_amt", 6), win("avg", "payroll_amt", 6)),
+        "income_payroll_ratio_3m_prior3m": ratio(win("sum", "payroll_amt", 3), win("sum", "payroll_amt", 3, 3)),
+        "income_pension_amount_avg_6m": win("sum", "pension_amt", 6) + " / 6",
+        "income_pension_months_6m": win("sum", "CAST(pension_amt > 0 AS INTEGER)", 6),
+        "income_subsidy_amount_12m": win("sum", "subsidy_amt", 12),
+        "income_subsidy_count_12m": win("sum", "subsidy_n", 12),
+        "income_remittance_amount_6m": win("sum", "remit_amt", 6),
+        "income_remittance_count_6m": win("sum", "remit_n", 6),
+        "income_credit_amount_avg_3m": win("sum", "credit_amt", 3) + " / 3",
+        "income_credit_amount_avg_12m": win("sum", "credit_amt", 12) + " / 12",
+        "income_credit_ratio_3m_prior3m": ratio(win("sum", "credit_amt", 3), win("sum", "credit_amt", 3, 3)),
+    }
+    inner = f"SELECT customer_id, m,\n    {select(exprs)}\nFROM txn_month"
+    return anchors(inner, list(exprs))

@@ -1,0 +1,87 @@
+"""Names of the feature store: entity, keys, timestamps, shared relations, and the
+:class:`Feature` record every family declares.
+
+Conventions (see ``docs/features.md``):
+
+* One row per (customer, as-of date T). ``T`` is an instant, ``T 00:00``; a
+  feature at T uses only records whose own date is strictly before T.
+* Feature names are ``<family>_<measure>_<window>``; every feature carries a
+  Chinese and an English description (they feed reason codes for branch staff).
+* Categorical features are stored as integer codes: the 0-based position of the
+  value in the enum tuple of :mod:`bankexport.spec` (``CATEGORY_CODE_RULE``);
+  unknown or empty values are null. The spec's enum order is part of the export
+  format, so training and serving read the same codes from the same files.
+
+Shared DuckDB relations a family's SQL may read (created by :mod:`features.build`):
+
+``asofs(as_of TIMESTAMP, m TIMESTAMP, mi BIGINT)``
+    the as-of dates, ``m`` the first day of the as-of's month, ``mi`` = year*12+month.
+``spine(customer_id, as_of, m)``
+    customers known at T (``open_date < T``), one row per customer and as-of.
+``txn_month(customer_id, m, mi, <measures>)``
+    transactions aggregated per customer and calendar month, dense (every month from
+    13 months before the first as-of month up to the last as-of month, zeros filled).
+``loan_mode(mode VARCHAR)``
+    one row: ``'end_date'`` when the bank fills ``loans.end_date``, else ``'term'``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENTITY = "customer"
+JOIN_KEY = "customer_id"
+EVENT_TS = "event_timestamp"
+AS_OF = "as_of"
+FEATURE_SERVICE_VERSION = "v1"
+
+FAMILIES = ("demo", "income", "spend", "business", "liquidity", "tax", "holdings", "marketing")
+
+CATEGORY_CODE_RULE = (
+    "integer code = 0-based position of the value in the enum tuple of bankexport/spec.py; "
+    "null when unknown"
+)
+
+DTYPES = ("int", "float")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature of the catalogue.
+
+    Attributes:
+        name: ``<family>_<measure>_<window>``.
+        family: one of :data:`FAMILIES`.
+        dtype: ``int`` (stored Int64) or ``float`` (stored Float64).
+        zh: description in Chinese, for branch staff.
+        en: description in English.
+        categories: for categorical features, the enum tuple whose positions are the codes.
+        zero_if_none: a customer with no source records gets 0 (a count or an amount),
+            not null; when the source table is absent the feature is null anyway.
+    """
+
+    name: str
+    family: str
+    dtype: str
+    zh: str
+    en: str
+    categories: tuple[str, ...] = ()
+    zero_if_none: bool = False
+
+    @property
+    def categorical(self) -> bool:
+        return bool(self.categories)
+
+    @property
+    def description(self) -> str:
+        """``"<zh> / <en>"``, the Feast field description."""
+        return f"{self.zh} / {self.en}"
+
+    @property
+    def sql_type(self) -> str:
+        return "BIGINT" if self.dtype == "int" else "DOUBLE"
+
+
+def feature_service_name(product: str) -> str:
+    """The Feast FeatureService a product's model reads, e.g. ``consumer_v1``."""
+    return f"{product}_{FEATURE_SERVICE_VERSION}"
