@@ -27,6 +27,7 @@ Shared DuckDB relations a family's SQL may read (created by :mod:`features.build
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 ENTITY = "customer"
@@ -85,3 +86,23 @@ class Feature:
 def feature_service_name(product: str) -> str:
     """The Feast FeatureService a product's model reads, e.g. ``consumer_v1``."""
     return f"{product}_{FEATURE_SERVICE_VERSION}"
+
+
+def declarer(family: str, nullable: Collection[str] = (), zero: bool = True) -> Callable[..., Feature]:
+    """A shorthand that declares features of one family.
+
+    Args:
+        family: the family every declared feature belongs to.
+        nullable: names that stay null for a customer without records; all other
+            features of the family are 0 then (counts and amounts).
+        zero: False makes every feature of the family nullable.
+
+    Returns:
+        ``f(name, dtype, zh, en, categories=())`` returning a :class:`Feature`.
+    """
+
+    def declare(name: str, dtype: str, zh: str, en: str, categories: tuple[str, ...] = ()) -> Feature:
+        return Feature(name, family, dtype, zh, en, categories=categories,
+                       zero_if_none=zero and not categories and name not in nullable)
+
+    return declare

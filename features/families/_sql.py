@@ -48,3 +48,13 @@ def anchors(inner: str, names: Sequence[str]) -> str:
 def select(exprs: dict[str, str]) -> str:
     """``expr AS name, ...`` of an ordered mapping name -> SQL expression."""
     return ",\n    ".join(f"{e} AS {n}" for n, e in exprs.items())
+
+
+def monthly(exprs: dict[str, str], source: str = "txn_month") -> str:
+    """Window expressions over a dense monthly relation, kept at anchor months.
+
+    Returns:
+        A query with ``customer_id``, ``as_of`` and one column per ``exprs`` key.
+    """
+    inner = f"SELECT customer_id, m,\n    {select(exprs)}\nFROM {source}"
+    return anchors(inner, list(exprs))

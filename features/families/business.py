@@ -5,8 +5,8 @@ Windows are whole calendar months before the as-of's month (``txn_month``).
 
 from __future__ import annotations
 
-from features.families._sql import anchors, ratio, select, win
-from features.schema import Feature
+from features.families._sql import monthly, ratio, win
+from features.schema import Feature, declarer
 
 FAMILY = "business"
 REQUIRES = ("transactions",)
@@ -17,9 +17,8 @@ _NULLABLE = {
 }
 
 
-def _f(name: str, dtype: str, zh: str, en: str) -> Feature:
-    return Feature(name, FAMILY, dtype, zh, en, zero_if_none=name not in _NULLABLE)
 
+_f = declarer(FAMILY, _NULLABLE)
 
 FEATURES: list[Feature] = [
     _f("business_settlement_amount_1m", "float", "上月商户收单结算金额", "merchant settlement last month"),
@@ -62,5 +61,4 @@ def sql(tables: frozenset[str]) -> str:
         "business_counterparties_avg_3m": win("sum", "counterparties_n", 3) + " / 3",
         "business_counterparties_max_12m": win("max", "counterparties_n", 12),
     }
-    inner = f"SELECT customer_id, m,\n    {select(exprs)}\nFROM txn_month"
-    return anchors(inner, list(exprs))
+    return monthly(exprs)

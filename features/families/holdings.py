@@ -13,14 +13,19 @@ from __future__ import annotations
 
 from bankexport.spec import ACCOUNT_TYPES, LOAN_PRODUCTS, PRODUCT_NAMES_ZH, SERVICES
 from features.families._sql import q, select
-from features.schema import Feature
+from features.schema import Feature, declarer
 
 FAMILY = "holdings"
 REQUIRES = ("loans", "accounts")
 
 
-def _f(name: str, dtype: str, zh: str, en: str, zero: bool = True) -> Feature:
-    return Feature(name, FAMILY, dtype, zh, en, zero_if_none=zero)
+_NULLABLE = {
+    "holdings_months_since_last_grant", "holdings_months_since_last_application",
+    "holdings_months_since_last_loan_end", "holdings_worst_overdue_days_ended",
+    # services: 0/1 for every customer when the bank exports services, else null
+    "holdings_services_count", *[f"holdings_service_{s}_held" for s in SERVICES],
+}
+_f = declarer(FAMILY, _NULLABLE)
 
 
 _SERVICE_ZH = {"mobile_banking": "手机银行", "wechat_banking": "微信银行", "payroll_agency": "代发工资服务",
@@ -39,14 +44,13 @@ LOAN_FEATURES: list[Feature] = [
     _f("holdings_loan_applications_12m", "int", "近12个月贷款申请笔数", "loan applications, last 12 months"),
     _f("holdings_loan_applications_not_granted_12m", "int", "近12个月未获放款的申请笔数",
        "loan applications not (yet) granted, last 12 months"),
-    _f("holdings_months_since_last_grant", "int", "距最近一次放款的月数", "months since the last loan was granted",
-       zero=False),
+    _f("holdings_months_since_last_grant", "int", "距最近一次放款的月数", "months since the last loan was granted"),
     _f("holdings_months_since_last_application", "int", "距最近一次贷款申请的月数",
-       "months since the last loan application", zero=False),
+       "months since the last loan application"),
     _f("holdings_months_since_last_loan_end", "int", "距最近一笔贷款结清的月数",
-       "months since the last loan ended", zero=False),
+       "months since the last loan ended"),
     _f("holdings_worst_overdue_days_ended", "int", "已结束贷款的最长逾期天数",
-       "worst days overdue among loans that ended before the as-of", zero=False),
+       "worst days overdue among loans that ended before the as-of"),
     _f("holdings_written_off_count_ended", "int", "已核销贷款笔数", "loans written off before the as-of"),
 ]
 ACCOUNT_FEATURES: list[Feature] = [
@@ -56,8 +60,8 @@ ACCOUNT_FEATURES: list[Feature] = [
     _f("holdings_accounts_opened_12m", "int", "近12个月新开账户数", "accounts opened in the last 12 months"),
 ]
 SERVICE_FEATURES: list[Feature] = [
-    _f("holdings_services_count", "int", "当前签约服务数", "services held", zero=False),
-    *[_f(f"holdings_service_{s}_held", "int", f"已签约{_SERVICE_ZH[s]}(1/0)", f"holds {s} (1/0)", zero=False)
+    _f("holdings_services_count", "int", "当前签约服务数", "services held"),
+    *[_f(f"holdings_service_{s}_held", "int", f"已签约{_SERVICE_ZH[s]}(1/0)", f"holds {s} (1/0)")
       for s in SERVICES],
 ]
 FEATURES: list[Feature] = LOAN_FEATURES + ACCOUNT_FEATURES + SERVICE_FEATURES

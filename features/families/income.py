@@ -5,21 +5,20 @@ Windows are whole calendar months before the as-of's month (``txn_month``).
 
 from __future__ import annotations
 
-from features.families._sql import anchors, ratio, select, win
-from features.schema import Feature
+from features.families._sql import monthly, ratio, win
+from features.schema import Feature, declarer
 
 FAMILY = "income"
 REQUIRES = ("transactions",)
 
-
-def _f(name: str, dtype: str, zh: str, en: str) -> Feature:
-    return Feature(name, FAMILY, dtype, zh, en, zero_if_none=name not in _NULLABLE)
 
 
 _NULLABLE = {
     "income_payroll_cv_6m", "income_payroll_ratio_3m_prior3m", "income_payroll_months_since_last",
     "income_credit_ratio_3m_prior3m",
 }
+
+_f = declarer(FAMILY, _NULLABLE)
 
 FEATURES: list[Feature] = [
     _f("income_payroll_months_3m", "int", "近3个月代发工资月数", "months with payroll in the last 3 months"),
@@ -71,5 +70,4 @@ def sql(tables: frozenset[str]) -> str:
         "income_credit_amount_avg_12m": win("sum", "credit_amt", 12) + " / 12",
         "income_credit_ratio_3m_prior3m": ratio(win("sum", "credit_amt", 3), win("sum", "credit_amt", 3, 3)),
     }
-    inner = f"SELECT customer_id, m,\n    {select(exprs)}\nFROM txn_month"
-    return anchors(inner, list(exprs))
+    return monthly(exprs)

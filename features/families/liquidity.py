@@ -8,14 +8,13 @@ Needs the optional ``balances`` table (features are null without it).
 from __future__ import annotations
 
 from features.families._sql import anchors, ratio, select, win
-from features.schema import Feature
+from features.schema import Feature, declarer
 
 FAMILY = "liquidity"
 REQUIRES = ("balances",)
 
 
-def _f(name: str, dtype: str, zh: str, en: str) -> Feature:
-    return Feature(name, FAMILY, dtype, zh, en)
+_f = declarer(FAMILY, zero=False)
 
 
 FEATURES: list[Feature] = [

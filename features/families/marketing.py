@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES, LOAN_PRODUCTS, PRODUCT_NAMES_ZH
 from features.families._sql import codes, q, select
-from features.schema import Feature
+from features.schema import Feature, declarer
 
 FAMILY = "marketing"
 REQUIRES = ("contacts",)
@@ -17,8 +17,8 @@ _CHANNEL_ZH = {"sms": "短信", "wechat": "微信", "phone": "电话", "visit": 
 _OUTCOME_CODES = "accepted=0, declined=1, no_response=2, unreachable=3"
 
 
-def _f(name: str, dtype: str, zh: str, en: str, zero: bool = True, categories: tuple[str, ...] = ()) -> Feature:
-    return Feature(name, FAMILY, dtype, zh, en, categories=categories, zero_if_none=zero)
+_NULLABLE = {"marketing_days_since_last_contact", *[f"marketing_days_since_contact_{p}" for p in LOAN_PRODUCTS]}
+_f = declarer(FAMILY, _NULLABLE)
 
 
 FEATURES: list[Feature] = [
@@ -30,13 +30,13 @@ FEATURES: list[Feature] = [
     _f("marketing_accepted_12m", "int", "近12个月接受营销次数", "contacts accepted, last 12 months"),
     _f("marketing_declined_12m", "int", "近12个月拒绝营销次数", "contacts declined, last 12 months"),
     _f("marketing_last_outcome", "int", "最近一次营销结果", f"outcome of the last contact (code: {_OUTCOME_CODES})",
-       zero=False, categories=CONTACT_OUTCOMES),
-    _f("marketing_days_since_last_contact", "int", "距最近一次营销的天数", "days since the last contact", zero=False),
+       categories=CONTACT_OUTCOMES),
+    _f("marketing_days_since_last_contact", "int", "距最近一次营销的天数", "days since the last contact"),
     *[_f(f"marketing_last_outcome_{p}", "int", f"最近一次{PRODUCT_NAMES_ZH[p]}营销结果",
-         f"outcome of the last {p} contact (code: {_OUTCOME_CODES})", zero=False, categories=CONTACT_OUTCOMES)
+         f"outcome of the last {p} contact (code: {_OUTCOME_CODES})", categories=CONTACT_OUTCOMES)
       for p in LOAN_PRODUCTS],
     *[_f(f"marketing_days_since_contact_{p}", "int", f"距最近一次{PRODUCT_NAMES_ZH[p]}营销的天数",
-         f"days since the last {p} contact", zero=False) for p in LOAN_PRODUCTS],
+         f"days since the last {p} contact") for p in LOAN_PRODUCTS],
 ]
 
 

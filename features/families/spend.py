@@ -5,8 +5,8 @@ Windows are whole calendar months before the as-of's month (``txn_month``).
 
 from __future__ import annotations
 
-from features.families._sql import anchors, ratio, select, win
-from features.schema import Feature
+from features.families._sql import monthly, ratio, win
+from features.schema import Feature, declarer
 
 FAMILY = "spend"
 REQUIRES = ("transactions",)
@@ -17,9 +17,8 @@ _NULLABLE = {
 }
 
 
-def _f(name: str, dtype: str, zh: str, en: str) -> Feature:
-    return Feature(name, FAMILY, dtype, zh, en, zero_if_none=name not in _NULLABLE)
 
+_f = declarer(FAMILY, _NULLABLE)
 
 FEATURES: list[Feature] = [
     _f("spend_purchase_amount_1m", "float", "上月消费金额", "purchases last month"),
@@ -64,5 +63,4 @@ def sql(tables: frozenset[str]) -> str:
         "spend_agent_count_3m": win("sum", "agent_n", 3),
         "spend_active_months_6m": win("sum", "CAST(debit_n > 0 AS INTEGER)", 6),
     }
-    inner = f"SELECT customer_id, m,\n    {select(exprs)}\nFROM txn_month"
-    return anchors(inner, list(exprs))
+    return monthly(exprs)
