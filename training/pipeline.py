@@ -1,0 +1,166 @@
+"""The training jobs: train (with the champion gate), score and backtest.
+
+Only this module (with :mod:`training.registry`) does IO in ``training``: it reads
+the ingested tables and Feast, calls the pure recipe in :mod:`training.model` and
+:mod:`training.evaluate`, and logs to MLflow.
+
+Time split for ``train(cutoff=C)``: the as-of dates whose label window closed
+before C, in order; the latest ``test_months`` are the backtest window (metrics
+and the champion gate), the ``valid_months`` before them early-stop and
+calibrate, the rest train. Nothing is tuned on the backtest window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from tqdm.auto import tqdm
+
+from nbp.config import Config
+from nbp.errors import FeatureStoreError, ModelUnavailable, NbpError
+from nbp.workspace import Workspace
+from training import evaluate, registry
+from training.candidates import eligible
+from training.dataset import (
+    closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, training_set, with_features,
+)
+from training.model import FittedModel, ModelParams, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProductResult:
+    """What one product's training produced."""
+
+    product: str
+    version: int | None
+    alias: str | None
+    reason: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    window: str = ""
+
+
+def export_date(ws: Workspace) -> pd.Timestamp:
+    """The export date recorded by ingest."""
+    meta = ws.ingested_dir / "_meta.json"
+    if not meta.exists():
+        raise FeatureStoreError(f"{meta} missing: run `nbp ingest` first")
+    return pd.Timestamp(json.loads(meta.read_text(encoding="utf-8"))["export_date"])
+
+
+def first_data_day(ws: Workspace) -> pd.Timestamp:
+    """The first transaction day: as-of dates start after it."""
+    got = duckdb.sql(f"SELECT min(txn_time) FROM read_parquet('{ws.table('transactions')}')").fetchone()[0]
+    if got is None:
+        raise FeatureStoreError("no transactions ingested")
+    return pd.Timestamp(got) + pd.Timedelta(days=1)
+
+
+def window_id(as_ofs: list[pd.Timestamp]) -> str:
+    return f"{as_ofs[0]:%Y-%m-%d}..{as_ofs[-1]:%Y-%m-%d}"
+
+
+def split_months(as_ofs: list[pd.Timestamp], valid_months: int, test_months: int
+                 ) -> tuple[list[pd.Timestamp], list[pd.Timestamp], list[pd.Timestamp]]:
+    """Split ordered as-of dates into train, validation and test (latest)."""
+    if len(as_ofs) < valid_months + test_months + 1:
+        raise NbpError(f"only {len(as_ofs)} as-of dates with closed labels; need at least "
+                       f"{valid_months + test_months + 1} (train + {valid_months} validation + {test_months} test)")
+    test = as_ofs[-test_months:]
+    valid = as_ofs[-test_months - valid_months:-test_months]
+    return as_ofs[: -test_months - valid_months], valid, test
+
+
+def _fit_product(cfg: Config, ws: Workspace, key: str, train_ofs: list, valid_ofs: list, test_ofs: list
+                 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]]:
+    rate = cfg.training.negative_rate
+    tr = training_set(cfg, ws, key, train_ofs, negative_rate=rate)
+    va = training_set(cfg, ws, key, valid_ofs, negative_rate=rate)
+    te = training_set(cfg, ws, key, test_ofs)
+    feats = feature_columns(tr)
+    model = fit(tr, va, feats, "label", ModelParams(), weight="weight", time="as_of")
+    te["score"] = model.predict_proba(te)
+    return model, te, evaluate.metrics(te["label"], te["score"])
+
+
+def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
+          products: list[str] | None = None, oracle_auc: dict[str, float] | None = None) -> list[ProductResult]:
+    """Train, evaluate, register and gate one model per product.
+
+    Args:
+        cfg: configuration.
+        ws: workspace with ingested tables and built features.
+        cutoff: only label windows closed before it are used (default: export date).
+        products: product keys (default: all in config).
+        oracle_auc: optional oracle AUC per product on the same window (leak alarm).
+
+    Returns:
+        One :class:`ProductResult` per product.
+    """
+    cutoff = cutoff or export_date(ws)
+    as_ofs = closed_as_ofs(first_data_day(ws), cutoff, cfg.training.horizon_days)
+    train_ofs, valid_ofs, test_ofs = split_months(as_ofs, cfg.training.valid_months, cfg.training.test_months)
+    results = []
+    for key in tqdm(products or list(cfg.products), desc="train", disable=None):
+        if key not in cfg.products:
+            raise NbpError(f"unknown product '{key}'; configured: {', '.join(cfg.products)}")
+        model, te, m = _fit_product(cfg, ws, key, train_ofs, valid_ofs, test_ofs)
+        win = window_id(test_ofs)
+        leak = m["auc"] > cfg.training.leak_auc or (
+            oracle_auc is not None and key in oracle_auc and m["auc"] > oracle_auc[key] + cfg.training.leak_margin)
+        out = ws.outputs_dir / "train" / key
+        out.mkdir(parents=True, exist_ok=True)
+        plots = evaluate.save_plots(te["label"], te["score"], model.importance(), out, title=key)
+        version = registry.log_and_register(
+            ws, key, model, m, params=ModelParams().model_dump() | {"cutoff": f"{cutoff:%Y-%m-%d}"},
+            plots=plots, feature_info={"feature_service": feature_service(key, cfg.products[key])},
+            as_of_range=(f"{train_ofs[0]:%Y-%m-%d}", f"{valid_ofs[-1]:%Y-%m-%d}"), backtest_window=win,
+            input_example=te.head(5))
+        d = registry.promote(ws, key, version, m, cfg.training.auc_floor, leak, window_rows=te)
+        log.info("%s: %s", key, d.reason)
+        results.append(ProductResult(key, version, d.alias, d.reason, m, win))
+    return results
+
+
+def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list[str] | None = None
+          ) -> pd.DataFrame:
+    """Score every eligible candidate with each product's champion.
+
+    Returns:
+        Columns ``customer_id``, ``product``, ``as_of``, ``score`` (calibrated
+        probability), ``model_version``. A product without a champion is skipped
+        with a warning.
+    """
+    customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "open_date"])
+    loans = pd.read_parquet(ws.table("loans"))
+    parts = []
+    for key in products or list(cfg.products):
+        pc = cfg.products[key]
+        try:
+            model, version = registry.load_champion(ws, key)
+        except ModelUnavailable as e:
+            log.warning("%s: not scored: %s", key, e)
+            continue
+        ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, None)
+        df = with_features(cfg, ws, ent, feature_service(key, pc))
+        df = df[eligible(df, pc.eligibility).to_numpy()]
+        parts.append(pd.DataFrame({"customer_id": df["customer_id"], "product": key, "as_of": df["as_of"],
+                                   "score": model.predict_proba(df), "model_version": version}))
+    if not parts:
+        raise ModelUnavailable("no product has a champion model: run `nbp train` first")
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_scores(df: pd.DataFrame, path: Path) -> Path:
+    """Write scores as Parquet (atomic rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
