@@ -305,7 +305,7 @@ def _write_report_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> N
     """Write a query's result as CSV in UTF-8 with BOM (Excel opens Chinese correctly)."""
     import pyarrow.csv as pacsv
 
-    reader = con.sql(sql).fetch_record_batch(200_000)
+    reader = con.sql(sql).to_arrow_reader(200_000)
     with path.open("wb") as f:
         f.write("\ufeff".encode())
         with pacsv.CSVWriter(f, reader.schema) as w:

@@ -1,0 +1,298 @@
+"""Validated ingest: every bad-input rule, typed storage, reports, atomic swap, CLI exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from bankexport import ingest as ingest_mod
+from bankexport.ingest import ingest
+from bankexport.spec import TABLES
+from nbp.config import IngestConfig
+from nbp.errors import DataContractError
+from nbp.workspace import Workspace
+from tests.bankexport.conftest import base_tables, write_csv, write_export
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    raw = path.read_bytes()
+    assert raw.startswith("\ufeff".encode()), f"{path} lacks the UTF-8 BOM"
+    return list(csv.DictReader(raw.decode("utf-8-sig").splitlines(keepends=True)))
+
+
+def _report(ws: Workspace) -> dict:
+    return json.loads((ws.ingest_dir / "report.json").read_text(encoding="utf-8"))
+
+
+def test_valid_export_is_stored_typed(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    src = write_export(tmp_path / "exp", base_tables())
+    rep = ingest(src, ws, cfg)
+    for name, rows in base_tables().items():
+        df = pd.read_parquet(ws.table(name))
+        assert len(df) == len(rows)
+        assert list(df.columns) == TABLES[name].column_names
+    tx = pd.read_parquet(ws.table("transactions"))
+    assert str(tx["txn_id"].dtype) == "string"
+    assert str(tx["txn_time"].dtype) == "datetime64[us]"
+    assert tx["amount"].dtype == "float64"
+    assert tx.loc[tx.txn_id == "T2", "txn_time"].iloc[0] == pd.Timestamp("2024-05-02 11:30:00")
+    loans = pd.read_parquet(ws.table("loans"))
+    assert str(loans["term_months"].dtype) == "Int64"
+    assert loans["term_months"].isna().sum() == 1
+    bal = pd.read_parquet(ws.table("balances"))
+    assert bal["month"].iloc[0] == pd.Timestamp("2024-04-01")
+    meta = json.loads((ws.ingested_dir / "_meta.json").read_text(encoding="utf-8"))
+    assert meta["export_date"] == "2024-05-03"  # latest event date: a transaction
+    report = _report(ws)
+    assert set(report["tables"]) == set(TABLES)
+    assert report["tables"]["transactions"] == {"rows_read": 3, "rows_kept": 3, "set_aside": {},
+                                                "cells_reported": {}}
+    assert not (ws.ingest_dir / "rejects").exists()
+    assert "transactions" in rep.summary_table()
+
+
+# (table, row to append (merged over a copy of that table's first row), rule, column)
+BAD_ROWS = [
+    ("customers", {"customer_id": "C7", "customer_type": ""}, "missing_required", "customer_type"),
+    ("customers", {"customer_id": "C7", "customer_type": "person"}, "unknown_enum", "customer_type"),
+    ("customers", {"customer_id": "C7", "open_date": "2020/01/01"}, "unparseable", "open_date"),
+    ("customers", {"customer_id": "C7", "open_date": "2023-02-30"}, "unparseable", "open_date"),
+    ("customers", {"customer_id": "C1", "gender": "F"}, "duplicate_key", "customer_id"),
+    ("accounts", {"account_id": "A7", "customer_id": "C404"}, "broken_reference", "customer_id"),
+    ("transactions", {"txn_id": "T7", "amount": "0"}, "non_positive", "amount"),
+    ("transactions", {"txn_id": "T7", "amount": "-3.5"}, "non_positive", "amount"),
+    ("transactions", {"txn_id": "T7", "amount": "1.234"}, "unparseable", "amount"),
+    ("transactions", {"txn_id": "T7", "amount": "1,000"}, "unparseable", "amount"),
+    ("transactions", {"txn_id": "T7", "txn_time": "2024-05-01 10:00"}, "unparseable", "txn_time"),
+    ("transactions", {"txn_id": "T7", "txn_time": "2024-05-01T10:00:00+08:00"}, "unparseable", "txn_time"),
+    ("transactions", {"txn_id": "T7", "direction": "X"}, "unknown_enum", "direction"),
+    ("transactions", {"txn_id": "T7", "account_id": "A404"}, "broken_reference", "account_id"),
+    ("transactions", {"txn_id": "T7", "account_id": "A2"}, "broken_reference", "customer_id"),  # not the owner
+    ("transactions", {"txn_id": ""}, "missing_required", "txn_id"),
+    ("loans", {"loan_id": "L1", "product": "mortgage"}, "duplicate_key", "loan_id"),
+    ("loans", {"loan_id": "L7", "status": "paid"}, "unknown_enum", "status"),
+    ("balances", {"month": "2024-13"}, "unparseable", "month"),
+    ("balances", {"month": "2024-04"}, "duplicate_key", "account_id+month"),
+    ("tax_records", {"tax_year": "2023.5"}, "unparseable", "tax_year"),
+    ("services", {}, "duplicate_key", "*"),  # exact duplicate of a keyless table's row
+    ("contacts", {"customer_id": "C404"}, "broken_reference", "customer_id"),
+    ("managers", {"manager_id": "M7", "branch_id": ""}, "missing_required", "branch_id"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize(("table", "change", "rule", "column"), BAD_ROWS,
+                         ids=[f"{t}-{r}-{c}" for t, _, r, c in BAD_ROWS])
+def test_bad_row_is_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig, fmt: str, table: str,
+                              change: dict, rule: str, column: str) -> None:
+    tables = base_tables()
+    tables[table].append({**tables[table][0], **change})
+    line = len(tables[table]) + (1 if fmt == "csv" else 0)  # CSV: header is line 1; Parquet: row number
+    src = write_export(tmp_path / "exp", tables, fmt=fmt)
+    ingest(src, ws, cfg)
+    rejects = _rows(ws.ingest_dir / "rejects" / f"{table}.csv")
+    assert len(rejects) == 1
+    r = rejects[0]
+    assert (r["source_file"], int(r["source_line"]), r["rule"]) == (f"{table}.{fmt}", line, rule)
+    if rule == "duplicate_key":
+        assert r["column"] == column
+    else:
+        assert r["column"] == column
+        assert r["value"] == change.get(column, tables[table][0].get(column, "")).strip()
+    for k, v in tables[table][-1].items():  # the original cells follow
+        assert r[k] == v
+    t = _report(ws)["tables"][table]
+    assert t["set_aside"] == {rule: 1}
+    assert t["rows_read"] == len(tables[table]) and t["rows_kept"] == len(tables[table]) - 1
+    assert len(pd.read_parquet(ws.table(table))) == len(tables[table]) - 1
+
+
+def test_references_cascade(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    """A customer set aside takes its accounts with it, and their transactions and balances."""
+    tables = base_tables()
+    tables["customers"][0]["customer_type"] = "??"  # C1 set aside
+    src = write_export(tmp_path / "exp", tables)
+    ingest(src, ws, cfg)
+    rep = _report(ws)["tables"]
+    assert rep["customers"]["set_aside"] == {"unknown_enum": 1}
+    for t in ("accounts", "transactions", "loans", "balances", "services", "contacts"):
+        assert rep[t]["set_aside"] == {"broken_reference": 1}, t
+    tx = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    assert [(r["txn_id"], r["column"]) for r in tx] == [("T1", "account_id")]
+    assert set(pd.read_parquet(ws.table("transactions"))["txn_id"]) == {"T2", "T3"}
+
+
+def test_exact_duplicate_keeps_first_copy(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    tables = base_tables()
+    tables["transactions"].insert(1, dict(tables["transactions"][0]))  # lines 2 and 3 are the same
+    src = write_export(tmp_path / "exp", tables)
+    ingest(src, ws, cfg)
+    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    assert [(r["txn_id"], r["source_line"], r["rule"]) for r in rej] == [("T1", "3", "duplicate_key")]
+    tx = pd.read_parquet(ws.table("transactions"))
+    assert (tx["txn_id"] == "T1").sum() == 1
+
+
+def test_malformed_optional_cells_keep_row(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    tables = base_tables()
+    tables["customers"][1]["gender"] = "X"
+    tables["customers"][1]["birth_date"] = "1990-13-01"
+    tables["tax_records"][0]["months_filed"] = "13"
+    tables["loans"][0]["amount"] = "12.345"
+    src = write_export(tmp_path / "exp", tables)
+    ingest(src, ws, cfg)
+    rep = _report(ws)["tables"]
+    assert rep["customers"]["cells_reported"] == {"malformed_optional": 2}
+    assert rep["customers"]["set_aside"] == {} and rep["customers"]["rows_kept"] == 3
+    assert rep["tax_records"]["cells_reported"] == {"malformed_optional": 1}
+    cells = _rows(ws.ingest_dir / "cells" / "customers.csv")
+    assert [(c["source_line"], c["column"], c["value"], c["rule"]) for c in cells] == [
+        ("3", "birth_date", "1990-13-01", "malformed_optional"), ("3", "gender", "X", "malformed_optional")]
+    cu = pd.read_parquet(ws.table("customers")).set_index("customer_id")
+    assert pd.isna(cu.loc["C2", "gender"]) and pd.isna(cu.loc["C2", "birth_date"])
+    assert cu.loc["C1", "gender"] == "M"
+    assert pd.isna(pd.read_parquet(ws.table("tax_records"))["months_filed"].iloc[0])
+    loans = pd.read_parquet(ws.table("loans")).set_index("loan_id")
+    assert pd.isna(loans.loc["L1", "amount"]) and loans.loc["L1", "term_months"] == 12
+
+
+def test_malformed_csv_record_and_line_numbers(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    """Quoted newlines and blank lines do not shift the reported line; a wrong field count is set aside."""
+    tables = base_tables()
+    cols = TABLES["transactions"].column_names
+    rows = tables["transactions"]
+    rows[0]["counterparty_id"] = "two\nlines"  # record on lines 2-3
+    rows.append({**rows[1], "txn_id": "T8", "amount": "abc"})
+    src = write_export(tmp_path / "exp", tables)
+    write_csv(src / "transactions.csv", cols, rows)
+    with (src / "transactions.csv").open("a", encoding="utf-8") as f:
+        f.write("\nT9,A1,C1,too,few\n")  # blank line 7, malformed record on line 8
+    ingest(src, ws, cfg)
+    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    assert [(r["source_line"], r["rule"]) for r in rej] == [("6", "unparseable"), ("8", "malformed_row")]
+    assert rej[1]["value"] == "T9,A1,C1,too,few"
+    assert _report(ws)["tables"]["transactions"]["set_aside"] == {"unparseable": 1, "malformed_row": 1}
+    tx = pd.read_parquet(ws.table("transactions"))
+    assert tx.loc[tx.txn_id == "T1", "counterparty_id"].iloc[0] == "two\nlines"
+
+
+def test_gbk_csv_via_manifest(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    tables = base_tables()
+    tables["branches"].append({"branch_id": "B3", "name": "河东支行", "area": "城区"})  # bad enum, in Chinese
+    src = write_export(tmp_path / "exp", tables, encoding="gbk",
+                       manifest={"format": "bank-export/1", "export_date": "2024-06-30", "encoding": "gbk"})
+    assert "城关支行".encode("gbk") in (src / "branches.csv").read_bytes()
+    ingest(src, ws, cfg)
+    br = pd.read_parquet(ws.table("branches")).set_index("branch_id")
+    assert br.loc["B1", "name"] == "城关支行" and pd.isna(br.loc["B3", "area"])
+    cells = _rows(ws.ingest_dir / "cells" / "branches.csv")
+    assert (cells[0]["value"], cells[0]["name"], cells[0]["source_line"]) == ("城区", "河东支行", "4")
+    assert json.loads((ws.ingested_dir / "_meta.json").read_text())["export_date"] == "2024-06-30"
+
+
+def test_optional_tables_and_columns_absent_extra_columns_reported(tmp_path: Path, ws: Workspace,
+                                                                   cfg: IngestConfig) -> None:
+    tables = {t: r for t, r in base_tables().items() if t in ("customers", "accounts", "transactions", "loans")}
+    for r in tables["accounts"]:
+        r.pop("close_date", None)
+        r["legacy_flag"] = "Y"
+    src = write_export(tmp_path / "exp", tables)
+    write_csv(src / "accounts.csv", ["account_id", "customer_id", "account_type", "open_date", "legacy_flag"],
+              tables["accounts"])
+    rep = ingest(src, ws, cfg)
+    acc = pd.read_parquet(ws.table("accounts"))
+    assert "legacy_flag" not in acc.columns and acc["close_date"].isna().all()
+    files = _report(ws)["files"]
+    assert files["accounts"]["unknown_columns"] == ["legacy_flag"]
+    assert files["accounts"]["absent_columns"] == ["close_date"]
+    assert files["balances"]["present"] is False
+    assert not ws.table("balances").exists()
+    assert _report(ws)["tables"]["balances"]["rows_read"] == 0
+    assert "legacy_flag" in rep.summary_table() and "absent" in rep.summary_table()
+
+
+def test_missing_required_table_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    tables = base_tables()
+    del tables["loans"]
+    src = write_export(tmp_path / "exp", tables)
+    with pytest.raises(DataContractError, match=r"loans\.csv.*missing_table"):
+        ingest(src, ws, cfg)
+    assert not ws.ingested_dir.exists()
+
+
+def test_missing_required_column_stops_and_cli_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbp.cli import main
+
+    tables = base_tables()
+    src = write_export(tmp_path / "exp", tables)
+    cols = [c for c in TABLES["transactions"].column_names if c != "amount"]
+    write_csv(src / "transactions.csv", cols, tables["transactions"])
+    with pytest.raises(DataContractError, match=r"transactions\.csv: required column 'amount' missing"):
+        ingest(src, Workspace(tmp_path / "h1"), IngestConfig())
+    monkeypatch.setenv("NBP_HOME", str(tmp_path / "home"))
+    res = CliRunner().invoke(main, ["ingest", str(src)])
+    assert res.exit_code == 2, (res.output, res.exception)
+    assert "transactions.csv" in res.output and "'amount'" in res.output
+
+
+def test_cli_ingest_prints_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbp.cli import main
+
+    src = write_export(tmp_path / "exp", base_tables(), fmt="parquet")
+    monkeypatch.setenv("NBP_HOME", str(tmp_path / "home"))
+    res = CliRunner().invoke(main, ["ingest", str(src)])
+    assert res.exit_code == 0, res.output
+    assert "transactions" in res.output and "kept" in res.output
+    assert (tmp_path / "home" / "data" / "ingested" / "transactions.parquet").exists()
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_failed_run_leaves_previous_store_intact(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    tables = base_tables()
+    tables["transactions"].append({**tables["transactions"][0], "amount": "0", "txn_id": "T0"})
+    ingest(write_export(tmp_path / "exp1", tables), ws, cfg)
+    before = _snapshot(ws.home)
+    assert "ingest/rejects/transactions.csv" in before
+
+    real = ingest_mod.write_table
+    written: list[str] = []
+
+    def failing(con, t, path):  # noqa: ANN001, ANN202 - test double
+        if t.name == "loans":
+            raise OSError("disk full (simulated)")
+        real(con, t, path)
+        written.append(t.name)
+
+    monkeypatch.setattr(ingest_mod, "write_table", failing)
+    with pytest.raises(OSError, match="simulated"):
+        ingest(write_export(tmp_path / "exp2", base_tables(), fmt="parquet"), ws, cfg)
+    assert written == ["customers", "accounts", "transactions"]
+    assert _snapshot(ws.home) == before
+    leftovers = [p for p in ws.home.rglob(".*") if "tmp" in p.name or "work" in p.name or "old" in p.name]
+    assert leftovers == []
+
+
+def test_second_run_replaces_store_and_report(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    tables = base_tables()
+    tables["transactions"].append({**tables["transactions"][0], "amount": "0", "txn_id": "T0"})
+    ingest(write_export(tmp_path / "exp1", tables), ws, cfg)
+    ingest(write_export(tmp_path / "exp2", base_tables()), ws, cfg)
+    assert not (ws.ingest_dir / "rejects").exists()  # the report is the new run's, not a mix
+    assert _report(ws)["tables"]["transactions"]["set_aside"] == {}
+    run_ids = {_report(ws)["run_id"], json.loads((ws.ingested_dir / "_meta.json").read_text())["run_id"]}
+    assert len(run_ids) == 1
+
+
+def test_bad_manifest_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    src = write_export(tmp_path / "exp", base_tables(), manifest={"encoding": "big5"})
+    with pytest.raises(DataContractError, match="manifest.json"):
+        ingest(src, ws, cfg)
