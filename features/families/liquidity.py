@@ -2,6 +2,8 @@
 balances relative to turnover and income.
 
 A balance month is known at T once it has ended: months before the as-of's month.
+Windows aggregate the months that have a reported balance (a month without a
+``balances`` row is unknown, not zero); a window without any is null.
 Needs the optional ``balances`` table (features are null without it).
 """
 
@@ -43,7 +45,7 @@ WITH per_month AS (
     GROUP BY ALL
 ),
 dense AS (
-    SELECT c.customer_id, g.m, coalesce(p.end_bal, 0) AS end_bal, coalesce(p.adb, 0) AS adb
+    SELECT c.customer_id, g.m, p.end_bal, p.adb
     FROM (SELECT DISTINCT customer_id FROM per_month) c CROSS JOIN months g
     LEFT JOIN per_month p ON p.customer_id = c.customer_id AND p.m = g.m
 )"""

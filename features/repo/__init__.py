@@ -1,0 +1,1 @@
+"""Feast definitions of the feature store (no side effects at import)."""

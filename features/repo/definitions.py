@@ -1,0 +1,73 @@
+"""Feast definitions: the ``customer`` entity, one file source and feature view per
+family, one feature service per product.
+
+Built from the catalogue (:mod:`features.catalog`) by functions, so paths come
+from the workspace and products from the config; :mod:`features.store` applies
+them with ``FeatureStore.apply``. This is the only definition of the features
+that training (historical retrieval) and serving (online reads) use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64, String
+
+from features.catalog import MODULES, family_features
+from features.schema import ENTITY, EVENT_TS, JOIN_KEY, feature_service_name
+
+# A month's row stays valid until the next monthly build; a longer gap (a skipped
+# build) gives nulls instead of silently reusing old features in training rows.
+TTL = timedelta(days=45)
+_DTYPES = {"int": Int64, "float": Float64}
+
+
+# ENTITIES ---------------------------------------------------------------------
+def customer_entity() -> Entity:
+    """The entity every feature view is keyed on (join key ``customer_id``)."""
+    return Entity(name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING,
+                  description="银行客户(ECIF客户号) / bank customer (ECIF pseudonymous key)")
+
+
+# DATA SOURCES AND FEATURE VIEWS -----------------------------------------------
+def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
+    """The feature view of one family, reading ``path`` (``features/build.py`` output)."""
+    source = FileSource(name=f"{family}_source", path=str(path), timestamp_field=EVENT_TS,
+                        description=f"feature table of family {family}")
+    fields = [Field(name=JOIN_KEY, dtype=String)] + [
+        Field(name=f.name, dtype=_DTYPES[f.dtype], description=f.description,
+              tags={"family": f.family, "zh": f.zh, "en": f.en,
+                    **({"categories": ",".join(f.categories)} if f.categories else {})})
+        for f in family_features(family)
+    ]
+    doc = (MODULES[family].__doc__ or family).strip().splitlines()[0]
+    return FeatureView(name=family, entities=[entity], ttl=TTL, schema=fields, source=source, online=True,
+                       description=doc, tags={"family": family})
+
+
+def feature_views(features_dir: Path) -> list[FeatureView]:
+    """One feature view per family, reading ``<features_dir>/<family>.parquet``."""
+    entity = customer_entity()
+    return [feature_view(fam, features_dir / f"{fam}.parquet", entity) for fam in MODULES]
+
+
+# FEATURE SERVICES -------------------------------------------------------------
+def feature_services(views: list[FeatureView], products: Mapping[str, str | None]) -> list[FeatureService]:
+    """One feature service per product: the features its model reads (for now, all).
+
+    Args:
+        views: the feature views.
+        products: product key -> feature service name from the config (None: ``<key>_v1``).
+    """
+    return [FeatureService(name=name or feature_service_name(key), features=list(views),
+                           description=f"features read by the {key} model", tags={"product": key})
+            for key, name in products.items()]
+
+
+def objects(features_dir: Path, products: Mapping[str, str | None]) -> list:
+    """Everything to apply: entity, feature views, feature services."""
+    views = feature_views(features_dir)
+    return [customer_entity(), *views, *feature_services(views, products)]

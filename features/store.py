@@ -1,0 +1,237 @@
+"""The only caller of Feast: apply, materialise, historical and online retrieval.
+
+The store is built programmatically (``FeatureStore(config=RepoConfig(...))``):
+registry ``$NBP_HOME/feast/registry.db``, offline store DuckDB (Feast's own
+``DuckDBOfflineStore``: its point-in-time join keeps every entity row), online store
+SQLite ``$NBP_HOME/feast/online_store.db`` or Redis (``features.online_store``).
+
+Values come back as float64 from both :func:`historical` and :func:`online`
+(NaN = unknown; categorical codes are whole numbers), so training and serving see
+the same dtypes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from features import build as fbuild
+from features.catalog import CATALOG, MODULES, feature_names
+from features.schema import EVENT_TS, JOIN_KEY, feature_service_name
+from nbp import telemetry
+from nbp.config import Config
+from nbp.errors import FeatureStoreError
+from nbp.workspace import Workspace
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+PROJECT = "nbp"
+_STORES: dict[tuple[str, str, str], FeatureStore] = {}
+
+
+def _key(cfg: Config, ws: Workspace) -> tuple[str, str, str]:
+    return (str(ws.home), cfg.features.online_store, cfg.features.redis_connection)
+
+
+def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type imported lazily)
+    """The Feast ``RepoConfig`` of a workspace."""
+    from feast.repo_config import RegistryConfig, RepoConfig
+
+    if cfg.features.online_store == "redis":
+        online = {"type": "redis", "connection_string": cfg.features.redis_connection}
+    else:
+        online = {"type": "sqlite", "path": str(ws.feast_dir / "online_store.db")}
+    return RepoConfig(
+        project=PROJECT, provider="local",
+        registry=RegistryConfig(path=str(ws.feast_dir / "registry.db"), cache_ttl_seconds=60),
+        offline_store={"type": "duckdb"}, online_store=online,
+        entity_key_serialization_version=3, repo_path=ws.feast_dir,
+    )
+
+
+def get_store(cfg: Config, ws: Workspace) -> FeatureStore:
+    """The workspace's FeatureStore, created once per process (importing Feast takes seconds)."""
+    key = _key(cfg, ws)
+    if key not in _STORES:
+        telemetry.disable()
+        from feast import FeatureStore
+
+        ws.feast_dir.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("feast.infra.registry.registry").setLevel(logging.WARNING)
+        _STORES[key] = FeatureStore(repo_path=str(ws.feast_dir), config=repo_config(cfg, ws))
+    return _STORES[key]
+
+
+def service_names(cfg: Config) -> dict[str, str]:
+    """Product key -> feature service name (``products.<key>.feature_service`` or ``<key>_v1``)."""
+    return {k: p.feature_service or feature_service_name(k) for k, p in cfg.products.items()}
+
+
+def apply(cfg: Config, ws: Workspace) -> None:
+    """Register the entity, feature views and feature services (idempotent)."""
+    from features.repo.definitions import objects
+
+    t0 = time.perf_counter()
+    get_store(cfg, ws).apply(objects(ws.features_dir, service_names(cfg)))
+    log.info("feast apply: %d feature views, %d feature services, %.1f s", len(MODULES), len(cfg.products),
+             time.perf_counter() - t0)
+
+
+def _utc(d: date | datetime) -> datetime:
+    dt = d if isinstance(d, datetime) else datetime(d.year, d.month, d.day)
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def materialize(cfg: Config, ws: Workspace, as_of: date | None = None) -> date:
+    """Load the feature rows of one as-of (default: the latest built) into the online store.
+
+    Returns:
+        The as-of date materialised.
+    """
+    when = as_of or max(fbuild.built_as_of(ws))
+    t0 = time.perf_counter()
+    start = _utc(when)
+    get_store(cfg, ws).materialize(start_date=start, end_date=start + timedelta(seconds=1))
+    log.info("materialised as-of %s into the %s online store, %.1f s", when, cfg.features.online_store,
+             time.perf_counter() - t0)
+    return when
+
+
+def _refs(cfg: Config, ws: Workspace, feature_service: str) -> list[str] | object:
+    store = get_store(cfg, ws)
+    try:
+        return store.get_feature_service(feature_service)
+    except Exception as e:  # feast raises its own FeatureServiceNotFoundException
+        raise FeatureStoreError(f"feature service {feature_service!r}: not in the Feast registry at "
+                                f"{ws.feast_dir} ({type(e).__name__}); run `nbp features`") from e
+
+
+def _as_float(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    for n in names:
+        if n in df.columns:
+            df[n] = pd.to_numeric(df[n], errors="coerce").astype("float64")
+    return df
+
+
+def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: object) -> pd.DataFrame:
+    missing = {JOIN_KEY, EVENT_TS} - set(entity_df.columns)
+    if missing:
+        raise FeatureStoreError(f"entity_df: column(s) {sorted(missing)} missing (need {JOIN_KEY}, {EVENT_TS})")
+    ent = entity_df[[JOIN_KEY, EVENT_TS]].copy()
+    ts = pd.to_datetime(ent[EVENT_TS])
+    naive = ts.dt.tz is None
+    ent[EVENT_TS] = ts.dt.tz_localize("UTC") if naive else ts.dt.tz_convert("UTC")
+    ent[JOIN_KEY] = ent[JOIN_KEY].astype(str)
+    t0 = time.perf_counter()
+    job = get_store(cfg, ws).get_historical_features(entity_df=ent, features=features)
+    out = job.to_df()
+    if len(out) != len(ent):
+        raise FeatureStoreError(f"historical retrieval: asked {len(ent):,} entity rows, Feast returned "
+                                f"{len(out):,}; check the feature tables ({ws.features_dir})")
+    if naive:
+        out[EVENT_TS] = pd.to_datetime(out[EVENT_TS]).dt.tz_convert(None).astype("datetime64[us]")
+    feats = [c for c in out.columns if c not in (JOIN_KEY, EVENT_TS)]
+    log.info("historical: %s rows × %d features, %.1f s", f"{len(out):,}", len(feats), time.perf_counter() - t0)
+    return _as_float(out, feats)
+
+
+def historical(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
+    """Point-in-time features for training, through Feast's point-in-time join.
+
+    Args:
+        cfg: configuration.
+        ws: workspace.
+        entity_df: columns ``customer_id`` and ``event_timestamp`` (an as-of T; naive
+            timestamps are read as UTC, like the feature tables).
+        feature_service: e.g. ``consumer_v1``.
+
+    Returns:
+        ``customer_id``, ``event_timestamp`` (same tz-ness as given) and the service's
+        features as float64, one row per entity row (order not guaranteed).
+
+    Raises:
+        FeatureStoreError: unknown service, missing columns, or a row-count mismatch.
+    """
+    return _retrieve(cfg, ws, entity_df, _refs(cfg, ws, feature_service))
+
+
+def online(cfg: Config, ws: Workspace, customer_ids: Sequence[str], feature_service: str) -> pd.DataFrame:
+    """Latest materialised features of some customers, from the online store.
+
+    Returns:
+        ``customer_id`` and the service's features as float64, one row per id, in the
+        order given; a customer missing from the store has NaN features.
+    """
+    service = _refs(cfg, ws, feature_service)
+    ids = [str(c) for c in customer_ids]
+    resp = get_store(cfg, ws).get_online_features(features=service, entity_rows=[{JOIN_KEY: c} for c in ids])
+    out = resp.to_df()
+    if len(out) != len(ids):
+        raise FeatureStoreError(f"online retrieval: asked {len(ids)} customers, got {len(out)}")
+    feats = [c for c in out.columns if c != JOIN_KEY]
+    return _as_float(out, feats)
+
+
+def all_feature_refs() -> list[str]:
+    """``family:feature`` references of the whole catalogue."""
+    return [f"{f.family}:{f.name}" for f in CATALOG]
+
+
+def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
+    """Write the full feature table at one as-of: ``customer_id`` plus every feature.
+
+    Rows are the customers known at ``as_of`` (those in the built tables), retrieved
+    through Feast like training rows.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        FeatureStoreError: ``as_of`` was not built.
+    """
+    import duckdb
+
+    if as_of not in fbuild.built_as_of(ws):
+        raise FeatureStoreError(f"as-of {as_of}: not built; run `nbp features --as-of {as_of}`")
+    path = fbuild.family_path(ws, "demo")
+    ids = duckdb.sql(f"SELECT {JOIN_KEY} FROM read_parquet('{path}') WHERE {EVENT_TS} = TIMESTAMP '{as_of}'"
+                     ).df()[JOIN_KEY]
+    ent = pd.DataFrame({JOIN_KEY: ids.astype(str), EVENT_TS: pd.Timestamp(as_of)})
+    df = _retrieve(cfg, ws, ent, all_feature_refs())
+    df = df[[JOIN_KEY, *feature_names()]].sort_values(JOIN_KEY).reset_index(drop=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out, index=False)
+    log.info("exported %s customers × %d features at %s to %s", f"{len(df):,}", len(df.columns) - 1, as_of, out)
+    return len(df)
+
+
+@dataclass
+class PublishSummary:
+    """What ``nbp features`` did."""
+
+    build: fbuild.BuildSummary
+    materialized: date
+
+    def describe(self) -> str:
+        return f"{self.build.describe()}\nonline store: as-of {self.materialized} materialised"
+
+
+def publish(cfg: Config, ws: Workspace, as_of: Sequence[date] | None = None) -> PublishSummary:
+    """Build the feature tables, apply the Feast definitions, materialise the latest as-of.
+
+    Args:
+        as_of: as-of dates (default: ``features.as_of`` of the config, else every month start).
+    """
+    summary = fbuild.build(ws, list(as_of or cfg.features.as_of) or None)
+    apply(cfg, ws)
+    return PublishSummary(summary, materialize(cfg, ws))
