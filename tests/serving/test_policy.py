@@ -175,3 +175,10 @@ def test_percentile_in_branch() -> None:
 
 def test_default_campaign_id() -> None:
     assert default_campaign_id("consumer", LIST_DATE) == "consumer-202610"
+
+
+def test_no_candidates_gives_an_empty_list_with_all_columns() -> None:
+    empty = pd.DataFrame(columns=["customer_id", "branch_id", "manager_id", "product", "propensity"])
+    out = _build(empty, cfg=_cfg(control_share=0.1))
+    assert out.empty
+    assert {"control", "rank", "no_manager", "expected_value"} <= set(out.columns)
