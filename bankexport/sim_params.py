@@ -1,0 +1,146 @@
+"""Every rate and size of the bank simulator, in one place.
+
+Calibrated to the reference county rural bank in central Hunan (388,494 customers,
+1,360 of them businesses; about 2.7% of customers hold a loan: about 10,700 with a
+loan, about 2,500 with a consumer loan, 38 business borrowers; mobile banking held by
+about 6% at the start). ``docs/simulator.md`` explains each block. Nothing here is
+tuned to what a model scores: uptake intercepts are solved at the start of a run so
+that the monthly grant rate among eligible customers matches ``GRANT_RATE``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+# ---------------------------------------------------------------- population
+FULL_CUSTOMERS = 388_494
+FULL_BUSINESSES = 1_360
+MIN_BUSINESSES = 6  # a handful even in a tiny bank
+FULL_BRANCHES = 52  # outlets of the reference bank (城区 + 乡镇)
+MIN_BRANCHES = 4
+URBAN_BRANCH_SHARE = 0.3
+CUSTOMERS_PER_MANAGER = 1_300  # customers one customer manager looks after
+MANAGER_CAPACITY = (80, 200)  # contacts per month, uniform range
+COUNTY_CODE = "431322"  # a central-Hunan county code (township codes are 9 digits)
+
+# Occupation mix of individuals in a central-Hunan county (sums to 1).
+OCCUPATION_MIX = {
+    "farmer": 0.30,
+    "migrant_worker": 0.19,
+    "merchant": 0.08,  # 个体工商户
+    "micro_business_owner": 0.03,
+    "civil_servant": 0.03,
+    "public_institution": 0.05,  # teachers, doctors
+    "enterprise_employee": 0.10,
+    "retired": 0.13,
+    "student": 0.06,
+    "other": 0.03,
+}
+URBAN_SHARE = {  # P(residence = urban) by occupation; businesses 0.7
+    "farmer": 0.03, "migrant_worker": 0.15, "merchant": 0.55, "micro_business_owner": 0.6,
+    "civil_servant": 0.8, "public_institution": 0.6, "enterprise_employee": 0.6,
+    "retired": 0.4, "student": 0.35, "other": 0.35,
+}
+SOE_SHARE_OF_EMPLOYEES = 0.25
+NEW_CUSTOMER_SHARE = 0.05  # customers whose relationship starts during the simulation
+DORMANT_SHARE = 0.28  # individuals who barely use their account
+MANAGER_ASSIGNED = 0.35  # individuals (not merchants) with a responsible manager
+
+# Payroll through the bank (代发工资): share of each occupation paid by this bank.
+PAYROLL_SHARE = {"civil_servant": 0.95, "public_institution": 0.9, "enterprise_employee": 0.35}
+PAYROLL_SOE_SHARE = 0.85  # SOE employees
+SALARY_MEDIAN = {"civil_servant": 5_500, "public_institution": 5_000, "enterprise_employee": 3_800}
+PENSION_THROUGH_BANK = 0.7  # retirees whose pension is paid here
+SUBSIDY_FARMERS = 0.85  # farmers receiving 耕地地力保护补贴 here
+REMITTANCE_FAMILY = 0.35  # farmers / retirees receiving money from migrant relatives
+SEASONAL_WORKER = 0.3  # farmers and migrant workers away Apr–Dec
+
+# ---------------------------------------------------------------- services
+MOBILE_START = 0.06  # share holding mobile banking at the start
+MOBILE_ADOPT_MONTHLY = 0.006  # base monthly adoption among non-holders (x propensity)
+WECHAT_START = 0.08
+SOCIAL_SECURITY_CARD = 0.6
+QR_MERCHANT = 0.7  # merchants with a QR acquiring service
+POS_TERMINAL = 0.3
+WEALTH_SHARE = 0.03
+INSURANCE_SHARE = 0.02
+SERVICE_END_MONTHLY = 0.004  # wechat / insurance / wealth services ending per month
+
+# ---------------------------------------------------------------- transactions
+# Monthly Poisson rates per active individual (multiplied by the activity level).
+RATE_PURCHASE = 1.6
+RATE_CASH = 0.7
+RATE_TRANSFER_OUT = 0.4
+RATE_TRANSFER_IN = 0.3
+RATE_UTILITY = 0.25
+RATE_FEE = 0.15
+BUSINESS_TRANSFERS_IN = 14  # per business per month
+BUSINESS_TRANSFERS_OUT = 9
+SETTLEMENT_DAYS = (10, 24)  # merchant settlement batches per month (uniform range)
+LIFE_EVENT_MONTHLY = 0.012  # wedding, decoration, car... a spending surge
+LIFE_EVENT_SURGE = (2, 5)  # extra big purchases in the event month and the next
+ACCOUNT_CLOSE_MONTHLY = 0.002  # time deposits / wealth accounts closing
+
+# Spring Festival (春节) dates, the calendar's real ones.
+SPRING_FESTIVAL = {
+    y: date.fromisoformat(d) for y, d in {
+        2015: "2015-02-19", 2016: "2016-02-08", 2017: "2017-01-28", 2018: "2018-02-16",
+        2019: "2019-02-05", 2020: "2020-01-25", 2021: "2021-02-12", 2022: "2022-02-01",
+        2023: "2023-01-22", 2024: "2024-02-10", 2025: "2025-01-29", 2026: "2026-02-17",
+        2027: "2027-02-06", 2028: "2028-01-26", 2029: "2029-02-13", 2030: "2030-02-03",
+        2031: "2031-01-23", 2032: "2032-02-11", 2033: "2033-01-31", 2034: "2034-02-19",
+        2035: "2035-02-08",
+    }.items()
+}
+FESTIVAL_PEAK = (-20, 5)  # days around 春节 with the turnover peak
+FESTIVAL_PEAK_LIFT = 0.9  # +90% turnover on peak days
+FESTIVAL_SLUMP = (6, 30)  # days after with a slump
+FESTIVAL_SLUMP_DROP = 0.25
+STOCKING_DAYS = 30  # pre-festival stocking window before 春节
+
+# Turnover (monthly, CNY) of business-flow customers: lognormal median and sigma.
+TURNOVER_MEDIAN = {"merchant": 30_000, "micro_business_owner": 70_000, "business": 400_000}
+TURNOVER_SIGMA = 0.8
+TURNOVER_TREND = (0.04, 0.25)  # annual growth: mean, sd across customers
+TURNOVER_NOISE = 0.15
+BALANCE_RATIO = (0.6, 0.6, 0.6, 0.45)  # business balance / turnover: median, sd of mean, AR rho, shock sd
+
+# ---------------------------------------------------------------- tax
+TAX_PAYER_SHARE = {"merchant": 0.45, "micro_business_owner": 0.65, "business": 0.9}
+TAX_GRADE_MIX = {"A": 0.22, "B": 0.40, "M": 0.13, "C": 0.18, "D": 0.07}
+TAX_GRADE_STAY = 0.8  # yearly persistence of the grade
+TAX_RATE = (0.01, 0.035)  # tax paid / turnover, uniform range
+TAX_PUBLISH = ((3, 15), (5, 31))  # tax year Y published between these (month, day) of Y+1
+
+# ---------------------------------------------------------------- uptake
+# Monthly grant rate among eligible customers, solved at the start of a run
+# (consumer: about 2,500 holders at full scale with a 24-month average term).
+GRANT_RATE = {"consumer": 0.0007, "business_flow": 0.0035, "tax_linked": 0.006}
+HIDDEN_SD = {"consumer": 0.8, "business_flow": 0.8, "tax_linked": 0.8}  # sd of the hidden effect
+MIN_TENURE_MONTHS = 6  # relationship months before any of the three products
+CONSUMER_AGE = (22, 58)
+CONSUMER_COEF = {  # log-hazard effects
+    "payroll": 0.9, "public": 0.6, "soe": 0.4, "age_curv": 0.5, "event": 1.6, "mobile": 0.6,
+    "log_salary": 0.4, "farm_or_retired": -0.8, "migrant": -0.3,
+}
+BUSINESS_COEF = {"log_turnover": 0.5, "growth": 1.2, "squeeze": 1.0, "stocking": 1.4, "business": 0.3}
+SQUEEZE_RATIO = 0.2  # last end_balance / mean turnover of the last 3 months below this
+TAX_COEF = {"grade": {"A": 1.0, "B": 0.5, "M": 0.0, "C": -1.0}, "log_tax": 0.4, "full_filing": 0.6,
+            "log_firm_age": 0.4}
+TAX_APPROVAL = {"A": 0.9, "B": 0.8, "M": 0.65, "C": 0.35}
+EVENT_LAG = (1, 3)  # a life event in month e raises consumer hazard in months e+1..e+3
+
+# Other loan products (no oracle): monthly grant rates among eligible.
+AGRI_RATE = 0.0045  # farmers (x2 in Feb-Apr)
+MORTGAGE_RATE = 0.0003  # urban employees
+OTHER_RATE = 0.0001
+TERMS = {"consumer": ((12, 24, 36), (0.3, 0.4, 0.3)), "business_flow": ((12,), (1.0,)),
+         "tax_linked": ((12,), (1.0,)), "agricultural": ((12,), (1.0,)),
+         "mortgage": ((120, 180, 240), (0.3, 0.4, 0.3)), "other": ((12, 24), (0.5, 0.5))}
+EARLY_REPAY_MONTHLY = 0.012
+OVERDUE_MIX = ((0, 0.9), (30, 0.07), (90, 0.02), (360, 0.01))  # max_overdue_days up to, share
+WRITE_OFF_SHARE = 0.5  # of loans with max_overdue_days > 90
+CURRENTLY_OVERDUE = 0.3  # of open loans that were ever overdue
+CONTACT_RATE = 0.012  # monthly contact probability for an at-risk customer with a manager
+CONTACT_TOP_RATE = 0.05  # for the top fifth by the bank's (observable) score
+GH_NODES = 24  # Gauss-Hermite nodes for the hidden effect
