@@ -66,6 +66,7 @@ class ModelParams(BaseModel):
     negative_rate: float | None = None  # down-sample training negatives to this fraction
     calibration: Literal["platt", "isotonic", "none"] = "platt"
     calib_fraction: float = 0.5  # later share of the validation rows used to calibrate
+    refit: bool = False  # after early stopping, retrain on train + early-stopping rows
     seed: int = 7
     num_threads: int = 2
     deterministic: bool = True
@@ -306,9 +307,10 @@ def fit(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], label: st
         w_col = weight or WEIGHT_COL
         log.info("down-sampled training negatives at %.3f: %d -> %d rows", params.negative_rate, n0, len(train))
     es, cal = _split_validation(valid, time, params.calib_fraction)
+    refit = params.refit
     if es[label].nunique() < 2:  # early stopping needs both classes: use all of valid
-        log.warning("early-stopping rows hold one class: using every validation row")
-        es = valid
+        log.warning("early-stopping rows hold one class: using every validation row, no refit")
+        es, refit = valid, False
     categories = category_mapping(train, features)
     cat_idx = [i for i, f in enumerate(features) if f in categories]
 
@@ -324,6 +326,14 @@ def fit(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], label: st
                         valid_names=["valid"],
                         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
     best = booster.best_iteration or booster.current_iteration()
+    es_score = float(booster.best_score["valid"][params.metric]) if booster.best_score else float("nan")
+    if refit:
+        # the early-stopping rows are the most recent ones the model may learn from:
+        # retrain on train + them, rounds scaled by the larger row count
+        rounds = max(1, round(best * (len(train) + len(es)) / len(train)))
+        both = pd.concat([train, es.assign(**{w_col: 1.0}) if w_col and w_col not in es.columns else es])
+        booster = lgb.train(params.lgb_params(), dataset(both), num_boost_round=rounds)
+        best = rounds
     # feature names inside the booster are positional; the real names live in `features`
     model = FittedModel(booster=booster, calibrator=PlattCalibrator(), features=list(features),
                         categories=categories, best_iteration=best, params=params.model_dump())
@@ -335,8 +345,7 @@ def fit(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], label: st
         "n_train": len(train), "n_early_stop": len(es), "n_calibration": len(cal),
         "pos_train": int(train[label].sum()), "pos_early_stop": int(es[label].sum()),
         "pos_calibration": int(cal[label].sum()) if len(cal) else 0,
-        "best_iteration": best, "best_score": float(booster.best_score["valid"][params.metric])
-        if booster.best_score else float("nan"),
+        "best_iteration": best, "early_stop_score": es_score, "refit": refit,
     }
     log.info("fit: %d rows (%d positive), best iteration %d, calibration %s on %d rows (%d positive)",
              len(train), model.info["pos_train"], best, params.calibration, len(cal), model.info["pos_calibration"])
