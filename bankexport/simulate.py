@@ -1047,7 +1047,7 @@ def write_csv_export(src_dir: Path, dst_dir: Path, encoding: str = "utf-8") -> l
                 cols = []
                 for name, col in zip(batch.schema.names, batch.columns):
                     if pa.types.is_timestamp(col.type):
-                        col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
+                        col = pc.strftime(col.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S")
                     elif pa.types.is_date(col.type):
                         col = pc.strftime(col, format="%Y-%m-%d")
                     elif pa.types.is_floating(col.type):

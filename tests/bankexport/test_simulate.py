@@ -1,0 +1,263 @@
+"""The bank simulator: spec conformance, determinism, point in time, and a calibrated oracle.
+
+Labels and candidates are recomputed here from the written loans table by the spec's
+own definitions, independently of the simulator's internal state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from bankexport.simulate import PRODUCTS, simulate, write_csv_export
+from bankexport.spec import ALL_TABLES, TABLES
+
+N, MONTHS, END, SEED, H = 3_000, 14, "2026-10", 11, 90
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "bank"
+    simulate(out, customers=N, months=MONTHS, end=END, seed=SEED, horizon_days=H)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tables(bank: Path) -> dict[str, pd.DataFrame]:
+    return {t: pd.read_parquet(bank / "export" / f"{t}.parquet") for t in ALL_TABLES}
+
+
+@pytest.fixture(scope="module")
+def oracle(bank: Path) -> pd.DataFrame:
+    return pd.read_parquet(bank / "oracle" / "oracle.parquet")
+
+
+def _month_starts() -> list[pd.Timestamp]:
+    last = pd.Period(END, "M")
+    return [(last - k).start_time for k in range(MONTHS - 1, -1, -1)]
+
+
+EXPORT_DATE = (pd.Period(END, "M") + 1).start_time
+
+
+def _active_until(loans: pd.DataFrame) -> pd.Series:
+    """Last day each granted loan counts as active (spec: end_date, else grant_date + term)."""
+    by_term = pd.Series(pd.NaT, index=loans.index, dtype="datetime64[ns]")
+    for term, grp in loans.groupby("term_months"):
+        by_term[grp.index] = grp["grant_date"] + pd.DateOffset(months=int(term))
+    return loans["end_date"].where(loans["end_date"].notna(), by_term)
+
+
+def _labels_and_holders(tables: dict[str, pd.DataFrame], product: str, t: pd.Timestamp) -> tuple[set, set]:
+    """(customers with a grant of product in (t, t+H], customers holding an active one at t)."""
+    loans = tables["loans"]
+    lp = loans[(loans["product"] == product) & loans["grant_date"].notna()].copy()
+    lp["grant_date"] = pd.to_datetime(lp["grant_date"])
+    lp["end_date"] = pd.to_datetime(lp["end_date"])
+    until = _active_until(lp)
+    pos = set(lp.loc[(lp["grant_date"] > t) & (lp["grant_date"] <= t + pd.Timedelta(days=H)), "customer_id"])
+    held = set(lp.loc[(lp["grant_date"] < t) & (until >= t), "customer_id"])
+    return pos, held
+
+
+# ------------------------------------------------------------------ spec conformance
+def test_every_table_has_the_spec_columns_and_valid_values(tables: dict[str, pd.DataFrame]) -> None:
+    for name, spec in TABLES.items():
+        df = tables[name]
+        assert list(df.columns) == spec.column_names, name
+        assert len(df) > 0, name
+        for col in spec.columns:
+            s = df[col.name]
+            if col.required:
+                assert s.notna().all(), f"{name}.{col.name} has nulls"
+            if col.enum:
+                bad = set(s.dropna().unique()) - set(col.enum)
+                assert not bad, f"{name}.{col.name}: {bad}"
+            if col.positive:
+                assert (s > 0).all(), f"{name}.{col.name} not positive"
+            if col.min is not None:
+                assert (s.dropna() >= col.min).all(), f"{name}.{col.name} below {col.min}"
+            if col.max is not None:
+                assert (s.dropna() <= col.max).all(), f"{name}.{col.name} above {col.max}"
+            if col.type == "money":
+                assert np.allclose(s.dropna(), s.dropna().round(2)), f"{name}.{col.name} > 2 decimals"
+        if spec.key:
+            assert not df.duplicated(list(spec.key)).any(), f"{name} key not unique"
+
+
+def test_references_resolve(tables: dict[str, pd.DataFrame]) -> None:
+    for name, spec in TABLES.items():
+        for col in spec.columns:
+            if col.ref:
+                tab, key = col.ref.split(".")
+                missing = set(tables[name][col.name].dropna()) - set(tables[tab][key])
+                assert not missing, f"{name}.{col.name} -> {col.ref}: {list(missing)[:3]}"
+    # not declared as refs in the spec, but a bank's data has them
+    assert set(tables["customers"]["branch_id"]) <= set(tables["branches"]["branch_id"])
+    assert set(tables["customers"]["manager_id"].dropna()) <= set(tables["managers"]["manager_id"])
+    assert set(tables["managers"]["branch_id"]) <= set(tables["branches"]["branch_id"])
+    txn = tables["transactions"].merge(tables["accounts"][["account_id", "customer_id"]], on="account_id",
+                                       suffixes=("", "_owner"))
+    assert (txn["customer_id"] == txn["customer_id_owner"]).all()
+
+
+def test_manifest_and_oracle_layout(bank: Path) -> None:
+    manifest = json.loads((bank / "export" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["format"] == "bank-export/1"
+    assert manifest["encoding"] == "utf-8"
+    assert pd.Timestamp(manifest["export_date"]) == EXPORT_DATE
+    assert not list((bank / "export").glob("*oracle*"))
+    assert (bank / "oracle" / "oracle.parquet").exists()
+
+
+def test_population_has_the_county_mix(tables: dict[str, pd.DataFrame]) -> None:
+    cust = tables["customers"]
+    n_biz = int((cust["customer_type"] == "business").sum())
+    assert n_biz == max(6, round(N * 1360 / 388494))
+    occ = cust["occupation"].value_counts(normalize=True)
+    assert occ.index[0] == "farmer"
+    assert {"migrant_worker", "merchant", "civil_servant", "retired", "student"} <= set(occ.index)
+    assert set(tables["branches"]["area"]) == {"urban", "rural"}
+    mobile = tables["services"].query("service == 'mobile_banking'")
+    first = pd.Timestamp(_month_starts()[0])
+    share_start = (pd.to_datetime(mobile["start_date"]) < first).sum() / len(cust)
+    share_end = len(mobile) / len(cust)
+    assert 0.03 < share_start < 0.10
+    assert share_end > share_start + 0.02  # adoption grows
+
+
+def test_dates_fall_before_the_export_date(tables: dict[str, pd.DataFrame]) -> None:
+    t = tables["transactions"]["txn_time"]
+    assert t.min() >= _month_starts()[0] and t.max() < EXPORT_DATE
+    for name, col in (("loans", "application_date"), ("loans", "grant_date"), ("loans", "end_date"),
+                      ("accounts", "open_date"), ("customers", "open_date"), ("contacts", "contact_date"),
+                      ("services", "start_date"), ("tax_records", "published_date")):
+        assert (pd.to_datetime(tables[name][col].dropna()) < EXPORT_DATE).all(), f"{name}.{col}"
+
+
+def test_tax_records_are_published_after_the_tax_year(tables: dict[str, pd.DataFrame]) -> None:
+    tax = tables["tax_records"]
+    pub = pd.to_datetime(tax["published_date"])
+    year_end = pd.to_datetime(tax["tax_year"].astype(str) + "-12-31")
+    assert (pub > year_end).all()
+    assert set(tax["credit_grade"]) <= set("ABMCD") and len(set(tax["credit_grade"])) >= 4
+    taxpayers = tables["customers"].set_index("customer_id").loc[tax["customer_id"].unique()]
+    assert set(taxpayers["occupation"].fillna("business")) <= {"merchant", "micro_business_owner", "business"}
+
+
+def test_loans_are_consistent_with_transactions(tables: dict[str, pd.DataFrame]) -> None:
+    loans = tables["loans"]
+    rej = loans["status"] == "rejected"
+    assert rej.any() and loans.loc[rej, ["grant_date", "amount", "end_date"]].isna().all().all()
+    assert loans.loc[~rej, ["grant_date", "amount", "term_months"]].notna().all().all()
+    assert (pd.to_datetime(loans.loc[~rej, "grant_date"]) >= pd.to_datetime(loans.loc[~rej, "application_date"])).all()
+    ended = loans["status"].isin(["settled", "written_off"])
+    assert loans.loc[ended, "end_date"].notna().all()
+    assert loans.loc[loans["status"].isin(["active", "overdue"]), "end_date"].isna().all()
+    # every loan granted during the simulation is disbursed on its grant date, for its amount
+    g = loans[~rej & (pd.to_datetime(loans["grant_date"]) >= _month_starts()[0])]
+    txn = tables["transactions"]
+    disb = txn[txn["txn_type"] == "loan_disbursement"].assign(day=lambda d: d["txn_time"].dt.normalize())
+    got = g.assign(day=pd.to_datetime(g["grant_date"])).merge(disb, on=["customer_id", "day", "amount"])
+    assert len(disb) == len(g) and got["loan_id"].nunique() == len(g)
+    assert {"agricultural", "mortgage"} <= set(loans["product"])
+
+
+def test_transactions_look_like_a_rural_bank(tables: dict[str, pd.DataFrame]) -> None:
+    txn = tables["transactions"]
+    per_month = len(txn) / N / MONTHS
+    assert 1 < per_month < 15
+    pay = txn[txn["txn_type"] == "payroll"]
+    assert (pay["channel"] == "batch").all()
+    assert {"agent", "batch", "qr", "pos", "mobile", "counter"} <= set(txn["channel"])
+    assert {"pension", "subsidy", "tax", "loan_repayment", "merchant_settlement"} <= set(txn["txn_type"])
+    # merchants' settlements peak around the Spring Festival (2026-02-17)
+    ms = txn[txn["txn_type"] == "merchant_settlement"]
+    monthly = ms.groupby(ms["txn_time"].dt.to_period("M"))["amount"].sum()
+    assert monthly[pd.Period("2026-02", "M")] > 1.2 * monthly.median()
+
+
+# ------------------------------------------------------------------ determinism
+def test_same_seed_same_bytes_different_seed_different(tmp_path: Path) -> None:
+    kw = {"customers": 600, "months": 5, "end": "2025-06", "horizon_days": H}
+    simulate(tmp_path / "a", seed=3, **kw)
+    simulate(tmp_path / "b", seed=3, **kw)
+    simulate(tmp_path / "c", seed=4, **kw)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == len(ALL_TABLES) + 2
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert ((tmp_path / "a" / "export" / "transactions.parquet").read_bytes()
+            != (tmp_path / "c" / "export" / "transactions.parquet").read_bytes())
+
+
+# ------------------------------------------------------------------ the oracle
+def test_oracle_rows_are_candidates_at_month_starts(tables: dict[str, pd.DataFrame], oracle: pd.DataFrame) -> None:
+    assert list(oracle.columns) == ["customer_id", "product", "as_of", "p_true"]
+    assert set(oracle["product"]) == set(PRODUCTS)
+    as_of = pd.to_datetime(oracle["as_of"])
+    assert (as_of.dt.day == 1).all()
+    assert (as_of + pd.Timedelta(days=H) < EXPORT_DATE).all()
+    assert ((oracle["p_true"] > 0) & (oracle["p_true"] < 1)).all()
+    assert not oracle.duplicated(["customer_id", "product", "as_of"]).any()
+    for (product, t), grp in oracle.groupby(["product", as_of]):
+        _, held = _labels_and_holders(tables, product, t)
+        assert not held & set(grp["customer_id"]), f"{product} {t:%Y-%m}: holders in the oracle"
+
+
+def test_oracle_is_calibrated_per_product(tables: dict[str, pd.DataFrame], oracle: pd.DataFrame) -> None:
+    """Mean p_true over candidate rows equals the observed label rate, within sampling error.
+
+    Within one as-of residue class modulo k months (k = ceil((H + 1) / 28)), label windows
+    do not overlap, so y - p_true is a martingale difference sequence per customer and
+    Var(sum) = sum p(1 - p). Summing k such classes, Var <= k * sum p(1 - p) (Cauchy-Schwarz).
+    The tolerance is 4 standard deviations of that bound.
+    """
+    k = math.ceil((H + 1) / 28)
+    as_of = pd.to_datetime(oracle["as_of"])
+    for product in PRODUCTS:
+        o = oracle[oracle["product"] == product]
+        y = np.zeros(len(o))
+        for t, idx in o.groupby(as_of[o.index]).groups.items():
+            pos, _ = _labels_and_holders(tables, product, t)
+            y[o.index.get_indexer(idx)] = o.loc[idx, "customer_id"].isin(pos)
+        p = o["p_true"].to_numpy()
+        diff = y.sum() - p.sum()
+        tol = 4 * math.sqrt(k * (p * (1 - p)).sum())
+        assert y.sum() >= 20, f"{product}: too few labels to judge ({y.sum()})"
+        assert abs(diff) <= tol, f"{product}: labels {y.sum():.0f} vs sum p {p.sum():.1f} (tol {tol:.1f})"
+
+
+def test_customers_left_out_of_the_oracle_never_take_up(tables: dict[str, pd.DataFrame],
+                                                         oracle: pd.DataFrame) -> None:
+    """Omitted rows mean p = 0: no candidate outside the oracle gets a grant in the window."""
+    as_of = pd.to_datetime(oracle["as_of"])
+    for product in PRODUCTS:
+        o = oracle[oracle["product"] == product]
+        for t in sorted(as_of.unique()):
+            pos, held = _labels_and_holders(tables, product, t)
+            inside = set(o.loc[as_of[o.index] == t, "customer_id"])
+            assert not (pos - held - inside), f"{product} {t:%Y-%m}: uptake outside the oracle"
+
+
+# ------------------------------------------------------------------ CSV conversion
+@pytest.mark.parametrize("encoding", ["utf-8", "gbk"])
+def test_write_csv_export(bank: Path, tmp_path: Path, encoding: str) -> None:
+    files = write_csv_export(bank / "export", tmp_path / "csv", encoding=encoding)
+    assert {f.stem for f in files} == set(ALL_TABLES)
+    manifest = json.loads((tmp_path / "csv" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["encoding"] == encoding and manifest["format"] == "bank-export/1"
+    branches = pd.read_csv(tmp_path / "csv" / "branches.csv", encoding=encoding, dtype=str)
+    assert branches["name"].str.contains("支行").all()
+    loans = pd.read_csv(tmp_path / "csv" / "loans.csv", encoding=encoding, dtype=str, keep_default_na=False)
+    assert list(loans.columns) == TABLES["loans"].column_names
+    assert len(loans) == pq.read_metadata(bank / "export" / "loans.parquet").num_rows
+    assert loans["grant_date"].str.fullmatch(r"(\d{4}-\d{2}-\d{2})?").all()
+    txn = pd.read_csv(tmp_path / "csv" / "transactions.csv", encoding=encoding, dtype=str, nrows=1000)
+    assert txn["txn_time"].str.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}").all()
