@@ -52,7 +52,7 @@ class BuildSummary:
         n = max(self.rows.values()) if self.rows else 0
         skipped = f"; null families (table absent): {', '.join(self.skipped_families)}" if self.skipped_families else ""
         return (f"features: {len(self.as_of)} as-of dates ({self.as_of[0]} … {self.as_of[-1]}), "
-                f"{n:,} customer rows per family, {self.seconds:.1f} s{skipped}")
+                f"{n:,} (customer, as-of) rows per family, {self.seconds:.1f} s{skipped}")
 
 
 def family_path(ws: Workspace, family: str) -> Path:

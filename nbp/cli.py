@@ -105,5 +105,28 @@ def ingest(ctx: Ctx, src: str) -> None:
     click.echo(report.summary_table())
 
 
+@main.group(invoke_without_command=True)
+@click.option("--as-of", "as_of", multiple=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="As-of date T (repeatable); default: every month start in the data.")
+@common
+def features(ctx: Ctx, as_of: tuple) -> None:
+    """Build the feature tables, apply the Feast repo, materialise the latest as-of."""
+    if click.get_current_context().invoked_subcommand is None:
+        from features.store import publish
+
+        click.echo(publish(ctx.cfg, ctx.ws, [d.date() for d in as_of]).describe())
+
+
+@features.command("export")
+@click.option("--as-of", "as_of", required=True, type=click.DateTime(["%Y-%m-%d"]), help="As-of date T.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
+@common
+def features_export(ctx: Ctx, as_of: Any, out: str) -> None:
+    """Write the full feature table at one as-of (customer_id plus every feature)."""
+    from features.store import export
+
+    click.echo(f"{export(ctx.cfg, ctx.ws, as_of.date(), Path(out)):,} customers written to {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
