@@ -128,5 +128,62 @@ def features_export(ctx: Ctx, as_of: Any, out: str) -> None:
     click.echo(f"{export(ctx.cfg, ctx.ws, as_of.date(), Path(out)):,} customers written to {out}")
 
 
+DATE = click.DateTime(["%Y-%m-%d"])
+
+
+@main.command()
+@click.option("--cutoff", type=DATE, default=None, help="Use only label windows closed before this date "
+              "(default: the export date).")
+@click.option("--product", "products", multiple=True, help="Product key (repeatable; default: all).")
+@common
+def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
+    """Train one calibrated model per product, register it and run the champion gate."""
+    import pandas as pd
+
+    from training.evaluate import metrics_table
+    from training.pipeline import train as run
+
+    results = run(ctx.cfg, ctx.ws, pd.Timestamp(cutoff) if cutoff else None, list(products) or None)
+    click.echo(metrics_table([{"product": r.product, "version": r.version, "alias": r.alias, "window": r.window,
+                               **{k: r.metrics.get(k) for k in ("auc", "pr_auc", "lift_10", "ece", "brier")}}
+                              for r in results]))
+    for r in results:
+        click.echo(f"{r.product}: {r.reason}")
+
+
+@main.command()
+@click.option("--as-of", "as_of", multiple=True, required=True, type=DATE, help="As-of date (repeatable).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
+@click.option("--product", "products", multiple=True, help="Product key (repeatable; default: all).")
+@common
+def score(ctx: Ctx, as_of: tuple, out: str, products: tuple[str, ...]) -> None:
+    """Score every eligible candidate with each product's champion model."""
+    import pandas as pd
+
+    from training.pipeline import score as run
+    from training.pipeline import write_scores
+
+    df = run(ctx.cfg, ctx.ws, [pd.Timestamp(t) for t in as_of], list(products) or None)
+    path = write_scores(df, Path(out))
+    click.echo(f"{len(df):,} scores ({df['product'].nunique()} products) written to {path}")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks on public data (results: docs/benchmarks.md)."""
+
+
+@bench.command("bank-marketing")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="bank-additional CSV (';'-separated); default: ../shared/datasets/bank_marketing/"
+                   "bank-additional-full.csv.gz beside the checkout.")
+@common
+def bench_bank_marketing(ctx: Ctx, data: str | None) -> None:
+    """Our training recipe against LightGBM defaults on UCI Bank Marketing (time-ordered and CV)."""
+    from training.bank_marketing import run_benchmark
+
+    click.echo(run_benchmark(data).table)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
