@@ -1,0 +1,120 @@
+"""Feature build: catalogue and tables agree, optional tables may be absent, rebuilds replace."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from featurekit import tiny_bank, write_tables
+
+from bankexport import spec
+from features.build import build, built_as_of, default_as_of, family_path
+from features.catalog import CATALOG, MODULES, catalog_frame, family_features
+from features.schema import EVENT_TS, FAMILIES, JOIN_KEY
+from nbp.errors import FeatureStoreError
+from nbp.workspace import Workspace
+
+
+def test_catalogue_names_follow_the_convention_and_are_unique() -> None:
+    names = [f.name for f in CATALOG]
+    assert len(names) == len(set(names))
+    assert tuple(MODULES) == FAMILIES
+    for f in CATALOG:
+        assert f.name.startswith(f.family + "_"), f.name
+        assert f.zh and f.en and f.dtype in ("int", "float"), f.name
+        assert f.name == f.name.lower()
+
+
+def test_categorical_codes_follow_the_spec_enum_order() -> None:
+    cats = {f.name: f.categories for f in CATALOG if f.categorical}
+    assert cats["demo_occupation"] == spec.OCCUPATIONS
+    assert cats["tax_credit_grade_latest"] == spec.TAX_GRADES
+    assert all(CATALOG[[f.name for f in CATALOG].index(n)].dtype == "int" for n in cats)
+    frame = catalog_frame()
+    assert set(frame.columns) >= {"name", "family", "dtype", "zh", "en", "categories"}
+    assert len(frame) == len(CATALOG)
+
+
+def test_every_family_table_has_exactly_its_catalogue_columns(tiny_ws: Workspace) -> None:
+    build(tiny_ws, [date(2025, 6, 1)])
+    for fam in FAMILIES:
+        df = pd.read_parquet(family_path(tiny_ws, fam))
+        assert list(df.columns) == [JOIN_KEY, EVENT_TS] + [f.name for f in family_features(fam)]
+        assert len(df) == 4  # c1..c4 were all customers before 2025-06-01
+        assert str(df[EVENT_TS].dtype) == "datetime64[us]"
+
+
+def test_categorical_values_are_spec_positions(tiny_ws: Workspace) -> None:
+    build(tiny_ws, [date(2025, 6, 1)])
+    demo = pd.read_parquet(family_path(tiny_ws, "demo")).set_index(JOIN_KEY)
+    assert demo.loc["c1", "demo_occupation"] == spec.OCCUPATIONS.index("enterprise_employee")
+    assert demo.loc["c3", "demo_customer_type"] == spec.CUSTOMER_TYPES.index("business")
+    assert pd.isna(demo.loc["c3", "demo_gender"])
+
+
+def test_known_values_on_the_tiny_bank(tiny_ws: Workspace) -> None:
+    build(tiny_ws, [date(2025, 6, 1)])
+    inc = pd.read_parquet(family_path(tiny_ws, "income")).set_index(JOIN_KEY)
+    assert inc.loc["c1", "income_payroll_months_3m"] == 3
+    assert inc.loc["c1", "income_payroll_streak_months"] == 5  # January to May
+    assert inc.loc["c1", "income_payroll_amount_avg_6m"] == pytest.approx((6100 + 6200 + 6300 + 6400 + 6500) / 6)
+    assert inc.loc["c2", "income_payroll_months_12m"] == 0
+    assert pd.isna(inc.loc["c2", "income_payroll_cv_6m"])  # no payroll: unknown, not 0
+    biz = pd.read_parquet(family_path(tiny_ws, "business")).set_index(JOIN_KEY)
+    assert biz.loc["c2", "business_settlement_avg_3m"] == pytest.approx(20000.0)
+    demo = pd.read_parquet(family_path(tiny_ws, "demo")).set_index(JOIN_KEY)
+    assert demo.loc["c1", "demo_age_years"] == 34
+    assert demo.loc["c2", "demo_branch_customers"] == 3  # c2, c3, c4 at branch b2
+    assert demo.loc["c2", "demo_branch_rural"] == 1
+
+
+def test_optional_tables_absent_give_null_families(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    tables = {k: v for k, v in tiny_bank().items() if k in spec.REQUIRED_TABLES}
+    write_tables(ws, tables, date(2025, 8, 31))
+    summary = build(ws, [date(2025, 6, 1)])
+    assert set(summary.skipped_families) == {"liquidity", "tax", "marketing"}
+    tax = pd.read_parquet(family_path(ws, "tax"))
+    assert len(tax) == 4 and tax.drop(columns=[JOIN_KEY, EVENT_TS]).isna().all().all()
+    hold = pd.read_parquet(family_path(ws, "holdings")).set_index(JOIN_KEY)
+    assert hold["holdings_service_mobile_banking_held"].isna().all()  # no services table
+    assert hold.loc["c2", "holdings_loans_active_count"] == 1  # loans are still there
+
+
+def test_required_table_missing_is_a_clear_error(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    write_tables(ws, {k: v for k, v in tiny_bank().items() if k != "loans"}, date(2025, 8, 31))
+    with pytest.raises(FeatureStoreError, match="loans"):
+        build(ws, [date(2025, 6, 1)])
+
+
+def test_default_as_of_starts_after_the_first_full_month(tiny_ws: Workspace) -> None:
+    # first transaction 2025-01-05: first full month is February, so the first as-of is 2025-03-01;
+    # export date 2025-08-31, so the last as-of is 2025-09-01 (sees the whole export)
+    got = default_as_of(tiny_ws)
+    assert got[0] == date(2025, 3, 1) and got[-1] == date(2025, 9, 1) and len(got) == 7
+
+
+def test_rebuilding_one_as_of_keeps_the_others(tiny_ws: Workspace) -> None:
+    build(tiny_ws, [date(2025, 6, 1), date(2025, 7, 1)])
+    first = pd.read_parquet(family_path(tiny_ws, "income"))
+    build(tiny_ws, [date(2025, 7, 1), date(2025, 8, 1)])
+    again = pd.read_parquet(family_path(tiny_ws, "income"))
+    assert sorted(again[EVENT_TS].unique()) == [pd.Timestamp(f"2025-0{m}-01") for m in (6, 7, 8)]
+    assert len(again) == len(first) + 4
+    assert built_as_of(tiny_ws) == [date(2025, 6, 1), date(2025, 7, 1), date(2025, 8, 1)]
+    meta = json.loads((tiny_ws.features_dir / "_build.json").read_text())
+    assert meta["loan_mode"] == "end_date"
+
+
+def test_loan_mode_term_ends_loans_by_their_term(tiny_ws: Workspace) -> None:
+    # l1: granted 2024-01-10, 12 months: by term it ended 2025-01-10, by end_date 2025-03-20
+    build(tiny_ws, [date(2025, 2, 1)], loan_mode="term")
+    hold = pd.read_parquet(family_path(tiny_ws, "holdings")).set_index(JOIN_KEY)
+    assert hold.loc["c2", "holdings_loans_active_business_flow_count"] == 0
+    build(tiny_ws, [date(2025, 2, 1)], loan_mode="end_date")
+    hold = pd.read_parquet(family_path(tiny_ws, "holdings")).set_index(JOIN_KEY)
+    assert hold.loc["c2", "holdings_loans_active_business_flow_count"] == 1

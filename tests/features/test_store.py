@@ -1,0 +1,75 @@
+"""The Feast store: apply, historical retrieval through the point-in-time join, export."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from featurekit import tiny_bank, write_tables
+
+from features import store
+from features.catalog import feature_names
+from features.schema import EVENT_TS, JOIN_KEY
+from nbp.config import Config, load_config
+from nbp.errors import FeatureStoreError
+from nbp.workspace import Workspace
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Workspace]:
+    ws = Workspace(tmp_path_factory.mktemp("store") / "ws")
+    write_tables(ws, tiny_bank(), date(2025, 8, 31))
+    cfg = load_config()
+    store.publish(cfg, ws, [date(2025, 6, 1), date(2025, 7, 1)])
+    return cfg, ws
+
+
+def test_one_feature_service_per_product(published: tuple[Config, Workspace]) -> None:
+    cfg, ws = published
+    names = {s.name for s in store.get_store(cfg, ws).list_feature_services()}
+    assert names == {f"{k}_v1" for k in cfg.products}
+
+
+def test_historical_is_point_in_time_and_keeps_every_row(published: tuple[Config, Workspace]) -> None:
+    cfg, ws = published
+    ent = pd.DataFrame({
+        JOIN_KEY: ["c1", "c1", "c1", "c4", "nobody"],
+        EVENT_TS: pd.to_datetime(["2025-06-01", "2025-06-20", "2025-07-01", "2025-06-01", "2025-06-01"]),
+    })
+    got = store.historical(cfg, ws, ent, "consumer_v1")
+    assert len(got) == len(ent)
+    assert got[EVENT_TS].dtype == "datetime64[us]"
+    assert set(feature_names()) <= set(got.columns)
+    got = got.set_index([JOIN_KEY, EVENT_TS]).sort_index()
+    col = "holdings_loans_active_consumer_count"
+    # the loan granted 2025-06-02 is unknown at the 2025-06-01 row and at 2025-06-20 (still June's row)
+    assert got.loc[("c1", pd.Timestamp("2025-06-01")), col] == 0
+    assert got.loc[("c1", pd.Timestamp("2025-06-20")), col] == 0
+    assert got.loc[("c1", pd.Timestamp("2025-07-01")), col] == 1
+    assert got.loc[("nobody", pd.Timestamp("2025-06-01"))].isna().all()
+    assert got.dtypes.eq(np.float64).all()
+
+
+def test_historical_rejects_missing_columns_and_unknown_services(published: tuple[Config, Workspace]) -> None:
+    cfg, ws = published
+    with pytest.raises(FeatureStoreError, match="event_timestamp"):
+        store.historical(cfg, ws, pd.DataFrame({JOIN_KEY: ["c1"]}), "consumer_v1")
+    with pytest.raises(FeatureStoreError, match="nope_v1"):
+        store.historical(cfg, ws, pd.DataFrame({JOIN_KEY: ["c1"], EVENT_TS: [pd.Timestamp("2025-06-01")]}),
+                         "nope_v1")
+
+
+def test_export_writes_one_row_per_known_customer(published: tuple[Config, Workspace], tmp_path: Path) -> None:
+    cfg, ws = published
+    out = tmp_path / "f.parquet"
+    assert store.export(cfg, ws, date(2025, 6, 1), out) == 4
+    df = pd.read_parquet(out)
+    assert list(df.columns) == [JOIN_KEY, *feature_names()]
+    assert df[JOIN_KEY].tolist() == ["c1", "c2", "c3", "c4"]
+    with pytest.raises(FeatureStoreError, match="not built"):
+        store.export(cfg, ws, date(2025, 5, 1), out)
