@@ -228,33 +228,26 @@ def _locate(src: Path, encoding: str) -> dict[str, _Source | None]:
 # ---------------------------------------------------------------- DuckDB work
 
 
-def _load_raw(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work: Path) -> Path | None:
-    """Load the file into table ``raw`` (VARCHAR ``r<i>`` columns; Parquet also ``_line``).
+def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work: Path) -> tuple[str, Path | None]:
+    """Table expression reading the file as VARCHAR columns ``r<i>`` (Parquet: also ``_line``).
 
-    CSV records DuckDB cannot split into the header's columns go to ``rej``.
-    Returns the UTF-8 CSV file DuckDB read (for line numbers), None for Parquet.
+    CSV records DuckDB cannot split into the header's columns go to table ``rej``.
+    Returns the expression and the UTF-8 CSV file DuckDB reads (None for Parquet).
     """
-    con.execute("DROP TABLE IF EXISTS raw; DROP TABLE IF EXISTS rej; DROP TABLE IF EXISTS rej_scan")
+    con.execute("DROP TABLE IF EXISTS rej; DROP TABLE IF EXISTS rej_scan")
     if s.kind == "parquet":
         cols = ", ".join(f"CAST({q.ident(h)} AS VARCHAR) AS r{i}" for i, h in enumerate(s.header))
-        try:
-            con.execute(f"CREATE TABLE raw AS SELECT {cols}, file_row_number + 1 AS _line "
-                        f"FROM read_parquet({q.lit(str(s.path))}, file_row_number = true)")
-        except duckdb.Error as e:
-            raise DataContractError(f"{s.path.name}: cannot read Parquet file: {e} "
-                                    f"(rule {q.UNREADABLE_FILE})") from e
         con.execute("CREATE TABLE rej (line_byte_position UBIGINT, csv_line VARCHAR)")
-        return None
+        return (f"(SELECT {cols}, file_row_number + 1 AS _line "
+                f"FROM read_parquet({q.lit(str(s.path))}, file_row_number = true))"), None
     path = s.path
     if encoding != "utf-8":
         path = work / f"{s.table.name}.utf8.csv"
         transcode_to_utf8(s.path, path, encoding)
     columns = "{" + ", ".join(f"{q.lit(f'r{i}')}: 'VARCHAR'" for i in range(len(s.header))) + "}"
-    con.execute(
-        f"CREATE TABLE raw AS SELECT * FROM read_csv({q.lit(str(path))}, columns = {columns}, header = true, "
-        f"auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
-        f"store_rejects = true, rejects_table = 'rej', rejects_scan = 'rej_scan', max_line_size = 10000000)")
-    return path
+    return (f"read_csv({q.lit(str(path))}, columns = {columns}, header = true, auto_detect = false, "
+            f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, "
+            f"rejects_table = 'rej', rejects_scan = 'rej_scan', max_line_size = 10000000)"), path
 
 
 @dataclass
@@ -265,18 +258,23 @@ class _Checked:
     cells: dict[str, int]
 
 
-def _validate(con: duckdb.DuckDBPyConnection, t: Table, present: dict[str, int]) -> None:
-    """Build table ``chk`` from ``raw``: parsed values, broken cells and ``_why`` per row."""
+def _validate(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
+    """Build table ``chk`` (file order, rowid = record position): parsed values, broken cells, ``_why``."""
+    t = s.table
+    extra = ", _line" if s.kind == "parquet" else ""
     con.execute("DROP TABLE IF EXISTS chk")
-    con.execute(f"CREATE TABLE chk AS {q.check_sql(t, present, 'raw')}")
+    try:
+        con.execute(f"CREATE TABLE chk AS {q.check_sql(t, s.present, len(s.header), src_sql, extra)}")
+    except duckdb.Error as e:
+        raise DataContractError(f"{s.path.name}: cannot read: {e} (rule {q.UNREADABLE_FILE})") from e
     ref = q.reference_sql(t, "chk")
     if ref:
-        con.execute(f"UPDATE chk SET _why = b._why FROM ({ref}) b WHERE chk._ord = b._ord")
-    con.execute(f"UPDATE chk SET _why = b._why FROM ({q.duplicate_sql(t, 'chk')}) b WHERE chk._ord = b._ord")
+        con.execute(f"UPDATE chk SET _why = b._why FROM ({ref}) b WHERE chk.rowid = b._ord")
+    con.execute(f"UPDATE chk SET _why = b._why FROM ({q.duplicate_sql(t, 'chk')}) b WHERE chk.rowid = b._ord")
 
 
 def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
-    n_raw = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    n_raw = con.execute("SELECT count(*) FROM chk").fetchone()[0]
     n_rej = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej").fetchone()[0]
     aside = dict(con.execute("SELECT split_part(_why, ':', 1) r, count(*) FROM chk WHERE _why IS NOT NULL "
                              "GROUP BY r ORDER BY r").fetchall())
@@ -325,13 +323,13 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
     cond_cells = " OR ".join(f"{q.ident('b_' + c.name)} IS NOT NULL" for c in opt) or "false"
     con.execute("DROP TABLE IF EXISTS lines")
     if s.kind == "parquet":
-        con.execute(f"CREATE TABLE lines AS SELECT c._ord, r._line AS line FROM chk c JOIN raw r "
-                    f"ON c._ord = r.rowid WHERE c._why IS NOT NULL OR ({cond_cells})")
+        con.execute(f"CREATE TABLE lines AS SELECT rowid AS _ord, _line AS line FROM chk "
+                    f"WHERE _why IS NOT NULL OR ({cond_cells})")
         rej_lines = np.zeros(0, np.int64)
         rej = pd.DataFrame({"line_byte_position": [], "csv_line": []})
     else:
-        ords = con.execute(f"SELECT _ord FROM chk WHERE _why IS NOT NULL OR ({cond_cells}) ORDER BY _ord"
-                           ).fetchnumpy()["_ord"]
+        ords = con.execute(f"SELECT rowid AS _ord FROM chk WHERE _why IS NOT NULL OR ({cond_cells}) "
+                           "ORDER BY 1").fetchnumpy()["_ord"]
         rej = con.execute("SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej "
                           "GROUP BY ALL ORDER BY 1").df()
         assert csv_path is not None
@@ -340,19 +338,21 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         con.register("lines_arrow", lines_tbl)
         con.execute("CREATE TABLE lines AS SELECT * FROM lines_arrow")
         con.unregister("lines_arrow")
-    raw_cols = ", ".join(f"r.r{i} AS {q.ident(h)}" for i, h in enumerate(s.header))
+    kept_raw = set(q.raw_kept(t, s.present, len(s.header)))
+    by_pos = {i: n for n, i in s.present.items()}
+    cell = {i: f"c.r{i}" if i in kept_raw else f"c.{q.ident('p_' + by_pos[i])}" for i in range(len(s.header))}
+    raw_cols = ", ".join(f"{cell[i]} AS {q.ident(h)}" for i, h in enumerate(s.header))
     src = q.lit(s.path.name)
 
     def value_of(col_expr: str) -> str:
-        whens = " ".join(f"WHEN {q.lit(n)} THEN r.r{i}" for n, i in s.present.items())
+        whens = " ".join(f"WHEN {q.lit(n)} THEN {cell[i]}" for n, i in s.present.items())
         return f"CASE {col_expr} {whens} END" if whens else "NULL"
 
     if n_aside:
-        reasons = ("SELECT c._ord, split_part(c._why, ':', 1) AS rule, split_part(c._why, ':', 2) AS col "
-                   "FROM chk c WHERE c._why IS NOT NULL")
-        sql = (f"SELECT {src} AS source_file, l.line AS source_line, w.rule, w.col AS \"column\", "
-               f"{value_of('w.col')} AS value, {raw_cols} FROM ({reasons}) w JOIN lines l USING (_ord) "
-               f"JOIN raw r ON r.rowid = w._ord")
+        why_col = "split_part(c._why, ':', 2)"
+        sql = (f"SELECT {src} AS source_file, l.line AS source_line, split_part(c._why, ':', 1) AS rule, "
+               f"{why_col} AS \"column\", {value_of(why_col)} AS value, "
+               f"{raw_cols} FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NOT NULL")
         if len(rej):
             con.register("rej_arrow", pa.table({"line": pa.array(rej_lines, pa.int64()),
                                                 "csv_line": pa.array(rej["csv_line"].str.strip("\r\n"),
@@ -365,11 +365,11 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         if len(rej):
             con.unregister("rej_arrow")
     if n_cells:
-        parts = [f"SELECT c._ord, {q.lit(c.name)} AS col FROM chk c WHERE c._why IS NULL AND "
-                 f"{q.ident('b_' + c.name)} IS NOT NULL" for c in opt]
-        sql = (f"SELECT {src} AS source_file, l.line AS source_line, {q.lit(q.MALFORMED_OPTIONAL)} AS rule, "
-               f"w.col AS \"column\", {value_of('w.col')} AS value, {raw_cols} "
-               f"FROM ({' UNION ALL '.join(parts)}) w JOIN lines l USING (_ord) JOIN raw r ON r.rowid = w._ord")
+        parts = [f"SELECT {src} AS source_file, l.line AS source_line, {q.lit(q.MALFORMED_OPTIONAL)} AS rule, "
+                 f"{q.lit(o.name)} AS \"column\", {cell[s.present[o.name]]} AS value, {raw_cols} "
+                 f"FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NULL AND "
+                 f"{q.ident('b_' + o.name)} IS NOT NULL" for o in opt if o.name in s.present]
+        sql = " UNION ALL ".join(parts)
         (out / "cells").mkdir(exist_ok=True)
         _write_report_csv(con, f"SELECT * FROM ({sql}) ORDER BY source_line, \"column\"",
                           out / "cells" / f"{t.name}.csv")
@@ -510,11 +510,12 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
     reports: dict[str, TableReport] = {}
     latest: list[date] = []
     with _staging(ws, tag) as (data_dir, rep_dir, work), logging_redirect_tqdm():
-        con = duckdb.connect(str(work / "ingest.duckdb"))
+        con = duckdb.connect(":memory:")
         try:
             con.execute(f"SET memory_limit = {q.lit(cfg.memory_limit)}")
             con.execute(f"SET temp_directory = {q.lit(str(work / 'spill'))}")
-            con.execute("SET preserve_insertion_order = true")
+            con.execute("SET preserve_insertion_order = true")  # chk.rowid = record position
+            con.execute("SET enable_progress_bar = false")
             if cfg.threads > 0:
                 con.execute(f"SET threads = {int(cfg.threads)}")
             _empty_keys(con)
@@ -525,8 +526,8 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
                     reports[name] = TableReport()
                     continue
                 t1 = time.perf_counter()
-                csv_path = _load_raw(con, s, encoding, work)
-                _validate(con, s.table, s.present)
+                src_sql, csv_path = _source_sql(con, s, encoding, work)
+                _validate(con, s, src_sql)
                 counts = _counts(con, s.table)
                 write_table(con, s.table, data_dir / f"{name}.parquet")
                 _write_problem_rows(con, s, csv_path, rep_dir, counts)
@@ -542,7 +543,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
                     seconds=time.perf_counter() - t1,
                 )
                 reports[name] = tr
-                con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS raw; DROP TABLE IF EXISTS lines")
+                con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines")
                 if csv_path is not None and csv_path != s.path:
                     csv_path.unlink(missing_ok=True)
                 log.info("%s: %s rows read, %s kept, %s set aside, %s cells reported in %.2f s (%s)",

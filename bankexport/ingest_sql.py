@@ -106,26 +106,46 @@ def break_expr(col: Column) -> str:
     return "CASE " + " ".join(whens) + " END"
 
 
-def check_sql(table: Table, present: dict[str, int], src: str) -> str:
-    """SELECT that parses and checks every cell of ``src`` (raw table with ``r<i>`` columns).
+def raw_kept(table: Table, present: dict[str, int], n_header: int) -> list[int]:
+    """Header positions whose raw cell ``r<i>`` the checked table keeps.
+
+    String and enum cells are stored as read (only an empty or blank cell becomes
+    NULL), so their stored value is the original cell. Typed and unknown columns
+    keep the raw text for the reject and cell reports.
+    """
+    string_pos = {i for n, i in present.items() if table.column(n).type in ("string", "enum")}
+    return [i for i in range(n_header) if i not in string_pos]
+
+
+def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, extra: str = "") -> str:
+    """SELECT that parses and checks every cell read from ``src``.
 
     Args:
         table: the spec table.
-        present: spec column name -> index of its raw column ``r<i>`` in ``src``.
-        src: name of the raw table; its ``rowid`` becomes ``_ord``.
+        present: spec column name -> position ``i`` of its raw column ``r<i>`` in ``src``.
+        n_header: number of columns in the file (``r0`` .. ``r<n-1>``, all VARCHAR).
+        src: a table expression yielding ``r<i>`` columns (e.g. ``read_csv(...)``).
+        extra: further columns of ``src`` to carry through (e.g. ``, _line``).
 
     Returns:
-        SQL yielding ``_ord``, ``p_<col>`` for every spec column (NULL-typed when the
-        file lacks the optional column), ``b_<col>`` for columns that can break a rule,
-        and ``_why`` (``rule:column`` of the first broken required column, else NULL).
+        SQL yielding ``p_<col>`` for every spec column (typed NULL when the file lacks
+        the optional column), ``b_<col>`` for columns that can break a rule, ``_why``
+        (``rule:column`` of the first broken required column, else NULL) and the raw
+        cells of :func:`raw_kept`. Rows come out in file order.
     """
     cols = table.columns
+    keep = "".join(f", r{i}" for i in raw_kept(table, present, n_header)) + extra
     vs = []
     for c in cols:
+        v = f"CAST(NULL AS VARCHAR)"
         if c.name in present:
-            vs.append(f"NULLIF(trim(r{present[c.name]}), '') AS {ident('v_' + c.name)}")
-        else:
-            vs.append(f"CAST(NULL AS VARCHAR) AS {ident('v_' + c.name)}")
+            r = f"r{present[c.name]}"
+            if c.type in ("string", "enum"):  # stored as read: no trimming
+                v = f"CASE WHEN {r} = '' OR (starts_with({r}, ' ') AND trim({r}) = '') THEN NULL ELSE {r} END"
+            else:  # surrounding blanks are not part of a number or date
+                v = (f"NULLIF(CASE WHEN starts_with({r}, ' ') OR ends_with({r}, ' ') THEN trim({r}) "
+                     f"ELSE {r} END, '')")
+        vs.append(f"{v} AS {ident('v_' + c.name)}")
     ps = [f"{parse_expr(c, ident('v_' + c.name))} AS {ident('p_' + c.name)}" for c in cols]
     vnames = ", ".join(ident("v_" + c.name) for c in cols)
     bs = [f"{break_expr(c)} AS {ident('b_' + c.name)}" for c in cols if can_break(c)]
@@ -136,10 +156,10 @@ def check_sql(table: Table, present: dict[str, int], src: str) -> str:
     why_expr = f"CASE {why} END" if why else "CAST(NULL AS VARCHAR)"
     bnames = ", ".join(ident("b_" + c.name) for c in cols if can_break(c))
     return (
-        f"SELECT _ord, {pnames}, {bnames}, {why_expr} AS _why FROM ("
-        f" SELECT _ord, {pnames}, {', '.join(bs)} FROM ("
-        f"  SELECT _ord, {vnames}, {', '.join(ps)} FROM ("
-        f"   SELECT rowid AS _ord, {', '.join(vs)} FROM {src})))"
+        f"SELECT {pnames}, {bnames}, {why_expr} AS _why{keep} FROM ("
+        f" SELECT {pnames}, {', '.join(bs)}{keep} FROM ("
+        f"  SELECT {vnames}, {', '.join(ps)}{keep} FROM ("
+        f"   SELECT {', '.join(vs)}{keep} FROM {src})))"
     )
 
 
@@ -155,7 +175,7 @@ def stored_select(table: Table, src: str) -> str:
 
 
 def duplicate_sql(table: Table, src: str) -> str:
-    """SELECT ``_ord, _why`` of rows whose key repeats an earlier kept row's key.
+    """SELECT ``_ord`` (rowid), ``_why`` of rows whose key repeats an earlier kept row's key.
 
     Keyless tables use the whole row (all parsed columns) as the key.
     """
@@ -164,15 +184,15 @@ def duplicate_sql(table: Table, src: str) -> str:
     on = " AND ".join(f"c.{k} IS NOT DISTINCT FROM d.{k}" for k in kp)
     label = lit(f"{DUPLICATE_KEY}:{'+'.join(table.key) if table.key else '*'}")
     return (
-        f"SELECT c._ord, {label} AS _why FROM {src} c JOIN ("
-        f" SELECT {', '.join(kp)}, min(_ord) AS _first FROM {src} WHERE _why IS NULL"
+        f"SELECT c.rowid AS _ord, {label} AS _why FROM {src} c JOIN ("
+        f" SELECT {', '.join(kp)}, min(rowid) AS _first FROM {src} WHERE _why IS NULL"
         f" GROUP BY ALL HAVING count(*) > 1) d ON {on}"
-        f" WHERE c._why IS NULL AND c._ord <> d._first"
+        f" WHERE c._why IS NULL AND c.rowid <> d._first"
     )
 
 
 def reference_sql(table: Table, src: str) -> str | None:
-    """SELECT ``_ord, _why`` of rows pointing at a row that was not kept, or None.
+    """SELECT ``_ord`` (rowid), ``_why`` of rows pointing at a row that was not kept, or None.
 
     Targets are tables ``keys_<table>`` holding the kept keys of the referenced
     table (``keys_accounts`` also holds the owner ``customer_id``). A transaction
@@ -192,5 +212,5 @@ def reference_sql(table: Table, src: str) -> str | None:
         a = f"k{names.index('account_id')}"
         whens.append(f"WHEN {a}.customer_id <> c.p_customer_id THEN {lit(BROKEN_REFERENCE + ':customer_id')}")
     why = "CASE " + " ".join(whens) + " END"
-    return (f"SELECT * FROM (SELECT c._ord, {why} AS _why FROM {src} c {' '.join(joins)}"
+    return (f"SELECT * FROM (SELECT c.rowid AS _ord, {why} AS _why FROM {src} c {' '.join(joins)}"
             f" WHERE c._why IS NULL) WHERE _why IS NOT NULL")
