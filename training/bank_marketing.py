@@ -157,7 +157,7 @@ COLUMNS = ["protocol", "model", "test rows", "uptake rate", "AUC", "lift@10%", "
 def _row(protocol: str, model: str, y: np.ndarray, p: np.ndarray) -> dict:
     m = evaluate.metrics(y, p)
     return {"protocol": protocol, "model": model, "test rows": m["n"], "uptake rate": m["base_rate"],
-            "AUC": m["auc"], "lift@10%": m["lift@10"], "gain area (ALIFT)": m["gain_area"], "Brier": m["brier"],
+            "AUC": m["auc"], "lift@10%": m["lift_10"], "gain area (ALIFT)": m["gain_area"], "Brier": m["brier"],
             "ECE": m["ece"], "mean p": m["mean_p"]}
 
 

@@ -151,7 +151,8 @@ def metrics(y: Iterable, p: Iterable) -> dict[str, float]:
 
     Returns:
         ``n``, ``positives``, ``base_rate``, ``mean_p``, ``auc``, ``pr_auc``,
-        ``gain_area``, ``brier``, ``ece``, and ``lift@5``, ``capture@5`` (and 10, 20).
+        ``gain_area``, ``brier``, ``ece``, and ``lift_5``, ``capture_5`` (and 10, 20:
+        lift and capture at the top 5 %, 10 %, 20 %).
     """
     ya, pa = _arrays(y, p)
     out: dict[str, float] = {
@@ -167,8 +168,8 @@ def metrics(y: Iterable, p: Iterable) -> dict[str, float]:
     }
     for s in TOP_SHARES:
         pct = round(s * 100)
-        out[f"lift@{pct}"] = lift_at(ya, pa, s)
-        out[f"capture@{pct}"] = capture_at(ya, pa, s)
+        out[f"lift_{pct}"] = lift_at(ya, pa, s)
+        out[f"capture_{pct}"] = capture_at(ya, pa, s)
     return out
 
 

@@ -19,7 +19,9 @@ with ``predict_proba`` and ``contributions``.
 Champion gate (:func:`promote`): a version becomes champion when it passes the
 guardrails (AUC at or above the floor, no leak alarm) and either no champion exists
 or it beats the champion on the same backtest window: higher AUC, ECE no worse than
-the champion's plus ``ECE_TOLERANCE`` and Brier no worse than the champion's times
+the champion's plus a tolerance (the larger of ``ECE_TOLERANCE`` and the
+standard error of one calibration bin's uptake rate, ``sqrt(r (1 - r) * bins / n)`` for
+uptake rate ``r`` over ``n`` rows: smaller differences are sampling noise) and Brier no worse than the champion's times
 ``1 + BRIER_TOLERANCE``. Metrics of different windows are never compared: the
 champion is re-scored on the challenger's rows when the caller passes them;
 otherwise the new version stays challenger.
@@ -45,7 +47,7 @@ from training.model import FittedModel
 
 log = logging.getLogger(__name__)
 
-ECE_TOLERANCE = 0.01  # absolute: a challenger may be this much less calibrated
+ECE_TOLERANCE = 0.01  # absolute floor of the ECE tolerance (see _ece_tolerance)
 BRIER_TOLERANCE = 0.02  # relative: Brier may be 2 % higher than the champion's
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -87,10 +89,6 @@ def _experiment_id(client: Any, ws: Workspace, name: str) -> str:
     where = ws.mlruns_dir / "artifacts" / name
     where.mkdir(parents=True, exist_ok=True)
     return client.create_experiment(name, artifact_location=where.as_uri())
-
-
-def _metric_key(k: str) -> str:
-    return k.replace("@", "_at_")
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,7 @@ def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: 
                 "backtest_window": backtest_window, "n_features": len(fitted.features),
                 **{f"fit_{k}": v for k, v in fitted.info.items()}}
         mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
-        mlflow.log_metrics({_metric_key(k): float(v) for k, v in metrics.items()
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
                             if isinstance(v, int | float) and not math.isnan(float(v))})
         for path in plots.values():
             mlflow.log_artifact(str(path), artifact_path="plots")
@@ -185,6 +183,14 @@ def _current_champion(client: Any, name: str) -> int | None:
         return None
 
 
+def _ece_tolerance(m: Mapping[str, float]) -> float:
+    """ECE tolerance of one window: max(ECE_TOLERANCE, one calibration bin's standard error)."""
+    n, r = float(m.get("n", 0) or 0), float(m.get("base_rate", float("nan")))
+    if n <= 0 or math.isnan(r):
+        return ECE_TOLERANCE
+    return max(ECE_TOLERANCE, math.sqrt(r * (1 - r) * evaluate.ECE_BINS / n))
+
+
 def _compare(version: int, window: str, new: Mapping[str, float], champ_v: int, champ: Mapping[str, float],
              how: str) -> tuple[bool, str]:
     """Does the new version beat the champion (same rows)? And the sentence why."""
@@ -192,11 +198,12 @@ def _compare(version: int, window: str, new: Mapping[str, float], champ_v: int, 
     e_new, e_old = float(new["ece"]), float(champ["ece"])
     b_new, b_old = float(new["brier"]), float(champ["brier"])
     on = f"on window {window} ({how})"
+    tol = _ece_tolerance(new)
     if not a_new > a_old:
         return False, f"v{version} stays challenger: AUC {a_new:.4f} does not beat champion v{champ_v}'s {a_old:.4f} {on}."
-    if e_new > e_old + ECE_TOLERANCE:
+    if e_new > e_old + tol:
         return False, (f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but ECE {e_new:.4f} is worse "
-                       f"than champion v{champ_v}'s {e_old:.4f} by more than {ECE_TOLERANCE} {on}.")
+                       f"than champion v{champ_v}'s {e_old:.4f} by more than {tol:.4f} {on}.")
     if b_new > b_old * (1 + BRIER_TOLERANCE):
         return False, (f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but Brier {b_new:.5f} is "
                        f"more than {BRIER_TOLERANCE:.0%} worse than champion v{champ_v}'s {b_old:.5f} {on}.")

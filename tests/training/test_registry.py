@@ -1,0 +1,109 @@
+"""MLflow registry: logging, the champion gate, loading (in a temporary workspace)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from training_synth import FEATURES, time_slices, uptake_frame
+
+from nbp.errors import ModelUnavailable
+from nbp.workspace import Workspace
+from training import evaluate as ev
+from training import registry
+from training.model import FittedModel, ModelParams, fit
+
+pytestmark = pytest.mark.integration
+
+FAST = ModelParams(learning_rate=0.1, max_rounds=200, early_stopping_rounds=20, min_child_samples=50)
+
+
+@pytest.fixture(scope="module")
+def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return time_slices(uptake_frame(n=12_000))
+
+
+def _train(frames, features: list[str]) -> FittedModel:  # noqa: ANN001
+    train, valid, _ = frames
+    return fit(train, valid, features, "label", FAST, time="period")
+
+
+def _register(ws: Workspace, frames, model: FittedModel, window: str = "w1") -> tuple[int, dict]:  # noqa: ANN001
+    test = frames[2]
+    m = ev.metrics(test["label"], model.predict_proba(test))
+    v = registry.log_and_register(ws, "consumer", model, m, FAST.model_dump(), plots={},
+                                  feature_info={"feature_views": "consumer_v1: x1, x2, segment, noise"},
+                                  as_of_range=("2026-01-01", "2026-03-01"), backtest_window=window,
+                                  input_example=test)
+    return v, m
+
+
+@pytest.fixture(scope="module")
+def models(frames) -> dict[str, FittedModel]:  # noqa: ANN001
+    return {"good": _train(frames, FEATURES), "weak": _train(frames, ["x2", "noise"]),
+            "noise": _train(frames, ["noise", "segment"])}
+
+
+def test_gate_moves_champion_only_for_a_better_model(tmp_path: Path, frames, models,  # noqa: ANN001
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # MLflow must not write ./mlruns into the working directory
+    ws = Workspace(tmp_path / "home")
+
+    v1, m1 = _register(ws, frames, models["noise"])
+    d1 = registry.promote(ws, "consumer", v1, m1, floor=0.6, leak_alarm=False)
+    assert m1["auc"] < 0.6
+    assert d1.alias == "challenger" and "below the floor" in d1.reason  # never champion under the floor
+
+    v2, m2 = _register(ws, frames, models["weak"])
+    d2 = registry.promote(ws, "consumer", v2, m2, floor=0.55, leak_alarm=False)
+    assert d2.promoted and "first model" in d2.reason
+
+    v3, m3 = _register(ws, frames, models["good"])
+    assert m3["auc"] > m2["auc"]
+    d3 = registry.promote(ws, "consumer", v3, m3, floor=0.55, leak_alarm=False)
+    assert d3.promoted and d3.previous_champion == v2
+
+    v4, m4 = _register(ws, frames, models["weak"])
+    d4 = registry.promote(ws, "consumer", v4, m4, floor=0.55, leak_alarm=False)
+    assert d4.alias == "challenger" and "does not beat" in d4.reason
+
+    v5, m5 = _register(ws, frames, models["good"])
+    d5 = registry.promote(ws, "consumer", v5, {**m5, "auc": 0.99}, floor=0.55, leak_alarm=True)
+    assert d5.alias == "challenger" and "leak" in d5.reason
+
+    fitted, version = registry.load_champion(ws, "consumer")
+    assert version == v3
+    p = fitted.predict_proba(frames[2])
+    assert ((p >= 0) & (p <= 1)).all() and 0 < p.mean() < 1 and len(np.unique(p)) > 10
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=registry.tracking_uri(ws))
+    assert client.get_model_version("nbp-consumer", str(v4)).tags[registry.TAG_DECISION] == d4.reason
+    assert int(client.get_model_version_by_alias("nbp-consumer", "challenger").version) == v5
+    # the pyfunc flavour returns probabilities too, not labels
+    pyfunc = mlflow.pyfunc.load_model("models:/nbp-consumer@champion")
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(frames[2][FEATURES].head(20))), p[:20])
+    assert list(tmp_path.iterdir()) == [tmp_path / "home"]
+    assert (ws.mlruns_dir / "mlflow.db").exists()
+
+
+def test_different_windows_are_not_compared_unless_rescored(tmp_path: Path, frames, models) -> None:  # noqa: ANN001
+    ws = Workspace(tmp_path)
+    v1, m1 = _register(ws, frames, models["weak"], window="w1")
+    assert registry.promote(ws, "consumer", v1, m1, floor=0.55, leak_alarm=False).promoted
+    v2, m2 = _register(ws, frames, models["good"], window="w2")
+    d2 = registry.promote(ws, "consumer", v2, m2, floor=0.55, leak_alarm=False)
+    assert d2.alias == "challenger" and "window w1, not w2" in d2.reason
+    d3 = registry.promote(ws, "consumer", v2, m2, floor=0.55, leak_alarm=False, window_rows=frames[2])
+    assert d3.promoted and "re-scored" in d3.reason
+    assert registry.load_champion(ws, "consumer")[1] == v2
+
+
+def test_load_champion_without_a_model_is_unavailable(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    with pytest.raises(ModelUnavailable, match="nbp-consumer"):
+        registry.load_champion(ws, "consumer")
+    assert not ws.mlruns_dir.exists()  # a lookup creates no registry
