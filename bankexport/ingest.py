@@ -296,7 +296,7 @@ def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path) -> None:
     empty = pd.DataFrame({c.name: pd.Series([], dtype=_PANDAS_DTYPES[c.type]) for c in t.columns})
     meta = pa.Schema.from_pandas(empty, preserve_index=False).metadata[b"pandas"].decode()
     con.execute(f"COPY ({q.stored_select(t, 'chk')}) TO {q.lit(str(path))} "
-                f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{pandas: {q.lit(meta)}}})")
+                f"(FORMAT parquet, COMPRESSION snappy, KV_METADATA {{pandas: {q.lit(meta)}}})")
 
 
 def _write_report_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:

@@ -84,6 +84,11 @@ def can_break(col: Column) -> bool:
     return col.required or col.type != "string"
 
 
+def stored_break(col: Column) -> bool:
+    """Whether the checked table keeps ``b_<name>``: optional cells that can be malformed."""
+    return not col.required and col.type != "string"
+
+
 def break_expr(col: Column) -> str:
     """Rule broken by the cell of ``col`` (uses ``v_<name>``, ``p_<name>``), or NULL."""
     v, p = ident("v_" + col.name), ident("p_" + col.name)
@@ -137,7 +142,7 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
     keep = "".join(f", r{i}" for i in raw_kept(table, present, n_header)) + extra
     vs = []
     for c in cols:
-        v = f"CAST(NULL AS VARCHAR)"
+        v = "CAST(NULL AS VARCHAR)"
         if c.name in present:
             r = f"r{present[c.name]}"
             if c.type in ("string", "enum"):  # stored as read: no trimming
@@ -148,18 +153,17 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
         vs.append(f"{v} AS {ident('v_' + c.name)}")
     ps = [f"{parse_expr(c, ident('v_' + c.name))} AS {ident('p_' + c.name)}" for c in cols]
     vnames = ", ".join(ident("v_" + c.name) for c in cols)
-    bs = [f"{break_expr(c)} AS {ident('b_' + c.name)}" for c in cols if can_break(c)]
+    stored_b = [c for c in cols if stored_break(c)]
+    bs = [f"{break_expr(c)} AS {ident('b_' + c.name)}" for c in stored_b]
     pnames = ", ".join(ident("p_" + c.name) for c in cols)
-    req = [c for c in cols if c.required]
-    why = " ".join(f"WHEN {ident('b_' + c.name)} IS NOT NULL THEN {ident('b_' + c.name)} || {lit(':' + c.name)}"
-                   for c in req)
-    why_expr = f"CASE {why} END" if why else "CAST(NULL AS VARCHAR)"
-    bnames = ", ".join(ident("b_" + c.name) for c in cols if can_break(c))
+    # each required cell's rule is computed once, inside the COALESCE
+    req = [f"({break_expr(c)}) || {lit(':' + c.name)}" for c in cols if c.required]
+    why_expr = f"COALESCE({', '.join(req)})" if req else "CAST(NULL AS VARCHAR)"
+    bnames = "".join(", " + ident("b_" + c.name) for c in stored_b)
     return (
-        f"SELECT {pnames}, {bnames}, {why_expr} AS _why{keep} FROM ("
-        f" SELECT {pnames}, {', '.join(bs)}{keep} FROM ("
-        f"  SELECT {vnames}, {', '.join(ps)}{keep} FROM ("
-        f"   SELECT {', '.join(vs)}{keep} FROM {src})))"
+        f"SELECT {pnames}{bnames}, {why_expr} AS _why{keep} FROM ("
+        f"  SELECT {vnames}, {', '.join(ps + bs)}{keep} FROM ("
+        f"   SELECT {', '.join(vs)}{keep} FROM {src}))"
     )
 
 
