@@ -451,7 +451,7 @@ class _Simulation:
         t = P.TAX_COEF
         gcoef = np.array([t["grade"].get(g, 0.0) for g in tx["grades"]])[tx["grade"][kk, ix]]
         eta = (gcoef + t["log_tax"] * np.log(np.maximum(paid, 100) / 10_000) + t["full_filing"] * full
-               + t["log_firm_age"] * np.log1p(np.maximum(firm_age, 0)))
+               + t["log_firm_age"] * np.log1p(np.maximum(firm_age, 0)) + t["business"] * pop.is_biz[ix])
         elig = has & (gname != "D") & tenure_ok[ix] & (firm_age >= 1)
         appr = np.array([P.TAX_APPROVAL.get(g, 0.0) for g in tx["grades"]])[tx["grade"][kk, ix]]
         out["tax_linked"] = (np.where(elig, eta, -np.inf), appr)
@@ -1051,7 +1051,7 @@ def write_csv_export(src_dir: Path, dst_dir: Path, encoding: str = "utf-8") -> l
                     elif pa.types.is_date(col.type):
                         col = pc.strftime(col, format="%Y-%m-%d")
                     elif pa.types.is_floating(col.type):
-                        col = pc.cast(pc.round(col, 2), pa.string())
+                        col = pc.cast(pc.cast(pc.round(col, 2), pa.decimal128(20, 2)), pa.string())
                     cols.append(col)
                 tab = pa.Table.from_arrays(cols, names=batch.schema.names)
                 buf = pa.BufferOutputStream()

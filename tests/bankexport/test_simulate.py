@@ -18,7 +18,7 @@ import pytest
 from bankexport.simulate import PRODUCTS, simulate, write_csv_export
 from bankexport.spec import ALL_TABLES, TABLES
 
-N, MONTHS, END, SEED, H = 3_000, 14, "2026-10", 11, 90
+N, MONTHS, END, SEED, H = 4_000, 14, "2026-10", 11, 90
 
 
 @pytest.fixture(scope="module")
