@@ -75,13 +75,16 @@ class ServingConfig(_Section):
 class EligibilityRule(_Section):
     """One condition a candidate must meet, on a feature of the product's feature service.
 
-    A missing feature value fails the rule (unknown is not eligible).
+    A missing feature value fails the rule (unknown is not eligible) unless
+    ``allow_missing`` is set. Categorical features hold integer codes in the
+    order of their enum in ``bankexport/spec.py`` (see docs/features.md).
     """
 
     feature: str
     min: float | None = None  # inclusive
     max: float | None = None  # inclusive
     one_of: list[str | float] | None = None
+    allow_missing: bool = False  # True: an unknown value passes (e.g. no past loan, so no overdue)
     zh: str  # shown to staff when the rule fails, e.g. 年龄不在18–60岁
     en: str
 

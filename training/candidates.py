@@ -31,7 +31,8 @@ def rule_mask(features: pd.DataFrame, rule: EligibilityRule) -> pd.Series:
         ok &= pd.to_numeric(col, errors="coerce") <= rule.max
     if rule.one_of is not None:
         ok &= col.isin(rule.one_of)
-    return ok.fillna(False).astype(bool)
+    ok = ok.fillna(False).astype(bool)
+    return ok | col.isna() if rule.allow_missing else ok
 
 
 def eligible(features: pd.DataFrame, rules: list[EligibilityRule]) -> pd.Series:

@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -27,7 +26,7 @@ from nbp.workspace import Workspace
 from training import evaluate, registry
 from training.candidates import eligible
 from training.dataset import (
-    closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, training_set, with_features,
+    entity_rows, feature_columns, feature_service, loan_product, training_set, with_features,
 )
 from training.model import FittedModel, ModelParams, fit
 
@@ -54,12 +53,11 @@ def export_date(ws: Workspace) -> pd.Timestamp:
     return pd.Timestamp(json.loads(meta.read_text(encoding="utf-8"))["export_date"])
 
 
-def first_data_day(ws: Workspace) -> pd.Timestamp:
-    """The first transaction day: as-of dates start after it."""
-    got = duckdb.sql(f"SELECT min(txn_time) FROM read_parquet('{ws.table('transactions')}')").fetchone()[0]
-    if got is None:
-        raise FeatureStoreError("no transactions ingested")
-    return pd.Timestamp(got) + pd.Timedelta(days=1)
+def feature_as_ofs(ws: Workspace) -> list[pd.Timestamp]:
+    """The as-of dates the feature build covers by default."""
+    from features.build import default_as_of
+
+    return [pd.Timestamp(d) for d in default_as_of(ws)]
 
 
 def window_id(as_ofs: list[pd.Timestamp]) -> str:
@@ -104,7 +102,8 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
         One :class:`ProductResult` per product.
     """
     cutoff = cutoff or export_date(ws)
-    as_ofs = closed_as_ofs(first_data_day(ws), cutoff, cfg.training.horizon_days)
+    h = pd.Timedelta(days=cfg.training.horizon_days)
+    as_ofs = [t for t in feature_as_ofs(ws) if t + h < cutoff]
     train_ofs, valid_ofs, test_ofs = split_months(as_ofs, cfg.training.valid_months, cfg.training.test_months)
     results = []
     for key in tqdm(products or list(cfg.products), desc="train", disable=None):

@@ -31,3 +31,19 @@ def test_failed_rules_names_each_failure() -> None:
 def test_rule_on_unknown_feature_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="'age'"):
         eligible(pd.DataFrame({"x": [1]}), [AGE])
+
+
+def test_allow_missing_lets_unknown_pass_but_still_checks_known() -> None:
+    rule = EligibilityRule(feature="overdue", max=30, allow_missing=True, zh="逾期", en="overdue")
+    f = pd.DataFrame({"overdue": [np.nan, 10, 31]})
+    assert eligible(f, [rule]).tolist() == [True, True, False]
+
+
+def test_configured_rules_name_real_features() -> None:
+    from features.catalog import catalog_frame
+    from nbp.config import load_config
+
+    names = set(catalog_frame()["name"])
+    for key, pc in load_config().products.items():
+        for r in pc.eligibility:
+            assert r.feature in names, f"{key}: {r.feature}"
