@@ -267,8 +267,8 @@ def customers_table(pop: Population, rng: np.random.Generator) -> pa.Table:
         "established_date": pa.array(pop.established, pa.date32(), from_pandas=True),
         "branch_id": pa.array(np.array([f"B{b:03d}" for b in range(pop.n_branches)], dtype=object)[pop.branch],
                               pa.string()),
-        "manager_id": nullable(np.char.add("M", np.char.zfill(np.maximum(pop.manager, 0).astype(str), 4)).astype(object),
-                               pop.manager < 0),
+        "manager_id": nullable(np.array([f"M{i:04d}" for i in range(len(pop.manager_branch))], dtype=object)
+                               [np.maximum(pop.manager, 0)], pop.manager < 0),
         "open_date": pa.array(pop.open_day, pa.date32()),
         "risk_tolerance": nullable(risk, missing),
     }

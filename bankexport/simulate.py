@@ -130,7 +130,8 @@ class _Txns:
         acct = np.where(acct < 0, main_acct[cust], acct)
         t = ms.astype("datetime64[s]").astype(np.int64) + day.astype(np.int64) * DAY_S + sec
         tid = pc.binary_join_element_wise(
-            pa.scalar("T"), pc.utf8_lpad(pc.cast(pa.array(np.arange(first_id, first_id + n)), pa.string()), 12, "0"), "")
+            pa.scalar("T"),
+            pc.utf8_lpad(pc.cast(pa.array(np.arange(first_id, first_id + n)), pa.string()), 12, "0"), "")
         cpa = pa.array(cp, mask=cp < 0)
         return pa.table({
             "txn_id": tid,
@@ -218,7 +219,8 @@ class SimSummary:
                  f"export: {self.export_dir}"]
         lines += [f"  {t:<13} {self.rows.get(t, 0):>12,} rows" for t in ALL_TABLES]
         lines.append("uptake (grants during the simulation; positive labels pooled over as-of; oracle sum p):")
-        lines += [f"  {p:<13} {self.grants[p]:>8,} grants {self.labels[p]:>8,} labels {self.expected[p]:>10,.1f} expected"
+        lines += [f"  {p:<13} {self.grants[p]:>8,} grants {self.labels[p]:>8,} labels "
+                  f"{self.expected[p]:>10,.1f} expected"
                   for p in PRODUCTS]
         lines.append(f"oracle: {self.oracle_path} ({self.rows.get('oracle', 0):,} rows; omitted rows have p=0)")
         return "\n".join(lines)
@@ -683,6 +685,12 @@ class _Simulation:
             cnt = rng.poisson(np.where(mask, lam, 0.0))
             return np.repeat(np.arange(n), cnt)
 
+        def others(k: int) -> np.ndarray:
+            return CP_OTHERS + rng.integers(0, N_PEOPLE, k)
+
+        def mob(c: np.ndarray, otherwise: str) -> np.ndarray:
+            return np.where(mobile[c], CH["mobile"], CH[otherwise])
+
         # payroll (代发工资), pensions, subsidies: batch credits
         c = np.flatnonzero(ind & pop.payroll)
         bonus = np.where(fest_month & np.isin(pop.emp[c], [EMP["government"], EMP["public_institution"]]), 2.0, 1.0)
@@ -697,10 +705,10 @@ class _Simulation:
         mw = ind & (pop.occ == OCC["migrant_worker"])
         c = poisson_rows(mw, np.where(fest_month, 2.5, 0.8))
         tx.add(c, days(len(c)), rng.lognormal(np.log(2_500), 0.6, len(c)), "C",
-               np.where(mobile[c], CH["mobile"], CH["counter"]), "transfer", CP_OTHERS + rng.integers(0, N_PEOPLE, len(c)))
+               mob(c, "counter"), "transfer", others(len(c)))
         c = poisson_rows(ind & pop.family_remit, np.where(fest_month, 1.5, 0.4))
         tx.add(c, days(len(c)), rng.lognormal(np.log(1_500), 0.6, len(c)), "C",
-               np.where(mobile[c], CH["mobile"], CH["agent"]), "transfer", CP_OTHERS + rng.integers(0, N_PEOPLE, len(c)))
+               mob(c, "agent"), "transfer", others(len(c)))
         # business-flow pool: turnover as settlements / deposits / transfers in, plus outgoings
         ix = self.pools["business_flow"]
         on = live[ix]
@@ -723,14 +731,14 @@ class _Simulation:
                 chan, cp = np.full(len(cust), CH["counter"]), -1
             else:
                 chan = np.where(rng.random(len(cust)) < 0.6, CH["mobile"], CH["counter"])
-                cp = CP_OTHERS + rng.integers(0, N_PEOPLE, len(cust))
+                cp = others(len(cust))
             tx.add(cust, days(len(cust)), amt, direction, chan, ttype, cp)
         j = np.flatnonzero(on)
         cnt = np.maximum(1, rng.poisson(np.where(biz[j], P.BUSINESS_TRANSFERS_OUT, 3)))
         amt = _split(self.turn[m, j] * rng.uniform(0.6, 0.9, len(j)), cnt, rng)
         cust = np.repeat(ix[j], cnt)
         tx.add(cust, days(len(cust)), amt, "D", np.where(rng.random(len(cust)) < 0.6, CH["mobile"], CH["counter"]),
-               "transfer", CP_OTHERS + rng.integers(0, N_PEOPLE, len(cust)))
+               "transfer", others(len(cust)))
         j = np.flatnonzero(on & biz)
         tx.add(ix[j], np.full(len(j), 9), self.turn[m, j] * rng.uniform(0.08, 0.2, len(j)), "D", "batch", "payroll")
         # tax payments of taxpayers (current year's filing pattern)
@@ -742,19 +750,20 @@ class _Simulation:
         c = tp[pays]
         amt = self.tax["paid"][k, c] / np.maximum(filed[pays], 1) * rng.uniform(0.7, 1.3, len(c))
         tx.add(c, rng.integers(0, min(15, nd), len(c)), np.maximum(amt, 50), "D",
-               np.where(mobile[c], CH["mobile"], CH["counter"]), "tax", CP_TAX)
+               mob(c, "counter"), "tax", CP_TAX)
         # everyday life of individuals
         c = poisson_rows(ind, P.RATE_PURCHASE * act)
-        chan = np.where(mobile[c] & (rng.random(len(c)) < 0.7), CH["qr"], np.where(rng.random(len(c)) < 0.6, CH["pos"], CH["qr"]))
+        chan = np.where(mobile[c] & (rng.random(len(c)) < 0.7), CH["qr"],
+                        np.where(rng.random(len(c)) < 0.6, CH["pos"], CH["qr"]))
         card = self.card_of[c]
         use_card = (card >= 0) & (rng.random(len(c)) < 0.5)
         tx.add(c, days(len(c)), rng.lognormal(np.log(120), 1.0, len(c)), "D", chan, "purchase",
-               CP_OTHERS + rng.integers(0, N_PEOPLE, len(c)), np.where(use_card, card, -1))
+               others(len(c)), np.where(use_card, card, -1))
         ev = np.flatnonzero(ind & ((self.last_event == m) | (self.last_event == m - 1)))
         cnt = rng.integers(P.LIFE_EVENT_SURGE[0], P.LIFE_EVENT_SURGE[1] + 1, len(ev))
         c = np.repeat(ev, cnt)
         tx.add(c, days(len(c)), rng.lognormal(np.log(12_000), 0.7, len(c)), "D",
-               np.where(mobile[c], CH["mobile"], CH["pos"]), "purchase", CP_OTHERS + rng.integers(0, N_PEOPLE, len(c)))
+               mob(c, "pos"), "purchase", others(len(c)))
         c = poisson_rows(ind, P.RATE_CASH * act)
         chan = np.where(rng.random(len(c)) < 0.2, CH["counter"], np.where(pop.urban[c], CH["atm"], CH["agent"]))
         direction_d = rng.random(len(c)) < 0.8
@@ -763,19 +772,19 @@ class _Simulation:
         tx.add(c[~direction_d], days(int((~direction_d).sum())), amt[~direction_d], "C", chan[~direction_d], "cash")
         c = poisson_rows(ind, P.RATE_TRANSFER_OUT * act)
         tx.add(c, days(len(c)), rng.lognormal(np.log(800), 0.9, len(c)), "D",
-               np.where(mobile[c], CH["mobile"], CH["counter"]), "transfer", CP_OTHERS + rng.integers(0, N_PEOPLE, len(c)))
+               mob(c, "counter"), "transfer", others(len(c)))
         c = poisson_rows(ind, P.RATE_TRANSFER_IN * act)
         tx.add(c, days(len(c)), rng.lognormal(np.log(700), 0.9, len(c)), "C",
-               np.where(mobile[c], CH["mobile"], CH["counter"]), "transfer", CP_OTHERS + rng.integers(0, N_PEOPLE, len(c)))
+               mob(c, "counter"), "transfer", others(len(c)))
         c = poisson_rows(ind, P.RATE_UTILITY * act * np.where(pop.urban, 1.5, 0.7))
         tx.add(c, days(len(c)), rng.lognormal(np.log(90), 0.5, len(c)), "D",
-               np.where(mobile[c], CH["mobile"], CH["other"]), "utility")
+               mob(c, "other"), "utility")
         c = poisson_rows(live, P.RATE_FEE)
         tx.add(c, days(len(c)), rng.uniform(1, 10, len(c)).round(0), "D", "other", "fee")
         if month >= 9:
             c = np.flatnonzero(ind & ~pop.urban & (rng.random(n) < 0.12))
             tx.add(c, days(len(c)), rng.uniform(380, 1_000, len(c)), "D",
-                   np.where(mobile[c], CH["mobile"], CH["agent"]), "social_insurance", CP_SOCIAL)
+                   mob(c, "agent"), "social_insurance", CP_SOCIAL)
         c = np.flatnonzero(ind & pop.payroll & (rng.random(n) < 0.02))
         tx.add(c, days(len(c)), rng.uniform(5_000, 30_000, len(c)), "C", "counter", "housing_fund", CP_SOCIAL)
         if month in (3, 6, 9, 12):  # quarterly interest on the 21st (结息日)
@@ -869,7 +878,8 @@ class _Simulation:
         kinds = np.concatenate([self.acct_kind, np.full(len(g), "loan", dtype=object)])
         tables["accounts"] = pa.table({
             "account_id": pa.concat_arrays([self.acct_ids, ids("D", len(g), 10)]),
-            "customer_id": self.cust_ids.take(pa.array(np.concatenate([self.acct_cust, L["cust"][g]]).astype(np.int64))),
+            "customer_id": self.cust_ids.take(
+                pa.array(np.concatenate([self.acct_cust, L["cust"][g]]).astype(np.int64))),
             "account_type": pa.array(kinds, pa.string()),
             "open_date": pa.array(np.concatenate([self.acct_open, L["grant"][g]]), pa.date32()),
             "close_date": pa.array(np.concatenate([self.acct_close, np.where(ended[g], L["end"][g], NO_DAY)]),

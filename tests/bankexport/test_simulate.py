@@ -264,3 +264,17 @@ def test_write_csv_export(bank: Path, tmp_path: Path, encoding: str) -> None:
     assert loans["grant_date"].str.fullmatch(r"(\d{4}-\d{2}-\d{2})?").all()
     txn = pd.read_csv(tmp_path / "csv" / "transactions.csv", encoding=encoding, dtype=str, nrows=1000)
     assert txn["txn_time"].str.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}").all()
+
+
+# ------------------------------------------------------------------ CLI
+def test_cli_prints_the_summary(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from nbp.cli import main
+
+    res = CliRunner().invoke(main, ["simulate", "--customers", "400", "--months", "4", "--end", "2025-03",
+                                    "--out", str(tmp_path / "bank")])
+    assert res.exit_code == 0, res.output
+    assert "transactions" in res.output and "oracle:" in res.output
+    assert "export date 2025-04-01" in res.output
+    assert (tmp_path / "bank" / "oracle" / "oracle.parquet").exists()
