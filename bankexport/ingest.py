@@ -258,19 +258,30 @@ class _Checked:
     cells: dict[str, int]
 
 
+@contextmanager
+def _step(table: str, what: str) -> Iterator[None]:
+    """Log wall and process CPU seconds of one step (DEBUG)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    yield
+    log.debug("%s: %s %.2f s (cpu %.2f s)", table, what, time.perf_counter() - w0, time.process_time() - c0)
+
+
 def _validate(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
     """Build table ``chk`` (file order, rowid = record position): parsed values, broken cells, ``_why``."""
     t = s.table
     extra = ", _line" if s.kind == "parquet" else ""
     con.execute("DROP TABLE IF EXISTS chk")
-    try:
-        con.execute(f"CREATE TABLE chk AS {q.check_sql(t, s.present, len(s.header), src_sql, extra)}")
-    except duckdb.Error as e:
-        raise DataContractError(f"{s.path.name}: cannot read: {e} (rule {q.UNREADABLE_FILE})") from e
+    with _step(t.name, "read+check"):
+        try:
+            con.execute(f"CREATE TABLE chk AS {q.check_sql(t, s.present, len(s.header), src_sql, extra)}")
+        except duckdb.Error as e:
+            raise DataContractError(f"{s.path.name}: cannot read: {e} (rule {q.UNREADABLE_FILE})") from e
     ref = q.reference_sql(t, "chk")
     if ref:
-        con.execute(f"UPDATE chk SET _why = b._why FROM ({ref}) b WHERE chk.rowid = b._ord")
-    con.execute(f"UPDATE chk SET _why = b._why FROM ({q.duplicate_sql(t, 'chk')}) b WHERE chk.rowid = b._ord")
+        with _step(t.name, "references"):
+            con.execute(f"UPDATE chk SET _why = b._why FROM ({ref}) b WHERE chk.rowid = b._ord")
+    with _step(t.name, "duplicates"):
+        con.execute(f"UPDATE chk SET _why = b._why FROM ({q.duplicate_sql(t, 'chk')}) b WHERE chk.rowid = b._ord")
 
 
 def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
@@ -529,8 +540,10 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
                 src_sql, csv_path = _source_sql(con, s, encoding, work)
                 _validate(con, s, src_sql)
                 counts = _counts(con, s.table)
-                write_table(con, s.table, data_dir / f"{name}.parquet")
-                _write_problem_rows(con, s, csv_path, rep_dir, counts)
+                with _step(name, "write"):
+                    write_table(con, s.table, data_dir / f"{name}.parquet")
+                with _step(name, "reports"):
+                    _write_problem_rows(con, s, csv_path, rep_dir, counts)
                 _keep_keys(con, s.table)
                 if (d := _latest_event(con, s.table)) is not None:
                     latest.append(d)

@@ -25,27 +25,37 @@ def _terminators(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Byte offsets of record-ending newlines and their 0-based newline index.
 
     A newline ends a record when an even number of quote characters precede it
-    (RFC 4180: doubled quotes inside a quoted cell keep the parity).
+    (RFC 4180: doubled quotes inside a quoted cell keep the parity). The parity is
+    a running uint8 sum (wrapping at 256 keeps it), so memory stays at one chunk.
     """
     size = path.stat().st_size
     ends, idx = [], []
-    quotes = 0
+    parity = 0
     newlines = 0
-    if size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        for off in range(0, size, _CHUNK):
-            buf = np.frombuffer(mm, np.uint8, count=min(_CHUNK, size - off), offset=off)
-            nl = np.flatnonzero(buf == _NL)
-            q = np.flatnonzero(buf == _QUOTE)
-            before = quotes + np.searchsorted(q, nl)
-            even = (before & 1) == 0
-            ends.append(nl[even].astype(np.int64) + off)
-            idx.append(np.flatnonzero(even).astype(np.int64) + newlines)
-            quotes += len(q)
+    buf = bytearray(_CHUNK)
+    with path.open("rb") as f:
+        off = 0
+        while n := f.readinto(buf):
+            arr = np.frombuffer(buf, np.uint8, count=n)
+            nl = np.flatnonzero(arr == _NL)
+            if len(nl) and buf.find(b'"', 0, n) < 0:  # no quote in this chunk: every newline ends a record
+                even = np.ones(len(nl), bool) if parity == 0 else np.zeros(len(nl), bool)
+                ends.append(nl[even] + off)
+                idx.append(np.flatnonzero(even) + newlines)
+            elif len(nl):
+                quotes = np.cumsum(arr == _QUOTE, dtype=np.uint8)
+                even = ((quotes[nl] + parity) & 1) == 0
+                parity = (parity + int(quotes[-1])) & 1
+                ends.append(nl[even] + off)
+                idx.append(np.flatnonzero(even) + newlines)
+            else:
+                parity = (parity + int(np.count_nonzero(arr == _QUOTE))) & 1
             newlines += len(nl)
-            del buf
-    return np.concatenate(ends), np.concatenate(idx), size
+            off += n
+            del arr
+    if not ends:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), size
+    return np.concatenate(ends).astype(np.int64), np.concatenate(idx).astype(np.int64), size
 
 
 def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

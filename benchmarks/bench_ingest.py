@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -112,8 +114,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="build the exports here and keep them")
     args = ap.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="nbp-bench-ingest-"))
-    rows = ["| input | transactions | rows (all tables) | median wall s | txn rows/s | peak RSS GB | runs |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| input | transactions | rows (all tables) | median wall s | txn rows/s (wall) | median CPU s "
+            "| txn rows per CPU-s | peak RSS GB | load avg (1 min) | runs |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     try:
         tables = build_tables(args.transactions)
         total = sum(t.num_rows for t in tables.values())
@@ -122,19 +125,27 @@ def main() -> None:
             if not exp.exists():
                 write_export(tables, exp, fmt)
             size = sum(p.stat().st_size for p in exp.iterdir()) / 1e9
-            secs, rss = [], []
+            secs, cpus, rss, loads = [], [], [], []
             for i in range(args.runs):
                 home = root / f"home-{fmt}-{i}"
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 m = run_measured([NBP, "ingest", str(exp), "--log-level", "WARNING"], env={"NBP_HOME": str(home)})
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
                 secs.append(m.seconds)
                 rss.append(m.peak_rss_gb)
+                loads.append(os.getloadavg()[0])
                 shutil.rmtree(home, ignore_errors=True)
-            med = median(secs)
+            med, cpu = median(secs), median(cpus)
             rows.append(f"| {fmt} ({size:.2f} GB) | {args.transactions:,} | {total:,} | {med:.1f} | "
-                        f"{args.transactions / med:,.0f} | {max(rss):.2f} | {len(secs)} |")
+                        f"{args.transactions / med:,.0f} | {cpu:.1f} | {args.transactions / cpu:,.0f} | "
+                        f"{max(rss):.2f} | {median(loads):.1f} | {len(secs)} |")
         body = ("### Ingest (`nbp ingest`)\n\nEnd to end: process start to exit, validation of every row and "
                 "reference, typed Parquet store, reports. Synthetic export with valid references and two "
-                "planted bad transactions (one in Parquet).\n\n" + "\n".join(rows))
+                "planted bad transactions (one in Parquet). CPU s is user+system time of the `nbp` process "
+                "(both cores); the load average shows how busy the shared machine was: with other jobs "
+                "running, wall time is longer than on an idle 2-core machine, where it is about CPU s / 2 "
+                "at best.\n\n" + "\n".join(rows))
         write_section("ingest", body, f".venv/bin/python -m benchmarks.bench_ingest --transactions "
                                       f"{args.transactions} --runs {args.runs}")
     finally:

@@ -296,3 +296,21 @@ def test_bad_manifest_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig) ->
     src = write_export(tmp_path / "exp", base_tables(), manifest={"encoding": "big5"})
     with pytest.raises(DataContractError, match="manifest.json"):
         ingest(src, ws, cfg)
+
+
+def test_record_lines_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Line numbers stay right when quoted newlines, quotes and blank lines straddle scan chunks."""
+    import numpy as np
+
+    from bankexport import ingest_lines
+
+    text = 'a,b\n1,"x\ny"\n\n2,"q""\n"\n3,z\r\n\r\n4,w\n5,"\n\n"\n6,v'
+    # records: 1 on line 2, 2 on line 5, 3 on line 7, 4 on line 9, 5 on line 10, 6 on line 13
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode())
+    rejected_at = text.index("4,w") + 1  # DuckDB's line_byte_position is 1-based
+    for chunk in (3, 5, 7, 64):
+        monkeypatch.setattr(ingest_lines, "_CHUNK", chunk)
+        lines, rej = ingest_lines.record_lines(path, np.arange(5), np.array([rejected_at]))
+        assert lines.tolist() == [2, 5, 7, 10, 13], chunk  # record 4 (line 9) was rejected by the reader
+        assert rej.tolist() == [9], chunk
