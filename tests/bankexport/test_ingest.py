@@ -314,3 +314,46 @@ def test_record_lines_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         lines, rej = ingest_lines.record_lines(path, np.arange(5), np.array([rejected_at]))
         assert lines.tolist() == [2, 5, 7, 10, 13], chunk  # record 4 (line 9) was rejected by the reader
         assert rej.tolist() == [9], chunk
+
+
+def test_gbk_invalid_bytes_set_row_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    tables = base_tables()
+    src = write_export(tmp_path / "exp", tables, encoding="gbk", manifest={"encoding": "gbk"})
+    with (src / "branches.csv").open("ab") as f:
+        f.write(b"B9,\xff\xff,,rural\n")  # 0xFF is never valid in GBK
+    ingest(src, ws, cfg)
+    rej = _rows(ws.ingest_dir / "rejects" / "branches.csv")
+    assert [(r["source_line"], r["rule"]) for r in rej] == [("4", "malformed_row")]
+    assert _report(ws)["tables"]["branches"] == {"rows_read": 3, "rows_kept": 2,
+                                                 "set_aside": {"malformed_row": 1}, "cells_reported": {}}
+
+
+def test_typed_parquet_and_bom_csv(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    """Parquet with native types reads like text; a UTF-8 BOM and padded numbers are tolerated."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = base_tables()
+    del tables["transactions"]
+    src = write_export(tmp_path / "exp", tables)
+    pq.write_table(pa.table({
+        "txn_id": ["T1", "T2"], "account_id": ["A1", "A1"], "customer_id": ["C1", "C1"],
+        "txn_time": pa.array([dt.datetime(2024, 5, 1, 10, 0, 0), dt.datetime(2024, 5, 1, 10, 0, 0, 500000)]),
+        "amount": pa.array([12.5, 0.1 + 0.2]),  # the second has more than 2 decimals
+        "direction": ["C", "D"], "channel": ["qr", "qr"], "txn_type": ["fee", "fee"],
+    }), src / "transactions.parquet")
+    cols = TABLES["branches"].column_names
+    (src / "branches.csv").write_bytes("\ufeff".encode() + (",".join(cols) + "\nB1,城关支行,,urban\n").encode())
+    tables["managers"][0]["capacity_per_month"] = " 40 "
+    write_csv(src / "managers.csv", TABLES["managers"].column_names, tables["managers"])
+    ingest(src, ws, cfg)
+    tx = pd.read_parquet(ws.table("transactions"))
+    assert tx["txn_time"].tolist() == [pd.Timestamp("2024-05-01 10:00:00")]
+    assert tx["amount"].tolist() == [12.5]
+    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    assert [(r["source_file"], r["source_line"], r["rule"], r["column"]) for r in rej] == [
+        ("transactions.parquet", "2", "unparseable", "amount")]
+    assert pd.read_parquet(ws.table("branches"))["branch_id"].tolist() == ["B1"]
+    assert pd.read_parquet(ws.table("managers"))["capacity_per_month"].tolist() == [40]
