@@ -185,5 +185,25 @@ def bench_bank_marketing(ctx: Ctx, data: str | None) -> None:
     click.echo(run_benchmark(data).table)
 
 
+@main.command()
+@click.option("--as-of", "as_of", required=True, type=DATE, help="Cutoff: train before it, test from it on.")
+@click.option("--product", "products", multiple=True, help="Product key (repeatable; default: all).")
+@click.option("--oracle", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Simulator oracle.parquet, for the oracle's AUC on the same rows.")
+@click.option("--months", type=int, default=4, show_default=True, help="Monthly test as-of dates.")
+@common
+def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None, months: int) -> None:
+    """Train with a cutoff, score later months, compare with realised uptake; write a report."""
+    import pandas as pd
+
+    from training.evaluate import metrics_table
+    from training.pipeline import backtest as run
+
+    orc = pd.read_parquet(oracle) if oracle else None
+    rows, report = run(ctx.cfg, ctx.ws, pd.Timestamp(as_of), list(products) or None, orc, months)
+    click.echo(metrics_table(rows))
+    click.echo(f"report: {report}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

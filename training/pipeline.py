@@ -163,3 +163,74 @@ def write_scores(df: pd.DataFrame, path: Path) -> Path:
     df.to_parquet(tmp, index=False)
     tmp.replace(path)
     return path
+
+
+def test_as_ofs(ws: Workspace, as_of: pd.Timestamp, horizon_days: int, n: int) -> list[pd.Timestamp]:
+    """Up to ``n`` month-start as-of dates from ``as_of`` on whose windows closed by the export date."""
+    exp, h = export_date(ws), pd.Timedelta(days=horizon_days)
+    return [t for t in feature_as_ofs(ws) if t >= as_of and t + h < exp][:n]
+
+
+def _default_lightgbm_auc(train_rows: pd.DataFrame, test_rows: pd.DataFrame, feats: list[str]) -> float:
+    """AUC of LightGBM with default settings on the same rows: the plain reference."""
+    import lightgbm as lgb
+
+    clf = lgb.LGBMClassifier(n_jobs=2, verbose=-1, random_state=7)
+    clf.fit(train_rows[feats], train_rows["label"], sample_weight=train_rows.get("weight"))
+    return evaluate.auc(test_rows["label"], clf.predict_proba(test_rows[feats])[:, 1])
+
+
+def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str] | None = None,
+             oracle: pd.DataFrame | None = None, n_test: int = 4, baseline: bool = True
+             ) -> tuple[list[dict], Path]:
+    """Train with cutoff ``as_of``, score the next ``n_test`` monthly as-of dates, compare with uptake.
+
+    Nothing is registered: a backtest measures the recipe, it does not move aliases.
+
+    Args:
+        oracle: optional simulator oracle (``customer_id``, ``product``, ``as_of``,
+            ``p_true``; absent rows mean 0) for the oracle's AUC on the same rows.
+        baseline: also fit LightGBM with default settings on the same rows.
+
+    Returns:
+        Metric rows (one per product) and the path of the written report.
+    """
+    h = pd.Timedelta(days=cfg.training.horizon_days)
+    closed = [t for t in feature_as_ofs(ws) if t + h < as_of]
+    vm = cfg.training.valid_months
+    if len(closed) < vm + 1:
+        raise NbpError(f"backtest at {as_of:%Y-%m-%d}: only {len(closed)} as-of dates with closed labels before it")
+    train_ofs, valid_ofs = closed[:-vm], closed[-vm:]
+    test_ofs = test_as_ofs(ws, as_of, cfg.training.horizon_days, n_test)
+    if not test_ofs:
+        raise NbpError(f"backtest at {as_of:%Y-%m-%d}: no as-of date from it on has a label window closed "
+                       f"by the export date {export_date(ws):%Y-%m-%d}")
+    out = ws.outputs_dir / "backtest" / f"{as_of:%Y-%m-%d}"
+    rows = []
+    for key in tqdm(products or list(cfg.products), desc="backtest", disable=None):
+        model, te, m = _fit_product(cfg, ws, key, train_ofs, valid_ofs, test_ofs)
+        row = {"product": key, "test": window_id(test_ofs), **m}
+        if oracle is not None:
+            o = oracle[oracle["product"] == key][["customer_id", "as_of", "p_true"]].copy()
+            o["as_of"] = pd.to_datetime(o["as_of"]).astype("datetime64[us]")
+            te = te.merge(o, on=["customer_id", "as_of"], how="left").fillna({"p_true": 0.0})
+            row["oracle_auc"] = evaluate.auc(te["label"], te["p_true"])
+            row["auc_ratio"] = row["auc"] / row["oracle_auc"]
+        if baseline:
+            tr = training_set(cfg, ws, key, train_ofs + valid_ofs, negative_rate=cfg.training.negative_rate)
+            row["default_lgbm_auc"] = _default_lightgbm_auc(tr, te, model.features)
+        evaluate.save_plots(te["label"], te["score"], model.importance(), out / key, title=key)
+        rows.append(row)
+    cols = ["product", "test", "n", "positives", "auc", "oracle_auc", "auc_ratio", "default_lgbm_auc",
+            "pr_auc", "lift_10", "capture_10", "brier", "ece"]
+    table = evaluate.metrics_table(rows, [c for c in cols if any(c in r for r in rows)])
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / "report.md"
+    report.write_text(
+        f"# Backtest at {as_of:%Y-%m-%d}\n\nTrained on as-of {train_ofs[0]:%Y-%m-%d}..{train_ofs[-1]:%Y-%m-%d}, "
+        f"validated (early stopping, calibration) on {window_id(valid_ofs)}, tested on {window_id(test_ofs)} "
+        f"(horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
+        + "".join(f"## {r['product']}\n\n![gain]({r['product']}/gain.png) ![calibration]({r['product']}/calibration.png)"
+                  f" ![importance]({r['product']}/importance.png)\n\n" for r in rows),
+        encoding="utf-8")
+    return rows, report

@@ -224,8 +224,9 @@ def promote(ws: Workspace, product: str, version: int, metrics: Mapping[str, flo
         floor: minimum AUC (``cfg.training.auc_floor``).
         leak_alarm: the caller's leak flag (e.g. AUC above the oracle's + 0.02).
         window_rows: optional rows of the candidate's backtest window (feature
-            columns and ``label``); when the champion was evaluated on another window,
-            it is re-scored on these rows so both are compared on the same rows.
+            columns and ``label``); when given (and the rows hold the champion's
+            features) the champion is re-scored on them, so both are compared on the
+            same rows; otherwise logged metrics are compared only for the same window id.
         label: 0/1 label column of ``window_rows``.
 
     Returns:
@@ -247,12 +248,14 @@ def promote(ws: Workspace, product: str, version: int, metrics: Mapping[str, flo
         reason = f"v{version} becomes champion: first model to pass the guardrails (AUC {auc:.4f} >= {floor:.4f})."
     else:
         champ_window, champ_metrics, _ = _version_evidence(client, name, champ_v)
-        if champ_window == window:
-            promoted, reason = _compare(version, window, metrics, champ_v, champ_metrics, "logged metrics")
-        elif window_rows is not None and len(window_rows):
-            fitted, _ = load_version(ws, product, champ_v)
-            rescored = evaluate.metrics(window_rows[label], fitted.predict_proba(window_rows))
+        champ_fit = load_version(ws, product, champ_v)[0] if window_rows is not None and len(window_rows) else None
+        if champ_fit is not None and set(champ_fit.features) <= set(window_rows.columns):
+            # The same rows for both, even when the window id matches: candidate rules or
+            # data may have changed since the champion's own evaluation.
+            rescored = evaluate.metrics(window_rows[label], champ_fit.predict_proba(window_rows))
             promoted, reason = _compare(version, window, metrics, champ_v, rescored, "champion re-scored")
+        elif champ_window == window:
+            promoted, reason = _compare(version, window, metrics, champ_v, champ_metrics, "logged metrics")
         else:
             reason = (f"v{version} stays challenger: champion v{champ_v} was evaluated on window {champ_window}, "
                       f"not {window}; pass that window's rows to re-score it.")
