@@ -205,5 +205,14 @@ def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None
     click.echo(f"report: {report}")
 
 
+@main.command()
+@common
+def retrain(ctx: Ctx) -> None:
+    """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run."""
+    from training.pipeline import retrain as run
+
+    click.echo(run(ctx.cfg, ctx.ws))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -234,3 +234,37 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
                   f" ![importance]({r['product']}/importance.png)\n\n" for r in rows),
         encoding="utf-8")
     return rows, report
+
+
+def scores_path(ws: Workspace) -> Path:
+    """Where the latest batch scores live (read by the service's target lists)."""
+    return ws.outputs_dir / "scores" / "latest.parquet"
+
+
+def retrain(cfg: Config, ws: Workspace) -> str:
+    """The monthly job, start to end; re-running it is safe.
+
+    Builds every as-of's features and materialises the latest into the online
+    store, trains and gates each product (a worse model never becomes champion),
+    scores every candidate at the latest as-of with the champions, and writes the
+    scores to :func:`scores_path` and a dated copy.
+
+    Returns:
+        A short report for the terminal.
+    """
+    from features.store import publish
+
+    pub = publish(cfg, ws)
+    results = train(cfg, ws)
+    latest = pd.Timestamp(pub.materialized)
+    df = score(cfg, ws, [latest])
+    dated = write_scores(df, ws.outputs_dir / "scores" / f"{latest:%Y-%m-%d}.parquet")
+    write_scores(df, scores_path(ws))
+    lines = [pub.describe(), evaluate.metrics_table(
+        [{"product": r.product, "version": r.version, "alias": r.alias, "auc": r.metrics.get("auc"),
+          "lift_10": r.metrics.get("lift_10"), "ece": r.metrics.get("ece")} for r in results])]
+    lines += [f"{r.product}: {r.reason}" for r in results]
+    counts = df.groupby("product").size()
+    lines.append(f"scores at {latest:%Y-%m-%d}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+                 + f" -> {dated}")
+    return "\n".join(lines)
