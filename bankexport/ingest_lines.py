@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import logging
-import mmap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,78 +21,103 @@ _NL, _QUOTE, _CR = 10, 34, 13
 _CHUNK = 64 * 1024 * 1024
 
 
-def _terminators(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Byte offsets of record-ending newlines and their 0-based newline index.
+def _record_batches(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (start byte, start line) of the non-blank records of ``path``, chunk by chunk.
 
     A newline ends a record when an even number of quote characters precede it
     (RFC 4180: doubled quotes inside a quoted cell keep the parity). The parity is
     a running uint8 sum (wrapping at 256 keeps it), so memory stays at one chunk.
+    Blank records (empty or a lone CR) are skipped, as DuckDB's reader does.
     """
     size = path.stat().st_size
-    ends, idx = [], []
     parity = 0
     newlines = 0
+    rec_start, rec_line = 0, 1  # the record in progress
+    last_byte = -1  # last byte of the previous chunk
     buf = bytearray(_CHUNK)
     with path.open("rb") as f:
         off = 0
         while n := f.readinto(buf):
             arr = np.frombuffer(buf, np.uint8, count=n)
             nl = np.flatnonzero(arr == _NL)
-            if len(nl) and buf.find(b'"', 0, n) < 0:  # no quote in this chunk: every newline ends a record
-                even = np.ones(len(nl), bool) if parity == 0 else np.zeros(len(nl), bool)
-                ends.append(nl[even] + off)
-                idx.append(np.flatnonzero(even) + newlines)
-            elif len(nl):
-                quotes = np.cumsum(arr == _QUOTE, dtype=np.uint8)
-                even = ((quotes[nl] + parity) & 1) == 0
-                parity = (parity + int(quotes[-1])) & 1
-                ends.append(nl[even] + off)
-                idx.append(np.flatnonzero(even) + newlines)
-            else:
+            if not len(nl):
                 parity = (parity + int(np.count_nonzero(arr == _QUOTE))) & 1
+            else:
+                if buf.find(b'"', 0, n) < 0:  # no quote here: parity holds for every newline
+                    even = np.full(len(nl), parity == 0)
+                else:
+                    quotes = np.cumsum(arr == _QUOTE, dtype=np.uint8)
+                    even = ((quotes[nl] + parity) & 1) == 0
+                    parity = (parity + int(quotes[-1])) & 1
+                term = nl[even]
+                if len(term):
+                    starts = np.concatenate([[rec_start], term[:-1] + 1 + off])
+                    lines = np.concatenate([[rec_line], np.flatnonzero(even)[:-1] + newlines + 2])
+                    length = term + off - starts
+                    before = np.where(term > 0, arr[np.maximum(term - 1, 0)], last_byte)
+                    blank = (length == 0) | ((length == 1) & (before == _CR))
+                    rec_start = int(term[-1]) + 1 + off
+                    rec_line = int(np.flatnonzero(even)[-1]) + newlines + 2
+                    yield starts[~blank], lines[~blank]
             newlines += len(nl)
+            last_byte = int(arr[-1])
             off += n
             del arr
-    if not ends:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), size
-    return np.concatenate(ends).astype(np.int64), np.concatenate(idx).astype(np.int64), size
+    if rec_start < size and not (size - rec_start == 1 and last_byte == _CR):
+        yield np.array([rec_start], np.int64), np.array([rec_line], np.int64)
 
 
 def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Physical start lines (header = line 1) of data records.
+    """Physical start lines (header = line 1) of data records, in one bounded-memory pass.
 
     Args:
         path: the UTF-8 CSV file DuckDB read.
         ords: 0-based positions of records among those DuckDB accepted (its rowids).
-        reject_bytes: DuckDB's ``line_byte_position`` (1-based start byte) of the
-            records it could not parse, which are not among the accepted ones.
+        reject_bytes: DuckDB's ``line_byte_position`` of the records it could not
+            parse (1-based; it may point at blank lines just before the record).
+            Those records are not among the accepted ones.
 
     Returns:
-        (lines of ``ords``, lines of ``reject_bytes``), both int64 arrays.
+        (lines of ``ords``, lines of ``reject_bytes``), int64 arrays in the given orders;
+        a position that cannot be matched gets ``ord + 2`` / ``-1`` and a warning.
     """
-    term, term_idx, size = _terminators(path)
-    starts = np.concatenate([[0], term + 1])
-    lines = np.concatenate([[1], term_idx + 2])
-    ends = np.concatenate([term, [size]])
-    keep = starts < size
-    starts, lines, ends = starts[keep], lines[keep], ends[keep]
-    length = ends - starts
-    blank = length == 0
-    one = np.flatnonzero(length == 1)
-    if len(one):
-        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            blank[one] = np.frombuffer(mm, np.uint8)[starts[one]] == _CR
-    starts, lines = starts[~blank][1:], lines[~blank][1:]  # first non-blank record is the header
-    rej = np.searchsorted(starts, np.asarray(reject_bytes, np.int64), side="right") - 1
-    rej_lines = lines[np.clip(rej, 0, max(len(lines) - 1, 0))] if len(lines) else np.zeros(len(rej), np.int64)
-    accepted = np.ones(len(starts), bool)
-    accepted[rej[(rej >= 0)]] = False
-    acc_lines = lines[accepted]
     ords = np.asarray(ords, np.int64)
-    if len(ords) and ords.max() >= len(acc_lines):
-        log.warning("%s: line numbers could not be matched to records; reporting record positions", path.name)
-        return ords + 2, rej_lines
-    return acc_lines[ords], rej_lines
+    o_order = np.argsort(ords, kind="stable")
+    o_sorted = ords[o_order]
+    rej = np.asarray(reject_bytes, np.int64) - 1  # 0-based: the record starts at or after it
+    r_order = np.argsort(rej, kind="stable")
+    r_sorted = rej[r_order]
+    out_o = o_sorted + 2
+    out_r = np.full(len(rej), -1, np.int64)
+    o_i = r_i = 0
+    accepted = 0
+    header = True
+    for starts, lines in _record_batches(path):
+        if header and len(starts):  # the first non-blank record is the header
+            starts, lines, header = starts[1:], lines[1:], False
+        if not len(starts):
+            continue
+        is_rej = np.zeros(len(starts), bool)
+        r_hi = int(np.searchsorted(r_sorted, starts[-1], side="right"))
+        if r_hi > r_i:
+            at = np.searchsorted(starts, r_sorted[r_i:r_hi], side="left")
+            out_r[r_i:r_hi] = lines[at]
+            is_rej[at] = True
+            r_i = r_hi
+        acc_lines = lines[~is_rej]
+        o_hi = int(np.searchsorted(o_sorted, accepted + len(acc_lines), side="left"))
+        if o_hi > o_i:
+            out_o[o_i:o_hi] = acc_lines[o_sorted[o_i:o_hi] - accepted]
+            o_i = o_hi
+        accepted += len(acc_lines)
+    if o_i < len(ords) or r_i < len(rej):
+        log.warning("%s: %d line numbers could not be matched to records", path.name,
+                    len(ords) - o_i + len(rej) - r_i)
+    res_o = np.empty_like(out_o)
+    res_o[o_order] = out_o
+    res_r = np.empty_like(out_r)
+    res_r[r_order] = out_r
+    return res_o, res_r
 
 
 def transcode_to_utf8(src: Path, dst: Path, encoding: str) -> None:
