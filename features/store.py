@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from features import build as fbuild
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PROJECT = "nbp"
 _STORES: dict[tuple[str, str, str], FeatureStore] = {}
+_SERVICES: dict[tuple[str, str, str, str], object] = {}  # FeatureService objects, cleared by apply()
 
 
 def _key(cfg: Config, ws: Workspace) -> tuple[str, str, str]:
@@ -85,6 +87,7 @@ def apply(cfg: Config, ws: Workspace) -> None:
 
     t0 = time.perf_counter()
     get_store(cfg, ws).apply(objects(ws.features_dir, service_names(cfg)))
+    _SERVICES.clear()
     log.info("feast apply: %d feature views, %d feature services, %.1f s", len(MODULES), len(cfg.products),
              time.perf_counter() - t0)
 
@@ -133,20 +136,27 @@ def materialize(cfg: Config, ws: Workspace, as_of: date | None = None) -> date:
     return when
 
 
-def _refs(cfg: Config, ws: Workspace, feature_service: str) -> list[str] | object:
+def _refs(cfg: Config, ws: Workspace, feature_service: str) -> object:
+    """The FeatureService object, from the registry cache (a fresh read would drop Feast's
+    per-service resolution cache and cost most of an online request)."""
+    key = (*_key(cfg, ws), feature_service)
+    if key in _SERVICES:
+        return _SERVICES[key]
     store = get_store(cfg, ws)
     try:
-        return store.get_feature_service(feature_service)
+        _SERVICES[key] = store.get_feature_service(feature_service, allow_cache=True)
+        return _SERVICES[key]
     except Exception as e:  # feast raises its own FeatureServiceNotFoundException
         raise FeatureStoreError(f"feature service {feature_service!r}: not in the Feast registry at "
                                 f"{ws.feast_dir} ({type(e).__name__}); run `nbp features`") from e
 
 
 def _as_float(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    for n in names:
-        if n in df.columns:
-            df[n] = pd.to_numeric(df[n], errors="coerce").astype("float64")
-    return df
+    names = [n for n in names if n in df.columns]
+    if not names:
+        return df
+    values = pd.DataFrame(df[names].to_numpy(dtype="float64", na_value=np.nan), columns=names, index=df.index)
+    return pd.concat([df.drop(columns=names), values], axis=1)
 
 
 def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: object) -> pd.DataFrame:
@@ -201,11 +211,15 @@ def online(cfg: Config, ws: Workspace, customer_ids: Sequence[str], feature_serv
     service = _refs(cfg, ws, feature_service)
     ids = [str(c) for c in customer_ids]
     resp = get_store(cfg, ws).get_online_features(features=service, entity_rows=[{JOIN_KEY: c} for c in ids])
-    out = resp.to_df()
-    if len(out) != len(ids):
-        raise FeatureStoreError(f"online retrieval: asked {len(ids)} customers, got {len(out)}")
-    feats = [c for c in out.columns if c != JOIN_KEY]
-    return _as_float(out, feats)
+    got = resp.to_dict()
+    got_ids = got.pop(JOIN_KEY)
+    if len(got_ids) != len(ids):
+        raise FeatureStoreError(f"online retrieval: asked {len(ids)} customers, got {len(got_ids)}")
+    names = list(got)
+    values = np.array([[np.nan if v is None else v for v in got[n]] for n in names], dtype="float64").T
+    out = pd.DataFrame(values.reshape(len(ids), len(names)), columns=names)
+    out.insert(0, JOIN_KEY, got_ids)
+    return out
 
 
 def all_feature_refs() -> list[str]:
