@@ -116,7 +116,7 @@ TAX_PUBLISH = ((3, 15), (5, 31))  # tax year Y published between these (month, d
 # Monthly grant rate among eligible customers, solved at the start of a run
 # (consumer: about 2,500-3,000 holders at full scale with a 24-month average term and
 # early repayment; businesses get few of them, as at the reference bank).
-GRANT_RATE = {"consumer": 0.0005, "business_flow": 0.0035, "tax_linked": 0.006}
+GRANT_RATE = {"consumer": 0.0005, "business_flow": 0.0025, "tax_linked": 0.006}
 HIDDEN_SD = {"consumer": 0.8, "business_flow": 0.8, "tax_linked": 0.8}  # sd of the hidden effect
 MIN_TENURE_MONTHS = 6  # relationship months before any of the three products
 CONSUMER_AGE = (22, 58)
@@ -125,17 +125,17 @@ CONSUMER_COEF = {  # log-hazard effects
     "log_salary": 0.4, "farm_or_retired": -0.8, "migrant": -0.3,
 }
 BUSINESS_COEF = {"log_turnover": 0.8, "growth": 1.0, "squeeze": 1.2, "stocking": 1.4,
-                 "business": -2.2}  # few 对公 borrowers (38 at the reference bank)
+                 "business": -2.8}  # few 对公 borrowers (38 at the reference bank)
 SQUEEZE_RATIO = 0.2  # last end_balance / mean turnover of the last 3 months below this
 TAX_COEF = {"grade": {"A": 1.0, "B": 0.5, "M": 0.0, "C": -1.0}, "log_tax": 0.4, "full_filing": 0.6,
-            "log_firm_age": 0.4, "business": -1.8}
+            "log_firm_age": 0.4, "business": -2.4}
 TAX_APPROVAL = {"A": 0.9, "B": 0.8, "M": 0.65, "C": 0.35}
 EVENT_LAG = (1, 3)  # a life event in month e raises consumer hazard in months e+1..e+3
 
 # Other loan products (no oracle): monthly grant rates among eligible.
-AGRI_RATE = 0.0035  # farmers (x2 in Feb-Apr)
+AGRI_RATE = 0.0025  # farmers (x2 in Feb-Apr)
 MORTGAGE_RATE = 0.0003  # urban employees
-OTHER_RATE = 0.0001
+OTHER_RATE = 0.00005
 TERMS = {"consumer": ((12, 24, 36), (0.3, 0.4, 0.3)), "business_flow": ((12,), (1.0,)),
          "tax_linked": ((12,), (1.0,)), "agricultural": ((12,), (1.0,)),
          "mortgage": ((120, 180, 240), (0.3, 0.4, 0.3)), "other": ((12, 24), (0.5, 0.5))}
