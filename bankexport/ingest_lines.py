@@ -18,15 +18,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _NL, _QUOTE, _CR = 10, 34, 13
-_CHUNK = 64 * 1024 * 1024
+_CHUNK = 16 * 1024 * 1024
 
 
 def _record_batches(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (start byte, start line) of the non-blank records of ``path``, chunk by chunk.
 
     A newline ends a record when an even number of quote characters precede it
-    (RFC 4180: doubled quotes inside a quoted cell keep the parity). The parity is
-    a running uint8 sum (wrapping at 256 keeps it), so memory stays at one chunk.
+    (RFC 4180: doubled quotes inside a quoted cell keep the parity). Memory stays
+    at one chunk and its newline and quote positions.
     Blank records (empty or a lone CR) are skipped, as DuckDB's reader does.
     """
     size = path.stat().st_size
@@ -46,9 +46,9 @@ def _record_batches(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
                 if buf.find(b'"', 0, n) < 0:  # no quote here: parity holds for every newline
                     even = np.full(len(nl), parity == 0)
                 else:
-                    quotes = np.cumsum(arr == _QUOTE, dtype=np.uint8)
-                    even = ((quotes[nl] + parity) & 1) == 0
-                    parity = (parity + int(quotes[-1])) & 1
+                    quotes = np.flatnonzero(arr == _QUOTE)
+                    even = ((np.searchsorted(quotes, nl) + parity) & 1) == 0
+                    parity = (parity + len(quotes)) & 1
                 term = nl[even]
                 if len(term):
                     starts = np.concatenate([[rec_start], term[:-1] + 1 + off])
