@@ -168,6 +168,33 @@ def score(ctx: Ctx, as_of: tuple, out: str, products: tuple[str, ...]) -> None:
     click.echo(f"{len(df):,} scores ({df['product'].nunique()} products) written to {path}")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=3000, show_default=True, help="Port to listen on.")
+@common
+def serve(ctx: Ctx, host: str, port: int) -> None:
+    """Serve /hints, /targets and the staff page (BentoML; tokens from NBP_TOKENS or serving.tokens_file)."""
+    from serving.launch import exec_server
+
+    exec_server(ctx.cfg, ctx.ws, host, port, click.get_current_context().params.get("config_path"))
+
+
+@main.command()
+@click.option("--product", required=True, help="Product key.")
+@click.option("--branch", default=None, help="Only this branch's customers.")
+@click.option("--manager", default=None, help="Only this manager's customers.")
+@click.option("--top", type=int, default=100, show_default=True, help="Treatment rows wanted.")
+@click.option("--campaign", default=None, help="Campaign id (fixes the control group; default <product>-<YYYYMM>).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.xlsx or FILE.csv to write.")
+@common
+def targets(ctx: Ctx, product: str, branch: str | None, manager: str | None, top: int, campaign: str | None,
+            out: str) -> None:
+    """Write a target list (the same list as POST /targets) for staff, from the latest batch scores."""
+    from serving.launch import write_targets
+
+    click.echo(write_targets(ctx.cfg, ctx.ws, product, branch, manager, top, campaign, Path(out)))
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks on public data (results: docs/benchmarks.md)."""

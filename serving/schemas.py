@@ -56,8 +56,9 @@ class HintRow(_Model):
     branch_id: str | None
     product: str
     product_name: str = Field(description="name in the request's language")
-    propensity: float = Field(description="calibrated probability of uptake within the horizon")
-    expected_value: float = Field(description="propensity × the product's value")
+    propensity: float | None = Field(description="calibrated probability of uptake within the horizon; "
+                                     "None when the product's model is unavailable")
+    expected_value: float | None = Field(description="propensity × the product's value (None: no model)")
     percentile_in_branch: float | None = Field(description="0..100, among the branch's candidates for the product")
     eligible: bool
     reason_not_offered: str | None = Field(None, description="set when the product is not suggested")

@@ -1,0 +1,387 @@
+"""What the service and ``nbp targets`` compute: hints for one customer, target lists.
+
+:class:`Recommender` is loaded once (:meth:`Recommender.load`) and then answers
+requests from memory plus the online feature store. It imports no BentoML:
+``serving/service.py`` wraps it in HTTP, ``nbp targets`` calls
+:meth:`Recommender.target_list` directly, so both share one code path.
+
+What is loaded, and from where:
+
+=====================  ==============================================================
+champions              ``training.registry.load_champion`` per product; a product
+                       without one is *degraded* (its hint says the model is
+                       unavailable), the others still serve
+online features        ``features.store.online`` per request, one call per feature
+                       service; a champion whose features are missing from the
+                       online store is never served (503 with the missing names)
+customers              ``customers`` table: ``branch_id``, ``manager_id``
+holdings               ``training.labels.holds_active`` on the ``loans`` table at the
+                       reference date (see :func:`reference_date`)
+contacts               ``contacts`` table: the cool-down of the contact policy
+managers               ``managers`` table: capacity per month
+do-not-contact         optional ``$NBP_HOME/policy/do_not_contact.txt``, one id a line
+batch scores           ``$NBP_HOME/outputs/scores/latest.parquet`` written by
+                       ``nbp score``: target lists and the percentile in a branch.
+                       Used for a product only when its ``model_version`` is the
+                       loaded champion's (else 503 with both versions)
+=====================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.catalog import catalog_frame
+from features.store import online, service_names
+from nbp.config import Config
+from nbp.errors import FeatureStoreError, ModelUnavailable, NbpError
+from nbp.workspace import Workspace
+from serving.errors import NotFound, Unavailable, Unprocessable
+from serving.policy import build_target_list, default_campaign_id
+from serving.reasons import Lang, ReasonCatalog, not_offered_reason
+from serving.schemas import HintResponse, HintRow, validate_product, validate_top
+from training.candidates import failed_rules
+from training.dataset import loan_product
+from training.labels import holds_active
+from training.model import FittedModel
+from training.pipeline import export_date
+from training.registry import load_champion
+
+log = logging.getLogger(__name__)
+
+LANGS = ("zh", "en")
+REASON_CHUNK = 500  # customers per online() call when reasons are computed in bulk
+
+
+def scores_path(ws: Workspace) -> Path:
+    """The batch scores the service reads: ``$NBP_HOME/outputs/scores/latest.parquet``."""
+    return ws.outputs_dir / "scores" / "latest.parquet"
+
+
+def do_not_contact_path(ws: Workspace) -> Path:
+    """Optional list of customer ids never to contact, one a line."""
+    return ws.home / "policy" / "do_not_contact.txt"
+
+
+def reference_date(ws: Workspace, today: date | None = None) -> date:
+    """The day hints and lists refer to: today, but never after the day following the export.
+
+    A loan or contact dated on the export date is known from the next day on; a
+    workspace holding an old export is read as of that next day.
+    """
+    day_after = (export_date(ws) + pd.Timedelta(days=1)).date()
+    return min(today or date.today(), day_after)
+
+
+@dataclass
+class ProductState:
+    """One product as the service holds it."""
+
+    key: str
+    service: str
+    model: FittedModel | None = None
+    version: int | None = None
+    problem: str | None = None  # why the product is not served (None: ready)
+    scores: pd.DataFrame | None = None  # latest batch scores with branch/manager, if they match
+    scores_problem: str | None = None  # why the batch scores cannot be used
+    branch_scores: dict[str, np.ndarray] = field(default_factory=dict)  # branch -> sorted scores
+    holders: frozenset[str] = frozenset()
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and self.problem is None
+
+
+def _read_table(ws: Workspace, name: str, columns: Sequence[str]) -> pd.DataFrame:
+    path = ws.table(name)
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return pd.read_parquet(path, columns=list(columns))
+
+
+def missing_features(model_features: Sequence[str], online_columns: Sequence[str]) -> list[str]:
+    """Features a model reads that the online store does not return."""
+    have = set(online_columns)
+    return [f for f in model_features if f not in have]
+
+
+def percentile_of(sorted_scores: np.ndarray, p: float) -> float | None:
+    """Percentile (0..100] of ``p`` among a branch's sorted batch scores (share at or below it)."""
+    if len(sorted_scores) == 0 or not np.isfinite(p):
+        return None
+    return float(np.searchsorted(sorted_scores, p, side="right") / len(sorted_scores) * 100.0)
+
+
+class Recommender:
+    """Hints and target lists over one workspace (see the module docstring)."""
+
+    def __init__(self, cfg: Config, ws: Workspace, products: dict[str, ProductState], customers: pd.DataFrame,
+                 contacts: pd.DataFrame, managers: pd.DataFrame, do_not_contact: frozenset[str],
+                 ref_date: date) -> None:
+        self.cfg = cfg
+        self.ws = ws
+        self.products = products
+        self.customers = customers  # index customer_id; columns branch_id, manager_id
+        self.contacts = contacts
+        self.managers = managers
+        self.do_not_contact = do_not_contact
+        self.ref_date = ref_date
+        self.catalog = ReasonCatalog(catalog_frame())
+        self._recent = self._recent_contacts()
+        self._reason_cache: dict[tuple[str, int, str, str], list[str]] = {}
+
+    # ----------------------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, cfg: Config, ws: Workspace, today: date | None = None) -> Recommender:
+        """Load champions, tables and batch scores (module docstring).
+
+        Raises:
+            FeatureStoreError: the workspace has no ingested data.
+        """
+        t0 = time.perf_counter()
+        if not ws.table("customers").exists():
+            raise FeatureStoreError(f"{ws.table('customers')} missing: run `nbp ingest` first")
+        ref = reference_date(ws, today)
+        customers = _read_table(ws, "customers", ["customer_id", "branch_id", "manager_id"])
+        customers = customers.astype({"customer_id": str}).set_index("customer_id")
+        loans = _read_table(ws, "loans", ["customer_id", "product", "grant_date", "end_date", "term_months"])
+        contacts = _read_table(ws, "contacts", ["customer_id", "product", "contact_date", "campaign_id"])
+        managers = _read_table(ws, "managers", ["manager_id", "capacity_per_month"])
+        dnc_file = do_not_contact_path(ws)
+        dnc = frozenset(line.strip() for line in dnc_file.read_text(encoding="utf-8").splitlines()
+                        if line.strip() and not line.startswith("#")) if dnc_file.exists() else frozenset()
+        scores = pd.read_parquet(scores_path(ws)) if scores_path(ws).exists() else None
+        names = service_names(cfg)
+        ent = pd.DataFrame({"customer_id": customers.index, "as_of": pd.Timestamp(ref)})
+        states: dict[str, ProductState] = {}
+        for key, pc in cfg.products.items():
+            st = ProductState(key=key, service=names[key])
+            held = holds_active(ent, loans, loan_product(key, pc))
+            st.holders = frozenset(ent.loc[held.to_numpy(), "customer_id"])
+            try:
+                st.model, st.version = load_champion(ws, key)
+            except ModelUnavailable as e:
+                st.problem = str(e)
+                log.warning("%s: degraded: %s", key, e)
+            if st.model is not None:
+                st.problem = cls._check_online(cfg, ws, st, customers.index[:1])
+            st.scores, st.scores_problem = cls._product_scores(ws, st, scores, customers)
+            if st.scores is not None:
+                st.branch_scores = {b: np.sort(g["propensity"].to_numpy(float))
+                                    for b, g in st.scores.groupby(st.scores["branch_id"].fillna(""))}
+            states[key] = st
+        rec = cls(cfg, ws, states, customers, contacts, managers, dnc, ref)
+        log.info("serving: %d customers, products ready: %s; degraded: %s; loaded in %.1f s",
+                 len(customers), ", ".join(k for k, s in states.items() if s.ready) or "none",
+                 ", ".join(k for k, s in states.items() if not s.ready) or "none", time.perf_counter() - t0)
+        return rec
+
+    @staticmethod
+    def _check_online(cfg: Config, ws: Workspace, st: ProductState, probe_ids: Sequence[str]) -> str | None:
+        """Why the champion cannot be served from the online store, or None."""
+        try:
+            cols = online(cfg, ws, list(probe_ids) or ["-"], st.service).columns
+        except FeatureStoreError as e:
+            return str(e)
+        missing = missing_features(st.model.features if st.model else [], cols)
+        if missing:
+            return (f"nbp-{st.key} v{st.version}: {len(missing)} feature(s) missing from the online store "
+                    f"(service {st.service}): {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
+                    f"run `nbp features` or retrain")
+        return None
+
+    @staticmethod
+    def _product_scores(ws: Workspace, st: ProductState, scores: pd.DataFrame | None, customers: pd.DataFrame
+                        ) -> tuple[pd.DataFrame | None, str | None]:
+        if scores is None:
+            return None, f"no batch scores at {scores_path(ws)}; run `nbp score --as-of T --out {scores_path(ws)}`"
+        mine = scores[scores["product"] == st.key]
+        if mine.empty:
+            return None, f"{scores_path(ws)} holds no scores for '{st.key}'; run `nbp score` again"
+        latest = mine["as_of"].max()
+        mine = mine[mine["as_of"] == latest]
+        versions = sorted({int(v) for v in mine["model_version"]})
+        if st.version is None or versions != [st.version]:
+            return None, (f"batch scores of '{st.key}' ({scores_path(ws)}, as-of {latest:%Y-%m-%d}) come from model "
+                          f"version {', '.join(map(str, versions))}, the loaded champion is "
+                          f"{st.version if st.version is not None else 'missing'}; run `nbp score` again")
+        out = pd.DataFrame({"customer_id": mine["customer_id"].astype(str).to_numpy(), "product": st.key,
+                            "propensity": mine["score"].astype(float).to_numpy()})
+        out = out.join(customers, on="customer_id")
+        out["as_of"] = latest
+        return out, None
+
+    def _recent_contacts(self) -> set[tuple[str, str]]:
+        """(customer, product) pairs contacted within the cool-down before the reference date."""
+        days = self.cfg.serving.contact_cooldown_days
+        c = self.contacts
+        if days <= 0 or c.empty:
+            return set()
+        since = (pd.Timestamp(self.ref_date) - pd.to_datetime(c["contact_date"])).dt.days
+        recent = c.loc[(since >= 0) & (since < days)]
+        return set(zip(recent["customer_id"].astype(str), recent["product"].astype(str), strict=True))
+
+    # ----------------------------------------------------------------------------- status
+    def readiness(self) -> dict:
+        """Which products serve hints and lists, and why the others do not."""
+        return {
+            "ready": any(s.ready for s in self.products.values()),
+            "reference_date": self.ref_date.isoformat(),
+            "products": {k: {"ready": s.ready, "model_version": s.version, "problem": s.problem,
+                             "target_lists": s.ready and s.scores is not None,
+                             "scores_problem": s.scores_problem}
+                         for k, s in self.products.items()},
+        }
+
+    def branch_of(self, customer_id: str) -> str | None:
+        """The customer's branch.
+
+        Raises:
+            NotFound: unknown customer.
+        """
+        if customer_id not in self.customers.index:
+            raise NotFound(f"customer '{customer_id}' is not in the customers table of this workspace")
+        b = self.customers.at[customer_id, "branch_id"]
+        return None if pd.isna(b) else str(b)
+
+    # ----------------------------------------------------------------------------- hints
+    def _features(self, ids: Sequence[str], service: str) -> pd.DataFrame:
+        try:
+            return online(self.cfg, self.ws, list(ids), service)
+        except FeatureStoreError as e:
+            raise Unavailable(str(e)) from e
+
+    def hints(self, customer_id: str, lang: Lang = "zh") -> HintResponse:
+        """The customer's products, best expected value first; not-offered ones last, each with why.
+
+        Raises:
+            NotFound: unknown customer.
+            Unprocessable: unknown language.
+            Unavailable: the online store fails, or holds nothing for the customer.
+        """
+        if lang not in LANGS:
+            raise Unprocessable(f"unknown lang '{lang}'; use zh or en")
+        branch = self.branch_of(customer_id)
+        feats: dict[str, pd.DataFrame] = {}
+        rows: list[HintRow] = []
+        for key, st in self.products.items():
+            pc = self.cfg.products[key]
+            name = pc.name_zh if lang == "zh" else pc.name_en
+            base = dict(customer_id=customer_id, branch_id=branch, product=key, product_name=name)
+            if not st.ready:
+                detail = st.problem or ""
+                rows.append(HintRow(**base, propensity=None, expected_value=None, percentile_in_branch=None,
+                                    eligible=False, reason_not_offered=not_offered_reason("model_unavailable", lang)
+                                    + (f" ({detail[:160]})" if lang == "en" and detail else "")))
+                continue
+            if st.service not in feats:
+                feats[st.service] = self._features([customer_id], st.service)
+            x = feats[st.service]
+            if x.drop(columns="customer_id").isna().all(axis=None):
+                raise Unavailable(f"customer '{customer_id}' has no features in the online store (service "
+                                  f"{st.service}); run `nbp features` after the next ingest")
+            p = float(st.model.predict_proba(x)[0])
+            contrib = st.model.contributions(x).iloc[0]
+            reasons = self.catalog.top_reasons(contrib, x.iloc[0], lang)
+            pct = percentile_of(st.branch_scores.get(branch or "", np.empty(0)), p) if st.scores is not None else None
+            why = self._not_offered(key, customer_id, x.iloc[0], lang)
+            rows.append(HintRow(**base, propensity=p, expected_value=p * pc.value, percentile_in_branch=pct,
+                                eligible=why is None, reason_not_offered=why, reasons=reasons))
+        rows.sort(key=lambda r: (r.reason_not_offered is not None, r.propensity is None,
+                                 -(r.expected_value or 0.0), r.product))
+        return HintResponse(customer_id=customer_id, lang=lang, products=rows)
+
+    def _not_offered(self, key: str, customer_id: str, features: pd.Series, lang: Lang) -> str | None:
+        if customer_id in self.products[key].holders:
+            return not_offered_reason("held", lang)
+        failed = failed_rules(features, self.cfg.products[key].eligibility)
+        if failed:
+            texts = [r.zh if lang == "zh" else r.en for r in failed]
+            return f"{not_offered_reason('not_eligible', lang)}{'：' if lang == 'zh' else ': '}" + (
+                "；" if lang == "zh" else "; ").join(texts)
+        if (customer_id, key) in self._recent:
+            days = self.cfg.serving.contact_cooldown_days
+            return not_offered_reason("contacted_recently", lang) + (
+                f"（{days}天内）" if lang == "zh" else f" (within {days} days)")
+        return None
+
+    # ----------------------------------------------------------------------------- target lists
+    def target_list(self, product: str, branch_id: str | None = None, manager_id: str | None = None,
+                    top: int = 100, campaign_id: str | None = None, lang: Lang = "zh") -> pd.DataFrame:
+        """A target list: the latest batch scores through the contact policy, with reasons.
+
+        Args:
+            product: product key.
+            branch_id: only this branch's customers (None: all).
+            manager_id: only this manager's customers (None: all).
+            top: treatment rows wanted, 1..``serving.max_top``.
+            campaign_id: fixes the control group (default ``<product>-<YYYYMM>``).
+            lang: language of the reasons.
+
+        Returns:
+            :func:`serving.policy.build_target_list` columns plus ``reasons`` (list of
+            sentences); ``attrs`` carries ``campaign_id`` and ``list_date``.
+
+        Raises:
+            Unprocessable: unknown product or language, ``top`` out of range.
+            Unavailable: no champion, features missing online, or batch scores from
+                another model version.
+        """
+        validate_product(product, self.cfg.products)
+        validate_top(top, self.cfg.serving.max_top)
+        if lang not in LANGS:
+            raise Unprocessable(f"unknown lang '{lang}'; use zh or en")
+        st = self.products[product]
+        if not st.ready:
+            raise Unavailable(f"product '{product}' is not served: {st.problem}")
+        if st.scores is None:
+            raise Unavailable(f"product '{product}': {st.scores_problem}")
+        cands = st.scores
+        if branch_id is not None:
+            cands = cands[cands["branch_id"] == branch_id]
+        if manager_id is not None:
+            cands = cands[cands["manager_id"] == manager_id]
+        cands = cands[~cands["customer_id"].isin(st.holders)]
+        campaign = campaign_id or default_campaign_id(product, self.ref_date)
+        out = build_target_list(cands, self.contacts, self.do_not_contact, self.managers, self.cfg,
+                                list_date=self.ref_date, campaign_id=campaign, top=top)
+        out["reasons"] = self.reasons_for(product, out["customer_id"].tolist(), lang)
+        out.attrs.update(campaign_id=campaign, list_date=self.ref_date.isoformat())
+        return out
+
+    def reasons_for(self, product: str, customer_ids: Sequence[str], lang: Lang = "zh") -> list[list[str]]:
+        """Top reasons of many customers for one product (cached per model version and language)."""
+        st = self.products[product]
+        if st.model is None or st.version is None:
+            return [[] for _ in customer_ids]
+        todo = [c for c in dict.fromkeys(customer_ids) if (product, st.version, lang, c) not in self._reason_cache]
+        for i in range(0, len(todo), REASON_CHUNK):
+            chunk = todo[i:i + REASON_CHUNK]
+            x = self._features(chunk, st.service).set_index("customer_id", drop=False)
+            contrib = st.model.contributions(x)
+            for cid, reasons in self.catalog.reasons_for_frame(contrib, x, lang).items():
+                self._reason_cache[(product, st.version, lang, str(cid))] = reasons
+        return [self._reason_cache.get((product, st.version, lang, c), []) for c in customer_ids]
+
+    def warm_reasons(self, lang: Lang = "zh") -> int:
+        """Compute the reasons of every batch-scored customer ahead of requests.
+
+        Returns:
+            How many (product, customer) reasons were computed.
+        """
+        n = 0
+        for key, st in self.products.items():
+            if st.ready and st.scores is not None:
+                try:
+                    n += len(self.reasons_for(key, st.scores["customer_id"].tolist(), lang))
+                except NbpError as e:
+                    log.warning("%s: reasons not warmed: %s", key, e)
+        return n

@@ -1,0 +1,79 @@
+"""What ``nbp serve`` and ``nbp targets`` run (the CLI stays thin).
+
+``nbp serve`` replaces its own process with ``bentoml serve
+serving.service:NbpService`` (same PID, so SIGTERM to it stops the server), run
+from the checkout with ``BENTOML_HOME`` inside the workspace and telemetry off.
+``nbp targets`` builds the list with the very function ``POST /targets`` uses
+(:meth:`serving.engine.Recommender.target_list`) and writes it with
+:func:`serving.export.write_target_list`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from nbp import telemetry
+from nbp.config import Config
+from nbp.workspace import CHECKOUT, Workspace
+from serving.auth import load_tokens
+from serving.engine import Recommender
+from serving.export import write_target_list
+
+log = logging.getLogger(__name__)
+
+SERVICE = "serving.service:NbpService"
+
+
+def server_command(host: str, port: int) -> list[str]:
+    """The ``bentoml serve`` command line of the service."""
+    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port),
+            "--working-dir", str(CHECKOUT)]
+
+
+def server_env(ws: Workspace, config_path: str | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of the server: the workspace, its BENTOML_HOME, the config overlay, telemetry off."""
+    env = dict(os.environ if base is None else base)
+    env.update({"NBP_HOME": str(ws.home), "BENTOML_HOME": str(ws.bentoml_home),
+                "BENTOML_DO_NOT_TRACK": "True", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+                "FEAST_USAGE": "False"})
+    if config_path:
+        env["NBP_CONFIG"] = str(Path(config_path).resolve())
+    else:
+        env.pop("NBP_CONFIG", None)
+    return env
+
+
+def exec_server(cfg: Config, ws: Workspace, host: str, port: int, config_path: str | None) -> None:
+    """Check the tokens, then become the BentoML server (never returns).
+
+    Raises:
+        ConfigError: no tokens are configured (checked before the slow start).
+    """
+    telemetry.disable()
+    load_tokens(cfg, os.environ)
+    ws.bentoml_home.mkdir(parents=True, exist_ok=True)
+    cmd = server_command(host, port)
+    log.info("serving workspace %s on http://%s:%d (staff page /staff/)", ws.home, host, port)
+    os.chdir(CHECKOUT)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, server_env(ws, config_path))
+
+
+def write_targets(cfg: Config, ws: Workspace, product: str, branch: str | None, manager: str | None, top: int,
+                  campaign: str | None, out: Path) -> str:
+    """Build a target list like ``POST /targets`` and write it to ``out`` (.xlsx or .csv).
+
+    Returns:
+        One line for the console.
+    """
+    rec = Recommender.load(cfg, ws)
+    df = rec.target_list(product, branch, manager, top, campaign)
+    names = {k: p.name_zh for k, p in cfg.products.items()}
+    path = write_target_list(df, out, names)
+    n_ctrl = int(df["control"].sum())
+    return (f"{len(df) - n_ctrl:,} customers to contact + {n_ctrl:,} control (campaign {df.attrs['campaign_id']}) "
+            f"written to {path}")

@@ -1,0 +1,198 @@
+"""The BentoML service: ``/hints``, ``/targets``, probes and the staff page (wiring only).
+
+Start it with ``nbp serve`` (or ``bentoml serve serving.service:NbpService`` with
+``NBP_HOME`` and ``NBP_TOKENS`` set). The work is done by
+:class:`serving.engine.Recommender`, loaded once when the worker starts.
+
+Endpoints
+    ``POST /hints``    ``{"customer_id", "lang"}``: the customer's products (schemas.HintResponse)
+    ``POST /targets``  ``{"product", "branch_id"?, "manager_id"?, "top", "campaign_id"?, "lang"?}``
+    ``GET /healthz``   the process answers (no token)
+    ``GET /readyz``    which products are ready and why the others are not (no token);
+                       503 while no product can be served
+    ``GET /staff/``    the page for branch staff (static; it calls ``/hints`` with the token)
+
+Every API call needs ``Authorization: Bearer <token>`` (serving.auth) and is
+recorded in the audit trail (serving.audit). Errors are answered as
+``{"error": message, "status": code}`` with the status of
+:mod:`serving.errors`; an unexpected error answers 500 with a request id and never
+a traceback (it goes to the server log).
+
+Only ``NBP_HOME`` and ``NBP_TOKENS`` come from the environment, plus
+``NBP_CONFIG`` (the ``--config`` overlay, set by ``nbp serve`` for its server).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from nbp import telemetry
+from nbp.config import load_config
+from nbp.errors import NbpError
+from nbp.workspace import Workspace
+from serving.audit import AuditLog, audit_path
+from serving.auth import Principal, authenticate, authorize_branch, branch_scope, fingerprint, load_tokens
+from serving.engine import Recommender
+from serving.errors import ServingError, to_http_error
+from serving.schemas import DEFAULT_TOP, HintResponse, TargetResponse, TargetRow
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "NBP_CONFIG"
+STATIC = Path(__file__).resolve().parent / "static"
+PROBES = ("/healthz", "/readyz")
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    """The body of every refused request: ``{"error": message, "status": status}``."""
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+def target_rows(df: Any) -> list[TargetRow]:
+    """A target list frame (engine.target_list) as response rows."""
+    def _s(v: Any) -> str | None:
+        return None if v is None or pd.isna(v) else str(v)
+
+    return [TargetRow(customer_id=str(r.customer_id), branch_id=_s(r.branch_id), manager_id=_s(r.manager_id),
+                      product=str(r.product), propensity=float(r.propensity),
+                      rank=None if pd.isna(r.rank) else int(r.rank),
+                      control=bool(r.control), reasons=list(r.reasons))
+            for r in df.itertuples(index=False)]
+
+
+class _Probes:
+    """ASGI middleware answering ``/healthz`` and ``/readyz`` without a token, with JSON.
+
+    BentoML's own probes answer a bare newline; ours say which products are ready.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in PROBES:
+            await self.app(scope, receive, send)
+            return
+        try:
+            svc = bentoml.get_current_service()
+        except Exception:  # noqa: BLE001 - not started yet
+            svc = None
+        if scope["path"] == "/healthz":
+            resp: Response = JSONResponse({"status": "ok"})
+        elif svc is None or getattr(svc, "recommender", None) is None:
+            resp = JSONResponse({"ready": False, "error": "the service is still loading"}, status_code=503)
+        else:
+            body = svc.recommender.readiness()
+            resp = JSONResponse(body, status_code=200 if body["ready"] else 503)
+        await resp(scope, receive, send)
+
+
+async def _staff_page(_: Request) -> Response:
+    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Referrer-Policy": "no-referrer"})
+
+
+staff_app = Starlette(routes=[Route("/", _staff_page), Route("/index.html", _staff_page)])
+
+
+@bentoml.asgi_app(staff_app, path="/staff", name="staff")
+@bentoml.service(name="nbp", workers=1, threads=4, traffic={"timeout": 60})
+class NbpService:
+    """Next-best-product hints and target lists for branch staff and marketing."""
+
+    def __init__(self) -> None:
+        telemetry.disable()
+        self.cfg = load_config(os.environ.get(CONFIG_ENV) or None)
+        self.ws = Workspace.from_env()
+        self.tokens = load_tokens(self.cfg, os.environ)
+        self.audit = AuditLog(audit_path(self.ws))
+        self.recommender: Recommender = Recommender.load(self.cfg, self.ws)
+        threading.Thread(target=self.recommender.warm_reasons, name="warm-reasons", daemon=True).start()
+
+    # ------------------------------------------------------------------------ plumbing
+    def _call(self, endpoint: str, ctx: bentoml.Context, params: dict[str, Any], work: Any) -> Any:
+        """Authenticate, run ``work(principal)``, audit, and turn errors into answers."""
+        principal: Principal | None = None
+        token_fp = None
+        header = ctx.request.headers.get("authorization")
+        rows, status = 0, 200
+        try:
+            if header and " " in header.strip():
+                token_fp = fingerprint(header.strip().partition(" ")[2].strip())
+            principal = authenticate(header, self.tokens)
+            result, rows = work(principal)
+            ctx.response.status_code = 200
+            return result
+        except NbpError as e:
+            err = to_http_error(e)
+            status = err.status
+            if status >= 500:
+                log.warning("%s: %d: %s", endpoint, status, err)
+            ctx.response.status_code = status
+            return error_response(status, str(err))
+        except Exception:
+            status = 500
+            rid = uuid.uuid4().hex[:12]
+            log.exception("%s: unexpected error (request %s)", endpoint, rid)
+            ctx.response.status_code = status
+            return error_response(500, f"internal error; the server log has the details (request {rid})")
+        finally:
+            try:
+                self.audit.record(endpoint=endpoint, status=status, principal=principal, token_fp=token_fp,
+                                  params=params, rows=rows)
+            except OSError:
+                log.exception("audit: cannot write %s", self.audit.path)
+
+    # ------------------------------------------------------------------------ endpoints
+    @bentoml.api(route="/hints")
+    def hints(self, customer_id: str, lang: str = "zh", ctx: bentoml.Context = None) -> HintResponse:  # type: ignore[assignment]
+        """The customer's products, ranked by expected value, with reasons (zh by default)."""
+        def work(p: Principal) -> tuple[HintResponse, int]:
+            authorize_branch(p, self.recommender.branch_of(customer_id))
+            out = self.recommender.hints(customer_id, lang)  # type: ignore[arg-type]
+            return out, len(out.products)
+
+        return self._call("/hints", ctx, {"customer_id": customer_id, "lang": lang}, work)
+
+    @bentoml.api(route="/targets")
+    def targets(self, product: str, branch_id: str | None = None, manager_id: str | None = None,
+                top: int = DEFAULT_TOP, campaign_id: str | None = None, lang: str = "zh",
+                ctx: bentoml.Context = None) -> TargetResponse:  # type: ignore[assignment]
+        """A ranked target list of one product, after the contact policy."""
+        params = {"product": product, "branch_id": branch_id, "manager_id": manager_id, "top": top,
+                  "campaign_id": campaign_id, "lang": lang}
+
+        def work(p: Principal) -> tuple[TargetResponse, int]:
+            branch = branch_scope(p, branch_id)
+            if p.role == "branch" and manager_id is not None:
+                mgr_branch = self._manager_branch(manager_id)
+                authorize_branch(p, mgr_branch)
+            df = self.recommender.target_list(product, branch, manager_id, top, campaign_id, lang)  # type: ignore[arg-type]
+            rows = target_rows(df)
+            return TargetResponse(product=product, campaign_id=df.attrs["campaign_id"],
+                                  list_date=df.attrs["list_date"], rows=rows), len(rows)
+
+        return self._call("/targets", ctx, params, work)
+
+    def _manager_branch(self, manager_id: str) -> str | None:
+        m = self.recommender.customers
+        hit = m.loc[m["manager_id"] == manager_id, "branch_id"]
+        return None if hit.empty else str(hit.iloc[0])
+
+
+NbpService.add_asgi_middleware(_Probes)
+
+__all__ = ["NbpService", "ServingError", "error_response", "target_rows"]
