@@ -1,0 +1,223 @@
+"""The BentoML service over HTTP, without a server (its ASGI app), on a tiny trained workspace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+import pytest
+from servingkit import TOKENS, TRAINED, UNTRAINED, Built, bearer
+
+from serving.audit import audit_path, read_audit
+from serving.engine import ProductState, Recommender, missing_features, percentile_of
+
+pytestmark = pytest.mark.integration
+
+
+def _hints(client: Any, customer: str, role: str = "marketing", **kw: Any) -> Any:
+    return client.post("/hints", json={"customer_id": customer, **kw}, headers=bearer(role))
+
+
+# ------------------------------------------------------------------------- probes and auth
+def test_probes_answer_without_a_token_and_name_ready_products(client: Any) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    products = r.json()["products"]
+    assert all(products[p]["ready"] for p in TRAINED)
+    assert products[UNTRAINED]["ready"] is False and "champion" in products[UNTRAINED]["problem"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token-at-all-xyz"},
+                                     {"Authorization": f"Basic {TOKENS['marketing']}"}])
+def test_missing_or_wrong_token_is_401(client: Any, built: Built, headers: dict) -> None:
+    for path, body in (("/hints", {"customer_id": built.customer}), ("/targets", {"product": "consumer"})):
+        r = client.post(path, json=body, headers=headers)
+        assert r.status_code == 401
+        assert r.json()["status"] == 401 and r.json()["error"]
+        assert TOKENS["marketing"] not in r.text
+
+
+def test_branch_token_sees_only_its_branch(client: Any, built: Built) -> None:
+    assert _hints(client, built.customer, "branch").status_code == 200
+    r = _hints(client, built.other_customer, "branch")
+    assert r.status_code == 403 and built.branch in r.json()["error"]
+    r = client.post("/targets", json={"product": "consumer", "branch_id": "B-ELSEWHERE"}, headers=bearer("branch"))
+    assert r.status_code == 403
+    r = client.post("/targets", json={"product": "consumer", "top": 20}, headers=bearer("branch"))
+    assert r.status_code == 200
+    assert {row["branch_id"] for row in r.json()["rows"]} == {built.branch}  # no branch named: its own
+
+
+def test_unknown_customer_404_wrong_product_and_top_422(client: Any) -> None:
+    r = _hints(client, "NO-SUCH-CUSTOMER")
+    assert r.status_code == 404 and "NO-SUCH-CUSTOMER" in r.json()["error"]
+    r = client.post("/targets", json={"product": "mortgage_x"}, headers=bearer("marketing"))
+    assert r.status_code == 422
+    assert all(p in r.json()["error"] for p in ("consumer", "business_flow", "tax_linked"))
+    r = client.post("/targets", json={"product": "consumer", "top": 10_001}, headers=bearer("marketing"))
+    assert r.status_code == 422 and "10,000" in r.json()["error"]
+    assert _hints(client, "C000000001", lang="fr").status_code == 422
+
+
+# ------------------------------------------------------------------------- hints
+def test_hints_rank_by_expected_value_with_three_reasons_in_chinese(client: Any, built: Built) -> None:
+    r = _hints(client, built.customer)
+    assert r.status_code == 200
+    rows = r.json()["products"]
+    assert {row["product"] for row in rows} == set(built.cfg.products)
+    offered = [row for row in rows if row["reason_not_offered"] is None]
+    evs = [row["expected_value"] for row in offered]
+    assert evs == sorted(evs, reverse=True)
+    for row in rows:
+        if row["propensity"] is not None:
+            value = built.cfg.products[row["product"]].value
+            assert row["expected_value"] == pytest.approx(row["propensity"] * value)
+            assert 0.0 <= row["propensity"] <= 1.0
+    scored = [row for row in rows if row["reasons"]]
+    assert scored, "no product came with reasons"
+    for row in scored:
+        assert 1 <= len(row["reasons"]) <= 3
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in "".join(row["reasons"]))  # Chinese by default
+    # not-offered products come after the offered ones
+    flags = [row["reason_not_offered"] is not None for row in rows]
+    assert flags == sorted(flags)
+
+
+def test_hints_in_english_on_request(client: Any, built: Built) -> None:
+    zh = _hints(client, built.customer).json()["products"]
+    en = _hints(client, built.customer, lang="en").json()["products"]
+    assert [r["product"] for r in zh] == [r["product"] for r in en]
+    names = {r["product"]: r["product_name"] for r in en}
+    assert names["consumer"] == built.cfg.products["consumer"].name_en
+    reasons = [s for r in en for s in r["reasons"]]
+    assert reasons and not any("\u4e00" <= ch <= "\u9fff" for ch in "".join(reasons))
+
+
+def test_missing_champion_degrades_that_product_alone(client: Any, built: Built) -> None:
+    rows = {r["product"]: r for r in _hints(client, built.customer).json()["products"]}
+    assert rows[UNTRAINED]["propensity"] is None and rows[UNTRAINED]["reason_not_offered"] == "模型暂不可用"
+    assert all(rows[p]["propensity"] is not None for p in TRAINED)
+    r = client.post("/targets", json={"product": UNTRAINED}, headers=bearer("marketing"))
+    assert r.status_code == 503 and "champion" in r.json()["error"]
+
+
+def test_a_held_product_says_why(client: Any, built: Built) -> None:
+    svc = bentoml.get_current_service()
+    holders = sorted(svc.recommender.products["consumer"].holders)
+    assert holders, "the simulated bank has no consumer-loan holder"
+    row = next(r for r in _hints(client, holders[0]).json()["products"] if r["product"] == "consumer")
+    assert row["eligible"] is False and row["reason_not_offered"] == "已持有该产品"
+    row = next(r for r in _hints(client, holders[0], lang="en").json()["products"] if r["product"] == "consumer")
+    assert row["reason_not_offered"] == "already holds this product"
+
+
+def test_an_ineligible_product_names_the_failed_rule(client: Any, built: Built) -> None:
+    svc = bentoml.get_current_service()
+    rec = svc.recommender
+    rule_texts = {r.zh for r in built.cfg.products["business_flow"].eligibility}
+    scored = set(rec.products["business_flow"].scores["customer_id"])
+    ineligible = next(c for c in rec.customers.index if c not in scored
+                      and c not in rec.products["business_flow"].holders)
+    row = next(r for r in _hints(client, ineligible).json()["products"] if r["product"] == "business_flow")
+    assert row["eligible"] is False
+    assert any(t in row["reason_not_offered"] for t in rule_texts)
+
+
+def test_recent_contact_blocks_the_product(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = bentoml.get_current_service().recommender
+    cid = rec.products["consumer"].scores["customer_id"].iloc[0]  # scored: eligible, not a holder
+    row = next(r for r in _hints(client, cid).json()["products"] if r["product"] == "consumer")
+    assert row["reason_not_offered"] is None or row["reason_not_offered"].startswith("近期")
+    monkeypatch.setattr(rec, "_recent", rec._recent | {(cid, "consumer")})
+    row = next(r for r in _hints(client, cid).json()["products"] if r["product"] == "consumer")
+    assert row["reason_not_offered"].startswith("近期已就该产品联系过") and row["eligible"] is False
+
+
+# ------------------------------------------------------------------------- targets
+def test_targets_respect_branch_and_top(client: Any, built: Built) -> None:
+    r = client.post("/targets", json={"product": "consumer", "branch_id": built.branch, "top": 25,
+                                      "campaign_id": "T1"}, headers=bearer("marketing"))
+    assert r.status_code == 200
+    body = r.json()
+    treat = [row for row in body["rows"] if not row["control"]]
+    assert len(treat) == 25 and [row["rank"] for row in treat] == list(range(1, 26))
+    assert {row["branch_id"] for row in body["rows"]} == {built.branch}
+    assert all(row["rank"] is None for row in body["rows"] if row["control"])
+    props = [row["propensity"] for row in treat]
+    assert props == sorted(props, reverse=True)
+    assert all(len(row["reasons"]) <= 3 for row in body["rows"]) and any(row["reasons"] for row in treat)
+    again = client.post("/targets", json={"product": "consumer", "branch_id": built.branch, "top": 25,
+                                          "campaign_id": "T1"}, headers=bearer("marketing")).json()
+    assert [x["customer_id"] for x in again["rows"] if x["control"]] == \
+        [x["customer_id"] for x in body["rows"] if x["control"]]  # control group fixed per campaign
+
+
+def test_targets_refuse_scores_of_another_model_version(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = bentoml.get_current_service().recommender.products["consumer"]
+    monkeypatch.setattr(st, "scores", None)
+    monkeypatch.setattr(st, "scores_problem", "batch scores come from model version 7, the loaded champion is 1")
+    r = client.post("/targets", json={"product": "consumer"}, headers=bearer("marketing"))
+    assert r.status_code == 503 and "version 7" in r.json()["error"]
+
+
+def test_product_scores_check_the_model_version(built: Built) -> None:
+    import pandas as pd
+
+    from serving.engine import scores_path
+
+    scores = pd.read_parquet(scores_path(built.ws))
+    cust = pd.DataFrame({"customer_id": ["x"], "branch_id": ["b"], "manager_id": [None]}).set_index("customer_id")
+    st = ProductState(key="consumer", service="consumer_v1", version=99)
+    df, why = Recommender._product_scores(built.ws, st, scores, cust)
+    assert df is None and "99" in why
+    st.version = int(scores.loc[scores["product"] == "consumer", "model_version"].iloc[0])
+    df, why = Recommender._product_scores(built.ws, st, scores, cust)
+    assert why is None and len(df) > 0
+
+
+# ------------------------------------------------------------------------- robustness, audit
+def test_a_model_with_features_missing_online_is_not_served(client: Any, built: Built) -> None:
+    rec = bentoml.get_current_service().recommender
+    st = rec.products["consumer"]
+    fake = type("Fake", (), {"features": [*st.model.features, "zz_not_a_feature_6m"]})()
+    probe = ProductState(key="consumer", service=st.service, model=fake, version=st.version)
+    why = Recommender._check_online(built.cfg, built.ws, probe, [built.customer])
+    assert why is not None and "zz_not_a_feature_6m" in why
+    assert missing_features(["a", "b"], ["customer_id", "a"]) == ["b"]
+
+
+def test_an_unexpected_error_is_500_without_a_traceback(client: Any, built: Built,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = bentoml.get_current_service().recommender
+
+    def boom(*_: Any, **__: Any) -> None:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(rec, "hints", boom)
+    r = _hints(client, built.customer)
+    assert r.status_code == 500
+    assert "Traceback" not in r.text and "secret" not in r.text and "RuntimeError" not in r.text
+    assert "request" in r.json()["error"]
+
+
+def test_every_request_is_audited_without_the_token(client: Any, built: Built) -> None:
+    path = audit_path(built.ws)
+    before = len(read_audit(path))
+    _hints(client, built.customer)
+    client.post("/hints", json={"customer_id": built.customer}, headers={"Authorization": "Bearer wrong-token-x"})
+    _hints(client, "NO-SUCH-CUSTOMER")
+    lines = read_audit(path)[before:]
+    assert [(x["endpoint"], x["status"]) for x in lines] == [("/hints", 200), ("/hints", 401), ("/hints", 404)]
+    assert lines[0]["role"] == "marketing" and lines[0]["rows"] == len(built.cfg.products)
+    assert lines[1]["role"] is None and lines[1]["token_fp"]
+    text = path.read_text(encoding="utf-8")
+    assert all(t not in text for t in TOKENS.values()) and "wrong-token-x" not in text
+
+
+def test_percentile_of_limits() -> None:
+    import numpy as np
+
+    s = np.array([0.1, 0.2, 0.3, 0.4])
+    assert percentile_of(s, 0.4) == 100.0 and percentile_of(s, 0.05) == 0.0
+    assert percentile_of(s, 0.2) == 50.0 and percentile_of(np.empty(0), 0.2) is None
