@@ -148,6 +148,7 @@ class _Source:
     kind: str  # "csv" | "parquet"
     header: tuple[str, ...]  # column names as in the file
     present: dict[str, int]  # spec column -> position in header
+    native: dict[str, str] = field(default_factory=dict)  # Parquet: spec column -> DuckDB type read as is
 
 
 def _read_manifest(src: Path) -> dict[str, Any]:
@@ -182,13 +183,13 @@ def _header_of_csv(path: Path, encoding: str) -> list[str]:
     return next(csv.reader(io.StringIO(text)), [])
 
 
-def _header_of_parquet(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
+def _header_of_parquet(path: Path) -> tuple[list[str], list[str]]:
+    """Column names and DuckDB types of a Parquet file."""
     try:
-        return list(pq.read_schema(path).names)
-    except (OSError, pa.ArrowException) as e:
+        rows = duckdb.connect().execute(f"DESCRIBE SELECT * FROM read_parquet({q.lit(str(path))})").fetchall()
+    except duckdb.Error as e:
         raise DataContractError(f"{path.name}: cannot read Parquet file: {e} (rule {q.UNREADABLE_FILE})") from e
+    return [r[0] for r in rows], [r[1] for r in rows]
 
 
 def _locate(src: Path, encoding: str) -> dict[str, _Source | None]:
@@ -208,7 +209,10 @@ def _locate(src: Path, encoding: str) -> dict[str, _Source | None]:
                                     f"(rule {q.AMBIGUOUS_TABLE})")
         path = cands[0]
         kind = path.suffix[1:]
-        header = _header_of_csv(path, encoding) if kind == "csv" else _header_of_parquet(path)
+        if kind == "csv":
+            header, types = _header_of_csv(path, encoding), []
+        else:
+            header, types = _header_of_parquet(path)
         norm = [h.strip().lower() for h in header]
         present: dict[str, int] = {}
         for i, h in enumerate(norm):
@@ -221,7 +225,8 @@ def _locate(src: Path, encoding: str) -> dict[str, _Source | None]:
             if c not in present:
                 raise DataContractError(f"{path.name}: required column '{c}' missing "
                                         f"(rule {q.MISSING_COLUMN})")
-        found[name] = _Source(t, path, kind, tuple(header), present)
+        native = {c: types[i] for c, i in present.items() if types and q.native_ok(t.column(c), types[i])}
+        found[name] = _Source(t, path, kind, tuple(header), present, native)
     return found
 
 
@@ -229,14 +234,18 @@ def _locate(src: Path, encoding: str) -> dict[str, _Source | None]:
 
 
 def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work: Path) -> tuple[str, Path | None]:
-    """Table expression reading the file as VARCHAR columns ``r<i>`` (Parquet: also ``_line``).
+    """Table expression reading the file as columns ``r<i>`` (Parquet: also ``_line``).
+
+    Every ``r<i>`` is VARCHAR, except Parquet columns listed in ``s.native``, read typed.
 
     CSV records DuckDB cannot split into the header's columns go to table ``rej``.
     Returns the expression and the UTF-8 CSV file DuckDB reads (None for Parquet).
     """
     con.execute("DROP TABLE IF EXISTS rej; DROP TABLE IF EXISTS rej_scan")
     if s.kind == "parquet":
-        cols = ", ".join(f"CAST({q.ident(h)} AS VARCHAR) AS r{i}" for i, h in enumerate(s.header))
+        typed = {s.present[c] for c in s.native}
+        cols = ", ".join(f"{q.ident(h)} AS r{i}" if i in typed else f"CAST({q.ident(h)} AS VARCHAR) AS r{i}"
+                         for i, h in enumerate(s.header))
         con.execute("CREATE TABLE rej (line_byte_position UBIGINT, csv_line VARCHAR)")
         return (f"(SELECT {cols}, file_row_number + 1 AS _line "
                 f"FROM read_parquet({q.lit(str(s.path))}, file_row_number = true))"), None
@@ -273,7 +282,8 @@ def _validate(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
     con.execute("DROP TABLE IF EXISTS chk")
     with _step(t.name, "read+check"):
         try:
-            con.execute(f"CREATE TABLE chk AS {q.check_sql(t, s.present, len(s.header), src_sql, extra)}")
+            con.execute(f"CREATE TABLE chk AS "
+                        f"{q.check_sql(t, s.present, len(s.header), src_sql, extra, s.native)}")
         except duckdb.Error as e:
             raise DataContractError(f"{s.path.name}: cannot read: {e} (rule {q.UNREADABLE_FILE})") from e
     ref = q.reference_sql(t, "chk")
@@ -351,7 +361,8 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         con.unregister("lines_arrow")
     kept_raw = set(q.raw_kept(t, s.present, len(s.header)))
     by_pos = {i: n for n, i in s.present.items()}
-    cell = {i: f"c.r{i}" if i in kept_raw else f"c.{q.ident('p_' + by_pos[i])}" for i in range(len(s.header))}
+    cell = {i: f"CAST(c.r{i} AS VARCHAR)" if i in kept_raw else f"c.{q.ident('p_' + by_pos[i])}"
+            for i in range(len(s.header))}
     raw_cols = ", ".join(f"{cell[i]} AS {q.ident(h)}" for i, h in enumerate(s.header))
     src = q.lit(s.path.name)
 

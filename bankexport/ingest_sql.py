@@ -79,6 +79,49 @@ def parse_expr(col: Column, v: str) -> str:
     return f"CASE WHEN regexp_full_match({v}, {pat}) THEN {val} END"
 
 
+_INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+         "UBIGINT", "UHUGEINT")
+_FLOATS = ("FLOAT", "DOUBLE")
+_TIMESTAMPS = ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+
+
+def native_ok(col: Column, duck_type: str) -> bool:
+    """Whether a typed (Parquet) column of ``duck_type`` can be checked without a text round trip."""
+    base = duck_type.split("(")[0]
+    if col.type in ("string", "enum"):
+        return base == "VARCHAR"
+    if col.type == "timestamp":
+        return base in _TIMESTAMPS
+    if col.type == "date":
+        return base == "DATE" or base in _TIMESTAMPS
+    if col.type in ("money", "int"):
+        return base in _INTS or base in _FLOATS or base == "DECIMAL"
+    return False
+
+
+def native_parse_expr(col: Column, v: str, duck_type: str) -> str:
+    """Typed value of a native (Parquet) value ``v``; NULL when it breaks the type's rules.
+
+    Money must have at most 2 decimals (``round(x, 2) = x``), an int must be whole, a
+    date given as a timestamp must be midnight.
+    """
+    base = duck_type.split("(")[0]
+    if col.type in ("string", "enum"):
+        return v
+    if col.type == "timestamp":
+        return f"CAST({v} AS TIMESTAMP)"
+    if col.type == "date":
+        if base == "DATE":
+            return f"CAST({v} AS TIMESTAMP)"
+        return f"CASE WHEN CAST(CAST({v} AS DATE) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) THEN CAST({v} AS TIMESTAMP) END"
+    d = f"CAST({v} AS DOUBLE)"
+    if col.type == "money":
+        return f"CASE WHEN isfinite({d}) AND round({d}, 2) = {d} THEN {d} END"
+    if base in _INTS:
+        return f"TRY_CAST({v} AS BIGINT)"
+    return f"CASE WHEN isfinite({d}) AND trunc({d}) = {d} THEN TRY_CAST({v} AS BIGINT) END"
+
+
 def can_break(col: Column) -> bool:
     """Whether a cell of this column can break any rule."""
     return col.required or col.type != "string"
@@ -122,7 +165,8 @@ def raw_kept(table: Table, present: dict[str, int], n_header: int) -> list[int]:
     return [i for i in range(n_header) if i not in string_pos]
 
 
-def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, extra: str = "") -> str:
+def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, extra: str = "",
+              native: dict[str, str] | None = None) -> str:
     """SELECT that parses and checks every cell read from ``src``.
 
     Args:
@@ -131,6 +175,8 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
         n_header: number of columns in the file (``r0`` .. ``r<n-1>``, all VARCHAR).
         src: a table expression yielding ``r<i>`` columns (e.g. ``read_csv(...)``).
         extra: further columns of ``src`` to carry through (e.g. ``, _line``).
+        native: spec column -> DuckDB type of columns ``src`` gives typed (Parquet),
+            checked by :func:`native_parse_expr`; every other ``r<i>`` is VARCHAR.
 
     Returns:
         SQL yielding ``p_<col>`` for every spec column (typed NULL when the file lacks
@@ -140,18 +186,26 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
     """
     cols = table.columns
     keep = "".join(f", r{i}" for i in raw_kept(table, present, n_header)) + extra
+    native = native or {}
     vs = []
     for c in cols:
         v = "CAST(NULL AS VARCHAR)"
         if c.name in present:
             r = f"r{present[c.name]}"
-            if c.type in ("string", "enum"):  # stored as read: no trimming
+            if c.name in native and native[c.name].split("(")[0] in _FLOATS:
+                # NaN (how pandas writes 'unknown') is neither finite nor infinite; DuckDB 2.0
+                # folds isnan() on Parquet columns to false, so it is not used here
+                v = f"CASE WHEN isfinite({r}) OR isinf({r}) THEN {r} END"
+            elif c.name in native and c.type not in ("string", "enum"):
+                v = r
+            elif c.type in ("string", "enum"):  # stored as read: no trimming
                 v = f"CASE WHEN {r} = '' OR (starts_with({r}, ' ') AND trim({r}) = '') THEN NULL ELSE {r} END"
             else:  # surrounding blanks are not part of a number or date
                 v = (f"NULLIF(CASE WHEN starts_with({r}, ' ') OR ends_with({r}, ' ') THEN trim({r}) "
                      f"ELSE {r} END, '')")
         vs.append(f"{v} AS {ident('v_' + c.name)}")
-    ps = [f"{parse_expr(c, ident('v_' + c.name))} AS {ident('p_' + c.name)}" for c in cols]
+    ps = [(native_parse_expr(c, ident("v_" + c.name), native[c.name]) if c.name in native
+           else parse_expr(c, ident("v_" + c.name))) + f" AS {ident('p_' + c.name)}" for c in cols]
     vnames = ", ".join(ident("v_" + c.name) for c in cols)
     stored_b = [c for c in cols if stored_break(c)]
     bs = [f"{break_expr(c)} AS {ident('b_' + c.name)}" for c in stored_b]

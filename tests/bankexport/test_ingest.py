@@ -357,3 +357,36 @@ def test_typed_parquet_and_bom_csv(tmp_path: Path, ws: Workspace, cfg: IngestCon
         ("transactions.parquet", "2", "unparseable", "amount")]
     assert pd.read_parquet(ws.table("branches"))["branch_id"].tolist() == ["B1"]
     assert pd.read_parquet(ws.table("managers"))["capacity_per_month"].tolist() == [40]
+
+
+def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws: Workspace,
+                                                             cfg: IngestConfig) -> None:
+    """pandas-style Parquet: NaN is unknown, 12.0 is an int, a midnight timestamp is a date."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = base_tables()
+    del tables["loans"]
+    src = write_export(tmp_path / "exp", tables)
+    d = dt.datetime
+    pq.write_table(pa.table({
+        "loan_id": ["L1", "L2", "L3"], "customer_id": ["C1", "C2", "C3"],
+        "product": ["consumer", "consumer", "consumer"],
+        "application_date": pa.array([d(2024, 1, 5), d(2024, 1, 6), d(2024, 1, 7, 9, 30)]),
+        "grant_date": pa.array([dt.date(2024, 1, 9), None, None]),
+        "amount": pa.array([5000.0, float("nan"), 100.0]),
+        "term_months": pa.array([12.0, 12.5, float("nan")]),
+        "status": ["active", "rejected", "rejected"],
+    }), src / "loans.parquet")
+    ingest(src, ws, cfg)
+    loans = pd.read_parquet(ws.table("loans")).set_index("loan_id")
+    assert list(loans.index) == ["L1", "L2"]  # L3: application_date is not a date (09:30)
+    assert loans.loc["L1", "term_months"] == 12 and loans.loc["L1", "grant_date"] == pd.Timestamp("2024-01-09")
+    assert pd.isna(loans.loc["L2", "amount"]) and pd.isna(loans.loc["L2", "term_months"])
+    rep = _report(ws)["tables"]["loans"]
+    assert rep["set_aside"] == {"unparseable": 1}
+    assert rep["cells_reported"] == {"malformed_optional": 1}  # 12.5 months; NaN is just unknown
+    cells = _rows(ws.ingest_dir / "cells" / "loans.csv")
+    assert [(c["source_line"], c["column"], c["value"]) for c in cells] == [("2", "term_months", "12.5")]
