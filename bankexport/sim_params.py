@@ -103,7 +103,7 @@ TURNOVER_MEDIAN = {"merchant": 30_000, "micro_business_owner": 70_000, "business
 TURNOVER_SIGMA = 0.8
 TURNOVER_TREND = (0.04, 0.25)  # annual growth: mean, sd across customers
 TURNOVER_NOISE = 0.15
-BALANCE_RATIO = (0.6, 0.6, 0.85, 0.3)  # business balance / turnover: median, sd of mean, AR rho, shock sd
+BALANCE_RATIO = (0.6, 0.6, 0.92, 0.22)  # business balance / turnover: median, sd of mean, AR rho, shock sd
 
 # ---------------------------------------------------------------- tax
 TAX_PAYER_SHARE = {"merchant": 0.45, "micro_business_owner": 0.65, "business": 0.9}
@@ -124,7 +124,7 @@ CONSUMER_COEF = {  # log-hazard effects
     "payroll": 0.9, "public": 0.6, "soe": 0.4, "age_curv": 0.5, "event": 1.6, "mobile": 0.6,
     "log_salary": 0.4, "farm_or_retired": -0.8, "migrant": -0.3,
 }
-BUSINESS_COEF = {"log_turnover": 0.8, "growth": 1.0, "squeeze": 1.2, "stocking": 1.4,
+BUSINESS_COEF = {"log_turnover": 0.8, "growth": 0.7, "squeeze": 1.2, "stocking": 1.4,
                  "business": -2.8}  # few 对公 borrowers (38 at the reference bank)
 SQUEEZE_RATIO = 0.2  # last end_balance / mean turnover of the last 3 months below this
 TAX_COEF = {"grade": {"A": 1.0, "B": 0.5, "M": 0.0, "C": -1.0}, "log_tax": 0.4, "full_filing": 0.6,
