@@ -26,9 +26,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "environment ready: $(BIN)/nbp"
 
 DEMO_DIR ?= demo
+# The whole chain on the embedded default: a simulated county bank of about 20,000
+# customers (configs/base.yaml), ingested, features built and published to Feast,
+# one model per product trained and gated in MLflow (mlruns/), every candidate scored.
 demo: setup
 	$(BIN)/nbp simulate --out $(DEMO_DIR)/bank
 	$(BIN)/nbp ingest $(DEMO_DIR)/bank/export
+	$(BIN)/nbp retrain
+	@echo
+	@echo "demo done: export in $(DEMO_DIR)/bank/export, scores in outputs/scores/latest.parquet,"
+	@echo "models in mlruns/ (.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,81 @@
+"""The whole chain through the CLI, in a temporary workspace, as a user runs it.
+
+simulate -> ingest (nothing set aside) -> features (Feast) -> train (MLflow,
+champion) -> score. Small on purpose: it checks the joins between stages, not
+model quality (that is benchmarks/bench_quality.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from nbp.cli import main
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _run(args: list[str]) -> str:
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("chain")
+    home = root / "home"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NBP_HOME", str(home))
+    try:
+        _run(["simulate", "--out", str(root / "bank"), "--customers", "4000", "--months", "16", "--seed", "11"])
+        _run(["ingest", str(root / "bank" / "export")])
+        _run(["features"])
+        out = _run(["train"])
+        _run(["score", "--as-of", "2026-11-01", "--out", str(root / "scores.parquet")])
+        yield {"root": root, "home": home, "train_out": out}
+    finally:
+        mp.undo()
+
+
+def test_simulated_export_ingests_with_nothing_set_aside(chain: dict) -> None:
+    report = json.loads((chain["home"] / "ingest" / "report.json").read_text(encoding="utf-8"))
+    for table, r in report["tables"].items():
+        assert r["rows_read"] == r["rows_kept"] > 0 or table in {"contacts"}, table
+        assert sum(r["set_aside"].values()) == 0, (table, r["set_aside"])
+
+
+def test_every_product_gets_a_registered_model(chain: dict) -> None:
+    out = chain["train_out"]
+    for product in ("consumer", "business_flow", "tax_linked"):
+        assert f"| {product} | 1 |" in out
+
+
+def test_scores_are_probabilities_for_candidates_only(chain: dict) -> None:
+    s = pd.read_parquet(chain["root"] / "scores.parquet")
+    assert set(s.columns) >= {"customer_id", "product", "as_of", "score", "model_version"}
+    assert s["score"].between(0, 1).all() and s["score"].nunique() > 10
+    assert not s.duplicated(["customer_id", "product", "as_of"]).any()
+    # no holder of an active loan of the product is scored for it
+    from training.labels import holds_active
+
+    loans = pd.read_parquet(chain["home"] / "data" / "ingested" / "loans.parquet")
+    for product, part in s.groupby("product"):
+        ent = part[["customer_id", "as_of"]].astype({"as_of": "datetime64[us]"})
+        assert not holds_active(ent, loans, product).any(), product
+    # exactly the products that have a champion are scored
+    champions = {p for p in ("consumer", "business_flow", "tax_linked") if f"| {p} | 1 | champion |" in chain["train_out"]}
+    assert champions, chain["train_out"]
+    assert set(s["product"]) == champions
+    # eligibility holds: consumer-loan candidates are individuals aged 18-60 only
+    cust = pd.read_parquet(chain["home"] / "data" / "ingested" / "customers.parquet").set_index("customer_id")
+    if "consumer" in champions:
+        cons = s[s["product"] == "consumer"].join(cust, on="customer_id")
+        assert (cons["customer_type"] == "individual").all()
+        age = (cons["as_of"] - cons["birth_date"]).dt.days / 365.25
+        assert age.between(17.9, 61.1).all()
+        assert len(cons) < (cust["customer_type"] == "individual").sum()
