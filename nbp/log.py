@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +17,9 @@ def configure(level: str = "INFO") -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    # Third-party deprecations that a bank's operator can do nothing about.
+    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
     for noisy in ("alembic", "urllib3", "matplotlib", "numexpr", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
