@@ -33,7 +33,6 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -53,8 +52,13 @@ ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "gbk": "gbk", "gb2312": "gbk", "
 EVENT_COLUMNS = ("txn_time", "open_date", "application_date", "grant_date", "end_date", "close_date",
                  "published_date", "contact_date", "start_date")
 REPORT_PREFIX = ["source_file", "source_line", "rule", "column", "value"]
-_PANDAS_DTYPES = {"string": "string", "enum": "string", "date": "datetime64[us]", "timestamp": "datetime64[us]",
-                  "month": "datetime64[us]", "money": "float64", "int": "Int64"}
+# (pandas_type, numpy_type) of the pandas metadata written into each Parquet file, so that
+# pandas.read_parquet gives the spec dtypes (string, datetime64[us], float64, Int64) without
+# importing pandas here (as pyarrow.Schema.from_pandas would write them).
+_PANDAS_TYPES = {"string": ("unicode", "string"), "enum": ("unicode", "string"),
+                 "date": ("datetime", "datetime64[us]"), "timestamp": ("datetime", "datetime64[us]"),
+                 "month": ("datetime", "datetime64[us]"), "money": ("float64", "float64"),
+                 "int": ("int64", "Int64")}
 
 
 @dataclass
@@ -314,8 +318,12 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
 
 def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path) -> None:
     """Write the kept rows of ``chk`` as ``path`` (Parquet, spec dtypes, pandas metadata)."""
-    empty = pd.DataFrame({c.name: pd.Series([], dtype=_PANDAS_DTYPES[c.type]) for c in t.columns})
-    meta = pa.Schema.from_pandas(empty, preserve_index=False).metadata[b"pandas"].decode()
+    meta = json.dumps({
+        "index_columns": [], "column_indexes": [],
+        "columns": [{"name": c.name, "field_name": c.name, "pandas_type": _PANDAS_TYPES[c.type][0],
+                     "numpy_type": _PANDAS_TYPES[c.type][1], "metadata": None} for c in t.columns],
+        "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__},
+    })
     con.execute(f"COPY ({q.stored_select(t, 'chk')}) TO {q.lit(str(path))} "
                 f"(FORMAT parquet, COMPRESSION snappy, KV_METADATA {{pandas: {q.lit(meta)}}})")
 
@@ -347,14 +355,14 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         con.execute(f"CREATE TABLE lines AS SELECT rowid AS _ord, _line AS line FROM chk "
                     f"WHERE _why IS NOT NULL OR ({cond_cells})")
         rej_lines = np.zeros(0, np.int64)
-        rej = pd.DataFrame({"line_byte_position": [], "csv_line": []})
+        rej: list[tuple[int, str]] = []
     else:
         ords = con.execute(f"SELECT rowid AS _ord FROM chk WHERE _why IS NOT NULL OR ({cond_cells}) "
                            "ORDER BY 1").fetchnumpy()["_ord"]
         rej = con.execute("SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej "
-                          "GROUP BY ALL ORDER BY 1").df()
+                          "GROUP BY ALL ORDER BY 1").fetchall()
         assert csv_path is not None
-        lines, rej_lines = record_lines(csv_path, ords, rej["line_byte_position"].to_numpy(np.int64))
+        lines, rej_lines = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64))
         lines_tbl = pa.table({"_ord": pa.array(ords, pa.int64()), "line": pa.array(lines, pa.int64())})
         con.register("lines_arrow", lines_tbl)
         con.execute("CREATE TABLE lines AS SELECT * FROM lines_arrow")
@@ -377,7 +385,7 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
                f"{raw_cols} FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NOT NULL")
         if len(rej):
             con.register("rej_arrow", pa.table({"line": pa.array(rej_lines, pa.int64()),
-                                                "csv_line": pa.array(rej["csv_line"].str.strip("\r\n"),
+                                                "csv_line": pa.array([r[1].strip("\r\n") for r in rej],
                                                                      pa.string())}))
             nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {q.ident(h)}" for h in s.header)
             sql += (f" UNION ALL SELECT {src}, line, {q.lit(q.MALFORMED_ROW)}, NULL, csv_line, {nulls} "
