@@ -133,7 +133,7 @@ TAX_APPROVAL = {"A": 0.9, "B": 0.8, "M": 0.65, "C": 0.35}
 EVENT_LAG = (1, 3)  # a life event in month e raises consumer hazard in months e+1..e+3
 
 # Other loan products (no oracle): monthly grant rates among eligible.
-AGRI_RATE = 0.0025  # farmers (x2 in Feb-Apr)
+AGRI_RATE = 0.0025  # farmers and rural merchants (x2 in Feb-Apr, x0.8 otherwise)
 MORTGAGE_RATE = 0.0003  # urban employees
 OTHER_RATE = 0.00005
 TERMS = {"consumer": ((12, 24, 36), (0.3, 0.4, 0.3)), "business_flow": ((12,), (1.0,)),
