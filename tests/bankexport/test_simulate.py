@@ -186,6 +186,28 @@ def test_transactions_look_like_a_rural_bank(tables: dict[str, pd.DataFrame]) ->
     assert monthly[pd.Period("2026-02", "M")] > 1.2 * monthly.median()
 
 
+def test_contacts_never_reveal_a_later_application(tables: dict[str, pd.DataFrame]) -> None:
+    """An accepted contact is followed by an application that same month, on or after it."""
+    c = tables["contacts"]
+    acc = c[c["outcome"] == "accepted"].assign(contact_date=lambda d: pd.to_datetime(d["contact_date"]))
+    assert len(acc) > 0 and set(c["outcome"]) >= {"declined", "no_response"}
+    loans = tables["loans"].assign(application_date=lambda d: pd.to_datetime(d["application_date"]))
+    m = acc.merge(loans, on=["customer_id", "product"])
+    ok = (m["application_date"] >= m["contact_date"]) & (
+        m["application_date"].dt.to_period("M") == m["contact_date"].dt.to_period("M"))
+    assert m.loc[ok, ["customer_id", "product", "contact_date"]].drop_duplicates().shape[0] == len(acc)
+
+
+def test_nothing_happens_before_a_customer_opens(tables: dict[str, pd.DataFrame], oracle: pd.DataFrame) -> None:
+    opened = tables["customers"].set_index("customer_id")["open_date"].map(pd.Timestamp)
+    txn = tables["transactions"]
+    assert (txn["txn_time"] >= txn["customer_id"].map(opened)).all()
+    for name, col in (("services", "start_date"), ("accounts", "open_date")):
+        t = tables[name]
+        assert (pd.to_datetime(t[col]) >= t["customer_id"].map(opened)).all(), name
+    assert (pd.to_datetime(oracle["as_of"]) > oracle["customer_id"].map(opened)).all()
+
+
 # ------------------------------------------------------------------ determinism
 def test_same_seed_same_bytes_different_seed_different(tmp_path: Path) -> None:
     kw = {"customers": 600, "months": 5, "end": "2025-06", "horizon_days": H}
