@@ -28,6 +28,7 @@ from bankexport.sim_oracle import apply_prob, gh_grid, log_lik_update, solve_int
 from bankexport.sim_population import EMP, NO_DAY, OCC, Population, add_months, build_population, \
     customers_table, ids, network_tables
 from bankexport.spec import ALL_TABLES, CHANNELS, FORMAT, LOAN_PRODUCTS, TABLES, TXN_TYPES
+from nbp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ def _month_days(ms: np.datetime64) -> int:
 
 
 def _festival(year: int) -> np.datetime64:
-    if year not in P.SPRING_FESTIVAL:
-        raise ValueError(f"no Spring Festival date for {year}: extend sim_params.SPRING_FESTIVAL")
     return np.datetime64(P.SPRING_FESTIVAL[year], "D")
 
 
@@ -246,13 +245,22 @@ def simulate(out: Path, customers: int = 20_000, months: int = 24, end: str = "2
         ``(as_of, as_of + horizon_days]``), for spec candidates with p > 0 (others: p = 0).
     """
     t0 = time.perf_counter()
-    if customers < 1 or months < 1:
-        raise ValueError("customers and months must be positive")
+    if customers < 1 or months < 1 or horizon_days < 1:
+        raise ConfigError(f"simulate: customers ({customers}), months ({months}) and horizon_days "
+                          f"({horizon_days}) must be positive")
+    try:
+        last = np.datetime64(end, "M")
+    except ValueError:
+        raise ConfigError(f"simulate: end {end!r} is not a month YYYY-MM") from None
+    years = range(int(str(last - months + 1)[:4]), int(str(last)[:4]) + 2)
+    missing = [y for y in years if y not in P.SPRING_FESTIVAL]
+    if missing:
+        raise ConfigError(f"simulate: no Spring Festival date for {missing[0]} "
+                          "(extend SPRING_FESTIVAL in bankexport/sim_params.py)")
     out = Path(out)
     exp_dir, ora_dir = out / "export", out / "oracle"
     exp_dir.mkdir(parents=True, exist_ok=True)
     ora_dir.mkdir(parents=True, exist_ok=True)
-    last = np.datetime64(end, "M")
     month_starts = (last - months + 1 + np.arange(months)).astype("datetime64[D]")
     start = month_starts[0]
     export_date = (last + 1).astype("datetime64[D]")

@@ -300,3 +300,11 @@ def test_cli_prints_the_summary(tmp_path: Path) -> None:
     assert "transactions" in res.output and "oracle:" in res.output
     assert "export date 2025-04-01" in res.output
     assert (tmp_path / "bank" / "oracle" / "oracle.parquet").exists()
+
+
+@pytest.mark.parametrize("kw", [{"end": "2026-13"}, {"customers": 0}, {"end": "2040-01"}])
+def test_bad_arguments_are_config_errors(tmp_path: Path, kw: dict) -> None:
+    from nbp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="simulate"):
+        simulate(tmp_path / "bank", **{"customers": 50, "months": 2, "end": "2025-01", **kw})
