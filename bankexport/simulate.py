@@ -798,10 +798,10 @@ class _Simulation:
         if month in (3, 6, 9, 12):  # quarterly interest on the 21st (结息日)
             c = np.flatnonzero(live)
             tx.add(c, np.full(len(c), 20), np.maximum(pop.wealth[c], 10) * 0.0035 / 4, "C", "other", "interest")
-        self._loan_transactions(m, tx, rng)
+        self._loan_transactions(m, tx)
         return tx
 
-    def _loan_transactions(self, m: int, tx: _Txns, rng: np.random.Generator) -> None:
+    def _loan_transactions(self, m: int, tx: _Txns) -> None:
         """Disbursements on the grant date, monthly instalments and payoffs, consistent with the loans."""
         L = self.loans.arrays()
         T, nxt = self.ms[m], self.ms[m] + self.nd[m]
@@ -821,7 +821,6 @@ class _Simulation:
         elapsed = ((T - L["grant"]).astype(np.int64) / 30.4)[payoff]
         remaining = L["amount"][payoff] * np.clip(1 - elapsed / term[payoff], 0.02, 1)
         tx.add(cust[payoff], (end[payoff] - T).astype(np.int64), remaining, "D", "counter", "loan_repayment")
-        del rng
 
     # ------------------------------------------------------------ balances
     def _balances(self, m: int, rng: np.random.Generator) -> pa.Table:
