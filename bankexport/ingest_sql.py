@@ -4,10 +4,12 @@ Pure functions: each returns a DuckDB SQL expression or statement as a string.
 Nothing here touches a connection. The rule names are the ones documented in
 ``docs/ingest-rules.md``.
 
-Column naming inside the validation tables:
-    ``r<i>``      raw cell of the file's i-th column (VARCHAR, as read)
+Column naming inside the checked table ``chk`` (one row per record, in file
+order, so ``rowid`` is the record's position among those the reader accepted):
+    ``r<i>``      raw cell of the file's i-th column (VARCHAR as read; a Parquet
+                  column of a fitting type stays typed), kept for typed and unknown columns
     ``p_<name>``  parsed value of spec column ``name`` (typed, NULL if unknown/unparseable)
-    ``b_<name>``  rule the cell broke (VARCHAR, NULL when the cell is fine)
+    ``b_<name>``  rule an optional cell broke (NULL when the cell is fine)
     ``_why``      ``rule:column`` the row broke (NULL when the row is kept)
 """
 
