@@ -20,8 +20,9 @@ holdings               ``training.labels.holds_active`` on the ``loans`` table a
 contacts               ``contacts`` table: the cool-down of the contact policy
 managers               ``managers`` table: capacity per month
 do-not-contact         optional ``$NBP_HOME/policy/do_not_contact.txt``, one id a line
-batch scores           ``$NBP_HOME/outputs/scores/latest.parquet`` written by
-                       ``nbp score``: target lists and the percentile in a branch.
+batch scores           ``$NBP_HOME/outputs/scores/latest.parquet``
+                       (``training.pipeline.scores_path``) written by ``nbp retrain``
+                       or ``nbp score``: target lists and the percentile in a branch.
                        Used for a product only when its ``model_version`` is the
                        loaded champion's (else 503 with both versions)
 =====================  ==============================================================
@@ -48,22 +49,17 @@ from serving.errors import NotFound, Unavailable, Unprocessable
 from serving.policy import build_target_list, default_campaign_id
 from serving.reasons import Lang, ReasonCatalog, not_offered_reason
 from serving.schemas import HintResponse, HintRow, validate_product, validate_top
-from training.candidates import failed_rules
+from training.candidates import rule_mask
 from training.dataset import loan_product
 from training.labels import holds_active
 from training.model import FittedModel
-from training.pipeline import export_date
+from training.pipeline import export_date, scores_path
 from training.registry import load_champion
 
 log = logging.getLogger(__name__)
 
 LANGS = ("zh", "en")
 REASON_CHUNK = 500  # customers per online() call when reasons are computed in bulk
-
-
-def scores_path(ws: Workspace) -> Path:
-    """The batch scores the service reads: ``$NBP_HOME/outputs/scores/latest.parquet``."""
-    return ws.outputs_dir / "scores" / "latest.parquet"
 
 
 def do_not_contact_path(ws: Workspace) -> Path:
@@ -94,6 +90,8 @@ class ProductState:
     scores_problem: str | None = None  # why the batch scores cannot be used
     branch_scores: dict[str, np.ndarray] = field(default_factory=dict)  # branch -> sorted scores
     holders: frozenset[str] = frozenset()
+    columns: tuple[str, ...] = ()  # what the online store returns for the service
+
 
     @property
     def ready(self) -> bool:
@@ -154,7 +152,7 @@ class Recommender:
         customers = customers.astype({"customer_id": str}).set_index("customer_id")
         loans = _read_table(ws, "loans", ["customer_id", "product", "grant_date", "end_date", "term_months"])
         contacts = _read_table(ws, "contacts", ["customer_id", "product", "contact_date", "campaign_id"])
-        managers = _read_table(ws, "managers", ["manager_id", "capacity_per_month"])
+        managers = _read_table(ws, "managers", ["manager_id", "branch_id", "capacity_per_month"])
         dnc_file = do_not_contact_path(ws)
         dnc = frozenset(line.strip() for line in dnc_file.read_text(encoding="utf-8").splitlines()
                         if line.strip() and not line.startswith("#")) if dnc_file.exists() else frozenset()
@@ -172,7 +170,7 @@ class Recommender:
                 st.problem = str(e)
                 log.warning("%s: degraded: %s", key, e)
             if st.model is not None:
-                st.problem = cls._check_online(cfg, ws, st, customers.index[:1])
+                st.problem, st.columns = cls._check_online(cfg, ws, st, customers.index[:1])
             st.scores, st.scores_problem = cls._product_scores(ws, st, scores, customers)
             if st.scores is not None:
                 st.branch_scores = {b: np.sort(g["propensity"].to_numpy(float))
@@ -185,24 +183,26 @@ class Recommender:
         return rec
 
     @staticmethod
-    def _check_online(cfg: Config, ws: Workspace, st: ProductState, probe_ids: Sequence[str]) -> str | None:
-        """Why the champion cannot be served from the online store, or None."""
+    def _check_online(cfg: Config, ws: Workspace, st: ProductState, probe_ids: Sequence[str]
+                      ) -> tuple[str | None, tuple[str, ...]]:
+        """Why the champion cannot be served from the online store (None: it can), and the store's columns."""
         try:
-            cols = online(cfg, ws, list(probe_ids) or ["-"], st.service).columns
+            cols = tuple(online(cfg, ws, list(probe_ids) or ["-"], st.service).columns)
         except FeatureStoreError as e:
-            return str(e)
+            return str(e), ()
         missing = missing_features(st.model.features if st.model else [], cols)
         if missing:
             return (f"nbp-{st.key} v{st.version}: {len(missing)} feature(s) missing from the online store "
                     f"(service {st.service}): {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
-                    f"run `nbp features` or retrain")
-        return None
+                    f"run `nbp features` or retrain"), cols
+        return None, cols
 
     @staticmethod
     def _product_scores(ws: Workspace, st: ProductState, scores: pd.DataFrame | None, customers: pd.DataFrame
                         ) -> tuple[pd.DataFrame | None, str | None]:
         if scores is None:
-            return None, f"no batch scores at {scores_path(ws)}; run `nbp score --as-of T --out {scores_path(ws)}`"
+            return None, (f"no batch scores at {scores_path(ws)}; run `nbp retrain` "
+                          f"(or `nbp score --as-of T --out {scores_path(ws)}`)")
         mine = scores[scores["product"] == st.key]
         if mine.empty:
             return None, f"{scores_path(ws)} holds no scores for '{st.key}'; run `nbp score` again"
@@ -241,6 +241,11 @@ class Recommender:
                          for k, s in self.products.items()},
         }
 
+    def manager_branch(self, manager_id: str) -> str | None:
+        """The branch of a manager (managers table), None when unknown."""
+        hit = self.managers.loc[self.managers["manager_id"].astype(str) == manager_id, "branch_id"]
+        return None if hit.empty or pd.isna(hit.iloc[0]) else str(hit.iloc[0])
+
     def branch_of(self, customer_id: str) -> str | None:
         """The customer's branch.
 
@@ -270,7 +275,7 @@ class Recommender:
         if lang not in LANGS:
             raise Unprocessable(f"unknown lang '{lang}'; use zh or en")
         branch = self.branch_of(customer_id)
-        feats: dict[str, pd.DataFrame] = {}
+        feats: dict[tuple[str, ...], pd.DataFrame] = {}  # services returning the same columns: one call
         rows: list[HintRow] = []
         for key, st in self.products.items():
             pc = self.cfg.products[key]
@@ -282,9 +287,9 @@ class Recommender:
                                     eligible=False, reason_not_offered=not_offered_reason("model_unavailable", lang)
                                     + (f" ({detail[:160]})" if lang == "en" and detail else "")))
                 continue
-            if st.service not in feats:
-                feats[st.service] = self._features([customer_id], st.service)
-            x = feats[st.service]
+            if st.columns not in feats:
+                feats[st.columns] = self._features([customer_id], st.service)
+            x = feats[st.columns]
             if x.drop(columns="customer_id").isna().all(axis=None):
                 raise Unavailable(f"customer '{customer_id}' has no features in the online store (service "
                                   f"{st.service}); run `nbp features` after the next ingest")
@@ -292,17 +297,18 @@ class Recommender:
             contrib = st.model.contributions(x).iloc[0]
             reasons = self.catalog.top_reasons(contrib, x.iloc[0], lang)
             pct = percentile_of(st.branch_scores.get(branch or "", np.empty(0)), p) if st.scores is not None else None
-            why = self._not_offered(key, customer_id, x.iloc[0], lang)
+            why = self._not_offered(key, customer_id, x, lang)
             rows.append(HintRow(**base, propensity=p, expected_value=p * pc.value, percentile_in_branch=pct,
                                 eligible=why is None, reason_not_offered=why, reasons=reasons))
         rows.sort(key=lambda r: (r.reason_not_offered is not None, r.propensity is None,
                                  -(r.expected_value or 0.0), r.product))
         return HintResponse(customer_id=customer_id, lang=lang, products=rows)
 
-    def _not_offered(self, key: str, customer_id: str, features: pd.Series, lang: Lang) -> str | None:
+    def _not_offered(self, key: str, customer_id: str, features: pd.DataFrame, lang: Lang) -> str | None:
+        """Why the product is not offered to the customer (``features``: the customer's one-row frame)."""
         if customer_id in self.products[key].holders:
             return not_offered_reason("held", lang)
-        failed = failed_rules(features, self.cfg.products[key].eligibility)
+        failed = [r for r in self.cfg.products[key].eligibility if not bool(rule_mask(features, r).iloc[0])]
         if failed:
             texts = [r.zh if lang == "zh" else r.en for r in failed]
             return f"{not_offered_reason('not_eligible', lang)}{'：' if lang == 'zh' else ': '}" + (

@@ -38,7 +38,9 @@ def server_env(ws: Workspace, config_path: str | None, base: dict[str, str] | No
     env = dict(os.environ if base is None else base)
     env.update({"NBP_HOME": str(ws.home), "BENTOML_HOME": str(ws.bentoml_home),
                 "BENTOML_DO_NOT_TRACK": "True", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-                "FEAST_USAGE": "False"})
+                "FEAST_USAGE": "False",
+                # one request scores one row: OpenMP threads only add wake-up latency on a busy machine
+                "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1")})
     if config_path:
         env["NBP_CONFIG"] = str(Path(config_path).resolve())
     else:

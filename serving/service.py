@@ -178,19 +178,13 @@ class NbpService:
         def work(p: Principal) -> tuple[TargetResponse, int]:
             branch = branch_scope(p, branch_id)
             if p.role == "branch" and manager_id is not None:
-                mgr_branch = self._manager_branch(manager_id)
-                authorize_branch(p, mgr_branch)
+                authorize_branch(p, self.recommender.manager_branch(manager_id))
             df = self.recommender.target_list(product, branch, manager_id, top, campaign_id, lang)  # type: ignore[arg-type]
             rows = target_rows(df)
             return TargetResponse(product=product, campaign_id=df.attrs["campaign_id"],
                                   list_date=df.attrs["list_date"], rows=rows), len(rows)
 
         return self._call("/targets", ctx, params, work)
-
-    def _manager_branch(self, manager_id: str) -> str | None:
-        m = self.recommender.customers
-        hit = m.loc[m["manager_id"] == manager_id, "branch_id"]
-        return None if hit.empty else str(hit.iloc[0])
 
 
 NbpService.add_asgi_middleware(_Probes)

@@ -213,7 +213,15 @@ def encode(df: pd.DataFrame, features: list[str], categories: dict[str, list[str
     if missing:
         raise KeyError(f"input lacks feature columns {missing[:5]} ({len(missing)} missing)")
     out = np.empty((len(df), len(features)), dtype=np.float64)
+    # Fast path (serving encodes one row per request): numeric columns in one block.
+    numeric = set(df.columns[[pd.api.types.is_numeric_dtype(d) for d in df.dtypes]])
+    fast = [j for j, f in enumerate(features) if f not in categories and f in numeric]
+    if fast:
+        out[:, fast] = df[[features[j] for j in fast]].to_numpy(dtype=np.float64, na_value=np.nan)
+    done = set(fast)
     for j, f in enumerate(features):
+        if j in done:
+            continue
         col = df[f]
         if f in categories:
             codes = pd.Categorical(col.astype("string").astype(object).where(col.notna()),

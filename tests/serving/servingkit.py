@@ -1,10 +1,17 @@
 """A tiny trained workspace for the service tests (helpers of tests/serving).
 
 :func:`build_workspace` runs the real chain on a simulated bank: simulate
-(1,500 customers × 14 months), ingest, build and publish features, train
-``consumer`` and ``business_flow`` (``tax_linked`` is left without a champion,
-so the service must degrade that product alone), score the latest as-of into
-the batch scores file the service reads.
+(1,500 customers × 14 months), ingest, build and publish features (Feast,
+online store materialised), then registers one small LightGBM model for
+``consumer`` and ``business_flow`` through ``training.registry.log_and_register``
+and makes it champion (``tax_linked`` gets none, so the service must degrade
+that product alone), and scores the latest as-of with ``training.pipeline.score``
+into the batch scores file the service reads.
+
+The models are fitted on real point-in-time features from the store but on a
+synthetic label (a noisy function of three features): a bank this small has a
+handful of uptakes, too few for trees and SHAP reasons, and these tests are
+about serving, not model quality (tests/training covers that).
 """
 
 from __future__ import annotations
@@ -54,8 +61,7 @@ def build_workspace(home: Path) -> Built:
     from bankexport.ingest import ingest
     from bankexport.simulate import simulate
     from features.store import publish
-    from serving.engine import scores_path
-    from training.pipeline import feature_as_ofs, score, train, write_scores
+    from training.pipeline import feature_as_ofs, score, scores_path, write_scores
 
     telemetry.disable()
     ws, cfg = Workspace(home), load_config()
@@ -66,15 +72,67 @@ def build_workspace(home: Path) -> Built:
         simulate(home / "bank", customers=CUSTOMERS, months=MONTHS, end="2026-10", seed=7)
         ingest(home / "bank" / "export", ws, cfg.ingest)
         publish(cfg, ws)
-        train(cfg, ws, products=list(TRAINED))
+        register_models(cfg, ws, TRAINED)
+        force_champions(ws, TRAINED)
         write_scores(score(cfg, ws, [feature_as_ofs(ws)[-1]]), scores_path(ws))
     finally:
         os.chdir(cwd)
     customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "branch_id"])
     branch = str(customers["branch_id"].value_counts().index[0])
-    mine = customers.loc[customers["branch_id"] == branch, "customer_id"].astype(str)
+    scores = pd.read_parquet(scores_path(ws)).query("product == 'consumer'").sort_values("score", ascending=False)
+    mine = set(customers.loc[customers["branch_id"] == branch, "customer_id"].astype(str))
     other = customers.loc[customers["branch_id"] != branch, "customer_id"].astype(str)
-    return Built(ws=ws, cfg=cfg, branch=branch, customer=mine.iloc[1], other_customer=other.iloc[0])
+    # the branch's best consumer-loan candidate: offered, and its score has positive reasons
+    customer = next(c for c in scores["customer_id"].astype(str) if c in mine)
+    return Built(ws=ws, cfg=cfg, branch=branch, customer=customer, other_customer=other.iloc[0])
+
+
+def register_models(cfg: Config, ws: Workspace, products: tuple[str, ...], seed: int = 7) -> None:
+    """Fit and register one small model per product on store features (module docstring)."""
+    import numpy as np
+
+    from training import evaluate, registry
+    from training.dataset import feature_service, with_features
+    from training.model import ModelParams, fit
+    from training.pipeline import feature_as_ofs
+
+    as_ofs = feature_as_ofs(ws)[-4:-1]
+    customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "open_date"])
+    ent = pd.concat([pd.DataFrame({"customer_id": customers.loc[customers["open_date"] < t, "customer_id"].to_numpy(),
+                                   "as_of": t}) for t in as_ofs], ignore_index=True)
+    params = ModelParams(learning_rate=0.1, max_rounds=80, early_stopping_rounds=15, min_child_samples=20)
+    rng = np.random.default_rng(seed)
+    for key in products:
+        service = feature_service(key, cfg.products[key])
+        df = with_features(cfg, ws, ent, service)
+        feats = [c for c in df.columns if c not in ("customer_id", "as_of")]
+        signal = df[feats].nunique().sort_values(ascending=False).index[:3]
+        z = df[list(signal)].rank(pct=True).fillna(0.0).sum(axis=1) + rng.normal(0.0, 0.4, len(df))
+        df["label"] = (z >= z.quantile(0.9)).astype(int)
+        train, valid = df[df["as_of"] < as_ofs[-1]], df[df["as_of"] == as_ofs[-1]]
+        model = fit(train, valid, feats, "label", params, time="as_of")
+        m = evaluate.metrics(valid["label"], model.predict_proba(valid))
+        registry.log_and_register(ws, key, model, m, params=params.model_dump(), plots={},
+                                  feature_info={"feature_service": service, "label": "synthetic (tests)"},
+                                  as_of_range=(f"{as_ofs[0]:%Y-%m-%d}", f"{as_ofs[-2]:%Y-%m-%d}"),
+                                  backtest_window=f"{as_ofs[-1]:%Y-%m-%d}", input_example=valid.head(5))
+
+
+def force_champions(ws: Workspace, products: tuple[str, ...]) -> None:
+    """Make each product's latest version its champion, whatever the gate decided.
+
+    The tests are about serving, not about whether a tiny bank's model passes the
+    AUC floor; the gate itself is tested in tests/training.
+    """
+    import mlflow
+
+    from training.registry import CHAMPION, model_name, tracking_uri
+
+    uri = tracking_uri(ws)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for p in products:
+        latest = max(int(v.version) for v in client.search_model_versions(f"name='{model_name(p)}'"))
+        client.set_registered_model_alias(model_name(p), CHAMPION, str(latest))
 
 
 def bearer(role: str) -> dict[str, str]:

@@ -164,7 +164,7 @@ def test_targets_refuse_scores_of_another_model_version(client: Any, monkeypatch
 def test_product_scores_check_the_model_version(built: Built) -> None:
     import pandas as pd
 
-    from serving.engine import scores_path
+    from training.pipeline import scores_path
 
     scores = pd.read_parquet(scores_path(built.ws))
     cust = pd.DataFrame({"customer_id": ["x"], "branch_id": ["b"], "manager_id": [None]}).set_index("customer_id")
@@ -182,7 +182,8 @@ def test_a_model_with_features_missing_online_is_not_served(client: Any, built: 
     st = rec.products["consumer"]
     fake = type("Fake", (), {"features": [*st.model.features, "zz_not_a_feature_6m"]})()
     probe = ProductState(key="consumer", service=st.service, model=fake, version=st.version)
-    why = Recommender._check_online(built.cfg, built.ws, probe, [built.customer])
+    why, cols = Recommender._check_online(built.cfg, built.ws, probe, [built.customer])
+    assert "customer_id" in cols
     assert why is not None and "zz_not_a_feature_6m" in why
     assert missing_features(["a", "b"], ["customer_id", "a"]) == ["b"]
 
