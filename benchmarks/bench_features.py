@@ -61,8 +61,8 @@ def _step(step: str, home: Path, rows: int) -> dict:
         when = store.materialize(cfg, ws)
         import duckdb
 
-        n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{fbuild.family_path(ws, 'demo')}') "
-                       f"WHERE event_timestamp = TIMESTAMP '{when}'").fetchone()[0]
+        n = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{fbuild.family_path(ws, 'demo')}') "
+                                     f"WHERE event_timestamp = TIMESTAMP '{when}'").fetchone()[0]
         return {"seconds": time.perf_counter() - t1, "apply_s": t1 - t0, "customers": n}
     import numpy as np
     import pandas as pd
