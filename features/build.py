@@ -91,6 +91,7 @@ def connect(ws: Workspace, tables: frozenset[str]) -> duckdb.DuckDBPyConnection:
     tmp.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": str(tmp),
                                  "preserve_insertion_order": False})
+    con.execute("SET enable_progress_bar = false")
     for t in sorted(tables):
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{ws.table(t)}')")
     return con

@@ -107,6 +107,8 @@ class ColumnarSqliteOnlineStore(OnlineStore):
         cols = ", ".join([_KEY, _TS] + [f'"{n}"' for n in names])
         marks = ", ".join("?" * (len(names) + 2))
         conn = self._conn(config)
+        if len(rows) > 10_000:  # bulk load (materialisation): a crash means re-materialising anyway
+            conn.execute("PRAGMA synchronous=OFF")
         conn.execute("BEGIN")
         try:
             conn.executemany(f"INSERT OR REPLACE INTO {_table(config, fv)} ({cols}) VALUES ({marks})", rows)
@@ -114,6 +116,8 @@ class ColumnarSqliteOnlineStore(OnlineStore):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        finally:
+            conn.execute("PRAGMA synchronous=NORMAL")
 
     def online_write_batch(self, config: RepoConfig, table: FeatureView,
                            data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],

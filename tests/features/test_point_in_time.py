@@ -72,7 +72,7 @@ def _assert_same_at(full: Workspace, known: Workspace, t: pd.Timestamp) -> None:
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, obj=f"{fam} at {t:%Y-%m-%d %H:%M}")
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_rebuilding_from_what_was_known_gives_the_same_features(tmp_path: Path, seed: int) -> None:
     tables = random_bank(seed)
     rng = np.random.default_rng(seed)
