@@ -203,6 +203,7 @@ def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, ta
                      f"UNION ALL BY NAME\n{query}")
         else:
             log.warning("%s: columns changed since the last build; older as-of dates are dropped", final.name)
+            (ws.features_dir / BUILD_FILE).unlink(missing_ok=True)
     con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000)")
     os.replace(tmp, final)
     return con.execute(f"SELECT count(*) FROM read_parquet('{final}') WHERE {EVENT_TS} IN "
