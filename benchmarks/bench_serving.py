@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     tg_rest = np.array(targets[1:]) if len(targets) > 1 else np.array(targets)
     ok = lambda b: "yes" if b else "**no**"  # noqa: E731
     body = "\n".join([
-        "## Serving (`nbp serve`, BentoML, one worker)",
+        "## Serving (`nbp serve`, BentoML, one worker per core)",
         "",
         f"Workspace: {len(ids):,} customers, {customers['branch_id'].nunique()} branches"
         + (f" (built in {t_build:.0f} s)" if t_build else "") + f"; server ready in {ready_s:.1f} s. "

@@ -270,11 +270,15 @@ class Recommender:
         Raises:
             NotFound: unknown customer.
             Unprocessable: unknown language.
-            Unavailable: the online store fails, or holds nothing for the customer.
+            Unavailable: no product can be served, the online store fails, or it holds
+                nothing for the customer.
         """
         if lang not in LANGS:
             raise Unprocessable(f"unknown lang '{lang}'; use zh or en")
         branch = self.branch_of(customer_id)
+        if not any(st.ready for st in self.products.values()):
+            raise Unavailable("no product can be served: " + "; ".join(
+                f"{k}: {st.problem}" for k, st in self.products.items()))
         feats: dict[tuple[str, ...], pd.DataFrame] = {}  # services returning the same columns: one call
         rows: list[HintRow] = []
         for key, st in self.products.items():
@@ -293,8 +297,9 @@ class Recommender:
             if x.drop(columns="customer_id").isna().all(axis=None):
                 raise Unavailable(f"customer '{customer_id}' has no features in the online store (service "
                                   f"{st.service}); run `nbp features` after the next ingest")
-            p = float(st.model.predict_proba(x)[0])
             contrib = st.model.contributions(x).iloc[0]
+            # TreeSHAP contributions sum to the raw score: one booster pass gives both
+            p = float(st.model.calibrator.predict(np.array([contrib.sum()]))[0])
             reasons = self.catalog.top_reasons(contrib, x.iloc[0], lang)
             pct = percentile_of(st.branch_scores.get(branch or "", np.empty(0)), p) if st.scores is not None else None
             why = self._not_offered(key, customer_id, x, lang)

@@ -109,7 +109,7 @@ staff_app = Starlette(routes=[Route("/", _staff_page), Route("/index.html", _sta
 
 
 @bentoml.asgi_app(staff_app, path="/staff", name="staff")
-@bentoml.service(name="nbp", workers=1, threads=4, traffic={"timeout": 60})
+@bentoml.service(name="nbp", workers="cpu_count", threads=4, traffic={"timeout": 60})
 class NbpService:
     """Next-best-product hints and target lists for branch staff and marketing."""
 

@@ -84,6 +84,16 @@ def test_hints_rank_by_expected_value_with_three_reasons_in_chinese(client: Any,
     assert flags == sorted(flags)
 
 
+def test_hint_propensity_is_the_models_calibrated_probability(client: Any, built: Built) -> None:
+    from features.store import online
+
+    rec = bentoml.get_current_service().recommender
+    st = rec.products["consumer"]
+    x = online(built.cfg, built.ws, [built.customer], st.service)
+    row = next(r for r in _hints(client, built.customer).json()["products"] if r["product"] == "consumer")
+    assert row["propensity"] == pytest.approx(float(st.model.predict_proba(x)[0]), rel=1e-9, abs=1e-12)
+
+
 def test_hints_in_english_on_request(client: Any, built: Built) -> None:
     zh = _hints(client, built.customer).json()["products"]
     en = _hints(client, built.customer, lang="en").json()["products"]
@@ -188,6 +198,16 @@ def test_a_model_with_features_missing_online_is_not_served(client: Any, built: 
     assert missing_features(["a", "b"], ["customer_id", "a"]) == ["b"]
 
 
+def test_no_servable_product_is_503_with_the_reasons(client: Any, built: Built,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = bentoml.get_current_service().recommender
+    for key in TRAINED:
+        monkeypatch.setattr(rec.products[key], "problem", f"{key}: 3 feature(s) missing from the online store")
+    r = _hints(client, built.customer)
+    assert r.status_code == 503 and "missing from the online store" in r.json()["error"]
+    assert client.get("/readyz").status_code == 503
+
+
 def test_an_unexpected_error_is_500_without_a_traceback(client: Any, built: Built,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     rec = bentoml.get_current_service().recommender
@@ -222,3 +242,25 @@ def test_percentile_of_limits() -> None:
     s = np.array([0.1, 0.2, 0.3, 0.4])
     assert percentile_of(s, 0.4) == 100.0 and percentile_of(s, 0.05) == 0.0
     assert percentile_of(s, 0.2) == 50.0 and percentile_of(np.empty(0), 0.2) is None
+
+
+def test_nbp_targets_writes_the_same_list_as_the_endpoint(client: Any, built: Built, tmp_path: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from nbp.cli import main
+    from serving.export import read_target_list
+
+    monkeypatch.setenv("NBP_HOME", str(built.ws.home))
+    out = tmp_path / "list.xlsx"
+    args = ["targets", "--product", "consumer", "--branch", built.branch, "--top", "30", "--campaign", "C9"]
+    res = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    df = read_target_list(out, {k: p.name_zh for k, p in built.cfg.products.items()})
+    api = client.post("/targets", json={"product": "consumer", "branch_id": built.branch, "top": 30,
+                                        "campaign_id": "C9"}, headers=bearer("marketing")).json()["rows"]
+    assert df["customer_id"].tolist() == [r["customer_id"] for r in api]
+    assert df["control"].tolist() == [r["control"] for r in api]
+    assert df["reasons"].tolist() == [r["reasons"] for r in api]
+    bad = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "list.pdf")])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
