@@ -45,7 +45,7 @@ from nbp.workspace import Workspace
 from serving.audit import AuditLog, audit_path
 from serving.auth import Principal, authenticate, authorize_branch, branch_scope, fingerprint, load_tokens
 from serving.engine import Recommender
-from serving.errors import ServingError, to_http_error
+from serving.errors import to_http_error
 from serving.schemas import DEFAULT_TOP, HintResponse, TargetResponse, TargetRow
 
 log = logging.getLogger(__name__)
@@ -189,4 +189,4 @@ class NbpService:
 
 NbpService.add_asgi_middleware(_Probes)
 
-__all__ = ["NbpService", "ServingError", "error_response", "target_rows"]
+__all__ = ["NbpService", "error_response", "target_rows"]
