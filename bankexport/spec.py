@@ -244,3 +244,25 @@ TABLES: dict[str, Table] = {
     )
 }
 del C
+
+# Chinese labels of enum values, for what bank staff read (reasons, lists).
+ENUM_ZH: dict[str, str] = {
+    # customer_type, gender
+    "individual": "个人", "business": "对公", "M": "男", "F": "女",
+    # occupation
+    "farmer": "农户", "merchant": "个体工商户", "micro_business_owner": "小微企业主", "civil_servant": "公务员",
+    "public_institution": "事业单位", "enterprise_employee": "企业职工", "migrant_worker": "外出务工",
+    "retired": "退休", "student": "学生", "other": "其他",
+    # employer_type (public_institution, other shared above)
+    "government": "政府机关", "soe": "国有企业", "private": "民营企业", "self_employed": "自雇",
+    "agriculture": "务农", "none": "无",
+    # marital_status, education, residence / area
+    "single": "未婚", "married": "已婚", "divorced": "离异", "widowed": "丧偶",
+    "primary": "小学", "secondary": "中学", "college": "大专", "bachelor": "本科", "postgraduate": "研究生",
+    "urban": "城区", "rural": "农村",
+    # contacts
+    "sms": "短信", "wechat": "微信", "phone": "电话", "visit": "上门", "branch": "网点",
+    "accepted": "接受", "declined": "拒绝", "no_response": "未回应", "unreachable": "未联系上",
+    # loan products
+    **PRODUCT_NAMES_ZH,
+}

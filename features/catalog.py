@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pandas as pd
 
+from bankexport.spec import ENUM_ZH
 from features.families import business, demo, holdings, income, liquidity, marketing, spend, tax
 from features.schema import Feature
 
@@ -36,10 +37,12 @@ def catalog_frame() -> pd.DataFrame:
 
     Returns:
         One row per feature: ``name``, ``family``, ``dtype``, ``zh``, ``en``,
-        ``categorical`` (bool), ``categories`` (comma-separated enum, code = position).
+        ``categorical`` (bool), ``categories`` (comma-separated enum, code = position),
+        ``categories_zh`` (the same labels in Chinese, for staff).
     """
     return pd.DataFrame([
         {"name": f.name, "family": f.family, "dtype": f.dtype, "zh": f.zh, "en": f.en,
-         "categorical": f.categorical, "categories": ",".join(f.categories)}
+         "categorical": f.categorical, "categories": ",".join(f.categories),
+         "categories_zh": ",".join(ENUM_ZH.get(c, c) for c in f.categories)}
         for f in CATALOG
     ])

@@ -12,6 +12,7 @@ optionally,
 
 ``kind``                 overrides the naming convention below
 ``categories``           comma-separated labels, value = position (categorical codes)
+``categories_zh``        the same labels in Chinese, used for ``lang="zh"``
 ``reason_zh/reason_en``  a sentence template with ``{value}``, e.g. ``近6个月代发工资稳定``
 
 How a value is shown follows the name, once window and aggregate tokens
@@ -161,6 +162,7 @@ class _Entry:
     en: str
     kind: str
     categories: tuple[str, ...]
+    categories_zh: tuple[str, ...]
     reason_zh: str | None
     reason_en: str | None
 
@@ -177,7 +179,8 @@ class ReasonCatalog:
 
     Args:
         catalog: DataFrame or dicts with ``name``, ``zh``, ``en`` and optionally
-            ``kind``, ``categories``, ``reason_zh``, ``reason_en`` (module docstring).
+            ``kind``, ``categories``, ``categories_zh``, ``reason_zh``, ``reason_en``
+            (module docstring).
 
     Raises:
         ValueError: a required field is missing or a ``kind`` is unknown.
@@ -197,11 +200,13 @@ class ReasonCatalog:
             if kind not in KINDS:
                 raise ValueError(f"feature catalogue '{name}': unknown kind '{kind}' (kinds: {', '.join(KINDS)})")
             cats = _text(row, "categories")
+            cats_zh = _text(row, "categories_zh")
             self._entries[name] = _Entry(
                 zh=_TECH_NOTE.sub("", str(row["zh"])),
                 en=_TECH_NOTE.sub("", str(row["en"])),
                 kind=kind,
                 categories=tuple(c.strip() for c in cats.split(",")) if cats else (),
+                categories_zh=tuple(c.strip() for c in cats_zh.split(",")) if cats_zh else (),
                 reason_zh=_text(row, "reason_zh"),
                 reason_en=_text(row, "reason_en"),
             )
@@ -212,7 +217,7 @@ class ReasonCatalog:
     def phrase(self, name: str, value: Any, lang: Lang = "zh") -> str:
         """One feature and its value as a sentence (template, else ``<description>：<value>``)."""
         e = self._entries[name]
-        shown = format_value(value, e.kind, lang, e.categories)
+        shown = format_value(value, e.kind, lang, (e.categories_zh or e.categories) if lang == "zh" else e.categories)
         template = e.reason_zh if lang == "zh" else e.reason_en
         if template:
             return template.format(value=shown)

@@ -153,3 +153,13 @@ def test_flags_and_technical_notes() -> None:
     assert cat.phrase("demo_gender", 1, "en") == "gender: F"
     assert value_kind("tax_paid_ratio_latest_prior") == "percent"
     assert value_kind("business_settlement_avg_3m") == "money"
+
+
+def test_categorical_values_read_in_chinese_for_staff_and_english_on_request() -> None:
+    from features.catalog import catalog_frame
+    from serving.reasons import ReasonCatalog
+
+    cat = ReasonCatalog(catalog_frame())
+    code = list(__import__("bankexport.spec", fromlist=["EMPLOYER_TYPES"]).EMPLOYER_TYPES).index("public_institution")
+    assert cat.phrase("demo_employer_type", float(code), "zh").endswith("事业单位")
+    assert cat.phrase("demo_employer_type", float(code), "en").endswith("public_institution")
