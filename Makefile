@@ -25,17 +25,36 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 	@echo "environment ready: $(BIN)/nbp"
 
-DEMO_DIR ?= demo
+DEMO_DIR   ?= demo
+DEMO_PORT  ?= 3000
+DEMO_SERVE ?= 1
 # The whole chain on the embedded default: a simulated county bank of about 20,000
 # customers (configs/base.yaml), ingested, features built and published to Feast,
-# one model per product trained and gated in MLflow (mlruns/), every candidate scored.
+# one model per product trained and gated in MLflow (mlruns/), every candidate scored,
+# target lists written to $(DEMO_DIR)/targets/, then the service with the staff page
+# (Ctrl-C stops it; `make demo DEMO_SERVE=0` skips it).
 demo: setup
 	$(BIN)/nbp simulate --out $(DEMO_DIR)/bank
 	$(BIN)/nbp ingest $(DEMO_DIR)/bank/export
-	$(BIN)/nbp retrain
+	PYTHONWARNINGS=ignore::DeprecationWarning $(BIN)/nbp retrain
+	@mkdir -p $(DEMO_DIR)/targets
+	@for p in consumer business_flow tax_linked; do \
+	  $(BIN)/nbp targets --product $$p --top 500 --out $(DEMO_DIR)/targets/$$p.xlsx --log-level WARNING \
+	    || echo "  ($$p: no list, see the message above)"; \
+	done
 	@echo
-	@echo "demo done: export in $(DEMO_DIR)/bank/export, scores in outputs/scores/latest.parquet,"
-	@echo "models in mlruns/ (.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
+	@echo "demo done:"
+	@echo "  bank export      $(DEMO_DIR)/bank/export  (oracle beside it: $(DEMO_DIR)/bank/oracle)"
+	@echo "  target lists     $(DEMO_DIR)/targets/*.xlsx"
+	@echo "  scores           outputs/scores/latest.parquet"
+	@echo "  models and runs  mlruns/  (.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
+	@if [ "$(DEMO_SERVE)" = "1" ]; then \
+	  token=demo-$$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n'); \
+	  echo "  staff page       http://127.0.0.1:$(DEMO_PORT)/staff/"; \
+	  echo "  demo token       $$token  (role marketing; sign in with it on the page)"; \
+	  echo "  Ctrl-C stops the service."; \
+	  NBP_TOKENS=$$token:marketing exec $(BIN)/nbp serve --port $(DEMO_PORT); \
+	fi
 
 test: setup
 	$(BIN)/python -m pytest -q
