@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import logging
-import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,37 +67,6 @@ def _record_batches(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield np.array([rec_start], np.int64), np.array([rec_line], np.int64)
 
 
-_MAX_FAST_REJECTS = 1_000
-
-
-def _simple_file_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Line numbers without a scan when every record is exactly one line.
-
-    That holds when the file has no quote character (so no cell spans lines) and
-    no blank line (which DuckDB would skip): then data line ``n`` (header = 1) is
-    the ``n - 1``-th record, accepted or rejected. Checking costs a few ``memchr``
-    passes (plus one newline pass when DuckDB rejected records). Returns None where
-    it does not hold, or for many rejects.
-    """
-    if len(reject_bytes) > _MAX_FAST_REJECTS or path.stat().st_size == 0:
-        return None
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        if (m.find(b'"') >= 0 or m.find(b"\n\n") >= 0 or m.find(b"\n\r\n") >= 0
-                or m[:1] in (b"\n", b"\r")):
-            return None
-        rej_lines = np.zeros(0, np.int64)
-        if len(reject_bytes):  # a rejected record's line: newlines before its first byte, plus one
-            arr = np.frombuffer(m, np.uint8)
-            nl = np.flatnonzero(arr == _NL)
-            del arr
-            rej_lines = np.searchsorted(nl, np.maximum(reject_bytes - 1, 0), side="left").astype(np.int64) + 1
-    lines = ords + 2
-    for r in np.sort(rej_lines):  # accepted records after a rejected line move down one
-        lines = lines + (lines >= r)
-    return lines, rej_lines
-
-
 def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Physical start lines (header = line 1) of data records, in one bounded-memory pass.
 
@@ -114,9 +82,6 @@ def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray) -> tupl
         a position that cannot be matched gets ``ord + 2`` / ``-1`` and a warning.
     """
     ords = np.asarray(ords, np.int64)
-    fast = _simple_file_lines(path, ords, np.asarray(reject_bytes, np.int64))
-    if fast is not None:
-        return fast
     o_order = np.argsort(ords, kind="stable")
     o_sorted = ords[o_order]
     rej = np.asarray(reject_bytes, np.int64) - 1  # 0-based: the record starts at or after it

@@ -390,39 +390,3 @@ def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws:
     assert rep["cells_reported"] == {"malformed_optional": 1}  # 12.5 months; NaN is just unknown
     cells = _rows(ws.ingest_dir / "cells" / "loans.csv")
     assert [(c["source_line"], c["column"], c["value"]) for c in cells] == [("2", "term_months", "12.5")]
-
-
-@pytest.mark.parametrize("crlf", [False, True])
-def test_record_lines_fast_path_agrees_with_the_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     crlf: bool) -> None:
-    """A file without quotes or blank lines takes the no-scan path; it must give the scan's answer."""
-    import numpy as np
-
-    from bankexport import ingest_lines
-
-    nl = "\r\n" if crlf else "\n"
-    rows = ["a,b"] + [f"{i},x" for i in range(12)]
-    rows[4] = "bad"  # rejected by the reader (line 5)
-    rows[9] = "bad too"  # line 10
-    path = tmp_path / "t.csv"
-    path.write_bytes(nl.join(rows).encode())
-    text = path.read_bytes()
-    rejects = np.array([text.index(b"bad") + 1, text.index(b"bad too") + 1])
-    ords = np.array([0, 2, 3, 6, 9])  # positions among the accepted records
-    assert ingest_lines._simple_file_lines(path, ords, rejects) is not None
-    fast = ingest_lines.record_lines(path, ords, rejects)
-    monkeypatch.setattr(ingest_lines, "_simple_file_lines", lambda *a: None)
-    slow = ingest_lines.record_lines(path, ords, rejects)
-    assert fast[0].tolist() == slow[0].tolist() == [2, 4, 6, 9, 13]
-    assert fast[1].tolist() == slow[1].tolist() == [5, 10]
-
-
-def test_record_lines_fast_path_refuses_quotes_and_blank_lines(tmp_path: Path) -> None:
-    import numpy as np
-
-    from bankexport import ingest_lines
-
-    for text in ('a,b\n1,"x"\n', "a,b\n\n1,x\n", "a,b\n\r\n1,x\n", "\na,b\n1,x\n"):
-        path = tmp_path / "t.csv"
-        path.write_bytes(text.encode())
-        assert ingest_lines._simple_file_lines(path, np.array([0]), np.zeros(0, np.int64)) is None, text
