@@ -69,7 +69,7 @@ _KIND_OF_TOKEN = {
 }
 _FLAG_HINT = "(1/0)"  # catalogue descriptions of 0/1 features end so
 _FLAG_TEXT = {"zh": ("否", "是"), "en": ("no", "yes")}
-_TECH_NOTE = re.compile(r"\s*[(（][^()（）]*(?:编码|code|1/0)[^()（）]*[)）]\s*$")
+_TECH_NOTE = re.compile(r"\s*[(（][^()（）]*(?:编码|code|1/0|=0)[^()（）]*[)）]\s*$")
 _SEP = {"zh": "：", "en": ": "}
 _MISSING = {"zh": "无记录", "en": "none on record"}
 

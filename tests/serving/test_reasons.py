@@ -163,3 +163,11 @@ def test_categorical_values_read_in_chinese_for_staff_and_english_on_request() -
     code = list(__import__("bankexport.spec", fromlist=["EMPLOYER_TYPES"]).EMPLOYER_TYPES).index("public_institution")
     assert cat.phrase("demo_employer_type", float(code), "zh").endswith("事业单位")
     assert cat.phrase("demo_employer_type", float(code), "en").endswith("public_institution")
+
+
+def test_code_legend_of_a_description_is_not_shown_to_staff() -> None:
+    from features.catalog import catalog_frame
+    from serving.reasons import ReasonCatalog
+
+    cat = ReasonCatalog(catalog_frame())
+    assert cat.phrase("tax_credit_grade_latest", 0.0, "zh") == "最新纳税信用等级：A"
