@@ -36,7 +36,7 @@ DEMO_SERVE ?= 1
 demo: setup
 	$(BIN)/nbp simulate --out $(DEMO_DIR)/bank
 	$(BIN)/nbp ingest $(DEMO_DIR)/bank/export
-	PYTHONWARNINGS=ignore::DeprecationWarning $(BIN)/nbp retrain
+	$(BIN)/nbp retrain
 	@mkdir -p $(DEMO_DIR)/targets
 	@for p in consumer business_flow tax_linked; do \
 	  $(BIN)/nbp targets --product $$p --top 500 --out $(DEMO_DIR)/targets/$$p.xlsx --log-level WARNING \

@@ -29,6 +29,7 @@ from features.schema import EVENT_TS, JOIN_KEY, feature_service_name
 from nbp import telemetry
 from nbp.config import Config
 from nbp.errors import FeatureStoreError
+from nbp.log import quiet_warnings
 from nbp.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def get_store(cfg: Config, ws: Workspace) -> FeatureStore:
         telemetry.disable()
         from feast import FeatureStore
 
+        quiet_warnings()  # importing feast put a "once" filter for all deprecations first
         ws.feast_dir.mkdir(parents=True, exist_ok=True)
         logging.getLogger("feast.infra.registry.registry").setLevel(logging.WARNING)
         _STORES[key] = FeatureStore(repo_path=str(ws.feast_dir), config=repo_config(cfg, ws))

@@ -17,11 +17,19 @@ def configure(level: str = "INFO") -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
-    # Third-party deprecations that a bank's operator can do nothing about.
-    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
+    quiet_warnings()
     for noisy in ("alembic", "urllib3", "matplotlib", "numexpr", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def quiet_warnings() -> None:
+    """Hide third-party deprecations a bank's operator can do nothing about.
+
+    Call again after importing feast: it puts its own ``once`` filter for every
+    DeprecationWarning in front of ours.
+    """
+    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
 
 
 @contextmanager
