@@ -28,17 +28,10 @@ KEYS = ["customer_id", "as_of"]
 META = ["customer_id", "as_of", "label", "weight"]
 
 
-def month_starts(first: pd.Timestamp, last: pd.Timestamp) -> list[pd.Timestamp]:
-    """Month starts T with ``first <= T <= last``."""
-    start = pd.Timestamp(first).to_period("M").to_timestamp()
-    if start < pd.Timestamp(first):
-        start += pd.offsets.MonthBegin(1)
-    return list(pd.date_range(start, pd.Timestamp(last), freq="MS"))
-
-
-def closed_as_ofs(first: pd.Timestamp, cutoff: pd.Timestamp, horizon_days: int) -> list[pd.Timestamp]:
-    """Month-start as-of dates whose label window (T, T+H] closed before ``cutoff``."""
-    return [t for t in month_starts(first, cutoff) if t + pd.Timedelta(days=horizon_days) < cutoff]
+def closed_as_ofs(as_ofs: list[pd.Timestamp], cutoff: pd.Timestamp, horizon_days: int) -> list[pd.Timestamp]:
+    """The as-of dates whose label window (T, T+H] closed before ``cutoff``."""
+    h = pd.Timedelta(days=horizon_days)
+    return [t for t in as_ofs if t + h < cutoff]
 
 
 def loan_product(key: str, pc: ProductConfig) -> str:

@@ -26,7 +26,7 @@ from nbp.workspace import Workspace
 from training import evaluate, registry
 from training.candidates import eligible
 from training.dataset import (
-    entity_rows, feature_columns, feature_service, loan_product, training_set, with_features,
+    closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, training_set, with_features,
 )
 from training.model import FittedModel, ModelParams, fit
 
@@ -102,8 +102,7 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
         One :class:`ProductResult` per product.
     """
     cutoff = cutoff or export_date(ws)
-    h = pd.Timedelta(days=cfg.training.horizon_days)
-    as_ofs = [t for t in feature_as_ofs(ws) if t + h < cutoff]
+    as_ofs = closed_as_ofs(feature_as_ofs(ws), cutoff, cfg.training.horizon_days)
     train_ofs, valid_ofs, test_ofs = split_months(as_ofs, cfg.training.valid_months, cfg.training.test_months)
     results = []
     for key in tqdm(products or list(cfg.products), desc="train", disable=None):
@@ -167,8 +166,7 @@ def write_scores(df: pd.DataFrame, path: Path) -> Path:
 
 def test_as_ofs(ws: Workspace, as_of: pd.Timestamp, horizon_days: int, n: int) -> list[pd.Timestamp]:
     """Up to ``n`` month-start as-of dates from ``as_of`` on whose windows closed by the export date."""
-    exp, h = export_date(ws), pd.Timedelta(days=horizon_days)
-    return [t for t in feature_as_ofs(ws) if t >= as_of and t + h < exp][:n]
+    return [t for t in closed_as_ofs(feature_as_ofs(ws), export_date(ws), horizon_days) if t >= as_of][:n]
 
 
 def _default_lightgbm_auc(train_rows: pd.DataFrame, test_rows: pd.DataFrame, feats: list[str]) -> float:
@@ -195,8 +193,7 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
     Returns:
         Metric rows (one per product) and the path of the written report.
     """
-    h = pd.Timedelta(days=cfg.training.horizon_days)
-    closed = [t for t in feature_as_ofs(ws) if t + h < as_of]
+    closed = closed_as_ofs(feature_as_ofs(ws), as_of, cfg.training.horizon_days)
     vm = cfg.training.valid_months
     if len(closed) < vm + 1:
         raise NbpError(f"backtest at {as_of:%Y-%m-%d}: only {len(closed)} as-of dates with closed labels before it")

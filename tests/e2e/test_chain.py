@@ -97,13 +97,13 @@ def test_no_model_beats_the_oracle_beyond_sampling_error(chain: dict, monkeypatc
     """
     from nbp.config import load_config
     from nbp.workspace import Workspace
+    from training.dataset import closed_as_ofs
     from training.pipeline import backtest, feature_as_ofs
 
     monkeypatch.setenv("NBP_HOME", str(chain["home"]))
     ws = Workspace.from_env()
     cfg = load_config()
-    h = pd.Timedelta(days=cfg.training.horizon_days)
-    closed = [t for t in feature_as_ofs(ws) if t + h < pd.Timestamp("2026-11-01")]
+    closed = closed_as_ofs(feature_as_ofs(ws), pd.Timestamp("2026-11-01"), cfg.training.horizon_days)
     oracle = pd.read_parquet(chain["root"] / "bank" / "oracle" / "oracle.parquet")
     rows, report = backtest(cfg, ws, closed[-3], oracle=oracle, n_test=3, baseline=False)
     assert report.exists()

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from training.dataset import closed_as_ofs, downsample, entity_rows, month_starts
+from training.dataset import closed_as_ofs, downsample, entity_rows
 
 
-def test_month_starts_and_closed_windows() -> None:
-    assert month_starts(pd.Timestamp("2025-01-15"), pd.Timestamp("2025-04-01")) == [
-        pd.Timestamp("2025-02-01"), pd.Timestamp("2025-03-01"), pd.Timestamp("2025-04-01")]
+def test_closed_windows_end_before_the_cutoff() -> None:
+    as_ofs = list(pd.date_range("2025-01-01", "2025-06-01", freq="MS"))
     # window of 2025-03-01 closes 2025-05-30, before a 2025-06-01 cutoff; 2025-04-01's does not
-    got = closed_as_ofs(pd.Timestamp("2025-01-01"), pd.Timestamp("2025-06-01"), 90)
+    got = closed_as_ofs(as_ofs, pd.Timestamp("2025-06-01"), 90)
     assert got[-1] == pd.Timestamp("2025-03-01")
+    # a grant on T+H itself (2025-05-30) is only known from the next day on
+    assert closed_as_ofs(as_ofs, pd.Timestamp("2025-05-31"), 90)[-1] == pd.Timestamp("2025-03-01")
+    assert closed_as_ofs(as_ofs, pd.Timestamp("2025-05-30"), 90)[-1] == pd.Timestamp("2025-02-01")
 
 
 def test_entity_rows_skip_unknown_customers_and_holders() -> None:
