@@ -29,6 +29,7 @@ from benchmarks.report import median, run_measured, write_section
 from bankexport.spec import ACCOUNT_TYPES, CHANNELS, TXN_TYPES
 
 NBP = str(Path(sys.executable).with_name("nbp"))
+MIN_RUNS_TO_RECORD = 3
 
 
 def _ids(prefix: str, n: int) -> pa.Array:
@@ -112,7 +113,12 @@ def main() -> None:
     ap.add_argument("--transactions", type=int, default=5_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", type=Path, default=None, help="build the exports here and keep them")
+    ap.add_argument("--formats", default="csv,parquet", help="comma-separated: csv, parquet")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print the table only; never touch docs/benchmarks.md")
     args = ap.parse_args()
+    # A quick dev run (fewer than 3 runs, or one format only) must not replace the recorded figures.
+    record = not args.no_write and args.runs >= MIN_RUNS_TO_RECORD and args.formats == "csv,parquet"
     root = args.keep or Path(tempfile.mkdtemp(prefix="nbp-bench-ingest-"))
     rows = ["| input | transactions | rows (all tables) | median wall s | txn rows/s (wall) | median CPU s "
             "| txn rows per CPU-s | peak RSS GB | load avg (1 min) | runs |",
@@ -120,7 +126,7 @@ def main() -> None:
     try:
         tables = build_tables(args.transactions)
         total = sum(t.num_rows for t in tables.values())
-        for fmt in ("csv", "parquet"):
+        for fmt in args.formats.split(","):
             exp = root / f"export-{fmt}"
             if not exp.exists():
                 write_export(tables, exp, fmt)
@@ -146,8 +152,13 @@ def main() -> None:
                 "(both cores); the load average shows how busy the shared machine was: with other jobs "
                 "running, wall time is longer than on an idle 2-core machine, where it is about CPU s / 2 "
                 "at best.\n\n" + "\n".join(rows))
-        write_section("ingest", body, f".venv/bin/python -m benchmarks.bench_ingest --transactions "
-                                      f"{args.transactions} --runs {args.runs}")
+        if record:
+            write_section("ingest", body, f".venv/bin/python -m benchmarks.bench_ingest --transactions "
+                                          f"{args.transactions} --runs {args.runs}")
+        else:
+            print(body)
+            print(f"(not written to docs/benchmarks.md: needs --runs >= {MIN_RUNS_TO_RECORD}, both formats "
+                  "and no --no-write)")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
