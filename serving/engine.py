@@ -11,9 +11,10 @@ What is loaded, and from where:
 champions              ``training.registry.load_champion`` per product; a product
                        without one is *degraded* (its hint says the model is
                        unavailable), the others still serve
-online features        ``features.store.online`` per request, one call per feature
-                       service; a champion whose features are missing from the
-                       online store is never served (503 with the missing names)
+online features        ``features.store.online_reader`` per request: one read per set
+                       of columns (the services share them), resolved once at load;
+                       a champion whose features are missing from the online store is
+                       never served (503 with the missing names)
 customers              ``customers`` table: ``branch_id``, ``manager_id``
 holdings               ``training.labels.holds_active`` on the ``loans`` table at the
                        reference date (see :func:`reference_date`)
@@ -41,15 +42,14 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import catalog_frame
-from features.store import online, service_names
-from nbp.config import Config
-from nbp.errors import FeatureStoreError, ModelUnavailable, NbpError
+from features.store import OnlineReader, online, online_reader, service_names
+from nbp.config import Config, EligibilityRule
+from nbp.errors import ConfigError, FeatureStoreError, ModelUnavailable, NbpError
 from nbp.workspace import Workspace
 from serving.errors import NotFound, Unavailable, Unprocessable
 from serving.policy import build_target_list, default_campaign_id
 from serving.reasons import Lang, ReasonCatalog, not_offered_reason
 from serving.schemas import HintResponse, HintRow, validate_product, validate_top
-from training.candidates import rule_mask
 from training.dataset import loan_product
 from training.labels import holds_active
 from training.model import FittedModel
@@ -59,6 +59,7 @@ from training.registry import load_champion
 log = logging.getLogger(__name__)
 
 LANGS = ("zh", "en")
+_EMPTY = np.empty(0)
 REASON_CHUNK = 500  # customers per online() call when reasons are computed in bulk
 
 
@@ -91,11 +92,61 @@ class ProductState:
     branch_scores: dict[str, np.ndarray] = field(default_factory=dict)  # branch -> sorted scores
     holders: frozenset[str] = frozenset()
     columns: tuple[str, ...] = ()  # what the online store returns for the service
-
+    fast: HintPlan | None = None  # the per-request path, resolved once (ready products)
 
     @property
     def ready(self) -> bool:
         return self.model is not None and self.problem is None
+
+
+@dataclass(frozen=True)
+class HintPlan:
+    """What a hint for one product needs, resolved at load: indices instead of names.
+
+    ``features`` picks the model's inputs out of the reader's row (None when the
+    model has categorical columns: those go through ``FittedModel.matrix``);
+    ``reason_names`` are the catalogue's features among the model's, sorted by name
+    (ties), with their positions in the SHAP vector and in the row; ``rules`` are
+    the eligibility rules with the position of their feature (None: not served).
+    """
+
+    reader: OnlineReader
+    features: np.ndarray | None
+    reason_names: tuple[str, ...]
+    reason_contrib: np.ndarray
+    reason_values: np.ndarray
+    rules: tuple[tuple[EligibilityRule, int | None], ...]
+
+    @classmethod
+    def build(cls, model: FittedModel, reader: OnlineReader, rules: Sequence[EligibilityRule],
+              catalog: ReasonCatalog) -> HintPlan:
+        at = {c: j for j, c in enumerate(reader.columns)}
+        feats = None if model.categories else np.array([at[f] for f in model.features], dtype=np.intp)
+        names = sorted(f for f in set(model.features) if f in catalog)
+        pos = {f: j for j, f in enumerate(model.features)}
+        return cls(reader=reader, features=feats, reason_names=tuple(names),
+                   reason_contrib=np.array([pos[n] for n in names], dtype=np.intp),
+                   reason_values=np.array([at[n] for n in names], dtype=np.intp),
+                   rules=tuple((r, at.get(r.feature)) for r in rules))
+
+    def contributions(self, model: FittedModel, row: np.ndarray) -> np.ndarray:
+        """TreeSHAP contributions of one row (features, then bias), as ``FittedModel.contributions``."""
+        if self.features is None:
+            m = model.matrix(pd.DataFrame(row.reshape(1, -1), columns=list(self.reader.columns)))
+        else:
+            m = row[self.features].reshape(1, -1)
+        return model.booster.predict(m, pred_contrib=True, num_iteration=model.best_iteration, num_threads=1)[0]
+
+
+def rule_holds(value: float, rule: EligibilityRule) -> bool:
+    """One rule on one feature value: ``training.candidates.rule_mask`` for a single row."""
+    if value is None or value != value:  # missing
+        return bool(rule.allow_missing)
+    if rule.min is not None and not value >= rule.min:
+        return False
+    if rule.max is not None and not value <= rule.max:
+        return False
+    return rule.one_of is None or value in rule.one_of
 
 
 def _read_table(ws: Workspace, name: str, columns: Sequence[str]) -> pd.DataFrame:
@@ -123,7 +174,7 @@ class Recommender:
 
     def __init__(self, cfg: Config, ws: Workspace, products: dict[str, ProductState], customers: pd.DataFrame,
                  contacts: pd.DataFrame, managers: pd.DataFrame, do_not_contact: frozenset[str],
-                 ref_date: date) -> None:
+                 ref_date: date, catalog: ReasonCatalog | None = None) -> None:
         self.cfg = cfg
         self.ws = ws
         self.products = products
@@ -132,8 +183,11 @@ class Recommender:
         self.managers = managers
         self.do_not_contact = do_not_contact
         self.ref_date = ref_date
-        self.catalog = ReasonCatalog(catalog_frame())
+        self.catalog = catalog or ReasonCatalog(catalog_frame())
         self._recent = self._recent_contacts()
+        b = customers["branch_id"]
+        self._branch: dict[str, str | None] = {  # customer -> branch, for the per-request lookup
+            str(c): None if pd.isna(v) else str(v) for c, v in zip(customers.index, b, strict=True)}
         self._reason_cache: dict[tuple[str, int, str, str], list[str]] = {}
 
     # ----------------------------------------------------------------------------- loading
@@ -158,6 +212,7 @@ class Recommender:
                         if line.strip() and not line.startswith("#")) if dnc_file.exists() else frozenset()
         scores = pd.read_parquet(scores_path(ws)) if scores_path(ws).exists() else None
         names = service_names(cfg)
+        catalog = ReasonCatalog(catalog_frame())
         ent = pd.DataFrame({"customer_id": customers.index, "as_of": pd.Timestamp(ref)})
         states: dict[str, ProductState] = {}
         for key, pc in cfg.products.items():
@@ -171,12 +226,14 @@ class Recommender:
                 log.warning("%s: degraded: %s", key, e)
             if st.model is not None:
                 st.problem, st.columns = cls._check_online(cfg, ws, st, customers.index[:1])
+            if st.model is not None and st.problem is None:
+                st.fast = HintPlan.build(st.model, online_reader(cfg, ws, st.service), pc.eligibility, catalog)
             st.scores, st.scores_problem = cls._product_scores(ws, st, scores, customers)
             if st.scores is not None:
                 st.branch_scores = {b: np.sort(g["propensity"].to_numpy(float))
                                     for b, g in st.scores.groupby(st.scores["branch_id"].fillna(""))}
             states[key] = st
-        rec = cls(cfg, ws, states, customers, contacts, managers, dnc, ref)
+        rec = cls(cfg, ws, states, customers, contacts, managers, dnc, ref, catalog)
         log.info("serving: %d customers, products ready: %s; degraded: %s; loaded in %.1f s",
                  len(customers), ", ".join(k for k, s in states.items() if s.ready) or "none",
                  ", ".join(k for k, s in states.items() if not s.ready) or "none", time.perf_counter() - t0)
@@ -252,10 +309,10 @@ class Recommender:
         Raises:
             NotFound: unknown customer.
         """
-        if customer_id not in self.customers.index:
-            raise NotFound(f"customer '{customer_id}' is not in the customers table of this workspace")
-        b = self.customers.at[customer_id, "branch_id"]
-        return None if pd.isna(b) else str(b)
+        try:
+            return self._branch[customer_id]
+        except (KeyError, TypeError):
+            raise NotFound(f"customer '{customer_id}' is not in the customers table of this workspace") from None
 
     # ----------------------------------------------------------------------------- hints
     def _features(self, ids: Sequence[str], service: str) -> pd.DataFrame:
@@ -279,41 +336,65 @@ class Recommender:
         if not any(st.ready for st in self.products.values()):
             raise Unavailable("no product can be served: " + "; ".join(
                 f"{k}: {st.problem}" for k, st in self.products.items()))
-        feats: dict[tuple[str, ...], pd.DataFrame] = {}  # services returning the same columns: one call
+        rows_by_cols: dict[tuple[str, ...], np.ndarray] = {}  # services with the same columns: one read
         rows: list[HintRow] = []
         for key, st in self.products.items():
             pc = self.cfg.products[key]
             name = pc.name_zh if lang == "zh" else pc.name_en
-            base = dict(customer_id=customer_id, branch_id=branch, product=key, product_name=name)
-            if not st.ready:
+            if not st.ready or st.fast is None:
                 detail = st.problem or ""
-                rows.append(HintRow(**base, propensity=None, expected_value=None, percentile_in_branch=None,
+                rows.append(HintRow(customer_id=customer_id, branch_id=branch, product=key, product_name=name,
+                                    propensity=None, expected_value=None, percentile_in_branch=None,
                                     eligible=False, reason_not_offered=not_offered_reason("model_unavailable", lang)
                                     + (f" ({detail[:160]})" if lang == "en" and detail else "")))
                 continue
-            if st.columns not in feats:
-                feats[st.columns] = self._features([customer_id], st.service)
-            x = feats[st.columns]
-            if x.drop(columns="customer_id").isna().all(axis=None):
-                raise Unavailable(f"customer '{customer_id}' has no features in the online store (service "
-                                  f"{st.service}); run `nbp features` after the next ingest")
-            contrib = st.model.contributions(x).iloc[0]
+            plan = st.fast
+            cols = plan.reader.columns
+            if cols not in rows_by_cols:
+                rows_by_cols[cols] = self._row(plan.reader, customer_id, st.service)
+            x = rows_by_cols[cols]
+            contrib = plan.contributions(st.model, x)  # type: ignore[arg-type]
             # TreeSHAP contributions sum to the raw score: one booster pass gives both
-            p = float(st.model.calibrator.predict(np.array([contrib.sum()]))[0])
-            reasons = self.catalog.top_reasons(contrib, x.iloc[0], lang)
-            pct = percentile_of(st.branch_scores.get(branch or "", np.empty(0)), p) if st.scores is not None else None
+            p = float(st.model.calibrator.predict(np.array([contrib.sum()]))[0])  # type: ignore[union-attr]
+            reasons = self.catalog.top_reasons_at(plan.reason_names, contrib[plan.reason_contrib],
+                                                  x[plan.reason_values], lang)
+            pct = percentile_of(st.branch_scores.get(branch or "", _EMPTY), p) if st.scores is not None else None
             why = self._not_offered(key, customer_id, x, lang)
-            rows.append(HintRow(**base, propensity=p, expected_value=p * pc.value, percentile_in_branch=pct,
+            rows.append(HintRow(customer_id=customer_id, branch_id=branch, product=key, product_name=name,
+                                propensity=p, expected_value=p * pc.value, percentile_in_branch=pct,
                                 eligible=why is None, reason_not_offered=why, reasons=reasons))
         rows.sort(key=lambda r: (r.reason_not_offered is not None, r.propensity is None,
                                  -(r.expected_value or 0.0), r.product))
         return HintResponse(customer_id=customer_id, lang=lang, products=rows)
 
-    def _not_offered(self, key: str, customer_id: str, features: pd.DataFrame, lang: Lang) -> str | None:
-        """Why the product is not offered to the customer (``features``: the customer's one-row frame)."""
+    def _row(self, reader: OnlineReader, customer_id: str, service: str) -> np.ndarray:
+        """The customer's online feature row (float64, ``reader.columns``).
+
+        Raises:
+            Unavailable: the store cannot be read, or holds nothing for the customer.
+        """
+        try:
+            x = reader.read([customer_id])[0]
+        except FeatureStoreError as e:
+            raise Unavailable(str(e)) from e
+        if np.isnan(x).all():
+            raise Unavailable(f"customer '{customer_id}' has no features in the online store (service "
+                              f"{service}); run `nbp features` after the next ingest")
+        return x
+
+    def _not_offered(self, key: str, customer_id: str, row: np.ndarray, lang: Lang) -> str | None:
+        """Why the product is not offered to the customer (``row``: the customer's online features)."""
         if customer_id in self.products[key].holders:
             return not_offered_reason("held", lang)
-        failed = [r for r in self.cfg.products[key].eligibility if not bool(rule_mask(features, r).iloc[0])]
+        plan = self.products[key].fast
+        assert plan is not None
+        failed = []
+        for rule, j in plan.rules:
+            if j is None:  # as rule_mask says it
+                raise ConfigError(f"eligibility rule on unknown feature '{rule.feature}' "
+                                  f"(not in the product's feature service)")
+            if not rule_holds(float(row[j]), rule):
+                failed.append(rule)
         if failed:
             texts = [r.zh if lang == "zh" else r.en for r in failed]
             return f"{not_offered_reason('not_eligible', lang)}{'：' if lang == 'zh' else ': '}" + (

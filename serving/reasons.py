@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -248,6 +248,24 @@ class ReasonCatalog:
         positive = contrib[contrib > 0]
         order = sorted(positive.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         return [self.phrase(name, values.get(name), lang) for name, _ in order]
+
+    def top_reasons_at(
+        self, names: Sequence[str], contributions: np.ndarray, values: np.ndarray, lang: Lang = "zh",
+        k: int = MAX_REASONS,
+    ) -> list[str]:
+        """:meth:`top_reasons` on aligned arrays (the per-request path of the service).
+
+        Args:
+            names: catalogue features, sorted by name (ties go to the first).
+            contributions: their SHAP contributions for one row.
+            values: their values in that row.
+            lang: ``zh`` or ``en``.
+            k: at most this many reasons.
+        """
+        if lang not in _SEP:
+            raise ValueError(f"unknown language '{lang}' (zh or en)")
+        order = np.argsort(-contributions, kind="stable")[:k]
+        return [self.phrase(names[j], values[j], lang) for j in order if contributions[j] > 0]
 
     def reasons_for_frame(
         self, contributions: pd.DataFrame, values: pd.DataFrame, lang: Lang = "zh", k: int = MAX_REASONS
