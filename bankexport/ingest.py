@@ -362,7 +362,8 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         rej = con.execute("SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej "
                           "GROUP BY ALL ORDER BY 1").fetchall()
         assert csv_path is not None
-        lines, rej_lines = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64))
+        lines, rej_lines = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64),
+                                        n_accepted=chk.read - len(rej))
         lines_tbl = pa.table({"_ord": pa.array(ords, pa.int64()), "line": pa.array(lines, pa.int64())})
         con.register("lines_arrow", lines_tbl)
         con.execute("CREATE TABLE lines AS SELECT * FROM lines_arrow")

@@ -2,8 +2,11 @@
 
 DuckDB reads a CSV's records in file order but does not say on which physical
 line each record starts (a quoted cell may span lines, blank lines are skipped).
-:func:`record_lines` finds that out with a vectorised scan of the file's bytes,
-only for the records a person needs to look up (rows set aside, cells reported).
+:func:`record_lines` finds that out, only for the records a person needs to look
+up (rows set aside, cells reported): when every record is one physical line (no
+quote after the header, as many lines as records) the line is the record's
+position, which one counting pass over the bytes proves; otherwise a vectorised
+scan of the file's bytes follows the quotes.
 """
 
 from __future__ import annotations
@@ -67,21 +70,81 @@ def _record_batches(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield np.array([rec_start], np.int64), np.array([rec_line], np.int64)
 
 
-def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _one_line_records(path: Path, n_records: int, reject_bytes: np.ndarray) -> np.ndarray | None:
+    """Lines of the rejected records when every record is exactly one physical line, else None.
+
+    That holds when no quote character follows the header line (so no cell spans
+    lines), the header line itself is not cut by a quoted newline (even number of
+    quotes before its first newline), and the file has exactly ``1 + n_records``
+    lines (so no blank line was skipped). Then data line ``n`` (header = 1) is the
+    ``n - 1``-th record, accepted or rejected. One bounded-memory pass: a ``memchr``
+    for quotes and a newline count per chunk.
+    """
+    rej = np.sort(np.asarray(reject_bytes, np.int64) - 1)  # 0-based first byte of each rejected record
+    rej_lines = np.zeros(len(rej), np.int64)
+    newlines = 0
+    last_byte = -1
+    header_end = -1  # offset of the header's newline
+    r_i = 0
+    buf = bytearray(_CHUNK)
+    with path.open("rb") as f:
+        off = 0
+        while n := f.readinto(buf):
+            start = 0
+            if header_end < 0:
+                nl = buf.find(b"\n", 0, n)
+                if nl < 0 or buf.count(b'"', 0, nl) % 2:
+                    return None  # header longer than a chunk, or a quoted newline in it
+                header_end, start = off + nl, nl + 1
+            if buf.find(b'"', start, n) >= 0:
+                return None
+            arr = np.frombuffer(buf, np.uint8, count=n)
+            r_hi = int(np.searchsorted(rej, off + n, side="left"))
+            if r_hi > r_i:  # a rejected record's line: newlines before its first byte, plus one
+                nl_at = np.flatnonzero(arr == _NL)
+                rej_lines[r_i:r_hi] = newlines + np.searchsorted(nl_at, rej[r_i:r_hi] - off, side="left") + 1
+                newlines += len(nl_at)
+                r_i = r_hi
+            else:
+                newlines += int(np.count_nonzero(arr == _NL))
+            last_byte = int(arr[-1])
+            off += n
+            del arr
+    if header_end < 0 or r_i < len(rej):
+        return None
+    lines = newlines + (last_byte != _NL)
+    if lines != 1 + n_records:
+        return None
+    out = np.empty_like(rej_lines)
+    out[np.argsort(np.asarray(reject_bytes, np.int64), kind="stable")] = rej_lines
+    return out
+
+
+def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray,
+                 n_accepted: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Physical start lines (header = line 1) of data records, in one bounded-memory pass.
 
     Args:
         path: the UTF-8 CSV file DuckDB read.
         ords: 0-based positions of records among those DuckDB accepted (its rowids).
         reject_bytes: DuckDB's ``line_byte_position`` of the records it could not
-            parse (1-based; it may point at blank lines just before the record).
-            Those records are not among the accepted ones.
+            parse (1-based; it may point at blank lines just before the record), one
+            per record. Those records are not among the accepted ones.
+        n_accepted: how many records DuckDB accepted; when given, a file whose records
+            are one line each is recognised by counting its lines (no quote scan).
 
     Returns:
         (lines of ``ords``, lines of ``reject_bytes``), int64 arrays in the given orders;
         a position that cannot be matched gets ``ord + 2`` / ``-1`` and a warning.
     """
     ords = np.asarray(ords, np.int64)
+    if n_accepted is not None:
+        rej_lines = _one_line_records(path, n_accepted + len(reject_bytes), np.asarray(reject_bytes, np.int64))
+        if rej_lines is not None:
+            # accepted record k is the k-th data line that is not a rejected one
+            gaps = np.sort(rej_lines - 2)
+            k = np.searchsorted(gaps - np.arange(len(gaps)), ords, side="right")
+            return ords + k + 2, rej_lines
     o_order = np.argsort(ords, kind="stable")
     o_sorted = ords[o_order]
     rej = np.asarray(reject_bytes, np.int64) - 1  # 0-based: the record starts at or after it

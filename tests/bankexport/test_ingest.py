@@ -390,3 +390,46 @@ def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws:
     assert rep["cells_reported"] == {"malformed_optional": 1}  # 12.5 months; NaN is just unknown
     cells = _rows(ws.ingest_dir / "cells" / "loans.csv")
     assert [(c["source_line"], c["column"], c["value"]) for c in cells] == [("2", "term_months", "12.5")]
+
+
+@pytest.mark.parametrize("text, n_accepted, rejected, lines, rej_lines", [
+    # one line per record, quoted header (as pyarrow writes it), a rejected record on line 4
+    ('"a","b"\n1,x\n2,y\nbad\n3,z\n4,w', 4, ["bad"], [2, 3, 5, 6], [4]),
+    # CRLF, two rejected records next to each other, no final newline
+    ("a,b\r\nbad1\r\nbad2\r\n1,x\r\n2,y", 2, ["bad1", "bad2"], [4, 5], [2, 3]),
+    # a blank line: more lines than records, so the line count falls back to the scan
+    ("a,b\n1,x\n\n2,y\nbad\n3,z\n", 3, ["bad"], [2, 4, 6], [5]),
+    # a quote in the data: the record may span lines, so the scan decides
+    ('a,b\n1,"x\ny"\nbad\n2,z\n', 2, ["bad"], [2, 5], [4]),
+])
+def test_record_lines_one_line_records(tmp_path: Path, text: str, n_accepted: int, rejected: list[str],
+                                       lines: list[int], rej_lines: list[int]) -> None:
+    """Records of one line each get their line from their position; any other file from the scan."""
+    import numpy as np
+
+    from bankexport import ingest_lines
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode())
+    rej_bytes = np.array([text.index(r) + 1 for r in rejected][::-1])  # any order; 1-based
+    got, got_rej = ingest_lines.record_lines(path, np.arange(n_accepted)[::-1], rej_bytes, n_accepted=n_accepted)
+    assert got.tolist() == lines[::-1]
+    assert got_rej.tolist() == rej_lines[::-1]
+    scan, scan_rej = ingest_lines.record_lines(path, np.arange(n_accepted)[::-1], rej_bytes)
+    assert (scan.tolist(), scan_rej.tolist()) == (got.tolist(), got_rej.tolist())
+
+
+def test_one_line_records_detection(tmp_path: Path) -> None:
+    """The shortcut is taken only when every record is provably one line."""
+    import numpy as np
+
+    from bankexport.ingest_lines import _one_line_records
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'"a","b"\n1,x\nbad\n2,y\n')
+    assert _one_line_records(path, 3, np.array([13])).tolist() == [3]
+    assert _one_line_records(path, 4, np.array([13])) is None  # a record more than lines: not one line each
+    path.write_bytes(b'"a\nb",c\n1,x\n')  # quoted newline in the header
+    assert _one_line_records(path, 1, np.zeros(0, np.int64)) is None
+    path.write_bytes(b'a,b\n1,x\n\n2,y\n')  # a blank line
+    assert _one_line_records(path, 2, np.zeros(0, np.int64)) is None
