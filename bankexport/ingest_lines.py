@@ -3,10 +3,10 @@
 DuckDB reads a CSV's records in file order but does not say on which physical
 line each record starts (a quoted cell may span lines, blank lines are skipped).
 :func:`record_lines` finds that out, only for the records a person needs to look
-up (rows set aside, cells reported): when every record is one physical line (no
-quote after the header, as many lines as records) the line is the record's
-position, which one counting pass over the bytes proves; otherwise a vectorised
-scan of the file's bytes follows the quotes.
+up (rows set aside, cells reported): when the file has as many lines as records
+(so every record is one physical line) the line is the record's position, which
+one newline-counting pass proves; otherwise a vectorised scan of the file's bytes
+follows the quotes.
 """
 
 from __future__ import annotations
@@ -73,12 +73,12 @@ def _record_batches(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
 def _one_line_records(path: Path, n_records: int, reject_bytes: np.ndarray) -> np.ndarray | None:
     """Lines of the rejected records when every record is exactly one physical line, else None.
 
-    That holds when no quote character follows the header line (so no cell spans
-    lines), the header line itself is not cut by a quoted newline (even number of
-    quotes before its first newline), and the file has exactly ``1 + n_records``
-    lines (so no blank line was skipped). Then data line ``n`` (header = 1) is the
-    ``n - 1``-th record, accepted or rejected. One bounded-memory pass: a ``memchr``
-    for quotes and a newline count per chunk.
+    Each record covers at least one line, a blank line none, and the header line is
+    one record when an even number of quotes precede its first newline. So when the
+    file has exactly ``1 + n_records`` lines (``n_records``: the records DuckDB read,
+    accepted or rejected), no record spans lines (no quoted newline) and no blank
+    line was skipped: data line ``n`` (header = 1) is the ``n - 1``-th record.
+    Quotes elsewhere do not matter. One bounded-memory pass counting newlines.
     """
     rej = np.sort(np.asarray(reject_bytes, np.int64) - 1)  # 0-based first byte of each rejected record
     rej_lines = np.zeros(len(rej), np.int64)
@@ -90,14 +90,11 @@ def _one_line_records(path: Path, n_records: int, reject_bytes: np.ndarray) -> n
     with path.open("rb") as f:
         off = 0
         while n := f.readinto(buf):
-            start = 0
             if header_end < 0:
                 nl = buf.find(b"\n", 0, n)
                 if nl < 0 or buf.count(b'"', 0, nl) % 2:
                     return None  # header longer than a chunk, or a quoted newline in it
-                header_end, start = off + nl, nl + 1
-            if buf.find(b'"', start, n) >= 0:
-                return None
+                header_end = off + nl
             arr = np.frombuffer(buf, np.uint8, count=n)
             r_hi = int(np.searchsorted(rej, off + n, side="left"))
             if r_hi > r_i:  # a rejected record's line: newlines before its first byte, plus one

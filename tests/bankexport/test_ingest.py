@@ -399,8 +399,10 @@ def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws:
     ("a,b\r\nbad1\r\nbad2\r\n1,x\r\n2,y", 2, ["bad1", "bad2"], [4, 5], [2, 3]),
     # a blank line: more lines than records, so the line count falls back to the scan
     ("a,b\n1,x\n\n2,y\nbad\n3,z\n", 3, ["bad"], [2, 4, 6], [5]),
-    # a quote in the data: the record may span lines, so the scan decides
+    # a quoted newline: a record spans two lines, so the line count falls back to the scan
     ('a,b\n1,"x\ny"\nbad\n2,z\n', 2, ["bad"], [2, 5], [4]),
+    # every string quoted, none spanning lines: one line per record
+    ('"a","b"\n"1","x,y"\n"bad"\n"2","z"""\n', 2, ['"bad"'], [2, 4], [3]),
 ])
 def test_record_lines_one_line_records(tmp_path: Path, text: str, n_accepted: int, rejected: list[str],
                                        lines: list[int], rej_lines: list[int]) -> None:
@@ -433,3 +435,24 @@ def test_one_line_records_detection(tmp_path: Path) -> None:
     assert _one_line_records(path, 1, np.zeros(0, np.int64)) is None
     path.write_bytes(b'a,b\n1,x\n\n2,y\n')  # a blank line
     assert _one_line_records(path, 2, np.zeros(0, np.int64)) is None
+    path.write_bytes(b'a,b\n1,"x\ny"\n2,z\n')  # a quoted newline: 2 records on 3 data lines
+    assert _one_line_records(path, 2, np.zeros(0, np.int64)) is None
+    path.write_bytes(b'a,b\n"1","x"\n"2","y"')  # quoted cells, no final newline
+    assert _one_line_records(path, 2, np.zeros(0, np.int64)).tolist() == []
+
+
+def test_one_line_records_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rejected records' lines are counted right wherever the chunks of the newline count end."""
+    import numpy as np
+
+    from bankexport import ingest_lines
+
+    text = '"id","v"\n1,a\nbad1\n2,b\n3,c\nbad2\n4,d\n'
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode())
+    rej = np.array([text.index("bad2") + 1, text.index("bad1") + 1])
+    for chunk in (9, 10, 13, 64):  # below 9 the header does not fit in the first chunk
+        monkeypatch.setattr(ingest_lines, "_CHUNK", chunk)
+        assert ingest_lines._one_line_records(path, 6, rej).tolist() == [6, 3], chunk
+        lines, rej_lines = ingest_lines.record_lines(path, np.arange(4), rej, n_accepted=4)
+        assert (lines.tolist(), rej_lines.tolist()) == ([2, 4, 5, 7], [6, 3]), chunk
