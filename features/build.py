@@ -5,9 +5,11 @@ Reads only ``$NBP_HOME/data/ingested/<table>.parquet`` and ``_meta.json``; write
 ``event_timestamp`` (= the as-of T, naive, read by Feast as UTC) and the family's
 features (Int64 / Float64), plus ``_build.json`` describing the build.
 
-Every family is one DuckDB query over all as-of dates (transactions are first
-aggregated per customer × month, then windowed over months). Rebuilding some
-as-of dates replaces only those dates' rows.
+Every family is one DuckDB query over all as-of dates. Transactions and balances
+are first aggregated per customer × month in DuckDB; the window aggregates over
+whole months that the monthly families name (``_sql.win``) are computed in numpy
+(:mod:`features.windows`) and handed back to DuckDB as ``txn_win`` / ``bal_win``.
+Rebuilding some as-of dates replaces only those dates' rows.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import duckdb
 
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES
 from features.catalog import MODULES, family_features
-from features.families.monthly import month_index, txn_month_sql
+from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
+from features.windows import MonthlySeries, Window, referenced
 from nbp.errors import FeatureStoreError
 from nbp.workspace import Workspace
 
@@ -144,6 +147,53 @@ def detect_loan_mode(con: duckdb.DuckDBPyConnection) -> str:
     return "end_date" if n else "term"
 
 
+class MonthlySources:
+    """The monthly sources (``txn``, ``bal``) of one build, read from DuckDB on first use."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, tables: frozenset[str], as_of: Sequence[date]) -> None:
+        self._con, self._tables, self._as_of = con, tables, list(as_of)
+        first = _add_months(_month_start(min(as_of)), -LOOKBACK_MONTHS)
+        last = _month_start(max(as_of))
+        self._first_mi = first.year * 12 + first.month
+        lit = (f"TIMESTAMP '{first}'", f"TIMESTAMP '{last}'")
+        self._sql = {"txn": ("transactions", txn_month_sql(*lit), 0.0),
+                     "bal": ("balances", bal_month_sql(*lit), float("nan"))}
+        self._loaded: dict[str, MonthlySeries] = {}
+
+    def get(self, source: str) -> MonthlySeries:
+        if source not in self._loaded:
+            t0, c0 = time.perf_counter(), time.process_time()
+            table, query, fill = self._sql[source]
+            if table not in self._tables:
+                raise FeatureStoreError(f"monthly source {source}: table {table} was not ingested")
+            self._loaded[source] = MonthlySeries(self._con, query, self._first_mi, self._as_of, fill)
+            log.info("%s: customer × month aggregate, %s customers, %.1f s (cpu %.1f s)", source,
+                     f"{len(self._loaded[source]):,}", time.perf_counter() - t0, time.process_time() - c0)
+        return self._loaded[source]
+
+    def route(self, family: str, windows: list[Window]) -> dict[str, list[Window]]:
+        """Windows grouped by the source that has their column.
+
+        Raises:
+            FeatureStoreError: a window names a column no source has.
+        """
+        from features.families.monthly import BAL_MEASURES, MEASURES
+
+        cols = {"txn": set(MEASURES), "bal": set(BAL_MEASURES)}
+        out: dict[str, list[Window]] = {}
+        for w in windows:
+            src = [s for s, c in cols.items() if w.col in c]
+            if not src:
+                raise FeatureStoreError(f"features/families/{family}.py: window {w.name} reads {w.col!r}, "
+                                        f"which is not a monthly column (features/families/monthly.py)")
+            out.setdefault(src[0], []).append(w)
+        return out
+
+    def release(self) -> None:
+        for s in self._loaded.values():
+            s.drop_dense()
+
+
 def _setup(con: duckdb.DuckDBPyConnection, as_of: Sequence[date], loan_mode: str) -> None:
     values = ", ".join(f"(TIMESTAMP '{d.isoformat()}')" for d in as_of)
     con.execute(f"""CREATE TEMP TABLE asofs AS
@@ -158,9 +208,6 @@ def _setup(con: duckdb.DuckDBPyConnection, as_of: Sequence[date], loan_mode: str
     con.execute(f"""CREATE TEMP TABLE spine AS
         SELECT c.customer_id, a.{AS_OF}, a.m FROM customers c JOIN asofs a ON c.open_date < a.{AS_OF}""")
     con.execute(f"CREATE TEMP TABLE loan_mode AS SELECT '{loan_mode}' AS mode")
-    t0 = time.perf_counter()
-    con.execute(f"CREATE TEMP TABLE txn_month AS {txn_month_sql(first_sql, last_sql)}")
-    log.info("txn_month: customer × month aggregate, %.1f s", time.perf_counter() - t0)
 
 
 def _final_select(feats: list[Feature], inner: str | None) -> str:
@@ -187,10 +234,34 @@ def _check_columns(con: duckdb.DuckDBPyConnection, family: str, inner: str, feat
             f"(extra {sorted(set(got) - set(want))}, missing {sorted(set(want) - set(got))})")
 
 
-def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, tables: frozenset[str]) -> int:
+def _register_windows(con: duckdb.DuckDBPyConnection, family: str, inner: str, sources: MonthlySources) -> list[str]:
+    """Compute the windows ``inner`` names and register them as ``<source>_win``; returns the names."""
+    names = []
+    for src, wins in sources.route(family, referenced(inner)).items():
+        t0, c0 = time.perf_counter(), time.process_time()
+        con.register(f"{src}_win", sources.get(src).table(wins))
+        names.append(f"{src}_win")
+        log.info("family %s: %d %s windows, %.1f s (cpu %.1f s)", family, len(wins), src,
+                 time.perf_counter() - t0, time.process_time() - c0)
+    return names
+
+
+def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, tables: frozenset[str],
+                  sources: MonthlySources) -> int:
     mod = MODULES[family]
     feats = family_features(family)
     inner = mod.sql(tables) if set(mod.REQUIRES) <= tables else None
+    registered = _register_windows(con, family, inner, sources) if inner is not None else []
+    try:
+        return _write_query(con, ws, family, inner, feats)
+    finally:
+        for name in registered:
+            con.unregister(name)
+        sources.release()
+
+
+def _write_query(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, inner: str | None,
+                 feats: list[Feature]) -> int:
     if inner is not None:
         _check_columns(con, family, inner, feats)
     final = family_path(ws, family)
@@ -207,7 +278,7 @@ def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, ta
     con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000)")
     os.replace(tmp, final)
     return con.execute(f"SELECT count(*) FROM read_parquet('{final}') WHERE {EVENT_TS} IN "
-                       f"(SELECT {AS_OF} FROM asofs)").fetchone()[0]
+                       f"(SELECT {AS_OF} FROM asofs)").fetchall()[0][0]
 
 
 def build(ws: Workspace, as_of: Sequence[date] | None = None, *, loan_mode: str | None = None,
@@ -238,13 +309,15 @@ def build(ws: Workspace, as_of: Sequence[date] | None = None, *, loan_mode: str 
         if mode not in LOAN_MODES:
             raise FeatureStoreError(f"loan_mode {mode!r}: must be one of {LOAN_MODES}")
         _setup(con, dates, mode)
+        sources = MonthlySources(con, tables, dates)
         summary = BuildSummary(as_of=dates, loan_mode=mode)
         for fam in families or MODULES:
-            t1 = time.perf_counter()
-            summary.rows[fam] = _write_family(con, ws, fam, tables)
+            t1, c1 = time.perf_counter(), time.process_time()
+            summary.rows[fam] = _write_family(con, ws, fam, tables, sources)
             if not set(MODULES[fam].REQUIRES) <= tables:
                 summary.skipped_families.append(fam)
-            log.info("family %s: %s rows, %.1f s", fam, f"{summary.rows[fam]:,}", time.perf_counter() - t1)
+            log.info("family %s: %s rows, %.1f s (cpu %.1f s)", fam, f"{summary.rows[fam]:,}",
+                     time.perf_counter() - t1, time.process_time() - c1)
     finally:
         con.close()
     summary.seconds = time.perf_counter() - t0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from features.windows import column
+
 
 def q(value: str) -> str:
     """A SQL string literal."""
@@ -16,16 +18,19 @@ def codes(expr: str, values: Sequence[str]) -> str:
     return f"(CASE {expr} {whens} END)"
 
 
-def win(agg: str, expr: str, months: int, skip: int = 0) -> str:
+def win(agg: str, col: str, months: int, skip: int = 0) -> str:
     """A window aggregate over the ``months`` whole months before the anchor month.
 
-    Reads the dense monthly relation (one row per customer and month, ordered by ``m``):
-    months ``[m - months - skip, m - 1 - skip]``. The anchor month itself (which may
-    hold records dated on or after the as-of) is never in the frame.
+    Names the column ``agg(col)`` over months ``skip + 1`` … ``skip + months`` before
+    the as-of's month (1 = the month before) of a monthly source, e.g.
+    ``win("sum", "payroll_amt", 3)`` = payroll of the last 3 months. The as-of's own
+    month (which may hold records dated on or after the as-of) is never in a window.
+    The build computes every window a family names (:mod:`features.windows`, where the
+    aggregates ``sum avg min max stddev_pop months since streak`` are defined) and
+    provides it in the relation ``<source>_win``; ``col`` is a column of the source
+    (``features.families.monthly.MEASURES`` for ``txn``, ``BAL_MEASURES`` for ``bal``).
     """
-    lo, hi = months + skip, 1 + skip
-    return (f"{agg}({expr}) OVER (PARTITION BY customer_id ORDER BY m "
-            f"ROWS BETWEEN {lo} PRECEDING AND {hi} PRECEDING)")
+    return column(agg, col, 1 + skip, months + skip)
 
 
 def ratio(num: str, den: str) -> str:
@@ -33,28 +38,15 @@ def ratio(num: str, den: str) -> str:
     return f"(CASE WHEN ({den}) > 0 THEN ({num}) / ({den}) END)"
 
 
-def anchors(inner: str, names: Sequence[str]) -> str:
-    """Keep only the rows of anchor months, joined to their as-of dates.
-
-    ``inner`` is a windowed query over a dense monthly relation with columns
-    ``customer_id``, ``m`` and ``names``; the result has ``customer_id``, ``as_of``
-    and ``names``. Windows are computed before this filter, so they see every month.
-    """
-    cols = ", ".join(f"w.{n}" for n in names)
-    return (f"SELECT w.customer_id, a.as_of, {cols} FROM ({inner}) w "
-            f"JOIN asofs a ON a.m = w.m")
-
-
 def select(exprs: dict[str, str]) -> str:
     """``expr AS name, ...`` of an ordered mapping name -> SQL expression."""
     return ",\n    ".join(f"{e} AS {n}" for n, e in exprs.items())
 
 
-def monthly(exprs: dict[str, str], source: str = "txn_month") -> str:
-    """Window expressions over a dense monthly relation, kept at anchor months.
+def monthly(exprs: dict[str, str], source: str = "txn") -> str:
+    """Expressions over the window relation ``<source>_win`` (one row per customer and as-of).
 
     Returns:
         A query with ``customer_id``, ``as_of`` and one column per ``exprs`` key.
     """
-    inner = f"SELECT customer_id, m,\n    {select(exprs)}\nFROM {source}"
-    return anchors(inner, list(exprs))
+    return f"SELECT customer_id, as_of,\n    {select(exprs)}\nFROM {source}_win"

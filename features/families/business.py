@@ -1,6 +1,6 @@
 """Business flow: merchant acquiring settlements (收单结算) and counterparties.
 
-Windows are whole calendar months before the as-of's month (``txn_month``).
+Windows are whole calendar months before the as-of's month (``txn`` monthly source).
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ FEATURES: list[Feature] = [
 
 
 def sql(tables: frozenset[str]) -> str:
-    """Business-flow features per (customer_id, as_of), from ``txn_month``."""
+    """Business-flow features per (customer_id, as_of), from windows over the ``txn`` monthly source."""
     exprs = {
         "business_settlement_amount_1m": win("sum", "settle_amt", 1),
         "business_settlement_avg_3m": win("sum", "settle_amt", 3) + " / 3",
         "business_settlement_avg_6m": win("sum", "settle_amt", 6) + " / 6",
         "business_settlement_avg_12m": win("sum", "settle_amt", 12) + " / 12",
         "business_settlement_count_3m": win("sum", "settle_n", 3),
-        "business_settlement_months_12m": win("sum", "CAST(settle_amt > 0 AS INTEGER)", 12),
+        "business_settlement_months_12m": win("months", "settle_amt", 12),
         "business_settlement_growth_3m_prior3m": ratio(win("sum", "settle_amt", 3), win("sum", "settle_amt", 3, 3)),
         "business_settlement_growth_6m_prior6m": ratio(win("sum", "settle_amt", 6), win("sum", "settle_amt", 6, 6)),
         "business_settlement_cv_6m": ratio(win("stddev_pop", "settle_amt", 6), win("avg", "settle_amt", 6)),

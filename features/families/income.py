@@ -1,6 +1,6 @@
 """Income: payroll (代发工资), pension, subsidies, remittances, all credits.
 
-Windows are whole calendar months before the as-of's month (``txn_month``).
+Windows are whole calendar months before the as-of's month (``txn`` monthly source).
 """
 
 from __future__ import annotations
@@ -47,21 +47,19 @@ FEATURES: list[Feature] = [
 
 
 def sql(tables: frozenset[str]) -> str:
-    """Income features per (customer_id, as_of), from ``txn_month``."""
-    pay_flag = "CAST(payroll_amt > 0 AS INTEGER)"
+    """Income features per (customer_id, as_of), from windows over the ``txn`` monthly source."""
     exprs = {
-        "income_payroll_months_3m": win("sum", pay_flag, 3),
-        "income_payroll_months_6m": win("sum", pay_flag, 6),
-        "income_payroll_months_12m": win("sum", pay_flag, 12),
-        "income_payroll_streak_months": (
-            f"coalesce(mi - 1 - {win('max', 'CASE WHEN payroll_amt <= 0 THEN mi END', 12)}, 12)"),
-        "income_payroll_months_since_last": f"mi - {win('max', 'CASE WHEN payroll_amt > 0 THEN mi END', 12)}",
+        "income_payroll_months_3m": win("months", "payroll_amt", 3),
+        "income_payroll_months_6m": win("months", "payroll_amt", 6),
+        "income_payroll_months_12m": win("months", "payroll_amt", 12),
+        "income_payroll_streak_months": win("streak", "payroll_amt", 12),
+        "income_payroll_months_since_last": win("since", "payroll_amt", 12),
         "income_payroll_amount_1m": win("sum", "payroll_amt", 1),
         "income_payroll_amount_avg_6m": win("sum", "payroll_amt", 6) + " / 6",
         "income_payroll_cv_6m": ratio(win("stddev_pop", "payroll_amt", 6), win("avg", "payroll_amt", 6)),
         "income_payroll_ratio_3m_prior3m": ratio(win("sum", "payroll_amt", 3), win("sum", "payroll_amt", 3, 3)),
         "income_pension_amount_avg_6m": win("sum", "pension_amt", 6) + " / 6",
-        "income_pension_months_6m": win("sum", "CAST(pension_amt > 0 AS INTEGER)", 6),
+        "income_pension_months_6m": win("months", "pension_amt", 6),
         "income_subsidy_amount_12m": win("sum", "subsidy_amt", 12),
         "income_subsidy_count_12m": win("sum", "subsidy_n", 12),
         "income_remittance_amount_6m": win("sum", "remit_amt", 6),

@@ -1,10 +1,11 @@
-"""Transactions per customer and calendar month: the shared ``txn_month`` relation.
+"""The monthly sources the windowed families read: per customer and calendar month.
 
-One pass over ``transactions``; the income, spending, business and liquidity
-families window over it (see :func:`features.families._sql.win`). The relation is
-dense: every customer with any transaction has one row per month from
-``first_month`` to ``last_month`` with zeros where nothing happened, so that a
-window of k rows is exactly k calendar months.
+``txn``: transactions aggregated per customer × month (one pass over
+``transactions``, :data:`MEASURES`); a month without transactions is all zeros.
+``bal``: balances summed over the customer's accounts per month
+(:data:`BAL_MEASURES`); a month without a row is unknown. The income, spending,
+business and liquidity families name window aggregates over these columns
+(:func:`features.families._sql.win`); :mod:`features.windows` computes them.
 """
 
 from __future__ import annotations
@@ -52,35 +53,46 @@ def month_index(expr: str) -> str:
     return f"(year({expr}) * 12 + month({expr}))"
 
 
+BAL_MEASURES: dict[str, str] = {
+    "end_bal": "sum(b.end_balance)",
+    "adb": "sum(b.avg_daily_balance)",
+}
+
+
 def txn_month_sql(first_month: str, last_month: str) -> str:
-    """SQL of the dense ``txn_month`` relation.
+    """SQL of the ``txn`` monthly source: transactions per customer and calendar month.
 
     Args:
         first_month: SQL timestamp literal, first month of the grid (a month start).
         last_month: SQL timestamp literal, last month of the grid (the last anchor month).
 
     Returns:
-        A query with columns ``customer_id``, ``m`` (month start), ``mi`` (month index)
-        and one column per :data:`MEASURES` key. Only transactions dated before
-        ``last_month`` are read: the anchor month is never inside a window.
+        A query with columns ``customer_id``, ``mi`` (month index) and one column per
+        :data:`MEASURES` key, one row per customer and month with transactions (a month
+        without a row is all zeros). Only transactions dated before ``last_month`` are
+        read: the anchor month is never inside a window.
     """
     aggs = ",\n        ".join(f"{e} AS {n}" for n, e in MEASURES.items())
-    filled = ",\n    ".join(f"coalesce(t.{n}, 0) AS {n}" for n in MEASURES)
     return f"""
-WITH agg AS (
-    SELECT customer_id, CAST(date_trunc('month', txn_time) AS TIMESTAMP) AS m,
+SELECT customer_id, {month_index('txn_time')} AS mi,
         {aggs}
-    FROM transactions
-    WHERE txn_time >= {first_month} AND txn_time < {last_month}
-    GROUP BY ALL
-),
-months AS (
-    SELECT CAST(range AS TIMESTAMP) AS m
-    FROM range({first_month}, {last_month} + INTERVAL 1 MONTH, INTERVAL 1 MONTH)
-),
-custs AS (SELECT DISTINCT customer_id FROM agg)
-SELECT c.customer_id, g.m, {month_index('g.m')} AS mi,
-    {filled}
-FROM custs c CROSS JOIN months g
-LEFT JOIN agg t ON t.customer_id = c.customer_id AND t.m = g.m
+FROM transactions
+WHERE txn_time >= {first_month} AND txn_time < {last_month}
+GROUP BY ALL
+"""
+
+
+def bal_month_sql(first_month: str, last_month: str) -> str:
+    """SQL of the ``bal`` monthly source: balances summed over a customer's accounts per month.
+
+    A month is known once it has ended, so only months before ``last_month`` are read;
+    a month without a row (or with only empty cells) is unknown (NULL), not zero.
+    """
+    aggs = ",\n        ".join(f"{e} AS {n}" for n, e in BAL_MEASURES.items())
+    return f"""
+SELECT a.customer_id, {month_index('b.month')} AS mi,
+        {aggs}
+FROM balances b JOIN accounts a USING (account_id)
+WHERE b.month >= {first_month} AND b.month < {last_month}
+GROUP BY ALL
 """

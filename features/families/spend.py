@@ -1,6 +1,6 @@
 """Spending: purchases by channel, surges, cash and digital shares.
 
-Windows are whole calendar months before the as-of's month (``txn_month``).
+Windows are whole calendar months before the as-of's month (``txn`` monthly source).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ FEATURES: list[Feature] = [
 
 
 def sql(tables: frozenset[str]) -> str:
-    """Spending features per (customer_id, as_of), from ``txn_month``."""
+    """Spending features per (customer_id, as_of), from windows over the ``txn`` monthly source."""
     exprs = {
         "spend_purchase_amount_1m": win("sum", "purchase_amt", 1),
         "spend_purchase_amount_3m": win("sum", "purchase_amt", 3),
@@ -61,6 +61,6 @@ def sql(tables: frozenset[str]) -> str:
         "spend_cash_share_3m": ratio(win("sum", "cash_out_amt", 3), win("sum", "debit_amt", 3)),
         "spend_digital_share_3m": ratio(win("sum", "digital_debit_n", 3), win("sum", "debit_n", 3)),
         "spend_agent_count_3m": win("sum", "agent_n", 3),
-        "spend_active_months_6m": win("sum", "CAST(debit_n > 0 AS INTEGER)", 6),
+        "spend_active_months_6m": win("months", "debit_n", 6),
     }
     return monthly(exprs)
