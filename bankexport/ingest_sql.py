@@ -237,17 +237,23 @@ def stored_select(table: Table, src: str) -> str:
 def duplicate_sql(table: Table, src: str) -> str:
     """SELECT ``_ord`` (rowid), ``_why`` of rows whose key repeats an earlier kept row's key.
 
-    Keyless tables use the whole row (all parsed columns) as the key.
+    Keyless tables use the whole row (all parsed columns) as the key. Grouping by one
+    64-bit hash of the key is much cheaper than by its strings; only rows whose hash
+    repeats are then compared by their key itself (so a hash collision costs time,
+    never a wrong answer).
     """
     keys = list(table.key) if table.key else [c.name for c in table.columns]
     kp = [ident("p_" + k) for k in keys]
+    h = f"hash({', '.join(kp)})"
     on = " AND ".join(f"c.{k} IS NOT DISTINCT FROM d.{k}" for k in kp)
     label = lit(f"{DUPLICATE_KEY}:{'+'.join(table.key) if table.key else '*'}")
     return (
-        f"SELECT c.rowid AS _ord, {label} AS _why FROM {src} c JOIN ("
-        f" SELECT {', '.join(kp)}, min(rowid) AS _first FROM {src} WHERE _why IS NULL"
-        f" GROUP BY ALL HAVING count(*) > 1) d ON {on}"
-        f" WHERE c._why IS NULL AND c.rowid <> d._first"
+        f"WITH _rep AS (SELECT {h} AS _h FROM {src} WHERE _why IS NULL GROUP BY 1 HAVING count(*) > 1),"
+        f" _cand AS (SELECT rowid AS _r, {', '.join(kp)} FROM {src}"
+        f" WHERE _why IS NULL AND {h} IN (SELECT _h FROM _rep))"
+        f" SELECT c._r AS _ord, {label} AS _why FROM _cand c JOIN ("
+        f" SELECT {', '.join(kp)}, min(_r) AS _first FROM _cand GROUP BY ALL HAVING count(*) > 1) d ON {on}"
+        f" WHERE c._r <> d._first"
     )
 
 
@@ -257,18 +263,23 @@ def reference_sql(table: Table, src: str) -> str | None:
     Targets are tables ``keys_<table>`` holding the kept keys of the referenced
     table (``keys_accounts`` also holds the owner ``customer_id``). A transaction
     whose ``customer_id`` is not the owner of its account breaks ``customer_id``.
+    That owner check also covers the transaction's own reference to customers (a
+    kept account's owner is a kept customer), so that join is not made.
     """
     refs = [c for c in table.columns if c.ref]
     if not refs:
         return None
+    names = [c.name for c in refs]
+    owner = table.name == "transactions" and "account_id" in names and "customer_id" in names
     joins, whens = [], []
     for i, c in enumerate(refs):
         tgt_table, tgt_col = c.ref.split(".")
+        if owner and c.name == "customer_id":
+            continue
         a = f"k{i}"
         joins.append(f"LEFT JOIN keys_{tgt_table} {a} ON c.{ident('p_' + c.name)} = {a}.{ident(tgt_col)}")
         whens.append(f"WHEN {a}.{ident(tgt_col)} IS NULL THEN {lit(BROKEN_REFERENCE + ':' + c.name)}")
-    names = [c.name for c in refs]
-    if table.name == "transactions" and "account_id" in names and "customer_id" in names:
+    if owner:
         a = f"k{names.index('account_id')}"
         whens.append(f"WHEN {a}.customer_id <> c.p_customer_id THEN {lit(BROKEN_REFERENCE + ':customer_id')}")
     why = "CASE " + " ".join(whens) + " END"
