@@ -237,22 +237,20 @@ def stored_select(table: Table, src: str) -> str:
 def duplicate_sql(table: Table, src: str) -> str:
     """SELECT ``_ord`` (rowid), ``_why`` of rows whose key repeats an earlier kept row's key.
 
-    Keyless tables use the whole row (all parsed columns) as the key. Grouping by one
-    64-bit hash of the key is much cheaper than by its strings; only rows whose hash
-    repeats are then compared by their key itself (so a hash collision costs time,
-    never a wrong answer).
+    Keyless tables use the whole row (all parsed columns) as the key. The keys that
+    repeat are found first by grouping the keys alone (no row position carried
+    through the big aggregate); only rows holding such a key are then ranked.
     """
     keys = list(table.key) if table.key else [c.name for c in table.columns]
     kp = [ident("p_" + k) for k in keys]
-    h = f"hash({', '.join(kp)})"
     on = " AND ".join(f"c.{k} IS NOT DISTINCT FROM d.{k}" for k in kp)
     label = lit(f"{DUPLICATE_KEY}:{'+'.join(table.key) if table.key else '*'}")
     return (
-        f"WITH _rep AS (SELECT {h} AS _h FROM {src} WHERE _why IS NULL GROUP BY 1 HAVING count(*) > 1),"
-        f" _cand AS (SELECT rowid AS _r, {', '.join(kp)} FROM {src}"
-        f" WHERE _why IS NULL AND {h} IN (SELECT _h FROM _rep))"
+        f"WITH _rep AS (SELECT {', '.join(kp)} FROM {src} WHERE _why IS NULL GROUP BY ALL HAVING count(*) > 1),"
+        f" _cand AS (SELECT rowid AS _r, {', '.join(kp)} FROM {src} c"
+        f" WHERE _why IS NULL AND EXISTS (SELECT 1 FROM _rep d WHERE {on}))"
         f" SELECT c._r AS _ord, {label} AS _why FROM _cand c JOIN ("
-        f" SELECT {', '.join(kp)}, min(_r) AS _first FROM _cand GROUP BY ALL HAVING count(*) > 1) d ON {on}"
+        f" SELECT {', '.join(kp)}, min(_r) AS _first FROM _cand GROUP BY ALL) d ON {on}"
         f" WHERE c._r <> d._first"
     )
 
