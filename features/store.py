@@ -46,6 +46,15 @@ def _key(cfg: Config, ws: Workspace) -> tuple[str, str, str]:
     return (str(ws.home), cfg.features.online_store, cfg.features.redis_connection)
 
 
+def offline_config(ws: Workspace) -> dict:
+    """The offline store: :class:`features.offline.ParquetDuckDBOfflineStore` (Feast's DuckDB
+    store with a one-statement point-in-time join), DuckDB memory capped like the build."""
+    from features.offline import TYPE
+
+    return {"type": TYPE, "memory_limit": fbuild.DUCKDB_MEMORY_LIMIT,
+            "temp_directory": str(ws.feast_dir / ".duckdb_tmp")}
+
+
 def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type imported lazily)
     """The Feast ``RepoConfig`` of a workspace."""
     from feast.repo_config import RegistryConfig, RepoConfig
@@ -59,7 +68,7 @@ def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type importe
     return RepoConfig(
         project=PROJECT, provider="local",
         registry=RegistryConfig(path=str(ws.feast_dir / "registry.db"), cache_ttl_seconds=60),
-        offline_store={"type": "duckdb"}, online_store=online,
+        offline_store=offline_config(ws), online_store=online,
         entity_key_serialization_version=3, repo_path=ws.feast_dir,
     )
 
