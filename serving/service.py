@@ -158,8 +158,14 @@ class NbpService:
 
     # ------------------------------------------------------------------------ endpoints
     @bentoml.api(route="/hints")
-    def hints(self, customer_id: str, lang: str = "zh", ctx: bentoml.Context = None) -> HintResponse:  # type: ignore[assignment]
-        """The customer's products, ranked by expected value, with reasons (zh by default)."""
+    async def hints(self, customer_id: str, lang: str = "zh", ctx: bentoml.Context = None) -> HintResponse:  # type: ignore[assignment]
+        """The customer's products, ranked by expected value, with reasons (zh by default).
+
+        ``async`` on purpose: the work is about a millisecond of CPU (one SQLite read, one
+        SHAP pass per product), less than handing it to BentoML's thread pool and back
+        costs on a busy machine, so it runs on the event loop. ``/targets`` (up to a few
+        hundred ms) stays in the thread pool.
+        """
         def work(p: Principal) -> tuple[HintResponse, int]:
             authorize_branch(p, self.recommender.branch_of(customer_id))
             out = self.recommender.hints(customer_id, lang)  # type: ignore[arg-type]
