@@ -370,7 +370,10 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         con.unregister("lines_arrow")
     kept_raw = set(q.raw_kept(t, s.present, len(s.header)))
     by_pos = {i: n for n, i in s.present.items()}
-    cell = {i: f"CAST(c.r{i} AS VARCHAR)" if i in kept_raw else f"c.{q.ident('p_' + by_pos[i])}"
+    enum_raw = q.enum_kept(t, s.present)
+    cell = {i: f"CAST(c.r{i} AS VARCHAR)" if i in kept_raw
+            else f"COALESCE(CAST(c.{q.ident('p_' + by_pos[i])} AS VARCHAR), c.r{i})" if i in enum_raw
+            else f"c.{q.ident('p_' + by_pos[i])}"
             for i in range(len(s.header))}
     raw_cols = ", ".join(f"{cell[i]} AS {q.ident(h)}" for i, h in enumerate(s.header))
     src = q.lit(s.path.name)

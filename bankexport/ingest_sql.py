@@ -7,8 +7,10 @@ Nothing here touches a connection. The rule names are the ones documented in
 Column naming inside the checked table ``chk`` (one row per record, in file
 order, so ``rowid`` is the record's position among those the reader accepted):
     ``r<i>``      raw cell of the file's i-th column (VARCHAR as read; a Parquet
-                  column of a fitting type stays typed), kept for typed and unknown columns
-    ``p_<name>``  parsed value of spec column ``name`` (typed, NULL if unknown/unparseable)
+                  column of a fitting type stays typed), kept for typed and unknown columns;
+                  for an enum column only where its ``p_`` is NULL (the unknown value)
+    ``p_<name>``  parsed value of spec column ``name`` (typed, NULL if unknown/unparseable;
+                  an enum column is a DuckDB ``ENUM`` of the spec's values)
     ``b_<name>``  rule an optional cell broke (NULL when the cell is fine)
     ``_why``      ``rule:column`` the row broke (NULL when the row is kept)
 """
@@ -60,9 +62,20 @@ def ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
+def enum_type(col: Column) -> str:
+    """The DuckDB ``ENUM`` type of an enum column's spec values (in spec order).
+
+    Casting to it is the exact, case-sensitive membership test; its Parquet form is
+    a dictionary-encoded string column, much cheaper to write than free strings.
+    """
+    return "ENUM(" + ", ".join(lit(e) for e in col.enum) + ")"
+
+
 def parse_expr(col: Column, v: str) -> str:
     """Typed value of a trimmed, non-empty cell ``v``; NULL when it does not parse."""
     t = col.type
+    if col.enum:
+        return f"TRY_CAST({v} AS {enum_type(col)})"
     if t in ("string", "enum"):
         return v
     pat = lit(_PATTERNS[t])
@@ -108,6 +121,8 @@ def native_parse_expr(col: Column, v: str, duck_type: str) -> str:
     date given as a timestamp must be midnight.
     """
     base = duck_type.split("(")[0]
+    if col.enum:
+        return f"TRY_CAST({v} AS {enum_type(col)})"
     if col.type in ("string", "enum"):
         return v
     if col.type == "timestamp":
@@ -144,9 +159,8 @@ def break_expr(col: Column) -> str:
     whens = [f"WHEN {v} IS NULL THEN " + (lit(MISSING_REQUIRED) if col.required else "NULL")]
     if col.type not in ("string", "enum"):
         whens.append(f"WHEN {p} IS NULL THEN {rule(UNPARSEABLE)}")
-    if col.enum:
-        values = ", ".join(lit(e) for e in col.enum)
-        whens.append(f"WHEN {p} NOT IN ({values}) THEN {rule(UNKNOWN_ENUM)}")
+    if col.enum:  # p is the cast to the column's ENUM type: NULL for any other value
+        whens.append(f"WHEN {p} IS NULL THEN {rule(UNKNOWN_ENUM)}")
     if col.min is not None:
         whens.append(f"WHEN {p} < {col.min} THEN {rule(OUT_OF_RANGE)}")
     if col.max is not None:
@@ -165,6 +179,13 @@ def raw_kept(table: Table, present: dict[str, int], n_header: int) -> list[int]:
     """
     string_pos = {i for n, i in present.items() if table.column(n).type in ("string", "enum")}
     return [i for i in range(n_header) if i not in string_pos]
+
+
+def enum_kept(table: Table, present: dict[str, int]) -> dict[int, str]:
+    """Header position -> name of enum columns: the checked table keeps their raw cell
+    ``r<i>`` only where ``p_<name>`` is NULL (a value not in the spec, or blank), so a
+    report shows ``COALESCE(p_<name>, r<i>)``, the cell as read."""
+    return {i: n for n, i in present.items() if table.column(n).enum}
 
 
 def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, extra: str = "",
@@ -188,6 +209,8 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
     """
     cols = table.columns
     keep = "".join(f", r{i}" for i in raw_kept(table, present, n_header)) + extra
+    enum_raw = "".join(f", CASE WHEN {ident('p_' + n)} IS NULL THEN {ident('v_' + n)} END AS r{i}"
+                       for i, n in enum_kept(table, present).items())
     native = native or {}
     vs = []
     for c in cols:
@@ -217,20 +240,24 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
     why_expr = f"COALESCE({', '.join(req)})" if req else "CAST(NULL AS VARCHAR)"
     bnames = "".join(", " + ident("b_" + c.name) for c in stored_b)
     return (
-        f"SELECT {pnames}{bnames}, {why_expr} AS _why{keep} FROM ("
+        f"SELECT {pnames}{bnames}, {why_expr} AS _why{keep}{enum_raw} FROM ("
         f"  SELECT {vnames}, {', '.join(ps + bs)}{keep} FROM ("
         f"   SELECT {', '.join(vs)}{keep} FROM {src}))"
     )
 
 
 def stored_select(table: Table, src: str) -> str:
-    """SELECT of the kept rows of a checked table, typed as stored (spec dtypes)."""
+    """SELECT of the kept rows of a checked table, typed as stored (spec dtypes).
+
+    Enum columns stay ``ENUM``: DuckDB writes them as Parquet strings (dictionary
+    encoded), which read back as ``string`` like any other text column.
+    """
     out = []
     for c in table.columns:
         p = ident("p_" + c.name)
         if not c.required and can_break(c):
             p = f"CASE WHEN {ident('b_' + c.name)} IS NULL THEN {p} END"
-        out.append(f"CAST({p} AS {DUCK_TYPES[c.type]}) AS {ident(c.name)}")
+        out.append(f"{p} AS {ident(c.name)}" if c.enum else f"CAST({p} AS {DUCK_TYPES[c.type]}) AS {ident(c.name)}")
     return f"SELECT {', '.join(out)} FROM {src} WHERE _why IS NULL"
 
 
