@@ -562,14 +562,16 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
                 t1 = time.perf_counter()
                 src_sql, csv_path = _source_sql(con, s, encoding, work)
                 _validate(con, s, src_sql)
-                counts = _counts(con, s.table)
+                with _step(name, "counts"):
+                    counts = _counts(con, s.table)
                 with _step(name, "write"):
                     write_table(con, s.table, data_dir / f"{name}.parquet")
                 with _step(name, "reports"):
                     _write_problem_rows(con, s, csv_path, rep_dir, counts)
-                _keep_keys(con, s.table)
-                if (d := _latest_event(con, s.table)) is not None:
-                    latest.append(d)
+                with _step(name, "keys+dates"):
+                    _keep_keys(con, s.table)
+                    if (d := _latest_event(con, s.table)) is not None:
+                        latest.append(d)
                 norm = [h.strip().lower() for h in s.header]
                 tr = TableReport(
                     rows_read=counts.read, rows_kept=counts.kept, set_aside=counts.set_aside,
