@@ -29,7 +29,7 @@ from bankexport.spec import ALL_TABLES, REQUIRED_TABLES
 from features.catalog import MODULES, family_features
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
-from features.windows import MonthlySeries, Window, referenced
+from features.windows import MonthlySeries, Spine, Window, referenced
 from nbp.errors import FeatureStoreError
 from nbp.workspace import Workspace
 
@@ -155,6 +155,7 @@ class MonthlySources:
         first = _add_months(_month_start(min(as_of)), -LOOKBACK_MONTHS)
         last = _month_start(max(as_of))
         self._first_mi = first.year * 12 + first.month
+        self._spine: Spine | None = None
         lit = (f"TIMESTAMP '{first}'", f"TIMESTAMP '{last}'")
         self._sql = {"txn": ("transactions", txn_month_sql(*lit), 0.0),
                      "bal": ("balances", bal_month_sql(*lit), float("nan"))}
@@ -166,10 +167,17 @@ class MonthlySources:
             table, query, fill = self._sql[source]
             if table not in self._tables:
                 raise FeatureStoreError(f"monthly source {source}: table {table} was not ingested")
-            self._loaded[source] = MonthlySeries(self._con, query, self._first_mi, self._as_of, fill)
+            self._loaded[source] = MonthlySeries(self._con, query, self.spine(), fill)
             log.info("%s: customer × month aggregate, %s customers, %.1f s (cpu %.1f s)", source,
                      f"{len(self._loaded[source]):,}", time.perf_counter() - t0, time.process_time() - c0)
         return self._loaded[source]
+
+    def spine(self) -> Spine:
+        """The spine's customers and as-ofs as numpy (rows of the window relation)."""
+        if self._spine is None:
+            self._spine = Spine.from_sql(self._con, "SELECT customer_id, open_date FROM customers",
+                                         self._as_of, self._first_mi)
+        return self._spine
 
     def route(self, family: str, windows: list[Window]) -> dict[str, list[Window]]:
         """Windows grouped by the source that has their column.
@@ -210,7 +218,13 @@ def _setup(con: duckdb.DuckDBPyConnection, as_of: Sequence[date], loan_mode: str
     con.execute(f"CREATE TEMP TABLE loan_mode AS SELECT '{loan_mode}' AS mode")
 
 
-def _final_select(feats: list[Feature], inner: str | None) -> str:
+def _final_select(feats: list[Feature], inner: str | None, spine_rows: bool = False) -> str:
+    """The family's rows in their final types, one per spine row.
+
+    ``spine_rows``: ``inner`` already has exactly one row per spine row (the family
+    says so with ``SPINE_ROWS = True``; the build checks the row count), so it is
+    read directly instead of being joined to the spine.
+    """
     cols = []
     for f in feats:
         if inner is None:
@@ -219,6 +233,9 @@ def _final_select(feats: list[Feature], inner: str | None) -> str:
             cols.append(f"CAST(coalesce(f.{f.name}, 0) AS {f.sql_type}) AS {f.name}")
         else:
             cols.append(f"CAST(f.{f.name} AS {f.sql_type}) AS {f.name}")
+    if inner is not None and spine_rows:
+        return (f"SELECT f.{JOIN_KEY}, f.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols)
+                + f"\nFROM ({inner}) f")
     join = (f"LEFT JOIN ({inner}) f ON f.{JOIN_KEY} = s.{JOIN_KEY} AND f.{AS_OF} = s.{AS_OF}"
             if inner is not None else "")
     return (f"SELECT s.{JOIN_KEY}, s.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols)
@@ -234,16 +251,17 @@ def _check_columns(con: duckdb.DuckDBPyConnection, family: str, inner: str, feat
             f"(extra {sorted(set(got) - set(want))}, missing {sorted(set(want) - set(got))})")
 
 
-def _register_windows(con: duckdb.DuckDBPyConnection, family: str, inner: str, sources: MonthlySources) -> list[str]:
-    """Compute the windows ``inner`` names and register them as ``<source>_win``; returns the names."""
-    names = []
-    for src, wins in sources.route(family, referenced(inner)).items():
-        t0, c0 = time.perf_counter(), time.process_time()
-        con.register(f"{src}_win", sources.get(src).table(wins))
-        names.append(f"{src}_win")
-        log.info("family %s: %d %s windows, %.1f s (cpu %.1f s)", family, len(wins), src,
-                 time.perf_counter() - t0, time.process_time() - c0)
-    return names
+def _register_windows(con: duckdb.DuckDBPyConnection, family: str, inner: str, sources: MonthlySources) -> bool:
+    """Compute the windows ``inner`` names and register them as the relation ``win`` (spine rows)."""
+    routed = sources.route(family, referenced(inner))
+    if not routed:
+        return False
+    t0, c0 = time.perf_counter(), time.process_time()
+    cols = {w.name: sources.get(src).window(w) for src, wins in routed.items() for w in wins}
+    con.register("win", sources.spine().table(cols))
+    log.info("family %s: %d windows, %.1f s (cpu %.1f s)", family, len(cols),
+             time.perf_counter() - t0, time.process_time() - c0)
+    return True
 
 
 def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, tables: frozenset[str],
@@ -251,22 +269,22 @@ def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, ta
     mod = MODULES[family]
     feats = family_features(family)
     inner = mod.sql(tables) if set(mod.REQUIRES) <= tables else None
-    registered = _register_windows(con, family, inner, sources) if inner is not None else []
+    registered = _register_windows(con, family, inner, sources) if inner is not None else False
     try:
-        return _write_query(con, ws, family, inner, feats)
+        return _write_query(con, ws, family, inner, feats, getattr(mod, "SPINE_ROWS", False))
     finally:
-        for name in registered:
-            con.unregister(name)
+        if registered:
+            con.unregister("win")
         sources.release()
 
 
 def _write_query(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, inner: str | None,
-                 feats: list[Feature]) -> int:
+                 feats: list[Feature], spine_rows: bool) -> int:
     if inner is not None:
         _check_columns(con, family, inner, feats)
     final = family_path(ws, family)
     tmp = final.with_suffix(".tmp.parquet")
-    query = _final_select(feats, inner)
+    query = _final_select(feats, inner, spine_rows)
     if final.exists():
         old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet('{final}') LIMIT 0").description]
         if old_cols == [JOIN_KEY, EVENT_TS] + [f.name for f in feats]:
@@ -276,9 +294,15 @@ def _write_query(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, inn
             log.warning("%s: columns changed since the last build; older as-of dates are dropped", final.name)
             (ws.features_dir / BUILD_FILE).unlink(missing_ok=True)
     con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000)")
+    n = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}') WHERE {EVENT_TS} IN "
+                    f"(SELECT {AS_OF} FROM asofs)").fetchall()[0][0]
+    want = con.execute("SELECT count(*) FROM spine").fetchall()[0][0]
+    if n != want:
+        tmp.unlink(missing_ok=True)
+        raise FeatureStoreError(f"features/families/{family}.py: {n:,} rows for {want:,} (customer, as-of) "
+                                f"rows of the spine; SPINE_ROWS = True needs exactly one row per spine row")
     os.replace(tmp, final)
-    return con.execute(f"SELECT count(*) FROM read_parquet('{final}') WHERE {EVENT_TS} IN "
-                       f"(SELECT {AS_OF} FROM asofs)").fetchall()[0][0]
+    return n
 
 
 def build(ws: Workspace, as_of: Sequence[date] | None = None, *, loan_mode: str | None = None,

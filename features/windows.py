@@ -41,6 +41,7 @@ from datetime import date
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.schema import AS_OF, JOIN_KEY
 
@@ -91,6 +92,53 @@ def _month_index(d: date) -> int:
     return d.year * 12 + d.month
 
 
+class Spine:
+    """The (customer, as-of) rows of the feature tables: customers known at T (``open_date < T``).
+
+    Args:
+        customers: every customer id (unique).
+        open_date: their ``open_date`` (``datetime64[us]``; NaT is never known).
+        as_of: the as-of dates; windows end the month before each one's month.
+        first_mi: month index (year * 12 + month) of the grid's first month; every
+            as-of month is at least 13 months later.
+    """
+
+    def __init__(self, customers: pa.Array, open_date: np.ndarray, as_of: list[date], first_mi: int) -> None:
+        self.customers = customers
+        self.as_of = list(as_of)
+        self.first_mi = first_mi
+        self.pos = np.array([_month_index(d) - first_mi for d in as_of], dtype=np.int64)
+        if len(self.pos) and self.pos.min() < 13:
+            raise ValueError("as-of month too close to the grid start (windows reach back 12 months)")
+        self.months = int(self.pos.max()) + 1 if len(self.pos) else 0
+        t = np.array(self.as_of, dtype="datetime64[us]")
+        self.known = open_date[None, :] < t[:, None]  # as-of × customer
+
+    @classmethod
+    def from_sql(cls, con: duckdb.DuckDBPyConnection, query: str, as_of: list[date], first_mi: int) -> Spine:
+        """From a query with columns ``customer_id`` and ``open_date``."""
+        tbl = con.sql(query).to_arrow_table()
+        opened = tbl.column("open_date").combine_chunks().cast(pa.timestamp("us"))
+        return cls(tbl.column(JOIN_KEY).combine_chunks(),
+                   opened.to_numpy(zero_copy_only=False).astype("datetime64[us]"), as_of, first_mi)
+
+    def __len__(self) -> int:
+        return len(self.customers)
+
+    def table(self, columns: dict[str, np.ndarray]) -> pa.Table:
+        """``customer_id``, ``as_of`` and the given ``as-of × customers`` arrays (NaN = NULL), spine rows only."""
+        a_idx, c_idx = np.nonzero(self.known)  # as-of major, customers in order
+        out: dict[str, pa.Array] = {
+            JOIN_KEY: pa.DictionaryArray.from_arrays(pa.array(c_idx.astype(np.int32)), self.customers),
+            AS_OF: pa.array(np.array(self.as_of, dtype="datetime64[us]")[a_idx]),
+        }
+        for name, arr in columns.items():
+            v = arr[self.known]
+            nan = np.isnan(v)
+            out[name] = pa.array(v, mask=nan if nan.any() else None)
+        return pa.table(out)
+
+
 class MonthlySeries:
     """One monthly source (customer × month figures) held as numpy, with its windows.
 
@@ -98,29 +146,27 @@ class MonthlySeries:
         con: DuckDB connection.
         query: SQL with columns ``customer_id``, ``mi`` (year * 12 + month) and one
             numeric column per monthly figure; at most one row per customer and month.
-        first_mi: month index of the grid's first month (rows before it are ignored).
-        as_of: the as-of dates; windows end the month before each one's month.
+            Rows before the grid start or of customers outside the spine are ignored.
+        spine: the customers and as-of dates.
         fill: value of a month without a row (0 for transactions, NaN = unknown).
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, query: str, first_mi: int, as_of: list[date],
-                 fill: float) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, query: str, spine: Spine, fill: float) -> None:
         tbl = con.sql(query).to_arrow_table()
-        ids = tbl.column(JOIN_KEY).combine_chunks().dictionary_encode()
-        self.customers: pa.Array = ids.dictionary
-        self._ci = np.asarray(ids.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        self._g = tbl.column("mi").to_numpy().astype(np.int64) - first_mi
-        keep = self._g >= 0
-        if not keep.all():
-            self._ci, self._g = self._ci[keep], self._g[keep]
+        ci = pc.index_in(tbl.column(JOIN_KEY), value_set=spine.customers)
+        g = tbl.column("mi").to_numpy().astype(np.int64) - spine.first_mi
+        keep = (g >= 0) & (g < spine.months) & ci.is_valid().to_numpy(zero_copy_only=False)
         self._keep = None if keep.all() else keep
+        self._ci = ci.to_numpy(zero_copy_only=False)
+        if self._keep is not None:
+            self._ci, g = self._ci[keep], g[keep]
+        self._ci = self._ci.astype(np.int64)
+        self._g = g
         self._raw = {n: tbl.column(n) for n in tbl.column_names if n not in (JOIN_KEY, "mi")}
         self._dense: dict[str, np.ndarray] = {}
-        self.as_of = list(as_of)
-        self._pos = np.array([_month_index(d) - first_mi for d in as_of], dtype=np.int64)
-        if len(self._pos) and self._pos.min() < 13:
-            raise ValueError("as-of month too close to the grid start (windows reach back 12 months)")
-        self.months = int(self._pos.max()) + 1 if len(self._pos) else 0
+        self.spine = spine
+        self._pos = spine.pos
+        self.months = spine.months
         self.fill = fill
 
     @property
@@ -128,10 +174,10 @@ class MonthlySeries:
         return list(self._raw)
 
     def __len__(self) -> int:
-        return len(self.customers)
+        return len(self.spine)
 
     def dense(self, col: str) -> np.ndarray:
-        """``customers × months`` array of one figure (absent months = ``fill``; NULL = NaN)."""
+        """``months × customers`` array of one figure (absent months = ``fill``; NULL = NaN)."""
         if col not in self._dense:
             if col not in self._raw:
                 raise KeyError(f"monthly column {col!r}: not one of {self.columns}")
@@ -139,9 +185,8 @@ class MonthlySeries:
             vals = arr.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
             if self._keep is not None:
                 vals = vals[self._keep]
-            x = np.full((len(self), self.months), self.fill, dtype=np.float64)
-            inside = self._g < self.months
-            x[self._ci[inside], self._g[inside]] = vals[inside]
+            x = np.full((self.months, len(self)), self.fill, dtype=np.float64)
+            x[self._g, self._ci] = vals
             self._dense[col] = x
         return self._dense[col]
 
@@ -149,25 +194,37 @@ class MonthlySeries:
         """Free the dense arrays (they are rebuilt on demand)."""
         self._dense.clear()
 
+    def _rows(self, x: np.ndarray, off: int) -> np.ndarray:
+        """The months ``off`` months before each as-of's month (a view when the as-ofs are consecutive months)."""
+        p = self._pos - off
+        if len(p) and (np.diff(p) == 1).all():
+            return x[p[0]:p[-1] + 1]
+        return x[p]
+
     def window(self, w: Window) -> np.ndarray:
-        """``customers × as-of`` values of one window (NaN = NULL)."""
+        """``as-of × customers`` values of one window (NaN = NULL)."""
         x = self.dense(w.col)
         offs = range(w.hi, w.lo - 1, -1)  # oldest month first
-        take = [x[:, self._pos - o] for o in offs]
+        take = [self._rows(x, o) for o in offs]
+        shape = take[0].shape
         if w.agg in ("sum", "avg", "stddev_pop"):
-            n = np.zeros(take[0].shape)
-            s = np.zeros(take[0].shape)
-            mean = np.zeros(take[0].shape)
-            m2 = np.zeros(take[0].shape)
+            if w.agg == "sum" and not np.isnan(self.fill) and not any(np.isnan(v).any() for v in take):
+                out = take[0].copy()
+                for v in take[1:]:
+                    out += v
+                return out
+            n = np.zeros(shape)
+            s = np.zeros(shape)
+            mean = np.zeros(shape)
+            m2 = np.zeros(shape)
             for v in take:
                 ok = ~np.isnan(v)
                 vv = np.where(ok, v, 0.0)
                 n += ok
                 s += vv
-                if w.agg == "stddev_pop":
-                    safe = np.maximum(n, 1)
+                if w.agg == "stddev_pop":  # Welford, as DuckDB's stddev_pop
                     d = np.where(ok, vv - mean, 0.0)
-                    mean += d / safe
+                    mean += d / np.maximum(n, 1)
                     m2 += np.where(ok, d * (vv - mean), 0.0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 if w.agg == "sum":
@@ -181,33 +238,22 @@ class MonthlySeries:
             f = np.fmin if w.agg == "min" else np.fmax
             out = take[0].copy()
             for v in take[1:]:
-                out = f(out, v)
+                f(out, v, out=out)
             return out
         if w.agg == "months":
-            return np.sum([v > 0 for v in take], axis=0, dtype=np.float64)
+            out = np.zeros(shape)
+            for v in take:
+                out += v > 0
+            return out
         if w.agg == "since":
-            out = np.full(take[0].shape, np.nan)
+            out = np.full(shape, np.nan)
             for o, v in zip(offs, take, strict=True):  # later (smaller) offsets overwrite
                 out[v > 0] = o
             return out
         # streak: newest month first
-        alive = np.ones(take[0].shape, dtype=bool)
-        out = np.zeros(take[0].shape)
+        alive = np.ones(shape, dtype=bool)
+        out = np.zeros(shape)
         for v in reversed(take):
             alive &= v > 0
             out += alive
         return out
-
-    def table(self, windows: list[Window]) -> pa.Table:
-        """``customer_id``, ``as_of`` and one column per window, one row per customer and as-of."""
-        n, a = len(self), len(self.as_of)
-        idx = np.repeat(np.arange(n, dtype=np.int32), a)
-        cols: dict[str, pa.Array] = {
-            JOIN_KEY: pa.DictionaryArray.from_arrays(pa.array(idx), self.customers),
-            AS_OF: pa.array(np.tile(np.array(self.as_of, dtype="datetime64[us]"), n)),
-        }
-        for w in windows:
-            v = self.window(w).ravel()
-            nan = np.isnan(v)
-            cols[w.name] = pa.array(v, mask=nan if nan.any() else None)
-        return pa.table(cols)

@@ -27,8 +27,9 @@ def win(agg: str, col: str, months: int, skip: int = 0) -> str:
     month (which may hold records dated on or after the as-of) is never in a window.
     The build computes every window a family names (:mod:`features.windows`, where the
     aggregates ``sum avg min max stddev_pop months since streak`` are defined) and
-    provides it in the relation ``<source>_win``; ``col`` is a column of the source
-    (``features.families.monthly.MEASURES`` for ``txn``, ``BAL_MEASURES`` for ``bal``).
+    provides it in the relation ``win`` (one row per spine row; a customer without
+    records has the window of an all-empty series); ``col`` is a column of a monthly
+    source (``features.families.monthly.MEASURES`` or ``BAL_MEASURES``).
     """
     return column(agg, col, 1 + skip, months + skip)
 
@@ -43,10 +44,10 @@ def select(exprs: dict[str, str]) -> str:
     return ",\n    ".join(f"{e} AS {n}" for n, e in exprs.items())
 
 
-def monthly(exprs: dict[str, str], source: str = "txn") -> str:
-    """Expressions over the window relation ``<source>_win`` (one row per customer and as-of).
+def monthly(exprs: dict[str, str]) -> str:
+    """Expressions over the window relation ``win`` (exactly one row per spine row).
 
     Returns:
         A query with ``customer_id``, ``as_of`` and one column per ``exprs`` key.
     """
-    return f"SELECT customer_id, as_of,\n    {select(exprs)}\nFROM {source}_win"
+    return f"SELECT customer_id, as_of,\n    {select(exprs)}\nFROM win"

@@ -14,6 +14,9 @@ from features.families._sql import codes, select
 from features.schema import Feature
 
 FAMILY = "demo"
+# sql() returns exactly one row per spine row (customer known at T, per as-of): the build
+# writes it without joining it to the spine again (and checks the row count).
+SPINE_ROWS = True
 REQUIRES = ("customers",)
 
 _ENUM_ZH = {
@@ -53,10 +56,14 @@ def sql(tables: frozenset[str]) -> str:
         "demo_firm_age_months": ("CASE WHEN c.established_date < s.as_of "
                                  "THEN date_diff('month', c.established_date, s.as_of) END"),
         "demo_branch_rural": rural,
-        "demo_branch_customers": "count(*) OVER (PARTITION BY c.branch_id, s.as_of)",
+        "demo_branch_customers": "bc.n",
     }
+    # customers known at T per home branch (one small aggregate, joined back by branch and T)
+    per_branch = ("SELECT k.branch_id, a.as_of, count(*) AS n FROM customers k "
+                  "JOIN asofs a ON k.open_date < a.as_of GROUP BY ALL")
     return f"""
 SELECT s.customer_id, s.as_of,
     {select(exprs)}
 FROM spine s JOIN customers c ON c.customer_id = s.customer_id
-{branches}"""
+{branches}
+LEFT JOIN ({per_branch}) bc ON bc.branch_id IS NOT DISTINCT FROM c.branch_id AND bc.as_of = s.as_of"""

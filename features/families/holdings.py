@@ -16,6 +16,9 @@ from features.families._sql import q, select
 from features.schema import Feature, declarer
 
 FAMILY = "holdings"
+# sql() returns exactly one row per spine row (customer known at T, per as-of): the build
+# writes it without joining it to the spine again (and checks the row count).
+SPINE_ROWS = True
 REQUIRES = ("loans", "accounts")
 
 

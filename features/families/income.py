@@ -9,6 +9,9 @@ from features.families._sql import monthly, ratio, win
 from features.schema import Feature, declarer
 
 FAMILY = "income"
+# sql() returns exactly one row per spine row (customer known at T, per as-of): the build
+# writes it without joining it to the spine again (and checks the row count).
+SPINE_ROWS = True
 REQUIRES = ("transactions",)
 
 

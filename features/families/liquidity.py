@@ -9,10 +9,13 @@ Needs the optional ``balances`` table (features are null without it).
 
 from __future__ import annotations
 
-from features.families._sql import ratio, select, win
+from features.families._sql import monthly, ratio, win
 from features.schema import Feature, declarer
 
 FAMILY = "liquidity"
+# sql() returns exactly one row per spine row (customer known at T, per as-of): the build
+# writes it without joining it to the spine again (and checks the row count).
+SPINE_ROWS = True
 REQUIRES = ("balances",)
 
 
@@ -44,8 +47,7 @@ def sql(tables: frozenset[str]) -> str:
         "liquidity_avg_daily_balance_3m": adb_3m,
         "liquidity_avg_daily_balance_12m": win("avg", "adb", 12),
         "liquidity_avg_daily_balance_ratio_3m_prior3m": ratio(adb_3m, win("avg", "adb", 3, 3)),
-        "liquidity_balance_to_turnover_3m": ratio(adb_3m, f"t.{win('sum', 'debit_amt', 3)} / 3"),
-        "liquidity_balance_to_income_3m": ratio(adb_3m, f"t.{win('sum', 'credit_amt', 3)} / 3"),
+        "liquidity_balance_to_turnover_3m": ratio(adb_3m, win("sum", "debit_amt", 3) + " / 3"),
+        "liquidity_balance_to_income_3m": ratio(adb_3m, win("sum", "credit_amt", 3) + " / 3"),
     }
-    return (f"SELECT b.customer_id, b.as_of, {select(out)}\n"
-            f"FROM bal_win b LEFT JOIN txn_win t ON t.customer_id = b.customer_id AND t.as_of = b.as_of")
+    return monthly(out)
