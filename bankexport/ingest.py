@@ -255,8 +255,7 @@ def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work:
                 f"FROM read_parquet({q.lit(str(s.path))}, file_row_number = true))"), None
     path = s.path
     if encoding != "utf-8":
-        path = work / f"{s.table.name}.utf8.csv"
-        transcode_to_utf8(s.path, path, encoding)
+        path = transcode_to_utf8(s.path, work / f"{s.table.name}.utf8.csv", encoding)
     columns = "{" + ", ".join(f"{q.lit(f'r{i}')}: 'VARCHAR'" for i in range(len(s.header))) + "}"
     return (f"read_csv({q.lit(str(path))}, columns = {columns}, header = true, auto_detect = false, "
             f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, "

@@ -462,3 +462,31 @@ def test_one_line_records_across_chunks(tmp_path: Path, monkeypatch: pytest.Monk
         assert ingest_lines._one_line_records(path, 6, rej).tolist() == [6, 3], chunk
         lines, rej_lines = ingest_lines.record_lines(path, np.arange(4), rej, n_accepted=4)
         assert (lines.tolist(), rej_lines.tolist()) == ([2, 4, 5, 7], [6, 3]), chunk
+
+
+def test_transcode_ascii_passthrough_and_split_characters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pure-ASCII GBK file is read as it is; otherwise every chunk is decoded, also an
+    ASCII chunk that follows a chunk ending inside a two-byte character."""
+    from bankexport import ingest_lines
+
+    src, dst = tmp_path / "t.csv", tmp_path / "t.utf8.csv"
+    src.write_bytes(b"a,b\n1,x\n")
+    assert ingest_lines.transcode_to_utf8(src, dst, "gbk") == src and not dst.exists()
+    text = "a,b\n1,城关\n2,丂x\n"  # 丂 is 0x81 0x40: its second byte is ASCII "@"
+    raw = text.encode("gbk")
+    src.write_bytes(raw)
+    monkeypatch.setattr(ingest_lines, "_CHUNK", 4)
+    for cut in range(1, len(raw)):  # chunk borders everywhere, also between a character's two bytes
+        real_read = Path.open
+
+        def small_reads(self: Path, mode: str = "r", *a: object, _cut: int = cut, **k: object):  # noqa: ANN202
+            f = real_read(self, mode, *a, **k)
+            if "r" in mode and "b" in mode and self == src:
+                read = f.read
+                f.read = lambda n=-1: read(min(n, _cut) if n > 0 else n)  # type: ignore[method-assign]
+            return f
+
+        monkeypatch.setattr(Path, "open", small_reads)
+        assert ingest_lines.transcode_to_utf8(src, dst, "gbk") == dst
+        assert dst.read_bytes().decode("utf-8") == text, cut
+        monkeypatch.setattr(Path, "open", real_read)
