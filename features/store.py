@@ -109,18 +109,33 @@ def _utc(d: date | datetime) -> datetime:
 
 
 def _materialize_columnar(fs: FeatureStore, start: datetime, end: datetime) -> int:
-    """Feast's DuckDB offline store pulls the latest rows; the columnar online store writes them."""
-    from feast.infra.offline_stores.duckdb import DuckDBOfflineStore
+    """The workspace's offline store (:mod:`features.offline`) pulls each view's latest rows in
+    ``[start, end]``; the columnar online store writes them; the registry records the interval.
 
-    online_store = fs._get_provider().online_store
-    n = 0
-    for fv in fs.list_feature_views():
-        job = DuckDBOfflineStore.pull_latest_from_table_or_query(
+    The next view's pull (DuckDB, outside the GIL) runs in a thread while this view is written
+    to SQLite, so the two cores overlap; at most two views' rows are held at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    provider = fs._get_provider()
+    offline, online_store = provider.offline_store, provider.online_store
+    views = fs.list_feature_views()
+
+    def pull(fv: object) -> object:
+        return offline.pull_latest_from_table_or_query(
             config=fs.config, data_source=fv.batch_source, join_key_columns=[JOIN_KEY],
             feature_name_columns=[f.name for f in fv.features], timestamp_field=EVENT_TS,
-            created_timestamp_column=None, start_date=start, end_date=end)
-        n = max(n, online_store.write_arrow(fs.config, fv, job.to_arrow(), JOIN_KEY, EVENT_TS))
-        fs.registry.apply_materialization(fv, fs.project, start, end)
+            created_timestamp_column=None, start_date=start, end_date=end).to_arrow()
+
+    n = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(pull, views[0]) if views else None
+        for i, fv in enumerate(views):
+            table = pending.result()
+            pending = pool.submit(pull, views[i + 1]) if i + 1 < len(views) else None
+            n = max(n, online_store.write_arrow(fs.config, fv, table, JOIN_KEY, EVENT_TS))
+            del table
+            fs.registry.apply_materialization(fv, fs.project, start, end)
     return n
 
 
