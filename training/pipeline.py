@@ -6,8 +6,10 @@ the ingested tables and Feast, calls the pure recipe in :mod:`training.model` an
 
 Time split for ``train(cutoff=C)``: the as-of dates whose label window closed
 before C, in order; the latest ``test_months`` are the backtest window (metrics
-and the champion gate), the ``valid_months`` before them early-stop and
-calibrate, the rest train. Nothing is tuned on the backtest window.
+and the champion gate); the months before them go to :func:`training.model.fit_rolling`,
+which chooses settings and rounds on rolling time-ordered folds (embargo = label
+horizon), refits, and calibrates on its latest months. Nothing is tuned on the
+backtest window.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from training.candidates import eligible
 from training.dataset import (
     closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, training_set, with_features,
 )
-from training.model import FittedModel, ModelParams, fit
+from training.model import AUTO_THREAD_CELLS, FittedModel, ModelParams, fit_rolling
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +66,35 @@ def window_id(as_ofs: list[pd.Timestamp]) -> str:
     return f"{as_ofs[0]:%Y-%m-%d}..{as_ofs[-1]:%Y-%m-%d}"
 
 
-def split_months(as_ofs: list[pd.Timestamp], valid_months: int, test_months: int
-                 ) -> tuple[list[pd.Timestamp], list[pd.Timestamp], list[pd.Timestamp]]:
-    """Split ordered as-of dates into train, validation and test (latest)."""
-    if len(as_ofs) < valid_months + test_months + 1:
+def split_months(as_ofs: list[pd.Timestamp], test_months: int, min_fit: int = 5
+                 ) -> tuple[list[pd.Timestamp], list[pd.Timestamp]]:
+    """Split ordered as-of dates into fitting months and the test window (latest)."""
+    if len(as_ofs) < test_months + min_fit:
         raise NbpError(f"only {len(as_ofs)} as-of dates with closed labels; need at least "
-                       f"{valid_months + test_months + 1} (train + {valid_months} validation + {test_months} test)")
-    test = as_ofs[-test_months:]
-    valid = as_ofs[-test_months - valid_months:-test_months]
-    return as_ofs[: -test_months - valid_months], valid, test
+                       f"{test_months + min_fit} ({min_fit} to fit and calibrate + {test_months} test)")
+    return as_ofs[:-test_months], as_ofs[-test_months:]
 
 
-def _fit_product(cfg: Config, ws: Workspace, key: str, train_ofs: list, valid_ofs: list, test_ofs: list
-                 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]]:
-    rate = cfg.training.negative_rate
-    tr = training_set(cfg, ws, key, train_ofs, negative_rate=rate)
-    va = training_set(cfg, ws, key, valid_ofs, negative_rate=rate)
+def model_params(cfg: Config) -> ModelParams:
+    """The recipe's settings: ``training.valid_months`` rolling folds, the rest :class:`ModelParams`."""
+    t = cfg.training
+    return ModelParams(folds=t.valid_months)
+
+
+def _fit_product(cfg: Config, ws: Workspace, key: str, fit_ofs: list, test_ofs: list
+                 ) -> tuple[FittedModel, pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """Fit on ``fit_ofs`` (one Feast retrieval), score ``test_ofs`` (another).
+
+    Returns:
+        The model, its fitting rows, the scored test rows and the test metrics.
+    """
+    rows = training_set(cfg, ws, key, fit_ofs, negative_rate=cfg.training.negative_rate)
     te = training_set(cfg, ws, key, test_ofs)
-    feats = feature_columns(tr)
-    model = fit(tr, va, feats, "label", ModelParams(), weight="weight", time="as_of")
+    feats = feature_columns(rows)
+    model = fit_rolling(rows, feats, "label", "as_of", model_params(cfg), weight="weight",
+                        embargo=pd.Timedelta(days=cfg.training.horizon_days))
     te["score"] = model.predict_proba(te)
-    return model, te, evaluate.metrics(te["label"], te["score"])
+    return model, rows, te, evaluate.metrics(te["label"], te["score"])
 
 
 def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
@@ -103,12 +113,12 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
     """
     cutoff = cutoff or export_date(ws)
     as_ofs = closed_as_ofs(feature_as_ofs(ws), cutoff, cfg.training.horizon_days)
-    train_ofs, valid_ofs, test_ofs = split_months(as_ofs, cfg.training.valid_months, cfg.training.test_months)
+    fit_ofs, test_ofs = split_months(as_ofs, cfg.training.test_months)
     results = []
     for key in tqdm(products or list(cfg.products), desc="train", disable=None):
         if key not in cfg.products:
             raise NbpError(f"unknown product '{key}'; configured: {', '.join(cfg.products)}")
-        model, te, m = _fit_product(cfg, ws, key, train_ofs, valid_ofs, test_ofs)
+        model, _, te, m = _fit_product(cfg, ws, key, fit_ofs, test_ofs)
         win = window_id(test_ofs)
         leak = m["auc"] > cfg.training.leak_auc or (
             oracle_auc is not None and key in oracle_auc and m["auc"] > oracle_auc[key] + cfg.training.leak_margin)
@@ -116,9 +126,9 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
         out.mkdir(parents=True, exist_ok=True)
         plots = evaluate.save_plots(te["label"], te["score"], model.importance(), out, title=key)
         version = registry.log_and_register(
-            ws, key, model, m, params=ModelParams().model_dump() | {"cutoff": f"{cutoff:%Y-%m-%d}"},
+            ws, key, model, m, params=model.params | {"cutoff": f"{cutoff:%Y-%m-%d}"},
             plots=plots, feature_info={"feature_service": feature_service(key, cfg.products[key])},
-            as_of_range=(f"{train_ofs[0]:%Y-%m-%d}", f"{valid_ofs[-1]:%Y-%m-%d}"), backtest_window=win,
+            as_of_range=(f"{fit_ofs[0]:%Y-%m-%d}", f"{fit_ofs[-1]:%Y-%m-%d}"), backtest_window=win,
             input_example=te.head(5))
         d = registry.promote(ws, key, version, m, cfg.training.auc_floor, leak, window_rows=te)
         log.info("%s: %s", key, d.reason)
@@ -173,7 +183,8 @@ def _default_lightgbm_auc(train_rows: pd.DataFrame, test_rows: pd.DataFrame, fea
     """AUC of LightGBM with default settings on the same rows: the plain reference."""
     import lightgbm as lgb
 
-    clf = lgb.LGBMClassifier(n_jobs=2, verbose=-1, random_state=7)
+    clf = lgb.LGBMClassifier(n_jobs=1 if len(train_rows) * len(feats) < AUTO_THREAD_CELLS else 2,
+                             verbose=-1, random_state=7)
     clf.fit(train_rows[feats], train_rows["label"], sample_weight=train_rows.get("weight"))
     return evaluate.auc(test_rows["label"], clf.predict_proba(test_rows[feats])[:, 1])
 
@@ -194,18 +205,17 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         Metric rows (one per product) and the path of the written report.
     """
     closed = closed_as_ofs(feature_as_ofs(ws), as_of, cfg.training.horizon_days)
-    vm = cfg.training.valid_months
-    if len(closed) < vm + 1:
+    if len(closed) < 5:
         raise NbpError(f"backtest at {as_of:%Y-%m-%d}: only {len(closed)} as-of dates with closed labels before it")
-    train_ofs, valid_ofs = closed[:-vm], closed[-vm:]
     test_ofs = test_as_ofs(ws, as_of, cfg.training.horizon_days, n_test)
     if not test_ofs:
         raise NbpError(f"backtest at {as_of:%Y-%m-%d}: no as-of date from it on has a label window closed "
                        f"by the export date {export_date(ws):%Y-%m-%d}")
     out = ws.outputs_dir / "backtest" / f"{as_of:%Y-%m-%d}"
-    rows = []
+    rows, fits = [], {}
     for key in tqdm(products or list(cfg.products), desc="backtest", disable=None):
-        model, te, m = _fit_product(cfg, ws, key, train_ofs, valid_ofs, test_ofs)
+        model, fit_rows, te, m = _fit_product(cfg, ws, key, closed, test_ofs)
+        fits[key] = model.info
         row = {"product": key, "test": window_id(test_ofs), **m}
         if oracle is not None:
             o = oracle[oracle["product"] == key][["customer_id", "as_of", "p_true"]].copy()
@@ -213,20 +223,24 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
             te = te.merge(o, on=["customer_id", "as_of"], how="left").fillna({"p_true": 0.0})
             row["oracle_auc"] = evaluate.auc(te["label"], te["p_true"])
             row["auc_ratio"] = row["auc"] / row["oracle_auc"]
-        if baseline:
-            tr = training_set(cfg, ws, key, train_ofs + valid_ofs, negative_rate=cfg.training.negative_rate)
-            row["default_lgbm_auc"] = _default_lightgbm_auc(tr, te, model.features)
+        if baseline:  # the same rows the recipe saw (fitting and calibration months)
+            row["default_lgbm_auc"] = _default_lightgbm_auc(fit_rows, te, model.features)
+        row["rounds"] = model.best_iteration
+        row["leaves"] = model.params["num_leaves"]
         evaluate.save_plots(te["label"], te["score"], model.importance(), out / key, title=key)
         rows.append(row)
     cols = ["product", "test", "n", "positives", "auc", "oracle_auc", "auc_ratio", "default_lgbm_auc",
-            "pr_auc", "lift_10", "capture_10", "brier", "ece"]
+            "pr_auc", "lift_10", "capture_10", "brier", "ece", "rounds", "leaves"]
     table = evaluate.metrics_table(rows, [c for c in cols if any(c in r for r in rows)])
     out.mkdir(parents=True, exist_ok=True)
     report = out / "report.md"
     report.write_text(
-        f"# Backtest at {as_of:%Y-%m-%d}\n\nTrained on as-of {train_ofs[0]:%Y-%m-%d}..{train_ofs[-1]:%Y-%m-%d}, "
-        f"validated (early stopping, calibration) on {window_id(valid_ofs)}, tested on {window_id(test_ofs)} "
-        f"(horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
+        f"# Backtest at {as_of:%Y-%m-%d}\n\nFitted on the as-of dates {window_id(closed)} (labels closed before "
+        f"the cutoff): settings and rounds chosen on rolling time-ordered folds, booster refit on the months "
+        f"up to {fits[rows[0]['product']]['train_periods'][-1][:10]}, Platt calibration on "
+        f"{', '.join(p[:7] for p in fits[rows[0]['product']]['calibration_periods'])}; tested on "
+        f"{window_id(test_ofs)} (horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
+        + "".join(f"- {k}: fold search {json.dumps(v['search'])}\n" for k, v in fits.items()) + "\n"
         + "".join(f"## {r['product']}\n\n![gain]({r['product']}/gain.png) ![calibration]({r['product']}/calibration.png)"
                   f" ![importance]({r['product']}/importance.png)\n\n" for r in rows),
         encoding="utf-8")
