@@ -3,9 +3,11 @@
 Builds a synthetic export with valid references (numpy + pyarrow, no simulator),
 plants a few bad rows so the reject path runs too, then runs ``.venv/bin/nbp ingest``
 as a child process (``benchmarks.report.run_measured``) and writes the ``ingest``
-section of docs/benchmarks.md.
+section of docs/benchmarks.md, but only for a full run (at least 3 runs of every
+input, no baseline); quick runs print their table instead.
 
 Run: ``.venv/bin/python -m benchmarks.bench_ingest [--transactions 5000000] [--runs 3]``
+Dev: ``... --runs 1 --formats csv --keep /tmp/x --baseline /path/to/old/tree`` (old vs new, interleaved)
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,7 @@ from bankexport.spec import ACCOUNT_TYPES, CHANNELS, TXN_TYPES
 
 NBP = str(Path(sys.executable).with_name("nbp"))
 MIN_RUNS_TO_RECORD = 3
+FORMATS = "csv,csv-gbk,parquet"
 
 
 def _ids(prefix: str, n: int) -> pa.Array:
@@ -78,6 +83,11 @@ def build_tables(n_txn: int, seed: int = 1) -> dict[str, pa.Table]:
     bad = transactions.slice(0, 1).set_column(0, "txn_id", pa.array(["BAD1"])).set_column(
         4, "amount", pa.array([0.0]))  # non-positive amount: set aside
     transactions = pa.concat_tables([transactions, bad])
+    branches = pa.table({  # the one table with Chinese text (names), as a bank's would have
+        "branch_id": _ids("B", 20),
+        "name": pa.array([f"第{i}支行" for i in range(20)]),
+        "area": _pick(("urban", "rural"), np.arange(20) % 2),
+    })
     n_loan = max(n_cust // 4, 2)
     app = start + rng.integers(0, 3500, n_loan)
     loans = pa.table({
@@ -90,22 +100,60 @@ def build_tables(n_txn: int, seed: int = 1) -> dict[str, pa.Table]:
         "term_months": pa.array(rng.integers(6, 37, n_loan)),
         "status": _pick(("active", "settled"), rng.integers(0, 2, n_loan)),
     })
-    return {"customers": customers, "accounts": accounts, "transactions": transactions, "loans": loans}
+    return {"customers": customers, "accounts": accounts, "transactions": transactions, "loans": loans,
+            "branches": branches}
 
 
 def write_export(tables: dict[str, pa.Table], root: Path, fmt: str) -> None:
-    """Write as CSV (timestamps as 'YYYY-MM-DD HH:MM:SS') or as typed Parquet."""
+    """Write as CSV (timestamps as 'YYYY-MM-DD HH:MM:SS'; strings quoted, as pyarrow does),
+    as GBK CSV (``csv-gbk``: manifest says gbk; files with Chinese text re-encoded) or as
+    typed Parquet."""
     root.mkdir(parents=True)
     for name, t in tables.items():
         if fmt == "parquet":
             pq.write_table(t, root / f"{name}.parquet")
         else:
-            pacsv.write_csv(t, root / f"{name}.csv",
-                            pacsv.WriteOptions(quoting_style="needed", include_header=True))
-    if fmt == "csv":
+            path = root / f"{name}.csv"
+            pacsv.write_csv(t, path, pacsv.WriteOptions(quoting_style="needed", include_header=True))
+            if fmt == "csv-gbk" and not (raw := path.read_bytes()).isascii():
+                path.write_bytes(raw.decode("utf-8").encode("gbk"))
+    if fmt != "parquet":
         with (root / "transactions.csv").open("a", encoding="utf-8") as f:
             f.write("BAD2,A0,C0,2024-01-01 00:00:00,1.5,C,mobile,fee\n")  # a field short
-    (root / "manifest.json").write_text(json.dumps({"format": "bank-export/1", "export_date": "2025-12-01"}))
+    manifest = {"format": "bank-export/1", "export_date": "2025-12-01"}
+    if fmt == "csv-gbk":
+        manifest["encoding"] = "gbk"
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+STEP = re.compile(r"transactions: (read\+check|references|duplicates|counts|write|reports|keys\+dates) "
+                  r"([\d.]+) s \(cpu ([\d.]+) s\)")
+
+
+@dataclass
+class _Variant:
+    label: str
+    fmt: str
+    cmd: list[str]
+    env: dict[str, str]
+    secs: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
+    steps: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+
+def _run(v: _Variant, exp: Path, home: Path) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = run_measured([*v.cmd, "ingest", str(exp), "--log-level", "DEBUG"], env={**v.env, "NBP_HOME": str(home)})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    v.cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    v.secs.append(m.seconds)
+    v.rss.append(m.peak_rss_gb)
+    v.loads.append(os.getloadavg()[0])
+    for step, wall, cpu in STEP.findall(m.stdout):
+        v.steps.setdefault(step, []).append((float(wall), float(cpu)))
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
@@ -113,52 +161,72 @@ def main() -> None:
     ap.add_argument("--transactions", type=int, default=5_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", type=Path, default=None, help="build the exports here and keep them")
-    ap.add_argument("--formats", default="csv,parquet", help="comma-separated: csv, parquet")
+    ap.add_argument("--formats", default=FORMATS, help=f"comma-separated subset of {FORMATS}")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="also run the ingest of this source tree (PYTHONPATH), interleaved; never written")
     ap.add_argument("--no-write", action="store_true",
                     help="print the table only; never touch docs/benchmarks.md")
     args = ap.parse_args()
-    # A quick dev run (fewer than 3 runs, or one format only) must not replace the recorded figures.
-    record = not args.no_write and args.runs >= MIN_RUNS_TO_RECORD and args.formats == "csv,parquet"
+    # A quick dev run (fewer than 3 runs, not every format, a baseline) must not replace the recorded figures.
+    record = (not args.no_write and args.runs >= MIN_RUNS_TO_RECORD and args.formats == FORMATS
+              and args.baseline is None)
     root = args.keep or Path(tempfile.mkdtemp(prefix="nbp-bench-ingest-"))
-    rows = ["| input | transactions | rows (all tables) | median wall s | txn rows/s (wall) | median CPU s "
-            "| txn rows per CPU-s | peak RSS GB | load avg (1 min) | runs |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    load_before = os.getloadavg()
     try:
         tables = build_tables(args.transactions)
         total = sum(t.num_rows for t in tables.values())
+        variants: list[_Variant] = []
+        sizes: dict[str, float] = {}
         for fmt in args.formats.split(","):
             exp = root / f"export-{fmt}"
             if not exp.exists():
                 write_export(tables, exp, fmt)
-            size = sum(p.stat().st_size for p in exp.iterdir()) / 1e9
-            secs, cpus, rss, loads = [], [], [], []
-            for i in range(args.runs):
-                home = root / f"home-{fmt}-{i}"
-                before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                m = run_measured([NBP, "ingest", str(exp), "--log-level", "WARNING"], env={"NBP_HOME": str(home)})
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-                secs.append(m.seconds)
-                rss.append(m.peak_rss_gb)
-                loads.append(os.getloadavg()[0])
-                shutil.rmtree(home, ignore_errors=True)
-            med, cpu = median(secs), median(cpus)
-            rows.append(f"| {fmt} ({size:.2f} GB) | {args.transactions:,} | {total:,} | {med:.1f} | "
-                        f"{args.transactions / med:,.0f} | {cpu:.1f} | {args.transactions / cpu:,.0f} | "
-                        f"{max(rss):.2f} | {median(loads):.1f} | {len(secs)} |")
+            sizes[fmt] = sum(p.stat().st_size for p in exp.iterdir()) / 1e9
+            variants.append(_Variant(fmt, fmt, [NBP], {}))
+            if args.baseline is not None:
+                variants.append(_Variant(f"{fmt}, baseline", fmt,
+                                         [sys.executable, "-c", "from nbp.cli import main; main()"],
+                                         {"PYTHONPATH": str(args.baseline.resolve())}))
+        for i in range(args.runs):  # interleaved: every variant sees the same spread of machine load
+            for v in variants:
+                _run(v, root / f"export-{v.fmt}", root / f"home-{i}")
+        rows = ["| input | transactions | rows (all tables) | median wall s | txn rows/s (wall) | fastest wall s "
+                "| median CPU s | txn rows per CPU-s | peak RSS GB | load avg (1 min) after each run | runs |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+        for v in variants:
+            med, cpu = median(v.secs), median(v.cpus)
+            rows.append(f"| {v.label} ({sizes[v.fmt]:.2f} GB) | {args.transactions:,} | {total:,} | {med:.1f} | "
+                        f"{args.transactions / med:,.0f} | {min(v.secs):.1f} | {cpu:.1f} | "
+                        f"{args.transactions / cpu:,.0f} | {max(v.rss):.2f} | "
+                        f"{', '.join(f'{x:.1f}' for x in v.loads)} | {len(v.secs)} |")
+        names = [n for n in ("read+check", "references", "duplicates", "write", "reports")
+                 if any(n in v.steps for v in variants)]
+        steps = ["| input | " + " | ".join(f"{n} wall / CPU s" for n in names) + " |",
+                 "|---|" + "---:|" * len(names)]
+        for v in variants:
+            cells = [f"{median([w for w, _ in v.steps[n]]):.2f} / {median([c for _, c in v.steps[n]]):.2f}"
+                     if n in v.steps else "-" for n in names]
+            steps.append(f"| {v.label} | " + " | ".join(cells) + " |")
+        load_after = os.getloadavg()
         body = ("### Ingest (`nbp ingest`)\n\nEnd to end: process start to exit, validation of every row and "
-                "reference, typed Parquet store, reports. Synthetic export with valid references and two "
-                "planted bad transactions (one in Parquet). CPU s is user+system time of the `nbp` process "
-                "(both cores); the load average shows how busy the shared machine was: with other jobs "
-                "running, wall time is longer than on an idle 2-core machine, where it is about CPU s / 2 "
-                "at best.\n\n" + "\n".join(rows))
+                "reference, typed Parquet store, reports. Synthetic export with valid references, a `branches` "
+                "table with Chinese names, and two planted bad transactions (one in Parquet), so the reject "
+                "path (source lines included) runs. CSV cells are written by pyarrow (strings quoted); "
+                "`csv-gbk` is the same export with `encoding: gbk` in the manifest (only `branches.csv` holds "
+                "non-ASCII bytes, as in a real export where transactions carry no text). CPU s is user+system "
+                "time of the `nbp` process (both cores). Runs are interleaved across inputs. The machine is "
+                "shared: with other jobs running, wall time is longer than on an idle 2-core machine, where "
+                "it is about CPU s / 2 at best; the load average is given after each run "
+                f"(1/5/15 min before the benchmark: {', '.join(f'{x:.1f}' for x in load_before)}; after: "
+                f"{', '.join(f'{x:.1f}' for x in load_after)}).\n\n" + "\n".join(rows)
+                + "\n\nTransactions table, median per step (from `--log-level debug`):\n\n" + "\n".join(steps))
         if record:
             write_section("ingest", body, f".venv/bin/python -m benchmarks.bench_ingest --transactions "
                                           f"{args.transactions} --runs {args.runs}")
         else:
             print(body)
-            print(f"(not written to docs/benchmarks.md: needs --runs >= {MIN_RUNS_TO_RECORD}, both formats "
-                  "and no --no-write)")
+            print(f"(not written to docs/benchmarks.md: needs --runs >= {MIN_RUNS_TO_RECORD}, every format, "
+                  "no --baseline and no --no-write)")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
