@@ -119,26 +119,17 @@ FROM (SELECT c.*, a.as_of FROM accounts c JOIN asofs a ON c.open_date < a.as_of)
 GROUP BY customer_id, as_of"""
 
 
-def _services_sql(tables: frozenset[str]) -> str:
-    names = [f.name for f in SERVICE_FEATURES]
-    if "services" not in tables:
-        return "SELECT customer_id, as_of, " + ", ".join(f"NULL AS {n}" for n in names) + " FROM spine"
+def _services_sql() -> str:
     held = "(end_date IS NULL OR end_date >= as_of)"
-    exprs = {
-        "holdings_services_count": f"count(DISTINCT service) FILTER (WHERE {held})",
-        **{f"holdings_service_{s}_held": f"CAST(coalesce(bool_or({held} AND service = {q(s)}), FALSE) AS INTEGER)"
-           for s in SERVICES},
-    }
-    # Every known customer gets 0/1 flags when the bank exports services.
+    # the flags only: the count of services held is their sum (`service` is a required
+    # enum, so every row is one of SERVICES), which saves a DISTINCT aggregate
+    exprs = {f"holdings_service_{s}_held": f"CAST(coalesce(bool_or({held} AND service = {q(s)}), FALSE) AS INTEGER)"
+             for s in SERVICES}
     return f"""
-SELECT s.customer_id, s.as_of,
-    {select({n: f"coalesce(v.{n}, 0)" for n in names})}
-FROM spine s LEFT JOIN (
-    SELECT customer_id, as_of,
-        {select(exprs)}
-    FROM (SELECT v.*, a.as_of FROM services v JOIN asofs a ON v.start_date < a.as_of)
-    GROUP BY customer_id, as_of
-) v ON v.customer_id = s.customer_id AND v.as_of = s.as_of"""
+SELECT customer_id, as_of,
+    {select(exprs)}
+FROM (SELECT v.*, a.as_of FROM services v JOIN asofs a ON v.start_date < a.as_of)
+GROUP BY customer_id, as_of"""
 
 
 def sql(tables: frozenset[str]) -> str:
@@ -146,10 +137,19 @@ def sql(tables: frozenset[str]) -> str:
     loan_names = [f.name for f in LOAN_FEATURES]
     acct_names = [f.name for f in ACCOUNT_FEATURES]
     svc_names = [f.name for f in SERVICE_FEATURES]
-    cols = ([f"l.{n}" for n in loan_names] + [f"c.{n}" for n in acct_names] + [f"v.{n}" for n in svc_names])
+    cols = [f"l.{n}" for n in loan_names] + [f"c.{n}" for n in acct_names]
+    if "services" in tables:
+        # every known customer gets 0/1 flags when the bank exports services
+        flags = [f"coalesce(v.holdings_service_{s}_held, 0)" for s in SERVICES]
+        cols += [f"({' + '.join(flags)}) AS holdings_services_count"]
+        cols += [f"{e} AS holdings_service_{s}_held" for s, e in zip(SERVICES, flags, strict=True)]
+        services = f"LEFT JOIN ({_services_sql()}) v ON v.customer_id = s.customer_id AND v.as_of = s.as_of"
+    else:
+        cols += [f"NULL AS {n}" for n in svc_names]
+        services = ""
     return f"""
 SELECT s.customer_id, s.as_of, {", ".join(cols)}
 FROM spine s
 LEFT JOIN ({_loans_sql()}) l ON l.customer_id = s.customer_id AND l.as_of = s.as_of
 LEFT JOIN ({_accounts_sql()}) c ON c.customer_id = s.customer_id AND c.as_of = s.as_of
-LEFT JOIN ({_services_sql(tables)}) v ON v.customer_id = s.customer_id AND v.as_of = s.as_of"""
+{services}"""
