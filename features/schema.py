@@ -18,9 +18,11 @@ Shared DuckDB relations a family's SQL may read (created by :mod:`features.build
     the as-of dates, ``m`` the first day of the as-of's month, ``mi`` = year*12+month.
 ``spine(customer_id, as_of, m)``
     customers known at T (``open_date < T``), one row per customer and as-of.
-``txn_month(customer_id, m, mi, <measures>)``
-    transactions aggregated per customer and calendar month, dense (every month from
-    13 months before the first as-of month up to the last as-of month, zeros filled).
+``win(customer_id, as_of, <window columns>)``
+    exactly one row per spine row, holding the window aggregates over whole months
+    that the family's SQL names with ``features.families._sql.win`` (computed by
+    :mod:`features.windows` from the monthly sources of
+    :mod:`features.families.monthly`: transactions and balances per customer × month).
 ``loan_mode(mode VARCHAR)``
     one row: ``'end_date'`` when the bank fills ``loans.end_date``, else ``'term'``.
 """
