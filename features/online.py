@@ -253,6 +253,7 @@ class MatrixQuery:
     def __init__(self, store: ColumnarSqliteOnlineStore, config: RepoConfig,
                  views: Sequence[tuple[FeatureView, Sequence[str]]]) -> None:
         self.store, self.config = store, config
+        self._path = db_path(config)
         sel: list[str] = []
         joins: list[str] = []
         ints: list[int] = []
@@ -276,7 +277,7 @@ class MatrixQuery:
         return "WITH ks(key) AS (VALUES " + ", ".join(["(?)"] * n) + ") " + self._sql.format(keys="ks")
 
     def __call__(self, keys: Sequence[str]) -> np.ndarray:
-        conn = self.store._read_conn(self.config)
+        conn = getattr(self.store._local, "conns", {}).get(self._path) or self.store._read_conn(self.config)
         unique = list(dict.fromkeys(str(k) for k in keys))
         rows: list[tuple] = []
         for i in range(0, len(unique), self.CHUNK):
