@@ -164,6 +164,7 @@ class MonthlySeries:
         self._g = g
         self._raw = {n: tbl.column(n) for n in tbl.column_names if n not in (JOIN_KEY, "mi")}
         self._dense: dict[str, np.ndarray] = {}
+        self._nan: dict[str, bool] = {}  # the dense column has NULLs (NaN)
         self.spine = spine
         self._pos = spine.pos
         self.months = spine.months
@@ -188,6 +189,7 @@ class MonthlySeries:
             x = np.full((self.months, len(self)), self.fill, dtype=np.float64)
             x[self._g, self._ci] = vals
             self._dense[col] = x
+            self._nan[col] = bool(np.isnan(self.fill) or np.isnan(vals).any())
         return self._dense[col]
 
     def drop_dense(self) -> None:
@@ -208,7 +210,7 @@ class MonthlySeries:
         take = [self._rows(x, o) for o in offs]
         shape = take[0].shape
         if w.agg in ("sum", "avg", "stddev_pop"):
-            if w.agg == "sum" and not np.isnan(self.fill) and not any(np.isnan(v).any() for v in take):
+            if w.agg == "sum" and not self._nan[w.col]:
                 out = take[0].copy()
                 for v in take[1:]:
                     out += v
