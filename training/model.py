@@ -71,6 +71,7 @@ class ModelParams(BaseModel):
     folds: int = 4  # latest periods used, one at a time, as the validation period of a fold
     calib_periods: int = 2  # latest periods held out for Platt calibration of the final model
     search: bool = True  # also choose among GRID (else: these settings, rounds only)
+    max_neg_per_pos: float | None = 100.0  # fit_rolling: down-sample negatives beyond this ratio (weighted)
     seed: int = 7
     num_threads: int = 0  # 0 = auto: one thread below AUTO_THREAD_CELLS cells, else two
     deterministic: bool = True
@@ -441,9 +442,16 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
     """
     params = params or ModelParams()
     w_col = weight
-    if params.negative_rate is not None and params.negative_rate < 1:
-        rows = downsample_negatives(rows, label, params.negative_rate, params.seed, weight=weight or WEIGHT_COL)
+    rate = params.negative_rate if params.negative_rate is not None else 1.0
+    pos = int(rows[label].sum())
+    if params.max_neg_per_pos and pos and len(rows) - pos > params.max_neg_per_pos * pos:
+        rate = min(rate, params.max_neg_per_pos * pos / (len(rows) - pos))
+    if rate < 1:
+        n0 = len(rows)
+        rows = downsample_negatives(rows, label, rate, params.seed, weight=weight or WEIGHT_COL)
         w_col = weight or WEIGHT_COL
+        log.info("down-sampled negatives at %.4f (weights 1/rate): %d -> %d rows, %d positives", rate, n0,
+                 len(rows), pos)
     t = rows[time].to_numpy()
     periods = np.unique(t)
     if len(periods) < params.calib_periods + 2:
@@ -498,7 +506,7 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
         model.calibrator = _fit_calibrator(params.calibration, booster.predict(x[cal_mask], raw_score=True),
                                            y[cal_mask].astype(int), None if w is None else w[cal_mask])
     model.info = {
-        "n_train": int(fit_mask.sum()), "n_calibration": int(cal_mask.sum()),
+        "negative_rate": rate, "n_train": int(fit_mask.sum()), "n_calibration": int(cal_mask.sum()),
         "pos_train": int(y[fit_mask].sum()), "pos_calibration": int(y[cal_mask].sum()),
         "folds": len(folds), "pos_folds": int(sum(y[b].sum() for _, b in folds)),
         "best_iteration": rounds, "search": search, "threads": threads,
