@@ -187,7 +187,8 @@ class _View:
         self.ttl = fv.ttl if fv.ttl and fv.ttl > timedelta(0) else None
 
 
-def point_in_time_sql(views: list[_View], entity: str, ts_col: str, ts_types: list[str]) -> str:
+def point_in_time_sql(views: list[_View], entity: str, ts_col: str, ts_types: list[str], exact_first: bool = True,
+                      ) -> str:
     """The one statement: entity rows (relation ``entity`` with ``_ROW``) -> ``_ROW`` + every feature.
 
     Args:
@@ -196,25 +197,43 @@ def point_in_time_sql(views: list[_View], entity: str, ts_col: str, ts_types: li
         ts_col: entity timestamp column (naive TIMESTAMP in UTC: comparing naive timestamps
             is several times cheaper in DuckDB than TIMESTAMPTZ arithmetic).
         ts_types: DuckDB type of each view's timestamp column.
+        exact_first: first join the feature rows whose timestamp equals the entity row's
+            (the latest possible row, always inside the TTL: the usual case when entity
+            rows are as-of dates), fetching their features in the same pass; only the
+            other entity rows go through the range join. A feature table with two rows
+            for one (key, timestamp) then gives extra rows: the caller checks the row count
+            and runs again with ``exact_first=False`` (``arg_max`` picks one row).
     """
     ctes, joins, select = [], [], [f"e.{_q(_ROW)}"]
+    row = _q(_ROW)
     for i, (v, ts_type) in enumerate(zip(views, ts_types, strict=True)):
-        fts = f"k.{_q(v.ts)}" if ts_type.upper() == "TIMESTAMP" else f"CAST(k.{_q(v.ts)} AS TIMESTAMP)"
-        on = [f"k.{_q(fk)} = e.{_q(ek)}" for fk, ek in v.keys] + [f"{fts} <= e.{_q(ts_col)}"]
+        def fts(alias: str, v: _View = v, ts_type: str = ts_type) -> str:
+            col = f"{alias}.{_q(v.ts)}"
+            return col if ts_type.upper() == "TIMESTAMP" else f"CAST({col} AS TIMESTAMP)"
+
+        feats = ", ".join(f"f.{_q(c)} AS {_q(o)}" for c, o in zip(v.features, v.out, strict=True))
+        feats = ", " + feats if feats else ""
+        rest = entity
+        if exact_first:
+            on = [f"f.{_q(fk)} = e.{_q(ek)}" for fk, ek in v.keys] + [f"{fts('f')} = e.{_q(ts_col)}"]
+            ctes.append(f"x{i} AS MATERIALIZED (SELECT e.{row}{feats} FROM {_scan(v.path)} f "
+                        f"JOIN {entity} e ON {' AND '.join(on)})")
+            ctes.append(f"u{i} AS (SELECT * FROM {entity} e ANTI JOIN x{i} ON x{i}.{row} = e.{row})")
+            rest = f"u{i}"
+        on = [f"k.{_q(fk)} = e.{_q(ek)}" for fk, ek in v.keys] + [f"{fts('k')} <= e.{_q(ts_col)}"]
         if v.ttl is not None:
-            on.append(f"{fts} >= e.{_q(ts_col)} - {_interval(v.ttl)}")
+            on.append(f"{fts('k')} >= e.{_q(ts_col)} - {_interval(v.ttl)}")
         key_cols = ", ".join(dict.fromkeys([_q(fk) for fk, _ in v.keys] + [_q(v.ts)]))
         ctes.append(
-            f"m{i} AS (SELECT e.{_q(_ROW)}, arg_max(k.file_row_number, {fts}) AS {_q(_RN)} "
-            f"FROM {entity} e JOIN (SELECT {key_cols}, file_row_number FROM {_scan(v.path, True)}) k "
-            f"ON {' AND '.join(on)} GROUP BY e.{_q(_ROW)})")
-        feats = ", ".join(f"f.{_q(c)} AS {_q(o)}" for c, o in zip(v.features, v.out, strict=True))
-        ctes.append(
-            f"v{i} AS (SELECT m{i}.{_q(_ROW)}{', ' + feats if feats else ''} "
-            f"FROM {_scan(v.path, True)} f JOIN m{i} ON f.file_row_number = m{i}.{_q(_RN)})")
-        joins.append(f"LEFT JOIN v{i} ON v{i}.{_q(_ROW)} = e.{_q(_ROW)}")
+            f"m{i} AS (SELECT e.{row}, arg_max(k.file_row_number, {fts('k')}) AS {_q(_RN)} "
+            f"FROM {rest} e JOIN (SELECT {key_cols}, file_row_number FROM {_scan(v.path, True)}) k "
+            f"ON {' AND '.join(on)} GROUP BY e.{row})")
+        ranged = (f"SELECT m{i}.{row}{feats} FROM {_scan(v.path, True)} f "
+                  f"JOIN m{i} ON f.file_row_number = m{i}.{_q(_RN)}")
+        ctes.append(f"v{i} AS ({ranged}{f' UNION ALL SELECT * FROM x{i}' if exact_first else ''})")
+        joins.append(f"LEFT JOIN v{i} ON v{i}.{row} = e.{row}")
         select += [f"v{i}.{_q(o)}" for o in v.out]
-    return (f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {entity} e {' '.join(joins)}")
+    return f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {entity} e {' '.join(joins)}"
 
 
 class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
@@ -253,8 +272,11 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
                 ent = ent.append_column(_ROW, pa.array(np.arange(len(entity_df), dtype=np.int64)))
                 con.register("__nbp_entity", ent)
                 types = [_ts_type(con, v.path, v.ts) for v in views]
-                sql = point_in_time_sql(views, "__nbp_entity", ts_col, types)
-                got = con.sql(sql).to_arrow_table()
+                got = con.sql(point_in_time_sql(views, "__nbp_entity", ts_col, types)).to_arrow_table()
+                if got.num_rows != len(entity_df):  # a feature table repeats a (key, timestamp)
+                    log.info("point-in-time join: repeated feature rows, joining again without the exact pass")
+                    got = con.sql(point_in_time_sql(views, "__nbp_entity", ts_col, types, exact_first=False)
+                                  ).to_arrow_table()
             finally:
                 con.close()
             if got.num_rows != len(entity_df):
