@@ -184,9 +184,10 @@ def main() -> None:
             sizes[fmt] = sum(p.stat().st_size for p in exp.iterdir()) / 1e9
             variants.append(_Variant(fmt, fmt, [NBP], {}))
             if args.baseline is not None:
-                variants.append(_Variant(f"{fmt}, baseline", fmt,
-                                         [sys.executable, "-c", "from nbp.cli import main; main()"],
-                                         {"PYTHONPATH": str(args.baseline.resolve())}))
+                tree = str(args.baseline.resolve())  # first on sys.path, before the checkout (cwd)
+                variants.append(_Variant(f"{fmt}, baseline", fmt, [
+                    sys.executable, "-c", f"import sys; sys.path.insert(0, {tree!r}); from nbp.cli import main; main()"],
+                    {}))
         for i in range(args.runs):  # interleaved: every variant sees the same spread of machine load
             for v in variants:
                 _run(v, root / f"export-{v.fmt}", root / f"home-{i}")
