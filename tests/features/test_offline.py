@@ -51,6 +51,10 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple:
         "event_timestamp": [T("2024-06-01"), T("2025-02-01"), T("2025-01-01")],
         "s_code": pd.array([7, 8, None], dtype="Int64"),
     })
+    dup = pd.DataFrame({"customer_id": ["a", "a", "b"],  # a repeated (key, timestamp)
+                        "event_timestamp": [T("2025-01-01"), T("2025-01-01"), T("2025-01-01")],
+                        "d_value": [1.0, 2.0, 3.0]})
+    dup.to_parquet(tmp / "dup.parquet", index=False)
     monthly.to_parquet(tmp / "monthly.parquet", index=False)
     static.to_parquet(tmp / "static.parquet", index=False)
     customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
@@ -64,6 +68,9 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple:
                     schema=[Field(name="customer_id", dtype=String), Field(name="s_code", dtype=Int64)],
                     source=FileSource(name="static_src", path=str(tmp / "static.parquet"),
                                       timestamp_field="event_timestamp")),
+        FeatureView(name="dup", entities=[customer], ttl=timedelta(days=10),
+                    schema=[Field(name="customer_id", dtype=String), Field(name="d_value", dtype=Float64)],
+                    source=FileSource(name="dup_src", path=str(tmp / "dup.parquet"), timestamp_field="event_timestamp")),
     ]
     ours = _store(tmp, {"type": TYPE, "threads": 1})
     ours.apply([customer, *views])
@@ -163,3 +170,14 @@ def test_retrieval_keeps_extra_columns_and_row_count(stores: tuple) -> None:
     got = ours.get_historical_features(entity_df=big, features=["monthly:m_count"]).to_df()
     assert len(got) == len(big)
     assert got["label"].tolist() == big["label"].tolist()
+
+
+def test_repeated_feature_rows_give_one_row_per_entity_row(stores: tuple) -> None:
+    ours, _, _ = stores
+    got = ours.get_historical_features(entity_df=ENTITY_UTC.copy(), features=["dup:d_value", "monthly:m_amount"]
+                                       ).to_df()
+    assert got["label"].tolist() == list(range(14))
+    a_rows = got[(got["customer_id"] == "a") & (got["event_timestamp"] >= T("2025-01-01", tz="UTC"))]
+    assert len(a_rows) == 5 and a_rows["d_value"].dropna().isin([1.0, 2.0]).all()
+    assert got.loc[got["label"] == 0, "d_value"].item() in (1.0, 2.0)
+    assert got.loc[got["label"] == 13, "d_value"].item() == 3.0
