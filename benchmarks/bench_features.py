@@ -12,7 +12,17 @@ Without ``--home``, the script simulates the bank (``nbp simulate --customers fu
 --months 24``) and ingests it first (not timed here: see the simulate and ingest
 sections). Writes the ``features`` section of docs/benchmarks.md.
 
-Run: ``.venv/bin/python -m benchmarks.bench_features [--home WS] [--rows 1000000]``
+Each child reports the step's wall time and CPU seconds (user+sys, all threads), the
+1-minute load average before and after it, and its peak RSS. ``--repeat N`` runs each
+step N times and reports medians.
+
+Run: ``.venv/bin/python -m benchmarks.bench_features [--home WS] [--rows 1000000] [--repeat N]``
+
+One or more steps alone, printed and not written to the docs (the workspace must
+already hold the feature tables, and ``historical``/``online`` need a materialised
+store or at least an applied registry)::
+
+    .venv/bin/python -m benchmarks.bench_features --home WS --only materialize historical [--repeat 3]
 """
 
 from __future__ import annotations
@@ -23,18 +33,34 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.report import run_measured, write_section
+from benchmarks.report import median, run_measured, write_section
 
 NBP = str(Path(sys.executable).with_name("nbp"))
 TARGETS = {"build": "≤ 300 s", "materialize": "≤ 120 s", "historical": "≤ 60 s", "online": "-"}
 
 
-def _child(step: str, home: Path, rows: int) -> dict:
-    """Run one step in a child process; return its JSON report plus wall time and peak RSS."""
-    m = run_measured([sys.executable, "-m", "benchmarks.bench_features", "--step", step, "--home", str(home),
-                      "--rows", str(rows)], env={"NBP_HOME": str(home)})
-    report = json.loads([line for line in m.stdout.splitlines() if line.startswith("{")][-1])
-    return {**report, "wall": m.seconds, "rss": m.peak_rss_gb}
+def _child(step: str, home: Path, rows: int, repeat: int = 1) -> dict:
+    """Run one step in a child process (``repeat`` times); return its JSON report plus wall
+    time and peak RSS (medians over the runs; ``runs`` keeps each)."""
+    runs = []
+    for _ in range(repeat):
+        m = run_measured([sys.executable, "-m", "benchmarks.bench_features", "--step", step, "--home", str(home),
+                          "--rows", str(rows)], env={"NBP_HOME": str(home)})
+        report = json.loads([line for line in m.stdout.splitlines() if line.startswith("{")][-1])
+        runs.append({**report, "wall": m.seconds, "rss": m.peak_rss_gb})
+    out = dict(runs[-1])
+    for k, v in runs[0].items():
+        if isinstance(v, float):
+            out[k] = median([r[k] for r in runs])
+    out["runs"] = runs
+    return out
+
+
+def _cpu() -> float:
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def _step(step: str, home: Path, rows: int) -> dict:
@@ -48,22 +74,28 @@ def _step(step: str, home: Path, rows: int) -> dict:
     from nbp.config import load_config
     from nbp.workspace import Workspace
 
+    import os
+
     ws, cfg = Workspace(home), load_config()
-    t0 = time.perf_counter()
+    load = {"load_before": os.getloadavg()[0]}
+    t0, c0 = time.perf_counter(), _cpu()
     if step == "build":
         s = fbuild.build(ws)
-        return {"seconds": time.perf_counter() - t0, "as_of": len(s.as_of), "rows": max(s.rows.values())}
+        return {"seconds": time.perf_counter() - t0, "cpu_s": _cpu() - c0, "as_of": len(s.as_of),
+                "rows": max(s.rows.values()), **load, "load_after": os.getloadavg()[0]}
     from features import store
 
     if step == "materialize":
         store.apply(cfg, ws)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), _cpu()
         when = store.materialize(cfg, ws)
+        t2, c2 = time.perf_counter(), _cpu()
         import duckdb
 
         n = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{fbuild.family_path(ws, 'demo')}') "
                                      f"WHERE event_timestamp = TIMESTAMP '{when}'").fetchone()[0]
-        return {"seconds": time.perf_counter() - t1, "apply_s": t1 - t0, "customers": n}
+        return {"seconds": t2 - t1, "cpu_s": c2 - c1, "apply_s": t1 - t0, "apply_cpu_s": c1 - c0,
+                "process_cpu_s": _cpu(), "customers": n, **load, "load_after": os.getloadavg()[0]}
     import numpy as np
     import pandas as pd
 
@@ -71,9 +103,13 @@ def _step(step: str, home: Path, rows: int) -> dict:
     if step == "historical":
         ent = demo.sample(n=min(rows, len(demo)), random_state=0).reset_index(drop=True)
         store.get_store(cfg, ws)  # import and registry load are not the retrieval
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), _cpu()
         got = store.historical(cfg, ws, ent, next(iter(store.service_names(cfg).values())))
-        return {"seconds": time.perf_counter() - t1, "rows": len(got), "features": got.shape[1] - 2}
+        t2, c2 = time.perf_counter(), _cpu()
+        if len(got) != len(ent):
+            raise SystemExit(f"historical: {len(got)} rows for {len(ent)} entity rows")
+        return {"seconds": t2 - t1, "cpu_s": c2 - c1, "process_cpu_s": _cpu(), "rows": len(got),
+                "features": got.shape[1] - 2, **load, "load_after": os.getloadavg()[0]}
     ids = demo["customer_id"].drop_duplicates().sample(n=300, random_state=0).tolist()
     service = next(iter(store.service_names(cfg).values()))
     store.online(cfg, ws, ids[:1], service)  # warm-up
@@ -83,17 +119,30 @@ def _step(step: str, home: Path, rows: int) -> dict:
         store.online(cfg, ws, [c], service)
         lat.append((time.perf_counter() - t1) * 1000)
     return {"seconds": float(np.sum(lat)) / 1000, "median_ms": float(np.median(lat)),
-            "p99_ms": float(np.percentile(lat, 99))}
+            "p99_ms": float(np.percentile(lat, 99)), **load, "load_after": os.getloadavg()[0]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, help="workspace with an ingested export (default: simulate one)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="entity rows of the historical retrieval")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per step (medians reported)")
+    ap.add_argument("--only", nargs="+", choices=list(TARGETS),
+                    help="run only these steps on --home; print, do not write docs/benchmarks.md")
     ap.add_argument("--step", choices=list(TARGETS), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.step:
         print(json.dumps(_step(a.step, a.home, a.rows)))
+        return
+    if a.only:
+        if a.home is None:
+            ap.error("--only needs --home (a workspace with built feature tables)")
+        for step in a.only:
+            r = _child(step, a.home, a.rows, a.repeat)
+            print(f"{step}: {r['seconds']:.1f} s, {r.get('cpu_s', float('nan')):.1f} CPU-s (step); child wall "
+                  f"{r['wall']:.1f} s, peak RSS {r['rss']:.2f} GB; load {r['load_before']:.1f} -> "
+                  f"{r['load_after']:.1f}; target {TARGETS[step]}")
+            print(json.dumps(r))
         return
     home = a.home
     if home is None:
@@ -101,7 +150,7 @@ def main() -> None:
         home = tmp / "ws"
         run_measured([NBP, "simulate", "--customers", "full", "--months", "24", "--out", str(tmp / "bank")])
         run_measured([NBP, "ingest", str(tmp / "bank" / "export")], env={"NBP_HOME": str(home)})
-    res = {s: _child(s, home, a.rows) for s in TARGETS}
+    res = {s: _child(s, home, a.rows, a.repeat) for s in TARGETS}
     b, m, h, o = res["build"], res["materialize"], res["historical"], res["online"]
     body = f"""## Features
 
@@ -109,15 +158,17 @@ Feature build, Feast materialisation and retrieval on a bank of
 ({m['customers']:,} customers at the latest as-of; {b['as_of']} monthly as-of dates,
 {b['rows']:,} (customer, as-of) rows per family, 137 features in 8 families).
 
-| step | measured | wall (child) | peak RSS | target |
-|---|---|---|---|---|
-| build all monthly feature tables | {b['seconds']:.1f} s | {b['wall']:.1f} s | {b['rss']:.2f} GB | {TARGETS['build']} |
-| materialise latest as-of (SQLite) | {m['seconds']:.1f} s (apply {m['apply_s']:.1f} s) | {m['wall']:.1f} s | {m['rss']:.2f} GB | {TARGETS['materialize']} |
-| historical retrieval, {h['rows']:,} rows × {h['features']} features | {h['seconds']:.1f} s | {h['wall']:.1f} s | {h['rss']:.2f} GB | {TARGETS['historical']} |
-| online read, 1 customer × {h['features']} features | median {o['median_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms | {o['wall']:.1f} s | {o['rss']:.2f} GB | - |
+| step | measured | CPU-s | wall (child) | peak RSS | load avg | target |
+|---|---|---|---|---|---|---|
+| build all monthly feature tables | {b['seconds']:.1f} s | {b['cpu_s']:.0f} | {b['wall']:.1f} s | {b['rss']:.2f} GB | {b['load_before']:.1f} | {TARGETS['build']} |
+| materialise latest as-of (SQLite) | {m['seconds']:.1f} s (apply {m['apply_s']:.1f} s) | {m['cpu_s']:.0f} | {m['wall']:.1f} s | {m['rss']:.2f} GB | {m['load_before']:.1f} | {TARGETS['materialize']} |
+| historical retrieval, {h['rows']:,} rows × {h['features']} features | {h['seconds']:.1f} s | {h['cpu_s']:.0f} | {h['wall']:.1f} s | {h['rss']:.2f} GB | {h['load_before']:.1f} | {TARGETS['historical']} |
+| online read, 1 customer × {h['features']} features | median {o['median_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms | - | {o['wall']:.1f} s | {o['rss']:.2f} GB | {o['load_before']:.1f} | - |
 
-"measured" is the step alone inside the child; "wall" includes starting Python and
-importing Feast (about 4 s). Peak memory budget: 12 GB.
+"measured" is the step alone inside the child (median of {a.repeat} run(s)); "CPU-s" is
+user+sys of that step, all threads; "wall" includes starting Python and importing Feast
+(about 4 s); "load avg" is the 1-minute load average when the step started (2 cores:
+above 2 the step shared the CPUs). Peak memory budget: 12 GB.
 """
     cmd = ".venv/bin/python -m benchmarks.bench_features" + (f" --home {a.home}" if a.home else "")
     write_section("features", body, cmd)

@@ -49,8 +49,12 @@ def _key(cfg: Config, ws: Workspace) -> tuple[str, str, str]:
 def offline_config(ws: Workspace) -> dict:
     """The offline store: :class:`features.offline.ParquetDuckDBOfflineStore` (Feast's DuckDB
     store with a one-statement point-in-time join), DuckDB memory capped like the build."""
+    import os
+
     from features.offline import TYPE
 
+    if os.environ.get("NBP_FEAST_OFFLINE") == "duckdb":  # Feast's stock DuckDB store (baseline, comparisons)
+        return {"type": "duckdb"}
     return {"type": TYPE, "memory_limit": fbuild.DUCKDB_MEMORY_LIMIT,
             "temp_directory": str(ws.feast_dir / ".duckdb_tmp")}
 
