@@ -1,9 +1,10 @@
 """The only caller of Feast: apply, materialise, historical and online retrieval.
 
 The store is built programmatically (``FeatureStore(config=RepoConfig(...))``):
-registry ``$NBP_HOME/feast/registry.db``, offline store DuckDB (Feast's own
-``DuckDBOfflineStore``: its point-in-time join keeps every entity row), online store
-SQLite ``$NBP_HOME/feast/online_store.db`` or Redis (``features.online_store``).
+registry ``$NBP_HOME/feast/registry.db``, offline store
+:class:`features.offline.ParquetDuckDBOfflineStore` (Feast's DuckDB offline store with a
+one-statement point-in-time join over the Parquet tables; it keeps every entity row), online
+store SQLite ``$NBP_HOME/feast/online_store.db`` or Redis (``features.online_store``).
 
 Values come back as float64 from both :func:`historical` and :func:`online`
 (NaN = unknown; categorical codes are whole numbers), so training and serving see
