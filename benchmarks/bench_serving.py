@@ -2,7 +2,8 @@
 
 Uses a trained workspace (``--home``; default: build one in a temporary folder
 with the CLI chain ``nbp simulate → ingest → features → train → score``), starts
-``nbp serve`` on 127.0.0.1, then:
+``nbp serve`` on 127.0.0.1, waits until its start-up work is done (the server's
+processes idle), then:
 
 1. ``/hints`` for random customers, **open loop**: request *i* is due at
    ``t0 + i / rate`` and is written at that moment on an idle keep-alive
@@ -21,6 +22,10 @@ with the CLI chain ``nbp simulate → ingest → features → train → score``)
 4. After the server stopped: the in-process cost of ``Recommender.hints`` and of
    the online read (the columnar SQLite path and, for comparison, Feast's
    ``get_online_features``), per call, wall and CPU.
+
+With ``--baseline DIR`` (an older checkout, e.g. ``git archive <commit> | tar -x -C
+DIR``) the HTTP phases and the in-process ``Recommender.hints`` run first against
+that code (``PYTHONPATH=DIR``), on the same workspace, and both are reported.
 
 Bounded: at most ``rate × seconds`` requests (capped at 12,000), loopback only,
 10 s timeout per request; the server gets SIGTERM at the end. Writes the
@@ -328,6 +333,81 @@ def in_process(home: Path, ids: list[str], n: int) -> dict[str, tuple[np.ndarray
     }
 
 
+def settle(pids: list[int], limit_s: float = 90.0) -> float:
+    """Wait until the server's processes use under 10 % of a core (start-up work such as
+    warming the reasons cache is done); returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        c0 = cpu_seconds(pids)
+        time.sleep(1.0)
+        if cpu_seconds(pids) - c0 < 0.1:
+            break
+    return time.perf_counter() - t0
+
+
+def measure_server(env: dict[str, str], token: str, ids: list[str], branch: str, args: argparse.Namespace,
+                   seconds: float) -> dict:
+    """Start ``nbp serve`` with ``env``, run the HTTP phases (module docstring), stop it."""
+    port = _free_port()
+    proc, ready_s = start_server(env, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        settle(_tree(proc.pid))
+        load_hints(port, token, ids, rate=50, seconds=4, max_conns=args.connections)  # warm-up, not reported
+        targets = time_targets(url, token, branch, args.targets_repeats)
+        refused = sequential(port, "wrong-" + token, ids, args.sequential, expect=401)
+        seq = sequential(port, token, ids, args.sequential, expect=200)
+        time.sleep(2)
+        load_before = os.getloadavg()
+        pids = _tree(proc.pid)
+        cpu0 = cpu_seconds(pids)
+        res = load_hints(port, token, ids, args.rate, seconds, args.connections)
+        server_cpu_ms = (cpu_seconds(pids) - cpu0) / res["n"] * 1e3
+        load_after = os.getloadavg()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {"ready_s": ready_s, "targets": targets, "refused": refused, "seq": seq, "res": res,
+            "server_cpu_ms": server_cpu_ms, "load_before": load_before, "load_after": load_after}
+
+
+_ELSEWHERE = """
+import json, sys, time
+import numpy as np
+from pathlib import Path
+from nbp import telemetry
+from nbp.config import load_config
+from nbp.workspace import Workspace
+from serving.engine import Recommender
+telemetry.disable()
+rec = Recommender.load(load_config(), Workspace(Path(sys.argv[1])))
+ids = json.loads(sys.argv[2])
+for c in ids[:30]:
+    rec.hints(c)
+w = []
+c0 = time.process_time()
+for c in ids:
+    t = time.perf_counter()
+    rec.hints(c)
+    w.append((time.perf_counter() - t) * 1e3)
+print(json.dumps({"wall": w, "cpu": (time.process_time() - c0) / len(ids) * 1e3}))
+"""
+
+
+def in_process_elsewhere(code: Path, home: Path, ids: list[str], n: int) -> tuple[np.ndarray, float]:
+    """``Recommender.hints`` per call (wall ms, CPU ms) with the code in another folder, in a child process."""
+    rng = np.random.default_rng(13)
+    picks = [ids[i] for i in rng.integers(0, len(ids), n)]
+    env = {**os.environ, "PYTHONPATH": str(code.resolve()), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", _ELSEWHERE, str(home), json.dumps(picks)], env=env, check=True,
+                         capture_output=True, text=True, cwd=str(code)).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    return np.array(got["wall"]), float(got["cpu"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=None, help="trained workspace (default: build one)")
@@ -338,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=64, help="most client connections open at once")
     ap.add_argument("--targets-repeats", type=int, default=20)
     ap.add_argument("--sequential", type=int, default=500, help="/hints requests sent one at a time")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="folder with an older checkout (e.g. `git archive <commit> | tar -x -C DIR`): "
+                         "run the same HTTP phases against it first and report both")
+    ap.add_argument("--baseline-seconds", type=float, default=None,
+                    help="length of the baseline's open-loop run (default --seconds; a slow baseline queues)")
     args = ap.parse_args(argv)
 
     token = secrets.token_urlsafe(24)
@@ -357,27 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     ids = customers["customer_id"].astype(str).tolist()
     branch = str(customers["branch_id"].value_counts().index[0])
 
-    port = _free_port()
-    proc, ready_s = start_server(env, port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        load_hints(port, token, ids, rate=50, seconds=4, max_conns=args.connections)  # warm-up, not reported
-        targets = time_targets(url, token, branch, args.targets_repeats)
-        refused = sequential(port, "wrong-" + token, ids, args.sequential, expect=401)
-        seq = sequential(port, token, ids, args.sequential, expect=200)
-        time.sleep(2)
-        load_before = os.getloadavg()
-        pids = _tree(proc.pid)
-        cpu0 = cpu_seconds(pids)
-        res = load_hints(port, token, ids, args.rate, args.seconds, args.connections)
-        server_cpu_ms = (cpu_seconds(pids) - cpu0) / res["n"] * 1e3
-        load_after = os.getloadavg()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    base = None
+    if args.baseline is not None:  # the same phases against the code in another folder, first
+        base = measure_server({**env, "PYTHONPATH": str(args.baseline.resolve())}, token, ids, branch, args,
+                              args.baseline_seconds or args.seconds)
+        base["inproc"] = in_process_elsewhere(args.baseline, home, ids, 300)
+    m = measure_server(env, token, ids, branch, args, args.seconds)
+    ready_s, targets, refused, seq, res = m["ready_s"], m["targets"], m["refused"], m["seq"], m["res"]
+    server_cpu_ms, load_before, load_after = m["server_cpu_ms"], m["load_before"], m["load_after"]
     inproc = in_process(home, ids, 1000)
     if tmp is not None:
         tmp.cleanup()
@@ -425,6 +497,31 @@ def main(argv: list[str] | None = None) -> int:
         *[f"| {name} | {len(w)} | {_pct(w, 50):.3f} | {_pct(w, 99):.3f} | {cpu:.3f} |"
           for name, (w, cpu) in inproc.items()],
     ]
+    if base is not None:
+        bd, bs, br, bt = base["res"]["due"], base["seq"], base["refused"], base["targets"][1:] or base["targets"]
+        bw, bcpu = base["inproc"]
+        lines += [
+            "",
+            f"Baseline, the same phases against the code in `{args.baseline.name}` (run just before, load average "
+            f"{base['load_before'][0]:.1f} before its 100/s run and {base['load_after'][0]:.1f} after):",
+            "",
+            "| what | baseline p50 ms | baseline p99 ms | now p50 ms | now p99 ms |",
+            "|---|---:|---:|---:|---:|",
+            f"| /hints {args.rate:.0f}/s open loop, from due time ({base['res']['n']:,} requests and "
+            f"{base['res']['errors']} errors then, {res['n']:,} and "
+            f"{res['errors']} now) | {_pct(bd, 50):.1f} | {_pct(bd, 99):.1f} | {_pct(due, 50):.1f} | {_pct(due, 99):.1f} |",
+            f"| /hints one at a time | {_pct(bs, 50):.1f} | {_pct(bs, 99):.1f} | {_pct(seq, 50):.1f} | {_pct(seq, 99):.1f} |",
+            f"| /hints refused (401) | {_pct(br, 50):.1f} | {_pct(br, 99):.1f} | {_pct(refused, 50):.1f} | "
+            f"{_pct(refused, 99):.1f} |",
+            f"| /targets top {TARGETS_TOP}, later calls | {_pct(np.array(bt), 50):.0f} | {_pct(np.array(bt), 99):.0f} | "
+            f"{_pct(tg_rest, 50):.0f} | {_pct(tg_rest, 99):.0f} |",
+            f"| Recommender.hints in process ({len(bw)} calls) | {_pct(bw, 50):.2f} | {_pct(bw, 99):.2f} | "
+            f"{_pct(inproc['Recommender.hints'][0], 50):.2f} | {_pct(inproc['Recommender.hints'][0], 99):.2f} |",
+            "",
+            f"CPU per /hints request: server {base['server_cpu_ms']:.2f} ms then, {server_cpu_ms:.2f} ms now; "
+            f"Recommender.hints in process {bcpu:.2f} ms then, {inproc['Recommender.hints'][1]:.2f} ms now. "
+            f"The baseline answered at most {base['res']['n'] / base['res']['wall_s']:.1f} requests/s.",
+        ]
     cmd = "python -m benchmarks.bench_serving " + " ".join(argv if argv is not None else sys.argv[1:])
     write_section("serving", "\n".join(lines), cmd.strip())
     return 0
