@@ -490,3 +490,29 @@ def test_transcode_ascii_passthrough_and_split_characters(tmp_path: Path, monkey
         assert ingest_lines.transcode_to_utf8(src, dst, "gbk") == dst
         assert dst.read_bytes().decode("utf-8") == text, cut
         monkeypatch.setattr(Path, "open", real_read)
+
+
+def test_ok_expr_agrees_with_break_expr() -> None:
+    """The cheap all-fine test is true exactly where no rule is named, for every required column."""
+    import duckdb
+
+    from bankexport import ingest_sql as q
+
+    con = duckdb.connect()
+    samples = ["", "x", "0", "-1", "1", "1.5", "1.234", "13", "2024-01-01", "2024-01-01 10:00:00",
+               "2024-01-01T10:00:00", "2024-13", "2024-01", "C", "individual", "consumer", "atm "]
+    checked = 0
+    for t in TABLES.values():
+        for c in t.columns:
+            if not c.required:
+                continue
+            vals = samples + list(c.enum)
+            v, p = q.ident("v_" + c.name), q.ident("p_" + c.name)
+            rows = con.execute(
+                f"SELECT {v}, ({q.ok_expr(c)}) AS ok, ({q.break_expr(c)}) AS brk FROM ("
+                f"SELECT {v}, {q.parse_expr(c, v)} AS {p} FROM ("
+                f"SELECT NULLIF(unnest(?::VARCHAR[]), '') AS {v}))", [vals]).fetchall()
+            for val, ok, brk in rows:
+                assert bool(ok) == (brk is None), (t.name, c.name, val, ok, brk)
+                checked += 1
+    assert checked > 100
