@@ -43,8 +43,10 @@ DATA_DIR = CHECKOUT.parent / "shared" / "datasets" / "bank_marketing"
 DEFAULT_DATA = DATA_DIR / "bank-additional-full.csv.gz"
 LABEL = "label"
 ORDER = "row"  # position in the file = date order
-PERIOD = "period"  # block of the recipe's rows (in their given order): the recipe's time unit
-BLOCKS = 10  # the recipe's rows are cut into this many equal blocks (periods)
+PERIOD = "period"  # the recipe's time unit: calendar month (time split) or random block (CV)
+MONTH_INDEX = "month_index"  # months since May 2008, rebuilt from `month` in date order
+BLOCKS = 10  # under CV the recipe's rows are cut into this many equal random blocks
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 LEAK = "duration"  # known only after the call
 PDAYS_NEVER = 999  # bank-additional's sentinel for "never contacted before"
 MACRO = ["emp.var.rate", "cons.price.idx", "cons.conf.idx", "euribor3m", "nr.employed"]
@@ -89,7 +91,21 @@ def prepare(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     features = list(df.columns)
     df[LABEL] = (raw["y"] == "yes").astype(int).to_numpy()
     df[ORDER] = np.arange(len(df))
+    df[MONTH_INDEX] = month_index(raw)
     return df, features
+
+
+def month_index(raw: pd.DataFrame) -> np.ndarray:
+    """Calendar month of each row as a running index (0 = the first row's month).
+
+    The file has ``month`` but no year; its rows are in date order, so the year turns
+    wherever the month number goes down (May 2008 ... Dec 2008, Mar 2009 ...).
+    """
+    if "month" not in raw.columns:
+        return np.zeros(len(raw), dtype=int)
+    m = raw["month"].astype(str).str.lower().map({k: i for i, k in enumerate(MONTHS)}).fillna(0).to_numpy(int)
+    year = np.concatenate([[0], np.cumsum(np.diff(m) < 0)])
+    return year * 12 + m - m[0]
 
 
 def raw_features(raw: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +154,10 @@ def predict_recipe(df: pd.DataFrame, features: list[str], split: Split, params: 
     the blocks are periods of time; under CV they are random slices.
     """
     idx = np.concatenate([split.train, split.valid])
-    rows = df.iloc[idx].assign(**{PERIOD: np.arange(len(idx)) * BLOCKS // len(idx)})
+    if split.name == "time":  # calendar months, as the product pipeline's as-of months
+        rows = df.iloc[idx].assign(**{PERIOD: df[MONTH_INDEX].to_numpy()[idx]})
+    else:  # shuffled rows: equal random blocks
+        rows = df.iloc[idx].assign(**{PERIOD: np.arange(len(idx)) * BLOCKS // len(idx)})
     model = fit_rolling(rows, features, LABEL, PERIOD, params)
     log.info("bank marketing %s: %s", split.name, model.info["search"])
     return model.predict_proba(df.iloc[split.test])

@@ -391,10 +391,17 @@ def _threads(params: ModelParams, cells: int) -> int:
     return 1 if cells < AUTO_THREAD_CELLS else 2
 
 
-def rolling_folds(times: np.ndarray, folds: int, embargo: Any = None
+MIN_FOLD_CLASS = 10
+"""A period validates a fold only with at least this many positives and negatives: the AUC
+of fewer is noise (a calendar month with ten contacts would weigh as much as one with
+thousands in the mean fold AUC)."""
+
+
+def rolling_folds(times: np.ndarray, folds: int, embargo: Any = None, y: np.ndarray | None = None
                   ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Time-ordered folds: each of the latest ``folds`` periods validates a model trained
-    on every period ``t`` with ``t + embargo < v``.
+    on every period ``t`` with ``t + embargo < v``. With labels ``y``, only periods with
+    :data:`MIN_FOLD_CLASS` rows of each class (and training rows of both classes) count.
 
     The embargo (the label horizon, for as-of dates) keeps a training label window from
     overlapping the validation period: without it a loan granted in the validation
@@ -402,16 +409,22 @@ def rolling_folds(times: np.ndarray, folds: int, embargo: Any = None
     nearly the same features, and validation rewards memorising those customers.
 
     Returns:
-        ``(train_idx, valid_idx)`` positional index pairs, earliest fold first; folds
-        without training rows are left out.
+        ``(train_idx, valid_idx)`` positional index pairs, earliest fold first.
     """
-    periods = np.unique(times)
-    out = []
-    for v in periods[-folds:]:
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for v in np.unique(times)[::-1]:
+        if len(out) == folds:
+            break
         tr = np.flatnonzero(times + embargo < v) if embargo is not None else np.flatnonzero(times < v)
-        if len(tr):
-            out.append((tr, np.flatnonzero(times == v)))
-    return out
+        va = np.flatnonzero(times == v)
+        if not len(tr):
+            break
+        if y is not None:
+            pos = int(y[va].sum())
+            if min(pos, len(va) - pos) < MIN_FOLD_CLASS or len(np.unique(y[tr])) < 2:
+                continue
+        out.append((tr, va))
+    return out[::-1]
 
 
 def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
@@ -471,8 +484,7 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
     x = encode(rows, features, categories)
     names = [f"f{i}" for i in range(len(features))]
     threads = _threads(params, int(fit_mask.sum()) * len(features))
-    folds = [(a, b) for a, b in rolling_folds(t, params.folds, embargo)
-             if len(np.unique(y[a])) == 2 and len(np.unique(y[b])) == 2]
+    folds = rolling_folds(t, params.folds, embargo, y)
     candidates = [params.model_copy(update=g) for g in (GRID if params.search else ({},))]
     search: list[dict[str, Any]] = []
     best_p, best_rounds = params, None

@@ -8,7 +8,7 @@ import pytest
 from training_synth import FEATURES, uptake_frame
 
 from training import evaluate as ev
-from training.model import GRID, ModelParams, PlattCalibrator, fit_rolling, rolling_folds
+from training.model import GRID, MIN_FOLD_CLASS, ModelParams, PlattCalibrator, fit_rolling, rolling_folds
 
 FAST = ModelParams(learning_rate=0.1, max_rounds=300, early_stopping_rounds=30, min_child_samples=50)
 
@@ -34,6 +34,16 @@ def test_rolling_folds_train_only_on_periods_whose_labels_closed_before_the_vali
     # without an embargo every earlier period trains
     plain = rolling_folds(t, 3)
     assert (t[plain[-1][0]] < t[plain[-1][1]][0]).all() and len(plain[-1][0]) == 27
+
+
+def test_rolling_folds_skip_periods_with_too_few_of_a_class() -> None:
+    t = np.repeat(np.arange(8), 100)
+    y = np.zeros(len(t))
+    y[t != 6] = (np.arange(int((t != 6).sum())) % 5 == 0)  # 20 positives a period...
+    y[np.flatnonzero(t == 6)[:MIN_FOLD_CLASS - 1]] = 1  # ...but period 6 has too few
+    folds = rolling_folds(t, 3, None, y)
+    assert [int(t[va][0]) for _, va in folds] == [4, 5, 7]
+    assert [int(t[va][0]) for _, va in rolling_folds(t, 3)] == [5, 6, 7]  # without labels: the latest
 
 
 @pytest.fixture(scope="module")
