@@ -145,6 +145,16 @@ def cv_splits(y: np.ndarray, folds: int = 5, seed: int = 7, valid_share: float =
         yield Split(f"cv{i}", np.sort(tr[k:]), tr[:k], te)
 
 
+def recipe_rows(df: pd.DataFrame, split: Split, seed: int = 7) -> pd.DataFrame:
+    """The split's train + valid rows with the recipe's ``period``: the calendar month under
+    the time split (as the product pipeline's as-of months), equal random blocks under CV."""
+    idx = np.concatenate([split.train, split.valid])
+    if split.name == "time":
+        return df.iloc[idx].assign(**{PERIOD: df[MONTH_INDEX].to_numpy()[idx]})
+    idx = np.random.default_rng(seed).permutation(idx)  # split.train is sorted: shuffle first
+    return df.iloc[idx].assign(**{PERIOD: np.arange(len(idx)) * BLOCKS // len(idx)})
+
+
 def predict_recipe(df: pd.DataFrame, features: list[str], split: Split, params: ModelParams) -> np.ndarray:
     """Probabilities of the test rows from our recipe (:func:`training.model.fit_rolling`).
 
@@ -153,12 +163,7 @@ def predict_recipe(df: pd.DataFrame, features: list[str], split: Split, params: 
     calibration (the last blocks) all stay inside them. In date order (time split)
     the blocks are periods of time; under CV they are random slices.
     """
-    idx = np.concatenate([split.train, split.valid])
-    if split.name == "time":  # calendar months, as the product pipeline's as-of months
-        rows = df.iloc[idx].assign(**{PERIOD: df[MONTH_INDEX].to_numpy()[idx]})
-    else:  # shuffled rows: equal random blocks
-        rows = df.iloc[idx].assign(**{PERIOD: np.arange(len(idx)) * BLOCKS // len(idx)})
-    model = fit_rolling(rows, features, LABEL, PERIOD, params)
+    model = fit_rolling(recipe_rows(df, split, params.seed), features, LABEL, PERIOD, params)
     log.info("bank marketing %s: %s", split.name, model.info["search"])
     return model.predict_proba(df.iloc[split.test])
 

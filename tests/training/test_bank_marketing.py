@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from nbp.errors import NbpError
@@ -46,6 +47,20 @@ def test_prepare_drops_duration_and_marks_never_contacted() -> None:
     assert df["pdays"].max() < bm.PDAYS_NEVER
     assert (df["never_contacted"] == 1).sum() == df["pdays"].isna().sum() > 0
     assert df[bm.LABEL].sum() == 451  # README: y=yes count of the sample
+
+
+def test_recipe_periods_are_months_in_time_and_random_blocks_under_cv() -> None:
+    n = 2_000
+    df = pd.DataFrame({bm.ORDER: np.arange(n), bm.MONTH_INDEX: np.arange(n) // 100, bm.LABEL: np.arange(n) % 2})
+    t = bm.recipe_rows(df, bm.time_split(n))
+    assert (t[bm.PERIOD] == t[bm.MONTH_INDEX]).all() and t[bm.ORDER].max() < 1_600
+    s = next(bm.cv_splits(df[bm.LABEL].to_numpy(), folds=5, seed=1))
+    c = bm.recipe_rows(df, s, seed=1)
+    assert sorted(c[bm.PERIOD].unique()) == list(range(bm.BLOCKS))
+    assert c.groupby(bm.PERIOD).size().max() - c.groupby(bm.PERIOD).size().min() <= 1
+    # random blocks: every block spans the whole date range, none is a slice of time
+    spans = c.groupby(bm.PERIOD)[bm.ORDER].agg(["min", "max"])
+    assert (spans["min"] < 200).all() and (spans["max"] > 1_800).all()
 
 
 @needs_data
