@@ -118,3 +118,35 @@ def test_loan_mode_term_ends_loans_by_their_term(tiny_ws: Workspace) -> None:
     build(tiny_ws, [date(2025, 2, 1)], loan_mode="end_date")
     hold = pd.read_parquet(family_path(tiny_ws, "holdings")).set_index(JOIN_KEY)
     assert hold.loc["c2", "holdings_loans_active_business_flow_count"] == 1
+
+
+def test_a_spine_rows_family_with_extra_rows_is_refused(tiny_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # demo says SPINE_ROWS (one row per customer and as-of); a SQL that breaks it must not be written
+    from features.families import demo
+
+    assert demo.SPINE_ROWS
+    sql = demo.sql
+    monkeypatch.setattr(demo, "sql", lambda tables: f"{sql(tables)}\nUNION ALL\n{sql(tables)}")
+    with pytest.raises(FeatureStoreError, match="SPINE_ROWS"):
+        build(tiny_ws, [date(2025, 6, 1)], families=["demo"])
+    assert not family_path(tiny_ws, "demo").exists()
+
+
+def test_a_window_over_an_unknown_monthly_column_is_a_clear_error(tiny_ws: Workspace,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from features.families import _sql, income
+
+    monkeypatch.setattr(income, "sql", lambda tables: _sql.monthly(
+        {f.name: _sql.win("sum", "no_such_amt", 3) for f in income.FEATURES}))
+    with pytest.raises(FeatureStoreError, match="no_such_amt"):
+        build(tiny_ws, [date(2025, 6, 1)], families=["income"])
+
+
+def test_customers_without_transactions_get_zero_counts_and_null_ratios(tiny_ws: Workspace) -> None:
+    # c4 has no transactions at all: the window relation still has its rows (all-zero months)
+    build(tiny_ws, [date(2025, 6, 1)])
+    inc = pd.read_parquet(family_path(tiny_ws, "income")).set_index(JOIN_KEY)
+    spend = pd.read_parquet(family_path(tiny_ws, "spend")).set_index(JOIN_KEY)
+    assert inc.loc["c4", "income_payroll_months_12m"] == 0 and inc.loc["c4", "income_payroll_streak_months"] == 0
+    assert pd.isna(inc.loc["c4", "income_payroll_months_since_last"])
+    assert spend.loc["c4", "spend_purchase_amount_3m"] == 0 and pd.isna(spend.loc["c4", "spend_cash_share_3m"])
