@@ -15,9 +15,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return build_workspace(tmp_path_factory.mktemp("serving") / "home")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(built: Built) -> Iterator[Any]:
-    """A TestClient over the service's ASGI app (no server), started on the built workspace."""
+    """A TestClient over the service's ASGI app (no server), started on the built workspace.
+
+    One per session: BentoML's app registers Prometheus metrics in a process-wide
+    registry, so a second start in the same process fails.
+    """
     from starlette.testclient import TestClient
 
     from serving.service import NbpService
