@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,9 @@ from bankexport.spec import TABLES
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
 from nbp.workspace import Workspace
-from tests.bankexport.conftest import base_tables, write_csv, write_export
+# `.venv/bin/pytest` puts only this folder on sys.path (no __init__.py); `python -m pytest` the checkout too
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.bankexport.conftest import base_tables, write_csv, write_export  # noqa: E402
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
