@@ -154,7 +154,7 @@ def main() -> None:
     b, m, h, o = res["build"], res["materialize"], res["historical"], res["online"]
     body = f"""## Features
 
-Feature build, Feast materialisation and retrieval on a bank of
+Feature build, Feast materialisation and retrieval on the ingested workspace `--home`
 ({m['customers']:,} customers at the latest as-of; {b['as_of']} monthly as-of dates,
 {b['rows']:,} (customer, as-of) rows per family, 137 features in 8 families).
 
