@@ -12,9 +12,9 @@ protocols disagree):
 - ``cv``: 5-fold stratified cross-validation, shuffled with a fixed seed.
 
 Our recipe (:func:`training.model.fit_rolling`) gets the training rows cut into
-:data:`BLOCKS` equal blocks (periods of time under the time split, random slices under
-CV): settings and rounds from rolling folds over the blocks, the booster refit on all
-but the last two, Platt calibration on those two.
+periods (calendar months under the time split, :data:`BLOCKS` equal random blocks under
+CV): settings and rounds from rolling folds over the latest periods, Platt calibration on
+those folds' out-of-time scores, the booster refit on every training row.
 
 Models: our recipe (the same code path as the product
 pipeline), ``lightgbm.LGBMClassifier()`` with its defaults on every training row (no
@@ -158,10 +158,10 @@ def recipe_rows(df: pd.DataFrame, split: Split, seed: int = 7) -> pd.DataFrame:
 def predict_recipe(df: pd.DataFrame, features: list[str], split: Split, params: ModelParams) -> np.ndarray:
     """Probabilities of the test rows from our recipe (:func:`training.model.fit_rolling`).
 
-    The recipe gets the split's train + valid rows in that order, cut into
-    :data:`BLOCKS` equal blocks as periods: its rolling folds, final fit and Platt
-    calibration (the last blocks) all stay inside them. In date order (time split)
-    the blocks are periods of time; under CV they are random slices.
+    The recipe gets the split's train + valid rows with a period column (calendar
+    months under the time split, :data:`BLOCKS` equal random blocks under CV): its
+    rolling folds, Platt calibration (on the folds' scores) and final fit all stay
+    inside them.
     """
     model = fit_rolling(recipe_rows(df, split, params.seed), features, LABEL, PERIOD, params)
     log.info("bank marketing %s: %s", split.name, model.info["search"])

@@ -69,7 +69,8 @@ class ModelParams(BaseModel):
     refit: bool = False  # after early stopping, retrain on train + early-stopping rows
     # rolling-fold recipe (fit_rolling): settings and rounds chosen on time-ordered folds
     folds: int = 4  # latest periods used, one at a time, as the validation period of a fold
-    calib_periods: int = 2  # latest periods held out for Platt calibration of the final model
+    calib_periods: int = 2  # calibrate_on="holdout": latest periods held out for Platt calibration
+    calibrate_on: Literal["folds", "holdout"] = "folds"  # fit_rolling: where Platt is fitted (see there)
     search: bool = True  # also choose among GRID (else: these settings, rounds only)
     max_neg_per_pos: float | None = 100.0  # fit_rolling: down-sample negatives beyond this ratio (weighted)
     seed: int = 7
@@ -143,6 +144,51 @@ def _fit_calibrator(kind: str, raw: np.ndarray, y: np.ndarray,
     lr = LogisticRegression(C=1e4, max_iter=1000)
     lr.fit(raw.reshape(-1, 1), y, sample_weight=w)
     return PlattCalibrator(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+
+
+def _fit_platt_cross(raw: np.ndarray, y: np.ndarray, w: np.ndarray | None, group: np.ndarray,
+                     centre: np.ndarray, final_centre: float) -> PlattCalibrator:
+    """Platt on out-of-time fold scores, for the final booster.
+
+    ``raw`` are the fold boosters' scores of their validation periods (``group``), and
+    ``centre`` each score's booster's mean raw score on its own training rows (its
+    level); ``final_centre`` is the final booster's. The boosters differ in level (each
+    learnt from other months) and the fold periods in uptake rate, so:
+
+    - the slope is fitted with one intercept per fold period: within-period ranking
+      only. On pooled scores it would mix the differences between periods with the
+      ranking, and can even come out negative (turning the ranking upside down);
+    - the intercept is fitted over every fold row on the scores measured from their
+      booster's level, ``raw - centre``, with that slope fixed: how far the validation
+      months lie from the level their booster learnt. Applied as
+      ``sigmoid(a * (raw - final_centre) + b)``, the slope never rescales a booster's
+      level, only the spread around it.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y = y.astype(int)
+    w = np.ones(len(y)) if w is None else w
+    if len(np.unique(y)) < 2:
+        log.warning("calibration rows hold one class only (%d rows): raw sigmoid kept", len(y))
+        return PlattCalibrator()
+    levels, gi = np.unique(group, return_inverse=True)
+    design = np.column_stack([raw, np.eye(len(levels))[gi]])
+    lr = LogisticRegression(C=1e4, max_iter=1000, fit_intercept=False)
+    lr.fit(design, y, sample_weight=w)
+    a = float(lr.coef_[0, 0])
+    if a <= 0:
+        log.warning("fold scores do not rank within their periods (Platt slope %.3f): slope 1 kept", a)
+        a = 1.0
+    z = a * (raw - centre)
+    rate = float(np.average(y, weights=w))
+    b = float(np.log(rate / (1 - rate))) - float(np.average(z, weights=w))
+    for _ in range(50):  # Newton steps on the intercept alone
+        p = _sigmoid(z + b)
+        step = float(np.sum(w * (y - p)) / max(np.sum(w * p * (1 - p)), 1e-12))
+        b += step
+        if abs(step) < 1e-10:
+            break
+    return PlattCalibrator(a, b - a * final_centre)
 
 
 # ---------------------------------------------------------------- the model
@@ -432,16 +478,22 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
                 embargo: Any = None) -> FittedModel:
     """Choose settings and rounds on rolling time-ordered folds, refit, calibrate (Platt).
 
-    1. The latest ``params.calib_periods`` periods of ``rows[time]`` are held out for
-       calibration; the final booster learns from the periods ``t`` with
-       ``t + embargo`` before the first of them.
-    2. Each candidate setting (:data:`GRID` over ``params``, or ``params`` alone when
+    1. Each candidate setting (:data:`GRID` over ``params``, or ``params`` alone when
        ``params.search`` is off) is cross-validated on :func:`rolling_folds` (the latest
        ``params.folds`` periods, each against the periods before it minus the embargo),
        early-stopped on the mean fold AUC. Every positive of those periods votes, not
        one month's.
-    3. The setting with the best mean fold AUC is refit on the final periods with its
-       round count, and Platt-calibrated on the held-out periods.
+    2. ``params.calibrate_on == "folds"`` (default, cross-fitted): the chosen setting's
+       fold boosters, at the chosen round count, score their own validation periods;
+       Platt is fitted on these out-of-time scores, and the final booster is refit with
+       the same setting and the same round count on every period of ``rows``.
+       ``"holdout"`` (the earlier recipe): the latest ``params.calib_periods`` periods
+       are held out, the final booster learns from the periods ``t`` with
+       ``t + embargo`` before the first of them, and Platt is fitted on its scores of
+       the held-out periods. Without a usable fold, ``"holdout"`` is used.
+    3. Rounds are not rescaled for the larger refit: the calibrator was fitted on
+       boosters of exactly that many rounds, and more rounds would widen the final
+       booster's scores beyond what it saw.
 
     Args:
         rows: labelled rows of every period: ``features``, ``label``, ``time``,
@@ -467,15 +519,24 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
                  len(rows), pos)
     t = rows[time].to_numpy()
     periods = np.unique(t)
-    if len(periods) < params.calib_periods + 2:
-        raise ValueError(f"{len(periods)} periods: need at least {params.calib_periods + 2}")
-    calib_start = periods[-params.calib_periods] if params.calib_periods else None
-    if calib_start is None:
-        fit_mask = np.ones(len(rows), dtype=bool)
-    else:
-        fit_mask = (t + embargo < calib_start) if embargo is not None else (t < calib_start)
-    cal_mask = t >= calib_start if calib_start is not None else np.zeros(len(rows), dtype=bool)
     y = rows[label].to_numpy(dtype=float)
+    folds = rolling_folds(t, params.folds, embargo, y)
+    cross_fit = params.calibrate_on == "folds" and bool(folds)
+    if params.calibrate_on == "folds" and not folds:
+        log.warning("no usable time-ordered fold (%d periods): calibration on held-out periods instead",
+                    len(periods))
+    if cross_fit:
+        fit_mask = np.ones(len(rows), dtype=bool)
+        cal_mask = np.zeros(len(rows), dtype=bool)
+    else:
+        if len(periods) < params.calib_periods + 2:
+            raise ValueError(f"{len(periods)} periods: need at least {params.calib_periods + 2}")
+        calib_start = periods[-params.calib_periods] if params.calib_periods else None
+        if calib_start is None:
+            fit_mask = np.ones(len(rows), dtype=bool)
+        else:
+            fit_mask = (t + embargo < calib_start) if embargo is not None else (t < calib_start)
+        cal_mask = t >= calib_start if calib_start is not None else np.zeros(len(rows), dtype=bool)
     if len(np.unique(y[fit_mask])) < 2:
         raise ValueError(f"training rows hold one class only ({int(fit_mask.sum())} rows, label '{label}')")
     w = rows[w_col].to_numpy(dtype=float) if w_col and w_col in rows.columns else None
@@ -484,10 +545,9 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
     x = encode(rows, features, categories)
     names = [f"f{i}" for i in range(len(features))]
     threads = _threads(params, int(fit_mask.sum()) * len(features))
-    folds = rolling_folds(t, params.folds, embargo, y)
     candidates = [params.model_copy(update=g) for g in (GRID if params.search else ({},))]
     search: list[dict[str, Any]] = []
-    best_p, best_rounds = params, None
+    best_p, best_rounds, best_cvb = params, None, None
     if folds:
         full = lgb.Dataset(x, label=y, weight=w, feature_name=names, categorical_feature=cat_idx,
                            free_raw_data=False, params={"feature_pre_filter": False})
@@ -495,7 +555,8 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
         for cand in candidates:
             lp = cand.lgb_params() | {"num_threads": threads}
             res = lgb.cv(lp, full, num_boost_round=cand.max_rounds, folds=folds, stratified=False,
-                         shuffle=False, callbacks=[lgb.early_stopping(cand.early_stopping_rounds, verbose=False)])
+                         shuffle=False, return_cvbooster=cross_fit,
+                         callbacks=[lgb.early_stopping(cand.early_stopping_rounds, verbose=False)])
             curve = res[f"valid {cand.metric}-mean"]
             rounds, score = len(curve), float(curve[-1])
             sd = float(res[f"valid {cand.metric}-stdv"][-1])
@@ -505,25 +566,50 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
             log.info("fold search: %s -> %d rounds, mean fold AUC %.4f ± %.4f", search[-1], rounds, score, sd)
             if score > best_auc:
                 best_auc, best_p, best_rounds = score, cand, rounds
+                best_cvb = res.get("cvbooster")
     else:
         log.warning("no usable time-ordered fold (%d periods): %d rounds without search",
                     len(periods), params.max_rounds // 10)
     rounds = best_rounds or max(1, params.max_rounds // 10)
+    # Cross-fitted calibration: each fold's booster of the chosen setting, at the chosen round
+    # count, scores its own validation period, which it never saw (its training periods' label
+    # windows closed before it). These out-of-time scores calibrate the final booster.
+    if cross_fit:
+        assert best_cvb is not None
+        cal_idx = np.concatenate([va for _, va in folds])
+        cal_raw = np.concatenate([b.predict(x[va], raw_score=True, num_iteration=rounds)
+                                  for b, (_, va) in zip(best_cvb.boosters, folds, strict=True)])
+        cal_centre = np.concatenate([
+            np.full(len(va), np.average(b.predict(x[tr], raw_score=True, num_iteration=rounds),
+                                        weights=None if w is None else w[tr]))
+            for b, (tr, va) in zip(best_cvb.boosters, folds, strict=True)])
+        del best_cvb
+    else:
+        cal_idx = np.flatnonzero(cal_mask)
+        cal_raw = None
     dtrain = lgb.Dataset(x[fit_mask], label=y[fit_mask], weight=None if w is None else w[fit_mask],
                          feature_name=names, categorical_feature=cat_idx)
     booster = lgb.train(best_p.lgb_params() | {"num_threads": threads}, dtrain, num_boost_round=rounds)
     model = FittedModel(booster=booster, calibrator=PlattCalibrator(), features=list(features),
                         categories=categories, best_iteration=rounds, params=best_p.model_dump())
-    if cal_mask.any():
-        model.calibrator = _fit_calibrator(params.calibration, booster.predict(x[cal_mask], raw_score=True),
-                                           y[cal_mask].astype(int), None if w is None else w[cal_mask])
+    if len(cal_idx):
+        if cal_raw is None:
+            cal_raw = booster.predict(x[cal_idx], raw_score=True)
+        cal_w = None if w is None else w[cal_idx]
+        if cross_fit and params.calibration == "platt":
+            final_centre = float(np.average(booster.predict(x[fit_mask], raw_score=True),
+                                            weights=None if w is None else w[fit_mask]))
+            model.calibrator = _fit_platt_cross(cal_raw, y[cal_idx], cal_w, t[cal_idx], cal_centre, final_centre)
+        else:
+            model.calibrator = _fit_calibrator(params.calibration, cal_raw, y[cal_idx].astype(int), cal_w)
     model.info = {
-        "negative_rate": rate, "n_train": int(fit_mask.sum()), "n_calibration": int(cal_mask.sum()),
-        "pos_train": int(y[fit_mask].sum()), "pos_calibration": int(y[cal_mask].sum()),
+        "negative_rate": rate, "n_train": int(fit_mask.sum()), "n_calibration": int(len(cal_idx)),
+        "pos_train": int(y[fit_mask].sum()), "pos_calibration": int(y[cal_idx].sum()),
+        "calibrate_on": "folds" if cross_fit else "holdout",
         "folds": len(folds), "pos_folds": int(sum(y[b].sum() for _, b in folds)),
         "best_iteration": rounds, "search": search, "threads": threads,
         "train_periods": [str(p) for p in np.unique(t[fit_mask])],
-        "calibration_periods": [str(p) for p in np.unique(t[cal_mask])],
+        "calibration_periods": [str(p) for p in np.unique(t[cal_idx])],
     }
     log.info("fit_rolling: %d rows (%d positive), %d folds (%d positives), %d rounds, calibration on %d rows "
              "(%d positive)", model.info["n_train"], model.info["pos_train"], len(folds), model.info["pos_folds"],

@@ -8,7 +8,8 @@ Time split for ``train(cutoff=C)``: the as-of dates whose label window closed
 before C, in order; the latest ``test_months`` are the backtest window (metrics
 and the champion gate); the months before them go to :func:`training.model.fit_rolling`,
 which chooses settings and rounds on rolling time-ordered folds (embargo = label
-horizon), refits, and calibrates on its latest months. Nothing is tuned on the
+horizon), calibrates on the folds' out-of-time scores and refits on every fitting
+month. Nothing is tuned on the
 backtest window.
 """
 
@@ -238,6 +239,7 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         f"# Backtest at {as_of:%Y-%m-%d}\n\nFitted on the as-of dates {window_id(closed)} (labels closed before "
         f"the cutoff): settings and rounds chosen on rolling time-ordered folds, booster refit on the months "
         f"up to {fits[rows[0]['product']]['train_periods'][-1][:10]}, Platt calibration on "
+        f"{'out-of-time fold scores of ' if fits[rows[0]['product']].get('calibrate_on') == 'folds' else ''}"
         f"{', '.join(p[:7] for p in fits[rows[0]['product']]['calibration_periods'])}; tested on "
         f"{window_id(test_ofs)} (horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
         + "".join(f"- {k}: fold search {json.dumps(v['search'])}\n" for k, v in fits.items()) + "\n"

@@ -1,4 +1,5 @@
-"""The rolling-fold recipe: time-ordered folds with an embargo, search, refit, Platt."""
+"""The rolling-fold recipe: time-ordered folds with an embargo, search, refit, Platt
+(cross-fitted on the folds' out-of-time scores by default, or on held-out periods)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,35 @@ def model(data: pd.DataFrame):  # noqa: ANN201
     return fit_rolling(fit_rows, FEATURES, "label", "as_of", FAST, embargo=pd.Timedelta(days=90))
 
 
-def test_final_booster_skips_the_embargo_before_the_calibration_months(model) -> None:  # noqa: ANN001
+@pytest.fixture(scope="module")
+def holdout_model(data: pd.DataFrame):  # noqa: ANN201
+    fit_rows = data[data["period"] < 10]
+    return fit_rolling(fit_rows, FEATURES, "label", "as_of", FAST.model_copy(update={"calibrate_on": "holdout"}),
+                       embargo=pd.Timedelta(days=90))
+
+
+def test_cross_fitted_calibration_uses_the_folds_validation_months_and_refits_on_all(model) -> None:  # noqa: ANN001
+    assert ModelParams().calibrate_on == "folds" and model.info["calibrate_on"] == "folds"
+    months = pd.date_range("2025-01-01", periods=10, freq="MS")
+    # the final booster sees every period handed over, up to the latest
+    assert [pd.Timestamp(p) for p in model.info["train_periods"]] == list(months)
+    assert model.info["n_train"] == 10 * 3_000
+    # Platt sees the folds' validation periods (the latest FAST.folds), each scored by a fold
+    # booster trained only on periods whose label window closed before it
+    assert [pd.Timestamp(p) for p in model.info["calibration_periods"]] == list(months[-FAST.folds:])
+    assert model.info["n_calibration"] == FAST.folds * 3_000
+    assert model.info["pos_calibration"] == model.info["pos_folds"]
+
+
+def test_cross_fitted_calibration_falls_back_to_held_out_periods_without_a_fold(data: pd.DataFrame) -> None:
+    m = fit_rolling(data[data["period"] < 10], FEATURES, "label", "as_of", FAST.model_copy(update={"folds": 0}),
+                    embargo=pd.Timedelta(days=90))
+    assert m.info["folds"] == 0 and m.info["calibrate_on"] == "holdout"
+    assert m.info["train_periods"][-1].startswith("2025-06") and len(m.info["calibration_periods"]) == 2
+
+
+def test_final_booster_skips_the_embargo_before_the_calibration_months(holdout_model) -> None:  # noqa: ANN001
+    model = holdout_model
     cal = [pd.Timestamp(p) for p in model.info["calibration_periods"]]
     assert cal == [pd.Timestamp("2025-09-01"), pd.Timestamp("2025-10-01")]
     last_train = pd.Timestamp(model.info["train_periods"][-1])
@@ -74,7 +103,10 @@ def test_search_keeps_the_setting_with_the_best_mean_fold_auc(model) -> None:  #
     assert model.best_iteration == best["rounds"] <= FAST.max_rounds
 
 
-def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(data: pd.DataFrame, model) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("which", ["model", "holdout_model"])
+def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(data: pd.DataFrame, which: str,
+                                                                   request: pytest.FixtureRequest) -> None:
+    model = request.getfixturevalue(which)
     test = data[data["period"] >= 10]
     p = model.predict_proba(test)
     assert isinstance(model.calibrator, PlattCalibrator) and model.calibrator.a != 1.0
@@ -85,11 +117,12 @@ def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(data: pd.Data
 
 def test_rolling_fit_without_search_uses_the_given_settings(data: pd.DataFrame) -> None:
     m = fit_rolling(data[data["period"] < 10], FEATURES, "label", "period",
-                    FAST.model_copy(update={"search": False, "num_leaves": 5}), embargo=None)
+                    FAST.model_copy(update={"search": False, "num_leaves": 5, "calibrate_on": "holdout"}),
+                    embargo=None)
     assert len(m.info["search"]) == 1 and m.params["num_leaves"] == 5
     assert m.info["train_periods"][-1] == "7"  # periods, no embargo: 8 and 9 calibrate
 
 
 def test_rolling_fit_refuses_too_few_periods(data: pd.DataFrame) -> None:
     with pytest.raises(ValueError):
-        fit_rolling(data[data["period"] < 3], FEATURES, "label", "period", FAST)
+        fit_rolling(data[data["period"] < 3], FEATURES, "label", "period", FAST.model_copy(update={"calibrate_on": "holdout"}))
