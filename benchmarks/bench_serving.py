@@ -67,7 +67,7 @@ def _run(*args: str, env: dict[str, str]) -> None:
     subprocess.run([NBP, *args], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def build_workspace(home: Path, customers: int, months: int, env: dict[str, str]) -> None:
+def build_workspace(home: Path, customers: int, months: int, env: dict[str, str], crown: bool) -> None:
     """The CLI chain on a simulated bank, ending with the batch scores the service reads."""
     from nbp.workspace import Workspace
     from training.pipeline import feature_as_ofs, scores_path
@@ -77,8 +77,40 @@ def build_workspace(home: Path, customers: int, months: int, env: dict[str, str]
     _run("ingest", str(home / "bank" / "export"), env=env)
     _run("features", env=env)
     _run("train", env=env)
+    champions(home, crown_latest=crown)  # a small bank's models rarely pass the gate
     last = feature_as_ofs(Workspace(home))[-1]
     _run("score", "--as-of", f"{last:%Y-%m-%d}", "--out", str(scores_path(Workspace(home))), env=env)
+
+
+def champions(home: Path, crown_latest: bool) -> tuple[list[str], list[str]]:
+    """Products with a champion in the workspace's registry; with ``crown_latest``, a product
+    without one gets its latest version as champion first (this benchmark measures the cost of
+    serving every product, not whether a model passed the quality gate).
+
+    Returns:
+        (products served, products crowned here).
+    """
+    from nbp.config import load_config
+    from nbp.workspace import Workspace
+    from training.registry import _connect, model_name
+
+    client = _connect(Workspace(home))
+    served, crowned = [], []
+    for product in load_config().products:
+        name = model_name(product)
+        try:
+            client.get_model_version_by_alias(name, "champion")
+            served.append(product)
+            continue
+        except Exception:  # noqa: BLE001 - mlflow raises its own RestException
+            pass
+        versions = client.search_model_versions(f"name='{name}'") if crown_latest else []
+        if versions:
+            latest = max(int(v.version) for v in versions)
+            client.set_registered_model_alias(name, "champion", str(latest))
+            served.append(product)
+            crowned.append(product)
+    return served, crowned
 
 
 # ------------------------------------------------------------------------------ the client
@@ -421,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="/hints requests per second")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--connections", type=int, default=64, help="most client connections open at once")
+    ap.add_argument("--keep-gate", action="store_true",
+                    help="serve only the products whose model passed the champion gate (default: a product "
+                         "without a champion gets its latest version as champion, so every product is served)")
     ap.add_argument("--targets-repeats", type=int, default=20)
     ap.add_argument("--sequential", type=int, default=500, help="/hints requests sent one at a time")
     ap.add_argument("--baseline", type=Path, default=None,
@@ -441,8 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     t_build = None
     if args.home is None:
         t = time.perf_counter()
-        build_workspace(home, args.customers, args.months, env)
+        build_workspace(home, args.customers, args.months, env, crown=not args.keep_gate)
         t_build = time.perf_counter() - t
+    served, crowned = champions(home, crown_latest=not args.keep_gate)
     customers = pd.read_parquet(home / "data" / "ingested" / "customers.parquet", columns=["customer_id", "branch_id"])
     ids = customers["customer_id"].astype(str).tolist()
     branch = str(customers["branch_id"].value_counts().index[0])
@@ -468,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Workspace: {len(ids):,} customers, {customers['branch_id'].nunique()} branches"
         + (f" (built in {t_build:.0f} s)" if t_build else "") + f"; server ready in {ready_s:.1f} s. "
+        f"Products served: {', '.join(served) or 'none'}"
+        + (f" ({', '.join(crowned)}: latest version made champion for this benchmark, see --keep-gate)"
+           if crowned else "") + ". "
         f"Load average (1/5/15 min) {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f} before the "
         f"100/s run and {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after it, on "
         f"{os.cpu_count()} cores shared with other jobs: latencies are noisy, CPU per request less so.",
