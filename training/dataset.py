@@ -70,6 +70,16 @@ def entity_rows(customers: pd.DataFrame, loans: pd.DataFrame, product: str,
     return ent
 
 
+def capped_rate(ent: pd.DataFrame, rate: float, max_rows: int) -> float:
+    """The share of negatives to keep so that at most ``max_rows`` rows remain (every
+    positive kept), and never more than ``rate``."""
+    neg = int((ent["label"] == 0).sum())
+    pos = len(ent) - neg
+    if len(ent) <= max_rows or neg == 0:
+        return rate
+    return min(rate, max(max_rows - pos, 1) / neg)
+
+
 def downsample(ent: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
     """Keep every positive and a ``rate`` share of negatives, weighted 1/rate."""
     if rate >= 1.0:
@@ -108,7 +118,11 @@ def training_set(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp
     customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "open_date"])
     loans = pd.read_parquet(ws.table("loans"))
     ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, cfg.training.horizon_days)
-    ent = downsample(ent, negative_rate, seed)
+    rate = capped_rate(ent, negative_rate, cfg.training.max_rows)
+    if rate < negative_rate:
+        log.info("%s: %s entity rows > training.max_rows %s: negatives kept at %.4f (weights 1/rate)", key,
+                 f"{len(ent):,}", f"{cfg.training.max_rows:,}", rate)
+    ent = downsample(ent, rate, seed)
     df = with_features(cfg, ws, ent, feature_service(key, pc))
     df = df[eligible(df, pc.eligibility).to_numpy()].reset_index(drop=True)
     log.info("%s: %d rows over %d as-of dates, %d uptakes", key, len(df), len(as_ofs), int(df["label"].sum()))

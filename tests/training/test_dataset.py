@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from training.dataset import closed_as_ofs, downsample, entity_rows
+from training.dataset import capped_rate, closed_as_ofs, downsample, entity_rows
 
 
 def test_closed_windows_end_before_the_cutoff() -> None:
@@ -37,3 +37,15 @@ def test_downsample_keeps_positives_and_reweights() -> None:
     # weighted negatives estimate the original count
     est = out.loc[out["label"] == 0, "weight"].sum()
     assert abs(est - 19_900) < 4 * (19_900 * 0.1 * 0.9) ** 0.5 / 0.1
+
+
+def test_capped_rate_bounds_rows_and_keeps_positives() -> None:
+    ent = pd.DataFrame({"label": [1] * 300 + [0] * 99_700})
+    assert capped_rate(ent, 1.0, 200_000) == 1.0  # under the cap: the configured rate
+    assert capped_rate(ent, 0.05, 50_000) == 0.05  # the configured rate is lower than the cap needs
+    rate = capped_rate(ent, 1.0, 10_000)
+    out = downsample(ent.assign(customer_id="c", as_of=pd.Timestamp("2025-01-01")), rate, seed=3)
+    assert out["label"].sum() == 300
+    # expected rows = cap; allow 4 binomial standard deviations of the kept negatives
+    assert abs(len(out) - 10_000) < 4 * (99_700 * rate * (1 - rate)) ** 0.5
+    assert out.loc[out["label"] == 0, "weight"].iloc[0] == 1 / rate
