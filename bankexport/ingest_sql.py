@@ -161,13 +161,21 @@ def break_expr(col: Column) -> str:
         whens.append(f"WHEN {p} IS NULL THEN {rule(UNPARSEABLE)}")
     if col.enum:  # p is the cast to the column's ENUM type: NULL for any other value
         whens.append(f"WHEN {p} IS NULL THEN {rule(UNKNOWN_ENUM)}")
-    if col.min is not None:
-        whens.append(f"WHEN {p} < {col.min} THEN {rule(OUT_OF_RANGE)}")
-    if col.max is not None:
-        whens.append(f"WHEN {p} > {col.max} THEN {rule(OUT_OF_RANGE)}")
-    if col.positive:
-        whens.append(f"WHEN {p} <= 0 THEN {rule(NON_POSITIVE)}")
+    whens += [f"WHEN {broken} THEN {rule(r)}" for broken, _, r in _value_checks(col, p)]
     return "CASE " + " ".join(whens) + " END"
+
+
+def _value_checks(col: Column, p: str) -> list[tuple[str, str, str]]:
+    """The range rules of ``col`` on its parsed value ``p``: (broken, holds, rule) each,
+    shared by :func:`break_expr` and :func:`ok_expr` so the two cannot disagree."""
+    checks = []
+    if col.min is not None:
+        checks.append((f"{p} < {col.min}", f"{p} >= {col.min}", OUT_OF_RANGE))
+    if col.max is not None:
+        checks.append((f"{p} > {col.max}", f"{p} <= {col.max}", OUT_OF_RANGE))
+    if col.positive:
+        checks.append((f"{p} <= 0", f"{p} > 0", NON_POSITIVE))
+    return checks
 
 
 def ok_expr(col: Column) -> str:
@@ -178,12 +186,7 @@ def ok_expr(col: Column) -> str:
     """
     v, p = ident("v_" + col.name), ident("p_" + col.name)
     conds = [f"{v} IS NOT NULL" if col.type == "string" and not col.enum else f"{p} IS NOT NULL"]
-    if col.min is not None:
-        conds.append(f"{p} >= {col.min}")
-    if col.max is not None:
-        conds.append(f"{p} <= {col.max}")
-    if col.positive:
-        conds.append(f"{p} > 0")
+    conds += [holds for _, holds, _ in _value_checks(col, p)]
     return " AND ".join(conds)
 
 
