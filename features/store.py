@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features import build as fbuild
 from features.catalog import CATALOG, MODULES, feature_names
@@ -230,6 +231,88 @@ def historical(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, feature_serv
         FeatureStoreError: unknown service, missing columns, or a row-count mismatch.
     """
     return _retrieve(cfg, ws, entity_df, _refs(cfg, ws, feature_service))
+
+
+def exact_values(ws: Workspace, entity_df: pd.DataFrame, names: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored values of some features at exactly each entity row's timestamp: a cheap pre-filter.
+
+    Reads the feature tables (the offline store's Parquet files) directly with one
+    equi-join per family on (``customer_id``, timestamp), only the columns asked for.
+    Where a family holds exactly one row at an entity row's timestamp, Feast's
+    point-in-time join returns that row's values (the latest row at or before T is the
+    one at T, and it is inside any TTL); elsewhere (no row at T, or a repeated one) this
+    says nothing, and only :func:`historical` knows. Training uses it to drop
+    ineligible rows before the full retrieval, and applies the rules again afterwards
+    to the retrieved values.
+
+    Args:
+        ws: workspace with built feature tables.
+        entity_df: ``customer_id`` and ``event_timestamp`` (naive, UTC).
+        names: feature names (catalogue names).
+
+    Returns:
+        ``(values, found)``: float64 values (NaN where stored null or not found) and
+        booleans, both with columns ``names`` and ``entity_df``'s index.
+
+    Raises:
+        FeatureStoreError: a name is not in the catalogue, or a feature table is missing.
+    """
+    family = {f.name: f.family for f in CATALOG}
+    unknown = [n for n in names if n not in family]
+    if unknown:
+        raise FeatureStoreError(f"unknown feature(s) {unknown}: not in the feature catalogue")
+    import duckdb
+
+    ts = pd.to_datetime(entity_df[EVENT_TS])
+    if ts.dt.tz is not None:
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    ent = pa.table({JOIN_KEY: pa.array(entity_df[JOIN_KEY].astype(str).to_numpy(dtype=object), pa.string()),
+                    "ts": pa.array(ts.astype("datetime64[us]").to_numpy()),
+                    "row": pa.array(np.arange(len(entity_df), dtype=np.int64))})
+    values = pd.DataFrame(np.nan, index=entity_df.index, columns=list(names))
+    found = pd.DataFrame(False, index=entity_df.index, columns=list(names))
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = false")
+        con.register("ent", ent)
+        for fam in dict.fromkeys(family[n] for n in names):
+            path = fbuild.family_path(ws, fam)
+            if not path.exists():
+                raise FeatureStoreError(f"{path}: feature table missing; run `nbp features`")
+            cols = [n for n in names if family[n] == fam]
+            agg = ", ".join(f"any_value({_sql_name(c)}) AS {_sql_name(c)}" for c in cols)
+            got = con.sql(
+                f"WITH f AS (SELECT {JOIN_KEY}, {EVENT_TS} AS ts, count(*) AS n, {agg} "
+                f"FROM read_parquet('{path}') WHERE {EVENT_TS} IN (SELECT DISTINCT ts FROM ent) GROUP BY ALL) "
+                f"SELECT e.row, {', '.join('f.' + _sql_name(c) for c in cols)} FROM ent e "
+                f"JOIN f ON f.{JOIN_KEY} = e.{JOIN_KEY} AND f.ts = e.ts WHERE f.n = 1").to_arrow_table()
+            rows = got.column("row").to_numpy()
+            for c in cols:
+                col = values.columns.get_loc(c)
+                values.iloc[rows, col] = got.column(c).to_numpy(zero_copy_only=False).astype("float64")
+                found.iloc[rows, col] = True
+    finally:
+        con.close()
+    return values, found
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def historical_union(cfg: Config, ws: Workspace, entity_df: pd.DataFrame,
+                     feature_services: Sequence[str]) -> pd.DataFrame:
+    """:func:`historical` for several services at once: one point-in-time join for the union
+    of their features (scoring reads every product's features for the same rows).
+
+    Returns:
+        ``customer_id``, ``event_timestamp`` and each feature of any of the services once.
+    """
+    refs: list[str] = []
+    for name in feature_services:
+        for proj in _refs(cfg, ws, name).feature_view_projections:
+            refs += [f"{proj.name_to_use()}:{f.name}" for f in proj.features]
+    return _retrieve(cfg, ws, entity_df, list(dict.fromkeys(refs)))
 
 
 def online(cfg: Config, ws: Workspace, customer_ids: Sequence[str], feature_service: str) -> pd.DataFrame:

@@ -7,6 +7,15 @@ may be down-sampled *before* the feature retrieval (that is where the cost is),
 with a compensating ``weight`` so probabilities stay calibrated. Features come
 only from Feast's point-in-time join (``features.store.historical``); the
 product's eligibility rules are then applied to those same feature values.
+
+Most known customers are not candidates of a given product (business-flow: merchants
+only), and the retrieval costs per row. So rows are first *screened* (:class:`Screen`):
+the rule features stored at exactly each row's as-of date, read straight from the
+feature tables, drop the rows that certainly fail a rule; the negatives of what
+remains are down-sampled to ``training.max_rows``, retrieved from Feast, and the rules
+applied again to the retrieved values. Where the feature table holds exactly one row
+at (customer, T), Feast's point-in-time join returns that row, so the screen never
+drops a row that the rules would keep (tested against the one-step path).
 """
 
 from __future__ import annotations
@@ -16,16 +25,16 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nbp.config import Config, ProductConfig
+from nbp.config import Config, EligibilityRule, ProductConfig
 from nbp.errors import FeatureStoreError
 from nbp.workspace import Workspace
-from training.candidates import eligible
+from training.candidates import eligible, rule_mask
 from training.labels import holds_active, label
 
 log = logging.getLogger(__name__)
 
 KEYS = ["customer_id", "as_of"]
-META = ["customer_id", "as_of", "label", "weight"]
+META = ["customer_id", "as_of", "label", "weight", "_cust"]
 
 
 def closed_as_ofs(as_ofs: list[pd.Timestamp], cutoff: pd.Timestamp, horizon_days: int) -> list[pd.Timestamp]:
@@ -58,16 +67,77 @@ def entity_rows(customers: pd.DataFrame, loans: pd.DataFrame, product: str,
     Returns:
         Columns ``customer_id``, ``as_of`` and, with a horizon, ``label``.
     """
-    parts = []
-    for t in as_ofs:
-        ids = customers.loc[customers["open_date"] < t, "customer_id"]
-        parts.append(pd.DataFrame({"customer_id": ids.to_numpy(), "as_of": t}))
-    ent = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=KEYS)
-    ent["as_of"] = ent["as_of"].astype("datetime64[us]")
+    ent = base_rows(customers, as_ofs)
     ent = ent[~holds_active(ent, loans, product).to_numpy()].reset_index(drop=True)
     if horizon_days is not None:
         ent["label"] = label(ent, loans, product, horizon_days).to_numpy()
     return ent
+
+
+def base_rows(customers: pd.DataFrame, as_ofs: list[pd.Timestamp]) -> pd.DataFrame:
+    """Every (customer, as-of) with ``open_date < T``: ``customer_id``, ``as_of`` and
+    ``_cust``, the customer's position in ``customers`` (the :class:`Screen`'s index)."""
+    parts = []
+    for t in as_ofs:
+        pos = np.flatnonzero((customers["open_date"] < t).to_numpy())
+        parts.append(pd.DataFrame({"customer_id": customers["customer_id"].to_numpy()[pos], "as_of": t,
+                                   "_cust": pos}))
+    ent = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*KEYS, "_cust"])
+    ent["as_of"] = ent["as_of"].astype("datetime64[us]")
+    return ent
+
+
+class Screen:
+    """The rule features of every (customer, as-of), as stored at exactly that as-of.
+
+    Built once (one read of the feature tables per family, :func:`features.store.exact_values`)
+    and shared by every product and window of a job. :meth:`keep` is true unless a rule
+    certainly fails: its feature's table holds exactly one row at (customer, T) and
+    that value fails the rule. Where it says nothing (no row at T), the retrieval decides.
+    """
+
+    def __init__(self, ws: Workspace, customers: pd.DataFrame, as_ofs: list[pd.Timestamp],
+                 rules: list[EligibilityRule]) -> None:
+        from features import store
+
+        self.as_ofs = {pd.Timestamp(t): i for i, t in enumerate(sorted(set(as_ofs)))}
+        self.names = sorted({r.feature for r in rules})
+        shape = (len(self.as_ofs), len(customers))
+        self.values = {n: np.full(shape, np.nan) for n in self.names}
+        self.found = {n: np.zeros(shape, dtype=bool) for n in self.names}
+        if not self.names:
+            return
+        base = base_rows(customers, list(self.as_ofs))
+        req = base[KEYS].rename(columns={"as_of": "event_timestamp"})
+        values, found = store.exact_values(ws, req, self.names)
+        ti = base["as_of"].map(self.as_ofs).to_numpy()
+        ci = base["_cust"].to_numpy()
+        for n in self.names:
+            self.values[n][ti, ci] = values[n].to_numpy()
+            self.found[n][ti, ci] = found[n].to_numpy()
+
+    def keep(self, ent: pd.DataFrame, rules: list[EligibilityRule]) -> np.ndarray:
+        """Rows of ``ent`` (with ``as_of`` and ``_cust``) that no rule certainly excludes."""
+        missing = sorted({pd.Timestamp(t) for t in ent["as_of"].unique()} - set(self.as_ofs))
+        if missing:
+            raise ValueError(f"screen built without as-of date(s) {missing[:3]}")
+        ti = ent["as_of"].map(self.as_ofs).to_numpy()
+        ci = ent["_cust"].to_numpy()
+        keep = np.ones(len(ent), dtype=bool)
+        for r in rules:
+            if r.feature not in self.values:
+                raise ValueError(f"screen built without the rule feature '{r.feature}'")
+            v = pd.DataFrame({r.feature: self.values[r.feature][ti, ci]})
+            fails = ~rule_mask(v, r).to_numpy()
+            keep &= ~(fails & self.found[r.feature][ti, ci])
+        return keep
+
+
+def screen_for(cfg: Config, ws: Workspace, customers: pd.DataFrame, as_ofs: list[pd.Timestamp],
+               products: list[str] | None = None) -> Screen:
+    """One :class:`Screen` for the rules of ``products`` (default: all) over ``as_ofs``."""
+    rules = [r for k in (products or list(cfg.products)) for r in cfg.products[k].eligibility]
+    return Screen(ws, customers, as_ofs, rules)
 
 
 def capped_rate(ent: pd.DataFrame, rate: float, max_rows: int) -> float:
@@ -93,38 +163,72 @@ def downsample(ent: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
 
 def with_features(cfg: Config, ws: Workspace, ent: pd.DataFrame, service: str) -> pd.DataFrame:
     """Join point-in-time features from Feast onto entity rows (row count checked)."""
-    from features import store
-
-    req = ent[KEYS].rename(columns={"as_of": "event_timestamp"})
-    got = store.historical(cfg, ws, req, service)
-    if len(got) != len(ent):
-        raise FeatureStoreError(f"feature service {service}: asked {len(ent)} rows, got {len(got)}")
-    got = got.rename(columns={"event_timestamp": "as_of"})
-    got["as_of"] = got["as_of"].astype("datetime64[us]")
+    got = historical_services(cfg, ws, ent, [service])
     ent = ent.copy()
     ent["as_of"] = ent["as_of"].astype("datetime64[us]")
+    if (got["customer_id"].astype(str).to_numpy() == ent["customer_id"].astype(str).to_numpy()).all() and \
+            (got["as_of"].to_numpy() == ent["as_of"].to_numpy()).all():
+        # the rows came back in the order asked (the project's offline store does): no join needed
+        return pd.concat([ent.reset_index(drop=True), got.drop(columns=KEYS).reset_index(drop=True)], axis=1)
     return ent.merge(got, on=KEYS, how="left", validate="one_to_one")
 
 
+def read_base(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ingested ``customers`` (id, open date) and ``loans`` tables that entity rows need."""
+    customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "open_date"])
+    return customers, pd.read_parquet(ws.table("loans"))
+
+
+def historical_services(cfg: Config, ws: Workspace, ent: pd.DataFrame, services: list[str]) -> pd.DataFrame:
+    """Point-in-time features of several feature services for the rows ``ent[KEYS]``, one retrieval.
+
+    Returns:
+        ``customer_id``, ``as_of`` and the union of the services' features, one row per
+        row of ``ent`` (rows must be unique).
+    """
+    from features import store
+
+    req = ent[KEYS].rename(columns={"as_of": "event_timestamp"})
+    got = store.historical_union(cfg, ws, req, services)
+    if len(got) != len(ent):
+        raise FeatureStoreError(f"feature services {services}: asked {len(ent)} rows, got {len(got)}")
+    got = got.rename(columns={"event_timestamp": "as_of"})
+    got["as_of"] = got["as_of"].astype("datetime64[us]")
+    return got
+
+
 def training_set(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp],
-                 negative_rate: float = 1.0, seed: int = 7) -> pd.DataFrame:
+                 negative_rate: float = 1.0, seed: int = 7, screen: Screen | None = None,
+                 base: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """The point-in-time training set of one product.
+
+    Args:
+        screen: a :class:`Screen` covering ``as_ofs`` and the product's rules, shared
+            between products and windows (default: one built for this call).
+        base: ``(customers, loans)`` as :func:`read_base` gives (default: read here).
 
     Returns:
         Columns ``customer_id``, ``as_of``, ``label``, ``weight`` and every feature
         of the product's feature service; eligible candidates only.
     """
     pc = cfg.products[key]
-    customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "open_date"])
-    loans = pd.read_parquet(ws.table("loans"))
+    customers, loans = base or read_base(ws)
     ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, cfg.training.horizon_days)
+    screen = screen or screen_for(cfg, ws, customers, as_ofs, [key])
+    n0 = len(ent)
+    ent = ent[screen.keep(ent, pc.eligibility)].reset_index(drop=True)
+    log.info("%s: %s of %s entity rows pass the eligibility screen", key, f"{len(ent):,}", f"{n0:,}")
     rate = capped_rate(ent, negative_rate, cfg.training.max_rows)
     if rate < negative_rate:
-        log.info("%s: %s entity rows > training.max_rows %s: negatives kept at %.4f (weights 1/rate)", key,
+        log.info("%s: %s rows > training.max_rows %s: negatives kept at %.4f (weights 1/rate)", key,
                  f"{len(ent):,}", f"{cfg.training.max_rows:,}", rate)
-    ent = downsample(ent, rate, seed)
+    ent = downsample(ent.drop(columns="_cust"), rate, seed)
     df = with_features(cfg, ws, ent, feature_service(key, pc))
-    df = df[eligible(df, pc.eligibility).to_numpy()].reset_index(drop=True)
+    ok = eligible(df, pc.eligibility).to_numpy()
+    if not ok.all():
+        log.info("%s: %d screened rows fail the rules on retrieved features (no row at their as-of)", key,
+                 int((~ok).sum()))
+    df = df[ok].reset_index(drop=True)
     log.info("%s: %d rows over %d as-of dates, %d uptakes", key, len(df), len(as_ofs), int(df["label"].sum()))
     return df
 

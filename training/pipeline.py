@@ -29,7 +29,8 @@ from nbp.workspace import Workspace
 from training import evaluate, registry
 from training.candidates import eligible
 from training.dataset import (
-    closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, training_set, with_features,
+    KEYS, Screen, closed_as_ofs, entity_rows, feature_columns, feature_service, historical_services, loan_product,
+    read_base, screen_for, training_set,
 )
 from training.model import AUTO_THREAD_CELLS, FittedModel, ModelParams, fit_rolling
 
@@ -82,15 +83,29 @@ def model_params(cfg: Config) -> ModelParams:
     return ModelParams(folds=t.valid_months)
 
 
-def _fit_product(cfg: Config, ws: Workspace, key: str, fit_ofs: list, test_ofs: list
+@dataclass
+class _Shared:
+    """What every product of one job reads alike: the base tables and the eligibility screen."""
+
+    base: tuple[pd.DataFrame, pd.DataFrame]
+    screen: Screen
+
+    @classmethod
+    def build(cls, cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list[str]) -> _Shared:
+        base = read_base(ws)
+        return cls(base, screen_for(cfg, ws, base[0], as_ofs, products))
+
+
+def _fit_product(cfg: Config, ws: Workspace, key: str, fit_ofs: list, test_ofs: list, shared: _Shared
                  ) -> tuple[FittedModel, pd.DataFrame, pd.DataFrame, dict[str, float]]:
     """Fit on ``fit_ofs`` (one Feast retrieval), score ``test_ofs`` (another).
 
     Returns:
         The model, its fitting rows, the scored test rows and the test metrics.
     """
-    rows = training_set(cfg, ws, key, fit_ofs, negative_rate=cfg.training.negative_rate)
-    te = training_set(cfg, ws, key, test_ofs)
+    rows = training_set(cfg, ws, key, fit_ofs, negative_rate=cfg.training.negative_rate,
+                        screen=shared.screen, base=shared.base)
+    te = training_set(cfg, ws, key, test_ofs, screen=shared.screen, base=shared.base)
     feats = feature_columns(rows)
     model = fit_rolling(rows, feats, "label", "as_of", model_params(cfg), weight="weight",
                         embargo=pd.Timedelta(days=cfg.training.horizon_days))
@@ -116,10 +131,13 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
     as_ofs = closed_as_ofs(feature_as_ofs(ws), cutoff, cfg.training.horizon_days)
     fit_ofs, test_ofs = split_months(as_ofs, cfg.training.test_months)
     results = []
-    for key in tqdm(products or list(cfg.products), desc="train", disable=None):
+    keys = products or list(cfg.products)
+    for key in keys:
         if key not in cfg.products:
             raise NbpError(f"unknown product '{key}'; configured: {', '.join(cfg.products)}")
-        model, _, te, m = _fit_product(cfg, ws, key, fit_ofs, test_ofs)
+    shared = _Shared.build(cfg, ws, as_ofs, keys)
+    for key in tqdm(keys, desc="train", disable=None):
+        model, _, te, m = _fit_product(cfg, ws, key, fit_ofs, test_ofs, shared)
         win = window_id(test_ofs)
         leak = m["auc"] > cfg.training.leak_auc or (
             oracle_auc is not None and key in oracle_auc and m["auc"] > oracle_auc[key] + cfg.training.leak_margin)
@@ -146,23 +164,32 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
         probability), ``model_version``. A product without a champion is skipped
         with a warning.
     """
-    customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "open_date"])
-    loans = pd.read_parquet(ws.table("loans"))
-    parts = []
+    customers, loans = read_base(ws)
+    models, ents = {}, {}
     for key in products or list(cfg.products):
-        pc = cfg.products[key]
         try:
-            model, version = registry.load_champion(ws, key)
+            models[key] = registry.load_champion(ws, key)
         except ModelUnavailable as e:
             log.warning("%s: not scored: %s", key, e)
-            continue
-        ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, None)
-        df = with_features(cfg, ws, ent, feature_service(key, pc))
-        df = df[eligible(df, pc.eligibility).to_numpy()]
-        parts.append(pd.DataFrame({"customer_id": df["customer_id"], "product": key, "as_of": df["as_of"],
-                                   "score": model.predict_proba(df), "model_version": version}))
-    if not parts:
+    if not models:
         raise ModelUnavailable("no product has a champion model: run `nbp train` first")
+    screen = screen_for(cfg, ws, customers, as_ofs, list(models))
+    for key in models:
+        pc = cfg.products[key]
+        ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, None)
+        ents[key] = ent[screen.keep(ent, pc.eligibility)]
+    # one retrieval for every product: the union of the screened rows and of the services' features
+    union = pd.concat(ents.values(), ignore_index=True).drop_duplicates(KEYS).reset_index(drop=True)
+    feats = historical_services(cfg, ws, union[KEYS], [feature_service(k, cfg.products[k]) for k in models])
+    feats = union[KEYS].merge(feats, on=KEYS, how="left", validate="one_to_one")
+    parts = []
+    for key, (model, version) in models.items():
+        pc = cfg.products[key]
+        df = ents[key][KEYS].merge(feats, on=KEYS, how="left", validate="one_to_one")
+        df = df[eligible(df, pc.eligibility).to_numpy()]
+        parts.append(pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "product": key,
+                                   "as_of": df["as_of"].to_numpy(), "score": model.predict_proba(df),
+                                   "model_version": version}))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -214,8 +241,10 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
                        f"by the export date {export_date(ws):%Y-%m-%d}")
     out = ws.outputs_dir / "backtest" / f"{as_of:%Y-%m-%d}"
     rows, fits = [], {}
-    for key in tqdm(products or list(cfg.products), desc="backtest", disable=None):
-        model, fit_rows, te, m = _fit_product(cfg, ws, key, closed, test_ofs)
+    keys = products or list(cfg.products)
+    shared = _Shared.build(cfg, ws, [*closed, *test_ofs], keys)
+    for key in tqdm(keys, desc="backtest", disable=None):
+        model, fit_rows, te, m = _fit_product(cfg, ws, key, closed, test_ofs, shared)
         fits[key] = model.info
         row = {"product": key, "test": window_id(test_ofs), **m}
         if oracle is not None:

@@ -73,3 +73,37 @@ def test_export_writes_one_row_per_known_customer(published: tuple[Config, Works
     assert df[JOIN_KEY].tolist() == ["c1", "c2", "c3", "c4"]
     with pytest.raises(FeatureStoreError, match="not built"):
         store.export(cfg, ws, date(2025, 5, 1), out)
+
+
+def test_exact_values_agree_with_the_point_in_time_join_where_found(published: tuple[Config, Workspace]) -> None:
+    cfg, ws = published
+    ent = pd.DataFrame({
+        JOIN_KEY: ["c1", "c1", "c1", "c4", "nobody", "c2"],
+        EVENT_TS: pd.to_datetime(["2025-06-01", "2025-06-20", "2025-07-01", "2025-06-01", "2025-06-01",
+                                  "2025-07-01"]),
+    })
+    names = ["demo_age_years", "holdings_loans_active_consumer_count", "tax_credit_grade_latest"]
+    values, found = store.exact_values(ws, ent, names)
+    ref = store.historical(cfg, ws, ent, "consumer_v1")
+    ref = ent.merge(ref, on=[JOIN_KEY, EVENT_TS], how="left")
+    # rows at an as-of date of the feature tables are found, and hold what Feast returns
+    assert found.loc[[0, 2, 3, 5]].all().all()
+    # between as-of dates (Feast takes the earlier row) and for unknown customers: nothing claimed
+    assert not found.loc[[1, 4]].any().any()
+    assert values.loc[[1, 4]].isna().all().all()
+    for n in names:
+        np.testing.assert_array_equal(values.loc[found[n], n].to_numpy(), ref.loc[found[n], n].to_numpy())
+    assert values.loc[2, "holdings_loans_active_consumer_count"] == 1
+    with pytest.raises(FeatureStoreError, match="no_such_feature"):
+        store.exact_values(ws, ent, ["no_such_feature"])
+
+
+def test_one_retrieval_for_several_services_matches_each(published: tuple[Config, Workspace]) -> None:
+    cfg, ws = published
+    ent = pd.DataFrame({JOIN_KEY: ["c1", "c2", "c4"], EVENT_TS: pd.to_datetime(["2025-07-01"] * 3)})
+    services = [f"{k}_v1" for k in cfg.products]
+    both = store.historical_union(cfg, ws, ent, services).set_index(JOIN_KEY)
+    for s in services:
+        one = store.historical(cfg, ws, ent, s).set_index(JOIN_KEY)
+        feats = [c for c in one.columns if c != EVENT_TS]
+        pd.testing.assert_frame_equal(both.loc[one.index, feats], one[feats])
