@@ -14,7 +14,12 @@ Each line of ``$NBP_HOME/audit/audit.jsonl`` records::
 
 Lines are appended with a single ``write`` on a file opened with ``O_APPEND``,
 under an exclusive ``flock`` and a process-local lock, so concurrent workers
-never interleave. Nothing here rewrites or truncates the file.
+never interleave. Nothing here rewrites or truncates the file. Each write goes
+to the kernel at once (no buffering in the process: a crash loses no record);
+there is no ``fsync`` per record, so a power failure can lose the last lines the
+operating system had not yet flushed. The file stays open between records and is
+opened again when the path no longer names it (moved or deleted, e.g. by log
+rotation), so records always land in the file at ``path``.
 """
 
 from __future__ import annotations
@@ -70,6 +75,36 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._ino: tuple[int, int] | None = None  # (device, inode) of the open file
+        self._pid = 0  # the process that opened it: a forked child opens its own (its own flock)
+
+    def _open_fd(self) -> int:
+        """The open file descriptor of ``path``, (re)opened when ``path`` names another file or none."""
+        try:
+            st = os.stat(self.path)
+            current = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            current = None
+        if self._fd is not None and current == self._ino and self._pid == os.getpid():
+            return self._fd
+        if self._pid != os.getpid():
+            self._fd = None  # the parent's descriptor: left to the parent
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        st = os.fstat(fd)
+        self._fd, self._ino, self._pid = fd, (st.st_dev, st.st_ino), os.getpid()
+        return fd
+
+    def close(self) -> None:
+        """Close the file (the next record opens it again)."""
+        if self._fd is not None:
+            fd, self._fd, self._ino = self._fd, None, None
+            try:
+                os.close(fd)
+            except OSError:  # pragma: no cover
+                pass
 
     def record(
         self,
@@ -109,17 +144,20 @@ class AuditLog:
             "status": int(status),
         }
         line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = self._open_fd()
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 written = os.write(fd, line)
                 if written != len(line):  # pragma: no cover - disk full
                     log.error("audit: short write to %s (%d of %d bytes)", self.path, written, len(line))
+            except OSError:
+                self.close()  # a broken descriptor is not kept
+                raise
             finally:
-                os.close(fd)  # closing releases the flock
+                if fcntl is not None and self._fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
         return entry
 
 

@@ -74,3 +74,44 @@ def test_concurrent_appends_from_processes_and_threads_stay_whole_lines(tmp_path
 
 def test_read_missing_file_is_empty(tmp_path: Path) -> None:
     assert read_audit(tmp_path / "none.jsonl") == []
+
+
+def test_the_file_stays_open_but_follows_the_path(tmp_path: Path) -> None:
+    """One open per file, not per record; a moved or deleted file is opened again at the path."""
+    path = tmp_path / "audit" / "audit.jsonl"
+    log = AuditLog(path)
+    log.record(endpoint="/hints", status=200)
+    fd = log._fd
+    log.record(endpoint="/hints", status=404)
+    assert log._fd == fd is not None  # kept open between records
+    rotated = tmp_path / "audit" / "audit.jsonl.1"
+    path.rename(rotated)  # log rotation
+    log.record(endpoint="/hints", status=401)
+    assert [r["status"] for r in read_audit(rotated)] == [200, 404]
+    assert [r["status"] for r in read_audit(path)] == [401]
+    path.unlink()
+    log.record(endpoint="/targets", status=200)
+    assert [r["endpoint"] for r in read_audit(path)] == ["/targets"]
+    log.close()
+    log.record(endpoint="/hints", status=503)  # closing is not final either
+    assert [r["status"] for r in read_audit(path)] == [200, 503]
+    log.close()
+
+
+def test_a_forked_child_opens_its_own_descriptor(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.record(endpoint="/hints", status=200)
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_child_records, args=(log,))
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    log.record(endpoint="/hints", status=201)  # the parent's descriptor still works
+    assert [r["status"] for r in read_audit(path)] == [200, 202, 201]
+
+
+def _child_records(log: AuditLog) -> None:
+    parent_fd = log._fd
+    log.record(endpoint="/hints", status=202)
+    assert log._fd not in (None, parent_fd)  # its own open file (and so its own flock)

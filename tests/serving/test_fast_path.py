@@ -158,3 +158,25 @@ def test_top_reasons_at_equals_top_reasons() -> None:
             ref = cat.top_reasons(pd.Series(c, index=names), pd.Series(v, index=names), lang)
             assert cat.top_reasons_at(names, c, v, lang) == ref
     assert cat.top_reasons_at(names, -np.ones(len(names)), np.zeros(len(names))) == []
+
+
+def test_single_row_contributions_equal_booster_predict(client: Any, built: Built) -> None:
+    """LightGBM's single-row fast path gives exactly what ``Booster.predict(pred_contrib=True)`` gives."""
+    from serving.engine import SingleRowContrib
+
+    rec = bentoml.get_current_service().recommender
+    for key in TRAINED:
+        st = rec.products[key]
+        plan = st.fast
+        assert plan is not None and plan.single_row is not None
+        for cid in _ids(built, 40):
+            x = plan.reader.read([cid])[0]
+            m = x[plan.features]
+            ref = st.model.booster.predict(m.reshape(1, -1), pred_contrib=True, num_iteration=st.model.best_iteration,
+                                           num_threads=1)[0]
+            np.testing.assert_array_equal(plan.contributions(st.model, x), ref)
+        with pytest.raises(ValueError, match="features"):
+            plan.single_row(m[:-1])
+        every_tree = SingleRowContrib(st.model.booster, 0)
+        np.testing.assert_array_equal(every_tree(m), st.model.booster.predict(m.reshape(1, -1), pred_contrib=True,
+                                                                               num_iteration=0, num_threads=1)[0])

@@ -236,6 +236,32 @@ def test_every_request_is_audited_without_the_token(client: Any, built: Built) -
     assert all(t not in text for t in TOKENS.values()) and "wrong-token-x" not in text
 
 
+def test_answers_are_serialised_once_with_a_length(client: Any, built: Built) -> None:
+    """/hints and /targets answer the response models' own JSON, with Content-Length (not chunked)."""
+    from serving.schemas import HintResponse, TargetResponse
+
+    r = _hints(client, built.customer)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert int(r.headers["content-length"]) == len(r.content) and "transfer-encoding" not in r.headers
+    assert HintResponse.model_validate_json(r.content).model_dump_json().encode() == r.content
+    r = client.post("/targets", json={"product": "consumer", "top": 5}, headers=bearer("marketing"))
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert TargetResponse.model_validate_json(r.content).model_dump_json().encode() == r.content
+
+
+def test_bentoml_extras_the_service_does_not_use_are_off(client: Any, built: Built) -> None:
+    """No access log, no Prometheus /metrics, no OpenTelemetry span per request: the audit trail
+    records every request (test above)."""
+    from serving.service import SERVICE_CONFIG, NbpService
+
+    assert NbpService.config["metrics"]["enabled"] is False
+    assert NbpService.config["logging"]["access"]["enabled"] is False
+    assert SERVICE_CONFIG["tracing"]["excluded_urls"] == ["."]
+    assert client.get("/metrics").status_code == 404
+    r = _hints(client, built.customer)
+    assert r.status_code == 200 and "x-bentoml-request-id" not in r.headers  # no span was opened
+
+
 def test_percentile_of_limits() -> None:
     import numpy as np
 
