@@ -30,7 +30,8 @@ that code (``PYTHONPATH=DIR``), on the same workspace, and both are reported.
 Bounded: at most ``rate × seconds`` requests (capped at 12,000), loopback only,
 10 s timeout per request; the server gets SIGTERM at the end. Writes the
 ``serving`` section of docs/benchmarks.md, with the load average (the machine is
-shared, so figures are noisy; the CPU per request is the steadier one).
+shared, so figures are noisy; the CPU per request is the steadier one); ``--no-write``
+prints it instead.
 
 Run: ``.venv/bin/python -m benchmarks.bench_serving [--home DIR] [--rate 100] [--seconds 60]``
 """
@@ -463,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                          "run the same HTTP phases against it first and report both")
     ap.add_argument("--baseline-seconds", type=float, default=None,
                     help="length of the baseline's open-loop run (default --seconds; a slow baseline queues)")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print the section instead of writing it to docs/benchmarks.md (development runs)")
     args = ap.parse_args(argv)
 
     token = secrets.token_urlsafe(24)
@@ -571,7 +574,10 @@ def main(argv: list[str] | None = None) -> int:
             f"The baseline answered at most {base['res']['n'] / base['res']['wall_s']:.1f} requests/s.",
         ]
     cmd = "python -m benchmarks.bench_serving " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_section("serving", "\n".join(lines), cmd.strip())
+    if args.no_write:
+        print("\n".join(lines))
+    else:
+        write_section("serving", "\n".join(lines), cmd.strip())
     return 0
 
 
