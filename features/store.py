@@ -315,6 +315,11 @@ def historical_union(cfg: Config, ws: Workspace, entity_df: pd.DataFrame,
     return _retrieve(cfg, ws, entity_df, list(dict.fromkeys(refs)))
 
 
+def service_features(cfg: Config, ws: Workspace, feature_service: str) -> list[str]:
+    """The feature names of one service, in its order."""
+    return [f.name for proj in _refs(cfg, ws, feature_service).feature_view_projections for f in proj.features]
+
+
 def online(cfg: Config, ws: Workspace, customer_ids: Sequence[str], feature_service: str) -> pd.DataFrame:
     """Latest materialised features of some customers, from the online store.
 

@@ -197,19 +197,23 @@ def historical_services(cfg: Config, ws: Workspace, ent: pd.DataFrame, services:
     return got
 
 
-def training_set(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp],
-                 negative_rate: float = 1.0, seed: int = 7, screen: Screen | None = None,
-                 base: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """The point-in-time training set of one product.
+def candidate_rows(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp], negative_rate: float = 1.0,
+                   seed: int = 7, screen: Screen | None = None, base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                   max_rows: int | None = None) -> pd.DataFrame:
+    """The rows of one product that the retrieval will be asked for (no features yet).
+
+    Entity rows (:func:`entity_rows`) that pass the eligibility screen, negatives kept
+    at ``negative_rate`` and, beyond ``max_rows`` rows, fewer (every positive kept,
+    kept negatives weighted ``1/rate``).
 
     Args:
         screen: a :class:`Screen` covering ``as_ofs`` and the product's rules, shared
             between products and windows (default: one built for this call).
         base: ``(customers, loans)`` as :func:`read_base` gives (default: read here).
+        max_rows: row budget (``None``: no budget).
 
     Returns:
-        Columns ``customer_id``, ``as_of``, ``label``, ``weight`` and every feature
-        of the product's feature service; eligible candidates only.
+        Columns ``customer_id``, ``as_of``, ``label``, ``weight``.
     """
     pc = cfg.products[key]
     customers, loans = base or read_base(ws)
@@ -218,19 +222,84 @@ def training_set(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp
     n0 = len(ent)
     ent = ent[screen.keep(ent, pc.eligibility)].reset_index(drop=True)
     log.info("%s: %s of %s entity rows pass the eligibility screen", key, f"{len(ent):,}", f"{n0:,}")
-    rate = capped_rate(ent, negative_rate, cfg.training.max_rows)
+    rate = capped_rate(ent, negative_rate, max_rows) if max_rows else negative_rate
     if rate < negative_rate:
         log.info("%s: %s rows > training.max_rows %s: negatives kept at %.4f (weights 1/rate)", key,
-                 f"{len(ent):,}", f"{cfg.training.max_rows:,}", rate)
-    ent = downsample(ent.drop(columns="_cust"), rate, seed)
-    df = with_features(cfg, ws, ent, feature_service(key, pc))
-    ok = eligible(df, pc.eligibility).to_numpy()
-    if not ok.all():
-        log.info("%s: %d screened rows fail the rules on retrieved features (no row at their as-of)", key,
-                 int((~ok).sum()))
-    df = df[ok].reset_index(drop=True)
-    log.info("%s: %d rows over %d as-of dates, %d uptakes", key, len(df), len(as_ofs), int(df["label"].sum()))
-    return df
+                 f"{len(ent):,}", f"{max_rows:,}", rate)
+    return downsample(ent.drop(columns="_cust"), rate, seed)
+
+
+def with_features_many(cfg: Config, ws: Workspace, parts: list[tuple[pd.DataFrame, str]]) -> list[pd.DataFrame]:
+    """Features for several entity frames, each with its feature service, in one retrieval.
+
+    A retrieval reads the feature tables whatever the number of rows, so one call for
+    the union of the rows (and of the services' features) is cheaper than one per frame.
+
+    Returns:
+        One frame per part: its columns, then its service's features.
+    """
+    from features import store
+
+    if not parts:
+        return []
+    keys = pd.concat([p[KEYS] for p, _ in parts], ignore_index=True)
+    keys["as_of"] = keys["as_of"].astype("datetime64[us]")
+    code = keys.groupby(KEYS, sort=False).ngroup().to_numpy()
+    uniq = keys.drop_duplicates(KEYS).reset_index(drop=True)  # row i is group i (first appearance order)
+    got = historical_services(cfg, ws, uniq, list(dict.fromkeys(s for _, s in parts)))
+    if not ((got["customer_id"].astype(str).to_numpy() == uniq["customer_id"].astype(str).to_numpy()).all()
+            and (got["as_of"].to_numpy() == uniq["as_of"].to_numpy()).all()):
+        got = uniq.merge(got, on=KEYS, how="left", validate="one_to_one")
+    out, at = [], 0
+    for ent, service in parts:
+        cols = [c for c in store.service_features(cfg, ws, service) if c not in ent.columns]
+        take = code[at:at + len(ent)]
+        at += len(ent)
+        feats = pd.DataFrame(got[cols].to_numpy(dtype="float64")[take], columns=cols)
+        base = ent.reset_index(drop=True).assign(as_of=ent["as_of"].astype("datetime64[us]").to_numpy())
+        out.append(pd.concat([base, feats], axis=1))
+    return out
+
+
+def training_sets(cfg: Config, ws: Workspace, requests: list[tuple[str, list[pd.Timestamp], float, int | None]],
+                  screen: Screen | None = None, base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                  seed: int = 7) -> list[pd.DataFrame]:
+    """Point-in-time training sets of several (product, as-of dates) requests, one retrieval.
+
+    Args:
+        requests: ``(product, as_ofs, negative_rate, max_rows)`` each.
+        screen: shared :class:`Screen` (default: one for every request's dates and rules).
+        base: ``(customers, loans)``.
+
+    Returns:
+        One frame per request: ``customer_id``, ``as_of``, ``label``, ``weight`` and every
+        feature of the product's feature service; eligible candidates only.
+    """
+    base = base or read_base(ws)
+    if screen is None:
+        dates = sorted({t for _, ofs, _, _ in requests for t in ofs})
+        screen = screen_for(cfg, ws, base[0], dates, list(dict.fromkeys(k for k, _, _, _ in requests)))
+    ents = [candidate_rows(cfg, ws, key, ofs, rate, seed, screen, base, cap) for key, ofs, rate, cap in requests]
+    dfs = with_features_many(cfg, ws, [(e, feature_service(key, cfg.products[key]))
+                                       for e, (key, _, _, _) in zip(ents, requests, strict=True)])
+    out = []
+    for df, (key, ofs, _, _) in zip(dfs, requests, strict=True):
+        ok = eligible(df, cfg.products[key].eligibility).to_numpy()
+        if not ok.all():
+            log.info("%s: %d screened rows fail the rules on retrieved features (no row at their as-of)", key,
+                     int((~ok).sum()))
+        df = df[ok].reset_index(drop=True)
+        log.info("%s: %d rows over %d as-of dates, %d uptakes", key, len(df), len(ofs), int(df["label"].sum()))
+        out.append(df)
+    return out
+
+
+def training_set(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp],
+                 negative_rate: float = 1.0, seed: int = 7, screen: Screen | None = None,
+                 base: tuple[pd.DataFrame, pd.DataFrame] | None = None, max_rows: int | None = None
+                 ) -> pd.DataFrame:
+    """:func:`training_sets` for one product and window."""
+    return training_sets(cfg, ws, [(key, as_ofs, negative_rate, max_rows)], screen, base, seed)[0]
 
 
 def feature_columns(df: pd.DataFrame) -> list[str]:

@@ -29,8 +29,8 @@ from nbp.workspace import Workspace
 from training import evaluate, registry
 from training.candidates import eligible
 from training.dataset import (
-    KEYS, Screen, closed_as_ofs, entity_rows, feature_columns, feature_service, historical_services, loan_product,
-    read_base, screen_for, training_set,
+    KEYS, closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, read_base, screen_for,
+    training_sets, with_features_many,
 )
 from training.model import AUTO_THREAD_CELLS, FittedModel, ModelParams, fit_rolling
 
@@ -83,34 +83,30 @@ def model_params(cfg: Config) -> ModelParams:
     return ModelParams(folds=t.valid_months)
 
 
-@dataclass
-class _Shared:
-    """What every product of one job reads alike: the base tables and the eligibility screen."""
+def _datasets(cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_ofs: list
+              ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Each product's fitting rows (negatives down-sampled to ``training.max_rows``) and test
+    rows (all), from one eligibility screen and one Feast retrieval for every product."""
+    base = read_base(ws)
+    screen = screen_for(cfg, ws, base[0], [*fit_ofs, *test_ofs], keys)
+    t = cfg.training
+    reqs = [r for k in keys for r in ((k, fit_ofs, t.negative_rate, t.max_rows), (k, test_ofs, 1.0, None))]
+    sets = training_sets(cfg, ws, reqs, screen, base)
+    return {k: (sets[2 * i], sets[2 * i + 1]) for i, k in enumerate(keys)}
 
-    base: tuple[pd.DataFrame, pd.DataFrame]
-    screen: Screen
 
-    @classmethod
-    def build(cls, cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list[str]) -> _Shared:
-        base = read_base(ws)
-        return cls(base, screen_for(cfg, ws, base[0], as_ofs, products))
-
-
-def _fit_product(cfg: Config, ws: Workspace, key: str, fit_ofs: list, test_ofs: list, shared: _Shared
-                 ) -> tuple[FittedModel, pd.DataFrame, pd.DataFrame, dict[str, float]]:
-    """Fit on ``fit_ofs`` (one Feast retrieval), score ``test_ofs`` (another).
+def _fit_product(cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
+                 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]]:
+    """Fit on ``rows``, score the test rows ``te``.
 
     Returns:
-        The model, its fitting rows, the scored test rows and the test metrics.
+        The model, the scored test rows and the test metrics.
     """
-    rows = training_set(cfg, ws, key, fit_ofs, negative_rate=cfg.training.negative_rate,
-                        screen=shared.screen, base=shared.base)
-    te = training_set(cfg, ws, key, test_ofs, screen=shared.screen, base=shared.base)
     feats = feature_columns(rows)
     model = fit_rolling(rows, feats, "label", "as_of", model_params(cfg), weight="weight",
                         embargo=pd.Timedelta(days=cfg.training.horizon_days))
-    te["score"] = model.predict_proba(te)
-    return model, rows, te, evaluate.metrics(te["label"], te["score"])
+    te = te.assign(score=model.predict_proba(te))
+    return model, te, evaluate.metrics(te["label"], te["score"])
 
 
 def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
@@ -135,9 +131,9 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
     for key in keys:
         if key not in cfg.products:
             raise NbpError(f"unknown product '{key}'; configured: {', '.join(cfg.products)}")
-    shared = _Shared.build(cfg, ws, as_ofs, keys)
+    data = _datasets(cfg, ws, keys, fit_ofs, test_ofs)
     for key in tqdm(keys, desc="train", disable=None):
-        model, _, te, m = _fit_product(cfg, ws, key, fit_ofs, test_ofs, shared)
+        model, te, m = _fit_product(cfg, *data.pop(key))
         win = window_id(test_ofs)
         leak = m["auc"] > cfg.training.leak_auc or (
             oracle_auc is not None and key in oracle_auc and m["auc"] > oracle_auc[key] + cfg.training.leak_margin)
@@ -179,14 +175,10 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
         ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, None)
         ents[key] = ent[screen.keep(ent, pc.eligibility)]
     # one retrieval for every product: the union of the screened rows and of the services' features
-    union = pd.concat(ents.values(), ignore_index=True).drop_duplicates(KEYS).reset_index(drop=True)
-    feats = historical_services(cfg, ws, union[KEYS], [feature_service(k, cfg.products[k]) for k in models])
-    feats = union[KEYS].merge(feats, on=KEYS, how="left", validate="one_to_one")
+    dfs = with_features_many(cfg, ws, [(ents[k][KEYS], feature_service(k, cfg.products[k])) for k in models])
     parts = []
-    for key, (model, version) in models.items():
-        pc = cfg.products[key]
-        df = ents[key][KEYS].merge(feats, on=KEYS, how="left", validate="one_to_one")
-        df = df[eligible(df, pc.eligibility).to_numpy()]
+    for df, (key, (model, version)) in zip(dfs, models.items(), strict=True):
+        df = df[eligible(df, cfg.products[key].eligibility).to_numpy()]
         parts.append(pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "product": key,
                                    "as_of": df["as_of"].to_numpy(), "score": model.predict_proba(df),
                                    "model_version": version}))
@@ -242,9 +234,10 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
     out = ws.outputs_dir / "backtest" / f"{as_of:%Y-%m-%d}"
     rows, fits = [], {}
     keys = products or list(cfg.products)
-    shared = _Shared.build(cfg, ws, [*closed, *test_ofs], keys)
+    data = _datasets(cfg, ws, keys, closed, test_ofs)
     for key in tqdm(keys, desc="backtest", disable=None):
-        model, fit_rows, te, m = _fit_product(cfg, ws, key, closed, test_ofs, shared)
+        fit_rows, te = data.pop(key)
+        model, te, m = _fit_product(cfg, fit_rows, te)
         fits[key] = model.info
         row = {"product": key, "test": window_id(test_ofs), **m}
         if oracle is not None:
