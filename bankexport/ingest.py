@@ -38,7 +38,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bankexport import ingest_sql as q
-from bankexport.ingest_lines import record_lines, transcode_to_utf8
+from bankexport.ingest_lines import Located, read_spans, record_lines, transcode_to_utf8
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Table
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
@@ -52,6 +52,11 @@ ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "gbk": "gbk", "gb2312": "gbk", "
 EVENT_COLUMNS = ("txn_time", "open_date", "application_date", "grant_date", "end_date", "close_date",
                  "published_date", "contact_date", "start_date")
 REPORT_PREFIX = ["source_file", "source_line", "rule", "column", "value"]
+# Distinct values of a column in one Parquet row group (122,880 rows) beyond which DuckDB gives up
+# its dictionary (and bloom filter) for that column chunk. Below DuckDB's default, so that ids that
+# are nearly unique per row group (transactions, accounts, customers) are written plain without a
+# long attempt at a dictionary first (-0.6 CPU-s per 5M transactions); codes, branches, enums keep one.
+DICTIONARY_SIZE_LIMIT = 2048
 # (pandas_type, numpy_type) of the pandas metadata written into each Parquet file, so that
 # pandas.read_parquet gives the spec dtypes (string, datetime64[us], float64, Int64) without
 # importing pandas here (as pyarrow.Schema.from_pandas would write them).
@@ -256,10 +261,17 @@ def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work:
     path = s.path
     if encoding != "utf-8":
         path = transcode_to_utf8(s.path, work / f"{s.table.name}.utf8.csv", encoding)
-    columns = "{" + ", ".join(f"{q.lit(f'r{i}')}: 'VARCHAR'" for i in range(len(s.header))) + "}"
+    return _read_csv_sql(path, len(s.header), "rej"), path
+
+
+def _read_csv_sql(path: Path, n_columns: int, rejects: str) -> str:
+    """``read_csv`` of a UTF-8 file as VARCHAR columns ``r0`` .. ``r<n-1>``; records it cannot
+    split into ``n_columns`` go to table ``rejects`` (and ``<rejects>_scan``)."""
+    columns = "{" + ", ".join(f"{q.lit(f'r{i}')}: 'VARCHAR'" for i in range(n_columns)) + "}"
     return (f"read_csv({q.lit(str(path))}, columns = {columns}, header = true, auto_detect = false, "
             f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, "
-            f"rejects_table = 'rej', rejects_scan = 'rej_scan', max_line_size = 10000000)"), path
+            f"rejects_table = {q.lit(rejects)}, rejects_scan = {q.lit(rejects + '_scan')}, "
+            f"max_line_size = 10000000)")
 
 
 @dataclass
@@ -285,8 +297,8 @@ def _validate(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
     con.execute("DROP TABLE IF EXISTS chk")
     with _step(t.name, "read+check"):
         try:
-            con.execute(f"CREATE TABLE chk AS "
-                        f"{q.check_sql(t, s.present, len(s.header), src_sql, extra, s.native)}")
+            sql = q.check_sql(t, s.present, len(s.header), src_sql, extra, s.native, raw=s.kind == "parquet")
+            con.execute(f"CREATE TABLE chk AS {sql}")
         except duckdb.Error as e:
             raise DataContractError(f"{s.path.name}: cannot read: {e} (rule {q.UNREADABLE_FILE})") from e
     ref = q.reference_sql(t, "chk")
@@ -294,7 +306,16 @@ def _validate(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
         with _step(t.name, "references"):
             con.execute(f"UPDATE chk SET _why = b._why FROM ({ref}) b WHERE chk.rowid = b._ord")
     with _step(t.name, "duplicates"):
-        con.execute(f"UPDATE chk SET _why = b._why FROM ({q.duplicate_sql(t, 'chk')}) b WHERE chk.rowid = b._ord")
+        # repeated keys: first their hashes, sorted in numpy (an aggregate over millions of
+        # distinct keys costs DuckDB ~3x more), then the few rows holding such a hash compared by key
+        h = con.execute(q.key_hash_sql(t, "chk")).fetchnumpy()["h"]
+        h.sort()
+        repeated = np.unique(h[1:][h[1:] == h[:-1]])
+        if len(repeated):
+            con.register("dup_h", {"h": repeated})
+            con.execute(f"UPDATE chk SET _why = b._why FROM ({q.duplicate_sql(t, 'chk', 'dup_h')}) b "
+                        "WHERE chk.rowid = b._ord")
+            con.unregister("dup_h")
 
 
 def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
@@ -323,8 +344,8 @@ def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path) -> None:
                      "numpy_type": _PANDAS_TYPES[c.type][1], "metadata": None} for c in t.columns],
         "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__},
     })
-    con.execute(f"COPY ({q.stored_select(t, 'chk')}) TO {q.lit(str(path))} "
-                f"(FORMAT parquet, COMPRESSION snappy, KV_METADATA {{pandas: {q.lit(meta)}}})")
+    con.execute(f"COPY ({q.stored_select(t, 'chk')}) TO {q.lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
+                f"DICTIONARY_SIZE_LIMIT {DICTIONARY_SIZE_LIMIT}, KV_METADATA {{pandas: {q.lit(meta)}}})")
 
 
 def _write_report_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
@@ -340,8 +361,12 @@ def _write_report_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> N
 
 
 def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path | None,
-                        out: Path, chk: _Checked) -> None:
-    """Write rejects/<table>.csv and cells/<table>.csv for this table (when non-empty)."""
+                        out: Path, chk: _Checked, work: Path) -> None:
+    """Write rejects/<table>.csv and cells/<table>.csv for this table (when non-empty).
+
+    A CSV row's cells are read again from the file by the row's byte span (table ``lines``,
+    columns ``r<i>``), exactly as DuckDB read them: ``chk`` carries no raw text.
+    """
     t = s.table
     opt = [c for c in t.columns if not c.required and q.can_break(c)]
     n_aside, n_cells = sum(chk.set_aside.values()), sum(chk.cells.values())
@@ -361,16 +386,15 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         rej = con.execute("SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej "
                           "GROUP BY ALL ORDER BY 1").fetchall()
         assert csv_path is not None
-        lines, rej_lines = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64),
-                                        n_accepted=chk.read - len(rej))
-        # a dict of numpy arrays: registering an Arrow table costs DuckDB ~0.5 CPU-s of imports
-        con.register("lines_np", {"_ord": np.asarray(ords, np.int64), "line": np.asarray(lines, np.int64)})
-        con.execute("CREATE TABLE lines AS SELECT * FROM lines_np")
-        con.unregister("lines_np")
+        found = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64),
+                             n_accepted=chk.read - len(rej))
+        rej_lines = found.rej_lines
+        _reread_cells(con, csv_path, np.asarray(ords, np.int64), found, len(s.header), work / f"{t.name}.rows.csv")
     kept_raw = set(q.raw_kept(t, s.present, len(s.header)))
     by_pos = {i: n for n, i in s.present.items()}
     enum_raw = q.enum_kept(t, s.present)
-    cell = {i: f"CAST(c.r{i} AS VARCHAR)" if i in kept_raw
+    cell = {i: f"l.r{i}" if s.kind == "csv"
+            else f"CAST(c.r{i} AS VARCHAR)" if i in kept_raw
             else f"COALESCE(CAST(c.{q.ident('p_' + by_pos[i])} AS VARCHAR), c.r{i})" if i in enum_raw
             else f"c.{q.ident('p_' + by_pos[i])}"
             for i in range(len(s.header))}
@@ -405,6 +429,32 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         (out / "cells").mkdir(exist_ok=True)
         _write_report_csv(con, f"SELECT * FROM ({sql}) ORDER BY source_line, \"column\"",
                           out / "cells" / f"{t.name}.csv")
+
+
+def _reread_cells(con: duckdb.DuckDBPyConnection, csv_path: Path, ords: np.ndarray, found: Located,
+                  n_columns: int, tmp: Path) -> None:
+    """Table ``lines`` (``_ord``, ``line``, ``r0`` .. ``r<n-1>``): the source line and the cells of
+    the accepted records ``ords``, read again by DuckDB from a small file of just their bytes
+    (same reader settings, so the same cells: quotes, doubled quotes, newlines, CRLF)."""
+    # a dict of numpy arrays: registering an Arrow table costs DuckDB ~0.5 CPU-s of imports
+    con.register("lines_np", {"_ord": ords, "line": np.asarray(found.lines, np.int64)})
+    ok = len(ords) > 0 and read_spans(csv_path, found.starts, found.ends, n_columns, tmp)
+    if ok:
+        con.execute("DROP TABLE IF EXISTS rej_again; DROP TABLE IF EXISTS rej_again_scan")
+        con.execute(f"CREATE TABLE again AS SELECT * FROM {_read_csv_sql(tmp, n_columns, 'rej_again')}")
+        n, bad = con.execute("SELECT (SELECT count(*) FROM again), (SELECT count(*) FROM rej_again)").fetchone()
+        ok = n == len(ords) and not bad
+    if ok:
+        con.execute("CREATE TABLE lines AS SELECT * FROM lines_np POSITIONAL JOIN again")
+    else:
+        if len(ords):
+            log.warning("%s: the cells of %d reported rows could not be read again; reported empty",
+                        csv_path.name, len(ords))
+        nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS r{i}" for i in range(n_columns))
+        con.execute(f"CREATE TABLE lines AS SELECT *, {nulls} FROM lines_np")
+    con.unregister("lines_np")
+    con.execute("DROP TABLE IF EXISTS again")
+    tmp.unlink(missing_ok=True)
 
 
 def _keep_keys(con: duckdb.DuckDBPyConnection, t: Table) -> None:
@@ -565,7 +615,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
                 with _step(name, "write"):
                     write_table(con, s.table, data_dir / f"{name}.parquet")
                 with _step(name, "reports"):
-                    _write_problem_rows(con, s, csv_path, rep_dir, counts)
+                    _write_problem_rows(con, s, csv_path, rep_dir, counts, work)
                 with _step(name, "keys+dates"):
                     _keep_keys(con, s.table)
                     if (d := _latest_event(con, s.table)) is not None:

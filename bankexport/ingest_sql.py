@@ -6,9 +6,11 @@ Nothing here touches a connection. The rule names are the ones documented in
 
 Column naming inside the checked table ``chk`` (one row per record, in file
 order, so ``rowid`` is the record's position among those the reader accepted):
-    ``r<i>``      raw cell of the file's i-th column (VARCHAR as read; a Parquet
+    ``r<i>``      (Parquet only) raw cell of the file's i-th column (VARCHAR as read; a
                   column of a fitting type stays typed), kept for typed and unknown columns;
-                  for an enum column only where its ``p_`` is NULL (the unknown value)
+                  for an enum column only where its ``p_`` is NULL (the unknown value).
+                  A CSV's rows carry no raw text: the few rows a report shows are read
+                  again from the file by their byte span
     ``p_<name>``  parsed value of spec column ``name`` (typed, NULL if unknown/unparseable;
                   an enum column is a DuckDB ``ENUM`` of the spec's values)
     ``b_<name>``  rule an optional cell broke (NULL when the cell is fine)
@@ -209,7 +211,7 @@ def enum_kept(table: Table, present: dict[str, int]) -> dict[int, str]:
 
 
 def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, extra: str = "",
-              native: dict[str, str] | None = None) -> str:
+              native: dict[str, str] | None = None, raw: bool = True) -> str:
     """SELECT that parses and checks every cell read from ``src``.
 
     Args:
@@ -220,17 +222,19 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
         extra: further columns of ``src`` to carry through (e.g. ``, _line``).
         native: spec column -> DuckDB type of columns ``src`` gives typed (Parquet),
             checked by :func:`native_parse_expr`; every other ``r<i>`` is VARCHAR.
+        raw: whether to keep the raw cells of :func:`raw_kept` and :func:`enum_kept`
+            (False for a CSV, whose reported rows are read again from the file).
 
     Returns:
         SQL yielding ``p_<col>`` for every spec column (typed NULL when the file lacks
         the optional column), ``b_<col>`` for columns that can break a rule, ``_why``
-        (``rule:column`` of the first broken required column, else NULL) and the raw
-        cells of :func:`raw_kept`. Rows come out in file order.
+        (``rule:column`` of the first broken required column, else NULL) and, with ``raw``,
+        the raw cells of :func:`raw_kept`. Rows come out in file order.
     """
     cols = table.columns
-    keep = "".join(f", r{i}" for i in raw_kept(table, present, n_header)) + extra
+    keep = "".join(f", r{i}" for i in raw_kept(table, present, n_header) if raw) + extra
     enum_raw = "".join(f", CASE WHEN {ident('p_' + n)} IS NULL THEN {ident('v_' + n)} END AS r{i}"
-                       for i, n in enum_kept(table, present).items())
+                       for i, n in enum_kept(table, present).items() if raw)
     native = native or {}
     vs = []
     for c in cols:
@@ -283,21 +287,30 @@ def stored_select(table: Table, src: str) -> str:
     return f"SELECT {', '.join(out)} FROM {src} WHERE _why IS NULL"
 
 
-def duplicate_sql(table: Table, src: str) -> str:
+def key_columns(table: Table) -> list[str]:
+    """The key of a table; a keyless table's key is the whole row (all parsed columns)."""
+    return list(table.key) if table.key else [c.name for c in table.columns]
+
+
+def key_hash_sql(table: Table, src: str) -> str:
+    """SELECT the 64-bit hash of the key of every kept row (column ``h``), the cheap first
+    look for repeated keys: a key that repeats has a hash that repeats."""
+    return f"SELECT hash({', '.join(ident('p_' + k) for k in key_columns(table))}) AS h FROM {src} WHERE _why IS NULL"
+
+
+def duplicate_sql(table: Table, src: str, hashes: str) -> str:
     """SELECT ``_ord`` (rowid), ``_why`` of rows whose key repeats an earlier kept row's key.
 
-    Keyless tables use the whole row (all parsed columns) as the key. The keys that
-    repeat are found first by grouping the keys alone (no row position carried
-    through the big aggregate); only rows holding such a key are then ranked.
+    Only rows whose key hash is in table ``hashes`` (column ``h``: the hashes that repeat,
+    see :func:`key_hash_sql`) are compared, by their keys themselves, so a hash collision
+    sets nothing aside. Keys compare with ``IS NOT DISTINCT FROM`` (NULL equals NULL).
     """
-    keys = list(table.key) if table.key else [c.name for c in table.columns]
-    kp = [ident("p_" + k) for k in keys]
+    kp = [ident("p_" + k) for k in key_columns(table)]
     on = " AND ".join(f"c.{k} IS NOT DISTINCT FROM d.{k}" for k in kp)
     label = lit(f"{DUPLICATE_KEY}:{'+'.join(table.key) if table.key else '*'}")
     return (
-        f"WITH _rep AS (SELECT {', '.join(kp)} FROM {src} WHERE _why IS NULL GROUP BY ALL HAVING count(*) > 1),"
-        f" _cand AS (SELECT rowid AS _r, {', '.join(kp)} FROM {src} c"
-        f" WHERE _why IS NULL AND EXISTS (SELECT 1 FROM _rep d WHERE {on}))"
+        f"WITH _cand AS (SELECT rowid AS _r, {', '.join(kp)} FROM {src}"
+        f" WHERE _why IS NULL AND hash({', '.join(kp)}) IN (SELECT h FROM {hashes}))"
         f" SELECT c._r AS _ord, {label} AS _why FROM _cand c JOIN ("
         f" SELECT {', '.join(kp)}, min(_r) AS _first FROM _cand GROUP BY ALL) d ON {on}"
         f" WHERE c._r <> d._first"

@@ -190,6 +190,43 @@ def test_malformed_csv_record_and_line_numbers(tmp_path: Path, ws: Workspace, cf
     assert tx.loc[tx.txn_id == "T1", "counterparty_id"].iloc[0] == "two\nlines"
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("encoding", ["utf-8", "gbk"])
+def test_reported_rows_show_original_cells(tmp_path: Path, ws: Workspace, cfg: IngestConfig, eol: str,
+                                           encoding: str) -> None:
+    """Reports show every cell exactly as the file has it, read again from the file by the row's
+    byte span: quoted commas, doubled quotes, a newline inside quotes, blanks around a number,
+    Chinese text (GBK too), CRLF line ends, a last record without a line end."""
+    src = write_export(tmp_path / "exp", base_tables(), encoding=encoding,
+                       manifest={"encoding": encoding} if encoding != "utf-8" else None)
+    quoted = f'"对方, ""甲""{eol}乙"'  # one cell over two lines
+    tx = [",".join(TABLES["transactions"].column_names),
+          "T1,A1,C1,2024-05-01 10:00:00,100.50,C,mobile,payroll,",
+          f"T7,A1,C1, 2024-05-01 10:00:00 ,0,C,mobile,payroll,{quoted}",  # lines 3-4: non_positive
+          'T8,A2,C2,2024-05-02 11:30:00,-1.5,D,"counter",transfer,X9',  # line 5: non_positive
+          '"T9",A3,C3,2024-05-03 09:15:00,35.2,C,qr,merchant_settlement,X 1',  # kept
+          "T10,A3,C3,2024-05-03 09:15:00,1.234,C,qr,fee,"]  # line 7: unparseable, no line end after it
+    (src / "transactions.csv").write_bytes(eol.join(tx).encode(encoding))
+    cu = (src / "customers.csv").read_bytes().decode(encoding).splitlines()
+    cu_cols = cu[0].split(",")
+    row = {"customer_id": "C9", "customer_type": "individual", "gender": "X", "township_code": '"东村, ""老"""',
+           "birth_date": " 1990-01-01 ", "branch_id": "B1", "open_date": "2020-01-01"}  # gender X: a bad cell
+    (src / "customers.csv").write_bytes(eol.join([*cu, ",".join(row.get(c, "") for c in cu_cols)]).encode(encoding)
+                                        + eol.encode())
+    ingest(src, ws, cfg)
+    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    assert [(r["source_line"], r["rule"], r["column"], r["value"]) for r in rej] == [
+        ("3", "non_positive", "amount", "0"), ("5", "non_positive", "amount", "-1.5"),
+        ("7", "unparseable", "amount", "1.234")]
+    assert rej[0]["txn_time"] == " 2024-05-01 10:00:00 " and rej[0]["counterparty_id"] == f'对方, "甲"{eol}乙'
+    assert (rej[1]["txn_id"], rej[1]["channel"], rej[1]["counterparty_id"]) == ("T8", "counter", "X9")
+    assert (rej[2]["txn_id"], rej[2]["amount"], rej[2]["counterparty_id"]) == ("T10", "1.234", "")
+    assert pd.read_parquet(ws.table("transactions"))["txn_id"].tolist() == ["T1", "T9"]
+    cells = _rows(ws.ingest_dir / "cells" / "customers.csv")
+    assert [(c["source_line"], c["column"], c["value"], c["township_code"], c["birth_date"]) for c in cells] == [
+        (str(len(cu) + 1), "gender", "X", '东村, "老"', " 1990-01-01 ")]
+
+
 def test_gbk_csv_via_manifest(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     tables = base_tables()
     tables["branches"].append({"branch_id": "B3", "name": "河东支行", "area": "城区"})  # bad enum, in Chinese
@@ -320,9 +357,12 @@ def test_record_lines_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     rejected_at = text.index("4,w") + 1  # DuckDB's line_byte_position is 1-based
     for chunk in (3, 5, 7, 64):
         monkeypatch.setattr(ingest_lines, "_CHUNK", chunk)
-        lines, rej = ingest_lines.record_lines(path, np.arange(5), np.array([rejected_at]))
-        assert lines.tolist() == [2, 5, 7, 10, 13], chunk  # record 4 (line 9) was rejected by the reader
-        assert rej.tolist() == [9], chunk
+        found = ingest_lines.record_lines(path, np.arange(5), np.array([rejected_at]))
+        assert found.lines.tolist() == [2, 5, 7, 10, 13], chunk  # record 4 (line 9) was rejected by the reader
+        assert found.rej_lines.tolist() == [9], chunk
+        # each record's bytes up to and including its newline (blank lines after it are not part of it)
+        assert [text[a:b] for a, b in zip(found.starts, found.ends)] == [
+            '1,"x\ny"\n', '2,"q""\n"\n', "3,z\r\n", '5,"\n\n"\n', "6,v"], chunk
 
 
 def test_gbk_invalid_bytes_set_row_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
@@ -423,11 +463,15 @@ def test_record_lines_one_line_records(tmp_path: Path, text: str, n_accepted: in
     path = tmp_path / "t.csv"
     path.write_bytes(text.encode())
     rej_bytes = np.array([text.index(r) + 1 for r in rejected][::-1])  # any order; 1-based
-    got, got_rej = ingest_lines.record_lines(path, np.arange(n_accepted)[::-1], rej_bytes, n_accepted=n_accepted)
-    assert got.tolist() == lines[::-1]
-    assert got_rej.tolist() == rej_lines[::-1]
-    scan, scan_rej = ingest_lines.record_lines(path, np.arange(n_accepted)[::-1], rej_bytes)
-    assert (scan.tolist(), scan_rej.tolist()) == (got.tolist(), got_rej.tolist())
+    got = ingest_lines.record_lines(path, np.arange(n_accepted)[::-1], rej_bytes, n_accepted=n_accepted)
+    assert got.lines.tolist() == lines[::-1]
+    assert got.rej_lines.tolist() == rej_lines[::-1]
+    scan = ingest_lines.record_lines(path, np.arange(n_accepted)[::-1], rej_bytes)
+    for a, b in zip(scan, got):  # the line count and the quote scan agree on lines and byte spans
+        assert a.tolist() == b.tolist()
+    physical = text.encode().splitlines(keepends=True)
+    if len(physical) == 1 + n_accepted + len(rejected):  # one line per record: the span is the line
+        assert [text.encode()[a:b] for a, b in zip(got.starts, got.ends)] == [physical[n - 1] for n in lines[::-1]]
 
 
 def test_one_line_records_detection(tmp_path: Path) -> None:
@@ -438,7 +482,7 @@ def test_one_line_records_detection(tmp_path: Path) -> None:
 
     path = tmp_path / "t.csv"
     path.write_bytes(b'"a","b"\n1,x\nbad\n2,y\n')
-    assert _one_line_records(path, 3, np.array([13])).tolist() == [3]
+    assert _one_line_records(path, 3, np.array([13]))[0].tolist() == [3]
     assert _one_line_records(path, 4, np.array([13])) is None  # a record more than lines: not one line each
     path.write_bytes(b'"a\nb",c\n1,x\n')  # quoted newline in the header
     assert _one_line_records(path, 1, np.zeros(0, np.int64)) is None
@@ -447,7 +491,7 @@ def test_one_line_records_detection(tmp_path: Path) -> None:
     path.write_bytes(b'a,b\n1,"x\ny"\n2,z\n')  # a quoted newline: 2 records on 3 data lines
     assert _one_line_records(path, 2, np.zeros(0, np.int64)) is None
     path.write_bytes(b'a,b\n"1","x"\n"2","y"')  # quoted cells, no final newline
-    assert _one_line_records(path, 2, np.zeros(0, np.int64)).tolist() == []
+    assert _one_line_records(path, 2, np.zeros(0, np.int64))[0].tolist() == []
 
 
 def test_one_line_records_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -462,9 +506,11 @@ def test_one_line_records_across_chunks(tmp_path: Path, monkeypatch: pytest.Monk
     rej = np.array([text.index("bad2") + 1, text.index("bad1") + 1])
     for chunk in (9, 10, 13, 64):  # below 9 the header does not fit in the first chunk
         monkeypatch.setattr(ingest_lines, "_CHUNK", chunk)
-        assert ingest_lines._one_line_records(path, 6, rej).tolist() == [6, 3], chunk
-        lines, rej_lines = ingest_lines.record_lines(path, np.arange(4), rej, n_accepted=4)
-        assert (lines.tolist(), rej_lines.tolist()) == ([2, 4, 5, 7], [6, 3]), chunk
+        assert ingest_lines._one_line_records(path, 6, rej)[0].tolist() == [6, 3], chunk
+        found = ingest_lines.record_lines(path, np.arange(4), rej, n_accepted=4)
+        assert (found.lines.tolist(), found.rej_lines.tolist()) == ([2, 4, 5, 7], [6, 3]), chunk
+        # byte spans from the newlines of the chunks that hold them, read again
+        assert [text[a:b] for a, b in zip(found.starts, found.ends)] == ["1,a\n", "2,b\n", "3,c\n", "4,d\n"], chunk
 
 
 def test_transcode_ascii_passthrough_and_split_characters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
