@@ -54,7 +54,8 @@ def feature_service(key: str, pc: ProductConfig) -> str:
 
 
 def entity_rows(customers: pd.DataFrame, loans: pd.DataFrame, product: str,
-                as_ofs: list[pd.Timestamp], horizon_days: int | None) -> pd.DataFrame:
+                as_ofs: list[pd.Timestamp], horizon_days: int | None,
+                screen: tuple[Screen, list[EligibilityRule]] | None = None) -> pd.DataFrame:
     """Candidate rows before eligibility: known customers minus active holders.
 
     Args:
@@ -63,11 +64,17 @@ def entity_rows(customers: pd.DataFrame, loans: pd.DataFrame, product: str,
         product: ``loans.product`` value.
         as_ofs: as-of dates.
         horizon_days: label horizon; ``None`` leaves the label out (scoring).
+        screen: a :class:`Screen` and the product's rules: rows it excludes are dropped first.
 
     Returns:
         Columns ``customer_id``, ``as_of`` and, with a horizon, ``label``.
     """
     ent = base_rows(customers, as_ofs)
+    if screen is not None:  # first drop what the screen excludes: holdings and labels cost per row
+        n0 = len(ent)
+        ent = ent[screen[0].keep(ent, screen[1])]
+        log.info("%s: %s of %s (customer, as-of) rows pass the eligibility screen", product, f"{len(ent):,}",
+                 f"{n0:,}")
     ent = ent[~holds_active(ent, loans, product).to_numpy()].reset_index(drop=True)
     if horizon_days is not None:
         ent["label"] = label(ent, loans, product, horizon_days).to_numpy()
@@ -217,11 +224,9 @@ def candidate_rows(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timesta
     """
     pc = cfg.products[key]
     customers, loans = base or read_base(ws)
-    ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, cfg.training.horizon_days)
     screen = screen or screen_for(cfg, ws, customers, as_ofs, [key])
-    n0 = len(ent)
-    ent = ent[screen.keep(ent, pc.eligibility)].reset_index(drop=True)
-    log.info("%s: %s of %s entity rows pass the eligibility screen", key, f"{len(ent):,}", f"{n0:,}")
+    ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, cfg.training.horizon_days,
+                      (screen, pc.eligibility))
     rate = capped_rate(ent, negative_rate, max_rows) if max_rows else negative_rate
     if rate < negative_rate:
         log.info("%s: %s rows > training.max_rows %s: negatives kept at %.4f (weights 1/rate)", key,
@@ -250,12 +255,15 @@ def with_features_many(cfg: Config, ws: Workspace, parts: list[tuple[pd.DataFram
     if not ((got["customer_id"].astype(str).to_numpy() == uniq["customer_id"].astype(str).to_numpy()).all()
             and (got["as_of"].to_numpy() == uniq["as_of"].to_numpy()).all()):
         got = uniq.merge(got, on=KEYS, how="left", validate="one_to_one")
+    names = [c for c in got.columns if c not in KEYS]
+    matrix = got[names].to_numpy(dtype="float64")  # once: every part takes its rows and columns from it
+    where = {c: j for j, c in enumerate(names)}
     out, at = [], 0
     for ent, service in parts:
         cols = [c for c in store.service_features(cfg, ws, service) if c not in ent.columns]
         take = code[at:at + len(ent)]
         at += len(ent)
-        feats = pd.DataFrame(got[cols].to_numpy(dtype="float64")[take], columns=cols)
+        feats = pd.DataFrame(matrix[np.ix_(take, [where[c] for c in cols])], columns=cols)
         base = ent.reset_index(drop=True).assign(as_of=ent["as_of"].astype("datetime64[us]").to_numpy())
         out.append(pd.concat([base, feats], axis=1))
     return out

@@ -172,8 +172,7 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
     screen = screen_for(cfg, ws, customers, as_ofs, list(models))
     for key in models:
         pc = cfg.products[key]
-        ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, None)
-        ents[key] = ent[screen.keep(ent, pc.eligibility)]
+        ents[key] = entity_rows(customers, loans, loan_product(key, pc), as_ofs, None, (screen, pc.eligibility))
     # one retrieval for every product: the union of the screened rows and of the services' features
     dfs = with_features_many(cfg, ws, [(ents[k][KEYS], feature_service(k, cfg.products[k])) for k in models])
     parts = []
