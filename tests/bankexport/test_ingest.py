@@ -565,3 +565,35 @@ def test_ok_expr_agrees_with_break_expr() -> None:
                 assert bool(ok) == (brk is None), (t.name, c.name, val, ok, brk)
                 checked += 1
     assert checked > 100
+
+
+def test_read_spans_copies_records_under_a_placeholder_header(tmp_path: Path) -> None:
+    """Records are copied byte for byte in the given order; a last record without a line end
+    gets the header's (CRLF here); an unlocated record (empty span) is refused."""
+    import numpy as np
+
+    from bankexport.ingest_lines import read_spans
+
+    text = b'a,b\r\n1,"x\r\ny"\r\n2,z'
+    path, dst = tmp_path / "t.csv", tmp_path / "again.csv"
+    path.write_bytes(text)
+    starts = np.array([text.index(b"2,z"), text.index(b'1,"x')])
+    ends = np.array([len(text), text.index(b"2,z")])
+    assert read_spans(path, starts, ends, 2, dst)
+    assert dst.read_bytes() == b'c0,c1\r\n2,z\r\n1,"x\r\ny"\r\n'
+    assert not read_spans(path, np.array([5]), np.array([5]), 2, dst)
+
+
+def test_rows_not_read_again_are_still_reported(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Should a reported row's bytes not be found again, it is still reported (line, rule), its
+    cells empty, with a warning: nothing is dropped."""
+    tables = base_tables()
+    tables["transactions"].append({**tables["transactions"][0], "txn_id": "T7", "amount": "0"})
+    src = write_export(tmp_path / "exp", tables)
+    monkeypatch.setattr(ingest_mod, "read_spans", lambda *a: False)
+    ingest(src, ws, cfg)
+    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    assert [(r["source_line"], r["rule"], r["column"], r["txn_id"]) for r in rej] == [("5", "non_positive", "amount", "")]
+    assert "could not be read again" in caplog.text
