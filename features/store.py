@@ -233,26 +233,27 @@ def historical(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, feature_serv
     return _retrieve(cfg, ws, entity_df, _refs(cfg, ws, feature_service))
 
 
-def exact_values(ws: Workspace, entity_df: pd.DataFrame, names: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stored values of some features at exactly each entity row's timestamp: a cheap pre-filter.
+def exact_grid(ws: Workspace, customer_ids: Sequence[str], as_ofs: Sequence[datetime], names: Sequence[str]
+               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Stored values of some features at exactly each as-of date, for every customer: a cheap pre-filter.
 
-    Reads the feature tables (the offline store's Parquet files) directly with one
-    equi-join per family on (``customer_id``, timestamp), only the columns asked for.
-    Where a family holds exactly one row at an entity row's timestamp, Feast's
-    point-in-time join returns that row's values (the latest row at or before T is the
-    one at T, and it is inside any TTL); elsewhere (no row at T, or a repeated one) this
-    says nothing, and only :func:`historical` knows. Training uses it to drop
-    ineligible rows before the full retrieval, and applies the rules again afterwards
-    to the retrieved values.
+    Reads the feature tables (the offline store's Parquet files) directly, one scan per
+    family of only the columns asked for. Where a family holds exactly one row at
+    (customer, T), Feast's point-in-time join for an entity row (customer, T) returns
+    that row's values (the latest row at or before T is the one at T, and it is inside
+    any TTL); elsewhere (no row at T, or a repeated one) this says nothing, and only
+    :func:`historical` knows. Training uses it to drop ineligible rows before the full
+    retrieval, and applies the rules again afterwards to the retrieved values.
 
     Args:
         ws: workspace with built feature tables.
-        entity_df: ``customer_id`` and ``event_timestamp`` (naive, UTC).
+        customer_ids: the customers (columns of the grids).
+        as_ofs: as-of dates, naive UTC (rows of the grids).
         names: feature names (catalogue names).
 
     Returns:
-        ``(values, found)``: float64 values (NaN where stored null or not found) and
-        booleans, both with columns ``names`` and ``entity_df``'s index.
+        ``{name: (values, found)}``: float64 values (NaN where stored null or not found)
+        and booleans, each of shape ``(len(as_ofs), len(customer_ids))``.
 
     Raises:
         FeatureStoreError: a name is not in the catalogue, or a feature table is missing.
@@ -263,37 +264,37 @@ def exact_values(ws: Workspace, entity_df: pd.DataFrame, names: Sequence[str]) -
         raise FeatureStoreError(f"unknown feature(s) {unknown}: not in the feature catalogue")
     import duckdb
 
-    ts = pd.to_datetime(entity_df[EVENT_TS])
-    if ts.dt.tz is not None:
-        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    ent = pa.table({JOIN_KEY: pa.array(entity_df[JOIN_KEY].astype(str).to_numpy(dtype=object), pa.string()),
-                    "ts": pa.array(ts.astype("datetime64[us]").to_numpy()),
-                    "row": pa.array(np.arange(len(entity_df), dtype=np.int64))})
-    values = pd.DataFrame(np.nan, index=entity_df.index, columns=list(names))
-    found = pd.DataFrame(False, index=entity_df.index, columns=list(names))
+    shape = (len(as_ofs), len(customer_ids))
+    out = {n: (np.full(shape, np.nan), np.zeros(shape, dtype=bool)) for n in names}
+    cust = pa.table({JOIN_KEY: pa.array([str(c) for c in customer_ids], pa.string()),
+                     "ci": pa.array(np.arange(len(customer_ids), dtype=np.int64))})
+    dates = pa.table({"ts": pa.array(pd.DatetimeIndex(as_ofs).astype("datetime64[us]").to_numpy()),
+                      "ti": pa.array(np.arange(len(as_ofs), dtype=np.int64))})
     con = duckdb.connect()
     try:
         con.execute("SET preserve_insertion_order = false")
-        con.register("ent", ent)
+        con.register("cust", cust)
+        con.register("dates", dates)
         for fam in dict.fromkeys(family[n] for n in names):
             path = fbuild.family_path(ws, fam)
             if not path.exists():
                 raise FeatureStoreError(f"{path}: feature table missing; run `nbp features`")
             cols = [n for n in names if family[n] == fam]
-            agg = ", ".join(f"any_value({_sql_name(c)}) AS {_sql_name(c)}" for c in cols)
             got = con.sql(
-                f"WITH f AS (SELECT {JOIN_KEY}, {EVENT_TS} AS ts, count(*) AS n, {agg} "
-                f"FROM read_parquet('{path}') WHERE {EVENT_TS} IN (SELECT DISTINCT ts FROM ent) GROUP BY ALL) "
-                f"SELECT e.row, {', '.join('f.' + _sql_name(c) for c in cols)} FROM ent e "
-                f"JOIN f ON f.{JOIN_KEY} = e.{JOIN_KEY} AND f.ts = e.ts WHERE f.n = 1").to_arrow_table()
-            rows = got.column("row").to_numpy()
-            for c in cols:
-                col = values.columns.get_loc(c)
-                values.iloc[rows, col] = got.column(c).to_numpy(zero_copy_only=False).astype("float64")
-                found.iloc[rows, col] = True
+                f"SELECT d.ti, c.ci, {', '.join('f.' + _sql_name(n) for n in cols)} "
+                f"FROM read_parquet('{path}') f JOIN dates d ON f.{EVENT_TS} = d.ts "
+                f"JOIN cust c ON f.{JOIN_KEY} = c.{JOIN_KEY}").to_arrow_table()
+            ti, ci = got.column("ti").to_numpy(), got.column("ci").to_numpy()
+            flat = ti * shape[1] + ci
+            once = (np.bincount(flat, minlength=shape[0] * shape[1]) == 1).reshape(shape)
+            for n in cols:
+                values, found = out[n]
+                values[ti, ci] = got.column(n).to_numpy(zero_copy_only=False).astype("float64")
+                found |= once
+                values[~once] = np.nan
     finally:
         con.close()
-    return values, found
+    return out
 
 
 def _sql_name(name: str) -> str:

@@ -97,7 +97,7 @@ def base_rows(customers: pd.DataFrame, as_ofs: list[pd.Timestamp]) -> pd.DataFra
 class Screen:
     """The rule features of every (customer, as-of), as stored at exactly that as-of.
 
-    Built once (one read of the feature tables per family, :func:`features.store.exact_values`)
+    Built once (one read of the feature tables per family, :func:`features.store.exact_grid`)
     and shared by every product and window of a job. :meth:`keep` is true unless a rule
     certainly fails: its feature's table holds exactly one row at (customer, T) and
     that value fails the rule. Where it says nothing (no row at T), the retrieval decides.
@@ -114,14 +114,9 @@ class Screen:
         self.found = {n: np.zeros(shape, dtype=bool) for n in self.names}
         if not self.names:
             return
-        base = base_rows(customers, list(self.as_ofs))
-        req = base[KEYS].rename(columns={"as_of": "event_timestamp"})
-        values, found = store.exact_values(ws, req, self.names)
-        ti = base["as_of"].map(self.as_ofs).to_numpy()
-        ci = base["_cust"].to_numpy()
+        grids = store.exact_grid(ws, customers["customer_id"].astype(str).tolist(), list(self.as_ofs), self.names)
         for n in self.names:
-            self.values[n][ti, ci] = values[n].to_numpy()
-            self.found[n][ti, ci] = found[n].to_numpy()
+            self.values[n], self.found[n] = grids[n]
 
     def keep(self, ent: pd.DataFrame, rules: list[EligibilityRule]) -> np.ndarray:
         """Rows of ``ent`` (with ``as_of`` and ``_cust``) that no rule certainly excludes."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -75,27 +75,28 @@ def test_export_writes_one_row_per_known_customer(published: tuple[Config, Works
         store.export(cfg, ws, date(2025, 5, 1), out)
 
 
-def test_exact_values_agree_with_the_point_in_time_join_where_found(published: tuple[Config, Workspace]) -> None:
+def test_exact_grid_agrees_with_the_point_in_time_join_where_found(published: tuple[Config, Workspace]) -> None:
     cfg, ws = published
-    ent = pd.DataFrame({
-        JOIN_KEY: ["c1", "c1", "c1", "c4", "nobody", "c2"],
-        EVENT_TS: pd.to_datetime(["2025-06-01", "2025-06-20", "2025-07-01", "2025-06-01", "2025-06-01",
-                                  "2025-07-01"]),
-    })
+    customers = ["c1", "c2", "c4", "nobody"]
+    as_ofs = [datetime(2025, 6, 1), datetime(2025, 6, 20), datetime(2025, 7, 1)]
     names = ["demo_age_years", "holdings_loans_active_consumer_count", "tax_credit_grade_latest"]
-    values, found = store.exact_values(ws, ent, names)
+    grids = store.exact_grid(ws, customers, as_ofs, names)
+    ent = pd.DataFrame([(c, t) for t in as_ofs for c in customers], columns=[JOIN_KEY, EVENT_TS])
     ref = store.historical(cfg, ws, ent, "consumer_v1")
     ref = ent.merge(ref, on=[JOIN_KEY, EVENT_TS], how="left")
-    # rows at an as-of date of the feature tables are found, and hold what Feast returns
-    assert found.loc[[0, 2, 3, 5]].all().all()
-    # between as-of dates (Feast takes the earlier row) and for unknown customers: nothing claimed
-    assert not found.loc[[1, 4]].any().any()
-    assert values.loc[[1, 4]].isna().all().all()
     for n in names:
-        np.testing.assert_array_equal(values.loc[found[n], n].to_numpy(), ref.loc[found[n], n].to_numpy())
-    assert values.loc[2, "holdings_loans_active_consumer_count"] == 1
+        values, found = grids[n]
+        assert values.shape == found.shape == (3, 4)
+        # as-of dates of the feature tables are found for known customers, and hold what Feast returns
+        assert found[[0, 2]][:, :3].all()
+        # between as-of dates (Feast takes the earlier row) and for unknown customers: nothing claimed
+        assert not found[1].any() and not found[:, 3].any()
+        assert np.isnan(values[1]).all() and np.isnan(values[:, 3]).all()
+        want = ref[n].to_numpy().reshape(3, 4)
+        np.testing.assert_array_equal(values[found], want[found])
+    assert grids["holdings_loans_active_consumer_count"][0][2, 0] == 1  # c1 at 2025-07-01
     with pytest.raises(FeatureStoreError, match="no_such_feature"):
-        store.exact_values(ws, ent, ["no_such_feature"])
+        store.exact_grid(ws, customers, as_ofs, ["no_such_feature"])
 
 
 def test_one_retrieval_for_several_services_matches_each(published: tuple[Config, Workspace]) -> None:
