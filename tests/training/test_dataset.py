@@ -49,3 +49,28 @@ def test_capped_rate_bounds_rows_and_keeps_positives() -> None:
     # expected rows = cap; allow 4 binomial standard deviations of the kept negatives
     assert abs(len(out) - 10_000) < 4 * (99_700 * rate * (1 - rate)) ** 0.5
     assert out.loc[out["label"] == 0, "weight"].iloc[0] == 1 / rate
+
+
+def test_one_retrieval_serves_every_part_in_its_own_order(monkeypatch) -> None:  # noqa: ANN001
+    """with_features_many: overlapping parts, one retrieval of the unique rows, rows in any order back."""
+    from training import dataset
+
+    asked = []
+
+    def fake(cfg, ws, ent, services):  # noqa: ANN001, ANN202 - a store that returns rows shuffled
+        asked.append((len(ent), list(services)))
+        out = ent[dataset.KEYS].copy()
+        out["f"] = [float(c[1:]) * 10 + t.month for c, t in zip(out["customer_id"], out["as_of"], strict=True)]
+        out["g"] = out["f"] * 2
+        return out.sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+    monkeypatch.setattr(dataset, "historical_services", fake)
+    monkeypatch.setattr("features.store.service_features", lambda cfg, ws, s: ["f"] if s == "a" else ["f", "g"])
+    t1, t2 = pd.Timestamp("2025-01-01"), pd.Timestamp("2025-02-01")
+    p1 = pd.DataFrame({"customer_id": ["c1", "c2", "c3"], "as_of": [t1, t1, t2], "label": [0, 1, 0]})
+    p2 = pd.DataFrame({"customer_id": ["c3", "c1"], "as_of": [t2, t2]})
+    a, b = dataset.with_features_many(None, None, [(p1, "a"), (p2, "b")])
+    assert asked == [(4, ["a", "b"])]  # c3@t2 asked once
+    assert list(a.columns) == ["customer_id", "as_of", "label", "f"]
+    assert a["f"].tolist() == [11.0, 21.0, 32.0] and a["label"].tolist() == [0, 1, 0]
+    assert b["f"].tolist() == [32.0, 12.0] and b["g"].tolist() == [64.0, 24.0]
