@@ -59,6 +59,7 @@ class TrainingConfig(_Section):
     test_months: int = Field(2, ge=1)  # latest closed as-of months: backtest window of the gate
     valid_months: int = Field(3, ge=2)  # months before them: early stopping + calibration
     negative_rate: float = Field(1.0, gt=0.0, le=1.0)  # share of negatives kept (weights compensate)
+    workers: int = Field(2, ge=1)  # products fitted side by side (one LightGBM thread each)
     max_rows: int = Field(150_000, ge=1_000)  # fitting rows per product; beyond, negatives are down-sampled (weighted)
     leak_margin: float = 0.02  # AUC above the oracle's by more than this raises the leak alarm
     leak_auc: float = 0.995  # an AUC this high on uptake data is treated as a leak
