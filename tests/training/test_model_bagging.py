@@ -1,5 +1,5 @@
 """Seed bagging in the rolling-fold recipe (``ModelParams.bag``) and the booster average it
-stores (``average_boosters``); the one-SE choice of setting; the extra-trees default."""
+stores (``average_boosters``); the one-SE choice of setting; the extra-trees member of GRID."""
 
 from __future__ import annotations
 
@@ -62,10 +62,12 @@ def test_bagged_fit_averages_seeds_and_stays_calibrated(data: pd.DataFrame) -> N
     np.testing.assert_allclose(c.sum(axis=1).to_numpy(), bag.raw_score(test.head(50)), atol=1e-9)
 
 
-def test_the_recipe_grows_extra_trees_and_stops_after_50_flat_rounds() -> None:
-    lp = ModelParams().lgb_params()
-    assert lp["extra_trees"] is True and ModelParams().early_stopping_rounds == 50
-    assert ModelParams(extra_trees=False).lgb_params()["extra_trees"] is False
+def test_only_the_near_additive_member_grows_extra_trees_and_patience_is_50() -> None:
+    from training.model import GRID
+
+    grown = [ModelParams().model_copy(update=g) for g in GRID]
+    assert [p.lgb_params()["extra_trees"] for p in grown] == [p.num_leaves == 4 for p in grown]
+    assert ModelParams().early_stopping_rounds == 50 and ModelParams().select == "one_se"
 
 
 def test_one_se_rule_keeps_the_simplest_setting_within_one_standard_error() -> None:
