@@ -29,6 +29,7 @@ reproduces it. Unseen or missing categories become missing values.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -79,6 +80,7 @@ class ModelParams(BaseModel):
     extra_trees: bool = False  # one random threshold per feature and node (GRID's near-additive member)
     seed: int = 7
     num_threads: int = 0  # 0 = auto: one thread below AUTO_THREAD_CELLS cells, else two
+    search_workers: int = 2  # fit_rolling: settings cross-validated side by side (single-threaded boosters only)
     deterministic: bool = True
 
     def lgb_params(self) -> dict[str, Any]:
@@ -613,14 +615,23 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
     search: list[dict[str, Any]] = []
     best_p, best_rounds, best_cvb = params, None, None
     if folds:
-        full = lgb.Dataset(x, label=y, weight=w, feature_name=names, categorical_feature=cat_idx,
-                           free_raw_data=False, params={"feature_pre_filter": False})
-        results: list[tuple[ModelParams, int, float, float, Any]] = []
-        for cand in candidates:
+        def cross_validate(cand: ModelParams) -> dict[str, Any]:
+            # a Dataset per setting: lgb.cv writes the setting's parameters into it
+            full = lgb.Dataset(x, label=y, weight=w, feature_name=names, categorical_feature=cat_idx,
+                               free_raw_data=False, params={"feature_pre_filter": False})
             lp = cand.lgb_params() | {"num_threads": threads}
-            res = lgb.cv(lp, full, num_boost_round=cand.max_rounds, folds=folds, stratified=False,
-                         shuffle=False, return_cvbooster=cross_fit,
-                         callbacks=[lgb.early_stopping(cand.early_stopping_rounds, verbose=False)])
+            return lgb.cv(lp, full, num_boost_round=cand.max_rounds, folds=folds, stratified=False,
+                          shuffle=False, return_cvbooster=cross_fit,
+                          callbacks=[lgb.early_stopping(cand.early_stopping_rounds, verbose=False)])
+
+        # settings side by side on threads (LightGBM releases the interpreter lock while it
+        # trains); each is seeded and single-threaded at this size, so the choice does not
+        # depend on the number of workers
+        workers = max(1, min(params.search_workers, len(candidates))) if threads == 1 else 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            cvs = list(pool.map(cross_validate, candidates))
+        results: list[tuple[ModelParams, int, float, float, Any]] = []
+        for cand, res in zip(candidates, cvs, strict=True):
             curve = res[f"valid {cand.metric}-mean"]
             rounds, score = len(curve), float(curve[-1])
             sd = float(res[f"valid {cand.metric}-stdv"][-1])
@@ -629,6 +640,7 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
                            "rounds": rounds, "cv_auc": round(score, 4), "cv_auc_sd": round(sd, 4)})
             log.info("fold search: %s -> %d rounds, mean fold AUC %.4f ± %.4f", search[-1], rounds, score, sd)
             results.append((cand, rounds, score, sd / np.sqrt(len(folds)), res.get("cvbooster")))
+        cvs.clear()
         best_p, best_rounds, _, _, best_cvb = results[choose_setting([(r[0], r[2], r[3]) for r in results],
                                                                      params.select)]
         results.clear()

@@ -37,3 +37,15 @@ def test_parallel_fits_equal_one_at_a_time(monkeypatch) -> None:  # noqa: ANN001
         assert s1 == s2 and m1.best_iteration == m2.best_iteration
     # different data, different models: the comparison above could fail
     assert not np.array_equal(got[2]["a"][1]["score"].to_numpy()[:100], got[2]["b"][1]["score"].to_numpy()[:100])
+
+
+def test_settings_searched_side_by_side_choose_what_one_at_a_time_chooses() -> None:
+    from training.model import ModelParams, fit_rolling
+    from training_synth import FEATURES
+
+    rows = _rows(5)
+    fast = dict(folds=2, num_threads=1, max_rounds=80, early_stopping_rounds=10, learning_rate=0.2)
+    models = [fit_rolling(rows, FEATURES, "label", "as_of", ModelParams(**fast, search_workers=k),
+                          weight="weight", embargo=pd.Timedelta(days=90)) for k in (1, 2)]
+    assert models[0].info["search"] == models[1].info["search"] and len(models[0].info["search"]) > 1
+    np.testing.assert_array_equal(models[0].predict_proba(rows), models[1].predict_proba(rows))
