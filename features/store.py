@@ -210,7 +210,7 @@ def _arrow_frame(table: pa.Table) -> pd.DataFrame:
     to one float64 block (null = NaN). Cheaper than Feast's ``to_df`` followed by a cast: the
     features are converted once, and later ``frame[features].to_numpy()`` is a plain copy."""
     feats = [c for c in table.column_names if c not in (JOIN_KEY, EVENT_TS)]
-    values = np.empty((table.num_rows, len(feats)), dtype=np.float64)
+    values = np.empty((table.num_rows, len(feats)), dtype=np.float64, order="F")  # columns contiguous
     for j, c in enumerate(feats):
         values[:, j] = table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False)
     keys = table.select([c for c in table.column_names if c not in feats]).to_pandas()

@@ -194,7 +194,7 @@ def historical_services(cfg: Config, ws: Workspace, ent: pd.DataFrame, services:
     got = store.historical_union(cfg, ws, req, services)
     if len(got) != len(ent):
         raise FeatureStoreError(f"feature services {services}: asked {len(ent)} rows, got {len(got)}")
-    got = got.rename(columns={"event_timestamp": "as_of"})
+    got.columns = ["as_of" if c == "event_timestamp" else c for c in got.columns]  # no copy, unlike rename
     got["as_of"] = got["as_of"].astype("datetime64[us]")
     return got
 
