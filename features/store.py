@@ -270,10 +270,14 @@ def exact_grid(ws: Workspace, customer_ids: Sequence[str], as_ofs: Sequence[date
 
     shape = (len(as_ofs), len(customer_ids))
     out = {n: (np.full(shape, np.nan), np.zeros(shape, dtype=bool)) for n in names}
+    if not len(as_ofs):
+        return out
     cust = pa.table({JOIN_KEY: pa.array([str(c) for c in customer_ids], pa.string()),
                      "ci": pa.array(np.arange(len(customer_ids), dtype=np.int64))})
     dates = pa.table({"ts": pa.array(pd.DatetimeIndex(as_ofs).astype("datetime64[us]").to_numpy()),
                       "ti": pa.array(np.arange(len(as_ofs), dtype=np.int64))})
+    # literal bounds let the Parquet reader skip row groups of other dates (tables are in date order)
+    lo, hi = (pd.Timestamp(min(as_ofs)).isoformat(sep=" "), pd.Timestamp(max(as_ofs)).isoformat(sep=" "))
     con = duckdb.connect()
     try:
         con.execute("SET preserve_insertion_order = false")
@@ -284,8 +288,6 @@ def exact_grid(ws: Workspace, customer_ids: Sequence[str], as_ofs: Sequence[date
             if not path.exists():
                 raise FeatureStoreError(f"{path}: feature table missing; run `nbp features`")
             cols = [n for n in names if family[n] == fam]
-            # literal bounds let the Parquet reader skip row groups of other dates (tables are in date order)
-            lo, hi = (pd.Timestamp(min(as_ofs)).isoformat(sep=" "), pd.Timestamp(max(as_ofs)).isoformat(sep=" "))
             got = con.sql(
                 f"SELECT d.ti, c.ci, {', '.join('f.' + _sql_name(n) for n in cols)} "
                 f"FROM read_parquet('{path}') f JOIN dates d ON f.{EVENT_TS} = d.ts "

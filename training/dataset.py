@@ -108,15 +108,11 @@ class Screen:
         from features import store
 
         self.as_ofs = {pd.Timestamp(t): i for i, t in enumerate(sorted(set(as_ofs)))}
-        self.names = sorted({r.feature for r in rules})
-        shape = (len(self.as_ofs), len(customers))
-        self.values = {n: np.full(shape, np.nan) for n in self.names}
-        self.found = {n: np.zeros(shape, dtype=bool) for n in self.names}
-        if not self.names:
-            return
-        grids = store.exact_grid(ws, customers["customer_id"].astype(str).tolist(), list(self.as_ofs), self.names)
-        for n in self.names:
-            self.values[n], self.found[n] = grids[n]
+        names = sorted({r.feature for r in rules})
+        grids = store.exact_grid(ws, customers["customer_id"].astype(str).tolist(), list(self.as_ofs),
+                                 names) if names else {}
+        self.values = {n: v for n, (v, _) in grids.items()}
+        self.found = {n: f for n, (_, f) in grids.items()}
 
     def keep(self, ent: pd.DataFrame, rules: list[EligibilityRule]) -> np.ndarray:
         """Rows of ``ent`` (with ``as_of`` and ``_cust``) that no rule certainly excludes."""
@@ -165,14 +161,7 @@ def downsample(ent: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
 
 def with_features(cfg: Config, ws: Workspace, ent: pd.DataFrame, service: str) -> pd.DataFrame:
     """Join point-in-time features from Feast onto entity rows (row count checked)."""
-    got = historical_services(cfg, ws, ent, [service])
-    ent = ent.copy()
-    ent["as_of"] = ent["as_of"].astype("datetime64[us]")
-    if (got["customer_id"].astype(str).to_numpy() == ent["customer_id"].astype(str).to_numpy()).all() and \
-            (got["as_of"].to_numpy() == ent["as_of"].to_numpy()).all():
-        # the rows came back in the order asked (the project's offline store does): no join needed
-        return pd.concat([ent.reset_index(drop=True), got.drop(columns=KEYS).reset_index(drop=True)], axis=1)
-    return ent.merge(got, on=KEYS, how="left", validate="one_to_one")
+    return with_features_many(cfg, ws, [(ent, service)])[0]
 
 
 def read_base(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
