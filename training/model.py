@@ -75,7 +75,6 @@ class ModelParams(BaseModel):
     search: bool = True  # also choose among GRID (else: these settings, rounds only)
     max_neg_per_pos: float | None = 100.0  # fit_rolling: down-sample negatives beyond this ratio (weighted)
     select: Literal["best", "one_se"] = "one_se"  # fit_rolling: simplest setting within one SE of the best, or best
-    bag: int = 1  # fit_rolling: boosters averaged (seeds seed, seed+1, ...), fold boosters and final alike
     max_bin: int = 255
     extra_trees: bool = False  # one random threshold per feature and node (GRID's near-additive member)
     seed: int = 7
@@ -502,36 +501,6 @@ def choose_setting(scores: list[tuple[ModelParams, float, float]], rule: str = "
     return min((i for i, (_, m, _) in enumerate(scores) if m >= floor), key=lambda i: _complexity(scores[i][0]))
 
 
-def average_boosters(boosters: list[lgb.Booster]) -> lgb.Booster:
-    """One booster whose raw score is the mean of the given boosters' raw scores.
-
-    Every tree of every booster is kept, its leaf values divided by their number: the sum
-    of all trees is then the average. One booster, so scoring, TreeSHAP contributions
-    (linear in the leaf values) and pickling work unchanged.
-    """
-    if len(boosters) == 1:
-        return boosters[0]
-    k = len(boosters)
-    head, trees, tail = "", [], ""
-    for i, b in enumerate(boosters):
-        text = b.model_to_string()
-        start, end = text.index("\nTree=0\n") + 1, text.index("end of trees")
-        if i == 0:
-            head = "\n".join(ln for ln in text[:start].split("\n") if not ln.startswith("tree_sizes="))
-            tail = text[end:]
-        for block in text[start:end].split("\nTree=")[0:]:
-            body = block.split("\n", 1)[1]  # drop the "Tree=<i>" line
-            lines = []
-            for ln in body.split("\n"):
-                key, _, vals = ln.partition("=")
-                if key in ("leaf_value", "internal_value"):
-                    ln = key + "=" + " ".join(repr(float(v) / k) for v in vals.split())
-                lines.append(ln)
-            trees.append("\n".join(lines).rstrip("\n"))
-    text = head + "".join(f"Tree={j}\n{t}\n\n" for j, t in enumerate(trees)) + "\n" + tail
-    return lgb.Booster(model_str=text)
-
-
 def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
                 params: ModelParams | None = None, weight: str | None = None,
                 embargo: Any = None) -> FittedModel:
@@ -546,9 +515,6 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
        error (fold sd / sqrt(folds)) of the best; ``"best"`` keeps the best. With a few
        hundred fold positives the fold AUCs differ by less than their noise, and the
        noise favours capacity.
-       ``params.bag`` > 1 averages that many boosters (seeds ``seed``, ``seed + 1``, ...)
-       of the chosen setting and rounds, for the calibration scores and the final booster
-       alike (:func:`average_boosters`: one booster). Not the default (below).
     2. ``params.calibrate_on == "folds"`` (default, cross-fitted): the chosen setting's
        fold boosters, at the chosen round count, score their own validation periods;
        Platt is fitted on these out-of-time scores, and the final booster is refit with
@@ -651,38 +617,24 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
     # Cross-fitted calibration: each fold's booster of the chosen setting, at the chosen round
     # count, scores its own validation period, which it never saw (its training periods' label
     # windows closed before it). These out-of-time scores calibrate the final booster.
-    bag = max(1, params.bag)
-    lp_best = best_p.lgb_params() | {"num_threads": threads}
-
-    def train_on(idx: np.ndarray, seed: int) -> lgb.Booster:
-        d = lgb.Dataset(x[idx], label=y[idx], weight=None if w is None else w[idx], feature_name=names,
-                        categorical_feature=cat_idx, params={"feature_pre_filter": False})
-        return lgb.train(lp_best | {"seed": seed}, d, num_boost_round=rounds)
-
     if cross_fit:
         assert best_cvb is not None
         cal_idx = np.concatenate([va for _, va in folds])
-        cal_raw = np.zeros(len(cal_idx))
-        cal_centre = np.zeros(len(cal_idx))
-        # each fold's booster(s) of the chosen setting: the search's own (seed), plus bag - 1 more seeds
-        for k in range(bag):
-            boosters = best_cvb.boosters if k == 0 else [train_on(tr, best_p.seed + k) for tr, _ in folds]
-            cal_raw += np.concatenate([b.predict(x[va], raw_score=True, num_iteration=rounds)
-                                       for b, (_, va) in zip(boosters, folds, strict=True)]) / bag
-            cal_centre += np.concatenate([
-                np.full(len(va), np.average(b.predict(x[tr], raw_score=True, num_iteration=rounds),
-                                            weights=None if w is None else w[tr]))
-                for b, (tr, va) in zip(boosters, folds, strict=True)]) / bag
+        cal_raw = np.concatenate([b.predict(x[va], raw_score=True, num_iteration=rounds)
+                                  for b, (_, va) in zip(best_cvb.boosters, folds, strict=True)])
+        cal_centre = np.concatenate([
+            np.full(len(va), np.average(b.predict(x[tr], raw_score=True, num_iteration=rounds),
+                                        weights=None if w is None else w[tr]))
+            for b, (tr, va) in zip(best_cvb.boosters, folds, strict=True)])
         del best_cvb
     else:
         cal_idx = np.flatnonzero(cal_mask)
         cal_raw = None
-    fit_idx = np.flatnonzero(fit_mask)
-    booster = average_boosters([train_on(fit_idx, best_p.seed + k) for k in range(bag)])
-    # every tree of the bag counts (a booster that ran out of splits stopped early: fewer trees)
-    rounds_total = rounds if bag == 1 else booster.num_trees()
+    dtrain = lgb.Dataset(x[fit_mask], label=y[fit_mask], weight=None if w is None else w[fit_mask],
+                         feature_name=names, categorical_feature=cat_idx, params={"feature_pre_filter": False})
+    booster = lgb.train(best_p.lgb_params() | {"num_threads": threads}, dtrain, num_boost_round=rounds)
     model = FittedModel(booster=booster, calibrator=PlattCalibrator(), features=list(features),
-                        categories=categories, best_iteration=rounds_total, params=best_p.model_dump())
+                        categories=categories, best_iteration=rounds, params=best_p.model_dump())
     if len(cal_idx):
         if cal_raw is None:
             cal_raw = booster.predict(x[cal_idx], raw_score=True)
@@ -698,7 +650,7 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
         "pos_train": int(y[fit_mask].sum()), "pos_calibration": int(y[cal_idx].sum()),
         "calibrate_on": "folds" if cross_fit else "holdout",
         "folds": len(folds), "pos_folds": int(sum(y[b].sum() for _, b in folds)),
-        "best_iteration": rounds, "bag": bag, "search": search, "threads": threads,
+        "best_iteration": rounds, "search": search, "threads": threads,
         "train_periods": [str(p) for p in np.unique(t[fit_mask])],
         "calibration_periods": [str(p) for p in np.unique(t[cal_idx])],
     }

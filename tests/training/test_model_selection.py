@@ -1,0 +1,26 @@
+"""The rolling-fold recipe's choice of setting: the one-SE rule and the extra-trees member of GRID."""
+
+from __future__ import annotations
+
+from training.model import ModelParams, choose_setting
+
+
+def test_only_the_near_additive_member_grows_extra_trees_and_patience_is_50() -> None:
+    from training.model import GRID
+
+    grown = [ModelParams().model_copy(update=g) for g in GRID]
+    assert [p.lgb_params()["extra_trees"] for p in grown] == [p.num_leaves == 4 for p in grown]
+    assert ModelParams().early_stopping_rounds == 50 and ModelParams().select == "one_se"
+
+
+def test_one_se_rule_keeps_the_simplest_setting_within_one_standard_error() -> None:
+    p = ModelParams()
+    big, mid, small = p.model_copy(update={"num_leaves": 31}), p, p.model_copy(update={"num_leaves": 4})
+    scores = [(mid, 0.70, 0.01), (small, 0.69, 0.01), (big, 0.72, 0.035)]
+    assert choose_setting(scores, "best") == 2
+    assert choose_setting(scores, "one_se") == 1  # 0.69 >= 0.72 - 0.035: 4 leaves kept
+    assert choose_setting([(mid, 0.70, 0.01), (small, 0.69, 0.01), (big, 0.72, 0.025)], "one_se") == 0
+    assert choose_setting([(mid, 0.70, 0.01), (small, 0.69, 0.01), (big, 0.72, 0.005)], "one_se") == 2
+    # equal leaves: more rows per leaf is simpler
+    a, b = p.model_copy(update={"min_child_samples": 300}), p.model_copy(update={"min_child_samples": 50})
+    assert choose_setting([(b, 0.71, 0.02), (a, 0.70, 0.01)], "one_se") == 1
