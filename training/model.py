@@ -37,6 +37,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
+from scipy.optimize import brentq
+from scipy.special import expit
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ class IsotonicCalibrator:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return expit(x)  # 1 / (1 + exp(-x)) without overflow in the far tails
 
 
 def _fit_calibrator(kind: str, raw: np.ndarray, y: np.ndarray,
@@ -187,15 +189,23 @@ def _fit_platt_cross(raw: np.ndarray, y: np.ndarray, w: np.ndarray | None, group
         log.warning("fold scores do not rank within their periods (Platt slope %.3f): slope 1 kept", a)
         a = 1.0
     z = a * (raw - centre)
-    rate = float(np.average(y, weights=w))
-    b = float(np.log(rate / (1 - rate))) - float(np.average(z, weights=w))
-    for _ in range(50):  # Newton steps on the intercept alone
-        p = _sigmoid(z + b)
-        step = float(np.sum(w * (y - p)) / max(np.sum(w * p * (1 - p)), 1e-12))
-        b += step
-        if abs(step) < 1e-10:
-            break
+    b = _intercept(z, y, w)
     return PlattCalibrator(a, b - a * final_centre)
+
+
+def _intercept(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """The ``b`` with sum w * (y - sigmoid(z + b)) = 0: the maximum-likelihood intercept
+    for fixed scores ``z`` (both classes present).
+
+    The left side falls monotonically in ``b``, so the root is bracketed and found by
+    Brent's method. Plain Newton steps diverge when a steep slope leaves ``z`` spread
+    over tens of logits (the sigmoid's flat tails give near-zero curvature).
+    """
+    def excess(b: float) -> float:
+        return float(np.sum(w * (y - _sigmoid(z + b))))
+
+    lo, hi = -float(z.max()) - 50.0, -float(z.min()) + 50.0  # every p below e-50 / above 1 - e-50
+    return float(brentq(excess, lo, hi, xtol=1e-12))
 
 
 # ---------------------------------------------------------------- the model

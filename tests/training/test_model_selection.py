@@ -24,3 +24,21 @@ def test_one_se_rule_keeps_the_simplest_setting_within_one_standard_error() -> N
     # equal leaves: more rows per leaf is simpler
     a, b = p.model_copy(update={"min_child_samples": 300}), p.model_copy(update={"min_child_samples": 50})
     assert choose_setting([(b, 0.71, 0.02), (a, 0.70, 0.01)], "one_se") == 1
+
+
+def test_platt_intercept_solves_its_score_equation_where_newton_steps_diverge() -> None:
+    """A steep Platt slope can leave a few fold scores hundreds of logits out: the mean
+    score then starts the intercept far off, in the sigmoid's flat tail, and plain
+    Newton steps overshoot without end (they reached b = -1.9e15 on these rows)."""
+    import numpy as np
+
+    from training.model import _intercept, _sigmoid
+
+    rng = np.random.default_rng(3)
+    z = np.where(rng.random(4000) < 0.05, 300.0, rng.normal(0, 1, 4000))
+    y = (rng.random(4000) < 0.1).astype(int)
+    y[z > 100] = 1
+    w = rng.uniform(0.5, 2.0, 4000)
+    b = _intercept(z, y, w)
+    assert np.isfinite(b) and -5 < b < 0
+    assert abs(np.sum(w * (y - _sigmoid(z + b)))) < 1e-6 * w.sum()  # weighted mean p = weighted rate
