@@ -242,7 +242,12 @@ def simulate(out: Path, customers: int = 20_000, months: int = 24, end: str = "2
         A :class:`SimSummary`. ``oracle.parquet`` has columns ``customer_id`` (string),
         ``product`` (consumer | business_flow | tax_linked), ``as_of`` (date, a month start),
         ``p_true`` (float64): P(a loan of that product is granted in
-        ``(as_of, as_of + horizon_days]``), for spec candidates with p > 0 (others: p = 0).
+        ``(as_of, as_of + horizon_days]``), for spec candidates with p > 0 (others: p = 0);
+        ``p_asof`` (float64): the same probability computed with the as-of month's
+        drivers for every month of the window, i.e. from what can be known at the as-of
+        date (``p_true`` also knows how turnover, tax records and life events move inside
+        the window). Both integrate the hidden effect over its posterior given the
+        customer's applications before the as-of date.
     """
     t0 = time.perf_counter()
     if customers < 1 or months < 1 or horizon_days < 1:
@@ -1005,6 +1010,10 @@ class _Simulation:
                     cand = self.at_risk[p][m0] & (pop.open_day[ix] < T) & np.isfinite(np.stack(etas)).any(axis=0)
                     c = np.flatnonzero(cand)
                     prob = window_prob(loglik[c], [e[c] for e in etas], [g[c] for g in gs], fracs, sd, self.nodes)
+                    # the same with the as-of month's drivers over the whole window: what the
+                    # bank can know at the as-of date (drivers move within the window)
+                    known = window_prob(loglik[c], [etas[0][c]] * len(etas), [gs[0][c]] * len(gs), fracs, sd,
+                                        self.nodes)
                     keep = prob > 0
                     labels[p] += int(np.stack(gdays).any(axis=0)[c].sum())
                     expected[p] += float(prob.sum())
@@ -1013,13 +1022,14 @@ class _Simulation:
                         "product": pa.array(np.full(int(keep.sum()), p, dtype=object), pa.string()),
                         "as_of": pa.array(np.full(int(keep.sum()), T), pa.date32()),
                         "p_true": pa.array(prob[keep], pa.float64()),
+                        "p_asof": pa.array(known[keep], pa.float64()),
                     }))
                 # condition on this month's observed applications before the next as-of date
                 r = self.at_risk[p][m0] & np.isfinite(self.eta[p][m0])
                 rr = np.flatnonzero(r)
                 loglik[rr] += log_lik_update(self.eta[p][m0][rr], self.applied[p][m0][rr], sd, self.nodes)
         schema = pa.schema([("customer_id", pa.string()), ("product", pa.string()), ("as_of", pa.date32()),
-                            ("p_true", pa.float64())])
+                            ("p_true", pa.float64()), ("p_asof", pa.float64())])
         table = pa.concat_tables(parts) if parts else schema.empty_table()
         pq.write_table(table.cast(schema), path, compression=COMPRESSION)
         return table.num_rows, labels, expected

@@ -114,6 +114,9 @@ def main(argv: list[str]) -> int:
         f"Backtest cutoff {a.cutoff}: trained on as-of dates whose label windows closed before it, "
         "tested on the four monthly as-of dates from it on (pooled). `auc_ratio` = recipe AUC / oracle AUC "
         "on the same rows (goal: at least 0.98, and the recipe never more than 0.02 above the oracle). "
+        "`asof_oracle_auc` / `asof_ratio`: the oracle recomputed with the as-of month's drivers held over the "
+        "whole label window, i.e. from what the bank can know at the as-of date (`p_true` also knows how "
+        "turnover, tax records and life events move inside the window); a diagnostic, not the target. "
         "`default_lgbm_auc`: `LGBMClassifier()` with default settings on the same training rows and features.",
         "",
         table,

@@ -238,7 +238,8 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
 
     Args:
         oracle: optional simulator oracle (``customer_id``, ``product``, ``as_of``,
-            ``p_true``; absent rows mean 0) for the oracle's AUC on the same rows.
+            ``p_true``, optionally ``p_asof``; absent rows mean 0) for the oracle's AUC
+            on the same rows (and the as-of oracle's: drivers frozen at the as-of month).
         baseline: also fit LightGBM with default settings on the same rows.
 
     Returns:
@@ -262,18 +263,23 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         fits[key] = model.info
         row = {"product": key, "test": window_id(test_ofs), **m}
         if oracle is not None:
-            o = oracle[oracle["product"] == key][["customer_id", "as_of", "p_true"]].copy()
+            known = [c for c in ("p_true", "p_asof") if c in oracle.columns]
+            o = oracle[oracle["product"] == key][["customer_id", "as_of", *known]].copy()
             o["as_of"] = pd.to_datetime(o["as_of"]).astype("datetime64[us]")
-            te = te.merge(o, on=["customer_id", "as_of"], how="left").fillna({"p_true": 0.0})
+            te = te.merge(o, on=["customer_id", "as_of"], how="left").fillna(dict.fromkeys(known, 0.0))
             row["oracle_auc"] = evaluate.auc(te["label"], te["p_true"])
             row["auc_ratio"] = row["auc"] / row["oracle_auc"]
+            if "p_asof" in known:  # the oracle from the as-of month's drivers only (simulator oracles since session 4)
+                row["asof_oracle_auc"] = evaluate.auc(te["label"], te["p_asof"])
+                row["asof_ratio"] = row["auc"] / row["asof_oracle_auc"]
         if baseline:  # the same rows the recipe saw (fitting and calibration months)
             row["default_lgbm_auc"] = _default_lightgbm_auc(fit_rows.pop(key), te, model.features)
         row["rounds"] = model.best_iteration
         row["leaves"] = model.params["num_leaves"]
         evaluate.save_plots(te["label"], te["score"], model.importance(), out / key, title=key)
         rows.append(row)
-    cols = ["product", "test", "n", "positives", "auc", "oracle_auc", "auc_ratio", "default_lgbm_auc",
+    cols = ["product", "test", "n", "positives", "auc", "oracle_auc", "auc_ratio", "asof_oracle_auc", "asof_ratio",
+            "default_lgbm_auc",
             "pr_auc", "lift_10", "capture_10", "brier", "ece", "rounds", "leaves"]
     table = evaluate.metrics_table(rows, [c for c in cols if any(c in r for r in rows)])
     out.mkdir(parents=True, exist_ok=True)

@@ -224,12 +224,13 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the oracle
 def test_oracle_rows_are_candidates_at_month_starts(tables: dict[str, pd.DataFrame], oracle: pd.DataFrame) -> None:
-    assert list(oracle.columns) == ["customer_id", "product", "as_of", "p_true"]
+    assert list(oracle.columns) == ["customer_id", "product", "as_of", "p_true", "p_asof"]
     assert set(oracle["product"]) == set(PRODUCTS)
     as_of = pd.to_datetime(oracle["as_of"])
     assert (as_of.dt.day == 1).all()
     assert (as_of + pd.Timedelta(days=H) < EXPORT_DATE).all()
     assert ((oracle["p_true"] > 0) & (oracle["p_true"] < 1)).all()
+    assert ((oracle["p_asof"] >= 0) & (oracle["p_asof"] < 1)).all()
     assert not oracle.duplicated(["customer_id", "product", "as_of"]).any()
     for (product, t), grp in oracle.groupby(["product", as_of]):
         _, held = _labels_and_holders(tables, product, t)
@@ -308,3 +309,13 @@ def test_bad_arguments_are_config_errors(tmp_path: Path, kw: dict) -> None:
 
     with pytest.raises(ConfigError, match="simulate"):
         simulate(tmp_path / "bank", **{"customers": 50, "months": 2, "end": "2025-01", **kw})
+
+
+def test_as_of_oracle_differs_only_where_drivers_move_inside_the_window(oracle: pd.DataFrame) -> None:
+    """``p_asof`` freezes the as-of month's drivers over the window: the same ranking
+    in the main (drivers are persistent), not the same numbers (turnover, tax records,
+    life events and the festival calendar move inside the window)."""
+    for product, o in oracle.groupby("product"):
+        rho = o["p_true"].rank().corr(o["p_asof"].rank())
+        assert 0.8 < rho < 1.0, f"{product}: rank correlation {rho:.3f}"
+        assert (o["p_asof"] != o["p_true"]).mean() > 0.5, product
