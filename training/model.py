@@ -235,22 +235,28 @@ class FittedModel:
         """Encode ``df[features]`` as the float matrix the booster was trained on."""
         return encode(df, self.features, self.categories)
 
-    def raw_score(self, df: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated log-odds of the booster, one per row."""
-        return self.booster.predict(self.matrix(df), raw_score=True, num_iteration=self.best_iteration)
+    def raw_score(self, df: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
+        """Uncalibrated log-odds of the booster, one per row.
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of uptake, one per row."""
-        return self.calibrator.predict(self.raw_score(df))
+        ``num_threads``: LightGBM threads (0 = every core). Pass the training's count
+        when other boosters may be training in the same process: see :data:`THREADS_NOTE`.
+        """
+        return self.booster.predict(self.matrix(df), raw_score=True, num_iteration=self.best_iteration,
+                                    num_threads=num_threads)
 
-    def contributions(self, df: pd.DataFrame) -> pd.DataFrame:
-        """TreeSHAP contributions to the raw score.
+    def predict_proba(self, df: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
+        """Calibrated probability of uptake, one per row (``num_threads``: as :meth:`raw_score`)."""
+        return self.calibrator.predict(self.raw_score(df, num_threads))
+
+    def contributions(self, df: pd.DataFrame, num_threads: int = 0) -> pd.DataFrame:
+        """TreeSHAP contributions to the raw score (``num_threads``: as :meth:`raw_score`).
 
         Returns:
             One row per input row (same index), one column per feature plus ``bias``;
             each row sums to :meth:`raw_score`.
         """
-        c = self.booster.predict(self.matrix(df), pred_contrib=True, num_iteration=self.best_iteration)
+        c = self.booster.predict(self.matrix(df), pred_contrib=True, num_iteration=self.best_iteration,
+                                 num_threads=num_threads)
         return pd.DataFrame(c, columns=[*self.features, "bias"], index=df.index)
 
     def importance(self, kind: str = "gain") -> pd.Series:
@@ -436,6 +442,16 @@ AUTO_THREAD_CELLS = 20_000_000
 sets the second thread costs more in synchronisation than it adds, and on a loaded
 machine its spin-waiting multiplies CPU time (35k rows × 137 features, 300 rounds:
 3.9 CPU-s on one thread, 53 CPU-s on two, at load average 8 on 2 cores)."""
+
+THREADS_NOTE = """LightGBM keeps its thread count in one process-wide setting, written by
+every training and prediction call from that call's ``num_threads`` (0 = every core).
+Booster buffers are sized from it when a call starts; a call elsewhere in the process that
+changes it meanwhile makes a running booster use more threads than it has buffers for.
+Boosters trained side by side on threads (:func:`fit_rolling`'s settings, the product
+pipeline's products) crashed the interpreter (segmentation fault) when one of them
+predicted with the default while another trained on one thread. So every LightGBM call
+that can run beside training passes the training's thread count explicitly."""
+
 
 GRID: tuple[dict[str, Any], ...] = (
     {},  # the ModelParams settings themselves
@@ -630,10 +646,10 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
     if cross_fit:
         assert best_cvb is not None
         cal_idx = np.concatenate([va for _, va in folds])
-        cal_raw = np.concatenate([b.predict(x[va], raw_score=True, num_iteration=rounds)
+        cal_raw = np.concatenate([b.predict(x[va], raw_score=True, num_iteration=rounds, num_threads=threads)
                                   for b, (_, va) in zip(best_cvb.boosters, folds, strict=True)])
         cal_centre = np.concatenate([
-            np.full(len(va), np.average(b.predict(x[tr], raw_score=True, num_iteration=rounds),
+            np.full(len(va), np.average(b.predict(x[tr], raw_score=True, num_iteration=rounds, num_threads=threads),
                                         weights=None if w is None else w[tr]))
             for b, (tr, va) in zip(best_cvb.boosters, folds, strict=True)])
         del best_cvb
@@ -647,10 +663,10 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
                         categories=categories, best_iteration=rounds, params=best_p.model_dump())
     if len(cal_idx):
         if cal_raw is None:
-            cal_raw = booster.predict(x[cal_idx], raw_score=True)
+            cal_raw = booster.predict(x[cal_idx], raw_score=True, num_threads=threads)
         cal_w = None if w is None else w[cal_idx]
         if cross_fit and params.calibration == "platt":
-            final_centre = float(np.average(booster.predict(x[fit_mask], raw_score=True),
+            final_centre = float(np.average(booster.predict(x[fit_mask], raw_score=True, num_threads=threads),
                                             weights=None if w is None else w[fit_mask]))
             model.calibrator = _fit_platt_cross(cal_raw, y[cal_idx], cal_w, t[cal_idx], cal_centre, final_centre)
         else:

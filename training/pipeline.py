@@ -106,7 +106,8 @@ def _fit_product(cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
     feats = feature_columns(rows)
     model = fit_rolling(rows, feats, "label", "as_of", model_params(cfg), weight="weight",
                         embargo=pd.Timedelta(days=cfg.training.horizon_days))
-    te = te.assign(score=model.predict_proba(te))
+    # other products may still be training: predict with their thread count (model.THREADS_NOTE)
+    te = te.assign(score=model.predict_proba(te, num_threads=model.info["threads"]))
     return model, te, evaluate.metrics(te["label"], te["score"])
 
 

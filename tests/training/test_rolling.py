@@ -135,3 +135,30 @@ def test_rolling_fit_without_search_uses_the_given_settings(data: pd.DataFrame) 
 def test_rolling_fit_refuses_too_few_periods(data: pd.DataFrame) -> None:
     with pytest.raises(ValueError):
         fit_rolling(data[data["period"] < 3], FEATURES, "label", "period", FAST.model_copy(update={"calibrate_on": "holdout"}))
+
+
+def test_every_prediction_beside_training_names_the_training_thread_count(data: pd.DataFrame,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """LightGBM's thread count is one process-wide setting that each call rewrites from its
+    own ``num_threads`` (model.THREADS_NOTE): a prediction left at the default (0, every
+    core) while another booster trained on one thread crashed `nbp backtest` with a
+    segmentation fault. Every predict of the recipe and of the pipeline's test scoring
+    must pass the training's count."""
+    import lightgbm as lgb
+
+    from nbp.config import load_config
+    from training import pipeline
+
+    calls: list[object] = []
+    real = lgb.Booster.predict
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(kwargs.get("num_threads"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "predict", spy)
+    cfg = load_config(None)
+    rows = data[data["period"] < 10].assign(weight=1.0, label=lambda d: d["label"].astype(int))
+    model, _, _ = pipeline._fit_product(cfg, rows, data[data["period"] >= 10].assign(weight=1.0))
+    assert model.info["threads"] == 1 and pipeline.model_params(cfg).num_threads == 1
+    assert len(calls) >= 4 and set(calls) == {1}, calls  # fold scores, centres, final centre, test rows
