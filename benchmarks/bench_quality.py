@@ -36,8 +36,12 @@ SEED = 20_261_201  # the final-benchmark seed: used by no test, no tuning, no de
 NOTE = """Seeds: 20261128 diagnosed the first recipe (spent); 4242 developed the rolling-fold
 recipe and its cross-fitted calibration; 20261129 benchmarked the rolling-fold recipe with
 held-out calibration (spent); 20261130 benchmarked the cross-fitted calibration (spent);
-4242, 5101, 5102 and 5103 developed the one-SE setting choice and patience 50; the seed above
-was picked after the recipe was frozen and used for nothing else. The recipe: settings and
+4242, 5101, 5102 and 5103 developed the one-SE setting choice and patience 50; 20261201
+benchmarked it (spent); in session 4 dev seeds 4242 and 5101-5105 (50,000 customers) and 6150
+(150,000) tried an additive member, linear trees, per-product application history and a
+Spring Festival calendar feature (none kept, docs/training.md). Seed 20261202 was picked after
+that, with the recipe unchanged; its first backtest crashed on a thread bug, fixed without
+touching the recipe (docs/training.md). The recipe: settings and
 rounds from rolling time-ordered folds over the fitting months, with the 90-day label horizon
 as embargo, the simplest setting within one standard error of the best; Platt calibration on
 the folds' out-of-time scores; the booster refit on every fitting month with the chosen rounds
