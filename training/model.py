@@ -443,14 +443,15 @@ sets the second thread costs more in synchronisation than it adds, and on a load
 machine its spin-waiting multiplies CPU time (35k rows × 137 features, 300 rounds:
 3.9 CPU-s on one thread, 53 CPU-s on two, at load average 8 on 2 cores)."""
 
-THREADS_NOTE = """LightGBM keeps its thread count in one process-wide setting, written by
-every training and prediction call from that call's ``num_threads`` (0 = every core).
-Booster buffers are sized from it when a call starts; a call elsewhere in the process that
-changes it meanwhile makes a running booster use more threads than it has buffers for.
-Boosters trained side by side on threads (:func:`fit_rolling`'s settings, the product
-pipeline's products) crashed the interpreter (segmentation fault) when one of them
-predicted with the default while another trained on one thread. So every LightGBM call
-that can run beside training passes the training's thread count explicitly."""
+THREADS_NOTE = """LightGBM 4 keeps its thread count in one process-wide variable
+(``LGBM_DEFAULT_NUM_THREADS`` in its ``openmp_wrapper.cpp``), set by every training and
+prediction call from that call's ``num_threads`` (0 = every core) and read by the
+parallel regions of every booster in the process. With boosters trained side by side on
+threads (:func:`fit_rolling`'s settings, the product pipeline's products), a prediction at
+the default while another booster trained on one thread crashed the interpreter
+(segmentation fault, twice in a row; our reading: a running booster then used more threads
+than it had per-thread buffers for). So every LightGBM call that can run beside training
+passes the training's thread count explicitly; no crash since."""
 
 
 GRID: tuple[dict[str, Any], ...] = (
