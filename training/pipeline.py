@@ -268,11 +268,12 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
             o = oracle[oracle["product"] == key][["customer_id", "as_of", *known]].copy()
             o["as_of"] = pd.to_datetime(o["as_of"]).astype("datetime64[us]")
             te = te.merge(o, on=["customer_id", "as_of"], how="left").fillna(dict.fromkeys(known, 0.0))
-            row["oracle_auc"] = evaluate.auc(te["label"], te["p_true"])
-            row["auc_ratio"] = row["auc"] / row["oracle_auc"]
-            if "p_asof" in known:  # the oracle from the as-of month's drivers only (simulator oracles since session 4)
-                row["asof_oracle_auc"] = evaluate.auc(te["label"], te["p_asof"])
-                row["asof_ratio"] = row["auc"] / row["asof_oracle_auc"]
+            # p_asof: the oracle from the as-of month's drivers only (simulator oracles since session 4)
+            for col, (auc_key, ratio_key) in {"p_true": ("oracle_auc", "auc_ratio"),
+                                              "p_asof": ("asof_oracle_auc", "asof_ratio")}.items():
+                if col in known:
+                    row[auc_key] = evaluate.auc(te["label"], te[col])
+                    row[ratio_key] = row["auc"] / row[auc_key]
         if baseline:  # the same rows the recipe saw (fitting and calibration months)
             row["default_lgbm_auc"] = _default_lightgbm_auc(fit_rows.pop(key), te, model.features)
         row["rounds"] = model.best_iteration
