@@ -318,16 +318,19 @@ def historical_union(cfg: Config, ws: Workspace, entity_df: pd.DataFrame,
     Returns:
         ``customer_id``, ``event_timestamp`` and each feature of any of the services once.
     """
-    refs: list[str] = []
-    for name in feature_services:
-        for proj in _refs(cfg, ws, name).feature_view_projections:
-            refs += [f"{proj.name_to_use()}:{f.name}" for f in proj.features]
+    refs = [f"{view}:{feat}" for name in feature_services for view, feat in _service_refs(cfg, ws, name)]
     return _retrieve(cfg, ws, entity_df, list(dict.fromkeys(refs)))
+
+
+def _service_refs(cfg: Config, ws: Workspace, feature_service: str) -> list[tuple[str, str]]:
+    """``(feature view, feature)`` of each feature of one service, in its order."""
+    return [(proj.name_to_use(), f.name) for proj in _refs(cfg, ws, feature_service).feature_view_projections
+            for f in proj.features]
 
 
 def service_features(cfg: Config, ws: Workspace, feature_service: str) -> list[str]:
     """The feature names of one service, in its order."""
-    return [f.name for proj in _refs(cfg, ws, feature_service).feature_view_projections for f in proj.features]
+    return [feat for _, feat in _service_refs(cfg, ws, feature_service)]
 
 
 def online(cfg: Config, ws: Workspace, customer_ids: Sequence[str], feature_service: str) -> pd.DataFrame:
