@@ -4,22 +4,23 @@ One code path for every caller: the product pipeline feeds it Feast training set
 the bank-marketing benchmark feeds it a tabular file. Everything here takes and
 returns pandas frames; nothing reads or writes files.
 
-Recipe (:func:`fit`):
+Recipe (:func:`fit_rolling`, details in its docstring and ``docs/training.md``):
 
-1. Optional negative down-sampling of the training rows (:func:`downsample_negatives`):
-   every positive is kept, a fraction ``rate`` of the negatives, and the kept negatives
-   weigh ``1 / rate``. The weighted loss is an unbiased estimate of the full loss, so
-   the booster's probabilities stay calibrated in expectation.
-2. The validation frame is time-ordered. Its earlier part (``1 - calib_fraction``)
-   early-stops the booster; its later part calibrates the raw score. The later part is
-   the one closest to the months the model will score, which is where the level of the
-   uptake rate matters most.
-3. Calibration is Platt scaling by default: a two-parameter logistic fit on the raw
-   score (log-odds). With few positives (tens to a few hundred per product and month)
-   isotonic regression overfits its steps to the calibration rows; Platt's two
-   parameters cannot, and LightGBM's raw score is already on the log-odds scale, so
-   the sigmoid shape Platt assumes is close to right. ``calibration="isotonic"`` is
-   there for products with thousands of calibration positives.
+1. Negatives beyond ``max_neg_per_pos`` per positive (or at ``negative_rate``) are
+   down-sampled (:func:`downsample_negatives`): every positive is kept, the kept
+   negatives weigh ``1 / rate``, so the weighted loss is an unbiased estimate of the
+   full loss and probabilities stay calibrated in expectation.
+2. Settings (:data:`GRID`) and round counts are chosen on rolling time-ordered folds
+   (:func:`rolling_folds`: each of the latest periods validates a booster trained on
+   the periods whose label windows closed before it), keeping the simplest setting
+   within one standard error of the best.
+3. Calibration is Platt scaling by default, fitted on the folds' out-of-time scores: a
+   two-parameter logistic fit on the raw score (log-odds). With few positives (tens to
+   a few hundred per product and month) isotonic regression overfits its steps;
+   Platt's two parameters cannot, and LightGBM's raw score is already on the log-odds
+   scale. ``calibration="isotonic"`` is there for products with thousands of
+   calibration positives.
+4. The final booster is refit on every period with the chosen setting and rounds.
 
 Categorical columns (object, string or category dtype) are encoded with the
 categories seen in training; the mapping is stored in the model, so scoring
@@ -68,8 +69,6 @@ class ModelParams(BaseModel):
     metric: str = "auc"
     negative_rate: float | None = None  # down-sample training negatives to this fraction
     calibration: Literal["platt", "isotonic", "none"] = "platt"
-    calib_fraction: float = 0.5  # later share of the validation rows used to calibrate
-    refit: bool = False  # after early stopping, retrain on train + early-stopping rows
     # rolling-fold recipe (fit_rolling): settings and rounds chosen on time-ordered folds
     folds: int = 4  # latest periods used, one at a time, as the validation period of a fold
     calib_periods: int = 2  # calibrate_on="holdout": latest periods held out for Platt calibration
@@ -332,107 +331,6 @@ def downsample_negatives(df: pd.DataFrame, label: str, rate: float, seed: int = 
     base = out[weight].to_numpy(dtype=float) if weight in out.columns else np.ones(len(out))
     out[weight] = np.where(out[label].to_numpy() == 1, base, base / rate)
     return out
-
-
-def _split_validation(valid: pd.DataFrame, time: str | None, calib_fraction: float
-                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Earlier part (early stopping), later part (calibration) of the validation rows.
-
-    With ``time``, whole periods go to one side: the calibration part is every row
-    whose time is at or after the first period that starts the last ``calib_fraction``
-    of rows. Without it, rows are split in their given order.
-    """
-    if calib_fraction <= 0:
-        return valid, valid.iloc[:0]
-    if time is None:
-        cut = int(round(len(valid) * (1 - calib_fraction)))
-        return valid.iloc[:cut], valid.iloc[cut:]
-    v = valid.sort_values(time, kind="mergesort")
-    t = v[time].to_numpy()
-    start = t[min(len(v) - 1, int(round(len(v) * (1 - calib_fraction))))]
-    late = t >= start
-    if late.all() or not late.any():  # one period only: fall back to row order
-        return _split_validation(v, None, calib_fraction)
-    return v.loc[~late], v.loc[late]
-
-
-def fit(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], label: str,
-        params: ModelParams | None = None, weight: str | None = None,
-        time: str | None = None) -> FittedModel:
-    """Train, early-stop and calibrate one binary uptake model.
-
-    Args:
-        train: training rows: ``features``, a 0/1 ``label`` and optional ``weight``.
-        valid: later, held-out rows with the same columns. Its earlier part
-            early-stops the booster, its later ``params.calib_fraction`` calibrates.
-        features: feature column names, in model order.
-        label: 0/1 label column.
-        params: hyper-parameters (defaults: :class:`ModelParams`).
-        weight: optional row-weight column of ``train`` and ``valid``.
-        time: optional column ordering ``valid`` in time (e.g. the as-of date); without
-            it ``valid`` is taken in its row order.
-
-    Returns:
-        The fitted, calibrated model.
-
-    Raises:
-        ValueError: the training rows hold one class only.
-    """
-    params = params or ModelParams()
-    if train[label].nunique() < 2:
-        raise ValueError(f"training rows hold one class only ({len(train)} rows, label '{label}')")
-    w_col = weight
-    if params.negative_rate is not None and params.negative_rate < 1:
-        n0 = len(train)
-        train = downsample_negatives(train, label, params.negative_rate, params.seed,
-                                     weight=weight or WEIGHT_COL)
-        w_col = weight or WEIGHT_COL
-        log.info("down-sampled training negatives at %.3f: %d -> %d rows", params.negative_rate, n0, len(train))
-    es, cal = _split_validation(valid, time, params.calib_fraction)
-    refit = params.refit
-    if es[label].nunique() < 2:  # early stopping needs both classes: use all of valid
-        log.warning("early-stopping rows hold one class: using every validation row, no refit")
-        es, refit = valid, False
-    categories = category_mapping(train, features)
-    cat_idx = [i for i, f in enumerate(features) if f in categories]
-
-    def dataset(df: pd.DataFrame, ref: lgb.Dataset | None = None) -> lgb.Dataset:
-        w = df[w_col].to_numpy(dtype=float) if w_col and w_col in df.columns else None
-        return lgb.Dataset(encode(df, features, categories), label=df[label].to_numpy(dtype=float), weight=w,
-                           feature_name=[f"f{i}" for i in range(len(features))],
-                           categorical_feature=cat_idx, reference=ref, free_raw_data=True)
-
-    dtrain = dataset(train)
-    dvalid = dataset(es, dtrain)
-    lp = params.lgb_params() | {"num_threads": _threads(params, len(train) * len(features))}
-    booster = lgb.train(lp, dtrain, num_boost_round=params.max_rounds, valid_sets=[dvalid],
-                        valid_names=["valid"],
-                        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
-    best = booster.best_iteration or booster.current_iteration()
-    es_score = float(booster.best_score["valid"][params.metric]) if booster.best_score else float("nan")
-    if refit:
-        # the early-stopping rows are the most recent ones the model may learn from:
-        # retrain on train + them, rounds scaled by the larger row count
-        rounds = max(1, round(best * (len(train) + len(es)) / len(train)))
-        both = pd.concat([train, es.assign(**{w_col: 1.0}) if w_col and w_col not in es.columns else es])
-        booster = lgb.train(lp, dataset(both), num_boost_round=rounds)
-        best = rounds
-    # feature names inside the booster are positional; the real names live in `features`
-    model = FittedModel(booster=booster, calibrator=PlattCalibrator(), features=list(features),
-                        categories=categories, best_iteration=best, params=params.model_dump())
-    if len(cal):
-        w = cal[w_col].to_numpy(dtype=float) if w_col and w_col in cal.columns else None
-        model.calibrator = _fit_calibrator(params.calibration, model.raw_score(cal),
-                                           cal[label].to_numpy(dtype=int), w)
-    model.info = {
-        "n_train": len(train), "n_early_stop": len(es), "n_calibration": len(cal),
-        "pos_train": int(train[label].sum()), "pos_early_stop": int(es[label].sum()),
-        "pos_calibration": int(cal[label].sum()) if len(cal) else 0,
-        "best_iteration": best, "early_stop_score": es_score, "refit": refit,
-    }
-    log.info("fit: %d rows (%d positive), best iteration %d, calibration %s on %d rows (%d positive)",
-             len(train), model.info["pos_train"], best, params.calibration, len(cal), model.info["pos_calibration"])
-    return model
 
 
 # ---------------------------------------------------------------- rolling-fold recipe

@@ -93,14 +93,15 @@ def register_models(cfg: Config, ws: Workspace, products: tuple[str, ...], seed:
 
     from training import evaluate, registry
     from training.dataset import feature_service, with_features
-    from training.model import ModelParams, fit
+    from training.model import ModelParams, fit_rolling
     from training.pipeline import feature_as_ofs
 
     as_ofs = feature_as_ofs(ws)[-4:-1]
     customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "open_date"])
     ent = pd.concat([pd.DataFrame({"customer_id": customers.loc[customers["open_date"] < t, "customer_id"].to_numpy(),
                                    "as_of": t}) for t in as_ofs], ignore_index=True)
-    params = ModelParams(learning_rate=0.1, max_rounds=80, early_stopping_rounds=15, min_child_samples=20)
+    params = ModelParams(learning_rate=0.1, max_rounds=80, early_stopping_rounds=15, min_child_samples=20, folds=1,
+                         search=False, calib_periods=1)
     rng = np.random.default_rng(seed)
     for key in products:
         service = feature_service(key, cfg.products[key])
@@ -109,8 +110,8 @@ def register_models(cfg: Config, ws: Workspace, products: tuple[str, ...], seed:
         signal = df[feats].nunique().sort_values(ascending=False).index[:3]
         z = df[list(signal)].rank(pct=True).fillna(0.0).sum(axis=1) + rng.normal(0.0, 0.4, len(df))
         df["label"] = (z >= z.quantile(0.9)).astype(int)
-        train, valid = df[df["as_of"] < as_ofs[-1]], df[df["as_of"] == as_ofs[-1]]
-        model = fit(train, valid, feats, "label", params, time="as_of")
+        valid = df[df["as_of"] == as_ofs[-1]]
+        model = fit_rolling(df, feats, "label", "as_of", params)  # the last month validates the one fold
         m = evaluate.metrics(valid["label"], model.predict_proba(valid))
         registry.log_and_register(ws, key, model, m, params=params.model_dump(), plots={},
                                   feature_info={"feature_service": service, "label": "synthetic (tests)"},

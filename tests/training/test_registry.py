@@ -13,11 +13,12 @@ from nbp.errors import ModelUnavailable
 from nbp.workspace import Workspace
 from training import evaluate as ev
 from training import registry
-from training.model import FittedModel, ModelParams, fit
+from training.model import FittedModel, ModelParams, fit_rolling
 
 pytestmark = pytest.mark.integration
 
-FAST = ModelParams(learning_rate=0.1, max_rounds=200, early_stopping_rounds=20, min_child_samples=50)
+FAST = ModelParams(learning_rate=0.1, max_rounds=200, early_stopping_rounds=20, min_child_samples=50, folds=2,
+                   search=False)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 def _train(frames, features: list[str]) -> FittedModel:  # noqa: ANN001
     train, valid, _ = frames
-    return fit(train, valid, features, "label", FAST, time="period")
+    return fit_rolling(pd.concat([train, valid]), features, "label", "period", FAST)
 
 
 def _register(ws: Workspace, frames, model: FittedModel, window: str = "w1") -> tuple[int, dict]:  # noqa: ANN001
