@@ -67,15 +67,13 @@ def _rows(table: str) -> list[dict[str, str]]:
 
 def _se_line(r: dict[str, str]) -> str:
     """Hanley-McNeil standard error of the recipe's AUC for one product row."""
-    import math
+    from training.evaluate import auc_se
 
     try:
         a, pos, n = float(r["auc"]), float(r["positives"].replace(",", "")), float(r["n"].replace(",", ""))
     except (KeyError, ValueError):
         return ""
-    neg = n - pos
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    se = math.sqrt((a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a)) / (pos * neg))
+    se = auc_se(a, int(pos), int(n - pos))
     return f"{r['product']} ±{se:.3f} ({int(pos)} positives);"
 
 

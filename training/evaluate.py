@@ -62,6 +62,21 @@ def auc(y: Iterable, p: Iterable) -> float:
     return float("nan") if _one_class(ya) else float(roc_auc_score(ya, pa))
 
 
+def auc_se(auc_value: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC from its value and class counts.
+
+    ``nan`` when the AUC is ``nan`` or a class is empty. With tens of uptakes it is
+    large (AUC 0.6 on 18 positives among 5,000 rows: about 0.07), which is what a gate
+    or a report on a small window must say beside the AUC.
+    """
+    a, pos, neg = float(auc_value), int(positives), int(negatives)
+    if math.isnan(a) or pos < 1 or neg < 1:
+        return float("nan")
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a)) / (pos * neg)
+    return math.sqrt(max(var, 0.0))
+
+
 def pr_auc(y: Iterable, p: Iterable) -> float:
     """Average precision (area under the precision-recall curve); ``nan`` with one class."""
     from sklearn.metrics import average_precision_score

@@ -24,7 +24,10 @@ standard error of one calibration bin's uptake rate, ``sqrt(r (1 - r) * bins / n
 uptake rate ``r`` over ``n`` rows: smaller differences are sampling noise) and Brier no worse than the champion's times
 ``1 + BRIER_TOLERANCE``. Metrics of different windows are never compared: the
 champion is re-scored on the challenger's rows when the caller passes them;
-otherwise the new version stays challenger.
+otherwise the new version stays challenger. The AUC comparisons are of point
+estimates; every reason states the new AUC's standard error and uptake count
+(:func:`training.evaluate.auc_se`), so a reader sees when a window is too small to
+tell two models apart.
 """
 
 from __future__ import annotations
@@ -191,6 +194,16 @@ def _ece_tolerance(m: Mapping[str, float]) -> float:
     return max(ECE_TOLERANCE, math.sqrt(r * (1 - r) * evaluate.ECE_BINS / n))
 
 
+def _auc_text(m: Mapping[str, float]) -> str:
+    """``AUC 0.5720 ± 0.070 (18 uptakes)``: the AUC with its sampling error where the counts are known."""
+    a = float(m.get("auc", float("nan")))
+    n, pos = m.get("n"), m.get("positives")
+    if n is None or pos is None or math.isnan(a):
+        return f"AUC {a:.4f}"
+    se = evaluate.auc_se(a, int(pos), int(n) - int(pos))
+    return f"AUC {a:.4f} ± {se:.3f} ({int(pos):,} uptakes)" if not math.isnan(se) else f"AUC {a:.4f}"
+
+
 def _compare(version: int, window: str, new: Mapping[str, float], champ_v: int, champ: Mapping[str, float],
              how: str) -> tuple[bool, str]:
     """Does the new version beat the champion (same rows)? And the sentence why."""
@@ -200,14 +213,15 @@ def _compare(version: int, window: str, new: Mapping[str, float], champ_v: int, 
     on = f"on window {window} ({how})"
     tol = _ece_tolerance(new)
     if not a_new > a_old:
-        return False, f"v{version} stays challenger: AUC {a_new:.4f} does not beat champion v{champ_v}'s {a_old:.4f} {on}."
+        return False, (f"v{version} stays challenger: {_auc_text(new)} does not beat champion v{champ_v}'s "
+                       f"{a_old:.4f} {on}.")
     if e_new > e_old + tol:
         return False, (f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but ECE {e_new:.4f} is worse "
                        f"than champion v{champ_v}'s {e_old:.4f} by more than {tol:.4f} {on}.")
     if b_new > b_old * (1 + BRIER_TOLERANCE):
         return False, (f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but Brier {b_new:.5f} is "
                        f"more than {BRIER_TOLERANCE:.0%} worse than champion v{champ_v}'s {b_old:.5f} {on}.")
-    return True, (f"v{version} becomes champion: AUC {a_new:.4f} beats v{champ_v}'s {a_old:.4f} {on}, "
+    return True, (f"v{version} becomes champion: {_auc_text(new)} beats v{champ_v}'s {a_old:.4f} {on}, "
                   f"ECE {e_new:.4f} vs {e_old:.4f}, Brier {b_new:.5f} vs {b_old:.5f}.")
 
 
@@ -240,12 +254,13 @@ def promote(ws: Workspace, product: str, version: int, metrics: Mapping[str, flo
     auc = float(metrics.get("auc", float("nan")))
     promoted = False
     if math.isnan(auc) or auc < floor:
-        reason = f"v{version} stays challenger: AUC {auc:.4f} is below the floor {floor:.4f}."
+        reason = f"v{version} stays challenger: {_auc_text(metrics)} is below the floor {floor:.4f}."
     elif leak_alarm:
         reason = f"v{version} stays challenger: the leak alarm is raised (AUC {auc:.4f} is implausibly high)."
     elif champ_v is None or champ_v == version:
         promoted = True
-        reason = f"v{version} becomes champion: first model to pass the guardrails (AUC {auc:.4f} >= {floor:.4f})."
+        reason = (f"v{version} becomes champion: first model to pass the guardrails ({_auc_text(metrics)} >= "
+                  f"{floor:.4f}).")
     else:
         champ_window, champ_metrics, _ = _version_evidence(client, name, champ_v)
         champ_fit = load_version(ws, product, champ_v)[0] if window_rows is not None and len(window_rows) else None

@@ -81,13 +81,6 @@ def test_scores_are_probabilities_for_candidates_only(chain: dict) -> None:
         assert len(cons) < (cust["customer_type"] == "individual").sum()
 
 
-def _auc_se(auc: float, n_pos: int, n_neg: int) -> float:
-    """Hanley & McNeil (1982) standard error of an AUC."""
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
-    return var ** 0.5
-
-
 def test_no_model_beats_the_oracle_beyond_sampling_error(chain: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """A model that sees more than was known at the as-of date would beat the oracle: that is a leak.
 
@@ -98,6 +91,7 @@ def test_no_model_beats_the_oracle_beyond_sampling_error(chain: dict, monkeypatc
     from nbp.config import load_config
     from nbp.workspace import Workspace
     from training.dataset import closed_as_ofs
+    from training.evaluate import auc_se
     from training.pipeline import backtest, feature_as_ofs
 
     monkeypatch.setenv("NBP_HOME", str(chain["home"]))
@@ -111,7 +105,7 @@ def test_no_model_beats_the_oracle_beyond_sampling_error(chain: dict, monkeypatc
     for r in rows:
         if r["positives"] < 5 or pd.isna(r["auc"]):
             continue
-        se = _auc_se(r["auc"], int(r["positives"]), int(r["n"] - r["positives"]))
+        se = auc_se(r["auc"], int(r["positives"]), int(r["n"] - r["positives"]))
         assert r["auc"] <= r["oracle_auc"] + 0.02 + 3 * se, r
         checked += 1
     assert checked >= 1, rows

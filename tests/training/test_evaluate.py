@@ -71,6 +71,21 @@ def test_calibration_bins_have_equal_mass() -> None:
     assert list(b["n"]) == [10] * 10
 
 
+def test_auc_standard_error_matches_the_spread_of_auc_over_repeated_small_windows() -> None:
+    # binormal scores, 20 uptakes among 2,000 rows: the small-window case of a gate
+    rng = np.random.default_rng(3)
+    aucs = []
+    for _ in range(400):
+        y = np.r_[np.ones(20), np.zeros(1980)]
+        p = rng.normal(size=y.size) + 0.6 * y
+        aucs.append(ev.auc(y, p))
+    mean, sd = float(np.mean(aucs)), float(np.std(aucs, ddof=1))
+    se = ev.auc_se(mean, 20, 1980)
+    assert se == pytest.approx(sd, rel=0.2)
+    assert ev.auc_se(mean, 2000, 198_000) < se / 5  # a hundred times the rows: a tenth of the error
+    assert math.isnan(ev.auc_se(0.7, 0, 100)) and math.isnan(ev.auc_se(float("nan"), 10, 100))
+
+
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         ev.metrics([0, 1], [0.5])
