@@ -17,12 +17,23 @@ from nbp.workspace import Workspace
 
 
 @pytest.mark.integration
-def test_online_features_equal_offline_features_at_the_materialised_as_of(tmp_path: Path) -> None:
+@pytest.mark.parametrize("online_store", ["sqlite", "redis"])
+def test_online_features_equal_offline_features_at_the_materialised_as_of(tmp_path: Path, online_store: str,
+                                                                          request: pytest.FixtureRequest) -> None:
     ws = Workspace(tmp_path / "ws")
     write_tables(ws, random_bank(11, n_customers=40), date(2025, 8, 31))
     cfg = load_config()
+    if online_store == "redis":  # a real Redis server; the SQLite store is the columnar fast path
+        redis = {"online_store": "redis", "redis_connection": request.getfixturevalue("redis_url")}
+        cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update=redis)})
     as_of = store.publish(cfg, ws, [date(2025, 3, 1), date(2025, 4, 1)]).materialized
     assert as_of == date(2025, 4, 1)
+    if online_store == "redis":  # the rows went to the server, not to a SQLite file
+        import redis as redis_client
+
+        host, port = cfg.features.redis_connection.split(":")
+        assert redis_client.Redis(host=host, port=int(port)).dbsize() > 0
+        assert not list(ws.home.rglob("online_store.db"))
     demo = pd.read_parquet(ws.features_dir / "demo.parquet")
     ids = demo.loc[demo[EVENT_TS] == pd.Timestamp(as_of), JOIN_KEY]
     sample = sorted(ids.sample(n=min(25, len(ids)), random_state=0))
