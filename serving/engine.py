@@ -64,6 +64,13 @@ log = logging.getLogger(__name__)
 LANGS = ("zh", "en")
 _EMPTY = np.empty(0)
 REASON_CHUNK = 500  # customers per online() call when reasons are computed in bulk
+SERVING_THREADS = 1
+"""LightGBM threads of every prediction in the service. LightGBM's thread count is one
+process-wide setting that each call rewrites (training.model.THREADS_NOTE), and a predictor
+sizes its per-thread buffers from it when it is built. The service predicts on several
+threads at once (requests, and the reasons warmed in the background): a batch predictor
+built while a request had set 1 thread, then run after another call had set 2, would index
+a buffer it does not have. With one count for every call the setting never changes."""
 
 
 def do_not_contact_path(ws: Workspace) -> Path:
@@ -131,7 +138,7 @@ class SingleRowContrib:
             booster._handle, ctypes.c_int(3),  # C_API_PREDICT_CONTRIB
             ctypes.c_int(0), ctypes.c_int(num_iteration if num_iteration and num_iteration > 0 else -1),
             ctypes.c_int(1), ctypes.c_int32(self.ncol),  # C_API_DTYPE_FLOAT64
-            ctypes.c_char_p(b"num_threads=1"), ctypes.byref(self._handle)))
+            ctypes.c_char_p(f"num_threads={SERVING_THREADS}".encode()), ctypes.byref(self._handle)))
         self._out_len = ctypes.c_int64(0)
         self._lock = threading.Lock()  # the fast config holds per-call state: one caller at a time
 
@@ -196,7 +203,8 @@ class HintPlan:
             return self.single_row(row[self.features])
         else:
             m = row[self.features].reshape(1, -1)
-        return model.booster.predict(m, pred_contrib=True, num_iteration=model.best_iteration, num_threads=1)[0]
+        return model.booster.predict(m, pred_contrib=True, num_iteration=model.best_iteration,
+                                     num_threads=SERVING_THREADS)[0]
 
 
 def rule_holds(value: float, rule: EligibilityRule) -> bool:
@@ -519,7 +527,7 @@ class Recommender:
         for i in range(0, len(todo), REASON_CHUNK):
             chunk = todo[i:i + REASON_CHUNK]
             x = self._features(chunk, st.service).set_index("customer_id", drop=False)
-            contrib = st.model.contributions(x)
+            contrib = st.model.contributions(x, num_threads=SERVING_THREADS)
             for cid, reasons in self.catalog.reasons_for_frame(contrib, x, lang).items():
                 self._reason_cache[(product, st.version, lang, str(cid))] = reasons
         return [self._reason_cache.get((product, st.version, lang, c), []) for c in customer_ids]

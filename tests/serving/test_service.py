@@ -338,3 +338,29 @@ def test_nbp_targets_writes_the_same_list_as_the_endpoint(client: Any, built: Bu
     assert df["reasons"].tolist() == [r["reasons"] for r in api]
     bad = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "list.pdf")])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
+
+
+def test_every_prediction_in_the_service_uses_one_thread_count(client: Any, built: Built,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """LightGBM's thread count is process-wide (training.model.THREADS_NOTE); the service
+    predicts on request threads and on the reasons-warming thread at once, so every call
+    must name the same count (engine.SERVING_THREADS), the bulk reasons included."""
+    import lightgbm as lgb
+
+    from serving import engine
+
+    calls: list[object] = []
+    real = lgb.Booster.predict
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(kwargs.get("num_threads"))
+        return real(self, *args, **kwargs)
+
+    rec = bentoml.get_current_service().recommender
+    monkeypatch.setattr(lgb.Booster, "predict", spy)
+    monkeypatch.setattr(rec, "_reason_cache", {})  # computed again, not read from the warm cache
+    ids = rec.products["consumer"].scores["customer_id"].head(30).tolist()
+    reasons = rec.reasons_for("consumer", ids)
+    assert len(reasons) == len(ids) and all(reasons)
+    assert rec.warm_reasons() > 0
+    assert calls and set(calls) == {engine.SERVING_THREADS}, calls
