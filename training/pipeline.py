@@ -29,8 +29,8 @@ from nbp.workspace import Workspace
 from training import evaluate, registry
 from training.candidates import eligible
 from training.dataset import (
-    KEYS, closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, read_base, screen_for,
-    training_sets, with_features_many,
+    KEYS, closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, open_feature_store, read_base,
+    screen_for, training_sets, with_features_many,
 )
 from training.model import FittedModel, ModelParams, fit_rolling
 
@@ -88,6 +88,7 @@ def _datasets(cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_o
               ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Each product's fitting rows (negatives down-sampled to ``training.max_rows``) and test
     rows (all), from one eligibility screen and one Feast retrieval for every product."""
+    open_feature_store(cfg, ws)  # before the data work: dataset.FEAST_FIRST_NOTE
     base = read_base(ws)
     screen = screen_for(cfg, ws, base[0], [*fit_ofs, *test_ofs], keys)
     t = cfg.training

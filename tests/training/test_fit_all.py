@@ -49,3 +49,26 @@ def test_settings_searched_side_by_side_choose_what_one_at_a_time_chooses() -> N
                           weight="weight", embargo=pd.Timedelta(days=90)) for k in (1, 2)]
     assert models[0].info["search"] == models[1].info["search"] and len(models[0].info["search"]) > 1
     np.testing.assert_array_equal(models[0].predict_proba(rows), models[1].predict_proba(rows))
+
+
+def test_training_data_opens_the_feature_store_before_any_data_work(monkeypatch) -> None:  # noqa: ANN001
+    """dataset.FEAST_FIRST_NOTE: importing Feast after the screen and the labels left about
+    3 GB in a full-scale `nbp train` that the process never got back."""
+    import pytest
+
+    from nbp.workspace import Workspace
+
+    calls: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def read_base(ws):  # noqa: ANN001, ANN202
+        calls.append("read_base")
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "open_feature_store", lambda cfg, ws: calls.append("open_feature_store"))
+    monkeypatch.setattr(pipeline, "read_base", read_base)
+    with pytest.raises(Stop):
+        pipeline._datasets(load_config(), Workspace.from_env(), ["consumer"], [], [])
+    assert calls == ["open_feature_store", "read_base"]
