@@ -54,25 +54,20 @@ def hazard_design(d: pd.DataFrame) -> np.ndarray:
 
 
 def rows_of(workdir: Path, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fitting rows (label windows closed before the cutoff) and the four test months, with ``p_true``."""
+    """The backtest's fitting and test rows (``training.pipeline._datasets``, as ``nbp backtest
+    --as-of CUTOFF --months 4`` builds them), with the oracle's ``p_true``."""
     os.environ["NBP_HOME"] = str(workdir / "home")
     from nbp.config import load_config
     from nbp.workspace import Workspace
-    from training.dataset import closed_as_ofs, training_set
-    from training.pipeline import feature_as_ofs, test_as_ofs
+    from training.dataset import closed_as_ofs
+    from training.pipeline import _datasets, feature_as_ofs, test_as_ofs, with_oracle
 
     cfg, ws = load_config(None), Workspace.from_env()
     fit_ofs = closed_as_ofs(feature_as_ofs(ws), cutoff, cfg.training.horizon_days)
-    fit = training_set(cfg, ws, PRODUCT, fit_ofs, negative_rate=cfg.training.negative_rate)
-    test = training_set(cfg, ws, PRODUCT, test_as_ofs(ws, cutoff, cfg.training.horizon_days, 4))
-    oracle = pd.read_parquet(workdir / "bank" / "oracle" / "oracle.parquet", columns=["customer_id", "product",
-                                                                                     "as_of", "p_true"])
-    oracle = oracle[oracle["product"] == PRODUCT].drop(columns="product")
-    oracle["as_of"] = pd.to_datetime(oracle["as_of"]).astype(fit["as_of"].dtype)
-    oracle["customer_id"] = oracle["customer_id"].astype(fit["customer_id"].dtype)
-    fit = fit.merge(oracle, on=["customer_id", "as_of"], how="left").fillna({"p_true": 0.0})
-    test = test.merge(oracle, on=["customer_id", "as_of"], how="left").fillna({"p_true": 0.0})
-    return fit, test
+    test_ofs = test_as_ofs(ws, cutoff, cfg.training.horizon_days, 4)
+    fit, test = _datasets(cfg, ws, [PRODUCT], fit_ofs, test_ofs)[PRODUCT]
+    oracle = pd.read_parquet(workdir / "bank" / "oracle" / "oracle.parquet")
+    return with_oracle(fit, oracle, PRODUCT), with_oracle(test, oracle, PRODUCT)
 
 
 def ceilings(fit: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
@@ -93,7 +88,7 @@ def ceilings(fit: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
         np.r_[xf, xf], np.r_[np.ones(len(fit)), np.zeros(len(fit))], sample_weight=np.r_[w * p, w * (1 - p)])
     out["lr_oracle"] = evaluate.auc(test["label"], soft.predict_proba(xt)[:, 1]) / oracle_auc
 
-    feats = [c for c in fit.columns if c not in ("customer_id", "as_of", "label", "weight", "p_true")]
+    feats = [c for c in fit.columns if c not in ("customer_id", "as_of", "label", "weight", "p_true", "p_asof")]
     cats = category_mapping(fit, feats)
     cat_idx = [i for i, f in enumerate(feats) if f in cats]
     xfit, xtest = encode(fit, feats, cats), encode(test, feats, cats)

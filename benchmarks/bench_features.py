@@ -81,8 +81,9 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
 
     ws, cfg = Workspace(home), load_config()
     if redis:
-        on_redis = {"online_store": "redis", "redis_connection": redis}
-        cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update=on_redis)})
+        from features.redis_server import on_redis
+
+        cfg = on_redis(cfg, redis)
     load = {"load_before": os.getloadavg()[0]}
     t0, c0 = time.perf_counter(), _cpu()
     if step == "build":

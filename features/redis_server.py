@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from nbp.config import Config
+
 
 @contextmanager
 def local_redis(timeout_s: float = 10.0) -> Iterator[str]:
@@ -49,3 +51,9 @@ def local_redis(timeout_s: float = 10.0) -> Iterator[str]:
             client.close()
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def on_redis(cfg: Config, connection: str) -> Config:
+    """``cfg`` with the Redis online store at ``connection`` (``host:port``)."""
+    redis = {"online_store": "redis", "redis_connection": connection}
+    return cfg.model_copy(update={"features": cfg.features.model_copy(update=redis)})

@@ -231,6 +231,16 @@ def _default_lightgbm_auc(train_rows: pd.DataFrame, test_rows: pd.DataFrame, fea
     return evaluate.auc(test_rows["label"], clf.predict_proba(test_rows[feats])[:, 1])
 
 
+def with_oracle(rows: pd.DataFrame, oracle: pd.DataFrame, product: str) -> pd.DataFrame:
+    """``rows`` (``customer_id``, ``as_of``) with the simulator oracle's ``p_true`` (and ``p_asof``
+    where the oracle has it) for ``product``; rows the oracle omits get 0 (not a candidate)."""
+    known = [c for c in ("p_true", "p_asof") if c in oracle.columns]
+    o = oracle[oracle["product"] == product][["customer_id", "as_of", *known]].copy()
+    o["as_of"] = pd.to_datetime(o["as_of"]).astype(rows["as_of"].dtype)
+    o["customer_id"] = o["customer_id"].astype(rows["customer_id"].dtype)
+    return rows.merge(o, on=["customer_id", "as_of"], how="left").fillna(dict.fromkeys(known, 0.0))
+
+
 def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str] | None = None,
              oracle: pd.DataFrame | None = None, n_test: int = 4, baseline: bool = True
              ) -> tuple[list[dict], Path]:
@@ -265,14 +275,11 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         fits[key] = model.info
         row = {"product": key, "test": window_id(test_ofs), **m}
         if oracle is not None:
-            known = [c for c in ("p_true", "p_asof") if c in oracle.columns]
-            o = oracle[oracle["product"] == key][["customer_id", "as_of", *known]].copy()
-            o["as_of"] = pd.to_datetime(o["as_of"]).astype("datetime64[us]")
-            te = te.merge(o, on=["customer_id", "as_of"], how="left").fillna(dict.fromkeys(known, 0.0))
+            te = with_oracle(te, oracle, key)
             # p_asof: the oracle from the as-of month's drivers only (simulator oracles since session 4)
             for col, (auc_key, ratio_key) in {"p_true": ("oracle_auc", "auc_ratio"),
                                               "p_asof": ("asof_oracle_auc", "asof_ratio")}.items():
-                if col in known:
+                if col in te.columns:
                     row[auc_key] = evaluate.auc(te["label"], te[col])
                     row[ratio_key] = row["auc"] / row[auc_key]
         if baseline:  # the same rows the recipe saw (fitting and calibration months)
