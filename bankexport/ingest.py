@@ -42,6 +42,7 @@ from bankexport.ingest_lines import Located, read_spans, record_lines, transcode
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Table
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
+from nbp.sheets import write_csv_batches
 from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -349,15 +350,9 @@ def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path) -> None:
 
 
 def _write_report_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
-    """Write a query's result as CSV in UTF-8 with BOM (Excel opens Chinese correctly)."""
-    import pyarrow.csv as pacsv
-
-    reader = con.sql(sql).to_arrow_reader(200_000)
-    with path.open("wb") as f:
-        f.write("\ufeff".encode())
-        with pacsv.CSVWriter(f, reader.schema) as w:
-            for batch in reader:
-                w.write_batch(batch)
+    """Write a query's result as CSV in UTF-8 with BOM (Excel opens Chinese correctly); the bank's
+    cells are text, neutralised against formulas (nbp.sheets)."""
+    write_csv_batches(con.sql(sql).to_arrow_reader(200_000), path)
 
 
 def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path | None,

@@ -16,6 +16,7 @@ from bankexport.ingest import ingest
 from bankexport.spec import TABLES
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
+from nbp.sheets import restore
 from nbp.workspace import Workspace
 # `.venv/bin/pytest` puts only this folder on sys.path (no __init__.py); `python -m pytest` the checkout too
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -25,7 +26,8 @@ from tests.bankexport.conftest import base_tables, write_csv, write_export  # no
 def _rows(path: Path) -> list[dict[str, str]]:
     raw = path.read_bytes()
     assert raw.startswith("\ufeff".encode()), f"{path} lacks the UTF-8 BOM"
-    return list(csv.DictReader(raw.decode("utf-8-sig").splitlines(keepends=True)))
+    rows = csv.DictReader(raw.decode("utf-8-sig").splitlines(keepends=True))
+    return [{k: restore(v) for k, v in r.items()} for r in rows]  # as the bank reads it back (nbp.sheets)
 
 
 def _report(ws: Workspace) -> dict:
