@@ -109,7 +109,7 @@ def native_ok(col: Column, duck_type: str) -> bool:
         return base == "VARCHAR"
     if col.type == "timestamp":
         return base in _TIMESTAMPS
-    if col.type == "date":
+    if col.type in ("date", "month"):
         return base == "DATE" or base in _TIMESTAMPS
     if col.type in ("money", "int"):
         return base in _INTS or base in _FLOATS or base == "DECIMAL"
@@ -120,7 +120,8 @@ def native_parse_expr(col: Column, v: str, duck_type: str) -> str:
     """Typed value of a native (Parquet) value ``v``; NULL when it breaks the type's rules.
 
     Money must have at most 2 decimals (``round(x, 2) = x``), an int must be whole, a
-    date given as a timestamp must be midnight.
+    date given as a timestamp must be midnight, a month given as a date or timestamp
+    must be the first day of the month at midnight.
     """
     base = duck_type.split("(")[0]
     if col.enum:
@@ -133,6 +134,9 @@ def native_parse_expr(col: Column, v: str, duck_type: str) -> str:
         if base == "DATE":
             return f"CAST({v} AS TIMESTAMP)"
         return f"CASE WHEN CAST(CAST({v} AS DATE) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) THEN CAST({v} AS TIMESTAMP) END"
+    if col.type == "month":  # a typed month is the first day of the month (spec: YYYY-MM)
+        return (f"CASE WHEN CAST(date_trunc('month', {v}) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) "
+                f"THEN CAST({v} AS TIMESTAMP) END")
     d = f"CAST({v} AS DOUBLE)"
     if col.type == "money":
         return f"CASE WHEN isfinite({d}) AND round({d}, 2) = {d} THEN {d} END"
