@@ -20,8 +20,10 @@ In CSV, every text field is also quoted (``"'=1+1"``). In xlsx, text goes into s
 cells (never formula cells: openpyxl on its own turns any string starting with ``=``
 into a formula) and carries the same quote, so a cell copied out or re-saved as CSV
 stays harmless. Numbers are written as numbers; a negative number is not text and is
-not touched. Characters xlsx cannot hold at all (C0 controls other than tab, newline
-and carriage return) become ``\\ufffd``.
+not touched. A carriage return and the other control characters XML cannot carry (all
+C0 controls but tab and newline) are written in OOXML's own escape ``_x000D_``, as
+Excel does (and a literal ``_x000D_`` as ``_x005F_x000D_``); :func:`from_xlsx_text`
+reads them back, openpyxl alone does not.
 
 Round trip for the bank's systems. :func:`restore` undoes the guard exactly: when a text
 cell starts with ``'`` and the rest would need the guard, the first ``'`` is dropped;
@@ -54,7 +56,9 @@ _TAIL = f"'*(?:[\t\r]|{_SPACES}*{_LEAD})"
 _NEEDS = re.compile(_TAIL)
 # the same pattern for Arrow's RE2 (pyarrow.compute), anchored
 ARROW_PATTERN = "^" + _TAIL
-_XLSX_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_XLSX_CONTROL = re.compile("[\x00-\x08\x0b\x0c\r\x0e-\x1f]")
+_XLSX_ESCAPE = re.compile("_(x[0-9A-Fa-f]{4}_)")
+_XLSX_ESCAPED = re.compile("_x([0-9A-Fa-f]{4})_")
 BOM = "\ufeff"
 MAX_WIDTH = 60  # xlsx column width cap, in characters
 
@@ -203,6 +207,19 @@ class Sheet:
     widths: Mapping[str, float] = field(default_factory=dict)
 
 
+def to_xlsx_text(value: str) -> str:
+    """A neutralised text cell in OOXML's escapes (module docstring)."""
+    text = _XLSX_ESCAPE.sub(r"_x005F_\1", neutralise(value))
+    return _XLSX_CONTROL.sub(lambda m: f"_x{ord(m.group(0)):04X}_", text)
+
+
+def from_xlsx_text(value: Any) -> Any:
+    """Undo OOXML's escapes in a text cell read by openpyxl (the guard quote stays: :func:`restore`)."""
+    if isinstance(value, str) and "_x" in value:
+        return _XLSX_ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), value)
+    return value
+
+
 def _display_width(text: str) -> int:
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)  # CJK characters take two columns
 
@@ -211,7 +228,7 @@ def _xlsx_value(v: Any) -> Any:
     if v is None or (not isinstance(v, str) and pd.isna(v)):
         return None
     if isinstance(v, str):
-        return neutralise(_XLSX_ILLEGAL.sub("\ufffd", v))
+        return to_xlsx_text(v)
     if hasattr(v, "item"):  # numpy scalar
         return v.item()
     return v
@@ -238,7 +255,7 @@ def write_xlsx(path: str | Path, sheets: Sequence[Sheet]) -> Path:
         ws = wb.create_sheet(sh.title)
         r0 = 1
         if sh.banner:
-            c = ws.cell(row=1, column=1, value=neutralise(sh.banner))
+            c = ws.cell(row=1, column=1, value=to_xlsx_text(sh.banner))
             c.data_type = "s"
             c.font = Font(bold=True, color="C00000", size=14)
             r0 = 2

@@ -1,27 +1,43 @@
-"""Target lists as files for branch staff: CSV (UTF-8 with BOM) or Excel.
+"""Target lists as files for branch staff: Excel (two sheets) or CSV (two files).
 
-The format follows the file's suffix (``.csv`` or ``.xlsx``). Columns, in
-order, with Chinese headers::
+The format follows the file's suffix (``.xlsx`` or ``.csv``). The customers to contact
+and the control group are never in the same table:
 
-    客户号 customer_id   支行 branch_id   客户经理 manager_id   产品 product
-    倾向分 propensity    排名 rank        对照组 control (是/否)  推荐理由 reasons (joined by "；")
+``.xlsx``  sheet ``目标客户``: the customers to contact, in rank order; sheet
+           ``对照组——请勿营销``: the control group, under a red banner with that text
+``.csv``   ``<name>.csv``: the customers to contact; ``<name>.control.csv`` beside it: the
+           control group, every row starting with the column ``说明`` = ``对照组——请勿营销``
 
-Ids are written as text, so leading zeros survive. The BOM lets Excel open
-the CSV with Chinese intact. The file is written beside its target and moved
-into place, so a reader never sees half a list. :func:`read_target_list`
-reads either format back into the original columns.
+Columns of the contact list, with Chinese headers::
+
+    客户号 customer_id   支行 branch_id    支行名称 branch_name   客户经理 manager_id
+    客户经理姓名 manager_name   产品 product   倾向分 propensity   排名 rank
+    推荐理由 reasons (joined by "；")
+
+The control group has the same columns without 排名 and 推荐理由 (nothing to sell them).
+Names come from the bank's optional ``branches``/``managers`` tables
+(:func:`display_names`) and are blank without them. The propensity is a percentage:
+a number formatted ``0.0%`` in Excel, the text ``12.3%`` in CSV. Excel sheets have
+column widths that fit, a filter on the header and the header frozen.
+
+Every text cell goes through :mod:`nbp.sheets`: ids are written as text (leading zeros
+survive) and a value that would start a formula gets a guard quote, which
+:func:`read_target_list` removes again (see ``nbp.sheets`` for the rule a bank's own
+tools apply). The CSV has a BOM so Excel opens the Chinese intact. Files are written
+beside their target and moved into place, so a reader never sees half a list.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from nbp.errors import DataContractError
+from nbp.sheets import Sheet, from_xlsx_text, restore_frame, write_csv, write_xlsx
+from nbp.workspace import Workspace
 from serving.errors import Unprocessable
 
 log = logging.getLogger(__name__)
@@ -29,18 +45,23 @@ log = logging.getLogger(__name__)
 HEADERS_ZH: dict[str, str] = {
     "customer_id": "客户号",
     "branch_id": "支行",
+    "branch_name": "支行名称",
     "manager_id": "客户经理",
+    "manager_name": "客户经理姓名",
     "product": "产品",
     "propensity": "倾向分",
     "rank": "排名",
-    "control": "对照组",
     "reasons": "推荐理由",
 }
+CONTROL_COLUMNS = ("customer_id", "branch_id", "branch_name", "manager_id", "manager_name", "product", "propensity")
 SUFFIXES = (".csv", ".xlsx")
 SHEET = "目标客户"
+CONTROL_SHEET = "对照组——请勿营销"
+CONTROL_NOTE = "说明"  # first column of the control CSV, CONTROL_SHEET on every row
 REASON_SEP = "；"
-_YES, _NO = "是", "否"
-_TEXT_COLUMNS = ("customer_id", "branch_id", "manager_id", "product")
+REQUIRED = ("customer_id", "branch_id", "manager_id", "product", "propensity", "rank", "control")
+_TEXT_COLUMNS = ("customer_id", "branch_id", "branch_name", "manager_id", "manager_name", "product")
+_WIDTHS = {"推荐理由": 60.0}
 
 
 def _suffix(path: Path) -> str:
@@ -50,34 +71,81 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
-def _to_sheet(df: pd.DataFrame, product_names: Mapping[str, str] | None) -> pd.DataFrame:
-    required = [c for c in HEADERS_ZH if c != "reasons"]
-    missing = [c for c in required if c not in df.columns]
+def control_path(path: str | Path) -> Path:
+    """Where the control group of a CSV target list goes: ``<name>.control.csv`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.control{path.suffix}")
+
+
+def display_names(ws: Workspace) -> tuple[dict[str, str], dict[str, str]]:
+    """Branch and manager names from the ingested ``branches``/``managers`` tables.
+
+    Returns:
+        (branch_id -> name, manager_id -> name); empty for a table the export did not
+        have, and without entries for blank names.
+    """
+    out: list[dict[str, str]] = []
+    for table, key in (("branches", "branch_id"), ("managers", "manager_id")):
+        path = ws.table(table)
+        names: dict[str, str] = {}
+        if path.exists():
+            import pyarrow.parquet as pq
+
+            if "name" in pq.read_schema(path).names:
+                df = pd.read_parquet(path, columns=[key, "name"]).dropna()
+                names = {str(k): str(v) for k, v in zip(df[key], df["name"], strict=True) if str(v).strip()}
+        out.append(names)
+    return out[0], out[1]
+
+
+def _names(df: pd.DataFrame, col: str, key: str, names: Mapping[str, str] | None) -> pd.Series:
+    if col in df.columns:
+        return df[col].astype("string")
+    ids = df[key].astype("string")
+    return ids.map(lambda i: (names or {}).get(i, pd.NA), na_action="ignore").astype("string")
+
+
+def _frame(df: pd.DataFrame, product_names: Mapping[str, str] | None, branch_names: Mapping[str, str] | None,
+           manager_names: Mapping[str, str] | None) -> pd.DataFrame:
+    """The list in export columns (English names), control rows last, in the given order otherwise."""
+    missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataContractError(f"target list: missing column(s) {', '.join(missing)}")
     out = pd.DataFrame(index=df.index)
-    for col in _TEXT_COLUMNS:
+    for col in ("customer_id", "branch_id", "manager_id", "product"):
         out[col] = df[col].astype("string")
+    out["branch_name"] = _names(df, "branch_name", "branch_id", branch_names)
+    out["manager_name"] = _names(df, "manager_name", "manager_id", manager_names)
     if product_names:
-        out["product"] = out["product"].map(lambda p: product_names.get(p, p), na_action="ignore")
+        out["product"] = out["product"].map(lambda p: product_names.get(p, p), na_action="ignore").astype("string")
     out["propensity"] = df["propensity"].astype(float)
     out["rank"] = df["rank"].astype("Int64")
-    out["control"] = df["control"].astype(bool).map({True: _YES, False: _NO})
+    out["control"] = df["control"].astype(bool)
     reasons = df["reasons"] if "reasons" in df.columns else pd.Series([[]] * len(df), index=df.index)
-    out["reasons"] = [REASON_SEP.join(r) if isinstance(r, (list, tuple)) else ("" if r is None else str(r)) for r in reasons]
-    return out.rename(columns=HEADERS_ZH).reset_index(drop=True)
+    out["reasons"] = [REASON_SEP.join(r) if isinstance(r, (list, tuple)) else ("" if r is None else str(r))
+                      for r in reasons]
+    return out.reset_index(drop=True)
 
 
-def write_target_list(df: pd.DataFrame, path: str | Path, product_names: Mapping[str, str] | None = None) -> Path:
-    """Write a target list for staff.
+def _percent_text(p: pd.Series) -> pd.Series:
+    return p.map(lambda v: f"{v * 100:.1f}%", na_action="ignore")
+
+
+def write_target_list(df: pd.DataFrame, path: str | Path, product_names: Mapping[str, str] | None = None,
+                      branch_names: Mapping[str, str] | None = None,
+                      manager_names: Mapping[str, str] | None = None) -> Path:
+    """Write a target list for staff (module docstring for the layout).
 
     Args:
-        df: columns ``customer_id, branch_id, manager_id, product, propensity,
-            rank, control`` and optionally ``reasons`` (list of sentences or
-            text); other columns are not written.
-        path: ``*.csv`` or ``*.xlsx``; parent folders are created.
-        product_names: product key -> name to show (e.g. ``消费贷``); default:
-            the key.
+        df: columns ``customer_id, branch_id, manager_id, product, propensity, rank,
+            control`` and optionally ``reasons`` (list of sentences or text),
+            ``branch_name``, ``manager_name``; other columns are not written.
+        path: ``*.xlsx`` or ``*.csv``; parent folders are created. A CSV's control
+            group goes to :func:`control_path`.
+        product_names: product key -> name to show (e.g. ``消费贷``); default: the key.
+        branch_names: branch id -> name (:func:`display_names`), when ``df`` has no
+            ``branch_name``; default: blank.
+        manager_names: manager id -> name, likewise.
 
     Returns:
         The path written.
@@ -88,48 +156,67 @@ def write_target_list(df: pd.DataFrame, path: str | Path, product_names: Mapping
     """
     path = Path(path)
     suffix = _suffix(path)
-    sheet = _to_sheet(df, product_names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-    try:
-        if suffix == ".csv":
-            sheet.to_csv(tmp, index=False, encoding="utf-8-sig")
-        else:
-            with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
-                sheet.to_excel(xw, index=False, sheet_name=SHEET, freeze_panes=(1, 0))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("target list: %d rows → %s", len(sheet), path)
+    full = _frame(df, product_names, branch_names, manager_names)
+    contact = full.loc[~full["control"], list(HEADERS_ZH)]
+    control = full.loc[full["control"], list(CONTROL_COLUMNS)]
+    if suffix == ".csv":
+        write_csv(contact.assign(propensity=_percent_text(contact["propensity"])).rename(columns=HEADERS_ZH), path)
+        ctrl = control.assign(propensity=_percent_text(control["propensity"])).rename(columns=HEADERS_ZH)
+        ctrl.insert(0, CONTROL_NOTE, CONTROL_SHEET)
+        write_csv(ctrl, control_path(path))
+    else:
+        write_xlsx(path, [
+            Sheet(SHEET, contact.rename(columns=HEADERS_ZH), percent=(HEADERS_ZH["propensity"],), widths=_WIDTHS),
+            Sheet(CONTROL_SHEET, control.rename(columns=HEADERS_ZH), banner=CONTROL_SHEET,
+                  percent=(HEADERS_ZH["propensity"],)),
+        ])
+    log.info("target list: %d to contact, %d control → %s", len(contact), len(control), path)
     return path
 
 
 def read_target_list(path: str | Path, product_names: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Read a file written by :func:`write_target_list` back.
+    """Read a list written by :func:`write_target_list` back (both sheets, or both CSV files).
 
     Args:
-        path: the ``.csv`` or ``.xlsx`` file.
+        path: the ``.csv`` or ``.xlsx`` file (a CSV's control file is found beside it).
         product_names: the mapping used when writing, to restore product keys.
 
     Returns:
-        Columns ``customer_id, branch_id, manager_id, product`` (string),
-        ``propensity`` (float), ``rank`` (Int64), ``control`` (bool),
-        ``reasons`` (list of str).
+        Columns ``customer_id, branch_id, branch_name, manager_id, manager_name,
+        product`` (string, guard quotes removed), ``propensity`` (float; from CSV to
+        0.1 percentage point), ``rank`` (Int64), ``control`` (bool), ``reasons`` (list of
+        str); the contact rows, then the control rows.
     """
     path = Path(path)
-    text = {HEADERS_ZH[c]: str for c in _TEXT_COLUMNS}
+    back = {zh: en for en, zh in HEADERS_ZH.items()}
+    text = {HEADERS_ZH[c]: str for c in _TEXT_COLUMNS} | {HEADERS_ZH["reasons"]: str}
     if _suffix(path) == ".csv":
-        raw = pd.read_csv(path, encoding="utf-8-sig", dtype=text, keep_default_na=False, na_values={"排名": [""]})
+        def read(p: Path) -> pd.DataFrame:
+            raw = pd.read_csv(p, encoding="utf-8-sig", dtype=text | {HEADERS_ZH["propensity"]: str},
+                              keep_default_na=False, na_values={HEADERS_ZH["rank"]: [""]})
+            raw[HEADERS_ZH["propensity"]] = [float(v.rstrip("%")) / 100 if v else float("nan")
+                                             for v in raw[HEADERS_ZH["propensity"]]]
+            return raw
+        contact = read(path)
+        control = read(control_path(path)).drop(columns=[CONTROL_NOTE])
     else:
-        raw = pd.read_excel(path, sheet_name=SHEET, dtype=text, engine="openpyxl")
-    df = raw.rename(columns={zh: en for en, zh in HEADERS_ZH.items()})
-    for col in _TEXT_COLUMNS:
+        contact = pd.read_excel(path, sheet_name=SHEET, dtype=text, engine="openpyxl")
+        control = pd.read_excel(path, sheet_name=CONTROL_SHEET, dtype=text, engine="openpyxl", header=1)
+        contact, control = (f.map(from_xlsx_text) for f in (contact, control))
+    contact, control = contact.rename(columns=back), control.rename(columns=back)
+    contact["control"], control["control"] = False, True
+    control["rank"] = pd.NA
+    control["reasons"] = ""
+    df = pd.concat([contact, control], ignore_index=True)
+    for col in (*_TEXT_COLUMNS, "reasons"):
         df[col] = df[col].astype("string").replace("", pd.NA)
+    restore_frame(df, [*_TEXT_COLUMNS, "reasons"])
+    df[list(_TEXT_COLUMNS)] = df[list(_TEXT_COLUMNS)].astype("string")
     if product_names:
-        back = {name: key for key, name in product_names.items()}
-        df["product"] = df["product"].map(lambda p: back.get(p, p), na_action="ignore").astype("string")
+        names = {name: key for key, name in product_names.items()}
+        df["product"] = df["product"].map(lambda p: names.get(p, p), na_action="ignore").astype("string")
     df["propensity"] = df["propensity"].astype(float)
     df["rank"] = df["rank"].astype("Int64")
-    df["control"] = df["control"].map({_YES: True, _NO: False}).astype(bool)
+    df["control"] = df["control"].astype(bool)
     df["reasons"] = [r.split(REASON_SEP) if isinstance(r, str) and r else [] for r in df["reasons"]]
-    return df[list(HEADERS_ZH)]
+    return df[[*(c for c in HEADERS_ZH if c != "reasons"), "control", "reasons"]]
