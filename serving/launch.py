@@ -20,7 +20,7 @@ from nbp.config import Config
 from nbp.workspace import CHECKOUT, Workspace
 from serving.auth import load_tokens
 from serving.engine import Recommender
-from serving.export import write_target_list
+from serving.export import control_path, display_names, write_target_list
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def write_targets(cfg: Config, ws: Workspace, product: str, branch: str | None, 
     rec = Recommender.load(cfg, ws)
     df = rec.target_list(product, branch, manager, top, campaign)
     names = {k: p.name_zh for k, p in cfg.products.items()}
-    path = write_target_list(df, out, names)
+    path = write_target_list(df, out, names, *display_names(ws))
     n_ctrl = int(df["control"].sum())
+    where = f"{path} (control group: {control_path(path)})" if path.suffix.lower() == ".csv" else str(path)
     return (f"{len(df) - n_ctrl:,} customers to contact + {n_ctrl:,} control (campaign {df.attrs['campaign_id']}) "
-            f"written to {path}")
+            f"written to {where}")
