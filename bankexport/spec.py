@@ -247,6 +247,8 @@ del C
 
 # Chinese labels of enum values, for what bank staff read (reasons, lists).
 ENUM_ZH: dict[str, str] = {
+    # loan products first: "other" is 其他 in the enums below
+    **PRODUCT_NAMES_ZH,
     # customer_type, gender
     "individual": "个人", "business": "对公", "M": "男", "F": "女",
     # occupation
@@ -263,6 +265,4 @@ ENUM_ZH: dict[str, str] = {
     # contacts
     "sms": "短信", "wechat": "微信", "phone": "电话", "visit": "上门", "branch": "网点",
     "accepted": "接受", "declined": "拒绝", "no_response": "未回应", "unreachable": "未联系上",
-    # loan products
-    **PRODUCT_NAMES_ZH,
 }

@@ -43,6 +43,17 @@ def catalog_frame() -> pd.DataFrame:
     return pd.DataFrame([
         {"name": f.name, "family": f.family, "dtype": f.dtype, "zh": f.zh, "en": f.en,
          "categorical": f.categorical, "categories": ",".join(f.categories),
-         "categories_zh": ",".join(ENUM_ZH.get(c, c) for c in f.categories)}
+         "categories_zh": ",".join(labels_zh(f.categories))}
         for f in CATALOG
     ])
+
+
+def labels_zh(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Chinese labels of one enum's values, or the values themselves unless every one has a label.
+
+    ``ENUM_ZH`` is one flat table: its ``M``/``F`` are genders, so an enum of codes such as
+    industry letters or tax credit grades (where ``M`` is a grade) keeps its codes.
+    """
+    if all(v in ENUM_ZH for v in values):
+        return tuple(ENUM_ZH[v] for v in values)
+    return values

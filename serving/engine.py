@@ -425,10 +425,11 @@ class Recommender:
             contrib = plan.contributions(st.model, x)  # type: ignore[arg-type]
             # TreeSHAP contributions sum to the raw score: one booster pass gives both
             p = float(st.model.calibrator.predict(np.array([contrib.sum()]))[0])  # type: ignore[union-attr]
-            reasons = self.catalog.top_reasons_at(plan.reason_names, contrib[plan.reason_contrib],
-                                                  x[plan.reason_values], lang)
             pct = percentile_of(st.branch_scores.get(branch or "", _EMPTY), p) if st.scores is not None else None
             why = self._not_offered(key, customer_id, x, lang)
+            # a product not offered shows why, never reasons to offer it
+            reasons = [] if why is not None else self.catalog.top_reasons_at(
+                plan.reason_names, contrib[plan.reason_contrib], x[plan.reason_values], lang)
             rows.append(HintRow(customer_id=customer_id, branch_id=branch, product=key, product_name=name,
                                 propensity=p, expected_value=p * pc.value, percentile_in_branch=pct,
                                 eligible=why is None, reason_not_offered=why, reasons=reasons))
@@ -455,6 +456,8 @@ class Recommender:
         """Why the product is not offered to the customer (``row``: the customer's online features)."""
         if customer_id in self.products[key].holders:
             return not_offered_reason("held", lang)
+        if customer_id in self.do_not_contact:
+            return not_offered_reason("do_not_contact", lang)
         plan = self.products[key].fast
         assert plan is not None
         failed = []

@@ -33,6 +33,18 @@ A technical note ending a description, such as ``(1/0)``, ``(编码)`` or
 
 A feature missing from the catalogue (LightGBM's bias column among them) is
 never a reason.
+
+A reason is shown only when it raises the score (a positive contribution) **and** is
+not an adverse fact. A model learns from the bank's past targeting: managers called
+the customers the bank already scored high, so "the last contact was declined" can
+carry a positive contribution although no manager can offer a loan *because* the
+customer said no. Such facts are never shown as reasons to offer, whatever their sign
+(:data:`ADVERSE`; a catalogue column ``adverse`` overrides it per feature):
+
+``adverse``  comma-separated category labels (``declined,no_response``) that are
+             adverse, or ``>0``: any value above zero is (counts of refusals,
+             overdue days, write-offs); ``none``: nothing is; empty: :data:`ADVERSE`
+             decides
 """
 
 from __future__ import annotations
@@ -73,11 +85,23 @@ _TECH_NOTE = re.compile(r"\s*[(（][^()（）]*(?:编码|code|1/0|=0)[^()（）]
 _SEP = {"zh": "：", "en": ": "}
 _MISSING = {"zh": "无记录", "en": "none on record"}
 
+# Adverse facts by feature name (first match wins), when the catalogue has no ``adverse``
+# column: the outcomes of a contact other than acceptance, the two lowest tax credit grades,
+# and counts of refusals, unpaid or overdue loans.
+ADVERSE: tuple[tuple[str, str], ...] = (
+    (r"^marketing_last_outcome", "declined,no_response,unreachable"),
+    (r"^tax_credit_grade", "C,D"),
+    (r"(declined|not_granted|written_off|overdue)", ">0"),
+)
+_POSITIVE = ">0"
+_NONE = "none"
+
 NOT_OFFERED: dict[str, dict[str, str]] = {
     "held": {"zh": "已持有该产品", "en": "already holds this product"},
     "not_eligible": {"zh": "不符合准入条件", "en": "does not meet the eligibility rules"},
     "contacted_recently": {"zh": "近期已就该产品联系过", "en": "contacted about this product recently"},
     "model_unavailable": {"zh": "模型暂不可用", "en": "model temporarily unavailable"},
+    "do_not_contact": {"zh": "客户在勿扰名单中", "en": "on the do-not-contact list"},
 }
 
 
@@ -86,7 +110,7 @@ def not_offered_reason(kind: str, lang: Lang = "zh") -> str:
 
     Args:
         kind: one of ``held``, ``not_eligible``, ``contacted_recently``,
-            ``model_unavailable`` (keys of :data:`NOT_OFFERED`).
+            ``model_unavailable``, ``do_not_contact`` (keys of :data:`NOT_OFFERED`).
         lang: ``zh`` or ``en``.
 
     Raises:
@@ -165,6 +189,23 @@ class _Entry:
     categories_zh: tuple[str, ...]
     reason_zh: str | None
     reason_en: str | None
+    adverse_codes: frozenset[int] = frozenset()  # category positions never shown as a reason
+    adverse_positive: bool = False  # any value > 0 is never shown as a reason
+
+    def adverse(self, value: Any) -> bool:
+        """Whether ``value`` speaks against an offer (module docstring)."""
+        if value is None or pd.isna(value):
+            return False
+        v = float(value)
+        return (self.adverse_positive and v > 0) or (bool(self.adverse_codes) and v.is_integer()
+                                                     and int(v) in self.adverse_codes)
+
+
+def _adverse_rule(name: str, row: Mapping[str, Any]) -> str:
+    own = _text(row, "adverse")
+    if own is not None:
+        return "" if own.strip().lower() == _NONE else own
+    return next((rule for pattern, rule in ADVERSE if re.search(pattern, name)), "")
 
 
 def _text(row: Mapping[str, Any], key: str) -> str | None:
@@ -183,7 +224,8 @@ class ReasonCatalog:
             (module docstring).
 
     Raises:
-        ValueError: a required field is missing or a ``kind`` is unknown.
+        ValueError: a required field is missing, a ``kind`` is unknown, or an ``adverse``
+            label is not one of the feature's categories.
     """
 
     def __init__(self, catalog: pd.DataFrame | Iterable[Mapping[str, Any]]) -> None:
@@ -201,6 +243,16 @@ class ReasonCatalog:
                 raise ValueError(f"feature catalogue '{name}': unknown kind '{kind}' (kinds: {', '.join(KINDS)})")
             cats = _text(row, "categories")
             cats_zh = _text(row, "categories_zh")
+            labels = tuple(c.strip() for c in cats.split(",")) if cats else ()
+            rule = _adverse_rule(name, row)
+            codes = frozenset()
+            if rule and rule != _POSITIVE:
+                wanted = [a.strip() for a in rule.split(",") if a.strip()]
+                unknown = [a for a in wanted if a not in labels]
+                if unknown and _text(row, "adverse"):
+                    raise ValueError(f"feature catalogue '{name}': adverse label(s) {', '.join(unknown)} are not "
+                                     f"among its categories ({cats or 'none'})")
+                codes = frozenset(labels.index(a) for a in wanted if a in labels)
             self._entries[name] = _Entry(
                 zh=_TECH_NOTE.sub("", str(row["zh"])),
                 en=_TECH_NOTE.sub("", str(row["en"])),
@@ -209,10 +261,16 @@ class ReasonCatalog:
                 categories_zh=tuple(c.strip() for c in cats_zh.split(",")) if cats_zh else (),
                 reason_zh=_text(row, "reason_zh"),
                 reason_en=_text(row, "reason_en"),
+                adverse_codes=codes,
+                adverse_positive=rule == _POSITIVE,
             )
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def supports(self, name: str, value: Any) -> bool:
+        """Whether this feature's value may be shown as a reason to offer (not an adverse fact)."""
+        return not self._entries[name].adverse(value)
 
     def phrase(self, name: str, value: Any, lang: Lang = "zh") -> str:
         """One feature and its value as a sentence (template, else ``<description>：<value>``)."""
@@ -236,7 +294,8 @@ class ReasonCatalog:
 
         Returns:
             Up to ``k`` sentences, largest positive contribution first (ties by
-            name); features not in the catalogue and contributions <= 0 are skipped.
+            name); features not in the catalogue, contributions <= 0 and adverse facts
+            are skipped.
         """
         if lang not in _SEP:
             raise ValueError(f"unknown language '{lang}' (zh or en)")
@@ -245,8 +304,8 @@ class ReasonCatalog:
         if skipped:
             log.debug("reasons: %d contribution(s) not in the catalogue skipped", skipped)
         contrib = contributions.loc[names].astype(float)
-        positive = contrib[contrib > 0]
-        order = sorted(positive.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        positive = [(n, c) for n, c in contrib[contrib > 0].items() if self.supports(n, values.get(n))]
+        order = sorted(positive, key=lambda kv: (-kv[1], kv[0]))[:k]
         return [self.phrase(name, values.get(name), lang) for name, _ in order]
 
     def top_reasons_at(
@@ -264,8 +323,17 @@ class ReasonCatalog:
         """
         if lang not in _SEP:
             raise ValueError(f"unknown language '{lang}' (zh or en)")
-        order = np.argsort(-contributions, kind="stable")[:k]
-        return [self.phrase(names[j], values[j], lang) for j in order if contributions[j] > 0]
+        return [self.phrase(names[j], values[j], lang) for j in self._best(names, contributions, values, k)]
+
+    def _best(self, names: Sequence[str], contributions: np.ndarray, values: Any, k: int) -> list[int]:
+        """Positions of the ``k`` largest positive contributions that are not adverse facts."""
+        out: list[int] = []
+        for j in np.argsort(-contributions, kind="stable"):
+            if len(out) == k or not contributions[j] > 0:
+                break
+            if self.supports(names[j], values[j]):
+                out.append(int(j))
+        return out
 
     def reasons_for_frame(
         self, contributions: pd.DataFrame, values: pd.DataFrame, lang: Lang = "zh", k: int = MAX_REASONS
@@ -285,10 +353,9 @@ class ReasonCatalog:
         c = contributions[cols].to_numpy(dtype=float)
         vals = values.reindex(index=contributions.index, columns=cols)
         out: list[list[str]] = []
+        v = vals.to_numpy(dtype=object)
         for i in range(len(c)):
-            row = c[i]
-            idx = [j for j in np.argsort(-row, kind="stable")[:k] if row[j] > 0]
-            out.append([self.phrase(cols[j], vals.iat[i, j], lang) for j in idx])
+            out.append([self.phrase(cols[j], v[i, j], lang) for j in self._best(cols, c[i], v[i], k)])
         return pd.Series(out, index=contributions.index, name="reasons", dtype=object)
 
 

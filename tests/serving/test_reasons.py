@@ -171,3 +171,76 @@ def test_code_legend_of_a_description_is_not_shown_to_staff() -> None:
 
     cat = ReasonCatalog(catalog_frame())
     assert cat.phrase("tax_credit_grade_latest", 0.0, "zh") == "最新纳税信用等级：A"
+
+
+ADVERSE_CATALOG = pd.DataFrame([
+    {"name": "marketing_last_outcome", "zh": "最近一次营销结果", "en": "outcome of the last contact",
+     "categories": "accepted,declined,no_response,unreachable", "categories_zh": "接受,拒绝,未回应,未联系上"},
+    {"name": "marketing_declined_12m", "zh": "近12个月拒绝营销次数", "en": "contacts declined, last 12 months"},
+    {"name": "income_payroll_amount_avg_6m", "zh": "近6个月月均代发工资", "en": "average monthly payroll"},
+    {"name": "spend_cash_share_3m", "zh": "近3个月取现占支出比例", "en": "cash share"},
+])
+ADVERSE_NAMES = ["income_payroll_amount_avg_6m", "marketing_declined_12m", "marketing_last_outcome",
+                 "spend_cash_share_3m"]  # sorted, as the per-request path holds them
+
+
+@pytest.mark.parametrize(("outcome", "declines", "expected"), [
+    (1, 2, ["近6个月月均代发工资：1.2万元", "近3个月取现占支出比例：35%"]),  # declined twice: no reason to offer
+    (3, 0, ["近6个月月均代发工资：1.2万元", "近12个月拒绝营销次数：0", "近3个月取现占支出比例：35%"]),
+    (0, 0, ["最近一次营销结果：接受", "近6个月月均代发工资：1.2万元", "近12个月拒绝营销次数：0"]),
+])
+def test_a_refusal_is_never_a_reason_to_offer_even_when_it_raises_the_score(outcome: int, declines: int,
+                                                                            expected: list[str]) -> None:
+    """The model may learn that a declined contact goes with a high score (the bank called its
+    best prospects); every path of the service still leaves it out and takes the next reason."""
+    cat = ReasonCatalog(ADVERSE_CATALOG)
+    contrib = pd.Series({"marketing_last_outcome": 0.9, "income_payroll_amount_avg_6m": 0.5,
+                         "marketing_declined_12m": 0.3, "spend_cash_share_3m": 0.1})
+    values = pd.Series({"marketing_last_outcome": outcome, "income_payroll_amount_avg_6m": 12_345.0,
+                        "marketing_declined_12m": declines, "spend_cash_share_3m": 0.351})
+    assert cat.top_reasons(contrib, values) == expected
+    at = cat.top_reasons_at(ADVERSE_NAMES, contrib[ADVERSE_NAMES].to_numpy(), values[ADVERSE_NAMES].to_numpy())
+    assert at == expected
+    frame = cat.reasons_for_frame(contrib.to_frame("C1").T, values.to_frame("C1").T)
+    assert frame["C1"] == expected
+
+
+def test_adverse_facts_of_the_real_catalogue() -> None:
+    from features.catalog import catalog_frame
+
+    cat = ReasonCatalog(catalog_frame())
+    assert not cat.supports("marketing_last_outcome", 1) and cat.supports("marketing_last_outcome", 0)
+    assert not cat.supports("marketing_last_outcome_consumer", 3)
+    assert not cat.supports("marketing_declined_12m", 1) and cat.supports("marketing_declined_12m", 0)
+    assert not cat.supports("holdings_written_off_count_ended", 2)
+    assert not cat.supports("holdings_worst_overdue_days_ended", 30)
+    assert not cat.supports("holdings_loan_applications_not_granted_12m", 1)
+    assert not cat.supports("tax_credit_grade_latest", 3) and cat.supports("tax_credit_grade_latest", 2)  # C / M
+    assert cat.supports("income_payroll_amount_avg_6m", 12_345.0) and cat.supports("marketing_last_outcome", None)
+
+
+def test_enum_labels_are_read_per_enum() -> None:
+    """ENUM_ZH's M and F are genders: an industry letter or a tax grade keeps its code, and
+    the occupation 'other' is 其他, not the loan product 其他贷款."""
+    from features.catalog import catalog_frame
+
+    cat = ReasonCatalog(catalog_frame())
+    assert cat.phrase("demo_industry", 12) == "行业门类：M"
+    assert cat.phrase("tax_credit_grade_latest", 2).endswith("：M")
+    assert cat.phrase("demo_gender", 0) == "性别：男"
+    assert cat.phrase("demo_occupation", 9) == "职业：其他"
+
+
+def test_catalogue_adverse_column_overrides() -> None:
+    rows = ADVERSE_CATALOG.assign(adverse=["none", "", None, ">0"])
+    cat = ReasonCatalog(rows)
+    assert cat.supports("marketing_last_outcome", 1)  # "none": nothing adverse
+    assert not cat.supports("marketing_declined_12m", 1)  # empty: the default rule
+    assert not cat.supports("spend_cash_share_3m", 0.2) and cat.supports("spend_cash_share_3m", 0.0)
+    with pytest.raises(ValueError, match="adverse label.*refused.*not among its categories"):
+        ReasonCatalog(ADVERSE_CATALOG.assign(adverse=["refused", None, None, None]))
+
+
+def test_do_not_contact_has_a_not_offered_reason() -> None:
+    assert not_offered_reason("do_not_contact") == "客户在勿扰名单中"
+    assert not_offered_reason("do_not_contact", "en") == "on the do-not-contact list"
