@@ -26,10 +26,11 @@ from pathlib import Path
 import duckdb
 
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES
-from features.catalog import MODULES, family_features
+from features.catalog import CATALOG, MODULES, family_features
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
 from features.windows import MonthlySeries, Spine, Window, referenced
+from nbp import jobs
 from nbp.errors import FeatureStoreError
 from nbp.workspace import Workspace
 
@@ -91,16 +92,33 @@ def export_date(ws: Workspace) -> date | None:
         raise FeatureStoreError(f"{meta}: no valid export_date ({e}); re-run `nbp ingest`") from e
 
 
+def absent_sources(ws: Workspace, features: list[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Feature -> the tables its family reads that this workspace's import lacks (those
+    features are null for every customer); features whose tables are all present are left out."""
+    have = frozenset(t for t in ALL_TABLES if ws.table(t).exists())
+    want = set(features) if features is not None else None
+    return {f.name: tuple(t for t in MODULES[f.family].REQUIRES if t not in have) for f in CATALOG
+            if (want is None or f.name in want) and not set(MODULES[f.family].REQUIRES) <= have}
+
+
+def _scratch(ws: Workspace) -> Path:
+    return jobs.scratch(ws, "duckdb-build")
+
+
 def connect(ws: Workspace, tables: frozenset[str]) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with one view per ingested table."""
-    tmp = ws.features_dir / ".duckdb_tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": str(tmp),
+    """A DuckDB connection with one view per ingested table (spill files in the job's scratch folder)."""
+    con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": str(_scratch(ws)),
                                  "preserve_insertion_order": False})
     con.execute("SET enable_progress_bar = false")
     for t in sorted(tables):
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{ws.table(t)}')")
     return con
+
+
+def _close(ws: Workspace, con: duckdb.DuckDBPyConnection) -> None:
+    """Close a :func:`connect` connection and remove its spill folder."""
+    con.close()
+    jobs.release(ws, "duckdb-build")
 
 
 def _month_start(d: date) -> date:
@@ -127,7 +145,7 @@ def default_as_of(ws: Workspace) -> list[date]:
     try:
         lo, hi = con.execute("SELECT min(txn_time), max(txn_time) FROM transactions").fetchone()
     finally:
-        con.close()
+        _close(ws, con)
     if lo is None:
         raise FeatureStoreError("transactions: no rows; cannot choose as-of dates (pass --as-of)")
     first_full = _month_start(lo.date()) if (lo.day == 1 and lo.time() == datetime.min.time()) else \
@@ -286,7 +304,7 @@ def _write_query(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, inn
     if inner is not None:
         _check_columns(con, family, inner, feats)
     final = family_path(ws, family)
-    tmp = final.with_suffix(".tmp.parquet")
+    tmp = jobs.temp_sibling(final)  # a killed build leaves it; the next job removes it (nbp.jobs)
     query = _final_select(feats, inner, spine_rows)
     if final.exists():
         old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet('{final}') LIMIT 0").description]
@@ -346,7 +364,7 @@ def build(ws: Workspace, as_of: Sequence[date] | None = None, *, loan_mode: str 
             log.info("family %s: %s rows, %.1f s (cpu %.1f s)", fam, f"{summary.rows[fam]:,}",
                      time.perf_counter() - t1, time.process_time() - c1)
     finally:
-        con.close()
+        _close(ws, con)
     summary.seconds = time.perf_counter() - t0
     _write_build_file(ws, summary)
     log.info(summary.describe())

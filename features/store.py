@@ -28,7 +28,7 @@ import pyarrow as pa
 from features import build as fbuild
 from features.catalog import CATALOG, MODULES, feature_names
 from features.schema import EVENT_TS, JOIN_KEY, feature_service_name
-from nbp import telemetry
+from nbp import jobs, telemetry
 from nbp.config import Config
 from nbp.errors import FeatureStoreError
 from nbp.log import quiet_warnings
@@ -58,7 +58,7 @@ def offline_config(ws: Workspace) -> dict:
     if os.environ.get("NBP_FEAST_OFFLINE") == "duckdb":  # Feast's stock DuckDB store (baseline, comparisons)
         return {"type": "duckdb"}
     return {"type": TYPE, "memory_limit": fbuild.DUCKDB_MEMORY_LIMIT,
-            "temp_directory": str(ws.feast_dir / ".duckdb_tmp")}
+            "temp_directory": str(ws.home / jobs.SCRATCH / jobs.tag() / "duckdb-feast")}  # removed by nbp.jobs
 
 
 def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type imported lazily)

@@ -113,8 +113,10 @@ def features(ctx: Ctx, as_of: tuple) -> None:
     """Build the feature tables, apply the Feast repo, materialise the latest as-of."""
     if click.get_current_context().invoked_subcommand is None:
         from features.store import publish
+        from nbp.jobs import job
 
-        click.echo(publish(ctx.cfg, ctx.ws, [d.date() for d in as_of]).describe())
+        with job(ctx.ws):
+            click.echo(publish(ctx.cfg, ctx.ws, [d.date() for d in as_of]).describe())
 
 
 @features.command("export")
@@ -140,15 +142,21 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
     """Train one calibrated model per product, register it and run the champion gate."""
     import pandas as pd
 
+    from nbp.jobs import job
     from training.evaluate import metrics_table
+    from training.pipeline import result_line
     from training.pipeline import train as run
 
-    results = run(ctx.cfg, ctx.ws, pd.Timestamp(cutoff) if cutoff else None, list(products) or None)
-    click.echo(metrics_table([{"product": r.product, "version": r.version, "alias": r.alias, "window": r.window,
+    with job(ctx.ws):
+        results = run(ctx.cfg, ctx.ws, pd.Timestamp(cutoff) if cutoff else None, list(products) or None)
+    click.echo(metrics_table([{"product": r.product, "version": r.version, "alias": r.alias or "skipped",
+                               "window": r.window,
                                **{k: r.metrics.get(k) for k in ("auc", "pr_auc", "lift_10", "ece", "brier")}}
                               for r in results]))
     for r in results:
-        click.echo(f"{r.product}: {r.reason}")
+        click.echo(result_line(r))
+    if all(r.skip is not None for r in results):
+        raise NbpError("no product could be trained; the reasons are above (also in MLflow and /readyz)")
 
 
 @main.command()
@@ -160,11 +168,13 @@ def score(ctx: Ctx, as_of: tuple, out: str, products: tuple[str, ...]) -> None:
     """Score every eligible candidate with each product's champion model."""
     import pandas as pd
 
+    from nbp.jobs import job
     from training.pipeline import score as run
     from training.pipeline import write_scores
 
-    df = run(ctx.cfg, ctx.ws, [pd.Timestamp(t) for t in as_of], list(products) or None)
-    path = write_scores(df, Path(out))
+    with job(ctx.ws):
+        df = run(ctx.cfg, ctx.ws, [pd.Timestamp(t) for t in as_of], list(products) or None)
+        path = write_scores(df, Path(out))
     click.echo(f"{len(df):,} scores ({df['product'].nunique()} products) written to {path}")
 
 
@@ -236,9 +246,11 @@ def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None
 @common
 def retrain(ctx: Ctx) -> None:
     """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run."""
+    from nbp.jobs import job
     from training.pipeline import retrain as run
 
-    click.echo(run(ctx.cfg, ctx.ws))
+    with job(ctx.ws):
+        click.echo(run(ctx.cfg, ctx.ws))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,6 +63,7 @@ class TrainingConfig(_Section):
     max_rows: int = Field(150_000, ge=1_000)  # fitting rows per product; beyond, negatives are down-sampled (weighted)
     leak_margin: float = 0.02  # AUC above the oracle's by more than this raises the leak alarm
     leak_auc: float = 0.995  # an AUC this high on uptake data is treated as a leak
+    min_uptakes: int = Field(10, ge=1)  # fewer uptakes in the fitting months: the product is skipped
 
 
 class ServingConfig(_Section):

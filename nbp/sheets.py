@@ -23,7 +23,8 @@ stays harmless. Numbers are written as numbers; a negative number is not text an
 not touched. A carriage return and the other control characters XML cannot carry (all
 C0 controls but tab and newline) are written in OOXML's own escape ``_x000D_``, as
 Excel does (and a literal ``_x000D_`` as ``_x005F_x000D_``); :func:`from_xlsx_text`
-reads them back, openpyxl alone does not.
+reads them back, openpyxl alone does not. A text longer than an Excel cell holds
+(32,767 characters) is cut and ends in ``…``: Excel would refuse the whole file.
 
 Round trip for the bank's systems. :func:`restore` undoes the guard exactly: when a text
 cell starts with ``'`` and the rest would need the guard, the first ``'`` is dropped;
@@ -61,6 +62,7 @@ _XLSX_ESCAPE = re.compile("_(x[0-9A-Fa-f]{4}_)")
 _XLSX_ESCAPED = re.compile("_x([0-9A-Fa-f]{4})_")
 BOM = "\ufeff"
 MAX_WIDTH = 60  # xlsx column width cap, in characters
+XLSX_MAX_CHARS = 32_767  # what one Excel cell holds
 
 
 def needs_guard(value: str) -> bool:
@@ -210,7 +212,8 @@ class Sheet:
 def to_xlsx_text(value: str) -> str:
     """A neutralised text cell in OOXML's escapes (module docstring)."""
     text = _XLSX_ESCAPE.sub(r"_x005F_\1", neutralise(value))
-    return _XLSX_CONTROL.sub(lambda m: f"_x{ord(m.group(0)):04X}_", text)
+    text = _XLSX_CONTROL.sub(lambda m: f"_x{ord(m.group(0)):04X}_", text)
+    return text if len(text) <= XLSX_MAX_CHARS else text[:XLSX_MAX_CHARS - 1] + "…"
 
 
 def from_xlsx_text(value: Any) -> Any:

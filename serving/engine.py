@@ -57,7 +57,7 @@ from training.dataset import loan_product
 from training.labels import holds_active
 from training.model import FittedModel
 from training.pipeline import export_date, scores_path
-from training.registry import load_champion
+from training.registry import load_champion, skip_of
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class ProductState:
     model: FittedModel | None = None
     version: int | None = None
     problem: str | None = None  # why the product is not served (None: ready)
+    skipped: dict[str, str] | None = None  # why the last training skipped it ({"zh", "en"}), if it did
     scores: pd.DataFrame | None = None  # latest batch scores with branch/manager, if they match
     scores_problem: str | None = None  # why the batch scores cannot be used
     branch_scores: dict[str, np.ndarray] = field(default_factory=dict)  # branch -> sorted scores
@@ -293,6 +294,7 @@ class Recommender:
             except ModelUnavailable as e:
                 st.problem = str(e)
                 log.warning("%s: degraded: %s", key, e)
+            st.skipped = skip_of(ws, key)
             if st.model is not None:
                 st.problem, st.columns = cls._check_online(cfg, ws, st, customers.index[:1])
             if st.model is not None and st.problem is None:
@@ -362,7 +364,7 @@ class Recommender:
             "ready": any(s.ready for s in self.products.values()),
             "reference_date": self.ref_date.isoformat(),
             "products": {k: {"ready": s.ready, "model_version": s.version, "problem": s.problem,
-                             "target_lists": s.ready and s.scores is not None,
+                             "skipped": s.skipped, "target_lists": s.ready and s.scores is not None,
                              "scores_problem": s.scores_problem}
                          for k, s in self.products.items()},
         }
@@ -412,10 +414,12 @@ class Recommender:
             name = pc.name_zh if lang == "zh" else pc.name_en
             if not st.ready or st.fast is None:
                 detail = st.problem or ""
+                skip = st.skipped if st.model is None else None  # training skipped it: staff see why
                 rows.append(HintRow(customer_id=customer_id, branch_id=branch, product=key, product_name=name,
                                     propensity=None, expected_value=None, percentile_in_branch=None,
                                     eligible=False, reason_not_offered=not_offered_reason("model_unavailable", lang)
-                                    + (f" ({detail[:160]})" if lang == "en" and detail else "")))
+                                    + (("：" if lang == "zh" else ": ") + skip[lang] if skip else
+                                       f" ({detail[:160]})" if lang == "en" and detail else "")))
                 continue
             plan = st.fast
             cols = plan.reader.columns
@@ -505,6 +509,9 @@ class Recommender:
             raise Unprocessable(f"unknown lang '{lang}'; use zh or en")
         st = self.products[product]
         if not st.ready:
+            if st.model is None and st.skipped:
+                raise Unavailable(f"product '{product}' has no model: the last training skipped it: "
+                                  f"{st.skipped['en']} / 模型暂不可用：{st.skipped['zh']}")
             raise Unavailable(f"product '{product}' is not served: {st.problem}")
         if st.scores is None:
             raise Unavailable(f"product '{product}': {st.scores_problem}")

@@ -245,7 +245,7 @@ class ReasonCatalog:
             cats_zh = _text(row, "categories_zh")
             labels = tuple(c.strip() for c in cats.split(",")) if cats else ()
             rule = _adverse_rule(name, row)
-            codes = frozenset()
+            codes: frozenset[int] = frozenset()
             if rule and rule != _POSITIVE:
                 wanted = [a.strip() for a in rule.split(",") if a.strip()]
                 unknown = [a for a in wanted if a not in labels]

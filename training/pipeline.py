@@ -11,6 +11,17 @@ which chooses settings and rounds on rolling time-ordered folds (embargo = label
 horizon), calibrates on the folds' out-of-time scores and refits on every fitting
 month. Nothing is tuned on the
 backtest window.
+
+A product that cannot be fitted is *skipped* (:class:`Skip`, :func:`trainability`): no
+eligible candidate in the fitting months (the reason names the export's missing tables when
+an eligibility rule reads their features), fewer fitting months than the recipe needs, fewer
+than ``training.min_uptakes`` uptakes, no uptake (or no non-uptake) in the test window, or the
+recipe refusing the rows. The other products train; the reason, in Chinese and English, is
+printed by ``nbp train`` and recorded in MLflow (:func:`training.registry.record_skip`), where
+serving and ``nbp score`` read it.
+
+Every job starts with :func:`recover`: the temporary files of jobs that were killed are
+removed (:mod:`nbp.jobs`) and the registry is repaired (:func:`training.registry.recover`).
 """
 
 from __future__ import annotations
@@ -23,7 +34,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from nbp.config import Config
+from nbp import jobs
+from nbp.config import Config, ProductConfig
 from nbp.errors import FeatureStoreError, ModelUnavailable, NbpError
 from nbp.workspace import Workspace
 from training import evaluate, registry
@@ -37,6 +49,17 @@ from training.model import FittedModel, ModelParams, fit_rolling
 log = logging.getLogger(__name__)
 
 
+MIN_FIT_MONTHS = 5  # fitting as-of months: rolling folds or, without them, 2 to fit + 2 to calibrate
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why a product was not trained: one sentence for staff (Chinese) and one for operators."""
+
+    zh: str
+    en: str
+
+
 @dataclass
 class ProductResult:
     """What one product's training produced."""
@@ -47,6 +70,67 @@ class ProductResult:
     reason: str
     metrics: dict[str, float] = field(default_factory=dict)
     window: str = ""
+    skip: Skip | None = None
+
+
+def result_line(r: ProductResult) -> str:
+    """One line per product for the terminal: the gate's decision, or why it was skipped (both languages)."""
+    if r.skip is not None:
+        return f"{r.product}: skipped: {r.skip.en} / 已跳过：{r.skip.zh}"
+    return f"{r.product}: {r.reason}"
+
+
+def recover(ws: Workspace) -> None:
+    """Clean up after jobs that were killed: their temporary files and half-registered models."""
+    jobs.clean_stale(ws)
+    registry.recover(ws)
+
+
+def _no_candidates(ws: Workspace, pc: ProductConfig) -> Skip:
+    """The reason a product has no eligible candidate, naming the export's missing tables if they explain it."""
+    from features.build import absent_sources
+
+    absent = absent_sources(ws, [r.feature for r in pc.eligibility if not r.allow_missing])
+    if absent:
+        tables = sorted({t for ts in absent.values() for t in ts})
+        feats = ", ".join(sorted(absent))
+        return Skip(zh=f"无候选客户：资格规则所需的特征（{feats}）全部未知，因为数据中没有 {'、'.join(tables)} 表",
+                    en=f"no candidates: the eligibility rules read {feats}, unknown for every customer because "
+                       f"the export has no {', '.join(tables)} table")
+    return Skip(zh="无候选客户：训练月份内没有客户满足资格规则",
+                en="no candidates: no customer meets the eligibility rules in the fitting months")
+
+
+def trainability(cfg: Config, ws: Workspace, key: str, rows: pd.DataFrame, te: pd.DataFrame) -> Skip | None:
+    """Why ``key`` cannot be fitted on ``rows`` and tested on ``te`` (None: it can).
+
+    Args:
+        rows: the fitting rows (``as_of``, ``label``).
+        te: the test window's rows.
+    """
+    pc = cfg.products[key]
+    if rows.empty:
+        return _no_candidates(ws, pc)
+    months, pos = rows["as_of"].nunique(), int(rows["label"].sum())
+    if months < MIN_FIT_MONTHS:
+        return Skip(zh=f"候选客户只出现在 {months} 个月份，至少需要 {MIN_FIT_MONTHS} 个月",
+                    en=f"candidates in only {months} fitting month(s); the recipe needs {MIN_FIT_MONTHS}")
+    if pos < cfg.training.min_uptakes:
+        return Skip(zh=f"训练月份内仅有 {pos} 笔办理，至少需要 {cfg.training.min_uptakes} 笔",
+                    en=f"only {pos} uptake(s) in the fitting months; training.min_uptakes is "
+                       f"{cfg.training.min_uptakes}")
+    te_pos = int(te["label"].sum())
+    if te.empty or te_pos in (0, len(te)):
+        what_zh, what_en = ("无候选客户", "no candidates") if te.empty else (
+            ("无办理", "no uptake") if te_pos == 0 else ("全部办理", "only uptakes"))
+        return Skip(zh=f"检验月份内{what_zh}，模型无法评估", en=f"{what_en} in the test months: the model "
+                    f"cannot be evaluated")
+    return None
+
+
+def _skipped(ws: Workspace, key: str, skip: Skip, window: str) -> ProductResult:
+    registry.record_skip(ws, key, skip.zh, skip.en, window)
+    return ProductResult(key, None, None, f"skipped: {skip.en}", window=window, skip=skip)
 
 
 def export_date(ws: Workspace) -> pd.Timestamp:
@@ -98,22 +182,26 @@ def _datasets(cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_o
 
 
 def _fit_product(cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
-                 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]]:
+                 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip:
     """Fit on ``rows``, score the test rows ``te``.
 
     Returns:
-        The model, the scored test rows and the test metrics.
+        The model, the scored test rows and the test metrics; or a :class:`Skip` when the
+        recipe refuses the rows (too few periods, one class in the rows it fits on).
     """
     feats = feature_columns(rows)
-    model = fit_rolling(rows, feats, "label", "as_of", model_params(cfg), weight="weight",
-                        embargo=pd.Timedelta(days=cfg.training.horizon_days))
+    try:
+        model = fit_rolling(rows, feats, "label", "as_of", model_params(cfg), weight="weight",
+                            embargo=pd.Timedelta(days=cfg.training.horizon_days))
+    except ValueError as e:  # fit_rolling's documented refusals
+        return Skip(zh=f"模型无法拟合：{e}", en=f"the model cannot be fitted: {e}")
     # other products may still be training: predict with their thread count (model.THREADS_NOTE)
     te = te.assign(score=model.predict_proba(te, num_threads=model.info["threads"]))
     return model, te, evaluate.metrics(te["label"], te["score"])
 
 
 def _fit_all(cfg: Config, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], desc: str
-             ) -> dict[str, tuple[FittedModel, pd.DataFrame, dict[str, float]]]:
+             ) -> dict[str, tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip]:
     """:func:`_fit_product` for every product, ``training.workers`` at a time.
 
     Products are independent and LightGBM releases the interpreter lock while it trains,
@@ -145,20 +233,35 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
         oracle_auc: optional oracle AUC per product on the same window (leak alarm).
 
     Returns:
-        One :class:`ProductResult` per product.
+        One :class:`ProductResult` per product; a product that cannot be fitted has
+        ``skip`` set and no version (module docstring).
     """
+    recover(ws)
     cutoff = cutoff or export_date(ws)
     as_ofs = closed_as_ofs(feature_as_ofs(ws), cutoff, cfg.training.horizon_days)
-    fit_ofs, test_ofs = split_months(as_ofs, cfg.training.test_months)
     results = []
     keys = products or list(cfg.products)
     for key in keys:
         if key not in cfg.products:
             raise NbpError(f"unknown product '{key}'; configured: {', '.join(cfg.products)}")
-    fitted = _fit_all(cfg, _datasets(cfg, ws, keys, fit_ofs, test_ofs), "train")
+    need = cfg.training.test_months + MIN_FIT_MONTHS
+    if len(as_ofs) < need:
+        skip = Skip(zh=f"数据只有 {len(as_ofs)} 个标签期已结束的月份，至少需要 {need} 个月",
+                    en=f"only {len(as_ofs)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}; "
+                       f"need {need} ({MIN_FIT_MONTHS} to fit and calibrate + {cfg.training.test_months} to test)")
+        return [_skipped(ws, key, skip, "") for key in keys]
+    fit_ofs, test_ofs = split_months(as_ofs, cfg.training.test_months, MIN_FIT_MONTHS)
+    win = window_id(test_ofs)
+    data = _datasets(cfg, ws, keys, fit_ofs, test_ofs)
+    skips = {k: s for k in keys if (s := trainability(cfg, ws, k, *data[k])) is not None}
+    fitted = _fit_all(cfg, {k: v for k, v in data.items() if k not in skips}, "train")
+    del data
     for key in keys:
-        model, te, m = fitted.pop(key)
-        win = window_id(test_ofs)
+        got = skips.get(key) or fitted.pop(key)
+        if isinstance(got, Skip):
+            results.append(_skipped(ws, key, got, win))
+            continue
+        model, te, m = got
         leak = m["auc"] > cfg.training.leak_auc or (
             oracle_auc is not None and key in oracle_auc and m["auc"] > oracle_auc[key] + cfg.training.leak_margin)
         out = ws.outputs_dir / "train" / key
@@ -184,15 +287,18 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
         probability), ``model_version``. A product without a champion is skipped
         with a warning.
     """
+    recover(ws)
     customers, loans = read_base(ws)
     models, ents = {}, {}
+    missing = []
     for key in products or list(cfg.products):
         try:
             models[key] = registry.load_champion(ws, key)
         except ModelUnavailable as e:
             log.warning("%s: not scored: %s", key, e)
+            missing.append(str(e))
     if not models:
-        raise ModelUnavailable("no product has a champion model: run `nbp train` first")
+        raise ModelUnavailable("no product has a champion model: " + " | ".join(missing))
     screen = screen_for(cfg, ws, customers, as_ofs, list(models))
     for key in models:
         pc = cfg.products[key]
@@ -209,11 +315,14 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
 
 
 def write_scores(df: pd.DataFrame, path: Path) -> Path:
-    """Write scores as Parquet (atomic rename)."""
+    """Write scores as Parquet (atomic rename; a killed job's temporary file is removed by :mod:`nbp.jobs`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    tmp = jobs.temp_sibling(path)
+    try:
+        df.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -268,9 +377,18 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
     rows, fits = [], {}
     keys = products or list(cfg.products)
     data = _datasets(cfg, ws, keys, closed, test_ofs)
+    skips = {k: s for k in keys if (s := trainability(cfg, ws, k, *data[k])) is not None}
+    data = {k: v for k, v in data.items() if k not in skips}
     fit_rows = {key: rows for key, (rows, _) in data.items()}
     fitted = _fit_all(cfg, data, "backtest")
+    skips |= {k: v for k, v in fitted.items() if isinstance(v, Skip)}
+    if len(skips) == len(keys):
+        raise NbpError(f"backtest at {as_of:%Y-%m-%d}: no product can be fitted: "
+                       + "; ".join(f"{k}: {v.en}" for k, v in skips.items()))
     for key in keys:
+        if key in skips:
+            log.warning("%s: skipped: %s", key, skips[key].en)
+            continue
         model, te, m = fitted.pop(key)
         fits[key] = model.info
         row = {"product": key, "test": window_id(test_ofs), **m}
@@ -301,7 +419,8 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         f"{'out-of-time fold scores of ' if fits[rows[0]['product']].get('calibrate_on') == 'folds' else ''}"
         f"{', '.join(p[:7] for p in fits[rows[0]['product']]['calibration_periods'])}; tested on "
         f"{window_id(test_ofs)} (horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
-        + "".join(f"- {k}: fold search {json.dumps(v['search'])}\n" for k, v in fits.items()) + "\n"
+        + "".join(f"- {k}: fold search {json.dumps(v['search'])}\n" for k, v in fits.items())
+        + "".join(f"- {k}: skipped: {v.en}\n" for k, v in skips.items()) + "\n"
         + "".join(f"## {r['product']}\n\n![gain]({r['product']}/gain.png) ![calibration]({r['product']}/calibration.png)"
                   f" ![importance]({r['product']}/importance.png)\n\n" for r in rows),
         encoding="utf-8")
@@ -323,9 +442,13 @@ def retrain(cfg: Config, ws: Workspace) -> str:
 
     Returns:
         A short report for the terminal.
+
+    Raises:
+        ModelUnavailable: no product has a champion after training (every reason is in the message).
     """
     from features.store import publish
 
+    recover(ws)
     pub = publish(cfg, ws)
     results = train(cfg, ws)
     latest = pd.Timestamp(pub.materialized)
@@ -333,9 +456,9 @@ def retrain(cfg: Config, ws: Workspace) -> str:
     dated = write_scores(df, ws.outputs_dir / "scores" / f"{latest:%Y-%m-%d}.parquet")
     write_scores(df, scores_path(ws))
     lines = [pub.describe(), evaluate.metrics_table(
-        [{"product": r.product, "version": r.version, "alias": r.alias, "auc": r.metrics.get("auc"),
+        [{"product": r.product, "version": r.version, "alias": r.alias or "skipped", "auc": r.metrics.get("auc"),
           "lift_10": r.metrics.get("lift_10"), "ece": r.metrics.get("ece")} for r in results])]
-    lines += [f"{r.product}: {r.reason}" for r in results]
+    lines += [result_line(r) for r in results]
     counts = df.groupby("product").size()
     lines.append(f"scores at {latest:%Y-%m-%d}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
                  + f" -> {dated}")

@@ -28,12 +28,26 @@ otherwise the new version stays challenger. The AUC comparisons are of point
 estimates; every reason states the new AUC's standard error and uptake count
 (:func:`training.evaluate.auc_se`), so a reader sees when a window is too small to
 tell two models apart.
+
+A product the training job could not fit (no candidates, too few months or uptakes) is
+*skipped*: :func:`record_skip` logs a finished run tagged ``nbp.skipped`` (the reason in
+English) and ``nbp.skipped_zh`` (in Chinese), and sets the same two tags on the registered
+model, creating it without versions if needed; the next version registered clears them.
+:func:`skip_of` reads them, so serving and ``nbp score`` can say why a product has no model.
+
+A job killed mid-way (:func:`recover`, run at the start of every training job): each run
+carries the tags ``nbp.host`` and ``nbp.pid`` of its process. A run still ``RUNNING`` whose
+process is gone is marked ``FAILED``; a version registered by a dead process that never
+got its gate decision (no ``nbp.decision`` tag) is deleted when it holds no alias (its run,
+with the artifacts, stays as evidence, marked ``FAILED``), and given a decision tag saying
+so when the gate had already moved an alias to it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import version as pkg_version
@@ -42,7 +56,7 @@ from typing import Any
 
 import pandas as pd
 
-from nbp import telemetry
+from nbp import jobs, telemetry
 from nbp.errors import ModelUnavailable
 from nbp.workspace import Workspace
 from training import evaluate
@@ -56,6 +70,11 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_WINDOW = "nbp.backtest_window"
 TAG_DECISION = "nbp.decision"
+TAG_SKIPPED = "nbp.skipped"  # why the last training skipped the product (English)
+TAG_SKIPPED_ZH = "nbp.skipped_zh"  # the same, for staff
+TAG_PID = "nbp.pid"  # process and host of the job that started the run (recover)
+TAG_HOST = "nbp.host"
+TAG_FAILED = "nbp.failed"
 RUNTIME_PACKAGES = ("lightgbm", "pandas", "numpy", "scikit-learn", "pydantic")
 
 
@@ -83,6 +102,11 @@ def _connect(ws: Workspace) -> Any:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def job_tags() -> dict[str, str]:
+    """Tags naming this process, set on every run it starts (:func:`recover`)."""
+    return {TAG_PID: str(os.getpid()), TAG_HOST: jobs.host()}
 
 
 def _experiment_id(client: Any, ws: Workspace, name: str) -> str:
@@ -144,7 +168,7 @@ def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: 
     signature = infer_signature(example, fitted.predict_proba(example))
     info = {k: v for k, v in feature_info.items() if k != "feature_views"}
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} {backtest_window}") as run:
-        mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product})
+        mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product, **job_tags()})
         flat = {**{k: v for k, v in params.items()}, "as_of_start": as_of_range[0], "as_of_end": as_of_range[1],
                 "backtest_window": backtest_window, "n_features": len(fitted.features),
                 **{f"fit_{k}": v for k, v in fitted.info.items()}}
@@ -165,6 +189,9 @@ def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: 
         run_id = run.info.run_id
     version = int(mi.registered_model_version)
     client.set_model_version_tag(name, str(version), TAG_WINDOW, backtest_window)
+    for t in (TAG_SKIPPED, TAG_SKIPPED_ZH):  # trained again: the last skip no longer applies
+        if t in client.get_registered_model(name).tags:
+            client.delete_registered_model_tag(name, t)
     log.info("registered %s version %d (run %s, window %s, AUC %.3f)", name, version, run_id,
              backtest_window, float(metrics.get("auc", float("nan"))))
     return version
@@ -305,6 +332,10 @@ def load_version(ws: Workspace, product: str, version: int | str) -> tuple[Fitte
             mv = client.get_model_version(name, str(version))
         pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
     except MlflowException as e:
+        skip = skip_of(ws, product)
+        if skip is not None:
+            raise ModelUnavailable(f"{name}: no version or alias '{version}' in the registry; the last "
+                                   f"training skipped the product: {skip['en']}") from e
         raise ModelUnavailable(f"{name}: no version or alias '{version}' in the registry; "
                                f"train the product and promote a model ({e.error_code})") from e
     return pyfunc.unwrap_python_model().fitted, int(mv.version)
@@ -317,3 +348,109 @@ def load_champion(ws: Workspace, product: str) -> tuple[FittedModel, int]:
         ModelUnavailable: the product has no registered model or no champion.
     """
     return load_version(ws, product, CHAMPION)
+
+
+def record_skip(ws: Workspace, product: str, zh: str, en: str, window: str = "") -> str:
+    """Record that training skipped ``product``: a finished run and two registered-model tags.
+
+    Args:
+        zh, en: the reason, for staff (Chinese) and operators (English).
+        window: the backtest window of the job ("" when the job had none).
+
+    Returns:
+        The run id.
+    """
+    client = _connect(ws)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name = model_name(product)
+    exp_id = _experiment_id(client, ws, name)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} skipped") as run:
+        mlflow.set_tags({"nbp.product": product, TAG_SKIPPED: en, TAG_SKIPPED_ZH: zh, TAG_WINDOW: window,
+                         **job_tags()})
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"nbp model of product {product}")
+    client.set_registered_model_tag(name, TAG_SKIPPED, en)
+    client.set_registered_model_tag(name, TAG_SKIPPED_ZH, zh)
+    log.warning("%s: skipped: %s", name, en)
+    return run.info.run_id
+
+
+def skip_of(ws: Workspace, product: str) -> dict[str, str] | None:
+    """``{"zh": ..., "en": ...}``: why the last training skipped ``product``; None when it did not."""
+    if not (ws.mlruns_dir / "mlflow.db").exists():
+        return None
+    client = _connect(ws)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(model_name(product)).tags
+    except MlflowException:
+        return None
+    if TAG_SKIPPED not in tags:
+        return None
+    return {"zh": tags.get(TAG_SKIPPED_ZH, tags[TAG_SKIPPED]), "en": tags[TAG_SKIPPED]}
+
+
+def _dead(tags: Mapping[str, str]) -> bool:
+    """Whether the run's process (``nbp.host``/``nbp.pid`` tags) ran on this host and is gone."""
+    pid, host = tags.get(TAG_PID, ""), tags.get(TAG_HOST, "")
+    return pid.isdigit() and jobs.dead(f"{host}-{pid}")
+
+
+def recover(ws: Workspace) -> list[str]:
+    """Finish what killed training jobs left half-done in the registry (module docstring).
+
+    Returns:
+        One line per repair, for the log.
+    """
+    if not (ws.mlruns_dir / "mlflow.db").exists():
+        return []
+    client = _connect(ws)
+    from mlflow.entities import ViewType
+
+    done: list[str] = []
+    exps = [e for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY) if e.name.startswith("nbp-")]
+    failed: set[str] = set()
+
+    def fail(run_id: str, tags: Mapping[str, str], why: str) -> None:
+        client.set_tag(run_id, TAG_FAILED, why)
+        client.set_terminated(run_id, "FAILED")
+        failed.add(run_id)
+        done.append(f"run {run_id}: {why}")
+
+    for exp in exps:
+        for run in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+            if _dead(run.data.tags):
+                fail(run.info.run_id, run.data.tags, f"the job (pid {run.data.tags[TAG_PID]} on "
+                     f"{run.data.tags[TAG_HOST]}) died before the run ended; marked FAILED by pid {os.getpid()}")
+        name = exp.name
+        try:
+            versions = client.search_model_versions(f"name = '{name}'")
+        except Exception:  # noqa: BLE001 - no registered model of that name: nothing to repair
+            versions = []
+        for mv in versions:
+            if TAG_DECISION in (mv.tags or {}):
+                continue
+            run = client.get_run(mv.run_id) if mv.run_id else None
+            if run is None or not _dead(run.data.tags):
+                continue
+            held = client.get_registered_model(name).aliases or {}
+            aliases = [a for a, v in held.items() if str(v) == str(mv.version)]
+            if aliases:
+                why = (f"the job died after the gate moved '{', '.join(aliases)}' to v{mv.version}, before it "
+                       f"recorded the reason")
+                client.set_model_version_tag(name, mv.version, TAG_DECISION, why)
+                done.append(f"{name} v{mv.version}: {why}")
+                continue
+            client.delete_model_version(name, mv.version)
+            done.append(f"{name} v{mv.version}: deleted, registered by a job that died before the champion gate")
+            if run.info.run_id not in failed:
+                fail(run.info.run_id, run.data.tags, f"the job (pid {run.data.tags[TAG_PID]}) died before the "
+                     f"champion gate; its model version v{mv.version} was deleted")
+    for line in done:
+        log.warning("recover: %s", line)
+    return done

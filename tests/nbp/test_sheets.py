@@ -67,6 +67,12 @@ def test_xlsx_has_string_cells_only_and_round_trips(tmp_path: Path) -> None:
     assert back == PAYLOADS + HARMLESS + ["_x000D_ literal"]  # a carriage return survives XML
 
 
+def test_xlsx_cuts_a_text_longer_than_a_cell_holds(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "x.xlsx", [Sheet("s", pd.DataFrame({"v": ["=" + "x" * 40_000, "ok"]}))])
+    v = load_workbook(path)["s"].cell(2, 1).value
+    assert len(v) == 32_767 and v.startswith("'=x") and v.endswith("…")
+
+
 def test_report_batches_are_neutralised(tmp_path: Path) -> None:
     import duckdb
 

@@ -1,0 +1,143 @@
+"""What a job leaves in the workspace while it runs, and cleaning up after one that died.
+
+Every temporary file or folder a job (``nbp features``, ``train``, ``score``,
+``retrain``) writes under ``$NBP_HOME`` carries the job's tag ``<host>-<pid>``:
+``.tmp/<tag>/`` (the job's scratch folder: DuckDB spill files, MLflow's temporary
+model folders) and ``.<name>.tmp-<tag>`` beside a file that is replaced atomically.
+A job that ends normally removes its own; a job killed with SIGKILL cannot, so the
+next job removes every one whose process is gone (:func:`clean_stale`). Tags of
+another host are never touched: their process cannot be checked from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from nbp.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+SCRATCH = ".tmp"
+_TAG = re.compile(r"^(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)$")
+
+
+def host() -> str:
+    """This machine's name as used in tags (letters, digits, ``_`` and ``.`` only)."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def tag(pid: int | None = None) -> str:
+    """``<host>-<pid>`` of this process (or of ``pid`` on this host)."""
+    return f"{host()}-{os.getpid() if pid is None else pid}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def dead(tag_text: str) -> bool:
+    """Whether ``<host>-<pid>`` names a process of this host that no longer runs."""
+    m = _TAG.match(tag_text)
+    return bool(m) and m["host"] == host() and not pid_alive(int(m["pid"]))
+
+
+def scratch(ws: Workspace, sub: str = "") -> Path:
+    """This job's scratch folder ``$NBP_HOME/.tmp/<tag>/<sub>`` (created)."""
+    path = ws.home / SCRATCH / tag() / sub
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def release(ws: Workspace, sub: str) -> None:
+    """Remove ``sub`` of this job's scratch folder, and the folder itself once empty."""
+    shutil.rmtree(ws.home / SCRATCH / tag() / sub, ignore_errors=True)
+    for p in (ws.home / SCRATCH / tag(), ws.home / SCRATCH):
+        with contextlib.suppress(OSError):
+            p.rmdir()  # only when empty
+
+
+def temp_sibling(path: Path) -> Path:
+    """Where to write ``path``'s new content before renaming it onto ``path``: ``.<name>.tmp-<tag>``."""
+    return path.with_name(f".{path.name}.tmp-{tag()}")
+
+
+def _siblings(ws: Workspace) -> Iterator[tuple[Path, str]]:
+    for root in (ws.features_dir, ws.feast_dir, ws.outputs_dir):
+        if root.exists():
+            for p in root.rglob(".*.tmp-*"):
+                yield p, p.name.rsplit(".tmp-", 1)[1]
+
+
+def leftovers(ws: Workspace, mine: bool = False) -> list[Path]:
+    """Temporary files and folders of dead jobs of this host (``mine``: of this process too)."""
+    own = tag()
+    out = []
+    base = ws.home / SCRATCH
+    items = [(p, p.name) for p in base.iterdir()] if base.exists() else []
+    for p, t in [*items, *_siblings(ws)]:
+        if dead(t) or (mine and t == own):
+            out.append(p)
+    return out
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def clean_stale(ws: Workspace) -> list[Path]:
+    """Remove what jobs killed before they could clean up left behind; returns the paths removed."""
+    gone = leftovers(ws)
+    for p in gone:
+        _remove(p)
+    if gone:
+        log.warning("removed %d temporary item(s) of job(s) that died: %s", len(gone),
+                    ", ".join(str(p.relative_to(ws.home)) for p in gone[:5]) + (" …" if len(gone) > 5 else ""))
+    base = ws.home / SCRATCH
+    if base.exists() and not any(base.iterdir()):
+        base.rmdir()
+    return gone
+
+
+def clean_own(ws: Workspace) -> None:
+    """Remove this process's scratch folder and temporary siblings (end of a job)."""
+    for p in leftovers(ws, mine=True):
+        if p.name == tag() or p.name.endswith(f".tmp-{tag()}"):
+            _remove(p)
+    base = ws.home / SCRATCH
+    with contextlib.suppress(OSError):
+        base.rmdir()  # only when empty
+
+
+@contextlib.contextmanager
+def job(ws: Workspace) -> Iterator[Path]:
+    """One job's lifetime: clean what dead jobs left, point ``tempfile`` at this job's scratch
+    folder (MLflow writes models there before copying them to the artifact store), and
+    remove the scratch folder at the end, whatever happens short of SIGKILL."""
+    clean_stale(ws)
+    before = tempfile.tempdir
+    tempfile.tempdir = str(scratch(ws, "tempfile"))
+    try:
+        yield ws.home / SCRATCH / tag()
+    finally:
+        tempfile.tempdir = before
+        clean_own(ws)
