@@ -38,7 +38,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bankexport import ingest_sql as q
-from bankexport.ingest_lines import Located, read_spans, record_lines, transcode_to_utf8
+from bankexport.ingest_lines import (Located, newlines_before, other_encoding, read_spans, record_lines,
+                                     transcode_to_utf8)
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Table
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
@@ -48,10 +49,9 @@ from nbp.workspace import Workspace
 log = logging.getLogger(__name__)
 
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "gbk": "gbk", "gb2312": "gbk", "gb18030": "gb18030"}
-# Columns whose date says when something happened (spec "Point in time"): the
-# latest of them is the export date when manifest.json does not give one.
-EVENT_COLUMNS = ("txn_time", "open_date", "application_date", "grant_date", "end_date", "close_date",
-                 "published_date", "contact_date", "start_date")
+# Without export_date in the manifest, the export date is inferred from this column: the
+# densest dated column of the export (every bank has transactions every day), see infer_export_date.
+INFER_FROM = ("transactions", "txn_time")
 REPORT_PREFIX = ["source_file", "source_line", "rule", "column", "value"]
 # Distinct values of a column in one Parquet row group (122,880 rows) beyond which DuckDB gives up
 # its dictionary (and bloom filter) for that column chunk. Below DuckDB's default, so that ids that
@@ -79,6 +79,7 @@ class TableReport:
     unknown_columns: list[str] = field(default_factory=list)
     absent_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +93,9 @@ class IngestReport:
     tables: dict[str, TableReport]
     finished_at: str = ""
     seconds: float = 0.0
+    bank_code: str | None = None
+    inference: dict[str, Any] | None = None  # how the export date was inferred (None: from the manifest)
+    checks: dict[str, Any] = field(default_factory=dict)  # the share limits, what exceeded them, overrides
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report; key ``tables`` is shaped
@@ -104,12 +108,16 @@ class IngestReport:
             },
             "files": {
                 name: {"file": t.file, "present": t.file is not None, "unknown_columns": t.unknown_columns,
-                       "absent_columns": t.absent_columns, "seconds": round(t.seconds, 3)}
+                       "absent_columns": t.absent_columns, "warnings": t.warnings, "seconds": round(t.seconds, 3)}
                 for name, t in self.tables.items()
             },
             "source": self.source,
+            "bank_code": self.bank_code,
             "export_date": self.export_date,
             "export_date_from": self.export_date_from,
+            "export_date_inference": self.inference,
+            "checks": self.checks,
+            "warnings": [w for t in self.tables.values() for w in t.warnings],
             "run_id": self.run_id,
             "finished_at": self.finished_at,
             "seconds": round(self.seconds, 3),
@@ -121,7 +129,7 @@ class IngestReport:
         rows = []
         for name, t in self.tables.items():
             if t.file is None:
-                rows.append((name, "-", "-", "-", "-", "absent (optional)"))
+                rows.append((name, "-", "-", "-", "-", "absent (optional)" + (", see warning" if t.warnings else "")))
                 continue
             rules = sorted({**{f"{k}": v for k, v in t.set_aside.items()},
                             **{f"{k} (cells)": v for k, v in t.cells_reported.items()}}.items(),
@@ -143,6 +151,14 @@ class IngestReport:
             if t.absent_columns:
                 lines.append(f"note: {t.file}: optional columns absent (stored as unknown): "
                              f"{', '.join(t.absent_columns)}")
+        for t in self.tables.values():
+            lines += [f"warning: {w}" for w in t.warnings]
+        for what in ("set_aside", "shrink"):
+            c = self.checks.get(what) or {}
+            if c.get("exceeded"):
+                lines.append(f"note: {c['note']}")
+        if self.inference:
+            lines.append(f"export date {self.export_date} inferred {self.inference['note']}")
         lines.append(f"export date {self.export_date} (from {self.export_date_from}); "
                      f"details in report.json, rejects/ and cells/")
         return "\n".join(lines)
@@ -193,18 +209,51 @@ def _header_of_csv(path: Path, encoding: str) -> list[str]:
     return next(csv.reader(io.StringIO(text)), [])
 
 
+def one_line(e: BaseException) -> str:
+    """The first line of an error's text (DuckDB appends the statement and a caret line)."""
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines else type(e).__name__
+
+
+def _parquet_error(path: Path, e: BaseException) -> DataContractError:
+    """A one-line stop for a Parquet file DuckDB cannot read; a file without its footer was cut short."""
+    with path.open("rb") as f:
+        f.seek(max(path.stat().st_size - 4, 0))
+        tail = f.read(4)
+    if tail != b"PAR1":  # every complete Parquet file ends with its footer's magic bytes
+        return DataContractError(f"{path.name}: the file is incomplete ({path.stat().st_size:,} bytes, no Parquet "
+                                 f"footer at its end): it was cut short in transfer; copy or export it again "
+                                 f"(rule {q.TRUNCATED_FILE})")
+    return DataContractError(f"{path.name}: cannot read Parquet file: {one_line(e)} (rule {q.UNREADABLE_FILE})")
+
+
 def _header_of_parquet(path: Path) -> tuple[list[str], list[str]]:
     """Column names and DuckDB types of a Parquet file."""
     try:
         rows = duckdb.connect().execute(f"DESCRIBE SELECT * FROM read_parquet({q.lit(str(path))})").fetchall()
     except duckdb.Error as e:
-        raise DataContractError(f"{path.name}: cannot read Parquet file: {e} (rule {q.UNREADABLE_FILE})") from e
+        raise _parquet_error(path, e) from e
     return [r[0] for r in rows], [r[1] for r in rows]
 
 
-def _locate(src: Path, encoding: str) -> dict[str, _Source | None]:
-    """Find each table's file and check its header. Raises DataContractError on a stop rule."""
+def _is_empty(path: Path, kind: str, encoding: str) -> bool:
+    """Whether a file holds nothing: 0 bytes, or (CSV) no header, only a BOM or blank lines."""
+    size = path.stat().st_size
+    if size == 0 or kind != "csv":
+        return size == 0
+    if size > 4096:
+        return False
+    return not path.read_bytes().decode(encoding, errors="replace").lstrip("\ufeff").strip()
+
+
+def _locate(src: Path, encoding: str) -> tuple[dict[str, _Source | None], dict[str, str]]:
+    """Find each table's file and check its header. Raises DataContractError on a stop rule.
+
+    Returns the sources (None: absent) and the warnings of optional tables whose file is
+    empty, which count as absent.
+    """
     found: dict[str, _Source | None] = {}
+    empty: dict[str, str] = {}
     for name in ALL_TABLES:
         t = TABLES[name]
         cands = [p for p in (src / f"{name}.csv", src / f"{name}.parquet") if p.exists()]
@@ -219,6 +268,16 @@ def _locate(src: Path, encoding: str) -> dict[str, _Source | None]:
                                     f"(rule {q.AMBIGUOUS_TABLE})")
         path = cands[0]
         kind = path.suffix[1:]
+        if _is_empty(path, kind, encoding):
+            if name in REQUIRED_TABLES:
+                raise DataContractError(f"{path.name}: the file is empty ({path.stat().st_size} bytes, no header): "
+                                        f"required table '{name}' has no data; export it again "
+                                        f"(rule {q.EMPTY_FILE})")
+            empty[name] = (f"{path.name}: the file is empty ({path.stat().st_size} bytes); optional table "
+                           f"'{name}' counts as absent (rule {q.EMPTY_FILE})")
+            log.warning("%s", empty[name])
+            found[name] = None
+            continue
         if kind == "csv":
             header, types = _header_of_csv(path, encoding), []
         else:
@@ -237,7 +296,7 @@ def _locate(src: Path, encoding: str) -> dict[str, _Source | None]:
                                         f"(rule {q.MISSING_COLUMN})")
         native = {c: types[i] for c, i in present.items() if types and q.native_ok(t.column(c), types[i])}
         found[name] = _Source(t, path, kind, tuple(header), present, native)
-    return found
+    return found, empty
 
 
 # ---------------------------------------------------------------- DuckDB work
@@ -291,8 +350,9 @@ def _step(table: str, what: str) -> Iterator[None]:
     log.debug("%s: %s %.2f s (cpu %.2f s)", table, what, time.perf_counter() - w0, time.process_time() - c0)
 
 
-def _validate(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
-    """Build table ``chk`` (file order, rowid = record position): parsed values, broken cells, ``_why``."""
+def _read_check(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
+    """Build table ``chk`` (file order, rowid = record position): parsed values, broken cells, ``_why``
+    of the rules a row breaks on its own."""
     t = s.table
     extra = ", _line" if s.kind == "parquet" else ""
     con.execute("DROP TABLE IF EXISTS chk")
@@ -301,7 +361,51 @@ def _validate(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
             sql = q.check_sql(t, s.present, len(s.header), src_sql, extra, s.native, raw=s.kind == "parquet")
             con.execute(f"CREATE TABLE chk AS {sql}")
         except duckdb.Error as e:
-            raise DataContractError(f"{s.path.name}: cannot read: {e} (rule {q.UNREADABLE_FILE})") from e
+            if s.kind == "parquet":
+                raise _parquet_error(s.path, e) from e
+            raise DataContractError(f"{s.path.name}: cannot read: {one_line(e)} (rule {q.UNREADABLE_FILE})") from e
+
+
+def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path, encoding: str) -> None:
+    """Stop on a CSV that ends in the middle of a record (cut short in transfer) or that is not
+    in its declared encoding but valid in the other one. Looks only at the records the
+    reader could not split (table ``rej``), so a clean file costs nothing."""
+    last = con.execute("SELECT line_byte_position, any_value(csv_line), "
+                       "bool_or(error_message ILIKE '%unterminated quote%') FROM rej "
+                       "GROUP BY 1 ORDER BY 1 DESC LIMIT 1").fetchone()
+    if last is None:
+        return
+    pos, text, open_quote = last
+    start, size = int(pos) - 1, csv_path.stat().st_size
+    if 0 <= start and size - start <= 16 * 1024 * 1024:
+        with csv_path.open("rb") as f:
+            f.seek(start)
+            tail = f.read()
+        rec = tail.strip(b"\r\n")
+        # the reader's last rejected record runs to the end of the file
+        at_end = b"\n" not in rec or rec == (text or "").encode("utf-8", "replace").strip(b"\r\n")
+        if at_end and (open_quote or not tail.endswith(b"\n")):
+            line = newlines_before(csv_path, start + len(tail) - len(tail.lstrip(b"\r\n"))) + 1
+            what = (f"inside a quoted cell opened on line {line} (a quote that is never closed)" if open_quote
+                    else f"in the middle of its last record (line {line} has too few fields and no line end)")
+            raise DataContractError(f"{s.path.name}: the file ends {what}: it was cut short in transfer, or the "
+                                    f"record is broken; export the file again (rule {q.TRUNCATED_FILE})")
+    bad = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej "
+                      "WHERE error_type = 'INVALID ENCODING'").fetchone()[0]
+    if bad and (other := other_encoding(s.path, encoding)) is not None:
+        declared = "UTF-8" if encoding == "utf-8" else encoding.upper()
+        raise DataContractError(
+            f"{s.path.name}: {bad:,} records are not valid {declared} (the encoding of manifest.json, UTF-8 "
+            f"when it names none); the file looks like {other.upper()}: set \"encoding\": \"{other}\" in "
+            f"manifest.json (rule {q.WRONG_ENCODING})")
+
+
+def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str) -> None:
+    """Rules on ``chk`` that need more than the row itself: dated after the export date,
+    references (to tables already stored), duplicate keys."""
+    with _step(t.name, "future dates"):
+        for sql in q.future_sql(t, "chk", export_date):
+            con.execute(sql)
     ref = q.reference_sql(t, "chk")
     if ref:
         with _step(t.name, "references"):
@@ -329,10 +433,14 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
     opt = [c for c in t.columns if not c.required and q.can_break(c)]
     cells: dict[str, int] = {}
     if opt:
-        n = con.execute("SELECT " + " + ".join(f"count({q.ident('b_' + c.name)})" for c in opt)
-                        + " FROM chk WHERE _why IS NULL").fetchone()[0]
-        if n:
-            cells[q.MALFORMED_OPTIONAL] = n
+        fut = [f"count({q.ident('b_' + c.name)}) FILTER (WHERE {q.ident('b_' + c.name)} = {q.lit(q.FUTURE_DATE)})"
+               for c in opt if c.type in q.DATE_TYPES]
+        n, n_fut = con.execute("SELECT " + " + ".join(f"count({q.ident('b_' + c.name)})" for c in opt) + ", "
+                               + (" + ".join(fut) or "0") + " FROM chk WHERE _why IS NULL").fetchone()
+        if n - n_fut:
+            cells[q.MALFORMED_OPTIONAL] = n - n_fut
+        if n_fut:
+            cells[q.FUTURE_DATE] = n_fut
     kept = n_raw - sum(v for k, v in aside.items() if k != q.MALFORMED_ROW)
     return _Checked(n_raw + n_rej, kept, aside, cells)
 
@@ -416,7 +524,7 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
         if len(rej):
             con.unregister("rej_np")
     if n_cells:
-        parts = [f"SELECT {src} AS source_file, l.line AS source_line, {q.lit(q.MALFORMED_OPTIONAL)} AS rule, "
+        parts = [f"SELECT {src} AS source_file, l.line AS source_line, c.{q.ident('b_' + o.name)} AS rule, "
                  f"{q.lit(o.name)} AS \"column\", {cell[s.present[o.name]]} AS value, {raw_cols} "
                  f"FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NULL AND "
                  f"{q.ident('b_' + o.name)} IS NOT NULL" for o in opt if o.name in s.present]
@@ -464,13 +572,49 @@ def _keep_keys(con: duckdb.DuckDBPyConnection, t: Table) -> None:
     con.execute(f"CREATE OR REPLACE TABLE keys_{t.name} AS SELECT {sel} FROM chk WHERE _why IS NULL")
 
 
-def _latest_event(con: duckdb.DuckDBPyConnection, t: Table) -> date | None:
-    cols = [c.name for c in t.columns if c.name in EVENT_COLUMNS]
-    if not cols:
-        return None
-    v = con.execute("SELECT greatest(" + ", ".join(f"max({q.ident('p_' + c)})" for c in cols)
-                    + ") FROM chk WHERE _why IS NULL").fetchone()[0]
-    return v.date() if v is not None else None
+def infer_export_date(days: list[date], counts: np.ndarray, tail_days: float) -> tuple[date, dict[str, Any]]:
+    """The export date of data whose manifest does not give one.
+
+    Every row of an export happened on or before its export date, and a bank books
+    transactions every working day, so the export date is where the daily flow of rows
+    ends. A few rows dated later (a wrong clock, a typed year, a sentinel such as
+    2099-01-01) must not move it: the export date is the earliest day after which at
+    most ``tail_days`` median days of rows remain. With clean data that is the latest
+    day, unless that day holds less than ``tail_days`` of a median day (a day only just
+    begun); rows after the returned day are set aside as ``future_date`` by the caller.
+
+    Args:
+        days: the distinct days of the rows, ascending.
+        counts: rows per day, aligned with ``days``.
+        tail_days: the rows allowed after the export date, in median days (``ingest.export_date_tail_days``).
+
+    Returns:
+        The export date and the figures of the inference (for report.json and the log).
+    """
+    counts = np.asarray(counts, np.int64)
+    median = float(np.median(counts))
+    after = int(counts.sum()) - np.cumsum(counts)  # rows dated after each day
+    i = int(np.argmax(after <= tail_days * median))  # the last day always qualifies (nothing after it)
+    return days[i], {"median_daily_rows": median, "rows_after": int(after[i]),
+                     "days_after": len(days) - 1 - i, "latest_day": days[-1].isoformat()}
+
+
+def _infer(con: duckdb.DuckDBPyConnection, s: _Source, tail_days: float) -> tuple[str, dict[str, Any]]:
+    """Export date from the rows of ``chk`` (table ``INFER_FROM``) that passed their own cell rules."""
+    col = INFER_FROM[1]
+    rows = con.execute(q.daily_counts_sql("chk", col)).fetchall()
+    if not rows:
+        raise DataContractError(f"{s.path.name}: no row with a valid {col}, so the export date cannot be "
+                                f"inferred; give \"export_date\" in manifest.json (rule {q.BAD_MANIFEST})")
+    day, info = infer_export_date([r[0] for r in rows], np.array([r[1] for r in rows]), tail_days)
+    info["column"] = f"{s.table.name}.{col}"
+    later = (f"; {info['rows_after']:,} rows on {info['days_after']:,} later days (latest {info['latest_day']}) "
+             f"are set aside as {q.FUTURE_DATE}" if info["rows_after"] else "")
+    info["note"] = (f"from {info['column']}: the earliest day after which at most {tail_days:g} median "
+                    f"days of rows remain (median {info['median_daily_rows']:,.0f} rows a day){later}; "
+                    f"give export_date in manifest.json to set it")
+    log.info("export date inferred: %s %s", day.isoformat(), info["note"])
+    return day.isoformat(), info
 
 
 def _empty_keys(con: duckdb.DuckDBPyConnection) -> None:
@@ -557,7 +701,85 @@ def _staging(ws: Workspace, tag: str) -> Iterator[tuple[Path, Path, Path]]:
 # ---------------------------------------------------------------- entry point
 
 
-def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
+def _previous_import(ws: Workspace, bank_code: str | None) -> dict[str, Any] | None:
+    """The report of the same bank's previous import in this workspace, or None."""
+    f = ws.ingest_dir / "report.json"
+    if not f.exists():
+        return None
+    try:
+        prev = json.loads(f.read_text(encoding="utf-8"))
+        prev["tables"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("%s: unreadable (%s); the table sizes are not compared with the previous import", f, e)
+        return None
+    if prev.get("bank_code") != bank_code:
+        log.info("the previous import is of bank %s, this one of %s: table sizes not compared",
+                 prev.get("bank_code"), bank_code)
+        return None
+    return prev
+
+
+_SET_ASIDE_HINTS = {
+    q.FUTURE_DATE: "rows dated after the export date {export_date}: check the export date; ",
+    q.MALFORMED_ROW: "records that do not split into the header's columns: check delimiter, quotes and encoding; ",
+    q.BROKEN_REFERENCE: "rows pointing at rows that are missing or were set aside themselves; ",
+}
+
+
+def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date: str) -> dict[str, Any] | None:
+    """The set-aside share of one table when it is above ``cfg.max_set_aside_share`` (tables of at
+    least ``share_min_rows`` rows; a required table with no row kept always), else None."""
+    n = sum(t.set_aside.values())
+    if not n or not t.rows_read:
+        return None
+    share = n / t.rows_read
+    whole = name in REQUIRED_TABLES and t.rows_kept == 0
+    if not whole and (t.rows_read < cfg.share_min_rows or share <= cfg.max_set_aside_share):
+        return None
+    rule, k = max(t.set_aside.items(), key=lambda kv: kv[1])
+    hint = _SET_ASIDE_HINTS.get(rule, "").format(export_date=export_date)
+    return {"table": name, "file": t.file, "rule": q.TOO_MANY_SET_ASIDE, "share": round(share, 4),
+            "set_aside": n, "rows_read": t.rows_read, "top_rule": rule,
+            "message": (f"{t.file}: {share:.1%} of its rows set aside ({n:,} of {t.rows_read:,}; most: {rule} {k:,}), "
+                        f"above the limit {cfg.max_set_aside_share:.0%} (ingest.max_set_aside_share); {hint}"
+                        f"rows listed in {{refused}}/rejects/{name}.csv; fix the export, or keep only the rows that "
+                        f"pass with --accept-set-aside (rule {q.TOO_MANY_SET_ASIDE})")}
+
+
+def _shrink_problems(reports: dict[str, TableReport], prev: dict[str, Any] | None,
+                     cfg: IngestConfig) -> list[dict[str, Any]]:
+    """Tables keeping more than ``cfg.max_shrink_share`` fewer rows than in the previous import
+    (from ``share_min_rows`` previous rows; a table that had rows and is now absent or empty always)."""
+    if prev is None:
+        return []
+    out = []
+    since = f"the previous import (export date {prev.get('export_date')}, run {prev.get('run_id')})"
+    for name, t in reports.items():
+        before = int((prev["tables"].get(name) or {}).get("rows_kept") or 0)
+        now = t.rows_kept if t.file is not None else 0
+        if not before or now >= before:
+            continue
+        drop = 1 - now / before
+        gone = t.file is None
+        if not gone and (before < cfg.share_min_rows or drop <= cfg.max_shrink_share):
+            continue
+        what = (f"{name}: the table is absent or empty now, {before:,} rows kept in {since}" if gone else
+                f"{t.file}: {now:,} rows kept against {before:,} in {since}, {drop:.0%} fewer")
+        out.append({"table": name, "file": t.file, "rule": q.TABLE_SHRANK, "rows_kept": now,
+                    "previous_rows_kept": before, "share": round(drop, 4),
+                    "message": (f"{what}, above the limit {cfg.max_shrink_share:.0%} (ingest.max_shrink_share): "
+                                f"was the export cut short? If the bank really has fewer rows, re-run with "
+                                f"--accept-shrink (rule {q.TABLE_SHRANK})")})
+    return out
+
+
+def _refused_dir(ws: Workspace) -> Path:
+    """Where the report of an import refused by a share limit goes (the store is not touched)."""
+    return ws.ingest_dir.with_name(ws.ingest_dir.name + ".refused")
+
+
+def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: bool = False,
+           accept_shrink: bool = False) -> IngestReport:
     """Validate the bank export in ``src`` and store its typed tables in the workspace.
 
     Args:
@@ -567,27 +789,73 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
             dtypes of :mod:`bankexport.spec`: string/enum ``string``, date/timestamp/month
             ``datetime64[us]``, money ``float64``, int ``Int64``) and ``_meta.json``,
             and ``ws.ingest_dir/report.json``, ``rejects/<table>.csv``, ``cells/<table>.csv``.
-        cfg: ingest settings (DuckDB memory limit and threads).
+        cfg: ingest settings (DuckDB memory limit and threads, share limits).
+        accept_set_aside: store the tables even where more rows than ``cfg.max_set_aside_share``
+            are set aside (the report says so).
+        accept_shrink: store the tables even where one keeps more than ``cfg.max_shrink_share``
+            fewer rows than the same bank's previous import (the report says so).
 
     Returns:
         The report (also written as ``report.json``).
 
     Raises:
         DataContractError: a required table or column is missing, a header repeats a
-            column, a table is given twice, a file cannot be read or the manifest is bad.
+            column, a table is given twice, a file is empty, cut short, in another encoding
+            or unreadable, a required table has no rows, the manifest is bad, or a share
+            limit is exceeded without its override (then the would-be report goes to
+            ``ingest.refused/``). The stored data is untouched.
     """
     t0 = time.perf_counter()
     src = Path(src).resolve()
     manifest = _read_manifest(src)
     encoding = ENCODINGS[str(manifest.get("encoding") or "utf-8").lower()]
-    sources = _locate(src, encoding)
+    bank_code = manifest.get("bank_code")
+    sources, empty = _locate(src, encoding)
     ws.home.mkdir(parents=True, exist_ok=True)
     _clean_stale(ws)
+    previous = _previous_import(ws, bank_code)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     reports: dict[str, TableReport] = {}
-    latest: list[date] = []
+    export_date: str | None = str(manifest["export_date"]) if manifest.get("export_date") else None
+    export_from = "manifest" if export_date else "data"
+    inference: dict[str, Any] | None = None
+    aside_problems: list[dict[str, Any]] = []
     with _staging(ws, tag) as (data_dir, rep_dir, work), logging_redirect_tqdm():
         con = duckdb.connect(":memory:")
+
+        def finish(s: _Source, csv_path: Path | None, t1: float) -> None:
+            """Relate, count, store and report the table whose ``chk`` and ``rej`` are current."""
+            name = s.table.name
+            assert export_date is not None
+            _relate(con, s.table, export_date)
+            with _step(name, "counts"):
+                counts = _counts(con, s.table)
+            with _step(name, "write"):
+                write_table(con, s.table, data_dir / f"{name}.parquet")
+            with _step(name, "reports"):
+                _write_problem_rows(con, s, csv_path, rep_dir, counts, work)
+            with _step(name, "keys"):
+                _keep_keys(con, s.table)
+            norm = [h.strip().lower() for h in s.header]
+            tr = TableReport(
+                rows_read=counts.read, rows_kept=counts.kept, set_aside=counts.set_aside,
+                cells_reported=counts.cells, file=s.path.name,
+                unknown_columns=[h for h, n in zip(s.header, norm) if n not in s.table.column_names],
+                absent_columns=[c for c in s.table.column_names if c not in s.present],
+                seconds=time.perf_counter() - t1,
+            )
+            reports[name] = tr
+            if (problem := _set_aside_problem(name, tr, cfg, export_date)) is not None:
+                aside_problems.append(problem)
+            con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS rej")
+            if csv_path is not None and csv_path != s.path:
+                csv_path.unlink(missing_ok=True)
+            log.info("%s: %s rows read, %s kept, %s set aside, %s cells reported in %.2f s (%s)",
+                     name, f"{tr.rows_read:,}", f"{tr.rows_kept:,}", f"{sum(tr.set_aside.values()):,}",
+                     f"{sum(tr.cells_reported.values()):,}", tr.seconds, s.path.name)
+            for col in tr.unknown_columns:
+                log.warning("%s: unknown column '%s' is not stored", s.path.name, col)
+
         try:
             con.execute(f"SET memory_limit = {q.lit(cfg.memory_limit)}")
             con.execute(f"SET temp_directory = {q.lit(str(work / 'spill'))}")
@@ -596,56 +864,88 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
             if cfg.threads > 0:
                 con.execute(f"SET threads = {int(cfg.threads)}")
             _empty_keys(con)
+            # Tables read before the export date is known (no export_date in the manifest) wait,
+            # checked but not yet related or stored, as chk_<table> / rej_<table>.
+            waiting: list[tuple[_Source, Path | None, float]] = []
             for name in tqdm(ALL_TABLES, desc="ingest", unit="table", disable=None):
                 s = sources[name]
                 if s is None:
-                    log.info("%s: absent (optional table)", name)
-                    reports[name] = TableReport()
+                    if name in empty:
+                        reports[name] = TableReport(warnings=[empty[name]])
+                    else:
+                        log.info("%s: absent (optional table)", name)
+                        reports[name] = TableReport()
                     continue
                 t1 = time.perf_counter()
                 src_sql, csv_path = _source_sql(con, s, encoding, work)
-                _validate(con, s, src_sql)
-                with _step(name, "counts"):
-                    counts = _counts(con, s.table)
-                with _step(name, "write"):
-                    write_table(con, s.table, data_dir / f"{name}.parquet")
-                with _step(name, "reports"):
-                    _write_problem_rows(con, s, csv_path, rep_dir, counts, work)
-                with _step(name, "keys+dates"):
-                    _keep_keys(con, s.table)
-                    if (d := _latest_event(con, s.table)) is not None:
-                        latest.append(d)
-                norm = [h.strip().lower() for h in s.header]
-                tr = TableReport(
-                    rows_read=counts.read, rows_kept=counts.kept, set_aside=counts.set_aside,
-                    cells_reported=counts.cells, file=s.path.name,
-                    unknown_columns=[h for h, n in zip(s.header, norm) if n not in s.table.column_names],
-                    absent_columns=[c for c in s.table.column_names if c not in s.present],
-                    seconds=time.perf_counter() - t1,
-                )
-                reports[name] = tr
-                con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines")
-                if csv_path is not None and csv_path != s.path:
-                    csv_path.unlink(missing_ok=True)
-                log.info("%s: %s rows read, %s kept, %s set aside, %s cells reported in %.2f s (%s)",
-                         name, f"{tr.rows_read:,}", f"{tr.rows_kept:,}", f"{sum(tr.set_aside.values()):,}",
-                         f"{sum(tr.cells_reported.values()):,}", tr.seconds, s.path.name)
-                for col in tr.unknown_columns:
-                    log.warning("%s: unknown column '%s' is not stored", s.path.name, col)
+                _read_check(con, s, src_sql)
+                if csv_path is not None:
+                    _check_structure(con, s, csv_path, encoding)
+                if not con.execute("SELECT (SELECT count(*) FROM chk) + (SELECT count(*) FROM rej)").fetchone()[0]:
+                    if name in REQUIRED_TABLES:
+                        raise DataContractError(f"{s.path.name}: a header but no rows: required table '{name}' is "
+                                                f"empty; export it again (rule {q.EMPTY_TABLE})")
+                    msg = (f"{s.path.name}: a header but no rows; optional table '{name}' counts as absent "
+                           f"(rule {q.EMPTY_TABLE})")
+                    log.warning("%s", msg)
+                    reports[name] = TableReport(warnings=[msg])
+                    con.execute("DROP TABLE chk")
+                    continue
+                if export_date is None and name != INFER_FROM[0]:
+                    con.execute(f"ALTER TABLE chk RENAME TO chk_{name}; ALTER TABLE rej RENAME TO rej_{name}")
+                    waiting.append((s, csv_path, t1))
+                    continue
+                if export_date is None:
+                    export_date, inference = _infer(con, s, cfg.export_date_tail_days)
+                    con.execute(f"ALTER TABLE chk RENAME TO chk_{name}; ALTER TABLE rej RENAME TO rej_{name}")
+                    waiting.append((s, csv_path, t1))
+                for w_src, w_csv, w_t1 in waiting:  # in table order: references need their targets first
+                    wn = w_src.table.name
+                    con.execute(f"ALTER TABLE chk_{wn} RENAME TO chk; ALTER TABLE rej_{wn} RENAME TO rej")
+                    finish(w_src, w_csv, w_t1)
+                if not waiting:
+                    finish(s, csv_path, t1)
+                waiting = []
         finally:
             con.close()
-        if manifest.get("export_date"):
-            export_date, export_from = str(manifest["export_date"]), "manifest"
-        elif latest:
-            export_date, export_from = max(latest).isoformat(), "data"
-        else:
-            raise DataContractError("no dated row kept, and manifest.json gives no export_date "
-                                    f"(rule {q.BAD_MANIFEST})")
+        if export_date is None:  # every table read waits: the inference table was never reached
+            raise DataContractError(f"no {INFER_FROM[0]} to infer the export date from, and manifest.json gives no "
+                                    f"export_date (rule {q.BAD_MANIFEST})")
+        shrink_problems = _shrink_problems(reports, previous, cfg)
+        checks = {
+            "set_aside": {"limit": cfg.max_set_aside_share, "min_rows": cfg.share_min_rows,
+                          "exceeded": {p["table"]: p["share"] for p in aside_problems},
+                          "accepted": accept_set_aside},
+            "shrink": {"limit": cfg.max_shrink_share, "min_rows": cfg.share_min_rows,
+                       "previous_run_id": previous.get("run_id") if previous else None,
+                       "previous_export_date": previous.get("export_date") if previous else None,
+                       "exceeded": {p["table"]: p["share"] for p in shrink_problems},
+                       "accepted": accept_shrink},
+        }
+        for what, probs, flag in (("set_aside", aside_problems, "--accept-set-aside"),
+                                  ("shrink", shrink_problems, "--accept-shrink")):
+            if probs:
+                limit = checks[what]["limit"]
+                checks[what]["note"] = (f"{what.replace('_', '-')} limit {limit:.0%} exceeded by "
+                                        + ", ".join(f"{p['table']} ({p['share']:.1%})" for p in probs)
+                                        + (f", accepted with {flag}" if checks[what]["accepted"] else ""))
         report = IngestReport(str(src), export_date, export_from, tag, reports,
                               finished_at=datetime.now().isoformat(timespec="seconds"),
-                              seconds=time.perf_counter() - t0)
-        meta = {"export_date": export_date, "export_date_from": export_from, "source": str(src),
-                "format": manifest.get("format"), "bank": manifest.get("bank"), "run_id": tag,
+                              seconds=time.perf_counter() - t0, bank_code=bank_code, inference=inference,
+                              checks=checks)
+        refused = [*(aside_problems if not accept_set_aside else []), *(shrink_problems if not accept_shrink else [])]
+        if refused:
+            where = _refused_dir(ws)
+            body = report.to_json()
+            body["refused"] = [p["message"].replace("{refused}", str(where)) for p in refused]
+            (rep_dir / "report.json").write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
+            shutil.rmtree(where, ignore_errors=True)
+            rep_dir.rename(where)
+            more = f"; {len(refused) - 1} more in {where / 'report.json'}" if len(refused) > 1 else ""
+            raise DataContractError(body["refused"][0] + more)
+        meta = {"export_date": export_date, "export_date_from": export_from, "export_date_inference": inference,
+                "source": str(src), "format": manifest.get("format"), "bank": manifest.get("bank"),
+                "bank_code": bank_code, "run_id": tag,
                 "tables": [n for n, r in reports.items() if r.file is not None],
                 "finished_at": report.finished_at}
         (data_dir / "_meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -653,6 +953,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig) -> IngestReport:
                                              encoding="utf-8")
         ws.ingested_dir.parent.mkdir(parents=True, exist_ok=True)
         _swap_in([(data_dir, ws.ingested_dir), (rep_dir, ws.ingest_dir)], tag)
+    shutil.rmtree(_refused_dir(ws), ignore_errors=True)
     log.info("ingest: %d tables, export date %s, %.1f s", sum(r.file is not None for r in reports.values()),
              export_date, report.seconds)
     return report

@@ -294,3 +294,31 @@ def transcode_to_utf8(src: Path, dst: Path, encoding: str) -> Path:
                 fo.write(dec.decode(chunk).encode("utf-8", errors="surrogateescape"))
         fo.write(dec.decode(b"", final=True).encode("utf-8", errors="surrogateescape"))
     return dst
+
+
+def newlines_before(path: Path, offset: int) -> int:
+    """How many line ends precede byte ``offset`` of ``path`` (a line number minus one)."""
+    n = 0
+    with path.open("rb") as f:
+        while offset > 0 and (chunk := f.read(min(_CHUNK, offset))):
+            n += chunk.count(b"\n")
+            offset -= len(chunk)
+    return n
+
+
+def other_encoding(path: Path, declared: str) -> str | None:
+    """The encoding a file is valid in when it is not valid in its ``declared`` one: ``"gbk"``
+    for a file declared UTF-8, ``"utf-8"`` for one declared GBK; None when it is not valid in
+    that one either (then its bad records are just bad). Decodes the file's non-ASCII chunks;
+    called only for a file that already has records invalid in its declared encoding."""
+    other = "gbk" if declared == "utf-8" else "utf-8"
+    dec = codecs.getincrementaldecoder(other)("strict")
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(16 * _CHUNK):
+                if not chunk.isascii() or dec.getstate()[0]:
+                    dec.decode(chunk)
+            dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    return other

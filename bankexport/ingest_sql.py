@@ -30,6 +30,8 @@ NON_POSITIVE = "non_positive"
 DUPLICATE_KEY = "duplicate_key"
 BROKEN_REFERENCE = "broken_reference"
 MALFORMED_ROW = "malformed_row"
+# Row rule for a required date, cell rule for an optional one: dated after the export date.
+FUTURE_DATE = "future_date"
 # Cell-level rule (an optional cell is nulled and reported).
 MALFORMED_OPTIONAL = "malformed_optional"
 # Stop rules (DataContractError).
@@ -39,6 +41,14 @@ DUPLICATE_COLUMN = "duplicate_column"
 AMBIGUOUS_TABLE = "ambiguous_table"
 UNREADABLE_FILE = "unreadable_file"
 BAD_MANIFEST = "bad_manifest"
+EMPTY_FILE = "empty_file"
+EMPTY_TABLE = "empty_table"
+TRUNCATED_FILE = "truncated_file"
+WRONG_ENCODING = "wrong_encoding"
+TOO_MANY_SET_ASIDE = "too_many_set_aside"
+TABLE_SHRANK = "table_shrank"
+
+DATE_TYPES = ("date", "timestamp", "month")
 
 _PATTERNS = {
     "date": r"\d{4}-\d{2}-\d{2}",
@@ -349,3 +359,34 @@ def reference_sql(table: Table, src: str) -> str | None:
     why = "CASE " + " ".join(whens) + " END"
     return (f"SELECT * FROM (SELECT c.rowid AS _ord, {why} AS _why FROM {src} c {' '.join(joins)}"
             f" WHERE c._why IS NULL) WHERE _why IS NOT NULL")
+
+
+def future_sql(table: Table, src: str, export_date: str) -> list[str]:
+    """UPDATE statements applying rule ``future_date`` to ``src`` (a checked table).
+
+    Nothing in an export can happen after the day it was exported, so a required
+    date, timestamp or month after ``export_date`` (``YYYY-MM-DD``; a month after it
+    is one that starts after it) sets its row aside, and an optional one (an end or
+    close date, a birth date) is made unknown and reported, like a malformed cell.
+    Only rows still kept are looked at.
+    """
+    cutoff = f"(DATE {lit(export_date)} + INTERVAL 1 DAY)"
+    req = [c for c in table.columns if c.type in DATE_TYPES and c.required]
+    opt = [c for c in table.columns if c.type in DATE_TYPES and stored_break(c)]
+    out = []
+    if req:
+        after = {c.name: f"{ident('p_' + c.name)} >= {cutoff}" for c in req}
+        whens = " ".join(f"WHEN {cond} THEN {lit(FUTURE_DATE + ':' + n)}" for n, cond in after.items())
+        out.append(f"UPDATE {src} SET _why = CASE {whens} END "
+                   f"WHERE _why IS NULL AND ({' OR '.join(after.values())})")
+    for c in opt:
+        b = ident("b_" + c.name)
+        out.append(f"UPDATE {src} SET {b} = {lit(FUTURE_DATE)} "
+                   f"WHERE _why IS NULL AND {b} IS NULL AND {ident('p_' + c.name)} >= {cutoff}")
+    return out
+
+
+def daily_counts_sql(src: str, column: str) -> str:
+    """SELECT ``d`` (day), ``n`` (rows kept so far) of a checked table's date column, by day."""
+    return (f"SELECT CAST({ident('p_' + column)} AS DATE) AS d, count(*) AS n FROM {src} "
+            f"WHERE _why IS NULL AND {ident('p_' + column)} IS NOT NULL GROUP BY 1 ORDER BY 1")

@@ -96,12 +96,18 @@ def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end:
 
 @main.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.option("--accept-set-aside", is_flag=True,
+              help="Store the tables even where more rows are set aside than ingest.max_set_aside_share "
+                   "(default 5%); the report says so.")
+@click.option("--accept-shrink", is_flag=True,
+              help="Store the tables even where one keeps more than ingest.max_shrink_share (default 20%) "
+                   "fewer rows than the previous import; the report says so.")
 @common
-def ingest(ctx: Ctx, src: str) -> None:
+def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool) -> None:
     """Validate a bank export in SRC and store its typed tables in the workspace."""
     from bankexport.ingest import ingest as run
 
-    report = run(Path(src), ctx.ws, ctx.cfg.ingest)
+    report = run(Path(src), ctx.ws, ctx.cfg.ingest, accept_set_aside=accept_set_aside, accept_shrink=accept_shrink)
     click.echo(report.summary_table())
 
 

@@ -41,6 +41,13 @@ class IngestConfig(_Section):
     chunk_rows: int = 2_000_000  # CSV rows validated per batch
     memory_limit: str = "4GB"  # DuckDB memory limit of the validation; it spills beyond it
     threads: int = 0  # DuckDB threads; 0 = all cores
+    # Stop rules that keep a bad transfer from replacing a good store (docs/ingest-rules.md).
+    max_set_aside_share: float = Field(0.05, ge=0.0, le=1.0)  # per table; --accept-set-aside overrides
+    max_shrink_share: float = Field(0.20, ge=0.0, le=1.0)  # rows kept against the previous import; --accept-shrink
+    share_min_rows: int = Field(100, ge=1)  # the two shares apply to tables of at least this many rows
+    # Without export_date in the manifest: rows dated after the inferred export date may
+    # amount to at most this many median days of transactions.
+    export_date_tail_days: float = Field(0.2, gt=0.0)
 
 
 class FeaturesConfig(_Section):

@@ -1,0 +1,385 @@
+"""Imports that would lose the bank stop (exit 2, one line, store untouched); dates after the
+export date never move it (issue 12, points 2 and 3)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from bankexport.ingest import infer_export_date, ingest
+from bankexport.spec import TABLES
+from nbp.config import IngestConfig
+from nbp.errors import DataContractError
+from nbp.workspace import Workspace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.bankexport.conftest import base_tables, write_csv, write_export  # noqa: E402
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines(keepends=True)))
+
+
+def _report(ws: Workspace) -> dict:
+    return json.loads((ws.ingest_dir / "report.json").read_text(encoding="utf-8"))
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "refused" not in str(p)}
+
+
+def _many_transactions(tables: dict, n: int, bad: int = 0, day0: int = 1) -> None:
+    """Replace the transactions by ``n`` valid ones over May 2024 (``bad`` of them with amount 0)."""
+    tables["transactions"] = [
+        {"txn_id": f"T{i}", "account_id": "A1", "customer_id": "C1",
+         "txn_time": f"2024-05-{day0 + i % 28:02d} 10:00:00", "amount": "0" if i < bad else "12.50",
+         "direction": "C", "channel": "mobile", "txn_type": "payroll"} for i in range(n)]
+
+
+@pytest.fixture
+def stored(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> dict[str, bytes]:
+    """A good import already in the workspace (transactions: 200 rows); its files' bytes."""
+    tables = base_tables()
+    _many_transactions(tables, 200)
+    ingest(write_export(tmp_path / "good", tables), ws, cfg)
+    return _snapshot(ws.home)
+
+
+def _stops(src: Path, ws: Workspace, cfg: IngestConfig, before: dict[str, bytes], rule: str,
+           match: str = "", **kw: bool) -> str:
+    """Ingest ``src``: it must stop with ``rule`` in a one-line message and leave the store as it was."""
+    with pytest.raises(DataContractError, match=match) as e:
+        ingest(src, ws, cfg, **kw)
+    msg = str(e.value)
+    assert f"(rule {rule})" in msg and "\n" not in msg, msg
+    assert _snapshot(ws.home) == before
+    return msg
+
+
+# ---------------------------------------------------------------- empty and cut-short files
+
+
+def test_header_only_required_table_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                          stored: dict) -> None:
+    src = write_export(tmp_path / "exp", base_tables())
+    write_csv(src / "loans.csv", TABLES["loans"].column_names, [])
+    _stops(src, ws, cfg, stored, "empty_table", r"loans\.csv: a header but no rows")
+
+
+def test_header_only_parquet_required_table_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                  stored: dict) -> None:
+    tables = base_tables()
+    tables["customers"] = []
+    src = write_export(tmp_path / "exp", tables, fmt="parquet")
+    _stops(src, ws, cfg, stored, "empty_table", r"customers\.parquet")
+
+
+def test_zero_byte_required_file_is_empty_not_missing_column(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                             stored: dict) -> None:
+    src = write_export(tmp_path / "exp", base_tables())
+    (src / "transactions.csv").write_bytes(b"")
+    msg = _stops(src, ws, cfg, stored, "empty_file", r"transactions\.csv: the file is empty \(0 bytes")
+    assert "missing" not in msg
+
+
+@pytest.mark.parametrize("content", [b"", "\ufeff".encode(), None], ids=["0-byte", "bom-only", "header-only"])
+def test_empty_optional_table_counts_as_absent_with_warning(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                            caplog: pytest.LogCaptureFixture,
+                                                            content: bytes | None) -> None:
+    src = write_export(tmp_path / "exp", base_tables())
+    if content is None:
+        write_csv(src / "balances.csv", TABLES["balances"].column_names, [])
+    else:
+        (src / "balances.csv").write_bytes(content)
+    rep = ingest(src, ws, cfg)
+    files = _report(ws)["files"]["balances"]
+    assert files["present"] is False and not ws.table("balances").exists()
+    assert len(files["warnings"]) == 1 and "balances.csv" in files["warnings"][0]
+    assert _report(ws)["warnings"] == files["warnings"]
+    assert "balances.csv" in caplog.text and "absent" in caplog.text
+    assert "warning: balances.csv" in rep.summary_table()
+
+
+CUT = {
+    # the last record stops inside a quoted cell (a counterparty with a comma, cut before its closing quote)
+    "quote": 'T9,A1,C1,2024-05-03 09:15:00,1.00,C,qr,fee,"Zhang, Li',
+    # the last record stops after a few fields, in the middle of a timestamp
+    "fields": "T9,A1,C1,2024-05-03 09:1",
+    # a quoted cell spanning lines, cut on its second line
+    "quote-lines": 'T9,A1,C1,2024-05-03 09:15:00,1.00,C,qr,fee,"first line\nsecond',
+}
+
+
+@pytest.mark.parametrize("cut", list(CUT), ids=list(CUT))
+def test_truncated_csv_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict, cut: str) -> None:
+    src = write_export(tmp_path / "exp", base_tables())
+    with (src / "transactions.csv").open("a", encoding="utf-8") as f:
+        f.write(CUT[cut])
+    msg = _stops(src, ws, cfg, stored, "truncated_file", r"transactions\.csv: the file ends")
+    assert "line 5" in msg  # header + 3 records, the cut one starts on line 5
+
+
+def test_short_last_record_with_line_end_is_only_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    """A broken last record that ends with a line end is a bad row, not a cut file (spec: set aside)."""
+    src = write_export(tmp_path / "exp", base_tables())
+    with (src / "transactions.csv").open("a", encoding="utf-8") as f:
+        f.write("T9,A1,C1,too,few\n")
+    ingest(src, ws, cfg)
+    assert _report(ws)["tables"]["transactions"]["set_aside"] == {"malformed_row": 1}
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.97])
+def test_truncated_parquet_stops_in_one_line(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict,
+                                             keep: float) -> None:
+    src = write_export(tmp_path / "exp", base_tables(), fmt="parquet")
+    raw = (src / "transactions.parquet").read_bytes()
+    (src / "transactions.parquet").write_bytes(raw[:int(len(raw) * keep)])
+    _stops(src, ws, cfg, stored, "truncated_file", r"transactions\.parquet: the file is incomplete")
+
+
+# ---------------------------------------------------------------- encodings
+
+
+def test_gbk_file_without_encoding_names_gbk(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                              stored: dict) -> None:
+    for manifest in (None, {"encoding": "utf-8"}):
+        src = write_export(tmp_path / f"exp{manifest is None}", base_tables(), encoding="gbk", manifest=manifest)
+        msg = _stops(src, ws, cfg, stored, "wrong_encoding", r"branches\.csv")
+        assert 'looks like GBK: set "encoding": "gbk" in manifest.json' in msg
+
+
+def test_utf8_file_under_gbk_manifest_names_utf8(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                 stored: dict) -> None:
+    tables = base_tables()
+    tables["branches"].append({"branch_id": "B3", "name": "𠀋村支行", "area": "rural"})  # not in GBK at all
+    src = write_export(tmp_path / "exp", tables, manifest={"encoding": "gbk"})
+    msg = _stops(src, ws, cfg, stored, "wrong_encoding", r"branches\.csv")
+    assert '"encoding": "utf-8"' in msg
+
+
+def test_stray_bad_byte_is_a_bad_row_not_an_encoding(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    src = write_export(tmp_path / "exp", base_tables())
+    with (src / "branches.csv").open("ab") as f:
+        f.write(b"B9,\xff\xfe,,rural\n")  # valid neither as UTF-8 nor as GBK
+    ingest(src, ws, cfg)
+    assert _report(ws)["tables"]["branches"]["set_aside"] == {"malformed_row": 1}
+
+
+# ---------------------------------------------------------------- share of rows set aside
+
+
+def test_set_aside_share_above_limit_stops_unless_accepted(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                           stored: dict) -> None:
+    tables = base_tables()
+    _many_transactions(tables, 200, bad=12)  # 6 % set aside (non_positive)
+    src = write_export(tmp_path / "exp", tables)
+    msg = _stops(src, ws, cfg, stored, "too_many_set_aside", r"transactions\.csv: 6\.0% of its rows set aside")
+    assert "non_positive 12" in msg and "--accept-set-aside" in msg
+    refused = ws.ingest_dir.with_name("ingest.refused")
+    assert str(refused) in msg
+    assert len(_rows(refused / "rejects" / "transactions.csv")) == 12
+    assert json.loads((refused / "report.json").read_text(encoding="utf-8"))["refused"] == [msg]
+
+    rep = ingest(src, ws, cfg, accept_set_aside=True)
+    checks = _report(ws)["checks"]["set_aside"]
+    assert checks["accepted"] is True and checks["exceeded"] == {"transactions": 0.06}
+    assert "set-aside limit 5% exceeded by transactions (6.0%), accepted with --accept-set-aside" in rep.summary_table()
+    assert len(pd.read_parquet(ws.table("transactions"))) == 188
+    assert not refused.exists()  # a stored import clears the refused one
+
+
+def test_set_aside_share_within_limit_and_small_tables_pass(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    tables = base_tables()
+    _many_transactions(tables, 200, bad=10)  # 5 %: at the limit, not above it
+    tables["managers"].append({"manager_id": "M2", "branch_id": ""})  # 1 of 2 rows: below share_min_rows
+    ingest(write_export(tmp_path / "exp", tables), ws, cfg)
+    checks = _report(ws)["checks"]["set_aside"]
+    assert checks["exceeded"] == {} and checks["accepted"] is False
+
+
+def test_required_table_with_no_row_kept_stops_whatever_its_size(tmp_path: Path, ws: Workspace,
+                                                                 cfg: IngestConfig) -> None:
+    tables = base_tables()
+    for r in tables["loans"]:
+        r["status"] = "paid"
+    with pytest.raises(DataContractError, match=r"loans\.csv: 100\.0% of its rows set aside.*unknown_enum"):
+        ingest(write_export(tmp_path / "exp", tables), ws, cfg)
+    assert not ws.ingested_dir.exists()
+
+
+def test_cli_accept_set_aside_and_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbp.cli import main
+
+    tables = base_tables()
+    _many_transactions(tables, 200, bad=30)
+    src = write_export(tmp_path / "exp", tables)
+    monkeypatch.setenv("NBP_HOME", str(tmp_path / "home"))
+    res = CliRunner().invoke(main, ["ingest", str(src), "--log-level", "ERROR"])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("\n") == 1 and res.output.startswith("error: transactions.csv: 15.0%")
+    res = CliRunner().invoke(main, ["ingest", str(src), "--accept-set-aside"])
+    assert res.exit_code == 0, res.output
+    assert "accepted with --accept-set-aside" in res.output
+
+
+# ---------------------------------------------------------------- shrinking tables
+
+
+def test_shrink_against_previous_import_stops_unless_accepted(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                              stored: dict) -> None:
+    tables = base_tables()
+    _many_transactions(tables, 150)  # 25 % fewer than the 200 stored
+    src = write_export(tmp_path / "exp", tables)
+    msg = _stops(src, ws, cfg, stored, "table_shrank", r"transactions\.csv: 150 rows kept against 200")
+    assert "25% fewer" in msg and "--accept-shrink" in msg
+    rep = ingest(src, ws, cfg, accept_shrink=True)
+    shrink = _report(ws)["checks"]["shrink"]
+    assert shrink["accepted"] is True and shrink["exceeded"] == {"transactions": 0.25}
+    assert "accepted with --accept-shrink" in rep.summary_table()
+
+
+def test_small_shrink_passes(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
+    tables = base_tables()
+    _many_transactions(tables, 170)  # 15 % fewer
+    ingest(write_export(tmp_path / "exp", tables), ws, cfg)
+    assert _report(ws)["checks"]["shrink"]["exceeded"] == {}
+
+
+def test_vanished_optional_table_counts_as_shrink(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                  stored: dict) -> None:
+    tables = base_tables()
+    _many_transactions(tables, 200)
+    del tables["balances"]
+    _stops(write_export(tmp_path / "exp", tables), ws, cfg, stored, "table_shrank",
+           r"balances: the table is absent or empty now, 2 rows kept")
+
+
+def test_shrink_not_compared_across_banks(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
+    tables = base_tables()
+    _many_transactions(tables, 20)
+    ingest(write_export(tmp_path / "exp", tables, manifest={"bank_code": "OTHER"}), ws, cfg)
+    assert _report(ws)["bank_code"] == "OTHER" and _report(ws)["checks"]["shrink"]["previous_run_id"] is None
+
+
+# ---------------------------------------------------------------- dates after the export date
+
+
+def test_rows_after_manifest_export_date_set_aside_optional_dates_blanked(tmp_path: Path, ws: Workspace,
+                                                                          cfg: IngestConfig) -> None:
+    tables = base_tables()
+    tables["transactions"].append({**tables["transactions"][0], "txn_id": "T8", "txn_time": "2024-06-01 00:00:00"})
+    tables["accounts"][0]["close_date"] = "2099-01-01"  # optional: the cell becomes unknown, the row stays
+    tables["loans"][0]["end_date"] = "2024-07-01"
+    tables["balances"].append({"account_id": "A1", "month": "2024-06", "avg_daily_balance": "1"})
+    tables["contacts"].append({**tables["contacts"][0], "contact_date": "2024-05-31"})  # on the day: kept
+    src = write_export(tmp_path / "exp", tables, manifest={"export_date": "2024-05-31"})
+    rep = ingest(src, ws, cfg)
+    t = _report(ws)["tables"]
+    assert t["transactions"]["set_aside"] == {"future_date": 1}
+    assert t["balances"]["set_aside"] == {"future_date": 1}
+    assert t["contacts"]["set_aside"] == {} and t["contacts"]["rows_kept"] == 2
+    assert t["accounts"]["cells_reported"] == {"future_date": 1} and t["accounts"]["rows_kept"] == 3
+    assert t["loans"]["cells_reported"] == {"future_date": 1}
+    assert rep.export_date == "2024-05-31" and rep.inference is None
+    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    assert [(r["source_line"], r["rule"], r["column"], r["value"], r["txn_id"]) for r in rej] == [
+        ("5", "future_date", "txn_time", "2024-06-01 00:00:00", "T8")]
+    cells = _rows(ws.ingest_dir / "cells" / "accounts.csv")
+    assert [(c["source_line"], c["rule"], c["column"], c["value"]) for c in cells] == [
+        ("2", "future_date", "close_date", "2099-01-01")]
+    acc = pd.read_parquet(ws.table("accounts")).set_index("account_id")
+    assert pd.isna(acc.loc["A1", "close_date"])
+    assert pd.read_parquet(ws.table("transactions"))["txn_time"].max() < pd.Timestamp("2024-06-01")
+
+
+def test_future_customer_takes_its_rows_with_it(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    """A customer opened after the export date is set aside, and what points at it follows (references)."""
+    tables = base_tables()
+    tables["customers"][2]["open_date"] = "2099-01-01"  # C3
+    ingest(write_export(tmp_path / "exp", tables, manifest={"export_date": "2024-05-31"}), ws, cfg)
+    t = _report(ws)["tables"]
+    assert t["customers"]["set_aside"] == {"future_date": 1}
+    assert t["accounts"]["set_aside"] == {"broken_reference": 1}
+    assert t["transactions"]["set_aside"] == {"broken_reference": 1}
+
+
+def test_infer_export_date_ignores_a_handful_of_far_future_rows() -> None:
+    days = [date(2024, 5, d) for d in range(1, 31)]
+    counts = np.full(30, 1000)
+    assert infer_export_date(days, counts, 0.2)[0] == date(2024, 5, 30)  # clean: the last day
+    d, info = infer_export_date([*days, date(2099, 1, 1)], np.array([*counts, 5]), 0.2)
+    assert d == date(2024, 5, 30) and info["rows_after"] == 5 and info["latest_day"] == "2099-01-01"
+    # stray rows spread over several later days still sum to a small tail
+    d, _ = infer_export_date([*days, date(2024, 6, 3), date(2031, 2, 2), date(2099, 1, 1)],
+                             np.array([*counts, 60, 70, 60]), 0.2)
+    assert d == date(2024, 5, 30)
+    # a day that just began (a night's few transactions) is after the export date
+    assert infer_export_date([*days, date(2024, 5, 31)], np.array([*counts, 40]), 0.2)[0] == date(2024, 5, 30)
+    # a low but real last day (a Sunday at a third of the volume) is the export date
+    assert infer_export_date([*days, date(2024, 5, 31)], np.array([*counts, 330]), 0.2)[0] == date(2024, 5, 31)
+
+
+def test_inferred_export_date_is_reported_and_future_rows_counted(tmp_path: Path, ws: Workspace,
+                                                                  cfg: IngestConfig,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    tables = base_tables()
+    _many_transactions(tables, 280)  # 10 a day, 2024-05-01 .. 2024-05-28
+    tables["transactions"].append({**tables["transactions"][0], "txn_id": "F1", "txn_time": "2099-01-01 00:00:00"})
+    caplog.set_level("INFO")
+    rep = ingest(write_export(tmp_path / "exp", tables), ws, cfg)
+    assert rep.export_date == "2024-05-28" and rep.export_date_from == "data"
+    inf = _report(ws)["export_date_inference"]
+    assert (inf["column"], inf["rows_after"], inf["latest_day"]) == ("transactions.txn_time", 1, "2099-01-01")
+    assert _report(ws)["tables"]["transactions"]["set_aside"] == {"future_date": 1}
+    assert "export date inferred: 2024-05-28 from transactions.txn_time" in caplog.text
+    assert "export date 2024-05-28 inferred from transactions.txn_time" in rep.summary_table()
+    meta = json.loads((ws.ingested_dir / "_meta.json").read_text(encoding="utf-8"))
+    assert meta["export_date"] == "2024-05-28" and meta["export_date_inference"]["rows_after"] == 1
+
+
+def test_planted_2099_timestamp_moves_neither_export_date_nor_feature_build(tmp_path: Path) -> None:
+    """A simulated bank exported without an export date, once clean and once with one transaction
+    dated 2099-01-01: same export date, same as-of dates, same number of feature rows."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bankexport.simulate import simulate
+    from features.build import build
+    from training.pipeline import export_date, feature_as_ofs
+
+    sim = simulate(tmp_path / "bank", customers=600, months=8, end="2026-10", seed=3, horizon_days=90)
+    manifest = json.loads((sim.export_dir / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["export_date"]
+    (sim.export_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    out = {}
+    for planted in (False, True):
+        if planted:
+            path = sim.export_dir / "transactions.parquet"
+            tx = pq.read_table(path)
+            row = tx.slice(0, 1).to_pylist()[0]
+            row.update(txn_id="FUTURE-1", txn_time=dt.datetime(2099, 1, 1, 12, 0))
+            pq.write_table(pa.concat_tables([tx, pa.Table.from_pylist([row], schema=tx.schema)]), path)
+        ws = Workspace(tmp_path / f"home{planted}")
+        ingest(sim.export_dir, ws, IngestConfig(memory_limit="1GB", threads=2))
+        summary = build(ws)
+        rows = {f: len(pd.read_parquet(ws.features_dir / f"{f}.parquet", columns=["customer_id"]))
+                for f in summary.rows}  # rows of every feature table, as written
+        out[planted] = (export_date(ws), feature_as_ofs(ws), summary.as_of, rows,
+                        _report(ws)["tables"]["transactions"]["set_aside"])
+    clean, dirty = out[False], out[True]
+    assert dirty[0] == clean[0] == pd.Timestamp(sim.export_date) - pd.Timedelta(days=1)  # last day with data
+    assert dirty[1] == clean[1] and dirty[1][-1] == pd.Timestamp("2026-11-01")
+    assert dirty[2] == clean[2]
+    assert dirty[3] == clean[3] and min(clean[3].values()) > 0
+    assert (clean[4], dirty[4]) == ({}, {"future_date": 1})
