@@ -321,6 +321,13 @@ def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work:
     path = s.path
     if encoding != "utf-8":
         path = transcode_to_utf8(s.path, work / f"{s.table.name}.utf8.csv", encoding)
+        # UTF-8 Chinese text mostly decodes as GBK too, into other characters: a declared GBK file
+        # with non-ASCII text that is all valid UTF-8 is UTF-8 (a GBK one fails at its first characters)
+        if path != s.path and other_encoding(s.path, encoding) == "utf-8":
+            raise DataContractError(
+                f"{s.path.name}: manifest.json declares encoding {encoding.upper()}, but the file is UTF-8 (read "
+                f"as {encoding.upper()} its Chinese text would become other characters); set \"encoding\": "
+                f"\"utf-8\" in manifest.json (rule {q.WRONG_ENCODING})")
     return _read_csv_sql(path, len(s.header), "rej"), path
 
 

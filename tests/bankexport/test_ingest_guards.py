@@ -166,6 +166,18 @@ def test_utf8_file_under_gbk_manifest_names_utf8(tmp_path: Path, ws: Workspace, 
     assert '"encoding": "utf-8"' in msg
 
 
+def test_utf8_chinese_under_gbk_manifest_is_not_read_as_other_characters(tmp_path: Path, ws: Workspace,
+                                                                         cfg: IngestConfig, stored: dict) -> None:
+    """UTF-8 "东城" is valid GBK bytes too (other characters, no error): declared GBK, it must stop."""
+    assert "东城".encode("utf-8").decode("gbk") == "涓滃煄"  # what the bank's staff would see
+    tables = base_tables()
+    tables["branches"] = [{"branch_id": "B1", "name": "东城", "area": "urban"},
+                          {"branch_id": "B2", "name": "西关", "area": "rural"}]
+    src = write_export(tmp_path / "exp", tables, manifest={"encoding": "gbk"})
+    msg = _stops(src, ws, cfg, stored, "wrong_encoding", r"branches\.csv: manifest.json declares encoding GBK")
+    assert '"encoding": "utf-8"' in msg
+
+
 def test_stray_bad_byte_is_a_bad_row_not_an_encoding(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     src = write_export(tmp_path / "exp", base_tables())
     with (src / "branches.csv").open("ab") as f:
