@@ -14,7 +14,9 @@ a comment. Roles:
 ``admin``      everything, including admin endpoints (no branch)
 
 A token is compared in constant time, and only its fingerprint (a truncated
-SHA-256, :func:`fingerprint`) is ever logged or audited.
+HMAC-SHA256 keyed with the workspace's secret, :func:`fingerprint` and
+:func:`fingerprint_key`) is ever logged or audited: without the key, a fingerprint
+cannot be matched against guessed tokens.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,12 +33,14 @@ from pathlib import Path
 
 from nbp.config import Config
 from nbp.errors import ConfigError
-from nbp.workspace import CHECKOUT
+from nbp.workspace import CHECKOUT, Workspace
 from serving.errors import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "NBP_TOKENS"
+KEY_ENV_VAR = "NBP_FINGERPRINT_KEY"  # the fingerprint key itself (hex); else the workspace's key file
+MIN_KEY_BYTES = 16
 ROLES = ("marketing", "branch", "admin")
 MIN_TOKEN_LENGTH = 16  # shorter tokens are accepted with a warning
 _FORBIDDEN_CHARS = set(":,# \t")
@@ -62,9 +67,68 @@ class Principal:
         return branch_id is not None and branch_id == self.branch_id
 
 
-def fingerprint(token: str) -> str:
-    """A short, non-reversible id of a token (12 hex digits of its SHA-256)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+def fingerprint(token: str, key: bytes) -> str:
+    """A short, non-reversible id of a token: 12 hex digits of HMAC-SHA256(key, token).
+
+    Keyed, so a fingerprint in a log or the audit trail cannot be checked against
+    guessed or leaked tokens by someone without the key (a bare hash could).
+    """
+    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
+
+
+def key_path(ws: Workspace) -> Path:
+    """The workspace's fingerprint key: ``$NBP_HOME/secrets/fingerprint.key``."""
+    return ws.home / "secrets" / "fingerprint.key"
+
+
+def fingerprint_key(ws: Workspace, environ: Mapping[str, str]) -> bytes:
+    """The server's secret key of token fingerprints.
+
+    ``NBP_FINGERPRINT_KEY`` (hex, at least 16 bytes) if set; else the workspace's key
+    file (:func:`key_path`), created on first use with 32 random bytes, mode 600, in a
+    folder of mode 700. The same key must serve every worker and restart, so that a
+    token keeps its fingerprint in the audit trail.
+
+    Raises:
+        ConfigError: the variable or the file does not hold at least 16 bytes of hex.
+    """
+    text = environ.get(KEY_ENV_VAR, "").strip()
+    source = KEY_ENV_VAR
+    if not text:
+        path = key_path(ws)
+        source = str(path)
+        if not path.exists():
+            _create_key(path)
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("%s: readable by others; chmod 600 it", path)
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"{source}: the token fingerprint key must be at least {MIN_KEY_BYTES} bytes of hex "
+                          f"(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+    return key
+
+
+def _create_key(path: Path) -> None:
+    """Write a new random key at ``path``, atomically: two workers starting at once keep the first."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (secrets.token_hex(32) + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if another process made the key first: keep that one
+        log.info("token fingerprint key created at %s", path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
 
 def _entries(text: str) -> list[str]:
@@ -75,7 +139,7 @@ def _entries(text: str) -> list[str]:
     return [e for e in out if e]
 
 
-def parse_tokens(text: str, source: str = ENV_VAR) -> dict[str, Principal]:
+def parse_tokens(text: str, source: str = ENV_VAR, *, key: bytes) -> dict[str, Principal]:
     """Parse token entries ``TOKEN:ROLE[:BRANCH_ID]``.
 
     Entries are separated by commas or new lines; ``#`` starts a comment.
@@ -83,6 +147,7 @@ def parse_tokens(text: str, source: str = ENV_VAR) -> dict[str, Principal]:
     Args:
         text: the entries.
         source: where they came from, named in error messages.
+        key: the fingerprint key (:func:`fingerprint_key`).
 
     Returns:
         Token -> :class:`Principal`.
@@ -97,7 +162,7 @@ def parse_tokens(text: str, source: str = ENV_VAR) -> dict[str, Principal]:
     for i, entry in enumerate(_entries(text), start=1):
         parts = [p.strip() for p in entry.split(":")]
         token = parts[0]
-        where = f"{source} entry {i} (token fingerprint {fingerprint(token)})"
+        where = f"{source} entry {i} (token fingerprint {fingerprint(token, key)})"
         if len(parts) not in (2, 3) or not token or not parts[1]:
             raise ConfigError(f"{where}: expected TOKEN:ROLE[:BRANCH_ID], got {len(parts)} field(s)")
         if _FORBIDDEN_CHARS & set(token):
@@ -114,16 +179,17 @@ def parse_tokens(text: str, source: str = ENV_VAR) -> dict[str, Principal]:
             raise ConfigError(f"{where}: the same token is listed twice")
         if len(token) < MIN_TOKEN_LENGTH:
             log.warning("%s: token shorter than %d characters; use a long random one", where, MIN_TOKEN_LENGTH)
-        tokens[token] = Principal(role=role, branch_id=branch, fingerprint=fingerprint(token))
+        tokens[token] = Principal(role=role, branch_id=branch, fingerprint=fingerprint(token, key))
     return tokens
 
 
-def load_tokens(cfg: Config, environ: Mapping[str, str]) -> dict[str, Principal]:
+def load_tokens(cfg: Config, environ: Mapping[str, str], *, key: bytes) -> dict[str, Principal]:
     """Load the service's tokens: ``NBP_TOKENS`` if set, else ``serving.tokens_file``.
 
     Args:
         cfg: the configuration (``cfg.serving.tokens_file``).
         environ: the environment, e.g. ``os.environ``.
+        key: the fingerprint key (:func:`fingerprint_key`).
 
     Returns:
         Token -> :class:`Principal`, never empty.
@@ -134,7 +200,7 @@ def load_tokens(cfg: Config, environ: Mapping[str, str]) -> dict[str, Principal]
     """
     text = environ.get(ENV_VAR, "").strip()
     if text:
-        tokens = parse_tokens(text, ENV_VAR)
+        tokens = parse_tokens(text, ENV_VAR, key=key)
     elif cfg.serving.tokens_file:
         path = Path(os.path.expandvars(cfg.serving.tokens_file)).expanduser().resolve()
         if path.is_relative_to(CHECKOUT):
@@ -147,7 +213,7 @@ def load_tokens(cfg: Config, environ: Mapping[str, str]) -> dict[str, Principal]
             raise ConfigError(f"serving.tokens_file {path}: cannot read: {e.strerror}") from e
         if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warning("serving.tokens_file %s: readable by others; chmod 600 it", path)
-        tokens = parse_tokens(text, str(path))
+        tokens = parse_tokens(text, str(path), key=key)
     else:
         raise ConfigError(f"no API tokens: set {ENV_VAR}=TOKEN:ROLE[:BRANCH_ID],... or serving.tokens_file")
     if not tokens:
@@ -157,12 +223,20 @@ def load_tokens(cfg: Config, environ: Mapping[str, str]) -> dict[str, Principal]
     return tokens
 
 
-def authenticate(header_value: str | None, tokens: Mapping[str, Principal]) -> Principal:
+def presented_fingerprint(header_value: str | None, key: bytes) -> str | None:
+    """The fingerprint of the token an ``Authorization`` header presents (None: no token)."""
+    if not header_value or " " not in header_value.strip():
+        return None
+    return fingerprint(header_value.strip().partition(" ")[2].strip(), key)
+
+
+def authenticate(header_value: str | None, tokens: Mapping[str, Principal], key: bytes) -> Principal:
     """Check an ``Authorization`` header.
 
     Args:
         header_value: the header, ``"Bearer <token>"`` (scheme case-insensitive).
         tokens: from :func:`load_tokens`.
+        key: the fingerprint key, for the message about an unknown token.
 
     Returns:
         The token's :class:`Principal`.
@@ -183,7 +257,7 @@ def authenticate(header_value: str | None, tokens: Mapping[str, Principal]) -> P
         if hmac.compare_digest(given, token.encode("utf-8")):
             found = principal
     if found is None:
-        raise Unauthorized(f"unknown token (fingerprint {fingerprint(presented)})")
+        raise Unauthorized(f"unknown token (fingerprint {fingerprint(presented, key)})")
     return found
 
 
@@ -191,11 +265,12 @@ def authorize_branch(principal: Principal, branch_id: str | None) -> None:
     """Allow a request about ``branch_id`` (None: all branches) or refuse it.
 
     Raises:
-        Forbidden: a ``branch`` token asked about another branch, or about all.
+        Forbidden: a ``branch`` token asked about another branch, or about all. The
+            message names the token's own branch only: a refusal never tells which
+            branch a customer or manager belongs to.
     """
     if not principal.may_see_branch(branch_id):
-        asked = f"branch '{branch_id}'" if branch_id is not None else "all branches"
-        raise Forbidden(f"token of branch '{principal.branch_id}' may not see {asked}")
+        raise Forbidden(f"this token sees only its own branch '{principal.branch_id}'")
 
 
 def authorize_role(principal: Principal, *roles: str) -> None:

@@ -49,8 +49,8 @@ from features.store import OnlineReader, online, online_reader, service_names
 from nbp.config import Config, EligibilityRule
 from nbp.errors import ConfigError, FeatureStoreError, ModelUnavailable, NbpError
 from nbp.workspace import Workspace
-from serving.errors import NotFound, Unavailable, Unprocessable
-from serving.policy import build_target_list, default_campaign_id
+from serving.errors import NotFound, Unavailable, Unprocessable, shown
+from serving.policy import TargetPolicy, default_campaign_id
 from serving.reasons import Lang, ReasonCatalog, not_offered_reason
 from serving.schemas import HintResponse, HintRow, validate_product, validate_top
 from training.dataset import loan_product
@@ -259,6 +259,14 @@ class Recommender:
         self._branch: dict[str, str | None] = {  # customer -> branch, for the per-request lookup
             str(c): None if pd.isna(v) else str(v) for c, v in zip(customers.index, b, strict=True)}
         self._reason_cache: dict[tuple[str, int, str, str], list[str]] = {}
+        # what a list request may name (404 otherwise), and the contact policy per product, prepared once
+        m = customers["manager_id"]
+        self._branches = {str(v) for v in b.dropna()} | {str(v) for v in managers["branch_id"].dropna()}
+        self._managers = {str(v) for v in m.dropna()} | {str(v) for v in managers["manager_id"].dropna()}
+        both = b.notna() & m.notna()
+        self._manager_branches = set(zip(b[both].astype(str), m[both].astype(str), strict=True))
+        self._policies: dict[str, TargetPolicy] = {}
+        self._policy_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
@@ -305,6 +313,9 @@ class Recommender:
                                     for b, g in st.scores.groupby(st.scores["branch_id"].fillna(""))}
             states[key] = st
         rec = cls(cfg, ws, states, customers, contacts, managers, dnc, ref, catalog)
+        for key, st in states.items():  # the first list request of a product finds its policy ready
+            if st.ready and st.scores is not None:
+                rec.target_policy(key)
         log.info("serving: %d customers, products ready: %s; degraded: %s; loaded in %.1f s",
                  len(customers), ", ".join(k for k, s in states.items() if s.ready) or "none",
                  ", ".join(k for k, s in states.items() if not s.ready) or "none", time.perf_counter() - t0)
@@ -369,10 +380,37 @@ class Recommender:
                          for k, s in self.products.items()},
         }
 
+    def public_readiness(self) -> dict:
+        """:meth:`readiness` for anyone who asks (``/readyz`` without an admin token).
+
+        Per product: whether hints and lists are served and, if not, a short code (and the
+        training's skip reason, written for staff); never a path, a version or an error's
+        text (those are for the admin, and the log).
+        """
+        def code(s: ProductState) -> str:
+            if s.model is None:
+                return "skipped" if s.skipped else "no_model"
+            if s.problem is not None:
+                return "features_unavailable"
+            return "ready" if s.scores is not None else "no_current_scores"
+
+        def entry(s: ProductState) -> dict:
+            out = {"ready": s.ready, "target_lists": s.ready and s.scores is not None, "status": code(s)}
+            if s.model is None and s.skipped:  # training's reason, written for staff (point 1 of issue 12)
+                out["skipped"] = s.skipped
+            return out
+
+        return {"ready": any(s.ready for s in self.products.values()),
+                "products": {k: entry(s) for k, s in self.products.items()}}
+
     def manager_branch(self, manager_id: str) -> str | None:
-        """The branch of a manager (managers table), None when unknown."""
+        """The branch of a manager: the managers table's, else the one branch of the manager's
+        customers; None when unknown or ambiguous."""
         hit = self.managers.loc[self.managers["manager_id"].astype(str) == manager_id, "branch_id"]
-        return None if hit.empty or pd.isna(hit.iloc[0]) else str(hit.iloc[0])
+        if not hit.empty and not pd.isna(hit.iloc[0]):
+            return str(hit.iloc[0])
+        branches = {b for b, m in self._manager_branches if m == manager_id}
+        return branches.pop() if len(branches) == 1 else None
 
     def branch_of(self, customer_id: str) -> str | None:
         """The customer's branch.
@@ -383,7 +421,7 @@ class Recommender:
         try:
             return self._branch[customer_id]
         except (KeyError, TypeError):
-            raise NotFound(f"customer '{customer_id}' is not in the customers table of this workspace") from None
+            raise NotFound(f"customer '{shown(customer_id)}' is not in the customers table of this workspace") from None
 
     # ----------------------------------------------------------------------------- hints
     def _features(self, ids: Sequence[str], service: str) -> pd.DataFrame:
@@ -402,7 +440,7 @@ class Recommender:
                 nothing for the customer.
         """
         if lang not in LANGS:
-            raise Unprocessable(f"unknown lang '{lang}'; use zh or en")
+            raise Unprocessable(f"unknown lang '{shown(lang)}'; use zh or en")
         branch = self.branch_of(customer_id)
         if not any(st.ready for st in self.products.values()):
             raise Unavailable("no product can be served: " + "; ".join(
@@ -506,7 +544,8 @@ class Recommender:
         validate_product(product, self.cfg.products)
         validate_top(top, self.cfg.serving.max_top)
         if lang not in LANGS:
-            raise Unprocessable(f"unknown lang '{lang}'; use zh or en")
+            raise Unprocessable(f"unknown lang '{shown(lang)}'; use zh or en")
+        self.check_scope(branch_id, manager_id)
         st = self.products[product]
         if not st.ready:
             if st.model is None and st.skipped:
@@ -515,18 +554,40 @@ class Recommender:
             raise Unavailable(f"product '{product}' is not served: {st.problem}")
         if st.scores is None:
             raise Unavailable(f"product '{product}': {st.scores_problem}")
-        cands = st.scores
-        if branch_id is not None:
-            cands = cands[cands["branch_id"] == branch_id]
-        if manager_id is not None:
-            cands = cands[cands["manager_id"] == manager_id]
-        cands = cands[~cands["customer_id"].isin(st.holders)]
+        policy = self.target_policy(product)
         campaign = campaign_id or default_campaign_id(product, self.ref_date)
-        out = build_target_list(cands, self.contacts, self.do_not_contact, self.managers, self.cfg,
-                                list_date=self.ref_date, campaign_id=campaign, top=top)
+        out = policy.draw(campaign, top, policy.rows(branch_id, manager_id))
         out["reasons"] = self.reasons_for(product, out["customer_id"].tolist(), lang)
         out.attrs.update(campaign_id=campaign, list_date=self.ref_date.isoformat())
         return out
+
+    def check_scope(self, branch_id: str | None, manager_id: str | None) -> None:
+        """Refuse a list request about a branch or manager this workspace does not know.
+
+        Raises:
+            NotFound: the branch is in neither the customers nor the managers table, the
+                manager likewise, or the manager has no customer in the branch.
+        """
+        if branch_id is not None and branch_id not in self._branches:
+            raise NotFound(f"branch '{shown(branch_id)}' is in neither the customers nor the managers table")
+        if manager_id is not None and manager_id not in self._managers:
+            raise NotFound(f"manager '{shown(manager_id)}' is in neither the customers nor the managers table")
+        if branch_id is not None and manager_id is not None and (branch_id, manager_id) not in self._manager_branches:
+            raise NotFound(f"manager '{shown(manager_id)}' has no customer in branch '{shown(branch_id)}'")
+
+    def target_policy(self, product: str) -> TargetPolicy:
+        """The product's contact policy over its batch scores, holders left out (prepared once)."""
+        with self._policy_lock:
+            policy = self._policies.get(product)
+            if policy is None:
+                st = self.products[product]
+                if st.scores is None:
+                    raise Unavailable(f"product '{product}': {st.scores_problem}")
+                cands = st.scores[~st.scores["customer_id"].isin(st.holders)]
+                policy = TargetPolicy(cands, self.contacts, self.do_not_contact, self.managers, self.cfg,
+                                      list_date=self.ref_date)
+                self._policies[product] = policy
+            return policy
 
     def reasons_for(self, product: str, customer_ids: Sequence[str], lang: Lang = "zh") -> list[list[str]]:
         """Top reasons of many customers for one product (cached per model version and language)."""

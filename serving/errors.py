@@ -81,6 +81,17 @@ class Unavailable(ServingError):
     status = 503
 
 
+SHOWN_CHARS = 32  # how much of a client's id an error message repeats
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A client-supplied value as an error message may repeat it: at most ``limit``
+    characters (then "…"), control characters replaced by "?". A message never
+    reflects a long or hostile input back in full."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value)[:limit + 1])
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def to_http_error(exc: NbpError) -> ServingError:
     """Map any nbp error to the one the service should answer with.
 

@@ -10,15 +10,18 @@ from the checkout with ``BENTOML_HOME`` inside the workspace and telemetry off.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
 from nbp import telemetry
 from nbp.config import Config
+from nbp.errors import ConfigError
 from nbp.workspace import CHECKOUT, Workspace
-from serving.auth import load_tokens
+from serving.auth import fingerprint_key, load_tokens
 from serving.engine import Recommender
 from serving.export import control_path, display_names, write_target_list
 
@@ -48,14 +51,40 @@ def server_env(ws: Workspace, config_path: str | None, base: dict[str, str] | No
     return env
 
 
-def exec_server(cfg: Config, ws: Workspace, host: str, port: int, config_path: str | None) -> None:
-    """Check the tokens, then become the BentoML server (never returns).
+def check_port(host: str, port: int) -> None:
+    """Refuse to start when ``host:port`` cannot be listened on (in use, or not an address here).
+
+    BentoML would find out only after loading the service, with a traceback per process.
 
     Raises:
-        ConfigError: no tokens are configured (checked before the slow start).
+        ConfigError: the port is taken or the address cannot be bound; one line.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ConfigError(f"nbp serve: cannot resolve host '{host}': {e.strerror}") from None
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no conflict
+            try:
+                s.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"nbp serve: port {port} on {host} is already in use; stop the other "
+                                      f"server or choose another --port") from None
+                raise ConfigError(f"nbp serve: cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+def exec_server(cfg: Config, ws: Workspace, host: str, port: int, config_path: str | None) -> None:
+    """Check the tokens, the fingerprint key and the port, then become the BentoML server (never returns).
+
+    Raises:
+        ConfigError: no tokens are configured, the key is bad, or the port is taken
+            (all checked before the slow start).
     """
     telemetry.disable()
-    load_tokens(cfg, os.environ)
+    load_tokens(cfg, os.environ, key=fingerprint_key(ws, os.environ))  # also creates the key, before the workers
+    check_port(host, port)
     ws.bentoml_home.mkdir(parents=True, exist_ok=True)
     cmd = server_command(host, port)
     log.info("serving workspace %s on http://%s:%d (staff page /staff/)", ws.home, host, port)

@@ -1,10 +1,13 @@
 """Request and response models of the service (pydantic 2).
 
-BentoML 1.4.40 answers a pydantic ``ValidationError`` with **400**, so the
-models below only check types; the checks that must answer **422** (an
-unknown product, ``top`` outside 1..10,000) are done by hand with
-:func:`validate_product` and :func:`validate_top`, which raise
-:class:`serving.errors.Unprocessable`.
+The request models are strict: a field is only what JSON says it is (``"top": "10"``
+or ``"top": true`` is not an integer, ``"customer_id": 17`` is not a string), unknown
+fields are refused, and every id is at most :data:`MAX_ID` characters. The service
+parses a request body with them itself (``serving.service``) and answers a body
+they refuse with **422**, naming the fields (:func:`request_problem`; a body that is
+not a JSON object is **400**). The checks that need the configuration (an unknown
+product, ``top`` outside 1..``serving.max_top``) are :func:`validate_product` and
+:func:`validate_top`, which raise :class:`serving.errors.Unprocessable` (422) too.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import logging
 from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from serving.errors import Unprocessable
+from serving.errors import Unprocessable, shown
 
 log = logging.getLogger(__name__)
 
 MAX_TOP = 10_000
 DEFAULT_TOP = 100
+MAX_ID = 64  # longest id a request may carry (customer, branch, manager, campaign, product)
 Lang = Literal["zh", "en"]
 
 
@@ -28,25 +32,50 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class HintRequest(_Model):
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class HintRequest(_Request):
     """``/hints``: the products to suggest to one customer."""
 
-    customer_id: str = Field(min_length=1, max_length=64, description="客户号")
+    customer_id: str = Field(min_length=1, max_length=MAX_ID, description="客户号")
     lang: Lang = Field("zh", description="language of the reasons: zh (default) or en")
 
 
-class TargetRequest(_Model):
+class TargetRequest(_Request):
     """``/targets``: a ranked list of customers for one product."""
 
-    product: str = Field(description="a key of configs/products.yaml, e.g. consumer")
-    branch_id: str | None = Field(None, max_length=64, description="支行; a branch token gets its own")
-    manager_id: str | None = Field(None, max_length=64, description="客户经理")
-    top: int = Field(
+    product: str = Field(min_length=1, max_length=MAX_ID, description="a key of configs/products.yaml, e.g. consumer")
+    branch_id: str | None = Field(None, min_length=1, max_length=MAX_ID,
+                                  description="支行; a branch token gets its own")
+    manager_id: str | None = Field(None, min_length=1, max_length=MAX_ID, description="客户经理")
+    top: StrictInt = Field(
         DEFAULT_TOP,
-        description=f"number of treatment rows, 1..{MAX_TOP} (checked by validate_top: 422)",
+        description=f"number of treatment rows, a JSON integer 1..{MAX_TOP} (checked by validate_top: 422)",
         json_schema_extra={"minimum": 1, "maximum": MAX_TOP},
     )
-    campaign_id: str | None = Field(None, max_length=64, description="fixes the control group; default per product and month")
+    campaign_id: str | None = Field(None, min_length=1, max_length=MAX_ID,
+                                    description="fixes the control group; default per product and month")
+    lang: Lang = Field("zh", description="language of the reasons: zh (default) or en")
+
+
+def request_problem(err: ValidationError) -> tuple[int, str]:
+    """The status and message answering a body a request model refused.
+
+    Returns:
+        400 when the body is not JSON or not a JSON object; else 422 with up to three
+        fields and what is wrong with each. The message never repeats the input, and a
+        field name the client made up is cut (serving.errors.shown).
+    """
+    errors = err.errors(include_input=False, include_url=False, include_context=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return 400, "the body is not valid JSON"
+    if any(not e["loc"] for e in errors):
+        return 400, "the body must be a JSON object"
+    parts = [f"{'.'.join(shown(x, 24) for x in e['loc'])}: {e['msg']}" for e in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return 422, "invalid request: " + "; ".join(parts) + more
 
 
 class HintRow(_Model):
@@ -106,7 +135,7 @@ def validate_product(product: str, products: Iterable[str]) -> str:
     """
     valid = sorted(products)
     if product not in valid:
-        raise Unprocessable(f"unknown product '{product}'; valid products: {', '.join(valid)}")
+        raise Unprocessable(f"unknown product '{shown(product)}'; valid products: {', '.join(valid)}")
     return product
 
 

@@ -8,17 +8,21 @@ Endpoints
     ``POST /hints``    ``{"customer_id", "lang"}``: the customer's products (schemas.HintResponse)
     ``POST /targets``  ``{"product", "branch_id"?, "manager_id"?, "top", "campaign_id"?, "lang"?}``
     ``GET /healthz``   the process answers (no token)
-    ``GET /readyz``    which products are ready and why the others are not (no token);
-                       503 while no product can be served
-    ``GET /staff/``    the page for branch staff (static; it calls ``/hints`` with the token)
+    ``GET /readyz``    which products are ready (no token: codes only; an admin token: the
+                       detail); 503 while no product can be served
+    ``GET /staff/``    the page for branch staff (static, with a strict Content-Security-Policy;
+                       it calls ``/hints`` with the token)
 
 Every API call needs ``Authorization: Bearer <token>`` (serving.auth) and is
-recorded in the audit trail (serving.audit). A well-formed ``POST /hints`` is
-answered by the ASGI middleware :class:`_FastHints` with the endpoint's own
-function, skipping BentoML's per-request handling (half of the CPU a request cost);
-everything else goes through BentoML. BentoML's access log, Prometheus ``/metrics``
-and OpenTelemetry spans are off (:data:`SERVICE_CONFIG`). Errors are answered as
-``{"error": message, "status": code}`` with the status of
+recorded in the audit trail (serving.audit). The ASGI middleware :class:`_Gate`
+sits in front of everything: it limits every request body (:data:`MAX_BODY`, 413),
+and answers ``POST /hints`` and ``POST /targets`` itself, checking the token before
+it reads the body and the strict request models of :mod:`serving.schemas` after,
+then calling the endpoints' own functions (BentoML's per-request handling cost half
+of the CPU a hint cost). ``/targets`` runs in a thread of its own so a heavy list
+never holds the event loop that answers hints. BentoML's access log, Prometheus
+``/metrics`` and OpenTelemetry spans are off (:data:`SERVICE_CONFIG`). Errors are
+answered as ``{"error": message, "status": code}`` with the status of
 :mod:`serving.errors`; an unexpected error answers 500 with a request id and never
 a traceback (it goes to the server log).
 
@@ -28,17 +32,20 @@ Only ``NBP_HOME`` and ``NBP_TOKENS`` come from the environment, plus
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import gc
+import json
 import logging
 import os
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import bentoml
-import pandas as pd
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -49,17 +56,43 @@ from nbp.config import load_config
 from nbp.errors import NbpError
 from nbp.workspace import Workspace
 from serving.audit import AuditLog, audit_path
-from serving.auth import Principal, authenticate, authorize_branch, branch_scope, fingerprint, load_tokens
+from serving.auth import (
+    Principal,
+    authenticate,
+    authorize_branch,
+    branch_scope,
+    fingerprint_key,
+    load_tokens,
+    presented_fingerprint,
+)
 from serving.engine import Recommender
 from serving.errors import to_http_error
-from serving.schemas import DEFAULT_TOP, HintRequest, HintResponse, TargetResponse, TargetRow
+from serving.schemas import (
+    DEFAULT_TOP,
+    HintRequest,
+    HintResponse,
+    TargetRequest,
+    TargetResponse,
+    TargetRow,
+    request_problem,
+)
 
 log = logging.getLogger(__name__)
 
 CONFIG_ENV = "NBP_CONFIG"
 STATIC = Path(__file__).resolve().parent / "static"
+STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+                "app.css": "text/css; charset=utf-8"}
 PROBES = ("/healthz", "/readyz")
+API = ("/hints", "/targets")
 SERVER_HEADER = "BentoML Service/nbp"  # what BentoML's own answers carry
+MAX_BODY = 64 * 1024  # bytes; a hint or list request is under 1 KiB
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+# The staff page runs only its own script and style (no inline code, nothing from elsewhere) and
+# talks only to this service.
+STAFF_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+LIST_THREADS = 1  # target lists computed at once per worker; more would only contend for the GIL
 
 
 def error_response(status: int, message: str) -> JSONResponse:
@@ -76,22 +109,42 @@ def model_response(model: BaseModel) -> Response:
     return Response(model.model_dump_json().encode("utf-8"), media_type="application/json")
 
 
-def target_rows(df: Any) -> list[TargetRow]:
-    """A target list frame (engine.target_list) as response rows."""
-    def _s(v: Any) -> str | None:
-        return None if v is None or pd.isna(v) else str(v)
+_ROWS = TypeAdapter(list[TargetRow])
 
-    return [TargetRow(customer_id=str(r.customer_id), branch_id=_s(r.branch_id), manager_id=_s(r.manager_id),
-                      product=str(r.product), propensity=float(r.propensity),
-                      rank=None if pd.isna(r.rank) else int(r.rank),
-                      control=bool(r.control), reasons=list(r.reasons))
-            for r in df.itertuples(index=False)]
+
+def target_rows(df: Any) -> list[TargetRow]:
+    """A target list frame (engine.target_list) as response rows.
+
+    Built column-wise and validated by pydantic in one call: per-row pandas access
+    cost more than the contact policy itself.
+    """
+    n = len(df)
+
+    def _opt(col: str) -> list[str | None]:
+        v = df[col]
+        return [None if m else str(x) for x, m in zip(v.tolist(), v.isna().tolist(), strict=True)]
+
+    rank = df["rank"]
+    cols = {
+        "customer_id": df["customer_id"].astype(str).tolist(),
+        "branch_id": _opt("branch_id"), "manager_id": _opt("manager_id"),
+        "product": df["product"].astype(str).tolist(),
+        "propensity": df["propensity"].astype(float).tolist(),
+        "rank": [None if m else int(x) for x, m in zip(rank.tolist(), rank.isna().tolist(), strict=True)],
+        "control": df["control"].astype(bool).tolist(),
+        "reasons": [list(r) for r in df["reasons"]] if "reasons" in df.columns else [[] for _ in range(n)],
+    }
+    keys = list(cols)
+    return _ROWS.validate_python([dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)])
 
 
 class _Probes:
-    """ASGI middleware answering ``/healthz`` and ``/readyz`` without a token, with JSON.
+    """ASGI middleware answering ``/healthz`` and ``/readyz`` with JSON.
 
     BentoML's own probes answer a bare newline; ours say which products are ready.
+    Without a token ``/readyz`` gives readiness only (per product: ready, target
+    lists, and a short code for why not), never a path or an error's text; with an
+    admin token it gives the full detail (:meth:`serving.engine.Recommender.readiness`).
     """
 
     def __init__(self, app: Any) -> None:
@@ -107,67 +160,157 @@ class _Probes:
         elif svc is None:
             resp = JSONResponse({"ready": False, "error": "the service is still loading"}, status_code=503)
         else:
-            body = svc.recommender.readiness()
+            detail = svc.is_admin(_headers(scope, b"authorization"))
+            body = svc.recommender.readiness() if detail else svc.recommender.public_readiness()
             resp = JSONResponse(body, status_code=200 if body["ready"] else 503)
+        resp.headers.update(SECURITY_HEADERS)
         await resp(scope, receive, send)
 
 
-class _FastHints:
-    """ASGI middleware answering a well-formed ``POST /hints`` without BentoML's request handling.
+def _headers(scope: dict, name: bytes) -> list[str]:
+    """Every value of one request header (lower-case ``name``), in order."""
+    return [v.decode("latin-1") for k, v in scope["headers"] if k == name]
 
-    BentoML's route, request context, input model, method lookup (``inspect.signature``
-    per call) and response wrapping cost about as much CPU as the recommender itself. A
-    JSON body that :class:`serving.schemas.HintRequest` accepts (stricter than the
-    endpoint's signature: known fields only, ``customer_id`` 1..64 characters, ``lang``
-    zh or en) is answered here by :meth:`NbpService.answer_hints`, the very function the
-    endpoint calls (same token check, audit, errors and JSON). Anything else (another
-    media type, a malformed or unusual body, the service not started) goes on to BentoML
-    unchanged, with the body replayed, so its answers (e.g. 400 on a validation error)
-    stay BentoML's.
+
+class _Gate:
+    """ASGI middleware in front of BentoML's routing: it refuses before it reads.
+
+    For every request, the body is limited to :data:`MAX_BODY` bytes: a
+    ``Content-Length`` above it is refused with 413 before a byte of the body is
+    read, and a body without one (chunked) is counted as it streams in and refused
+    as soon as it passes the limit (at most the limit is ever held in memory).
+
+    ``POST /hints`` and ``POST /targets`` are answered here, in this order:
+
+    1. exactly one ``Authorization`` header (two: 400), and a token that is known
+       (401): the body has not been read yet;
+    2. the body limit (413), a JSON content type (415), a JSON object (400);
+    3. the strict request model (:mod:`serving.schemas`: 422 naming the fields);
+    4. :meth:`NbpService.answer_hints` (on the event loop: about a millisecond) or
+       :meth:`NbpService.answer_targets` (in the service's list thread, so that a
+       heavy list never holds the event loop that answers hints).
+
+    Every answer on these two paths is audited, the refusals above included, and
+    none carries a traceback. BentoML's own request handling (route, input model,
+    method lookup, response wrapping) is skipped: it cost about as much CPU as the
+    recommender itself, and it answered a malformed body with 400 and a traceback in
+    the log before any token was checked. BentoML's endpoints still define the API
+    (its schema and ``/docs``) and call the same functions.
     """
-
-    MAX_BODY = 16 * 1024  # a larger body is not a plain hint request: BentoML's
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/hints" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        auth, ctype = None, b"application/json"
-        for k, v in scope["headers"]:
-            if k == b"authorization":
-                auth = v.decode("latin-1")
-            elif k == b"content-type":
-                ctype = v
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more and size <= self.MAX_BODY:
-            msg = await receive()
-            if msg["type"] != "http.request":  # the client left
-                return
-            chunks.append(msg.get("body", b""))
-            size += len(chunks[-1])
-            more = msg.get("more_body", False)
-        body = b"".join(chunks)
+        endpoint = scope["path"] if scope["path"] in API and scope["method"] == "POST" else None
         svc = _started_service()
-        req = None
-        if not more and svc is not None and ctype.split(b";", 1)[0].strip() == b"application/json":
-            try:
-                req = HintRequest.model_validate_json(body)
-            except ValidationError:
-                req = None
-        if req is None:
-            await self.app(scope, _replay(body, more, receive), send)
+        if endpoint is not None and svc is None:
+            await _answer(error_response(503, "the service is still loading; retry shortly"), scope, receive, send)
             return
-        resp = svc.answer_hints(req.customer_id, req.lang, auth)
-        resp.headers["server"] = SERVER_HEADER
-        await resp(scope, receive, send)
+        audit = svc.audit_refusal if endpoint is not None else None
+        principal = None
+        if endpoint is not None:
+            auths = _headers(scope, b"authorization")
+            if len(auths) > 1:
+                await _refuse(400, "send exactly one Authorization header", scope, receive, send, audit, endpoint)
+                return
+            try:
+                principal = svc.authenticate(auths[0] if auths else None)
+            except NbpError as e:
+                fp = svc.presented_fingerprint(auths[0] if auths else None)
+                await _refuse(to_http_error(e).status, str(e), scope, receive, send, audit, endpoint, token_fp=fp)
+                return
+        lengths = _headers(scope, b"content-length")
+        if lengths and (len(set(lengths)) > 1 or not lengths[0].strip().isdigit()):
+            await _refuse(400, "invalid Content-Length header", scope, receive, send, audit, endpoint, principal)
+            return
+        if lengths and int(lengths[0]) > MAX_BODY:
+            await _refuse(413, f"request body over {MAX_BODY:,} bytes", scope, receive, send, audit, endpoint,
+                          principal)
+            return
+        if endpoint is not None:
+            ctypes_ = _headers(scope, b"content-type")
+            if ctypes_ and ctypes_[-1].split(";", 1)[0].strip().lower() != "application/json":
+                await _refuse(415, "send the body as application/json", scope, receive, send, audit, endpoint,
+                              principal)
+                return
+        body = await _read_body(receive, MAX_BODY)
+        if body is None:  # the client left
+            return
+        if body is _TOO_LARGE:
+            await _refuse(413, f"request body over {MAX_BODY:,} bytes", scope, receive, send, audit, endpoint,
+                          principal)
+            return
+        if endpoint is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        model = HintRequest if endpoint == "/hints" else TargetRequest
+        try:
+            req = model.model_validate_json(body)
+        except ValidationError as e:
+            status, message = request_problem(e)
+            await _refuse(status, message, scope, receive, send, audit, endpoint, principal,
+                          params=_known_params(body, model))
+            return
+        if isinstance(req, HintRequest):
+            resp = svc.answer_hints(req.customer_id, req.lang, principal=principal)
+        else:
+            resp = await asyncio.get_running_loop().run_in_executor(
+                svc.lists, functools.partial(svc.answer_targets, req, principal=principal))
+        await _answer(resp, scope, receive, send)
 
 
-def _replay(body: bytes, more: bool, receive: Any) -> Any:
-    """``receive`` that gives ``body`` (already read) first, then what ``receive`` gives."""
+_TOO_LARGE: Any = object()  # what _read_body answers for a body over the limit
+
+
+async def _read_body(receive: Any, limit: int) -> Any:
+    """The whole request body, :data:`_TOO_LARGE` as soon as it passes ``limit``, None if the client left."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return None
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return _TOO_LARGE
+        chunks.append(chunk)
+        if not msg.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _known_params(body: bytes, model: type[BaseModel]) -> dict[str, Any]:
+    """The request model's fields found in a refused body, for the audit record (strings are cut there)."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {k: raw[k] for k in model.model_fields if k in raw and isinstance(raw[k], (str, int, float, bool))}
+
+
+async def _answer(resp: Response, scope: dict, receive: Any, send: Any) -> None:
+    resp.headers["server"] = SERVER_HEADER
+    resp.headers.update(SECURITY_HEADERS)
+    await resp(scope, receive, send)
+
+
+async def _refuse(status: int, message: str, scope: dict, receive: Any, send: Any, audit: Any,
+                  endpoint: str | None, principal: Principal | None = None, token_fp: str | None = None,
+                  params: dict[str, Any] | None = None) -> None:
+    """Answer ``{"error", "status"}`` without reading the body further; audit it on the API paths."""
+    if audit is not None and endpoint is not None:
+        audit(endpoint, status, principal, token_fp, params or {})
+    await _answer(error_response(status, message), scope, receive, send)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """``receive`` that gives ``body`` (already read whole) first, then what ``receive`` gives."""
     sent = False
 
     async def again() -> dict:
@@ -175,7 +318,7 @@ def _replay(body: bytes, more: bool, receive: Any) -> Any:
         if sent:
             return await receive()
         sent = True
-        return {"type": "http.request", "body": body, "more_body": more}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     return again
 
@@ -189,13 +332,17 @@ def _started_service() -> Any:
     return svc if getattr(svc, "recommender", None) is not None else None
 
 
-async def _staff_page(_: Request) -> Response:
-    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                 "Referrer-Policy": "no-referrer"})
+async def _static(request: Request) -> Response:
+    """The staff page and its script and style, with a Content-Security-Policy that allows only them."""
+    name = request.path_params.get("name") or "index.html"
+    if name not in STATIC_FILES:
+        return error_response(404, "not found")
+    return FileResponse(STATIC / name, media_type=STATIC_FILES[name],
+                        headers={**SECURITY_HEADERS, "Content-Security-Policy": STAFF_CSP,
+                                 "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
 
 
-staff_app = Starlette(routes=[Route("/", _staff_page), Route("/index.html", _staff_page)])
+staff_app = Starlette(routes=[Route("/", _static), Route("/{name:str}", _static)])
 
 
 # BentoML's per-request extras that this service does not use, switched off: each costs CPU on
@@ -222,9 +369,11 @@ class NbpService:
         telemetry.disable()
         self.cfg = load_config(os.environ.get(CONFIG_ENV) or None)
         self.ws = Workspace.from_env()
-        self.tokens = load_tokens(self.cfg, os.environ)
+        self.key = fingerprint_key(self.ws, os.environ)
+        self.tokens = load_tokens(self.cfg, os.environ, key=self.key)
         self.audit = AuditLog(audit_path(self.ws))
         self.recommender: Recommender = Recommender.load(self.cfg, self.ws)
+        self.lists = ThreadPoolExecutor(max_workers=LIST_THREADS, thread_name_prefix="nbp-lists")
         # Feast, MLflow and pandas leave ~400k objects behind: a full collection of them takes about
         # 0.3 s. Freezing them keeps such a pause out of the requests (objects made later are collected).
         gc.collect()
@@ -232,16 +381,46 @@ class NbpService:
         threading.Thread(target=self.recommender.warm_reasons, name="warm-reasons", daemon=True).start()
 
     # ------------------------------------------------------------------------ plumbing
-    def _call(self, endpoint: str, header: str | None, params: dict[str, Any], work: Any) -> Response:
-        """Authenticate the ``Authorization`` header, run ``work(principal)``, audit, and turn errors
+    def authenticate(self, header: str | None) -> Principal:
+        """The principal of an ``Authorization`` header (serving.auth.authenticate).
+
+        Raises:
+            Unauthorized: no header, not a bearer token, or an unknown token.
+        """
+        return authenticate(header, self.tokens, self.key)
+
+    def presented_fingerprint(self, header: str | None) -> str | None:
+        """The keyed fingerprint of the token a header presents (None: none presented)."""
+        return presented_fingerprint(header, self.key)
+
+    def is_admin(self, headers: list[str]) -> bool:
+        """Whether the request carries exactly one header, with an admin token."""
+        if len(headers) != 1:
+            return False
+        try:
+            return self.authenticate(headers[0]).role == "admin"
+        except NbpError:
+            return False
+
+    def audit_refusal(self, endpoint: str, status: int, principal: Principal | None, token_fp: str | None,
+                      params: dict[str, Any]) -> None:
+        """Record a request refused before it reached the endpoint's work (400, 401, 413, 415, 422)."""
+        try:
+            self.audit.record(endpoint=endpoint, status=status, principal=principal, token_fp=token_fp,
+                              params=params, rows=0)
+        except OSError:
+            log.exception("audit: cannot write %s", self.audit.path)
+
+    def _call(self, endpoint: str, header: str | None, params: dict[str, Any], work: Any,
+              principal: Principal | None = None) -> Response:
+        """Authenticate (unless ``principal`` is given), run ``work(principal)``, audit, and turn errors
         into answers; the answer's status is on the response."""
-        principal: Principal | None = None
         token_fp = None
         rows, status = 0, 200
         try:
-            if header and " " in header.strip():
-                token_fp = fingerprint(header.strip().partition(" ")[2].strip())
-            principal = authenticate(header, self.tokens)
+            if principal is None:
+                token_fp = self.presented_fingerprint(header)
+                principal = self.authenticate(header)
             result, rows = work(principal)
             return model_response(result)
         except NbpError as e:
@@ -262,26 +441,46 @@ class NbpService:
             except OSError:
                 log.exception("audit: cannot write %s", self.audit.path)
 
-    def answer_hints(self, customer_id: str, lang: str, header: str | None) -> Response:
-        """``/hints`` for one request: what the endpoint and the fast path (:class:`_FastHints`) answer."""
+    def answer_hints(self, customer_id: str, lang: str, header: str | None = None, *,
+                     principal: Principal | None = None) -> Response:
+        """``/hints`` for one request: what the gate (:class:`_Gate`) and the endpoint answer."""
         def work(p: Principal) -> tuple[HintResponse, int]:
             authorize_branch(p, self.recommender.branch_of(customer_id))
             out = self.recommender.hints(customer_id, lang)  # type: ignore[arg-type]
             return out, len(out.products)
 
-        return self._call("/hints", header, {"customer_id": customer_id, "lang": lang}, work)
+        return self._call("/hints", header, {"customer_id": customer_id, "lang": lang}, work, principal)
+
+    def answer_targets(self, req: TargetRequest, header: str | None = None, *,
+                       principal: Principal | None = None) -> Response:
+        """``/targets`` for one request: what the gate and the endpoint answer.
+
+        Authorisation comes before any lookup, and its refusals name the token's own
+        branch only: a branch token learns nothing about other branches or their managers.
+        """
+        def work(p: Principal) -> tuple[TargetResponse, int]:
+            rec = self.recommender
+            branch = branch_scope(p, req.branch_id)
+            if p.role == "branch" and req.manager_id is not None:
+                rec.check_scope(None, req.manager_id)  # 404 for an unknown manager
+                authorize_branch(p, rec.manager_branch(req.manager_id))
+            df = rec.target_list(req.product, branch, req.manager_id, req.top, req.campaign_id, req.lang)
+            rows = target_rows(df)
+            return TargetResponse(product=req.product, campaign_id=df.attrs["campaign_id"],
+                                  list_date=df.attrs["list_date"], rows=rows), len(rows)
+
+        return self._call("/targets", header, req.model_dump(), work, principal)
 
     # ------------------------------------------------------------------------ endpoints
+    # They define the API (schema, /docs). Every POST to them is answered by _Gate, with the same
+    # functions, before BentoML's routing.
     @bentoml.api(route="/hints")
     async def hints(self, customer_id: str, lang: str = "zh", ctx: bentoml.Context = None) -> HintResponse:  # type: ignore[assignment]
         """The customer's products, ranked by expected value, with reasons (zh by default).
 
         ``async`` on purpose: the work is about a millisecond of CPU (one SQLite read, one
-        SHAP pass per product), less than handing it to BentoML's thread pool and back
-        costs on a busy machine, so it runs on the event loop. ``/targets`` (up to a few
-        hundred ms) stays in the thread pool. Well-formed requests are answered by
-        :class:`_FastHints` before they reach BentoML's routing; this endpoint answers the rest
-        (and defines the API's schema).
+        SHAP pass per product), less than handing it to a thread and back costs on a busy
+        machine, so it runs on the event loop. ``/targets`` runs in the service's list thread.
         """
         resp = self.answer_hints(customer_id, lang, ctx.request.headers.get("authorization"))
         ctx.response.status_code = resp.status_code
@@ -292,24 +491,16 @@ class NbpService:
                 top: int = DEFAULT_TOP, campaign_id: str | None = None, lang: str = "zh",
                 ctx: bentoml.Context = None) -> TargetResponse:  # type: ignore[assignment]
         """A ranked target list of one product, after the contact policy."""
-        params = {"product": product, "branch_id": branch_id, "manager_id": manager_id, "top": top,
-                  "campaign_id": campaign_id, "lang": lang}
-
-        def work(p: Principal) -> tuple[TargetResponse, int]:
-            branch = branch_scope(p, branch_id)
-            if p.role == "branch" and manager_id is not None:
-                authorize_branch(p, self.recommender.manager_branch(manager_id))
-            df = self.recommender.target_list(product, branch, manager_id, top, campaign_id, lang)  # type: ignore[arg-type]
-            rows = target_rows(df)
-            return TargetResponse(product=product, campaign_id=df.attrs["campaign_id"],
-                                  list_date=df.attrs["list_date"], rows=rows), len(rows)
-
-        resp = self._call("/targets", ctx.request.headers.get("authorization"), params, work)
+        req = TargetRequest.model_construct(product=product, branch_id=branch_id, manager_id=manager_id, top=top,
+                                            campaign_id=campaign_id, lang=lang)
+        resp = self.answer_targets(req, ctx.request.headers.get("authorization"))
         ctx.response.status_code = resp.status_code
         return resp  # type: ignore[return-value]
 
 
+# The first middleware added is the outer one: the body limit and the token check come before the
+# probes and BentoML's routing.
+NbpService.add_asgi_middleware(_Gate)
 NbpService.add_asgi_middleware(_Probes)
-NbpService.add_asgi_middleware(_FastHints)
 
-__all__ = ["SERVICE_CONFIG", "NbpService", "error_response", "model_response", "target_rows"]
+__all__ = ["MAX_BODY", "SERVICE_CONFIG", "NbpService", "error_response", "model_response", "target_rows"]

@@ -23,7 +23,7 @@ def _append_many(path: str, worker: int, n: int) -> None:
 def test_record_fields_and_no_token(tmp_path: Path) -> None:
     path = audit_path(Workspace(tmp_path))
     assert path == tmp_path / "audit" / "audit.jsonl"
-    principal = parse_tokens(f"{TOKEN}:branch:B01")[TOKEN]
+    principal = parse_tokens(f"{TOKEN}:branch:B01", key=bytes(32))[TOKEN]
     log = AuditLog(path)
     when = datetime(2026, 10, 1, 8, 30, tzinfo=UTC)
     log.record(

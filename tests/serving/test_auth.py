@@ -15,6 +15,8 @@ from serving.auth import (
     authorize_role,
     branch_scope,
     fingerprint,
+    fingerprint_key,
+    key_path,
     load_tokens,
     parse_tokens,
 )
@@ -24,6 +26,7 @@ MKT = "mkt-0123456789abcdef"
 BR = "br01-0123456789abcdef"
 ADM = "adm-0123456789abcdef"
 TOKENS_TEXT = f"{MKT}:marketing, {BR}:branch:B01 ,{ADM}:admin"
+KEY = bytes(range(32))
 
 
 def _cfg(tokens_file: Path | None = None) -> Config:
@@ -31,13 +34,13 @@ def _cfg(tokens_file: Path | None = None) -> Config:
 
 
 def test_parse_tokens_roles_and_branch() -> None:
-    tokens = parse_tokens(TOKENS_TEXT)
+    tokens = parse_tokens(TOKENS_TEXT, key=KEY)
     assert {t: (p.role, p.branch_id) for t, p in tokens.items()} == {
         MKT: ("marketing", None),
         BR: ("branch", "B01"),
         ADM: ("admin", None),
     }
-    assert tokens[BR].fingerprint == fingerprint(BR) and BR not in tokens[BR].fingerprint
+    assert tokens[BR].fingerprint == fingerprint(BR, KEY) and BR not in tokens[BR].fingerprint
 
 
 @pytest.mark.parametrize(
@@ -52,7 +55,7 @@ def test_parse_tokens_roles_and_branch() -> None:
 )
 def test_parse_tokens_names_the_bad_entry_without_the_token(text: str, needle: str) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_tokens(text)
+        parse_tokens(text, key=KEY)
     msg = str(err.value)
     assert needle in msg and "NBP_TOKENS entry" in msg
     assert "abcdefghijklmnopqrst" not in msg
@@ -60,49 +63,79 @@ def test_parse_tokens_names_the_bad_entry_without_the_token(text: str, needle: s
 
 def test_parse_tokens_file_format_with_comments() -> None:
     text = f"# staff tokens\n{MKT}:marketing   # head office\n\n{BR}:branch:B01\n"
-    assert set(parse_tokens(text, "tokens.txt")) == {MKT, BR}
+    assert set(parse_tokens(text, "tokens.txt", key=KEY)) == {MKT, BR}
 
 
 def test_load_tokens_env_wins_over_file(tmp_path: Path) -> None:
     f = tmp_path / "tokens.txt"
     f.write_text(f"{ADM}:admin\n", encoding="utf-8")
-    assert set(load_tokens(_cfg(f), {"NBP_TOKENS": f"{MKT}:marketing"})) == {MKT}
-    assert set(load_tokens(_cfg(f), {})) == {ADM}
+    assert set(load_tokens(_cfg(f), {"NBP_TOKENS": f"{MKT}:marketing"}, key=KEY)) == {MKT}
+    assert set(load_tokens(_cfg(f), {}, key=KEY)) == {ADM}
 
 
 def test_load_tokens_refuses_no_source_missing_file_and_checkout(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no API tokens"):
-        load_tokens(_cfg(), {})
+        load_tokens(_cfg(), {}, key=KEY)
     with pytest.raises(ConfigError, match="cannot read"):
-        load_tokens(_cfg(tmp_path / "absent.txt"), {})
+        load_tokens(_cfg(tmp_path / "absent.txt"), {}, key=KEY)
     with pytest.raises(ConfigError, match="inside the checkout"):
-        load_tokens(_cfg(Path(__file__)), {})
+        load_tokens(_cfg(Path(__file__)), {}, key=KEY)
 
 
 def test_authenticate() -> None:
-    tokens = parse_tokens(TOKENS_TEXT)
-    assert authenticate(f"Bearer {BR}", tokens).branch_id == "B01"
-    assert authenticate(f"bearer  {MKT} ", tokens).role == "marketing"
+    tokens = parse_tokens(TOKENS_TEXT, key=KEY)
+    assert authenticate(f"Bearer {BR}", tokens, KEY).branch_id == "B01"
+    assert authenticate(f"bearer  {MKT} ", tokens, KEY).role == "marketing"
     for header in (None, "", "Bearer", f"Basic {MKT}", f"Bearer {MKT}x", "Bearer 令牌"):
         with pytest.raises(Unauthorized):
-            authenticate(header, tokens)
+            authenticate(header, tokens, KEY)
 
 
 def test_wrong_token_message_has_fingerprint_not_token() -> None:
     with pytest.raises(Unauthorized) as err:
-        authenticate("Bearer not-a-real-token-123", parse_tokens(TOKENS_TEXT))
+        authenticate("Bearer not-a-real-token-123", parse_tokens(TOKENS_TEXT, key=KEY), KEY)
     assert "not-a-real-token-123" not in str(err.value)
-    assert fingerprint("not-a-real-token-123") in str(err.value)
+    assert fingerprint("not-a-real-token-123", KEY) in str(err.value)
+
+
+def test_fingerprints_are_keyed_not_a_bare_hash() -> None:
+    import hashlib
+    import hmac
+
+    fp = fingerprint(MKT, KEY)
+    assert fp == hmac.new(KEY, MKT.encode(), hashlib.sha256).hexdigest()[:12]
+    assert fp != hashlib.sha256(MKT.encode()).hexdigest()[:12]  # not computable without the key
+    assert fp != fingerprint(MKT, bytes(32))
+
+
+def test_fingerprint_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
+    import stat
+
+    from nbp.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    key = fingerprint_key(ws, {})
+    path = key_path(ws)
+    assert len(key) == 32 and path.is_relative_to(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert fingerprint_key(ws, {}) == key  # the same on every start: fingerprints stay comparable
+    assert fingerprint_key(ws, {"NBP_FINGERPRINT_KEY": "ab" * 16}) == bytes.fromhex("ab" * 16)
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        fingerprint_key(ws, {"NBP_FINGERPRINT_KEY": "abcd"})
+    path.write_text("not hex\n")
+    with pytest.raises(ConfigError, match="fingerprint key"):
+        fingerprint_key(ws, {})
 
 
 def test_branch_scope_and_roles() -> None:
-    tokens = parse_tokens(TOKENS_TEXT)
+    tokens = parse_tokens(TOKENS_TEXT, key=KEY)
     branch, mkt, adm = tokens[BR], tokens[MKT], tokens[ADM]
     authorize_branch(branch, "B01")
     authorize_branch(mkt, "B02")
     authorize_branch(adm, None)
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as err:
         authorize_branch(branch, "B02")
+    assert "B02" not in str(err.value) and "B01" in str(err.value)  # a refusal never names another branch
     with pytest.raises(Forbidden):
         authorize_branch(branch, None)
     assert branch_scope(branch, None) == "B01"

@@ -87,3 +87,30 @@ def test_response_rows_serialise() -> None:
         "control": True,
         "reasons": [],
     }
+
+
+@pytest.mark.parametrize("body", ['{"product": "consumer", "top": "10"}', '{"product": "consumer", "top": true}',
+                                  '{"product": "consumer", "top": 10.5}', '{"product": 7}',
+                                  '{"product": "consumer", "branch_id": "' + "B" * 65 + '"}'])
+def test_target_request_is_strict_json(body: str) -> None:
+    from pydantic import ValidationError
+
+    from serving.schemas import request_problem
+
+    with pytest.raises(ValidationError) as err:
+        TargetRequest.model_validate_json(body)
+    status, message = request_problem(err.value)
+    assert status == 422 and "B" * 33 not in message
+
+
+def test_hint_request_limits_the_id_and_refuses_non_objects() -> None:
+    from pydantic import ValidationError
+
+    from serving.schemas import request_problem
+
+    with pytest.raises(ValidationError):
+        HintRequest.model_validate_json('{"customer_id": "' + "C" * 65 + '"}')
+    for body, status in (("[1, 2]", 400), ("{oops", 400), ('{"customer_id": 17}', 422)):
+        with pytest.raises(ValidationError) as err:
+            HintRequest.model_validate_json(body)
+        assert request_problem(err.value)[0] == status

@@ -25,7 +25,7 @@ def test_probes_answer_without_a_token_and_name_ready_products(client: Any) -> N
     assert r.status_code == 200
     products = r.json()["products"]
     assert all(products[p]["ready"] for p in TRAINED)
-    assert products[UNTRAINED]["ready"] is False and "champion" in products[UNTRAINED]["problem"]
+    assert products[UNTRAINED]["ready"] is False and products[UNTRAINED]["status"] == "no_model"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token-at-all-xyz"},
@@ -262,52 +262,28 @@ def test_bentoml_extras_the_service_does_not_use_are_off(client: Any, built: Bui
     assert r.status_code == 200 and "x-bentoml-request-id" not in r.headers  # no span was opened
 
 
-@pytest.fixture()
-def via(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Records, for each /hints answered, whether it went through BentoML's endpoint (True) or the fast path."""
-    import inspect
-
-    svc = bentoml.get_current_service()
-    real = svc.answer_hints
-    seen: list[bool] = []
-
-    def spy(*args: Any) -> Any:
-        seen.append(any(f.function == "api_endpoint" for f in inspect.stack(0)))
-        return real(*args)
-
-    monkeypatch.setattr(svc, "answer_hints", spy)
-    return seen
-
-
-def test_well_formed_hints_skip_bentoml_and_answer_the_same(client: Any, built: Built, via: list[bool],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import serving.service as service
-
-    asked = [({"customer_id": built.customer}, "marketing"), ({"customer_id": built.customer, "lang": "en"}, "branch"),
-             ({"customer_id": built.other_customer}, "branch"), ({"customer_id": "NO-SUCH"}, "marketing")]
-    fast = [client.post("/hints", json=body, headers=bearer(role)) for body, role in asked]
-    fast.append(client.post("/hints", json={"customer_id": built.customer}, headers={"Authorization": "Bearer wrong"}))
-    assert via == [False] * 5
-    monkeypatch.setattr(service, "_started_service", lambda: None)  # the fast path steps aside
-    slow = [client.post("/hints", json=body, headers=bearer(role)) for body, role in asked]
-    slow.append(client.post("/hints", json={"customer_id": built.customer}, headers={"Authorization": "Bearer wrong"}))
-    assert via == [False] * 5 + [True] * 5
-    assert [r.status_code for r in fast] == [200, 200, 403, 404, 401]
-    for a, b in zip(fast, slow, strict=True):
-        assert (a.status_code, a.content) == (b.status_code, b.content)
-        assert {k: a.headers[k] for k in ("content-type", "content-length", "server")} == \
-            {k: b.headers[k] for k in ("content-type", "content-length", "server")}
-
-
-def test_other_hint_requests_are_left_to_bentoml(client: Any, built: Built, via: list[bool]) -> None:
+def test_hint_requests_the_models_refuse_are_422(client: Any, built: Built) -> None:
     h = bearer("marketing")
     assert client.post("/hints", json={"customer_id": built.customer, "lang": "fr"}, headers=h).status_code == 422
-    assert client.post("/hints", json={"customer_id": 17}, headers=h).status_code == 400  # BentoML's validation
-    r = client.post("/hints", content=f'{{"customer_id": "{built.customer}"}}', headers={**h, "Content-Type": "text/plain"})
-    assert r.status_code == 200
-    big = client.post("/hints", json={"customer_id": built.customer, "note": "x" * 40_000}, headers=h)  # replayed body
-    assert big.status_code in (200, 400)
-    assert via == [True] * (2 + (big.status_code == 200))  # not the 400: BentoML refused it before the call
+    assert client.post("/hints", json={"customer_id": 17}, headers=h).status_code == 422
+    r = client.post("/hints", json={"customer_id": built.customer, "note": "x" * 40_000}, headers=h)
+    assert r.status_code == 422 and "note" in r.json()["error"] and "x" * 40 not in r.text
+
+
+def test_the_endpoints_functions_answer_like_the_gate(client: Any, built: Built) -> None:
+    """BentoML's endpoints (the API's schema) call the functions the gate calls: same answers."""
+    from serving.schemas import TargetRequest
+
+    svc = bentoml.get_current_service()
+    for role in ("marketing", "branch"):
+        for cid in (built.customer, built.other_customer, "NO-SUCH"):
+            r = client.post("/hints", json={"customer_id": cid}, headers=bearer(role))
+            direct = svc.answer_hints(cid, "zh", bearer(role)["Authorization"])
+            assert (r.status_code, r.content) == (direct.status_code, direct.body)
+    req = TargetRequest(product="consumer", branch_id=built.branch, top=7, campaign_id="E1")
+    r = client.post("/targets", content=req.model_dump_json(), headers=bearer("marketing"))
+    direct = svc.answer_targets(req, bearer("marketing")["Authorization"])
+    assert (r.status_code, r.content) == (200, direct.body)
 
 
 def test_percentile_of_limits() -> None:
