@@ -931,6 +931,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
         }
         for what, probs, flag in (("set_aside", aside_problems, "--accept-set-aside"),
                                   ("shrink", shrink_problems, "--accept-shrink")):
+            checks[what]["overridden"] = bool(probs) and checks[what]["accepted"]
             if probs:
                 limit = checks[what]["limit"]
                 checks[what]["note"] = (f"{what.replace('_', '-')} limit {limit:.0%} exceeded by "

@@ -126,7 +126,7 @@ def write_export(tables: dict[str, pa.Table], root: Path, fmt: str) -> None:
     (root / "manifest.json").write_text(json.dumps(manifest))
 
 
-STEP = re.compile(r"transactions: (read\+check|references|duplicates|counts|write|reports|keys\+dates) "
+STEP = re.compile(r"transactions: (read\+check|future dates|references|duplicates|counts|write|reports|keys) "
                   r"([\d.]+) s \(cpu ([\d.]+) s\)")
 
 
@@ -200,7 +200,7 @@ def main() -> None:
                         f"{args.transactions / med:,.0f} | {min(v.secs):.1f} | {cpu:.1f} | "
                         f"{args.transactions / cpu:,.0f} | {max(v.rss):.2f} | "
                         f"{', '.join(f'{x:.1f}' for x in v.loads)} | {len(v.secs)} |")
-        names = [n for n in ("read+check", "references", "duplicates", "write", "reports")
+        names = [n for n in ("read+check", "future dates", "references", "duplicates", "write", "reports")
                  if any(n in v.steps for v in variants)]
         steps = ["| input | " + " | ".join(f"{n} wall / CPU s" for n in names) + " |",
                  "|---|" + "---:|" * len(names)]

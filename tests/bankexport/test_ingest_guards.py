@@ -203,7 +203,7 @@ def test_set_aside_share_above_limit_stops_unless_accepted(tmp_path: Path, ws: W
 
     rep = ingest(src, ws, cfg, accept_set_aside=True)
     checks = _report(ws)["checks"]["set_aside"]
-    assert checks["accepted"] is True and checks["exceeded"] == {"transactions": 0.06}
+    assert checks["overridden"] is True and checks["exceeded"] == {"transactions": 0.06}
     assert "set-aside limit 5% exceeded by transactions (6.0%), accepted with --accept-set-aside" in rep.summary_table()
     assert len(pd.read_parquet(ws.table("transactions"))) == 188
     assert not refused.exists()  # a stored import clears the refused one
@@ -215,7 +215,7 @@ def test_set_aside_share_within_limit_and_small_tables_pass(tmp_path: Path, ws: 
     tables["managers"].append({"manager_id": "M2", "branch_id": ""})  # 1 of 2 rows: below share_min_rows
     ingest(write_export(tmp_path / "exp", tables), ws, cfg)
     checks = _report(ws)["checks"]["set_aside"]
-    assert checks["exceeded"] == {} and checks["accepted"] is False
+    assert checks["exceeded"] == {} and checks["overridden"] is False
 
 
 def test_required_table_with_no_row_kept_stops_whatever_its_size(tmp_path: Path, ws: Workspace,
@@ -255,7 +255,7 @@ def test_shrink_against_previous_import_stops_unless_accepted(tmp_path: Path, ws
     assert "25% fewer" in msg and "--accept-shrink" in msg
     rep = ingest(src, ws, cfg, accept_shrink=True)
     shrink = _report(ws)["checks"]["shrink"]
-    assert shrink["accepted"] is True and shrink["exceeded"] == {"transactions": 0.25}
+    assert shrink["overridden"] is True and shrink["exceeded"] == {"transactions": 0.25}
     assert "accepted with --accept-shrink" in rep.summary_table()
 
 
