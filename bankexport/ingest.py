@@ -38,8 +38,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bankexport import ingest_sql as q
-from bankexport.ingest_lines import (Located, newlines_before, other_encoding, read_spans, record_lines,
-                                     transcode_to_utf8)
+from bankexport.ingest_lines import (Located, count_byte, newlines_before, other_encoding, read_spans,
+                                     record_lines, transcode_to_utf8)
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Table
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
@@ -384,19 +384,26 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
         return
     pos, text, open_quote = last
     start, size = int(pos) - 1, csv_path.stat().st_size
-    if 0 <= start and size - start <= 16 * 1024 * 1024:
+    cut = False
+    if open_quote:  # the record's quote is never closed when an odd number of quotes follow its start
+        cut = count_byte(csv_path, start, b'"') % 2 == 1
+    elif 0 <= start and size - start <= 16 * 1024 * 1024:
         with csv_path.open("rb") as f:
             f.seek(start)
             tail = f.read()
         rec = tail.strip(b"\r\n")
-        # the reader's last rejected record runs to the end of the file
-        at_end = b"\n" not in rec or rec == (text or "").encode("utf-8", "replace").strip(b"\r\n")
-        if at_end and (open_quote or not tail.endswith(b"\n")):
-            line = newlines_before(csv_path, start + len(tail) - len(tail.lstrip(b"\r\n"))) + 1
-            what = (f"inside a quoted cell opened on line {line} (a quote that is never closed)" if open_quote
-                    else f"in the middle of its last record (line {line} has too few fields and no line end)")
-            raise DataContractError(f"{s.path.name}: the file ends {what}: it was cut short in transfer, or the "
-                                    f"record is broken; export the file again (rule {q.TRUNCATED_FILE})")
+        # the last record stops short of its fields and of its line end
+        cut = not tail.endswith(b"\n") and (
+            b"\n" not in rec or rec == (text or "").encode("utf-8", "replace").strip(b"\r\n"))
+    if cut:
+        with csv_path.open("rb") as f:  # the reader's position may be that of blank lines before the record
+            f.seek(start)
+            head = f.read(4096)
+        line = newlines_before(csv_path, start + len(head) - len(head.lstrip(b"\r\n"))) + 1
+        what = (f"inside a quoted cell opened on line {line} (a quote that is never closed)" if open_quote
+                else f"in the middle of its last record (line {line} has too few fields and no line end)")
+        raise DataContractError(f"{s.path.name}: the file ends {what}: it was cut short in transfer, or the "
+                                f"record is broken; export the file again (rule {q.TRUNCATED_FILE})")
     bad = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej "
                       "WHERE error_type = 'INVALID ENCODING'").fetchone()[0]
     if bad and (other := other_encoding(s.path, encoding)) is not None:

@@ -306,6 +306,16 @@ def newlines_before(path: Path, offset: int) -> int:
     return n
 
 
+def count_byte(path: Path, offset: int, byte: bytes) -> int:
+    """How many times ``byte`` occurs in ``path`` from byte ``offset`` to the end."""
+    n = 0
+    with path.open("rb") as f:
+        f.seek(max(offset, 0))
+        while chunk := f.read(16 * _CHUNK):
+            n += chunk.count(byte)
+    return n
+
+
 def other_encoding(path: Path, declared: str) -> str | None:
     """The encoding a file is valid in when it is not valid in its ``declared`` one: ``"gbk"``
     for a file declared UTF-8, ``"utf-8"`` for one declared GBK; None when it is not valid in

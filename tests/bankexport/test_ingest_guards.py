@@ -128,6 +128,31 @@ def test_truncated_csv_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, s
     assert "line 5" in msg  # header + 3 records, the cut one starts on line 5
 
 
+def test_stray_quote_swallowing_the_rest_of_the_file_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                           stored: dict) -> None:
+    """A quote opened on line 4 and never closed turns the 2,000 records after it into one cell:
+    the file ends inside it, whatever the reader's record text shows."""
+    tables = base_tables()
+    _many_transactions(tables, 2000)
+    src = write_export(tmp_path / "exp", tables)
+    lines = (src / "transactions.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[3] = lines[3].rstrip("\n") + '"x\n'  # the empty counterparty cell opens a quote
+    lines[10] = lines[10].rstrip("\n") + '"X, 1"\n'  # a well-quoted cell after it does not close it
+    (src / "transactions.csv").write_text("".join(lines), encoding="utf-8")
+    msg = _stops(src, ws, cfg, stored, "truncated_file", r"transactions\.csv: the file ends inside a quoted cell")
+    assert "opened on line 4" in msg
+
+
+def test_closed_quote_followed_by_text_is_only_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    """`"ab"c` is a bad record the reader reports as an unterminated quote, but the file goes on."""
+    src = write_export(tmp_path / "exp", base_tables())
+    lines = (src / "transactions.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(2, 'T9,A1,C1,2024-05-03 09:15:00,1.00,C,qr,fee,"ab"c\n')
+    (src / "transactions.csv").write_text("".join(lines), encoding="utf-8")
+    ingest(src, ws, cfg)
+    assert _report(ws)["tables"]["transactions"]["set_aside"] == {"malformed_row": 1}
+
+
 def test_short_last_record_with_line_end_is_only_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     """A broken last record that ends with a line end is a bad row, not a cut file (spec: set aside)."""
     src = write_export(tmp_path / "exp", base_tables())
