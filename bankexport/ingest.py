@@ -96,6 +96,7 @@ class IngestReport:
     bank_code: str | None = None
     inference: dict[str, Any] | None = None  # how the export date was inferred (None: from the manifest)
     checks: dict[str, Any] = field(default_factory=dict)  # the share limits, what exceeded them, overrides
+    warnings: list[str] = field(default_factory=list)  # about the export folder (tables have their own)
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report; key ``tables`` is shaped
@@ -117,7 +118,7 @@ class IngestReport:
             "export_date_from": self.export_date_from,
             "export_date_inference": self.inference,
             "checks": self.checks,
-            "warnings": [w for t in self.tables.values() for w in t.warnings],
+            "warnings": [*self.warnings, *(w for t in self.tables.values() for w in t.warnings)],
             "run_id": self.run_id,
             "finished_at": self.finished_at,
             "seconds": round(self.seconds, 3),
@@ -151,6 +152,7 @@ class IngestReport:
             if t.absent_columns:
                 lines.append(f"note: {t.file}: optional columns absent (stored as unknown): "
                              f"{', '.join(t.absent_columns)}")
+        lines += [f"warning: {w}" for w in self.warnings]
         for t in self.tables.values():
             lines += [f"warning: {w}" for w in t.warnings]
         for what in ("set_aside", "shrink"):
@@ -297,6 +299,18 @@ def _locate(src: Path, encoding: str) -> tuple[dict[str, _Source | None], dict[s
         native = {c: types[i] for c, i in present.items() if types and q.native_ok(t.column(c), types[i])}
         found[name] = _Source(t, path, kind, tuple(header), present, native)
     return found, empty
+
+
+def _unread_files(src: Path) -> list[str]:
+    """Warnings for files of the export folder that are not read: a table under another name
+    (``Balances.csv``, ``balances.csv.gz``) would otherwise be absent without a word."""
+    known = {f"{n}.{k}" for n in ALL_TABLES for k in ("csv", "parquet")} | {"manifest.json"}
+    out = [f"{p.name}: not read: a table's file is named <table>.csv or <table>.parquet (lower case, "
+           f"uncompressed), tables: {', '.join(ALL_TABLES)}"
+           for p in sorted(src.iterdir()) if p.is_file() and p.name not in known and not p.name.startswith(".")]
+    for w in out:
+        log.warning("%s", w)
+    return out
 
 
 # ---------------------------------------------------------------- DuckDB work
@@ -825,6 +839,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
     encoding = ENCODINGS[str(manifest.get("encoding") or "utf-8").lower()]
     bank_code = manifest.get("bank_code")
     sources, empty = _locate(src, encoding)
+    unread = _unread_files(src)
     ws.home.mkdir(parents=True, exist_ok=True)
     _clean_stale(ws)
     previous = _previous_import(ws, bank_code)
@@ -947,7 +962,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
         report = IngestReport(str(src), export_date, export_from, tag, reports,
                               finished_at=datetime.now().isoformat(timespec="seconds"),
                               seconds=time.perf_counter() - t0, bank_code=bank_code, inference=inference,
-                              checks=checks)
+                              checks=checks, warnings=unread)
         refused = [*(aside_problems if not accept_set_aside else []), *(shrink_problems if not accept_shrink else [])]
         if refused:
             where = _refused_dir(ws)

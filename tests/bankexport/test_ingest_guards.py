@@ -109,6 +109,16 @@ def test_empty_optional_table_counts_as_absent_with_warning(tmp_path: Path, ws: 
     assert "warning: balances.csv" in rep.summary_table()
 
 
+def test_files_not_read_are_named(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    """An optional table under another name would be absent without a word."""
+    tables = base_tables()
+    src = write_export(tmp_path / "exp", {t: r for t, r in tables.items() if t != "balances"})
+    write_csv(src / "Balances.csv", TABLES["balances"].column_names, tables["balances"])
+    rep = ingest(src, ws, cfg)
+    assert [w.split(":")[0] for w in _report(ws)["warnings"]] == ["Balances.csv"]
+    assert "warning: Balances.csv: not read" in rep.summary_table()
+
+
 CUT = {
     # the last record stops inside a quoted cell (a counterparty with a comma, cut before its closing quote)
     "quote": 'T9,A1,C1,2024-05-03 09:15:00,1.00,C,qr,fee,"Zhang, Li',
