@@ -3,7 +3,7 @@
 Every temporary file or folder a job (``nbp features``, ``train``, ``score``,
 ``retrain``) writes under ``$NBP_HOME`` carries the job's tag ``<host>-<pid>``:
 ``.tmp/<tag>/`` (the job's scratch folder: DuckDB spill files, MLflow's temporary
-model folders) and ``.<name>.tmp-<tag>`` beside a file that is replaced atomically.
+model folder) and ``.<name>.tmp-<tag>`` beside a file that is replaced atomically.
 A job that ends normally removes its own; a job killed with SIGKILL cannot, so the
 next job removes every one whose process is gone (:func:`clean_stale`). Tags of
 another host are never touched: their process cannot be checked from here.
@@ -130,14 +130,27 @@ def clean_own(ws: Workspace) -> None:
 
 @contextlib.contextmanager
 def job(ws: Workspace) -> Iterator[Path]:
-    """One job's lifetime: clean what dead jobs left, point ``tempfile`` at this job's scratch
-    folder (MLflow writes models there before copying them to the artifact store), and
-    remove the scratch folder at the end, whatever happens short of SIGKILL."""
+    """One job's lifetime: clean what dead jobs left, and remove this job's scratch folder at
+    the end, whatever happens short of SIGKILL."""
     clean_stale(ws)
-    before = tempfile.tempdir
-    tempfile.tempdir = str(scratch(ws, "tempfile"))
     try:
         yield ws.home / SCRATCH / tag()
     finally:
-        tempfile.tempdir = before
         clean_own(ws)
+
+
+@contextlib.contextmanager
+def tempdir(ws: Workspace, sub: str) -> Iterator[Path]:
+    """Point ``tempfile`` at ``<scratch>/<sub>`` for a library that writes its temporary files
+    there (MLflow stages a model before copying it to the artifact store), then back and remove it.
+
+    Only around a call in the job's main thread: ``tempfile.tempdir`` is process-wide, and a module
+    imported meanwhile could keep a path that is removed here (Feast's metrics folder does).
+    """
+    before = tempfile.tempdir
+    tempfile.tempdir = str(scratch(ws, sub))
+    try:
+        yield Path(tempfile.tempdir)
+    finally:
+        tempfile.tempdir = before
+        release(ws, sub)

@@ -181,11 +181,12 @@ def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: 
         mlflow.log_dict({"backtest_window": backtest_window, "metrics": dict(metrics)}, "backtest_metrics.json")
         if feature_info.get("feature_views"):
             mlflow.log_text(str(feature_info["feature_views"]), "feature_views.txt")
-        mi = mlflow.pyfunc.log_model(
-            name="model", python_model=NbpPyfunc(fitted), signature=signature, input_example=example,
-            registered_model_name=name,
-            pip_requirements=[f"{p}=={pkg_version(p)}" for p in RUNTIME_PACKAGES],
-        )
+        with jobs.tempdir(ws, "mlflow"):  # MLflow stages the model in a temporary folder: ours, under $NBP_HOME
+            mi = mlflow.pyfunc.log_model(
+                name="model", python_model=NbpPyfunc(fitted), signature=signature, input_example=example,
+                registered_model_name=name,
+                pip_requirements=[f"{p}=={pkg_version(p)}" for p in RUNTIME_PACKAGES],
+            )
         run_id = run.info.run_id
     version = int(mi.registered_model_version)
     client.set_model_version_tag(name, str(version), TAG_WINDOW, backtest_window)
