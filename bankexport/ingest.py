@@ -766,12 +766,14 @@ def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date
         return None
     rule, k = max(t.set_aside.items(), key=lambda kv: kv[1])
     hint = _SET_ASIDE_HINTS.get(rule, "").format(export_date=export_date)
+    remedy = ("a required table with no row is no import, so --accept-set-aside does not apply" if whole else
+              "or keep only the rows that pass with --accept-set-aside")
     return {"table": name, "file": t.file, "rule": q.TOO_MANY_SET_ASIDE, "share": round(share, 4),
-            "set_aside": n, "rows_read": t.rows_read, "top_rule": rule,
+            "set_aside": n, "rows_read": t.rows_read, "top_rule": rule, "always": whole,
             "message": (f"{t.file}: {share:.1%} of its rows set aside ({n:,} of {t.rows_read:,}; most: {rule} {k:,}), "
                         f"above the limit {cfg.max_set_aside_share:.0%} (ingest.max_set_aside_share); {hint}"
-                        f"rows listed in {{refused}}/rejects/{name}.csv; fix the export, or keep only the rows that "
-                        f"pass with --accept-set-aside (rule {q.TOO_MANY_SET_ASIDE})")}
+                        f"rows listed in {{refused}}/rejects/{name}.csv; fix the export, {remedy} "
+                        f"(rule {q.TOO_MANY_SET_ASIDE})")}
 
 
 def _shrink_problems(reports: dict[str, TableReport], prev: dict[str, Any] | None,
@@ -963,7 +965,8 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
                               finished_at=datetime.now().isoformat(timespec="seconds"),
                               seconds=time.perf_counter() - t0, bank_code=bank_code, inference=inference,
                               checks=checks, warnings=unread)
-        refused = [*(aside_problems if not accept_set_aside else []), *(shrink_problems if not accept_shrink else [])]
+        refused = [*(p for p in aside_problems if p["always"] or not accept_set_aside),
+                   *(shrink_problems if not accept_shrink else [])]
         if refused:
             where = _refused_dir(ws)
             body = report.to_json()

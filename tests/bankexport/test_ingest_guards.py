@@ -258,8 +258,10 @@ def test_required_table_with_no_row_kept_stops_whatever_its_size(tmp_path: Path,
     tables = base_tables()
     for r in tables["loans"]:
         r["status"] = "paid"
-    with pytest.raises(DataContractError, match=r"loans\.csv: 100\.0% of its rows set aside.*unknown_enum"):
-        ingest(write_export(tmp_path / "exp", tables), ws, cfg)
+    src = write_export(tmp_path / "exp", tables)
+    for accept in (False, True):  # nothing to keep: the override does not apply
+        with pytest.raises(DataContractError, match=r"loans\.csv: 100\.0% of its rows set aside.*unknown_enum"):
+            ingest(src, ws, cfg, accept_set_aside=accept)
     assert not ws.ingested_dir.exists()
 
 
