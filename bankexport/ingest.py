@@ -748,13 +748,14 @@ def _previous_import(ws: Workspace, bank_code: str | None) -> dict[str, Any] | N
 
 
 _SET_ASIDE_HINTS = {
-    q.FUTURE_DATE: "rows dated after the export date {export_date}: check the export date; ",
+    q.FUTURE_DATE: "rows dated after the export date {export_date} ({export_from}): is it right? ",
     q.MALFORMED_ROW: "records that do not split into the header's columns: check delimiter, quotes and encoding; ",
     q.BROKEN_REFERENCE: "rows pointing at rows that are missing or were set aside themselves; ",
 }
 
 
-def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date: str) -> dict[str, Any] | None:
+def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date: str,
+                       export_from: str) -> dict[str, Any] | None:
     """The set-aside share of one table when it is above ``cfg.max_set_aside_share`` (tables of at
     least ``share_min_rows`` rows; a required table with no row kept always), else None."""
     n = sum(t.set_aside.values())
@@ -765,7 +766,8 @@ def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date
     if not whole and (t.rows_read < cfg.share_min_rows or share <= cfg.max_set_aside_share):
         return None
     rule, k = max(t.set_aside.items(), key=lambda kv: kv[1])
-    hint = _SET_ASIDE_HINTS.get(rule, "").format(export_date=export_date)
+    source = "export_date of manifest.json" if export_from == "manifest" else "inferred; see ingest.export_date_tail_days"
+    hint = _SET_ASIDE_HINTS.get(rule, "").format(export_date=export_date, export_from=source)
     remedy = ("a required table with no row is no import, so --accept-set-aside does not apply" if whole else
               "or keep only the rows that pass with --accept-set-aside")
     return {"table": name, "file": t.file, "rule": q.TOO_MANY_SET_ASIDE, "share": round(share, 4),
@@ -876,7 +878,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
                 seconds=time.perf_counter() - t1,
             )
             reports[name] = tr
-            if (problem := _set_aside_problem(name, tr, cfg, export_date)) is not None:
+            if (problem := _set_aside_problem(name, tr, cfg, export_date, export_from)) is not None:
                 aside_problems.append(problem)
             con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS rej")
             if csv_path is not None and csv_path != s.path:

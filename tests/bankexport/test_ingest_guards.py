@@ -350,6 +350,15 @@ def test_rows_after_manifest_export_date_set_aside_optional_dates_blanked(tmp_pa
     assert pd.read_parquet(ws.table("transactions"))["txn_time"].max() < pd.Timestamp("2024-06-01")
 
 
+def test_wrong_manifest_export_date_stops_with_a_hint(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                      stored: dict) -> None:
+    tables = base_tables()
+    _many_transactions(tables, 200)  # May 2024: 1st .. 28th
+    src = write_export(tmp_path / "exp", tables, manifest={"export_date": "2024-05-14"})
+    _stops(src, ws, cfg, stored, "too_many_set_aside",
+           r"most: future_date 98\), .* rows dated after the export date 2024-05-14 \(export_date of manifest.json\)")
+
+
 def test_future_customer_takes_its_rows_with_it(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     """A customer opened after the export date is set aside, and what points at it follows (references)."""
     tables = base_tables()
