@@ -159,10 +159,8 @@ class IngestReport:
             c = self.checks.get(what) or {}
             if c.get("exceeded"):
                 lines.append(f"note: {c['note']}")
-        if self.inference:
-            lines.append(f"export date {self.export_date} inferred {self.inference['note']}")
-        lines.append(f"export date {self.export_date} (from {self.export_date_from}); "
-                     f"details in report.json, rejects/ and cells/")
+        source = f"inferred {self.inference['note']}" if self.inference else f"(from {self.export_date_from})"
+        lines.append(f"export date {self.export_date} {source}; details in report.json, rejects/ and cells/")
         return "\n".join(lines)
 
 
@@ -636,7 +634,8 @@ def _infer(con: duckdb.DuckDBPyConnection, s: _Source, tail_days: float) -> tupl
                                 f"inferred; give \"export_date\" in manifest.json (rule {q.BAD_MANIFEST})")
     day, info = infer_export_date([r[0] for r in rows], np.array([r[1] for r in rows]), tail_days)
     info["column"] = f"{s.table.name}.{col}"
-    later = (f"; {info['rows_after']:,} rows on {info['days_after']:,} later days (latest {info['latest_day']}) "
+    days = f"{info['days_after']:,} later day" + ("s" if info["days_after"] > 1 else "")
+    later = (f"; {info['rows_after']:,} rows on {days} (latest {info['latest_day']}) "
              f"are set aside as {q.FUTURE_DATE}" if info["rows_after"] else "")
     info["note"] = (f"from {info['column']}: the earliest day after which at most {tail_days:g} median "
                     f"days of rows remain (median {info['median_daily_rows']:,.0f} rows a day){later}; "
