@@ -303,9 +303,14 @@ def _unread_files(src: Path) -> list[str]:
     """Warnings for files of the export folder that are not read: a table under another name
     (``Balances.csv``, ``balances.csv.gz``) would otherwise be absent without a word."""
     known = {f"{n}.{k}" for n in ALL_TABLES for k in ("csv", "parquet")} | {"manifest.json"}
-    out = [f"{p.name}: not read: a table's file is named <table>.csv or <table>.parquet (lower case, "
-           f"uncompressed), tables: {', '.join(ALL_TABLES)}"
-           for p in sorted(src.iterdir()) if p.is_file() and p.name not in known and not p.name.startswith(".")]
+    out = []
+    for p in sorted(src.iterdir()):
+        if not p.is_file() or p.name in known or p.name.startswith("."):
+            continue
+        stem = p.name.split(".")[0].lower()
+        why = (f"table '{stem}' is read only from {stem}.csv or {stem}.parquet (lower case, uncompressed)"
+               if stem in ALL_TABLES else f"not a table nbp reads ({', '.join(ALL_TABLES)})")
+        out.append(f"{p.name}: not read: {why}")
     for w in out:
         log.warning("%s", w)
     return out

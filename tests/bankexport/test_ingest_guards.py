@@ -114,8 +114,11 @@ def test_files_not_read_are_named(tmp_path: Path, ws: Workspace, cfg: IngestConf
     tables = base_tables()
     src = write_export(tmp_path / "exp", {t: r for t, r in tables.items() if t != "balances"})
     write_csv(src / "Balances.csv", TABLES["balances"].column_names, tables["balances"])
+    (src / "notes.txt").write_text("extract log", encoding="utf-8")
     rep = ingest(src, ws, cfg)
-    assert [w.split(":")[0] for w in _report(ws)["warnings"]] == ["Balances.csv"]
+    assert _report(ws)["warnings"] == [
+        "Balances.csv: not read: table 'balances' is read only from balances.csv or balances.parquet (lower case, "
+        "uncompressed)", "notes.txt: not read: not a table nbp reads (" + ", ".join(TABLES) + ")"]
     assert "warning: Balances.csv: not read" in rep.summary_table()
 
 
