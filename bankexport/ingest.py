@@ -12,6 +12,11 @@ All validation is vectorised SQL in DuckDB (every cell read as VARCHAR, then
 references, in dependency order so that a row pointing at a set-aside row is set
 aside too). The new store and report are built in temporary sibling folders and
 renamed into place at the end, so a failed run leaves the previous ones intact.
+
+An import that would lose the bank stops before that swap (exit 2): an empty file or
+required table, a file cut short, a file in another encoding than declared, too large a
+share of a table set aside, or a table much smaller than in the previous import. Nothing
+is dated after the export date (manifest, or inferred: :func:`infer_export_date`).
 """
 
 from __future__ import annotations
