@@ -400,21 +400,22 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
     in its declared encoding but valid in the other one. Looks only at the records the
     reader could not split (table ``rej``), so a clean file costs nothing."""
     last = con.execute("SELECT line_byte_position, any_value(csv_line), "
-                       "bool_or(error_message ILIKE '%unterminated quote%') FROM rej "
+                       "bool_or(error_message ILIKE '%unterminated quote%'), "
+                       "bool_or(error_type = 'TOO MANY COLUMNS') FROM rej "
                        "GROUP BY 1 ORDER BY 1 DESC LIMIT 1").fetchone()
     if last is None:
         return
-    pos, text, open_quote = last
+    pos, text, open_quote, too_many = last
     start, size = int(pos) - 1, csv_path.stat().st_size
     cut = False
     if open_quote:  # the record's quote is never closed when an odd number of quotes follow its start
         cut = count_byte(csv_path, start, b'"') % 2 == 1
-    elif 0 <= start and size - start <= 16 * 1024 * 1024:
+    elif not too_many and 0 <= start and size - start <= 16 * 1024 * 1024:  # a cut never adds fields
         with csv_path.open("rb") as f:
             f.seek(start)
             tail = f.read()
         rec = tail.strip(b"\r\n")
-        # the last record stops short of its fields and of its line end
+        # the last record stops short of its fields (or inside a character) and of its line end
         cut = not tail.endswith(b"\n") and (
             b"\n" not in rec or rec == (text or "").encode("utf-8", "replace").strip(b"\r\n"))
     if cut:
@@ -423,7 +424,8 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
             head = f.read(4096)
         line = newlines_before(csv_path, start + len(head) - len(head.lstrip(b"\r\n"))) + 1
         what = (f"inside a quoted cell opened on line {line} (a quote that is never closed)" if open_quote
-                else f"in the middle of its last record (line {line} has too few fields and no line end)")
+                else f"in the middle of its last record (line {line}: no line end, and it does not split into "
+                     f"the header's fields)")
         raise DataContractError(f"{s.path.name}: the file ends {what}: it was cut short in transfer, or the "
                                 f"record is broken; export the file again (rule {q.TRUNCATED_FILE})")
     bad = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej "

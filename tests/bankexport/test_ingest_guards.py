@@ -141,6 +141,22 @@ def test_truncated_csv_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, s
     assert "line 5" in msg  # header + 3 records, the cut one starts on line 5
 
 
+def test_cut_inside_a_character_is_a_cut_not_an_encoding(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
+                                                         stored: dict) -> None:
+    src = write_export(tmp_path / "exp", base_tables())
+    with (src / "branches.csv").open("ab") as f:
+        f.write("B3,东城".encode()[:-1])  # the last character's third byte is missing
+    _stops(src, ws, cfg, stored, "truncated_file", r"branches\.csv: the file ends in the middle of its last record")
+
+
+def test_last_line_with_too_many_fields_is_only_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
+    src = write_export(tmp_path / "exp", base_tables())
+    with (src / "branches.csv").open("a", encoding="utf-8") as f:
+        f.write("B3,x,,rural,extra")  # no line end, but a cut never adds a field
+    ingest(src, ws, cfg)
+    assert _report(ws)["tables"]["branches"]["set_aside"] == {"malformed_row": 1}
+
+
 def test_stray_quote_swallowing_the_rest_of_the_file_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
                                                            stored: dict) -> None:
     """A quote opened on line 4 and never closed turns the 2,000 records after it into one cell:
