@@ -56,7 +56,7 @@ def test_valid_export_is_stored_typed(tmp_path: Path, ws: Workspace, cfg: Ingest
     bal = pd.read_parquet(ws.table("balances"))
     assert bal["month"].iloc[0] == pd.Timestamp("2024-04-01")
     meta = json.loads((ws.ingested_dir / "_meta.json").read_text(encoding="utf-8"))
-    assert meta["export_date"] == "2024-05-03"  # latest event date: a transaction
+    assert meta["export_date"] == "2024-05-03"  # inferred from txn_time (no manifest): its last day
     report = _report(ws)
     assert set(report["tables"]) == set(TABLES)
     assert report["tables"]["transactions"] == {"rows_read": 3, "rows_kept": 3, "set_aside": {},
