@@ -242,8 +242,11 @@ def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None
     from training.evaluate import metrics_table
     from training.pipeline import backtest as run
 
+    from nbp.jobs import job
+
     orc = pd.read_parquet(oracle) if oracle else None
-    rows, report = run(ctx.cfg, ctx.ws, pd.Timestamp(as_of), list(products) or None, orc, months)
+    with job(ctx.ws):
+        rows, report = run(ctx.cfg, ctx.ws, pd.Timestamp(as_of), list(products) or None, orc, months)
     click.echo(metrics_table(rows))
     click.echo(f"report: {report}")
 
