@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROJECT = "nbp"
+REGISTRY_STORE = "features.registry_file.AtomicFileRegistryStore"  # registry.db is replaced whole
 _STORES: dict[tuple[str, str, str], FeatureStore] = {}
 _SERVICES: dict[tuple[str, str, str, str], object] = {}  # FeatureService objects, cleared by apply()
 
@@ -73,7 +74,8 @@ def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type importe
         online = {"type": TYPE, "path": str(ws.feast_dir / "online_store.db")}
     return RepoConfig(
         project=PROJECT, provider="local",
-        registry=RegistryConfig(path=str(ws.feast_dir / "registry.db"), cache_ttl_seconds=60),
+        registry=RegistryConfig(path=str(ws.feast_dir / "registry.db"), cache_ttl_seconds=60,
+                                registry_store_type=REGISTRY_STORE),
         offline_store=offline_config(ws), online_store=online,
         entity_key_serialization_version=3, repo_path=ws.feast_dir,
     )
@@ -483,6 +485,26 @@ def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
     return len(df)
 
 
+def repair_registry(ws: Workspace) -> bool:
+    """Remove a Feast registry that cannot be parsed (a job was killed while Feast wrote it in place,
+    before :data:`REGISTRY_STORE`); :func:`apply` rebuilds it from the definitions. True if removed."""
+    path = ws.feast_dir / "registry.db"
+    if not path.exists():
+        return False
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+    from google.protobuf.message import DecodeError
+
+    try:
+        RegistryProto().ParseFromString(path.read_bytes())
+        return False
+    except DecodeError as e:
+        log.warning("%s cannot be read (%s): a job was killed while writing it; rebuilt by feast apply", path, e)
+        path.unlink()
+        for key in [k for k in _STORES if k[0] == str(ws.home)]:  # a store may hold the broken file's cache
+            del _STORES[key]
+        return True
+
+
 @dataclass
 class PublishSummary:
     """What ``nbp features`` did."""
@@ -500,6 +522,7 @@ def publish(cfg: Config, ws: Workspace, as_of: Sequence[date] | None = None) -> 
     Args:
         as_of: as-of dates (default: ``features.as_of`` of the config, else every month start).
     """
+    repair_registry(ws)
     summary = fbuild.build(ws, list(as_of or cfg.features.as_of) or None)
     apply(cfg, ws)
     return PublishSummary(summary, materialize(cfg, ws))

@@ -104,9 +104,12 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+LEGACY = ("data/features/.duckdb_tmp", "feast/.duckdb_tmp")  # spill folders of nbp before the tags
+
+
 def clean_stale(ws: Workspace) -> list[Path]:
     """Remove what jobs killed before they could clean up left behind; returns the paths removed."""
-    gone = leftovers(ws)
+    gone = leftovers(ws) + [p for p in (ws.home / d for d in LEGACY) if p.exists()]
     for p in gone:
         _remove(p)
     if gone:

@@ -108,3 +108,21 @@ def test_one_retrieval_for_several_services_matches_each(published: tuple[Config
         one = store.historical(cfg, ws, ent, s).set_index(JOIN_KEY)
         feats = [c for c in one.columns if c != EVENT_TS]
         pd.testing.assert_frame_equal(both.loc[one.index, feats], one[feats])
+
+
+def test_a_half_written_registry_is_rebuilt_and_writes_are_whole(tiny_ws: Workspace) -> None:
+    """A job killed while Feast wrote registry.db in place left a file no later job could parse."""
+    from features.registry_file import AtomicFileRegistryStore
+
+    cfg = load_config()
+    store.publish(cfg, tiny_ws, [date(2025, 7, 1)])
+    reg = tiny_ws.feast_dir / "registry.db"
+    whole = reg.read_bytes()
+    reg.write_bytes(whole[: len(whole) // 2])
+    assert store.repair_registry(tiny_ws) and not reg.exists()
+    store.publish(cfg, tiny_ws, [date(2025, 7, 1)])  # rebuilt by apply
+    fs = store.get_store(cfg, tiny_ws)
+    assert isinstance(fs.registry._registry_store, AtomicFileRegistryStore)
+    assert {fv.name for fv in fs.list_feature_views()} >= {"demo", "tax"}
+    assert not store.repair_registry(tiny_ws)
+    assert not list(tiny_ws.feast_dir.glob(".*.tmp-*"))  # the registry's temporary file was renamed

@@ -1,0 +1,36 @@
+"""Feast's file registry, written atomically.
+
+Feast's ``FileRegistryStore`` rewrites ``registry.db`` in place; a job killed during the
+write (``feast apply``, or the interval a materialisation records) leaves a truncated file
+that every later job fails to parse. This store writes the new registry beside it
+(``nbp.jobs.temp_sibling``) and renames it over the old one, so the file is always one
+whole version. :func:`features.store.repo_config` names it as ``registry_store_type``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from feast.infra.registry.file import FileRegistryStore
+from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+from feast.utils import _utc_now
+
+from nbp.jobs import temp_sibling
+
+
+class AtomicFileRegistryStore(FileRegistryStore):
+    """:class:`FileRegistryStore` whose writes are a rename of a complete temporary file."""
+
+    def _write_registry(self, registry_proto: RegistryProto) -> None:
+        registry_proto.version_id = str(uuid.uuid4())
+        registry_proto.last_updated.FromDatetime(_utc_now())
+        self._filepath.parent.mkdir(exist_ok=True)
+        tmp = temp_sibling(self._filepath)
+        try:
+            with open(tmp, mode="wb", buffering=0) as f:
+                f.write(registry_proto.SerializeToString())
+                os.fsync(f.fileno())
+            os.replace(tmp, self._filepath)
+        finally:
+            tmp.unlink(missing_ok=True)
