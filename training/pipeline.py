@@ -89,12 +89,14 @@ def recover(ws: Workspace) -> None:
 def _no_candidates(ws: Workspace, pc: ProductConfig) -> Skip:
     """The reason a product has no eligible candidate, naming the export's missing tables if they explain it."""
     from features.build import absent_sources
+    from features.catalog import CATALOG
 
     absent = absent_sources(ws, [r.feature for r in pc.eligibility if not r.allow_missing])
     if absent:
         tables = sorted({t for ts in absent.values() for t in ts})
         feats = ", ".join(sorted(absent))
-        return Skip(zh=f"无候选客户：资格规则所需的特征（{feats}）全部未知，因为数据中没有 {'、'.join(tables)} 表",
+        zh = "、".join(f"“{f.zh.split('(')[0]}”" for f in CATALOG if f.name in absent)  # staff read names, not codes
+        return Skip(zh=f"无候选客户：资格规则所需的{zh}全部未知，因为数据中没有 {'、'.join(tables)} 表",
                     en=f"no candidates: the eligibility rules read {feats}, unknown for every customer because "
                        f"the export has no {', '.join(tables)} table")
     return Skip(zh="无候选客户：训练月份内没有客户满足资格规则",
