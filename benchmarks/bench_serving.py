@@ -21,7 +21,13 @@ processes idle), then:
    recommender, i.e. the floor of the framework on this machine.
 3. ``/targets`` top 500 of the largest branch, sequentially (first call and the
    rest reported apart: the first computes the reasons the service caches).
-4. After the server stopped: the in-process cost of ``Recommender.hints`` and of
+4. Heavy lists against hints (``--mixed-seconds``, after phase 1 on the same
+   server): ``/hints`` open loop at ``--rate`` again while ``/targets`` top 500
+   arrive at ``--targets-rate`` (2/s), open loop too, each on a connection of its
+   own, for the largest branch and the whole bank in turn, each with a new
+   campaign (a new control draw). Target: ``/hints`` p99 ≤ 20 ms and no errors;
+   the report sets the p99 beside phase 1's (the same load without lists).
+5. After the server stopped: the in-process cost of ``Recommender.hints`` and of
    the online read (the columnar SQLite path and, for comparison, Feast's
    ``get_online_features``), per call, wall and CPU.
 
@@ -35,7 +41,7 @@ Bounded: at most ``rate × seconds`` requests (capped at 12,000), loopback only,
 shared, so figures are noisy; the CPU per request is the steadier one); ``--no-write``
 prints it instead.
 
-Run: ``.venv/bin/python -m benchmarks.bench_serving [--home DIR] [--rate 100] [--seconds 60]``
+Run: ``.venv/bin/python -m benchmarks.bench_serving [--home DIR] [--rate 100] [--seconds 60] [--mixed-seconds 40]``
 """
 
 from __future__ import annotations
@@ -236,6 +242,64 @@ async def _open_loop(port: int, requests: list[bytes], rate: float, max_conns: i
             "retried": retried}
 
 
+def targets_request(port: int, token: str, branch: str | None, campaign: str) -> bytes:
+    payload = {"product": "consumer", "top": TARGETS_TOP, "campaign_id": campaign}
+    if branch is not None:
+        payload["branch_id"] = branch
+    body = json.dumps(payload).encode()
+    return (f"POST /targets HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _targets_stream(port: int, requests: list[bytes], rate: float, t0: float) -> dict:
+    """``/targets`` requests due at ``t0 + i / rate``, each on a connection of its own, whatever the
+    earlier ones do (open loop); latency from the due time."""
+    loop = asyncio.get_running_loop()
+    lat = np.full(len(requests), np.nan)
+    statuses = np.zeros(len(requests), dtype=int)
+
+    async def one(i: int, due: float) -> None:
+        try:
+            conn = await Conn.open(port)
+            try:
+                statuses[i] = await asyncio.wait_for(conn.send(requests[i]), TIMEOUT_S * 3)
+            finally:
+                conn.close()
+            lat[i] = (loop.time() - due) * 1e3
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            statuses[i] = -1
+
+    tasks = []
+    for i in range(len(requests)):
+        due = t0 + i / rate
+        await asyncio.sleep(max(due - loop.time(), 0.0))
+        tasks.append(asyncio.ensure_future(one(i, due)))
+    await asyncio.gather(*tasks)
+    return {"lat": lat, "errors": int((statuses != 200).sum())}
+
+
+def load_mixed(port: int, token: str, ids: list[str], branch: str, rate: float, targets_rate: float,
+               seconds: float, max_conns: int) -> tuple[dict, dict]:
+    """The open-loop ``/hints`` load while ``/targets`` top 500 arrive at ``targets_rate`` per second, in
+    turn for the largest branch and for the whole bank, each with a campaign of its own (a new control
+    draw). Returns the hints' results (as :func:`load_hints`) and the lists' latencies and errors."""
+    n = min(int(rate * seconds), MAX_REQUESTS)
+    rng = np.random.default_rng(17)
+    hints = [hints_request(port, token, ids[i]) for i in rng.integers(0, len(ids), n)]
+    lists = [targets_request(port, token, branch if i % 2 == 0 else None, f"mixed-{i}")
+             for i in range(int(targets_rate * n / rate))]
+
+    async def both() -> tuple[dict, dict]:
+        t0 = asyncio.get_running_loop().time() + 0.2  # the hints' own start (see _open_loop)
+        return await asyncio.gather(_open_loop(port, hints, rate, max_conns),
+                                    _targets_stream(port, lists, targets_rate, t0 + 0.5 / targets_rate))
+
+    c0 = time.process_time()
+    h, t = asyncio.run(both())
+    h["client_cpu_ms"] = (time.process_time() - c0) / n * 1e3
+    return h, t
+
+
 def load_hints(port: int, token: str, ids: list[str], rate: float, seconds: float, max_conns: int) -> dict:
     """Open-loop load on /hints (module docstring); latencies in ms, error counts, client CPU per request."""
     n = min(int(rate * seconds), MAX_REQUESTS)
@@ -406,6 +470,11 @@ def measure_server(env: dict[str, str], token: str, ids: list[str], branch: str,
         res = load_hints(port, token, ids, args.rate, seconds, args.connections)
         server_cpu_ms = (cpu_seconds(pids) - cpu0) / res["n"] * 1e3
         load_after = os.getloadavg()
+        mixed = None
+        if args.mixed_seconds > 0:
+            time.sleep(2)
+            mixed = load_mixed(port, token, ids, branch, args.rate, args.targets_rate, args.mixed_seconds,
+                               args.connections)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -414,7 +483,7 @@ def measure_server(env: dict[str, str], token: str, ids: list[str], branch: str,
             proc.kill()
     return {"ready_s": ready_s, "targets": targets, "refused": refused, "seq": seq, "res": res,
             "server_cpu_ms": server_cpu_ms, "load_before": load_before, "load_after": load_after,
-            "seq_cpu_ms": seq_cpu, "refused_cpu_ms": refused_cpu}
+            "seq_cpu_ms": seq_cpu, "refused_cpu_ms": refused_cpu, "mixed": mixed, "mixed_load": os.getloadavg()}
 
 
 _ELSEWHERE = """
@@ -451,6 +520,27 @@ def in_process_elsewhere(code: Path, home: Path, ids: list[str], n: int) -> tupl
     return np.array(got["wall"]), float(got["cpu"])
 
 
+def _mixed_rows(m: dict, args: argparse.Namespace) -> list[str]:
+    """The rows of the run with /targets arriving during the /hints load (empty when skipped)."""
+    if m.get("mixed") is None:
+        return []
+    h, t = m["mixed"]
+    d = h["due"]
+    met = _pct(d, 99) <= 20 and h["errors"] == 0 and t["errors"] == 0
+    return [
+        f"| /hints, {args.rate:.0f}/s open loop for {args.mixed_seconds:.0f} s **while /targets top {TARGETS_TOP} "
+        f"arrive at {args.targets_rate:g}/s** (from due time) | {h['n']:,} | {_pct(d, 50):.1f} | {_pct(d, 99):.1f} | "
+        f"{np.nanmax(d):.0f} | {h['errors']} | p99 ≤ 20, no errors | {ok(met)} |",
+        f"| /targets top {TARGETS_TOP} in that run (largest branch and whole bank in turn, a new campaign each, "
+        f"from due time) | {len(t['lat'])} | {_pct(t['lat'], 50):.0f} | {_pct(t['lat'], 99):.0f} | "
+        f"{np.nanmax(t['lat']):.0f} | {t['errors']} | | |",
+    ]
+
+
+def ok(b: bool) -> str:
+    return "yes" if b else "**no**"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=None, help="trained workspace (default: build one)")
@@ -463,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve only the products whose model passed the champion gate (default: a product "
                          "without a champion gets its latest version as champion, so every product is served)")
     ap.add_argument("--targets-repeats", type=int, default=20)
+    ap.add_argument("--mixed-seconds", type=float, default=40.0,
+                    help="length of the run of /hints at --rate with /targets top 500 arriving at --targets-rate "
+                         "(0: skip it)")
+    ap.add_argument("--targets-rate", type=float, default=2.0, help="/targets requests per second in that run")
     ap.add_argument("--sequential", type=int, default=500, help="/hints requests sent one at a time")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="folder with an older checkout (e.g. `git archive <commit> | tar -x -C DIR`): "
@@ -505,7 +599,6 @@ def main(argv: list[str] | None = None) -> int:
 
     due, sent, lag = res["due"], res["sent"], res["lag"]
     tg_rest = np.array(targets[1:]) if len(targets) > 1 else np.array(targets)
-    ok = lambda b: "yes" if b else "**no**"  # noqa: E731
     met = _pct(due, 50) <= 5 and _pct(due, 99) <= 15 and res["errors"] == 0
     lines = [
         "## Serving (`nbp serve`, BentoML, one worker per core)",
@@ -533,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| /targets top {TARGETS_TOP} of branch {branch}, first call | 1 | {targets[0]:.0f} | | | 0 | | |",
         f"| /targets top {TARGETS_TOP}, later calls | {len(tg_rest)} | {_pct(tg_rest, 50):.0f} | "
         f"{_pct(tg_rest, 99):.0f} | {tg_rest.max():.0f} | 0 | p99 ≤ 300 | {ok(_pct(tg_rest, 99) <= 300)} |",
+        *_mixed_rows(m, args),
         "",
         f"Server CPU per request (all its processes, from /proc): {m['seq_cpu_ms']:.2f} ms per /hints one at a "
         f"time, {m['refused_cpu_ms']:.2f} ms per refused request (the framework's share). "
@@ -544,6 +638,10 @@ def main(argv: list[str] | None = None) -> int:
         f"server had closed an idle one"
         + (f"; error statuses {res['error_kinds']}" if res["errors"] else "") + ".",
         "",
+        *([f"With /targets arriving, /hints p99 was {_pct(m['mixed'][0]['due'], 99) / _pct(due, 99):.2f} × its p99 "
+           f"alone ({_pct(m['mixed'][0]['due'], 99):.1f} against {_pct(due, 99):.1f} ms, same server, one run after "
+           f"the other; load average {m['mixed_load'][0]:.1f} after the mixed run).", ""]
+          if m.get("mixed") is not None else []),
         "In process, after the server stopped (no HTTP; 1,000 random customers):",
         "",
         "| call | calls | p50 ms | p99 ms | CPU ms per call |",
@@ -569,6 +667,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{_pct(refused, 99):.1f} |",
             f"| /targets top {TARGETS_TOP}, later calls | {_pct(np.array(bt), 50):.0f} | {_pct(np.array(bt), 99):.0f} | "
             f"{_pct(tg_rest, 50):.0f} | {_pct(tg_rest, 99):.0f} |",
+            *([f"| /hints {args.rate:.0f}/s with /targets at {args.targets_rate:g}/s ({base['mixed'][0]['errors']} "
+               f"errors then, {m['mixed'][0]['errors']} now) | {_pct(base['mixed'][0]['due'], 50):.1f} | "
+               f"{_pct(base['mixed'][0]['due'], 99):.1f} | {_pct(m['mixed'][0]['due'], 50):.1f} | "
+               f"{_pct(m['mixed'][0]['due'], 99):.1f} |",
+               f"| /targets top {TARGETS_TOP} in that run | {_pct(base['mixed'][1]['lat'], 50):.0f} | "
+               f"{_pct(base['mixed'][1]['lat'], 99):.0f} | {_pct(m['mixed'][1]['lat'], 50):.0f} | "
+               f"{_pct(m['mixed'][1]['lat'], 99):.0f} |"]
+              if base.get("mixed") is not None and m.get("mixed") is not None else []),
             f"| Recommender.hints in process ({len(bw)} calls) | {_pct(bw, 50):.2f} | {_pct(bw, 99):.2f} | "
             f"{_pct(inproc['Recommender.hints'][0], 50):.2f} | {_pct(inproc['Recommender.hints'][0], 99):.2f} |",
             "",

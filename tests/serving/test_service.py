@@ -244,9 +244,11 @@ def test_answers_are_serialised_once_with_a_length(client: Any, built: Built) ->
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     assert int(r.headers["content-length"]) == len(r.content) and "transfer-encoding" not in r.headers
     assert HintResponse.model_validate_json(r.content).model_dump_json().encode() == r.content
-    r = client.post("/targets", json={"product": "consumer", "top": 5}, headers=bearer("marketing"))
+    r = client.post("/targets", json={"product": "consumer", "top": 200}, headers=bearer("marketing"))
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     assert TargetResponse.model_validate_json(r.content).model_dump_json().encode() == r.content
+    rows = r.json()["rows"]
+    assert any(x["rank"] is None for x in rows) and any(x["reasons"] for x in rows)  # control rows, reasons
 
 
 def test_bentoml_extras_the_service_does_not_use_are_off(client: Any, built: Built) -> None:
