@@ -5,7 +5,8 @@ Each line of ``$NBP_HOME/audit/audit.jsonl`` records::
     ts           ISO 8601 time of the request, UTC, e.g. "2026-10-01T08:30:00.123+00:00"
     role         the token's role, or null when the request was not authenticated
     branch_id    the token's branch (branch role), else null
-    token_fp     fingerprint of the presented token (never the token), or null
+    token_fp     keyed fingerprint of the presented token (serving.auth.fingerprint:
+                 HMAC-SHA256 under the server's secret; never the token), or null
     endpoint     e.g. "/hints"
     params       the key parameters (scalars only, strings cut to 64 characters;
                  anything named like a token or header is dropped)
@@ -123,7 +124,7 @@ class AuditLog:
             endpoint: the path called, e.g. ``"/targets"``.
             status: the HTTP status answered.
             principal: who called, if the token was valid.
-            token_fp: fingerprint of a presented but rejected token (ignored
+            token_fp: keyed fingerprint of a presented but rejected token (ignored
                 when ``principal`` is given, which carries its own).
             params: the key request parameters; cleaned as the module says.
             rows: number of rows answered.

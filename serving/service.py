@@ -38,6 +38,7 @@ import gc
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import uuid
@@ -236,7 +237,7 @@ class _Gate:
                 await _refuse(to_http_error(e).status, str(e), scope, receive, send, audit, endpoint, token_fp=fp)
                 return
         lengths = _headers(scope, b"content-length")
-        if lengths and (len(set(lengths)) > 1 or not lengths[0].strip().isdigit()):
+        if lengths and (len(set(lengths)) > 1 or not _DIGITS.fullmatch(lengths[0].strip())):
             await _refuse(400, "invalid Content-Length header", scope, receive, send, audit, endpoint, principal)
             return
         if lengths and int(lengths[0]) > MAX_BODY:
@@ -275,6 +276,7 @@ class _Gate:
         await _answer(resp, scope, receive, send)
 
 
+_DIGITS = re.compile(r"[0-9]+")  # a Content-Length (str.isdigit would take "²")
 _TOO_LARGE: Any = object()  # what _read_body answers for a body over the limit
 
 

@@ -67,6 +67,10 @@ def test_a_declared_body_over_the_limit_is_413_before_a_byte_is_read(client: Any
         assert (status, asked) == (413, 0), (path, status, body)
         assert b"65,536" in body
     assert _last_audit(built)[0]["status"] == 413 and _last_audit(built)[0]["endpoint"] == "/targets"
+    for bad in (b"12x", "²".encode("latin-1"), b"-1"):
+        headers = [_auth("marketing"), (b"content-length", bad)]
+        status, body, asked = client.portal.call(_raw, client.app, "/hints", headers, never())
+        assert (status, asked) == (400, 0) and b"Content-Length" in body
 
 
 def test_a_chunked_body_is_counted_and_cut_at_the_limit(client: Any) -> None:
