@@ -344,3 +344,31 @@ def test_every_prediction_in_the_service_uses_one_thread_count(client: Any, buil
     assert len(reasons) == len(ids) and all(reasons)
     assert rec.warm_reasons() > 0
     assert calls and set(calls) == {engine.SERVING_THREADS}, calls
+
+
+def test_lists_run_in_the_list_thread_not_on_the_event_loop(client: Any, built: Built,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heavy /targets never holds the event loop that answers /hints (docs/serving.md)."""
+    import sys
+    import threading
+
+    from serving.service import GIL_SWITCH_S
+
+    rec = bentoml.get_current_service().recommender
+    seen: dict[str, str] = {}
+    real_list, real_hints = rec.target_list, rec.hints
+
+    def list_spy(*a: Any, **k: Any) -> Any:
+        seen["list"] = threading.current_thread().name
+        return real_list(*a, **k)
+
+    def hints_spy(*a: Any, **k: Any) -> Any:
+        seen["hints"] = threading.current_thread().name
+        return real_hints(*a, **k)
+
+    monkeypatch.setattr(rec, "target_list", list_spy)
+    monkeypatch.setattr(rec, "hints", hints_spy)
+    assert client.post("/targets", json={"product": "consumer", "top": 5}, headers=bearer("marketing")).status_code == 200
+    assert _hints(client, built.customer).status_code == 200
+    assert seen["list"].startswith("nbp-lists") and not seen["hints"].startswith("nbp-lists")
+    assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S)
