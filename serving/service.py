@@ -205,10 +205,11 @@ class _Gate:
 
     Every answer on these two paths is audited, the refusals above included, and
     none carries a traceback. BentoML's own request handling (route, input model,
-    method lookup, response wrapping) is skipped: it cost about as much CPU as the
-    recommender itself, and it answered a malformed body with 400 and a traceback in
-    the log before any token was checked. BentoML's endpoints still define the API
-    (its schema and ``/docs``) and call the same functions.
+    method lookup, response wrapping) is skipped: it costs about as much CPU as the
+    recommender itself, and it parses the body, answering a malformed one with 400
+    and a traceback in the log, before the endpoint can check the token. BentoML's
+    endpoints still define the API (its schema and ``/docs``) and call the same
+    functions.
     """
 
     def __init__(self, app: Any) -> None:
