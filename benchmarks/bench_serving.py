@@ -621,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{_pct(sent, 99):.1f} | {np.nanmax(sent):.0f} | | | |",
         f"| /hints one at a time | {len(seq)} | {_pct(seq, 50):.1f} | {_pct(seq, 99):.1f} | {seq.max():.0f} | 0 "
         f"| | |",
-        f"| /hints with a wrong token (401: BentoML + auth + audit, no recommender) | {len(refused)} | "
+        f"| /hints with a wrong token (401: ASGI server + gate + auth + audit, no recommender) | {len(refused)} | "
         f"{_pct(refused, 50):.1f} | {_pct(refused, 99):.1f} | {refused.max():.0f} | | | |",
         f"| /targets top {TARGETS_TOP} of branch {branch}, first call | 1 | {targets[0]:.0f} | | | 0 | | |",
         f"| /targets top {TARGETS_TOP}, later calls | {len(tg_rest)} | {_pct(tg_rest, 50):.0f} | "
