@@ -186,15 +186,25 @@ class TargetPolicy:
         self.manager = mgr.to_numpy(object)[order]
         self.no_manager = mgr.isna().to_numpy()[order]
         self.capacity = _row_capacity(df, _capacity_by_manager(managers)).to_numpy(float)[order]
-        self.dnc = np.isin(self.cid, np.array(sorted({str(c) for c in do_not_contact}), dtype=object))
+        # hash lookups throughout: numpy's isin on object arrays compares every pair
+        self.dnc = pd.Series(self.cid).isin({str(c) for c in do_not_contact}).to_numpy()
         self.cooled = _cooled_down(df, contacts, list_date, cfg.serving.contact_cooldown_days).to_numpy()[order]
         self.unique_customers = len(uniq) == len(df)
-        self._by_campaign: dict[str, dict[str, set[str]]] = {}
+        self.n_customers = len(uniq)
+        products = pd.Index(sorted(set(self.product) | set(contacts["product"].astype(str))))
+        self._n_products = max(len(products), 1)
+        self.prod_code = products.get_indexer(self.product).astype(np.int64)
+        # campaign -> its contacts of known customers as sorted unique keys customer code × products + product code
+        self._campaigns: dict[str, np.ndarray] = {}
         if "campaign_id" in contacts.columns and not contacts.empty:
             c = contacts.dropna(subset=["campaign_id"])
-            for (camp, cust), prods in c.groupby([c["campaign_id"].astype(str), c["customer_id"].astype(str)])[
-                    "product"]:
-                self._by_campaign.setdefault(camp, {})[cust] = set(prods.astype(str))
+            cust = pd.Index(uniq).get_indexer(c["customer_id"].astype(str))
+            known = cust >= 0
+            keys = (cust[known].astype(np.int64) * self._n_products
+                    + products.get_indexer(c["product"].astype(str))[known])
+            camps = c["campaign_id"].astype(str).to_numpy()[known]
+            for name, k in pd.Series(keys).groupby(camps):
+                self._campaigns[str(name)] = np.unique(k.to_numpy())
         self._rows_of: dict[str, dict[str, np.ndarray]] = {}
         for col in ("branch_id", "manager_id"):
             keys = df[col].to_numpy(object)[order]
@@ -230,11 +240,13 @@ class TargetPolicy:
         gone = self.cooled[sel]
         dropped["cooldown"] = int(gone.sum())
         sel = sel[~gone]
-        contacted = self._by_campaign.get(str(campaign_id), {})
+        pairs = self._campaigns.get(str(campaign_id))
         gone = np.zeros(len(sel), dtype=bool)
-        if contacted:
-            for k in np.flatnonzero(np.isin(self.cid[sel], np.array(list(contacted), dtype=object))):
-                gone[k] = bool(contacted[self.cid[sel[k]]] - {self.product[sel[k]]})
+        if pairs is not None and len(sel):  # contacted in this campaign about a product other than the row's
+            products_of = np.bincount(pairs // self._n_products, minlength=self.n_customers)
+            cust = self.cid_code[sel].astype(np.int64)
+            same = np.isin(cust * self._n_products + self.prod_code[sel], pairs)
+            gone = products_of[cust] - same > 0
         dropped["other_product_in_campaign"] = int(gone.sum())
         sel = sel[~gone]
         before = len(sel)
