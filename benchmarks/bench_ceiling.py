@@ -1,6 +1,6 @@
-"""How close to the oracle can any model get on tax_linked? (issue 4, point 6: a diagnostic)
+"""How close to the oracle can any model get on tax_linked? (issue 4 point 6, issue 12 point 9: a diagnostic)
 
-Point 6 asks the recipe for at least 0.98 × the oracle's AUC on every product. This
+Issue 12 asks the recipe for at least 0.99 × the oracle's AUC on every product. This
 benchmark measures, on the same fitting and test rows as ``bench_quality``'s backtest,
 three references that know more than a recipe may:
 
@@ -17,7 +17,8 @@ three references that know more than a recipe may:
 
 Each is reported as the ratio of its AUC to the oracle's on the test rows, with the
 recipe's own ratio for comparison when ``bench_quality`` wrote one. The workspaces are
-those ``bench_quality --keep DIR`` leaves (``DIR/home`` and ``DIR/bank/oracle``).
+those ``bench_quality --keep DIR`` leaves (``DIR/home`` and ``DIR/bank/oracle``; with several
+seeds, ``DIR/<seed>``), named in the table by their folder's name.
 
 Run: ``python -m benchmarks.bench_ceiling DIR [DIR ...] [--cutoff 2026-05-01]``. Without a
 DIR (as ``make bench`` runs it) it says what it needs and leaves its section as it was:
@@ -141,7 +142,7 @@ def main(argv: list[str]) -> int:
         "tax_linked hazard form fitted on the fitting labels; `lr_oracle`: the same fitted on the oracle's "
         "`p_true` (no label noise); `lgbm_hindsight`: the best of GRID's first three settings at the round "
         "count that scores best on the test months. All three know more than a recipe may; the target asks "
-        "the recipe for 0.98 on every product. Each workspace is a `bench_quality --keep` folder, named by "
+        "the recipe for 0.99 on every product. Each workspace is a `bench_quality --keep` folder, named by "
         "its folder (here the seed). The recipe's own ratios on these seeds: docs/training.md.",
         "",
         *lines,
