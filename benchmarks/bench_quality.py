@@ -25,6 +25,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,8 +99,8 @@ def _f(r: dict[str, str], key: str) -> float:
 
 
 def verdict(r: dict[str, str]) -> str:
-    """The target for one product row: ratio to ``p_true``'s AUC at least :data:`TARGET_RATIO` and
-    the recipe's AUC at most :data:`MAX_ABOVE` above the oracle's, for both oracles."""
+    """The target for one product row, against each oracle (``p_true``, ``p_asof``): the ratio of the
+    recipe's AUC to the oracle's at least :data:`TARGET_RATIO`, and at most :data:`MAX_ABOVE` above it."""
     parts = []
     for name, auc_key, ratio_key in (("p_true", "oracle_auc", "auc_ratio"),
                                      ("p_asof", "asof_oracle_auc", "asof_ratio")):
@@ -239,6 +240,8 @@ def main(argv: list[str]) -> int:
     if a.reuse:  # the section's backticks wrap both commands: the runs, then the assembly
         command += "` (the runs), then `" + command + " --reuse"
     write_section(a.section or ("quality_full" if full else "quality"), "\n".join(lines), command)
+    if not a.keep:  # a full-scale workspace holds about 4 GB
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
