@@ -54,7 +54,7 @@ Seeds 20261202 and 20261203 were run in sessions 4 and 5 with the recipe unchang
 to `p_true`, consumer / business_flow / tax_linked: 20261201 0.980 / 0.931 / 0.968, 20261202
 0.969 / 0.976 / 0.923, 20261203 0.974 / 0.954 / 0.900. Issue 12 (target restated as 0.99 of
 both oracles): LightGBM's `linear_tree` tried on dev seeds 4242 and 5101-5105 only and not kept
-(docs/decisions/001-linear-tree.md); then, the recipe unchanged since session 3, seed 20261204
+(docs/decisions/002-linear-tree.md); then, the recipe unchanged since session 3, seed 20261204
 at full scale (section `quality_full`) and 20261205, 20261206, 20261207 at 50,000 customers
 (section `quality`), each picked for this issue and run once. How close any model gets on
 tax_linked: section "ceiling". The recipe: settings and rounds from rolling time-ordered folds
