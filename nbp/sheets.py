@@ -198,7 +198,7 @@ class Sheet:
         title: the sheet's name (at most 31 characters, none of ``[]:*?/\\``).
         frame: the rows; column names are the header.
         banner: a line written above the header in bold red (e.g. ``对照组——请勿营销``).
-        percent: columns holding shares (0..1), shown as ``12.3%``.
+        percent: columns holding shares (0..1), shown as ``12.34%``.
         widths: column -> width in characters (default: from the longest cell, capped).
     """
 
@@ -279,7 +279,7 @@ def write_xlsx(path: str | Path, sheets: Sequence[Sheet]) -> Path:
                     c.data_type = "s"  # openpyxl reads a leading '=' as a formula otherwise
                     width[str(cols[j])] = max(width[str(cols[j])], _display_width(val))
                 elif j in pct:
-                    c.number_format = "0.0%"
+                    c.number_format = "0.00%"
                 else:
                     width[str(cols[j])] = max(width[str(cols[j])], len(str(val)))
         for j, name in enumerate(cols, start=1):

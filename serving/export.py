@@ -17,8 +17,9 @@ Columns of the contact list, with Chinese headers::
 The control group has the same columns without 排名 and 推荐理由 (nothing to sell them).
 Names come from the bank's optional ``branches``/``managers`` tables
 (:func:`display_names`) and are blank without them. The propensity is a percentage:
-a number formatted ``0.0%`` in Excel, the text ``12.3%`` in CSV. Excel sheets have
-column widths that fit, a filter on the header and the header frozen.
+a number formatted ``0.00%`` in Excel, the text ``12.34%`` in CSV (two decimals: a
+rare uptake must not read as 0.0%). Excel sheets have column widths that fit, a
+filter on the header and the header frozen.
 
 Every text cell goes through :mod:`nbp.sheets`: ids are written as text (leading zeros
 survive) and a value that would start a formula gets a guard quote, which
@@ -128,7 +129,7 @@ def _frame(df: pd.DataFrame, product_names: Mapping[str, str] | None, branch_nam
 
 
 def _percent_text(p: pd.Series) -> pd.Series:
-    return p.map(lambda v: f"{v * 100:.1f}%", na_action="ignore")
+    return p.map(lambda v: f"{v * 100:.2f}%", na_action="ignore")
 
 
 def write_target_list(df: pd.DataFrame, path: str | Path, product_names: Mapping[str, str] | None = None,
@@ -184,7 +185,7 @@ def read_target_list(path: str | Path, product_names: Mapping[str, str] | None =
     Returns:
         Columns ``customer_id, branch_id, branch_name, manager_id, manager_name,
         product`` (string, guard quotes removed), ``propensity`` (float; from CSV to
-        0.1 percentage point), ``rank`` (Int64), ``control`` (bool), ``reasons`` (list of
+        0.01 percentage point), ``rank`` (Int64), ``control`` (bool), ``reasons`` (list of
         str); the contact rows, then the control rows.
     """
     path = Path(path)

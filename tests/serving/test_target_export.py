@@ -70,12 +70,12 @@ def test_csv_has_bom_chinese_headers_names_and_percentages(tmp_path: Path) -> No
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
     assert rows[0] == ["客户号", "支行", "支行名称", "客户经理", "客户经理姓名", "产品", "倾向分", "排名", "推荐理由"]
-    assert rows[1] == ["000123", "B01", "城关支行", "M1", "张三", "消费贷", "81.2%", "1",
+    assert rows[1] == ["000123", "B01", "城关支行", "M1", "张三", "消费贷", "81.23%", "1",
                        "近6个月月均代发工资：1.2万元；持有理财账户：是"]
     assert "C3" not in {r[0] for r in rows}  # the control customer is not in the contact list
     ctrl = list(csv.reader(control_path(path).read_bytes().decode("utf-8-sig").splitlines()))
     assert ctrl[0] == ["说明", "客户号", "支行", "支行名称", "客户经理", "客户经理姓名", "产品", "倾向分"]
-    assert ctrl[1:] == [["对照组——请勿营销", "C3", "B02", "王庄支行", "M3", "", "税易贷", "25.0%"]]
+    assert ctrl[1:] == [["对照组——请勿营销", "C3", "B02", "王庄支行", "M3", "", "税易贷", "25.00%"]]
 
 
 def test_xlsx_contact_and_control_sheets_with_widths_filters_and_percent(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_xlsx_contact_and_control_sheets_with_widths_filters_and_percent(tmp_pat
     assert [ws.cell(r, 1).value for r in range(2, ws.max_row + 1)] == ["000123", "C2", "C4"]
     assert ws.auto_filter.ref == "A1:I4" and ws.freeze_panes == "A2"
     p = ws.cell(2, header.index("倾向分") + 1)
-    assert p.value == pytest.approx(0.8123456789) and p.number_format == "0.0%"
+    assert p.value == pytest.approx(0.8123456789) and p.number_format == "0.00%"
     widths = {c: ws.column_dimensions[c].width for c in "ABCDEFGHI"}
     assert widths["I"] >= 40 and all(w >= 4 for w in widths.values())  # reasons column wide enough to read
     assert widths["C"] >= len("城关支行") * 2  # Chinese characters take two columns
