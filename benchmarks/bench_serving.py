@@ -34,7 +34,9 @@ processes idle), then:
 
 With ``--baseline DIR`` (an older checkout, e.g. ``git archive <commit> | tar -x -C
 DIR``) the HTTP phases and the in-process ``Recommender.hints`` run first against
-that code (``PYTHONPATH=DIR``), on the same workspace, and both are reported.
+that code (``PYTHONPATH=DIR``), on the same workspace, and both are reported; then
+``--ab-rounds`` rounds run phase 4 (with phase 1 beside it) against both codes in
+turn, a fresh server each, so that both see the same drift of a shared machine's load.
 
 Bounded: at most ``rate × seconds`` requests (capped at 12,000), loopback only,
 10 s timeout per request; the server gets SIGTERM at the end. Writes the
@@ -520,6 +522,58 @@ def measure_server(env: dict[str, str], token: str, ids: list[str], branch: str,
             "seq_cpu_ms": seq_cpu, "refused_cpu_ms": refused_cpu, "mixed": mixed, "mixed_load": os.getloadavg()}
 
 
+def ab_rounds(env_base: dict[str, str], env_now: dict[str, str], token: str, ids: list[str], branch: str,
+              args: argparse.Namespace) -> list[dict]:
+    """Lists against hints, baseline and current code in turn (``--ab-rounds``): in each round, each
+    code gets a fresh server, ``/hints`` alone and then with ``/targets`` arriving, ``--ab-seconds``
+    each; the code that goes first alternates between rounds. On a shared machine the load drifts
+    over minutes: interleaving exposes both codes to the same drift, where one run after the other
+    does not."""
+    out = []
+    for r in range(args.ab_rounds):
+        order = [("baseline", env_base), ("now", env_now)]
+        for label, env in (order if r % 2 == 0 else order[::-1]):
+            port = _free_port()
+            proc, _ = start_server(env, port)
+            try:
+                settle(_tree(proc.pid))
+                load_hints(port, token, ids, rate=50, seconds=4, max_conns=args.connections)  # warm-up
+                alone = load_hints(port, token, ids, args.rate, args.ab_seconds, args.connections)
+                h, t = load_mixed(port, token, ids, branch, args.rate, args.targets_rate, args.ab_seconds,
+                                  args.connections)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            out.append({"round": r + 1, "code": label, "alone": _pct(alone["due"], 99), "mixed": _pct(h["due"], 99),
+                        "lists50": _pct(t["lat"], 50), "lists99": _pct(t["lat"], 99),
+                        "errors": alone["errors"] + h["errors"] + t["errors"], "load": os.getloadavg()[0]})
+    return out
+
+
+def _ab_lines(rounds: list[dict], args: argparse.Namespace) -> list[str]:
+    if not rounds:
+        return []
+    lines = ["", f"Lists against hints, baseline (`{args.baseline.name}`) and current code in turn ({args.ab_rounds} "
+             f"rounds, {args.ab_seconds:.0f} s of /hints at {args.rate:.0f}/s alone, then as long with /targets top "
+             f"{TARGETS_TOP} at {args.targets_rate:g}/s; a fresh server each time; who goes first alternates):", "",
+             "| round | code | /hints p99 alone | /hints p99 with lists | ratio | /targets p50 | /targets p99 | errors "
+             "| load average after |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {x['round']} | {x['code']} | {x['alone']:.1f} | {x['mixed']:.1f} | {x['mixed'] / x['alone']:.2f} | "
+              f"{x['lists50']:.0f} | {x['lists99']:.0f} | {x['errors']} | {x['load']:.1f} |" for x in rounds]
+    for code in ("baseline", "now"):
+        mine = [x for x in rounds if x["code"] == code]
+        lines.append(f"| median | {code} | {np.median([x['alone'] for x in mine]):.1f} | "
+                     f"{np.median([x['mixed'] for x in mine]):.1f} | "
+                     f"{np.median([x['mixed'] / x['alone'] for x in mine]):.2f} | "
+                     f"{np.median([x['lists50'] for x in mine]):.0f} | {np.median([x['lists99'] for x in mine]):.0f} | "
+                     f"{sum(x['errors'] for x in mine)} | |")
+    return lines
+
+
 _ELSEWHERE = """
 import json, sys, time
 import numpy as np
@@ -591,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="length of the run of /hints at --rate with /targets top 500 arriving at --targets-rate "
                          "(0: skip it)")
     ap.add_argument("--targets-rate", type=float, default=2.0, help="/targets requests per second in that run")
+    ap.add_argument("--ab-rounds", type=int, default=3,
+                    help="with --baseline: rounds of /hints alone and with /targets, baseline and current code in "
+                         "turn (0: skip)")
+    ap.add_argument("--ab-seconds", type=float, default=30.0, help="length of each load in those rounds")
     ap.add_argument("--sequential", type=int, default=500, help="/hints requests sent one at a time")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="folder with an older checkout (e.g. `git archive <commit> | tar -x -C DIR`): "
@@ -625,6 +683,9 @@ def main(argv: list[str] | None = None) -> int:
                               args.baseline_seconds or args.seconds)
         base["inproc"] = in_process_elsewhere(args.baseline, home, ids, 300)
     m = measure_server(env, token, ids, branch, args, args.seconds)
+    rounds = []
+    if args.baseline is not None and args.ab_rounds > 0:
+        rounds = ab_rounds({**env, "PYTHONPATH": str(args.baseline.resolve())}, env, token, ids, branch, args)
     ready_s, targets, refused, seq, res = m["ready_s"], m["targets"], m["refused"], m["seq"], m["res"]
     server_cpu_ms, load_before, load_after = m["server_cpu_ms"], m["load_before"], m["load_after"]
     inproc = in_process(home, ids, 1000)
@@ -723,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
             f"now; per refused (401) request {base['refused_cpu_ms']:.2f} ms then, {m['refused_cpu_ms']:.2f} ms now; "
             f"Recommender.hints in process {bcpu:.2f} ms then, {inproc['Recommender.hints'][1]:.2f} ms now. "
             f"The baseline answered at most {base['res']['n'] / base['res']['wall_s']:.1f} requests/s.",
+            *_ab_lines(rounds, args),
         ]
     cmd = "python -m benchmarks.bench_serving " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.no_write:
