@@ -209,7 +209,7 @@ SQLite store has nbp's columnar bulk path instead, section "Features").
 | materialise latest as-of (Redis) | {m['seconds']:.1f} s (apply {m['apply_s']:.1f} s) | {m['cpu_s']:.0f} | {m['wall']:.1f} s | {m['rss']:.2f} GB | {m['load_before']:.1f} |
 | online read, 1 customer × 137 features | median {o['median_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms | - | {o['wall']:.1f} s | {o['rss']:.2f} GB | {o['load_before']:.1f} |
 
-Where the time goes (cProfile of one materialisation at 50,000 customers, session 5): about
+Where the time goes (cProfile of one materialisation at 50,000 customers): about
 half in Feast's per-value conversion to protobuf (`type_map._convert_scalar_values_to_proto`,
 with a pandas `isna` per value), a sixth hashing each feature's name again for every value
 (`helpers._mmh3`, 6.85 M calls), an eighth in socket writes to Redis. At this

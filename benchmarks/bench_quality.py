@@ -15,7 +15,7 @@ Run: ``python -m benchmarks.bench_quality [--customers N|full] [--seed S [S ...]
 each holds ``backtest.json`` (the table, stage times, commit), which ``--reuse`` reads instead
 of rebuilding, e.g. to assemble the section from seeds run one at a time.
 
-Seeds: NOTE (every seed used so far, and what for). A new seed for every new claim.
+Seeds: docs/decisions/003-quality-seeds.md (every seed used so far, and what for).
 """
 
 from __future__ import annotations
@@ -37,30 +37,17 @@ from bankexport.simulate import FULL_CUSTOMERS
 from benchmarks.report import run_measured, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-# issue 12's three fresh 50,000-customer seeds, now spent: a new claim needs new seeds
+# the latest claim's seeds (spent): `make bench` reproduces it; a new claim needs new seeds
 SEEDS = (20_261_205, 20_261_206, 20_261_207)
 TARGET_RATIO = 0.99  # issue 12, point 9: recipe AUC / oracle AUC, each product, both oracles
 MAX_ABOVE = 0.02  # ... and the recipe never this far above the oracle's AUC (a leak)
 
 
-NOTE = """Seeds: 20261128 diagnosed the first recipe (spent); 4242 developed the rolling-fold
-recipe and its cross-fitted calibration; 20261129 benchmarked the rolling-fold recipe with
-held-out calibration (spent); 20261130 benchmarked the cross-fitted calibration (spent);
-4242, 5101, 5102 and 5103 developed the one-SE setting choice and patience 50; 20261201
-benchmarked it (spent); in session 4 dev seeds 4242 and 5101-5105 (50,000 customers) and 6150
-(150,000) tried an additive member, linear trees on log-transformed features, per-product
-application history and a Spring Festival calendar feature (none kept, docs/training.md).
-Seeds 20261202 and 20261203 were run in sessions 4 and 5 with the recipe unchanged; ratios
-to `p_true`, consumer / business_flow / tax_linked: 20261201 0.980 / 0.931 / 0.968, 20261202
-0.969 / 0.976 / 0.923, 20261203 0.974 / 0.954 / 0.900. Issue 12 (target restated as 0.99 of
-both oracles): LightGBM's `linear_tree` tried on dev seeds 4242 and 5101-5105 only and not kept
-(docs/decisions/002-linear-tree.md); then, the recipe unchanged since session 3, seed 20261204
-at full scale (section `quality_full`) and 20261205, 20261206, 20261207 at 50,000 customers
-(section `quality`), each picked for this issue and run once. How close any model gets on
-tax_linked: section "ceiling". The recipe: settings and rounds from rolling time-ordered folds
-over the fitting months, with the 90-day label horizon as embargo, the simplest setting within
-one standard error of the best; Platt calibration on the folds' out-of-time scores; the booster
-refit on every fitting month with the chosen rounds (docs/training.md).
+NOTE = """Seeds: every seed used so far, and what for, is in docs/decisions/003-quality-seeds.md;
+a claim uses fresh seeds, run once with the recipe frozen. The recipe: settings and rounds from
+rolling time-ordered folds over the fitting months, with the 90-day label horizon as embargo, the
+simplest setting within one standard error of the best; Platt calibration on the folds' out-of-time
+scores; the booster refit on every fitting month with the chosen rounds (docs/training.md).
 
 How sampling error bears on the target: 0.99 of an oracle AUC of 0.70 is a margin of 0.007.
 At 50,000 customers a product has 100-260 test positives and the recipe's AUC a standard error

@@ -220,7 +220,7 @@ def candidate_rows(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timesta
 
 FEAST_FIRST_NOTE = """Training jobs (``nbp train``, ``nbp backtest``) open the Feast store (importing Feast
 and creating the FeatureStore) before their own pandas and DuckDB work, not lazily at the retrieval.
-Measured on the reference bank (session 5): after the eligibility screen, labels and the one
+Measured on the reference bank: after the eligibility screen, labels and the one
 retrieval of ``nbp train``, the process held 5.6 GB when Feast was first imported at the
 retrieval, and 2.2-2.8 GB when it was imported first (the training frames are 1.2 GB either
 way), and the retrieval took 41-48 s instead of 49-55 s. ``malloc_trim``, a fixed glibc mmap

@@ -396,7 +396,7 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         row = {"product": key, "test": window_id(test_ofs), **m}
         if oracle is not None:
             te = with_oracle(te, oracle, key)
-            # p_asof: the oracle from the as-of month's drivers only (simulator oracles since session 4)
+            # p_asof: the oracle from the as-of month's drivers only
             for col, (auc_key, ratio_key) in {"p_true": ("oracle_auc", "auc_ratio"),
                                               "p_asof": ("asof_oracle_auc", "asof_ratio")}.items():
                 if col in te.columns:
