@@ -337,9 +337,23 @@ def load_version(ws: Workspace, product: str, version: int | str) -> tuple[Fitte
         if skip is not None:
             raise ModelUnavailable(f"{name}: no version or alias '{version}' in the registry; the last "
                                    f"training skipped the product: {skip['en']}") from e
+        gated = _challenger_decision(client, name) if version == CHAMPION else None
+        if gated is not None:
+            raise ModelUnavailable(f"{name}: no champion: {gated}") from e
         raise ModelUnavailable(f"{name}: no version or alias '{version}' in the registry; "
-                               f"train the product and promote a model ({e.error_code})") from e
+                               f"train the product and promote a model") from e
     return pyfunc.unwrap_python_model().fitted, int(mv.version)
+
+
+def _challenger_decision(client: Any, name: str) -> str | None:
+    """The gate's reason on the ``challenger`` version (why it is not champion); None without one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version_by_alias(name, CHALLENGER)
+    except MlflowException:
+        return None
+    return mv.tags.get(TAG_DECISION)
 
 
 def load_champion(ws: Workspace, product: str) -> tuple[FittedModel, int]:

@@ -58,6 +58,9 @@ def test_gate_moves_champion_only_for_a_better_model(tmp_path: Path, frames, mod
     assert d1.alias == "challenger" and "below the floor" in d1.reason  # never champion under the floor
     se = ev.auc_se(m1["auc"], m1["positives"], m1["n"] - m1["positives"])
     assert f"± {se:.3f} ({m1['positives']:,} uptakes)" in d1.reason  # the reader sees the sampling error
+    with pytest.raises(ModelUnavailable) as no_champion:  # whoever asks for the champion learns why
+        registry.load_champion(ws, "consumer")
+    assert d1.reason in str(no_champion.value)
 
     v2, m2 = _register(ws, frames, models["weak"])
     d2 = registry.promote(ws, "consumer", v2, m2, floor=0.55, leak_alarm=False)
