@@ -512,14 +512,19 @@ def measure_server(env: dict[str, str], token: str, ids: list[str], branch: str,
             mixed = load_mixed(port, token, ids, branch, args.rate, args.targets_rate, args.mixed_seconds,
                                args.connections)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     return {"ready_s": ready_s, "targets": targets, "refused": refused, "seq": seq, "res": res,
             "server_cpu_ms": server_cpu_ms, "load_before": load_before, "load_after": load_after,
             "seq_cpu_ms": seq_cpu, "refused_cpu_ms": refused_cpu, "mixed": mixed, "mixed_load": os.getloadavg()}
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM the server (BentoML stops its workers), SIGKILL it after a minute."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def ab_rounds(env_base: dict[str, str], env_now: dict[str, str], token: str, ids: list[str], branch: str,
@@ -542,11 +547,7 @@ def ab_rounds(env_base: dict[str, str], env_now: dict[str, str], token: str, ids
                 h, t = load_mixed(port, token, ids, branch, args.rate, args.targets_rate, args.ab_seconds,
                                   args.connections)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop_server(proc)
             out.append({"round": r + 1, "code": label, "alone": _pct(alone["due"], 99), "mixed": _pct(h["due"], 99),
                         "lists50": _pct(t["lat"], 50), "lists99": _pct(t["lat"], 99),
                         "errors": alone["errors"] + h["errors"] + t["errors"], "load": os.getloadavg()[0]})
