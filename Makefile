@@ -8,11 +8,12 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export FEAST_USAGE := False
 
-.PHONY: setup demo test bench clean-workspace help
+.PHONY: setup demo test lint bench clean-workspace help
 
 help:
 	@echo "make demo   set up, then run the main job on a simulated bank"
 	@echo "make test   set up, then run the tests"
+	@echo "make lint   set up, then lint with ruff (CI fails on a finding)"
 	@echo "make setup  create the environment in $(VENV) only"
 	@echo "make bench  run the benchmarks (writes docs/benchmarks.md)"
 
@@ -58,6 +59,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all

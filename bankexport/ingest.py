@@ -43,8 +43,15 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bankexport import ingest_sql as q
-from bankexport.ingest_lines import (Located, count_byte, newlines_before, other_encoding, read_spans,
-                                     record_lines, transcode_to_utf8)
+from bankexport.ingest_lines import (
+    Located,
+    count_byte,
+    newlines_before,
+    other_encoding,
+    read_spans,
+    record_lines,
+    transcode_to_utf8,
+)
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Table
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
@@ -148,10 +155,10 @@ class IngestReport:
 
         def fmt(r: tuple) -> str:
             return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                             for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
 
         lines = [fmt(head), fmt(tuple("-" * w for w in widths)), *(fmt(r) for r in rows)]
-        for name, t in self.tables.items():
+        for t in self.tables.values():
             if t.unknown_columns:
                 lines.append(f"note: {t.file}: unknown columns not stored: {', '.join(t.unknown_columns)}")
             if t.absent_columns:
@@ -777,7 +784,8 @@ def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date
     if not whole and (t.rows_read < cfg.share_min_rows or share <= cfg.max_set_aside_share):
         return None
     rule, k = max(t.set_aside.items(), key=lambda kv: kv[1])
-    source = "export_date of manifest.json" if export_from == "manifest" else "inferred; see ingest.export_date_tail_days"
+    source = ("export_date of manifest.json" if export_from == "manifest"
+              else "inferred; see ingest.export_date_tail_days")
     hint = _SET_ASIDE_HINTS.get(rule, "").format(export_date=export_date, export_from=source)
     remedy = ("a required table with no row is no import, so --accept-set-aside does not apply" if whole else
               "or keep only the rows that pass with --accept-set-aside")
@@ -884,7 +892,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
             tr = TableReport(
                 rows_read=counts.read, rows_kept=counts.kept, set_aside=counts.set_aside,
                 cells_reported=counts.cells, file=s.path.name,
-                unknown_columns=[h for h, n in zip(s.header, norm) if n not in s.table.column_names],
+                unknown_columns=[h for h, n in zip(s.header, norm, strict=True) if n not in s.table.column_names],
                 absent_columns=[c for c in s.table.column_names if c not in s.present],
                 seconds=time.perf_counter() - t1,
             )

@@ -239,7 +239,7 @@ def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray,
         log.warning("%s: %d line numbers could not be matched to records", path.name,
                     len(ords) - o_i + len(rej) - r_i)
     res = [np.empty_like(a) for a in (out_o, out_s, out_e)]
-    for r, a in zip(res, (out_o, out_s, out_e)):
+    for r, a in zip(res, (out_o, out_s, out_e), strict=True):
         r[o_order] = a
     res_r = np.empty_like(out_r)
     res_r[r_order] = out_r
@@ -261,7 +261,7 @@ def read_spans(path: Path, starts: np.ndarray, ends: np.ndarray, n_columns: int,
         eol = b"\r\n" if first.endswith(b"\r\n") else b"\n"
         with dst.open("wb") as out:
             out.write(",".join(f"c{i}" for i in range(n_columns)).encode() + eol)
-            for a, b in zip(starts.tolist(), ends.tolist()):
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                 f.seek(a)
                 rec = f.read(b - a)
                 out.write(rec if rec.endswith(b"\n") else rec + eol)

@@ -143,7 +143,8 @@ def native_parse_expr(col: Column, v: str, duck_type: str) -> str:
     if col.type == "date":
         if base == "DATE":
             return f"CAST({v} AS TIMESTAMP)"
-        return f"CASE WHEN CAST(CAST({v} AS DATE) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) THEN CAST({v} AS TIMESTAMP) END"
+        return (f"CASE WHEN CAST(CAST({v} AS DATE) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) "
+                f"THEN CAST({v} AS TIMESTAMP) END")
     if col.type == "month":  # a typed month is the first day of the month (spec: YYYY-MM)
         return (f"CASE WHEN CAST(date_trunc('month', {v}) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) "
                 f"THEN CAST({v} AS TIMESTAMP) END")

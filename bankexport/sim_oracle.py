@@ -85,7 +85,7 @@ def window_prob(log_post: np.ndarray, etas: list[np.ndarray], grants: list[np.nd
     post /= post.sum(axis=1, keepdims=True)
     surv = np.ones_like(post)
     p = np.zeros_like(post)
-    for eta, g, f in zip(etas, grants, fracs):
+    for eta, g, f in zip(etas, grants, fracs, strict=True):
         q = apply_prob(eta, sd, nodes) * g.astype(np.float64)[:, None]
         p += surv * q * f
         surv *= 1.0 - q

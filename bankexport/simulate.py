@@ -25,8 +25,17 @@ from tqdm import tqdm
 
 from bankexport import sim_params as P
 from bankexport.sim_oracle import apply_prob, gh_grid, log_lik_update, solve_intercept, window_prob
-from bankexport.sim_population import EMP, NO_DAY, OCC, Population, add_months, build_population, \
-    customers_table, ids, network_tables
+from bankexport.sim_population import (
+    EMP,
+    NO_DAY,
+    OCC,
+    Population,
+    add_months,
+    build_population,
+    customers_table,
+    ids,
+    network_tables,
+)
 from bankexport.spec import ALL_TABLES, CHANNELS, FORMAT, LOAN_PRODUCTS, TABLES, TXN_TYPES
 from nbp.errors import ConfigError
 
@@ -114,7 +123,7 @@ class _Txns:
 
     def table(self, ms: np.datetime64, rng: np.random.Generator, first_id: int, main_acct: np.ndarray,
               cust_ids: pa.Array, acct_ids: pa.Array, cp_ids: pa.Array) -> pa.Table:
-        cols = [np.concatenate(c) for c in zip(*self.parts)]
+        cols = [np.concatenate(c) for c in zip(*self.parts, strict=True)]
         cust, day, amount, credit, ch, tt, cp, acct = cols
         n = len(cust)
         # counters, agents open in business hours; batch runs early; the rest all day
@@ -270,7 +279,7 @@ def simulate(out: Path, customers: int = 20_000, months: int = 24, end: str = "2
     start = month_starts[0]
     export_date = (last + 1).astype("datetime64[D]")
     n_days = [_month_days(ms) for ms in month_starts]
-    cal = [_calendar(ms, nd) for ms, nd in zip(month_starts, n_days)]
+    cal = [_calendar(ms, nd) for ms, nd in zip(month_starts, n_days, strict=True)]
 
     pop = build_population(customers, start, int((export_date - start).astype(int)), _rng(seed, 1))
     sim = _Simulation(pop, month_starts, n_days, cal, export_date, seed, exp_dir)
@@ -963,7 +972,7 @@ class _Simulation:
         from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES
 
         if self.contacts:
-            cust, prod, day, chan, outc, m = (np.concatenate(x) for x in zip(*self.contacts))
+            cust, prod, day, chan, outc, m = (np.concatenate(x) for x in zip(*self.contacts, strict=True))
         else:
             cust = prod = chan = outc = m = np.array([], np.int64)
             day = np.array([], "datetime64[D]")
@@ -1078,7 +1087,7 @@ def write_csv_export(src_dir: Path, dst_dir: Path, encoding: str = "utf-8") -> l
             header = True
             for batch in pf.iter_batches(batch_size=500_000):
                 cols = []
-                for name, col in zip(batch.schema.names, batch.columns):
+                for col in batch.columns:
                     if pa.types.is_timestamp(col.type):
                         col = pc.strftime(col.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S")
                     elif pa.types.is_date(col.type):

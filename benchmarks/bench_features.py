@@ -73,11 +73,11 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
     from nbp import telemetry
 
     telemetry.disable()
+    import os
+
     from features import build as fbuild
     from nbp.config import load_config
     from nbp.workspace import Workspace
-
-    import os
 
     ws, cfg = Workspace(home), load_config()
     if redis:

@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from benchmarks.report import median, run_measured, write_section
 from bankexport.spec import ACCOUNT_TYPES, CHANNELS, TXN_TYPES
+from benchmarks.report import median, run_measured, write_section
 
 NBP = str(Path(sys.executable).with_name("nbp"))
 MIN_RUNS_TO_RECORD = 3
@@ -186,7 +186,8 @@ def main() -> None:
             if args.baseline is not None:
                 tree = str(args.baseline.resolve())  # first on sys.path, before the checkout (cwd)
                 variants.append(_Variant(f"{fmt}, baseline", fmt, [
-                    sys.executable, "-c", f"import sys; sys.path.insert(0, {tree!r}); from nbp.cli import main; main()"],
+                    sys.executable, "-c",
+                    f"import sys; sys.path.insert(0, {tree!r}); from nbp.cli import main; main()"],
                     {}))
         for i in range(args.runs):  # interleaved: every variant sees the same spread of machine load
             for v in variants:

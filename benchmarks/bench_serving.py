@@ -61,7 +61,9 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -216,7 +218,7 @@ async def _open_loop(port: int, requests: list[bytes], rate: float, max_conns: i
             async with free:
                 idle.append(conn)
                 free.notify()
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
             statuses[i] = -1
             kinds[type(e).__name__] += 1
             if conn is not None:
@@ -269,7 +271,7 @@ async def _targets_stream(port: int, requests: list[bytes], rate: float, t0: flo
             finally:
                 conn.close()
             lat[i] = (loop.time() - due) * 1e3
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             statuses[i] = -1
 
     tasks = []
@@ -401,7 +403,7 @@ def _pct(a: np.ndarray, q: float) -> float:
     return float(np.nanpercentile(a, q))
 
 
-def _timed(f, args: list) -> tuple[np.ndarray, float]:
+def _timed(f: Callable[[Any], Any], args: list) -> tuple[np.ndarray, float]:
     """Wall ms of ``f(a)`` for each ``a``, and the mean CPU ms per call."""
     out = np.empty(len(args))
     c0 = time.process_time()
@@ -456,7 +458,8 @@ def policy_at_scale(candidates: int = 200_000, contacts: int = 500_000, repeats:
                           "product": "consumer", "propensity": rng.random(candidates)})
     hist = pd.DataFrame({"customer_id": rng.choice(ids, contacts), "product": rng.choice(["consumer", "tax_linked"],
                                                                                         contacts),
-                         "contact_date": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 300, contacts), "D"),
+                         "contact_date": pd.Timestamp("2026-01-01")
+                         + pd.to_timedelta(rng.integers(0, 300, contacts), "D"),
                          "campaign_id": rng.choice([f"c{i}" for i in range(30)], contacts)})
     managers = pd.DataFrame({"manager_id": [f"M{i:04d}" for i in range(800)], "branch_id": "B",
                              "capacity_per_month": 30})
@@ -763,11 +766,14 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---:|---:|---:|---:|",
             f"| /hints {args.rate:.0f}/s open loop, from due time ({base['res']['n']:,} requests and "
             f"{base['res']['errors']} errors then, {res['n']:,} and "
-            f"{res['errors']} now) | {_pct(bd, 50):.1f} | {_pct(bd, 99):.1f} | {_pct(due, 50):.1f} | {_pct(due, 99):.1f} |",
-            f"| /hints one at a time | {_pct(bs, 50):.1f} | {_pct(bs, 99):.1f} | {_pct(seq, 50):.1f} | {_pct(seq, 99):.1f} |",
+            f"{res['errors']} now) | {_pct(bd, 50):.1f} | {_pct(bd, 99):.1f} | {_pct(due, 50):.1f} | "
+            f"{_pct(due, 99):.1f} |",
+            f"| /hints one at a time | {_pct(bs, 50):.1f} | {_pct(bs, 99):.1f} | {_pct(seq, 50):.1f} | "
+            f"{_pct(seq, 99):.1f} |",
             f"| /hints refused (401) | {_pct(br, 50):.1f} | {_pct(br, 99):.1f} | {_pct(refused, 50):.1f} | "
             f"{_pct(refused, 99):.1f} |",
-            f"| /targets top {TARGETS_TOP}, later calls | {_pct(np.array(bt), 50):.0f} | {_pct(np.array(bt), 99):.0f} | "
+            f"| /targets top {TARGETS_TOP}, later calls | {_pct(np.array(bt), 50):.0f} | "
+            f"{_pct(np.array(bt), 99):.0f} | "
             f"{_pct(tg_rest, 50):.0f} | {_pct(tg_rest, 99):.0f} |",
             *([f"| /hints {args.rate:.0f}/s with /targets at {args.targets_rate:g}/s ({base['mixed'][0]['errors']} "
                f"errors then, {m['mixed'][0]['errors']} now) | {_pct(base['mixed'][0]['due'], 50):.1f} | "

@@ -15,8 +15,9 @@ def _feast_without_typeguard() -> None:
     Feast decorates its feature-view and source classes with typeguard's ``@typechecked``,
     which re-parses and recompiles each class's module source when Feast is imported:
     about 4.5 s of every command that touches Feast (`nbp score`, `nbp serve`, training;
-    Feast's import 6.4 s -> 1.8 s without it), 2.2 s of it for ``feast.on_demand_feature_view``. typeguard documents the decorator as a
-    development aid that does nothing under ``-O``; no other installed package uses it.
+    Feast's import 6.4 s -> 1.8 s without it), 2.2 s of it for ``feast.on_demand_feature_view``.
+    typeguard documents the decorator as a development aid that does nothing under ``-O``; no
+    other installed package uses it.
     Feast's own validation (its protobuf round trips, registry checks) still runs.
     Without effect if Feast was imported before this package.
     """
@@ -24,7 +25,7 @@ def _feast_without_typeguard() -> None:
         return
     import typeguard
 
-    def typechecked(target=None, **_kwargs):  # noqa: ANN001, ANN202 - the decorator's two forms
+    def typechecked(target=None, **_kwargs):  # noqa: ANN001, ANN003, ANN202 - the decorator's two forms
         return target if target is not None else (lambda t: t)
 
     typeguard.typechecked = typechecked

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,7 +122,7 @@ def _ts_type(con: duckdb.DuckDBPyConnection, path: str, column: str) -> str:
 def _ts_literal(when: datetime, column_type: str) -> str:
     """A literal comparable with a column of ``column_type`` without casting the column
     (so the Parquet reader can use it as a filter)."""
-    utc = when.astimezone(timezone.utc) if when.tzinfo else when
+    utc = when.astimezone(UTC) if when.tzinfo else when
     if "TIME ZONE" in column_type.upper():
         return f"TIMESTAMPTZ {_lit(utc.strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
     return f"CAST({_lit(utc.replace(tzinfo=None).strftime('%Y-%m-%d %H:%M:%S.%f'))} AS {column_type})"
@@ -253,11 +253,12 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
                 registry=registry, project=project, full_feature_names=full_feature_names,
                 filter_by_created_timestamp=filter_by_created_timestamp)
 
-        ts_col = offline_utils.infer_event_timestamp_from_entity_df(dict(zip(entity_df.columns, entity_df.dtypes)))
+        ts_col = offline_utils.infer_event_timestamp_from_entity_df(
+            dict(zip(entity_df.columns, entity_df.dtypes, strict=True)))
         views = [_View(fv, p, feature_refs, full_feature_names) for fv, p in zip(feature_views, paths, strict=True)]
         entity_keys = list(dict.fromkeys(ek for v in views for _, ek in v.keys))
         offline_utils.assert_expected_columns_in_entity_df(
-            dict(zip(entity_df.columns, entity_df.dtypes)), set(entity_keys), ts_col)
+            dict(zip(entity_df.columns, entity_df.dtypes, strict=True)), set(entity_keys), ts_col)
         ts = pd.to_datetime(entity_df[ts_col], utc=True)
         metadata = RetrievalMetadata(
             features=feature_refs, keys=list(set(entity_df.columns) - {ts_col}),

@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -153,7 +153,7 @@ class ColumnarSqliteOnlineStore(OnlineStore):
                            progress: Callable[[int], Any] | None) -> None:
         """Feast's generic write path (protobuf values); :func:`write_arrow` is the fast one."""
         names = [f.name for f in table.features]
-        rows = [(_key(k), ts.astimezone(timezone.utc).isoformat() if ts.tzinfo else ts.isoformat(),
+        rows = [(_key(k), ts.astimezone(UTC).isoformat() if ts.tzinfo else ts.isoformat(),
                  *[_from_proto(vals[n]) if n in vals else None for n in names]) for k, vals, ts, _ in data]
         self._upsert(config, table, names, rows)
         if progress:
@@ -195,7 +195,7 @@ class ColumnarSqliteOnlineStore(OnlineStore):
                 out.append((None, None))
                 continue
             ts = datetime.fromisoformat(row[1])
-            ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+            ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
             out.append((ts, {f.name: _value_proto(v, ii) for f, v, ii in zip(feats, row[2:], is_int, strict=True)}))
         return out
 

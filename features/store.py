@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -113,7 +113,7 @@ def apply(cfg: Config, ws: Workspace) -> None:
 
 def _utc(d: date | datetime) -> datetime:
     dt = d if isinstance(d, datetime) else datetime(d.year, d.month, d.day)
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _materialize_columnar(fs: FeatureStore, start: datetime, end: datetime) -> int:

@@ -77,7 +77,8 @@ def main() -> None:
 def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end: str | None,
              seed: int | None) -> None:
     """Write a bank export of a simulated county rural bank, plus its oracle."""
-    from bankexport.simulate import FULL_CUSTOMERS, simulate as run
+    from bankexport.simulate import FULL_CUSTOMERS
+    from bankexport.simulate import simulate as run
 
     sc = ctx.cfg.simulate
     if customers is None:
@@ -239,10 +240,9 @@ def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None
     """Train with a cutoff, score later months, compare with realised uptake; write a report."""
     import pandas as pd
 
+    from nbp.jobs import job
     from training.evaluate import metrics_table
     from training.pipeline import backtest as run
-
-    from nbp.jobs import job
 
     orc = pd.read_parquet(oracle) if oracle else None
     with job(ctx.ws):

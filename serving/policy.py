@@ -54,7 +54,8 @@ MANAGER_COLUMNS = ("manager_id", "capacity_per_month")
 def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataContractError(f"{what}: missing column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))})")
+        raise DataContractError(f"{what}: missing column(s) {', '.join(missing)} "
+                                f"(has {', '.join(map(str, df.columns))})")
 
 
 def default_campaign_id(product: str, list_date: date) -> str:
@@ -138,7 +139,8 @@ def _row_capacity(rows: pd.DataFrame, cap: pd.Series) -> pd.Series:
     """Capacity of each row's manager; inf when none is known."""
     unknown = rows["manager_id"].notna() & ~rows["manager_id"].isin(cap.index)
     if unknown.any():
-        log.warning("policy: %d row(s) name a manager missing from the managers table; no capacity limit", unknown.sum())
+        log.warning("policy: %d row(s) name a manager missing from the managers table; no capacity limit",
+                    unknown.sum())
     return rows["manager_id"].map(cap).astype(float).fillna(np.inf)
 
 

@@ -213,7 +213,8 @@ def run_benchmark(path: Path | str | None = None, params: ModelParams | None = N
     params = params or ModelParams(seed=seed)
     rows = []
     s = time_split(len(df))
-    rows.append(_row("time 80/20", "recipe (training.model.fit_rolling)", y[s.test], predict_recipe(df, features, s, params)))
+    rows.append(_row("time 80/20", "recipe (training.model.fit_rolling)", y[s.test],
+                     predict_recipe(df, features, s, params)))
     rows.append(_row("time 80/20", "LGBMClassifier() defaults", y[s.test], predict_default(x_raw, y, s, seed)))
     oof_recipe, oof_default = np.zeros(len(df)), np.zeros(len(df))
     for s in cv_splits(y, folds, seed):

@@ -41,8 +41,17 @@ from nbp.workspace import Workspace
 from training import evaluate, registry
 from training.candidates import eligible
 from training.dataset import (
-    KEYS, closed_as_ofs, entity_rows, feature_columns, feature_service, loan_product, open_feature_store, read_base,
-    screen_for, training_sets, with_features_many,
+    KEYS,
+    closed_as_ofs,
+    entity_rows,
+    feature_columns,
+    feature_service,
+    loan_product,
+    open_feature_store,
+    read_base,
+    screen_for,
+    training_sets,
+    with_features_many,
 )
 from training.model import FittedModel, ModelParams, fit_rolling
 
@@ -423,7 +432,8 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         f"{window_id(test_ofs)} (horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
         + "".join(f"- {k}: fold search {json.dumps(v['search'])}\n" for k, v in fits.items())
         + "".join(f"- {k}: skipped: {v.en}\n" for k, v in skips.items()) + "\n"
-        + "".join(f"## {r['product']}\n\n![gain]({r['product']}/gain.png) ![calibration]({r['product']}/calibration.png)"
+        + "".join(f"## {r['product']}\n\n![gain]({r['product']}/gain.png)"
+                  f" ![calibration]({r['product']}/calibration.png)"
                   f" ![importance]({r['product']}/importance.png)\n\n" for r in rows),
         encoding="utf-8")
     return rows, report

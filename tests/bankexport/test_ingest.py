@@ -18,9 +18,10 @@ from nbp.config import IngestConfig
 from nbp.errors import DataContractError
 from nbp.sheets import restore
 from nbp.workspace import Workspace
+
 # `.venv/bin/pytest` puts only this folder on sys.path (no __init__.py); `python -m pytest` the checkout too
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bankexport.conftest import base_tables, write_csv, write_export  # noqa: E402
+from tests.bankexport.conftest import base_tables, write_csv, write_export
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -314,7 +315,7 @@ def test_failed_run_leaves_previous_store_intact(tmp_path: Path, ws: Workspace, 
     real = ingest_mod.write_table
     written: list[str] = []
 
-    def failing(con, t, path):  # noqa: ANN001, ANN202 - test double
+    def failing(con, t, path):
         if t.name == "loans":
             raise OSError("disk full (simulated)")
         real(con, t, path)
@@ -363,7 +364,7 @@ def test_record_lines_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert found.lines.tolist() == [2, 5, 7, 10, 13], chunk  # record 4 (line 9) was rejected by the reader
         assert found.rej_lines.tolist() == [9], chunk
         # each record's bytes up to and including its newline (blank lines after it are not part of it)
-        assert [text[a:b] for a, b in zip(found.starts, found.ends)] == [
+        assert [text[a:b] for a, b in zip(found.starts, found.ends, strict=True)] == [
             '1,"x\ny"\n', '2,"q""\n"\n', "3,z\r\n", '5,"\n\n"\n', "6,v"], chunk
 
 
@@ -469,11 +470,12 @@ def test_record_lines_one_line_records(tmp_path: Path, text: str, n_accepted: in
     assert got.lines.tolist() == lines[::-1]
     assert got.rej_lines.tolist() == rej_lines[::-1]
     scan = ingest_lines.record_lines(path, np.arange(n_accepted)[::-1], rej_bytes)
-    for a, b in zip(scan, got):  # the line count and the quote scan agree on lines and byte spans
+    for a, b in zip(scan, got, strict=True):  # the line count and the quote scan agree on lines and byte spans
         assert a.tolist() == b.tolist()
     physical = text.encode().splitlines(keepends=True)
     if len(physical) == 1 + n_accepted + len(rejected):  # one line per record: the span is the line
-        assert [text.encode()[a:b] for a, b in zip(got.starts, got.ends)] == [physical[n - 1] for n in lines[::-1]]
+        spans = [text.encode()[a:b] for a, b in zip(got.starts, got.ends, strict=True)]
+        assert spans == [physical[n - 1] for n in lines[::-1]]
 
 
 def test_one_line_records_detection(tmp_path: Path) -> None:
@@ -512,7 +514,8 @@ def test_one_line_records_across_chunks(tmp_path: Path, monkeypatch: pytest.Monk
         found = ingest_lines.record_lines(path, np.arange(4), rej, n_accepted=4)
         assert (found.lines.tolist(), found.rej_lines.tolist()) == ([2, 4, 5, 7], [6, 3]), chunk
         # byte spans from the newlines of the chunks that hold them, read again
-        assert [text[a:b] for a, b in zip(found.starts, found.ends)] == ["1,a\n", "2,b\n", "3,c\n", "4,d\n"], chunk
+        spans = [text[a:b] for a, b in zip(found.starts, found.ends, strict=True)]
+        assert spans == ["1,a\n", "2,b\n", "3,c\n", "4,d\n"], chunk
 
 
 def test_transcode_ascii_passthrough_and_split_characters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -527,10 +530,9 @@ def test_transcode_ascii_passthrough_and_split_characters(tmp_path: Path, monkey
     raw = text.encode("gbk")
     src.write_bytes(raw)
     monkeypatch.setattr(ingest_lines, "_CHUNK", 4)
+    real_read = Path.open
     for cut in range(1, len(raw)):  # chunk borders everywhere, also between a character's two bytes
-        real_read = Path.open
-
-        def small_reads(self: Path, mode: str = "r", *a: object, _cut: int = cut, **k: object):  # noqa: ANN202
+        def small_reads(self: Path, mode: str = "r", *a: object, _cut: int = cut, **k: object):
             f = real_read(self, mode, *a, **k)
             if "r" in mode and "b" in mode and self == src:
                 read = f.read
@@ -597,5 +599,6 @@ def test_rows_not_read_again_are_still_reported(tmp_path: Path, ws: Workspace, c
     monkeypatch.setattr(ingest_mod, "read_spans", lambda *a: False)
     ingest(src, ws, cfg)
     rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
-    assert [(r["source_line"], r["rule"], r["column"], r["txn_id"]) for r in rej] == [("5", "non_positive", "amount", "")]
+    got = [(r["source_line"], r["rule"], r["column"], r["txn_id"]) for r in rej]
+    assert got == [("5", "non_positive", "amount", "")]
     assert "could not be read again" in caplog.text

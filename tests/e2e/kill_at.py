@@ -24,7 +24,7 @@ def arm(stage: str) -> None:
     if stage == "features":
         real = os.replace
 
-        def replace(src, dst, *a, **k):  # noqa: ANN001, ANN202
+        def replace(src, dst, *a, **k):
             if ".tmp-" in str(src) and "features" in str(dst):
                 die()
             return real(src, dst, *a, **k)
@@ -35,7 +35,7 @@ def arm(stage: str) -> None:
 
         fit = pipeline._fit_product
 
-        def fit_then_die(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        def fit_then_die(*a, **k):
             fit(*a, **k)
             die()
 
@@ -53,7 +53,7 @@ def arm(stage: str) -> None:
 
         real = pd.DataFrame.to_parquet
 
-        def to_parquet(self, path, *a, **k):  # noqa: ANN001, ANN202
+        def to_parquet(self, path, *a, **k):
             real(self, path, *a, **k)
             if ".tmp-" in str(path):
                 die()

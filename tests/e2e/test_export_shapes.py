@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from e2ekit import run_cli
 
 from bankexport.spec import OPTIONAL_TABLES, TABLES
 from features.catalog import MODULES
-from e2ekit import run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -109,8 +109,8 @@ def test_every_optional_table_absent_runs_the_whole_chain(small_export: Path, tm
     assert "tax_records" in refused and "模型暂不可用" in refused and not (tmp_path / "no.xlsx").exists()
 
     # MLflow: a run tagged with the reason, and the same tags on the registered model
-    from training import registry
     from nbp.workspace import Workspace
+    from training import registry
 
     ws = Workspace.from_env()
     client = registry._connect(ws)

@@ -136,7 +136,9 @@ def random_bank(seed: int, n_customers: int = 30, months: int = 20) -> dict[str,
     start = pd.Timestamp("2024-01-01")
     end = start + pd.DateOffset(months=months)
 
-    def day(lo: pd.Timestamp = start - pd.Timedelta(days=400), hi: pd.Timestamp = end) -> pd.Timestamp:
+    first = start - pd.Timedelta(days=400)
+
+    def day(lo: pd.Timestamp = first, hi: pd.Timestamp = end) -> pd.Timestamp:
         return lo + pd.Timedelta(days=int(rng.integers(0, max((hi - lo).days, 1))))
 
     def pick(values: tuple[str, ...], p_null: float = 0.2) -> str | None:

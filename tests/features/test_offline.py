@@ -9,7 +9,7 @@ with null values, and an extra entity column carried through.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 T = pd.Timestamp
 
 
-def _store(tmp: Path, offline: dict):  # noqa: ANN202 (feast type)
+def _store(tmp: Path, offline: dict):
     from feast import FeatureStore
     from feast.repo_config import RegistryConfig, RepoConfig
 
@@ -70,7 +70,8 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple:
                                       timestamp_field="event_timestamp")),
         FeatureView(name="dup", entities=[customer], ttl=timedelta(days=10),
                     schema=[Field(name="customer_id", dtype=String), Field(name="d_value", dtype=Float64)],
-                    source=FileSource(name="dup_src", path=str(tmp / "dup.parquet"), timestamp_field="event_timestamp")),
+                    source=FileSource(name="dup_src", path=str(tmp / "dup.parquet"),
+                                      timestamp_field="event_timestamp")),
     ]
     ours = _store(tmp, {"type": TYPE, "threads": 1})
     ours.apply([customer, *views])
@@ -151,11 +152,12 @@ def test_pull_latest_equals_feasts_duckdb_store(stores: tuple) -> None:
     ours, stock, views = stores
     fv = views[0]
     for start, end in [(datetime(2025, 1, 1), datetime(2025, 3, 1)), (datetime(2025, 2, 1), datetime(2025, 2, 2)),
-                       (datetime(2025, 2, 15, 12), datetime(2025, 2, 15, 12)), (datetime(2026, 1, 1), datetime(2026, 2, 1))]:
+                       (datetime(2025, 2, 15, 12), datetime(2025, 2, 15, 12)),
+                       (datetime(2026, 1, 1), datetime(2026, 2, 1))]:
         kw = dict(data_source=fv.batch_source, join_key_columns=["customer_id"],
                   feature_name_columns=["m_count", "m_amount"], timestamp_field="event_timestamp",
-                  created_timestamp_column=None, start_date=start.replace(tzinfo=timezone.utc),
-                  end_date=end.replace(tzinfo=timezone.utc))
+                  created_timestamp_column=None, start_date=start.replace(tzinfo=UTC),
+                  end_date=end.replace(tzinfo=UTC))
         got = ParquetDuckDBOfflineStore.pull_latest_from_table_or_query(config=ours.config, **kw).to_df()
         want = DuckDBOfflineStore.pull_latest_from_table_or_query(config=stock.config, **kw).to_df()
         got, want = (_norm(d.assign(label=0)).sort_values("customer_id").reset_index(drop=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,7 +43,7 @@ def test_write_arrow_round_trip_keeps_nulls_ints_and_replaces_rows(tmp_path: Pat
     got = store.online_read(config, fv, keys)
     a, b, c, d = got
     assert d == (None, None)
-    assert b[0] == t1.replace(tzinfo=timezone.utc) and c[0] == t2.replace(tzinfo=timezone.utc)
+    assert b[0] == t1.replace(tzinfo=UTC) and c[0] == t2.replace(tzinfo=UTC)
     assert b[1]["n"].int64_val == 1 and b[1]["big"].int64_val == 2**60 + 1 and b[1]["x"].double_val == 0.5
     assert a[1]["n"].WhichOneof("val") is None and a[1]["big"].WhichOneof("val") is None
     assert a[1]["x"].WhichOneof("val") is None

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from featurekit import random_bank, write_tables
 
 from bankexport.spec import LOAN_STATUS
 from features.build import build, family_path
 from features.catalog import MODULES
 from features.schema import EVENT_TS, JOIN_KEY
 from nbp.workspace import Workspace
-from featurekit import random_bank, write_tables
 
 
 def cut(tables: dict[str, pd.DataFrame], t: pd.Timestamp, seed: int = 0) -> dict[str, pd.DataFrame]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from nbp.config import load_config
 from nbp.errors import ConfigError
@@ -38,7 +39,7 @@ def test_missing_overlay_file_is_named(tmp_path: Path) -> None:
 
 def test_config_is_frozen() -> None:
     cfg = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.simulate.customers = 1  # type: ignore[misc]
 
 

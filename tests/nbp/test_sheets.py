@@ -12,8 +12,18 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from nbp.sheets import (GUARD, TRIGGERS, Sheet, from_xlsx_text, needs_guard, neutralise, restore, write_csv,
-                        write_csv_batches, write_xlsx)
+from nbp.sheets import (
+    GUARD,
+    TRIGGERS,
+    Sheet,
+    from_xlsx_text,
+    needs_guard,
+    neutralise,
+    restore,
+    write_csv,
+    write_csv_batches,
+    write_xlsx,
+)
 from nbp.workspace import CHECKOUT
 
 # OWASP's CSV-injection payloads, plus leading spaces, full-width forms and values already quoted

@@ -35,7 +35,8 @@ def _cands(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-def _build(cands: pd.DataFrame, *, contacts=NO_CONTACTS, dnc=(), managers=NO_MANAGERS, cfg=None, top=100, campaign="c1"):
+def _build(cands: pd.DataFrame, *, contacts=NO_CONTACTS, dnc=(), managers=NO_MANAGERS, cfg=None, top=100,
+           campaign="c1"):
     return build_target_list(
         cands, contacts, dnc, managers, cfg or _cfg(), list_date=LIST_DATE, campaign_id=campaign, top=top
     )
@@ -185,7 +186,7 @@ def test_no_candidates_gives_an_empty_list_with_all_columns() -> None:
 
 
 # ------------------------------------------------------------------------- the prepared policy
-def _reference(candidates, contacts, dnc, managers, cfg, *, list_date, campaign_id, top):  # noqa: ANN001, ANN202
+def _reference(candidates, contacts, dnc, managers, cfg, *, list_date, campaign_id, top):
     """The contact policy written plainly in pandas over every candidate (the specification
     TargetPolicy must reproduce); capacity counts aside (TargetPolicy counts only the rows
     it walked through)."""

@@ -332,7 +332,7 @@ def test_every_prediction_in_the_service_uses_one_thread_count(client: Any, buil
     calls: list[object] = []
     real = lgb.Booster.predict
 
-    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def spy(self, *args, **kwargs):
         calls.append(kwargs.get("num_threads"))
         return real(self, *args, **kwargs)
 
@@ -368,7 +368,8 @@ def test_lists_run_in_the_list_thread_not_on_the_event_loop(client: Any, built: 
 
     monkeypatch.setattr(rec, "target_list", list_spy)
     monkeypatch.setattr(rec, "hints", hints_spy)
-    assert client.post("/targets", json={"product": "consumer", "top": 5}, headers=bearer("marketing")).status_code == 200
+    r = client.post("/targets", json={"product": "consumer", "top": 5}, headers=bearer("marketing"))
+    assert r.status_code == 200
     assert _hints(client, built.customer).status_code == 200
     assert seen["list"].startswith("nbp-lists") and not seen["hints"].startswith("nbp-lists")
     assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S)

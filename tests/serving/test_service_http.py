@@ -57,7 +57,8 @@ def server(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"nbp serve not ready after {START_TIMEOUT_S} s:\n{log.read_text(errors='replace')[-3000:]}")
+                tail = log.read_text(errors="replace")[-3000:]
+                pytest.fail(f"nbp serve not ready after {START_TIMEOUT_S} s:\n{tail}")
             time.sleep(0.5)
         yield url
     finally:

@@ -128,7 +128,8 @@ def test_top_must_be_a_json_integer(client: Any, top: Any) -> None:
 
 def test_long_ids_are_422_and_never_echoed_in_full(client: Any, built: Built) -> None:
     long_id = "=HYPERLINK(" + "X" * 5_000
-    for path, body in (("/hints", {"customer_id": long_id}), ("/targets", {"product": "consumer", "branch_id": long_id}),
+    for path, body in (("/hints", {"customer_id": long_id}),
+                       ("/targets", {"product": "consumer", "branch_id": long_id}),
                        ("/targets", {"product": long_id}), ("/targets", {"product": "consumer", "manager_id": long_id}),
                        ("/targets", {"product": "consumer", "campaign_id": long_id})):
         r = client.post(path, json=body, headers=bearer("marketing"))

@@ -14,8 +14,15 @@ from nbp.errors import DataContractError
 from nbp.sheets import TRIGGERS
 from nbp.workspace import Workspace
 from serving.errors import Unprocessable
-from serving.export import (CONTROL_SHEET, HEADERS_ZH, SHEET, control_path, display_names, read_target_list,
-                            write_target_list)
+from serving.export import (
+    CONTROL_SHEET,
+    HEADERS_ZH,
+    SHEET,
+    control_path,
+    display_names,
+    read_target_list,
+    write_target_list,
+)
 
 NAMES = {"consumer": "消费贷", "tax_linked": "税易贷"}
 BRANCHES = {"B01": "城关支行", "B02": "王庄支行"}

@@ -51,13 +51,13 @@ def test_capped_rate_bounds_rows_and_keeps_positives() -> None:
     assert out.loc[out["label"] == 0, "weight"].iloc[0] == 1 / rate
 
 
-def test_one_retrieval_serves_every_part_in_its_own_order(monkeypatch) -> None:  # noqa: ANN001
+def test_one_retrieval_serves_every_part_in_its_own_order(monkeypatch) -> None:
     """with_features_many: overlapping parts, one retrieval of the unique rows, rows in any order back."""
     from training import dataset
 
     asked = []
 
-    def fake(cfg, ws, ent, services):  # noqa: ANN001, ANN202 - a store that returns rows shuffled
+    def fake(cfg, ws, ent, services):
         asked.append((len(ent), list(services)))
         out = ent[dataset.KEYS].copy()
         out["f"] = [float(c[1:]) * 10 + t.month for c, t in zip(out["customer_id"], out["as_of"], strict=True)]

@@ -16,7 +16,7 @@ def _rows(seed: int) -> pd.DataFrame:
     return df.assign(as_of=months[df["period"].to_numpy()], weight=1.0).drop(columns="period")
 
 
-def test_parallel_fits_equal_one_at_a_time(monkeypatch) -> None:  # noqa: ANN001
+def test_parallel_fits_equal_one_at_a_time(monkeypatch) -> None:
     base = load_config()
     # few settings and rounds keep the test short; the point is parallel against serial
     monkeypatch.setattr(pipeline, "model_params", lambda cfg: pipeline.ModelParams(
@@ -40,8 +40,9 @@ def test_parallel_fits_equal_one_at_a_time(monkeypatch) -> None:  # noqa: ANN001
 
 
 def test_settings_searched_side_by_side_choose_what_one_at_a_time_chooses() -> None:
-    from training.model import ModelParams, fit_rolling
     from training_synth import FEATURES
+
+    from training.model import ModelParams, fit_rolling
 
     rows = _rows(5)
     fast = dict(folds=2, num_threads=1, max_rounds=80, early_stopping_rounds=10, learning_rate=0.2)
@@ -51,7 +52,7 @@ def test_settings_searched_side_by_side_choose_what_one_at_a_time_chooses() -> N
     np.testing.assert_array_equal(models[0].predict_proba(rows), models[1].predict_proba(rows))
 
 
-def test_training_data_opens_the_feature_store_before_any_data_work(monkeypatch) -> None:  # noqa: ANN001
+def test_training_data_opens_the_feature_store_before_any_data_work(monkeypatch) -> None:
     """dataset.FEAST_FIRST_NOTE: importing Feast after the screen and the labels left about
     3 GB in a full-scale `nbp train` that the process never got back."""
     import pytest
@@ -63,7 +64,7 @@ def test_training_data_opens_the_feature_store_before_any_data_work(monkeypatch)
     class Stop(Exception):
         pass
 
-    def read_base(ws):  # noqa: ANN001, ANN202
+    def read_base(ws):
         calls.append("read_base")
         raise Stop
 

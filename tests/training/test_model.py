@@ -16,7 +16,7 @@ FAST = ModelParams(learning_rate=0.1, max_rounds=300, early_stopping_rounds=30, 
                    search=False)
 
 
-def fit(train: pd.DataFrame, valid: pd.DataFrame, params: ModelParams = FAST):  # noqa: ANN201
+def fit(train: pd.DataFrame, valid: pd.DataFrame, params: ModelParams = FAST):
     """The recipe on the training and validation periods (the latter validate its folds)."""
     return fit_rolling(pd.concat([train, valid]), FEATURES, "label", "period", params)
 
@@ -27,7 +27,7 @@ def data() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def model(data: pd.DataFrame):  # noqa: ANN201
+def model(data: pd.DataFrame):
     train, valid, _ = time_slices(data)
     return fit(train, valid)
 
@@ -61,7 +61,7 @@ def test_downsampled_fit_keeps_mean_probability_at_the_base_rate() -> None:
     assert p.mean() == pytest.approx(test["p"].mean(), rel=0.2)
 
 
-def test_fit_beats_random_on_a_later_slice_and_is_calibrated(data: pd.DataFrame, model) -> None:  # noqa: ANN001
+def test_fit_beats_random_on_a_later_slice_and_is_calibrated(data: pd.DataFrame, model) -> None:
     _, _, test = time_slices(data)
     p = model.predict_proba(test)
     oracle = ev.auc(test["label"], test["p"])
@@ -70,7 +70,7 @@ def test_fit_beats_random_on_a_later_slice_and_is_calibrated(data: pd.DataFrame,
     assert ((p > 0) & (p < 1)).all()
 
 
-def test_contributions_sum_to_the_raw_score(data: pd.DataFrame, model) -> None:  # noqa: ANN001
+def test_contributions_sum_to_the_raw_score(data: pd.DataFrame, model) -> None:
     rows = data.tail(50)
     c = model.contributions(rows)
     assert list(c.columns) == [*FEATURES, "bias"]
@@ -78,7 +78,7 @@ def test_contributions_sum_to_the_raw_score(data: pd.DataFrame, model) -> None: 
     assert c["noise"].abs().mean() < c["x1"].abs().mean()
 
 
-def test_categories_are_stored_and_unseen_ones_score(data: pd.DataFrame, model) -> None:  # noqa: ANN001
+def test_categories_are_stored_and_unseen_ones_score(data: pd.DataFrame, model) -> None:
     assert model.categories["segment"] == ["a", "b", "c"]
     rows = data.tail(3).copy()
     rows["segment"] = ["a", "zzz", None]
@@ -90,12 +90,12 @@ def test_categories_are_stored_and_unseen_ones_score(data: pd.DataFrame, model) 
     np.testing.assert_allclose(model.predict_proba(cat), model.predict_proba(data.tail(20)))
 
 
-def test_model_pickles_and_scores_the_same(data: pd.DataFrame, model) -> None:  # noqa: ANN001
+def test_model_pickles_and_scores_the_same(data: pd.DataFrame, model) -> None:
     back = pickle.loads(pickle.dumps(model))
     np.testing.assert_allclose(back.predict_proba(data.tail(100)), model.predict_proba(data.tail(100)))
 
 
-def test_missing_feature_column_is_named(data: pd.DataFrame, model) -> None:  # noqa: ANN001
+def test_missing_feature_column_is_named(data: pd.DataFrame, model) -> None:
     with pytest.raises(KeyError, match="x1"):
         model.predict_proba(data.drop(columns=["x1"]).tail(3))
 

@@ -26,12 +26,12 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return time_slices(uptake_frame(n=12_000))
 
 
-def _train(frames, features: list[str]) -> FittedModel:  # noqa: ANN001
+def _train(frames, features: list[str]) -> FittedModel:
     train, valid, _ = frames
     return fit_rolling(pd.concat([train, valid]), features, "label", "period", FAST)
 
 
-def _register(ws: Workspace, frames, model: FittedModel, window: str = "w1") -> tuple[int, dict]:  # noqa: ANN001
+def _register(ws: Workspace, frames, model: FittedModel, window: str = "w1") -> tuple[int, dict]:
     test = frames[2]
     m = ev.metrics(test["label"], model.predict_proba(test))
     v = registry.log_and_register(ws, "consumer", model, m, FAST.model_dump(), plots={},
@@ -42,12 +42,12 @@ def _register(ws: Workspace, frames, model: FittedModel, window: str = "w1") -> 
 
 
 @pytest.fixture(scope="module")
-def models(frames) -> dict[str, FittedModel]:  # noqa: ANN001
+def models(frames) -> dict[str, FittedModel]:
     return {"good": _train(frames, FEATURES), "weak": _train(frames, ["x2", "noise"]),
             "noise": _train(frames, ["noise", "segment"])}
 
 
-def test_gate_moves_champion_only_for_a_better_model(tmp_path: Path, frames, models,  # noqa: ANN001
+def test_gate_moves_champion_only_for_a_better_model(tmp_path: Path, frames, models,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # MLflow must not write ./mlruns into the working directory
     ws = Workspace(tmp_path / "home")
@@ -96,7 +96,7 @@ def test_gate_moves_champion_only_for_a_better_model(tmp_path: Path, frames, mod
     assert (ws.mlruns_dir / "mlflow.db").exists()
 
 
-def test_different_windows_are_not_compared_unless_rescored(tmp_path: Path, frames, models) -> None:  # noqa: ANN001
+def test_different_windows_are_not_compared_unless_rescored(tmp_path: Path, frames, models) -> None:
     ws = Workspace(tmp_path)
     v1, m1 = _register(ws, frames, models["weak"], window="w1")
     assert registry.promote(ws, "consumer", v1, m1, floor=0.55, leak_alarm=False).promoted

@@ -53,19 +53,19 @@ def data() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def model(data: pd.DataFrame):  # noqa: ANN201
+def model(data: pd.DataFrame):
     fit_rows = data[data["period"] < 10]
     return fit_rolling(fit_rows, FEATURES, "label", "as_of", FAST, embargo=pd.Timedelta(days=90))
 
 
 @pytest.fixture(scope="module")
-def holdout_model(data: pd.DataFrame):  # noqa: ANN201
+def holdout_model(data: pd.DataFrame):
     fit_rows = data[data["period"] < 10]
     return fit_rolling(fit_rows, FEATURES, "label", "as_of", FAST.model_copy(update={"calibrate_on": "holdout"}),
                        embargo=pd.Timedelta(days=90))
 
 
-def test_cross_fitted_calibration_uses_the_folds_validation_months_and_refits_on_all(model) -> None:  # noqa: ANN001
+def test_cross_fitted_calibration_uses_the_folds_validation_months_and_refits_on_all(model) -> None:
     assert ModelParams().calibrate_on == "folds" and model.info["calibrate_on"] == "folds"
     months = pd.date_range("2025-01-01", periods=10, freq="MS")
     # the final booster sees every period handed over, up to the latest
@@ -85,7 +85,7 @@ def test_cross_fitted_calibration_falls_back_to_held_out_periods_without_a_fold(
     assert m.info["train_periods"][-1].startswith("2025-06") and len(m.info["calibration_periods"]) == 2
 
 
-def test_final_booster_skips_the_embargo_before_the_calibration_months(holdout_model) -> None:  # noqa: ANN001
+def test_final_booster_skips_the_embargo_before_the_calibration_months(holdout_model) -> None:
     model = holdout_model
     cal = [pd.Timestamp(p) for p in model.info["calibration_periods"]]
     assert cal == [pd.Timestamp("2025-09-01"), pd.Timestamp("2025-10-01")]
@@ -95,7 +95,7 @@ def test_final_booster_skips_the_embargo_before_the_calibration_months(holdout_m
     assert model.info["n_train"] == 6 * 3_000 and model.info["n_calibration"] == 2 * 3_000
 
 
-def test_search_keeps_the_simplest_setting_within_one_standard_error_of_the_best(model) -> None:  # noqa: ANN001
+def test_search_keeps_the_simplest_setting_within_one_standard_error_of_the_best(model) -> None:
     s = model.info["search"]
     assert len(s) == len(GRID) and model.info["folds"] == FAST.folds and FAST.select == "one_se"
     best = max(s, key=lambda r: r["cv_auc"])
@@ -134,7 +134,8 @@ def test_rolling_fit_without_search_uses_the_given_settings(data: pd.DataFrame) 
 
 def test_rolling_fit_refuses_too_few_periods(data: pd.DataFrame) -> None:
     with pytest.raises(ValueError):
-        fit_rolling(data[data["period"] < 3], FEATURES, "label", "period", FAST.model_copy(update={"calibrate_on": "holdout"}))
+        fit_rolling(data[data["period"] < 3], FEATURES, "label", "period",
+                    FAST.model_copy(update={"calibrate_on": "holdout"}))
 
 
 def test_every_prediction_beside_training_names_the_training_thread_count(data: pd.DataFrame,
@@ -152,7 +153,7 @@ def test_every_prediction_beside_training_names_the_training_thread_count(data: 
     calls: list[object] = []
     real = lgb.Booster.predict
 
-    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def spy(self, *args, **kwargs):
         calls.append(kwargs.get("num_threads"))
         return real(self, *args, **kwargs)
 

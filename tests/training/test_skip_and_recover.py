@@ -64,13 +64,13 @@ def test_trainability_names_each_reason(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def model_and_test():  # noqa: ANN201
+def model_and_test():
     train, valid, test = time_slices(uptake_frame(n=6_000))
     model = fit_rolling(pd.concat([train, valid]), FEATURES, "label", "period", FAST)
     return model, test
 
 
-def _register(ws: Workspace, model_and_test) -> tuple[int, dict]:  # noqa: ANN001
+def _register(ws: Workspace, model_and_test) -> tuple[int, dict]:
     model, test = model_and_test
     m = ev.metrics(test["label"], model.predict_proba(test))
     v = registry.log_and_register(ws, "consumer", model, m, {}, plots={}, feature_info={},
@@ -80,7 +80,7 @@ def _register(ws: Workspace, model_and_test) -> tuple[int, dict]:  # noqa: ANN00
 
 
 @pytest.mark.integration
-def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(tmp_path: Path, model_and_test,  # noqa: ANN001
+def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(tmp_path: Path, model_and_test,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     ws = Workspace(tmp_path / "home")
@@ -99,7 +99,7 @@ def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(tmp_path: Path, 
 
 
 @pytest.mark.integration
-def test_recover_fails_dead_runs_and_deletes_their_undecided_versions(tmp_path: Path, model_and_test,  # noqa: ANN001
+def test_recover_fails_dead_runs_and_deletes_their_undecided_versions(tmp_path: Path, model_and_test,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     ws = Workspace(tmp_path / "home")
