@@ -38,7 +38,6 @@ class SimulateConfig(_Section):
 class IngestConfig(_Section):
     """Validation and storage of a bank export."""
 
-    chunk_rows: int = 2_000_000  # CSV rows validated per batch
     memory_limit: str = "4GB"  # DuckDB memory limit of the validation; it spills beyond it
     threads: int = 0  # DuckDB threads; 0 = all cores
     # Stop rules that keep a bad transfer from replacing a good store (docs/ingest-rules.md).
@@ -58,13 +57,17 @@ class FeaturesConfig(_Section):
     as_of: list[date] = Field(default_factory=list)  # empty: every month start in the data
 
 
+# Keys renamed since a bank may have written an overlay: the error names the new key.
+RENAMED = {"training.valid_months": "training.rolling_folds"}
+
+
 class TrainingConfig(_Section):
     """Model training defaults."""
 
     horizon_days: int = 90
     auc_floor: float = 0.6
     test_months: int = Field(2, ge=1)  # latest closed as-of months: backtest window of the gate
-    valid_months: int = Field(3, ge=2)  # months before them: early stopping + calibration
+    rolling_folds: int = Field(4, ge=2)  # latest fitting months, each validating one rolling fold (rounds, settings)
     negative_rate: float = Field(1.0, gt=0.0, le=1.0)  # share of negatives kept (weights compensate)
     workers: int = Field(2, ge=1)  # products fitted side by side (one LightGBM thread each)
     max_rows: int = Field(150_000, ge=1_000)  # fitting rows per product; beyond, negatives are down-sampled (weighted)
@@ -166,4 +169,5 @@ def load_config(path: str | Path | None = None, config_dir: Path = CONFIG_DIR) -
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"configuration key '{where}': {first['msg']} ({e.error_count()} error(s))") from e
+        hint = f"; it is now '{RENAMED[where]}'" if where in RENAMED else ""
+        raise ConfigError(f"configuration key '{where}': {first['msg']}{hint} ({e.error_count()} error(s))") from e

@@ -173,10 +173,10 @@ def split_months(as_ofs: list[pd.Timestamp], test_months: int, min_fit: int = 5
 
 
 def model_params(cfg: Config) -> ModelParams:
-    """The recipe's settings: ``training.valid_months`` rolling folds, one LightGBM thread (products
+    """The recipe's settings: ``training.rolling_folds`` rolling folds, one LightGBM thread (products
     are fitted side by side instead, :func:`_fit_all`), the rest :class:`ModelParams`."""
     t = cfg.training
-    return ModelParams(folds=t.valid_months, num_threads=1)
+    return ModelParams(folds=t.rolling_folds, num_threads=1)
 
 
 def _datasets(cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_ofs: list

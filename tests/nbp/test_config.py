@@ -32,6 +32,13 @@ def test_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
         load_config(overlay)
 
 
+def test_a_renamed_key_names_its_new_name(tmp_path: Path) -> None:
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("training:\n  valid_months: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="training.valid_months.*now 'training.rolling_folds'"):
+        load_config(overlay)
+
+
 def test_missing_overlay_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
