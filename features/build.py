@@ -304,7 +304,6 @@ def _write_query(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, inn
     if inner is not None:
         _check_columns(con, family, inner, feats)
     final = family_path(ws, family)
-    tmp = jobs.temp_sibling(final)  # a killed build leaves it; the next job removes it (nbp.jobs)
     query = _final_select(feats, inner, spine_rows)
     if final.exists():
         old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet('{final}') LIMIT 0").description]
@@ -314,15 +313,14 @@ def _write_query(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, inn
         else:
             log.warning("%s: columns changed since the last build; older as-of dates are dropped", final.name)
             (ws.features_dir / BUILD_FILE).unlink(missing_ok=True)
-    con.execute(f"COPY ({query}) TO '{tmp}' ({PARQUET_OPTIONS})")
-    n = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}') WHERE {EVENT_TS} IN "
-                    f"(SELECT {AS_OF} FROM asofs)").fetchall()[0][0]
-    want = con.execute("SELECT count(*) FROM spine").fetchall()[0][0]
-    if n != want:
-        tmp.unlink(missing_ok=True)
-        raise FeatureStoreError(f"features/families/{family}.py: {n:,} rows for {want:,} (customer, as-of) "
-                                f"rows of the spine; SPINE_ROWS = True needs exactly one row per spine row")
-    os.replace(tmp, final)
+    with jobs.atomic_write(final) as tmp:  # a killed build leaves tmp; the next job removes it (nbp.jobs)
+        con.execute(f"COPY ({query}) TO '{tmp}' ({PARQUET_OPTIONS})")
+        n = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}') WHERE {EVENT_TS} IN "
+                        f"(SELECT {AS_OF} FROM asofs)").fetchall()[0][0]
+        want = con.execute("SELECT count(*) FROM spine").fetchall()[0][0]
+        if n != want:
+            raise FeatureStoreError(f"features/families/{family}.py: {n:,} rows for {want:,} (customer, as-of) "
+                                    f"rows of the spine; SPINE_ROWS = True needs exactly one row per spine row")
     return n
 
 

@@ -3,7 +3,7 @@
 Feast's ``FileRegistryStore`` rewrites ``registry.db`` in place; a job killed during the
 write (``feast apply``, or the interval a materialisation records) leaves a truncated file
 that every later job fails to parse. This store writes the new registry beside it
-(``nbp.jobs.temp_sibling``) and renames it over the old one, so the file is always one
+(``nbp.jobs.atomic_write``) and renames it over the old one, so the file is always one
 whole version. :func:`features.store.repo_config` names it as ``registry_store_type``.
 """
 
@@ -16,7 +16,7 @@ from feast.infra.registry.file import FileRegistryStore
 from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
 from feast.utils import _utc_now
 
-from nbp.jobs import temp_sibling
+from nbp.jobs import atomic_write
 
 
 class AtomicFileRegistryStore(FileRegistryStore):
@@ -25,12 +25,6 @@ class AtomicFileRegistryStore(FileRegistryStore):
     def _write_registry(self, registry_proto: RegistryProto) -> None:
         registry_proto.version_id = str(uuid.uuid4())
         registry_proto.last_updated.FromDatetime(_utc_now())
-        self._filepath.parent.mkdir(exist_ok=True)
-        tmp = temp_sibling(self._filepath)
-        try:
-            with open(tmp, mode="wb", buffering=0) as f:
-                f.write(registry_proto.SerializeToString())
-                os.fsync(f.fileno())
-            os.replace(tmp, self._filepath)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_write(self._filepath) as tmp, open(tmp, mode="wb", buffering=0) as f:
+            f.write(registry_proto.SerializeToString())
+            os.fsync(f.fileno())

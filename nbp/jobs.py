@@ -78,6 +78,19 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{tag()}")
 
 
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` (:func:`temp_sibling`) to write to, renamed onto ``path``
+    when the block succeeds and removed when it fails; a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _siblings(ws: Workspace) -> Iterator[tuple[Path, str]]:
     for root in (ws.features_dir, ws.feast_dir, ws.outputs_dir):
         if root.exists():

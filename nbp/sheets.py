@@ -38,15 +38,15 @@ before a trigger gets a second quote and comes back with one.
 from __future__ import annotations
 
 import csv
-import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from nbp.jobs import atomic_write
 
 GUARD = "'"
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -110,18 +110,6 @@ def safe_header(names: Sequence[str]) -> list[str]:
     return [neutralise(str(n)) for n in names]
 
 
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary sibling of ``path`` to write to, moved onto ``path`` when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_csv(df: pd.DataFrame, path: str | Path, bom: bool = True) -> Path:
     """Write ``df`` as CSV: text neutralised and quoted, numbers bare, UTF-8 (with BOM for Excel).
 
@@ -133,7 +121,7 @@ def write_csv(df: pd.DataFrame, path: str | Path, bom: bool = True) -> Path:
     path = Path(path)
     frame = neutralise_frame(df)
     frame.columns = safe_header(list(frame.columns))
-    with atomic_path(path) as tmp:
+    with atomic_write(path) as tmp:
         frame.to_csv(tmp, index=False, encoding="utf-8-sig" if bom else "utf-8", quoting=csv.QUOTE_NONNUMERIC,
                      lineterminator="\r\n")
     return path
@@ -288,6 +276,6 @@ def write_xlsx(path: str | Path, sheets: Sequence[Sheet]) -> Path:
         last = get_column_letter(max(len(cols), 1))
         ws.auto_filter.ref = f"A{r0}:{last}{r0 + len(sh.frame)}"
         ws.freeze_panes = f"A{r0 + 1}"
-    with atomic_path(path) as tmp:
+    with atomic_write(path) as tmp:
         wb.save(tmp)
     return path

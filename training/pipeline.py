@@ -327,13 +327,8 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
 
 def write_scores(df: pd.DataFrame, path: Path) -> Path:
     """Write scores as Parquet (atomic rename; a killed job's temporary file is removed by :mod:`nbp.jobs`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = jobs.temp_sibling(path)
-    try:
+    with jobs.atomic_write(path) as tmp:
         df.to_parquet(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
