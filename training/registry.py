@@ -426,6 +426,7 @@ def recover(ws: Workspace) -> list[str]:
         return []
     client = _connect(ws)
     from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
 
     done: list[str] = []
     exps = [e for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY) if e.name.startswith("nbp-")]
@@ -445,7 +446,7 @@ def recover(ws: Workspace) -> list[str]:
         name = exp.name
         try:
             versions = client.search_model_versions(f"name = '{name}'")
-        except Exception:  # noqa: BLE001 - no registered model of that name: nothing to repair
+        except MlflowException:  # no registered model of that name: nothing to repair
             versions = []
         for mv in versions:
             if TAG_DECISION in (mv.tags or {}):
