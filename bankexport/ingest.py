@@ -773,9 +773,10 @@ _SET_ASIDE_HINTS = {
 
 
 def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date: str,
-                       export_from: str) -> dict[str, Any] | None:
+                       export_from: str, refused: Path) -> dict[str, Any] | None:
     """The set-aside share of one table when it is above ``cfg.max_set_aside_share`` (tables of at
-    least ``share_min_rows`` rows; a required table with no row kept always), else None."""
+    least ``share_min_rows`` rows; a required table with no row kept always), else None. The
+    message names the rejects file as it will be under ``refused`` if the import is refused."""
     n = sum(t.set_aside.values())
     if not n or not t.rows_read:
         return None
@@ -793,7 +794,7 @@ def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date
             "set_aside": n, "rows_read": t.rows_read, "top_rule": rule, "always": whole,
             "message": (f"{t.file}: {share:.1%} of its rows set aside ({n:,} of {t.rows_read:,}; most: {rule} {k:,}), "
                         f"above the limit {cfg.max_set_aside_share:.0%} (ingest.max_set_aside_share); {hint}"
-                        f"rows listed in {{refused}}/rejects/{name}.csv; fix the export, {remedy} "
+                        f"rows listed in {refused / 'rejects' / name}.csv; fix the export, {remedy} "
                         f"(rule {q.TOO_MANY_SET_ASIDE})")}
 
 
@@ -822,11 +823,6 @@ def _shrink_problems(reports: dict[str, TableReport], prev: dict[str, Any] | Non
                                 f"was the export cut short? If the bank really has fewer rows, re-run with "
                                 f"--accept-shrink (rule {q.TABLE_SHRANK})")})
     return out
-
-
-def _refused_dir(ws: Workspace) -> Path:
-    """Where the report of an import refused by a share limit goes (the store is not touched)."""
-    return ws.ingest_dir.with_name(ws.ingest_dir.name + ".refused")
 
 
 def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: bool = False,
@@ -897,7 +893,8 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
                 seconds=time.perf_counter() - t1,
             )
             reports[name] = tr
-            if (problem := _set_aside_problem(name, tr, cfg, export_date, export_from)) is not None:
+            problem = _set_aside_problem(name, tr, cfg, export_date, export_from, ws.ingest_refused_dir)
+            if problem is not None:
                 aside_problems.append(problem)
             con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS rej")
             if csv_path is not None and csv_path != s.path:
@@ -989,9 +986,9 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
         refused = [*(p for p in aside_problems if p["always"] or not accept_set_aside),
                    *(shrink_problems if not accept_shrink else [])]
         if refused:
-            where = _refused_dir(ws)
+            where = ws.ingest_refused_dir
             body = report.to_json()
-            body["refused"] = [p["message"].replace("{refused}", str(where)) for p in refused]
+            body["refused"] = [p["message"] for p in refused]
             (rep_dir / "report.json").write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
             shutil.rmtree(where, ignore_errors=True)
             rep_dir.rename(where)
@@ -1007,7 +1004,7 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
                                              encoding="utf-8")
         ws.ingested_dir.parent.mkdir(parents=True, exist_ok=True)
         _swap_in([(data_dir, ws.ingested_dir), (rep_dir, ws.ingest_dir)], tag)
-    shutil.rmtree(_refused_dir(ws), ignore_errors=True)
+    shutil.rmtree(ws.ingest_refused_dir, ignore_errors=True)
     log.info("ingest: %d tables, export date %s, %.1f s", sum(r.file is not None for r in reports.values()),
              export_date, report.seconds)
     return report

@@ -9,6 +9,7 @@ Layout::
       ingest/report.json           last ingest's report
       ingest/rejects/<table>.csv   rows set aside, with rule and source line
       ingest/cells/<table>.csv     optional cells reported as unknown
+      ingest.refused/              report of the last import a share limit refused
       data/ingested/<table>.parquet  typed tables (atomic swap on success)
       data/features/...            feature tables per family (Parquet)
       feast/                       Feast registry + SQLite online store
@@ -40,6 +41,11 @@ class Workspace:
     @property
     def ingest_dir(self) -> Path:
         return self.home / "ingest"
+
+    @property
+    def ingest_refused_dir(self) -> Path:
+        """Report of an import refused by a share limit (the store is not touched)."""
+        return self.home / "ingest.refused"
 
     @property
     def ingested_dir(self) -> Path:
