@@ -224,7 +224,7 @@ class _Gate:
         if endpoint is not None and svc is None:
             await _answer(error_response(503, "the service is still loading; retry shortly"), scope, receive, send)
             return
-        audit = svc.audit_refusal if endpoint is not None else None
+        audit = svc.record if endpoint is not None else None
         principal = None
         if endpoint is not None:
             auths = _headers(scope, b"authorization")
@@ -418,12 +418,12 @@ class NbpService:
         except NbpError:
             return False
 
-    def audit_refusal(self, endpoint: str, status: int, principal: Principal | None, token_fp: str | None,
-                      params: dict[str, Any]) -> None:
-        """Record a request refused before it reached the endpoint's work (400, 401, 413, 415, 422)."""
+    def record(self, endpoint: str, status: int, principal: Principal | None, token_fp: str | None,
+               params: dict[str, Any], rows: int = 0) -> None:
+        """Audit one answer of ``/hints`` or ``/targets``; a failed write goes to the log, the answer still goes out."""
         try:
             self.audit.record(endpoint=endpoint, status=status, principal=principal, token_fp=token_fp,
-                              params=params, rows=0)
+                              params=params, rows=rows)
         except OSError:
             log.exception("audit: cannot write %s", self.audit.path)
 
@@ -451,11 +451,7 @@ class NbpService:
             log.exception("%s: unexpected error (request %s)", endpoint, rid)
             return error_response(500, f"internal error; the server log has the details (request {rid})")
         finally:
-            try:
-                self.audit.record(endpoint=endpoint, status=status, principal=principal, token_fp=token_fp,
-                                  params=params, rows=rows)
-            except OSError:
-                log.exception("audit: cannot write %s", self.audit.path)
+            self.record(endpoint, status, principal, token_fp, params, rows)
 
     def answer_hints(self, customer_id: str, lang: str, header: str | None = None, *,
                      principal: Principal | None = None) -> Response:
