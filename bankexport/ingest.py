@@ -46,7 +46,6 @@ from bankexport import ingest_sql as q
 from bankexport.ingest_lines import (
     Located,
     count_byte,
-    newlines_before,
     other_encoding,
     read_spans,
     record_lines,
@@ -416,7 +415,7 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
     start, size = int(pos) - 1, csv_path.stat().st_size
     cut = False
     if open_quote:  # the record's quote is never closed when an odd number of quotes follow its start
-        cut = count_byte(csv_path, start, b'"') % 2 == 1
+        cut = count_byte(csv_path, b'"', start) % 2 == 1
     elif not too_many and 0 <= start and size - start <= 16 * 1024 * 1024:  # a cut never adds fields
         with csv_path.open("rb") as f:
             f.seek(start)
@@ -429,7 +428,7 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
         with csv_path.open("rb") as f:  # the reader's position may be that of blank lines before the record
             f.seek(start)
             head = f.read(4096)
-        line = newlines_before(csv_path, start + len(head) - len(head.lstrip(b"\r\n"))) + 1
+        line = count_byte(csv_path, b"\n", 0, start + len(head) - len(head.lstrip(b"\r\n"))) + 1
         what = (f"inside a quoted cell opened on line {line} (a quote that is never closed)" if open_quote
                 else f"in the middle of its last record (line {line}: no line end, and it does not split into "
                      f"the header's fields)")

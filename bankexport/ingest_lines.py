@@ -296,23 +296,16 @@ def transcode_to_utf8(src: Path, dst: Path, encoding: str) -> Path:
     return dst
 
 
-def newlines_before(path: Path, offset: int) -> int:
-    """How many line ends precede byte ``offset`` of ``path`` (a line number minus one)."""
+def count_byte(path: Path, byte: bytes, start: int = 0, end: int | None = None) -> int:
+    """How many times ``byte`` occurs in ``path`` from byte ``start`` up to ``end`` (default: the end)."""
+    start = max(start, 0)
+    left = (path.stat().st_size if end is None else end) - start
     n = 0
     with path.open("rb") as f:
-        while offset > 0 and (chunk := f.read(min(_CHUNK, offset))):
-            n += chunk.count(b"\n")
-            offset -= len(chunk)
-    return n
-
-
-def count_byte(path: Path, offset: int, byte: bytes) -> int:
-    """How many times ``byte`` occurs in ``path`` from byte ``offset`` to the end."""
-    n = 0
-    with path.open("rb") as f:
-        f.seek(max(offset, 0))
-        while chunk := f.read(16 * _CHUNK):
+        f.seek(start)
+        while left > 0 and (chunk := f.read(min(16 * _CHUNK, left))):
             n += chunk.count(byte)
+            left -= len(chunk)
     return n
 
 
