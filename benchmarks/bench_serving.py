@@ -169,10 +169,15 @@ class Conn:
         self.writer.close()
 
 
-def hints_request(port: int, token: str, customer_id: str) -> bytes:
-    body = json.dumps({"customer_id": customer_id}).encode()
-    return (f"POST /hints HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+def _post(port: int, token: str, path: str, payload: dict) -> bytes:
+    """A raw ``POST`` of ``payload`` as JSON, with the token, as the load loops send it."""
+    body = json.dumps(payload).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def hints_request(port: int, token: str, customer_id: str) -> bytes:
+    return _post(port, token, "/hints", {"customer_id": customer_id})
 
 
 async def _open_loop(port: int, requests: list[bytes], rate: float, max_conns: int) -> dict:
@@ -251,9 +256,7 @@ def targets_request(port: int, token: str, branch: str | None, campaign: str) ->
     payload = {"product": "consumer", "top": TARGETS_TOP, "campaign_id": campaign}
     if branch is not None:
         payload["branch_id"] = branch
-    body = json.dumps(payload).encode()
-    return (f"POST /targets HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    return _post(port, token, "/targets", payload)
 
 
 async def _targets_stream(port: int, requests: list[bytes], rate: float, t0: float) -> dict:
