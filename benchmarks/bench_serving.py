@@ -17,8 +17,8 @@ processes idle), then:
    cores with the server, and both figures are reported (CPU seconds of the server's process tree per
    request, from ``/proc``; the client's own ``process_time``).
 2. ``/hints`` one at a time (the service time without queueing), and the same
-   endpoint refused with a wrong token (401): BentoML, auth and audit without the
-   recommender, i.e. the floor of the framework on this machine.
+   endpoint refused with a wrong token (401): the ASGI server, the gate, auth and audit
+   without the recommender, i.e. the floor of the framework on this machine.
 3. ``/targets`` top 500 of the largest branch, sequentially (first call and the
    rest reported apart: the first computes the reasons the service caches).
 4. Heavy lists against hints (``--mixed-seconds``, after phase 1 on the same
