@@ -912,8 +912,8 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
             if cfg.threads > 0:
                 con.execute(f"SET threads = {int(cfg.threads)}")
             _empty_keys(con)
-            # Tables read before the export date is known (no export_date in the manifest) wait,
-            # checked but not yet related or stored, as chk_<table> / rej_<table>.
+            # Each checked table waits as chk_<table> / rej_<table> until the export date is known
+            # (without export_date in the manifest: until transactions is read), then is related and stored.
             waiting: list[tuple[_Source, Path | None, float]] = []
             for name in tqdm(ALL_TABLES, desc="ingest", unit="table", disable=None):
                 s = sources[name]
@@ -939,20 +939,16 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
                     reports[name] = TableReport(warnings=[msg])
                     con.execute("DROP TABLE chk")
                     continue
-                if export_date is None and name != INFER_FROM[0]:
-                    con.execute(f"ALTER TABLE chk RENAME TO chk_{name}; ALTER TABLE rej RENAME TO rej_{name}")
-                    waiting.append((s, csv_path, t1))
-                    continue
-                if export_date is None:
+                if export_date is None and name == INFER_FROM[0]:
                     export_date, inference = _infer(con, s, cfg.export_date_tail_days)
-                    con.execute(f"ALTER TABLE chk RENAME TO chk_{name}; ALTER TABLE rej RENAME TO rej_{name}")
-                    waiting.append((s, csv_path, t1))
+                con.execute(f"ALTER TABLE chk RENAME TO chk_{name}; ALTER TABLE rej RENAME TO rej_{name}")
+                waiting.append((s, csv_path, t1))
+                if export_date is None:
+                    continue
                 for w_src, w_csv, w_t1 in waiting:  # in table order: references need their targets first
                     wn = w_src.table.name
                     con.execute(f"ALTER TABLE chk_{wn} RENAME TO chk; ALTER TABLE rej_{wn} RENAME TO rej")
                     finish(w_src, w_csv, w_t1)
-                if not waiting:
-                    finish(s, csv_path, t1)
                 waiting = []
         finally:
             con.close()
