@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from nbp.config import IngestConfig
+from nbp.sheets import restore
 from nbp.workspace import Workspace
 
 # A valid export: every table, every reference resolvable. Cells are strings as in a CSV.
@@ -111,6 +113,20 @@ def write_export(root: Path, tables: dict[str, list[dict[str, str]]], fmt: str =
     if manifest is not None:
         (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return root
+
+
+def report_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``rejects/`` or ``cells/`` file (which must start with the UTF-8 BOM), as the
+    bank reads them back (nbp.sheets)."""
+    raw = path.read_bytes()
+    assert raw.startswith("\ufeff".encode()), f"{path} lacks the UTF-8 BOM"
+    rows = csv.DictReader(raw.decode("utf-8-sig").splitlines(keepends=True))
+    return [{k: restore(v) for k, v in r.items()} for r in rows]
+
+
+def read_report(ws: Workspace) -> dict:
+    """The workspace's ``ingest/report.json``."""
+    return json.loads((ws.ingest_dir / "report.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -16,23 +15,11 @@ from bankexport.ingest import ingest
 from bankexport.spec import TABLES
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
-from nbp.sheets import restore
 from nbp.workspace import Workspace
 
 # `.venv/bin/pytest` puts only this folder on sys.path (no __init__.py); `python -m pytest` the checkout too
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bankexport.conftest import base_tables, write_csv, write_export
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    raw = path.read_bytes()
-    assert raw.startswith("\ufeff".encode()), f"{path} lacks the UTF-8 BOM"
-    rows = csv.DictReader(raw.decode("utf-8-sig").splitlines(keepends=True))
-    return [{k: restore(v) for k, v in r.items()} for r in rows]  # as the bank reads it back (nbp.sheets)
-
-
-def _report(ws: Workspace) -> dict:
-    return json.loads((ws.ingest_dir / "report.json").read_text(encoding="utf-8"))
+from tests.bankexport.conftest import base_tables, read_report, report_rows, write_csv, write_export
 
 
 def test_valid_export_is_stored_typed(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
@@ -58,7 +45,7 @@ def test_valid_export_is_stored_typed(tmp_path: Path, ws: Workspace, cfg: Ingest
     assert bal["month"].iloc[0] == pd.Timestamp("2024-04-01")
     meta = json.loads((ws.ingested_dir / "_meta.json").read_text(encoding="utf-8"))
     assert meta["export_date"] == "2024-05-03"  # inferred from txn_time (no manifest): its last day
-    report = _report(ws)
+    report = read_report(ws)
     assert set(report["tables"]) == set(TABLES)
     assert report["tables"]["transactions"] == {"rows_read": 3, "rows_kept": 3, "set_aside": {},
                                                 "cells_reported": {}}
@@ -107,7 +94,7 @@ def test_bad_row_is_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig, 
     line = len(tables[table]) + (1 if fmt == "csv" else 0)  # CSV: header is line 1; Parquet: row number
     src = write_export(tmp_path / "exp", tables, fmt=fmt)
     ingest(src, ws, cfg)
-    rejects = _rows(ws.ingest_dir / "rejects" / f"{table}.csv")
+    rejects = report_rows(ws.ingest_dir / "rejects" / f"{table}.csv")
     assert len(rejects) == 1
     r = rejects[0]
     assert (r["source_file"], int(r["source_line"]), r["rule"]) == (f"{table}.{fmt}", line, rule)
@@ -118,7 +105,7 @@ def test_bad_row_is_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig, 
         assert r["value"] == change.get(column, tables[table][0].get(column, ""))  # as read, blanks kept
     for k, v in tables[table][-1].items():  # the original cells follow
         assert r[k] == v
-    t = _report(ws)["tables"][table]
+    t = read_report(ws)["tables"][table]
     assert t["set_aside"] == {rule: 1}
     assert t["rows_read"] == len(tables[table]) and t["rows_kept"] == len(tables[table]) - 1
     assert len(pd.read_parquet(ws.table(table))) == len(tables[table]) - 1
@@ -130,11 +117,11 @@ def test_references_cascade(tmp_path: Path, ws: Workspace, cfg: IngestConfig) ->
     tables["customers"][0]["customer_type"] = "??"  # C1 set aside
     src = write_export(tmp_path / "exp", tables)
     ingest(src, ws, cfg)
-    rep = _report(ws)["tables"]
+    rep = read_report(ws)["tables"]
     assert rep["customers"]["set_aside"] == {"unknown_enum": 1}
     for t in ("accounts", "transactions", "loans", "balances", "services", "contacts"):
         assert rep[t]["set_aside"] == {"broken_reference": 1}, t
-    tx = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    tx = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["txn_id"], r["column"]) for r in tx] == [("T1", "account_id")]
     assert set(pd.read_parquet(ws.table("transactions"))["txn_id"]) == {"T2", "T3"}
 
@@ -144,7 +131,7 @@ def test_exact_duplicate_keeps_first_copy(tmp_path: Path, ws: Workspace, cfg: In
     tables["transactions"].insert(1, dict(tables["transactions"][0]))  # lines 2 and 3 are the same
     src = write_export(tmp_path / "exp", tables)
     ingest(src, ws, cfg)
-    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["txn_id"], r["source_line"], r["rule"]) for r in rej] == [("T1", "3", "duplicate_key")]
     tx = pd.read_parquet(ws.table("transactions"))
     assert (tx["txn_id"] == "T1").sum() == 1
@@ -158,11 +145,11 @@ def test_malformed_optional_cells_keep_row(tmp_path: Path, ws: Workspace, cfg: I
     tables["loans"][0]["amount"] = "12.345"
     src = write_export(tmp_path / "exp", tables)
     ingest(src, ws, cfg)
-    rep = _report(ws)["tables"]
+    rep = read_report(ws)["tables"]
     assert rep["customers"]["cells_reported"] == {"malformed_optional": 2}
     assert rep["customers"]["set_aside"] == {} and rep["customers"]["rows_kept"] == 3
     assert rep["tax_records"]["cells_reported"] == {"malformed_optional": 1}
-    cells = _rows(ws.ingest_dir / "cells" / "customers.csv")
+    cells = report_rows(ws.ingest_dir / "cells" / "customers.csv")
     assert [(c["source_line"], c["column"], c["value"], c["rule"]) for c in cells] == [
         ("3", "birth_date", "1990-13-01", "malformed_optional"), ("3", "gender", "X", "malformed_optional")]
     cu = pd.read_parquet(ws.table("customers")).set_index("customer_id")
@@ -185,10 +172,10 @@ def test_malformed_csv_record_and_line_numbers(tmp_path: Path, ws: Workspace, cf
     with (src / "transactions.csv").open("a", encoding="utf-8") as f:
         f.write("\nT9,A1,C1,too,few\n")  # blank line 7, malformed record on line 8
     ingest(src, ws, cfg)
-    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["source_line"], r["rule"]) for r in rej] == [("6", "unparseable"), ("8", "malformed_row")]
     assert rej[1]["value"] == "T9,A1,C1,too,few"
-    assert _report(ws)["tables"]["transactions"]["set_aside"] == {"unparseable": 1, "malformed_row": 1}
+    assert read_report(ws)["tables"]["transactions"]["set_aside"] == {"unparseable": 1, "malformed_row": 1}
     tx = pd.read_parquet(ws.table("transactions"))
     assert tx.loc[tx.txn_id == "T1", "counterparty_id"].iloc[0] == "two\nlines"
 
@@ -217,7 +204,7 @@ def test_reported_rows_show_original_cells(tmp_path: Path, ws: Workspace, cfg: I
     (src / "customers.csv").write_bytes(eol.join([*cu, ",".join(row.get(c, "") for c in cu_cols)]).encode(encoding)
                                         + eol.encode())
     ingest(src, ws, cfg)
-    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["source_line"], r["rule"], r["column"], r["value"]) for r in rej] == [
         ("3", "non_positive", "amount", "0"), ("5", "non_positive", "amount", "-1.5"),
         ("7", "unparseable", "amount", "1.234")]
@@ -225,7 +212,7 @@ def test_reported_rows_show_original_cells(tmp_path: Path, ws: Workspace, cfg: I
     assert (rej[1]["txn_id"], rej[1]["channel"], rej[1]["counterparty_id"]) == ("T8", "counter", "X9")
     assert (rej[2]["txn_id"], rej[2]["amount"], rej[2]["counterparty_id"]) == ("T10", "1.234", "")
     assert pd.read_parquet(ws.table("transactions"))["txn_id"].tolist() == ["T1", "T9"]
-    cells = _rows(ws.ingest_dir / "cells" / "customers.csv")
+    cells = report_rows(ws.ingest_dir / "cells" / "customers.csv")
     assert [(c["source_line"], c["column"], c["value"], c["township_code"], c["birth_date"]) for c in cells] == [
         (str(len(cu) + 1), "gender", "X", '东村, "老"', " 1990-01-01 ")]
 
@@ -239,7 +226,7 @@ def test_gbk_csv_via_manifest(tmp_path: Path, ws: Workspace, cfg: IngestConfig) 
     ingest(src, ws, cfg)
     br = pd.read_parquet(ws.table("branches")).set_index("branch_id")
     assert br.loc["B1", "name"] == "城关支行" and pd.isna(br.loc["B3", "area"])
-    cells = _rows(ws.ingest_dir / "cells" / "branches.csv")
+    cells = report_rows(ws.ingest_dir / "cells" / "branches.csv")
     assert (cells[0]["value"], cells[0]["name"], cells[0]["source_line"]) == ("城区", "河东支行", "4")
     assert json.loads((ws.ingested_dir / "_meta.json").read_text())["export_date"] == "2024-06-30"
 
@@ -256,12 +243,12 @@ def test_optional_tables_and_columns_absent_extra_columns_reported(tmp_path: Pat
     rep = ingest(src, ws, cfg)
     acc = pd.read_parquet(ws.table("accounts"))
     assert "legacy_flag" not in acc.columns and acc["close_date"].isna().all()
-    files = _report(ws)["files"]
+    files = read_report(ws)["files"]
     assert files["accounts"]["unknown_columns"] == ["legacy_flag"]
     assert files["accounts"]["absent_columns"] == ["close_date"]
     assert files["balances"]["present"] is False
     assert not ws.table("balances").exists()
-    assert _report(ws)["tables"]["balances"]["rows_read"] == 0
+    assert read_report(ws)["tables"]["balances"]["rows_read"] == 0
     assert "legacy_flag" in rep.summary_table() and "absent" in rep.summary_table()
 
 
@@ -336,8 +323,8 @@ def test_second_run_replaces_store_and_report(tmp_path: Path, ws: Workspace, cfg
     ingest(write_export(tmp_path / "exp1", tables), ws, cfg)
     ingest(write_export(tmp_path / "exp2", base_tables()), ws, cfg)
     assert not (ws.ingest_dir / "rejects").exists()  # the report is the new run's, not a mix
-    assert _report(ws)["tables"]["transactions"]["set_aside"] == {}
-    run_ids = {_report(ws)["run_id"], json.loads((ws.ingested_dir / "_meta.json").read_text())["run_id"]}
+    assert read_report(ws)["tables"]["transactions"]["set_aside"] == {}
+    run_ids = {read_report(ws)["run_id"], json.loads((ws.ingested_dir / "_meta.json").read_text())["run_id"]}
     assert len(run_ids) == 1
 
 
@@ -374,9 +361,9 @@ def test_gbk_invalid_bytes_set_row_aside(tmp_path: Path, ws: Workspace, cfg: Ing
     with (src / "branches.csv").open("ab") as f:
         f.write(b"B9,\xff\xff,,rural\n")  # 0xFF is never valid in GBK
     ingest(src, ws, cfg)
-    rej = _rows(ws.ingest_dir / "rejects" / "branches.csv")
+    rej = report_rows(ws.ingest_dir / "rejects" / "branches.csv")
     assert [(r["source_line"], r["rule"]) for r in rej] == [("4", "malformed_row")]
-    assert _report(ws)["tables"]["branches"] == {"rows_read": 3, "rows_kept": 2,
+    assert read_report(ws)["tables"]["branches"] == {"rows_read": 3, "rows_kept": 2,
                                                  "set_aside": {"malformed_row": 1}, "cells_reported": {}}
 
 
@@ -404,7 +391,7 @@ def test_typed_parquet_and_bom_csv(tmp_path: Path, ws: Workspace, cfg: IngestCon
     tx = pd.read_parquet(ws.table("transactions"))
     assert tx["txn_time"].tolist() == [pd.Timestamp("2024-05-01 10:00:00")]
     assert tx["amount"].tolist() == [12.5]
-    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["source_file"], r["source_line"], r["rule"], r["column"]) for r in rej] == [
         ("transactions.parquet", "2", "unparseable", "amount")]
     assert pd.read_parquet(ws.table("branches"))["branch_id"].tolist() == ["B1"]
@@ -437,10 +424,10 @@ def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws:
     assert list(loans.index) == ["L1", "L2"]  # L3: application_date is not a date (09:30)
     assert loans.loc["L1", "term_months"] == 12 and loans.loc["L1", "grant_date"] == pd.Timestamp("2024-01-09")
     assert pd.isna(loans.loc["L2", "amount"]) and pd.isna(loans.loc["L2", "term_months"])
-    rep = _report(ws)["tables"]["loans"]
+    rep = read_report(ws)["tables"]["loans"]
     assert rep["set_aside"] == {"unparseable": 1}
     assert rep["cells_reported"] == {"malformed_optional": 1}  # 12.5 months; NaN is just unknown
-    cells = _rows(ws.ingest_dir / "cells" / "loans.csv")
+    cells = report_rows(ws.ingest_dir / "cells" / "loans.csv")
     assert [(c["source_line"], c["column"], c["value"]) for c in cells] == [("2", "term_months", "12.5")]
 
 
@@ -598,7 +585,7 @@ def test_rows_not_read_again_are_still_reported(tmp_path: Path, ws: Workspace, c
     src = write_export(tmp_path / "exp", tables)
     monkeypatch.setattr(ingest_mod, "read_spans", lambda *a: False)
     ingest(src, ws, cfg)
-    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     got = [(r["source_line"], r["rule"], r["column"], r["txn_id"]) for r in rej]
     assert got == [("5", "non_positive", "amount", "")]
     assert "could not be read again" in caplog.text

@@ -3,7 +3,6 @@ export date never move it (issue 12, points 2 and 3)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import date
@@ -21,15 +20,7 @@ from nbp.errors import DataContractError
 from nbp.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bankexport.conftest import base_tables, write_csv, write_export
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines(keepends=True)))
-
-
-def _report(ws: Workspace) -> dict:
-    return json.loads((ws.ingest_dir / "report.json").read_text(encoding="utf-8"))
+from tests.bankexport.conftest import base_tables, read_report, report_rows, write_csv, write_export
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -101,10 +92,10 @@ def test_empty_optional_table_counts_as_absent_with_warning(tmp_path: Path, ws: 
     else:
         (src / "balances.csv").write_bytes(content)
     rep = ingest(src, ws, cfg)
-    files = _report(ws)["files"]["balances"]
+    files = read_report(ws)["files"]["balances"]
     assert files["present"] is False and not ws.table("balances").exists()
     assert len(files["warnings"]) == 1 and "balances.csv" in files["warnings"][0]
-    assert _report(ws)["warnings"] == files["warnings"]
+    assert read_report(ws)["warnings"] == files["warnings"]
     assert "balances.csv" in caplog.text and "absent" in caplog.text
     assert "warning: balances.csv" in rep.summary_table()
 
@@ -116,7 +107,7 @@ def test_files_not_read_are_named(tmp_path: Path, ws: Workspace, cfg: IngestConf
     write_csv(src / "Balances.csv", TABLES["balances"].column_names, tables["balances"])
     (src / "notes.txt").write_text("extract log", encoding="utf-8")
     rep = ingest(src, ws, cfg)
-    assert _report(ws)["warnings"] == [
+    assert read_report(ws)["warnings"] == [
         "Balances.csv: not read: table 'balances' is read only from balances.csv or balances.parquet (lower case, "
         "uncompressed)", "notes.txt: not read: not a table nbp reads (" + ", ".join(TABLES) + ")"]
     assert "warning: Balances.csv: not read" in rep.summary_table()
@@ -154,7 +145,7 @@ def test_last_line_with_too_many_fields_is_only_set_aside(tmp_path: Path, ws: Wo
     with (src / "branches.csv").open("a", encoding="utf-8") as f:
         f.write("B3,x,,rural,extra")  # no line end, but a cut never adds a field
     ingest(src, ws, cfg)
-    assert _report(ws)["tables"]["branches"]["set_aside"] == {"malformed_row": 1}
+    assert read_report(ws)["tables"]["branches"]["set_aside"] == {"malformed_row": 1}
 
 
 def test_stray_quote_swallowing_the_rest_of_the_file_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
@@ -179,7 +170,7 @@ def test_closed_quote_followed_by_text_is_only_set_aside(tmp_path: Path, ws: Wor
     lines.insert(2, 'T9,A1,C1,2024-05-03 09:15:00,1.00,C,qr,fee,"ab"c\n')
     (src / "transactions.csv").write_text("".join(lines), encoding="utf-8")
     ingest(src, ws, cfg)
-    assert _report(ws)["tables"]["transactions"]["set_aside"] == {"malformed_row": 1}
+    assert read_report(ws)["tables"]["transactions"]["set_aside"] == {"malformed_row": 1}
 
 
 def test_short_last_record_with_line_end_is_only_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
@@ -188,7 +179,7 @@ def test_short_last_record_with_line_end_is_only_set_aside(tmp_path: Path, ws: W
     with (src / "transactions.csv").open("a", encoding="utf-8") as f:
         f.write("T9,A1,C1,too,few\n")
     ingest(src, ws, cfg)
-    assert _report(ws)["tables"]["transactions"]["set_aside"] == {"malformed_row": 1}
+    assert read_report(ws)["tables"]["transactions"]["set_aside"] == {"malformed_row": 1}
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.97])
@@ -237,7 +228,7 @@ def test_stray_bad_byte_is_a_bad_row_not_an_encoding(tmp_path: Path, ws: Workspa
     with (src / "branches.csv").open("ab") as f:
         f.write(b"B9,\xff\xfe,,rural\n")  # valid neither as UTF-8 nor as GBK
     ingest(src, ws, cfg)
-    assert _report(ws)["tables"]["branches"]["set_aside"] == {"malformed_row": 1}
+    assert read_report(ws)["tables"]["branches"]["set_aside"] == {"malformed_row": 1}
 
 
 # ---------------------------------------------------------------- share of rows set aside
@@ -252,11 +243,11 @@ def test_set_aside_share_above_limit_stops_unless_accepted(tmp_path: Path, ws: W
     assert "non_positive 12" in msg and "--accept-set-aside" in msg
     refused = ws.ingest_dir.with_name("ingest.refused")
     assert str(refused) in msg
-    assert len(_rows(refused / "rejects" / "transactions.csv")) == 12
+    assert len(report_rows(refused / "rejects" / "transactions.csv")) == 12
     assert json.loads((refused / "report.json").read_text(encoding="utf-8"))["refused"] == [msg]
 
     rep = ingest(src, ws, cfg, accept_set_aside=True)
-    checks = _report(ws)["checks"]["set_aside"]
+    checks = read_report(ws)["checks"]["set_aside"]
     assert checks["overridden"] is True and checks["exceeded"] == {"transactions": 0.06}
     assert "set-aside limit 5% exceeded by transactions (6.0%), accepted with --accept-set-aside" in rep.summary_table()
     assert len(pd.read_parquet(ws.table("transactions"))) == 188
@@ -268,7 +259,7 @@ def test_set_aside_share_within_limit_and_small_tables_pass(tmp_path: Path, ws: 
     _many_transactions(tables, 200, bad=10)  # 5 %: at the limit, not above it
     tables["managers"].append({"manager_id": "M2", "branch_id": ""})  # 1 of 2 rows: below share_min_rows
     ingest(write_export(tmp_path / "exp", tables), ws, cfg)
-    checks = _report(ws)["checks"]["set_aside"]
+    checks = read_report(ws)["checks"]["set_aside"]
     assert checks["exceeded"] == {} and checks["overridden"] is False
 
 
@@ -310,7 +301,7 @@ def test_shrink_against_previous_import_stops_unless_accepted(tmp_path: Path, ws
     msg = _stops(src, ws, cfg, stored, "table_shrank", r"transactions\.csv: 150 rows kept against 200")
     assert "25% fewer" in msg and "--accept-shrink" in msg
     rep = ingest(src, ws, cfg, accept_shrink=True)
-    shrink = _report(ws)["checks"]["shrink"]
+    shrink = read_report(ws)["checks"]["shrink"]
     assert shrink["overridden"] is True and shrink["exceeded"] == {"transactions": 0.25}
     assert "accepted with --accept-shrink" in rep.summary_table()
 
@@ -319,7 +310,7 @@ def test_small_shrink_passes(tmp_path: Path, ws: Workspace, cfg: IngestConfig, s
     tables = base_tables()
     _many_transactions(tables, 170)  # 15 % fewer
     ingest(write_export(tmp_path / "exp", tables), ws, cfg)
-    assert _report(ws)["checks"]["shrink"]["exceeded"] == {}
+    assert read_report(ws)["checks"]["shrink"]["exceeded"] == {}
 
 
 def test_vanished_optional_table_counts_as_shrink(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
@@ -335,7 +326,7 @@ def test_shrink_not_compared_across_banks(tmp_path: Path, ws: Workspace, cfg: In
     tables = base_tables()
     _many_transactions(tables, 20)
     ingest(write_export(tmp_path / "exp", tables, manifest={"bank_code": "OTHER"}), ws, cfg)
-    assert _report(ws)["bank_code"] == "OTHER" and _report(ws)["checks"]["shrink"]["previous_run_id"] is None
+    assert read_report(ws)["bank_code"] == "OTHER" and read_report(ws)["checks"]["shrink"]["previous_run_id"] is None
 
 
 # ---------------------------------------------------------------- dates after the export date
@@ -351,17 +342,17 @@ def test_rows_after_manifest_export_date_set_aside_optional_dates_blanked(tmp_pa
     tables["contacts"].append({**tables["contacts"][0], "contact_date": "2024-05-31"})  # on the day: kept
     src = write_export(tmp_path / "exp", tables, manifest={"export_date": "2024-05-31"})
     rep = ingest(src, ws, cfg)
-    t = _report(ws)["tables"]
+    t = read_report(ws)["tables"]
     assert t["transactions"]["set_aside"] == {"future_date": 1}
     assert t["balances"]["set_aside"] == {"future_date": 1}
     assert t["contacts"]["set_aside"] == {} and t["contacts"]["rows_kept"] == 2
     assert t["accounts"]["cells_reported"] == {"future_date": 1} and t["accounts"]["rows_kept"] == 3
     assert t["loans"]["cells_reported"] == {"future_date": 1}
     assert rep.export_date == "2024-05-31" and rep.inference is None
-    rej = _rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["source_line"], r["rule"], r["column"], r["value"], r["txn_id"]) for r in rej] == [
         ("5", "future_date", "txn_time", "2024-06-01 00:00:00", "T8")]
-    cells = _rows(ws.ingest_dir / "cells" / "accounts.csv")
+    cells = report_rows(ws.ingest_dir / "cells" / "accounts.csv")
     assert [(c["source_line"], c["rule"], c["column"], c["value"]) for c in cells] == [
         ("2", "future_date", "close_date", "2099-01-01")]
     acc = pd.read_parquet(ws.table("accounts")).set_index("account_id")
@@ -383,7 +374,7 @@ def test_future_customer_takes_its_rows_with_it(tmp_path: Path, ws: Workspace, c
     tables = base_tables()
     tables["customers"][2]["open_date"] = "2099-01-01"  # C3
     ingest(write_export(tmp_path / "exp", tables, manifest={"export_date": "2024-05-31"}), ws, cfg)
-    t = _report(ws)["tables"]
+    t = read_report(ws)["tables"]
     assert t["customers"]["set_aside"] == {"future_date": 1}
     assert t["accounts"]["set_aside"] == {"broken_reference": 1}
     assert t["transactions"]["set_aside"] == {"broken_reference": 1}
@@ -414,9 +405,9 @@ def test_inferred_export_date_is_reported_and_future_rows_counted(tmp_path: Path
     caplog.set_level("INFO")
     rep = ingest(write_export(tmp_path / "exp", tables), ws, cfg)
     assert rep.export_date == "2024-05-28" and rep.export_date_from == "data"
-    inf = _report(ws)["export_date_inference"]
+    inf = read_report(ws)["export_date_inference"]
     assert (inf["column"], inf["rows_after"], inf["latest_day"]) == ("transactions.txn_time", 1, "2099-01-01")
-    assert _report(ws)["tables"]["transactions"]["set_aside"] == {"future_date": 1}
+    assert read_report(ws)["tables"]["transactions"]["set_aside"] == {"future_date": 1}
     assert "export date inferred: 2024-05-28 from transactions.txn_time" in caplog.text
     assert "export date 2024-05-28 inferred from transactions.txn_time" in rep.summary_table()
     meta = json.loads((ws.ingested_dir / "_meta.json").read_text(encoding="utf-8"))
@@ -453,7 +444,7 @@ def test_planted_2099_timestamp_moves_neither_export_date_nor_feature_build(tmp_
         rows = {f: len(pd.read_parquet(ws.features_dir / f"{f}.parquet", columns=["customer_id"]))
                 for f in summary.rows}  # rows of every feature table, as written
         out[planted] = (export_date(ws), feature_as_ofs(ws), summary.as_of, rows,
-                        _report(ws)["tables"]["transactions"]["set_aside"])
+                        read_report(ws)["tables"]["transactions"]["set_aside"])
     clean, dirty = out[False], out[True]
     assert dirty[0] == clean[0] == pd.Timestamp(sim.export_date) - pd.Timedelta(days=1)  # last day with data
     assert dirty[1] == clean[1] and dirty[1][-1] == pd.Timestamp("2026-11-01")
