@@ -265,6 +265,15 @@ class Recommender:
         self._managers = {str(v) for v in m.dropna()} | {str(v) for v in managers["manager_id"].dropna()}
         both = b.notna() & m.notna()
         self._manager_branches = set(zip(b[both].astype(str), m[both].astype(str), strict=True))
+        # manager -> branch: the managers table's (its first row), else the one branch of the manager's customers
+        of_customers: dict[str, set[str]] = {}
+        for branch, manager in self._manager_branches:
+            of_customers.setdefault(manager, set()).add(branch)
+        self._manager_branch = {k: next(iter(v)) for k, v in of_customers.items() if len(v) == 1}
+        first = managers.assign(manager_id=managers["manager_id"].astype(str)).drop_duplicates("manager_id")
+        for manager, branch in zip(first["manager_id"], first["branch_id"], strict=True):
+            if not pd.isna(branch):
+                self._manager_branch[manager] = str(branch)
         self._policies: dict[str, TargetPolicy] = {}
         self._policy_lock = threading.Lock()
 
@@ -406,11 +415,7 @@ class Recommender:
     def manager_branch(self, manager_id: str) -> str | None:
         """The branch of a manager: the managers table's, else the one branch of the manager's
         customers; None when unknown or ambiguous."""
-        hit = self.managers.loc[self.managers["manager_id"].astype(str) == manager_id, "branch_id"]
-        if not hit.empty and not pd.isna(hit.iloc[0]):
-            return str(hit.iloc[0])
-        branches = {b for b, m in self._manager_branches if m == manager_id}
-        return branches.pop() if len(branches) == 1 else None
+        return self._manager_branch.get(manager_id)
 
     def branch_of(self, customer_id: str) -> str | None:
         """The customer's branch.
