@@ -405,7 +405,7 @@ class Recommender:
 
         def entry(s: ProductState) -> dict:
             out = {"ready": s.ready, "target_lists": s.ready and s.scores is not None, "status": code(s)}
-            if s.model is None and s.skipped:  # training's reason, written for staff (point 1 of issue 12)
+            if s.model is None and s.skipped:  # training's reason, written for staff
                 out["skipped"] = s.skipped
             return out
 
