@@ -109,6 +109,10 @@ class IngestReport:
     checks: dict[str, Any] = field(default_factory=dict)  # the share limits, what exceeded them, overrides
     warnings: list[str] = field(default_factory=list)  # about the export folder (tables have their own)
 
+    def all_warnings(self) -> list[str]:
+        """The export folder's warnings, then each table's."""
+        return [*self.warnings, *(w for t in self.tables.values() for w in t.warnings)]
+
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report; key ``tables`` is shaped
         ``{TABLE: {"rows_read", "rows_kept", "set_aside": {RULE: n}, "cells_reported": {RULE: n}}}``."""
@@ -129,7 +133,7 @@ class IngestReport:
             "export_date_from": self.export_date_from,
             "export_date_inference": self.inference,
             "checks": self.checks,
-            "warnings": [*self.warnings, *(w for t in self.tables.values() for w in t.warnings)],
+            "warnings": self.all_warnings(),
             "run_id": self.run_id,
             "finished_at": self.finished_at,
             "seconds": round(self.seconds, 3),
@@ -163,9 +167,7 @@ class IngestReport:
             if t.absent_columns:
                 lines.append(f"note: {t.file}: optional columns absent (stored as unknown): "
                              f"{', '.join(t.absent_columns)}")
-        lines += [f"warning: {w}" for w in self.warnings]
-        for t in self.tables.values():
-            lines += [f"warning: {w}" for w in t.warnings]
+        lines += [f"warning: {w}" for w in self.all_warnings()]
         for what in ("set_aside", "shrink"):
             c = self.checks.get(what) or {}
             if c.get("exceeded"):
