@@ -144,8 +144,6 @@ def _row_capacity(rows: pd.DataFrame, cap: pd.Series) -> pd.Series:
     return rows["manager_id"].map(cap).astype(float).fillna(np.inf)
 
 
-
-
 class TargetPolicy:
     """The contact policy (module docstring) prepared once for a set of scored candidates.
 
