@@ -252,9 +252,9 @@ def _header_of_parquet(path: Path) -> tuple[list[str], list[str]]:
 def _is_empty(path: Path, kind: str, encoding: str) -> bool:
     """Whether a file holds nothing: 0 bytes, or (CSV) no header, only a BOM or blank lines."""
     size = path.stat().st_size
-    if size == 0 or kind != "csv":
-        return size == 0
-    if size > 4096:
+    if size == 0:
+        return True
+    if kind != "csv" or size > 4096:
         return False
     return not path.read_bytes().decode(encoding, errors="replace").lstrip("\ufeff").strip()
 
@@ -439,9 +439,8 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
     bad = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej "
                       "WHERE error_type = 'INVALID ENCODING'").fetchone()[0]
     if bad and (other := other_encoding(s.path, encoding)) is not None:
-        declared = "UTF-8" if encoding == "utf-8" else encoding.upper()
         raise DataContractError(
-            f"{s.path.name}: {bad:,} records are not valid {declared} (the encoding of manifest.json, UTF-8 "
+            f"{s.path.name}: {bad:,} records are not valid {encoding.upper()} (the encoding of manifest.json, UTF-8 "
             f"when it names none); the file looks like {other.upper()}: set \"encoding\": \"{other}\" in "
             f"manifest.json (rule {q.WRONG_ENCODING})")
 
