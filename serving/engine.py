@@ -456,13 +456,14 @@ class Recommender:
             pc = self.cfg.products[key]
             name = pc.name_zh if lang == "zh" else pc.name_en
             if not st.ready or st.fast is None:
-                detail = st.problem or ""
-                skip = st.skipped if st.model is None else None  # training skipped it: staff see why
+                why = not_offered_reason("model_unavailable", lang)
+                if st.model is None and st.skipped:  # training skipped it: staff see why
+                    why += ("：" if lang == "zh" else ": ") + st.skipped[lang]
+                elif lang == "en" and st.problem:
+                    why += f" ({st.problem[:160]})"
                 rows.append(HintRow(customer_id=customer_id, branch_id=branch, product=key, product_name=name,
                                     propensity=None, expected_value=None, percentile_in_branch=None,
-                                    eligible=False, reason_not_offered=not_offered_reason("model_unavailable", lang)
-                                    + (("：" if lang == "zh" else ": ") + skip[lang] if skip else
-                                       f" ({detail[:160]})" if lang == "en" and detail else "")))
+                                    eligible=False, reason_not_offered=why))
                 continue
             plan = st.fast
             cols = plan.reader.columns
