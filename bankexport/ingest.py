@@ -825,6 +825,20 @@ def _shrink_problems(reports: dict[str, TableReport], prev: dict[str, Any] | Non
     return out
 
 
+def _share_check(what: str, limit: float, min_rows: int, problems: list[dict[str, Any]], accepted: bool,
+                 flag: str, **context: Any) -> dict[str, Any]:
+    """One share limit's entry under ``checks`` of report.json: the limit, the tables above it, and
+    whether ``flag`` was given and let them through."""
+    out = {"limit": limit, "min_rows": min_rows, **context,
+           "exceeded": {p["table"]: p["share"] for p in problems}, "accepted": accepted,
+           "overridden": bool(problems) and accepted}
+    if problems:
+        out["note"] = (f"{what} limit {limit:.0%} exceeded by "
+                       + ", ".join(f"{p['table']} ({p['share']:.1%})" for p in problems)
+                       + (f", accepted with {flag}" if accepted else ""))
+    return out
+
+
 def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: bool = False,
            accept_shrink: bool = False) -> IngestReport:
     """Validate the bank export in ``src`` and store its typed tables in the workspace.
@@ -958,23 +972,13 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
                                     f"export_date (rule {q.BAD_MANIFEST})")
         shrink_problems = _shrink_problems(reports, previous, cfg)
         checks = {
-            "set_aside": {"limit": cfg.max_set_aside_share, "min_rows": cfg.share_min_rows,
-                          "exceeded": {p["table"]: p["share"] for p in aside_problems},
-                          "accepted": accept_set_aside},
-            "shrink": {"limit": cfg.max_shrink_share, "min_rows": cfg.share_min_rows,
-                       "previous_run_id": previous.get("run_id") if previous else None,
-                       "previous_export_date": previous.get("export_date") if previous else None,
-                       "exceeded": {p["table"]: p["share"] for p in shrink_problems},
-                       "accepted": accept_shrink},
+            "set_aside": _share_check("set-aside", cfg.max_set_aside_share, cfg.share_min_rows, aside_problems,
+                                      accept_set_aside, "--accept-set-aside"),
+            "shrink": _share_check("shrink", cfg.max_shrink_share, cfg.share_min_rows, shrink_problems,
+                                   accept_shrink, "--accept-shrink",
+                                   previous_run_id=previous.get("run_id") if previous else None,
+                                   previous_export_date=previous.get("export_date") if previous else None),
         }
-        for what, probs, flag in (("set_aside", aside_problems, "--accept-set-aside"),
-                                  ("shrink", shrink_problems, "--accept-shrink")):
-            checks[what]["overridden"] = bool(probs) and checks[what]["accepted"]
-            if probs:
-                limit = checks[what]["limit"]
-                checks[what]["note"] = (f"{what.replace('_', '-')} limit {limit:.0%} exceeded by "
-                                        + ", ".join(f"{p['table']} ({p['share']:.1%})" for p in probs)
-                                        + (f", accepted with {flag}" if checks[what]["accepted"] else ""))
         report = IngestReport(str(src), export_date, export_from, tag, reports,
                               finished_at=datetime.now().isoformat(timespec="seconds"),
                               seconds=time.perf_counter() - t0, bank_code=bank_code, inference=inference,
