@@ -224,39 +224,36 @@ class _Gate:
         if endpoint is not None and svc is None:
             await _answer(error_response(503, "the service is still loading; retry shortly"), scope, receive, send)
             return
-        audit = svc.record if endpoint is not None else None
+        audit = functools.partial(svc.record, endpoint) if endpoint is not None else None
         principal = None
         if endpoint is not None:
             auths = _headers(scope, b"authorization")
             if len(auths) > 1:
-                await _refuse(400, "send exactly one Authorization header", scope, receive, send, audit, endpoint)
+                await _refuse(400, "send exactly one Authorization header", scope, receive, send, audit)
                 return
             try:
                 principal = svc.authenticate(auths[0] if auths else None)
             except NbpError as e:
                 fp = svc.presented_fingerprint(auths[0] if auths else None)
-                await _refuse(to_http_error(e).status, str(e), scope, receive, send, audit, endpoint, token_fp=fp)
+                await _refuse(to_http_error(e).status, str(e), scope, receive, send, audit, token_fp=fp)
                 return
         lengths = _headers(scope, b"content-length")
         if lengths and (len(set(lengths)) > 1 or not _DIGITS.fullmatch(lengths[0].strip())):
-            await _refuse(400, "invalid Content-Length header", scope, receive, send, audit, endpoint, principal)
+            await _refuse(400, "invalid Content-Length header", scope, receive, send, audit, principal)
             return
         if lengths and int(lengths[0]) > MAX_BODY:
-            await _refuse(413, f"request body over {MAX_BODY:,} bytes", scope, receive, send, audit, endpoint,
-                          principal)
+            await _refuse(413, f"request body over {MAX_BODY:,} bytes", scope, receive, send, audit, principal)
             return
         if endpoint is not None:
             ctypes_ = _headers(scope, b"content-type")
             if ctypes_ and ctypes_[-1].split(";", 1)[0].strip().lower() != "application/json":
-                await _refuse(415, "send the body as application/json", scope, receive, send, audit, endpoint,
-                              principal)
+                await _refuse(415, "send the body as application/json", scope, receive, send, audit, principal)
                 return
         body = await _read_body(receive, MAX_BODY)
         if body is None:  # the client left
             return
         if body is _TOO_LARGE:
-            await _refuse(413, f"request body over {MAX_BODY:,} bytes", scope, receive, send, audit, endpoint,
-                          principal)
+            await _refuse(413, f"request body over {MAX_BODY:,} bytes", scope, receive, send, audit, principal)
             return
         if endpoint is None:
             await self.app(scope, _replay(body, receive), send)
@@ -266,7 +263,7 @@ class _Gate:
             req = model.model_validate_json(body)
         except ValidationError as e:
             status, message = request_problem(e)
-            await _refuse(status, message, scope, receive, send, audit, endpoint, principal,
+            await _refuse(status, message, scope, receive, send, audit, principal,
                           params=_known_params(body, model))
             return
         if isinstance(req, HintRequest):
@@ -316,11 +313,12 @@ async def _answer(resp: Response, scope: dict, receive: Any, send: Any) -> None:
 
 
 async def _refuse(status: int, message: str, scope: dict, receive: Any, send: Any, audit: Any,
-                  endpoint: str | None, principal: Principal | None = None, token_fp: str | None = None,
+                  principal: Principal | None = None, token_fp: str | None = None,
                   params: dict[str, Any] | None = None) -> None:
-    """Answer ``{"error", "status"}`` without reading the body further; audit it on the API paths."""
-    if audit is not None and endpoint is not None:
-        audit(endpoint, status, principal, token_fp, params or {})
+    """Answer ``{"error", "status"}`` without reading the body further; ``audit`` (the endpoint's
+    :meth:`NbpService.record`, None off the API paths) records it."""
+    if audit is not None:
+        audit(status, principal, token_fp, params or {})
     await _answer(error_response(status, message), scope, receive, send)
 
 
