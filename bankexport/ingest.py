@@ -54,6 +54,7 @@ from bankexport.ingest_lines import (
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Table
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
+from nbp.jobs import pid_alive
 from nbp.sheets import write_csv_batches
 from nbp.workspace import Workspace
 
@@ -672,16 +673,6 @@ def _empty_keys(con: duckdb.DuckDBPyConnection) -> None:
 # ---------------------------------------------------------------- atomic swap
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_stale(ws: Workspace) -> None:
     """Remove temporary folders of earlier runs that died; restore a store lost mid-swap."""
     for target in (ws.ingested_dir, ws.ingest_dir):
@@ -693,7 +684,7 @@ def _clean_stale(ws: Workspace) -> None:
                 pid = int(p.name.rsplit("-", 2)[-2])
             except ValueError:
                 continue
-            if _pid_alive(pid) and pid != os.getpid():
+            if pid_alive(pid) and pid != os.getpid():
                 continue
             if ".old-" in p.name and not target.exists():
                 log.warning("restoring %s from %s (an earlier run died while swapping)", target, p.name)
@@ -705,7 +696,7 @@ def _clean_stale(ws: Workspace) -> None:
             pid = int(p.name.split("-")[2])
         except (ValueError, IndexError):
             continue
-        if not _pid_alive(pid) or pid == os.getpid():
+        if not pid_alive(pid) or pid == os.getpid():
             shutil.rmtree(p, ignore_errors=True)
 
 
