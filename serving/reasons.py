@@ -299,14 +299,12 @@ class ReasonCatalog:
         """
         if lang not in _SEP:
             raise ValueError(f"unknown language '{lang}' (zh or en)")
-        names = [n for n in contributions.index if n in self._entries]
+        names = sorted(n for n in contributions.index if n in self._entries)
         skipped = len(contributions) - len(names)
         if skipped:
             log.debug("reasons: %d contribution(s) not in the catalogue skipped", skipped)
-        contrib = contributions.loc[names].astype(float)
-        positive = [(n, c) for n, c in contrib[contrib > 0].items() if self.supports(n, values.get(n))]
-        order = sorted(positive, key=lambda kv: (-kv[1], kv[0]))[:k]
-        return [self.phrase(name, values.get(name), lang) for name, _ in order]
+        vals = np.array([values.get(n) for n in names], dtype=object)
+        return self.top_reasons_at(names, contributions.loc[names].to_numpy(float), vals, lang, k)
 
     def top_reasons_at(
         self, names: Sequence[str], contributions: np.ndarray, values: np.ndarray, lang: Lang = "zh",
