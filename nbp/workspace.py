@@ -3,26 +3,40 @@
 Default ``NBP_HOME`` is the checkout itself, so MLflow's runs land in the
 top-level ``mlruns/``. Two workspaces never share a file.
 
-Layout::
+Every path the code uses is a property or method here; no other module joins a
+name onto ``home``. Layout::
 
     $NBP_HOME/
-      ingest/report.json           last ingest's report
-      ingest/rejects/<table>.csv   rows set aside, with rule and source line
-      ingest/cells/<table>.csv     optional cells reported as unknown
-      ingest.refused/              report of the last import a share limit refused
+      ingest/report.json             last ingest's report
+      ingest/rejects/<table>.csv     rows set aside, with rule and source line
+      ingest/cells/<table>.csv       optional cells reported as unknown
+      ingest.refused/                report of the last import a share limit refused
       data/ingested/<table>.parquet  typed tables (atomic swap on success)
-      data/features/...            feature tables per family (Parquet)
-      feast/                       Feast registry + SQLite online store
-      mlruns/                      MLflow tracking DB and artifacts
-      outputs/                     scores, target lists, reports
-      bentoml/                     BENTOML_HOME
+      data/ingested/_meta.json       export date and where it came from
+      data/features/...              feature tables per family (Parquet)
+      feast/registry.db              Feast registry
+      feast/online_store.db          SQLite online store
+      mlruns/mlflow.db               MLflow tracking DB
+      mlruns/artifacts/<model>/      MLflow artifacts per registered model
+      outputs/scores/<date>.parquet  every candidate's scores (latest.parquet: the newest)
+      outputs/train/<product>/       plots and tables of the last training run
+      outputs/backtest/<as-of>/      backtest reports
+      audit/audit.jsonl              the service's audit log
+      policy/do_not_contact.txt      customers never put on a list
+      secrets/fingerprint.key        HMAC key of token fingerprints in the audit log
+      bentoml/                       BENTOML_HOME
+      .tmp/<job>/                    a running job's scratch folder (nbp.jobs)
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+
+from nbp.errors import DataContractError
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -74,3 +88,69 @@ class Workspace:
     def table(self, name: str) -> Path:
         """Path of one ingested table's Parquet file."""
         return self.ingested_dir / f"{name}.parquet"
+
+    @property
+    def ingest_report(self) -> Path:
+        """The last ingest's ``report.json``."""
+        return self.ingest_dir / "report.json"
+
+    @property
+    def ingest_meta(self) -> Path:
+        """``_meta.json`` beside the ingested tables: the export date and its source."""
+        return self.ingested_dir / "_meta.json"
+
+    def export_date(self) -> date | None:
+        """The export date recorded by the last successful ingest; None before any ingest."""
+        if not self.ingest_meta.exists():
+            return None
+        try:
+            return date.fromisoformat(json.loads(self.ingest_meta.read_text(encoding="utf-8"))["export_date"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataContractError(f"{self.ingest_meta}: no valid export_date ({e}); re-run `nbp ingest`") from e
+
+    @property
+    def feast_registry(self) -> Path:
+        return self.feast_dir / "registry.db"
+
+    @property
+    def online_store_db(self) -> Path:
+        """The SQLite online store (the Redis store lives outside the workspace)."""
+        return self.feast_dir / "online_store.db"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.mlruns_dir / "mlflow.db"
+
+    def mlflow_artifacts(self, model: str) -> Path:
+        """Artifact root of one registered model's experiment."""
+        return self.mlruns_dir / "artifacts" / model
+
+    @property
+    def scores_dir(self) -> Path:
+        return self.outputs_dir / "scores"
+
+    @property
+    def latest_scores(self) -> Path:
+        """The newest scores, copied from ``scores/<date>.parquet``."""
+        return self.scores_dir / "latest.parquet"
+
+    def train_outputs(self, product: str) -> Path:
+        """Plots and tables of the last training run of one product."""
+        return self.outputs_dir / "train" / product
+
+    def backtest_outputs(self, as_of: date) -> Path:
+        return self.outputs_dir / "backtest" / f"{as_of:%Y-%m-%d}"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.home / "audit" / "audit.jsonl"
+
+    @property
+    def do_not_contact(self) -> Path:
+        """One customer id per line; these customers are never put on a list."""
+        return self.home / "policy" / "do_not_contact.txt"
+
+    @property
+    def fingerprint_key(self) -> Path:
+        """HMAC key of the token fingerprints written to the audit log."""
+        return self.home / "secrets" / "fingerprint.key"
