@@ -13,7 +13,7 @@ export FEAST_USAGE := False
 help:
 	@echo "make demo   set up, then run the main job on a simulated bank"
 	@echo "make test   set up, then run the tests"
-	@echo "make lint   set up, then lint with ruff (CI fails on a finding)"
+	@echo "make lint   set up, then ruff check and ruff format --check (CI fails on either)"
 	@echo "make setup  create the environment in $(VENV) only"
 	@echo "make bench  run the benchmarks (writes docs/benchmarks.md)"
 
@@ -62,6 +62,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: setup
 	$(BIN)/python -m benchmarks.run_all

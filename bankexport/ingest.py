@@ -73,10 +73,15 @@ DICTIONARY_SIZE_LIMIT = 2048
 # (pandas_type, numpy_type) of the pandas metadata written into each Parquet file, so that
 # pandas.read_parquet gives the spec dtypes (string, datetime64[us], float64, Int64) without
 # importing pandas here (as pyarrow.Schema.from_pandas would write them).
-_PANDAS_TYPES = {"string": ("unicode", "string"), "enum": ("unicode", "string"),
-                 "date": ("datetime", "datetime64[us]"), "timestamp": ("datetime", "datetime64[us]"),
-                 "month": ("datetime", "datetime64[us]"), "money": ("float64", "float64"),
-                 "int": ("int64", "Int64")}
+_PANDAS_TYPES = {
+    "string": ("unicode", "string"),
+    "enum": ("unicode", "string"),
+    "date": ("datetime", "datetime64[us]"),
+    "timestamp": ("datetime", "datetime64[us]"),
+    "month": ("datetime", "datetime64[us]"),
+    "money": ("float64", "float64"),
+    "int": ("int64", "Int64"),
+}
 
 
 @dataclass
@@ -119,13 +124,23 @@ class IngestReport:
         ``{TABLE: {"rows_read", "rows_kept", "set_aside": {RULE: n}, "cells_reported": {RULE: n}}}``."""
         return {
             "tables": {
-                name: {"rows_read": t.rows_read, "rows_kept": t.rows_kept,
-                       "set_aside": dict(t.set_aside), "cells_reported": dict(t.cells_reported)}
+                name: {
+                    "rows_read": t.rows_read,
+                    "rows_kept": t.rows_kept,
+                    "set_aside": dict(t.set_aside),
+                    "cells_reported": dict(t.cells_reported),
+                }
                 for name, t in self.tables.items()
             },
             "files": {
-                name: {"file": t.file, "present": t.file is not None, "unknown_columns": t.unknown_columns,
-                       "absent_columns": t.absent_columns, "warnings": t.warnings, "seconds": round(t.seconds, 3)}
+                name: {
+                    "file": t.file,
+                    "present": t.file is not None,
+                    "unknown_columns": t.unknown_columns,
+                    "absent_columns": t.absent_columns,
+                    "warnings": t.warnings,
+                    "seconds": round(t.seconds, 3),
+                }
                 for name, t in self.tables.items()
             },
             "source": self.source,
@@ -148,26 +163,41 @@ class IngestReport:
             if t.file is None:
                 rows.append((name, "-", "-", "-", "-", "absent (optional)" + (", see warning" if t.warnings else "")))
                 continue
-            rules = sorted({**{f"{k}": v for k, v in t.set_aside.items()},
-                            **{f"{k} (cells)": v for k, v in t.cells_reported.items()}}.items(),
-                           key=lambda kv: -kv[1])
+            rules = sorted(
+                {
+                    **{f"{k}": v for k, v in t.set_aside.items()},
+                    **{f"{k} (cells)": v for k, v in t.cells_reported.items()},
+                }.items(),
+                key=lambda kv: -kv[1],
+            )
             top = ", ".join(f"{k} {v:,}" for k, v in rules[:3])
-            rows.append((name, f"{t.rows_read:,}", f"{t.rows_kept:,}", f"{sum(t.set_aside.values()):,}",
-                         f"{sum(t.cells_reported.values()):,}", top))
+            rows.append(
+                (
+                    name,
+                    f"{t.rows_read:,}",
+                    f"{t.rows_kept:,}",
+                    f"{sum(t.set_aside.values()):,}",
+                    f"{sum(t.cells_reported.values()):,}",
+                    top,
+                )
+            )
         widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
         right = {1, 2, 3, 4}
 
         def fmt(r: tuple) -> str:
-            return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+            return "  ".join(
+                str(c).rjust(w) if i in right else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
 
         lines = [fmt(head), fmt(tuple("-" * w for w in widths)), *(fmt(r) for r in rows)]
         for t in self.tables.values():
             if t.unknown_columns:
                 lines.append(f"note: {t.file}: unknown columns not stored: {', '.join(t.unknown_columns)}")
             if t.absent_columns:
-                lines.append(f"note: {t.file}: optional columns absent (stored as unknown): "
-                             f"{', '.join(t.absent_columns)}")
+                lines.append(
+                    f"note: {t.file}: optional columns absent (stored as unknown): {', '.join(t.absent_columns)}"
+                )
         lines += [f"warning: {w}" for w in self.all_warnings()]
         for what in ("set_aside", "shrink"):
             c = self.checks.get(what) or {}
@@ -203,16 +233,18 @@ def _read_manifest(src: Path) -> dict[str, Any]:
         raise DataContractError(f"manifest.json: must be a JSON object (rule {q.BAD_MANIFEST})")
     enc = str(m.get("encoding") or "utf-8").lower()
     if enc not in ENCODINGS:
-        raise DataContractError(f"manifest.json: encoding '{enc}' not supported, use utf-8 or gbk "
-                                f"(rule {q.BAD_MANIFEST})")
+        raise DataContractError(
+            f"manifest.json: encoding '{enc}' not supported, use utf-8 or gbk (rule {q.BAD_MANIFEST})"
+        )
     if m.get("export_date") is not None:
         try:
             date.fromisoformat(str(m["export_date"]))
             if len(str(m["export_date"])) != 10:
                 raise ValueError
         except ValueError:
-            raise DataContractError(f"manifest.json: export_date '{m['export_date']}' is not YYYY-MM-DD "
-                                    f"(rule {q.BAD_MANIFEST})") from None
+            raise DataContractError(
+                f"manifest.json: export_date '{m['export_date']}' is not YYYY-MM-DD (rule {q.BAD_MANIFEST})"
+            ) from None
     return m
 
 
@@ -235,9 +267,11 @@ def _parquet_error(path: Path, e: BaseException) -> DataContractError:
         f.seek(max(path.stat().st_size - 4, 0))
         tail = f.read(4)
     if tail != b"PAR1":  # every complete Parquet file ends with its footer's magic bytes
-        return DataContractError(f"{path.name}: the file is incomplete ({path.stat().st_size:,} bytes, no Parquet "
-                                 f"footer at its end): it was cut short in transfer; copy or export it again "
-                                 f"(rule {q.TRUNCATED_FILE})")
+        return DataContractError(
+            f"{path.name}: the file is incomplete ({path.stat().st_size:,} bytes, no Parquet "
+            f"footer at its end): it was cut short in transfer; copy or export it again "
+            f"(rule {q.TRUNCATED_FILE})"
+        )
     return DataContractError(f"{path.name}: cannot read Parquet file: {one_line(e)} (rule {q.UNREADABLE_FILE})")
 
 
@@ -273,22 +307,29 @@ def _locate(src: Path, encoding: str) -> tuple[dict[str, _Source | None], dict[s
         cands = [p for p in (src / f"{name}.csv", src / f"{name}.parquet") if p.exists()]
         if not cands:
             if name in REQUIRED_TABLES:
-                raise DataContractError(f"{name}.csv: required table '{name}' missing in {src} "
-                                        f"(neither {name}.csv nor {name}.parquet; rule {q.MISSING_TABLE})")
+                raise DataContractError(
+                    f"{name}.csv: required table '{name}' missing in {src} "
+                    f"(neither {name}.csv nor {name}.parquet; rule {q.MISSING_TABLE})"
+                )
             found[name] = None
             continue
         if len(cands) > 1:
-            raise DataContractError(f"{name}: both {name}.csv and {name}.parquet in {src}; keep one "
-                                    f"(rule {q.AMBIGUOUS_TABLE})")
+            raise DataContractError(
+                f"{name}: both {name}.csv and {name}.parquet in {src}; keep one (rule {q.AMBIGUOUS_TABLE})"
+            )
         path = cands[0]
         kind = path.suffix[1:]
         if _is_empty(path, kind, encoding):
             if name in REQUIRED_TABLES:
-                raise DataContractError(f"{path.name}: the file is empty ({path.stat().st_size} bytes, no header): "
-                                        f"required table '{name}' has no data; export it again "
-                                        f"(rule {q.EMPTY_FILE})")
-            empty[name] = (f"{path.name}: the file is empty ({path.stat().st_size} bytes); optional table "
-                           f"'{name}' counts as absent (rule {q.EMPTY_FILE})")
+                raise DataContractError(
+                    f"{path.name}: the file is empty ({path.stat().st_size} bytes, no header): "
+                    f"required table '{name}' has no data; export it again "
+                    f"(rule {q.EMPTY_FILE})"
+                )
+            empty[name] = (
+                f"{path.name}: the file is empty ({path.stat().st_size} bytes); optional table "
+                f"'{name}' counts as absent (rule {q.EMPTY_FILE})"
+            )
             log.warning("%s", empty[name])
             found[name] = None
             continue
@@ -301,13 +342,13 @@ def _locate(src: Path, encoding: str) -> tuple[dict[str, _Source | None], dict[s
         for i, h in enumerate(norm):
             if h in t.column_names:
                 if h in present:
-                    raise DataContractError(f"{path.name}: column '{h}' appears twice in the header "
-                                            f"(rule {q.DUPLICATE_COLUMN})")
+                    raise DataContractError(
+                        f"{path.name}: column '{h}' appears twice in the header (rule {q.DUPLICATE_COLUMN})"
+                    )
                 present[h] = i
         for c in t.required_columns:
             if c not in present:
-                raise DataContractError(f"{path.name}: required column '{c}' missing "
-                                        f"(rule {q.MISSING_COLUMN})")
+                raise DataContractError(f"{path.name}: required column '{c}' missing (rule {q.MISSING_COLUMN})")
         native = {c: types[i] for c, i in present.items() if types and q.native_ok(t.column(c), types[i])}
         found[name] = _Source(t, path, kind, tuple(header), present, native)
     return found, empty
@@ -322,8 +363,11 @@ def _unread_files(src: Path) -> list[str]:
         if not p.is_file() or p.name in known or p.name.startswith("."):
             continue
         stem = p.name.split(".")[0].lower()
-        why = (f"table '{stem}' is read only from {stem}.csv or {stem}.parquet (lower case, uncompressed)"
-               if stem in ALL_TABLES else f"not a table nbp reads ({', '.join(ALL_TABLES)})")
+        why = (
+            f"table '{stem}' is read only from {stem}.csv or {stem}.parquet (lower case, uncompressed)"
+            if stem in ALL_TABLES
+            else f"not a table nbp reads ({', '.join(ALL_TABLES)})"
+        )
         out.append(f"{p.name}: not read: {why}")
     for w in out:
         log.warning("%s", w)
@@ -344,11 +388,15 @@ def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work:
     con.execute("DROP TABLE IF EXISTS rej; DROP TABLE IF EXISTS rej_scan")
     if s.kind == "parquet":
         typed = {s.present[c] for c in s.native}
-        cols = ", ".join(f"{q.ident(h)} AS r{i}" if i in typed else f"CAST({q.ident(h)} AS VARCHAR) AS r{i}"
-                         for i, h in enumerate(s.header))
+        cols = ", ".join(
+            f"{q.ident(h)} AS r{i}" if i in typed else f"CAST({q.ident(h)} AS VARCHAR) AS r{i}"
+            for i, h in enumerate(s.header)
+        )
         con.execute("CREATE TABLE rej (line_byte_position UBIGINT, csv_line VARCHAR)")
-        return (f"(SELECT {cols}, file_row_number + 1 AS _line "
-                f"FROM read_parquet({q.lit(str(s.path))}, file_row_number = true))"), None
+        return (
+            f"(SELECT {cols}, file_row_number + 1 AS _line "
+            f"FROM read_parquet({q.lit(str(s.path))}, file_row_number = true))"
+        ), None
     path = s.path
     if encoding != "utf-8":
         path = transcode_to_utf8(s.path, work / f"{s.table.name}.utf8.csv", encoding)
@@ -357,8 +405,9 @@ def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work:
         if path != s.path and other_encoding(s.path, encoding) == "utf-8":
             raise DataContractError(
                 f"{s.path.name}: manifest.json declares encoding {encoding.upper()}, but the file is UTF-8 (read "
-                f"as {encoding.upper()} its Chinese text would become other characters); set \"encoding\": "
-                f"\"utf-8\" in manifest.json (rule {q.WRONG_ENCODING})")
+                f'as {encoding.upper()} its Chinese text would become other characters); set "encoding": '
+                f'"utf-8" in manifest.json (rule {q.WRONG_ENCODING})'
+            )
     return _read_csv_sql(path, len(s.header), "rej"), path
 
 
@@ -366,10 +415,12 @@ def _read_csv_sql(path: Path, n_columns: int, rejects: str) -> str:
     """``read_csv`` of a UTF-8 file as VARCHAR columns ``r0`` .. ``r<n-1>``; records it cannot
     split into ``n_columns`` go to table ``rejects`` (and ``<rejects>_scan``)."""
     columns = "{" + ", ".join(f"{q.lit(f'r{i}')}: 'VARCHAR'" for i in range(n_columns)) + "}"
-    return (f"read_csv({q.lit(str(path))}, columns = {columns}, header = true, auto_detect = false, "
-            f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, "
-            f"rejects_table = {q.lit(rejects)}, rejects_scan = {q.lit(rejects + '_scan')}, "
-            f"max_line_size = 10000000)")
+    return (
+        f"read_csv({q.lit(str(path))}, columns = {columns}, header = true, auto_detect = false, "
+        f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, "
+        f"rejects_table = {q.lit(rejects)}, rejects_scan = {q.lit(rejects + '_scan')}, "
+        f"max_line_size = 10000000)"
+    )
 
 
 @dataclass
@@ -408,10 +459,12 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
     """Stop on a CSV that ends in the middle of a record (cut short in transfer) or that is not
     in its declared encoding but valid in the other one. Looks only at the records the
     reader could not split (table ``rej``), so a clean file costs nothing."""
-    last = con.execute("SELECT line_byte_position, any_value(csv_line), "
-                       "bool_or(error_message ILIKE '%unterminated quote%'), "
-                       "bool_or(error_type = 'TOO MANY COLUMNS') FROM rej "
-                       "GROUP BY 1 ORDER BY 1 DESC LIMIT 1").fetchone()
+    last = con.execute(
+        "SELECT line_byte_position, any_value(csv_line), "
+        "bool_or(error_message ILIKE '%unterminated quote%'), "
+        "bool_or(error_type = 'TOO MANY COLUMNS') FROM rej "
+        "GROUP BY 1 ORDER BY 1 DESC LIMIT 1"
+    ).fetchone()
     if last is None:
         return
     pos, text, open_quote, too_many = last
@@ -426,24 +479,32 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
         rec = tail.strip(b"\r\n")
         # the last record stops short of its fields (or inside a character) and of its line end
         cut = not tail.endswith(b"\n") and (
-            b"\n" not in rec or rec == (text or "").encode("utf-8", "replace").strip(b"\r\n"))
+            b"\n" not in rec or rec == (text or "").encode("utf-8", "replace").strip(b"\r\n")
+        )
     if cut:
         with csv_path.open("rb") as f:  # the reader's position may be that of blank lines before the record
             f.seek(start)
             head = f.read(4096)
         line = count_byte(csv_path, b"\n", 0, start + len(head) - len(head.lstrip(b"\r\n"))) + 1
-        what = (f"inside a quoted cell opened on line {line} (a quote that is never closed)" if open_quote
-                else f"in the middle of its last record (line {line}: no line end, and it does not split into "
-                     f"the header's fields)")
-        raise DataContractError(f"{s.path.name}: the file ends {what}: it was cut short in transfer, or the "
-                                f"record is broken; export the file again (rule {q.TRUNCATED_FILE})")
-    bad = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej "
-                      "WHERE error_type = 'INVALID ENCODING'").fetchone()[0]
+        what = (
+            f"inside a quoted cell opened on line {line} (a quote that is never closed)"
+            if open_quote
+            else f"in the middle of its last record (line {line}: no line end, and it does not split into "
+            f"the header's fields)"
+        )
+        raise DataContractError(
+            f"{s.path.name}: the file ends {what}: it was cut short in transfer, or the "
+            f"record is broken; export the file again (rule {q.TRUNCATED_FILE})"
+        )
+    bad = con.execute(
+        "SELECT count(DISTINCT line_byte_position) FROM rej WHERE error_type = 'INVALID ENCODING'"
+    ).fetchone()[0]
     if bad and (other := other_encoding(s.path, encoding)) is not None:
         raise DataContractError(
             f"{s.path.name}: {bad:,} records are not valid {encoding.upper()} (the encoding of manifest.json, UTF-8 "
-            f"when it names none); the file looks like {other.upper()}: set \"encoding\": \"{other}\" in "
-            f"manifest.json (rule {q.WRONG_ENCODING})")
+            f'when it names none); the file looks like {other.upper()}: set "encoding": "{other}" in '
+            f"manifest.json (rule {q.WRONG_ENCODING})"
+        )
 
 
 def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str) -> None:
@@ -464,25 +525,37 @@ def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str) -> None:
         repeated = np.unique(h[1:][h[1:] == h[:-1]])
         if len(repeated):
             con.register("dup_h", {"h": repeated})
-            con.execute(f"UPDATE chk SET _why = b._why FROM ({q.duplicate_sql(t, 'chk', 'dup_h')}) b "
-                        "WHERE chk.rowid = b._ord")
+            con.execute(
+                f"UPDATE chk SET _why = b._why FROM ({q.duplicate_sql(t, 'chk', 'dup_h')}) b WHERE chk.rowid = b._ord"
+            )
             con.unregister("dup_h")
 
 
 def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
     n_raw = con.execute("SELECT count(*) FROM chk").fetchone()[0]
     n_rej = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej").fetchone()[0]
-    aside = dict(con.execute("SELECT split_part(_why, ':', 1) r, count(*) FROM chk WHERE _why IS NOT NULL "
-                             "GROUP BY r ORDER BY r").fetchall())
+    aside = dict(
+        con.execute(
+            "SELECT split_part(_why, ':', 1) r, count(*) FROM chk WHERE _why IS NOT NULL GROUP BY r ORDER BY r"
+        ).fetchall()
+    )
     if n_rej:
         aside[q.MALFORMED_ROW] = n_rej
     opt = [c for c in t.columns if not c.required and q.can_break(c)]
     cells: dict[str, int] = {}
     if opt:
-        fut = [f"count({q.ident('b_' + c.name)}) FILTER (WHERE {q.ident('b_' + c.name)} = {q.lit(q.FUTURE_DATE)})"
-               for c in opt if c.type in q.DATE_TYPES]
-        n, n_fut = con.execute("SELECT " + " + ".join(f"count({q.ident('b_' + c.name)})" for c in opt) + ", "
-                               + (" + ".join(fut) or "0") + " FROM chk WHERE _why IS NULL").fetchone()
+        fut = [
+            f"count({q.ident('b_' + c.name)}) FILTER (WHERE {q.ident('b_' + c.name)} = {q.lit(q.FUTURE_DATE)})"
+            for c in opt
+            if c.type in q.DATE_TYPES
+        ]
+        n, n_fut = con.execute(
+            "SELECT "
+            + " + ".join(f"count({q.ident('b_' + c.name)})" for c in opt)
+            + ", "
+            + (" + ".join(fut) or "0")
+            + " FROM chk WHERE _why IS NULL"
+        ).fetchone()
         if n - n_fut:
             cells[q.MALFORMED_OPTIONAL] = n - n_fut
         if n_fut:
@@ -493,14 +566,28 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
 
 def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path) -> None:
     """Write the kept rows of ``chk`` as ``path`` (Parquet, spec dtypes, pandas metadata)."""
-    meta = json.dumps({
-        "index_columns": [], "column_indexes": [],
-        "columns": [{"name": c.name, "field_name": c.name, "pandas_type": _PANDAS_TYPES[c.type][0],
-                     "numpy_type": _PANDAS_TYPES[c.type][1], "metadata": None} for c in t.columns],
-        "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__},
-    })
-    con.execute(f"COPY ({q.stored_select(t, 'chk')}) TO {q.lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
-                f"DICTIONARY_SIZE_LIMIT {DICTIONARY_SIZE_LIMIT}, KV_METADATA {{pandas: {q.lit(meta)}}})")
+    meta = json.dumps(
+        {
+            "index_columns": [],
+            "column_indexes": [],
+            "columns": [
+                {
+                    "name": c.name,
+                    "field_name": c.name,
+                    "pandas_type": _PANDAS_TYPES[c.type][0],
+                    "numpy_type": _PANDAS_TYPES[c.type][1],
+                    "metadata": None,
+                }
+                for c in t.columns
+            ],
+            "attributes": {},
+            "creator": {"library": "pyarrow", "version": pa.__version__},
+        }
+    )
+    con.execute(
+        f"COPY ({q.stored_select(t, 'chk')}) TO {q.lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
+        f"DICTIONARY_SIZE_LIMIT {DICTIONARY_SIZE_LIMIT}, KV_METADATA {{pandas: {q.lit(meta)}}})"
+    )
 
 
 def _write_report_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
@@ -509,8 +596,9 @@ def _write_report_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> N
     write_csv_batches(con.sql(sql).to_arrow_reader(200_000), path)
 
 
-def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path | None,
-                        out: Path, chk: _Checked, work: Path) -> None:
+def _write_problem_rows(
+    con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path | None, out: Path, chk: _Checked, work: Path
+) -> None:
     """Write rejects/<table>.csv and cells/<table>.csv for this table (when non-empty).
 
     A CSV row's cells are read again from the file by the row's byte span (table ``lines``,
@@ -525,28 +613,36 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
     cond_cells = " OR ".join(f"{q.ident('b_' + c.name)} IS NOT NULL" for c in opt) or "false"
     con.execute("DROP TABLE IF EXISTS lines")
     if s.kind == "parquet":
-        con.execute(f"CREATE TABLE lines AS SELECT rowid AS _ord, _line AS line FROM chk "
-                    f"WHERE _why IS NOT NULL OR ({cond_cells})")
+        con.execute(
+            f"CREATE TABLE lines AS SELECT rowid AS _ord, _line AS line FROM chk "
+            f"WHERE _why IS NOT NULL OR ({cond_cells})"
+        )
         rej_lines = np.zeros(0, np.int64)
         rej: list[tuple[int, str]] = []
     else:
-        ords = con.execute(f"SELECT rowid AS _ord FROM chk WHERE _why IS NOT NULL OR ({cond_cells}) "
-                           "ORDER BY 1").fetchnumpy()["_ord"]
-        rej = con.execute("SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej "
-                          "GROUP BY ALL ORDER BY 1").fetchall()
+        ords = con.execute(
+            f"SELECT rowid AS _ord FROM chk WHERE _why IS NOT NULL OR ({cond_cells}) ORDER BY 1"
+        ).fetchnumpy()["_ord"]
+        rej = con.execute(
+            "SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej GROUP BY ALL ORDER BY 1"
+        ).fetchall()
         assert csv_path is not None
-        found = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64),
-                             n_accepted=chk.read - len(rej))
+        found = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64), n_accepted=chk.read - len(rej))
         rej_lines = found.rej_lines
         _reread_cells(con, csv_path, np.asarray(ords, np.int64), found, len(s.header), work / f"{t.name}.rows.csv")
     kept_raw = set(q.raw_kept(t, s.present, len(s.header)))
     by_pos = {i: n for n, i in s.present.items()}
     enum_raw = q.enum_kept(t, s.present)
-    cell = {i: f"l.r{i}" if s.kind == "csv"
-            else f"CAST(c.r{i} AS VARCHAR)" if i in kept_raw
-            else f"COALESCE(CAST(c.{q.ident('p_' + by_pos[i])} AS VARCHAR), c.r{i})" if i in enum_raw
-            else f"c.{q.ident('p_' + by_pos[i])}"
-            for i in range(len(s.header))}
+    cell = {
+        i: f"l.r{i}"
+        if s.kind == "csv"
+        else f"CAST(c.r{i} AS VARCHAR)"
+        if i in kept_raw
+        else f"COALESCE(CAST(c.{q.ident('p_' + by_pos[i])} AS VARCHAR), c.r{i})"
+        if i in enum_raw
+        else f"c.{q.ident('p_' + by_pos[i])}"
+        for i in range(len(s.header))
+    }
     raw_cols = ", ".join(f"{cell[i]} AS {q.ident(h)}" for i, h in enumerate(s.header))
     src = q.lit(s.path.name)
 
@@ -556,32 +652,42 @@ def _write_problem_rows(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Pa
 
     if n_aside:
         why_col = "split_part(c._why, ':', 2)"
-        sql = (f"SELECT {src} AS source_file, l.line AS source_line, split_part(c._why, ':', 1) AS rule, "
-               f"{why_col} AS \"column\", {value_of(why_col)} AS value, "
-               f"{raw_cols} FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NOT NULL")
+        sql = (
+            f"SELECT {src} AS source_file, l.line AS source_line, split_part(c._why, ':', 1) AS rule, "
+            f'{why_col} AS "column", {value_of(why_col)} AS value, '
+            f"{raw_cols} FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NOT NULL"
+        )
         if len(rej):
-            con.register("rej_np", {"line": np.asarray(rej_lines, np.int64),
-                                    "csv_line": np.array([r[1].strip("\r\n") for r in rej], dtype=object)})
+            con.register(
+                "rej_np",
+                {
+                    "line": np.asarray(rej_lines, np.int64),
+                    "csv_line": np.array([r[1].strip("\r\n") for r in rej], dtype=object),
+                },
+            )
             nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {q.ident(h)}" for h in s.header)
-            sql += (f" UNION ALL SELECT {src}, line, {q.lit(q.MALFORMED_ROW)}, NULL, csv_line, {nulls} "
-                    f"FROM rej_np")
+            sql += f" UNION ALL SELECT {src}, line, {q.lit(q.MALFORMED_ROW)}, NULL, csv_line, {nulls} FROM rej_np"
         (out / "rejects").mkdir(exist_ok=True)
         _write_report_csv(con, f"SELECT * FROM ({sql}) ORDER BY source_line", out / "rejects" / f"{t.name}.csv")
         if len(rej):
             con.unregister("rej_np")
     if n_cells:
-        parts = [f"SELECT {src} AS source_file, l.line AS source_line, c.{q.ident('b_' + o.name)} AS rule, "
-                 f"{q.lit(o.name)} AS \"column\", {cell[s.present[o.name]]} AS value, {raw_cols} "
-                 f"FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NULL AND "
-                 f"{q.ident('b_' + o.name)} IS NOT NULL" for o in opt if o.name in s.present]
+        parts = [
+            f"SELECT {src} AS source_file, l.line AS source_line, c.{q.ident('b_' + o.name)} AS rule, "
+            f'{q.lit(o.name)} AS "column", {cell[s.present[o.name]]} AS value, {raw_cols} '
+            f"FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NULL AND "
+            f"{q.ident('b_' + o.name)} IS NOT NULL"
+            for o in opt
+            if o.name in s.present
+        ]
         sql = " UNION ALL ".join(parts)
         (out / "cells").mkdir(exist_ok=True)
-        _write_report_csv(con, f"SELECT * FROM ({sql}) ORDER BY source_line, \"column\"",
-                          out / "cells" / f"{t.name}.csv")
+        _write_report_csv(con, f'SELECT * FROM ({sql}) ORDER BY source_line, "column"', out / "cells" / f"{t.name}.csv")
 
 
-def _reread_cells(con: duckdb.DuckDBPyConnection, csv_path: Path, ords: np.ndarray, found: Located,
-                  n_columns: int, tmp: Path) -> None:
+def _reread_cells(
+    con: duckdb.DuckDBPyConnection, csv_path: Path, ords: np.ndarray, found: Located, n_columns: int, tmp: Path
+) -> None:
     """Table ``lines`` (``_ord``, ``line``, ``r0`` .. ``r<n-1>``): the source line and the cells of
     the accepted records ``ords``, read again by DuckDB from a small file of just their bytes
     (same reader settings, so the same cells: quotes, doubled quotes, newlines, CRLF)."""
@@ -597,8 +703,9 @@ def _reread_cells(con: duckdb.DuckDBPyConnection, csv_path: Path, ords: np.ndarr
         con.execute("CREATE TABLE lines AS SELECT * FROM lines_np POSITIONAL JOIN again")
     else:
         if len(ords):
-            log.warning("%s: the cells of %d reported rows could not be read again; reported empty",
-                        csv_path.name, len(ords))
+            log.warning(
+                "%s: the cells of %d reported rows could not be read again; reported empty", csv_path.name, len(ords)
+            )
         nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS r{i}" for i in range(n_columns))
         con.execute(f"CREATE TABLE lines AS SELECT *, {nulls} FROM lines_np")
     con.unregister("lines_np")
@@ -641,8 +748,12 @@ def infer_export_date(days: list[date], counts: np.ndarray, tail_days: float) ->
     median = float(np.median(counts))
     after = int(counts.sum()) - np.cumsum(counts)  # rows dated after each day
     i = int(np.argmax(after <= tail_days * median))  # the last day always qualifies (nothing after it)
-    return days[i], {"median_daily_rows": median, "rows_after": int(after[i]),
-                     "days_after": len(days) - 1 - i, "latest_day": days[-1].isoformat()}
+    return days[i], {
+        "median_daily_rows": median,
+        "rows_after": int(after[i]),
+        "days_after": len(days) - 1 - i,
+        "latest_day": days[-1].isoformat(),
+    }
 
 
 def _infer(con: duckdb.DuckDBPyConnection, s: _Source, tail_days: float) -> tuple[str, dict[str, Any]]:
@@ -650,16 +761,23 @@ def _infer(con: duckdb.DuckDBPyConnection, s: _Source, tail_days: float) -> tupl
     col = INFER_FROM[1]
     rows = con.execute(q.daily_counts_sql("chk", col)).fetchall()
     if not rows:
-        raise DataContractError(f"{s.path.name}: no row with a valid {col}, so the export date cannot be "
-                                f"inferred; give \"export_date\" in manifest.json (rule {q.BAD_MANIFEST})")
+        raise DataContractError(
+            f"{s.path.name}: no row with a valid {col}, so the export date cannot be "
+            f'inferred; give "export_date" in manifest.json (rule {q.BAD_MANIFEST})'
+        )
     day, info = infer_export_date([r[0] for r in rows], np.array([r[1] for r in rows]), tail_days)
     info["column"] = f"{s.table.name}.{col}"
     days = f"{info['days_after']:,} later day" + ("s" if info["days_after"] > 1 else "")
-    later = (f"; {info['rows_after']:,} rows on {days} (latest {info['latest_day']}) "
-             f"are set aside as {q.FUTURE_DATE}" if info["rows_after"] else "")
-    info["note"] = (f"from {info['column']}: the earliest day after which at most {tail_days:g} median "
-                    f"days of rows remain (median {info['median_daily_rows']:,.0f} rows a day){later}; "
-                    f"give export_date in manifest.json to set it")
+    later = (
+        f"; {info['rows_after']:,} rows on {days} (latest {info['latest_day']}) are set aside as {q.FUTURE_DATE}"
+        if info["rows_after"]
+        else ""
+    )
+    info["note"] = (
+        f"from {info['column']}: the earliest day after which at most {tail_days:g} median "
+        f"days of rows remain (median {info['median_daily_rows']:,.0f} rows a day){later}; "
+        f"give export_date in manifest.json to set it"
+    )
     log.info("export date inferred: %s %s", day.isoformat(), info["note"])
     return day.isoformat(), info
 
@@ -750,8 +868,11 @@ def _previous_import(ws: Workspace, bank_code: str | None) -> dict[str, Any] | N
         log.warning("%s: unreadable (%s); the table sizes are not compared with the previous import", f, e)
         return None
     if prev.get("bank_code") != bank_code:
-        log.info("the previous import is of bank %s, this one of %s: table sizes not compared",
-                 prev.get("bank_code"), bank_code)
+        log.info(
+            "the previous import is of bank %s, this one of %s: table sizes not compared",
+            prev.get("bank_code"),
+            bank_code,
+        )
         return None
     return prev
 
@@ -763,8 +884,9 @@ _SET_ASIDE_HINTS = {
 }
 
 
-def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date: str,
-                       export_from: str, refused: Path) -> dict[str, Any] | None:
+def _set_aside_problem(
+    name: str, t: TableReport, cfg: IngestConfig, export_date: str, export_from: str, refused: Path
+) -> dict[str, Any] | None:
     """The set-aside share of one table when it is above ``cfg.max_set_aside_share`` (tables of at
     least ``share_min_rows`` rows; a required table with no row kept always), else None. The
     message names the rejects file as it will be under ``refused`` if the import is refused."""
@@ -776,21 +898,36 @@ def _set_aside_problem(name: str, t: TableReport, cfg: IngestConfig, export_date
     if not whole and (t.rows_read < cfg.share_min_rows or share <= cfg.max_set_aside_share):
         return None
     rule, k = max(t.set_aside.items(), key=lambda kv: kv[1])
-    source = ("export_date of manifest.json" if export_from == "manifest"
-              else "inferred; see ingest.export_date_tail_days")
+    source = (
+        "export_date of manifest.json" if export_from == "manifest" else "inferred; see ingest.export_date_tail_days"
+    )
     hint = _SET_ASIDE_HINTS.get(rule, "").format(export_date=export_date, export_from=source)
-    remedy = ("a required table with no row is no import, so --accept-set-aside does not apply" if whole else
-              "or keep only the rows that pass with --accept-set-aside")
-    return {"table": name, "file": t.file, "rule": q.TOO_MANY_SET_ASIDE, "share": round(share, 4),
-            "set_aside": n, "rows_read": t.rows_read, "top_rule": rule, "always": whole,
-            "message": (f"{t.file}: {share:.1%} of its rows set aside ({n:,} of {t.rows_read:,}; most: {rule} {k:,}), "
-                        f"above the limit {cfg.max_set_aside_share:.0%} (ingest.max_set_aside_share); {hint}"
-                        f"rows listed in {refused / 'rejects' / name}.csv; fix the export, {remedy} "
-                        f"(rule {q.TOO_MANY_SET_ASIDE})")}
+    remedy = (
+        "a required table with no row is no import, so --accept-set-aside does not apply"
+        if whole
+        else "or keep only the rows that pass with --accept-set-aside"
+    )
+    return {
+        "table": name,
+        "file": t.file,
+        "rule": q.TOO_MANY_SET_ASIDE,
+        "share": round(share, 4),
+        "set_aside": n,
+        "rows_read": t.rows_read,
+        "top_rule": rule,
+        "always": whole,
+        "message": (
+            f"{t.file}: {share:.1%} of its rows set aside ({n:,} of {t.rows_read:,}; most: {rule} {k:,}), "
+            f"above the limit {cfg.max_set_aside_share:.0%} (ingest.max_set_aside_share); {hint}"
+            f"rows listed in {refused / 'rejects' / name}.csv; fix the export, {remedy} "
+            f"(rule {q.TOO_MANY_SET_ASIDE})"
+        ),
+    }
 
 
-def _shrink_problems(reports: dict[str, TableReport], prev: dict[str, Any] | None,
-                     cfg: IngestConfig) -> list[dict[str, Any]]:
+def _shrink_problems(
+    reports: dict[str, TableReport], prev: dict[str, Any] | None, cfg: IngestConfig
+) -> list[dict[str, Any]]:
     """Tables keeping more than ``cfg.max_shrink_share`` fewer rows than in the previous import
     (from ``share_min_rows`` previous rows; a table that had rows and is now absent or empty always)."""
     if prev is None:
@@ -806,32 +943,54 @@ def _shrink_problems(reports: dict[str, TableReport], prev: dict[str, Any] | Non
         gone = t.file is None
         if not gone and (before < cfg.share_min_rows or drop <= cfg.max_shrink_share):
             continue
-        what = (f"{name}: the table is absent or empty now, {before:,} rows kept in {since}" if gone else
-                f"{t.file}: {now:,} rows kept against {before:,} in {since}, {drop:.0%} fewer")
-        out.append({"table": name, "file": t.file, "rule": q.TABLE_SHRANK, "rows_kept": now,
-                    "previous_rows_kept": before, "share": round(drop, 4),
-                    "message": (f"{what}, above the limit {cfg.max_shrink_share:.0%} (ingest.max_shrink_share): "
-                                f"was the export cut short? If the bank really has fewer rows, re-run with "
-                                f"--accept-shrink (rule {q.TABLE_SHRANK})")})
+        what = (
+            f"{name}: the table is absent or empty now, {before:,} rows kept in {since}"
+            if gone
+            else f"{t.file}: {now:,} rows kept against {before:,} in {since}, {drop:.0%} fewer"
+        )
+        out.append(
+            {
+                "table": name,
+                "file": t.file,
+                "rule": q.TABLE_SHRANK,
+                "rows_kept": now,
+                "previous_rows_kept": before,
+                "share": round(drop, 4),
+                "message": (
+                    f"{what}, above the limit {cfg.max_shrink_share:.0%} (ingest.max_shrink_share): "
+                    f"was the export cut short? If the bank really has fewer rows, re-run with "
+                    f"--accept-shrink (rule {q.TABLE_SHRANK})"
+                ),
+            }
+        )
     return out
 
 
-def _share_check(what: str, limit: float, min_rows: int, problems: list[dict[str, Any]], accepted: bool,
-                 flag: str, **context: Any) -> dict[str, Any]:
+def _share_check(
+    what: str, limit: float, min_rows: int, problems: list[dict[str, Any]], accepted: bool, flag: str, **context: Any
+) -> dict[str, Any]:
     """One share limit's entry under ``checks`` of report.json: the limit, the tables above it, and
     whether ``flag`` was given and let them through."""
-    out = {"limit": limit, "min_rows": min_rows, **context,
-           "exceeded": {p["table"]: p["share"] for p in problems}, "accepted": accepted,
-           "overridden": bool(problems) and accepted}
+    out = {
+        "limit": limit,
+        "min_rows": min_rows,
+        **context,
+        "exceeded": {p["table"]: p["share"] for p in problems},
+        "accepted": accepted,
+        "overridden": bool(problems) and accepted,
+    }
     if problems:
-        out["note"] = (f"{what} limit {limit:.0%} exceeded by "
-                       + ", ".join(f"{p['table']} ({p['share']:.1%})" for p in problems)
-                       + (f", accepted with {flag}" if accepted else ""))
+        out["note"] = (
+            f"{what} limit {limit:.0%} exceeded by "
+            + ", ".join(f"{p['table']} ({p['share']:.1%})" for p in problems)
+            + (f", accepted with {flag}" if accepted else "")
+        )
     return out
 
 
-def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: bool = False,
-           accept_shrink: bool = False) -> IngestReport:
+def ingest(
+    src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: bool = False, accept_shrink: bool = False
+) -> IngestReport:
     """Validate the bank export in ``src`` and store its typed tables in the workspace.
 
     Args:
@@ -891,8 +1050,11 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
                 _keep_keys(con, s.table)
             norm = [h.strip().lower() for h in s.header]
             tr = TableReport(
-                rows_read=counts.read, rows_kept=counts.kept, set_aside=counts.set_aside,
-                cells_reported=counts.cells, file=s.path.name,
+                rows_read=counts.read,
+                rows_kept=counts.kept,
+                set_aside=counts.set_aside,
+                cells_reported=counts.cells,
+                file=s.path.name,
                 unknown_columns=[h for h, n in zip(s.header, norm, strict=True) if n not in s.table.column_names],
                 absent_columns=[c for c in s.table.column_names if c not in s.present],
                 seconds=time.perf_counter() - t1,
@@ -904,9 +1066,16 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
             con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS rej")
             if csv_path is not None and csv_path != s.path:
                 csv_path.unlink(missing_ok=True)
-            log.info("%s: %s rows read, %s kept, %s set aside, %s cells reported in %.2f s (%s)",
-                     name, f"{tr.rows_read:,}", f"{tr.rows_kept:,}", f"{sum(tr.set_aside.values()):,}",
-                     f"{sum(tr.cells_reported.values()):,}", tr.seconds, s.path.name)
+            log.info(
+                "%s: %s rows read, %s kept, %s set aside, %s cells reported in %.2f s (%s)",
+                name,
+                f"{tr.rows_read:,}",
+                f"{tr.rows_kept:,}",
+                f"{sum(tr.set_aside.values()):,}",
+                f"{sum(tr.cells_reported.values()):,}",
+                tr.seconds,
+                s.path.name,
+            )
             for col in tr.unknown_columns:
                 log.warning("%s: unknown column '%s' is not stored", s.path.name, col)
 
@@ -937,10 +1106,14 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
                     _check_structure(con, s, csv_path, encoding)
                 if not con.execute("SELECT (SELECT count(*) FROM chk) + (SELECT count(*) FROM rej)").fetchone()[0]:
                     if name in REQUIRED_TABLES:
-                        raise DataContractError(f"{s.path.name}: a header but no rows: required table '{name}' is "
-                                                f"empty; export it again (rule {q.EMPTY_TABLE})")
-                    msg = (f"{s.path.name}: a header but no rows; optional table '{name}' counts as absent "
-                           f"(rule {q.EMPTY_TABLE})")
+                        raise DataContractError(
+                            f"{s.path.name}: a header but no rows: required table '{name}' is "
+                            f"empty; export it again (rule {q.EMPTY_TABLE})"
+                        )
+                    msg = (
+                        f"{s.path.name}: a header but no rows; optional table '{name}' counts as absent "
+                        f"(rule {q.EMPTY_TABLE})"
+                    )
                     log.warning("%s", msg)
                     reports[name] = TableReport(warnings=[msg])
                     con.execute("DROP TABLE chk")
@@ -959,23 +1132,48 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
         finally:
             con.close()
         if export_date is None:  # every table read waits: the inference table was never reached
-            raise DataContractError(f"no {INFER_FROM[0]} to infer the export date from, and manifest.json gives no "
-                                    f"export_date (rule {q.BAD_MANIFEST})")
+            raise DataContractError(
+                f"no {INFER_FROM[0]} to infer the export date from, and manifest.json gives no "
+                f"export_date (rule {q.BAD_MANIFEST})"
+            )
         shrink_problems = _shrink_problems(reports, previous, cfg)
         checks = {
-            "set_aside": _share_check("set-aside", cfg.max_set_aside_share, cfg.share_min_rows, aside_problems,
-                                      accept_set_aside, "--accept-set-aside"),
-            "shrink": _share_check("shrink", cfg.max_shrink_share, cfg.share_min_rows, shrink_problems,
-                                   accept_shrink, "--accept-shrink",
-                                   previous_run_id=previous.get("run_id") if previous else None,
-                                   previous_export_date=previous.get("export_date") if previous else None),
+            "set_aside": _share_check(
+                "set-aside",
+                cfg.max_set_aside_share,
+                cfg.share_min_rows,
+                aside_problems,
+                accept_set_aside,
+                "--accept-set-aside",
+            ),
+            "shrink": _share_check(
+                "shrink",
+                cfg.max_shrink_share,
+                cfg.share_min_rows,
+                shrink_problems,
+                accept_shrink,
+                "--accept-shrink",
+                previous_run_id=previous.get("run_id") if previous else None,
+                previous_export_date=previous.get("export_date") if previous else None,
+            ),
         }
-        report = IngestReport(str(src), export_date, export_from, tag, reports,
-                              finished_at=datetime.now().isoformat(timespec="seconds"),
-                              seconds=time.perf_counter() - t0, bank_code=bank_code, inference=inference,
-                              checks=checks, warnings=unread)
-        refused = [*(p for p in aside_problems if p["always"] or not accept_set_aside),
-                   *(shrink_problems if not accept_shrink else [])]
+        report = IngestReport(
+            str(src),
+            export_date,
+            export_from,
+            tag,
+            reports,
+            finished_at=datetime.now().isoformat(timespec="seconds"),
+            seconds=time.perf_counter() - t0,
+            bank_code=bank_code,
+            inference=inference,
+            checks=checks,
+            warnings=unread,
+        )
+        refused = [
+            *(p for p in aside_problems if p["always"] or not accept_set_aside),
+            *(shrink_problems if not accept_shrink else []),
+        ]
         if refused:
             where = ws.ingest_refused_dir
             body = report.to_json()
@@ -985,17 +1183,29 @@ def ingest(src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: boo
             rep_dir.rename(where)
             more = f"; {len(refused) - 1} more in {where / 'report.json'}" if len(refused) > 1 else ""
             raise DataContractError(body["refused"][0] + more)
-        meta = {"export_date": export_date, "export_date_from": export_from, "export_date_inference": inference,
-                "source": str(src), "format": manifest.get("format"), "bank": manifest.get("bank"),
-                "bank_code": bank_code, "run_id": tag,
-                "tables": [n for n, r in reports.items() if r.file is not None],
-                "finished_at": report.finished_at}
+        meta = {
+            "export_date": export_date,
+            "export_date_from": export_from,
+            "export_date_inference": inference,
+            "source": str(src),
+            "format": manifest.get("format"),
+            "bank": manifest.get("bank"),
+            "bank_code": bank_code,
+            "run_id": tag,
+            "tables": [n for n, r in reports.items() if r.file is not None],
+            "finished_at": report.finished_at,
+        }
         (data_dir / "_meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
-        (rep_dir / "report.json").write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2),
-                                             encoding="utf-8")
+        (rep_dir / "report.json").write_text(
+            json.dumps(report.to_json(), ensure_ascii=False, indent=2), encoding="utf-8"
+        )
         ws.ingested_dir.parent.mkdir(parents=True, exist_ok=True)
         _swap_in([(data_dir, ws.ingested_dir), (rep_dir, ws.ingest_dir)], tag)
     shutil.rmtree(ws.ingest_refused_dir, ignore_errors=True)
-    log.info("ingest: %d tables, export date %s, %.1f s", sum(r.file is not None for r in reports.values()),
-             export_date, report.seconds)
+    log.info(
+        "ingest: %d tables, export date %s, %.1f s",
+        sum(r.file is not None for r in reports.values()),
+        export_date,
+        report.seconds,
+    )
     return report

@@ -173,8 +173,7 @@ class Located(NamedTuple):
     ends: np.ndarray  # byte after its terminating newline (the file size if it has none)
 
 
-def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray,
-                 n_accepted: int | None = None) -> Located:
+def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray, n_accepted: int | None = None) -> Located:
     """Physical start lines and byte spans of data records, in one bounded-memory pass.
 
     Args:
@@ -236,8 +235,7 @@ def record_lines(path: Path, ords: np.ndarray, reject_bytes: np.ndarray,
             o_i = o_hi
         accepted += n_acc
     if o_i < len(ords) or r_i < len(rej):
-        log.warning("%s: %d line numbers could not be matched to records", path.name,
-                    len(ords) - o_i + len(rej) - r_i)
+        log.warning("%s: %d line numbers could not be matched to records", path.name, len(ords) - o_i + len(rej) - r_i)
     res = [np.empty_like(a) for a in (out_o, out_s, out_e)]
     for r, a in zip(res, (out_o, out_s, out_e), strict=True):
         r[o_order] = a

@@ -59,8 +59,13 @@ _PATTERNS = {
 }
 
 DUCK_TYPES = {
-    "string": "VARCHAR", "enum": "VARCHAR", "date": "TIMESTAMP", "timestamp": "TIMESTAMP",
-    "month": "TIMESTAMP", "money": "DOUBLE", "int": "BIGINT",
+    "string": "VARCHAR",
+    "enum": "VARCHAR",
+    "date": "TIMESTAMP",
+    "timestamp": "TIMESTAMP",
+    "month": "TIMESTAMP",
+    "money": "DOUBLE",
+    "int": "BIGINT",
 }
 
 
@@ -106,8 +111,18 @@ def parse_expr(col: Column, v: str) -> str:
     return f"CASE WHEN regexp_full_match({v}, {pat}) THEN {val} END"
 
 
-_INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-         "UBIGINT", "UHUGEINT")
+_INTS = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+)
 _FLOATS = ("FLOAT", "DOUBLE")
 _TIMESTAMPS = ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
 
@@ -143,11 +158,14 @@ def native_parse_expr(col: Column, v: str, duck_type: str) -> str:
     if col.type == "date":
         if base == "DATE":
             return f"CAST({v} AS TIMESTAMP)"
-        return (f"CASE WHEN CAST(CAST({v} AS DATE) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) "
-                f"THEN CAST({v} AS TIMESTAMP) END")
+        return (
+            f"CASE WHEN CAST(CAST({v} AS DATE) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) THEN CAST({v} AS TIMESTAMP) END"
+        )
     if col.type == "month":  # a typed month is the first day of the month (spec: YYYY-MM)
-        return (f"CASE WHEN CAST(date_trunc('month', {v}) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) "
-                f"THEN CAST({v} AS TIMESTAMP) END")
+        return (
+            f"CASE WHEN CAST(date_trunc('month', {v}) AS TIMESTAMP) = CAST({v} AS TIMESTAMP) "
+            f"THEN CAST({v} AS TIMESTAMP) END"
+        )
     d = f"CAST({v} AS DOUBLE)"
     if col.type == "money":
         return f"CASE WHEN isfinite({d}) AND round({d}, 2) = {d} THEN {d} END"
@@ -225,8 +243,15 @@ def enum_kept(table: Table, present: dict[str, int]) -> dict[int, str]:
     return {i: n for n, i in present.items() if table.column(n).enum}
 
 
-def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, extra: str = "",
-              native: dict[str, str] | None = None, raw: bool = True) -> str:
+def check_sql(
+    table: Table,
+    present: dict[str, int],
+    n_header: int,
+    src: str,
+    extra: str = "",
+    native: dict[str, str] | None = None,
+    raw: bool = True,
+) -> str:
     """SELECT that parses and checks every cell read from ``src``.
 
     Args:
@@ -248,8 +273,11 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
     """
     cols = table.columns
     keep = "".join(f", r{i}" for i in raw_kept(table, present, n_header) if raw) + extra
-    enum_raw = "".join(f", CASE WHEN {ident('p_' + n)} IS NULL THEN {ident('v_' + n)} END AS r{i}"
-                       for i, n in enum_kept(table, present).items() if raw)
+    enum_raw = "".join(
+        f", CASE WHEN {ident('p_' + n)} IS NULL THEN {ident('v_' + n)} END AS r{i}"
+        for i, n in enum_kept(table, present).items()
+        if raw
+    )
     native = native or {}
     vs = []
     for c in cols:
@@ -265,11 +293,17 @@ def check_sql(table: Table, present: dict[str, int], n_header: int, src: str, ex
             elif c.type in ("string", "enum"):  # stored as read: no trimming
                 v = f"CASE WHEN {r} = '' OR (starts_with({r}, ' ') AND trim({r}) = '') THEN NULL ELSE {r} END"
             else:  # surrounding blanks are not part of a number or date
-                v = (f"NULLIF(CASE WHEN starts_with({r}, ' ') OR ends_with({r}, ' ') THEN trim({r}) "
-                     f"ELSE {r} END, '')")
+                v = f"NULLIF(CASE WHEN starts_with({r}, ' ') OR ends_with({r}, ' ') THEN trim({r}) ELSE {r} END, '')"
         vs.append(f"{v} AS {ident('v_' + c.name)}")
-    ps = [(native_parse_expr(c, ident("v_" + c.name), native[c.name]) if c.name in native
-           else parse_expr(c, ident("v_" + c.name))) + f" AS {ident('p_' + c.name)}" for c in cols]
+    ps = [
+        (
+            native_parse_expr(c, ident("v_" + c.name), native[c.name])
+            if c.name in native
+            else parse_expr(c, ident("v_" + c.name))
+        )
+        + f" AS {ident('p_' + c.name)}"
+        for c in cols
+    ]
     vnames = ", ".join(ident("v_" + c.name) for c in cols)
     stored_b = [c for c in cols if stored_break(c)]
     bs = [f"{break_expr(c)} AS {ident('b_' + c.name)}" for c in stored_b]
@@ -358,8 +392,10 @@ def reference_sql(table: Table, src: str) -> str | None:
         a = f"k{names.index('account_id')}"
         whens.append(f"WHEN {a}.customer_id <> c.p_customer_id THEN {lit(BROKEN_REFERENCE + ':customer_id')}")
     why = "CASE " + " ".join(whens) + " END"
-    return (f"SELECT * FROM (SELECT c.rowid AS _ord, {why} AS _why FROM {src} c {' '.join(joins)}"
-            f" WHERE c._why IS NULL) WHERE _why IS NOT NULL")
+    return (
+        f"SELECT * FROM (SELECT c.rowid AS _ord, {why} AS _why FROM {src} c {' '.join(joins)}"
+        f" WHERE c._why IS NULL) WHERE _why IS NOT NULL"
+    )
 
 
 def future_sql(table: Table, src: str, export_date: str) -> list[str]:
@@ -378,16 +414,19 @@ def future_sql(table: Table, src: str, export_date: str) -> list[str]:
     if req:
         after = {c.name: f"{ident('p_' + c.name)} >= {cutoff}" for c in req}
         whens = " ".join(f"WHEN {cond} THEN {lit(FUTURE_DATE + ':' + n)}" for n, cond in after.items())
-        out.append(f"UPDATE {src} SET _why = CASE {whens} END "
-                   f"WHERE _why IS NULL AND ({' OR '.join(after.values())})")
+        out.append(f"UPDATE {src} SET _why = CASE {whens} END WHERE _why IS NULL AND ({' OR '.join(after.values())})")
     for c in opt:
         b = ident("b_" + c.name)
-        out.append(f"UPDATE {src} SET {b} = {lit(FUTURE_DATE)} "
-                   f"WHERE _why IS NULL AND {b} IS NULL AND {ident('p_' + c.name)} >= {cutoff}")
+        out.append(
+            f"UPDATE {src} SET {b} = {lit(FUTURE_DATE)} "
+            f"WHERE _why IS NULL AND {b} IS NULL AND {ident('p_' + c.name)} >= {cutoff}"
+        )
     return out
 
 
 def daily_counts_sql(src: str, column: str) -> str:
     """SELECT ``d`` (day), ``n`` (rows kept so far) of a checked table's date column, by day."""
-    return (f"SELECT CAST({ident('p_' + column)} AS DATE) AS d, count(*) AS n FROM {src} "
-            f"WHERE _why IS NULL AND {ident('p_' + column)} IS NOT NULL GROUP BY 1 ORDER BY 1")
+    return (
+        f"SELECT CAST({ident('p_' + column)} AS DATE) AS d, count(*) AS n FROM {src} "
+        f"WHERE _why IS NULL AND {ident('p_' + column)} IS NOT NULL GROUP BY 1 ORDER BY 1"
+    )

@@ -61,8 +61,14 @@ def log_lik_update(eta: np.ndarray, applied: np.ndarray, sd: float, nodes: np.nd
     return out
 
 
-def window_prob(log_post: np.ndarray, etas: list[np.ndarray], grants: list[np.ndarray],
-                fracs: list[float], sd: float, nodes: np.ndarray) -> np.ndarray:
+def window_prob(
+    log_post: np.ndarray,
+    etas: list[np.ndarray],
+    grants: list[np.ndarray],
+    fracs: list[float],
+    sd: float,
+    nodes: np.ndarray,
+) -> np.ndarray:
     """P(a grant falls in the window) with the hidden effect integrated out.
 
     The customer is at risk at the window's start. In each window month ``j`` still at
@@ -92,8 +98,9 @@ def window_prob(log_post: np.ndarray, etas: list[np.ndarray], grants: list[np.nd
     return (p * post).sum(axis=1)
 
 
-def solve_intercept(eta: np.ndarray, grant: np.ndarray, sd: float, target: float,
-                    nodes: np.ndarray, log_w: np.ndarray) -> float:
+def solve_intercept(
+    eta: np.ndarray, grant: np.ndarray, sd: float, target: float, nodes: np.ndarray, log_w: np.ndarray
+) -> float:
     """The shift ``b`` so that the mean monthly grant probability of ``eta + b`` is ``target``.
 
     Args:

@@ -37,9 +37,16 @@ OCCUPATION_MIX = {
     "other": 0.03,
 }
 URBAN_SHARE = {  # P(residence = urban) by occupation; businesses 0.7
-    "farmer": 0.03, "migrant_worker": 0.15, "merchant": 0.55, "micro_business_owner": 0.6,
-    "civil_servant": 0.8, "public_institution": 0.6, "enterprise_employee": 0.6,
-    "retired": 0.4, "student": 0.35, "other": 0.35,
+    "farmer": 0.03,
+    "migrant_worker": 0.15,
+    "merchant": 0.55,
+    "micro_business_owner": 0.6,
+    "civil_servant": 0.8,
+    "public_institution": 0.6,
+    "enterprise_employee": 0.6,
+    "retired": 0.4,
+    "student": 0.35,
+    "other": 0.35,
 }
 SOE_SHARE_OF_EMPLOYEES = 0.25
 NEW_CUSTOMER_SHARE = 0.05  # customers whose relationship starts during the simulation
@@ -83,12 +90,28 @@ ACCOUNT_CLOSE_MONTHLY = 0.002  # time deposits / wealth accounts closing
 
 # Spring Festival (春节) dates, the calendar's real ones.
 SPRING_FESTIVAL = {
-    y: date.fromisoformat(d) for y, d in {
-        2015: "2015-02-19", 2016: "2016-02-08", 2017: "2017-01-28", 2018: "2018-02-16",
-        2019: "2019-02-05", 2020: "2020-01-25", 2021: "2021-02-12", 2022: "2022-02-01",
-        2023: "2023-01-22", 2024: "2024-02-10", 2025: "2025-01-29", 2026: "2026-02-17",
-        2027: "2027-02-06", 2028: "2028-01-26", 2029: "2029-02-13", 2030: "2030-02-03",
-        2031: "2031-01-23", 2032: "2032-02-11", 2033: "2033-01-31", 2034: "2034-02-19",
+    y: date.fromisoformat(d)
+    for y, d in {
+        2015: "2015-02-19",
+        2016: "2016-02-08",
+        2017: "2017-01-28",
+        2018: "2018-02-16",
+        2019: "2019-02-05",
+        2020: "2020-01-25",
+        2021: "2021-02-12",
+        2022: "2022-02-01",
+        2023: "2023-01-22",
+        2024: "2024-02-10",
+        2025: "2025-01-29",
+        2026: "2026-02-17",
+        2027: "2027-02-06",
+        2028: "2028-01-26",
+        2029: "2029-02-13",
+        2030: "2030-02-03",
+        2031: "2031-01-23",
+        2032: "2032-02-11",
+        2033: "2033-01-31",
+        2034: "2034-02-19",
         2035: "2035-02-08",
     }.items()
 }
@@ -121,14 +144,31 @@ HIDDEN_SD = {"consumer": 0.8, "business_flow": 0.8, "tax_linked": 0.8}  # sd of 
 MIN_TENURE_MONTHS = 6  # relationship months before any of the three products
 CONSUMER_AGE = (22, 58)
 CONSUMER_COEF = {  # log-hazard effects
-    "payroll": 0.9, "public": 0.6, "soe": 0.4, "age_curv": 0.5, "event": 1.6, "mobile": 0.6,
-    "log_salary": 0.4, "farm_or_retired": -0.8, "migrant": -0.3,
+    "payroll": 0.9,
+    "public": 0.6,
+    "soe": 0.4,
+    "age_curv": 0.5,
+    "event": 1.6,
+    "mobile": 0.6,
+    "log_salary": 0.4,
+    "farm_or_retired": -0.8,
+    "migrant": -0.3,
 }
-BUSINESS_COEF = {"log_turnover": 0.8, "growth": 0.7, "squeeze": 1.2, "stocking": 1.4,
-                 "business": -2.8}  # few 对公 borrowers (38 at the reference bank)
+BUSINESS_COEF = {
+    "log_turnover": 0.8,
+    "growth": 0.7,
+    "squeeze": 1.2,
+    "stocking": 1.4,
+    "business": -2.8,
+}  # few 对公 borrowers (38 at the reference bank)
 SQUEEZE_RATIO = 0.2  # last end_balance / mean turnover of the last 3 months below this
-TAX_COEF = {"grade": {"A": 1.0, "B": 0.5, "M": 0.0, "C": -1.0}, "log_tax": 0.4, "full_filing": 0.6,
-            "log_firm_age": 0.4, "business": -2.4}
+TAX_COEF = {
+    "grade": {"A": 1.0, "B": 0.5, "M": 0.0, "C": -1.0},
+    "log_tax": 0.4,
+    "full_filing": 0.6,
+    "log_firm_age": 0.4,
+    "business": -2.4,
+}
 TAX_APPROVAL = {"A": 0.9, "B": 0.8, "M": 0.65, "C": 0.35}
 EVENT_LAG = (1, 3)  # a life event in month e raises consumer hazard in months e+1..e+3
 
@@ -136,9 +176,14 @@ EVENT_LAG = (1, 3)  # a life event in month e raises consumer hazard in months e
 AGRI_RATE = 0.0025  # farmers and rural merchants (x2 in Feb-Apr, x0.8 otherwise)
 MORTGAGE_RATE = 0.0003  # urban employees
 OTHER_RATE = 0.00005
-TERMS = {"consumer": ((12, 24, 36), (0.3, 0.4, 0.3)), "business_flow": ((12,), (1.0,)),
-         "tax_linked": ((12,), (1.0,)), "agricultural": ((12,), (1.0,)),
-         "mortgage": ((120, 180, 240), (0.3, 0.4, 0.3)), "other": ((12, 24), (0.5, 0.5))}
+TERMS = {
+    "consumer": ((12, 24, 36), (0.3, 0.4, 0.3)),
+    "business_flow": ((12,), (1.0,)),
+    "tax_linked": ((12,), (1.0,)),
+    "agricultural": ((12,), (1.0,)),
+    "mortgage": ((120, 180, 240), (0.3, 0.4, 0.3)),
+    "other": ((12, 24), (0.5, 0.5)),
+}
 EARLY_REPAY_MONTHLY = 0.012
 OVERDUE_MIX = ((0, 0.9), (30, 0.07), (90, 0.02), (360, 0.01))  # max_overdue_days up to, share
 WRITE_OFF_SHARE = 0.5  # of loans with max_overdue_days > 90

@@ -171,15 +171,24 @@ def build_population(n: int, start: np.datetime64, span_days: int, rng: np.rando
     salary = np.round(salary, 2)
     payroll_day = rng.choice(np.array([5, 10, 15, 20, 25], np.int8), n)
     employer_cp = rng.integers(0, 400, n).astype(np.int32)
-    pension = np.where(o["retired"] & (rng.random(n) < P.PENSION_THROUGH_BANK),
-                       np.round(rng.lognormal(np.log(2_200), 0.45, n), 2), 0.0)
+    pension = np.where(
+        o["retired"] & (rng.random(n) < P.PENSION_THROUGH_BANK), np.round(rng.lognormal(np.log(2_200), 0.45, n), 2), 0.0
+    )
 
     dormant = ~is_biz & ~payroll & (pension == 0) & (rng.random(n) < P.DORMANT_SHARE / 0.75)
     activity = np.where(dormant, 0.05, rng.lognormal(0, 0.5, n))
     wealth_med = np.full(n, 10_000.0)
-    for name, med in (("farmer", 6_000), ("migrant_worker", 9_000), ("civil_servant", 30_000),
-                      ("public_institution", 25_000), ("enterprise_employee", 12_000), ("retired", 22_000),
-                      ("student", 800), ("merchant", 25_000), ("micro_business_owner", 40_000)):
+    for name, med in (
+        ("farmer", 6_000),
+        ("migrant_worker", 9_000),
+        ("civil_servant", 30_000),
+        ("public_institution", 25_000),
+        ("enterprise_employee", 12_000),
+        ("retired", 22_000),
+        ("student", 800),
+        ("merchant", 25_000),
+        ("micro_business_owner", 40_000),
+    ):
         wealth_med[o[name]] = med
     wealth = wealth_med * rng.lognormal(0, 0.9, n)
     wealth[dormant] *= 0.05
@@ -214,14 +223,37 @@ def build_population(n: int, start: np.datetime64, span_days: int, rng: np.rando
     mobile_prop /= mobile_prop.mean()
 
     return Population(
-        n=n, is_biz=is_biz, occ=occ, emp=emp, birth=birth, urban=urban, branch=branch,
-        manager=manager, open_day=open_day, established=established, industry=industry,
-        payroll=payroll, salary=salary, payroll_day=payroll_day, employer_cp=employer_cp,
-        pension=pension, activity=activity, wealth=wealth, seasonal=seasonal,
-        family_remit=family_remit, subsidy=subsidy, bf_pool=bf_pool, taxpayer=taxpayer,
-        turnover_base=turnover_base, turnover_trend=turnover_trend, terminal=terminal,
-        mobile_prop=mobile_prop, n_branches=n_br, branch_urban=branch_urban,
-        branch_town=branch_town, manager_branch=manager_branch,
+        n=n,
+        is_biz=is_biz,
+        occ=occ,
+        emp=emp,
+        birth=birth,
+        urban=urban,
+        branch=branch,
+        manager=manager,
+        open_day=open_day,
+        established=established,
+        industry=industry,
+        payroll=payroll,
+        salary=salary,
+        payroll_day=payroll_day,
+        employer_cp=employer_cp,
+        pension=pension,
+        activity=activity,
+        wealth=wealth,
+        seasonal=seasonal,
+        family_remit=family_remit,
+        subsidy=subsidy,
+        bf_pool=bf_pool,
+        taxpayer=taxpayer,
+        turnover_base=turnover_base,
+        turnover_trend=turnover_trend,
+        terminal=terminal,
+        mobile_prop=mobile_prop,
+        n_branches=n_br,
+        branch_urban=branch_urban,
+        branch_town=branch_town,
+        manager_branch=manager_branch,
         manager_capacity=manager_capacity.astype(np.int32),
     )
 
@@ -240,8 +272,11 @@ def customers_table(pop: Population, rng: np.random.Generator) -> pa.Table:
     marital[ind & (pop.occ == OCC["student"])] = "single"
     marital[ind & (age_years > 70) & (rng.random(n) < 0.3)] = "widowed"
     edu_p = np.tile([0.25, 0.45, 0.15, 0.13, 0.02], (n, 1))
-    for name, p in (("civil_servant", [0, 0.05, 0.25, 0.6, 0.1]), ("public_institution", [0, 0.05, 0.3, 0.55, 0.1]),
-                    ("student", [0.1, 0.5, 0.25, 0.15, 0])):
+    for name, p in (
+        ("civil_servant", [0, 0.05, 0.25, 0.6, 0.1]),
+        ("public_institution", [0, 0.05, 0.3, 0.55, 0.1]),
+        ("student", [0.1, 0.5, 0.25, 0.15, 0]),
+    ):
         edu_p[pop.occ == OCC[name]] = p
     edu = np.array(EDUCATION, dtype=object)[(rng.random(n)[:, None] > np.cumsum(edu_p, axis=1)).sum(axis=1).clip(0, 4)]
     risk = np.array(RISK, dtype=object)[rng.choice(5, n, p=[0.3, 0.35, 0.25, 0.08, 0.02])]
@@ -265,10 +300,13 @@ def customers_table(pop: Population, rng: np.random.Generator) -> pa.Table:
         "township_code": pa.array(town_s, pa.string()),
         "industry": nullable(industry, pop.industry < 0),
         "established_date": pa.array(pop.established, pa.date32(), from_pandas=True),
-        "branch_id": pa.array(np.array([f"B{b:03d}" for b in range(pop.n_branches)], dtype=object)[pop.branch],
-                              pa.string()),
-        "manager_id": nullable(np.array([f"M{i:04d}" for i in range(len(pop.manager_branch))], dtype=object)
-                               [np.maximum(pop.manager, 0)], pop.manager < 0),
+        "branch_id": pa.array(
+            np.array([f"B{b:03d}" for b in range(pop.n_branches)], dtype=object)[pop.branch], pa.string()
+        ),
+        "manager_id": nullable(
+            np.array([f"M{i:04d}" for i in range(len(pop.manager_branch))], dtype=object)[np.maximum(pop.manager, 0)],
+            pop.manager < 0,
+        ),
         "open_date": pa.array(pop.open_day, pa.date32()),
         "risk_tolerance": nullable(risk, missing),
     }
@@ -280,17 +318,21 @@ def network_tables(pop: Population) -> tuple[pa.Table, pa.Table]:
     """The ``branches`` and ``managers`` export tables."""
     n_urb = int(pop.branch_urban.sum())
     names = [f"城区第{i + 1}支行" if u else f"乡镇第{i + 1 - n_urb}支行" for i, u in enumerate(pop.branch_urban)]
-    branches = pa.table({
-        "branch_id": [f"B{b:03d}" for b in range(pop.n_branches)],
-        "name": names,
-        "township_code": pop.branch_town,
-        "area": ["urban" if u else "rural" for u in pop.branch_urban],
-    })
+    branches = pa.table(
+        {
+            "branch_id": [f"B{b:03d}" for b in range(pop.n_branches)],
+            "name": names,
+            "township_code": pop.branch_town,
+            "area": ["urban" if u else "rural" for u in pop.branch_urban],
+        }
+    )
     m = len(pop.manager_branch)
-    managers = pa.table({
-        "manager_id": [f"M{i:04d}" for i in range(m)],
-        "branch_id": [f"B{b:03d}" for b in pop.manager_branch],
-        "name": [f"客户经理{i:04d}" for i in range(m)],
-        "capacity_per_month": pa.array(pop.manager_capacity.astype(np.int64)),
-    })
+    managers = pa.table(
+        {
+            "manager_id": [f"M{i:04d}" for i in range(m)],
+            "branch_id": [f"B{b:03d}" for b in pop.manager_branch],
+            "name": [f"客户经理{i:04d}" for i in range(m)],
+            "capacity_per_month": pa.array(pop.manager_capacity.astype(np.int64)),
+        }
+    )
     return branches, managers

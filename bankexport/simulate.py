@@ -109,20 +109,45 @@ class _Txns:
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, cust: np.ndarray, day: np.ndarray, amount: np.ndarray, direction: str,
-            channel: np.ndarray | str, ttype: str, cp: np.ndarray | int = -1,
-            acct: np.ndarray | None = None) -> None:
+    def add(
+        self,
+        cust: np.ndarray,
+        day: np.ndarray,
+        amount: np.ndarray,
+        direction: str,
+        channel: np.ndarray | str,
+        ttype: str,
+        cp: np.ndarray | int = -1,
+        acct: np.ndarray | None = None,
+    ) -> None:
         k = len(cust)
         if k == 0:
             return
         ch = np.full(k, CH[channel], np.int8) if isinstance(channel, str) else channel.astype(np.int8)
         cpa = np.full(k, cp, np.int32) if np.isscalar(cp) else np.asarray(cp, np.int32)
-        self.parts.append((np.asarray(cust, np.int32), np.asarray(day, np.int16), _money(amount),
-                           np.full(k, direction == "C"), ch, np.full(k, TT[ttype], np.int8), cpa,
-                           np.full(k, -1, np.int32) if acct is None else np.asarray(acct, np.int32)))
+        self.parts.append(
+            (
+                np.asarray(cust, np.int32),
+                np.asarray(day, np.int16),
+                _money(amount),
+                np.full(k, direction == "C"),
+                ch,
+                np.full(k, TT[ttype], np.int8),
+                cpa,
+                np.full(k, -1, np.int32) if acct is None else np.asarray(acct, np.int32),
+            )
+        )
 
-    def table(self, ms: np.datetime64, rng: np.random.Generator, first_id: int, main_acct: np.ndarray,
-              cust_ids: pa.Array, acct_ids: pa.Array, cp_ids: pa.Array) -> pa.Table:
+    def table(
+        self,
+        ms: np.datetime64,
+        rng: np.random.Generator,
+        first_id: int,
+        main_acct: np.ndarray,
+        cust_ids: pa.Array,
+        acct_ids: pa.Array,
+        cp_ids: pa.Array,
+    ) -> pa.Table:
         cols = [np.concatenate(c) for c in zip(*self.parts, strict=True)]
         cust, day, amount, credit, ch, tt, cp, acct = cols
         n = len(cust)
@@ -134,24 +159,27 @@ class _Txns:
         sec = (lo + rng.random(n) * (hi - lo)).astype(np.int64)
         order = np.lexsort((tt, cust, sec, day))
         cust, day, amount, credit, ch, tt, cp, acct, sec = (
-            a[order] for a in (cust, day, amount, credit, ch, tt, cp, acct, sec))
+            a[order] for a in (cust, day, amount, credit, ch, tt, cp, acct, sec)
+        )
         acct = np.where(acct < 0, main_acct[cust], acct)
         t = ms.astype("datetime64[s]").astype(np.int64) + day.astype(np.int64) * DAY_S + sec
         tid = pc.binary_join_element_wise(
-            pa.scalar("T"),
-            pc.utf8_lpad(pc.cast(pa.array(np.arange(first_id, first_id + n)), pa.string()), 12, "0"), "")
+            pa.scalar("T"), pc.utf8_lpad(pc.cast(pa.array(np.arange(first_id, first_id + n)), pa.string()), 12, "0"), ""
+        )
         cpa = pa.array(cp, mask=cp < 0)
-        return pa.table({
-            "txn_id": tid,
-            "account_id": acct_ids.take(pa.array(acct)),
-            "customer_id": cust_ids.take(pa.array(cust)),
-            "txn_time": pa.array((t * 1_000_000).astype("datetime64[us]"), pa.timestamp("us")),
-            "amount": pa.array(amount, pa.float64()),
-            "direction": pa.array(np.where(credit, "C", "D"), pa.string()),
-            "channel": pa.array(np.array(CHANNELS, dtype=object)[ch], pa.string()),
-            "txn_type": pa.array(np.array(TXN_TYPES, dtype=object)[tt], pa.string()),
-            "counterparty_id": cp_ids.take(cpa),
-        })
+        return pa.table(
+            {
+                "txn_id": tid,
+                "account_id": acct_ids.take(pa.array(acct)),
+                "customer_id": cust_ids.take(pa.array(cust)),
+                "txn_time": pa.array((t * 1_000_000).astype("datetime64[us]"), pa.timestamp("us")),
+                "amount": pa.array(amount, pa.float64()),
+                "direction": pa.array(np.where(credit, "C", "D"), pa.string()),
+                "channel": pa.array(np.array(CHANNELS, dtype=object)[ch], pa.string()),
+                "txn_type": pa.array(np.array(TXN_TYPES, dtype=object)[tt], pa.string()),
+                "counterparty_id": cp_ids.take(cpa),
+            }
+        )
 
 
 # ---------------------------------------------------------------- loans store
@@ -169,8 +197,15 @@ class _Loans:
     overdue: list[np.ndarray] = field(default_factory=list)
     written_off: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, cust: np.ndarray, product: str, app: np.ndarray, grant: np.ndarray, amount: np.ndarray,
-            rng: np.random.Generator) -> np.ndarray:
+    def add(
+        self,
+        cust: np.ndarray,
+        product: str,
+        app: np.ndarray,
+        grant: np.ndarray,
+        amount: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
         """Record applications (grant NaT: rejected); returns the end dates (NaT for rejected)."""
         k = len(cust)
         granted = ~np.isnat(grant)
@@ -199,8 +234,10 @@ class _Loans:
         return end
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.concatenate(getattr(self, k)) if getattr(self, k) else np.array([])
-                for k in ("cust", "prod", "app", "grant", "amount", "term", "end", "overdue", "written_off")}
+        return {
+            k: np.concatenate(getattr(self, k)) if getattr(self, k) else np.array([])
+            for k in ("cust", "prod", "app", "grant", "amount", "term", "end", "overdue", "written_off")
+        }
 
 
 # ---------------------------------------------------------------- summary
@@ -222,21 +259,25 @@ class SimSummary:
 
     def describe(self) -> str:
         """A short multi-line text for people."""
-        lines = [f"simulated bank: {self.customers:,} customers x {self.months} months, "
-                 f"export date {self.export_date}, {self.seconds:.0f} s",
-                 f"export: {self.export_dir}"]
+        lines = [
+            f"simulated bank: {self.customers:,} customers x {self.months} months, "
+            f"export date {self.export_date}, {self.seconds:.0f} s",
+            f"export: {self.export_dir}",
+        ]
         lines += [f"  {t:<13} {self.rows.get(t, 0):>12,} rows" for t in ALL_TABLES]
         lines.append("uptake (grants during the simulation; positive labels pooled over as-of; oracle sum p):")
-        lines += [f"  {p:<13} {self.grants[p]:>8,} grants {self.labels[p]:>8,} labels "
-                  f"{self.expected[p]:>10,.1f} expected"
-                  for p in PRODUCTS]
+        lines += [
+            f"  {p:<13} {self.grants[p]:>8,} grants {self.labels[p]:>8,} labels {self.expected[p]:>10,.1f} expected"
+            for p in PRODUCTS
+        ]
         lines.append(f"oracle: {self.oracle_path} ({self.rows.get('oracle', 0):,} rows; omitted rows have p=0)")
         return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- the simulation
-def simulate(out: Path, customers: int = 20_000, months: int = 24, end: str = "2026-10", seed: int = 7,
-             horizon_days: int = 90) -> SimSummary:
+def simulate(
+    out: Path, customers: int = 20_000, months: int = 24, end: str = "2026-10", seed: int = 7, horizon_days: int = 90
+) -> SimSummary:
     """Simulate a county rural bank and write its export and oracle.
 
     Args:
@@ -260,8 +301,9 @@ def simulate(out: Path, customers: int = 20_000, months: int = 24, end: str = "2
     """
     t0 = time.perf_counter()
     if customers < 1 or months < 1 or horizon_days < 1:
-        raise ConfigError(f"simulate: customers ({customers}), months ({months}) and horizon_days "
-                          f"({horizon_days}) must be positive")
+        raise ConfigError(
+            f"simulate: customers ({customers}), months ({months}) and horizon_days ({horizon_days}) must be positive"
+        )
     try:
         last = np.datetime64(end, "M")
     except ValueError:
@@ -269,8 +311,9 @@ def simulate(out: Path, customers: int = 20_000, months: int = 24, end: str = "2
     years = range(int(str(last - months + 1)[:4]), int(str(last)[:4]) + 2)
     missing = [y for y in years if y not in P.SPRING_FESTIVAL]
     if missing:
-        raise ConfigError(f"simulate: no Spring Festival date for {missing[0]} "
-                          "(extend SPRING_FESTIVAL in bankexport/sim_params.py)")
+        raise ConfigError(
+            f"simulate: no Spring Festival date for {missing[0]} (extend SPRING_FESTIVAL in bankexport/sim_params.py)"
+        )
     out = Path(out)
     exp_dir, ora_dir = out / "export", out / "oracle"
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -287,12 +330,33 @@ def simulate(out: Path, customers: int = 20_000, months: int = 24, end: str = "2
     rows = sim.write_static()
     oracle_rows, labels, expected = sim.write_oracle(ora_dir / "oracle.parquet", horizon_days)
     rows["oracle"] = oracle_rows
-    (exp_dir / "manifest.json").write_text(json.dumps({
-        "format": FORMAT, "export_date": str(export_date), "encoding": "utf-8",
-        "bank": f"simulated county rural commercial bank, central Hunan (nbp simulator, seed {seed})",
-    }, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    summary = SimSummary(out, exp_dir, ora_dir / "oracle.parquet", customers, months, str(export_date),
-                         rows, sim.grant_counts, labels, expected, time.perf_counter() - t0)
+    (exp_dir / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": FORMAT,
+                "export_date": str(export_date),
+                "encoding": "utf-8",
+                "bank": f"simulated county rural commercial bank, central Hunan (nbp simulator, seed {seed})",
+            },
+            ensure_ascii=False,
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    summary = SimSummary(
+        out,
+        exp_dir,
+        ora_dir / "oracle.parquet",
+        customers,
+        months,
+        str(export_date),
+        rows,
+        sim.grant_counts,
+        labels,
+        expected,
+        time.perf_counter() - t0,
+    )
     log.info("simulate: %s customers x %s months in %.1f s", f"{customers:,}", months, summary.seconds)
     return summary
 
@@ -300,8 +364,16 @@ def simulate(out: Path, customers: int = 20_000, months: int = 24, end: str = "2
 class _Simulation:
     """State of one run; ``run()`` walks the months, the writers emit the tables."""
 
-    def __init__(self, pop: Population, month_starts: np.ndarray, n_days: list[int],
-                 cal: list[tuple[float, float]], export_date: np.datetime64, seed: int, exp_dir: Path) -> None:
+    def __init__(
+        self,
+        pop: Population,
+        month_starts: np.ndarray,
+        n_days: list[int],
+        cal: list[tuple[float, float]],
+        export_date: np.datetime64,
+        seed: int,
+        exp_dir: Path,
+    ) -> None:
         self.pop, self.ms, self.nd, self.cal = pop, month_starts, n_days, cal
         self.export_date, self.seed, self.dir = export_date, seed, exp_dir
         self.M = len(month_starts)
@@ -339,7 +411,7 @@ class _Simulation:
         rb = _rng(seed, 4)
         mu, sd_mu, self.rho, self.shock = P.BALANCE_RATIO
         self.logr_mu = np.log(mu) + rb.normal(0, sd_mu, nb)
-        self.logr = self.logr_mu + rb.normal(0, self.shock / np.sqrt(1 - self.rho ** 2), nb)
+        self.logr = self.logr_mu + rb.normal(0, self.shock / np.sqrt(1 - self.rho**2), nb)
         self.bal_z = np.zeros(n)
         self._accounts(_rng(seed, 5))
         self._initial_services(_rng(seed, 6))
@@ -372,18 +444,28 @@ class _Simulation:
             cur = np.where(move, settled[rng.choice(len(settled), n, p=gp_settled)], cur)
             g = np.where(y - est_year < 2, int(np.flatnonzero(grades == "M")[0]), cur)
             grade[k] = g
-            yrs = (y - (int(self.ms[0].astype("datetime64[Y]").astype(int)) + 1970))
+            yrs = y - (int(self.ms[0].astype("datetime64[Y]").astype(int)) + 1970)
             turnover = 12 * pop.turnover_base * np.exp(pop.turnover_trend * yrs)
             gname = grades[g]
-            filed[k] = np.where(np.isin(gname, ["A", "B", "M"]), 12,
-                                np.where(gname == "C", rng.integers(7, 13, n), rng.integers(0, 9, n)))
+            filed[k] = np.where(
+                np.isin(gname, ["A", "B", "M"]),
+                12,
+                np.where(gname == "C", rng.integers(7, 13, n), rng.integers(0, 9, n)),
+            )
             paid[k] = np.round(turnover * rate * filed[k] / 12 * rng.lognormal(0, 0.15, n), 2)
             lo = np.datetime64(f"{y + 1}-{m1:02d}-{d1:02d}")
             hi = np.datetime64(f"{y + 1}-{m2:02d}-{d2:02d}")
             pub[k] = lo + rng.integers(0, int((hi - lo).astype(int)) + 1, n)
             exists[k] = pop.taxpayer & (est_year <= y) & (pub[k] < self.export_date)
-        return {"years": years, "grade": grade, "paid": paid, "filed": filed, "pub": pub, "exists": exists,
-                "grades": grades}
+        return {
+            "years": years,
+            "grade": grade,
+            "paid": paid,
+            "filed": filed,
+            "pub": pub,
+            "exists": exists,
+            "grades": grades,
+        }
 
     def _accounts(self, rng: np.random.Generator) -> None:
         """Main account per customer (position i), then deposits, wealth and credit cards."""
@@ -439,13 +521,18 @@ class _Simulation:
         event = (m - self.last_event[ix] >= P.EVENT_LAG[0]) & (m - self.last_event[ix] <= P.EVENT_LAG[1])
         mobile = self.mobile_day[ix] < T
         c = P.CONSUMER_COEF
-        eta = (c["payroll"] * pay + c["public"] * public + c["soe"] * soe
-               - c["age_curv"] * ((age - 35) / 10) ** 2 + c["event"] * event + c["mobile"] * mobile
-               + c["log_salary"] * np.where(pay, np.log(np.maximum(pop.salary[ix], 500) / 4_000), 0)
-               + c["farm_or_retired"] * np.isin(occ, [OCC["farmer"], OCC["retired"]])
-               + c["migrant"] * (occ == OCC["migrant_worker"]))
-        elig = ((occ != OCC["student"]) & (age >= P.CONSUMER_AGE[0]) & (age <= P.CONSUMER_AGE[1])
-                & tenure_ok[ix])
+        eta = (
+            c["payroll"] * pay
+            + c["public"] * public
+            + c["soe"] * soe
+            - c["age_curv"] * ((age - 35) / 10) ** 2
+            + c["event"] * event
+            + c["mobile"] * mobile
+            + c["log_salary"] * np.where(pay, np.log(np.maximum(pop.salary[ix], 500) / 4_000), 0)
+            + c["farm_or_retired"] * np.isin(occ, [OCC["farmer"], OCC["retired"]])
+            + c["migrant"] * (occ == OCC["migrant_worker"])
+        )
+        elig = (occ != OCC["student"]) & (age >= P.CONSUMER_AGE[0]) & (age <= P.CONSUMER_AGE[1]) & tenure_ok[ix]
         g = np.clip(0.55 + 0.3 * pay + 0.1 * public - 0.2 * (age > 50), 0.2, 0.95)
         out["consumer"] = (np.where(elig, eta, -np.inf), g)
 
@@ -453,13 +540,21 @@ class _Simulation:
         if m == 0:
             turn3 = pop.turnover_base[ix] * self.cal[0][0]
         else:
-            turn3 = self.turn[max(0, m - 3):m].mean(axis=0)
-        growth = (np.clip(np.log(self.turn[m - 3:m].mean(axis=0) / self.turn[m - 6:m - 3].mean(axis=0)), -1, 1)
-                  if m >= 6 else np.zeros(len(ix)))
+            turn3 = self.turn[max(0, m - 3) : m].mean(axis=0)
+        growth = (
+            np.clip(np.log(self.turn[m - 3 : m].mean(axis=0) / self.turn[m - 6 : m - 3].mean(axis=0)), -1, 1)
+            if m >= 6
+            else np.zeros(len(ix))
+        )
         squeeze = (self.endbal[m - 1] / turn3 < P.SQUEEZE_RATIO) if m >= 1 else np.zeros(len(ix), bool)
         b = P.BUSINESS_COEF
-        eta = (b["log_turnover"] * np.log(np.maximum(turn3, 100) / 50_000) + b["growth"] * growth
-               + b["squeeze"] * squeeze + b["stocking"] * self.cal[m][1] + b["business"] * pop.is_biz[ix])
+        eta = (
+            b["log_turnover"] * np.log(np.maximum(turn3, 100) / 50_000)
+            + b["growth"] * growth
+            + b["squeeze"] * squeeze
+            + b["stocking"] * self.cal[m][1]
+            + b["business"] * pop.is_biz[ix]
+        )
         est_ok = pop.established[ix] <= add_months(np.array([T]), -P.MIN_TENURE_MONTHS)[0]
         elig = tenure_ok[ix] & est_ok
         out["business_flow"] = (np.where(elig, eta, -np.inf), 0.75 - 0.15 * squeeze)
@@ -475,8 +570,13 @@ class _Simulation:
         firm_age = (T - pop.established[ix]).astype(np.float64) / 365.25
         t = P.TAX_COEF
         gcoef = np.array([t["grade"].get(g, 0.0) for g in tx["grades"]])[tx["grade"][kk, ix]]
-        eta = (gcoef + t["log_tax"] * np.log(np.maximum(paid, 100) / 10_000) + t["full_filing"] * full
-               + t["log_firm_age"] * np.log1p(np.maximum(firm_age, 0)) + t["business"] * pop.is_biz[ix])
+        eta = (
+            gcoef
+            + t["log_tax"] * np.log(np.maximum(paid, 100) / 10_000)
+            + t["full_filing"] * full
+            + t["log_firm_age"] * np.log1p(np.maximum(firm_age, 0))
+            + t["business"] * pop.is_biz[ix]
+        )
         elig = has & (gname != "D") & tenure_ok[ix] & (firm_age >= 1)
         appr = np.array([P.TAX_APPROVAL.get(g, 0.0) for g in tx["grades"]])[tx["grade"][kk, ix]]
         out["tax_linked"] = (np.where(elig, eta, -np.inf), appr)
@@ -508,8 +608,9 @@ class _Simulation:
                 self._services_month(m, _rng(self.seed, 400, m))
                 self._turnover_month(m, _rng(self.seed, 500, m))
                 tx = self._transactions(m, _rng(self.seed, 600, m))
-                tab = tx.table(self.ms[m], day_rng, self.n_txn, self.main_acct, self.cust_ids, self.acct_ids,
-                               self.cp_ids)
+                tab = tx.table(
+                    self.ms[m], day_rng, self.n_txn, self.main_acct, self.cust_ids, self.acct_ids, self.cp_ids
+                )
                 self.n_txn += tab.num_rows
                 tw.write_table(tab.cast(txn_schema))
                 bal = self._balances(m, _rng(self.seed, 700, m))
@@ -523,8 +624,7 @@ class _Simulation:
         for p in PRODUCTS:
             eta, g = drivers[p]
             ok = np.isfinite(eta)
-            self.intercept[p] = solve_intercept(eta[ok], g[ok], P.HIDDEN_SD[p], P.GRANT_RATE[p],
-                                                self.nodes, self.log_w)
+            self.intercept[p] = solve_intercept(eta[ok], g[ok], P.HIDDEN_SD[p], P.GRANT_RATE[p], self.nodes, self.log_w)
         log.debug("uptake intercepts: %s", self.intercept)
 
     def _holding(self, product: str, T: np.datetime64, ix: np.ndarray | None = None) -> np.ndarray:
@@ -549,18 +649,17 @@ class _Simulation:
             return rng.uniform(200_000, 800_000, k)
         return rng.uniform(5_000, 50_000, k)
 
-    def _record(self, product: str, cust: np.ndarray, app: np.ndarray, grant: np.ndarray,
-                rng: np.random.Generator) -> None:
+    def _record(
+        self, product: str, cust: np.ndarray, app: np.ndarray, grant: np.ndarray, rng: np.random.Generator
+    ) -> None:
         if len(cust) == 0:
             return
         end = self.loans.add(cust, product, app, grant, self._amounts(product, cust, rng), rng)
         ok = ~np.isnat(grant)
         self.hold_grant[product][cust[ok]] = grant[ok]
-        self.hold_end[product][cust[ok]] = np.where(end[ok] >= self.export_date, np.datetime64("9999-12-31"),
-                                                    end[ok])
+        self.hold_end[product][cust[ok]] = np.where(end[ok] >= self.export_date, np.datetime64("9999-12-31"), end[ok])
 
-    def _preexisting_loans(self, drivers: dict[str, tuple[np.ndarray, np.ndarray]],
-                           rng: np.random.Generator) -> None:
+    def _preexisting_loans(self, drivers: dict[str, tuple[np.ndarray, np.ndarray]], rng: np.random.Generator) -> None:
         """Loans granted before the first month; drawn from observables only (never the hidden effect)."""
         T = self.ms[0]
         w = np.exp(self.log_w)
@@ -632,8 +731,18 @@ class _Simulation:
         ev = ~pop.is_biz & (age >= 22) & (age <= 60) & (rng.random(pop.n) < P.LIFE_EVENT_MONTHLY)
         self.last_event[ev] = m
 
-    def _contacts(self, m: int, product: str, ix: np.ndarray, eta: np.ndarray, risk: np.ndarray,
-                  applied: np.ndarray, adate: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> None:
+    def _contacts(
+        self,
+        m: int,
+        product: str,
+        ix: np.ndarray,
+        eta: np.ndarray,
+        risk: np.ndarray,
+        applied: np.ndarray,
+        adate: np.ndarray,
+        k: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
         """Marketing touches: managers call at-risk customers, more often the ones the bank scores high."""
         pop = self.pop
         ok = np.isfinite(eta) & risk & (pop.manager[ix] >= 0)
@@ -658,8 +767,12 @@ class _Simulation:
         month = int(T.astype("datetime64[M]").astype(int) % 12) + 1
         old = pop.open_day < T
         for product, pool, rate, approve in (
-            ("agricultural", (pop.occ == OCC["farmer"]) | (pop.occ == OCC["merchant"]) & ~pop.urban,
-             P.AGRI_RATE * (2.0 if month in (2, 3, 4) else 0.8), 0.85),
+            (
+                "agricultural",
+                (pop.occ == OCC["farmer"]) | (pop.occ == OCC["merchant"]) & ~pop.urban,
+                P.AGRI_RATE * (2.0 if month in (2, 3, 4) else 0.8),
+                0.85,
+            ),
             ("mortgage", self._mortgage_pool(), P.MORTGAGE_RATE, 0.7),
             ("other", ~pop.is_biz, P.OTHER_RATE, 0.6),
         ):
@@ -681,10 +794,14 @@ class _Simulation:
         ix = self.pools["business_flow"]
         years = m / 12
         mult = self.cal[m][0]
-        self.turn[m] = (pop.turnover_base[ix] * np.exp(pop.turnover_trend[ix] * years) * mult
-                        * rng.lognormal(-P.TURNOVER_NOISE ** 2 / 2, P.TURNOVER_NOISE, len(ix)))
+        self.turn[m] = (
+            pop.turnover_base[ix]
+            * np.exp(pop.turnover_trend[ix] * years)
+            * mult
+            * rng.lognormal(-(P.TURNOVER_NOISE**2) / 2, P.TURNOVER_NOISE, len(ix))
+        )
         self.logr = self.logr_mu + self.rho * (self.logr - self.logr_mu) + rng.normal(0, self.shock, len(ix))
-        recent = self.turn[max(0, m - 2):m + 1].mean(axis=0)
+        recent = self.turn[max(0, m - 2) : m + 1].mean(axis=0)
         self.endbal[m] = np.round(recent * np.exp(self.logr), 2)
 
     # ------------------------------------------------------------ transactions
@@ -716,8 +833,15 @@ class _Simulation:
         # payroll (代发工资), pensions, subsidies: batch credits
         c = np.flatnonzero(ind & pop.payroll)
         bonus = np.where(fest_month & np.isin(pop.emp[c], [EMP["government"], EMP["public_institution"]]), 2.0, 1.0)
-        tx.add(c, np.minimum(pop.payroll_day[c] - 1, nd - 1), pop.salary[c] * bonus * rng.normal(1, 0.03, len(c)),
-               "C", "batch", "payroll", pop.employer_cp[c])
+        tx.add(
+            c,
+            np.minimum(pop.payroll_day[c] - 1, nd - 1),
+            pop.salary[c] * bonus * rng.normal(1, 0.03, len(c)),
+            "C",
+            "batch",
+            "payroll",
+            pop.employer_cp[c],
+        )
         c = np.flatnonzero(ind & (pop.pension > 0))
         tx.add(c, np.full(len(c), 18), pop.pension[c], "C", "batch", "pension", CP_SOCIAL)
         if month in (5, 6):
@@ -726,11 +850,19 @@ class _Simulation:
         # migrant workers' money home, and families receiving it
         mw = ind & (pop.occ == OCC["migrant_worker"])
         c = poisson_rows(mw, np.where(fest_month, 2.5, 0.8))
-        tx.add(c, days(len(c)), rng.lognormal(np.log(2_500), 0.6, len(c)), "C",
-               mob(c, "counter"), "transfer", others(len(c)))
+        tx.add(
+            c,
+            days(len(c)),
+            rng.lognormal(np.log(2_500), 0.6, len(c)),
+            "C",
+            mob(c, "counter"),
+            "transfer",
+            others(len(c)),
+        )
         c = poisson_rows(ind & pop.family_remit, np.where(fest_month, 1.5, 0.4))
-        tx.add(c, days(len(c)), rng.lognormal(np.log(1_500), 0.6, len(c)), "C",
-               mob(c, "agent"), "transfer", others(len(c)))
+        tx.add(
+            c, days(len(c)), rng.lognormal(np.log(1_500), 0.6, len(c)), "C", mob(c, "agent"), "transfer", others(len(c))
+        )
         # business-flow pool: turnover as settlements / deposits / transfers in, plus outgoings
         ix = self.pools["business_flow"]
         on = live[ix]
@@ -742,8 +874,11 @@ class _Simulation:
             (on & biz, None, "transfer", "C"),
         ):
             j = np.flatnonzero(mask)
-            cnt = (rng.integers(lo_hi[0], lo_hi[1] + 1, len(j)) if lo_hi
-                   else np.maximum(1, rng.poisson(P.BUSINESS_TRANSFERS_IN, len(j))))
+            cnt = (
+                rng.integers(lo_hi[0], lo_hi[1] + 1, len(j))
+                if lo_hi
+                else np.maximum(1, rng.poisson(P.BUSINESS_TRANSFERS_IN, len(j)))
+            )
             amt = _split(self.turn[m, j], cnt, rng)
             cust = np.repeat(ix[j], cnt)
             if ttype == "merchant_settlement":
@@ -759,8 +894,15 @@ class _Simulation:
         cnt = np.maximum(1, rng.poisson(np.where(biz[j], P.BUSINESS_TRANSFERS_OUT, 3)))
         amt = _split(self.turn[m, j] * rng.uniform(0.6, 0.9, len(j)), cnt, rng)
         cust = np.repeat(ix[j], cnt)
-        tx.add(cust, days(len(cust)), amt, "D", np.where(rng.random(len(cust)) < 0.6, CH["mobile"], CH["counter"]),
-               "transfer", others(len(cust)))
+        tx.add(
+            cust,
+            days(len(cust)),
+            amt,
+            "D",
+            np.where(rng.random(len(cust)) < 0.6, CH["mobile"], CH["counter"]),
+            "transfer",
+            others(len(cust)),
+        )
         j = np.flatnonzero(on & biz)
         tx.add(ix[j], np.full(len(j), 9), self.turn[m, j] * rng.uniform(0.08, 0.2, len(j)), "D", "batch", "payroll")
         # tax payments of taxpayers (current year's filing pattern)
@@ -771,21 +913,30 @@ class _Simulation:
         pays = rng.random(len(tp)) < filed / 12
         c = tp[pays]
         amt = self.tax["paid"][k, c] / np.maximum(filed[pays], 1) * rng.uniform(0.7, 1.3, len(c))
-        tx.add(c, rng.integers(0, min(15, nd), len(c)), np.maximum(amt, 50), "D",
-               mob(c, "counter"), "tax", CP_TAX)
+        tx.add(c, rng.integers(0, min(15, nd), len(c)), np.maximum(amt, 50), "D", mob(c, "counter"), "tax", CP_TAX)
         # everyday life of individuals
         c = poisson_rows(ind, P.RATE_PURCHASE * act)
-        chan = np.where(mobile[c] & (rng.random(len(c)) < 0.7), CH["qr"],
-                        np.where(rng.random(len(c)) < 0.6, CH["pos"], CH["qr"]))
+        chan = np.where(
+            mobile[c] & (rng.random(len(c)) < 0.7), CH["qr"], np.where(rng.random(len(c)) < 0.6, CH["pos"], CH["qr"])
+        )
         card = self.card_of[c]
         use_card = (card >= 0) & (rng.random(len(c)) < 0.5)
-        tx.add(c, days(len(c)), rng.lognormal(np.log(120), 1.0, len(c)), "D", chan, "purchase",
-               others(len(c)), np.where(use_card, card, -1))
+        tx.add(
+            c,
+            days(len(c)),
+            rng.lognormal(np.log(120), 1.0, len(c)),
+            "D",
+            chan,
+            "purchase",
+            others(len(c)),
+            np.where(use_card, card, -1),
+        )
         ev = np.flatnonzero(ind & ((self.last_event == m) | (self.last_event == m - 1)))
         cnt = rng.integers(P.LIFE_EVENT_SURGE[0], P.LIFE_EVENT_SURGE[1] + 1, len(ev))
         c = np.repeat(ev, cnt)
-        tx.add(c, days(len(c)), rng.lognormal(np.log(12_000), 0.7, len(c)), "D",
-               mob(c, "pos"), "purchase", others(len(c)))
+        tx.add(
+            c, days(len(c)), rng.lognormal(np.log(12_000), 0.7, len(c)), "D", mob(c, "pos"), "purchase", others(len(c))
+        )
         c = poisson_rows(ind, P.RATE_CASH * act)
         chan = np.where(rng.random(len(c)) < 0.2, CH["counter"], np.where(pop.urban[c], CH["atm"], CH["agent"]))
         direction_d = rng.random(len(c)) < 0.8
@@ -793,20 +944,22 @@ class _Simulation:
         tx.add(c[direction_d], days(int(direction_d.sum())), amt[direction_d], "D", chan[direction_d], "cash")
         tx.add(c[~direction_d], days(int((~direction_d).sum())), amt[~direction_d], "C", chan[~direction_d], "cash")
         c = poisson_rows(ind, P.RATE_TRANSFER_OUT * act)
-        tx.add(c, days(len(c)), rng.lognormal(np.log(800), 0.9, len(c)), "D",
-               mob(c, "counter"), "transfer", others(len(c)))
+        tx.add(
+            c, days(len(c)), rng.lognormal(np.log(800), 0.9, len(c)), "D", mob(c, "counter"), "transfer", others(len(c))
+        )
         c = poisson_rows(ind, P.RATE_TRANSFER_IN * act)
-        tx.add(c, days(len(c)), rng.lognormal(np.log(700), 0.9, len(c)), "C",
-               mob(c, "counter"), "transfer", others(len(c)))
+        tx.add(
+            c, days(len(c)), rng.lognormal(np.log(700), 0.9, len(c)), "C", mob(c, "counter"), "transfer", others(len(c))
+        )
         c = poisson_rows(ind, P.RATE_UTILITY * act * np.where(pop.urban, 1.5, 0.7))
-        tx.add(c, days(len(c)), rng.lognormal(np.log(90), 0.5, len(c)), "D",
-               mob(c, "other"), "utility")
+        tx.add(c, days(len(c)), rng.lognormal(np.log(90), 0.5, len(c)), "D", mob(c, "other"), "utility")
         c = poisson_rows(live, P.RATE_FEE)
         tx.add(c, days(len(c)), rng.uniform(1, 10, len(c)).round(0), "D", "other", "fee")
         if month >= 9:
             c = np.flatnonzero(ind & ~pop.urban & (rng.random(n) < 0.12))
-            tx.add(c, days(len(c)), rng.uniform(380, 1_000, len(c)), "D",
-                   mob(c, "agent"), "social_insurance", CP_SOCIAL)
+            tx.add(
+                c, days(len(c)), rng.uniform(380, 1_000, len(c)), "D", mob(c, "agent"), "social_insurance", CP_SOCIAL
+            )
         c = np.flatnonzero(ind & pop.payroll & (rng.random(n) < 0.02))
         tx.add(c, days(len(c)), rng.uniform(5_000, 30_000, len(c)), "C", "counter", "housing_fund", CP_SOCIAL)
         if month in (3, 6, 9, 12):  # quarterly interest on the 21st (结息日)
@@ -829,8 +982,14 @@ class _Simulation:
         due = T + np.minimum(gday, self.nd[m] - 1)
         inst = open_ & (due < end)
         term = np.maximum(L["term"], 1)
-        tx.add(cust[inst], (due[inst] - T).astype(np.int64), L["amount"][inst] / term[inst] * 1.05, "D", "other",
-               "loan_repayment")
+        tx.add(
+            cust[inst],
+            (due[inst] - T).astype(np.int64),
+            L["amount"][inst] / term[inst] * 1.05,
+            "D",
+            "other",
+            "loan_repayment",
+        )
         payoff = open_ & (end >= T) & (end < nxt) & ~L["written_off"]
         elapsed = ((T - L["grant"]).astype(np.int64) / 30.4)[payoff]
         remaining = L["amount"][payoff] * np.clip(1 - elapsed / term[payoff], 0.02, 1)
@@ -855,12 +1014,14 @@ class _Simulation:
         endv = np.concatenate([end_bal[main_ok], ex_bal[ex_ok]])
         avgv = np.concatenate([avg[main_ok], ex_bal[ex_ok]])
         label = str(T.astype("datetime64[M]"))
-        return pa.table({
-            "account_id": self.acct_ids.take(pa.array(acct)),
-            "month": pa.array(np.full(len(acct), label, dtype=object), pa.string()),
-            "avg_daily_balance": pa.array(np.round(avgv, 2)),
-            "end_balance": pa.array(np.round(endv, 2)),
-        })
+        return pa.table(
+            {
+                "account_id": self.acct_ids.take(pa.array(acct)),
+                "month": pa.array(np.full(len(acct), label, dtype=object), pa.string()),
+                "avg_daily_balance": pa.array(np.round(avgv, 2)),
+                "end_balance": pa.array(np.round(endv, 2)),
+            }
+        )
 
     # ------------------------------------------------------------ static tables
     def write_static(self) -> dict[str, int]:
@@ -880,39 +1041,53 @@ class _Simulation:
         room = np.where(granted, (last_seen - L["grant"]).astype("timedelta64[D]").astype(np.int64) - 30, 0)
         L["overdue"] = np.where(granted, np.clip(L["overdue"], 0, np.maximum(room, 0)), -1)
         rng = _rng(self.seed, 9)
-        status = np.where(~granted, "rejected", np.where(ended, np.where(L["written_off"], "written_off", "settled"),
-                          np.where((L["overdue"] > 0) & (rng.random(k) < P.CURRENTLY_OVERDUE), "overdue", "active")))
-        tables["loans"] = pa.table({
-            "loan_id": ids("L", k, 10),
-            "customer_id": self.cust_ids.take(pa.array(L["cust"].astype(np.int64))),
-            "product": pa.array(np.array(LOAN_PRODUCTS, dtype=object)[L["prod"].astype(np.int64)], pa.string()),
-            "application_date": pa.array(L["app"], pa.date32()),
-            "grant_date": pa.array(L["grant"], pa.date32(), from_pandas=True),
-            "amount": pa.array(L["amount"], pa.float64(), from_pandas=True),
-            "term_months": pa.array(L["term"].astype(np.int64), pa.int64(), mask=L["term"] < 0),
-            "status": pa.array(status, pa.string()),
-            "max_overdue_days": pa.array(L["overdue"].astype(np.int64), pa.int64(), mask=L["overdue"] < 0),
-            "end_date": pa.array(np.where(ended, L["end"], NO_DAY), pa.date32(), from_pandas=True),
-        })
+        status = np.where(
+            ~granted,
+            "rejected",
+            np.where(
+                ended,
+                np.where(L["written_off"], "written_off", "settled"),
+                np.where((L["overdue"] > 0) & (rng.random(k) < P.CURRENTLY_OVERDUE), "overdue", "active"),
+            ),
+        )
+        tables["loans"] = pa.table(
+            {
+                "loan_id": ids("L", k, 10),
+                "customer_id": self.cust_ids.take(pa.array(L["cust"].astype(np.int64))),
+                "product": pa.array(np.array(LOAN_PRODUCTS, dtype=object)[L["prod"].astype(np.int64)], pa.string()),
+                "application_date": pa.array(L["app"], pa.date32()),
+                "grant_date": pa.array(L["grant"], pa.date32(), from_pandas=True),
+                "amount": pa.array(L["amount"], pa.float64(), from_pandas=True),
+                "term_months": pa.array(L["term"].astype(np.int64), pa.int64(), mask=L["term"] < 0),
+                "status": pa.array(status, pa.string()),
+                "max_overdue_days": pa.array(L["overdue"].astype(np.int64), pa.int64(), mask=L["overdue"] < 0),
+                "end_date": pa.array(np.where(ended, L["end"], NO_DAY), pa.date32(), from_pandas=True),
+            }
+        )
         # accounts: main + extras, then one loan account per granted loan
         g = np.flatnonzero(granted)
         kinds = np.concatenate([self.acct_kind, np.full(len(g), "loan", dtype=object)])
-        tables["accounts"] = pa.table({
-            "account_id": pa.concat_arrays([self.acct_ids, ids("D", len(g), 10)]),
-            "customer_id": self.cust_ids.take(
-                pa.array(np.concatenate([self.acct_cust, L["cust"][g]]).astype(np.int64))),
-            "account_type": pa.array(kinds, pa.string()),
-            "open_date": pa.array(np.concatenate([self.acct_open, L["grant"][g]]), pa.date32()),
-            "close_date": pa.array(np.concatenate([self.acct_close, np.where(ended[g], L["end"][g], NO_DAY)]),
-                                   pa.date32(), from_pandas=True),
-        })
+        tables["accounts"] = pa.table(
+            {
+                "account_id": pa.concat_arrays([self.acct_ids, ids("D", len(g), 10)]),
+                "customer_id": self.cust_ids.take(
+                    pa.array(np.concatenate([self.acct_cust, L["cust"][g]]).astype(np.int64))
+                ),
+                "account_type": pa.array(kinds, pa.string()),
+                "open_date": pa.array(np.concatenate([self.acct_open, L["grant"][g]]), pa.date32()),
+                "close_date": pa.array(
+                    np.concatenate([self.acct_close, np.where(ended[g], L["end"][g], NO_DAY)]),
+                    pa.date32(),
+                    from_pandas=True,
+                ),
+            }
+        )
         tables["services"] = self._services_table(_rng(self.seed, 10))
         tables["tax_records"] = self._tax_table()
         tables["contacts"] = self._contacts_table()
         for name, tab in tables.items():
             schema = _schema(name)
-            pq.write_table(tab.select(schema.names).cast(schema), self.dir / f"{name}.parquet",
-                           compression=COMPRESSION)
+            pq.write_table(tab.select(schema.names).cast(schema), self.dir / f"{name}.parquet", compression=COMPRESSION)
             rows[name] = tab.num_rows
         return rows
 
@@ -947,26 +1122,32 @@ class _Simulation:
         c, s = since_open(~pop.is_biz & (rng.random(n) < P.INSURANCE_SHARE))
         parts.append((c, "insurance_agency", s, ending(s)))
         cust = np.concatenate([p[0] for p in parts])
-        return pa.table({
-            "customer_id": self.cust_ids.take(pa.array(cust.astype(np.int64))),
-            "service": pa.array(np.concatenate([np.full(len(p[0]), p[1], dtype=object) for p in parts]), pa.string()),
-            "start_date": pa.array(np.concatenate([p[2] for p in parts]), pa.date32()),
-            "end_date": pa.array(np.concatenate([p[3] for p in parts]), pa.date32(), from_pandas=True),
-        })
+        return pa.table(
+            {
+                "customer_id": self.cust_ids.take(pa.array(cust.astype(np.int64))),
+                "service": pa.array(
+                    np.concatenate([np.full(len(p[0]), p[1], dtype=object) for p in parts]), pa.string()
+                ),
+                "start_date": pa.array(np.concatenate([p[2] for p in parts]), pa.date32()),
+                "end_date": pa.array(np.concatenate([p[3] for p in parts]), pa.date32(), from_pandas=True),
+            }
+        )
 
     def _tax_table(self) -> pa.Table:
         tx = self.tax
         k, c = np.nonzero(tx["exists"])
         order = np.lexsort((tx["years"][k], c))
         k, c = k[order], c[order]
-        return pa.table({
-            "customer_id": self.cust_ids.take(pa.array(c.astype(np.int64))),
-            "tax_year": pa.array(tx["years"][k].astype(np.int64)),
-            "months_filed": pa.array(tx["filed"][k, c].astype(np.int64)),
-            "tax_paid": pa.array(tx["paid"][k, c]),
-            "credit_grade": pa.array(tx["grades"][tx["grade"][k, c]].astype(object), pa.string()),
-            "published_date": pa.array(tx["pub"][k, c], pa.date32()),
-        })
+        return pa.table(
+            {
+                "customer_id": self.cust_ids.take(pa.array(c.astype(np.int64))),
+                "tax_year": pa.array(tx["years"][k].astype(np.int64)),
+                "months_filed": pa.array(tx["filed"][k, c].astype(np.int64)),
+                "tax_paid": pa.array(tx["paid"][k, c]),
+                "credit_grade": pa.array(tx["grades"][tx["grade"][k, c]].astype(object), pa.string()),
+                "published_date": pa.array(tx["pub"][k, c], pa.date32()),
+            }
+        )
 
     def _contacts_table(self) -> pa.Table:
         from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES
@@ -979,15 +1160,18 @@ class _Simulation:
         months = np.array([str(x).replace("-", "") for x in self.ms.astype("datetime64[M]")], dtype=object)
         code = np.array(["CL", "BF", "TX", "AG", "MG", "OT"], dtype=object)
         campaign = months[m.astype(np.int64)] + code[prod.astype(np.int64)] if len(m) else np.array([], dtype=object)
-        return pa.table({
-            "customer_id": self.cust_ids.take(pa.array(cust.astype(np.int64))),
-            "product": pa.array(np.array(LOAN_PRODUCTS, dtype=object)[prod.astype(np.int64)], pa.string()),
-            "contact_date": pa.array(day.astype("datetime64[D]"), pa.date32()),
-            "channel": pa.array(np.array(CONTACT_CHANNELS, dtype=object)[chan.astype(np.int64)], pa.string()),
-            "outcome": pa.array(np.array(CONTACT_OUTCOMES, dtype=object)[outc.astype(np.int64)], pa.string()),
-            "campaign_id": pa.array(np.char.add("CMP", campaign.astype(str)).astype(object) if len(m) else campaign,
-                                    pa.string()),
-        })
+        return pa.table(
+            {
+                "customer_id": self.cust_ids.take(pa.array(cust.astype(np.int64))),
+                "product": pa.array(np.array(LOAN_PRODUCTS, dtype=object)[prod.astype(np.int64)], pa.string()),
+                "contact_date": pa.array(day.astype("datetime64[D]"), pa.date32()),
+                "channel": pa.array(np.array(CONTACT_CHANNELS, dtype=object)[chan.astype(np.int64)], pa.string()),
+                "outcome": pa.array(np.array(CONTACT_OUTCOMES, dtype=object)[outc.astype(np.int64)], pa.string()),
+                "campaign_id": pa.array(
+                    np.char.add("CMP", campaign.astype(str)).astype(object) if len(m) else campaign, pa.string()
+                ),
+            }
+        )
 
     # ------------------------------------------------------------ oracle
     def write_oracle(self, path: Path, horizon_days: int) -> tuple[int, dict[str, int], dict[str, float]]:
@@ -1021,32 +1205,51 @@ class _Simulation:
                     prob = window_prob(loglik[c], [e[c] for e in etas], [g[c] for g in gs], fracs, sd, self.nodes)
                     # the same with the as-of month's drivers over the whole window: what the
                     # bank can know at the as-of date (drivers move within the window)
-                    known = window_prob(loglik[c], [etas[0][c]] * len(etas), [gs[0][c]] * len(gs), fracs, sd,
-                                        self.nodes)
+                    known = window_prob(
+                        loglik[c], [etas[0][c]] * len(etas), [gs[0][c]] * len(gs), fracs, sd, self.nodes
+                    )
                     keep = prob > 0
                     labels[p] += int(np.stack(gdays).any(axis=0)[c].sum())
                     expected[p] += float(prob.sum())
-                    parts.append(pa.table({
-                        "customer_id": self.cust_ids.take(pa.array(ix[c[keep]].astype(np.int64))),
-                        "product": pa.array(np.full(int(keep.sum()), p, dtype=object), pa.string()),
-                        "as_of": pa.array(np.full(int(keep.sum()), T), pa.date32()),
-                        "p_true": pa.array(prob[keep], pa.float64()),
-                        "p_asof": pa.array(known[keep], pa.float64()),
-                    }))
+                    parts.append(
+                        pa.table(
+                            {
+                                "customer_id": self.cust_ids.take(pa.array(ix[c[keep]].astype(np.int64))),
+                                "product": pa.array(np.full(int(keep.sum()), p, dtype=object), pa.string()),
+                                "as_of": pa.array(np.full(int(keep.sum()), T), pa.date32()),
+                                "p_true": pa.array(prob[keep], pa.float64()),
+                                "p_asof": pa.array(known[keep], pa.float64()),
+                            }
+                        )
+                    )
                 # condition on this month's observed applications before the next as-of date
                 r = self.at_risk[p][m0] & np.isfinite(self.eta[p][m0])
                 rr = np.flatnonzero(r)
                 loglik[rr] += log_lik_update(self.eta[p][m0][rr], self.applied[p][m0][rr], sd, self.nodes)
-        schema = pa.schema([("customer_id", pa.string()), ("product", pa.string()), ("as_of", pa.date32()),
-                            ("p_true", pa.float64()), ("p_asof", pa.float64())])
+        schema = pa.schema(
+            [
+                ("customer_id", pa.string()),
+                ("product", pa.string()),
+                ("as_of", pa.date32()),
+                ("p_true", pa.float64()),
+                ("p_asof", pa.float64()),
+            ]
+        )
         table = pa.concat_tables(parts) if parts else schema.empty_table()
         pq.write_table(table.cast(schema), path, compression=COMPRESSION)
         return table.num_rows, labels, expected
 
 
 # ---------------------------------------------------------------- schemas and CSV
-_ARROW = {"string": pa.string(), "enum": pa.string(), "date": pa.date32(), "timestamp": pa.timestamp("us"),
-          "money": pa.float64(), "int": pa.int64(), "month": pa.string()}
+_ARROW = {
+    "string": pa.string(),
+    "enum": pa.string(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "money": pa.float64(),
+    "int": pa.int64(),
+    "month": pa.string(),
+}
 
 
 def _schema(table: str) -> pa.Schema:

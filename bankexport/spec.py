@@ -68,8 +68,16 @@ class Table:
 
 CUSTOMER_TYPES = ("individual", "business")
 OCCUPATIONS = (
-    "farmer", "merchant", "micro_business_owner", "civil_servant", "public_institution",
-    "enterprise_employee", "migrant_worker", "retired", "student", "other",
+    "farmer",
+    "merchant",
+    "micro_business_owner",
+    "civil_servant",
+    "public_institution",
+    "enterprise_employee",
+    "migrant_worker",
+    "retired",
+    "student",
+    "other",
 )
 EMPLOYER_TYPES = ("government", "public_institution", "soe", "private", "self_employed", "agriculture", "none")
 MARITAL = ("single", "married", "divorced", "widowed")
@@ -81,16 +89,35 @@ ACCOUNT_TYPES = ("current", "savings", "time_deposit", "wealth", "loan", "debit_
 DIRECTIONS = ("C", "D")
 CHANNELS = ("counter", "atm", "mobile", "pos", "qr", "agent", "batch", "other")
 TXN_TYPES = (
-    "payroll", "pension", "subsidy", "transfer", "cash", "merchant_settlement", "purchase", "tax",
-    "social_insurance", "housing_fund", "utility", "loan_disbursement", "loan_repayment",
-    "interest", "fee", "other",
+    "payroll",
+    "pension",
+    "subsidy",
+    "transfer",
+    "cash",
+    "merchant_settlement",
+    "purchase",
+    "tax",
+    "social_insurance",
+    "housing_fund",
+    "utility",
+    "loan_disbursement",
+    "loan_repayment",
+    "interest",
+    "fee",
+    "other",
 )
 LOAN_PRODUCTS = ("consumer", "business_flow", "tax_linked", "agricultural", "mortgage", "other")
 LOAN_STATUS = ("rejected", "active", "settled", "overdue", "written_off")
 TAX_GRADES = ("A", "B", "M", "C", "D")
 SERVICES = (
-    "mobile_banking", "wechat_banking", "payroll_agency", "social_security_card", "qr_merchant",
-    "pos_terminal", "wealth_management", "insurance_agency",
+    "mobile_banking",
+    "wechat_banking",
+    "payroll_agency",
+    "social_security_card",
+    "qr_merchant",
+    "pos_terminal",
+    "wealth_management",
+    "insurance_agency",
 )
 CONTACT_CHANNELS = ("sms", "wechat", "phone", "visit", "branch")
 CONTACT_OUTCOMES = ("accepted", "declined", "no_response", "unreachable")
@@ -250,19 +277,48 @@ ENUM_ZH: dict[str, str] = {
     # loan products first: "other" is 其他 in the enums below
     **PRODUCT_NAMES_ZH,
     # customer_type, gender
-    "individual": "个人", "business": "对公", "M": "男", "F": "女",
+    "individual": "个人",
+    "business": "对公",
+    "M": "男",
+    "F": "女",
     # occupation
-    "farmer": "农户", "merchant": "个体工商户", "micro_business_owner": "小微企业主", "civil_servant": "公务员",
-    "public_institution": "事业单位", "enterprise_employee": "企业职工", "migrant_worker": "外出务工",
-    "retired": "退休", "student": "学生", "other": "其他",
+    "farmer": "农户",
+    "merchant": "个体工商户",
+    "micro_business_owner": "小微企业主",
+    "civil_servant": "公务员",
+    "public_institution": "事业单位",
+    "enterprise_employee": "企业职工",
+    "migrant_worker": "外出务工",
+    "retired": "退休",
+    "student": "学生",
+    "other": "其他",
     # employer_type (public_institution, other shared above)
-    "government": "政府机关", "soe": "国有企业", "private": "民营企业", "self_employed": "自雇",
-    "agriculture": "务农", "none": "无",
+    "government": "政府机关",
+    "soe": "国有企业",
+    "private": "民营企业",
+    "self_employed": "自雇",
+    "agriculture": "务农",
+    "none": "无",
     # marital_status, education, residence / area
-    "single": "未婚", "married": "已婚", "divorced": "离异", "widowed": "丧偶",
-    "primary": "小学", "secondary": "中学", "college": "大专", "bachelor": "本科", "postgraduate": "研究生",
-    "urban": "城区", "rural": "农村",
+    "single": "未婚",
+    "married": "已婚",
+    "divorced": "离异",
+    "widowed": "丧偶",
+    "primary": "小学",
+    "secondary": "中学",
+    "college": "大专",
+    "bachelor": "本科",
+    "postgraduate": "研究生",
+    "urban": "城区",
+    "rural": "农村",
     # contacts
-    "sms": "短信", "wechat": "微信", "phone": "电话", "visit": "上门", "branch": "网点",
-    "accepted": "接受", "declined": "拒绝", "no_response": "未回应", "unreachable": "未联系上",
+    "sms": "短信",
+    "wechat": "微信",
+    "phone": "电话",
+    "visit": "上门",
+    "branch": "网点",
+    "accepted": "接受",
+    "declined": "拒绝",
+    "no_response": "未回应",
+    "unreachable": "未联系上",
 }

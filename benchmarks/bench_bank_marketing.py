@@ -33,8 +33,10 @@ def main(argv: list[str]) -> int:
     configure("INFO")
     path = argv[0] if argv else None
     result = run_benchmark(path)
-    body = f"## Bank marketing (UCI, {path or DEFAULT_DATA.name})\n\n{result.table}\n\n{NOTE}\n\n" \
-           f"Whole benchmark: {result.seconds:.0f} s."
+    body = (
+        f"## Bank marketing (UCI, {path or DEFAULT_DATA.name})\n\n{result.table}\n\n{NOTE}\n\n"
+        f"Whole benchmark: {result.seconds:.0f} s."
+    )
     write_section("bank_marketing", body, "python -m benchmarks.bench_bank_marketing")
     return 0
 

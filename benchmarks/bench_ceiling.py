@@ -86,7 +86,8 @@ def ceilings(fit: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
     out = {"lr_labels": evaluate.auc(test["label"], lr.predict_proba(xt)[:, 1]) / oracle_auc}
     p = fit["p_true"].to_numpy(dtype=float)
     soft = LogisticRegression(C=1e3, max_iter=5000).fit(
-        np.r_[xf, xf], np.r_[np.ones(len(fit)), np.zeros(len(fit))], sample_weight=np.r_[w * p, w * (1 - p)])
+        np.r_[xf, xf], np.r_[np.ones(len(fit)), np.zeros(len(fit))], sample_weight=np.r_[w * p, w * (1 - p)]
+    )
     out["lr_oracle"] = evaluate.auc(test["label"], soft.predict_proba(xt)[:, 1]) / oracle_auc
 
     feats = [c for c in fit.columns if c not in ("customer_id", "as_of", "label", "weight", "p_true", "p_asof")]
@@ -96,8 +97,11 @@ def ceilings(fit: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
     best = 0.0
     for setting in GRID[:3]:
         lp = ModelParams().model_copy(update=setting).lgb_params() | {"num_threads": 2}
-        booster = lgb.train(lp, lgb.Dataset(xfit, fit["label"].to_numpy(dtype=float), weight=w,
-                                            categorical_feature=cat_idx), num_boost_round=max(ROUNDS))
+        booster = lgb.train(
+            lp,
+            lgb.Dataset(xfit, fit["label"].to_numpy(dtype=float), weight=w, categorical_feature=cat_idx),
+            num_boost_round=max(ROUNDS),
+        )
         for k in ROUNDS:
             s = booster.predict(xtest, num_iteration=k, raw_score=True, num_threads=2)
             best = max(best, evaluate.auc(test["label"], s) / oracle_auc)
@@ -116,39 +120,47 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cutoff", default="2026-05-01")
     a = ap.parse_args(argv)
     if not a.dirs:
-        print("bench_ceiling: skipped, no workspace given. Build one per seed with "
-              "`python -m benchmarks.bench_quality --seed S --keep DIR`, then pass the DIRs.", file=sys.stderr)
+        print(
+            "bench_ceiling: skipped, no workspace given. Build one per seed with "
+            "`python -m benchmarks.bench_quality --seed S --keep DIR`, then pass the DIRs.",
+            file=sys.stderr,
+        )
         return 0
-    lines = ["| workspace | fit positives | test positives | oracle AUC | lr_labels | lr_oracle | lgbm_hindsight |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| workspace | fit positives | test positives | oracle AUC | lr_labels | lr_oracle | lgbm_hindsight |",
+        "|---|---|---|---|---|---|---|",
+    ]
     res = []
     t0 = time.perf_counter()
     for d in a.dirs:
         fit, test = rows_of(Path(d), pd.Timestamp(a.cutoff))
         r = ceilings(fit, test)
         res.append(r)
-        lines.append(f"| {Path(d).name} | {r['fit_positives']:,.0f} | {r['test_positives']:,.0f} | "
-                     f"{r['oracle_auc']:.3f} | {r['lr_labels']:.3f} | {r['lr_oracle']:.3f} | "
-                     f"{r['lgbm_hindsight']:.3f} |")
+        lines.append(
+            f"| {Path(d).name} | {r['fit_positives']:,.0f} | {r['test_positives']:,.0f} | "
+            f"{r['oracle_auc']:.3f} | {r['lr_labels']:.3f} | {r['lr_oracle']:.3f} | "
+            f"{r['lgbm_hindsight']:.3f} |"
+        )
         print(lines[-1], flush=True)
     mean = {k: float(np.mean([r[k] for r in res])) for k in ("lr_labels", "lr_oracle", "lgbm_hindsight")}
-    lines.append(f"| mean | | | | {mean['lr_labels']:.3f} | {mean['lr_oracle']:.3f} | "
-                 f"{mean['lgbm_hindsight']:.3f} |")
-    body = "\n".join([
-        f"### tax_linked: how close any model gets to the oracle ({len(res)} banks)",
-        "",
-        "Ratios of AUC to the oracle's on the four pooled test months (cutoff " + a.cutoff + "), on the fitting "
-        "and test rows of `bench_quality`'s backtest. `lr_labels`: a logistic regression of the simulator's own "
-        "tax_linked hazard form fitted on the fitting labels; `lr_oracle`: the same fitted on the oracle's "
-        "`p_true` (no label noise); `lgbm_hindsight`: the best of GRID's first three settings at the round "
-        "count that scores best on the test months. All three know more than a recipe may; the target asks "
-        "the recipe for 0.99 on every product. Each workspace is a `bench_quality --keep` folder, named by "
-        "its folder (here the seed). The recipe's own ratios on these seeds: docs/training.md.",
-        "",
-        *lines,
-        "",
-        f"Wall time {time.perf_counter() - t0:.0f} s.",
-    ])
+    lines.append(f"| mean | | | | {mean['lr_labels']:.3f} | {mean['lr_oracle']:.3f} | {mean['lgbm_hindsight']:.3f} |")
+    body = "\n".join(
+        [
+            f"### tax_linked: how close any model gets to the oracle ({len(res)} banks)",
+            "",
+            "Ratios of AUC to the oracle's on the four pooled test months (cutoff " + a.cutoff + "), on the fitting "
+            "and test rows of `bench_quality`'s backtest. `lr_labels`: a logistic regression of the simulator's own "
+            "tax_linked hazard form fitted on the fitting labels; `lr_oracle`: the same fitted on the oracle's "
+            "`p_true` (no label noise); `lgbm_hindsight`: the best of GRID's first three settings at the round "
+            "count that scores best on the test months. All three know more than a recipe may; the target asks "
+            "the recipe for 0.99 on every product. Each workspace is a `bench_quality --keep` folder, named by "
+            "its folder (here the seed). The recipe's own ratios on these seeds: docs/training.md.",
+            "",
+            *lines,
+            "",
+            f"Wall time {time.perf_counter() - t0:.0f} s.",
+        ]
+    )
     write_section("ceiling", body, "python -m benchmarks.bench_ceiling " + " ".join(argv))
     return 0
 

@@ -47,8 +47,21 @@ def _child(step: str, home: Path, rows: int, repeat: int = 1, redis: str | None 
     time and peak RSS (medians over the runs; ``runs`` keeps each)."""
     runs = []
     for _ in range(repeat):
-        m = run_measured([sys.executable, "-m", "benchmarks.bench_features", "--step", step, "--home", str(home),
-                          "--rows", str(rows), *(["--redis", redis] if redis else [])], env={"NBP_HOME": str(home)})
+        m = run_measured(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_features",
+                "--step",
+                step,
+                "--home",
+                str(home),
+                "--rows",
+                str(rows),
+                *(["--redis", redis] if redis else []),
+            ],
+            env={"NBP_HOME": str(home)},
+        )
         report = json.loads([line for line in m.stdout.splitlines() if line.startswith("{")][-1])
         runs.append({**report, "wall": m.seconds, "rss": m.peak_rss_gb})
     out = dict(runs[-1])
@@ -88,8 +101,14 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
     t0, c0 = time.perf_counter(), _cpu()
     if step == "build":
         s = fbuild.build(ws)
-        return {"seconds": time.perf_counter() - t0, "cpu_s": _cpu() - c0, "as_of": len(s.as_of),
-                "rows": max(s.rows.values()), **load, "load_after": os.getloadavg()[0]}
+        return {
+            "seconds": time.perf_counter() - t0,
+            "cpu_s": _cpu() - c0,
+            "as_of": len(s.as_of),
+            "rows": max(s.rows.values()),
+            **load,
+            "load_after": os.getloadavg()[0],
+        }
     from features import store
 
     if step == "materialize":
@@ -99,10 +118,24 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
         t2, c2 = time.perf_counter(), _cpu()
         import duckdb
 
-        n = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{fbuild.family_path(ws, 'demo')}') "
-                                     f"WHERE event_timestamp = TIMESTAMP '{when}'").fetchone()[0]
-        return {"seconds": t2 - t1, "cpu_s": c2 - c1, "apply_s": t1 - t0, "apply_cpu_s": c1 - c0,
-                "process_cpu_s": _cpu(), "customers": n, **load, "load_after": os.getloadavg()[0]}
+        n = (
+            duckdb.connect()
+            .execute(
+                f"SELECT count(*) FROM read_parquet('{fbuild.family_path(ws, 'demo')}') "
+                f"WHERE event_timestamp = TIMESTAMP '{when}'"
+            )
+            .fetchone()[0]
+        )
+        return {
+            "seconds": t2 - t1,
+            "cpu_s": c2 - c1,
+            "apply_s": t1 - t0,
+            "apply_cpu_s": c1 - c0,
+            "process_cpu_s": _cpu(),
+            "customers": n,
+            **load,
+            "load_after": os.getloadavg()[0],
+        }
     import numpy as np
     import pandas as pd
 
@@ -115,8 +148,15 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
         t2, c2 = time.perf_counter(), _cpu()
         if len(got) != len(ent):
             raise SystemExit(f"historical: {len(got)} rows for {len(ent)} entity rows")
-        return {"seconds": t2 - t1, "cpu_s": c2 - c1, "process_cpu_s": _cpu(), "rows": len(got),
-                "features": got.shape[1] - 2, **load, "load_after": os.getloadavg()[0]}
+        return {
+            "seconds": t2 - t1,
+            "cpu_s": c2 - c1,
+            "process_cpu_s": _cpu(),
+            "rows": len(got),
+            "features": got.shape[1] - 2,
+            **load,
+            "load_after": os.getloadavg()[0],
+        }
     ids = demo["customer_id"].drop_duplicates().sample(n=300, random_state=0).tolist()
     service = next(iter(store.service_names(cfg).values()))
     store.online(cfg, ws, ids[:1], service)  # warm-up
@@ -125,8 +165,13 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
         t1 = time.perf_counter()
         store.online(cfg, ws, [c], service)
         lat.append((time.perf_counter() - t1) * 1000)
-    return {"seconds": float(np.sum(lat)) / 1000, "median_ms": float(np.median(lat)),
-            "p99_ms": float(np.percentile(lat, 99)), **load, "load_after": os.getloadavg()[0]}
+    return {
+        "seconds": float(np.sum(lat)) / 1000,
+        "median_ms": float(np.median(lat)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        **load,
+        "load_after": os.getloadavg()[0],
+    }
 
 
 def main() -> None:
@@ -134,10 +179,18 @@ def main() -> None:
     ap.add_argument("--home", type=Path, help="workspace with an ingested export (default: simulate one)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="entity rows of the historical retrieval")
     ap.add_argument("--repeat", type=int, default=1, help="runs per step (medians reported)")
-    ap.add_argument("--only", nargs="+", choices=list(TARGETS),
-                    help="run only these steps on --home; print, do not write docs/benchmarks.md")
-    ap.add_argument("--online-store", choices=["sqlite", "redis"], default="sqlite",
-                    help="redis: a local Redis server for the materialize and online steps (with --only)")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(TARGETS),
+        help="run only these steps on --home; print, do not write docs/benchmarks.md",
+    )
+    ap.add_argument(
+        "--online-store",
+        choices=["sqlite", "redis"],
+        default="sqlite",
+        help="redis: a local Redis server for the materialize and online steps (with --only)",
+    )
     ap.add_argument("--step", choices=list(TARGETS), help=argparse.SUPPRESS)
     ap.add_argument("--redis", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -157,9 +210,11 @@ def main() -> None:
         with local_redis() if a.online_store == "redis" else nullcontext() as redis:
             for step in a.only:
                 r = got[step] = _child(step, a.home, a.rows, a.repeat, redis)
-                print(f"{step} ({a.online_store}): {r['seconds']:.1f} s, {r.get('cpu_s', float('nan')):.1f} CPU-s "
-                      f"(step); child wall {r['wall']:.1f} s, peak RSS {r['rss']:.2f} GB; load "
-                      f"{r['load_before']:.1f} -> {r['load_after']:.1f}; target {TARGETS[step]}")
+                print(
+                    f"{step} ({a.online_store}): {r['seconds']:.1f} s, {r.get('cpu_s', float('nan')):.1f} CPU-s "
+                    f"(step); child wall {r['wall']:.1f} s, peak RSS {r['rss']:.2f} GB; load "
+                    f"{r['load_before']:.1f} -> {r['load_after']:.1f}; target {TARGETS[step]}"
+                )
                 print(json.dumps(r))
         if a.online_store == "redis" and set(got) == {"materialize", "online"}:
             _write_redis(got["materialize"], got["online"], a)
@@ -175,15 +230,15 @@ def main() -> None:
     body = f"""## Features
 
 Feature build, Feast materialisation and retrieval on the ingested workspace `--home`
-({m['customers']:,} customers at the latest as-of; {b['as_of']} monthly as-of dates,
-{b['rows']:,} (customer, as-of) rows per family, 137 features in 8 families).
+({m["customers"]:,} customers at the latest as-of; {b["as_of"]} monthly as-of dates,
+{b["rows"]:,} (customer, as-of) rows per family, 137 features in 8 families).
 
 | step | measured | CPU-s | wall (child) | peak RSS | load avg | target |
 |---|---|---|---|---|---|---|
-| build all monthly feature tables | {b['seconds']:.1f} s | {b['cpu_s']:.0f} | {b['wall']:.1f} s | {b['rss']:.2f} GB | {b['load_before']:.1f} | {TARGETS['build']} |
-| materialise latest as-of (SQLite) | {m['seconds']:.1f} s (apply {m['apply_s']:.1f} s) | {m['cpu_s']:.0f} | {m['wall']:.1f} s | {m['rss']:.2f} GB | {m['load_before']:.1f} | {TARGETS['materialize']} |
-| historical retrieval, {h['rows']:,} rows × {h['features']} features | {h['seconds']:.1f} s | {h['cpu_s']:.0f} | {h['wall']:.1f} s | {h['rss']:.2f} GB | {h['load_before']:.1f} | {TARGETS['historical']} |
-| online read, 1 customer × {h['features']} features | median {o['median_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms | - | {o['wall']:.1f} s | {o['rss']:.2f} GB | {o['load_before']:.1f} | - |
+| build all monthly feature tables | {b["seconds"]:.1f} s | {b["cpu_s"]:.0f} | {b["wall"]:.1f} s | {b["rss"]:.2f} GB | {b["load_before"]:.1f} | {TARGETS["build"]} |
+| materialise latest as-of (SQLite) | {m["seconds"]:.1f} s (apply {m["apply_s"]:.1f} s) | {m["cpu_s"]:.0f} | {m["wall"]:.1f} s | {m["rss"]:.2f} GB | {m["load_before"]:.1f} | {TARGETS["materialize"]} |
+| historical retrieval, {h["rows"]:,} rows × {h["features"]} features | {h["seconds"]:.1f} s | {h["cpu_s"]:.0f} | {h["wall"]:.1f} s | {h["rss"]:.2f} GB | {h["load_before"]:.1f} | {TARGETS["historical"]} |
+| online read, 1 customer × {h["features"]} features | median {o["median_ms"]:.2f} ms, p99 {o["p99_ms"]:.2f} ms | - | {o["wall"]:.1f} s | {o["rss"]:.2f} GB | {o["load_before"]:.1f} | - |
 
 "measured" is the step alone inside the child (median of {a.repeat} run(s)); "CPU-s" is
 user+sys of that step, all threads; "wall" includes starting Python and importing Feast
@@ -198,7 +253,7 @@ def _write_redis(m: dict, o: dict, a: argparse.Namespace) -> None:
     """The ``features_redis`` section: the Redis online store through Feast's own code."""
     body = f"""## Features: the Redis online store
 
-`features.online_store: redis` on the workspace `--home` ({m['customers']:,} customers at the
+`features.online_store: redis` on the workspace `--home` ({m["customers"]:,} customers at the
 latest as-of, 137 features in 8 views), against a local Redis 6.2 server
 (`features.redis_server.local_redis`). Materialisation goes through
 `FeatureStore.materialize` and reads through `get_online_features` (Feast's own code; the
@@ -206,19 +261,23 @@ SQLite store has nbp's columnar bulk path instead, section "Features").
 
 | step | measured | CPU-s | wall (child) | peak RSS | load avg |
 |---|---|---|---|---|---|
-| materialise latest as-of (Redis) | {m['seconds']:.1f} s (apply {m['apply_s']:.1f} s) | {m['cpu_s']:.0f} | {m['wall']:.1f} s | {m['rss']:.2f} GB | {m['load_before']:.1f} |
-| online read, 1 customer × 137 features | median {o['median_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms | - | {o['wall']:.1f} s | {o['rss']:.2f} GB | {o['load_before']:.1f} |
+| materialise latest as-of (Redis) | {m["seconds"]:.1f} s (apply {m["apply_s"]:.1f} s) | {m["cpu_s"]:.0f} | {m["wall"]:.1f} s | {m["rss"]:.2f} GB | {m["load_before"]:.1f} |
+| online read, 1 customer × 137 features | median {o["median_ms"]:.2f} ms, p99 {o["p99_ms"]:.2f} ms | - | {o["wall"]:.1f} s | {o["rss"]:.2f} GB | {o["load_before"]:.1f} |
 
 Where the time goes (cProfile of one materialisation at 50,000 customers): about
 half in Feast's per-value conversion to protobuf (`type_map._convert_scalar_values_to_proto`,
 with a pandas `isna` per value), a sixth hashing each feature's name again for every value
 (`helpers._mmh3`, 6.85 M calls), an eighth in socket writes to Redis. At this
 rate the reference bank (388,494 customers) would take about
-{m['seconds'] * 388_494 / max(m['customers'], 1) / 60:.0f} minutes to materialise (a linear
+{m["seconds"] * 388_494 / max(m["customers"], 1) / 60:.0f} minutes to materialise (a linear
 extrapolation, not a measurement), against the 120 s target met by SQLite.
 """
-    write_section("features_redis", body, f".venv/bin/python -m benchmarks.bench_features --home {a.home} "
-                  f"--only materialize online --online-store redis" + (f" --repeat {a.repeat}" if a.repeat > 1 else ""))
+    write_section(
+        "features_redis",
+        body,
+        f".venv/bin/python -m benchmarks.bench_features --home {a.home} "
+        f"--only materialize online --online-store redis" + (f" --repeat {a.repeat}" if a.repeat > 1 else ""),
+    )
 
 
 if __name__ == "__main__":

@@ -52,56 +52,72 @@ def build_tables(n_txn: int, seed: int = 1) -> dict[str, pa.Table]:
     n_acc = n_cust * 2
     cust = _ids("C", n_cust)
     start = np.datetime64("2015-01-01", "D")
-    customers = pa.table({
-        "customer_id": cust,
-        "customer_type": _pick(("individual", "business"), (rng.random(n_cust) < 0.1).astype(int)),
-        "gender": _pick(("M", "F"), rng.integers(0, 2, n_cust)),
-        "birth_date": pa.array(np.datetime64("1950-01-01") + rng.integers(0, 18000, n_cust)),
-        "branch_id": _ids("B", 20).take(pa.array(rng.integers(0, 20, n_cust))),
-        "open_date": pa.array(start + rng.integers(0, 3000, n_cust)),
-    })
+    customers = pa.table(
+        {
+            "customer_id": cust,
+            "customer_type": _pick(("individual", "business"), (rng.random(n_cust) < 0.1).astype(int)),
+            "gender": _pick(("M", "F"), rng.integers(0, 2, n_cust)),
+            "birth_date": pa.array(np.datetime64("1950-01-01") + rng.integers(0, 18000, n_cust)),
+            "branch_id": _ids("B", 20).take(pa.array(rng.integers(0, 20, n_cust))),
+            "open_date": pa.array(start + rng.integers(0, 3000, n_cust)),
+        }
+    )
     owner = rng.integers(0, n_cust, n_acc)
-    accounts = pa.table({
-        "account_id": _ids("A", n_acc),
-        "customer_id": cust.take(pa.array(owner)),
-        "account_type": _pick(ACCOUNT_TYPES, rng.integers(0, len(ACCOUNT_TYPES), n_acc)),
-        "open_date": pa.array(start + rng.integers(0, 3000, n_acc)),
-    })
+    accounts = pa.table(
+        {
+            "account_id": _ids("A", n_acc),
+            "customer_id": cust.take(pa.array(owner)),
+            "account_type": _pick(ACCOUNT_TYPES, rng.integers(0, len(ACCOUNT_TYPES), n_acc)),
+            "open_date": pa.array(start + rng.integers(0, 3000, n_acc)),
+        }
+    )
     acc_of = rng.integers(0, n_acc, n_txn)
     secs = np.datetime64("2024-01-01T00:00:00", "s") + rng.integers(0, 700 * 86400, n_txn)
-    transactions = pa.table({
-        "txn_id": _ids("T", n_txn),
-        "account_id": accounts["account_id"].combine_chunks().take(pa.array(acc_of)),
-        "customer_id": accounts["customer_id"].combine_chunks().take(pa.array(acc_of)),
-        "txn_time": pa.array(secs).cast(pa.timestamp("s")),
-        "amount": pa.array(rng.integers(1, 5_000_000, n_txn) / 100.0),
-        "direction": _pick(("C", "D"), rng.integers(0, 2, n_txn)),
-        "channel": _pick(CHANNELS, rng.integers(0, len(CHANNELS), n_txn)),
-        "txn_type": _pick(TXN_TYPES, rng.integers(0, len(TXN_TYPES), n_txn)),
-        "counterparty_id": _ids("X", 1000).take(pa.array(rng.integers(0, 1000, n_txn))),
-    })
-    bad = transactions.slice(0, 1).set_column(0, "txn_id", pa.array(["BAD1"])).set_column(
-        4, "amount", pa.array([0.0]))  # non-positive amount: set aside
+    transactions = pa.table(
+        {
+            "txn_id": _ids("T", n_txn),
+            "account_id": accounts["account_id"].combine_chunks().take(pa.array(acc_of)),
+            "customer_id": accounts["customer_id"].combine_chunks().take(pa.array(acc_of)),
+            "txn_time": pa.array(secs).cast(pa.timestamp("s")),
+            "amount": pa.array(rng.integers(1, 5_000_000, n_txn) / 100.0),
+            "direction": _pick(("C", "D"), rng.integers(0, 2, n_txn)),
+            "channel": _pick(CHANNELS, rng.integers(0, len(CHANNELS), n_txn)),
+            "txn_type": _pick(TXN_TYPES, rng.integers(0, len(TXN_TYPES), n_txn)),
+            "counterparty_id": _ids("X", 1000).take(pa.array(rng.integers(0, 1000, n_txn))),
+        }
+    )
+    bad = (
+        transactions.slice(0, 1).set_column(0, "txn_id", pa.array(["BAD1"])).set_column(4, "amount", pa.array([0.0]))
+    )  # non-positive amount: set aside
     transactions = pa.concat_tables([transactions, bad])
-    branches = pa.table({  # the one table with Chinese text (names), as a bank's would have
-        "branch_id": _ids("B", 20),
-        "name": pa.array([f"第{i}支行" for i in range(20)]),
-        "area": _pick(("urban", "rural"), np.arange(20) % 2),
-    })
+    branches = pa.table(
+        {  # the one table with Chinese text (names), as a bank's would have
+            "branch_id": _ids("B", 20),
+            "name": pa.array([f"第{i}支行" for i in range(20)]),
+            "area": _pick(("urban", "rural"), np.arange(20) % 2),
+        }
+    )
     n_loan = max(n_cust // 4, 2)
     app = start + rng.integers(0, 3500, n_loan)
-    loans = pa.table({
-        "loan_id": _ids("L", n_loan),
-        "customer_id": cust.take(pa.array(rng.integers(0, n_cust, n_loan))),
-        "product": _pick(("consumer", "business_flow", "tax_linked"), rng.integers(0, 3, n_loan)),
-        "application_date": pa.array(app),
-        "grant_date": pa.array(app + 5),
-        "amount": pa.array(rng.integers(100, 5000, n_loan) * 100.0),
-        "term_months": pa.array(rng.integers(6, 37, n_loan)),
-        "status": _pick(("active", "settled"), rng.integers(0, 2, n_loan)),
-    })
-    return {"customers": customers, "accounts": accounts, "transactions": transactions, "loans": loans,
-            "branches": branches}
+    loans = pa.table(
+        {
+            "loan_id": _ids("L", n_loan),
+            "customer_id": cust.take(pa.array(rng.integers(0, n_cust, n_loan))),
+            "product": _pick(("consumer", "business_flow", "tax_linked"), rng.integers(0, 3, n_loan)),
+            "application_date": pa.array(app),
+            "grant_date": pa.array(app + 5),
+            "amount": pa.array(rng.integers(100, 5000, n_loan) * 100.0),
+            "term_months": pa.array(rng.integers(6, 37, n_loan)),
+            "status": _pick(("active", "settled"), rng.integers(0, 2, n_loan)),
+        }
+    )
+    return {
+        "customers": customers,
+        "accounts": accounts,
+        "transactions": transactions,
+        "loans": loans,
+        "branches": branches,
+    }
 
 
 def write_export(tables: dict[str, pa.Table], root: Path, fmt: str) -> None:
@@ -126,8 +142,10 @@ def write_export(tables: dict[str, pa.Table], root: Path, fmt: str) -> None:
     (root / "manifest.json").write_text(json.dumps(manifest))
 
 
-STEP = re.compile(r"transactions: (read\+check|future dates|references|duplicates|counts|write|reports|keys) "
-                  r"([\d.]+) s \(cpu ([\d.]+) s\)")
+STEP = re.compile(
+    r"transactions: (read\+check|future dates|references|duplicates|counts|write|reports|keys) "
+    r"([\d.]+) s \(cpu ([\d.]+) s\)"
+)
 
 
 @dataclass
@@ -162,14 +180,16 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", type=Path, default=None, help="build the exports here and keep them")
     ap.add_argument("--formats", default=FORMATS, help=f"comma-separated subset of {FORMATS}")
-    ap.add_argument("--baseline", type=Path, default=None,
-                    help="also run the ingest of this source tree (PYTHONPATH), interleaved; never written")
-    ap.add_argument("--no-write", action="store_true",
-                    help="print the table only; never touch docs/benchmarks.md")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also run the ingest of this source tree (PYTHONPATH), interleaved; never written",
+    )
+    ap.add_argument("--no-write", action="store_true", help="print the table only; never touch docs/benchmarks.md")
     args = ap.parse_args()
     # A quick dev run (fewer than 3 runs, not every format, a baseline) must not replace the recorded figures.
-    record = (not args.no_write and args.runs >= MIN_RUNS_TO_RECORD and args.formats == FORMATS
-              and args.baseline is None)
+    record = not args.no_write and args.runs >= MIN_RUNS_TO_RECORD and args.formats == FORMATS and args.baseline is None
     root = args.keep or Path(tempfile.mkdtemp(prefix="nbp-bench-ingest-"))
     load_before = os.getloadavg()
     try:
@@ -185,50 +205,77 @@ def main() -> None:
             variants.append(_Variant(fmt, fmt, [NBP], {}))
             if args.baseline is not None:
                 tree = str(args.baseline.resolve())  # first on sys.path, before the checkout (cwd)
-                variants.append(_Variant(f"{fmt}, baseline", fmt, [
-                    sys.executable, "-c",
-                    f"import sys; sys.path.insert(0, {tree!r}); from nbp.cli import main; main()"],
-                    {}))
+                variants.append(
+                    _Variant(
+                        f"{fmt}, baseline",
+                        fmt,
+                        [
+                            sys.executable,
+                            "-c",
+                            f"import sys; sys.path.insert(0, {tree!r}); from nbp.cli import main; main()",
+                        ],
+                        {},
+                    )
+                )
         for i in range(args.runs):  # interleaved: every variant sees the same spread of machine load
             for v in variants:
                 _run(v, root / f"export-{v.fmt}", root / f"home-{i}")
-        rows = ["| input | transactions | rows (all tables) | median wall s | txn rows/s (wall) | fastest wall s "
-                "| median CPU s | txn rows per CPU-s | peak RSS GB | load avg (1 min) after each run | runs |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+        rows = [
+            "| input | transactions | rows (all tables) | median wall s | txn rows/s (wall) | fastest wall s "
+            "| median CPU s | txn rows per CPU-s | peak RSS GB | load avg (1 min) after each run | runs |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        ]
         for v in variants:
             med, cpu = median(v.secs), median(v.cpus)
-            rows.append(f"| {v.label} ({sizes[v.fmt]:.2f} GB) | {args.transactions:,} | {total:,} | {med:.1f} | "
-                        f"{args.transactions / med:,.0f} | {min(v.secs):.1f} | {cpu:.1f} | "
-                        f"{args.transactions / cpu:,.0f} | {max(v.rss):.2f} | "
-                        f"{', '.join(f'{x:.1f}' for x in v.loads)} | {len(v.secs)} |")
-        names = [n for n in ("read+check", "future dates", "references", "duplicates", "write", "reports")
-                 if any(n in v.steps for v in variants)]
-        steps = ["| input | " + " | ".join(f"{n} wall / CPU s" for n in names) + " |",
-                 "|---|" + "---:|" * len(names)]
+            rows.append(
+                f"| {v.label} ({sizes[v.fmt]:.2f} GB) | {args.transactions:,} | {total:,} | {med:.1f} | "
+                f"{args.transactions / med:,.0f} | {min(v.secs):.1f} | {cpu:.1f} | "
+                f"{args.transactions / cpu:,.0f} | {max(v.rss):.2f} | "
+                f"{', '.join(f'{x:.1f}' for x in v.loads)} | {len(v.secs)} |"
+            )
+        names = [
+            n
+            for n in ("read+check", "future dates", "references", "duplicates", "write", "reports")
+            if any(n in v.steps for v in variants)
+        ]
+        steps = ["| input | " + " | ".join(f"{n} wall / CPU s" for n in names) + " |", "|---|" + "---:|" * len(names)]
         for v in variants:
-            cells = [f"{median([w for w, _ in v.steps[n]]):.2f} / {median([c for _, c in v.steps[n]]):.2f}"
-                     if n in v.steps else "-" for n in names]
+            cells = [
+                f"{median([w for w, _ in v.steps[n]]):.2f} / {median([c for _, c in v.steps[n]]):.2f}"
+                if n in v.steps
+                else "-"
+                for n in names
+            ]
             steps.append(f"| {v.label} | " + " | ".join(cells) + " |")
         load_after = os.getloadavg()
-        body = ("### Ingest (`nbp ingest`)\n\nEnd to end: process start to exit, validation of every row and "
-                "reference, typed Parquet store, reports. Synthetic export with valid references, a `branches` "
-                "table with Chinese names, and two planted bad transactions (one in Parquet), so the reject "
-                "path (source lines included) runs. CSV cells are written by pyarrow (strings quoted); "
-                "`csv-gbk` is the same export with `encoding: gbk` in the manifest (only `branches.csv` holds "
-                "non-ASCII bytes, as in a real export where transactions carry no text). CPU s is user+system "
-                "time of the `nbp` process (both cores). Runs are interleaved across inputs. The machine is "
-                "shared: with other jobs running, wall time is longer than on an idle 2-core machine, where "
-                "it is about CPU s / 2 at best; the load average is given after each run "
-                f"(1/5/15 min before the benchmark: {', '.join(f'{x:.1f}' for x in load_before)}; after: "
-                f"{', '.join(f'{x:.1f}' for x in load_after)}).\n\n" + "\n".join(rows)
-                + "\n\nTransactions table, median per step (from `--log-level debug`):\n\n" + "\n".join(steps))
+        body = (
+            "### Ingest (`nbp ingest`)\n\nEnd to end: process start to exit, validation of every row and "
+            "reference, typed Parquet store, reports. Synthetic export with valid references, a `branches` "
+            "table with Chinese names, and two planted bad transactions (one in Parquet), so the reject "
+            "path (source lines included) runs. CSV cells are written by pyarrow (strings quoted); "
+            "`csv-gbk` is the same export with `encoding: gbk` in the manifest (only `branches.csv` holds "
+            "non-ASCII bytes, as in a real export where transactions carry no text). CPU s is user+system "
+            "time of the `nbp` process (both cores). Runs are interleaved across inputs. The machine is "
+            "shared: with other jobs running, wall time is longer than on an idle 2-core machine, where "
+            "it is about CPU s / 2 at best; the load average is given after each run "
+            f"(1/5/15 min before the benchmark: {', '.join(f'{x:.1f}' for x in load_before)}; after: "
+            f"{', '.join(f'{x:.1f}' for x in load_after)}).\n\n"
+            + "\n".join(rows)
+            + "\n\nTransactions table, median per step (from `--log-level debug`):\n\n"
+            + "\n".join(steps)
+        )
         if record:
-            write_section("ingest", body, f".venv/bin/python -m benchmarks.bench_ingest --transactions "
-                                          f"{args.transactions} --runs {args.runs}")
+            write_section(
+                "ingest",
+                body,
+                f".venv/bin/python -m benchmarks.bench_ingest --transactions {args.transactions} --runs {args.runs}",
+            )
         else:
             print(body)
-            print(f"(not written to docs/benchmarks.md: needs --runs >= {MIN_RUNS_TO_RECORD}, every format, "
-                  "no --baseline and no --no-write)")
+            print(
+                f"(not written to docs/benchmarks.md: needs --runs >= {MIN_RUNS_TO_RECORD}, every format, "
+                "no --baseline and no --no-write)"
+            )
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

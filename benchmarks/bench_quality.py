@@ -89,8 +89,10 @@ def verdict(r: dict[str, str]) -> str:
     """The target for one product row, against each oracle (``p_true``, ``p_asof``): the ratio of the
     recipe's AUC to the oracle's at least :data:`TARGET_RATIO`, and at most :data:`MAX_ABOVE` above it."""
     parts = []
-    for name, auc_key, ratio_key in (("p_true", "oracle_auc", "auc_ratio"),
-                                     ("p_asof", "asof_oracle_auc", "asof_ratio")):
+    for name, auc_key, ratio_key in (
+        ("p_true", "oracle_auc", "auc_ratio"),
+        ("p_asof", "asof_oracle_auc", "asof_ratio"),
+    ):
         ratio, above = _f(r, ratio_key), _f(r, "auc") - _f(r, auc_key)
         if math.isnan(ratio):
             continue
@@ -121,8 +123,19 @@ def run_seed(a: argparse.Namespace, seed: int, tmp: Path) -> dict[str, object]:
     nbp = str(ROOT / ".venv" / "bin" / "nbp")
     env = {"NBP_HOME": str(tmp / "home")}
     steps = [
-        ["simulate", "--customers", str(a.customers), "--months", "24", "--end", "2026-10",
-         "--seed", str(seed), "--out", str(tmp / "bank")],
+        [
+            "simulate",
+            "--customers",
+            str(a.customers),
+            "--months",
+            "24",
+            "--end",
+            "2026-10",
+            "--seed",
+            str(seed),
+            "--out",
+            str(tmp / "bank"),
+        ],
         ["ingest", str(tmp / "bank" / "export")],
         ["features"],
         ["backtest", "--as-of", a.cutoff, "--months", "4", "--oracle", str(tmp / "bank" / "oracle" / "oracle.parquet")],
@@ -140,9 +153,16 @@ def run_seed(a: argparse.Namespace, seed: int, tmp: Path) -> dict[str, object]:
         rss[s[0]] = m.peak_rss_gb
         out = m.stdout
     table = "\n".join(line for line in out.splitlines() if line.startswith("|"))
-    res = {"table": table, "times": times, "cpu": cpu, "rss": rss, "finished": time.strftime("%Y-%m-%d %H:%M"),
-           "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                    text=True).stdout.strip()}
+    res = {
+        "table": table,
+        "times": times,
+        "cpu": cpu,
+        "rss": rss,
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
+        "commit": subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+    }
     tmp.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(res, indent=1), encoding="utf-8")
     return res
@@ -151,17 +171,32 @@ def run_seed(a: argparse.Namespace, seed: int, tmp: Path) -> dict[str, object]:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", default="50000", help="a number, or 'full' (388,494: the reference bank's size)")
-    ap.add_argument("--seed", type=int, nargs="+", default=list(SEEDS),
-                    help="one or more seeds; with several, the mean ± standard error over them is reported")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="one or more seeds; with several, the mean ± standard error over them is reported",
+    )
     ap.add_argument("--cutoff", default="2026-05-01", help="first test as-of (end 2026-10, horizon 90 d)")
-    ap.add_argument("--keep", default=None,
-                    help="keep the workspace in this folder (several seeds: one subfolder per seed)")
-    ap.add_argument("--skip-data", action="store_true",
-                    help="the --keep folder already holds this seed's export, ingest and features: backtest only")
-    ap.add_argument("--reuse", action="store_true",
-                    help="take a seed's results saved in its --keep folder (backtest.json) instead of rerunning")
-    ap.add_argument("--section", default=None, help="section of docs/benchmarks.md (default: quality, "
-                    "or quality_full for --customers full)")
+    ap.add_argument(
+        "--keep", default=None, help="keep the workspace in this folder (several seeds: one subfolder per seed)"
+    )
+    ap.add_argument(
+        "--skip-data",
+        action="store_true",
+        help="the --keep folder already holds this seed's export, ingest and features: backtest only",
+    )
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take a seed's results saved in its --keep folder (backtest.json) instead of rerunning",
+    )
+    ap.add_argument(
+        "--section",
+        default=None,
+        help="section of docs/benchmarks.md (default: quality, or quality_full for --customers full)",
+    )
     a = ap.parse_args(argv)
     full = a.customers == "full"
     n_customers = FULL_CUSTOMERS if full else int(a.customers)
@@ -191,9 +226,13 @@ def main(argv: list[str]) -> int:
         rows = _rows(str(res["table"]))
         if len(a.seed) > 1:
             lines += [f"Seed {seed}:", ""]
-        lines += [str(res["table"]), "",
-                  "Sampling error (Hanley-McNeil): " + " ".join(_se_line(r) for r in rows),
-                  "Target: " + "; ".join(f"{r['product']} {verdict(r)}" for r in rows) + ".", ""]
+        lines += [
+            str(res["table"]),
+            "",
+            "Sampling error (Hanley-McNeil): " + " ".join(_se_line(r) for r in rows),
+            "Target: " + "; ".join(f"{r['product']} {verdict(r)}" for r in rows) + ".",
+            "",
+        ]
         for r in rows:
             s = summary.setdefault(r["product"], {"auc_ratio": [], "asof_ratio": [], "above": [], "asof_above": []})
             s["auc_ratio"].append(_f(r, "auc_ratio"))
@@ -202,23 +241,40 @@ def main(argv: list[str]) -> int:
             s["asof_above"].append(_f(r, "auc") - _f(r, "asof_oracle_auc"))
         t = res["times"]
         if t:
-            stages = ", ".join(f"{k} {v:.0f} s / {res['cpu'][k]:.0f} CPU-s"
-                               + (f" / {res['rss'][k]:.1f} GB" if res["rss"] else "") for k, v in t.items())
-            lines += [f"Stage times (wall / CPU{' / peak RSS' if res['rss'] else ''}): {stages}; finished "
-                      f"{res.get('finished', '?')}, code at commit {res.get('commit', '?')}."
-                      + (f" {res['note']}" if res.get("note") else ""), ""]
+            stages = ", ".join(
+                f"{k} {v:.0f} s / {res['cpu'][k]:.0f} CPU-s" + (f" / {res['rss'][k]:.1f} GB" if res["rss"] else "")
+                for k, v in t.items()
+            )
+            lines += [
+                f"Stage times (wall / CPU{' / peak RSS' if res['rss'] else ''}): {stages}; finished "
+                f"{res.get('finished', '?')}, code at commit {res.get('commit', '?')}."
+                + (f" {res['note']}" if res.get("note") else ""),
+                "",
+            ]
     if len(a.seed) > 1:
-        lines += [f"Over the {len(a.seed)} seeds (mean ± standard error, sample sd / √{len(a.seed)}):", "",
-                  "| product | ratio to p_true | ratio to p_asof | AUC − p_true AUC | AUC − p_asof AUC | "
-                  + " | ".join(f"ratio {s}" for s in a.seed) + " | target on the means |",
-                  "|---|---|---|---|---|" + "---|" * len(a.seed) + "---|"]
+        lines += [
+            f"Over the {len(a.seed)} seeds (mean ± standard error, sample sd / √{len(a.seed)}):",
+            "",
+            "| product | ratio to p_true | ratio to p_asof | AUC − p_true AUC | AUC − p_asof AUC | "
+            + " | ".join(f"ratio {s}" for s in a.seed)
+            + " | target on the means |",
+            "|---|---|---|---|---|" + "---|" * len(a.seed) + "---|",
+        ]
         for prod, s in summary.items():
             means = {k: statistics.fmean(v) for k, v in s.items()}
-            on_means = verdict({"auc": "0", "oracle_auc": f"{-means['above']}", "auc_ratio": f"{means['auc_ratio']}",
-                                "asof_oracle_auc": f"{-means['asof_above']}", "asof_ratio": f"{means['asof_ratio']}"})
-            lines.append(f"| {prod} | {mean_se(s['auc_ratio'])} | {mean_se(s['asof_ratio'])} | {mean_se(s['above'])} "
-                         f"| {mean_se(s['asof_above'])} | " + " | ".join(f"{x:.3f}" for x in s["auc_ratio"])
-                         + f" | {on_means} |")
+            on_means = verdict(
+                {
+                    "auc": "0",
+                    "oracle_auc": f"{-means['above']}",
+                    "auc_ratio": f"{means['auc_ratio']}",
+                    "asof_oracle_auc": f"{-means['asof_above']}",
+                    "asof_ratio": f"{means['asof_ratio']}",
+                }
+            )
+            lines.append(
+                f"| {prod} | {mean_se(s['auc_ratio'])} | {mean_se(s['asof_ratio'])} | {mean_se(s['above'])} "
+                f"| {mean_se(s['asof_above'])} | " + " | ".join(f"{x:.3f}" for x in s["auc_ratio"]) + f" | {on_means} |"
+            )
         lines.append("")
     lines += [NOTE]
     if not a.reuse:

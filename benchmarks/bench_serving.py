@@ -172,8 +172,10 @@ class Conn:
 def _post(port: int, token: str, path: str, payload: dict) -> bytes:
     """A raw ``POST`` of ``payload`` as JSON, with the token, as the load loops send it."""
     body = json.dumps(payload).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def hints_request(port: int, token: str, customer_id: str) -> bytes:
@@ -247,9 +249,17 @@ async def _open_loop(port: int, requests: list[bytes], rate: float, max_conns: i
     for c in idle:
         c.close()
     kinds.update(str(int(s)) for s in statuses if s > 0 and s != 200)
-    return {"n": n, "wall_s": wall, "due": due_ms, "sent": sent_ms, "lag": lag_ms,
-            "errors": int((statuses != 200).sum()), "error_kinds": dict(kinds), "connections": most,
-            "retried": retried}
+    return {
+        "n": n,
+        "wall_s": wall,
+        "due": due_ms,
+        "sent": sent_ms,
+        "lag": lag_ms,
+        "errors": int((statuses != 200).sum()),
+        "error_kinds": dict(kinds),
+        "connections": most,
+        "retried": retried,
+    }
 
 
 def targets_request(port: int, token: str, branch: str | None, campaign: str) -> bytes:
@@ -286,21 +296,26 @@ async def _targets_stream(port: int, requests: list[bytes], rate: float, t0: flo
     return {"lat": lat, "errors": int((statuses != 200).sum())}
 
 
-def load_mixed(port: int, token: str, ids: list[str], branch: str, rate: float, targets_rate: float,
-               seconds: float, max_conns: int) -> tuple[dict, dict]:
+def load_mixed(
+    port: int, token: str, ids: list[str], branch: str, rate: float, targets_rate: float, seconds: float, max_conns: int
+) -> tuple[dict, dict]:
     """The open-loop ``/hints`` load while ``/targets`` top 500 arrive at ``targets_rate`` per second, in
     turn for the largest branch and for the whole bank, each with a campaign of its own (a new control
     draw). Returns the hints' results (as :func:`load_hints`) and the lists' latencies and errors."""
     n = min(int(rate * seconds), MAX_REQUESTS)
     rng = np.random.default_rng(17)
     hints = [hints_request(port, token, ids[i]) for i in rng.integers(0, len(ids), n)]
-    lists = [targets_request(port, token, branch if i % 2 == 0 else None, f"mixed-{i}")
-             for i in range(int(targets_rate * n / rate))]
+    lists = [
+        targets_request(port, token, branch if i % 2 == 0 else None, f"mixed-{i}")
+        for i in range(int(targets_rate * n / rate))
+    ]
 
     async def both() -> tuple[dict, dict]:
         t0 = asyncio.get_running_loop().time() + 0.2  # the hints' own start (see _open_loop)
-        return await asyncio.gather(_open_loop(port, hints, rate, max_conns),
-                                    _targets_stream(port, lists, targets_rate, t0 + 0.5 / targets_rate))
+        return await asyncio.gather(
+            _open_loop(port, hints, rate, max_conns),
+            _targets_stream(port, lists, targets_rate, t0 + 0.5 / targets_rate),
+        )
 
     c0 = time.process_time()
     h, t = asyncio.run(both())
@@ -333,8 +348,9 @@ async def _sequential(port: int, requests: list[bytes]) -> tuple[np.ndarray, lis
 def sequential(port: int, token: str, ids: list[str], n: int, expect: int) -> np.ndarray:
     """Latency (ms) of ``n`` /hints requests one after another: the service time without queueing."""
     rng = np.random.default_rng(11)
-    lat, statuses = asyncio.run(_sequential(port, [hints_request(port, token, ids[i])
-                                                   for i in rng.integers(0, len(ids), n)]))
+    lat, statuses = asyncio.run(
+        _sequential(port, [hints_request(port, token, ids[i]) for i in rng.integers(0, len(ids), n)])
+    )
     if any(s != expect for s in statuses):
         raise RuntimeError(f"/hints answered {sorted(set(statuses))} in the sequential phase, expected {expect}")
     return lat
@@ -374,8 +390,12 @@ def _free_port() -> int:
 def start_server(env: dict[str, str], port: int, timeout_s: float = 300) -> tuple[subprocess.Popen, float]:
     """``nbp serve`` on 127.0.0.1:port; returns the process and the seconds until /readyz said 200."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([NBP, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [NBP, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while time.perf_counter() - t0 < timeout_s:
         if proc.poll() is not None:
             raise RuntimeError(f"nbp serve exited with {proc.returncode}")
@@ -394,8 +414,10 @@ def time_targets(url: str, token: str, branch: str, repeats: int) -> list[float]
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
         for i in range(repeats):
             t = time.perf_counter()
-            r = c.post("/targets", json={"product": "consumer", "branch_id": branch, "top": TARGETS_TOP,
-                                         "campaign_id": f"bench-{i}"})
+            r = c.post(
+                "/targets",
+                json={"product": "consumer", "branch_id": branch, "top": TARGETS_TOP, "campaign_id": f"bench-{i}"},
+            )
             out.append((time.perf_counter() - t) * 1e3)
             if r.status_code != 200:
                 raise RuntimeError(f"/targets answered {r.status_code}: {r.text[:300]}")
@@ -439,7 +461,8 @@ def in_process(home: Path, ids: list[str], n: int) -> dict[str, tuple[np.ndarray
         "Recommender.hints": _timed(rec.hints, picks),
         f"online read, columnar SQLite ({service})": _timed(lambda c: reader.read([c]), picks),
         f"online read, Feast get_online_features ({service})": _timed(
-            lambda c: online_via_feast(cfg, ws, [c], service), picks[: max(n // 5, 50)]),
+            lambda c: online_via_feast(cfg, ws, [c], service), picks[: max(n // 5, 50)]
+        ),
     }
 
 
@@ -456,16 +479,26 @@ def policy_at_scale(candidates: int = 200_000, contacts: int = 500_000, repeats:
     cfg = load_config()
     rng = np.random.default_rng(1)
     ids = np.array([f"C{i:09d}" for i in range(candidates)], dtype=object)
-    cands = pd.DataFrame({"customer_id": ids, "branch_id": rng.choice([f"B{i:03d}" for i in range(40)], candidates),
-                          "manager_id": rng.choice([f"M{i:04d}" for i in range(800)], candidates),
-                          "product": "consumer", "propensity": rng.random(candidates)})
-    hist = pd.DataFrame({"customer_id": rng.choice(ids, contacts), "product": rng.choice(["consumer", "tax_linked"],
-                                                                                        contacts),
-                         "contact_date": pd.Timestamp("2026-01-01")
-                         + pd.to_timedelta(rng.integers(0, 300, contacts), "D"),
-                         "campaign_id": rng.choice([f"c{i}" for i in range(30)], contacts)})
-    managers = pd.DataFrame({"manager_id": [f"M{i:04d}" for i in range(800)], "branch_id": "B",
-                             "capacity_per_month": 30})
+    cands = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "branch_id": rng.choice([f"B{i:03d}" for i in range(40)], candidates),
+            "manager_id": rng.choice([f"M{i:04d}" for i in range(800)], candidates),
+            "product": "consumer",
+            "propensity": rng.random(candidates),
+        }
+    )
+    hist = pd.DataFrame(
+        {
+            "customer_id": rng.choice(ids, contacts),
+            "product": rng.choice(["consumer", "tax_linked"], contacts),
+            "contact_date": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 300, contacts), "D"),
+            "campaign_id": rng.choice([f"c{i}" for i in range(30)], contacts),
+        }
+    )
+    managers = pd.DataFrame(
+        {"manager_id": [f"M{i:04d}" for i in range(800)], "branch_id": "B", "capacity_per_month": 30}
+    )
     t = time.perf_counter()
     policy = TargetPolicy(cands, hist, set(ids[:1000]), managers, cfg, list_date=date(2026, 10, 1))
     out = {"prepare_s": time.perf_counter() - t}
@@ -489,8 +522,9 @@ def settle(pids: list[int], limit_s: float = 90.0) -> float:
     return time.perf_counter() - t0
 
 
-def measure_server(env: dict[str, str], token: str, ids: list[str], branch: str, args: argparse.Namespace,
-                   seconds: float) -> dict:
+def measure_server(
+    env: dict[str, str], token: str, ids: list[str], branch: str, args: argparse.Namespace, seconds: float
+) -> dict:
     """Start ``nbp serve`` with ``env``, run the HTTP phases (module docstring), stop it."""
     port = _free_port()
     proc, ready_s = start_server(env, port)
@@ -515,13 +549,25 @@ def measure_server(env: dict[str, str], token: str, ids: list[str], branch: str,
         mixed = None
         if args.mixed_seconds > 0:
             time.sleep(2)
-            mixed = load_mixed(port, token, ids, branch, args.rate, args.targets_rate, args.mixed_seconds,
-                               args.connections)
+            mixed = load_mixed(
+                port, token, ids, branch, args.rate, args.targets_rate, args.mixed_seconds, args.connections
+            )
     finally:
         stop_server(proc)
-    return {"ready_s": ready_s, "targets": targets, "refused": refused, "seq": seq, "res": res,
-            "server_cpu_ms": server_cpu_ms, "load_before": load_before, "load_after": load_after,
-            "seq_cpu_ms": seq_cpu, "refused_cpu_ms": refused_cpu, "mixed": mixed, "mixed_load": os.getloadavg()}
+    return {
+        "ready_s": ready_s,
+        "targets": targets,
+        "refused": refused,
+        "seq": seq,
+        "res": res,
+        "server_cpu_ms": server_cpu_ms,
+        "load_before": load_before,
+        "load_after": load_after,
+        "seq_cpu_ms": seq_cpu,
+        "refused_cpu_ms": refused_cpu,
+        "mixed": mixed,
+        "mixed_load": os.getloadavg(),
+    }
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -533,8 +579,9 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def ab_rounds(env_base: dict[str, str], env_now: dict[str, str], token: str, ids: list[str], branch: str,
-              args: argparse.Namespace) -> list[dict]:
+def ab_rounds(
+    env_base: dict[str, str], env_now: dict[str, str], token: str, ids: list[str], branch: str, args: argparse.Namespace
+) -> list[dict]:
     """Lists against hints, baseline and current code in turn (``--ab-rounds``): in each round, each
     code gets a fresh server, ``/hints`` alone and then with ``/targets`` arriving, ``--ab-seconds``
     each; the code that goes first alternates between rounds. On a shared machine the load drifts
@@ -543,41 +590,60 @@ def ab_rounds(env_base: dict[str, str], env_now: dict[str, str], token: str, ids
     out = []
     for r in range(args.ab_rounds):
         order = [("baseline", env_base), ("now", env_now)]
-        for label, env in (order if r % 2 == 0 else order[::-1]):
+        for label, env in order if r % 2 == 0 else order[::-1]:
             port = _free_port()
             proc, _ = start_server(env, port)
             try:
                 settle(_tree(proc.pid))
                 load_hints(port, token, ids, rate=50, seconds=4, max_conns=args.connections)  # warm-up
                 alone = load_hints(port, token, ids, args.rate, args.ab_seconds, args.connections)
-                h, t = load_mixed(port, token, ids, branch, args.rate, args.targets_rate, args.ab_seconds,
-                                  args.connections)
+                h, t = load_mixed(
+                    port, token, ids, branch, args.rate, args.targets_rate, args.ab_seconds, args.connections
+                )
             finally:
                 stop_server(proc)
-            out.append({"round": r + 1, "code": label, "alone": _pct(alone["due"], 99), "mixed": _pct(h["due"], 99),
-                        "lists50": _pct(t["lat"], 50), "lists99": _pct(t["lat"], 99),
-                        "errors": alone["errors"] + h["errors"] + t["errors"], "load": os.getloadavg()[0]})
+            out.append(
+                {
+                    "round": r + 1,
+                    "code": label,
+                    "alone": _pct(alone["due"], 99),
+                    "mixed": _pct(h["due"], 99),
+                    "lists50": _pct(t["lat"], 50),
+                    "lists99": _pct(t["lat"], 99),
+                    "errors": alone["errors"] + h["errors"] + t["errors"],
+                    "load": os.getloadavg()[0],
+                }
+            )
     return out
 
 
 def _ab_lines(rounds: list[dict], args: argparse.Namespace) -> list[str]:
     if not rounds:
         return []
-    lines = ["", f"Lists against hints, baseline (`{args.baseline.name}`) and current code in turn ({args.ab_rounds} "
-             f"rounds, {args.ab_seconds:.0f} s of /hints at {args.rate:.0f}/s alone, then as long with /targets top "
-             f"{TARGETS_TOP} at {args.targets_rate:g}/s; a fresh server each time; who goes first alternates):", "",
-             "| round | code | /hints p99 alone | /hints p99 with lists | ratio | /targets p50 | /targets p99 | errors "
-             "| load average after |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {x['round']} | {x['code']} | {x['alone']:.1f} | {x['mixed']:.1f} | {x['mixed'] / x['alone']:.2f} | "
-              f"{x['lists50']:.0f} | {x['lists99']:.0f} | {x['errors']} | {x['load']:.1f} |" for x in rounds]
+    lines = [
+        "",
+        f"Lists against hints, baseline (`{args.baseline.name}`) and current code in turn ({args.ab_rounds} "
+        f"rounds, {args.ab_seconds:.0f} s of /hints at {args.rate:.0f}/s alone, then as long with /targets top "
+        f"{TARGETS_TOP} at {args.targets_rate:g}/s; a fresh server each time; who goes first alternates):",
+        "",
+        "| round | code | /hints p99 alone | /hints p99 with lists | ratio | /targets p50 | /targets p99 | errors "
+        "| load average after |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {x['round']} | {x['code']} | {x['alone']:.1f} | {x['mixed']:.1f} | {x['mixed'] / x['alone']:.2f} | "
+        f"{x['lists50']:.0f} | {x['lists99']:.0f} | {x['errors']} | {x['load']:.1f} |"
+        for x in rounds
+    ]
     for code in ("baseline", "now"):
         mine = [x for x in rounds if x["code"] == code]
-        lines.append(f"| median | {code} | {np.median([x['alone'] for x in mine]):.1f} | "
-                     f"{np.median([x['mixed'] for x in mine]):.1f} | "
-                     f"{np.median([x['mixed'] / x['alone'] for x in mine]):.2f} | "
-                     f"{np.median([x['lists50'] for x in mine]):.0f} | {np.median([x['lists99'] for x in mine]):.0f} | "
-                     f"{sum(x['errors'] for x in mine)} | |")
+        lines.append(
+            f"| median | {code} | {np.median([x['alone'] for x in mine]):.1f} | "
+            f"{np.median([x['mixed'] for x in mine]):.1f} | "
+            f"{np.median([x['mixed'] / x['alone'] for x in mine]):.2f} | "
+            f"{np.median([x['lists50'] for x in mine]):.0f} | {np.median([x['lists99'] for x in mine]):.0f} | "
+            f"{sum(x['errors'] for x in mine)} | |"
+        )
     return lines
 
 
@@ -609,8 +675,14 @@ def in_process_elsewhere(code: Path, home: Path, ids: list[str], n: int) -> tupl
     rng = np.random.default_rng(13)
     picks = [ids[i] for i in rng.integers(0, len(ids), n)]
     env = {**os.environ, "PYTHONPATH": str(code.resolve()), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", _ELSEWHERE, str(home), json.dumps(picks)], env=env, check=True,
-                         capture_output=True, text=True, cwd=str(code)).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _ELSEWHERE, str(home), json.dumps(picks)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=str(code),
+    ).stdout
     got = json.loads(out.strip().splitlines()[-1])
     return np.array(got["wall"]), float(got["cpu"])
 
@@ -644,26 +716,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="/hints requests per second")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--connections", type=int, default=64, help="most client connections open at once")
-    ap.add_argument("--keep-gate", action="store_true",
-                    help="serve only the products whose model passed the champion gate (default: a product "
-                         "without a champion gets its latest version as champion, so every product is served)")
+    ap.add_argument(
+        "--keep-gate",
+        action="store_true",
+        help="serve only the products whose model passed the champion gate (default: a product "
+        "without a champion gets its latest version as champion, so every product is served)",
+    )
     ap.add_argument("--targets-repeats", type=int, default=20)
-    ap.add_argument("--mixed-seconds", type=float, default=40.0,
-                    help="length of the run of /hints at --rate with /targets top 500 arriving at --targets-rate "
-                         "(0: skip it)")
+    ap.add_argument(
+        "--mixed-seconds",
+        type=float,
+        default=40.0,
+        help="length of the run of /hints at --rate with /targets top 500 arriving at --targets-rate (0: skip it)",
+    )
     ap.add_argument("--targets-rate", type=float, default=2.0, help="/targets requests per second in that run")
-    ap.add_argument("--ab-rounds", type=int, default=3,
-                    help="with --baseline: rounds of /hints alone and with /targets, baseline and current code in "
-                         "turn (0: skip)")
+    ap.add_argument(
+        "--ab-rounds",
+        type=int,
+        default=3,
+        help="with --baseline: rounds of /hints alone and with /targets, baseline and current code in turn (0: skip)",
+    )
     ap.add_argument("--ab-seconds", type=float, default=30.0, help="length of each load in those rounds")
     ap.add_argument("--sequential", type=int, default=500, help="/hints requests sent one at a time")
-    ap.add_argument("--baseline", type=Path, default=None,
-                    help="folder with an older checkout (e.g. `git archive <commit> | tar -x -C DIR`): "
-                         "run the same HTTP phases against it first and report both")
-    ap.add_argument("--baseline-seconds", type=float, default=None,
-                    help="length of the baseline's open-loop run (default --seconds; a slow baseline queues)")
-    ap.add_argument("--no-write", action="store_true",
-                    help="print the section instead of writing it to docs/benchmarks.md (development runs)")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="folder with an older checkout (e.g. `git archive <commit> | tar -x -C DIR`): "
+        "run the same HTTP phases against it first and report both",
+    )
+    ap.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=None,
+        help="length of the baseline's open-loop run (default --seconds; a slow baseline queues)",
+    )
+    ap.add_argument(
+        "--no-write",
+        action="store_true",
+        help="print the section instead of writing it to docs/benchmarks.md (development runs)",
+    )
     args = ap.parse_args(argv)
 
     token = secrets.token_urlsafe(24)
@@ -672,8 +764,14 @@ def main(argv: list[str] | None = None) -> int:
     if home is None:
         tmp = tempfile.TemporaryDirectory(prefix="nbp-bench-serving-")
         home = Path(tmp.name) / "home"
-    env = {**os.environ, "NBP_HOME": str(home.resolve()), "NBP_TOKENS": f"{token}:marketing",
-           "BENTOML_DO_NOT_TRACK": "True", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    env = {
+        **os.environ,
+        "NBP_HOME": str(home.resolve()),
+        "NBP_TOKENS": f"{token}:marketing",
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
     t_build = None
     if args.home is None:
         t = time.perf_counter()
@@ -686,8 +784,14 @@ def main(argv: list[str] | None = None) -> int:
 
     base = None
     if args.baseline is not None:  # the same phases against the code in another folder, first
-        base = measure_server({**env, "PYTHONPATH": str(args.baseline.resolve())}, token, ids, branch, args,
-                              args.baseline_seconds or args.seconds)
+        base = measure_server(
+            {**env, "PYTHONPATH": str(args.baseline.resolve())},
+            token,
+            ids,
+            branch,
+            args,
+            args.baseline_seconds or args.seconds,
+        )
         base["inproc"] = in_process_elsewhere(args.baseline, home, ids, 300)
     m = measure_server(env, token, ids, branch, args, args.seconds)
     rounds = []
@@ -707,10 +811,15 @@ def main(argv: list[str] | None = None) -> int:
         "## Serving (`nbp serve`, BentoML, one worker per core)",
         "",
         f"Workspace: {len(ids):,} customers, {customers['branch_id'].nunique()} branches"
-        + (f" (built in {t_build:.0f} s)" if t_build else "") + f"; server ready in {ready_s:.1f} s. "
+        + (f" (built in {t_build:.0f} s)" if t_build else "")
+        + f"; server ready in {ready_s:.1f} s. "
         f"Products served: {', '.join(served) or 'none'}"
-        + (f" ({', '.join(crowned)}: latest version made champion for this benchmark, see --keep-gate)"
-           if crowned else "") + ". "
+        + (
+            f" ({', '.join(crowned)}: latest version made champion for this benchmark, see --keep-gate)"
+            if crowned
+            else ""
+        )
+        + ". "
         f"Load average (1/5/15 min) {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f} before the "
         f"100/s run and {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after it, on "
         f"{os.cpu_count()} cores shared with other jobs: latencies are noisy, CPU per request less so.",
@@ -722,8 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         f"p50 ≤ 5, p99 ≤ 15, no errors | {ok(met)} |",
         f"| same run, from the moment the request was written | {res['n']:,} | {_pct(sent, 50):.1f} | "
         f"{_pct(sent, 99):.1f} | {np.nanmax(sent):.0f} | | | |",
-        f"| /hints one at a time | {len(seq)} | {_pct(seq, 50):.1f} | {_pct(seq, 99):.1f} | {seq.max():.0f} | 0 "
-        f"| | |",
+        f"| /hints one at a time | {len(seq)} | {_pct(seq, 50):.1f} | {_pct(seq, 99):.1f} | {seq.max():.0f} | 0 | | |",
         f"| /hints with a wrong token (401: ASGI server + gate + auth + audit, no recommender) | {len(refused)} | "
         f"{_pct(refused, 50):.1f} | {_pct(refused, 99):.1f} | {refused.max():.0f} | | | |",
         f"| /targets top {TARGETS_TOP} of branch {branch}, first call | 1 | {targets[0]:.0f} | | | 0 | | |",
@@ -738,19 +846,26 @@ def main(argv: list[str] | None = None) -> int:
         f"{res['connections']} keep-alive connections opened at most). The client wrote requests "
         f"{_pct(lag, 50):.2f} ms (p50) and {_pct(lag, 99):.1f} ms (p99) after their due time; achieved rate "
         f"{res['n'] / res['wall_s']:.1f}/s; {res['retried']} request(s) retried on a new connection after the "
-        f"server had closed an idle one"
-        + (f"; error statuses {res['error_kinds']}" if res["errors"] else "") + ".",
+        f"server had closed an idle one" + (f"; error statuses {res['error_kinds']}" if res["errors"] else "") + ".",
         "",
-        *([f"With /targets arriving, /hints p99 was {_pct(m['mixed'][0]['due'], 99) / _pct(due, 99):.2f} × its p99 "
-           f"alone ({_pct(m['mixed'][0]['due'], 99):.1f} against {_pct(due, 99):.1f} ms, same server, one run after "
-           f"the other; load average {m['mixed_load'][0]:.1f} after the mixed run).", ""]
-          if m.get("mixed") is not None else []),
+        *(
+            [
+                f"With /targets arriving, /hints p99 was {_pct(m['mixed'][0]['due'], 99) / _pct(due, 99):.2f} × its p99 "
+                f"alone ({_pct(m['mixed'][0]['due'], 99):.1f} against {_pct(due, 99):.1f} ms, same server, one run after "
+                f"the other; load average {m['mixed_load'][0]:.1f} after the mixed run).",
+                "",
+            ]
+            if m.get("mixed") is not None
+            else []
+        ),
         "In process, after the server stopped (no HTTP; 1,000 random customers):",
         "",
         "| call | calls | p50 ms | p99 ms | CPU ms per call |",
         "|---|---:|---:|---:|---:|",
-        *[f"| {name} | {len(w)} | {_pct(w, 50):.3f} | {_pct(w, 99):.3f} | {cpu:.3f} |"
-          for name, (w, cpu) in inproc.items()],
+        *[
+            f"| {name} | {len(w)} | {_pct(w, 50):.3f} | {_pct(w, 99):.3f} | {cpu:.3f} |"
+            for name, (w, cpu) in inproc.items()
+        ],
         "",
         f"The contact policy at scale, in process (synthetic: 200,000 candidates in 40 branches, 500,000 contacts "
         f"in 30 campaigns): prepared once in {scale['prepare_s']:.2f} s (the service does it at load), then a "
@@ -778,14 +893,19 @@ def main(argv: list[str] | None = None) -> int:
             f"| /targets top {TARGETS_TOP}, later calls | {_pct(np.array(bt), 50):.0f} | "
             f"{_pct(np.array(bt), 99):.0f} | "
             f"{_pct(tg_rest, 50):.0f} | {_pct(tg_rest, 99):.0f} |",
-            *([f"| /hints {args.rate:.0f}/s with /targets at {args.targets_rate:g}/s ({base['mixed'][0]['errors']} "
-               f"errors then, {m['mixed'][0]['errors']} now) | {_pct(base['mixed'][0]['due'], 50):.1f} | "
-               f"{_pct(base['mixed'][0]['due'], 99):.1f} | {_pct(m['mixed'][0]['due'], 50):.1f} | "
-               f"{_pct(m['mixed'][0]['due'], 99):.1f} |",
-               f"| /targets top {TARGETS_TOP} in that run | {_pct(base['mixed'][1]['lat'], 50):.0f} | "
-               f"{_pct(base['mixed'][1]['lat'], 99):.0f} | {_pct(m['mixed'][1]['lat'], 50):.0f} | "
-               f"{_pct(m['mixed'][1]['lat'], 99):.0f} |"]
-              if base.get("mixed") is not None and m.get("mixed") is not None else []),
+            *(
+                [
+                    f"| /hints {args.rate:.0f}/s with /targets at {args.targets_rate:g}/s ({base['mixed'][0]['errors']} "
+                    f"errors then, {m['mixed'][0]['errors']} now) | {_pct(base['mixed'][0]['due'], 50):.1f} | "
+                    f"{_pct(base['mixed'][0]['due'], 99):.1f} | {_pct(m['mixed'][0]['due'], 50):.1f} | "
+                    f"{_pct(m['mixed'][0]['due'], 99):.1f} |",
+                    f"| /targets top {TARGETS_TOP} in that run | {_pct(base['mixed'][1]['lat'], 50):.0f} | "
+                    f"{_pct(base['mixed'][1]['lat'], 99):.0f} | {_pct(m['mixed'][1]['lat'], 50):.0f} | "
+                    f"{_pct(m['mixed'][1]['lat'], 99):.0f} |",
+                ]
+                if base.get("mixed") is not None and m.get("mixed") is not None
+                else []
+            ),
             f"| Recommender.hints in process ({len(bw)} calls) | {_pct(bw, 50):.2f} | {_pct(bw, 99):.2f} | "
             f"{_pct(inproc['Recommender.hints'][0], 50):.2f} | {_pct(inproc['Recommender.hints'][0], 99):.2f} |",
             "",

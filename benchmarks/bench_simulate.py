@@ -26,28 +26,30 @@ def main() -> int:
         m = run_measured(cmd)
         rows = {f.stem: pq.read_metadata(f).num_rows for f in sorted((out / "export").glob("*.parquet"))}
         oracle_rows = pq.read_metadata(out / "oracle" / "oracle.parquet").num_rows
-        size_gb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1024 ** 3
+        size_gb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1024**3
     ok = m.seconds <= BUDGET_S and m.peak_rss_gb <= BUDGET_GB
-    body = "\n".join([
-        "### Simulator, reference bank (388,494 customers x 24 months)",
-        "",
-        "| measure | value | budget |",
-        "|---|---|---|",
-        f"| wall time | {m.seconds:.0f} s | {BUDGET_S} s |",
-        f"| peak RSS | {m.peak_rss_gb:.2f} GB | {BUDGET_GB} GB |",
-        f"| transactions | {rows.get('transactions', 0):,} rows | tens of millions |",
-        f"| balances | {rows.get('balances', 0):,} rows | |",
-        f"| loans | {rows.get('loans', 0):,} rows | |",
-        f"| oracle | {oracle_rows:,} rows | |",
-        f"| files on disk | {size_gb:.2f} GB | |",
-        f"| within budget | {'yes' if ok else 'NO'} | |",
-        "",
-        "Summary printed by the run:",
-        "",
-        "```",
-        m.stdout.strip(),
-        "```",
-    ])
+    body = "\n".join(
+        [
+            "### Simulator, reference bank (388,494 customers x 24 months)",
+            "",
+            "| measure | value | budget |",
+            "|---|---|---|",
+            f"| wall time | {m.seconds:.0f} s | {BUDGET_S} s |",
+            f"| peak RSS | {m.peak_rss_gb:.2f} GB | {BUDGET_GB} GB |",
+            f"| transactions | {rows.get('transactions', 0):,} rows | tens of millions |",
+            f"| balances | {rows.get('balances', 0):,} rows | |",
+            f"| loans | {rows.get('loans', 0):,} rows | |",
+            f"| oracle | {oracle_rows:,} rows | |",
+            f"| files on disk | {size_gb:.2f} GB | |",
+            f"| within budget | {'yes' if ok else 'NO'} | |",
+            "",
+            "Summary printed by the run:",
+            "",
+            "```",
+            m.stdout.strip(),
+            "```",
+        ]
+    )
     write_section("simulate", body, " ".join(["nbp", *cmd[1:-1], "<tmp>"]))
     return 0 if ok else 1
 

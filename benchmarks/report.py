@@ -37,8 +37,9 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Measured:
     Peak RSS comes from ``wait4``'s rusage of that one child (Linux: KiB).
     """
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -62,8 +63,10 @@ def machine() -> str:
 def write_section(name: str, body: str, command: str) -> None:
     """Replace (or append) the section ``name`` of docs/benchmarks.md."""
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
-    block = (f"<!-- bench:{name} -->\n{body.rstrip()}\n\n"
-             f"_Measured {stamp} on {machine()} with:_ `{command}`\n<!-- /bench:{name} -->")
+    block = (
+        f"<!-- bench:{name} -->\n{body.rstrip()}\n\n"
+        f"_Measured {stamp} on {machine()} with:_ `{command}`\n<!-- /bench:{name} -->"
+    )
     DOC.parent.mkdir(parents=True, exist_ok=True)
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\nRun all: `make bench`.\n"
     pat = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)

@@ -58,8 +58,10 @@ class BuildSummary:
     def describe(self) -> str:
         n = max(self.rows.values()) if self.rows else 0
         skipped = f"; null families (table absent): {', '.join(self.skipped_families)}" if self.skipped_families else ""
-        return (f"features: {len(self.as_of)} as-of dates ({self.as_of[0]} … {self.as_of[-1]}), "
-                f"{n:,} (customer, as-of) rows per family, {self.seconds:.1f} s{skipped}")
+        return (
+            f"features: {len(self.as_of)} as-of dates ({self.as_of[0]} … {self.as_of[-1]}), "
+            f"{n:,} (customer, as-of) rows per family, {self.seconds:.1f} s{skipped}"
+        )
 
 
 def family_path(ws: Workspace, family: str) -> Path:
@@ -77,7 +79,8 @@ def available_tables(ws: Workspace) -> frozenset[str]:
     missing = [t for t in REQUIRED_TABLES if t not in have]
     if missing:
         raise FeatureStoreError(
-            f"{ws.ingested_dir}: ingested table(s) {', '.join(missing)} missing; run `nbp ingest EXPORT_DIR` first")
+            f"{ws.ingested_dir}: ingested table(s) {', '.join(missing)} missing; run `nbp ingest EXPORT_DIR` first"
+        )
     return have
 
 
@@ -97,8 +100,11 @@ def absent_sources(ws: Workspace, features: list[str] | None = None) -> dict[str
     features are null for every customer); features whose tables are all present are left out."""
     have = frozenset(t for t in ALL_TABLES if ws.table(t).exists())
     want = set(features) if features is not None else None
-    return {f.name: tuple(t for t in MODULES[f.family].REQUIRES if t not in have) for f in CATALOG
-            if (want is None or f.name in want) and not set(MODULES[f.family].REQUIRES) <= have}
+    return {
+        f.name: tuple(t for t in MODULES[f.family].REQUIRES if t not in have)
+        for f in CATALOG
+        if (want is None or f.name in want) and not set(MODULES[f.family].REQUIRES) <= have
+    }
 
 
 def _scratch(ws: Workspace) -> Path:
@@ -107,8 +113,13 @@ def _scratch(ws: Workspace) -> Path:
 
 def connect(ws: Workspace, tables: frozenset[str]) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per ingested table (spill files in the job's scratch folder)."""
-    con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": str(_scratch(ws)),
-                                 "preserve_insertion_order": False})
+    con = duckdb.connect(
+        config={
+            "memory_limit": DUCKDB_MEMORY_LIMIT,
+            "temp_directory": str(_scratch(ws)),
+            "preserve_insertion_order": False,
+        }
+    )
     con.execute("SET enable_progress_bar = false")
     for t in sorted(tables):
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{ws.table(t)}')")
@@ -148,8 +159,11 @@ def default_as_of(ws: Workspace) -> list[date]:
         _close(ws, con)
     if lo is None:
         raise FeatureStoreError("transactions: no rows; cannot choose as-of dates (pass --as-of)")
-    first_full = _month_start(lo.date()) if (lo.day == 1 and lo.time() == datetime.min.time()) else \
-        _add_months(_month_start(lo.date()), 1)
+    first_full = (
+        _month_start(lo.date())
+        if (lo.day == 1 and lo.time() == datetime.min.time())
+        else _add_months(_month_start(lo.date()), 1)
+    )
     first = _add_months(first_full, 1)
     end = export_date(ws) or hi.date()
     last = _month_start(end + timedelta(days=1))
@@ -178,8 +192,10 @@ class MonthlySources:
         self._first_mi = first.year * 12 + first.month
         self._spine: Spine | None = None
         lit = (f"TIMESTAMP '{first}'", f"TIMESTAMP '{last}'")
-        self._sql = {"txn": ("transactions", txn_month_sql(*lit), 0.0),
-                     "bal": ("balances", bal_month_sql(*lit), float("nan"))}
+        self._sql = {
+            "txn": ("transactions", txn_month_sql(*lit), 0.0),
+            "bal": ("balances", bal_month_sql(*lit), float("nan")),
+        }
         self._loaded: dict[str, MonthlySeries] = {}
 
     def get(self, source: str) -> MonthlySeries:
@@ -189,15 +205,21 @@ class MonthlySources:
             if table not in self._tables:
                 raise FeatureStoreError(f"monthly source {source}: table {table} was not ingested")
             self._loaded[source] = MonthlySeries(self._con, query, self.spine(), fill)
-            log.info("%s: customer × month aggregate, %s customers, %.1f s (cpu %.1f s)", source,
-                     f"{len(self._loaded[source]):,}", time.perf_counter() - t0, time.process_time() - c0)
+            log.info(
+                "%s: customer × month aggregate, %s customers, %.1f s (cpu %.1f s)",
+                source,
+                f"{len(self._loaded[source]):,}",
+                time.perf_counter() - t0,
+                time.process_time() - c0,
+            )
         return self._loaded[source]
 
     def spine(self) -> Spine:
         """The spine's customers and as-ofs as numpy (rows of the window relation)."""
         if self._spine is None:
-            self._spine = Spine.from_sql(self._con, "SELECT customer_id, open_date FROM customers",
-                                         self._as_of, self._first_mi)
+            self._spine = Spine.from_sql(
+                self._con, "SELECT customer_id, open_date FROM customers", self._as_of, self._first_mi
+            )
         return self._spine
 
     def route(self, family: str, windows: list[Window]) -> dict[str, list[Window]]:
@@ -213,8 +235,10 @@ class MonthlySources:
         for w in windows:
             src = [s for s, c in cols.items() if w.col in c]
             if not src:
-                raise FeatureStoreError(f"features/families/{family}.py: window {w.name} reads {w.col!r}, "
-                                        f"which is not a monthly column (features/families/monthly.py)")
+                raise FeatureStoreError(
+                    f"features/families/{family}.py: window {w.name} reads {w.col!r}, "
+                    f"which is not a monthly column (features/families/monthly.py)"
+                )
             out.setdefault(src[0], []).append(w)
         return out
 
@@ -227,7 +251,7 @@ def _setup(con: duckdb.DuckDBPyConnection, as_of: Sequence[date], loan_mode: str
     values = ", ".join(f"(TIMESTAMP '{d.isoformat()}')" for d in as_of)
     con.execute(f"""CREATE TEMP TABLE asofs AS
         SELECT t AS {AS_OF}, CAST(date_trunc('month', t) AS TIMESTAMP) AS m,
-               {month_index('t')} AS mi FROM (VALUES {values}) v(t)""")
+               {month_index("t")} AS mi FROM (VALUES {values}) v(t)""")
     first = _add_months(_month_start(min(as_of)), -LOOKBACK_MONTHS)
     last = _month_start(max(as_of))
     first_sql, last_sql = f"TIMESTAMP '{first}'", f"TIMESTAMP '{last}'"
@@ -255,12 +279,11 @@ def _final_select(feats: list[Feature], inner: str | None, spine_rows: bool = Fa
         else:
             cols.append(f"CAST(f.{f.name} AS {f.sql_type}) AS {f.name}")
     if inner is not None and spine_rows:
-        return (f"SELECT f.{JOIN_KEY}, f.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols)
-                + f"\nFROM ({inner}) f")
-    join = (f"LEFT JOIN ({inner}) f ON f.{JOIN_KEY} = s.{JOIN_KEY} AND f.{AS_OF} = s.{AS_OF}"
-            if inner is not None else "")
-    return (f"SELECT s.{JOIN_KEY}, s.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols)
-            + f"\nFROM spine s {join}")
+        return f"SELECT f.{JOIN_KEY}, f.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols) + f"\nFROM ({inner}) f"
+    join = (
+        f"LEFT JOIN ({inner}) f ON f.{JOIN_KEY} = s.{JOIN_KEY} AND f.{AS_OF} = s.{AS_OF}" if inner is not None else ""
+    )
+    return f"SELECT s.{JOIN_KEY}, s.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols) + f"\nFROM spine s {join}"
 
 
 def _check_columns(con: duckdb.DuckDBPyConnection, family: str, inner: str, feats: list[Feature]) -> None:
@@ -269,7 +292,8 @@ def _check_columns(con: duckdb.DuckDBPyConnection, family: str, inner: str, feat
     if sorted(got) != sorted(want):
         raise FeatureStoreError(
             f"features/families/{family}.py: SQL columns differ from its FEATURES "
-            f"(extra {sorted(set(got) - set(want))}, missing {sorted(set(want) - set(got))})")
+            f"(extra {sorted(set(got) - set(want))}, missing {sorted(set(want) - set(got))})"
+        )
 
 
 def _register_windows(con: duckdb.DuckDBPyConnection, family: str, inner: str, sources: MonthlySources) -> bool:
@@ -280,13 +304,19 @@ def _register_windows(con: duckdb.DuckDBPyConnection, family: str, inner: str, s
     t0, c0 = time.perf_counter(), time.process_time()
     cols = {w.name: sources.get(src).window(w) for src, wins in routed.items() for w in wins}
     con.register("win", sources.spine().table(cols))
-    log.info("family %s: %d windows, %.1f s (cpu %.1f s)", family, len(cols),
-             time.perf_counter() - t0, time.process_time() - c0)
+    log.info(
+        "family %s: %d windows, %.1f s (cpu %.1f s)",
+        family,
+        len(cols),
+        time.perf_counter() - t0,
+        time.process_time() - c0,
+    )
     return True
 
 
-def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, tables: frozenset[str],
-                  sources: MonthlySources) -> int:
+def _write_family(
+    con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, tables: frozenset[str], sources: MonthlySources
+) -> int:
     mod = MODULES[family]
     feats = family_features(family)
     inner = mod.sql(tables) if set(mod.REQUIRES) <= tables else None
@@ -299,8 +329,14 @@ def _write_family(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, ta
         sources.release()
 
 
-def _write_query(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, inner: str | None,
-                 feats: list[Feature], spine_rows: bool) -> int:
+def _write_query(
+    con: duckdb.DuckDBPyConnection,
+    ws: Workspace,
+    family: str,
+    inner: str | None,
+    feats: list[Feature],
+    spine_rows: bool,
+) -> int:
     if inner is not None:
         _check_columns(con, family, inner, feats)
     final = family_path(ws, family)
@@ -308,24 +344,34 @@ def _write_query(con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, inn
     if final.exists():
         old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet('{final}') LIMIT 0").description]
         if old_cols == [JOIN_KEY, EVENT_TS] + [f.name for f in feats]:
-            query = (f"SELECT * FROM read_parquet('{final}') WHERE {EVENT_TS} NOT IN (SELECT {AS_OF} FROM asofs)\n"
-                     f"UNION ALL BY NAME\n{query}")
+            query = (
+                f"SELECT * FROM read_parquet('{final}') WHERE {EVENT_TS} NOT IN (SELECT {AS_OF} FROM asofs)\n"
+                f"UNION ALL BY NAME\n{query}"
+            )
         else:
             log.warning("%s: columns changed since the last build; older as-of dates are dropped", final.name)
             (ws.features_dir / BUILD_FILE).unlink(missing_ok=True)
     with jobs.atomic_write(final) as tmp:  # a killed build leaves tmp; the next job removes it (nbp.jobs)
         con.execute(f"COPY ({query}) TO '{tmp}' ({PARQUET_OPTIONS})")
-        n = con.execute(f"SELECT count(*) FROM read_parquet('{tmp}') WHERE {EVENT_TS} IN "
-                        f"(SELECT {AS_OF} FROM asofs)").fetchall()[0][0]
+        n = con.execute(
+            f"SELECT count(*) FROM read_parquet('{tmp}') WHERE {EVENT_TS} IN (SELECT {AS_OF} FROM asofs)"
+        ).fetchall()[0][0]
         want = con.execute("SELECT count(*) FROM spine").fetchall()[0][0]
         if n != want:
-            raise FeatureStoreError(f"features/families/{family}.py: {n:,} rows for {want:,} (customer, as-of) "
-                                    f"rows of the spine; SPINE_ROWS = True needs exactly one row per spine row")
+            raise FeatureStoreError(
+                f"features/families/{family}.py: {n:,} rows for {want:,} (customer, as-of) "
+                f"rows of the spine; SPINE_ROWS = True needs exactly one row per spine row"
+            )
     return n
 
 
-def build(ws: Workspace, as_of: Sequence[date] | None = None, *, loan_mode: str | None = None,
-          families: Sequence[str] | None = None) -> BuildSummary:
+def build(
+    ws: Workspace,
+    as_of: Sequence[date] | None = None,
+    *,
+    loan_mode: str | None = None,
+    families: Sequence[str] | None = None,
+) -> BuildSummary:
     """Build the feature tables of ``as_of`` (default: :func:`default_as_of`).
 
     Args:
@@ -359,8 +405,13 @@ def build(ws: Workspace, as_of: Sequence[date] | None = None, *, loan_mode: str 
             summary.rows[fam] = _write_family(con, ws, fam, tables, sources)
             if not set(MODULES[fam].REQUIRES) <= tables:
                 summary.skipped_families.append(fam)
-            log.info("family %s: %s rows, %.1f s (cpu %.1f s)", fam, f"{summary.rows[fam]:,}",
-                     time.perf_counter() - t1, time.process_time() - c1)
+            log.info(
+                "family %s: %s rows, %.1f s (cpu %.1f s)",
+                fam,
+                f"{summary.rows[fam]:,}",
+                time.perf_counter() - t1,
+                time.process_time() - c1,
+            )
     finally:
         _close(ws, con)
     summary.seconds = time.perf_counter() - t0
@@ -373,10 +424,19 @@ def _write_build_file(ws: Workspace, summary: BuildSummary) -> None:
     path = ws.features_dir / BUILD_FILE
     prev = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     all_dates = sorted(set(prev.get("as_of", [])) | {d.isoformat() for d in summary.as_of})
-    path.write_text(json.dumps({
-        "as_of": all_dates, "last_build": [d.isoformat() for d in summary.as_of],
-        "loan_mode": summary.loan_mode, "rows": summary.rows, "null_families": summary.skipped_families,
-    }, indent=2), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "as_of": all_dates,
+                "last_build": [d.isoformat() for d in summary.as_of],
+                "loan_mode": summary.loan_mode,
+                "rows": summary.rows,
+                "null_families": summary.skipped_families,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
 
 
 def built_as_of(ws: Workspace) -> list[date]:

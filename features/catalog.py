@@ -40,12 +40,21 @@ def catalog_frame() -> pd.DataFrame:
         ``categorical`` (bool), ``categories`` (comma-separated enum, code = position),
         ``categories_zh`` (the same labels in Chinese, for staff).
     """
-    return pd.DataFrame([
-        {"name": f.name, "family": f.family, "dtype": f.dtype, "zh": f.zh, "en": f.en,
-         "categorical": f.categorical, "categories": ",".join(f.categories),
-         "categories_zh": ",".join(labels_zh(f.categories))}
-        for f in CATALOG
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "name": f.name,
+                "family": f.family,
+                "dtype": f.dtype,
+                "zh": f.zh,
+                "en": f.en,
+                "categorical": f.categorical,
+                "categories": ",".join(f.categories),
+                "categories_zh": ",".join(labels_zh(f.categories)),
+            }
+            for f in CATALOG
+        ]
+    )
 
 
 def labels_zh(values: tuple[str, ...]) -> tuple[str, ...]:

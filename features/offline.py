@@ -59,16 +59,16 @@ log = logging.getLogger(__name__)
 
 TYPE = "features.offline.ParquetDuckDBOfflineStore"
 _ROW = "__nbp_row"  # entity row id (position in the entity DataFrame)
-_RN = "__nbp_rn"    # matched feature row (Parquet file row number)
+_RN = "__nbp_rn"  # matched feature row (Parquet file row number)
 
 
 class ParquetDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     """Offline store config: Feast's DuckDB config plus DuckDB's resource limits."""
 
     type: Literal["features.offline.ParquetDuckDBOfflineStore"] = TYPE  # type: ignore[assignment]
-    memory_limit: str | None = None      # DuckDB ``memory_limit`` (e.g. "8GB"); None: DuckDB's default
-    threads: int | None = None           # DuckDB ``threads``; None: every core
-    temp_directory: str | None = None    # where DuckDB spills; None: DuckDB's default
+    memory_limit: str | None = None  # DuckDB ``memory_limit`` (e.g. "8GB"); None: DuckDB's default
+    threads: int | None = None  # DuckDB ``threads``; None: every core
+    temp_directory: str | None = None  # where DuckDB spills; None: DuckDB's default
 
 
 def _q(name: str) -> str:
@@ -135,8 +135,14 @@ def _interval(ttl: timedelta) -> str:
 class ArrowRetrievalJob(RetrievalJob):
     """A retrieval job whose result is computed by a function returning an Arrow table."""
 
-    def __init__(self, compute: Any, full_feature_names: bool, on_demand_feature_views: list[OnDemandFeatureView],
-                 metadata: RetrievalMetadata | None, repo_path: str | None) -> None:
+    def __init__(
+        self,
+        compute: Any,
+        full_feature_names: bool,
+        on_demand_feature_views: list[OnDemandFeatureView],
+        metadata: RetrievalMetadata | None,
+        repo_path: str | None,
+    ) -> None:
         super().__init__()
         self._compute = compute
         self._full_feature_names = full_feature_names
@@ -166,8 +172,9 @@ class ArrowRetrievalJob(RetrievalJob):
         import ibis
         from feast.infra.offline_stores.duckdb import _write_data_source
 
-        _write_data_source(ibis.memtable(self.to_arrow()), storage.to_data_source(), str(self._repo_path),
-                           "overwrite", allow_overwrite)
+        _write_data_source(
+            ibis.memtable(self.to_arrow()), storage.to_data_source(), str(self._repo_path), "overwrite", allow_overwrite
+        )
 
 
 class _View:
@@ -187,8 +194,13 @@ class _View:
         self.ttl = fv.ttl if fv.ttl and fv.ttl > timedelta(0) else None
 
 
-def point_in_time_sql(views: list[_View], entity: str, ts_col: str, ts_types: list[str], exact_first: bool = True,
-                      ) -> str:
+def point_in_time_sql(
+    views: list[_View],
+    entity: str,
+    ts_col: str,
+    ts_types: list[str],
+    exact_first: bool = True,
+) -> str:
     """The one statement: entity rows (relation ``entity`` with ``_ROW``) -> ``_ROW`` + every feature.
 
     Args:
@@ -207,6 +219,7 @@ def point_in_time_sql(views: list[_View], entity: str, ts_col: str, ts_types: li
     ctes, joins, select = [], [], [f"e.{_q(_ROW)}"]
     row = _q(_ROW)
     for i, (v, ts_type) in enumerate(zip(views, ts_types, strict=True)):
+
         def fts(alias: str, v: _View = v, ts_type: str = ts_type) -> str:
             col = f"{alias}.{_q(v.ts)}"
             return col if ts_type.upper() == "TIMESTAMP" else f"CAST({col} AS TIMESTAMP)"
@@ -216,8 +229,10 @@ def point_in_time_sql(views: list[_View], entity: str, ts_col: str, ts_types: li
         rest = entity
         if exact_first:
             on = [f"f.{_q(fk)} = e.{_q(ek)}" for fk, ek in v.keys] + [f"{fts('f')} = e.{_q(ts_col)}"]
-            ctes.append(f"x{i} AS MATERIALIZED (SELECT e.{row}{feats} FROM {_scan(v.path)} f "
-                        f"JOIN {entity} e ON {' AND '.join(on)})")
+            ctes.append(
+                f"x{i} AS MATERIALIZED (SELECT e.{row}{feats} FROM {_scan(v.path)} f "
+                f"JOIN {entity} e ON {' AND '.join(on)})"
+            )
             ctes.append(f"u{i} AS (SELECT * FROM {entity} e ANTI JOIN x{i} ON x{i}.{row} = e.{row})")
             rest = f"u{i}"
         on = [f"k.{_q(fk)} = e.{_q(ek)}" for fk, ek in v.keys] + [f"{fts('k')} <= e.{_q(ts_col)}"]
@@ -227,9 +242,11 @@ def point_in_time_sql(views: list[_View], entity: str, ts_col: str, ts_types: li
         ctes.append(
             f"m{i} AS (SELECT e.{row}, arg_max(k.file_row_number, {fts('k')}) AS {_q(_RN)} "
             f"FROM {rest} e JOIN (SELECT {key_cols}, file_row_number FROM {_scan(v.path, True)}) k "
-            f"ON {' AND '.join(on)} GROUP BY e.{row})")
-        ranged = (f"SELECT m{i}.{row}{feats} FROM {_scan(v.path, True)} f "
-                  f"JOIN m{i} ON f.file_row_number = m{i}.{_q(_RN)}")
+            f"ON {' AND '.join(on)} GROUP BY e.{row})"
+        )
+        ranged = (
+            f"SELECT m{i}.{row}{feats} FROM {_scan(v.path, True)} f JOIN m{i} ON f.file_row_number = m{i}.{_q(_RN)}"
+        )
         ctes.append(f"v{i} AS ({ranged}{f' UNION ALL SELECT * FROM x{i}' if exact_first else ''})")
         joins.append(f"LEFT JOIN v{i} ON v{i}.{row} = e.{row}")
         select += [f"v{i}.{_q(o)}" for o in v.out]
@@ -240,30 +257,50 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
     """Feast's DuckDB offline store with a one-statement point-in-time join over Parquet."""
 
     @staticmethod
-    def get_historical_features(config: RepoConfig, feature_views: list[FeatureView], feature_refs: list[str],
-                                entity_df: pd.DataFrame | str, registry: BaseRegistry, project: str,
-                                full_feature_names: bool = False, filter_by_created_timestamp: bool = False,
-                                ) -> RetrievalJob:
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list[FeatureView],
+        feature_refs: list[str],
+        entity_df: pd.DataFrame | str,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        filter_by_created_timestamp: bool = False,
+    ) -> RetrievalJob:
         paths = [_parquet_path(config, fv.batch_source) for fv in feature_views]
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
-        if (not isinstance(entity_df, pd.DataFrame) or None in paths or filter_by_created_timestamp
-                or any(o.mode == "substrait" for o in odfvs)):
+        if (
+            not isinstance(entity_df, pd.DataFrame)
+            or None in paths
+            or filter_by_created_timestamp
+            or any(o.mode == "substrait" for o in odfvs)
+        ):
             return DuckDBOfflineStore.get_historical_features(
-                config=config, feature_views=feature_views, feature_refs=feature_refs, entity_df=entity_df,
-                registry=registry, project=project, full_feature_names=full_feature_names,
-                filter_by_created_timestamp=filter_by_created_timestamp)
+                config=config,
+                feature_views=feature_views,
+                feature_refs=feature_refs,
+                entity_df=entity_df,
+                registry=registry,
+                project=project,
+                full_feature_names=full_feature_names,
+                filter_by_created_timestamp=filter_by_created_timestamp,
+            )
 
         ts_col = offline_utils.infer_event_timestamp_from_entity_df(
-            dict(zip(entity_df.columns, entity_df.dtypes, strict=True)))
+            dict(zip(entity_df.columns, entity_df.dtypes, strict=True))
+        )
         views = [_View(fv, p, feature_refs, full_feature_names) for fv, p in zip(feature_views, paths, strict=True)]
         entity_keys = list(dict.fromkeys(ek for v in views for _, ek in v.keys))
         offline_utils.assert_expected_columns_in_entity_df(
-            dict(zip(entity_df.columns, entity_df.dtypes, strict=True)), set(entity_keys), ts_col)
+            dict(zip(entity_df.columns, entity_df.dtypes, strict=True)), set(entity_keys), ts_col
+        )
         ts = pd.to_datetime(entity_df[ts_col], utc=True)
         metadata = RetrievalMetadata(
-            features=feature_refs, keys=list(set(entity_df.columns) - {ts_col}),
+            features=feature_refs,
+            keys=list(set(entity_df.columns) - {ts_col}),
             min_event_timestamp=ts.min().to_pydatetime() if len(ts) else None,
-            max_event_timestamp=ts.max().to_pydatetime() if len(ts) else None)
+            max_event_timestamp=ts.max().to_pydatetime() if len(ts) else None,
+        )
 
         def compute() -> pa.Table:
             con = _connect(config)
@@ -276,8 +313,9 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
                 got = con.sql(point_in_time_sql(views, "__nbp_entity", ts_col, types)).to_arrow_table()
                 if got.num_rows != len(entity_df):  # a feature table repeats a (key, timestamp)
                     log.info("point-in-time join: repeated feature rows, joining again without the exact pass")
-                    got = con.sql(point_in_time_sql(views, "__nbp_entity", ts_col, types, exact_first=False)
-                                  ).to_arrow_table()
+                    got = con.sql(
+                        point_in_time_sql(views, "__nbp_entity", ts_col, types, exact_first=False)
+                    ).to_arrow_table()
             finally:
                 con.close()
             if got.num_rows != len(entity_df):
@@ -293,27 +331,46 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
         return ArrowRetrievalJob(compute, full_feature_names, odfvs, metadata, str(config.repo_path))
 
     @staticmethod
-    def pull_latest_from_table_or_query(config: RepoConfig, data_source: DataSource, join_key_columns: list[str],
-                                        feature_name_columns: list[str], timestamp_field: str,
-                                        created_timestamp_column: str | None, start_date: datetime,
-                                        end_date: datetime) -> RetrievalJob:
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
         path = _parquet_path(config, data_source)
         if path is None or created_timestamp_column:
             return DuckDBOfflineStore.pull_latest_from_table_or_query(
-                config=config, data_source=data_source, join_key_columns=join_key_columns,
-                feature_name_columns=feature_name_columns, timestamp_field=timestamp_field,
-                created_timestamp_column=created_timestamp_column, start_date=start_date, end_date=end_date)
+                config=config,
+                data_source=data_source,
+                join_key_columns=join_key_columns,
+                feature_name_columns=feature_name_columns,
+                timestamp_field=timestamp_field,
+                created_timestamp_column=created_timestamp_column,
+                start_date=start_date,
+                end_date=end_date,
+            )
 
         def compute() -> pa.Table:
             con = _connect(config)
             try:
                 ts_type = _ts_type(con, path, timestamp_field)
-                cols = ", ".join(_q(c) for c in dict.fromkeys([*join_key_columns, *feature_name_columns,
-                                                                timestamp_field]))
+                cols = ", ".join(
+                    _q(c) for c in dict.fromkeys([*join_key_columns, *feature_name_columns, timestamp_field])
+                )
                 ts = _q(timestamp_field)
-                where = (f"{ts} >= {_ts_literal(start_date, ts_type)} AND {ts} <= {_ts_literal(end_date, ts_type)}")
-                dedup = (f" QUALIFY row_number() OVER (PARTITION BY {', '.join(_q(k) for k in join_key_columns)} "
-                         f"ORDER BY {ts} DESC) = 1") if join_key_columns else ""
+                where = f"{ts} >= {_ts_literal(start_date, ts_type)} AND {ts} <= {_ts_literal(end_date, ts_type)}"
+                dedup = (
+                    (
+                        f" QUALIFY row_number() OVER (PARTITION BY {', '.join(_q(k) for k in join_key_columns)} "
+                        f"ORDER BY {ts} DESC) = 1"
+                    )
+                    if join_key_columns
+                    else ""
+                )
                 return con.sql(f"SELECT {cols} FROM {_scan(path)} WHERE {where}{dedup}").to_arrow_table()
             finally:
                 con.close()

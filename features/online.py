@@ -98,8 +98,11 @@ class ColumnarSqliteOnlineStore(OnlineStore):
     _conns: dict[str, sqlite3.Connection] = {}
 
     def _conn(self, config: RepoConfig) -> sqlite3.Connection:
-        path = str(Path(config.repo_path or ".") / config.online_store.path) \
-            if not Path(config.online_store.path).is_absolute() else config.online_store.path
+        path = (
+            str(Path(config.repo_path or ".") / config.online_store.path)
+            if not Path(config.online_store.path).is_absolute()
+            else config.online_store.path
+        )
         if path not in self._conns:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -109,9 +112,15 @@ class ColumnarSqliteOnlineStore(OnlineStore):
         return self._conns[path]
 
     # -- schema ------------------------------------------------------------------------------
-    def update(self, config: RepoConfig, tables_to_delete: Sequence[FeatureView],
-               tables_to_keep: Sequence[FeatureView], entities_to_delete: Sequence[Entity],
-               entities_to_keep: Sequence[Entity], partial: bool) -> None:
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
         conn = self._conn(config)
         for fv in tables_to_delete:
             conn.execute(f"DROP TABLE IF EXISTS {_table(config, fv)}")
@@ -121,8 +130,10 @@ class ColumnarSqliteOnlineStore(OnlineStore):
             have = [r[1] for r in conn.execute(f"PRAGMA table_info({_table(config, fv)})").fetchall()]
             if have and have != want:  # the view's features changed: rebuild (re-materialise after)
                 conn.execute(f"DROP TABLE {_table(config, fv)}")
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {_table(config, fv)} "
-                         f"({_KEY} TEXT PRIMARY KEY, {_TS} TEXT, {', '.join(cols)})")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_table(config, fv)} "
+                f"({_KEY} TEXT PRIMARY KEY, {_TS} TEXT, {', '.join(cols)})"
+            )
 
     def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
         conn = self._conn(config)
@@ -148,19 +159,30 @@ class ColumnarSqliteOnlineStore(OnlineStore):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-2000")
 
-    def online_write_batch(self, config: RepoConfig, table: FeatureView,
-                           data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
-                           progress: Callable[[int], Any] | None) -> None:
+    def online_write_batch(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
+        progress: Callable[[int], Any] | None,
+    ) -> None:
         """Feast's generic write path (protobuf values); :func:`write_arrow` is the fast one."""
         names = [f.name for f in table.features]
-        rows = [(_key(k), ts.astimezone(UTC).isoformat() if ts.tzinfo else ts.isoformat(),
-                 *[_from_proto(vals[n]) if n in vals else None for n in names]) for k, vals, ts, _ in data]
+        rows = [
+            (
+                _key(k),
+                ts.astimezone(UTC).isoformat() if ts.tzinfo else ts.isoformat(),
+                *[_from_proto(vals[n]) if n in vals else None for n in names],
+            )
+            for k, vals, ts, _ in data
+        ]
         self._upsert(config, table, names, rows)
         if progress:
             progress(len(data))
 
-    def write_arrow(self, config: RepoConfig, table: FeatureView, data: pa.Table, join_key: str,
-                    timestamp_field: str) -> int:
+    def write_arrow(
+        self, config: RepoConfig, table: FeatureView, data: pa.Table, join_key: str, timestamp_field: str
+    ) -> int:
         """Write the rows of ``data`` (join key, timestamp, every feature of ``table``).
 
         Returns:
@@ -174,16 +196,20 @@ class ColumnarSqliteOnlineStore(OnlineStore):
         return data.num_rows
 
     # -- reads -------------------------------------------------------------------------------
-    def online_read(self, config: RepoConfig, table: FeatureView, entity_keys: list[EntityKeyProto],
-                    requested_features: list[str] | None = None,
-                    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
         feats = [f for f in table.features if requested_features is None or f.name in requested_features]
         keys = [_key(k) for k in entity_keys]
         cols = ", ".join([_KEY, _TS] + [f'"{f.name}"' for f in feats])
         found: dict[str, tuple] = {}
         conn = self._conn(config)
         for i in range(0, len(keys), 900):  # SQLite's bound-parameter limit
-            chunk = keys[i:i + 900]
+            chunk = keys[i : i + 900]
             q = f"SELECT {cols} FROM {_table(config, table)} WHERE {_KEY} IN ({', '.join('?' * len(chunk))})"
             for row in conn.execute(q, chunk):
                 found[row[0]] = row
@@ -216,8 +242,9 @@ class ColumnarSqliteOnlineStore(OnlineStore):
             conns[path] = sqlite3.connect(path, isolation_level=None, cached_statements=256)
         return conns[path]
 
-    def read_matrix(self, config: RepoConfig, views: Sequence[tuple[FeatureView, Sequence[str]]],
-                    keys: Sequence[str]) -> np.ndarray:
+    def read_matrix(
+        self, config: RepoConfig, views: Sequence[tuple[FeatureView, Sequence[str]]], keys: Sequence[str]
+    ) -> np.ndarray:
         """Features of ``keys`` from several feature views as one float64 matrix.
 
         Args:
@@ -250,8 +277,9 @@ class MatrixQuery:
 
     CHUNK = 900  # SQLite's bound-parameter limit is 999
 
-    def __init__(self, store: ColumnarSqliteOnlineStore, config: RepoConfig,
-                 views: Sequence[tuple[FeatureView, Sequence[str]]]) -> None:
+    def __init__(
+        self, store: ColumnarSqliteOnlineStore, config: RepoConfig, views: Sequence[tuple[FeatureView, Sequence[str]]]
+    ) -> None:
         self.store, self.config = store, config
         self._path = db_path(config)
         sel: list[str] = []
@@ -281,7 +309,7 @@ class MatrixQuery:
         unique = list(dict.fromkeys(str(k) for k in keys))
         rows: list[tuple] = []
         for i in range(0, len(unique), self.CHUNK):
-            chunk = unique[i:i + self.CHUNK]
+            chunk = unique[i : i + self.CHUNK]
             rows.extend(conn.execute(self._query(len(chunk)), chunk).fetchall())
         vals = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), self.width)  # None -> NaN
         if len(self.ints):

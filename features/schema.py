@@ -41,8 +41,7 @@ FEATURE_SERVICE_VERSION = "v1"
 FAMILIES = ("demo", "income", "spend", "business", "liquidity", "tax", "holdings", "marketing")
 
 CATEGORY_CODE_RULE = (
-    "integer code = 0-based position of the value in the enum tuple of bankexport/spec.py; "
-    "null when unknown"
+    "integer code = 0-based position of the value in the enum tuple of bankexport/spec.py; null when unknown"
 )
 
 DTYPES = ("int", "float")
@@ -104,7 +103,14 @@ def declarer(family: str, nullable: Collection[str] = (), zero: bool = True) -> 
     """
 
     def declare(name: str, dtype: str, zh: str, en: str, categories: tuple[str, ...] = ()) -> Feature:
-        return Feature(name, family, dtype, zh, en, categories=categories,
-                       zero_if_none=zero and not categories and name not in nullable)
+        return Feature(
+            name,
+            family,
+            dtype,
+            zh,
+            en,
+            categories=categories,
+            zero_if_none=zero and not categories and name not in nullable,
+        )
 
     return declare

@@ -58,8 +58,11 @@ def offline_config(ws: Workspace) -> dict:
 
     if os.environ.get("NBP_FEAST_OFFLINE") == "duckdb":  # Feast's stock DuckDB store (baseline, comparisons)
         return {"type": "duckdb"}
-    return {"type": TYPE, "memory_limit": fbuild.DUCKDB_MEMORY_LIMIT,
-            "temp_directory": str(ws.home / jobs.SCRATCH / jobs.tag() / "duckdb-feast")}  # removed by nbp.jobs
+    return {
+        "type": TYPE,
+        "memory_limit": fbuild.DUCKDB_MEMORY_LIMIT,
+        "temp_directory": str(ws.home / jobs.SCRATCH / jobs.tag() / "duckdb-feast"),
+    }  # removed by nbp.jobs
 
 
 def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type imported lazily)
@@ -73,11 +76,15 @@ def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type importe
 
         online = {"type": TYPE, "path": str(ws.feast_dir / "online_store.db")}
     return RepoConfig(
-        project=PROJECT, provider="local",
-        registry=RegistryConfig(path=str(ws.feast_dir / "registry.db"), cache_ttl_seconds=60,
-                                registry_store_type=REGISTRY_STORE),
-        offline_store=offline_config(ws), online_store=online,
-        entity_key_serialization_version=3, repo_path=ws.feast_dir,
+        project=PROJECT,
+        provider="local",
+        registry=RegistryConfig(
+            path=str(ws.feast_dir / "registry.db"), cache_ttl_seconds=60, registry_store_type=REGISTRY_STORE
+        ),
+        offline_store=offline_config(ws),
+        online_store=online,
+        entity_key_serialization_version=3,
+        repo_path=ws.feast_dir,
     )
 
 
@@ -107,8 +114,12 @@ def apply(cfg: Config, ws: Workspace) -> None:
     t0 = time.perf_counter()
     get_store(cfg, ws).apply(objects(ws.features_dir, service_names(cfg)))
     _SERVICES.clear()
-    log.info("feast apply: %d feature views, %d feature services, %.1f s", len(MODULES), len(cfg.products),
-             time.perf_counter() - t0)
+    log.info(
+        "feast apply: %d feature views, %d feature services, %.1f s",
+        len(MODULES),
+        len(cfg.products),
+        time.perf_counter() - t0,
+    )
 
 
 def _utc(d: date | datetime) -> datetime:
@@ -131,9 +142,15 @@ def _materialize_columnar(fs: FeatureStore, start: datetime, end: datetime) -> i
 
     def pull(fv: object) -> object:
         return offline.pull_latest_from_table_or_query(
-            config=fs.config, data_source=fv.batch_source, join_key_columns=[JOIN_KEY],
-            feature_name_columns=[f.name for f in fv.features], timestamp_field=EVENT_TS,
-            created_timestamp_column=None, start_date=start, end_date=end).to_arrow()
+            config=fs.config,
+            data_source=fv.batch_source,
+            join_key_columns=[JOIN_KEY],
+            feature_name_columns=[f.name for f in fv.features],
+            timestamp_field=EVENT_TS,
+            created_timestamp_column=None,
+            start_date=start,
+            end_date=end,
+        ).to_arrow()
 
     n = 0
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -165,8 +182,12 @@ def materialize(cfg: Config, ws: Workspace, as_of: date | None = None) -> date:
         log.info("online store: %s customers written", f"{n:,}")
     else:
         fs.materialize(start_date=start, end_date=end)
-    log.info("materialised as-of %s into the %s online store, %.1f s", when, cfg.features.online_store,
-             time.perf_counter() - t0)
+    log.info(
+        "materialised as-of %s into the %s online store, %.1f s",
+        when,
+        cfg.features.online_store,
+        time.perf_counter() - t0,
+    )
     return when
 
 
@@ -181,8 +202,10 @@ def _refs(cfg: Config, ws: Workspace, feature_service: str) -> object:
         _SERVICES[key] = store.get_feature_service(feature_service, allow_cache=True)
         return _SERVICES[key]
     except Exception as e:  # feast raises its own FeatureServiceNotFoundException
-        raise FeatureStoreError(f"feature service {feature_service!r}: not in the Feast registry at "
-                                f"{ws.feast_dir} ({type(e).__name__}); run `nbp features`") from e
+        raise FeatureStoreError(
+            f"feature service {feature_service!r}: not in the Feast registry at "
+            f"{ws.feast_dir} ({type(e).__name__}); run `nbp features`"
+        ) from e
 
 
 def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: object) -> pd.DataFrame:
@@ -201,8 +224,10 @@ def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: obj
     # features) for reuse; nothing reuses it after a retrieval, so hand it back to the system
     pa.default_memory_pool().release_unused()
     if len(out) != len(ent):
-        raise FeatureStoreError(f"historical retrieval: asked {len(ent):,} entity rows, Feast returned "
-                                f"{len(out):,}; check the feature tables ({ws.features_dir})")
+        raise FeatureStoreError(
+            f"historical retrieval: asked {len(ent):,} entity rows, Feast returned "
+            f"{len(out):,}; check the feature tables ({ws.features_dir})"
+        )
     if naive:
         out[EVENT_TS] = pd.to_datetime(out[EVENT_TS]).dt.tz_convert(None).astype("datetime64[us]")
     feats = [c for c in out.columns if c not in (JOIN_KEY, EVENT_TS)]
@@ -242,8 +267,9 @@ def historical(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, feature_serv
     return _retrieve(cfg, ws, entity_df, _refs(cfg, ws, feature_service))
 
 
-def exact_grid(ws: Workspace, customer_ids: Sequence[str], as_ofs: Sequence[datetime], names: Sequence[str]
-               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def exact_grid(
+    ws: Workspace, customer_ids: Sequence[str], as_ofs: Sequence[datetime], names: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Stored values of some features at exactly each as-of date, for every customer: a cheap pre-filter.
 
     Reads the feature tables (the offline store's Parquet files) directly, one scan per
@@ -277,10 +303,18 @@ def exact_grid(ws: Workspace, customer_ids: Sequence[str], as_ofs: Sequence[date
     out = {n: (np.full(shape, np.nan), np.zeros(shape, dtype=bool)) for n in names}
     if not len(as_ofs):
         return out
-    cust = pa.table({JOIN_KEY: pa.array([str(c) for c in customer_ids], pa.string()),
-                     "ci": pa.array(np.arange(len(customer_ids), dtype=np.int64))})
-    dates = pa.table({"ts": pa.array(pd.DatetimeIndex(as_ofs).astype("datetime64[us]").to_numpy()),
-                      "ti": pa.array(np.arange(len(as_ofs), dtype=np.int64))})
+    cust = pa.table(
+        {
+            JOIN_KEY: pa.array([str(c) for c in customer_ids], pa.string()),
+            "ci": pa.array(np.arange(len(customer_ids), dtype=np.int64)),
+        }
+    )
+    dates = pa.table(
+        {
+            "ts": pa.array(pd.DatetimeIndex(as_ofs).astype("datetime64[us]").to_numpy()),
+            "ti": pa.array(np.arange(len(as_ofs), dtype=np.int64)),
+        }
+    )
     # literal bounds let the Parquet reader skip row groups of other dates (tables are in date order)
     lo, hi = (pd.Timestamp(min(as_ofs)).isoformat(sep=" "), pd.Timestamp(max(as_ofs)).isoformat(sep=" "))
     con = duckdb.connect()
@@ -297,7 +331,8 @@ def exact_grid(ws: Workspace, customer_ids: Sequence[str], as_ofs: Sequence[date
                 f"SELECT d.ti, c.ci, {', '.join('f.' + _sql_name(n) for n in cols)} "
                 f"FROM read_parquet('{path}') f JOIN dates d ON f.{EVENT_TS} = d.ts "
                 f"JOIN cust c ON f.{JOIN_KEY} = c.{JOIN_KEY} "
-                f"WHERE f.{EVENT_TS} BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'").to_arrow_table()
+                f"WHERE f.{EVENT_TS} BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
+            ).to_arrow_table()
             ti, ci = got.column("ti").to_numpy(), got.column("ci").to_numpy()
             flat = ti * shape[1] + ci
             once = (np.bincount(flat, minlength=shape[0] * shape[1]) == 1).reshape(shape)
@@ -315,8 +350,9 @@ def _sql_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def historical_union(cfg: Config, ws: Workspace, entity_df: pd.DataFrame,
-                     feature_services: Sequence[str]) -> pd.DataFrame:
+def historical_union(
+    cfg: Config, ws: Workspace, entity_df: pd.DataFrame, feature_services: Sequence[str]
+) -> pd.DataFrame:
     """:func:`historical` for several services at once: one point-in-time join for the union
     of their features (scoring reads every product's features for the same rows).
 
@@ -329,8 +365,11 @@ def historical_union(cfg: Config, ws: Workspace, entity_df: pd.DataFrame,
 
 def _service_refs(cfg: Config, ws: Workspace, feature_service: str) -> list[tuple[str, str]]:
     """``(feature view, feature)`` of each feature of one service, in its order."""
-    return [(proj.name_to_use(), f.name) for proj in _refs(cfg, ws, feature_service).feature_view_projections
-            for f in proj.features]
+    return [
+        (proj.name_to_use(), f.name)
+        for proj in _refs(cfg, ws, feature_service).feature_view_projections
+        for f in proj.features
+    ]
 
 
 def service_features(cfg: Config, ws: Workspace, feature_service: str) -> list[str]:
@@ -432,8 +471,10 @@ class OnlineReader:
         try:
             return self._query(ids)  # type: ignore[misc]
         except (OSError, sqlite3.Error) as e:
-            raise FeatureStoreError(f"online store of {self.ws.feast_dir} cannot be read for service "
-                                    f"{self.service!r} ({type(e).__name__}: {e}); run `nbp features`") from e
+            raise FeatureStoreError(
+                f"online store of {self.ws.feast_dir} cannot be read for service "
+                f"{self.service!r} ({type(e).__name__}: {e}); run `nbp features`"
+            ) from e
 
 
 _READERS: dict[tuple[str, str, str, str], OnlineReader] = {}
@@ -474,8 +515,9 @@ def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
     if as_of not in fbuild.built_as_of(ws):
         raise FeatureStoreError(f"as-of {as_of}: not built; run `nbp features --as-of {as_of}`")
     path = fbuild.family_path(ws, "demo")
-    ids = duckdb.sql(f"SELECT {JOIN_KEY} FROM read_parquet('{path}') WHERE {EVENT_TS} = TIMESTAMP '{as_of}'"
-                     ).df()[JOIN_KEY]
+    ids = duckdb.sql(f"SELECT {JOIN_KEY} FROM read_parquet('{path}') WHERE {EVENT_TS} = TIMESTAMP '{as_of}'").df()[
+        JOIN_KEY
+    ]
     ent = pd.DataFrame({JOIN_KEY: ids.astype(str), EVENT_TS: pd.Timestamp(as_of)})
     df = _retrieve(cfg, ws, ent, all_feature_refs())
     df = df[[JOIN_KEY, *feature_names()]].sort_values(JOIN_KEY).reset_index(drop=True)

@@ -119,8 +119,12 @@ class Spine:
         """From a query with columns ``customer_id`` and ``open_date``."""
         tbl = con.sql(query).to_arrow_table()
         opened = tbl.column("open_date").combine_chunks().cast(pa.timestamp("us"))
-        return cls(tbl.column(JOIN_KEY).combine_chunks(),
-                   opened.to_numpy(zero_copy_only=False).astype("datetime64[us]"), as_of, first_mi)
+        return cls(
+            tbl.column(JOIN_KEY).combine_chunks(),
+            opened.to_numpy(zero_copy_only=False).astype("datetime64[us]"),
+            as_of,
+            first_mi,
+        )
 
     def __len__(self) -> int:
         return len(self.customers)
@@ -200,7 +204,7 @@ class MonthlySeries:
         """The months ``off`` months before each as-of's month (a view when the as-ofs are consecutive months)."""
         p = self._pos - off
         if len(p) and (np.diff(p) == 1).all():
-            return x[p[0]:p[-1] + 1]
+            return x[p[0] : p[-1] + 1]
         return x[p]
 
     def window(self, w: Window) -> np.ndarray:

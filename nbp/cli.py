@@ -38,10 +38,19 @@ class Ctx:
 def common(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--config``, ``--log-level`` and ``--debug`` to a subcommand and build its Ctx."""
 
-    @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                  help="YAML overlay merged over configs/*.yaml.")
-    @click.option("--log-level", default="INFO", show_default=True,
-                  type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+    @click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="YAML overlay merged over configs/*.yaml.",
+    )
+    @click.option(
+        "--log-level",
+        default="INFO",
+        show_default=True,
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    )
     @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
     @functools.wraps(f)
     def wrapper(config_path: str | None, log_level: str, debug: bool, **kw: Any) -> Any:
@@ -74,8 +83,7 @@ def main() -> None:
 @click.option("--end", default=None, help="Last simulated month, YYYY-MM.")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed, same export).")
 @common
-def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end: str | None,
-             seed: int | None) -> None:
+def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end: str | None, seed: int | None) -> None:
     """Write a bank export of a simulated county rural bank, plus its oracle."""
     from bankexport.simulate import FULL_CUSTOMERS
     from bankexport.simulate import simulate as run
@@ -90,19 +98,31 @@ def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end:
             n = int(customers)
         except ValueError:
             raise click.BadParameter("a number or 'full'", param_hint="--customers") from None
-    summary = run(Path(out), customers=n, months=months or sc.months, end=end or sc.end,
-                  seed=sc.seed if seed is None else seed, horizon_days=sc.horizon_days)
+    summary = run(
+        Path(out),
+        customers=n,
+        months=months or sc.months,
+        end=end or sc.end,
+        seed=sc.seed if seed is None else seed,
+        horizon_days=sc.horizon_days,
+    )
     click.echo(summary.describe())
 
 
 @main.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
-@click.option("--accept-set-aside", is_flag=True,
-              help="Store the tables even where more rows are set aside than ingest.max_set_aside_share "
-                   "(default 5%); the report says so.")
-@click.option("--accept-shrink", is_flag=True,
-              help="Store the tables even where one keeps more than ingest.max_shrink_share (default 20%) "
-                   "fewer rows than the previous import; the report says so.")
+@click.option(
+    "--accept-set-aside",
+    is_flag=True,
+    help="Store the tables even where more rows are set aside than ingest.max_set_aside_share "
+    "(default 5%); the report says so.",
+)
+@click.option(
+    "--accept-shrink",
+    is_flag=True,
+    help="Store the tables even where one keeps more than ingest.max_shrink_share (default 20%) "
+    "fewer rows than the previous import; the report says so.",
+)
 @common
 def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool) -> None:
     """Validate a bank export in SRC and store its typed tables in the workspace."""
@@ -113,8 +133,13 @@ def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool) -> N
 
 
 @main.group(invoke_without_command=True)
-@click.option("--as-of", "as_of", multiple=True, type=click.DateTime(["%Y-%m-%d"]),
-              help="As-of date T (repeatable); default: every month start in the data.")
+@click.option(
+    "--as-of",
+    "as_of",
+    multiple=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="As-of date T (repeatable); default: every month start in the data.",
+)
 @common
 def features(ctx: Ctx, as_of: tuple) -> None:
     """Build the feature tables, apply the Feast repo, materialise the latest as-of."""
@@ -141,8 +166,12 @@ DATE = click.DateTime(["%Y-%m-%d"])
 
 
 @main.command()
-@click.option("--cutoff", type=DATE, default=None, help="Use only label windows closed before this date "
-              "(default: the export date).")
+@click.option(
+    "--cutoff",
+    type=DATE,
+    default=None,
+    help="Use only label windows closed before this date (default: the export date).",
+)
 @click.option("--product", "products", multiple=True, help="Product key (repeatable; default: all).")
 @common
 def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
@@ -156,10 +185,20 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
 
     with job(ctx.ws):
         results = run(ctx.cfg, ctx.ws, pd.Timestamp(cutoff) if cutoff else None, list(products) or None)
-    click.echo(metrics_table([{"product": r.product, "version": r.version, "alias": r.alias or "skipped",
-                               "window": r.window,
-                               **{k: r.metrics.get(k) for k in ("auc", "pr_auc", "lift_10", "ece", "brier")}}
-                              for r in results]))
+    click.echo(
+        metrics_table(
+            [
+                {
+                    "product": r.product,
+                    "version": r.version,
+                    "alias": r.alias or "skipped",
+                    "window": r.window,
+                    **{k: r.metrics.get(k) for k in ("auc", "pr_auc", "lift_10", "ece", "brier")},
+                }
+                for r in results
+            ]
+        )
+    )
     for r in results:
         click.echo(result_line(r))
     if all(r.skip is not None for r in results):
@@ -204,8 +243,9 @@ def serve(ctx: Ctx, host: str, port: int) -> None:
 @click.option("--campaign", default=None, help="Campaign id (fixes the control group; default <product>-<YYYYMM>).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.xlsx or FILE.csv to write.")
 @common
-def targets(ctx: Ctx, product: str, branch: str | None, manager: str | None, top: int, campaign: str | None,
-            out: str) -> None:
+def targets(
+    ctx: Ctx, product: str, branch: str | None, manager: str | None, top: int, campaign: str | None, out: str
+) -> None:
     """Write a target list (the same list as POST /targets) for staff, from the latest batch scores."""
     from serving.launch import write_targets
 
@@ -218,9 +258,13 @@ def bench() -> None:
 
 
 @bench.command("bank-marketing")
-@click.option("--data", type=click.Path(dir_okay=False), default=None,
-              help="bank-additional CSV (';'-separated); default: ../shared/datasets/bank_marketing/"
-                   "bank-additional-full.csv.gz beside the checkout.")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="bank-additional CSV (';'-separated); default: ../shared/datasets/bank_marketing/"
+    "bank-additional-full.csv.gz beside the checkout.",
+)
 @common
 def bench_bank_marketing(ctx: Ctx, data: str | None) -> None:
     """Our training recipe against LightGBM defaults on UCI Bank Marketing (time-ordered and CV)."""
@@ -232,8 +276,12 @@ def bench_bank_marketing(ctx: Ctx, data: str | None) -> None:
 @main.command()
 @click.option("--as-of", "as_of", required=True, type=DATE, help="Cutoff: train before it, test from it on.")
 @click.option("--product", "products", multiple=True, help="Product key (repeatable; default: all).")
-@click.option("--oracle", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Simulator oracle.parquet, for the oracle's AUC on the same rows.")
+@click.option(
+    "--oracle",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Simulator oracle.parquet, for the oracle's AUC on the same rows.",
+)
 @click.option("--months", type=int, default=4, show_default=True, help="Monthly test as-of dates.")
 @common
 def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None, months: int) -> None:

@@ -126,8 +126,11 @@ def clean_stale(ws: Workspace) -> list[Path]:
     for p in gone:
         _remove(p)
     if gone:
-        log.warning("removed %d temporary item(s) of job(s) that died: %s", len(gone),
-                    ", ".join(str(p.relative_to(ws.home)) for p in gone[:5]) + (" …" if len(gone) > 5 else ""))
+        log.warning(
+            "removed %d temporary item(s) of job(s) that died: %s",
+            len(gone),
+            ", ".join(str(p.relative_to(ws.home)) for p in gone[:5]) + (" …" if len(gone) > 5 else ""),
+        )
     base = ws.home / SCRATCH
     if base.exists() and not any(base.iterdir()):
         base.rmdir()

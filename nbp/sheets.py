@@ -85,8 +85,9 @@ def restore(value: Any) -> Any:
 
 
 def _is_text(s: pd.Series) -> bool:
-    return pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s) or isinstance(
-        s.dtype, pd.CategoricalDtype)
+    return (
+        pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype)
+    )
 
 
 def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -122,8 +123,13 @@ def write_csv(df: pd.DataFrame, path: str | Path, bom: bool = True) -> Path:
     frame = neutralise_frame(df)
     frame.columns = safe_header(list(frame.columns))
     with atomic_write(path) as tmp:
-        frame.to_csv(tmp, index=False, encoding="utf-8-sig" if bom else "utf-8", quoting=csv.QUOTE_NONNUMERIC,
-                     lineterminator="\r\n")
+        frame.to_csv(
+            tmp,
+            index=False,
+            encoding="utf-8-sig" if bom else "utf-8",
+            quoting=csv.QUOTE_NONNUMERIC,
+            lineterminator="\r\n",
+        )
     return path
 
 
@@ -135,8 +141,11 @@ def neutralise_batch(batch: Any) -> Any:
     cols = []
     for col in batch.columns:
         t = col.type
-        if pa.types.is_string(t) or pa.types.is_large_string(t) or (
-                hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t)):
+        if (
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t))
+        ):
             col = col.cast(pa.string()) if not (pa.types.is_string(t) or pa.types.is_large_string(t)) else col
             hit = pc.match_substring_regex(col, ARROW_PATTERN)
             col = pc.if_else(hit, pc.binary_join_element_wise(GUARD, col, ""), col)
@@ -162,16 +171,18 @@ def write_csv_batches(reader: Any, path: str | Path) -> Path:
             for batch in reader:
                 safe = neutralise_batch(batch)
                 if writer is None:
-                    writer = pacsv.CSVWriter(f, safe.schema, write_options=pacsv.WriteOptions(
-                        quoting_style="all_valid"))
+                    writer = pacsv.CSVWriter(
+                        f, safe.schema, write_options=pacsv.WriteOptions(quoting_style="all_valid")
+                    )
                 writer.write_batch(safe)
                 first = False
             if first:  # no rows: the header alone
                 import pyarrow as pa
 
                 empty = pa.RecordBatch.from_pylist([], schema=reader.schema)
-                writer = pacsv.CSVWriter(f, neutralise_batch(empty).schema,
-                                         write_options=pacsv.WriteOptions(quoting_style="all_valid"))
+                writer = pacsv.CSVWriter(
+                    f, neutralise_batch(empty).schema, write_options=pacsv.WriteOptions(quoting_style="all_valid")
+                )
         finally:
             if writer is not None:
                 writer.close()
@@ -201,7 +212,7 @@ def to_xlsx_text(value: str) -> str:
     """A neutralised text cell in OOXML's escapes (module docstring)."""
     text = _XLSX_ESCAPE.sub(r"_x005F_\1", neutralise(value))
     text = _XLSX_CONTROL.sub(lambda m: f"_x{ord(m.group(0)):04X}_", text)
-    return text if len(text) <= XLSX_MAX_CHARS else text[:XLSX_MAX_CHARS - 1] + "…"
+    return text if len(text) <= XLSX_MAX_CHARS else text[: XLSX_MAX_CHARS - 1] + "…"
 
 
 def from_xlsx_text(value: Any) -> Any:

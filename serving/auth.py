@@ -107,8 +107,10 @@ def fingerprint_key(ws: Workspace, environ: Mapping[str, str]) -> bytes:
     except ValueError:
         key = b""
     if len(key) < MIN_KEY_BYTES:
-        raise ConfigError(f"{source}: the token fingerprint key must be at least {MIN_KEY_BYTES} bytes of hex "
-                          f"(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        raise ConfigError(
+            f"{source}: the token fingerprint key must be at least {MIN_KEY_BYTES} bytes of hex "
+            f"(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
     return key
 
 

@@ -135,11 +135,18 @@ class SingleRowContrib:
         self.ncol = booster.num_feature()
         self.nout = (self.ncol + 1) * booster.num_model_per_iteration()  # per feature, then the bias
         self._handle = ctypes.c_void_p()
-        _safe_call(_LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-            booster._handle, ctypes.c_int(3),  # C_API_PREDICT_CONTRIB
-            ctypes.c_int(0), ctypes.c_int(num_iteration if num_iteration and num_iteration > 0 else -1),
-            ctypes.c_int(1), ctypes.c_int32(self.ncol),  # C_API_DTYPE_FLOAT64
-            ctypes.c_char_p(f"num_threads={SERVING_THREADS}".encode()), ctypes.byref(self._handle)))
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(3),  # C_API_PREDICT_CONTRIB
+                ctypes.c_int(0),
+                ctypes.c_int(num_iteration if num_iteration and num_iteration > 0 else -1),
+                ctypes.c_int(1),
+                ctypes.c_int32(self.ncol),  # C_API_DTYPE_FLOAT64
+                ctypes.c_char_p(f"num_threads={SERVING_THREADS}".encode()),
+                ctypes.byref(self._handle),
+            )
+        )
         self._out_len = ctypes.c_int64(0)
         self._lock = threading.Lock()  # the fast config holds per-call state: one caller at a time
 
@@ -150,9 +157,14 @@ class SingleRowContrib:
             raise ValueError(f"expected {self.ncol} features, got shape {x.shape}")
         out = np.empty(self.nout, dtype=np.float64)
         with self._lock:
-            self._check(self._lib.LGBM_BoosterPredictForMatSingleRowFast(
-                self._handle, ctypes.c_void_p(x.ctypes.data), ctypes.byref(self._out_len),
-                ctypes.cast(out.ctypes.data, _DOUBLE_P)))
+            self._check(
+                self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                    self._handle,
+                    ctypes.c_void_p(x.ctypes.data),
+                    ctypes.byref(self._out_len),
+                    ctypes.cast(out.ctypes.data, _DOUBLE_P),
+                )
+            )
             n = self._out_len.value
         if n != self.nout:
             raise ValueError(f"LightGBM returned {n} contributions, expected {self.nout}")
@@ -184,17 +196,22 @@ class HintPlan:
     single_row: SingleRowContrib | None = None  # the fast TreeSHAP call (numerical models)
 
     @classmethod
-    def build(cls, model: FittedModel, reader: OnlineReader, rules: Sequence[EligibilityRule],
-              catalog: ReasonCatalog) -> HintPlan:
+    def build(
+        cls, model: FittedModel, reader: OnlineReader, rules: Sequence[EligibilityRule], catalog: ReasonCatalog
+    ) -> HintPlan:
         at = {c: j for j, c in enumerate(reader.columns)}
         feats = None if model.categories else np.array([at[f] for f in model.features], dtype=np.intp)
         names = sorted(f for f in set(model.features) if f in catalog)
         pos = {f: j for j, f in enumerate(model.features)}
-        return cls(reader=reader, features=feats, reason_names=tuple(names),
-                   reason_contrib=np.array([pos[n] for n in names], dtype=np.intp),
-                   reason_values=np.array([at[n] for n in names], dtype=np.intp),
-                   rules=tuple((r, at.get(r.feature)) for r in rules),
-                   single_row=None if feats is None else SingleRowContrib(model.booster, model.best_iteration))
+        return cls(
+            reader=reader,
+            features=feats,
+            reason_names=tuple(names),
+            reason_contrib=np.array([pos[n] for n in names], dtype=np.intp),
+            reason_values=np.array([at[n] for n in names], dtype=np.intp),
+            rules=tuple((r, at.get(r.feature)) for r in rules),
+            single_row=None if feats is None else SingleRowContrib(model.booster, model.best_iteration),
+        )
 
     def contributions(self, model: FittedModel, row: np.ndarray) -> np.ndarray:
         """TreeSHAP contributions of one row (features, then bias), as ``FittedModel.contributions``."""
@@ -204,8 +221,9 @@ class HintPlan:
             return self.single_row(row[self.features])
         else:
             m = row[self.features].reshape(1, -1)
-        return model.booster.predict(m, pred_contrib=True, num_iteration=model.best_iteration,
-                                     num_threads=SERVING_THREADS)[0]
+        return model.booster.predict(
+            m, pred_contrib=True, num_iteration=model.best_iteration, num_threads=SERVING_THREADS
+        )[0]
 
 
 def rule_holds(value: float, rule: EligibilityRule) -> bool:
@@ -242,9 +260,18 @@ def percentile_of(sorted_scores: np.ndarray, p: float) -> float | None:
 class Recommender:
     """Hints and target lists over one workspace (see the module docstring)."""
 
-    def __init__(self, cfg: Config, ws: Workspace, products: dict[str, ProductState], customers: pd.DataFrame,
-                 contacts: pd.DataFrame, managers: pd.DataFrame, do_not_contact: frozenset[str],
-                 ref_date: date, catalog: ReasonCatalog | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        ws: Workspace,
+        products: dict[str, ProductState],
+        customers: pd.DataFrame,
+        contacts: pd.DataFrame,
+        managers: pd.DataFrame,
+        do_not_contact: frozenset[str],
+        ref_date: date,
+        catalog: ReasonCatalog | None = None,
+    ) -> None:
         self.cfg = cfg
         self.ws = ws
         self.products = products
@@ -257,7 +284,8 @@ class Recommender:
         self._recent = self._recent_contacts()
         b = customers["branch_id"]
         self._branch: dict[str, str | None] = {  # customer -> branch, for the per-request lookup
-            str(c): None if pd.isna(v) else str(v) for c, v in zip(customers.index, b, strict=True)}
+            str(c): None if pd.isna(v) else str(v) for c, v in zip(customers.index, b, strict=True)
+        }
         self._reason_cache: dict[tuple[str, int, str, str], list[str]] = {}
         # what a list request may name (404 otherwise), and the contact policy per product, prepared once
         m = customers["manager_id"]
@@ -295,8 +323,15 @@ class Recommender:
         contacts = _read_table(ws, "contacts", ["customer_id", "product", "contact_date", "campaign_id"])
         managers = _read_table(ws, "managers", ["manager_id", "branch_id", "capacity_per_month"])
         dnc_file = do_not_contact_path(ws)
-        dnc = frozenset(line.strip() for line in dnc_file.read_text(encoding="utf-8").splitlines()
-                        if line.strip() and not line.startswith("#")) if dnc_file.exists() else frozenset()
+        dnc = (
+            frozenset(
+                line.strip()
+                for line in dnc_file.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")
+            )
+            if dnc_file.exists()
+            else frozenset()
+        )
         scores = pd.read_parquet(scores_path(ws)) if scores_path(ws).exists() else None
         names = service_names(cfg)
         catalog = ReasonCatalog(catalog_frame())
@@ -318,21 +353,28 @@ class Recommender:
                 st.fast = HintPlan.build(st.model, online_reader(cfg, ws, st.service), pc.eligibility, catalog)
             st.scores, st.scores_problem = cls._product_scores(ws, st, scores, customers)
             if st.scores is not None:
-                st.branch_scores = {b: np.sort(g["propensity"].to_numpy(float))
-                                    for b, g in st.scores.groupby(st.scores["branch_id"].fillna(""))}
+                st.branch_scores = {
+                    b: np.sort(g["propensity"].to_numpy(float))
+                    for b, g in st.scores.groupby(st.scores["branch_id"].fillna(""))
+                }
             states[key] = st
         rec = cls(cfg, ws, states, customers, contacts, managers, dnc, ref, catalog)
         for key, st in states.items():  # the first list request of a product finds its policy ready
             if st.ready and st.scores is not None:
                 rec.target_policy(key)
-        log.info("serving: %d customers, products ready: %s; degraded: %s; loaded in %.1f s",
-                 len(customers), ", ".join(k for k, s in states.items() if s.ready) or "none",
-                 ", ".join(k for k, s in states.items() if not s.ready) or "none", time.perf_counter() - t0)
+        log.info(
+            "serving: %d customers, products ready: %s; degraded: %s; loaded in %.1f s",
+            len(customers),
+            ", ".join(k for k, s in states.items() if s.ready) or "none",
+            ", ".join(k for k, s in states.items() if not s.ready) or "none",
+            time.perf_counter() - t0,
+        )
         return rec
 
     @staticmethod
-    def _check_online(cfg: Config, ws: Workspace, st: ProductState, probe_ids: Sequence[str]
-                      ) -> tuple[str | None, tuple[str, ...]]:
+    def _check_online(
+        cfg: Config, ws: Workspace, st: ProductState, probe_ids: Sequence[str]
+    ) -> tuple[str | None, tuple[str, ...]]:
         """Why the champion cannot be served from the online store (None: it can), and the store's columns."""
         try:
             cols = tuple(online(cfg, ws, list(probe_ids) or ["-"], st.service).columns)
@@ -340,17 +382,22 @@ class Recommender:
             return str(e), ()
         missing = missing_features(st.model.features if st.model else [], cols)
         if missing:
-            return (f"nbp-{st.key} v{st.version}: {len(missing)} feature(s) missing from the online store "
-                    f"(service {st.service}): {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
-                    f"run `nbp features` or retrain"), cols
+            return (
+                f"nbp-{st.key} v{st.version}: {len(missing)} feature(s) missing from the online store "
+                f"(service {st.service}): {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
+                f"run `nbp features` or retrain"
+            ), cols
         return None, cols
 
     @staticmethod
-    def _product_scores(ws: Workspace, st: ProductState, scores: pd.DataFrame | None, customers: pd.DataFrame
-                        ) -> tuple[pd.DataFrame | None, str | None]:
+    def _product_scores(
+        ws: Workspace, st: ProductState, scores: pd.DataFrame | None, customers: pd.DataFrame
+    ) -> tuple[pd.DataFrame | None, str | None]:
         if scores is None:
-            return None, (f"no batch scores at {scores_path(ws)}; run `nbp retrain` "
-                          f"(or `nbp score --as-of T --out {scores_path(ws)}`)")
+            return None, (
+                f"no batch scores at {scores_path(ws)}; run `nbp retrain` "
+                f"(or `nbp score --as-of T --out {scores_path(ws)}`)"
+            )
         mine = scores[scores["product"] == st.key]
         if mine.empty:
             return None, f"{scores_path(ws)} holds no scores for '{st.key}'; run `nbp score` again"
@@ -358,11 +405,18 @@ class Recommender:
         mine = mine[mine["as_of"] == latest]
         versions = sorted({int(v) for v in mine["model_version"]})
         if st.version is None or versions != [st.version]:
-            return None, (f"batch scores of '{st.key}' ({scores_path(ws)}, as-of {latest:%Y-%m-%d}) come from model "
-                          f"version {', '.join(map(str, versions))}, the loaded champion is "
-                          f"{st.version if st.version is not None else 'missing'}; run `nbp score` again")
-        out = pd.DataFrame({"customer_id": mine["customer_id"].astype(str).to_numpy(), "product": st.key,
-                            "propensity": mine["score"].astype(float).to_numpy()})
+            return None, (
+                f"batch scores of '{st.key}' ({scores_path(ws)}, as-of {latest:%Y-%m-%d}) come from model "
+                f"version {', '.join(map(str, versions))}, the loaded champion is "
+                f"{st.version if st.version is not None else 'missing'}; run `nbp score` again"
+            )
+        out = pd.DataFrame(
+            {
+                "customer_id": mine["customer_id"].astype(str).to_numpy(),
+                "product": st.key,
+                "propensity": mine["score"].astype(float).to_numpy(),
+            }
+        )
         out = out.join(customers, on="customer_id")
         out["as_of"] = latest
         return out, None
@@ -383,10 +437,17 @@ class Recommender:
         return {
             "ready": any(s.ready for s in self.products.values()),
             "reference_date": self.ref_date.isoformat(),
-            "products": {k: {"ready": s.ready, "model_version": s.version, "problem": s.problem,
-                             "skipped": s.skipped, "target_lists": s.ready and s.scores is not None,
-                             "scores_problem": s.scores_problem}
-                         for k, s in self.products.items()},
+            "products": {
+                k: {
+                    "ready": s.ready,
+                    "model_version": s.version,
+                    "problem": s.problem,
+                    "skipped": s.skipped,
+                    "target_lists": s.ready and s.scores is not None,
+                    "scores_problem": s.scores_problem,
+                }
+                for k, s in self.products.items()
+            },
         }
 
     def public_readiness(self) -> dict:
@@ -396,6 +457,7 @@ class Recommender:
         training's skip reason, written for staff); never a path, a version or an error's
         text (those are for the admin, and the log).
         """
+
         def code(s: ProductState) -> str:
             if s.model is None:
                 return "skipped" if s.skipped else "no_model"
@@ -409,8 +471,10 @@ class Recommender:
                 out["skipped"] = s.skipped
             return out
 
-        return {"ready": any(s.ready for s in self.products.values()),
-                "products": {k: entry(s) for k, s in self.products.items()}}
+        return {
+            "ready": any(s.ready for s in self.products.values()),
+            "products": {k: entry(s) for k, s in self.products.items()},
+        }
 
     def manager_branch(self, manager_id: str) -> str | None:
         """The branch of a manager: the managers table's, else the one branch of the manager's
@@ -448,8 +512,9 @@ class Recommender:
             raise Unprocessable(f"unknown lang '{shown(lang)}'; use zh or en")
         branch = self.branch_of(customer_id)
         if not any(st.ready for st in self.products.values()):
-            raise Unavailable("no product can be served: " + "; ".join(
-                f"{k}: {st.problem}" for k, st in self.products.items()))
+            raise Unavailable(
+                "no product can be served: " + "; ".join(f"{k}: {st.problem}" for k, st in self.products.items())
+            )
         rows_by_cols: dict[tuple[str, ...], np.ndarray] = {}  # services with the same columns: one read
         rows: list[HintRow] = []
         for key, st in self.products.items():
@@ -461,9 +526,19 @@ class Recommender:
                     why += ("：" if lang == "zh" else ": ") + st.skipped[lang]
                 elif lang == "en" and st.problem:
                     why += f" ({st.problem[:160]})"
-                rows.append(HintRow(customer_id=customer_id, branch_id=branch, product=key, product_name=name,
-                                    propensity=None, expected_value=None, percentile_in_branch=None,
-                                    eligible=False, reason_not_offered=why))
+                rows.append(
+                    HintRow(
+                        customer_id=customer_id,
+                        branch_id=branch,
+                        product=key,
+                        product_name=name,
+                        propensity=None,
+                        expected_value=None,
+                        percentile_in_branch=None,
+                        eligible=False,
+                        reason_not_offered=why,
+                    )
+                )
                 continue
             plan = st.fast
             cols = plan.reader.columns
@@ -476,13 +551,35 @@ class Recommender:
             pct = percentile_of(st.branch_scores.get(branch or "", _EMPTY), p) if st.scores is not None else None
             why = self._not_offered(key, customer_id, x, lang)
             # a product not offered shows why, never reasons to offer it
-            reasons = [] if why is not None else self.catalog.top_reasons_at(
-                plan.reason_names, contrib[plan.reason_contrib], x[plan.reason_values], lang)
-            rows.append(HintRow(customer_id=customer_id, branch_id=branch, product=key, product_name=name,
-                                propensity=p, expected_value=p * pc.value, percentile_in_branch=pct,
-                                eligible=why is None, reason_not_offered=why, reasons=reasons))
-        rows.sort(key=lambda r: (r.reason_not_offered is not None, r.propensity is None,
-                                 -(r.expected_value or 0.0), r.product))
+            reasons = (
+                []
+                if why is not None
+                else self.catalog.top_reasons_at(
+                    plan.reason_names, contrib[plan.reason_contrib], x[plan.reason_values], lang
+                )
+            )
+            rows.append(
+                HintRow(
+                    customer_id=customer_id,
+                    branch_id=branch,
+                    product=key,
+                    product_name=name,
+                    propensity=p,
+                    expected_value=p * pc.value,
+                    percentile_in_branch=pct,
+                    eligible=why is None,
+                    reason_not_offered=why,
+                    reasons=reasons,
+                )
+            )
+        rows.sort(
+            key=lambda r: (
+                r.reason_not_offered is not None,
+                r.propensity is None,
+                -(r.expected_value or 0.0),
+                r.product,
+            )
+        )
         return HintResponse(customer_id=customer_id, lang=lang, products=rows)
 
     def _row(self, reader: OnlineReader, customer_id: str, service: str) -> np.ndarray:
@@ -496,8 +593,10 @@ class Recommender:
         except FeatureStoreError as e:
             raise Unavailable(str(e)) from e
         if np.isnan(x).all():
-            raise Unavailable(f"customer '{customer_id}' has no features in the online store (service "
-                              f"{service}); run `nbp features` after the next ingest")
+            raise Unavailable(
+                f"customer '{customer_id}' has no features in the online store (service "
+                f"{service}); run `nbp features` after the next ingest"
+            )
         return x
 
     def _not_offered(self, key: str, customer_id: str, row: np.ndarray, lang: Lang) -> str | None:
@@ -511,23 +610,33 @@ class Recommender:
         failed = []
         for rule, j in plan.rules:
             if j is None:  # as rule_mask says it
-                raise ConfigError(f"eligibility rule on unknown feature '{rule.feature}' "
-                                  f"(not in the product's feature service)")
+                raise ConfigError(
+                    f"eligibility rule on unknown feature '{rule.feature}' (not in the product's feature service)"
+                )
             if not rule_holds(float(row[j]), rule):
                 failed.append(rule)
         if failed:
             texts = [r.zh if lang == "zh" else r.en for r in failed]
             return f"{not_offered_reason('not_eligible', lang)}{'：' if lang == 'zh' else ': '}" + (
-                "；" if lang == "zh" else "; ").join(texts)
+                "；" if lang == "zh" else "; "
+            ).join(texts)
         if (customer_id, key) in self._recent:
             days = self.cfg.serving.contact_cooldown_days
             return not_offered_reason("contacted_recently", lang) + (
-                f"（{days}天内）" if lang == "zh" else f" (within {days} days)")
+                f"（{days}天内）" if lang == "zh" else f" (within {days} days)"
+            )
         return None
 
     # ----------------------------------------------------------------------------- target lists
-    def target_list(self, product: str, branch_id: str | None = None, manager_id: str | None = None,
-                    top: int = 100, campaign_id: str | None = None, lang: Lang = "zh") -> pd.DataFrame:
+    def target_list(
+        self,
+        product: str,
+        branch_id: str | None = None,
+        manager_id: str | None = None,
+        top: int = 100,
+        campaign_id: str | None = None,
+        lang: Lang = "zh",
+    ) -> pd.DataFrame:
         """A target list: the latest batch scores through the contact policy, with reasons.
 
         Args:
@@ -555,8 +664,10 @@ class Recommender:
         st = self.products[product]
         if not st.ready:
             if st.model is None and st.skipped:
-                raise Unavailable(f"product '{product}' has no model: the last training skipped it: "
-                                  f"{st.skipped['en']} / 模型暂不可用：{st.skipped['zh']}")
+                raise Unavailable(
+                    f"product '{product}' has no model: the last training skipped it: "
+                    f"{st.skipped['en']} / 模型暂不可用：{st.skipped['zh']}"
+                )
             raise Unavailable(f"product '{product}' is not served: {st.problem}")
         if st.scores is None:
             raise Unavailable(f"product '{product}': {st.scores_problem}")
@@ -590,8 +701,9 @@ class Recommender:
                 if st.scores is None:
                     raise Unavailable(f"product '{product}': {st.scores_problem}")
                 cands = st.scores[~st.scores["customer_id"].isin(st.holders)]
-                policy = TargetPolicy(cands, self.contacts, self.do_not_contact, self.managers, self.cfg,
-                                      list_date=self.ref_date)
+                policy = TargetPolicy(
+                    cands, self.contacts, self.do_not_contact, self.managers, self.cfg, list_date=self.ref_date
+                )
                 self._policies[product] = policy
             return policy
 
@@ -602,7 +714,7 @@ class Recommender:
             return [[] for _ in customer_ids]
         todo = [c for c in dict.fromkeys(customer_ids) if (product, st.version, lang, c) not in self._reason_cache]
         for i in range(0, len(todo), REASON_CHUNK):
-            chunk = todo[i:i + REASON_CHUNK]
+            chunk = todo[i : i + REASON_CHUNK]
             x = self._features(chunk, st.service).set_index("customer_id", drop=False)
             contrib = st.model.contributions(x, num_threads=SERVING_THREADS)
             for cid, reasons in self.catalog.reasons_for_frame(contrib, x, lang).items():

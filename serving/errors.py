@@ -88,7 +88,7 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     """A client-supplied value as an error message may repeat it: at most ``limit``
     characters (then "…"), control characters replaced by "?". A message never
     reflects a long or hostile input back in full."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(value)[:limit + 1])
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value)[: limit + 1])
     return text if len(text) <= limit else text[:limit] + "…"
 
 

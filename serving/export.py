@@ -106,8 +106,12 @@ def _names(df: pd.DataFrame, col: str, key: str, names: Mapping[str, str] | None
     return ids.map(lambda i: (names or {}).get(i, pd.NA), na_action="ignore").astype("string")
 
 
-def _frame(df: pd.DataFrame, product_names: Mapping[str, str] | None, branch_names: Mapping[str, str] | None,
-           manager_names: Mapping[str, str] | None) -> pd.DataFrame:
+def _frame(
+    df: pd.DataFrame,
+    product_names: Mapping[str, str] | None,
+    branch_names: Mapping[str, str] | None,
+    manager_names: Mapping[str, str] | None,
+) -> pd.DataFrame:
     """The list in export columns (English names), control rows last, in the given order otherwise."""
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
@@ -123,8 +127,9 @@ def _frame(df: pd.DataFrame, product_names: Mapping[str, str] | None, branch_nam
     out["rank"] = df["rank"].astype("Int64")
     out["control"] = df["control"].astype(bool)
     reasons = df["reasons"] if "reasons" in df.columns else pd.Series([[]] * len(df), index=df.index)
-    out["reasons"] = [REASON_SEP.join(r) if isinstance(r, (list, tuple)) else ("" if r is None else str(r))
-                      for r in reasons]
+    out["reasons"] = [
+        REASON_SEP.join(r) if isinstance(r, (list, tuple)) else ("" if r is None else str(r)) for r in reasons
+    ]
     return out.reset_index(drop=True)
 
 
@@ -132,9 +137,13 @@ def _percent_text(p: pd.Series) -> pd.Series:
     return p.map(lambda v: f"{v * 100:.2f}%", na_action="ignore")
 
 
-def write_target_list(df: pd.DataFrame, path: str | Path, product_names: Mapping[str, str] | None = None,
-                      branch_names: Mapping[str, str] | None = None,
-                      manager_names: Mapping[str, str] | None = None) -> Path:
+def write_target_list(
+    df: pd.DataFrame,
+    path: str | Path,
+    product_names: Mapping[str, str] | None = None,
+    branch_names: Mapping[str, str] | None = None,
+    manager_names: Mapping[str, str] | None = None,
+) -> Path:
     """Write a target list for staff (module docstring for the layout).
 
     Args:
@@ -166,11 +175,18 @@ def write_target_list(df: pd.DataFrame, path: str | Path, product_names: Mapping
         ctrl.insert(0, CONTROL_NOTE, CONTROL_SHEET)
         write_csv(ctrl, control_path(path))
     else:
-        write_xlsx(path, [
-            Sheet(SHEET, contact.rename(columns=HEADERS_ZH), percent=(HEADERS_ZH["propensity"],), widths=_WIDTHS),
-            Sheet(CONTROL_SHEET, control.rename(columns=HEADERS_ZH), banner=CONTROL_SHEET,
-                  percent=(HEADERS_ZH["propensity"],)),
-        ])
+        write_xlsx(
+            path,
+            [
+                Sheet(SHEET, contact.rename(columns=HEADERS_ZH), percent=(HEADERS_ZH["propensity"],), widths=_WIDTHS),
+                Sheet(
+                    CONTROL_SHEET,
+                    control.rename(columns=HEADERS_ZH),
+                    banner=CONTROL_SHEET,
+                    percent=(HEADERS_ZH["propensity"],),
+                ),
+            ],
+        )
     log.info("target list: %d to contact, %d control → %s", len(contact), len(control), path)
     return path
 
@@ -192,12 +208,20 @@ def read_target_list(path: str | Path, product_names: Mapping[str, str] | None =
     back = {zh: en for en, zh in HEADERS_ZH.items()}
     text = {HEADERS_ZH[c]: str for c in _TEXT_COLUMNS} | {HEADERS_ZH["reasons"]: str}
     if _suffix(path) == ".csv":
+
         def read(p: Path) -> pd.DataFrame:
-            raw = pd.read_csv(p, encoding="utf-8-sig", dtype=text | {HEADERS_ZH["propensity"]: str},
-                              keep_default_na=False, na_values={HEADERS_ZH["rank"]: [""]})
-            raw[HEADERS_ZH["propensity"]] = [float(v.rstrip("%")) / 100 if v else float("nan")
-                                             for v in raw[HEADERS_ZH["propensity"]]]
+            raw = pd.read_csv(
+                p,
+                encoding="utf-8-sig",
+                dtype=text | {HEADERS_ZH["propensity"]: str},
+                keep_default_na=False,
+                na_values={HEADERS_ZH["rank"]: [""]},
+            )
+            raw[HEADERS_ZH["propensity"]] = [
+                float(v.rstrip("%")) / 100 if v else float("nan") for v in raw[HEADERS_ZH["propensity"]]
+            ]
             return raw
+
         contact = read(path)
         control = read(control_path(path)).drop(columns=[CONTROL_NOTE])
     else:

@@ -32,18 +32,36 @@ SERVICE = "serving.service:NbpService"
 
 def server_command(host: str, port: int) -> list[str]:
     """The ``bentoml serve`` command line of the service."""
-    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port),
-            "--working-dir", str(CHECKOUT)]
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--working-dir",
+        str(CHECKOUT),
+    ]
 
 
 def server_env(ws: Workspace, config_path: str | None, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment of the server: the workspace, its BENTOML_HOME, the config overlay, telemetry off."""
     env = dict(os.environ if base is None else base)
-    env.update({"NBP_HOME": str(ws.home), "BENTOML_HOME": str(ws.bentoml_home),
-                "BENTOML_DO_NOT_TRACK": "True", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-                "FEAST_USAGE": "False",
-                # one request scores one row: OpenMP threads only add wake-up latency on a busy machine
-                "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1")})
+    env.update(
+        {
+            "NBP_HOME": str(ws.home),
+            "BENTOML_HOME": str(ws.bentoml_home),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "FEAST_USAGE": "False",
+            # one request scores one row: OpenMP threads only add wake-up latency on a busy machine
+            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
+        }
+    )
     if config_path:
         env["NBP_CONFIG"] = str(Path(config_path).resolve())
     else:
@@ -70,8 +88,10 @@ def check_port(host: str, port: int) -> None:
                 s.bind(addr)
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
-                    raise ConfigError(f"nbp serve: port {port} on {host} is already in use; stop the other "
-                                      f"server or choose another --port") from None
+                    raise ConfigError(
+                        f"nbp serve: port {port} on {host} is already in use; stop the other "
+                        f"server or choose another --port"
+                    ) from None
                 raise ConfigError(f"nbp serve: cannot listen on {host}:{port}: {e.strerror}") from None
 
 
@@ -94,8 +114,16 @@ def exec_server(cfg: Config, ws: Workspace, host: str, port: int, config_path: s
     os.execve(cmd[0], cmd, server_env(ws, config_path))
 
 
-def write_targets(cfg: Config, ws: Workspace, product: str, branch: str | None, manager: str | None, top: int,
-                  campaign: str | None, out: Path) -> str:
+def write_targets(
+    cfg: Config,
+    ws: Workspace,
+    product: str,
+    branch: str | None,
+    manager: str | None,
+    top: int,
+    campaign: str | None,
+    out: Path,
+) -> str:
     """Build a target list like ``POST /targets`` and write it to ``out`` (.xlsx or .csv).
 
     Returns:
@@ -107,5 +135,7 @@ def write_targets(cfg: Config, ws: Workspace, product: str, branch: str | None, 
     path = write_target_list(df, out, names, *display_names(ws))
     n_ctrl = int(df["control"].sum())
     where = f"{path} (control group: {control_path(path)})" if path.suffix.lower() == ".csv" else str(path)
-    return (f"{len(df) - n_ctrl:,} customers to contact + {n_ctrl:,} control (campaign {df.attrs['campaign_id']}) "
-            f"written to {where}")
+    return (
+        f"{len(df) - n_ctrl:,} customers to contact + {n_ctrl:,} control (campaign {df.attrs['campaign_id']}) "
+        f"written to {where}"
+    )

@@ -54,8 +54,9 @@ MANAGER_COLUMNS = ("manager_id", "capacity_per_month")
 def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataContractError(f"{what}: missing column(s) {', '.join(missing)} "
-                                f"(has {', '.join(map(str, df.columns))})")
+        raise DataContractError(
+            f"{what}: missing column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))})"
+        )
 
 
 def default_campaign_id(product: str, list_date: date) -> str:
@@ -139,8 +140,9 @@ def _row_capacity(rows: pd.DataFrame, cap: pd.Series) -> pd.Series:
     """Capacity of each row's manager; inf when none is known."""
     unknown = rows["manager_id"].notna() & ~rows["manager_id"].isin(cap.index)
     if unknown.any():
-        log.warning("policy: %d row(s) name a manager missing from the managers table; no capacity limit",
-                    unknown.sum())
+        log.warning(
+            "policy: %d row(s) name a manager missing from the managers table; no capacity limit", unknown.sum()
+        )
     return rows["manager_id"].map(cap).astype(float).fillna(np.inf)
 
 
@@ -163,8 +165,16 @@ class TargetPolicy:
         DataContractError: an input lacks a required column.
     """
 
-    def __init__(self, candidates: pd.DataFrame, contacts: pd.DataFrame, do_not_contact: Iterable[str],
-                 managers: pd.DataFrame, cfg: Config, *, list_date: date) -> None:
+    def __init__(
+        self,
+        candidates: pd.DataFrame,
+        contacts: pd.DataFrame,
+        do_not_contact: Iterable[str],
+        managers: pd.DataFrame,
+        cfg: Config,
+        *,
+        list_date: date,
+    ) -> None:
         _require(candidates, CANDIDATE_COLUMNS, "candidates")
         _require(contacts, CONTACT_COLUMNS[:3], "contacts")
         _require(managers, MANAGER_COLUMNS, "managers")
@@ -200,8 +210,9 @@ class TargetPolicy:
             c = contacts.dropna(subset=["campaign_id"])
             cust = pd.Index(uniq).get_indexer(c["customer_id"].astype(str))
             known = cust >= 0
-            keys = (cust[known].astype(np.int64) * self._n_products
-                    + products.get_indexer(c["product"].astype(str))[known])
+            keys = (
+                cust[known].astype(np.int64) * self._n_products + products.get_indexer(c["product"].astype(str))[known]
+            )
             camps = c["campaign_id"].astype(str).to_numpy()[known]
             for name, k in pd.Series(keys).groupby(camps):
                 self._campaigns[str(name)] = np.unique(k.to_numpy())
@@ -212,7 +223,7 @@ class TargetPolicy:
             codes_k, names = pd.factorize(keys[known].astype(str))
             pos = np.flatnonzero(known)[np.argsort(codes_k, kind="stable")]  # ascending within each key
             parts = np.split(pos, np.cumsum(np.bincount(codes_k, minlength=len(names)))[:-1])
-            self._rows_of[col] = {str(k): p.astype(np.intp) for k, p in zip(names, parts[:len(names)], strict=True)}
+            self._rows_of[col] = {str(k): p.astype(np.intp) for k, p in zip(names, parts[: len(names)], strict=True)}
 
     def rows(self, branch_id: str | None = None, manager_id: str | None = None) -> np.ndarray:
         """Positions (in list order) of the candidates of a branch and/or a manager (None: any)."""
@@ -300,8 +311,14 @@ class TargetPolicy:
         out["no_manager"] = self.no_manager[idx]
         out["rank"] = pd.array(list(range(1, len(chosen) + 1)) + [pd.NA] * len(ctrl), dtype="Int64")
         out.attrs["dropped"] = dropped
-        log.info("target list %s: %d treatment + %d control rows from %d candidates (dropped: %s)", campaign_id,
-                 len(chosen), len(ctrl), len(self.cid), ", ".join(f"{k} {v}" for k, v in dropped.items()))
+        log.info(
+            "target list %s: %d treatment + %d control rows from %d candidates (dropped: %s)",
+            campaign_id,
+            len(chosen),
+            len(ctrl),
+            len(self.cid),
+            ", ".join(f"{k} {v}" for k, v in dropped.items()),
+        )
         return out
 
 

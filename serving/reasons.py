@@ -197,8 +197,9 @@ class _Entry:
         if value is None or pd.isna(value):
             return False
         v = float(value)
-        return (self.adverse_positive and v > 0) or (bool(self.adverse_codes) and v.is_integer()
-                                                     and int(v) in self.adverse_codes)
+        return (self.adverse_positive and v > 0) or (
+            bool(self.adverse_codes) and v.is_integer() and int(v) in self.adverse_codes
+        )
 
 
 def _adverse_rule(name: str, row: Mapping[str, Any]) -> str:
@@ -250,8 +251,10 @@ class ReasonCatalog:
                 wanted = [a.strip() for a in rule.split(",") if a.strip()]
                 unknown = [a for a in wanted if a not in labels]
                 if unknown and _text(row, "adverse"):
-                    raise ValueError(f"feature catalogue '{name}': adverse label(s) {', '.join(unknown)} are not "
-                                     f"among its categories ({cats or 'none'})")
+                    raise ValueError(
+                        f"feature catalogue '{name}': adverse label(s) {', '.join(unknown)} are not "
+                        f"among its categories ({cats or 'none'})"
+                    )
                 codes = frozenset(labels.index(a) for a in wanted if a in labels)
             self._entries[name] = _Entry(
                 zh=_TECH_NOTE.sub("", str(row["zh"])),
@@ -307,7 +310,11 @@ class ReasonCatalog:
         return self.top_reasons_at(names, contributions.loc[names].to_numpy(float), vals, lang, k)
 
     def top_reasons_at(
-        self, names: Sequence[str], contributions: np.ndarray, values: np.ndarray, lang: Lang = "zh",
+        self,
+        names: Sequence[str],
+        contributions: np.ndarray,
+        values: np.ndarray,
+        lang: Lang = "zh",
         k: int = MAX_REASONS,
     ) -> list[str]:
         """:meth:`top_reasons` on aligned arrays (the per-request path of the service).

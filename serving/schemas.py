@@ -47,16 +47,18 @@ class TargetRequest(_Request):
     """``/targets``: a ranked list of customers for one product."""
 
     product: str = Field(min_length=1, max_length=MAX_ID, description="a key of configs/products.yaml, e.g. consumer")
-    branch_id: str | None = Field(None, min_length=1, max_length=MAX_ID,
-                                  description="支行; a branch token gets its own")
+    branch_id: str | None = Field(
+        None, min_length=1, max_length=MAX_ID, description="支行; a branch token gets its own"
+    )
     manager_id: str | None = Field(None, min_length=1, max_length=MAX_ID, description="客户经理")
     top: StrictInt = Field(
         DEFAULT_TOP,
         description=f"number of treatment rows, a JSON integer 1..{MAX_TOP} (checked by validate_top: 422)",
         json_schema_extra={"minimum": 1, "maximum": MAX_TOP},
     )
-    campaign_id: str | None = Field(None, min_length=1, max_length=MAX_ID,
-                                    description="fixes the control group; default per product and month")
+    campaign_id: str | None = Field(
+        None, min_length=1, max_length=MAX_ID, description="fixes the control group; default per product and month"
+    )
     lang: Lang = Field("zh", description="language of the reasons: zh (default) or en")
 
 
@@ -85,8 +87,9 @@ class HintRow(_Model):
     branch_id: str | None
     product: str
     product_name: str = Field(description="name in the request's language")
-    propensity: float | None = Field(description="calibrated probability of uptake within the horizon; "
-                                     "None when the product's model is unavailable")
+    propensity: float | None = Field(
+        description="calibrated probability of uptake within the horizon; None when the product's model is unavailable"
+    )
     expected_value: float | None = Field(description="propensity × the product's value (None: no model)")
     percentile_in_branch: float | None = Field(description="0..100, among the branch's candidates for the product")
     eligible: bool

@@ -84,8 +84,11 @@ log = logging.getLogger(__name__)
 
 CONFIG_ENV = "NBP_CONFIG"
 STATIC = Path(__file__).resolve().parent / "static"
-STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-                "app.css": "text/css; charset=utf-8"}
+STATIC_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
 PROBES = ("/healthz", "/readyz")
 API = ("/hints", "/targets")
 SERVER_HEADER = "BentoML Service/nbp"  # what BentoML's own answers carry
@@ -93,8 +96,10 @@ MAX_BODY = 64 * 1024  # bytes; a hint or list request is under 1 KiB
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 # The staff page runs only its own script and style (no inline code, nothing from elsewhere) and
 # talks only to this service.
-STAFF_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+STAFF_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 LIST_THREADS = 1  # target lists computed at once per worker; more would only contend for the GIL
 # While a list is computed in its thread, the event loop's thread waits for the GIL each time it wants
 # it back: after every SQLite read and LightGBM call a hint makes. Python hands the GIL over after the
@@ -128,6 +133,7 @@ def target_json(df: Any, product: str) -> bytes:
     round trip). Row models and their validation cost more than the contact policy, all
     of it holding the GIL while hints wait.
     """
+
     def _opt(col: str) -> list[str | None]:
         v = df[col]
         return [None if m else str(x) for x, m in zip(v.tolist(), v.isna().tolist(), strict=True)]
@@ -135,7 +141,8 @@ def target_json(df: Any, product: str) -> bytes:
     rank = df["rank"]
     cols = {
         "customer_id": df["customer_id"].astype(str).tolist(),
-        "branch_id": _opt("branch_id"), "manager_id": _opt("manager_id"),
+        "branch_id": _opt("branch_id"),
+        "manager_id": _opt("manager_id"),
         "product": df["product"].astype(str).tolist(),
         "propensity": df["propensity"].astype(float).tolist(),
         "rank": [None if m else int(x) for x, m in zip(rank.tolist(), rank.isna().tolist(), strict=True)],
@@ -145,8 +152,9 @@ def target_json(df: Any, product: str) -> bytes:
     assert tuple(cols) == tuple(TargetRow.model_fields), "target_json: fields out of step with TargetRow"
     keys = list(cols)
     rows = [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
-    head = TargetResponse.model_construct(product=product, campaign_id=df.attrs["campaign_id"],
-                                          list_date=df.attrs["list_date"], rows=[]).model_dump_json()
+    head = TargetResponse.model_construct(
+        product=product, campaign_id=df.attrs["campaign_id"], list_date=df.attrs["list_date"], rows=[]
+    ).model_dump_json()
     assert head.endswith('"rows":[]}')
     return head[:-3].encode("utf-8") + pydantic_core.to_json(rows) + b"}"
 
@@ -263,14 +271,14 @@ class _Gate:
             req = model.model_validate_json(body)
         except ValidationError as e:
             status, message = request_problem(e)
-            await _refuse(status, message, scope, receive, send, audit, principal,
-                          params=_known_params(body, model))
+            await _refuse(status, message, scope, receive, send, audit, principal, params=_known_params(body, model))
             return
         if isinstance(req, HintRequest):
             resp = svc.answer_hints(req.customer_id, req.lang, principal=principal)
         else:
             resp = await asyncio.get_running_loop().run_in_executor(
-                svc.lists, functools.partial(svc.answer_targets, req, principal=principal))
+                svc.lists, functools.partial(svc.answer_targets, req, principal=principal)
+            )
         await _answer(resp, scope, receive, send)
 
 
@@ -312,9 +320,17 @@ async def _answer(resp: Response, scope: dict, receive: Any, send: Any) -> None:
     await resp(scope, receive, send)
 
 
-async def _refuse(status: int, message: str, scope: dict, receive: Any, send: Any, audit: Any,
-                  principal: Principal | None = None, token_fp: str | None = None,
-                  params: dict[str, Any] | None = None) -> None:
+async def _refuse(
+    status: int,
+    message: str,
+    scope: dict,
+    receive: Any,
+    send: Any,
+    audit: Any,
+    principal: Principal | None = None,
+    token_fp: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> None:
     """Answer ``{"error", "status"}`` without reading the body further; ``audit`` (the endpoint's
     :meth:`NbpService.record`, None off the API paths) records it."""
     if audit is not None:
@@ -350,9 +366,16 @@ async def _static(request: Request) -> Response:
     name = request.path_params.get("name") or "index.html"
     if name not in STATIC_FILES:
         return error_response(404, "not found")
-    return FileResponse(STATIC / name, media_type=STATIC_FILES[name],
-                        headers={**SECURITY_HEADERS, "Content-Security-Policy": STAFF_CSP,
-                                 "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
+    return FileResponse(
+        STATIC / name,
+        media_type=STATIC_FILES[name],
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Security-Policy": STAFF_CSP,
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
 
 
 staff_app = Starlette(routes=[Route("/", _static), Route("/{name:str}", _static)])
@@ -416,17 +439,26 @@ class NbpService:
         except NbpError:
             return False
 
-    def record(self, endpoint: str, status: int, principal: Principal | None, token_fp: str | None,
-               params: dict[str, Any], rows: int = 0) -> None:
+    def record(
+        self,
+        endpoint: str,
+        status: int,
+        principal: Principal | None,
+        token_fp: str | None,
+        params: dict[str, Any],
+        rows: int = 0,
+    ) -> None:
         """Audit one answer of ``/hints`` or ``/targets``; a failed write goes to the log, the answer still goes out."""
         try:
-            self.audit.record(endpoint=endpoint, status=status, principal=principal, token_fp=token_fp,
-                              params=params, rows=rows)
+            self.audit.record(
+                endpoint=endpoint, status=status, principal=principal, token_fp=token_fp, params=params, rows=rows
+            )
         except OSError:
             log.exception("audit: cannot write %s", self.audit.path)
 
-    def _call(self, endpoint: str, header: str | None, params: dict[str, Any], work: Any,
-              principal: Principal | None = None) -> Response:
+    def _call(
+        self, endpoint: str, header: str | None, params: dict[str, Any], work: Any, principal: Principal | None = None
+    ) -> Response:
         """Authenticate (unless ``principal`` is given), run ``work(principal)``, audit, and turn errors
         into answers; the answer's status is on the response."""
         token_fp = None
@@ -451,9 +483,11 @@ class NbpService:
         finally:
             self.record(endpoint, status, principal, token_fp, params, rows)
 
-    def answer_hints(self, customer_id: str, lang: str, header: str | None = None, *,
-                     principal: Principal | None = None) -> Response:
+    def answer_hints(
+        self, customer_id: str, lang: str, header: str | None = None, *, principal: Principal | None = None
+    ) -> Response:
         """``/hints`` for one request: what the gate (:class:`_Gate`) and the endpoint answer."""
+
         def work(p: Principal) -> tuple[HintResponse, int]:
             authorize_branch(p, self.recommender.branch_of(customer_id))
             out = self.recommender.hints(customer_id, lang)  # type: ignore[arg-type]
@@ -461,13 +495,15 @@ class NbpService:
 
         return self._call("/hints", header, {"customer_id": customer_id, "lang": lang}, work, principal)
 
-    def answer_targets(self, req: TargetRequest, header: str | None = None, *,
-                       principal: Principal | None = None) -> Response:
+    def answer_targets(
+        self, req: TargetRequest, header: str | None = None, *, principal: Principal | None = None
+    ) -> Response:
         """``/targets`` for one request: what the gate and the endpoint answer.
 
         Authorisation comes before any lookup, and its refusals name the token's own
         branch only: a branch token learns nothing about other branches or their managers.
         """
+
         def work(p: Principal) -> tuple[bytes, int]:
             rec = self.recommender
             branch = branch_scope(p, req.branch_id)
@@ -495,12 +531,20 @@ class NbpService:
         return resp  # type: ignore[return-value]
 
     @bentoml.api(route="/targets")
-    def targets(self, product: str, branch_id: str | None = None, manager_id: str | None = None,
-                top: int = DEFAULT_TOP, campaign_id: str | None = None, lang: str = "zh",
-                ctx: bentoml.Context = None) -> TargetResponse:  # type: ignore[assignment]
+    def targets(
+        self,
+        product: str,
+        branch_id: str | None = None,
+        manager_id: str | None = None,
+        top: int = DEFAULT_TOP,
+        campaign_id: str | None = None,
+        lang: str = "zh",
+        ctx: bentoml.Context = None,
+    ) -> TargetResponse:  # type: ignore[assignment]
         """A ranked target list of one product, after the contact policy."""
-        req = TargetRequest.model_construct(product=product, branch_id=branch_id, manager_id=manager_id, top=top,
-                                            campaign_id=campaign_id, lang=lang)
+        req = TargetRequest.model_construct(
+            product=product, branch_id=branch_id, manager_id=manager_id, top=top, campaign_id=campaign_id, lang=lang
+        )
         resp = self.answer_targets(req, ctx.request.headers.get("authorization"))
         ctx.response.status_code = resp.status_code
         return resp  # type: ignore[return-value]

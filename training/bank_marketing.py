@@ -62,8 +62,10 @@ def load(path: Path | str | None = None) -> pd.DataFrame:
     """
     p = Path(path) if path is not None else DEFAULT_DATA
     if not p.exists():
-        raise NbpError(f"{p}: bank marketing file not found; put UCI bank-additional-full.csv(.gz) there "
-                       f"(see {DATA_DIR / 'README.md'}) or pass --data FILE")
+        raise NbpError(
+            f"{p}: bank marketing file not found; put UCI bank-additional-full.csv(.gz) there "
+            f"(see {DATA_DIR / 'README.md'}) or pass --data FILE"
+        )
     df = pd.read_csv(p, sep=";")
     if "y" not in df.columns:
         raise NbpError(f"{p}: no column 'y' (is it ';'-separated with a header?)")
@@ -187,19 +189,39 @@ class BenchResult:
     seconds: float
 
 
-COLUMNS = ["protocol", "model", "test rows", "uptake rate", "AUC", "lift@10%", "gain area (ALIFT)",
-           "Brier", "ECE", "mean p"]
+COLUMNS = [
+    "protocol",
+    "model",
+    "test rows",
+    "uptake rate",
+    "AUC",
+    "lift@10%",
+    "gain area (ALIFT)",
+    "Brier",
+    "ECE",
+    "mean p",
+]
 
 
 def _row(protocol: str, model: str, y: np.ndarray, p: np.ndarray) -> dict:
     m = evaluate.metrics(y, p)
-    return {"protocol": protocol, "model": model, "test rows": m["n"], "uptake rate": m["base_rate"],
-            "AUC": m["auc"], "lift@10%": m["lift_10"], "gain area (ALIFT)": m["gain_area"], "Brier": m["brier"],
-            "ECE": m["ece"], "mean p": m["mean_p"]}
+    return {
+        "protocol": protocol,
+        "model": model,
+        "test rows": m["n"],
+        "uptake rate": m["base_rate"],
+        "AUC": m["auc"],
+        "lift@10%": m["lift_10"],
+        "gain area (ALIFT)": m["gain_area"],
+        "Brier": m["brier"],
+        "ECE": m["ece"],
+        "mean p": m["mean_p"],
+    }
 
 
-def run_benchmark(path: Path | str | None = None, params: ModelParams | None = None, folds: int = 5,
-                  seed: int = 7) -> BenchResult:
+def run_benchmark(
+    path: Path | str | None = None, params: ModelParams | None = None, folds: int = 5, seed: int = 7
+) -> BenchResult:
     """Both protocols, recipe against defaults, plus the published reference row.
 
     CV metrics are computed on the pooled out-of-fold predictions (every row scored
@@ -213,8 +235,9 @@ def run_benchmark(path: Path | str | None = None, params: ModelParams | None = N
     params = params or ModelParams(seed=seed)
     rows = []
     s = time_split(len(df))
-    rows.append(_row("time 80/20", "recipe (training.model.fit_rolling)", y[s.test],
-                     predict_recipe(df, features, s, params)))
+    rows.append(
+        _row("time 80/20", "recipe (training.model.fit_rolling)", y[s.test], predict_recipe(df, features, s, params))
+    )
     rows.append(_row("time 80/20", "LGBMClassifier() defaults", y[s.test], predict_default(x_raw, y, s, seed)))
     oof_recipe, oof_default = np.zeros(len(df)), np.zeros(len(df))
     for s in cv_splits(y, folds, seed):
@@ -222,8 +245,14 @@ def run_benchmark(path: Path | str | None = None, params: ModelParams | None = N
         oof_default[s.test] = predict_default(x_raw, y, s, seed)
     rows.append(_row(f"{folds}-fold CV", "recipe (training.model.fit_rolling)", y, oof_recipe))
     rows.append(_row(f"{folds}-fold CV", "LGBMClassifier() defaults", y, oof_default))
-    rows.append({"protocol": "rolling window (their data)", "model": "Moro et al. 2014, best (NN)",
-                 "AUC": REFERENCE["auc"], "gain area (ALIFT)": REFERENCE["gain_area"]})
+    rows.append(
+        {
+            "protocol": "rolling window (their data)",
+            "model": "Moro et al. 2014, best (NN)",
+            "AUC": REFERENCE["auc"],
+            "gain area (ALIFT)": REFERENCE["gain_area"],
+        }
+    )
     seconds = time.perf_counter() - t0
     log.info("bank marketing benchmark: %.1f s", seconds)
     return BenchResult(rows, evaluate.metrics_table(rows, COLUMNS), seconds)

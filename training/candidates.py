@@ -21,8 +21,9 @@ def rule_mask(features: pd.DataFrame, rule: EligibilityRule) -> pd.Series:
         ConfigError: the rule names a feature that is not in ``features``.
     """
     if rule.feature not in features.columns:
-        raise ConfigError(f"eligibility rule on unknown feature '{rule.feature}' "
-                          f"(not in the product's feature service)")
+        raise ConfigError(
+            f"eligibility rule on unknown feature '{rule.feature}' (not in the product's feature service)"
+        )
     col = features[rule.feature]
     ok = col.notna()
     if rule.min is not None:

@@ -53,9 +53,14 @@ def feature_service(key: str, pc: ProductConfig) -> str:
     return pc.feature_service or f"{key}_v1"
 
 
-def entity_rows(customers: pd.DataFrame, loans: pd.DataFrame, product: str,
-                as_ofs: list[pd.Timestamp], horizon_days: int | None,
-                screen: tuple[Screen, list[EligibilityRule]] | None = None) -> pd.DataFrame:
+def entity_rows(
+    customers: pd.DataFrame,
+    loans: pd.DataFrame,
+    product: str,
+    as_ofs: list[pd.Timestamp],
+    horizon_days: int | None,
+    screen: tuple[Screen, list[EligibilityRule]] | None = None,
+) -> pd.DataFrame:
     """Candidate rows before eligibility: known customers minus active holders.
 
     Args:
@@ -73,8 +78,7 @@ def entity_rows(customers: pd.DataFrame, loans: pd.DataFrame, product: str,
     if screen is not None:  # first drop what the screen excludes: holdings and labels cost per row
         n0 = len(ent)
         ent = ent[screen[0].keep(ent, screen[1])]
-        log.info("%s: %s of %s (customer, as-of) rows pass the eligibility screen", product, f"{len(ent):,}",
-                 f"{n0:,}")
+        log.info("%s: %s of %s (customer, as-of) rows pass the eligibility screen", product, f"{len(ent):,}", f"{n0:,}")
     ent = ent[~holds_active(ent, loans, product).to_numpy()].reset_index(drop=True)
     if horizon_days is not None:
         ent["label"] = label(ent, loans, product, horizon_days).to_numpy()
@@ -87,8 +91,7 @@ def base_rows(customers: pd.DataFrame, as_ofs: list[pd.Timestamp]) -> pd.DataFra
     parts = []
     for t in as_ofs:
         pos = np.flatnonzero((customers["open_date"] < t).to_numpy())
-        parts.append(pd.DataFrame({"customer_id": customers["customer_id"].to_numpy()[pos], "as_of": t,
-                                   "_cust": pos}))
+        parts.append(pd.DataFrame({"customer_id": customers["customer_id"].to_numpy()[pos], "as_of": t, "_cust": pos}))
     ent = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*KEYS, "_cust"])
     ent["as_of"] = ent["as_of"].astype("datetime64[us]")
     return ent
@@ -103,14 +106,18 @@ class Screen:
     that value fails the rule. Where it says nothing (no row at T), the retrieval decides.
     """
 
-    def __init__(self, ws: Workspace, customers: pd.DataFrame, as_ofs: list[pd.Timestamp],
-                 rules: list[EligibilityRule]) -> None:
+    def __init__(
+        self, ws: Workspace, customers: pd.DataFrame, as_ofs: list[pd.Timestamp], rules: list[EligibilityRule]
+    ) -> None:
         from features import store
 
         self.as_ofs = {pd.Timestamp(t): i for i, t in enumerate(sorted(set(as_ofs)))}
         names = sorted({r.feature for r in rules})
-        grids = store.exact_grid(ws, customers["customer_id"].astype(str).tolist(), list(self.as_ofs),
-                                 names) if names else {}
+        grids = (
+            store.exact_grid(ws, customers["customer_id"].astype(str).tolist(), list(self.as_ofs), names)
+            if names
+            else {}
+        )
         self.values = {n: v for n, (v, _) in grids.items()}
         self.found = {n: f for n, (_, f) in grids.items()}
 
@@ -131,8 +138,9 @@ class Screen:
         return keep
 
 
-def screen_for(cfg: Config, ws: Workspace, customers: pd.DataFrame, as_ofs: list[pd.Timestamp],
-               products: list[str] | None = None) -> Screen:
+def screen_for(
+    cfg: Config, ws: Workspace, customers: pd.DataFrame, as_ofs: list[pd.Timestamp], products: list[str] | None = None
+) -> Screen:
     """One :class:`Screen` for the rules of ``products`` (default: all) over ``as_ofs``."""
     rules = [r for k in (products or list(cfg.products)) for r in cfg.products[k].eligibility]
     return Screen(ws, customers, as_ofs, rules)
@@ -188,9 +196,17 @@ def historical_services(cfg: Config, ws: Workspace, ent: pd.DataFrame, services:
     return got
 
 
-def candidate_rows(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp], negative_rate: float = 1.0,
-                   seed: int = 7, screen: Screen | None = None, base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-                   max_rows: int | None = None) -> pd.DataFrame:
+def candidate_rows(
+    cfg: Config,
+    ws: Workspace,
+    key: str,
+    as_ofs: list[pd.Timestamp],
+    negative_rate: float = 1.0,
+    seed: int = 7,
+    screen: Screen | None = None,
+    base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    max_rows: int | None = None,
+) -> pd.DataFrame:
     """The rows of one product that the retrieval will be asked for (no features yet).
 
     Entity rows (:func:`entity_rows`) that pass the eligibility screen, negatives kept
@@ -209,12 +225,18 @@ def candidate_rows(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timesta
     pc = cfg.products[key]
     customers, loans = base or read_base(ws)
     screen = screen or screen_for(cfg, ws, customers, as_ofs, [key])
-    ent = entity_rows(customers, loans, loan_product(key, pc), as_ofs, cfg.training.horizon_days,
-                      (screen, pc.eligibility))
+    ent = entity_rows(
+        customers, loans, loan_product(key, pc), as_ofs, cfg.training.horizon_days, (screen, pc.eligibility)
+    )
     rate = capped_rate(ent, negative_rate, max_rows) if max_rows else negative_rate
     if rate < negative_rate:
-        log.info("%s: %s rows > training.max_rows %s: negatives kept at %.4f (weights 1/rate)", key,
-                 f"{len(ent):,}", f"{max_rows:,}", rate)
+        log.info(
+            "%s: %s rows > training.max_rows %s: negatives kept at %.4f (weights 1/rate)",
+            key,
+            f"{len(ent):,}",
+            f"{max_rows:,}",
+            rate,
+        )
     return downsample(ent.drop(columns="_cust"), rate, seed)
 
 
@@ -255,8 +277,10 @@ def with_features_many(cfg: Config, ws: Workspace, parts: list[tuple[pd.DataFram
     code = keys.groupby(KEYS, sort=False).ngroup().to_numpy()
     uniq = keys.drop_duplicates(KEYS).reset_index(drop=True)  # row i is group i (first appearance order)
     got = historical_services(cfg, ws, uniq, list(dict.fromkeys(s for _, s in parts)))
-    if not ((got["customer_id"].astype(str).to_numpy() == uniq["customer_id"].astype(str).to_numpy()).all()
-            and (got["as_of"].to_numpy() == uniq["as_of"].to_numpy()).all()):
+    if not (
+        (got["customer_id"].astype(str).to_numpy() == uniq["customer_id"].astype(str).to_numpy()).all()
+        and (got["as_of"].to_numpy() == uniq["as_of"].to_numpy()).all()
+    ):
         got = uniq.merge(got, on=KEYS, how="left", validate="one_to_one")
     names = [c for c in got.columns if c not in KEYS]
     matrix = got[names].to_numpy(dtype="float64")  # once: every part takes its rows and columns from it
@@ -264,7 +288,7 @@ def with_features_many(cfg: Config, ws: Workspace, parts: list[tuple[pd.DataFram
     out, at = [], 0
     for ent, service in parts:
         cols = [c for c in store.service_features(cfg, ws, service) if c not in ent.columns]
-        take = code[at:at + len(ent)]
+        take = code[at : at + len(ent)]
         at += len(ent)
         feats = pd.DataFrame(matrix[np.ix_(take, [where[c] for c in cols])], columns=cols)
         base = ent.reset_index(drop=True).assign(as_of=ent["as_of"].astype("datetime64[us]").to_numpy())
@@ -272,9 +296,14 @@ def with_features_many(cfg: Config, ws: Workspace, parts: list[tuple[pd.DataFram
     return out
 
 
-def training_sets(cfg: Config, ws: Workspace, requests: list[tuple[str, list[pd.Timestamp], float, int | None]],
-                  screen: Screen | None = None, base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-                  seed: int = 7) -> list[pd.DataFrame]:
+def training_sets(
+    cfg: Config,
+    ws: Workspace,
+    requests: list[tuple[str, list[pd.Timestamp], float, int | None]],
+    screen: Screen | None = None,
+    base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    seed: int = 7,
+) -> list[pd.DataFrame]:
     """Point-in-time training sets of several (product, as-of dates) requests, one retrieval.
 
     Args:
@@ -291,24 +320,37 @@ def training_sets(cfg: Config, ws: Workspace, requests: list[tuple[str, list[pd.
         dates = sorted({t for _, ofs, _, _ in requests for t in ofs})
         screen = screen_for(cfg, ws, base[0], dates, list(dict.fromkeys(k for k, _, _, _ in requests)))
     ents = [candidate_rows(cfg, ws, key, ofs, rate, seed, screen, base, cap) for key, ofs, rate, cap in requests]
-    dfs = with_features_many(cfg, ws, [(e, feature_service(key, cfg.products[key]))
-                                       for e, (key, _, _, _) in zip(ents, requests, strict=True)])
+    dfs = with_features_many(
+        cfg,
+        ws,
+        [(e, feature_service(key, cfg.products[key])) for e, (key, _, _, _) in zip(ents, requests, strict=True)],
+    )
     out = []
     for df, (key, ofs, _, _) in zip(dfs, requests, strict=True):
         ok = eligible(df, cfg.products[key].eligibility).to_numpy()
         if not ok.all():
-            log.info("%s: %d screened rows fail the rules on retrieved features (no row at their as-of)", key,
-                     int((~ok).sum()))
+            log.info(
+                "%s: %d screened rows fail the rules on retrieved features (no row at their as-of)",
+                key,
+                int((~ok).sum()),
+            )
         df = df[ok].reset_index(drop=True)
         log.info("%s: %d rows over %d as-of dates, %d uptakes", key, len(df), len(ofs), int(df["label"].sum()))
         out.append(df)
     return out
 
 
-def training_set(cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp],
-                 negative_rate: float = 1.0, seed: int = 7, screen: Screen | None = None,
-                 base: tuple[pd.DataFrame, pd.DataFrame] | None = None, max_rows: int | None = None
-                 ) -> pd.DataFrame:
+def training_set(
+    cfg: Config,
+    ws: Workspace,
+    key: str,
+    as_ofs: list[pd.Timestamp],
+    negative_rate: float = 1.0,
+    seed: int = 7,
+    screen: Screen | None = None,
+    base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    max_rows: int | None = None,
+) -> pd.DataFrame:
     """:func:`training_sets` for one product and window."""
     return training_sets(cfg, ws, [(key, as_ofs, negative_rate, max_rows)], screen, base, seed)[0]
 

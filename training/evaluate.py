@@ -188,8 +188,7 @@ def metrics(y: Iterable, p: Iterable) -> dict[str, float]:
     return out
 
 
-def metrics_table(rows: Iterable[Mapping[str, object]], columns: list[str] | None = None,
-                  digits: int = 3) -> str:
+def metrics_table(rows: Iterable[Mapping[str, object]], columns: list[str] | None = None, digits: int = 3) -> str:
     """A markdown table, one row per mapping; floats rounded, missing/nan shown as "–".
 
     Args:
@@ -226,20 +225,40 @@ def _labels() -> dict[str, str]:
     """Plot labels: Chinese when a CJK font is installed, otherwise English."""
     from matplotlib import font_manager, rcParams
 
-    cjk = [f.name for f in font_manager.fontManager.ttflist
-           if any(k in f.name for k in ("CJK", "WenQuanYi", "SimHei", "Hei", "Song", "Sans SC"))]
+    cjk = [
+        f.name
+        for f in font_manager.fontManager.ttflist
+        if any(k in f.name for k in ("CJK", "WenQuanYi", "SimHei", "Hei", "Song", "Sans SC"))
+    ]
     if cjk:
         rcParams["font.sans-serif"] = [cjk[0], *rcParams["font.sans-serif"]]
         rcParams["axes.unicode_minus"] = False
-        return {"gain": "累计增益曲线", "contacted": "接触客户占比", "captured": "捕获的办理占比",
-                "random": "随机", "model": "模型", "calibration": "校准曲线（等量分箱）",
-                "predicted": "预测概率", "observed": "实际办理率", "ideal": "理想",
-                "importance": "特征重要性（增益）", "gain_imp": "增益"}
-    return {"gain": "Cumulative gain", "contacted": "share of customers contacted",
-            "captured": "share of uptakes captured", "random": "random", "model": "model",
-            "calibration": "Calibration (equal-mass bins)", "predicted": "predicted probability",
-            "observed": "observed uptake rate", "ideal": "ideal",
-            "importance": "Feature importance (gain)", "gain_imp": "gain"}
+        return {
+            "gain": "累计增益曲线",
+            "contacted": "接触客户占比",
+            "captured": "捕获的办理占比",
+            "random": "随机",
+            "model": "模型",
+            "calibration": "校准曲线（等量分箱）",
+            "predicted": "预测概率",
+            "observed": "实际办理率",
+            "ideal": "理想",
+            "importance": "特征重要性（增益）",
+            "gain_imp": "增益",
+        }
+    return {
+        "gain": "Cumulative gain",
+        "contacted": "share of customers contacted",
+        "captured": "share of uptakes captured",
+        "random": "random",
+        "model": "model",
+        "calibration": "Calibration (equal-mass bins)",
+        "predicted": "predicted probability",
+        "observed": "observed uptake rate",
+        "ideal": "ideal",
+        "importance": "Feature importance (gain)",
+        "gain_imp": "gain",
+    }
 
 
 def _figure():  # noqa: ANN202 - matplotlib types
@@ -258,8 +277,13 @@ def plot_gain(y: Iterable, p: Iterable, path: Path, title: str = "") -> Path:
     x, g = gain_curve(y, p)
     ax.plot(x, g, label=f"{lab['model']} (lift@10% {lift_at(y, p, 0.1):.2f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", label=lab["random"])
-    ax.set(xlabel=lab["contacted"], ylabel=lab["captured"], title=f"{lab['gain']} {title}".strip(),
-           xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+        xlabel=lab["contacted"],
+        ylabel=lab["captured"],
+        title=f"{lab['gain']} {title}".strip(),
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(loc="lower right")
     return _save(plt, fig, path)
 
@@ -272,8 +296,13 @@ def plot_calibration(y: Iterable, p: Iterable, path: Path, title: str = "") -> P
     top = float(max(b["p_mean"].max(), b["y_mean"].max(), 1e-3) * 1.05) if len(b) else 1.0
     ax.plot([0, top], [0, top], "--", color="grey", label=lab["ideal"])
     ax.plot(b["p_mean"], b["y_mean"], "o-", label=f"{lab['model']} (ECE {ece(y, p):.3f})")
-    ax.set(xlabel=lab["predicted"], ylabel=lab["observed"], title=f"{lab['calibration']} {title}".strip(),
-           xlim=(0, top), ylim=(0, top))
+    ax.set(
+        xlabel=lab["predicted"],
+        ylabel=lab["observed"],
+        title=f"{lab['calibration']} {title}".strip(),
+        xlim=(0, top),
+        ylim=(0, top),
+    )
     ax.legend(loc="upper left")
     return _save(plt, fig, path)
 
@@ -303,8 +332,7 @@ def _save(plt, fig, path: Path) -> Path:  # noqa: ANN001
     return path
 
 
-def save_plots(y: Iterable, p: Iterable, importance: pd.Series, out_dir: Path, title: str = ""
-               ) -> dict[str, Path]:
+def save_plots(y: Iterable, p: Iterable, importance: pd.Series, out_dir: Path, title: str = "") -> dict[str, Path]:
     """Save the gain, calibration and importance plots in ``out_dir``.
 
     Returns:

@@ -135,8 +135,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return expit(x)  # 1 / (1 + exp(-x)) without overflow in the far tails
 
 
-def _fit_calibrator(kind: str, raw: np.ndarray, y: np.ndarray,
-                    w: np.ndarray | None) -> PlattCalibrator | IsotonicCalibrator:
+def _fit_calibrator(
+    kind: str, raw: np.ndarray, y: np.ndarray, w: np.ndarray | None
+) -> PlattCalibrator | IsotonicCalibrator:
     if kind == "none" or len(np.unique(y)) < 2:
         if kind != "none":
             log.warning("calibration rows hold one class only (%d rows): raw sigmoid kept", len(y))
@@ -154,8 +155,9 @@ def _fit_calibrator(kind: str, raw: np.ndarray, y: np.ndarray,
     return PlattCalibrator(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
 
 
-def _fit_platt_cross(raw: np.ndarray, y: np.ndarray, w: np.ndarray | None, group: np.ndarray,
-                     centre: np.ndarray, final_centre: float) -> PlattCalibrator:
+def _fit_platt_cross(
+    raw: np.ndarray, y: np.ndarray, w: np.ndarray | None, group: np.ndarray, centre: np.ndarray, final_centre: float
+) -> PlattCalibrator:
     """Platt on out-of-time fold scores, for the final booster.
 
     ``raw`` are the fold boosters' scores of their validation periods (``group``), and
@@ -200,6 +202,7 @@ def _intercept(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     Brent's method. Plain Newton steps diverge when a steep slope leaves ``z`` spread
     over tens of logits (the sigmoid's flat tails give near-zero curvature).
     """
+
     def excess(b: float) -> float:
         return float(np.sum(w * (y - _sigmoid(z + b))))
 
@@ -240,8 +243,9 @@ class FittedModel:
         ``num_threads``: LightGBM threads (0 = every core). Pass the training's count
         when other boosters may be training in the same process: see :data:`THREADS_NOTE`.
         """
-        return self.booster.predict(self.matrix(df), raw_score=True, num_iteration=self.best_iteration,
-                                    num_threads=num_threads)
+        return self.booster.predict(
+            self.matrix(df), raw_score=True, num_iteration=self.best_iteration, num_threads=num_threads
+        )
 
     def predict_proba(self, df: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         """Calibrated probability of uptake, one per row (``num_threads``: as :meth:`raw_score`)."""
@@ -254,8 +258,9 @@ class FittedModel:
             One row per input row (same index), one column per feature plus ``bias``;
             each row sums to :meth:`raw_score`.
         """
-        c = self.booster.predict(self.matrix(df), pred_contrib=True, num_iteration=self.best_iteration,
-                                 num_threads=num_threads)
+        c = self.booster.predict(
+            self.matrix(df), pred_contrib=True, num_iteration=self.best_iteration, num_threads=num_threads
+        )
         return pd.DataFrame(c, columns=[*self.features, "bias"], index=df.index)
 
     def importance(self, kind: str = "gain") -> pd.Series:
@@ -266,9 +271,13 @@ class FittedModel:
 
 def categorical_columns(df: pd.DataFrame, features: list[str]) -> list[str]:
     """Features whose dtype is object, string or category."""
-    return [f for f in features
-            if isinstance(df[f].dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(df[f])
-            or pd.api.types.is_string_dtype(df[f])]
+    return [
+        f
+        for f in features
+        if isinstance(df[f].dtype, pd.CategoricalDtype)
+        or pd.api.types.is_object_dtype(df[f])
+        or pd.api.types.is_string_dtype(df[f])
+    ]
 
 
 def category_mapping(df: pd.DataFrame, features: list[str]) -> dict[str, list[str]]:
@@ -297,8 +306,9 @@ def encode(df: pd.DataFrame, features: list[str], categories: dict[str, list[str
             continue
         col = df[f]
         if f in categories:
-            codes = pd.Categorical(col.astype("string").astype(object).where(col.notna()),
-                                   categories=categories[f]).codes.astype(np.float64)
+            codes = pd.Categorical(
+                col.astype("string").astype(object).where(col.notna()), categories=categories[f]
+            ).codes.astype(np.float64)
             codes[codes < 0] = np.nan
             out[:, j] = codes
         else:
@@ -306,8 +316,9 @@ def encode(df: pd.DataFrame, features: list[str], categories: dict[str, list[str
     return out
 
 
-def downsample_negatives(df: pd.DataFrame, label: str, rate: float, seed: int = 7,
-                         weight: str = WEIGHT_COL) -> pd.DataFrame:
+def downsample_negatives(
+    df: pd.DataFrame, label: str, rate: float, seed: int = 7, weight: str = WEIGHT_COL
+) -> pd.DataFrame:
     """Keep every positive and a random ``rate`` share of the negatives, re-weighted.
 
     Args:
@@ -377,8 +388,9 @@ of fewer is noise (a calendar month with ten contacts would weigh as much as one
 thousands in the mean fold AUC)."""
 
 
-def rolling_folds(times: np.ndarray, folds: int, embargo: Any = None, y: np.ndarray | None = None
-                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+def rolling_folds(
+    times: np.ndarray, folds: int, embargo: Any = None, y: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Time-ordered folds: each of the latest ``folds`` periods validates a model trained
     on every period ``t`` with ``t + embargo < v``. With labels ``y``, only periods with
     :data:`MIN_FOLD_CLASS` rows of each class (and training rows of both classes) count.
@@ -426,9 +438,15 @@ def choose_setting(scores: list[tuple[ModelParams, float, float]], rule: str = "
     return min((i for i, (_, m, _) in enumerate(scores) if m >= floor), key=lambda i: _complexity(scores[i][0]))
 
 
-def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
-                params: ModelParams | None = None, weight: str | None = None,
-                embargo: Any = None) -> FittedModel:
+def fit_rolling(
+    rows: pd.DataFrame,
+    features: list[str],
+    label: str,
+    time: str,
+    params: ModelParams | None = None,
+    weight: str | None = None,
+    embargo: Any = None,
+) -> FittedModel:
     """Choose settings and rounds on rolling time-ordered folds, refit, calibrate (Platt).
 
     1. Each candidate setting (:data:`GRID` over ``params``, or ``params`` alone when
@@ -472,16 +490,16 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
         n0 = len(rows)
         rows = downsample_negatives(rows, label, rate, params.seed, weight=weight or WEIGHT_COL)
         w_col = weight or WEIGHT_COL
-        log.info("down-sampled negatives at %.4f (weights 1/rate): %d -> %d rows, %d positives", rate, n0,
-                 len(rows), pos)
+        log.info(
+            "down-sampled negatives at %.4f (weights 1/rate): %d -> %d rows, %d positives", rate, n0, len(rows), pos
+        )
     t = rows[time].to_numpy()
     periods = np.unique(t)
     y = rows[label].to_numpy(dtype=float)
     folds = rolling_folds(t, params.folds, embargo, y)
     cross_fit = params.calibrate_on == "folds" and bool(folds)
     if params.calibrate_on == "folds" and not folds:
-        log.warning("no usable time-ordered fold (%d periods): calibration on held-out periods instead",
-                    len(periods))
+        log.warning("no usable time-ordered fold (%d periods): calibration on held-out periods instead", len(periods))
     if cross_fit:
         fit_mask = np.ones(len(rows), dtype=bool)
         cal_mask = np.zeros(len(rows), dtype=bool)
@@ -506,14 +524,29 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
     search: list[dict[str, Any]] = []
     best_p, best_rounds, best_cvb = params, None, None
     if folds:
+
         def cross_validate(cand: ModelParams) -> dict[str, Any]:
             # a Dataset per setting: lgb.cv writes the setting's parameters into it
-            full = lgb.Dataset(x, label=y, weight=w, feature_name=names, categorical_feature=cat_idx,
-                               free_raw_data=False, params={"feature_pre_filter": False})
+            full = lgb.Dataset(
+                x,
+                label=y,
+                weight=w,
+                feature_name=names,
+                categorical_feature=cat_idx,
+                free_raw_data=False,
+                params={"feature_pre_filter": False},
+            )
             lp = cand.lgb_params() | {"num_threads": threads}
-            return lgb.cv(lp, full, num_boost_round=cand.max_rounds, folds=folds, stratified=False,
-                          shuffle=False, return_cvbooster=cross_fit,
-                          callbacks=[lgb.early_stopping(cand.early_stopping_rounds, verbose=False)])
+            return lgb.cv(
+                lp,
+                full,
+                num_boost_round=cand.max_rounds,
+                folds=folds,
+                stratified=False,
+                shuffle=False,
+                return_cvbooster=cross_fit,
+                callbacks=[lgb.early_stopping(cand.early_stopping_rounds, verbose=False)],
+            )
 
         # settings side by side on threads (LightGBM releases the interpreter lock while it
         # trains); each is seeded and single-threaded at this size, so the choice does not
@@ -526,18 +559,28 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
             curve = res[f"valid {cand.metric}-mean"]
             rounds, score = len(curve), float(curve[-1])
             sd = float(res[f"valid {cand.metric}-stdv"][-1])
-            search.append({**{k: getattr(cand, k) for k in ("num_leaves", "min_child_samples", "feature_fraction",
-                                                          "lambda_l2", "learning_rate")},
-                           "rounds": rounds, "cv_auc": round(score, 4), "cv_auc_sd": round(sd, 4)})
+            search.append(
+                {
+                    **{
+                        k: getattr(cand, k)
+                        for k in ("num_leaves", "min_child_samples", "feature_fraction", "lambda_l2", "learning_rate")
+                    },
+                    "rounds": rounds,
+                    "cv_auc": round(score, 4),
+                    "cv_auc_sd": round(sd, 4),
+                }
+            )
             log.info("fold search: %s -> %d rounds, mean fold AUC %.4f ± %.4f", search[-1], rounds, score, sd)
             results.append((cand, rounds, score, sd / np.sqrt(len(folds)), res.get("cvbooster")))
         cvs.clear()
-        best_p, best_rounds, _, _, best_cvb = results[choose_setting([(r[0], r[2], r[3]) for r in results],
-                                                                     params.select)]
+        best_p, best_rounds, _, _, best_cvb = results[
+            choose_setting([(r[0], r[2], r[3]) for r in results], params.select)
+        ]
         results.clear()
     else:
-        log.warning("no usable time-ordered fold (%d periods): %d rounds without search",
-                    len(periods), params.max_rounds // 10)
+        log.warning(
+            "no usable time-ordered fold (%d periods): %d rounds without search", len(periods), params.max_rounds // 10
+        )
     rounds = best_rounds or max(1, params.max_rounds // 10)
     # Cross-fitted calibration: each fold's booster of the chosen setting, at the chosen round
     # count, scores its own validation period, which it never saw (its training periods' label
@@ -545,41 +588,82 @@ def fit_rolling(rows: pd.DataFrame, features: list[str], label: str, time: str,
     if cross_fit:
         assert best_cvb is not None
         cal_idx = np.concatenate([va for _, va in folds])
-        cal_raw = np.concatenate([b.predict(x[va], raw_score=True, num_iteration=rounds, num_threads=threads)
-                                  for b, (_, va) in zip(best_cvb.boosters, folds, strict=True)])
-        cal_centre = np.concatenate([
-            np.full(len(va), np.average(b.predict(x[tr], raw_score=True, num_iteration=rounds, num_threads=threads),
-                                        weights=None if w is None else w[tr]))
-            for b, (tr, va) in zip(best_cvb.boosters, folds, strict=True)])
+        cal_raw = np.concatenate(
+            [
+                b.predict(x[va], raw_score=True, num_iteration=rounds, num_threads=threads)
+                for b, (_, va) in zip(best_cvb.boosters, folds, strict=True)
+            ]
+        )
+        cal_centre = np.concatenate(
+            [
+                np.full(
+                    len(va),
+                    np.average(
+                        b.predict(x[tr], raw_score=True, num_iteration=rounds, num_threads=threads),
+                        weights=None if w is None else w[tr],
+                    ),
+                )
+                for b, (tr, va) in zip(best_cvb.boosters, folds, strict=True)
+            ]
+        )
         del best_cvb
     else:
         cal_idx = np.flatnonzero(cal_mask)
         cal_raw = None
-    dtrain = lgb.Dataset(x[fit_mask], label=y[fit_mask], weight=None if w is None else w[fit_mask],
-                         feature_name=names, categorical_feature=cat_idx, params={"feature_pre_filter": False})
+    dtrain = lgb.Dataset(
+        x[fit_mask],
+        label=y[fit_mask],
+        weight=None if w is None else w[fit_mask],
+        feature_name=names,
+        categorical_feature=cat_idx,
+        params={"feature_pre_filter": False},
+    )
     booster = lgb.train(best_p.lgb_params() | {"num_threads": threads}, dtrain, num_boost_round=rounds)
-    model = FittedModel(booster=booster, calibrator=PlattCalibrator(), features=list(features),
-                        categories=categories, best_iteration=rounds, params=best_p.model_dump())
+    model = FittedModel(
+        booster=booster,
+        calibrator=PlattCalibrator(),
+        features=list(features),
+        categories=categories,
+        best_iteration=rounds,
+        params=best_p.model_dump(),
+    )
     if len(cal_idx):
         if cal_raw is None:
             cal_raw = booster.predict(x[cal_idx], raw_score=True, num_threads=threads)
         cal_w = None if w is None else w[cal_idx]
         if cross_fit and params.calibration == "platt":
-            final_centre = float(np.average(booster.predict(x[fit_mask], raw_score=True, num_threads=threads),
-                                            weights=None if w is None else w[fit_mask]))
+            final_centre = float(
+                np.average(
+                    booster.predict(x[fit_mask], raw_score=True, num_threads=threads),
+                    weights=None if w is None else w[fit_mask],
+                )
+            )
             model.calibrator = _fit_platt_cross(cal_raw, y[cal_idx], cal_w, t[cal_idx], cal_centre, final_centre)
         else:
             model.calibrator = _fit_calibrator(params.calibration, cal_raw, y[cal_idx].astype(int), cal_w)
     model.info = {
-        "negative_rate": rate, "n_train": int(fit_mask.sum()), "n_calibration": int(len(cal_idx)),
-        "pos_train": int(y[fit_mask].sum()), "pos_calibration": int(y[cal_idx].sum()),
+        "negative_rate": rate,
+        "n_train": int(fit_mask.sum()),
+        "n_calibration": int(len(cal_idx)),
+        "pos_train": int(y[fit_mask].sum()),
+        "pos_calibration": int(y[cal_idx].sum()),
         "calibrate_on": "folds" if cross_fit else "holdout",
-        "folds": len(folds), "pos_folds": int(sum(y[b].sum() for _, b in folds)),
-        "best_iteration": rounds, "search": search, "threads": threads,
+        "folds": len(folds),
+        "pos_folds": int(sum(y[b].sum() for _, b in folds)),
+        "best_iteration": rounds,
+        "search": search,
+        "threads": threads,
         "train_periods": [str(p) for p in np.unique(t[fit_mask])],
         "calibration_periods": [str(p) for p in np.unique(t[cal_idx])],
     }
-    log.info("fit_rolling: %d rows (%d positive), %d folds (%d positives), %d rounds, calibration on %d rows "
-             "(%d positive)", model.info["n_train"], model.info["pos_train"], len(folds), model.info["pos_folds"],
-             rounds, model.info["n_calibration"], model.info["pos_calibration"])
+    log.info(
+        "fit_rolling: %d rows (%d positive), %d folds (%d positives), %d rounds, calibration on %d rows (%d positive)",
+        model.info["n_train"],
+        model.info["pos_train"],
+        len(folds),
+        model.info["pos_folds"],
+        rounds,
+        model.info["n_calibration"],
+        model.info["pos_calibration"],
+    )
     return model

@@ -105,11 +105,15 @@ def _no_candidates(ws: Workspace, pc: ProductConfig) -> Skip:
         tables = sorted({t for ts in absent.values() for t in ts})
         feats = ", ".join(sorted(absent))
         zh = "、".join(f"“{f.zh.split('(')[0]}”" for f in CATALOG if f.name in absent)  # staff read names, not codes
-        return Skip(zh=f"无候选客户：资格规则所需的{zh}全部未知，因为数据中没有 {'、'.join(tables)} 表",
-                    en=f"no candidates: the eligibility rules read {feats}, unknown for every customer because "
-                       f"the export has no {', '.join(tables)} table")
-    return Skip(zh="无候选客户：训练月份内没有客户满足资格规则",
-                en="no candidates: no customer meets the eligibility rules in the fitting months")
+        return Skip(
+            zh=f"无候选客户：资格规则所需的{zh}全部未知，因为数据中没有 {'、'.join(tables)} 表",
+            en=f"no candidates: the eligibility rules read {feats}, unknown for every customer because "
+            f"the export has no {', '.join(tables)} table",
+        )
+    return Skip(
+        zh="无候选客户：训练月份内没有客户满足资格规则",
+        en="no candidates: no customer meets the eligibility rules in the fitting months",
+    )
 
 
 def trainability(cfg: Config, ws: Workspace, key: str, rows: pd.DataFrame, te: pd.DataFrame) -> Skip | None:
@@ -124,18 +128,25 @@ def trainability(cfg: Config, ws: Workspace, key: str, rows: pd.DataFrame, te: p
         return _no_candidates(ws, pc)
     months, pos = rows["as_of"].nunique(), int(rows["label"].sum())
     if months < MIN_FIT_MONTHS:
-        return Skip(zh=f"候选客户只出现在 {months} 个月份，至少需要 {MIN_FIT_MONTHS} 个月",
-                    en=f"candidates in only {months} fitting month(s); the recipe needs {MIN_FIT_MONTHS}")
+        return Skip(
+            zh=f"候选客户只出现在 {months} 个月份，至少需要 {MIN_FIT_MONTHS} 个月",
+            en=f"candidates in only {months} fitting month(s); the recipe needs {MIN_FIT_MONTHS}",
+        )
     if pos < cfg.training.min_uptakes:
-        return Skip(zh=f"训练月份内仅有 {pos} 笔办理，至少需要 {cfg.training.min_uptakes} 笔",
-                    en=f"only {pos} uptake(s) in the fitting months; training.min_uptakes is "
-                       f"{cfg.training.min_uptakes}")
+        return Skip(
+            zh=f"训练月份内仅有 {pos} 笔办理，至少需要 {cfg.training.min_uptakes} 笔",
+            en=f"only {pos} uptake(s) in the fitting months; training.min_uptakes is {cfg.training.min_uptakes}",
+        )
     te_pos = int(te["label"].sum())
     if te.empty or te_pos in (0, len(te)):
-        what_zh, what_en = ("无候选客户", "no candidates") if te.empty else (
-            ("无办理", "no uptake") if te_pos == 0 else ("全部办理", "only uptakes"))
-        return Skip(zh=f"检验月份内{what_zh}，模型无法评估", en=f"{what_en} in the test months: the model "
-                    f"cannot be evaluated")
+        what_zh, what_en = (
+            ("无候选客户", "no candidates")
+            if te.empty
+            else (("无办理", "no uptake") if te_pos == 0 else ("全部办理", "only uptakes"))
+        )
+        return Skip(
+            zh=f"检验月份内{what_zh}，模型无法评估", en=f"{what_en} in the test months: the model cannot be evaluated"
+        )
     return None
 
 
@@ -163,12 +174,15 @@ def window_id(as_ofs: list[pd.Timestamp]) -> str:
     return f"{as_ofs[0]:%Y-%m-%d}..{as_ofs[-1]:%Y-%m-%d}"
 
 
-def split_months(as_ofs: list[pd.Timestamp], test_months: int, min_fit: int = 5
-                 ) -> tuple[list[pd.Timestamp], list[pd.Timestamp]]:
+def split_months(
+    as_ofs: list[pd.Timestamp], test_months: int, min_fit: int = 5
+) -> tuple[list[pd.Timestamp], list[pd.Timestamp]]:
     """Split ordered as-of dates into fitting months and the test window (latest)."""
     if len(as_ofs) < test_months + min_fit:
-        raise NbpError(f"only {len(as_ofs)} as-of dates with closed labels; need at least "
-                       f"{test_months + min_fit} ({min_fit} to fit and calibrate + {test_months} test)")
+        raise NbpError(
+            f"only {len(as_ofs)} as-of dates with closed labels; need at least "
+            f"{test_months + min_fit} ({min_fit} to fit and calibrate + {test_months} test)"
+        )
     return as_ofs[:-test_months], as_ofs[-test_months:]
 
 
@@ -179,8 +193,9 @@ def model_params(cfg: Config) -> ModelParams:
     return ModelParams(folds=t.rolling_folds, num_threads=1)
 
 
-def _datasets(cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_ofs: list
-              ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+def _datasets(
+    cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_ofs: list
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Each product's fitting rows (negatives down-sampled to ``training.max_rows``) and test
     rows (all), from one eligibility screen and one Feast retrieval for every product."""
     open_feature_store(cfg, ws)  # before the data work: dataset.FEAST_FIRST_NOTE
@@ -192,8 +207,9 @@ def _datasets(cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_o
     return {k: (sets[2 * i], sets[2 * i + 1]) for i, k in enumerate(keys)}
 
 
-def _fit_product(cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
-                 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip:
+def _fit_product(
+    cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
+) -> tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip:
     """Fit on ``rows``, score the test rows ``te``.
 
     Returns:
@@ -202,8 +218,15 @@ def _fit_product(cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
     """
     feats = feature_columns(rows)
     try:
-        model = fit_rolling(rows, feats, "label", "as_of", model_params(cfg), weight="weight",
-                            embargo=pd.Timedelta(days=cfg.training.horizon_days))
+        model = fit_rolling(
+            rows,
+            feats,
+            "label",
+            "as_of",
+            model_params(cfg),
+            weight="weight",
+            embargo=pd.Timedelta(days=cfg.training.horizon_days),
+        )
     except ValueError as e:  # fit_rolling's documented refusals
         return Skip(zh=f"模型无法拟合：{e}", en=f"the model cannot be fitted: {e}")
     # other products may still be training: predict with their thread count (model.THREADS_NOTE)
@@ -211,8 +234,9 @@ def _fit_product(cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
     return model, te, evaluate.metrics(te["label"], te["score"])
 
 
-def _fit_all(cfg: Config, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], desc: str
-             ) -> dict[str, tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip]:
+def _fit_all(
+    cfg: Config, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], desc: str
+) -> dict[str, tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip]:
     """:func:`_fit_product` for every product, ``training.workers`` at a time.
 
     Products are independent and LightGBM releases the interpreter lock while it trains,
@@ -232,8 +256,13 @@ def _fit_all(cfg: Config, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], de
     return {key: out[key] for key in data}
 
 
-def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
-          products: list[str] | None = None, oracle_auc: dict[str, float] | None = None) -> list[ProductResult]:
+def train(
+    cfg: Config,
+    ws: Workspace,
+    cutoff: pd.Timestamp | None = None,
+    products: list[str] | None = None,
+    oracle_auc: dict[str, float] | None = None,
+) -> list[ProductResult]:
     """Train, evaluate, register and gate one model per product.
 
     Args:
@@ -257,9 +286,11 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
             raise NbpError(f"unknown product '{key}'; configured: {', '.join(cfg.products)}")
     need = cfg.training.test_months + MIN_FIT_MONTHS
     if len(as_ofs) < need:
-        skip = Skip(zh=f"数据只有 {len(as_ofs)} 个标签期已结束的月份，至少需要 {need} 个月",
-                    en=f"only {len(as_ofs)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}; "
-                       f"need {need} ({MIN_FIT_MONTHS} to fit and calibrate + {cfg.training.test_months} to test)")
+        skip = Skip(
+            zh=f"数据只有 {len(as_ofs)} 个标签期已结束的月份，至少需要 {need} 个月",
+            en=f"only {len(as_ofs)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}; "
+            f"need {need} ({MIN_FIT_MONTHS} to fit and calibrate + {cfg.training.test_months} to test)",
+        )
         return [_skipped(ws, key, skip, "") for key in keys]
     fit_ofs, test_ofs = split_months(as_ofs, cfg.training.test_months, MIN_FIT_MONTHS)
     win = window_id(test_ofs)
@@ -274,23 +305,30 @@ def train(cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None,
             continue
         model, te, m = got
         leak = m["auc"] > cfg.training.leak_auc or (
-            oracle_auc is not None and key in oracle_auc and m["auc"] > oracle_auc[key] + cfg.training.leak_margin)
+            oracle_auc is not None and key in oracle_auc and m["auc"] > oracle_auc[key] + cfg.training.leak_margin
+        )
         out = ws.outputs_dir / "train" / key
         out.mkdir(parents=True, exist_ok=True)
         plots = evaluate.save_plots(te["label"], te["score"], model.importance(), out, title=key)
         version = registry.log_and_register(
-            ws, key, model, m, params=model.params | {"cutoff": f"{cutoff:%Y-%m-%d}"},
-            plots=plots, feature_info={"feature_service": feature_service(key, cfg.products[key])},
-            as_of_range=(f"{fit_ofs[0]:%Y-%m-%d}", f"{fit_ofs[-1]:%Y-%m-%d}"), backtest_window=win,
-            input_example=te.head(5))
+            ws,
+            key,
+            model,
+            m,
+            params=model.params | {"cutoff": f"{cutoff:%Y-%m-%d}"},
+            plots=plots,
+            feature_info={"feature_service": feature_service(key, cfg.products[key])},
+            as_of_range=(f"{fit_ofs[0]:%Y-%m-%d}", f"{fit_ofs[-1]:%Y-%m-%d}"),
+            backtest_window=win,
+            input_example=te.head(5),
+        )
         d = registry.promote(ws, key, version, m, cfg.training.auc_floor, leak, window_rows=te)
         log.info("%s: %s", key, d.reason)
         results.append(ProductResult(key, version, d.alias, d.reason, m, win))
     return results
 
 
-def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list[str] | None = None
-          ) -> pd.DataFrame:
+def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list[str] | None = None) -> pd.DataFrame:
     """Score every eligible candidate with each product's champion.
 
     Returns:
@@ -319,9 +357,17 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
     parts = []
     for df, (key, (model, version)) in zip(dfs, models.items(), strict=True):
         df = df[eligible(df, cfg.products[key].eligibility).to_numpy()]
-        parts.append(pd.DataFrame({"customer_id": df["customer_id"].to_numpy(), "product": key,
-                                   "as_of": df["as_of"].to_numpy(), "score": model.predict_proba(df),
-                                   "model_version": version}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": df["customer_id"].to_numpy(),
+                    "product": key,
+                    "as_of": df["as_of"].to_numpy(),
+                    "score": model.predict_proba(df),
+                    "model_version": version,
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -356,9 +402,15 @@ def with_oracle(rows: pd.DataFrame, oracle: pd.DataFrame, product: str) -> pd.Da
     return rows.merge(o, on=["customer_id", "as_of"], how="left").fillna(dict.fromkeys(known, 0.0))
 
 
-def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str] | None = None,
-             oracle: pd.DataFrame | None = None, n_test: int = 4, baseline: bool = True
-             ) -> tuple[list[dict], Path]:
+def backtest(
+    cfg: Config,
+    ws: Workspace,
+    as_of: pd.Timestamp,
+    products: list[str] | None = None,
+    oracle: pd.DataFrame | None = None,
+    n_test: int = 4,
+    baseline: bool = True,
+) -> tuple[list[dict], Path]:
     """Train with cutoff ``as_of``, score the next ``n_test`` monthly as-of dates, compare with uptake.
 
     Nothing is registered: a backtest measures the recipe, it does not move aliases.
@@ -377,8 +429,10 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         raise NbpError(f"backtest at {as_of:%Y-%m-%d}: only {len(closed)} as-of dates with closed labels before it")
     test_ofs = test_as_ofs(ws, as_of, cfg.training.horizon_days, n_test)
     if not test_ofs:
-        raise NbpError(f"backtest at {as_of:%Y-%m-%d}: no as-of date from it on has a label window closed "
-                       f"by the export date {export_date(ws):%Y-%m-%d}")
+        raise NbpError(
+            f"backtest at {as_of:%Y-%m-%d}: no as-of date from it on has a label window closed "
+            f"by the export date {export_date(ws):%Y-%m-%d}"
+        )
     out = ws.outputs_dir / "backtest" / f"{as_of:%Y-%m-%d}"
     rows, fits = [], {}
     keys = products or list(cfg.products)
@@ -389,8 +443,10 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
     fitted = _fit_all(cfg, data, "backtest")
     skips |= {k: v for k, v in fitted.items() if isinstance(v, Skip)}
     if len(skips) == len(keys):
-        raise NbpError(f"backtest at {as_of:%Y-%m-%d}: no product can be fitted: "
-                       + "; ".join(f"{k}: {v.en}" for k, v in skips.items()))
+        raise NbpError(
+            f"backtest at {as_of:%Y-%m-%d}: no product can be fitted: "
+            + "; ".join(f"{k}: {v.en}" for k, v in skips.items())
+        )
     for key in keys:
         if key in skips:
             log.warning("%s: skipped: %s", key, skips[key].en)
@@ -401,8 +457,10 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         if oracle is not None:
             te = with_oracle(te, oracle, key)
             # p_asof: the oracle from the as-of month's drivers only
-            for col, (auc_key, ratio_key) in {"p_true": ("oracle_auc", "auc_ratio"),
-                                              "p_asof": ("asof_oracle_auc", "asof_ratio")}.items():
+            for col, (auc_key, ratio_key) in {
+                "p_true": ("oracle_auc", "auc_ratio"),
+                "p_asof": ("asof_oracle_auc", "asof_ratio"),
+            }.items():
                 if col in te.columns:
                     row[auc_key] = evaluate.auc(te["label"], te[col])
                     row[ratio_key] = row["auc"] / row[auc_key]
@@ -412,9 +470,25 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         row["leaves"] = model.params["num_leaves"]
         evaluate.save_plots(te["label"], te["score"], model.importance(), out / key, title=key)
         rows.append(row)
-    cols = ["product", "test", "n", "positives", "auc", "oracle_auc", "auc_ratio", "asof_oracle_auc", "asof_ratio",
-            "default_lgbm_auc",
-            "pr_auc", "lift_10", "capture_10", "brier", "ece", "rounds", "leaves"]
+    cols = [
+        "product",
+        "test",
+        "n",
+        "positives",
+        "auc",
+        "oracle_auc",
+        "auc_ratio",
+        "asof_oracle_auc",
+        "asof_ratio",
+        "default_lgbm_auc",
+        "pr_auc",
+        "lift_10",
+        "capture_10",
+        "brier",
+        "ece",
+        "rounds",
+        "leaves",
+    ]
     table = evaluate.metrics_table(rows, [c for c in cols if any(c in r for r in rows)])
     out.mkdir(parents=True, exist_ok=True)
     report = out / "report.md"
@@ -426,11 +500,16 @@ def backtest(cfg: Config, ws: Workspace, as_of: pd.Timestamp, products: list[str
         f"{', '.join(p[:7] for p in fits[rows[0]['product']]['calibration_periods'])}; tested on "
         f"{window_id(test_ofs)} (horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
         + "".join(f"- {k}: fold search {json.dumps(v['search'])}\n" for k, v in fits.items())
-        + "".join(f"- {k}: skipped: {v.en}\n" for k, v in skips.items()) + "\n"
-        + "".join(f"## {r['product']}\n\n![gain]({r['product']}/gain.png)"
-                  f" ![calibration]({r['product']}/calibration.png)"
-                  f" ![importance]({r['product']}/importance.png)\n\n" for r in rows),
-        encoding="utf-8")
+        + "".join(f"- {k}: skipped: {v.en}\n" for k, v in skips.items())
+        + "\n"
+        + "".join(
+            f"## {r['product']}\n\n![gain]({r['product']}/gain.png)"
+            f" ![calibration]({r['product']}/calibration.png)"
+            f" ![importance]({r['product']}/importance.png)\n\n"
+            for r in rows
+        ),
+        encoding="utf-8",
+    )
     return rows, report
 
 
@@ -462,11 +541,23 @@ def retrain(cfg: Config, ws: Workspace) -> str:
     df = score(cfg, ws, [latest])
     dated = write_scores(df, ws.outputs_dir / "scores" / f"{latest:%Y-%m-%d}.parquet")
     write_scores(df, scores_path(ws))
-    lines = [pub.describe(), evaluate.metrics_table(
-        [{"product": r.product, "version": r.version, "alias": r.alias or "skipped", "auc": r.metrics.get("auc"),
-          "lift_10": r.metrics.get("lift_10"), "ece": r.metrics.get("ece")} for r in results])]
+    lines = [
+        pub.describe(),
+        evaluate.metrics_table(
+            [
+                {
+                    "product": r.product,
+                    "version": r.version,
+                    "alias": r.alias or "skipped",
+                    "auc": r.metrics.get("auc"),
+                    "lift_10": r.metrics.get("lift_10"),
+                    "ece": r.metrics.get("ece"),
+                }
+                for r in results
+            ]
+        ),
+    ]
     lines += [result_line(r) for r in results]
     counts = df.groupby("product").size()
-    lines.append(f"scores at {latest:%Y-%m-%d}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
-                 + f" -> {dated}")
+    lines.append(f"scores at {latest:%Y-%m-%d}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f" -> {dated}")
     return "\n".join(lines)

@@ -132,9 +132,18 @@ class Decision:
         return self.alias == CHAMPION
 
 
-def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: Mapping[str, float],
-                     params: Mapping[str, Any], plots: Mapping[str, Path], feature_info: Mapping[str, Any],
-                     as_of_range: tuple[str, str], backtest_window: str, input_example: pd.DataFrame) -> int:
+def log_and_register(
+    ws: Workspace,
+    product: str,
+    fitted: FittedModel,
+    metrics: Mapping[str, float],
+    params: Mapping[str, Any],
+    plots: Mapping[str, Path],
+    feature_info: Mapping[str, Any],
+    as_of_range: tuple[str, str],
+    backtest_window: str,
+    input_example: pd.DataFrame,
+) -> int:
     """Log one trained model with its evidence and register it as ``nbp-<product>``.
 
     Args:
@@ -169,12 +178,18 @@ def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: 
     info = {k: v for k, v in feature_info.items() if k != "feature_views"}
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} {backtest_window}") as run:
         mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product, **job_tags()})
-        flat = {**{k: v for k, v in params.items()}, "as_of_start": as_of_range[0], "as_of_end": as_of_range[1],
-                "backtest_window": backtest_window, "n_features": len(fitted.features),
-                **{f"fit_{k}": v for k, v in fitted.info.items()}}
+        flat = {
+            **{k: v for k, v in params.items()},
+            "as_of_start": as_of_range[0],
+            "as_of_end": as_of_range[1],
+            "backtest_window": backtest_window,
+            "n_features": len(fitted.features),
+            **{f"fit_{k}": v for k, v in fitted.info.items()},
+        }
         mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
-                            if isinstance(v, int | float) and not math.isnan(float(v))})
+        mlflow.log_metrics(
+            {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not math.isnan(float(v))}
+        )
         for path in plots.values():
             mlflow.log_artifact(str(path), artifact_path="plots")
         mlflow.log_dict({"features": fitted.features, "categories": fitted.categories, **info}, "features.json")
@@ -183,7 +198,10 @@ def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: 
             mlflow.log_text(str(feature_info["feature_views"]), "feature_views.txt")
         with jobs.tempdir(ws, "mlflow"):  # MLflow stages the model in a temporary folder: ours, under $NBP_HOME
             mi = mlflow.pyfunc.log_model(
-                name="model", python_model=NbpPyfunc(fitted), signature=signature, input_example=example,
+                name="model",
+                python_model=NbpPyfunc(fitted),
+                signature=signature,
+                input_example=example,
                 registered_model_name=name,
                 pip_requirements=[f"{p}=={pkg_version(p)}" for p in RUNTIME_PACKAGES],
             )
@@ -193,8 +211,14 @@ def log_and_register(ws: Workspace, product: str, fitted: FittedModel, metrics: 
     for t in (TAG_SKIPPED, TAG_SKIPPED_ZH):  # trained again: the last skip no longer applies
         if t in client.get_registered_model(name).tags:
             client.delete_registered_model_tag(name, t)
-    log.info("registered %s version %d (run %s, window %s, AUC %.3f)", name, version, run_id,
-             backtest_window, float(metrics.get("auc", float("nan"))))
+    log.info(
+        "registered %s version %d (run %s, window %s, AUC %.3f)",
+        name,
+        version,
+        run_id,
+        backtest_window,
+        float(metrics.get("auc", float("nan"))),
+    )
     return version
 
 
@@ -232,8 +256,9 @@ def _auc_text(m: Mapping[str, float]) -> str:
     return f"AUC {a:.4f} ± {se:.3f} ({int(pos):,} uptakes)" if not math.isnan(se) else f"AUC {a:.4f}"
 
 
-def _compare(version: int, window: str, new: Mapping[str, float], champ_v: int, champ: Mapping[str, float],
-             how: str) -> tuple[bool, str]:
+def _compare(
+    version: int, window: str, new: Mapping[str, float], champ_v: int, champ: Mapping[str, float], how: str
+) -> tuple[bool, str]:
     """Does the new version beat the champion (same rows)? And the sentence why."""
     a_new, a_old = float(new["auc"]), float(champ["auc"])
     e_new, e_old = float(new["ece"]), float(champ["ece"])
@@ -241,20 +266,35 @@ def _compare(version: int, window: str, new: Mapping[str, float], champ_v: int, 
     on = f"on window {window} ({how})"
     tol = _ece_tolerance(new)
     if not a_new > a_old:
-        return False, (f"v{version} stays challenger: {_auc_text(new)} does not beat champion v{champ_v}'s "
-                       f"{a_old:.4f} {on}.")
+        return False, (
+            f"v{version} stays challenger: {_auc_text(new)} does not beat champion v{champ_v}'s {a_old:.4f} {on}."
+        )
     if e_new > e_old + tol:
-        return False, (f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but ECE {e_new:.4f} is worse "
-                       f"than champion v{champ_v}'s {e_old:.4f} by more than {tol:.4f} {on}.")
+        return False, (
+            f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but ECE {e_new:.4f} is worse "
+            f"than champion v{champ_v}'s {e_old:.4f} by more than {tol:.4f} {on}."
+        )
     if b_new > b_old * (1 + BRIER_TOLERANCE):
-        return False, (f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but Brier {b_new:.5f} is "
-                       f"more than {BRIER_TOLERANCE:.0%} worse than champion v{champ_v}'s {b_old:.5f} {on}.")
-    return True, (f"v{version} becomes champion: {_auc_text(new)} beats v{champ_v}'s {a_old:.4f} {on}, "
-                  f"ECE {e_new:.4f} vs {e_old:.4f}, Brier {b_new:.5f} vs {b_old:.5f}.")
+        return False, (
+            f"v{version} stays challenger: AUC {a_new:.4f} beats {a_old:.4f} but Brier {b_new:.5f} is "
+            f"more than {BRIER_TOLERANCE:.0%} worse than champion v{champ_v}'s {b_old:.5f} {on}."
+        )
+    return True, (
+        f"v{version} becomes champion: {_auc_text(new)} beats v{champ_v}'s {a_old:.4f} {on}, "
+        f"ECE {e_new:.4f} vs {e_old:.4f}, Brier {b_new:.5f} vs {b_old:.5f}."
+    )
 
 
-def promote(ws: Workspace, product: str, version: int, metrics: Mapping[str, float], floor: float,
-            leak_alarm: bool, window_rows: pd.DataFrame | None = None, label: str = "label") -> Decision:
+def promote(
+    ws: Workspace,
+    product: str,
+    version: int,
+    metrics: Mapping[str, float],
+    floor: float,
+    leak_alarm: bool,
+    window_rows: pd.DataFrame | None = None,
+    label: str = "label",
+) -> Decision:
     """Move ``champion`` to ``version`` if it earns it, else mark it ``challenger``.
 
     Args:
@@ -287,8 +327,9 @@ def promote(ws: Workspace, product: str, version: int, metrics: Mapping[str, flo
         reason = f"v{version} stays challenger: the leak alarm is raised (AUC {auc:.4f} is implausibly high)."
     elif champ_v is None or champ_v == version:
         promoted = True
-        reason = (f"v{version} becomes champion: first model to pass the guardrails ({_auc_text(metrics)} >= "
-                  f"{floor:.4f}).")
+        reason = (
+            f"v{version} becomes champion: first model to pass the guardrails ({_auc_text(metrics)} >= {floor:.4f})."
+        )
     else:
         champ_window, champ_metrics, _ = _version_evidence(client, name, champ_v)
         champ_fit = load_version(ws, product, champ_v)[0] if window_rows is not None and len(window_rows) else None
@@ -300,8 +341,10 @@ def promote(ws: Workspace, product: str, version: int, metrics: Mapping[str, flo
         elif champ_window == window:
             promoted, reason = _compare(version, window, metrics, champ_v, champ_metrics, "logged metrics")
         else:
-            reason = (f"v{version} stays challenger: champion v{champ_v} was evaluated on window {champ_window}, "
-                      f"not {window}; pass that window's rows to re-score it.")
+            reason = (
+                f"v{version} stays challenger: champion v{champ_v} was evaluated on window {champ_window}, "
+                f"not {window}; pass that window's rows to re-score it."
+            )
     alias = CHAMPION if promoted else CHALLENGER
     client.set_registered_model_alias(name, alias, str(version))
     client.set_tag(run_id, TAG_DECISION, reason)
@@ -335,13 +378,16 @@ def load_version(ws: Workspace, product: str, version: int | str) -> tuple[Fitte
     except MlflowException as e:
         skip = skip_of(ws, product)
         if skip is not None:
-            raise ModelUnavailable(f"{name}: no version or alias '{version}' in the registry; the last "
-                                   f"training skipped the product: {skip['en']}") from e
+            raise ModelUnavailable(
+                f"{name}: no version or alias '{version}' in the registry; the last "
+                f"training skipped the product: {skip['en']}"
+            ) from e
         gated = _challenger_decision(client, name) if version == CHAMPION else None
         if gated is not None:
             raise ModelUnavailable(f"{name}: no champion: {gated}") from e
-        raise ModelUnavailable(f"{name}: no version or alias '{version}' in the registry; "
-                               f"train the product and promote a model") from e
+        raise ModelUnavailable(
+            f"{name}: no version or alias '{version}' in the registry; train the product and promote a model"
+        ) from e
     return pyfunc.unwrap_python_model().fitted, int(mv.version)
 
 
@@ -382,8 +428,7 @@ def record_skip(ws: Workspace, product: str, zh: str, en: str, window: str = "")
     name = model_name(product)
     exp_id = _experiment_id(client, ws, name)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} skipped") as run:
-        mlflow.set_tags({"nbp.product": product, TAG_SKIPPED: en, TAG_SKIPPED_ZH: zh, TAG_WINDOW: window,
-                         **job_tags()})
+        mlflow.set_tags({"nbp.product": product, TAG_SKIPPED: en, TAG_SKIPPED_ZH: zh, TAG_WINDOW: window, **job_tags()})
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -441,8 +486,12 @@ def recover(ws: Workspace) -> list[str]:
     for exp in exps:
         for run in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
             if _dead(run.data.tags):
-                fail(run.info.run_id, run.data.tags, f"the job (pid {run.data.tags[TAG_PID]} on "
-                     f"{run.data.tags[TAG_HOST]}) died before the run ended; marked FAILED by pid {os.getpid()}")
+                fail(
+                    run.info.run_id,
+                    run.data.tags,
+                    f"the job (pid {run.data.tags[TAG_PID]} on "
+                    f"{run.data.tags[TAG_HOST]}) died before the run ended; marked FAILED by pid {os.getpid()}",
+                )
         name = exp.name
         try:
             versions = client.search_model_versions(f"name = '{name}'")
@@ -457,16 +506,22 @@ def recover(ws: Workspace) -> list[str]:
             held = client.get_registered_model(name).aliases or {}
             aliases = [a for a, v in held.items() if str(v) == str(mv.version)]
             if aliases:
-                why = (f"the job died after the gate moved '{', '.join(aliases)}' to v{mv.version}, before it "
-                       f"recorded the reason")
+                why = (
+                    f"the job died after the gate moved '{', '.join(aliases)}' to v{mv.version}, before it "
+                    f"recorded the reason"
+                )
                 client.set_model_version_tag(name, mv.version, TAG_DECISION, why)
                 done.append(f"{name} v{mv.version}: {why}")
                 continue
             client.delete_model_version(name, mv.version)
             done.append(f"{name} v{mv.version}: deleted, registered by a job that died before the champion gate")
             if run.info.run_id not in failed:
-                fail(run.info.run_id, run.data.tags, f"the job (pid {run.data.tags[TAG_PID]}) died before the "
-                     f"champion gate; its model version v{mv.version} was deleted")
+                fail(
+                    run.info.run_id,
+                    run.data.tags,
+                    f"the job (pid {run.data.tags[TAG_PID]}) died before the "
+                    f"champion gate; its model version v{mv.version} was deleted",
+                )
     for line in done:
         log.warning("recover: %s", line)
     return done

@@ -15,35 +15,78 @@ SPINE_ROWS = True
 REQUIRES = ("transactions",)
 
 _NULLABLE = {
-    "business_settlement_growth_3m_prior3m", "business_settlement_growth_6m_prior6m",
-    "business_settlement_cv_6m", "business_settlement_season_index_12m",
+    "business_settlement_growth_3m_prior3m",
+    "business_settlement_growth_6m_prior6m",
+    "business_settlement_cv_6m",
+    "business_settlement_season_index_12m",
 }
-
 
 
 _f = declarer(FAMILY, _NULLABLE)
 
 FEATURES: list[Feature] = [
     _f("business_settlement_amount_1m", "float", "上月商户收单结算金额", "merchant settlement last month"),
-    _f("business_settlement_avg_3m", "float", "近3个月月均商户结算金额", "average monthly merchant settlement, last 3 months"),
-    _f("business_settlement_avg_6m", "float", "近6个月月均商户结算金额", "average monthly merchant settlement, last 6 months"),
-    _f("business_settlement_avg_12m", "float", "近12个月月均商户结算金额",
-       "average monthly merchant settlement, last 12 months"),
+    _f(
+        "business_settlement_avg_3m",
+        "float",
+        "近3个月月均商户结算金额",
+        "average monthly merchant settlement, last 3 months",
+    ),
+    _f(
+        "business_settlement_avg_6m",
+        "float",
+        "近6个月月均商户结算金额",
+        "average monthly merchant settlement, last 6 months",
+    ),
+    _f(
+        "business_settlement_avg_12m",
+        "float",
+        "近12个月月均商户结算金额",
+        "average monthly merchant settlement, last 12 months",
+    ),
     _f("business_settlement_count_3m", "int", "近3个月商户结算笔数", "number of merchant settlements, last 3 months"),
-    _f("business_settlement_months_12m", "int", "近12个月有商户结算的月数",
-       "months with merchant settlement, last 12 months"),
-    _f("business_settlement_growth_3m_prior3m", "float", "近3个月结算与前3个月之比",
-       "settlement in the last 3 months over the 3 months before"),
-    _f("business_settlement_growth_6m_prior6m", "float", "近6个月结算与前6个月之比",
-       "settlement in the last 6 months over the 6 months before"),
-    _f("business_settlement_cv_6m", "float", "近6个月月结算金额波动系数",
-       "coefficient of variation of monthly settlement, last 6 months"),
-    _f("business_settlement_season_index_12m", "float", "去年同月结算与近12个月月均之比(季节性)",
-       "settlement in the same month last year over the 12-month monthly average (seasonality)"),
-    _f("business_counterparties_avg_3m", "float", "近3个月月均交易对手数",
-       "average number of distinct counterparties per month, last 3 months"),
-    _f("business_counterparties_max_12m", "int", "近12个月单月最多交易对手数",
-       "most distinct counterparties in one month, last 12 months"),
+    _f(
+        "business_settlement_months_12m",
+        "int",
+        "近12个月有商户结算的月数",
+        "months with merchant settlement, last 12 months",
+    ),
+    _f(
+        "business_settlement_growth_3m_prior3m",
+        "float",
+        "近3个月结算与前3个月之比",
+        "settlement in the last 3 months over the 3 months before",
+    ),
+    _f(
+        "business_settlement_growth_6m_prior6m",
+        "float",
+        "近6个月结算与前6个月之比",
+        "settlement in the last 6 months over the 6 months before",
+    ),
+    _f(
+        "business_settlement_cv_6m",
+        "float",
+        "近6个月月结算金额波动系数",
+        "coefficient of variation of monthly settlement, last 6 months",
+    ),
+    _f(
+        "business_settlement_season_index_12m",
+        "float",
+        "去年同月结算与近12个月月均之比(季节性)",
+        "settlement in the same month last year over the 12-month monthly average (seasonality)",
+    ),
+    _f(
+        "business_counterparties_avg_3m",
+        "float",
+        "近3个月月均交易对手数",
+        "average number of distinct counterparties per month, last 3 months",
+    ),
+    _f(
+        "business_counterparties_max_12m",
+        "int",
+        "近12个月单月最多交易对手数",
+        "most distinct counterparties in one month, last 12 months",
+    ),
 ]
 
 
@@ -59,8 +102,9 @@ def sql(tables: frozenset[str]) -> str:
         "business_settlement_growth_3m_prior3m": ratio(win("sum", "settle_amt", 3), win("sum", "settle_amt", 3, 3)),
         "business_settlement_growth_6m_prior6m": ratio(win("sum", "settle_amt", 6), win("sum", "settle_amt", 6, 6)),
         "business_settlement_cv_6m": ratio(win("stddev_pop", "settle_amt", 6), win("avg", "settle_amt", 6)),
-        "business_settlement_season_index_12m": ratio(win("sum", "settle_amt", 1, 11),
-                                                      win("sum", "settle_amt", 12) + " / 12"),
+        "business_settlement_season_index_12m": ratio(
+            win("sum", "settle_amt", 1, 11), win("sum", "settle_amt", 12) + " / 12"
+        ),
         "business_counterparties_avg_3m": win("sum", "counterparties_n", 3) + " / 3",
         "business_counterparties_max_12m": win("max", "counterparties_n", 12),
     }

@@ -28,12 +28,24 @@ FEATURES: list[Feature] = [
     _f("liquidity_avg_daily_balance_1m", "float", "上月日均余额", "average daily balance, last month"),
     _f("liquidity_avg_daily_balance_3m", "float", "近3个月日均余额", "average daily balance, last 3 months"),
     _f("liquidity_avg_daily_balance_12m", "float", "近12个月日均余额", "average daily balance, last 12 months"),
-    _f("liquidity_avg_daily_balance_ratio_3m_prior3m", "float", "近3个月日均余额与前3个月之比",
-       "average daily balance of the last 3 months over the 3 months before"),
-    _f("liquidity_balance_to_turnover_3m", "float", "近3个月日均余额与月均支出之比",
-       "average daily balance over average monthly money out, last 3 months"),
-    _f("liquidity_balance_to_income_3m", "float", "近3个月日均余额与月均入账之比",
-       "average daily balance over average monthly money in, last 3 months"),
+    _f(
+        "liquidity_avg_daily_balance_ratio_3m_prior3m",
+        "float",
+        "近3个月日均余额与前3个月之比",
+        "average daily balance of the last 3 months over the 3 months before",
+    ),
+    _f(
+        "liquidity_balance_to_turnover_3m",
+        "float",
+        "近3个月日均余额与月均支出之比",
+        "average daily balance over average monthly money out, last 3 months",
+    ),
+    _f(
+        "liquidity_balance_to_income_3m",
+        "float",
+        "近3个月日均余额与月均入账之比",
+        "average daily balance over average monthly money in, last 3 months",
+    ),
 ]
 
 

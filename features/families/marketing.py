@@ -23,20 +23,53 @@ _f = declarer(FAMILY, _NULLABLE)
 
 FEATURES: list[Feature] = [
     _f("marketing_contacts_12m", "int", "近12个月营销触达次数", "marketing contacts, last 12 months"),
-    *[_f(f"marketing_contacts_{p}_12m", "int", f"近12个月{PRODUCT_NAMES_ZH[p]}营销次数",
-         f"contacts about {p} loans, last 12 months") for p in LOAN_PRODUCTS],
-    *[_f(f"marketing_contacts_{c}_12m", "int", f"近12个月{_CHANNEL_ZH[c]}触达次数",
-         f"contacts by {c}, last 12 months") for c in CONTACT_CHANNELS],
+    *[
+        _f(
+            f"marketing_contacts_{p}_12m",
+            "int",
+            f"近12个月{PRODUCT_NAMES_ZH[p]}营销次数",
+            f"contacts about {p} loans, last 12 months",
+        )
+        for p in LOAN_PRODUCTS
+    ],
+    *[
+        _f(
+            f"marketing_contacts_{c}_12m",
+            "int",
+            f"近12个月{_CHANNEL_ZH[c]}触达次数",
+            f"contacts by {c}, last 12 months",
+        )
+        for c in CONTACT_CHANNELS
+    ],
     _f("marketing_accepted_12m", "int", "近12个月接受营销次数", "contacts accepted, last 12 months"),
     _f("marketing_declined_12m", "int", "近12个月拒绝营销次数", "contacts declined, last 12 months"),
-    _f("marketing_last_outcome", "int", "最近一次营销结果", f"outcome of the last contact (code: {_OUTCOME_CODES})",
-       categories=CONTACT_OUTCOMES),
+    _f(
+        "marketing_last_outcome",
+        "int",
+        "最近一次营销结果",
+        f"outcome of the last contact (code: {_OUTCOME_CODES})",
+        categories=CONTACT_OUTCOMES,
+    ),
     _f("marketing_days_since_last_contact", "int", "距最近一次营销的天数", "days since the last contact"),
-    *[_f(f"marketing_last_outcome_{p}", "int", f"最近一次{PRODUCT_NAMES_ZH[p]}营销结果",
-         f"outcome of the last {p} contact (code: {_OUTCOME_CODES})", categories=CONTACT_OUTCOMES)
-      for p in LOAN_PRODUCTS],
-    *[_f(f"marketing_days_since_contact_{p}", "int", f"距最近一次{PRODUCT_NAMES_ZH[p]}营销的天数",
-         f"days since the last {p} contact") for p in LOAN_PRODUCTS],
+    *[
+        _f(
+            f"marketing_last_outcome_{p}",
+            "int",
+            f"最近一次{PRODUCT_NAMES_ZH[p]}营销结果",
+            f"outcome of the last {p} contact (code: {_OUTCOME_CODES})",
+            categories=CONTACT_OUTCOMES,
+        )
+        for p in LOAN_PRODUCTS
+    ],
+    *[
+        _f(
+            f"marketing_days_since_contact_{p}",
+            "int",
+            f"距最近一次{PRODUCT_NAMES_ZH[p]}营销的天数",
+            f"days since the last {p} contact",
+        )
+        for p in LOAN_PRODUCTS
+    ],
 ]
 
 
@@ -47,23 +80,32 @@ def sql(tables: frozenset[str]) -> str:
     order = "epoch(contact_date) * 10 + coalesce(oc, 9)"
     exprs = {
         "marketing_contacts_12m": f"count(*) FILTER (WHERE {in12})",
-        **{f"marketing_contacts_{p}_12m": f"count(*) FILTER (WHERE {in12} AND product = {q(p)})"
-           for p in LOAN_PRODUCTS},
-        **{f"marketing_contacts_{c}_12m": f"count(*) FILTER (WHERE {in12} AND channel = {q(c)})"
-           for c in CONTACT_CHANNELS},
+        **{
+            f"marketing_contacts_{p}_12m": f"count(*) FILTER (WHERE {in12} AND product = {q(p)})" for p in LOAN_PRODUCTS
+        },
+        **{
+            f"marketing_contacts_{c}_12m": f"count(*) FILTER (WHERE {in12} AND channel = {q(c)})"
+            for c in CONTACT_CHANNELS
+        },
         "marketing_accepted_12m": f"count(*) FILTER (WHERE {in12} AND outcome = 'accepted')",
         "marketing_declined_12m": f"count(*) FILTER (WHERE {in12} AND outcome = 'declined')",
         "marketing_last_outcome": f"arg_max(oc, {order})",
         "marketing_days_since_last_contact": "date_diff('day', max(contact_date), as_of)",
-        **{f"marketing_last_outcome_{p}": f"arg_max(oc, {order}) FILTER (WHERE product = {q(p)})"
-           for p in LOAN_PRODUCTS},
-        **{f"marketing_days_since_contact_{p}": (
-            f"date_diff('day', max(contact_date) FILTER (WHERE product = {q(p)}), as_of)") for p in LOAN_PRODUCTS},
+        **{
+            f"marketing_last_outcome_{p}": f"arg_max(oc, {order}) FILTER (WHERE product = {q(p)})"
+            for p in LOAN_PRODUCTS
+        },
+        **{
+            f"marketing_days_since_contact_{p}": (
+                f"date_diff('day', max(contact_date) FILTER (WHERE product = {q(p)}), as_of)"
+            )
+            for p in LOAN_PRODUCTS
+        },
     }
     return f"""
 SELECT customer_id, as_of,
     {select(exprs)}
 FROM (
-    SELECT k.*, a.as_of, {codes('k.outcome', CONTACT_OUTCOMES)} AS oc
+    SELECT k.*, a.as_of, {codes("k.outcome", CONTACT_OUTCOMES)} AS oc
     FROM contacts k JOIN asofs a ON k.contact_date < a.as_of
 ) GROUP BY customer_id, as_of"""

@@ -74,7 +74,7 @@ def txn_month_sql(first_month: str, last_month: str) -> str:
     """
     aggs = ",\n        ".join(f"{e} AS {n}" for n, e in MEASURES.items())
     return f"""
-SELECT customer_id, {month_index('txn_time')} AS mi,
+SELECT customer_id, {month_index("txn_time")} AS mi,
         {aggs}
 FROM transactions
 WHERE txn_time >= {first_month} AND txn_time < {last_month}
@@ -90,7 +90,7 @@ def bal_month_sql(first_month: str, last_month: str) -> str:
     """
     aggs = ",\n        ".join(f"{e} AS {n}" for n, e in BAL_MEASURES.items())
     return f"""
-SELECT a.customer_id, {month_index('b.month')} AS mi,
+SELECT a.customer_id, {month_index("b.month")} AS mi,
         {aggs}
 FROM balances b JOIN accounts a USING (account_id)
 WHERE b.month >= {first_month} AND b.month < {last_month}

@@ -14,17 +14,45 @@ FAMILY = "tax"
 REQUIRES = ("tax_records",)
 
 FEATURES: list[Feature] = [
-    Feature("tax_credit_grade_latest", FAMILY, "int", "最新纳税信用等级(A=0…D=4)",
-            "latest published tax credit grade (code: A=0, B=1, M=2, C=3, D=4)", categories=TAX_GRADES),
+    Feature(
+        "tax_credit_grade_latest",
+        FAMILY,
+        "int",
+        "最新纳税信用等级(A=0…D=4)",
+        "latest published tax credit grade (code: A=0, B=1, M=2, C=3, D=4)",
+        categories=TAX_GRADES,
+    ),
     Feature("tax_paid_latest", FAMILY, "float", "最新年度纳税额", "tax paid in the latest published year"),
     Feature("tax_months_filed_latest", FAMILY, "int", "最新年度申报月数", "months filed in the latest published year"),
-    Feature("tax_years_on_record", FAMILY, "int", "已公布的纳税记录年数", "years of tax records published",
-            zero_if_none=True),
-    Feature("tax_paid_ratio_latest_prior", FAMILY, "float", "最新年度纳税额与上一年度之比",
-            "tax paid in the latest year over the year before"),
-    Feature("tax_years_since_latest", FAMILY, "int", "最新纳税记录距今年数", "years between the latest tax year and the as-of year"),
-    Feature("tax_days_since_published", FAMILY, "int", "距最新纳税记录公布的天数",
-            "days since the latest tax record was published"),
+    Feature(
+        "tax_years_on_record",
+        FAMILY,
+        "int",
+        "已公布的纳税记录年数",
+        "years of tax records published",
+        zero_if_none=True,
+    ),
+    Feature(
+        "tax_paid_ratio_latest_prior",
+        FAMILY,
+        "float",
+        "最新年度纳税额与上一年度之比",
+        "tax paid in the latest year over the year before",
+    ),
+    Feature(
+        "tax_years_since_latest",
+        FAMILY,
+        "int",
+        "最新纳税记录距今年数",
+        "years between the latest tax year and the as-of year",
+    ),
+    Feature(
+        "tax_days_since_published",
+        FAMILY,
+        "int",
+        "距最新纳税记录公布的天数",
+        "days since the latest tax record was published",
+    ),
 ]
 
 
@@ -35,15 +63,16 @@ def sql(tables: frozenset[str]) -> str:
         "tax_paid_latest": "max(CASE WHEN rn = 1 THEN tax_paid END)",
         "tax_months_filed_latest": "max(CASE WHEN rn = 1 THEN months_filed END)",
         "tax_years_on_record": "count(*)",
-        "tax_paid_ratio_latest_prior": ratio("max(CASE WHEN rn = 1 THEN tax_paid END)",
-                                             "max(CASE WHEN rn = 2 THEN tax_paid END)"),
+        "tax_paid_ratio_latest_prior": ratio(
+            "max(CASE WHEN rn = 1 THEN tax_paid END)", "max(CASE WHEN rn = 2 THEN tax_paid END)"
+        ),
         "tax_years_since_latest": "year(as_of) - max(tax_year)",
         "tax_days_since_published": "date_diff('day', max(published_date), as_of)",
     }
     return f"""
 WITH known AS (
     SELECT r.customer_id, a.as_of, r.tax_year, r.tax_paid, r.months_filed, r.published_date,
-        {codes('r.credit_grade', TAX_GRADES)} AS grade,
+        {codes("r.credit_grade", TAX_GRADES)} AS grade,
         row_number() OVER (PARTITION BY r.customer_id, a.as_of
                            ORDER BY r.tax_year DESC, r.published_date DESC) AS rn
     FROM tax_records r JOIN asofs a ON r.published_date < a.as_of

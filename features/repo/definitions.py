@@ -28,24 +28,48 @@ _DTYPES = {"int": Int64, "float": Float64}
 # ENTITIES ---------------------------------------------------------------------
 def customer_entity() -> Entity:
     """The entity every feature view is keyed on (join key ``customer_id``)."""
-    return Entity(name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING,
-                  description="银行客户(ECIF客户号) / bank customer (ECIF pseudonymous key)")
+    return Entity(
+        name=ENTITY,
+        join_keys=[JOIN_KEY],
+        value_type=ValueType.STRING,
+        description="银行客户(ECIF客户号) / bank customer (ECIF pseudonymous key)",
+    )
 
 
 # DATA SOURCES AND FEATURE VIEWS -----------------------------------------------
 def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
     """The feature view of one family, reading ``path`` (``features/build.py`` output)."""
-    source = FileSource(name=f"{family}_source", path=str(path), timestamp_field=EVENT_TS,
-                        description=f"feature table of family {family}")
+    source = FileSource(
+        name=f"{family}_source",
+        path=str(path),
+        timestamp_field=EVENT_TS,
+        description=f"feature table of family {family}",
+    )
     fields = [Field(name=JOIN_KEY, dtype=String)] + [
-        Field(name=f.name, dtype=_DTYPES[f.dtype], description=f.description,
-              tags={"family": f.family, "zh": f.zh, "en": f.en,
-                    **({"categories": ",".join(f.categories)} if f.categories else {})})
+        Field(
+            name=f.name,
+            dtype=_DTYPES[f.dtype],
+            description=f.description,
+            tags={
+                "family": f.family,
+                "zh": f.zh,
+                "en": f.en,
+                **({"categories": ",".join(f.categories)} if f.categories else {}),
+            },
+        )
         for f in family_features(family)
     ]
     doc = (MODULES[family].__doc__ or family).strip().splitlines()[0]
-    return FeatureView(name=family, entities=[entity], ttl=TTL, schema=fields, source=source, online=True,
-                       description=doc, tags={"family": family})
+    return FeatureView(
+        name=family,
+        entities=[entity],
+        ttl=TTL,
+        schema=fields,
+        source=source,
+        online=True,
+        description=doc,
+        tags={"family": family},
+    )
 
 
 def feature_views(features_dir: Path) -> list[FeatureView]:
@@ -62,9 +86,15 @@ def feature_services(views: list[FeatureView], products: Mapping[str, str | None
         views: the feature views.
         products: product key -> feature service name from the config (None: ``<key>_v1``).
     """
-    return [FeatureService(name=name or feature_service_name(key), features=list(views),
-                           description=f"features read by the {key} model", tags={"product": key})
-            for key, name in products.items()]
+    return [
+        FeatureService(
+            name=name or feature_service_name(key),
+            features=list(views),
+            description=f"features read by the {key} model",
+            tags={"product": key},
+        )
+        for key, name in products.items()
+    ]
 
 
 def objects(features_dir: Path, products: Mapping[str, str | None]) -> list:

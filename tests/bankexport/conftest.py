@@ -17,51 +17,127 @@ from nbp.workspace import Workspace
 # A valid export: every table, every reference resolvable. Cells are strings as in a CSV.
 BASE: dict[str, list[dict[str, str]]] = {
     "customers": [
-        {"customer_id": "C1", "customer_type": "individual", "gender": "M", "birth_date": "1980-05-01",
-         "occupation": "farmer", "residence": "rural", "branch_id": "B1", "manager_id": "M1",
-         "open_date": "2015-03-02", "risk_tolerance": "C2"},
-        {"customer_id": "C2", "customer_type": "business", "industry": "C", "established_date": "2010-01-01",
-         "branch_id": "B1", "open_date": "2016-07-08"},
-        {"customer_id": "C3", "customer_type": "individual", "gender": "F", "occupation": "merchant",
-         "branch_id": "B2", "open_date": "2020-01-15"},
+        {
+            "customer_id": "C1",
+            "customer_type": "individual",
+            "gender": "M",
+            "birth_date": "1980-05-01",
+            "occupation": "farmer",
+            "residence": "rural",
+            "branch_id": "B1",
+            "manager_id": "M1",
+            "open_date": "2015-03-02",
+            "risk_tolerance": "C2",
+        },
+        {
+            "customer_id": "C2",
+            "customer_type": "business",
+            "industry": "C",
+            "established_date": "2010-01-01",
+            "branch_id": "B1",
+            "open_date": "2016-07-08",
+        },
+        {
+            "customer_id": "C3",
+            "customer_type": "individual",
+            "gender": "F",
+            "occupation": "merchant",
+            "branch_id": "B2",
+            "open_date": "2020-01-15",
+        },
     ],
     "accounts": [
         {"account_id": "A1", "customer_id": "C1", "account_type": "savings", "open_date": "2015-03-02"},
         {"account_id": "A2", "customer_id": "C2", "account_type": "current", "open_date": "2016-07-08"},
-        {"account_id": "A3", "customer_id": "C3", "account_type": "debit_card", "open_date": "2020-01-15",
-         "close_date": "2024-01-01"},
+        {
+            "account_id": "A3",
+            "customer_id": "C3",
+            "account_type": "debit_card",
+            "open_date": "2020-01-15",
+            "close_date": "2024-01-01",
+        },
     ],
     "transactions": [
-        {"txn_id": "T1", "account_id": "A1", "customer_id": "C1", "txn_time": "2024-05-01 10:00:00",
-         "amount": "100.50", "direction": "C", "channel": "mobile", "txn_type": "payroll"},
-        {"txn_id": "T2", "account_id": "A2", "customer_id": "C2", "txn_time": "2024-05-02T11:30:00",
-         "amount": "2000", "direction": "D", "channel": "counter", "txn_type": "transfer",
-         "counterparty_id": "X9"},
-        {"txn_id": "T3", "account_id": "A3", "customer_id": "C3", "txn_time": "2024-05-03 09:15:00",
-         "amount": "35.2", "direction": "C", "channel": "qr", "txn_type": "merchant_settlement"},
+        {
+            "txn_id": "T1",
+            "account_id": "A1",
+            "customer_id": "C1",
+            "txn_time": "2024-05-01 10:00:00",
+            "amount": "100.50",
+            "direction": "C",
+            "channel": "mobile",
+            "txn_type": "payroll",
+        },
+        {
+            "txn_id": "T2",
+            "account_id": "A2",
+            "customer_id": "C2",
+            "txn_time": "2024-05-02T11:30:00",
+            "amount": "2000",
+            "direction": "D",
+            "channel": "counter",
+            "txn_type": "transfer",
+            "counterparty_id": "X9",
+        },
+        {
+            "txn_id": "T3",
+            "account_id": "A3",
+            "customer_id": "C3",
+            "txn_time": "2024-05-03 09:15:00",
+            "amount": "35.2",
+            "direction": "C",
+            "channel": "qr",
+            "txn_type": "merchant_settlement",
+        },
     ],
     "loans": [
-        {"loan_id": "L1", "customer_id": "C1", "product": "consumer", "application_date": "2023-01-05",
-         "grant_date": "2023-01-10", "amount": "50000", "term_months": "12", "status": "settled",
-         "max_overdue_days": "0", "end_date": "2024-01-10"},
-        {"loan_id": "L2", "customer_id": "C2", "product": "business_flow", "application_date": "2024-02-01",
-         "status": "rejected"},
+        {
+            "loan_id": "L1",
+            "customer_id": "C1",
+            "product": "consumer",
+            "application_date": "2023-01-05",
+            "grant_date": "2023-01-10",
+            "amount": "50000",
+            "term_months": "12",
+            "status": "settled",
+            "max_overdue_days": "0",
+            "end_date": "2024-01-10",
+        },
+        {
+            "loan_id": "L2",
+            "customer_id": "C2",
+            "product": "business_flow",
+            "application_date": "2024-02-01",
+            "status": "rejected",
+        },
     ],
     "balances": [
         {"account_id": "A1", "month": "2024-04", "avg_daily_balance": "1200.00", "end_balance": "1300"},
         {"account_id": "A2", "month": "2024-04", "avg_daily_balance": "50000", "end_balance": "48000.5"},
     ],
     "tax_records": [
-        {"customer_id": "C2", "tax_year": "2023", "months_filed": "12", "tax_paid": "8000",
-         "credit_grade": "A", "published_date": "2024-03-01"},
+        {
+            "customer_id": "C2",
+            "tax_year": "2023",
+            "months_filed": "12",
+            "tax_paid": "8000",
+            "credit_grade": "A",
+            "published_date": "2024-03-01",
+        },
     ],
     "services": [
         {"customer_id": "C1", "service": "mobile_banking", "start_date": "2018-01-01"},
         {"customer_id": "C3", "service": "qr_merchant", "start_date": "2021-01-01"},
     ],
     "contacts": [
-        {"customer_id": "C1", "product": "consumer", "contact_date": "2024-04-01", "channel": "sms",
-         "outcome": "no_response", "campaign_id": "K1"},
+        {
+            "customer_id": "C1",
+            "product": "consumer",
+            "contact_date": "2024-04-01",
+            "channel": "sms",
+            "outcome": "no_response",
+            "campaign_id": "K1",
+        },
     ],
     "branches": [
         {"branch_id": "B1", "name": "城关支行", "area": "urban"},
@@ -99,8 +175,13 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, str | None]],
     path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
 
 
-def write_export(root: Path, tables: dict[str, list[dict[str, str]]], fmt: str = "csv",
-                 manifest: dict | None = None, encoding: str = "utf-8") -> Path:
+def write_export(
+    root: Path,
+    tables: dict[str, list[dict[str, str]]],
+    fmt: str = "csv",
+    manifest: dict | None = None,
+    encoding: str = "utf-8",
+) -> Path:
     """Write ``tables`` into folder ``root`` as ``<table>.csv`` or ``<table>.parquet``."""
     root.mkdir(parents=True, exist_ok=True)
     for t, rows in tables.items():
@@ -108,8 +189,9 @@ def write_export(root: Path, tables: dict[str, list[dict[str, str]]], fmt: str =
         if fmt == "csv":
             write_csv(root / f"{t}.csv", cols, rows, encoding)
         else:
-            pq.write_table(pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in cols}),
-                           root / f"{t}.parquet")
+            pq.write_table(
+                pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in cols}), root / f"{t}.parquet"
+            )
     if manifest is not None:
         (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return root

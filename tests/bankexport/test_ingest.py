@@ -47,8 +47,7 @@ def test_valid_export_is_stored_typed(tmp_path: Path, ws: Workspace, cfg: Ingest
     assert meta["export_date"] == "2024-05-03"  # inferred from txn_time (no manifest): its last day
     report = read_report(ws)
     assert set(report["tables"]) == set(TABLES)
-    assert report["tables"]["transactions"] == {"rows_read": 3, "rows_kept": 3, "set_aside": {},
-                                                "cells_reported": {}}
+    assert report["tables"]["transactions"] == {"rows_read": 3, "rows_kept": 3, "set_aside": {}, "cells_reported": {}}
     assert not (ws.ingest_dir / "rejects").exists()
     assert "transactions" in rep.summary_table()
 
@@ -85,10 +84,12 @@ BAD_ROWS = [
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-@pytest.mark.parametrize(("table", "change", "rule", "column"), BAD_ROWS,
-                         ids=[f"{t}-{r}-{c}" for t, _, r, c in BAD_ROWS])
-def test_bad_row_is_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig, fmt: str, table: str,
-                              change: dict, rule: str, column: str) -> None:
+@pytest.mark.parametrize(
+    ("table", "change", "rule", "column"), BAD_ROWS, ids=[f"{t}-{r}-{c}" for t, _, r, c in BAD_ROWS]
+)
+def test_bad_row_is_set_aside(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, fmt: str, table: str, change: dict, rule: str, column: str
+) -> None:
     tables = base_tables()
     tables[table].append({**tables[table][0], **change})
     line = len(tables[table]) + (1 if fmt == "csv" else 0)  # CSV: header is line 1; Parquet: row number
@@ -151,7 +152,9 @@ def test_malformed_optional_cells_keep_row(tmp_path: Path, ws: Workspace, cfg: I
     assert rep["tax_records"]["cells_reported"] == {"malformed_optional": 1}
     cells = report_rows(ws.ingest_dir / "cells" / "customers.csv")
     assert [(c["source_line"], c["column"], c["value"], c["rule"]) for c in cells] == [
-        ("3", "birth_date", "1990-13-01", "malformed_optional"), ("3", "gender", "X", "malformed_optional")]
+        ("3", "birth_date", "1990-13-01", "malformed_optional"),
+        ("3", "gender", "X", "malformed_optional"),
+    ]
     cu = pd.read_parquet(ws.table("customers")).set_index("customer_id")
     assert pd.isna(cu.loc["C2", "gender"]) and pd.isna(cu.loc["C2", "birth_date"])
     assert cu.loc["C1", "gender"] == "M"
@@ -182,46 +185,68 @@ def test_malformed_csv_record_and_line_numbers(tmp_path: Path, ws: Workspace, cf
 
 @pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
 @pytest.mark.parametrize("encoding", ["utf-8", "gbk"])
-def test_reported_rows_show_original_cells(tmp_path: Path, ws: Workspace, cfg: IngestConfig, eol: str,
-                                           encoding: str) -> None:
+def test_reported_rows_show_original_cells(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, eol: str, encoding: str
+) -> None:
     """Reports show every cell exactly as the file has it, read again from the file by the row's
     byte span: quoted commas, doubled quotes, a newline inside quotes, blanks around a number,
     Chinese text (GBK too), CRLF line ends, a last record without a line end."""
-    src = write_export(tmp_path / "exp", base_tables(), encoding=encoding,
-                       manifest={"encoding": encoding} if encoding != "utf-8" else None)
+    src = write_export(
+        tmp_path / "exp",
+        base_tables(),
+        encoding=encoding,
+        manifest={"encoding": encoding} if encoding != "utf-8" else None,
+    )
     quoted = f'"对方, ""甲""{eol}乙"'  # one cell over two lines
-    tx = [",".join(TABLES["transactions"].column_names),
-          "T1,A1,C1,2024-05-01 10:00:00,100.50,C,mobile,payroll,",
-          f"T7,A1,C1, 2024-05-01 10:00:00 ,0,C,mobile,payroll,{quoted}",  # lines 3-4: non_positive
-          'T8,A2,C2,2024-05-02 11:30:00,-1.5,D,"counter",transfer,X9',  # line 5: non_positive
-          '"T9",A3,C3,2024-05-03 09:15:00,35.2,C,qr,merchant_settlement,X 1',  # kept
-          "T10,A3,C3,2024-05-03 09:15:00,1.234,C,qr,fee,"]  # line 7: unparseable, no line end after it
+    tx = [
+        ",".join(TABLES["transactions"].column_names),
+        "T1,A1,C1,2024-05-01 10:00:00,100.50,C,mobile,payroll,",
+        f"T7,A1,C1, 2024-05-01 10:00:00 ,0,C,mobile,payroll,{quoted}",  # lines 3-4: non_positive
+        'T8,A2,C2,2024-05-02 11:30:00,-1.5,D,"counter",transfer,X9',  # line 5: non_positive
+        '"T9",A3,C3,2024-05-03 09:15:00,35.2,C,qr,merchant_settlement,X 1',  # kept
+        "T10,A3,C3,2024-05-03 09:15:00,1.234,C,qr,fee,",
+    ]  # line 7: unparseable, no line end after it
     (src / "transactions.csv").write_bytes(eol.join(tx).encode(encoding))
     cu = (src / "customers.csv").read_bytes().decode(encoding).splitlines()
     cu_cols = cu[0].split(",")
-    row = {"customer_id": "C9", "customer_type": "individual", "gender": "X", "township_code": '"东村, ""老"""',
-           "birth_date": " 1990-01-01 ", "branch_id": "B1", "open_date": "2020-01-01"}  # gender X: a bad cell
-    (src / "customers.csv").write_bytes(eol.join([*cu, ",".join(row.get(c, "") for c in cu_cols)]).encode(encoding)
-                                        + eol.encode())
+    row = {
+        "customer_id": "C9",
+        "customer_type": "individual",
+        "gender": "X",
+        "township_code": '"东村, ""老"""',
+        "birth_date": " 1990-01-01 ",
+        "branch_id": "B1",
+        "open_date": "2020-01-01",
+    }  # gender X: a bad cell
+    (src / "customers.csv").write_bytes(
+        eol.join([*cu, ",".join(row.get(c, "") for c in cu_cols)]).encode(encoding) + eol.encode()
+    )
     ingest(src, ws, cfg)
     rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["source_line"], r["rule"], r["column"], r["value"]) for r in rej] == [
-        ("3", "non_positive", "amount", "0"), ("5", "non_positive", "amount", "-1.5"),
-        ("7", "unparseable", "amount", "1.234")]
+        ("3", "non_positive", "amount", "0"),
+        ("5", "non_positive", "amount", "-1.5"),
+        ("7", "unparseable", "amount", "1.234"),
+    ]
     assert rej[0]["txn_time"] == " 2024-05-01 10:00:00 " and rej[0]["counterparty_id"] == f'对方, "甲"{eol}乙'
     assert (rej[1]["txn_id"], rej[1]["channel"], rej[1]["counterparty_id"]) == ("T8", "counter", "X9")
     assert (rej[2]["txn_id"], rej[2]["amount"], rej[2]["counterparty_id"]) == ("T10", "1.234", "")
     assert pd.read_parquet(ws.table("transactions"))["txn_id"].tolist() == ["T1", "T9"]
     cells = report_rows(ws.ingest_dir / "cells" / "customers.csv")
     assert [(c["source_line"], c["column"], c["value"], c["township_code"], c["birth_date"]) for c in cells] == [
-        (str(len(cu) + 1), "gender", "X", '东村, "老"', " 1990-01-01 ")]
+        (str(len(cu) + 1), "gender", "X", '东村, "老"', " 1990-01-01 ")
+    ]
 
 
 def test_gbk_csv_via_manifest(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     tables = base_tables()
     tables["branches"].append({"branch_id": "B3", "name": "河东支行", "area": "城区"})  # bad enum, in Chinese
-    src = write_export(tmp_path / "exp", tables, encoding="gbk",
-                       manifest={"format": "bank-export/1", "export_date": "2024-06-30", "encoding": "gbk"})
+    src = write_export(
+        tmp_path / "exp",
+        tables,
+        encoding="gbk",
+        manifest={"format": "bank-export/1", "export_date": "2024-06-30", "encoding": "gbk"},
+    )
     assert "城关支行".encode("gbk") in (src / "branches.csv").read_bytes()
     ingest(src, ws, cfg)
     br = pd.read_parquet(ws.table("branches")).set_index("branch_id")
@@ -231,15 +256,19 @@ def test_gbk_csv_via_manifest(tmp_path: Path, ws: Workspace, cfg: IngestConfig) 
     assert json.loads((ws.ingested_dir / "_meta.json").read_text())["export_date"] == "2024-06-30"
 
 
-def test_optional_tables_and_columns_absent_extra_columns_reported(tmp_path: Path, ws: Workspace,
-                                                                   cfg: IngestConfig) -> None:
+def test_optional_tables_and_columns_absent_extra_columns_reported(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig
+) -> None:
     tables = {t: r for t, r in base_tables().items() if t in ("customers", "accounts", "transactions", "loans")}
     for r in tables["accounts"]:
         r.pop("close_date", None)
         r["legacy_flag"] = "Y"
     src = write_export(tmp_path / "exp", tables)
-    write_csv(src / "accounts.csv", ["account_id", "customer_id", "account_type", "open_date", "legacy_flag"],
-              tables["accounts"])
+    write_csv(
+        src / "accounts.csv",
+        ["account_id", "customer_id", "account_type", "open_date", "legacy_flag"],
+        tables["accounts"],
+    )
     rep = ingest(src, ws, cfg)
     acc = pd.read_parquet(ws.table("accounts"))
     assert "legacy_flag" not in acc.columns and acc["close_date"].isna().all()
@@ -291,8 +320,9 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_failed_run_leaves_previous_store_intact(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_run_leaves_previous_store_intact(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tables = base_tables()
     tables["transactions"].append({**tables["transactions"][0], "amount": "0", "txn_id": "T0"})
     ingest(write_export(tmp_path / "exp1", tables), ws, cfg)
@@ -352,7 +382,12 @@ def test_record_lines_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert found.rej_lines.tolist() == [9], chunk
         # each record's bytes up to and including its newline (blank lines after it are not part of it)
         assert [text[a:b] for a, b in zip(found.starts, found.ends, strict=True)] == [
-            '1,"x\ny"\n', '2,"q""\n"\n', "3,z\r\n", '5,"\n\n"\n', "6,v"], chunk
+            '1,"x\ny"\n',
+            '2,"q""\n"\n',
+            "3,z\r\n",
+            '5,"\n\n"\n',
+            "6,v",
+        ], chunk
 
 
 def test_gbk_invalid_bytes_set_row_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
@@ -363,8 +398,12 @@ def test_gbk_invalid_bytes_set_row_aside(tmp_path: Path, ws: Workspace, cfg: Ing
     ingest(src, ws, cfg)
     rej = report_rows(ws.ingest_dir / "rejects" / "branches.csv")
     assert [(r["source_line"], r["rule"]) for r in rej] == [("4", "malformed_row")]
-    assert read_report(ws)["tables"]["branches"] == {"rows_read": 3, "rows_kept": 2,
-                                                 "set_aside": {"malformed_row": 1}, "cells_reported": {}}
+    assert read_report(ws)["tables"]["branches"] == {
+        "rows_read": 3,
+        "rows_kept": 2,
+        "set_aside": {"malformed_row": 1},
+        "cells_reported": {},
+    }
 
 
 def test_typed_parquet_and_bom_csv(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
@@ -377,12 +416,21 @@ def test_typed_parquet_and_bom_csv(tmp_path: Path, ws: Workspace, cfg: IngestCon
     tables = base_tables()
     del tables["transactions"]
     src = write_export(tmp_path / "exp", tables)
-    pq.write_table(pa.table({
-        "txn_id": ["T1", "T2"], "account_id": ["A1", "A1"], "customer_id": ["C1", "C1"],
-        "txn_time": pa.array([dt.datetime(2024, 5, 1, 10, 0, 0), dt.datetime(2024, 5, 1, 10, 0, 0, 500000)]),
-        "amount": pa.array([12.5, 0.1 + 0.2]),  # the second has more than 2 decimals
-        "direction": ["C", "D"], "channel": ["qr", "qr"], "txn_type": ["fee", "fee"],
-    }), src / "transactions.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "txn_id": ["T1", "T2"],
+                "account_id": ["A1", "A1"],
+                "customer_id": ["C1", "C1"],
+                "txn_time": pa.array([dt.datetime(2024, 5, 1, 10, 0, 0), dt.datetime(2024, 5, 1, 10, 0, 0, 500000)]),
+                "amount": pa.array([12.5, 0.1 + 0.2]),  # the second has more than 2 decimals
+                "direction": ["C", "D"],
+                "channel": ["qr", "qr"],
+                "txn_type": ["fee", "fee"],
+            }
+        ),
+        src / "transactions.parquet",
+    )
     cols = TABLES["branches"].column_names
     (src / "branches.csv").write_bytes("\ufeff".encode() + (",".join(cols) + "\nB1,城关支行,,urban\n").encode())
     tables["managers"][0]["capacity_per_month"] = " 40 "
@@ -393,13 +441,13 @@ def test_typed_parquet_and_bom_csv(tmp_path: Path, ws: Workspace, cfg: IngestCon
     assert tx["amount"].tolist() == [12.5]
     rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["source_file"], r["source_line"], r["rule"], r["column"]) for r in rej] == [
-        ("transactions.parquet", "2", "unparseable", "amount")]
+        ("transactions.parquet", "2", "unparseable", "amount")
+    ]
     assert pd.read_parquet(ws.table("branches"))["branch_id"].tolist() == ["B1"]
     assert pd.read_parquet(ws.table("managers"))["capacity_per_month"].tolist() == [40]
 
 
-def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws: Workspace,
-                                                             cfg: IngestConfig) -> None:
+def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     """pandas-style Parquet: NaN is unknown, 12.0 is an int, a midnight timestamp is a date."""
     import datetime as dt
 
@@ -410,15 +458,21 @@ def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws:
     del tables["loans"]
     src = write_export(tmp_path / "exp", tables)
     d = dt.datetime
-    pq.write_table(pa.table({
-        "loan_id": ["L1", "L2", "L3"], "customer_id": ["C1", "C2", "C3"],
-        "product": ["consumer", "consumer", "consumer"],
-        "application_date": pa.array([d(2024, 1, 5), d(2024, 1, 6), d(2024, 1, 7, 9, 30)]),
-        "grant_date": pa.array([dt.date(2024, 1, 9), None, None]),
-        "amount": pa.array([5000.0, float("nan"), 100.0]),
-        "term_months": pa.array([12.0, 12.5, float("nan")]),
-        "status": ["active", "rejected", "rejected"],
-    }), src / "loans.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "loan_id": ["L1", "L2", "L3"],
+                "customer_id": ["C1", "C2", "C3"],
+                "product": ["consumer", "consumer", "consumer"],
+                "application_date": pa.array([d(2024, 1, 5), d(2024, 1, 6), d(2024, 1, 7, 9, 30)]),
+                "grant_date": pa.array([dt.date(2024, 1, 9), None, None]),
+                "amount": pa.array([5000.0, float("nan"), 100.0]),
+                "term_months": pa.array([12.0, 12.5, float("nan")]),
+                "status": ["active", "rejected", "rejected"],
+            }
+        ),
+        src / "loans.parquet",
+    )
     ingest(src, ws, cfg)
     loans = pd.read_parquet(ws.table("loans")).set_index("loan_id")
     assert list(loans.index) == ["L1", "L2"]  # L3: application_date is not a date (09:30)
@@ -431,20 +485,24 @@ def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws:
     assert [(c["source_line"], c["column"], c["value"]) for c in cells] == [("2", "term_months", "12.5")]
 
 
-@pytest.mark.parametrize("text, n_accepted, rejected, lines, rej_lines", [
-    # one line per record, quoted header (as pyarrow writes it), a rejected record on line 4
-    ('"a","b"\n1,x\n2,y\nbad\n3,z\n4,w', 4, ["bad"], [2, 3, 5, 6], [4]),
-    # CRLF, two rejected records next to each other, no final newline
-    ("a,b\r\nbad1\r\nbad2\r\n1,x\r\n2,y", 2, ["bad1", "bad2"], [4, 5], [2, 3]),
-    # a blank line: more lines than records, so the line count falls back to the scan
-    ("a,b\n1,x\n\n2,y\nbad\n3,z\n", 3, ["bad"], [2, 4, 6], [5]),
-    # a quoted newline: a record spans two lines, so the line count falls back to the scan
-    ('a,b\n1,"x\ny"\nbad\n2,z\n', 2, ["bad"], [2, 5], [4]),
-    # every string quoted, none spanning lines: one line per record
-    ('"a","b"\n"1","x,y"\n"bad"\n"2","z"""\n', 2, ['"bad"'], [2, 4], [3]),
-])
-def test_record_lines_one_line_records(tmp_path: Path, text: str, n_accepted: int, rejected: list[str],
-                                       lines: list[int], rej_lines: list[int]) -> None:
+@pytest.mark.parametrize(
+    "text, n_accepted, rejected, lines, rej_lines",
+    [
+        # one line per record, quoted header (as pyarrow writes it), a rejected record on line 4
+        ('"a","b"\n1,x\n2,y\nbad\n3,z\n4,w', 4, ["bad"], [2, 3, 5, 6], [4]),
+        # CRLF, two rejected records next to each other, no final newline
+        ("a,b\r\nbad1\r\nbad2\r\n1,x\r\n2,y", 2, ["bad1", "bad2"], [4, 5], [2, 3]),
+        # a blank line: more lines than records, so the line count falls back to the scan
+        ("a,b\n1,x\n\n2,y\nbad\n3,z\n", 3, ["bad"], [2, 4, 6], [5]),
+        # a quoted newline: a record spans two lines, so the line count falls back to the scan
+        ('a,b\n1,"x\ny"\nbad\n2,z\n', 2, ["bad"], [2, 5], [4]),
+        # every string quoted, none spanning lines: one line per record
+        ('"a","b"\n"1","x,y"\n"bad"\n"2","z"""\n', 2, ['"bad"'], [2, 4], [3]),
+    ],
+)
+def test_record_lines_one_line_records(
+    tmp_path: Path, text: str, n_accepted: int, rejected: list[str], lines: list[int], rej_lines: list[int]
+) -> None:
     """Records of one line each get their line from their position; any other file from the scan."""
     import numpy as np
 
@@ -477,7 +535,7 @@ def test_one_line_records_detection(tmp_path: Path) -> None:
     assert _one_line_records(path, 4, np.array([13])) is None  # a record more than lines: not one line each
     path.write_bytes(b'"a\nb",c\n1,x\n')  # quoted newline in the header
     assert _one_line_records(path, 1, np.zeros(0, np.int64)) is None
-    path.write_bytes(b'a,b\n1,x\n\n2,y\n')  # a blank line
+    path.write_bytes(b"a,b\n1,x\n\n2,y\n")  # a blank line
     assert _one_line_records(path, 2, np.zeros(0, np.int64)) is None
     path.write_bytes(b'a,b\n1,"x\ny"\n2,z\n')  # a quoted newline: 2 records on 3 data lines
     assert _one_line_records(path, 2, np.zeros(0, np.int64)) is None
@@ -519,6 +577,7 @@ def test_transcode_ascii_passthrough_and_split_characters(tmp_path: Path, monkey
     monkeypatch.setattr(ingest_lines, "_CHUNK", 4)
     real_read = Path.open
     for cut in range(1, len(raw)):  # chunk borders everywhere, also between a character's two bytes
+
         def small_reads(self: Path, mode: str = "r", *a: object, _cut: int = cut, **k: object):
             f = real_read(self, mode, *a, **k)
             if "r" in mode and "b" in mode and self == src:
@@ -539,8 +598,25 @@ def test_ok_expr_agrees_with_break_expr() -> None:
     from bankexport import ingest_sql as q
 
     con = duckdb.connect()
-    samples = ["", "x", "0", "-1", "1", "1.5", "1.234", "13", "2024-01-01", "2024-01-01 10:00:00",
-               "2024-01-01T10:00:00", "2024-13", "2024-01", "C", "individual", "consumer", "atm "]
+    samples = [
+        "",
+        "x",
+        "0",
+        "-1",
+        "1",
+        "1.5",
+        "1.234",
+        "13",
+        "2024-01-01",
+        "2024-01-01 10:00:00",
+        "2024-01-01T10:00:00",
+        "2024-13",
+        "2024-01",
+        "C",
+        "individual",
+        "consumer",
+        "atm ",
+    ]
     checked = 0
     for t in TABLES.values():
         for c in t.columns:
@@ -551,7 +627,9 @@ def test_ok_expr_agrees_with_break_expr() -> None:
             rows = con.execute(
                 f"SELECT {v}, ({q.ok_expr(c)}) AS ok, ({q.break_expr(c)}) AS brk FROM ("
                 f"SELECT {v}, {q.parse_expr(c, v)} AS {p} FROM ("
-                f"SELECT NULLIF(unnest(?::VARCHAR[]), '') AS {v}))", [vals]).fetchall()
+                f"SELECT NULLIF(unnest(?::VARCHAR[]), '') AS {v}))",
+                [vals],
+            ).fetchall()
             for val, ok, brk in rows:
                 assert bool(ok) == (brk is None), (t.name, c.name, val, ok, brk)
                 checked += 1
@@ -575,9 +653,9 @@ def test_read_spans_copies_records_under_a_placeholder_header(tmp_path: Path) ->
     assert not read_spans(path, np.array([5]), np.array([5]), 2, dst)
 
 
-def test_rows_not_read_again_are_still_reported(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_rows_not_read_again_are_still_reported(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Should a reported row's bytes not be found again, it is still reported (line, rule), its
     cells empty, with a warning: nothing is dropped."""
     tables = base_tables()

@@ -24,16 +24,28 @@ from tests.bankexport.conftest import base_tables, read_report, report_rows, wri
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and "refused" not in str(p)}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "refused" not in str(p)
+    }
 
 
 def _many_transactions(tables: dict, n: int, bad: int = 0, day0: int = 1) -> None:
     """Replace the transactions by ``n`` valid ones over May 2024 (``bad`` of them with amount 0)."""
     tables["transactions"] = [
-        {"txn_id": f"T{i}", "account_id": "A1", "customer_id": "C1",
-         "txn_time": f"2024-05-{day0 + i % 28:02d} 10:00:00", "amount": "0" if i < bad else "12.50",
-         "direction": "C", "channel": "mobile", "txn_type": "payroll"} for i in range(n)]
+        {
+            "txn_id": f"T{i}",
+            "account_id": "A1",
+            "customer_id": "C1",
+            "txn_time": f"2024-05-{day0 + i % 28:02d} 10:00:00",
+            "amount": "0" if i < bad else "12.50",
+            "direction": "C",
+            "channel": "mobile",
+            "txn_type": "payroll",
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -45,8 +57,9 @@ def stored(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> dict[str, bytes]
     return _snapshot(ws.home)
 
 
-def _stops(src: Path, ws: Workspace, cfg: IngestConfig, before: dict[str, bytes], rule: str,
-           match: str = "", **kw: bool) -> str:
+def _stops(
+    src: Path, ws: Workspace, cfg: IngestConfig, before: dict[str, bytes], rule: str, match: str = "", **kw: bool
+) -> str:
     """Ingest ``src``: it must stop with ``rule`` in a one-line message and leave the store as it was."""
     with pytest.raises(DataContractError, match=match) as e:
         ingest(src, ws, cfg, **kw)
@@ -59,23 +72,24 @@ def _stops(src: Path, ws: Workspace, cfg: IngestConfig, before: dict[str, bytes]
 # ---------------------------------------------------------------- empty and cut-short files
 
 
-def test_header_only_required_table_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                          stored: dict) -> None:
+def test_header_only_required_table_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
     src = write_export(tmp_path / "exp", base_tables())
     write_csv(src / "loans.csv", TABLES["loans"].column_names, [])
     _stops(src, ws, cfg, stored, "empty_table", r"loans\.csv: a header but no rows")
 
 
-def test_header_only_parquet_required_table_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                  stored: dict) -> None:
+def test_header_only_parquet_required_table_stops(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     tables = base_tables()
     tables["customers"] = []
     src = write_export(tmp_path / "exp", tables, fmt="parquet")
     _stops(src, ws, cfg, stored, "empty_table", r"customers\.parquet")
 
 
-def test_zero_byte_required_file_is_empty_not_missing_column(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                             stored: dict) -> None:
+def test_zero_byte_required_file_is_empty_not_missing_column(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     src = write_export(tmp_path / "exp", base_tables())
     (src / "transactions.csv").write_bytes(b"")
     msg = _stops(src, ws, cfg, stored, "empty_file", r"transactions\.csv: the file is empty \(0 bytes")
@@ -83,9 +97,9 @@ def test_zero_byte_required_file_is_empty_not_missing_column(tmp_path: Path, ws:
 
 
 @pytest.mark.parametrize("content", [b"", "\ufeff".encode(), None], ids=["0-byte", "bom-only", "header-only"])
-def test_empty_optional_table_counts_as_absent_with_warning(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                            caplog: pytest.LogCaptureFixture,
-                                                            content: bytes | None) -> None:
+def test_empty_optional_table_counts_as_absent_with_warning(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, caplog: pytest.LogCaptureFixture, content: bytes | None
+) -> None:
     src = write_export(tmp_path / "exp", base_tables())
     if content is None:
         write_csv(src / "balances.csv", TABLES["balances"].column_names, [])
@@ -109,7 +123,9 @@ def test_files_not_read_are_named(tmp_path: Path, ws: Workspace, cfg: IngestConf
     rep = ingest(src, ws, cfg)
     assert read_report(ws)["warnings"] == [
         "Balances.csv: not read: table 'balances' is read only from balances.csv or balances.parquet (lower case, "
-        "uncompressed)", "notes.txt: not read: not a table nbp reads (" + ", ".join(TABLES) + ")"]
+        "uncompressed)",
+        "notes.txt: not read: not a table nbp reads (" + ", ".join(TABLES) + ")",
+    ]
     assert "warning: Balances.csv: not read" in rep.summary_table()
 
 
@@ -132,8 +148,9 @@ def test_truncated_csv_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, s
     assert "line 5" in msg  # header + 3 records, the cut one starts on line 5
 
 
-def test_cut_inside_a_character_is_a_cut_not_an_encoding(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                         stored: dict) -> None:
+def test_cut_inside_a_character_is_a_cut_not_an_encoding(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     src = write_export(tmp_path / "exp", base_tables())
     with (src / "branches.csv").open("ab") as f:
         f.write("B3,东城".encode()[:-1])  # the last character's third byte is missing
@@ -148,8 +165,9 @@ def test_last_line_with_too_many_fields_is_only_set_aside(tmp_path: Path, ws: Wo
     assert read_report(ws)["tables"]["branches"]["set_aside"] == {"malformed_row": 1}
 
 
-def test_stray_quote_swallowing_the_rest_of_the_file_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                           stored: dict) -> None:
+def test_stray_quote_swallowing_the_rest_of_the_file_stops(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     """A quote opened on line 4 and never closed turns the 2,000 records after it into one cell:
     the file ends inside it, whatever the reader's record text shows."""
     tables = base_tables()
@@ -183,27 +201,28 @@ def test_short_last_record_with_line_end_is_only_set_aside(tmp_path: Path, ws: W
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.97])
-def test_truncated_parquet_stops_in_one_line(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict,
-                                             keep: float) -> None:
+def test_truncated_parquet_stops_in_one_line(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict, keep: float
+) -> None:
     src = write_export(tmp_path / "exp", base_tables(), fmt="parquet")
     raw = (src / "transactions.parquet").read_bytes()
-    (src / "transactions.parquet").write_bytes(raw[:int(len(raw) * keep)])
+    (src / "transactions.parquet").write_bytes(raw[: int(len(raw) * keep)])
     _stops(src, ws, cfg, stored, "truncated_file", r"transactions\.parquet: the file is incomplete")
 
 
 # ---------------------------------------------------------------- encodings
 
 
-def test_gbk_file_without_encoding_names_gbk(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                              stored: dict) -> None:
+def test_gbk_file_without_encoding_names_gbk(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
     for manifest in (None, {"encoding": "utf-8"}):
         src = write_export(tmp_path / f"exp{manifest is None}", base_tables(), encoding="gbk", manifest=manifest)
         msg = _stops(src, ws, cfg, stored, "wrong_encoding", r"branches\.csv")
         assert 'looks like GBK: set "encoding": "gbk" in manifest.json' in msg
 
 
-def test_utf8_file_under_gbk_manifest_names_utf8(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                 stored: dict) -> None:
+def test_utf8_file_under_gbk_manifest_names_utf8(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     tables = base_tables()
     tables["branches"].append({"branch_id": "B3", "name": "𠀋村支行", "area": "rural"})  # not in GBK at all
     src = write_export(tmp_path / "exp", tables, manifest={"encoding": "gbk"})
@@ -211,13 +230,16 @@ def test_utf8_file_under_gbk_manifest_names_utf8(tmp_path: Path, ws: Workspace, 
     assert '"encoding": "utf-8"' in msg
 
 
-def test_utf8_chinese_under_gbk_manifest_is_not_read_as_other_characters(tmp_path: Path, ws: Workspace,
-                                                                         cfg: IngestConfig, stored: dict) -> None:
+def test_utf8_chinese_under_gbk_manifest_is_not_read_as_other_characters(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     """UTF-8 "东城" is valid GBK bytes too (other characters, no error): declared GBK, it must stop."""
     assert "东城".encode().decode("gbk") == "涓滃煄"  # what the bank's staff would see
     tables = base_tables()
-    tables["branches"] = [{"branch_id": "B1", "name": "东城", "area": "urban"},
-                          {"branch_id": "B2", "name": "西关", "area": "rural"}]
+    tables["branches"] = [
+        {"branch_id": "B1", "name": "东城", "area": "urban"},
+        {"branch_id": "B2", "name": "西关", "area": "rural"},
+    ]
     src = write_export(tmp_path / "exp", tables, manifest={"encoding": "gbk"})
     msg = _stops(src, ws, cfg, stored, "wrong_encoding", r"branches\.csv: manifest.json declares encoding GBK")
     assert '"encoding": "utf-8"' in msg
@@ -234,8 +256,9 @@ def test_stray_bad_byte_is_a_bad_row_not_an_encoding(tmp_path: Path, ws: Workspa
 # ---------------------------------------------------------------- share of rows set aside
 
 
-def test_set_aside_share_above_limit_stops_unless_accepted(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                           stored: dict) -> None:
+def test_set_aside_share_above_limit_stops_unless_accepted(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     tables = base_tables()
     _many_transactions(tables, 200, bad=12)  # 6 % set aside (non_positive)
     src = write_export(tmp_path / "exp", tables)
@@ -263,8 +286,9 @@ def test_set_aside_share_within_limit_and_small_tables_pass(tmp_path: Path, ws: 
     assert checks["exceeded"] == {} and checks["overridden"] is False
 
 
-def test_required_table_with_no_row_kept_stops_whatever_its_size(tmp_path: Path, ws: Workspace,
-                                                                 cfg: IngestConfig) -> None:
+def test_required_table_with_no_row_kept_stops_whatever_its_size(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig
+) -> None:
     tables = base_tables()
     for r in tables["loans"]:
         r["status"] = "paid"
@@ -293,8 +317,9 @@ def test_cli_accept_set_aside_and_one_line_exit_2(tmp_path: Path, monkeypatch: p
 # ---------------------------------------------------------------- shrinking tables
 
 
-def test_shrink_against_previous_import_stops_unless_accepted(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                              stored: dict) -> None:
+def test_shrink_against_previous_import_stops_unless_accepted(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     tables = base_tables()
     _many_transactions(tables, 150)  # 25 % fewer than the 200 stored
     src = write_export(tmp_path / "exp", tables)
@@ -313,13 +338,20 @@ def test_small_shrink_passes(tmp_path: Path, ws: Workspace, cfg: IngestConfig, s
     assert read_report(ws)["checks"]["shrink"]["exceeded"] == {}
 
 
-def test_vanished_optional_table_counts_as_shrink(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                  stored: dict) -> None:
+def test_vanished_optional_table_counts_as_shrink(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     tables = base_tables()
     _many_transactions(tables, 200)
     del tables["balances"]
-    _stops(write_export(tmp_path / "exp", tables), ws, cfg, stored, "table_shrank",
-           r"balances: the table is absent or empty now, 2 rows kept")
+    _stops(
+        write_export(tmp_path / "exp", tables),
+        ws,
+        cfg,
+        stored,
+        "table_shrank",
+        r"balances: the table is absent or empty now, 2 rows kept",
+    )
 
 
 def test_shrink_not_compared_across_banks(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
@@ -332,8 +364,9 @@ def test_shrink_not_compared_across_banks(tmp_path: Path, ws: Workspace, cfg: In
 # ---------------------------------------------------------------- dates after the export date
 
 
-def test_rows_after_manifest_export_date_set_aside_optional_dates_blanked(tmp_path: Path, ws: Workspace,
-                                                                          cfg: IngestConfig) -> None:
+def test_rows_after_manifest_export_date_set_aside_optional_dates_blanked(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig
+) -> None:
     tables = base_tables()
     tables["transactions"].append({**tables["transactions"][0], "txn_id": "T8", "txn_time": "2024-06-01 00:00:00"})
     tables["accounts"][0]["close_date"] = "2099-01-01"  # optional: the cell becomes unknown, the row stays
@@ -351,22 +384,31 @@ def test_rows_after_manifest_export_date_set_aside_optional_dates_blanked(tmp_pa
     assert rep.export_date == "2024-05-31" and rep.inference is None
     rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
     assert [(r["source_line"], r["rule"], r["column"], r["value"], r["txn_id"]) for r in rej] == [
-        ("5", "future_date", "txn_time", "2024-06-01 00:00:00", "T8")]
+        ("5", "future_date", "txn_time", "2024-06-01 00:00:00", "T8")
+    ]
     cells = report_rows(ws.ingest_dir / "cells" / "accounts.csv")
     assert [(c["source_line"], c["rule"], c["column"], c["value"]) for c in cells] == [
-        ("2", "future_date", "close_date", "2099-01-01")]
+        ("2", "future_date", "close_date", "2099-01-01")
+    ]
     acc = pd.read_parquet(ws.table("accounts")).set_index("account_id")
     assert pd.isna(acc.loc["A1", "close_date"])
     assert pd.read_parquet(ws.table("transactions"))["txn_time"].max() < pd.Timestamp("2024-06-01")
 
 
-def test_wrong_manifest_export_date_stops_with_a_hint(tmp_path: Path, ws: Workspace, cfg: IngestConfig,
-                                                      stored: dict) -> None:
+def test_wrong_manifest_export_date_stops_with_a_hint(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
+) -> None:
     tables = base_tables()
     _many_transactions(tables, 200)  # May 2024: 1st .. 28th
     src = write_export(tmp_path / "exp", tables, manifest={"export_date": "2024-05-14"})
-    _stops(src, ws, cfg, stored, "too_many_set_aside",
-           r"most: future_date 98\), .* rows dated after the export date 2024-05-14 \(export_date of manifest.json\)")
+    _stops(
+        src,
+        ws,
+        cfg,
+        stored,
+        "too_many_set_aside",
+        r"most: future_date 98\), .* rows dated after the export date 2024-05-14 \(export_date of manifest.json\)",
+    )
 
 
 def test_future_customer_takes_its_rows_with_it(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
@@ -387,8 +429,9 @@ def test_infer_export_date_ignores_a_handful_of_far_future_rows() -> None:
     d, info = infer_export_date([*days, date(2099, 1, 1)], np.array([*counts, 5]), 0.2)
     assert d == date(2024, 5, 30) and info["rows_after"] == 5 and info["latest_day"] == "2099-01-01"
     # stray rows spread over several later days still sum to a small tail
-    d, _ = infer_export_date([*days, date(2024, 6, 3), date(2031, 2, 2), date(2099, 1, 1)],
-                             np.array([*counts, 60, 70, 60]), 0.2)
+    d, _ = infer_export_date(
+        [*days, date(2024, 6, 3), date(2031, 2, 2), date(2099, 1, 1)], np.array([*counts, 60, 70, 60]), 0.2
+    )
     assert d == date(2024, 5, 30)
     # a day that just began (a night's few transactions) is after the export date
     assert infer_export_date([*days, date(2024, 5, 31)], np.array([*counts, 40]), 0.2)[0] == date(2024, 5, 30)
@@ -396,9 +439,9 @@ def test_infer_export_date_ignores_a_handful_of_far_future_rows() -> None:
     assert infer_export_date([*days, date(2024, 5, 31)], np.array([*counts, 330]), 0.2)[0] == date(2024, 5, 31)
 
 
-def test_inferred_export_date_is_reported_and_future_rows_counted(tmp_path: Path, ws: Workspace,
-                                                                  cfg: IngestConfig,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_inferred_export_date_is_reported_and_future_rows_counted(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     tables = base_tables()
     _many_transactions(tables, 280)  # 10 a day, 2024-05-01 .. 2024-05-28
     tables["transactions"].append({**tables["transactions"][0], "txn_id": "F1", "txn_time": "2099-01-01 00:00:00"})
@@ -441,10 +484,16 @@ def test_planted_2099_timestamp_moves_neither_export_date_nor_feature_build(tmp_
         ws = Workspace(tmp_path / f"home{planted}")
         ingest(sim.export_dir, ws, IngestConfig(memory_limit="1GB", threads=2))
         summary = build(ws)
-        rows = {f: len(pd.read_parquet(ws.features_dir / f"{f}.parquet", columns=["customer_id"]))
-                for f in summary.rows}  # rows of every feature table, as written
-        out[planted] = (export_date(ws), feature_as_ofs(ws), summary.as_of, rows,
-                        read_report(ws)["tables"]["transactions"]["set_aside"])
+        rows = {
+            f: len(pd.read_parquet(ws.features_dir / f"{f}.parquet", columns=["customer_id"])) for f in summary.rows
+        }  # rows of every feature table, as written
+        out[planted] = (
+            export_date(ws),
+            feature_as_ofs(ws),
+            summary.as_of,
+            rows,
+            read_report(ws)["tables"]["transactions"]["set_aside"],
+        )
     clean, dirty = out[False], out[True]
     assert dirty[0] == clean[0] == pd.Timestamp(sim.export_date) - pd.Timedelta(days=1)  # last day with data
     assert dirty[1] == clean[1] and dirty[1][-1] == pd.Timestamp("2026-11-01")

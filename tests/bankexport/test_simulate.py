@@ -102,8 +102,9 @@ def test_references_resolve(tables: dict[str, pd.DataFrame]) -> None:
     assert set(tables["customers"]["branch_id"]) <= set(tables["branches"]["branch_id"])
     assert set(tables["customers"]["manager_id"].dropna()) <= set(tables["managers"]["manager_id"])
     assert set(tables["managers"]["branch_id"]) <= set(tables["branches"]["branch_id"])
-    txn = tables["transactions"].merge(tables["accounts"][["account_id", "customer_id"]], on="account_id",
-                                       suffixes=("", "_owner"))
+    txn = tables["transactions"].merge(
+        tables["accounts"][["account_id", "customer_id"]], on="account_id", suffixes=("", "_owner")
+    )
     assert (txn["customer_id"] == txn["customer_id_owner"]).all()
 
 
@@ -135,9 +136,16 @@ def test_population_has_the_county_mix(tables: dict[str, pd.DataFrame]) -> None:
 def test_dates_fall_before_the_export_date(tables: dict[str, pd.DataFrame]) -> None:
     t = tables["transactions"]["txn_time"]
     assert t.min() >= _month_starts()[0] and t.max() < EXPORT_DATE
-    for name, col in (("loans", "application_date"), ("loans", "grant_date"), ("loans", "end_date"),
-                      ("accounts", "open_date"), ("customers", "open_date"), ("contacts", "contact_date"),
-                      ("services", "start_date"), ("tax_records", "published_date")):
+    for name, col in (
+        ("loans", "application_date"),
+        ("loans", "grant_date"),
+        ("loans", "end_date"),
+        ("accounts", "open_date"),
+        ("customers", "open_date"),
+        ("contacts", "contact_date"),
+        ("services", "start_date"),
+        ("tax_records", "published_date"),
+    ):
         assert (pd.to_datetime(tables[name][col].dropna()) < EXPORT_DATE).all(), f"{name}.{col}"
 
 
@@ -194,7 +202,8 @@ def test_contacts_never_reveal_a_later_application(tables: dict[str, pd.DataFram
     loans = tables["loans"].assign(application_date=lambda d: pd.to_datetime(d["application_date"]))
     m = acc.merge(loans, on=["customer_id", "product"])
     ok = (m["application_date"] >= m["contact_date"]) & (
-        m["application_date"].dt.to_period("M") == m["contact_date"].dt.to_period("M"))
+        m["application_date"].dt.to_period("M") == m["contact_date"].dt.to_period("M")
+    )
     assert m.loc[ok, ["customer_id", "product", "contact_date"]].drop_duplicates().shape[0] == len(acc)
 
 
@@ -218,8 +227,9 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path: Path) -> None:
     assert len(files) == len(ALL_TABLES) + 2
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
-    assert ((tmp_path / "a" / "export" / "transactions.parquet").read_bytes()
-            != (tmp_path / "c" / "export" / "transactions.parquet").read_bytes())
+    assert (tmp_path / "a" / "export" / "transactions.parquet").read_bytes() != (
+        tmp_path / "c" / "export" / "transactions.parquet"
+    ).read_bytes()
 
 
 # ------------------------------------------------------------------ the oracle
@@ -260,8 +270,7 @@ def test_oracle_is_calibrated_per_product(tables: dict[str, pd.DataFrame], oracl
         assert abs(diff) <= tol, f"{product}: labels {y.sum():.0f} vs sum p {p.sum():.1f} (tol {tol:.1f})"
 
 
-def test_customers_left_out_of_the_oracle_never_take_up(tables: dict[str, pd.DataFrame],
-                                                         oracle: pd.DataFrame) -> None:
+def test_customers_left_out_of_the_oracle_never_take_up(tables: dict[str, pd.DataFrame], oracle: pd.DataFrame) -> None:
     """Omitted rows mean p = 0: no candidate outside the oracle gets a grant in the window."""
     as_of = pd.to_datetime(oracle["as_of"])
     for product in PRODUCTS:
@@ -295,8 +304,9 @@ def test_cli_prints_the_summary(tmp_path: Path) -> None:
 
     from nbp.cli import main
 
-    res = CliRunner().invoke(main, ["simulate", "--customers", "400", "--months", "4", "--end", "2025-03",
-                                    "--out", str(tmp_path / "bank")])
+    res = CliRunner().invoke(
+        main, ["simulate", "--customers", "400", "--months", "4", "--end", "2025-03", "--out", str(tmp_path / "bank")]
+    )
     assert res.exit_code == 0, res.output
     assert "transactions" in res.output and "oracle:" in res.output
     assert "export date 2025-04-01" in res.output

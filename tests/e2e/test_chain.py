@@ -68,8 +68,9 @@ def test_scores_are_probabilities_for_candidates_only(chain: dict) -> None:
         ent = part[["customer_id", "as_of"]].astype({"as_of": "datetime64[us]"})
         assert not holds_active(ent, loans, product).any(), product
     # exactly the products that have a champion are scored
-    champions = {p for p in ("consumer", "business_flow", "tax_linked")
-                 if f"| {p} | 1 | champion |" in chain["train_out"]}
+    champions = {
+        p for p in ("consumer", "business_flow", "tax_linked") if f"| {p} | 1 | champion |" in chain["train_out"]
+    }
     assert champions, chain["train_out"]
     assert set(s["product"]) == champions
     # eligibility holds: consumer-loan candidates are individuals aged 18-60 only

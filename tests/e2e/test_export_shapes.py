@@ -72,8 +72,11 @@ def train_skips(out: str) -> dict[str, str]:
 
 def trained(out: str) -> set[str]:
     """Products `nbp train` registered a version of (table rows with a version number)."""
-    return {cells[1] for line in out.splitlines() if line.startswith("| ")
-            and len(cells := [c.strip() for c in line.split("|")]) > 3 and cells[2].isdigit()}
+    return {
+        cells[1]
+        for line in out.splitlines()
+        if line.startswith("| ") and len(cells := [c.strip() for c in line.split("|")]) > 3 and cells[2].isdigit()
+    }
 
 
 @pytest.fixture
@@ -103,8 +106,9 @@ def test_every_optional_table_absent_runs_the_whole_chain(small_export: Path, tm
     s = pd.read_parquet(scores)
     assert len(s) and set(s["product"]) <= fitted and s["score"].between(0, 1).all()
     champion = sorted(set(s["product"]))[0]
-    assert "customers to contact" in run_cli(["targets", "--product", champion, "--top", "20",
-                                              "--out", str(tmp_path / "list.xlsx")])
+    assert "customers to contact" in run_cli(
+        ["targets", "--product", champion, "--top", "20", "--out", str(tmp_path / "list.xlsx")]
+    )
     refused = run_cli(["targets", "--product", "tax_linked", "--top", "20", "--out", str(tmp_path / "no.xlsx")], 1)
     assert "tax_records" in refused and "模型暂不可用" in refused and not (tmp_path / "no.xlsx").exists()
 
@@ -133,8 +137,9 @@ def test_every_optional_table_absent_runs_the_whole_chain(small_export: Path, tm
     assert hint[champion].propensity is not None
 
 
-def test_typed_parquet_export_runs_the_whole_chain(small_export: Path, tmp_path: Path, home: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_typed_parquet_export_runs_the_whole_chain(
+    small_export: Path, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     typed = reshape(small_export, tmp_path / "typed", typed=True)
     assert pq.read_schema(typed / "balances.parquet").field("month").type == pa.date32()
     assert pq.read_schema(typed / "loans.parquet").field("amount").type == pa.decimal128(18, 2)
@@ -148,15 +153,18 @@ def test_typed_parquet_export_runs_the_whole_chain(small_export: Path, tmp_path:
     run_cli(["ingest", str(small_export)])
     monkeypatch.setenv("NBP_HOME", str(home))
     for table in report["tables"]:
-        pd.testing.assert_frame_equal(pd.read_parquet(home / "data" / "ingested" / f"{table}.parquet"),
-                                      pd.read_parquet(plain_home / "data" / "ingested" / f"{table}.parquet"))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(home / "data" / "ingested" / f"{table}.parquet"),
+            pd.read_parquet(plain_home / "data" / "ingested" / f"{table}.parquet"),
+        )
     out = run_cli(["retrain"])
     assert "| champion |" in out
     s = pd.read_parquet(home / "outputs" / "scores" / "latest.parquet")
     assert len(s) and s["score"].between(0, 1).all()
     product = sorted(set(s["product"]))[0]
-    assert "customers to contact" in run_cli(["targets", "--product", product, "--top", "20",
-                                              "--out", str(tmp_path / "list.csv")])
+    assert "customers to contact" in run_cli(
+        ["targets", "--product", product, "--top", "20", "--out", str(tmp_path / "list.csv")]
+    )
 
 
 @pytest.mark.parametrize("table", OPTIONAL_TABLES)

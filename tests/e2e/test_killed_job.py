@@ -40,8 +40,12 @@ def _runs(ws: Workspace) -> list:
 def _undecided(ws: Workspace) -> list[tuple[str, str]]:
     """(model, version) registered without a champion-gate decision."""
     client = registry._connect(ws)
-    return [(mv.name, mv.version) for p in PRODUCTS for mv in client.search_model_versions(f"name = 'nbp-{p}'")
-            if registry.TAG_DECISION not in mv.tags]
+    return [
+        (mv.name, mv.version)
+        for p in PRODUCTS
+        for mv in client.search_model_versions(f"name = 'nbp-{p}'")
+        if registry.TAG_DECISION not in mv.tags
+    ]
 
 
 def _temp(ws: Workspace, pid: int) -> list[Path]:
@@ -62,14 +66,20 @@ def _champions(ws: Workspace) -> dict[str, int]:
 
 def _kill(stage: str, home: Path) -> int:
     env = {**os.environ, "NBP_HOME": str(home)}
-    proc = subprocess.run([sys.executable, str(KILL_AT), stage, "--log-level", "WARNING"], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(KILL_AT), stage, "--log-level", "WARNING"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == -signal.SIGKILL, (stage, proc.returncode, proc.stderr[-2000:])
     return int(proc.stderr.split("KILL_AT pid ")[1].split()[0])
 
 
-def test_a_killed_retrain_is_cleaned_up_by_the_next_run(small_export: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_retrain_is_cleaned_up_by_the_next_run(
+    small_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("NBP_HOME", str(home))
     ws = Workspace.from_env()
@@ -114,5 +124,6 @@ def test_a_killed_retrain_is_cleaned_up_by_the_next_run(small_export: Path, tmp_
     s = pd.read_parquet(latest)
     assert {p: int(v) for p, v in s.groupby("product")["model_version"].first().items()} == champions
     product = sorted(champions)[0]
-    assert "customers to contact" in run_cli(["targets", "--product", product, "--top", "10",
-                                              "--out", str(tmp_path / "list.xlsx")])
+    assert "customers to contact" in run_cli(
+        ["targets", "--product", product, "--top", "10", "--out", str(tmp_path / "list.xlsx")]
+    )

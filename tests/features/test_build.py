@@ -132,12 +132,14 @@ def test_a_spine_rows_family_with_extra_rows_is_refused(tiny_ws: Workspace, monk
     assert not family_path(tiny_ws, "demo").exists()
 
 
-def test_a_window_over_an_unknown_monthly_column_is_a_clear_error(tiny_ws: Workspace,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_window_over_an_unknown_monthly_column_is_a_clear_error(
+    tiny_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from features.families import _sql, income
 
-    monkeypatch.setattr(income, "sql", lambda tables: _sql.monthly(
-        {f.name: _sql.win("sum", "no_such_amt", 3) for f in income.FEATURES}))
+    monkeypatch.setattr(
+        income, "sql", lambda tables: _sql.monthly({f.name: _sql.win("sum", "no_such_amt", 3) for f in income.FEATURES})
+    )
     with pytest.raises(FeatureStoreError, match="no_such_amt"):
         build(tiny_ws, [date(2025, 6, 1)], families=["income"])
 

@@ -18,8 +18,9 @@ from nbp.workspace import Workspace
 
 @pytest.mark.integration
 @pytest.mark.parametrize("online_store", ["sqlite", "redis"])
-def test_online_features_equal_offline_features_at_the_materialised_as_of(tmp_path: Path, online_store: str,
-                                                                          request: pytest.FixtureRequest) -> None:
+def test_online_features_equal_offline_features_at_the_materialised_as_of(
+    tmp_path: Path, online_store: str, request: pytest.FixtureRequest
+) -> None:
     ws = Workspace(tmp_path / "ws")
     write_tables(ws, random_bank(11, n_customers=40), date(2025, 8, 31))
     cfg = load_config()
@@ -39,8 +40,12 @@ def test_online_features_equal_offline_features_at_the_materialised_as_of(tmp_pa
     ids = demo.loc[demo[EVENT_TS] == pd.Timestamp(as_of), JOIN_KEY]
     sample = sorted(ids.sample(n=min(25, len(ids)), random_state=0))
     for service in ("consumer_v1", "tax_linked_v1"):
-        offline = store.historical(cfg, ws, pd.DataFrame({JOIN_KEY: sample, EVENT_TS: pd.Timestamp(as_of)}),
-                                   service).set_index(JOIN_KEY).drop(columns=[EVENT_TS]).sort_index()
+        offline = (
+            store.historical(cfg, ws, pd.DataFrame({JOIN_KEY: sample, EVENT_TS: pd.Timestamp(as_of)}), service)
+            .set_index(JOIN_KEY)
+            .drop(columns=[EVENT_TS])
+            .sort_index()
+        )
         online = store.online(cfg, ws, sample, service).set_index(JOIN_KEY).sort_index()[offline.columns]
         assert len(online) == len(sample)
         assert offline.notna().sum().sum() > 0

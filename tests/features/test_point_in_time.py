@@ -54,8 +54,7 @@ def cut(tables: dict[str, pd.DataFrame], t: pd.Timestamp, seed: int = 0) -> dict
     keep("services", "start_date")
     blank("services", "end_date")
     keep("contacts", "contact_date")
-    for name in ("customers", "accounts", "transactions", "loans", "balances", "tax_records", "services",
-                 "contacts"):
+    for name in ("customers", "accounts", "transactions", "loans", "balances", "tax_records", "services", "contacts"):
         out[name] = out[name].reset_index(drop=True)
     return out
 
@@ -101,6 +100,7 @@ def test_property_holds_when_loans_end_by_term(tmp_path: Path) -> None:
 
 
 # -- the traps, by name ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def built(tiny_ws: Workspace) -> Workspace:

@@ -37,10 +37,12 @@ def test_one_feature_service_per_product(published: tuple[Config, Workspace]) ->
 
 def test_historical_is_point_in_time_and_keeps_every_row(published: tuple[Config, Workspace]) -> None:
     cfg, ws = published
-    ent = pd.DataFrame({
-        JOIN_KEY: ["c1", "c1", "c1", "c4", "nobody"],
-        EVENT_TS: pd.to_datetime(["2025-06-01", "2025-06-20", "2025-07-01", "2025-06-01", "2025-06-01"]),
-    })
+    ent = pd.DataFrame(
+        {
+            JOIN_KEY: ["c1", "c1", "c1", "c4", "nobody"],
+            EVENT_TS: pd.to_datetime(["2025-06-01", "2025-06-20", "2025-07-01", "2025-06-01", "2025-06-01"]),
+        }
+    )
     got = store.historical(cfg, ws, ent, "consumer_v1")
     assert len(got) == len(ent)
     assert got[EVENT_TS].dtype == "datetime64[us]"
@@ -60,8 +62,7 @@ def test_historical_rejects_missing_columns_and_unknown_services(published: tupl
     with pytest.raises(FeatureStoreError, match="event_timestamp"):
         store.historical(cfg, ws, pd.DataFrame({JOIN_KEY: ["c1"]}), "consumer_v1")
     with pytest.raises(FeatureStoreError, match="nope_v1"):
-        store.historical(cfg, ws, pd.DataFrame({JOIN_KEY: ["c1"], EVENT_TS: [pd.Timestamp("2025-06-01")]}),
-                         "nope_v1")
+        store.historical(cfg, ws, pd.DataFrame({JOIN_KEY: ["c1"], EVENT_TS: [pd.Timestamp("2025-06-01")]}), "nope_v1")
 
 
 def test_export_writes_one_row_per_known_customer(published: tuple[Config, Workspace], tmp_path: Path) -> None:

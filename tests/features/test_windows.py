@@ -74,10 +74,13 @@ def _reference(vals: list[float | None], agg: str, lo: int) -> float | None:
 
 
 @pytest.mark.parametrize("fill_null", [False, True])
-@pytest.mark.parametrize("as_of", [
-    [date(2025, 2, 1), date(2025, 3, 1), date(2025, 4, 1)],     # consecutive months
-    [date(2025, 6, 1), date(2025, 2, 15), date(2026, 3, 1), date(2025, 6, 20)],  # any order, mid-month, repeats
-])
+@pytest.mark.parametrize(
+    "as_of",
+    [
+        [date(2025, 2, 1), date(2025, 3, 1), date(2025, 4, 1)],  # consecutive months
+        [date(2025, 6, 1), date(2025, 2, 15), date(2026, 3, 1), date(2025, 6, 20)],  # any order, mid-month, repeats
+    ],
+)
 def test_every_window_matches_a_plain_reference(fill_null: bool, as_of: list[date]) -> None:
     con, rows = _bank(3, fill_null)
     fill = float("nan") if fill_null else 0.0
@@ -110,8 +113,10 @@ def test_every_window_matches_a_plain_reference(fill_null: bool, as_of: list[dat
 
 def test_constant_series_has_zero_spread() -> None:
     con = duckdb.connect()
-    con.execute("CREATE TABLE src AS SELECT 'c' AS customer_id, range AS mi, 6100.37 AS x "
-                f"FROM range({FIRST_MI}, {FIRST_MI + 20})")
+    con.execute(
+        "CREATE TABLE src AS SELECT 'c' AS customer_id, range AS mi, 6100.37 AS x "
+        f"FROM range({FIRST_MI}, {FIRST_MI + 20})"
+    )
     spine = Spine(pa.array(["c"]), np.array(["2020-01-01"], dtype="datetime64[us]"), [date(2025, 6, 1)], FIRST_MI)
     s = MonthlySeries(con, "SELECT * FROM src", spine, 0.0)
     assert s.window(Window("x", "stddev_pop", 1, 6))[0, 0] == 0.0  # not 1e-13: ratios stay exact

@@ -27,8 +27,26 @@ from nbp.sheets import (
 from nbp.workspace import CHECKOUT
 
 # OWASP's CSV-injection payloads, plus leading spaces, full-width forms and values already quoted
-PAYLOADS = ['=HYPERLINK("http://evil","x")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(1+1)", "\t=1", "\r=1",
-            "=1+1;", "  =1+1;", "\u3000+1", "＝1+1", "＠SUM(1)", "'=1", "''-1", "\t", "\r", "-", "="]
+PAYLOADS = [
+    '=HYPERLINK("http://evil","x")',
+    "=cmd|' /C calc'!A0",
+    "+1+1",
+    "-2+3",
+    "@SUM(1+1)",
+    "\t=1",
+    "\r=1",
+    "=1+1;",
+    "  =1+1;",
+    "\u3000+1",
+    "＝1+1",
+    "＠SUM(1)",
+    "'=1",
+    "''-1",
+    "\t",
+    "\r",
+    "-",
+    "=",
+]
 HARMLESS = ["C000123", "城关支行", "a=1", "'abc", "", "x\r=1", "1-2", "'", "''"]
 FULL_WIDTH = ("＝", "＋", "－", "＠")
 
@@ -106,8 +124,14 @@ def test_ingest_reports_neutralise_hostile_ids(tmp_path: Path) -> None:
 
     tables = base_tables()
     evil_id, evil_mgr = '=HYPERLINK("http://evil","x")', "@SUM(1+1)"
-    tables["customers"].append({**tables["customers"][0], "customer_id": evil_id, "customer_type": "=cmd|' /C calc'!A0",
-                                "manager_id": evil_mgr})  # unknown enum: set aside
+    tables["customers"].append(
+        {
+            **tables["customers"][0],
+            "customer_id": evil_id,
+            "customer_type": "=cmd|' /C calc'!A0",
+            "manager_id": evil_mgr,
+        }
+    )  # unknown enum: set aside
     tables["customers"][1]["gender"] = "-2+3"  # malformed optional cell: reported, row kept
     ws = Workspace(tmp_path / "home")
     ingest(write_export(tmp_path / "exp", tables), ws, IngestConfig(memory_limit="1GB", threads=1))
@@ -116,19 +140,27 @@ def test_ingest_reports_neutralise_hostile_ids(tmp_path: Path) -> None:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
         assert rows, kind
         assert not [v for r in rows for v in r.values() if v and _starts_a_formula(v)], kind
-    rej = list(csv.DictReader(io.StringIO(
-        (ws.ingest_dir / "rejects" / "customers.csv").read_bytes().decode("utf-8-sig"), newline="")))
+    rej = list(
+        csv.DictReader(
+            io.StringIO((ws.ingest_dir / "rejects" / "customers.csv").read_bytes().decode("utf-8-sig"), newline="")
+        )
+    )
     assert [(restore(r["customer_id"]), restore(r["manager_id"]), restore(r["value"])) for r in rej] == [
-        (evil_id, evil_mgr, "=cmd|' /C calc'!A0")]
+        (evil_id, evil_mgr, "=cmd|' /C calc'!A0")
+    ]
 
 
 def test_every_spreadsheet_writer_goes_through_sheets() -> None:
     """A new .csv/.xlsx writer must use nbp.sheets: the raw writers appear nowhere else."""
-    raw = re.compile(r"\.to_csv\(|\.to_excel\(|ExcelWriter|csv\.writer\(|CSVWriter\(|\.write_csv\(|"
-                     r"(import|from) (openpyxl|xlsxwriter)")
-    allowed = {CHECKOUT / "nbp" / "sheets.py",
-               CHECKOUT / "bankexport" / "simulate.py",  # writes the simulated bank's export, not a report
-               CHECKOUT / "benchmarks" / "bench_ingest.py"}  # writes ingest's benchmark input
+    raw = re.compile(
+        r"\.to_csv\(|\.to_excel\(|ExcelWriter|csv\.writer\(|CSVWriter\(|\.write_csv\(|"
+        r"(import|from) (openpyxl|xlsxwriter)"
+    )
+    allowed = {
+        CHECKOUT / "nbp" / "sheets.py",
+        CHECKOUT / "bankexport" / "simulate.py",  # writes the simulated bank's export, not a report
+        CHECKOUT / "benchmarks" / "bench_ingest.py",
+    }  # writes ingest's benchmark input
     found = []
     for stage in ("nbp", "bankexport", "features", "training", "serving", "benchmarks"):
         for f in sorted((CHECKOUT / stage).rglob("*.py")):

@@ -52,8 +52,9 @@ class Built:
 
     @property
     def tokens_env(self) -> str:
-        return ",".join([f"{TOKENS['marketing']}:marketing", f"{TOKENS['branch']}:branch:{self.branch}",
-                         f"{TOKENS['admin']}:admin"])
+        return ",".join(
+            [f"{TOKENS['marketing']}:marketing", f"{TOKENS['branch']}:branch:{self.branch}", f"{TOKENS['admin']}:admin"]
+        )
 
 
 def build_workspace(home: Path) -> Built:
@@ -98,10 +99,24 @@ def register_models(cfg: Config, ws: Workspace, products: tuple[str, ...], seed:
 
     as_ofs = feature_as_ofs(ws)[-4:-1]
     customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "open_date"])
-    ent = pd.concat([pd.DataFrame({"customer_id": customers.loc[customers["open_date"] < t, "customer_id"].to_numpy(),
-                                   "as_of": t}) for t in as_ofs], ignore_index=True)
-    params = ModelParams(learning_rate=0.1, max_rounds=80, early_stopping_rounds=15, min_child_samples=20, folds=1,
-                         search=False, calib_periods=1)
+    ent = pd.concat(
+        [
+            pd.DataFrame(
+                {"customer_id": customers.loc[customers["open_date"] < t, "customer_id"].to_numpy(), "as_of": t}
+            )
+            for t in as_ofs
+        ],
+        ignore_index=True,
+    )
+    params = ModelParams(
+        learning_rate=0.1,
+        max_rounds=80,
+        early_stopping_rounds=15,
+        min_child_samples=20,
+        folds=1,
+        search=False,
+        calib_periods=1,
+    )
     rng = np.random.default_rng(seed)
     for key in products:
         service = feature_service(key, cfg.products[key])
@@ -113,10 +128,18 @@ def register_models(cfg: Config, ws: Workspace, products: tuple[str, ...], seed:
         valid = df[df["as_of"] == as_ofs[-1]]
         model = fit_rolling(df, feats, "label", "as_of", params)  # the last month validates the one fold
         m = evaluate.metrics(valid["label"], model.predict_proba(valid))
-        registry.log_and_register(ws, key, model, m, params=params.model_dump(), plots={},
-                                  feature_info={"feature_service": service, "label": "synthetic (tests)"},
-                                  as_of_range=(f"{as_ofs[0]:%Y-%m-%d}", f"{as_ofs[-2]:%Y-%m-%d}"),
-                                  backtest_window=f"{as_ofs[-1]:%Y-%m-%d}", input_example=valid.head(5))
+        registry.log_and_register(
+            ws,
+            key,
+            model,
+            m,
+            params=params.model_dump(),
+            plots={},
+            feature_info={"feature_service": service, "label": "synthetic (tests)"},
+            as_of_range=(f"{as_ofs[0]:%Y-%m-%d}", f"{as_ofs[-2]:%Y-%m-%d}"),
+            backtest_window=f"{as_ofs[-1]:%Y-%m-%d}",
+            input_example=valid.head(5),
+        )
 
 
 def force_champions(ws: Workspace, products: tuple[str, ...]) -> None:

@@ -60,8 +60,9 @@ def test_the_reader_is_resolved_once_and_again_after_apply(built: Built, monkeyp
     assert r2 is not r1 and r2.columns == r1.columns
 
 
-def test_a_store_other_than_the_columnar_sqlite_goes_through_feast(built: Built,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_store_other_than_the_columnar_sqlite_goes_through_feast(
+    built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import features.online
 
     monkeypatch.setattr(features.online, "ColumnarSqliteOnlineStore", type("NotThisStore", (), {}))
@@ -92,8 +93,9 @@ def test_an_unreadable_online_store_raises(built: Built, tmp_path: Any) -> None:
         ColumnarSqliteOnlineStore().read_matrix(config(tmp_path / "empty.db"), views, ["x"])
 
 
-def test_hints_answer_503_when_the_online_store_fails(client: Any, built: Built,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hints_answer_503_when_the_online_store_fails(
+    client: Any, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rec = bentoml.get_current_service().recommender
     reader = rec.products["consumer"].fast.reader
 
@@ -173,11 +175,14 @@ def test_single_row_contributions_equal_booster_predict(client: Any, built: Buil
         for cid in _ids(built, 40):
             x = plan.reader.read([cid])[0]
             m = x[plan.features]
-            ref = st.model.booster.predict(m.reshape(1, -1), pred_contrib=True, num_iteration=st.model.best_iteration,
-                                           num_threads=1)[0]
+            ref = st.model.booster.predict(
+                m.reshape(1, -1), pred_contrib=True, num_iteration=st.model.best_iteration, num_threads=1
+            )[0]
             np.testing.assert_array_equal(plan.contributions(st.model, x), ref)
         with pytest.raises(ValueError, match="features"):
             plan.single_row(m[:-1])
         every_tree = SingleRowContrib(st.model.booster, 0)
-        np.testing.assert_array_equal(every_tree(m), st.model.booster.predict(m.reshape(1, -1), pred_contrib=True,
-                                                                               num_iteration=0, num_threads=1)[0])
+        np.testing.assert_array_equal(
+            every_tree(m),
+            st.model.booster.predict(m.reshape(1, -1), pred_contrib=True, num_iteration=0, num_threads=1)[0],
+        )

@@ -41,14 +41,16 @@ def test_not_offered_products_carry_why_and_no_reasons(rec: Recommender, built: 
             if kind is not None:
                 assert row.reasons == [], (cid, row.product, row.reason_not_offered, row.reasons)
     # the sample covers offered products with reasons and three ways of not being offered
-    assert seen[None] and seen["held"] and seen["model_unavailable"] and seen["contacted_recently"] + seen[
-        "not_eligible"]
+    assert (
+        seen[None] and seen["held"] and seen["model_unavailable"] and seen["contacted_recently"] + seen["not_eligible"]
+    )
     offered = [r for cid in ids.sort_values().tolist()[:60] for r in rec.hints(cid).products if r.eligible]
     assert any(r.reasons for r in offered)
 
 
-def test_a_customer_on_the_do_not_contact_list_is_offered_nothing(rec: Recommender, built: Built,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_customer_on_the_do_not_contact_list_is_offered_nothing(
+    rec: Recommender, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = rec.hints(built.customer).products
     assert any(r.eligible for r in before)
     monkeypatch.setattr(rec, "do_not_contact", frozenset({built.customer}))

@@ -35,8 +35,9 @@ def _cands(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-def _build(cands: pd.DataFrame, *, contacts=NO_CONTACTS, dnc=(), managers=NO_MANAGERS, cfg=None, top=100,
-           campaign="c1"):
+def _build(
+    cands: pd.DataFrame, *, contacts=NO_CONTACTS, dnc=(), managers=NO_MANAGERS, cfg=None, top=100, campaign="c1"
+):
     return build_target_list(
         cands, contacts, dnc, managers, cfg or _cfg(), list_date=LIST_DATE, campaign_id=campaign, top=top
     )
@@ -73,9 +74,7 @@ def test_cooldown_zero_turns_the_rule_off() -> None:
 
 def test_one_product_per_customer_keeps_best_expected_value() -> None:
     # C1: consumer ev 0.5 vs tax_linked ev 0.2 × 4 = 0.8 → tax_linked, despite the lower propensity.
-    cands = _cands(
-        [("C1", "M1", "consumer", 0.5), ("C1", "M1", "tax_linked", 0.2), ("C2", "M1", "consumer", 0.3)]
-    )
+    cands = _cands([("C1", "M1", "consumer", 0.5), ("C1", "M1", "tax_linked", 0.2), ("C2", "M1", "consumer", 0.3)])
     out = _build(cands)
     assert dict(zip(out["customer_id"], out["product"], strict=True)) == {"C1": "tax_linked", "C2": "consumer"}
     assert out.attrs["dropped"]["one_product_per_customer"] == 1
@@ -233,23 +232,34 @@ def test_prepared_policy_draws_what_the_rules_say(seed: int) -> None:
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 400))
-    cands = pd.DataFrame({
-        "customer_id": [f"C{i:04d}" for i in rng.integers(0, max(n // 2, 1) if seed % 2 else 10_000, n)],
-        "branch_id": rng.choice(["B1", "B2", None], n),
-        "manager_id": rng.choice(["M1", "M2", "M3", "M4", None], n),
-        "product": rng.choice(["consumer", "tax_linked"], n),
-        "propensity": np.round(rng.random(n), 2),  # ties
-    })
+    cands = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in rng.integers(0, max(n // 2, 1) if seed % 2 else 10_000, n)],
+            "branch_id": rng.choice(["B1", "B2", None], n),
+            "manager_id": rng.choice(["M1", "M2", "M3", "M4", None], n),
+            "product": rng.choice(["consumer", "tax_linked"], n),
+            "propensity": np.round(rng.random(n), 2),  # ties
+        }
+    )
     if seed % 2 == 0:  # one product, unique customers: the service's case
         cands = cands.drop_duplicates("customer_id").assign(product="consumer")
     ids = cands["customer_id"].unique()
     k = min(len(ids), 30)
-    contacts = pd.DataFrame({
-        "customer_id": rng.choice(ids, k), "product": rng.choice(["consumer", "tax_linked"], k),
-        "contact_date": [LIST_DATE - timedelta(days=int(d)) for d in rng.integers(-5, 90, k)],
-        "campaign_id": rng.choice(["c1", "c2", None], k)})
-    managers = pd.DataFrame({"manager_id": ["M1", "M2", "M3"], "branch_id": ["B1", "B1", "B2"],
-                             "capacity_per_month": [int(rng.integers(0, 20)), None, int(rng.integers(1, 60))]})
+    contacts = pd.DataFrame(
+        {
+            "customer_id": rng.choice(ids, k),
+            "product": rng.choice(["consumer", "tax_linked"], k),
+            "contact_date": [LIST_DATE - timedelta(days=int(d)) for d in rng.integers(-5, 90, k)],
+            "campaign_id": rng.choice(["c1", "c2", None], k),
+        }
+    )
+    managers = pd.DataFrame(
+        {
+            "manager_id": ["M1", "M2", "M3"],
+            "branch_id": ["B1", "B1", "B2"],
+            "capacity_per_month": [int(rng.integers(0, 20)), None, int(rng.integers(1, 60))],
+        }
+    )
     dnc = set(rng.choice(ids, min(len(ids), 5)))
     cfg = _cfg(control_share=0.2)
     policy = TargetPolicy(cands, contacts, dnc, managers, cfg, list_date=LIST_DATE)
@@ -261,7 +271,6 @@ def test_prepared_policy_draws_what_the_rules_say(seed: int) -> None:
                     want = want[want["branch_id"] == branch]
                 if manager is not None:
                     want = want[want["manager_id"] == manager]
-                ref = _reference(want, contacts, dnc, managers, cfg, list_date=LIST_DATE, campaign_id=campaign,
-                                 top=top)
+                ref = _reference(want, contacts, dnc, managers, cfg, list_date=LIST_DATE, campaign_id=campaign, top=top)
                 got = policy.draw(campaign, top, policy.rows(branch, manager))
                 pd.testing.assert_frame_equal(got, ref, check_dtype=False)

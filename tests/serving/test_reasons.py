@@ -11,13 +11,30 @@ from serving.reasons import ReasonCatalog, format_value, not_offered_reason, top
 
 CATALOG = pd.DataFrame(
     [
-        {"name": "income_payroll_amount_avg_6m", "zh": "近6个月月均代发工资", "en": "average monthly payroll, last 6 months"},
-        {"name": "income_payroll_months_6m", "zh": "近6个月代发工资月数", "en": "months with payroll in the last 6 months",
-         "reason_zh": "近6个月代发工资稳定（{value}）", "reason_en": "stable payroll over the last 6 months ({value})"},
+        {
+            "name": "income_payroll_amount_avg_6m",
+            "zh": "近6个月月均代发工资",
+            "en": "average monthly payroll, last 6 months",
+        },
+        {
+            "name": "income_payroll_months_6m",
+            "zh": "近6个月代发工资月数",
+            "en": "months with payroll in the last 6 months",
+            "reason_zh": "近6个月代发工资稳定（{value}）",
+            "reason_en": "stable payroll over the last 6 months ({value})",
+        },
         {"name": "spend_cash_share_3m", "zh": "近3个月取现占支出比例", "en": "cash share of money out, last 3 months"},
-        {"name": "marketing_days_since_last_contact", "zh": "距最近一次营销的天数", "en": "days since the last contact"},
-        {"name": "marketing_last_outcome", "zh": "最近一次营销结果", "en": "outcome of the last contact",
-         "categories": "accepted,declined,no_response,unreachable"},
+        {
+            "name": "marketing_days_since_last_contact",
+            "zh": "距最近一次营销的天数",
+            "en": "days since the last contact",
+        },
+        {
+            "name": "marketing_last_outcome",
+            "zh": "最近一次营销结果",
+            "en": "outcome of the last contact",
+            "categories": "accepted,declined,no_response,unreachable",
+        },
         {"name": "business_settlement_growth_3m_prior3m", "zh": "近3个月结算与前3个月之比", "en": "settlement growth"},
     ]
 )
@@ -173,31 +190,58 @@ def test_code_legend_of_a_description_is_not_shown_to_staff() -> None:
     assert cat.phrase("tax_credit_grade_latest", 0.0, "zh") == "最新纳税信用等级：A"
 
 
-ADVERSE_CATALOG = pd.DataFrame([
-    {"name": "marketing_last_outcome", "zh": "最近一次营销结果", "en": "outcome of the last contact",
-     "categories": "accepted,declined,no_response,unreachable", "categories_zh": "接受,拒绝,未回应,未联系上"},
-    {"name": "marketing_declined_12m", "zh": "近12个月拒绝营销次数", "en": "contacts declined, last 12 months"},
-    {"name": "income_payroll_amount_avg_6m", "zh": "近6个月月均代发工资", "en": "average monthly payroll"},
-    {"name": "spend_cash_share_3m", "zh": "近3个月取现占支出比例", "en": "cash share"},
-])
-ADVERSE_NAMES = ["income_payroll_amount_avg_6m", "marketing_declined_12m", "marketing_last_outcome",
-                 "spend_cash_share_3m"]  # sorted, as the per-request path holds them
+ADVERSE_CATALOG = pd.DataFrame(
+    [
+        {
+            "name": "marketing_last_outcome",
+            "zh": "最近一次营销结果",
+            "en": "outcome of the last contact",
+            "categories": "accepted,declined,no_response,unreachable",
+            "categories_zh": "接受,拒绝,未回应,未联系上",
+        },
+        {"name": "marketing_declined_12m", "zh": "近12个月拒绝营销次数", "en": "contacts declined, last 12 months"},
+        {"name": "income_payroll_amount_avg_6m", "zh": "近6个月月均代发工资", "en": "average monthly payroll"},
+        {"name": "spend_cash_share_3m", "zh": "近3个月取现占支出比例", "en": "cash share"},
+    ]
+)
+ADVERSE_NAMES = [
+    "income_payroll_amount_avg_6m",
+    "marketing_declined_12m",
+    "marketing_last_outcome",
+    "spend_cash_share_3m",
+]  # sorted, as the per-request path holds them
 
 
-@pytest.mark.parametrize(("outcome", "declines", "expected"), [
-    (1, 2, ["近6个月月均代发工资：1.2万元", "近3个月取现占支出比例：35%"]),  # declined twice: no reason to offer
-    (3, 0, ["近6个月月均代发工资：1.2万元", "近12个月拒绝营销次数：0", "近3个月取现占支出比例：35%"]),
-    (0, 0, ["最近一次营销结果：接受", "近6个月月均代发工资：1.2万元", "近12个月拒绝营销次数：0"]),
-])
-def test_a_refusal_is_never_a_reason_to_offer_even_when_it_raises_the_score(outcome: int, declines: int,
-                                                                            expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("outcome", "declines", "expected"),
+    [
+        (1, 2, ["近6个月月均代发工资：1.2万元", "近3个月取现占支出比例：35%"]),  # declined twice: no reason to offer
+        (3, 0, ["近6个月月均代发工资：1.2万元", "近12个月拒绝营销次数：0", "近3个月取现占支出比例：35%"]),
+        (0, 0, ["最近一次营销结果：接受", "近6个月月均代发工资：1.2万元", "近12个月拒绝营销次数：0"]),
+    ],
+)
+def test_a_refusal_is_never_a_reason_to_offer_even_when_it_raises_the_score(
+    outcome: int, declines: int, expected: list[str]
+) -> None:
     """The model may learn that a declined contact goes with a high score (the bank called its
     best prospects); every path of the service still leaves it out and takes the next reason."""
     cat = ReasonCatalog(ADVERSE_CATALOG)
-    contrib = pd.Series({"marketing_last_outcome": 0.9, "income_payroll_amount_avg_6m": 0.5,
-                         "marketing_declined_12m": 0.3, "spend_cash_share_3m": 0.1})
-    values = pd.Series({"marketing_last_outcome": outcome, "income_payroll_amount_avg_6m": 12_345.0,
-                        "marketing_declined_12m": declines, "spend_cash_share_3m": 0.351})
+    contrib = pd.Series(
+        {
+            "marketing_last_outcome": 0.9,
+            "income_payroll_amount_avg_6m": 0.5,
+            "marketing_declined_12m": 0.3,
+            "spend_cash_share_3m": 0.1,
+        }
+    )
+    values = pd.Series(
+        {
+            "marketing_last_outcome": outcome,
+            "income_payroll_amount_avg_6m": 12_345.0,
+            "marketing_declined_12m": declines,
+            "spend_cash_share_3m": 0.351,
+        }
+    )
     assert cat.top_reasons(contrib, values) == expected
     at = cat.top_reasons_at(ADVERSE_NAMES, contrib[ADVERSE_NAMES].to_numpy(), values[ADVERSE_NAMES].to_numpy())
     assert at == expected

@@ -89,9 +89,16 @@ def test_response_rows_serialise() -> None:
     }
 
 
-@pytest.mark.parametrize("body", ['{"product": "consumer", "top": "10"}', '{"product": "consumer", "top": true}',
-                                  '{"product": "consumer", "top": 10.5}', '{"product": 7}',
-                                  '{"product": "consumer", "branch_id": "' + "B" * 65 + '"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"product": "consumer", "top": "10"}',
+        '{"product": "consumer", "top": true}',
+        '{"product": "consumer", "top": 10.5}',
+        '{"product": 7}',
+        '{"product": "consumer", "branch_id": "' + "B" * 65 + '"}',
+    ],
+)
 def test_target_request_is_strict_json(body: str) -> None:
     from pydantic import ValidationError
 

@@ -28,8 +28,10 @@ def test_probes_answer_without_a_token_and_name_ready_products(client: Any) -> N
     assert products[UNTRAINED]["ready"] is False and products[UNTRAINED]["status"] == "no_model"
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token-at-all-xyz"},
-                                     {"Authorization": f"Basic {TOKENS['marketing']}"}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer not-a-token-at-all-xyz"}, {"Authorization": f"Basic {TOKENS['marketing']}"}],
+)
 def test_missing_or_wrong_token_is_401(client: Any, built: Built, headers: dict) -> None:
     for path, body in (("/hints", {"customer_id": built.customer}), ("/targets", {"product": "consumer"})):
         r = client.post(path, json=body, headers=headers)
@@ -127,8 +129,9 @@ def test_an_ineligible_product_names_the_failed_rule(client: Any, built: Built) 
     rec = svc.recommender
     rule_texts = {r.zh for r in built.cfg.products["business_flow"].eligibility}
     scored = set(rec.products["business_flow"].scores["customer_id"])
-    ineligible = next(c for c in rec.customers.index if c not in scored
-                      and c not in rec.products["business_flow"].holders)
+    ineligible = next(
+        c for c in rec.customers.index if c not in scored and c not in rec.products["business_flow"].holders
+    )
     row = next(r for r in _hints(client, ineligible).json()["products"] if r["product"] == "business_flow")
     assert row["eligible"] is False
     assert any(t in row["reason_not_offered"] for t in rule_texts)
@@ -146,8 +149,11 @@ def test_recent_contact_blocks_the_product(client: Any, monkeypatch: pytest.Monk
 
 # ------------------------------------------------------------------------- targets
 def test_targets_respect_branch_and_top(client: Any, built: Built) -> None:
-    r = client.post("/targets", json={"product": "consumer", "branch_id": built.branch, "top": 25,
-                                      "campaign_id": "T1"}, headers=bearer("marketing"))
+    r = client.post(
+        "/targets",
+        json={"product": "consumer", "branch_id": built.branch, "top": 25, "campaign_id": "T1"},
+        headers=bearer("marketing"),
+    )
     assert r.status_code == 200
     body = r.json()
     treat = [row for row in body["rows"] if not row["control"]]
@@ -157,10 +163,14 @@ def test_targets_respect_branch_and_top(client: Any, built: Built) -> None:
     props = [row["propensity"] for row in treat]
     assert props == sorted(props, reverse=True)
     assert all(len(row["reasons"]) <= 3 for row in body["rows"]) and any(row["reasons"] for row in treat)
-    again = client.post("/targets", json={"product": "consumer", "branch_id": built.branch, "top": 25,
-                                          "campaign_id": "T1"}, headers=bearer("marketing")).json()
-    assert [x["customer_id"] for x in again["rows"] if x["control"]] == \
-        [x["customer_id"] for x in body["rows"] if x["control"]]  # control group fixed per campaign
+    again = client.post(
+        "/targets",
+        json={"product": "consumer", "branch_id": built.branch, "top": 25, "campaign_id": "T1"},
+        headers=bearer("marketing"),
+    ).json()
+    assert [x["customer_id"] for x in again["rows"] if x["control"]] == [
+        x["customer_id"] for x in body["rows"] if x["control"]
+    ]  # control group fixed per campaign
 
 
 def test_targets_refuse_scores_of_another_model_version(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,8 +208,9 @@ def test_a_model_with_features_missing_online_is_not_served(client: Any, built: 
     assert missing_features(["a", "b"], ["customer_id", "a"]) == ["b"]
 
 
-def test_no_servable_product_is_503_with_the_reasons(client: Any, built: Built,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_servable_product_is_503_with_the_reasons(
+    client: Any, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rec = bentoml.get_current_service().recommender
     for key in TRAINED:
         monkeypatch.setattr(rec.products[key], "problem", f"{key}: 3 feature(s) missing from the online store")
@@ -208,8 +219,9 @@ def test_no_servable_product_is_503_with_the_reasons(client: Any, built: Built,
     assert client.get("/readyz").status_code == 503
 
 
-def test_an_unexpected_error_is_500_without_a_traceback(client: Any, built: Built,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_error_is_500_without_a_traceback(
+    client: Any, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rec = bentoml.get_current_service().recommender
 
     def boom(*_: Any, **__: Any) -> None:
@@ -296,8 +308,9 @@ def test_percentile_of_limits() -> None:
     assert percentile_of(s, 0.2) == 50.0 and percentile_of(np.empty(0), 0.2) is None
 
 
-def test_nbp_targets_writes_the_same_list_as_the_endpoint(client: Any, built: Built, tmp_path: Any,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nbp_targets_writes_the_same_list_as_the_endpoint(
+    client: Any, built: Built, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from nbp.cli import main
@@ -309,8 +322,11 @@ def test_nbp_targets_writes_the_same_list_as_the_endpoint(client: Any, built: Bu
     res = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert res.exit_code == 0, res.output
     df = read_target_list(out, {k: p.name_zh for k, p in built.cfg.products.items()})
-    api = client.post("/targets", json={"product": "consumer", "branch_id": built.branch, "top": 30,
-                                        "campaign_id": "C9"}, headers=bearer("marketing")).json()["rows"]
+    api = client.post(
+        "/targets",
+        json={"product": "consumer", "branch_id": built.branch, "top": 30, "campaign_id": "C9"},
+        headers=bearer("marketing"),
+    ).json()["rows"]
     api = [r for r in api if not r["control"]] + [r for r in api if r["control"]]  # the file: control group apart
     assert df["customer_id"].tolist() == [r["customer_id"] for r in api]
     assert df["control"].tolist() == [r["control"] for r in api]
@@ -320,8 +336,9 @@ def test_nbp_targets_writes_the_same_list_as_the_endpoint(client: Any, built: Bu
     assert bad.exit_code == 1 and "Traceback" not in bad.output
 
 
-def test_every_prediction_in_the_service_uses_one_thread_count(client: Any, built: Built,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_prediction_in_the_service_uses_one_thread_count(
+    client: Any, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """LightGBM's thread count is process-wide (training.model.THREADS_NOTE); the service
     predicts on request threads and on the reasons-warming thread at once, so every call
     must name the same count (engine.SERVING_THREADS), the bulk reasons included."""
@@ -346,8 +363,9 @@ def test_every_prediction_in_the_service_uses_one_thread_count(client: Any, buil
     assert calls and set(calls) == {engine.SERVING_THREADS}, calls
 
 
-def test_lists_run_in_the_list_thread_not_on_the_event_loop(client: Any, built: Built,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lists_run_in_the_list_thread_not_on_the_event_loop(
+    client: Any, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A heavy /targets never holds the event loop that answers /hints (docs/serving.md)."""
     import sys
     import threading

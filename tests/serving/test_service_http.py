@@ -30,9 +30,18 @@ def _free_port() -> int:
 
 def _page_dom(url: str, tmp_path: Path) -> str:
     """The page's DOM after its scripts ran (headless chromium, fresh profile, no network but loopback)."""
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000",
-           "--dump-dom", url]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+        url,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
 
 
@@ -43,8 +52,13 @@ def server(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     env = {**os.environ, "NBP_HOME": str(built.ws.home), "NBP_TOKENS": built.tokens_env}
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "nbp.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nbp.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -88,7 +102,7 @@ def test_staff_page_shows_hints_in_chinese(server: str, built: Built, tmp_path: 
     assert f"客户 {built.customer}" in dom
     assert 'class="product"' in dom or 'class="product off"' in dom
     assert '<ul class="reasons"><li>' in dom  # reasons rendered (not just present in the script)
-    assert '<h3>1. ' in dom  # the best product is numbered 1
+    assert "<h3>1. " in dom  # the best product is numbered 1
     assert "模型暂不可用" in dom  # tax_linked has no champion in the fixture
     assert TOKENS["branch"] not in dom  # the token left the URL and the page
 

@@ -42,9 +42,21 @@ async def _raw(app: Any, path: str, headers: list[tuple[bytes, bytes]], chunks: 
     async def send(msg: dict) -> None:
         sent.append(msg)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": headers,
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 3000), "state": {}}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 3000),
+        "state": {},
+    }
     await app(scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -79,14 +91,20 @@ def test_a_chunked_body_is_counted_and_cut_at_the_limit(client: Any) -> None:
     assert status == 413 and asked <= LIMIT // 1024 + 1  # stopped as soon as the limit was passed
     r = client.post("/targets", content=(b"x" * 4096 for _ in range(100)), headers=bearer("marketing"))
     assert r.status_code == 413 and r.json()["status"] == 413
-    r = client.post("/targets", content=(b'{"product": "consumer", ' if i == 0 else b"  " * 1000 if i < 30 else
-                                         b'"top": 3}' for i in range(31)), headers=bearer("marketing"))
+    r = client.post(
+        "/targets",
+        content=(
+            b'{"product": "consumer", ' if i == 0 else b"  " * 1000 if i < 30 else b'"top": 3}' for i in range(31)
+        ),
+        headers=bearer("marketing"),
+    )
     assert r.status_code == 200  # a chunked body under the limit goes through whole
 
 
 # ------------------------------------------------------------------------- the token first
-def test_an_unauthenticated_malformed_body_is_401_and_logs_no_traceback(client: Any, built: Built,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unauthenticated_malformed_body_is_401_and_logs_no_traceback(
+    client: Any, built: Built, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG):
         for path in ("/hints", "/targets"):
             for body in (b"{oops", b'{"customer_id": 17}', b"[]", b"\xff\xfe"):
@@ -114,8 +132,11 @@ def test_two_authorization_headers_are_400(client: Any, built: Built) -> None:
 
 
 def test_a_body_not_sent_as_json_is_415(client: Any, built: Built) -> None:
-    r = client.post("/hints", content=f'{{"customer_id": "{built.customer}"}}',
-                    headers={**bearer("marketing"), "Content-Type": "text/plain"})
+    r = client.post(
+        "/hints",
+        content=f'{{"customer_id": "{built.customer}"}}',
+        headers={**bearer("marketing"), "Content-Type": "text/plain"},
+    )
     assert r.status_code == 415 and _last_audit(built)[0]["status"] == 415
 
 
@@ -128,10 +149,13 @@ def test_top_must_be_a_json_integer(client: Any, top: Any) -> None:
 
 def test_long_ids_are_422_and_never_echoed_in_full(client: Any, built: Built) -> None:
     long_id = "=HYPERLINK(" + "X" * 5_000
-    for path, body in (("/hints", {"customer_id": long_id}),
-                       ("/targets", {"product": "consumer", "branch_id": long_id}),
-                       ("/targets", {"product": long_id}), ("/targets", {"product": "consumer", "manager_id": long_id}),
-                       ("/targets", {"product": "consumer", "campaign_id": long_id})):
+    for path, body in (
+        ("/hints", {"customer_id": long_id}),
+        ("/targets", {"product": "consumer", "branch_id": long_id}),
+        ("/targets", {"product": long_id}),
+        ("/targets", {"product": "consumer", "manager_id": long_id}),
+        ("/targets", {"product": "consumer", "campaign_id": long_id}),
+    ):
         r = client.post(path, json=body, headers=bearer("marketing"))
         assert r.status_code == 422, (path, r.text[:200])
         assert "X" * 40 not in r.text
@@ -209,10 +233,31 @@ def test_nbp_serve_on_a_port_in_use_prints_one_line_and_exits_1(built: Built) ->
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {**os.environ, "NBP_HOME": str(built.ws.home), "NBP_TOKENS": built.tokens_env,
-               "BENTOML_DO_NOT_TRACK": "True", "DO_NOT_TRACK": "true"}
-        res = subprocess.run([sys.executable, "-m", "nbp.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                              "--log-level", "WARNING"], env=env, capture_output=True, text=True, timeout=120)
+        env = {
+            **os.environ,
+            "NBP_HOME": str(built.ws.home),
+            "NBP_TOKENS": built.tokens_env,
+            "BENTOML_DO_NOT_TRACK": "True",
+            "DO_NOT_TRACK": "true",
+        }
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nbp.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "WARNING",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     out = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
     assert res.returncode == 1, out
     assert len(out) == 1 and f"port {port}" in out[0] and "in use" in out[0]

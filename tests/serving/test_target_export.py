@@ -28,8 +28,20 @@ NAMES = {"consumer": "消费贷", "tax_linked": "税易贷"}
 BRANCHES = {"B01": "城关支行", "B02": "王庄支行"}
 MANAGERS = {"M1": "张三"}
 # OWASP's CSV-injection payloads, and a few neighbours (leading spaces, full-width, a quote already there)
-PAYLOADS = ['=HYPERLINK("http://evil","x")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(1+1)", "\t=1", "\r=1",
-            "  =1+1;", "＝1+1", "'=1", "-", "@"]
+PAYLOADS = [
+    '=HYPERLINK("http://evil","x")',
+    "=cmd|' /C calc'!A0",
+    "+1+1",
+    "-2+3",
+    "@SUM(1+1)",
+    "\t=1",
+    "\r=1",
+    "  =1+1;",
+    "＝1+1",
+    "'=1",
+    "-",
+    "@",
+]
 
 
 def _target_list() -> pd.DataFrame:
@@ -49,8 +61,13 @@ def _target_list() -> pd.DataFrame:
 
 
 def _write(tmp_path: Path, suffix: str, df: pd.DataFrame | None = None) -> Path:
-    return write_target_list(_target_list() if df is None else df, tmp_path / "out" / f"list{suffix}",
-                             product_names=NAMES, branch_names=BRANCHES, manager_names=MANAGERS)
+    return write_target_list(
+        _target_list() if df is None else df,
+        tmp_path / "out" / f"list{suffix}",
+        product_names=NAMES,
+        branch_names=BRANCHES,
+        manager_names=MANAGERS,
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
@@ -77,8 +94,17 @@ def test_csv_has_bom_chinese_headers_names_and_percentages(tmp_path: Path) -> No
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
     assert rows[0] == ["客户号", "支行", "支行名称", "客户经理", "客户经理姓名", "产品", "倾向分", "排名", "推荐理由"]
-    assert rows[1] == ["000123", "B01", "城关支行", "M1", "张三", "消费贷", "81.23%", "1",
-                       "近6个月月均代发工资：1.2万元；持有理财账户：是"]
+    assert rows[1] == [
+        "000123",
+        "B01",
+        "城关支行",
+        "M1",
+        "张三",
+        "消费贷",
+        "81.23%",
+        "1",
+        "近6个月月均代发工资：1.2万元；持有理财账户：是",
+    ]
     assert "C3" not in {r[0] for r in rows}  # the control customer is not in the contact list
     ctrl = list(csv.reader(control_path(path).read_bytes().decode("utf-8-sig").splitlines()))
     assert ctrl[0] == ["说明", "客户号", "支行", "支行名称", "客户经理", "客户经理姓名", "产品", "倾向分"]
@@ -125,16 +151,22 @@ def test_display_names_from_the_ingested_tables(tmp_path: Path) -> None:
 
 def _hostile() -> pd.DataFrame:
     n = len(PAYLOADS)
-    return pd.DataFrame({
-        "customer_id": PAYLOADS, "branch_id": PAYLOADS[::-1], "manager_id": PAYLOADS,
-        "product": ["consumer"] * n, "propensity": [0.5] * n, "rank": pd.array(range(1, n + 1), dtype="Int64"),
-        "control": [i % 3 == 0 for i in range(n)], "reasons": [[p] for p in PAYLOADS],
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": PAYLOADS,
+            "branch_id": PAYLOADS[::-1],
+            "manager_id": PAYLOADS,
+            "product": ["consumer"] * n,
+            "propensity": [0.5] * n,
+            "rank": pd.array(range(1, n + 1), dtype="Int64"),
+            "control": [i % 3 == 0 for i in range(n)],
+            "reasons": [[p] for p in PAYLOADS],
+        }
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
-def test_owasp_payloads_never_reach_a_spreadsheet_as_formulas_and_ids_round_trip(tmp_path: Path,
-                                                                                suffix: str) -> None:
+def test_owasp_payloads_never_reach_a_spreadsheet_as_formulas_and_ids_round_trip(tmp_path: Path, suffix: str) -> None:
     df = _hostile()
     names = {p: p for p in PAYLOADS}
     path = write_target_list(df, tmp_path / f"list{suffix}", branch_names=names, manager_names=names)
@@ -147,7 +179,7 @@ def test_owasp_payloads_never_reach_a_spreadsheet_as_formulas_and_ids_round_trip
             text = p.read_bytes().decode("utf-8-sig")
             fields = [f for row in csv.reader(io.StringIO(text, newline="")) for f in row]
             assert fields and not [f for f in fields if f.lstrip(" ")[:1] in (*TRIGGERS, "＝")]
-            assert "\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\"" in text or p == control_path(path)  # quoted
+            assert '"\'=HYPERLINK(""http://evil"",""x"")"' in text or p == control_path(path)  # quoted
     back = read_target_list(path)
     by_id = back.set_index("customer_id")
     assert sorted(back["customer_id"]) == sorted(PAYLOADS)

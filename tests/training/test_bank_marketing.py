@@ -16,8 +16,9 @@ from training.model import ModelParams
 SAMPLE = bm.DATA_DIR / "bank-additional.csv.gz"  # 4,119 rows, a 10 % sample of the full file
 FULL = bm.DATA_DIR / "bank-additional-full.csv.gz"
 
-needs_data = pytest.mark.skipif(not SAMPLE.exists() or not FULL.exists(),
-                                reason=f"shared dataset folder absent: {bm.DATA_DIR}")
+needs_data = pytest.mark.skipif(
+    not SAMPLE.exists() or not FULL.exists(), reason=f"shared dataset folder absent: {bm.DATA_DIR}"
+)
 
 
 def test_time_split_puts_test_rows_after_train_rows() -> None:

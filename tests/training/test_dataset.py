@@ -16,11 +16,21 @@ def test_closed_windows_end_before_the_cutoff() -> None:
 
 
 def test_entity_rows_skip_unknown_customers_and_holders() -> None:
-    customers = pd.DataFrame({"customer_id": ["old", "new", "holder"],
-                              "open_date": pd.to_datetime(["2020-01-01", "2025-03-15", "2020-01-01"])})
-    loans = pd.DataFrame({"customer_id": ["holder", "old"], "product": ["consumer", "consumer"],
-                          "grant_date": pd.to_datetime(["2024-12-01", "2025-04-10"]),
-                          "end_date": pd.to_datetime([None, None]), "term_months": pd.array([12, 12], "Int64")})
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["old", "new", "holder"],
+            "open_date": pd.to_datetime(["2020-01-01", "2025-03-15", "2020-01-01"]),
+        }
+    )
+    loans = pd.DataFrame(
+        {
+            "customer_id": ["holder", "old"],
+            "product": ["consumer", "consumer"],
+            "grant_date": pd.to_datetime(["2024-12-01", "2025-04-10"]),
+            "end_date": pd.to_datetime([None, None]),
+            "term_months": pd.array([12, 12], "Int64"),
+        }
+    )
     ent = entity_rows(customers, loans, "consumer", [pd.Timestamp("2025-03-01"), pd.Timestamp("2025-04-01")], 90)
     rows = set(map(tuple, ent[["customer_id", "as_of"]].astype(str).to_numpy()))
     assert ("new", "2025-03-01") not in rows  # not a customer yet
@@ -30,8 +40,13 @@ def test_entity_rows_skip_unknown_customers_and_holders() -> None:
 
 
 def test_downsample_keeps_positives_and_reweights() -> None:
-    ent = pd.DataFrame({"customer_id": [str(i) for i in range(20_000)], "as_of": pd.Timestamp("2025-01-01"),
-                        "label": [1] * 100 + [0] * 19_900})
+    ent = pd.DataFrame(
+        {
+            "customer_id": [str(i) for i in range(20_000)],
+            "as_of": pd.Timestamp("2025-01-01"),
+            "label": [1] * 100 + [0] * 19_900,
+        }
+    )
     out = downsample(ent, 0.1, seed=1)
     assert out["label"].sum() == 100
     # weighted negatives estimate the original count

@@ -19,13 +19,20 @@ def _rows(seed: int) -> pd.DataFrame:
 def test_parallel_fits_equal_one_at_a_time(monkeypatch) -> None:
     base = load_config()
     # few settings and rounds keep the test short; the point is parallel against serial
-    monkeypatch.setattr(pipeline, "model_params", lambda cfg: pipeline.ModelParams(
-        folds=2, num_threads=1, max_rounds=60, early_stopping_rounds=10, learning_rate=0.2, search=False))
+    monkeypatch.setattr(
+        pipeline,
+        "model_params",
+        lambda cfg: pipeline.ModelParams(
+            folds=2, num_threads=1, max_rounds=60, early_stopping_rounds=10, learning_rate=0.2, search=False
+        ),
+    )
     data = {}
     for i, key in enumerate(["a", "b", "c"]):
         rows = _rows(i)
-        data[key] = (rows[rows["as_of"] < "2025-08-01"].reset_index(drop=True),
-                     rows[rows["as_of"] >= "2025-08-01"].reset_index(drop=True))
+        data[key] = (
+            rows[rows["as_of"] < "2025-08-01"].reset_index(drop=True),
+            rows[rows["as_of"] >= "2025-08-01"].reset_index(drop=True),
+        )
     got = {}
     for workers in (1, 2):
         cfg = base.model_copy(update={"training": base.training.model_copy(update={"workers": workers})})
@@ -46,8 +53,18 @@ def test_settings_searched_side_by_side_choose_what_one_at_a_time_chooses() -> N
 
     rows = _rows(5)
     fast = dict(folds=2, num_threads=1, max_rounds=80, early_stopping_rounds=10, learning_rate=0.2)
-    models = [fit_rolling(rows, FEATURES, "label", "as_of", ModelParams(**fast, search_workers=k),
-                          weight="weight", embargo=pd.Timedelta(days=90)) for k in (1, 2)]
+    models = [
+        fit_rolling(
+            rows,
+            FEATURES,
+            "label",
+            "as_of",
+            ModelParams(**fast, search_workers=k),
+            weight="weight",
+            embargo=pd.Timedelta(days=90),
+        )
+        for k in (1, 2)
+    ]
     assert models[0].info["search"] == models[1].info["search"] and len(models[0].info["search"]) > 1
     np.testing.assert_array_equal(models[0].predict_proba(rows), models[1].predict_proba(rows))
 

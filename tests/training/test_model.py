@@ -12,8 +12,9 @@ from training_synth import FEATURES, time_slices, uptake_frame
 from training import evaluate as ev
 from training.model import IsotonicCalibrator, ModelParams, downsample_negatives, fit_rolling
 
-FAST = ModelParams(learning_rate=0.1, max_rounds=300, early_stopping_rounds=30, min_child_samples=50, folds=2,
-                   search=False)
+FAST = ModelParams(
+    learning_rate=0.1, max_rounds=300, early_stopping_rounds=30, min_child_samples=50, folds=2, search=False
+)
 
 
 def fit(train: pd.DataFrame, valid: pd.DataFrame, params: ModelParams = FAST):

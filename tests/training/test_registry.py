@@ -17,8 +17,9 @@ from training.model import FittedModel, ModelParams, fit_rolling
 
 pytestmark = pytest.mark.integration
 
-FAST = ModelParams(learning_rate=0.1, max_rounds=200, early_stopping_rounds=20, min_child_samples=50, folds=2,
-                   search=False)
+FAST = ModelParams(
+    learning_rate=0.1, max_rounds=200, early_stopping_rounds=20, min_child_samples=50, folds=2, search=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +35,33 @@ def _train(frames, features: list[str]) -> FittedModel:
 def _register(ws: Workspace, frames, model: FittedModel, window: str = "w1") -> tuple[int, dict]:
     test = frames[2]
     m = ev.metrics(test["label"], model.predict_proba(test))
-    v = registry.log_and_register(ws, "consumer", model, m, FAST.model_dump(), plots={},
-                                  feature_info={"feature_views": "consumer_v1: x1, x2, segment, noise"},
-                                  as_of_range=("2026-01-01", "2026-03-01"), backtest_window=window,
-                                  input_example=test)
+    v = registry.log_and_register(
+        ws,
+        "consumer",
+        model,
+        m,
+        FAST.model_dump(),
+        plots={},
+        feature_info={"feature_views": "consumer_v1: x1, x2, segment, noise"},
+        as_of_range=("2026-01-01", "2026-03-01"),
+        backtest_window=window,
+        input_example=test,
+    )
     return v, m
 
 
 @pytest.fixture(scope="module")
 def models(frames) -> dict[str, FittedModel]:
-    return {"good": _train(frames, FEATURES), "weak": _train(frames, ["x2", "noise"]),
-            "noise": _train(frames, ["noise", "segment"])}
+    return {
+        "good": _train(frames, FEATURES),
+        "weak": _train(frames, ["x2", "noise"]),
+        "noise": _train(frames, ["noise", "segment"]),
+    }
 
 
-def test_gate_moves_champion_only_for_a_better_model(tmp_path: Path, frames, models,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gate_moves_champion_only_for_a_better_model(
+    tmp_path: Path, frames, models, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # MLflow must not write ./mlruns into the working directory
     ws = Workspace(tmp_path / "home")
 

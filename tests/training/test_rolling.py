@@ -40,8 +40,8 @@ def test_rolling_folds_train_only_on_periods_whose_labels_closed_before_the_vali
 def test_rolling_folds_skip_periods_with_too_few_of_a_class() -> None:
     t = np.repeat(np.arange(8), 100)
     y = np.zeros(len(t))
-    y[t != 6] = (np.arange(int((t != 6).sum())) % 5 == 0)  # 20 positives a period...
-    y[np.flatnonzero(t == 6)[:MIN_FOLD_CLASS - 1]] = 1  # ...but period 6 has too few
+    y[t != 6] = np.arange(int((t != 6).sum())) % 5 == 0  # 20 positives a period...
+    y[np.flatnonzero(t == 6)[: MIN_FOLD_CLASS - 1]] = 1  # ...but period 6 has too few
     folds = rolling_folds(t, 3, None, y)
     assert [int(t[va][0]) for _, va in folds] == [4, 5, 7]
     assert [int(t[va][0]) for _, va in rolling_folds(t, 3)] == [5, 6, 7]  # without labels: the latest
@@ -61,8 +61,14 @@ def model(data: pd.DataFrame):
 @pytest.fixture(scope="module")
 def holdout_model(data: pd.DataFrame):
     fit_rows = data[data["period"] < 10]
-    return fit_rolling(fit_rows, FEATURES, "label", "as_of", FAST.model_copy(update={"calibrate_on": "holdout"}),
-                       embargo=pd.Timedelta(days=90))
+    return fit_rolling(
+        fit_rows,
+        FEATURES,
+        "label",
+        "as_of",
+        FAST.model_copy(update={"calibrate_on": "holdout"}),
+        embargo=pd.Timedelta(days=90),
+    )
 
 
 def test_cross_fitted_calibration_uses_the_folds_validation_months_and_refits_on_all(model) -> None:
@@ -73,14 +79,20 @@ def test_cross_fitted_calibration_uses_the_folds_validation_months_and_refits_on
     assert model.info["n_train"] == 10 * 3_000
     # Platt sees the folds' validation periods (the latest FAST.folds), each scored by a fold
     # booster trained only on periods whose label window closed before it
-    assert [pd.Timestamp(p) for p in model.info["calibration_periods"]] == list(months[-FAST.folds:])
+    assert [pd.Timestamp(p) for p in model.info["calibration_periods"]] == list(months[-FAST.folds :])
     assert model.info["n_calibration"] == FAST.folds * 3_000
     assert model.info["pos_calibration"] == model.info["pos_folds"]
 
 
 def test_cross_fitted_calibration_falls_back_to_held_out_periods_without_a_fold(data: pd.DataFrame) -> None:
-    m = fit_rolling(data[data["period"] < 10], FEATURES, "label", "as_of", FAST.model_copy(update={"folds": 0}),
-                    embargo=pd.Timedelta(days=90))
+    m = fit_rolling(
+        data[data["period"] < 10],
+        FEATURES,
+        "label",
+        "as_of",
+        FAST.model_copy(update={"folds": 0}),
+        embargo=pd.Timedelta(days=90),
+    )
     assert m.info["folds"] == 0 and m.info["calibrate_on"] == "holdout"
     assert m.info["train_periods"][-1].startswith("2025-06") and len(m.info["calibration_periods"]) == 2
 
@@ -106,15 +118,22 @@ def test_search_keeps_the_simplest_setting_within_one_standard_error_of_the_best
 
 
 def test_search_can_keep_the_best_mean_fold_auc(data: pd.DataFrame) -> None:
-    m = fit_rolling(data[data["period"] < 10], FEATURES, "label", "as_of", FAST.model_copy(update={"select": "best"}),
-                    embargo=pd.Timedelta(days=90))
+    m = fit_rolling(
+        data[data["period"] < 10],
+        FEATURES,
+        "label",
+        "as_of",
+        FAST.model_copy(update={"select": "best"}),
+        embargo=pd.Timedelta(days=90),
+    )
     best = max(m.info["search"], key=lambda r: r["cv_auc"])
     assert m.params["num_leaves"] == best["num_leaves"] and m.best_iteration == best["rounds"]
 
 
 @pytest.mark.parametrize("which", ["model", "holdout_model"])
-def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(data: pd.DataFrame, which: str,
-                                                                   request: pytest.FixtureRequest) -> None:
+def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(
+    data: pd.DataFrame, which: str, request: pytest.FixtureRequest
+) -> None:
     model = request.getfixturevalue(which)
     test = data[data["period"] >= 10]
     p = model.predict_proba(test)
@@ -125,21 +144,28 @@ def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(data: pd.Data
 
 
 def test_rolling_fit_without_search_uses_the_given_settings(data: pd.DataFrame) -> None:
-    m = fit_rolling(data[data["period"] < 10], FEATURES, "label", "period",
-                    FAST.model_copy(update={"search": False, "num_leaves": 5, "calibrate_on": "holdout"}),
-                    embargo=None)
+    m = fit_rolling(
+        data[data["period"] < 10],
+        FEATURES,
+        "label",
+        "period",
+        FAST.model_copy(update={"search": False, "num_leaves": 5, "calibrate_on": "holdout"}),
+        embargo=None,
+    )
     assert len(m.info["search"]) == 1 and m.params["num_leaves"] == 5
     assert m.info["train_periods"][-1] == "7"  # periods, no embargo: 8 and 9 calibrate
 
 
 def test_rolling_fit_refuses_too_few_periods(data: pd.DataFrame) -> None:
     with pytest.raises(ValueError):
-        fit_rolling(data[data["period"] < 3], FEATURES, "label", "period",
-                    FAST.model_copy(update={"calibrate_on": "holdout"}))
+        fit_rolling(
+            data[data["period"] < 3], FEATURES, "label", "period", FAST.model_copy(update={"calibrate_on": "holdout"})
+        )
 
 
-def test_every_prediction_beside_training_names_the_training_thread_count(data: pd.DataFrame,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_prediction_beside_training_names_the_training_thread_count(
+    data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """LightGBM's thread count is one process-wide setting that each call rewrites from its
     own ``num_threads`` (model.THREADS_NOTE): a prediction left at the default (0, every
     core) while another booster trained on one thread crashed `nbp backtest` with a

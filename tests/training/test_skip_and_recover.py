@@ -20,8 +20,9 @@ from training import registry
 from training.model import ModelParams, fit_rolling
 from training.pipeline import MIN_FIT_MONTHS, trainability
 
-FAST = ModelParams(learning_rate=0.1, max_rounds=50, early_stopping_rounds=10, min_child_samples=50, folds=2,
-                   search=False)
+FAST = ModelParams(
+    learning_rate=0.1, max_rounds=50, early_stopping_rounds=10, min_child_samples=50, folds=2, search=False
+)
 
 
 def _dead_pid() -> int:
@@ -73,15 +74,25 @@ def model_and_test():
 def _register(ws: Workspace, model_and_test) -> tuple[int, dict]:
     model, test = model_and_test
     m = ev.metrics(test["label"], model.predict_proba(test))
-    v = registry.log_and_register(ws, "consumer", model, m, {}, plots={}, feature_info={},
-                                  as_of_range=("2026-01-01", "2026-03-01"), backtest_window="w1",
-                                  input_example=test)
+    v = registry.log_and_register(
+        ws,
+        "consumer",
+        model,
+        m,
+        {},
+        plots={},
+        feature_info={},
+        as_of_range=("2026-01-01", "2026-03-01"),
+        backtest_window="w1",
+        input_example=test,
+    )
     return v, m
 
 
 @pytest.mark.integration
-def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(tmp_path: Path, model_and_test,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(
+    tmp_path: Path, model_and_test, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     ws = Workspace(tmp_path / "home")
     registry.record_skip(ws, "consumer", "训练月份内仅有 3 笔办理", "only 3 uptake(s)", "w1")
@@ -99,8 +110,9 @@ def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(tmp_path: Path, 
 
 
 @pytest.mark.integration
-def test_recover_fails_dead_runs_and_deletes_their_undecided_versions(tmp_path: Path, model_and_test,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recover_fails_dead_runs_and_deletes_their_undecided_versions(
+    tmp_path: Path, model_and_test, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     ws = Workspace(tmp_path / "home")
     v1, m1 = _register(ws, model_and_test)
@@ -133,10 +145,17 @@ def test_clean_stale_removes_only_dead_local_jobs_files(tmp_path: Path) -> None:
     dead = jobs.tag(_dead_pid())
     ws.features_dir.mkdir(parents=True)
     (ws.outputs_dir / "scores").mkdir(parents=True)
-    gone = [ws.features_dir / f".demo.parquet.tmp-{dead}", ws.outputs_dir / "scores" / f".latest.parquet.tmp-{dead}",
-            ws.home / jobs.SCRATCH / dead]
-    kept = [ws.features_dir / f".demo.parquet.tmp-{jobs.tag()}", ws.features_dir / ".demo.parquet.tmp-elsewhere-1",
-            ws.home / jobs.SCRATCH / jobs.tag(), ws.features_dir / "demo.parquet"]
+    gone = [
+        ws.features_dir / f".demo.parquet.tmp-{dead}",
+        ws.outputs_dir / "scores" / f".latest.parquet.tmp-{dead}",
+        ws.home / jobs.SCRATCH / dead,
+    ]
+    kept = [
+        ws.features_dir / f".demo.parquet.tmp-{jobs.tag()}",
+        ws.features_dir / ".demo.parquet.tmp-elsewhere-1",
+        ws.home / jobs.SCRATCH / jobs.tag(),
+        ws.features_dir / "demo.parquet",
+    ]
     for p in gone + kept:
         if p.parent.name == jobs.SCRATCH:
             (p / "duckdb-build").mkdir(parents=True)

@@ -17,13 +17,15 @@ def uptake_frame(n: int = 12_000, periods: int = 6, seed: int = 0, intercept: fl
         ``p`` (true probability) and ``label`` (0/1 drawn from ``p``).
     """
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "period": np.repeat(np.arange(periods), n // periods),
-        "x1": rng.normal(size=n // periods * periods),
-        "x2": rng.normal(size=n // periods * periods),
-        "segment": rng.choice(["a", "b", "c"], n // periods * periods),
-        "noise": rng.normal(size=n // periods * periods),
-    })
+    df = pd.DataFrame(
+        {
+            "period": np.repeat(np.arange(periods), n // periods),
+            "x1": rng.normal(size=n // periods * periods),
+            "x2": rng.normal(size=n // periods * periods),
+            "segment": rng.choice(["a", "b", "c"], n // periods * periods),
+            "noise": rng.normal(size=n // periods * periods),
+        }
+    )
     logit = intercept + 1.2 * df["x1"] - 0.6 * df["x2"] + 0.9 * (df["segment"] == "a")
     df["p"] = 1 / (1 + np.exp(-logit))
     df["label"] = (rng.random(len(df)) < df["p"]).astype(int)
