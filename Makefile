@@ -8,14 +8,15 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export FEAST_USAGE := False
 
-.PHONY: setup demo test lint bench clean-workspace help
+.PHONY: setup demo test test-fast lint bench clean-workspace help
 
 help:
-	@echo "make demo   set up, then run the main job on a simulated bank"
-	@echo "make test   set up, then run the tests"
-	@echo "make lint   set up, then ruff check and ruff format --check (CI fails on either)"
-	@echo "make setup  create the environment in $(VENV) only"
-	@echo "make bench  run the benchmarks (writes docs/benchmarks.md)"
+	@echo "make demo       set up, then run the main job on a simulated bank"
+	@echo "make test       set up, then run the tests"
+	@echo "make test-fast  the unit tier only (no test marked slow or integration): the inner loop"
+	@echo "make lint       set up, then ruff check and ruff format --check (CI fails on either)"
+	@echo "make setup      create the environment in $(VENV) only"
+	@echo "make bench      run the benchmarks (writes docs/benchmarks.md)"
 
 setup: $(STAMP)
 
@@ -59,6 +60,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The unit tier: no Feast apply, no MLflow, no server, no browser, no CLI chain (markers in pyproject.toml).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 lint: setup
 	$(BIN)/ruff check .
