@@ -20,6 +20,7 @@ order, so ``rowid`` is the record's position among those the reader accepted):
 from __future__ import annotations
 
 from bankexport.spec import Column, Table
+from nbp.sqltext import ident, lit
 
 # Row-level rules (a row is set aside whole).
 MISSING_REQUIRED = "missing_required"
@@ -67,16 +68,6 @@ DUCK_TYPES = {
     "money": "DOUBLE",
     "int": "BIGINT",
 }
-
-
-def lit(s: str) -> str:
-    """A SQL string literal."""
-    return "'" + s.replace("'", "''") + "'"
-
-
-def ident(s: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + s.replace('"', '""') + '"'
 
 
 def enum_type(col: Column) -> str:

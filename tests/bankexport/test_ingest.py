@@ -596,6 +596,7 @@ def test_ok_expr_agrees_with_break_expr() -> None:
     import duckdb
 
     from bankexport import ingest_sql as q
+    from nbp.sqltext import ident
 
     con = duckdb.connect()
     samples = [
@@ -623,7 +624,7 @@ def test_ok_expr_agrees_with_break_expr() -> None:
             if not c.required:
                 continue
             vals = samples + list(c.enum)
-            v, p = q.ident("v_" + c.name), q.ident("p_" + c.name)
+            v, p = ident("v_" + c.name), ident("p_" + c.name)
             rows = con.execute(
                 f"SELECT {v}, ({q.ok_expr(c)}) AS ok, ({q.break_expr(c)}) AS brk FROM ("
                 f"SELECT {v}, {q.parse_expr(c, v)} AS {p} FROM ("
