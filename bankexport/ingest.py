@@ -3,9 +3,9 @@
 Reads one export folder (spec: ``../shared/spec/bank-export.md``, as code in
 :mod:`bankexport.spec`), checks every row and cell against the spec's "Bad input"
 rules, and stores the typed tables under ``ws.ingested_dir`` (Parquet, dtypes as
-in :mod:`bankexport.spec`) plus ``_meta.json`` with the export date. Rows set aside
-and cells reported go to ``ws.ingest_dir/rejects|cells/<table>.csv`` and are counted
-in ``ws.ingest_dir/report.json``. Rules are documented in ``docs/ingest-rules.md``.
+in :mod:`bankexport.spec`) plus ``ws.ingest_meta`` (``_meta.json``) with the export date.
+Rows set aside and cells reported go to ``ws.ingest_dir/rejects|cells/<table>.csv`` and
+are counted in ``ws.ingest_report``. Rules are documented in ``docs/ingest-rules.md``.
 
 All validation is vectorised SQL in DuckDB (every cell read as VARCHAR, then
 ``TRY_CAST`` + regular expressions, aggregates for duplicate keys, anti-joins for
@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import duckdb
 import numpy as np
@@ -51,11 +51,12 @@ from bankexport.ingest_lines import (
     record_lines,
     transcode_to_utf8,
 )
-from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Table
+from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Column, Table
 from nbp.config import IngestConfig
 from nbp.errors import DataContractError
 from nbp.jobs import pid_alive
 from nbp.sheets import write_csv_batches
+from nbp.sqltext import ident, lit
 from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def _parquet_error(path: Path, e: BaseException) -> DataContractError:
 def _header_of_parquet(path: Path) -> tuple[list[str], list[str]]:
     """Column names and DuckDB types of a Parquet file."""
     try:
-        rows = duckdb.connect().execute(f"DESCRIBE SELECT * FROM read_parquet({q.lit(str(path))})").fetchall()
+        rows = duckdb.connect().execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()
     except duckdb.Error as e:
         raise _parquet_error(path, e) from e
     return [r[0] for r in rows], [r[1] for r in rows]
@@ -389,13 +390,13 @@ def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work:
     if s.kind == "parquet":
         typed = {s.present[c] for c in s.native}
         cols = ", ".join(
-            f"{q.ident(h)} AS r{i}" if i in typed else f"CAST({q.ident(h)} AS VARCHAR) AS r{i}"
+            f"{ident(h)} AS r{i}" if i in typed else f"CAST({ident(h)} AS VARCHAR) AS r{i}"
             for i, h in enumerate(s.header)
         )
         con.execute("CREATE TABLE rej (line_byte_position UBIGINT, csv_line VARCHAR)")
         return (
             f"(SELECT {cols}, file_row_number + 1 AS _line "
-            f"FROM read_parquet({q.lit(str(s.path))}, file_row_number = true))"
+            f"FROM read_parquet({lit(str(s.path))}, file_row_number = true))"
         ), None
     path = s.path
     if encoding != "utf-8":
@@ -414,11 +415,11 @@ def _source_sql(con: duckdb.DuckDBPyConnection, s: _Source, encoding: str, work:
 def _read_csv_sql(path: Path, n_columns: int, rejects: str) -> str:
     """``read_csv`` of a UTF-8 file as VARCHAR columns ``r0`` .. ``r<n-1>``; records it cannot
     split into ``n_columns`` go to table ``rejects`` (and ``<rejects>_scan``)."""
-    columns = "{" + ", ".join(f"{q.lit(f'r{i}')}: 'VARCHAR'" for i in range(n_columns)) + "}"
+    columns = "{" + ", ".join(f"{lit(f'r{i}')}: 'VARCHAR'" for i in range(n_columns)) + "}"
     return (
-        f"read_csv({q.lit(str(path))}, columns = {columns}, header = true, auto_detect = false, "
+        f"read_csv({lit(str(path))}, columns = {columns}, header = true, auto_detect = false, "
         f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, "
-        f"rejects_table = {q.lit(rejects)}, rejects_scan = {q.lit(rejects + '_scan')}, "
+        f"rejects_table = {lit(rejects)}, rejects_scan = {lit(rejects + '_scan')}, "
         f"max_line_size = 10000000)"
     )
 
@@ -531,6 +532,11 @@ def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str) -> None:
             con.unregister("dup_h")
 
 
+def _reportable(t: Table) -> list[Column]:
+    """The optional columns whose cells can break a rule (then nulled and reported in cells/)."""
+    return [c for c in t.columns if not c.required and q.can_break(c)]
+
+
 def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
     n_raw = con.execute("SELECT count(*) FROM chk").fetchone()[0]
     n_rej = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej").fetchone()[0]
@@ -541,17 +547,17 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
     )
     if n_rej:
         aside[q.MALFORMED_ROW] = n_rej
-    opt = [c for c in t.columns if not c.required and q.can_break(c)]
+    opt = _reportable(t)
     cells: dict[str, int] = {}
     if opt:
         fut = [
-            f"count({q.ident('b_' + c.name)}) FILTER (WHERE {q.ident('b_' + c.name)} = {q.lit(q.FUTURE_DATE)})"
+            f"count({ident('b_' + c.name)}) FILTER (WHERE {ident('b_' + c.name)} = {lit(q.FUTURE_DATE)})"
             for c in opt
             if c.type in q.DATE_TYPES
         ]
         n, n_fut = con.execute(
             "SELECT "
-            + " + ".join(f"count({q.ident('b_' + c.name)})" for c in opt)
+            + " + ".join(f"count({ident('b_' + c.name)})" for c in opt)
             + ", "
             + (" + ".join(fut) or "0")
             + " FROM chk WHERE _why IS NULL"
@@ -585,8 +591,8 @@ def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path) -> None:
         }
     )
     con.execute(
-        f"COPY ({q.stored_select(t, 'chk')}) TO {q.lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
-        f"DICTIONARY_SIZE_LIMIT {DICTIONARY_SIZE_LIMIT}, KV_METADATA {{pandas: {q.lit(meta)}}})"
+        f"COPY ({q.stored_select(t, 'chk')}) TO {lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
+        f"DICTIONARY_SIZE_LIMIT {DICTIONARY_SIZE_LIMIT}, KV_METADATA {{pandas: {lit(meta)}}})"
     )
 
 
@@ -604,85 +610,116 @@ def _write_problem_rows(
     A CSV row's cells are read again from the file by the row's byte span (table ``lines``,
     columns ``r<i>``), exactly as DuckDB read them: ``chk`` carries no raw text.
     """
-    t = s.table
-    opt = [c for c in t.columns if not c.required and q.can_break(c)]
     n_aside, n_cells = sum(chk.set_aside.values()), sum(chk.cells.values())
     if not n_aside and not n_cells:
         return
-    # Which rows need a source line: rows set aside or holding a reported cell.
-    cond_cells = " OR ".join(f"{q.ident('b_' + c.name)} IS NOT NULL" for c in opt) or "false"
+    rej, rej_lines = _problem_lines(con, s, csv_path, chk, work)
+    cell = _cell_exprs(s)
+    if n_aside:
+        _write_rejects(con, s, cell, rej, rej_lines, out)
+    if n_cells:
+        _write_cells(con, s, cell, out)
+
+
+def _problem_lines(
+    con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path | None, chk: _Checked, work: Path
+) -> tuple[list[tuple[int, str]], np.ndarray]:
+    """Table ``lines`` (``_ord``, ``line``; a CSV's also ``r<i>``) of the rows set aside or holding a
+    reported cell; returns the records the CSV reader rejected (byte position, text) and their lines."""
+    opt = _reportable(s.table)
+    cond_cells = " OR ".join(f"{ident('b_' + c.name)} IS NOT NULL" for c in opt) or "false"
     con.execute("DROP TABLE IF EXISTS lines")
     if s.kind == "parquet":
         con.execute(
             f"CREATE TABLE lines AS SELECT rowid AS _ord, _line AS line FROM chk "
             f"WHERE _why IS NOT NULL OR ({cond_cells})"
         )
-        rej_lines = np.zeros(0, np.int64)
-        rej: list[tuple[int, str]] = []
-    else:
-        ords = con.execute(
-            f"SELECT rowid AS _ord FROM chk WHERE _why IS NOT NULL OR ({cond_cells}) ORDER BY 1"
-        ).fetchnumpy()["_ord"]
-        rej = con.execute(
-            "SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej GROUP BY ALL ORDER BY 1"
-        ).fetchall()
-        assert csv_path is not None
-        found = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64), n_accepted=chk.read - len(rej))
-        rej_lines = found.rej_lines
-        _reread_cells(con, csv_path, np.asarray(ords, np.int64), found, len(s.header), work / f"{t.name}.rows.csv")
-    kept_raw = set(q.raw_kept(t, s.present, len(s.header)))
+        return [], np.zeros(0, np.int64)
+    ords = con.execute(
+        f"SELECT rowid AS _ord FROM chk WHERE _why IS NOT NULL OR ({cond_cells}) ORDER BY 1"
+    ).fetchnumpy()["_ord"]
+    rej = con.execute(
+        "SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    assert csv_path is not None
+    found = record_lines(csv_path, ords, np.array([r[0] for r in rej], np.int64), n_accepted=chk.read - len(rej))
+    _reread_cells(con, csv_path, np.asarray(ords, np.int64), found, len(s.header), work / f"{s.table.name}.rows.csv")
+    return rej, found.rej_lines
+
+
+def _cell_exprs(s: _Source) -> dict[int, str]:
+    """The SQL of each file column's cell as the file has it, over ``chk c`` joined to ``lines l``: a
+    CSV's from the bytes read again, a Parquet file's from the raw column, or the enum / parsed value
+    where no raw column is kept (its text is the file's)."""
+    kept_raw = set(q.raw_kept(s.table, s.present, len(s.header)))
     by_pos = {i: n for n, i in s.present.items()}
-    enum_raw = q.enum_kept(t, s.present)
-    cell = {
+    enum_raw = q.enum_kept(s.table, s.present)
+    return {
         i: f"l.r{i}"
         if s.kind == "csv"
         else f"CAST(c.r{i} AS VARCHAR)"
         if i in kept_raw
-        else f"COALESCE(CAST(c.{q.ident('p_' + by_pos[i])} AS VARCHAR), c.r{i})"
+        else f"COALESCE(CAST(c.{ident('p_' + by_pos[i])} AS VARCHAR), c.r{i})"
         if i in enum_raw
-        else f"c.{q.ident('p_' + by_pos[i])}"
+        else f"c.{ident('p_' + by_pos[i])}"
         for i in range(len(s.header))
     }
-    raw_cols = ", ".join(f"{cell[i]} AS {q.ident(h)}" for i, h in enumerate(s.header))
-    src = q.lit(s.path.name)
 
-    def value_of(col_expr: str) -> str:
-        whens = " ".join(f"WHEN {q.lit(n)} THEN {cell[i]}" for n, i in s.present.items())
-        return f"CASE {col_expr} {whens} END" if whens else "NULL"
 
-    if n_aside:
-        why_col = "split_part(c._why, ':', 2)"
-        sql = (
-            f"SELECT {src} AS source_file, l.line AS source_line, split_part(c._why, ':', 1) AS rule, "
-            f'{why_col} AS "column", {value_of(why_col)} AS value, '
-            f"{raw_cols} FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NOT NULL"
+def _write_rejects(
+    con: duckdb.DuckDBPyConnection,
+    s: _Source,
+    cell: dict[int, str],
+    rej: list[tuple[int, str]],
+    rej_lines: np.ndarray,
+    out: Path,
+) -> None:
+    """rejects/<table>.csv: each row set aside with its line, rule, column and that column's value,
+    then its cells; a record the reader rejected shows its whole text as the value."""
+    raw_cols = ", ".join(f"{cell[i]} AS {ident(h)}" for i, h in enumerate(s.header))
+    src = lit(s.path.name)
+    why_col = "split_part(c._why, ':', 2)"
+    whens = " ".join(f"WHEN {lit(n)} THEN {cell[i]}" for n, i in s.present.items())
+    value = f"CASE {why_col} {whens} END" if whens else "NULL"
+    sql = (
+        f"SELECT {src} AS source_file, l.line AS source_line, split_part(c._why, ':', 1) AS rule, "
+        f'{why_col} AS "column", {value} AS value, '
+        f"{raw_cols} FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NOT NULL"
+    )
+    if len(rej):
+        con.register(
+            "rej_np",
+            {
+                "line": np.asarray(rej_lines, np.int64),
+                "csv_line": np.array([r[1].strip("\r\n") for r in rej], dtype=object),
+            },
         )
-        if len(rej):
-            con.register(
-                "rej_np",
-                {
-                    "line": np.asarray(rej_lines, np.int64),
-                    "csv_line": np.array([r[1].strip("\r\n") for r in rej], dtype=object),
-                },
-            )
-            nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {q.ident(h)}" for h in s.header)
-            sql += f" UNION ALL SELECT {src}, line, {q.lit(q.MALFORMED_ROW)}, NULL, csv_line, {nulls} FROM rej_np"
-        (out / "rejects").mkdir(exist_ok=True)
-        _write_report_csv(con, f"SELECT * FROM ({sql}) ORDER BY source_line", out / "rejects" / f"{t.name}.csv")
-        if len(rej):
-            con.unregister("rej_np")
-    if n_cells:
-        parts = [
-            f"SELECT {src} AS source_file, l.line AS source_line, c.{q.ident('b_' + o.name)} AS rule, "
-            f'{q.lit(o.name)} AS "column", {cell[s.present[o.name]]} AS value, {raw_cols} '
-            f"FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NULL AND "
-            f"{q.ident('b_' + o.name)} IS NOT NULL"
-            for o in opt
-            if o.name in s.present
-        ]
-        sql = " UNION ALL ".join(parts)
-        (out / "cells").mkdir(exist_ok=True)
-        _write_report_csv(con, f'SELECT * FROM ({sql}) ORDER BY source_line, "column"', out / "cells" / f"{t.name}.csv")
+        nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {ident(h)}" for h in s.header)
+        sql += f" UNION ALL SELECT {src}, line, {lit(q.MALFORMED_ROW)}, NULL, csv_line, {nulls} FROM rej_np"
+    (out / "rejects").mkdir(exist_ok=True)
+    _write_report_csv(con, f"SELECT * FROM ({sql}) ORDER BY source_line", out / "rejects" / f"{s.table.name}.csv")
+    if len(rej):
+        con.unregister("rej_np")
+
+
+def _write_cells(con: duckdb.DuckDBPyConnection, s: _Source, cell: dict[int, str], out: Path) -> None:
+    """cells/<table>.csv: each optional cell reported (rule, column, value) in a kept row, then the row's cells."""
+    raw_cols = ", ".join(f"{cell[i]} AS {ident(h)}" for i, h in enumerate(s.header))
+    src = lit(s.path.name)
+    opt = _reportable(s.table)
+    parts = [
+        f"SELECT {src} AS source_file, l.line AS source_line, c.{ident('b_' + o.name)} AS rule, "
+        f'{lit(o.name)} AS "column", {cell[s.present[o.name]]} AS value, {raw_cols} '
+        f"FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NULL AND "
+        f"{ident('b_' + o.name)} IS NOT NULL"
+        for o in opt
+        if o.name in s.present
+    ]
+    sql = " UNION ALL ".join(parts)
+    (out / "cells").mkdir(exist_ok=True)
+    _write_report_csv(
+        con, f'SELECT * FROM ({sql}) ORDER BY source_line, "column"', out / "cells" / f"{s.table.name}.csv"
+    )
 
 
 def _reread_cells(
@@ -721,7 +758,7 @@ def _keep_keys(con: duckdb.DuckDBPyConnection, t: Table) -> None:
     cols = [*(t.key or ())]
     if t.name == "accounts":
         cols.append("customer_id")
-    sel = ", ".join(f"{q.ident('p_' + c)} AS {q.ident(c)}" for c in cols)
+    sel = ", ".join(f"{ident('p_' + c)} AS {ident(c)}" for c in cols)
     con.execute(f"CREATE OR REPLACE TABLE keys_{t.name} AS SELECT {sel} FROM chk WHERE _why IS NULL")
 
 
@@ -858,7 +895,7 @@ def _staging(ws: Workspace, tag: str) -> Iterator[tuple[Path, Path, Path]]:
 
 def _previous_import(ws: Workspace, bank_code: str | None) -> dict[str, Any] | None:
     """The report of the same bank's previous import in this workspace, or None."""
-    f = ws.ingest_dir / "report.json"
+    f = ws.ingest_report
     if not f.exists():
         return None
     try:
@@ -988,6 +1025,222 @@ def _share_check(
     return out
 
 
+class _Validation:
+    """The checking of one export's tables on one DuckDB connection, in table order, into the
+    staging folders: each table is read and checked on its own, then, once the export date is
+    known (from the manifest, or inferred from ``INFER_FROM``), related to the tables before it,
+    counted, stored and reported. Tables read before the export date is known wait as
+    ``chk_<table>`` / ``rej_<table>``."""
+
+    def __init__(
+        self,
+        cfg: IngestConfig,
+        encoding: str,
+        export_date: str | None,
+        staging: tuple[Path, Path, Path],
+        ws: Workspace,
+    ) -> None:
+        self.ws = ws
+        self.cfg = cfg
+        self.encoding = encoding
+        self.export_date = export_date
+        self.export_from = "manifest" if export_date else "data"
+        self.inference: dict[str, Any] | None = None  # how the export date was inferred
+        self.data_dir, self.rep_dir, self.work = staging
+        self.reports: dict[str, TableReport] = {}
+        self.aside_problems: list[dict[str, Any]] = []  # tables above the set-aside share
+        self._waiting: list[tuple[_Source, Path | None, float]] = []
+        self.con = duckdb.connect(":memory:")
+
+    def run(self, sources: dict[str, _Source | None], empty: dict[str, str]) -> None:
+        """Check and store every table (``empty``: warnings of optional tables that count as absent)."""
+        try:
+            self._configure()
+            _empty_keys(self.con)
+            for name in tqdm(ALL_TABLES, desc="ingest", unit="table", disable=None):
+                s = sources[name]
+                if s is None:
+                    if name in empty:
+                        self.reports[name] = TableReport(warnings=[empty[name]])
+                    else:
+                        log.info("%s: absent (optional table)", name)
+                        self.reports[name] = TableReport()
+                    continue
+                self._read(s)
+        finally:
+            self.con.close()
+        if self.export_date is None:  # every table read waits: the inference table was never reached
+            raise DataContractError(
+                f"no {INFER_FROM[0]} to infer the export date from, and manifest.json gives no "
+                f"export_date (rule {q.BAD_MANIFEST})"
+            )
+
+    def _configure(self) -> None:
+        con = self.con
+        con.execute(f"SET memory_limit = {lit(self.cfg.memory_limit)}")
+        con.execute(f"SET temp_directory = {lit(str(self.work / 'spill'))}")
+        con.execute("SET preserve_insertion_order = true")  # chk.rowid = record position
+        con.execute("SET enable_progress_bar = false")
+        if self.cfg.threads > 0:
+            con.execute(f"SET threads = {int(self.cfg.threads)}")
+
+    def _read(self, s: _Source) -> None:
+        """Read and check one table's file; store it (and the tables waiting) once the export date is known."""
+        con, name = self.con, s.table.name
+        t1 = time.perf_counter()
+        src_sql, csv_path = _source_sql(con, s, self.encoding, self.work)
+        _read_check(con, s, src_sql)
+        if csv_path is not None:
+            _check_structure(con, s, csv_path, self.encoding)
+        if not con.execute("SELECT (SELECT count(*) FROM chk) + (SELECT count(*) FROM rej)").fetchone()[0]:
+            if name in REQUIRED_TABLES:
+                raise DataContractError(
+                    f"{s.path.name}: a header but no rows: required table '{name}' is "
+                    f"empty; export it again (rule {q.EMPTY_TABLE})"
+                )
+            msg = (
+                f"{s.path.name}: a header but no rows; optional table '{name}' counts as absent (rule {q.EMPTY_TABLE})"
+            )
+            log.warning("%s", msg)
+            self.reports[name] = TableReport(warnings=[msg])
+            con.execute("DROP TABLE chk")
+            return
+        if self.export_date is None and name == INFER_FROM[0]:
+            self.export_date, self.inference = _infer(con, s, self.cfg.export_date_tail_days)
+        con.execute(f"ALTER TABLE chk RENAME TO chk_{name}; ALTER TABLE rej RENAME TO rej_{name}")
+        self._waiting.append((s, csv_path, t1))
+        if self.export_date is None:
+            return
+        for w_src, w_csv, w_t1 in self._waiting:  # in table order: references need their targets first
+            wn = w_src.table.name
+            con.execute(f"ALTER TABLE chk_{wn} RENAME TO chk; ALTER TABLE rej_{wn} RENAME TO rej")
+            self._finish(w_src, w_csv, w_t1)
+        self._waiting = []
+
+    def _finish(self, s: _Source, csv_path: Path | None, t1: float) -> None:
+        """Relate, count, store and report the table whose ``chk`` and ``rej`` are current."""
+        con, name = self.con, s.table.name
+        assert self.export_date is not None
+        _relate(con, s.table, self.export_date)
+        with _step(name, "counts"):
+            counts = _counts(con, s.table)
+        with _step(name, "write"):
+            write_table(con, s.table, self.data_dir / self.ws.table(name).name)
+        with _step(name, "reports"):
+            _write_problem_rows(con, s, csv_path, self.rep_dir, counts, self.work)
+        with _step(name, "keys"):
+            _keep_keys(con, s.table)
+        tr = _table_report(s, counts, time.perf_counter() - t1)
+        self.reports[name] = tr
+        problem = _set_aside_problem(name, tr, self.cfg, self.export_date, self.export_from, self.ws.ingest_refused_dir)
+        if problem is not None:
+            self.aside_problems.append(problem)
+        con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS rej")
+        if csv_path is not None and csv_path != s.path:
+            csv_path.unlink(missing_ok=True)
+        log.info(
+            "%s: %s rows read, %s kept, %s set aside, %s cells reported in %.2f s (%s)",
+            name,
+            f"{tr.rows_read:,}",
+            f"{tr.rows_kept:,}",
+            f"{sum(tr.set_aside.values()):,}",
+            f"{sum(tr.cells_reported.values()):,}",
+            tr.seconds,
+            s.path.name,
+        )
+        for col in tr.unknown_columns:
+            log.warning("%s: unknown column '%s' is not stored", s.path.name, col)
+
+
+def _table_report(s: _Source, counts: _Checked, seconds: float) -> TableReport:
+    """The report of a stored table: its counts and which of its file's columns the spec does not know
+    or the file does not have."""
+    norm = [h.strip().lower() for h in s.header]
+    return TableReport(
+        rows_read=counts.read,
+        rows_kept=counts.kept,
+        set_aside=counts.set_aside,
+        cells_reported=counts.cells,
+        file=s.path.name,
+        unknown_columns=[h for h, n in zip(s.header, norm, strict=True) if n not in s.table.column_names],
+        absent_columns=[c for c in s.table.column_names if c not in s.present],
+        seconds=seconds,
+    )
+
+
+def _checks(
+    v: _Validation, previous: dict[str, Any] | None, accept_set_aside: bool, accept_shrink: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The share limits' entries of report.json, and the problems that refuse the import (those not
+    let through by their override; a required table with no row kept always)."""
+    cfg = v.cfg
+    shrink_problems = _shrink_problems(v.reports, previous, cfg)
+    checks = {
+        "set_aside": _share_check(
+            "set-aside",
+            cfg.max_set_aside_share,
+            cfg.share_min_rows,
+            v.aside_problems,
+            accept_set_aside,
+            "--accept-set-aside",
+        ),
+        "shrink": _share_check(
+            "shrink",
+            cfg.max_shrink_share,
+            cfg.share_min_rows,
+            shrink_problems,
+            accept_shrink,
+            "--accept-shrink",
+            previous_run_id=previous.get("run_id") if previous else None,
+            previous_export_date=previous.get("export_date") if previous else None,
+        ),
+    }
+    refused = [
+        *(p for p in v.aside_problems if p["always"] or not accept_set_aside),
+        *(shrink_problems if not accept_shrink else []),
+    ]
+    return checks, refused
+
+
+def _write_json(path: Path, body: dict[str, Any]) -> None:
+    path.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def _refuse(ws: Workspace, rep_dir: Path, report: IngestReport, refused: list[dict[str, Any]]) -> NoReturn:
+    """Move the would-be report (with the reasons) to ``ws.ingest_refused_dir`` and stop; the store
+    and the last report stay as they are."""
+    where = ws.ingest_refused_dir
+    body = report.to_json()
+    body["refused"] = [p["message"] for p in refused]
+    _write_json(rep_dir / ws.ingest_report.name, body)
+    shutil.rmtree(where, ignore_errors=True)
+    rep_dir.rename(where)
+    more = f"; {len(refused) - 1} more in {where / ws.ingest_report.name}" if len(refused) > 1 else ""
+    raise DataContractError(body["refused"][0] + more)
+
+
+def _store(ws: Workspace, staging: tuple[Path, Path, Path], report: IngestReport, manifest: dict[str, Any]) -> None:
+    """Write ``_meta.json`` (the one record of the export date, read through ``Workspace.export_date``)
+    and ``report.json`` into the staged folders, then swap them in for the stored data and report."""
+    data_dir, rep_dir, _ = staging
+    meta = {
+        "export_date": report.export_date,
+        "export_date_from": report.export_date_from,
+        "export_date_inference": report.inference,
+        "source": report.source,
+        "format": manifest.get("format"),
+        "bank": manifest.get("bank"),
+        "bank_code": report.bank_code,
+        "run_id": report.run_id,
+        "tables": [n for n, r in report.tables.items() if r.file is not None],
+        "finished_at": report.finished_at,
+    }
+    _write_json(data_dir / ws.ingest_meta.name, meta)
+    _write_json(rep_dir / ws.ingest_report.name, report.to_json())
+    ws.ingested_dir.parent.mkdir(parents=True, exist_ok=True)
+    _swap_in([(data_dir, ws.ingested_dir), (rep_dir, ws.ingest_dir)], report.run_id)
+
+
 def ingest(
     src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: bool = False, accept_shrink: bool = False
 ) -> IngestReport:
@@ -998,8 +1251,8 @@ def ingest(
             optional ``manifest.json``).
         ws: the workspace; writes ``ws.ingested_dir/<table>.parquet`` (columns and
             dtypes of :mod:`bankexport.spec`: string/enum ``string``, date/timestamp/month
-            ``datetime64[us]``, money ``float64``, int ``Int64``) and ``_meta.json``,
-            and ``ws.ingest_dir/report.json``, ``rejects/<table>.csv``, ``cells/<table>.csv``.
+            ``datetime64[us]``, money ``float64``, int ``Int64``) and ``ws.ingest_meta``,
+            and ``ws.ingest_report``, ``ws.ingest_dir/rejects/<table>.csv``, ``cells/<table>.csv``.
         cfg: ingest settings (DuckDB memory limit and threads, share limits).
         accept_set_aside: store the tables even where more rows than ``cfg.max_set_aside_share``
             are set aside (the report says so).
@@ -1027,185 +1280,33 @@ def ingest(
     _clean_stale(ws)
     previous = _previous_import(ws, bank_code)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    reports: dict[str, TableReport] = {}
-    export_date: str | None = str(manifest["export_date"]) if manifest.get("export_date") else None
-    export_from = "manifest" if export_date else "data"
-    inference: dict[str, Any] | None = None
-    aside_problems: list[dict[str, Any]] = []
-    with _staging(ws, tag) as (data_dir, rep_dir, work), logging_redirect_tqdm():
-        con = duckdb.connect(":memory:")
-
-        def finish(s: _Source, csv_path: Path | None, t1: float) -> None:
-            """Relate, count, store and report the table whose ``chk`` and ``rej`` are current."""
-            name = s.table.name
-            assert export_date is not None
-            _relate(con, s.table, export_date)
-            with _step(name, "counts"):
-                counts = _counts(con, s.table)
-            with _step(name, "write"):
-                write_table(con, s.table, data_dir / f"{name}.parquet")
-            with _step(name, "reports"):
-                _write_problem_rows(con, s, csv_path, rep_dir, counts, work)
-            with _step(name, "keys"):
-                _keep_keys(con, s.table)
-            norm = [h.strip().lower() for h in s.header]
-            tr = TableReport(
-                rows_read=counts.read,
-                rows_kept=counts.kept,
-                set_aside=counts.set_aside,
-                cells_reported=counts.cells,
-                file=s.path.name,
-                unknown_columns=[h for h, n in zip(s.header, norm, strict=True) if n not in s.table.column_names],
-                absent_columns=[c for c in s.table.column_names if c not in s.present],
-                seconds=time.perf_counter() - t1,
-            )
-            reports[name] = tr
-            problem = _set_aside_problem(name, tr, cfg, export_date, export_from, ws.ingest_refused_dir)
-            if problem is not None:
-                aside_problems.append(problem)
-            con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS rej")
-            if csv_path is not None and csv_path != s.path:
-                csv_path.unlink(missing_ok=True)
-            log.info(
-                "%s: %s rows read, %s kept, %s set aside, %s cells reported in %.2f s (%s)",
-                name,
-                f"{tr.rows_read:,}",
-                f"{tr.rows_kept:,}",
-                f"{sum(tr.set_aside.values()):,}",
-                f"{sum(tr.cells_reported.values()):,}",
-                tr.seconds,
-                s.path.name,
-            )
-            for col in tr.unknown_columns:
-                log.warning("%s: unknown column '%s' is not stored", s.path.name, col)
-
-        try:
-            con.execute(f"SET memory_limit = {q.lit(cfg.memory_limit)}")
-            con.execute(f"SET temp_directory = {q.lit(str(work / 'spill'))}")
-            con.execute("SET preserve_insertion_order = true")  # chk.rowid = record position
-            con.execute("SET enable_progress_bar = false")
-            if cfg.threads > 0:
-                con.execute(f"SET threads = {int(cfg.threads)}")
-            _empty_keys(con)
-            # Each checked table waits as chk_<table> / rej_<table> until the export date is known
-            # (without export_date in the manifest: until transactions is read), then is related and stored.
-            waiting: list[tuple[_Source, Path | None, float]] = []
-            for name in tqdm(ALL_TABLES, desc="ingest", unit="table", disable=None):
-                s = sources[name]
-                if s is None:
-                    if name in empty:
-                        reports[name] = TableReport(warnings=[empty[name]])
-                    else:
-                        log.info("%s: absent (optional table)", name)
-                        reports[name] = TableReport()
-                    continue
-                t1 = time.perf_counter()
-                src_sql, csv_path = _source_sql(con, s, encoding, work)
-                _read_check(con, s, src_sql)
-                if csv_path is not None:
-                    _check_structure(con, s, csv_path, encoding)
-                if not con.execute("SELECT (SELECT count(*) FROM chk) + (SELECT count(*) FROM rej)").fetchone()[0]:
-                    if name in REQUIRED_TABLES:
-                        raise DataContractError(
-                            f"{s.path.name}: a header but no rows: required table '{name}' is "
-                            f"empty; export it again (rule {q.EMPTY_TABLE})"
-                        )
-                    msg = (
-                        f"{s.path.name}: a header but no rows; optional table '{name}' counts as absent "
-                        f"(rule {q.EMPTY_TABLE})"
-                    )
-                    log.warning("%s", msg)
-                    reports[name] = TableReport(warnings=[msg])
-                    con.execute("DROP TABLE chk")
-                    continue
-                if export_date is None and name == INFER_FROM[0]:
-                    export_date, inference = _infer(con, s, cfg.export_date_tail_days)
-                con.execute(f"ALTER TABLE chk RENAME TO chk_{name}; ALTER TABLE rej RENAME TO rej_{name}")
-                waiting.append((s, csv_path, t1))
-                if export_date is None:
-                    continue
-                for w_src, w_csv, w_t1 in waiting:  # in table order: references need their targets first
-                    wn = w_src.table.name
-                    con.execute(f"ALTER TABLE chk_{wn} RENAME TO chk; ALTER TABLE rej_{wn} RENAME TO rej")
-                    finish(w_src, w_csv, w_t1)
-                waiting = []
-        finally:
-            con.close()
-        if export_date is None:  # every table read waits: the inference table was never reached
-            raise DataContractError(
-                f"no {INFER_FROM[0]} to infer the export date from, and manifest.json gives no "
-                f"export_date (rule {q.BAD_MANIFEST})"
-            )
-        shrink_problems = _shrink_problems(reports, previous, cfg)
-        checks = {
-            "set_aside": _share_check(
-                "set-aside",
-                cfg.max_set_aside_share,
-                cfg.share_min_rows,
-                aside_problems,
-                accept_set_aside,
-                "--accept-set-aside",
-            ),
-            "shrink": _share_check(
-                "shrink",
-                cfg.max_shrink_share,
-                cfg.share_min_rows,
-                shrink_problems,
-                accept_shrink,
-                "--accept-shrink",
-                previous_run_id=previous.get("run_id") if previous else None,
-                previous_export_date=previous.get("export_date") if previous else None,
-            ),
-        }
+    export_date = str(manifest["export_date"]) if manifest.get("export_date") else None
+    with _staging(ws, tag) as staging, logging_redirect_tqdm():
+        v = _Validation(cfg, encoding, export_date, staging, ws)
+        v.run(sources, empty)
+        assert v.export_date is not None
+        checks, refused = _checks(v, previous, accept_set_aside, accept_shrink)
         report = IngestReport(
             str(src),
-            export_date,
-            export_from,
+            v.export_date,
+            v.export_from,
             tag,
-            reports,
+            v.reports,
             finished_at=datetime.now().isoformat(timespec="seconds"),
             seconds=time.perf_counter() - t0,
             bank_code=bank_code,
-            inference=inference,
+            inference=v.inference,
             checks=checks,
             warnings=unread,
         )
-        refused = [
-            *(p for p in aside_problems if p["always"] or not accept_set_aside),
-            *(shrink_problems if not accept_shrink else []),
-        ]
         if refused:
-            where = ws.ingest_refused_dir
-            body = report.to_json()
-            body["refused"] = [p["message"] for p in refused]
-            (rep_dir / "report.json").write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
-            shutil.rmtree(where, ignore_errors=True)
-            rep_dir.rename(where)
-            more = f"; {len(refused) - 1} more in {where / 'report.json'}" if len(refused) > 1 else ""
-            raise DataContractError(body["refused"][0] + more)
-        meta = {
-            "export_date": export_date,
-            "export_date_from": export_from,
-            "export_date_inference": inference,
-            "source": str(src),
-            "format": manifest.get("format"),
-            "bank": manifest.get("bank"),
-            "bank_code": bank_code,
-            "run_id": tag,
-            "tables": [n for n, r in reports.items() if r.file is not None],
-            "finished_at": report.finished_at,
-        }
-        (data_dir / "_meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
-        (rep_dir / "report.json").write_text(
-            json.dumps(report.to_json(), ensure_ascii=False, indent=2), encoding="utf-8"
-        )
-        ws.ingested_dir.parent.mkdir(parents=True, exist_ok=True)
-        _swap_in([(data_dir, ws.ingested_dir), (rep_dir, ws.ingest_dir)], tag)
+            _refuse(ws, staging[1], report, refused)
+        _store(ws, staging, report, manifest)
     shutil.rmtree(ws.ingest_refused_dir, ignore_errors=True)
     log.info(
         "ingest: %d tables, export date %s, %.1f s",
-        sum(r.file is not None for r in reports.values()),
-        export_date,
+        sum(r.file is not None for r in report.tables.values()),
+        report.export_date,
         report.seconds,
     )
     return report
