@@ -7,12 +7,22 @@ is a hidden per-customer effect. An application is granted with probability ``g`
 Integrals over ``u`` use Gauss-Hermite quadrature; the oracle conditions on each
 customer's own application history (which the export shows), so past uptake cannot
 reveal more about ``u`` to a model than the oracle already uses.
+
+:func:`oracle_tables` turns a finished run's uptake history into the oracle's rows.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import pyarrow as pa
 from numpy.polynomial.hermite_e import hermegauss
+
+from bankexport import sim_params as P
+
+if TYPE_CHECKING:
+    from bankexport.sim_state import SimState
 
 
 def gh_grid(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,3 +135,70 @@ def solve_intercept(
         m = float((apply_prob(values + mid, sd, nodes) @ w) @ weight)
         lo, hi = (mid, hi) if m < target else (lo, mid)
     return (lo + hi) / 2
+
+
+def oracle_tables(s: SimState, horizon_days: int) -> tuple[list[pa.Table], dict[str, int], dict[str, float]]:
+    """The oracle's rows of a finished run, per product and as-of month start.
+
+    A row is a candidate at the as-of date T (at risk, opened before T, eligible in some
+    window month) whose window ``(T, T + horizon_days]`` ends before the export date.
+    The hidden effect's posterior is updated with each month's applications after that
+    month's rows, so a row conditions only on applications before its as-of date.
+
+    Returns:
+        ``(tables, positive labels, sum of p_true)``; the last two per product.
+    """
+    H = np.timedelta64(horizon_days, "D")
+    parts: list[pa.Table] = []
+    labels = {p: 0 for p in P.PRODUCTS}
+    expected = {p: 0.0 for p in P.PRODUCTS}
+    for p in P.PRODUCTS:
+        sd = P.HIDDEN_SD[p]
+        loglik = np.tile(s.log_w, (len(s.pools[p]), 1))
+        for m0 in range(s.M):
+            if s.ms[m0] + H < s.export_date:
+                table, n_labels, p_sum = _as_of_rows(s, p, m0, H, loglik)
+                parts.append(table)
+                labels[p] += n_labels
+                expected[p] += p_sum
+            # condition on this month's observed applications before the next as-of date
+            r = s.at_risk[p][m0] & np.isfinite(s.eta[p][m0])
+            rr = np.flatnonzero(r)
+            loglik[rr] += log_lik_update(s.eta[p][m0][rr], s.applied[p][m0][rr], sd, s.nodes)
+    return parts, labels, expected
+
+
+def _as_of_rows(s: SimState, p: str, m0: int, H: np.timedelta64, loglik: np.ndarray) -> tuple[pa.Table, int, float]:
+    """Rows of product ``p`` at the start of month ``m0``: (table, positive labels, sum of p_true)."""
+    ix = s.pools[p]
+    sd = P.HIDDEN_SD[p]
+    T = s.ms[m0]
+    etas, gs, fracs, gdays = [], [], [], []
+    last_day = T + H
+    for j in range(m0, s.M):
+        if s.ms[j] > last_day:
+            break
+        nd = s.nd[j]
+        inside = min(nd, int((last_day - s.ms[j]).astype(int)) + 1)
+        fracs.append(max(inside - 1, 0) / (nd - 1))
+        etas.append(s.eta[p][j])
+        gs.append(s.gp[p][j])
+        gd = s.grant_day[p][j].astype(np.int64)
+        gdays.append((gd > 0) & (gd <= inside))
+    cand = s.at_risk[p][m0] & (s.pop.open_day[ix] < T) & np.isfinite(np.stack(etas)).any(axis=0)
+    c = np.flatnonzero(cand)
+    prob = window_prob(loglik[c], [e[c] for e in etas], [g[c] for g in gs], fracs, sd, s.nodes)
+    # the same with the as-of month's drivers over the whole window: what the
+    # bank can know at the as-of date (drivers move within the window)
+    known = window_prob(loglik[c], [etas[0][c]] * len(etas), [gs[0][c]] * len(gs), fracs, sd, s.nodes)
+    keep = prob > 0
+    table = pa.table(
+        {
+            "customer_id": s.cust_ids.take(pa.array(ix[c[keep]].astype(np.int64))),
+            "product": pa.array(np.full(int(keep.sum()), p, dtype=object), pa.string()),
+            "as_of": pa.array(np.full(int(keep.sum()), T), pa.date32()),
+            "p_true": pa.array(prob[keep], pa.float64()),
+            "p_asof": pa.array(known[keep], pa.float64()),
+        }
+    )
+    return table, int(np.stack(gdays).any(axis=0)[c].sum()), float(prob.sum())

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from datetime import date
 
+PRODUCTS = ("consumer", "business_flow", "tax_linked")  # the modelled products (the oracle's)
+
 # ---------------------------------------------------------------- population
 FULL_CUSTOMERS = 388_494
 FULL_BUSINESSES = 1_360
@@ -69,9 +71,18 @@ WECHAT_START = 0.08
 SOCIAL_SECURITY_CARD = 0.6
 QR_MERCHANT = 0.7  # merchants with a QR acquiring service
 POS_TERMINAL = 0.3
-WEALTH_SHARE = 0.03
 INSURANCE_SHARE = 0.02
 SERVICE_END_MONTHLY = 0.004  # wechat / insurance / wealth services ending per month
+MOBILE_START_CAP = 0.9  # cap of a customer's probability of holding mobile banking at the start
+MOBILE_START_BACK_DAYS = 1_500  # holders at the start adopted within this many days before it
+
+# ---------------------------------------------------------------- accounts
+DEBIT_CARD_SHARE = 0.75  # individuals' main account: debit card, else a savings book
+TIME_DEPOSIT_WEALTH, TIME_DEPOSIT_SHARE = 15_000, 0.45  # share with a time deposit among wealth above
+WEALTH_ACCOUNT_WEALTH, WEALTH_ACCOUNT_SHARE = 40_000, 0.25  # share with a wealth account among wealth above
+CREDIT_CARD_SHARE = 0.15  # urban individuals with payroll or a business
+EXTRA_ACCOUNT_OPEN_SPAN = 0.6  # extra accounts open within this share of the time since the customer opened
+EXTRA_ACCOUNT_BALANCE = (0.8, 3)  # an extra account's balance / the customer's wealth, uniform range
 
 # ---------------------------------------------------------------- transactions
 # Monthly Poisson rates per active individual (multiplied by the activity level).
@@ -134,6 +145,11 @@ TAX_GRADE_MIX = {"A": 0.22, "B": 0.40, "M": 0.13, "C": 0.18, "D": 0.07}
 TAX_GRADE_STAY = 0.8  # yearly persistence of the grade
 TAX_RATE = (0.01, 0.035)  # tax paid / turnover, uniform range
 TAX_PUBLISH = ((3, 15), (5, 31))  # tax year Y published between these (month, day) of Y+1
+TAX_YEARS_BEFORE = 3  # tax years drawn before the first simulated year
+TAX_NEW_FIRM_YEARS = 2  # firms younger than this (in tax years) get grade M
+TAX_FILED_C = (7, 12)  # months filed by grade-C taxpayers, uniform range (A, B, M: all 12)
+TAX_FILED_D = (0, 8)  # grade D
+TAX_PAID_NOISE = 0.15  # lognormal sigma of tax paid around turnover x rate
 
 # ---------------------------------------------------------------- uptake
 # Monthly grant rate among eligible customers, solved at the start of a run
