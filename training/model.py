@@ -438,210 +438,236 @@ def choose_setting(scores: list[tuple[ModelParams, float, float]], rule: str = "
     return min((i for i, (_, m, _) in enumerate(scores) if m >= floor), key=lambda i: _complexity(scores[i][0]))
 
 
-def fit_rolling(
-    rows: pd.DataFrame,
-    features: list[str],
-    label: str,
-    time: str,
-    params: ModelParams | None = None,
-    weight: str | None = None,
-    embargo: Any = None,
-) -> FittedModel:
-    """Choose settings and rounds on rolling time-ordered folds, refit, calibrate (Platt).
+@dataclass
+class Design:
+    """The encoded rows of one fit: what every LightGBM step of :func:`fit_rolling` reads.
 
-    1. Each candidate setting (:data:`GRID` over ``params``, or ``params`` alone when
-       ``params.search`` is off) is cross-validated on :func:`rolling_folds` (the latest
-       ``params.folds`` periods, each against the periods before it minus the embargo),
-       early-stopped on the mean fold AUC. Every positive of those periods votes, not
-       one month's. ``params.select == "one_se"`` (default) keeps the simplest setting
-       (fewest leaves, then most rows per leaf) whose mean fold AUC is within one standard
-       error (fold sd / sqrt(folds)) of the best; ``"best"`` keeps the best. With a few
-       hundred fold positives the fold AUCs differ by less than their noise, and the
-       noise favours capacity.
-    2. ``params.calibrate_on == "folds"`` (default, cross-fitted): the chosen setting's
-       fold boosters, at the chosen round count, score their own validation periods;
-       Platt is fitted on these out-of-time scores, and the final booster is refit with
-       the same setting and the same round count on every period of ``rows``.
-       ``"holdout"`` (the earlier recipe): the latest ``params.calib_periods`` periods
-       are held out, the final booster learns from the periods ``t`` with
-       ``t + embargo`` before the first of them, and Platt is fitted on its scores of
-       the held-out periods. Without a usable fold, ``"holdout"`` is used.
-    3. Rounds are not rescaled for the larger refit: the calibrator was fitted on
-       boosters of exactly that many rounds, and more rounds would widen the final
-       booster's scores beyond what it saw.
-
-    Args:
-        rows: labelled rows of every period: ``features``, ``label``, ``time``,
-            optional ``weight``.
-        embargo: gap added to a training period before it may precede a validation or
-            calibration period (e.g. ``pd.Timedelta(days=90)`` for 90-day labels);
-            ``None`` = none (periods strictly before).
-
-    Raises:
-        ValueError: too few periods, or the final training rows hold one class.
+    ``x`` is the float matrix of :func:`encode`, ``y`` the 0/1 labels as floats, ``w`` the
+    row weights (None: all 1), ``t`` each row's period; ``cat_idx`` the categorical columns.
     """
-    params = params or ModelParams()
-    w_col = weight
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray | None
+    t: np.ndarray
+    cat_idx: list[int]
+
+    @property
+    def names(self) -> list[str]:
+        """Column names handed to LightGBM (the model keeps the real ones)."""
+        return [f"f{i}" for i in range(self.x.shape[1])]
+
+    def dataset(self, mask: np.ndarray | None = None, keep_raw: bool = False) -> lgb.Dataset:
+        """A LightGBM Dataset of every row, or of the rows ``mask`` selects."""
+        x, y, w = (self.x, self.y, self.w) if mask is None else (self.x[mask], self.y[mask], self._w(mask))
+        extra = {"free_raw_data": False} if keep_raw else {}
+        return lgb.Dataset(
+            x,
+            label=y,
+            weight=w,
+            feature_name=self.names,
+            categorical_feature=self.cat_idx,
+            params={"feature_pre_filter": False},
+            **extra,
+        )
+
+    def _w(self, idx: np.ndarray) -> np.ndarray | None:
+        return None if self.w is None else self.w[idx]
+
+    def mean_raw(self, booster: lgb.Booster, idx: np.ndarray, threads: int, rounds: int | None = None) -> float:
+        """The booster's weighted mean raw score on the rows ``idx``: its level."""
+        kw = {} if rounds is None else {"num_iteration": rounds}
+        raw = booster.predict(self.x[idx], raw_score=True, num_threads=threads, **kw)
+        return float(np.average(raw, weights=self._w(idx)))
+
+
+@dataclass
+class Choice:
+    """The setting and round count kept by :func:`choose_on_folds`.
+
+    ``boosters``: the kept setting's fold boosters (one per fold, in fold order) when asked
+    for, to score their validation periods; ``search``: one row per setting tried.
+    """
+
+    params: ModelParams
+    rounds: int | None
+    boosters: list[lgb.Booster] | None = None
+    search: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class FoldScores:
+    """Out-of-time scores of the fold boosters: row ``idx[i]`` scored ``raw[i]`` by a booster
+    whose mean raw score on its own training rows was ``centre[i]``."""
+
+    idx: np.ndarray
+    raw: np.ndarray
+    centre: np.ndarray
+
+
+def _sample_rate(rows: pd.DataFrame, label: str, params: ModelParams) -> float:
+    """Share of negatives kept: ``negative_rate``, lowered to keep at most ``max_neg_per_pos`` per positive."""
     rate = params.negative_rate if params.negative_rate is not None else 1.0
     pos = int(rows[label].sum())
     if params.max_neg_per_pos and pos and len(rows) - pos > params.max_neg_per_pos * pos:
         rate = min(rate, params.max_neg_per_pos * pos / (len(rows) - pos))
-    if rate < 1:
-        n0 = len(rows)
-        rows = downsample_negatives(rows, label, rate, params.seed, weight=weight or WEIGHT_COL)
-        w_col = weight or WEIGHT_COL
-        log.info(
-            "down-sampled negatives at %.4f (weights 1/rate): %d -> %d rows, %d positives", rate, n0, len(rows), pos
-        )
-    t = rows[time].to_numpy()
+    return rate
+
+
+def split_fit_calibration(
+    t: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], params: ModelParams, embargo: Any = None
+) -> tuple[bool, np.ndarray, np.ndarray]:
+    """Which rows the final booster learns from and which rows calibrate it.
+
+    Cross-fitted (``params.calibrate_on == "folds"`` with a usable fold): the final booster
+    learns from every row, and the folds' validation rows calibrate (no calibration mask).
+    Otherwise the latest ``params.calib_periods`` periods are held out for calibration and
+    the booster learns from the periods ``p`` with ``p + embargo`` before the first of them.
+
+    Returns:
+        ``(cross_fit, fit_mask, cal_mask)``.
+
+    Raises:
+        ValueError: held-out calibration with fewer than ``calib_periods + 2`` periods.
+    """
     periods = np.unique(t)
-    y = rows[label].to_numpy(dtype=float)
-    folds = rolling_folds(t, params.folds, embargo, y)
-    cross_fit = params.calibrate_on == "folds" and bool(folds)
-    if params.calibrate_on == "folds" and not folds:
+    if params.calibrate_on == "folds":
+        if folds:
+            return True, np.ones(len(t), dtype=bool), np.zeros(len(t), dtype=bool)
         log.warning("no usable time-ordered fold (%d periods): calibration on held-out periods instead", len(periods))
-    if cross_fit:
-        fit_mask = np.ones(len(rows), dtype=bool)
-        cal_mask = np.zeros(len(rows), dtype=bool)
-    else:
-        if len(periods) < params.calib_periods + 2:
-            raise ValueError(f"{len(periods)} periods: need at least {params.calib_periods + 2}")
-        calib_start = periods[-params.calib_periods] if params.calib_periods else None
-        if calib_start is None:
-            fit_mask = np.ones(len(rows), dtype=bool)
-        else:
-            fit_mask = (t + embargo < calib_start) if embargo is not None else (t < calib_start)
-        cal_mask = t >= calib_start if calib_start is not None else np.zeros(len(rows), dtype=bool)
-    if len(np.unique(y[fit_mask])) < 2:
-        raise ValueError(f"training rows hold one class only ({int(fit_mask.sum())} rows, label '{label}')")
-    w = rows[w_col].to_numpy(dtype=float) if w_col and w_col in rows.columns else None
-    categories = category_mapping(rows.loc[fit_mask], features)
-    cat_idx = [i for i, f in enumerate(features) if f in categories]
-    x = encode(rows, features, categories)
-    names = [f"f{i}" for i in range(len(features))]
-    threads = _threads(params, int(fit_mask.sum()) * len(features))
-    candidates = [params.model_copy(update=g) for g in (GRID if params.search else ({},))]
+    if len(periods) < params.calib_periods + 2:
+        raise ValueError(f"{len(periods)} periods: need at least {params.calib_periods + 2}")
+    if not params.calib_periods:
+        return False, np.ones(len(t), dtype=bool), np.zeros(len(t), dtype=bool)
+    calib_start = periods[-params.calib_periods]
+    fit_mask = (t + embargo < calib_start) if embargo is not None else (t < calib_start)
+    return False, fit_mask, t >= calib_start
+
+
+def choose_on_folds(
+    d: Design,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    candidates: list[ModelParams],
+    select: str,
+    threads: int,
+    workers: int = 1,
+    keep_boosters: bool = False,
+) -> Choice:
+    """Cross-validate each candidate setting on ``folds``, early-stopped on the mean fold
+    AUC, and keep one by :func:`choose_setting` (``select``), with its round count.
+
+    Settings run ``workers`` at a time on threads (LightGBM releases the interpreter lock
+    while it trains); each is seeded, so the choice does not depend on ``workers``. Only
+    single-threaded boosters may run side by side (:data:`THREADS_NOTE`).
+
+    Returns:
+        The kept setting, its rounds and (``keep_boosters``) its fold boosters; without a
+        fold, ``candidates[0]`` with no rounds and no search.
+    """
+    if not folds:
+        return Choice(candidates[0], None)
+
+    def cross_validate(cand: ModelParams) -> dict[str, Any]:
+        # a Dataset per setting: lgb.cv writes the setting's parameters into it
+        return lgb.cv(
+            cand.lgb_params() | {"num_threads": threads},
+            d.dataset(keep_raw=True),
+            num_boost_round=cand.max_rounds,
+            folds=folds,
+            stratified=False,
+            shuffle=False,
+            return_cvbooster=keep_boosters,
+            callbacks=[lgb.early_stopping(cand.early_stopping_rounds, verbose=False)],
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(candidates)))) as pool:
+        cvs = list(pool.map(cross_validate, candidates))
     search: list[dict[str, Any]] = []
-    best_p, best_rounds, best_cvb = params, None, None
-    if folds:
+    scores: list[tuple[ModelParams, float, float]] = []
+    for cand, res in zip(candidates, cvs, strict=True):
+        curve = res[f"valid {cand.metric}-mean"]
+        score, sd = float(curve[-1]), float(res[f"valid {cand.metric}-stdv"][-1])
+        keys = ("num_leaves", "min_child_samples", "feature_fraction", "lambda_l2", "learning_rate")
+        row = {k: getattr(cand, k) for k in keys}
+        search.append(row | {"rounds": len(curve), "cv_auc": round(score, 4), "cv_auc_sd": round(sd, 4)})
+        log.info("fold search: %s -> %d rounds, mean fold AUC %.4f ± %.4f", search[-1], len(curve), score, sd)
+        scores.append((cand, score, sd / np.sqrt(len(folds))))
+    i = choose_setting(scores, select)
+    kept = cvs[i].get("cvbooster")
+    return Choice(candidates[i], search[i]["rounds"], None if kept is None else list(kept.boosters), search)
 
-        def cross_validate(cand: ModelParams) -> dict[str, Any]:
-            # a Dataset per setting: lgb.cv writes the setting's parameters into it
-            full = lgb.Dataset(
-                x,
-                label=y,
-                weight=w,
-                feature_name=names,
-                categorical_feature=cat_idx,
-                free_raw_data=False,
-                params={"feature_pre_filter": False},
-            )
-            lp = cand.lgb_params() | {"num_threads": threads}
-            return lgb.cv(
-                lp,
-                full,
-                num_boost_round=cand.max_rounds,
-                folds=folds,
-                stratified=False,
-                shuffle=False,
-                return_cvbooster=cross_fit,
-                callbacks=[lgb.early_stopping(cand.early_stopping_rounds, verbose=False)],
-            )
 
-        # settings side by side on threads (LightGBM releases the interpreter lock while it
-        # trains); each is seeded and single-threaded at this size, so the choice does not
-        # depend on the number of workers
-        workers = max(1, min(params.search_workers, len(candidates))) if threads == 1 else 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            cvs = list(pool.map(cross_validate, candidates))
-        results: list[tuple[ModelParams, int, float, float, Any]] = []
-        for cand, res in zip(candidates, cvs, strict=True):
-            curve = res[f"valid {cand.metric}-mean"]
-            rounds, score = len(curve), float(curve[-1])
-            sd = float(res[f"valid {cand.metric}-stdv"][-1])
-            search.append(
-                {
-                    **{
-                        k: getattr(cand, k)
-                        for k in ("num_leaves", "min_child_samples", "feature_fraction", "lambda_l2", "learning_rate")
-                    },
-                    "rounds": rounds,
-                    "cv_auc": round(score, 4),
-                    "cv_auc_sd": round(sd, 4),
-                }
-            )
-            log.info("fold search: %s -> %d rounds, mean fold AUC %.4f ± %.4f", search[-1], rounds, score, sd)
-            results.append((cand, rounds, score, sd / np.sqrt(len(folds)), res.get("cvbooster")))
-        cvs.clear()
-        best_p, best_rounds, _, _, best_cvb = results[
-            choose_setting([(r[0], r[2], r[3]) for r in results], params.select)
-        ]
-        results.clear()
-    else:
-        log.warning(
-            "no usable time-ordered fold (%d periods): %d rounds without search", len(periods), params.max_rounds // 10
-        )
-    rounds = best_rounds or max(1, params.max_rounds // 10)
-    # Cross-fitted calibration: each fold's booster of the chosen setting, at the chosen round
-    # count, scores its own validation period, which it never saw (its training periods' label
-    # windows closed before it). These out-of-time scores calibrate the final booster.
-    if cross_fit:
-        assert best_cvb is not None
-        cal_idx = np.concatenate([va for _, va in folds])
-        cal_raw = np.concatenate(
-            [
-                b.predict(x[va], raw_score=True, num_iteration=rounds, num_threads=threads)
-                for b, (_, va) in zip(best_cvb.boosters, folds, strict=True)
-            ]
-        )
-        cal_centre = np.concatenate(
-            [
-                np.full(
-                    len(va),
-                    np.average(
-                        b.predict(x[tr], raw_score=True, num_iteration=rounds, num_threads=threads),
-                        weights=None if w is None else w[tr],
-                    ),
-                )
-                for b, (tr, va) in zip(best_cvb.boosters, folds, strict=True)
-            ]
-        )
-        del best_cvb
-    else:
-        cal_idx = np.flatnonzero(cal_mask)
-        cal_raw = None
-    dtrain = lgb.Dataset(
-        x[fit_mask],
-        label=y[fit_mask],
-        weight=None if w is None else w[fit_mask],
-        feature_name=names,
-        categorical_feature=cat_idx,
-        params={"feature_pre_filter": False},
+def fold_scores(
+    d: Design, folds: list[tuple[np.ndarray, np.ndarray]], boosters: list[lgb.Booster], rounds: int, threads: int
+) -> FoldScores:
+    """Each fold booster, at ``rounds``, scores its own validation period, which it never saw
+    (its training periods' label windows closed before it); with its level on its training rows."""
+    pairs = list(zip(boosters, folds, strict=True))
+    raw = [b.predict(d.x[va], raw_score=True, num_iteration=rounds, num_threads=threads) for b, (_, va) in pairs]
+    centre = [np.full(len(va), d.mean_raw(b, tr, threads, rounds)) for b, (tr, va) in pairs]
+    return FoldScores(np.concatenate([va for _, va in folds]), np.concatenate(raw), np.concatenate(centre))
+
+
+def refit(d: Design, mask: np.ndarray, params: ModelParams, rounds: int, threads: int) -> lgb.Booster:
+    """The final booster: ``params`` for exactly ``rounds`` rounds on the rows ``mask`` selects.
+
+    Rounds are not rescaled for the larger set: the calibrator was fitted on boosters of
+    exactly that many rounds, and more rounds would widen the scores beyond what it saw.
+    """
+    return lgb.train(params.lgb_params() | {"num_threads": threads}, d.dataset(mask), num_boost_round=rounds)
+
+
+def calibrate(
+    kind: str, d: Design, idx: np.ndarray, raw: np.ndarray, cross: FoldScores | None = None, final_centre: float = 0.0
+) -> PlattCalibrator | IsotonicCalibrator:
+    """The calibrator of scores ``raw`` of the rows ``idx`` (``kind``: platt, isotonic or none).
+
+    With fold scores (``cross``) and Platt, :func:`_fit_platt_cross` fits it for a final
+    booster whose level is ``final_centre``; otherwise the scores are taken as they are.
+    """
+    w = None if d.w is None else d.w[idx]
+    if cross is not None and kind == "platt":
+        return _fit_platt_cross(raw, d.y[idx], w, d.t[idx], cross.centre, final_centre)
+    return _fit_calibrator(kind, raw, d.y[idx].astype(int), w)
+
+
+def _downsampled(
+    rows: pd.DataFrame, label: str, params: ModelParams, weight: str | None
+) -> tuple[pd.DataFrame, str | None, float]:
+    """``rows`` with negatives down-sampled at :func:`_sample_rate` (weighted ``1 / rate``).
+
+    Returns:
+        The rows, the name of their weight column (None: unweighted) and the rate.
+    """
+    rate = _sample_rate(rows, label, params)
+    if rate >= 1:
+        return rows, weight, rate
+    n0, w_col = len(rows), weight or WEIGHT_COL
+    rows = downsample_negatives(rows, label, rate, params.seed, weight=w_col)
+    log.info(
+        "down-sampled negatives at %.4f (weights 1/rate): %d -> %d rows, %d positives",
+        rate,
+        n0,
+        len(rows),
+        int(rows[label].sum()),
     )
-    booster = lgb.train(best_p.lgb_params() | {"num_threads": threads}, dtrain, num_boost_round=rounds)
-    model = FittedModel(
-        booster=booster,
-        calibrator=PlattCalibrator(),
-        features=list(features),
-        categories=categories,
-        best_iteration=rounds,
-        params=best_p.model_dump(),
-    )
-    if len(cal_idx):
-        if cal_raw is None:
-            cal_raw = booster.predict(x[cal_idx], raw_score=True, num_threads=threads)
-        cal_w = None if w is None else w[cal_idx]
-        if cross_fit and params.calibration == "platt":
-            final_centre = float(
-                np.average(
-                    booster.predict(x[fit_mask], raw_score=True, num_threads=threads),
-                    weights=None if w is None else w[fit_mask],
-                )
-            )
-            model.calibrator = _fit_platt_cross(cal_raw, y[cal_idx], cal_w, t[cal_idx], cal_centre, final_centre)
-        else:
-            model.calibrator = _fit_calibrator(params.calibration, cal_raw, y[cal_idx].astype(int), cal_w)
-    model.info = {
+    return rows, w_col, rate
+
+
+def _fit_info(
+    d: Design,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    fit_mask: np.ndarray,
+    cal_idx: np.ndarray,
+    rate: float,
+    cross_fit: bool,
+    search: list[dict[str, Any]],
+    threads: int,
+    rounds: int,
+) -> dict[str, Any]:
+    """``FittedModel.info`` of a :func:`fit_rolling` fit: rows, positives and periods of each step (logged)."""
+    y, t = d.y, d.t
+    info = {
         "negative_rate": rate,
         "n_train": int(fit_mask.sum()),
         "n_calibration": int(len(cal_idx)),
@@ -658,12 +684,88 @@ def fit_rolling(
     }
     log.info(
         "fit_rolling: %d rows (%d positive), %d folds (%d positives), %d rounds, calibration on %d rows (%d positive)",
-        model.info["n_train"],
-        model.info["pos_train"],
+        info["n_train"],
+        info["pos_train"],
         len(folds),
-        model.info["pos_folds"],
+        info["pos_folds"],
         rounds,
-        model.info["n_calibration"],
-        model.info["pos_calibration"],
+        info["n_calibration"],
+        info["pos_calibration"],
     )
+    return info
+
+
+def fit_rolling(
+    rows: pd.DataFrame,
+    features: list[str],
+    label: str,
+    time: str,
+    params: ModelParams | None = None,
+    weight: str | None = None,
+    embargo: Any = None,
+) -> FittedModel:
+    """Choose settings and rounds on rolling time-ordered folds, refit, calibrate (Platt).
+
+    1. Each candidate setting (:data:`GRID` over ``params``, or ``params`` alone when
+       ``params.search`` is off) is cross-validated on :func:`rolling_folds` (the latest
+       ``params.folds`` periods, each against the periods before it minus the embargo),
+       early-stopped on the mean fold AUC (:func:`choose_on_folds`). Every positive of
+       those periods votes, not one month's. ``params.select == "one_se"`` (default) keeps
+       the simplest setting (fewest leaves, then most rows per leaf) whose mean fold AUC is
+       within one standard error (fold sd / sqrt(folds)) of the best; ``"best"`` keeps the
+       best. With a few hundred fold positives the fold AUCs differ by less than their
+       noise, and the noise favours capacity.
+    2. ``params.calibrate_on == "folds"`` (default, cross-fitted): the chosen setting's
+       fold boosters, at the chosen round count, score their own validation periods
+       (:func:`fold_scores`); Platt is fitted on these out-of-time scores, and the final
+       booster is refit (:func:`refit`) with the same setting and round count on every
+       period of ``rows``. ``"holdout"``: the latest ``params.calib_periods`` periods are
+       held out, the final booster learns from the periods ``t`` with ``t + embargo``
+       before the first of them, and Platt is fitted on its scores of the held-out
+       periods. Without a usable fold, ``"holdout"`` is used
+       (:func:`split_fit_calibration`).
+
+    Args:
+        rows: labelled rows of every period: ``features``, ``label``, ``time``,
+            optional ``weight``.
+        embargo: gap added to a training period before it may precede a validation or
+            calibration period (e.g. ``pd.Timedelta(days=90)`` for 90-day labels);
+            ``None`` = none (periods strictly before).
+
+    Raises:
+        ValueError: too few periods, or the final training rows hold one class.
+    """
+    params = params or ModelParams()
+    rows, w_col, rate = _downsampled(rows, label, params, weight)
+    t = rows[time].to_numpy()
+    y = rows[label].to_numpy(dtype=float)
+    folds = rolling_folds(t, params.folds, embargo, y)
+    cross_fit, fit_mask, cal_mask = split_fit_calibration(t, folds, params, embargo)
+    if len(np.unique(y[fit_mask])) < 2:
+        raise ValueError(f"training rows hold one class only ({int(fit_mask.sum())} rows, label '{label}')")
+    categories = category_mapping(rows.loc[fit_mask], features)
+    w = rows[w_col].to_numpy(dtype=float) if w_col and w_col in rows.columns else None
+    d = Design(encode(rows, features, categories), y, w, t, [i for i, f in enumerate(features) if f in categories])
+    threads = _threads(params, int(fit_mask.sum()) * len(features))
+    candidates = [params.model_copy(update=g) for g in (GRID if params.search else ({},))]
+    workers = params.search_workers if threads == 1 else 1
+    choice = choose_on_folds(d, folds, candidates, params.select, threads, workers, keep_boosters=cross_fit)
+    if choice.rounds is None:
+        log.warning(
+            "no usable time-ordered fold (%d periods): %d rounds without search",
+            len(np.unique(t)),
+            params.max_rounds // 10,
+        )
+    rounds = choice.rounds or max(1, params.max_rounds // 10)
+    cross = fold_scores(d, folds, choice.boosters, rounds, threads) if cross_fit else None
+    choice.boosters = None  # the fold boosters are freed before the refit
+    booster = refit(d, fit_mask, choice.params, rounds, threads)
+    cal_idx = cross.idx if cross is not None else np.flatnonzero(cal_mask)
+    calibrator = PlattCalibrator()
+    if len(cal_idx):
+        raw = cross.raw if cross is not None else booster.predict(d.x[cal_idx], raw_score=True, num_threads=threads)
+        centre = d.mean_raw(booster, fit_mask, threads) if cross is not None and params.calibration == "platt" else 0.0
+        calibrator = calibrate(params.calibration, d, cal_idx, raw, cross, centre)
+    model = FittedModel(booster, calibrator, list(features), categories, rounds, choice.params.model_dump())
+    model.info = _fit_info(d, folds, fit_mask, cal_idx, rate, cross_fit, choice.search, threads, rounds)
     return model
