@@ -32,6 +32,7 @@ from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
 from features.windows import MonthlySeries, Spine, Window, referenced
 from nbp import jobs
 from nbp.errors import FeatureStoreError
+from nbp.sqltext import ident, lit
 from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ LOOKBACK_MONTHS = 13  # longest window (12 months) plus the same month last year
 BUILD_FILE = "_build.json"
 DUCKDB_MEMORY_LIMIT = os.environ.get("NBP_DUCKDB_MEMORY", "8GB")
 LOAN_MODES = ("end_date", "term")
-# No Parquet dictionaries: feature columns are mostly distinct doubles, and trying a
-# dictionary per column chunk cost about a quarter of the write for a few % of size.
+# No Parquet dictionaries: feature columns are mostly distinct doubles, which a dictionary
+# does not shrink (docs/decisions/009c-feature-parquet-without-dictionaries.md).
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000, DICTIONARY_SIZE_LIMIT 1"
 
 
@@ -84,17 +85,6 @@ def available_tables(ws: Workspace) -> frozenset[str]:
     return have
 
 
-def export_date(ws: Workspace) -> date | None:
-    """The export date of the ingested data (``_meta.json``), or None when unknown."""
-    meta = ws.ingested_dir / "_meta.json"
-    if not meta.exists():
-        return None
-    try:
-        return date.fromisoformat(json.loads(meta.read_text(encoding="utf-8"))["export_date"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise FeatureStoreError(f"{meta}: no valid export_date ({e}); re-run `nbp ingest`") from e
-
-
 def absent_sources(ws: Workspace, features: list[str] | None = None) -> dict[str, tuple[str, ...]]:
     """Feature -> the tables its family reads that this workspace's import lacks (those
     features are null for every customer); features whose tables are all present are left out."""
@@ -122,7 +112,7 @@ def connect(ws: Workspace, tables: frozenset[str]) -> duckdb.DuckDBPyConnection:
     )
     con.execute("SET enable_progress_bar = false")
     for t in sorted(tables):
-        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{ws.table(t)}')")
+        con.execute(f"CREATE VIEW {ident(t)} AS SELECT * FROM read_parquet({lit(str(ws.table(t)))})")
     return con
 
 
@@ -150,6 +140,7 @@ def default_as_of(ws: Workspace) -> list[date]:
 
     Raises:
         FeatureStoreError: there are no transactions.
+        DataContractError: ``_meta.json`` holds no valid export date.
     """
     tables = available_tables(ws)
     con = connect(ws, tables)
@@ -165,7 +156,7 @@ def default_as_of(ws: Workspace) -> list[date]:
         else _add_months(_month_start(lo.date()), 1)
     )
     first = _add_months(first_full, 1)
-    end = export_date(ws) or hi.date()
+    end = ws.export_date() or hi.date()
     last = _month_start(end + timedelta(days=1))
     out, d = [], first
     while d <= last:
@@ -191,10 +182,10 @@ class MonthlySources:
         last = _month_start(max(as_of))
         self._first_mi = first.year * 12 + first.month
         self._spine: Spine | None = None
-        lit = (f"TIMESTAMP '{first}'", f"TIMESTAMP '{last}'")
+        bounds = (_timestamp(str(first)), _timestamp(str(last)))
         self._sql = {
-            "txn": ("transactions", txn_month_sql(*lit), 0.0),
-            "bal": ("balances", bal_month_sql(*lit), float("nan")),
+            "txn": ("transactions", txn_month_sql(*bounds), 0.0),
+            "bal": ("balances", bal_month_sql(*bounds), float("nan")),
         }
         self._loaded: dict[str, MonthlySeries] = {}
 
@@ -247,32 +238,39 @@ class MonthlySources:
             s.drop_dense()
 
 
+def _timestamp(text: str) -> str:
+    """A SQL timestamp literal."""
+    return f"TIMESTAMP {lit(text)}"
+
+
 def _setup(con: duckdb.DuckDBPyConnection, as_of: Sequence[date], loan_mode: str) -> None:
-    values = ", ".join(f"(TIMESTAMP '{d.isoformat()}')" for d in as_of)
+    values = ", ".join(f"({_timestamp(d.isoformat())})" for d in as_of)
     con.execute(f"""CREATE TEMP TABLE asofs AS
         SELECT t AS {AS_OF}, CAST(date_trunc('month', t) AS TIMESTAMP) AS m,
                {month_index("t")} AS mi FROM (VALUES {values}) v(t)""")
     first = _add_months(_month_start(min(as_of)), -LOOKBACK_MONTHS)
     last = _month_start(max(as_of))
-    first_sql, last_sql = f"TIMESTAMP '{first}'", f"TIMESTAMP '{last}'"
+    first_sql, last_sql = _timestamp(str(first)), _timestamp(str(last))
     con.execute(f"""CREATE TEMP TABLE months AS
         SELECT CAST(range AS TIMESTAMP) AS m
         FROM range({first_sql}, {last_sql} + INTERVAL 1 MONTH, INTERVAL 1 MONTH)""")
     con.execute(f"""CREATE TEMP TABLE spine AS
         SELECT c.customer_id, a.{AS_OF}, a.m FROM customers c JOIN asofs a ON c.open_date < a.{AS_OF}""")
-    con.execute(f"CREATE TEMP TABLE loan_mode AS SELECT '{loan_mode}' AS mode")
+    con.execute(f"CREATE TEMP TABLE loan_mode AS SELECT {lit(loan_mode)} AS mode")
 
 
-def _final_select(feats: list[Feature], inner: str | None, spine_rows: bool = False) -> str:
+def _final_select(feats: list[Feature], inner: str | None, tables: frozenset[str], spine_rows: bool = False) -> str:
     """The family's rows in their final types, one per spine row.
 
+    A feature is null when ``inner`` is None (a table the family requires is absent) or
+    one of its own optional tables is (:attr:`Feature.needs`: ``inner`` leaves it out).
     ``spine_rows``: ``inner`` already has exactly one row per spine row (the family
     says so with ``SPINE_ROWS = True``; the build checks the row count), so it is
     read directly instead of being joined to the spine.
     """
     cols = []
     for f in feats:
-        if inner is None:
+        if inner is None or not f.computed(tables):
             cols.append(f"CAST(NULL AS {f.sql_type}) AS {f.name}")
         elif f.zero_if_none:
             cols.append(f"CAST(coalesce(f.{f.name}, 0) AS {f.sql_type}) AS {f.name}")
@@ -286,9 +284,11 @@ def _final_select(feats: list[Feature], inner: str | None, spine_rows: bool = Fa
     return f"SELECT s.{JOIN_KEY}, s.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols) + f"\nFROM spine s {join}"
 
 
-def _check_columns(con: duckdb.DuckDBPyConnection, family: str, inner: str, feats: list[Feature]) -> None:
+def _check_columns(
+    con: duckdb.DuckDBPyConnection, family: str, inner: str, feats: list[Feature], tables: frozenset[str]
+) -> None:
     got = [d[0] for d in con.execute(f"SELECT * FROM ({inner}) LIMIT 0").description]
-    want = [JOIN_KEY, AS_OF] + [f.name for f in feats]
+    want = [JOIN_KEY, AS_OF] + [f.name for f in feats if f.computed(tables)]
     if sorted(got) != sorted(want):
         raise FeatureStoreError(
             f"features/families/{family}.py: SQL columns differ from its FEATURES "
@@ -322,7 +322,7 @@ def _write_family(
     inner = mod.sql(tables) if set(mod.REQUIRES) <= tables else None
     registered = _register_windows(con, family, inner, sources) if inner is not None else False
     try:
-        return _write_query(con, ws, family, inner, feats, getattr(mod, "SPINE_ROWS", False))
+        return _write_query(con, ws, family, inner, feats, tables, getattr(mod, "SPINE_ROWS", False))
     finally:
         if registered:
             con.unregister("win")
@@ -335,26 +335,27 @@ def _write_query(
     family: str,
     inner: str | None,
     feats: list[Feature],
+    tables: frozenset[str],
     spine_rows: bool,
 ) -> int:
     if inner is not None:
-        _check_columns(con, family, inner, feats)
+        _check_columns(con, family, inner, feats, tables)
     final = family_path(ws, family)
-    query = _final_select(feats, inner, spine_rows)
+    query = _final_select(feats, inner, tables, spine_rows)
     if final.exists():
-        old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet('{final}') LIMIT 0").description]
+        old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet({lit(str(final))}) LIMIT 0").description]
         if old_cols == [JOIN_KEY, EVENT_TS] + [f.name for f in feats]:
             query = (
-                f"SELECT * FROM read_parquet('{final}') WHERE {EVENT_TS} NOT IN (SELECT {AS_OF} FROM asofs)\n"
+                f"SELECT * FROM read_parquet({lit(str(final))}) WHERE {EVENT_TS} NOT IN (SELECT {AS_OF} FROM asofs)\n"
                 f"UNION ALL BY NAME\n{query}"
             )
         else:
             log.warning("%s: columns changed since the last build; older as-of dates are dropped", final.name)
             (ws.features_dir / BUILD_FILE).unlink(missing_ok=True)
     with jobs.atomic_write(final) as tmp:  # a killed build leaves tmp; the next job removes it (nbp.jobs)
-        con.execute(f"COPY ({query}) TO '{tmp}' ({PARQUET_OPTIONS})")
+        con.execute(f"COPY ({query}) TO {lit(str(tmp))} ({PARQUET_OPTIONS})")
         n = con.execute(
-            f"SELECT count(*) FROM read_parquet('{tmp}') WHERE {EVENT_TS} IN (SELECT {AS_OF} FROM asofs)"
+            f"SELECT count(*) FROM read_parquet({lit(str(tmp))}) WHERE {EVENT_TS} IN (SELECT {AS_OF} FROM asofs)"
         ).fetchall()[0][0]
         want = con.execute("SELECT count(*) FROM spine").fetchall()[0][0]
         if n != want:

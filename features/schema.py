@@ -30,7 +30,7 @@ Shared DuckDB relations a family's SQL may read (created by :mod:`features.build
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ENTITY = "customer"
 JOIN_KEY = "customer_id"
@@ -49,7 +49,7 @@ DTYPES = ("int", "float")
 
 @dataclass(frozen=True)
 class Feature:
-    """One feature of the catalogue.
+    """One feature of the catalogue, with the SQL that computes it.
 
     Attributes:
         name: ``<family>_<measure>_<window>``.
@@ -59,7 +59,11 @@ class Feature:
         en: description in English.
         categories: for categorical features, the enum tuple whose positions are the codes.
         zero_if_none: a customer with no source records gets 0 (a count or an amount),
-            not null; when the source table is absent the feature is null anyway.
+            not null; when a source table is absent the feature is null anyway.
+        sql: the DuckDB expression of the feature in its family's query (one row per
+            customer and as-of; what it may read is the family's business).
+        needs: optional tables the feature reads beyond its family's ``REQUIRES``; without
+            one of them the family's query leaves the feature out and the build writes null.
     """
 
     name: str
@@ -69,6 +73,8 @@ class Feature:
     en: str
     categories: tuple[str, ...] = ()
     zero_if_none: bool = False
+    sql: str = field(default="", compare=False, repr=False)
+    needs: tuple[str, ...] = ()
 
     @property
     def categorical(self) -> bool:
@@ -83,26 +89,41 @@ class Feature:
     def sql_type(self) -> str:
         return "BIGINT" if self.dtype == "int" else "DOUBLE"
 
+    def computed(self, tables: Collection[str]) -> bool:
+        """True when every optional table the feature reads is among ``tables``."""
+        return all(t in tables for t in self.needs)
+
 
 def feature_service_name(product: str) -> str:
     """The Feast FeatureService a product's model reads, e.g. ``consumer_v1``."""
     return f"{product}_{FEATURE_SERVICE_VERSION}"
 
 
-def declarer(family: str, nullable: Collection[str] = (), zero: bool = True) -> Callable[..., Feature]:
-    """A shorthand that declares features of one family.
+def declarer(family: str, *, nullable: bool = False) -> Callable[..., Feature]:
+    """A shorthand that declares the features of one family, each with its SQL expression.
 
     Args:
         family: the family every declared feature belongs to.
-        nullable: names that stay null for a customer without records; all other
-            features of the family are 0 then (counts and amounts).
-        zero: False makes every feature of the family nullable.
+        nullable: the family's default for a customer without records: null (True) or 0
+            (False: counts and amounts). Categorical features are always null then.
 
     Returns:
-        ``f(name, dtype, zh, en, categories=())`` returning a :class:`Feature`.
+        ``f(name, dtype, zh, en, sql, *, nullable=<default>, categories=(), needs=())``
+        returning a :class:`Feature`.
     """
+    default = nullable
 
-    def declare(name: str, dtype: str, zh: str, en: str, categories: tuple[str, ...] = ()) -> Feature:
+    def declare(
+        name: str,
+        dtype: str,
+        zh: str,
+        en: str,
+        sql: str,
+        *,
+        nullable: bool = default,
+        categories: tuple[str, ...] = (),
+        needs: tuple[str, ...] = (),
+    ) -> Feature:
         return Feature(
             name,
             family,
@@ -110,7 +131,9 @@ def declarer(family: str, nullable: Collection[str] = (), zero: bool = True) -> 
             zh,
             en,
             categories=categories,
-            zero_if_none=zero and not categories and name not in nullable,
+            zero_if_none=not nullable and not categories,
+            sql=sql,
+            needs=needs,
         )
 
     return declare

@@ -1,20 +1,22 @@
-"""Small SQL builders shared by the families (pure string functions)."""
+"""Small SQL builders shared by the families (pure string functions).
+
+A family declares each feature once, with its SQL expression (:class:`features.schema.Feature`),
+and builds its query from the list: :func:`monthly` for window families, :func:`per_as_of` over
+:func:`known` rows for the dated tables.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+from features.schema import Feature
 from features.windows import column
-
-
-def q(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
+from nbp.sqltext import lit
 
 
 def codes(expr: str, values: Sequence[str]) -> str:
     """Integer code of an enum column: position in ``values`` (0-based), else NULL."""
-    whens = " ".join(f"WHEN {q(v)} THEN {i}" for i, v in enumerate(values))
+    whens = " ".join(f"WHEN {lit(v)} THEN {i}" for i, v in enumerate(values))
     return f"(CASE {expr} {whens} END)"
 
 
@@ -39,15 +41,32 @@ def ratio(num: str, den: str) -> str:
     return f"(CASE WHEN ({den}) > 0 THEN ({num}) / ({den}) END)"
 
 
-def select(exprs: dict[str, str]) -> str:
-    """``expr AS name, ...`` of an ordered mapping name -> SQL expression."""
-    return ",\n    ".join(f"{e} AS {n}" for n, e in exprs.items())
+def select(features: Sequence[Feature], tables: Collection[str]) -> str:
+    """``sql AS name, ...`` of the features whose optional tables are present (:attr:`Feature.needs`)."""
+    return ",\n    ".join(f"{f.sql} AS {f.name}" for f in features if f.computed(tables))
 
 
-def monthly(exprs: dict[str, str]) -> str:
-    """Expressions over the window relation ``win`` (exactly one row per spine row).
+def monthly(features: Sequence[Feature], tables: Collection[str]) -> str:
+    """The features as expressions over the window relation ``win`` (exactly one row per spine row).
 
     Returns:
-        A query with ``customer_id``, ``as_of`` and one column per ``exprs`` key.
+        A query with ``customer_id``, ``as_of`` and one column per feature.
     """
-    return f"SELECT customer_id, as_of,\n    {select(exprs)}\nFROM win"
+    return f"SELECT customer_id, as_of,\n    {select(features, tables)}\nFROM win"
+
+
+def known(table: str, date_col: str, extra: str = "") -> str:
+    """The rows of ``table`` (alias ``r``) known at each as-of (``date_col < as_of``), with ``as_of``.
+
+    ``extra``: more select items (``, expr AS name``) over ``r`` and the as-of row ``a``.
+    """
+    return f"SELECT r.*, a.as_of{extra} FROM {table} r JOIN asofs a ON r.{date_col} < a.as_of"
+
+
+def per_as_of(features: Sequence[Feature], rows: str, tables: Collection[str]) -> str:
+    """The features as aggregates over ``rows`` (a query with ``customer_id`` and ``as_of``).
+
+    Returns:
+        A query with one row per (customer_id, as_of) that has rows.
+    """
+    return f"SELECT customer_id, as_of,\n    {select(features, tables)}\nFROM ({rows})\nGROUP BY customer_id, as_of"

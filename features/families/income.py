@@ -9,100 +9,145 @@ from features.families._sql import monthly, ratio, win
 from features.schema import Feature, declarer
 
 FAMILY = "income"
-# sql() returns exactly one row per spine row (customer known at T, per as-of): the build
-# writes it without joining it to the spine again (and checks the row count).
 SPINE_ROWS = True
 REQUIRES = ("transactions",)
 
-
-_NULLABLE = {
-    "income_payroll_cv_6m",
-    "income_payroll_ratio_3m_prior3m",
-    "income_payroll_months_since_last",
-    "income_credit_ratio_3m_prior3m",
-}
-
-_f = declarer(FAMILY, _NULLABLE)
+_f = declarer(FAMILY)
 
 FEATURES: list[Feature] = [
-    _f("income_payroll_months_3m", "int", "近3个月代发工资月数", "months with payroll in the last 3 months"),
-    _f("income_payroll_months_6m", "int", "近6个月代发工资月数", "months with payroll in the last 6 months"),
-    _f("income_payroll_months_12m", "int", "近12个月代发工资月数", "months with payroll in the last 12 months"),
+    _f(
+        "income_payroll_months_3m",
+        "int",
+        "近3个月代发工资月数",
+        "months with payroll in the last 3 months",
+        win("months", "payroll_amt", 3),
+    ),
+    _f(
+        "income_payroll_months_6m",
+        "int",
+        "近6个月代发工资月数",
+        "months with payroll in the last 6 months",
+        win("months", "payroll_amt", 6),
+    ),
+    _f(
+        "income_payroll_months_12m",
+        "int",
+        "近12个月代发工资月数",
+        "months with payroll in the last 12 months",
+        win("months", "payroll_amt", 12),
+    ),
     _f(
         "income_payroll_streak_months",
         "int",
         "最近连续代发工资月数(最多12)",
         "consecutive months with payroll up to the as-of (at most 12)",
+        win("streak", "payroll_amt", 12),
     ),
     _f(
         "income_payroll_months_since_last",
         "int",
         "距最近一次代发工资的月数(12个月内)",
         "months since the last month with payroll (within 12 months)",
+        win("since", "payroll_amt", 12),
+        nullable=True,
     ),
-    _f("income_payroll_amount_1m", "float", "上月代发工资金额", "payroll amount last month"),
-    _f("income_payroll_amount_avg_6m", "float", "近6个月月均代发工资", "average monthly payroll, last 6 months"),
+    _f(
+        "income_payroll_amount_1m",
+        "float",
+        "上月代发工资金额",
+        "payroll amount last month",
+        win("sum", "payroll_amt", 1),
+    ),
+    _f(
+        "income_payroll_amount_avg_6m",
+        "float",
+        "近6个月月均代发工资",
+        "average monthly payroll, last 6 months",
+        win("sum", "payroll_amt", 6) + " / 6",
+    ),
     _f(
         "income_payroll_cv_6m",
         "float",
         "近6个月代发工资波动系数",
         "coefficient of variation of monthly payroll, last 6 months",
+        ratio(win("stddev_pop", "payroll_amt", 6), win("avg", "payroll_amt", 6)),
+        nullable=True,
     ),
     _f(
         "income_payroll_ratio_3m_prior3m",
         "float",
         "近3个月代发工资与前3个月之比",
         "payroll in the last 3 months over the 3 months before",
+        ratio(win("sum", "payroll_amt", 3), win("sum", "payroll_amt", 3, 3)),
+        nullable=True,
     ),
-    _f("income_pension_amount_avg_6m", "float", "近6个月月均养老金", "average monthly pension, last 6 months"),
-    _f("income_pension_months_6m", "int", "近6个月领取养老金月数", "months with a pension credit, last 6 months"),
-    _f("income_subsidy_amount_12m", "float", "近12个月补贴金额", "subsidies received, last 12 months"),
-    _f("income_subsidy_count_12m", "int", "近12个月补贴笔数", "number of subsidy credits, last 12 months"),
     _f(
-        "income_remittance_amount_6m", "float", "近6个月转入汇款金额", "transfers received (remittances), last 6 months"
+        "income_pension_amount_avg_6m",
+        "float",
+        "近6个月月均养老金",
+        "average monthly pension, last 6 months",
+        win("sum", "pension_amt", 6) + " / 6",
     ),
-    _f("income_remittance_count_6m", "int", "近6个月转入汇款笔数", "number of transfers received, last 6 months"),
+    _f(
+        "income_pension_months_6m",
+        "int",
+        "近6个月领取养老金月数",
+        "months with a pension credit, last 6 months",
+        win("months", "pension_amt", 6),
+    ),
+    _f(
+        "income_subsidy_amount_12m",
+        "float",
+        "近12个月补贴金额",
+        "subsidies received, last 12 months",
+        win("sum", "subsidy_amt", 12),
+    ),
+    _f(
+        "income_subsidy_count_12m",
+        "int",
+        "近12个月补贴笔数",
+        "number of subsidy credits, last 12 months",
+        win("sum", "subsidy_n", 12),
+    ),
+    _f(
+        "income_remittance_amount_6m",
+        "float",
+        "近6个月转入汇款金额",
+        "transfers received (remittances), last 6 months",
+        win("sum", "remit_amt", 6),
+    ),
+    _f(
+        "income_remittance_count_6m",
+        "int",
+        "近6个月转入汇款笔数",
+        "number of transfers received, last 6 months",
+        win("sum", "remit_n", 6),
+    ),
     _f(
         "income_credit_amount_avg_3m",
         "float",
         "近3个月月均入账金额",
         "average monthly credits (all money in), last 3 months",
+        win("sum", "credit_amt", 3) + " / 3",
     ),
     _f(
         "income_credit_amount_avg_12m",
         "float",
         "近12个月月均入账金额",
         "average monthly credits (all money in), last 12 months",
+        win("sum", "credit_amt", 12) + " / 12",
     ),
     _f(
         "income_credit_ratio_3m_prior3m",
         "float",
         "近3个月入账与前3个月之比",
         "money in during the last 3 months over the 3 months before",
+        ratio(win("sum", "credit_amt", 3), win("sum", "credit_amt", 3, 3)),
+        nullable=True,
     ),
 ]
 
 
 def sql(tables: frozenset[str]) -> str:
     """Income features per (customer_id, as_of), from windows over the ``txn`` monthly source."""
-    exprs = {
-        "income_payroll_months_3m": win("months", "payroll_amt", 3),
-        "income_payroll_months_6m": win("months", "payroll_amt", 6),
-        "income_payroll_months_12m": win("months", "payroll_amt", 12),
-        "income_payroll_streak_months": win("streak", "payroll_amt", 12),
-        "income_payroll_months_since_last": win("since", "payroll_amt", 12),
-        "income_payroll_amount_1m": win("sum", "payroll_amt", 1),
-        "income_payroll_amount_avg_6m": win("sum", "payroll_amt", 6) + " / 6",
-        "income_payroll_cv_6m": ratio(win("stddev_pop", "payroll_amt", 6), win("avg", "payroll_amt", 6)),
-        "income_payroll_ratio_3m_prior3m": ratio(win("sum", "payroll_amt", 3), win("sum", "payroll_amt", 3, 3)),
-        "income_pension_amount_avg_6m": win("sum", "pension_amt", 6) + " / 6",
-        "income_pension_months_6m": win("months", "pension_amt", 6),
-        "income_subsidy_amount_12m": win("sum", "subsidy_amt", 12),
-        "income_subsidy_count_12m": win("sum", "subsidy_n", 12),
-        "income_remittance_amount_6m": win("sum", "remit_amt", 6),
-        "income_remittance_count_6m": win("sum", "remit_n", 6),
-        "income_credit_amount_avg_3m": win("sum", "credit_amt", 3) + " / 3",
-        "income_credit_amount_avg_12m": win("sum", "credit_amt", 12) + " / 12",
-        "income_credit_ratio_3m_prior3m": ratio(win("sum", "credit_amt", 3), win("sum", "credit_amt", 3, 3)),
-    }
-    return monthly(exprs)
+    return monthly(FEATURES, tables)

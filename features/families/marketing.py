@@ -7,8 +7,9 @@ table (features are null without it).
 from __future__ import annotations
 
 from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES, LOAN_PRODUCTS, PRODUCT_NAMES_ZH
-from features.families._sql import codes, q, select
+from features.families._sql import codes, known, per_as_of
 from features.schema import Feature, declarer
+from nbp.sqltext import lit
 
 FAMILY = "marketing"
 REQUIRES = ("contacts",)
@@ -16,19 +17,27 @@ REQUIRES = ("contacts",)
 _CHANNEL_ZH = {"sms": "短信", "wechat": "微信", "phone": "电话", "visit": "上门", "branch": "网点"}
 _OUTCOME_CODES = "accepted=0, declined=1, no_response=2, unreachable=3"
 
+_IN_12M = "contact_date >= as_of - INTERVAL 12 MONTH"
+# Ties on one day are broken by the outcome code, so results do not depend on row order.
+_LAST_OUTCOME = "arg_max(oc, epoch(contact_date) * 10 + coalesce(oc, 9))"
 
-_NULLABLE = {"marketing_days_since_last_contact", *[f"marketing_days_since_contact_{p}" for p in LOAN_PRODUCTS]}
-_f = declarer(FAMILY, _NULLABLE)
-
+_f = declarer(FAMILY)
 
 FEATURES: list[Feature] = [
-    _f("marketing_contacts_12m", "int", "近12个月营销触达次数", "marketing contacts, last 12 months"),
+    _f(
+        "marketing_contacts_12m",
+        "int",
+        "近12个月营销触达次数",
+        "marketing contacts, last 12 months",
+        f"count(*) FILTER (WHERE {_IN_12M})",
+    ),
     *[
         _f(
             f"marketing_contacts_{p}_12m",
             "int",
             f"近12个月{PRODUCT_NAMES_ZH[p]}营销次数",
             f"contacts about {p} loans, last 12 months",
+            f"count(*) FILTER (WHERE {_IN_12M} AND product = {lit(p)})",
         )
         for p in LOAN_PRODUCTS
     ],
@@ -38,25 +47,47 @@ FEATURES: list[Feature] = [
             "int",
             f"近12个月{_CHANNEL_ZH[c]}触达次数",
             f"contacts by {c}, last 12 months",
+            f"count(*) FILTER (WHERE {_IN_12M} AND channel = {lit(c)})",
         )
         for c in CONTACT_CHANNELS
     ],
-    _f("marketing_accepted_12m", "int", "近12个月接受营销次数", "contacts accepted, last 12 months"),
-    _f("marketing_declined_12m", "int", "近12个月拒绝营销次数", "contacts declined, last 12 months"),
+    _f(
+        "marketing_accepted_12m",
+        "int",
+        "近12个月接受营销次数",
+        "contacts accepted, last 12 months",
+        f"count(*) FILTER (WHERE {_IN_12M} AND outcome = 'accepted')",
+    ),
+    _f(
+        "marketing_declined_12m",
+        "int",
+        "近12个月拒绝营销次数",
+        "contacts declined, last 12 months",
+        f"count(*) FILTER (WHERE {_IN_12M} AND outcome = 'declined')",
+    ),
     _f(
         "marketing_last_outcome",
         "int",
         "最近一次营销结果",
         f"outcome of the last contact (code: {_OUTCOME_CODES})",
+        _LAST_OUTCOME,
         categories=CONTACT_OUTCOMES,
     ),
-    _f("marketing_days_since_last_contact", "int", "距最近一次营销的天数", "days since the last contact"),
+    _f(
+        "marketing_days_since_last_contact",
+        "int",
+        "距最近一次营销的天数",
+        "days since the last contact",
+        "date_diff('day', max(contact_date), as_of)",
+        nullable=True,
+    ),
     *[
         _f(
             f"marketing_last_outcome_{p}",
             "int",
             f"最近一次{PRODUCT_NAMES_ZH[p]}营销结果",
             f"outcome of the last {p} contact (code: {_OUTCOME_CODES})",
+            f"{_LAST_OUTCOME} FILTER (WHERE product = {lit(p)})",
             categories=CONTACT_OUTCOMES,
         )
         for p in LOAN_PRODUCTS
@@ -67,6 +98,8 @@ FEATURES: list[Feature] = [
             "int",
             f"距最近一次{PRODUCT_NAMES_ZH[p]}营销的天数",
             f"days since the last {p} contact",
+            f"date_diff('day', max(contact_date) FILTER (WHERE product = {lit(p)}), as_of)",
+            nullable=True,
         )
         for p in LOAN_PRODUCTS
     ],
@@ -74,38 +107,7 @@ FEATURES: list[Feature] = [
 
 
 def sql(tables: frozenset[str]) -> str:
-    """Marketing features per (customer_id, as_of), from ``contacts``."""
-    in12 = "contact_date >= as_of - INTERVAL 12 MONTH"
-    # Ties on one day are broken by the outcome code, so results do not depend on row order.
-    order = "epoch(contact_date) * 10 + coalesce(oc, 9)"
-    exprs = {
-        "marketing_contacts_12m": f"count(*) FILTER (WHERE {in12})",
-        **{
-            f"marketing_contacts_{p}_12m": f"count(*) FILTER (WHERE {in12} AND product = {q(p)})" for p in LOAN_PRODUCTS
-        },
-        **{
-            f"marketing_contacts_{c}_12m": f"count(*) FILTER (WHERE {in12} AND channel = {q(c)})"
-            for c in CONTACT_CHANNELS
-        },
-        "marketing_accepted_12m": f"count(*) FILTER (WHERE {in12} AND outcome = 'accepted')",
-        "marketing_declined_12m": f"count(*) FILTER (WHERE {in12} AND outcome = 'declined')",
-        "marketing_last_outcome": f"arg_max(oc, {order})",
-        "marketing_days_since_last_contact": "date_diff('day', max(contact_date), as_of)",
-        **{
-            f"marketing_last_outcome_{p}": f"arg_max(oc, {order}) FILTER (WHERE product = {q(p)})"
-            for p in LOAN_PRODUCTS
-        },
-        **{
-            f"marketing_days_since_contact_{p}": (
-                f"date_diff('day', max(contact_date) FILTER (WHERE product = {q(p)}), as_of)"
-            )
-            for p in LOAN_PRODUCTS
-        },
-    }
-    return f"""
-SELECT customer_id, as_of,
-    {select(exprs)}
-FROM (
-    SELECT k.*, a.as_of, {codes("k.outcome", CONTACT_OUTCOMES)} AS oc
-    FROM contacts k JOIN asofs a ON k.contact_date < a.as_of
-) GROUP BY customer_id, as_of"""
+    """Marketing features per (customer_id, as_of), from ``contacts`` (``oc``: the outcome's code)."""
+    return per_as_of(
+        FEATURES, known("contacts", "contact_date", f", {codes('r.outcome', CONTACT_OUTCOMES)} AS oc"), tables
+    )

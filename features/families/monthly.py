@@ -10,9 +10,9 @@ business and liquidity families name window aggregates over these columns
 
 from __future__ import annotations
 
-from features.families._sql import q
+from nbp.sqltext import lit
 
-_C, _D = q("C"), q("D")
+_C, _D = lit("C"), lit("D")
 
 
 def _sum(cond: str) -> str:

@@ -7,77 +7,76 @@ A tax record is known at T only when ``published_date < T``. Needs the optional
 from __future__ import annotations
 
 from bankexport.spec import TAX_GRADES
-from features.families._sql import codes, ratio, select
-from features.schema import Feature
+from features.families._sql import codes, known, per_as_of, ratio
+from features.schema import Feature, declarer
 
 FAMILY = "tax"
 REQUIRES = ("tax_records",)
 
+_f = declarer(FAMILY, nullable=True)
+
+
+def _latest(col: str, rank: int = 1) -> str:
+    """``col`` of the customer's latest known record (``rank`` 2: the one before it)."""
+    return f"max(CASE WHEN rn = {rank} THEN {col} END)"
+
+
 FEATURES: list[Feature] = [
-    Feature(
+    _f(
         "tax_credit_grade_latest",
-        FAMILY,
         "int",
         "最新纳税信用等级(A=0…D=4)",
         "latest published tax credit grade (code: A=0, B=1, M=2, C=3, D=4)",
+        _latest("grade"),
         categories=TAX_GRADES,
     ),
-    Feature("tax_paid_latest", FAMILY, "float", "最新年度纳税额", "tax paid in the latest published year"),
-    Feature("tax_months_filed_latest", FAMILY, "int", "最新年度申报月数", "months filed in the latest published year"),
-    Feature(
+    _f("tax_paid_latest", "float", "最新年度纳税额", "tax paid in the latest published year", _latest("tax_paid")),
+    _f(
+        "tax_months_filed_latest",
+        "int",
+        "最新年度申报月数",
+        "months filed in the latest published year",
+        _latest("months_filed"),
+    ),
+    _f(
         "tax_years_on_record",
-        FAMILY,
         "int",
         "已公布的纳税记录年数",
         "years of tax records published",
-        zero_if_none=True,
+        "count(*)",
+        nullable=False,
     ),
-    Feature(
+    _f(
         "tax_paid_ratio_latest_prior",
-        FAMILY,
         "float",
         "最新年度纳税额与上一年度之比",
         "tax paid in the latest year over the year before",
+        ratio(_latest("tax_paid"), _latest("tax_paid", 2)),
     ),
-    Feature(
+    _f(
         "tax_years_since_latest",
-        FAMILY,
         "int",
         "最新纳税记录距今年数",
         "years between the latest tax year and the as-of year",
+        "year(as_of) - max(tax_year)",
     ),
-    Feature(
+    _f(
         "tax_days_since_published",
-        FAMILY,
         "int",
         "距最新纳税记录公布的天数",
         "days since the latest tax record was published",
+        "date_diff('day', max(published_date), as_of)",
     ),
 ]
 
 
 def sql(tables: frozenset[str]) -> str:
-    """Tax features per (customer_id, as_of), from ``tax_records``."""
-    exprs = {
-        "tax_credit_grade_latest": "max(CASE WHEN rn = 1 THEN grade END)",
-        "tax_paid_latest": "max(CASE WHEN rn = 1 THEN tax_paid END)",
-        "tax_months_filed_latest": "max(CASE WHEN rn = 1 THEN months_filed END)",
-        "tax_years_on_record": "count(*)",
-        "tax_paid_ratio_latest_prior": ratio(
-            "max(CASE WHEN rn = 1 THEN tax_paid END)", "max(CASE WHEN rn = 2 THEN tax_paid END)"
-        ),
-        "tax_years_since_latest": "year(as_of) - max(tax_year)",
-        "tax_days_since_published": "date_diff('day', max(published_date), as_of)",
-    }
-    return f"""
-WITH known AS (
-    SELECT r.customer_id, a.as_of, r.tax_year, r.tax_paid, r.months_filed, r.published_date,
-        {codes("r.credit_grade", TAX_GRADES)} AS grade,
+    """Tax features per (customer_id, as_of), from ``tax_records`` (``rn`` 1 = the latest known record)."""
+    rows = known(
+        "tax_records",
+        "published_date",
+        f""", {codes("r.credit_grade", TAX_GRADES)} AS grade,
         row_number() OVER (PARTITION BY r.customer_id, a.as_of
-                           ORDER BY r.tax_year DESC, r.published_date DESC) AS rn
-    FROM tax_records r JOIN asofs a ON r.published_date < a.as_of
-)
-SELECT customer_id, as_of,
-    {select(exprs)}
-FROM known GROUP BY customer_id, as_of
-"""
+                           ORDER BY r.tax_year DESC, r.published_date DESC) AS rn""",
+    )
+    return per_as_of(FEATURES, rows, tables)

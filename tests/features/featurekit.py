@@ -38,7 +38,7 @@ def write_tables(ws: Workspace, tables: dict[str, pd.DataFrame], export_date: da
     ws.ingested_dir.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         df.to_parquet(ws.table(name), index=False)
-    (ws.ingested_dir / "_meta.json").write_text(json.dumps({"export_date": export_date.isoformat()}))
+    ws.ingest_meta.write_text(json.dumps({"export_date": export_date.isoformat()}))
 
 
 def tiny_bank() -> dict[str, pd.DataFrame]:

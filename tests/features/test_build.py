@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -69,6 +70,12 @@ def test_known_values_on_the_tiny_bank(tiny_ws: Workspace) -> None:
     assert demo.loc["c1", "demo_age_years"] == 34
     assert demo.loc["c2", "demo_branch_customers"] == 3  # c2, c3, c4 at branch b2
     assert demo.loc["c2", "demo_branch_rural"] == 1
+    hold = pd.read_parquet(family_path(tiny_ws, "holdings")).set_index(JOIN_KEY)
+    assert (
+        hold.loc["c1", "holdings_services_count"] == 1 and hold.loc["c1", "holdings_service_mobile_banking_held"] == 1
+    )
+    assert hold.loc["c2", "holdings_service_pos_terminal_held"] == 0  # ended 2025-05-10
+    assert hold.loc["c3", "holdings_services_count"] == 0  # no service rows: 0, the table exists
 
 
 def test_optional_tables_absent_give_null_families(tmp_path: Path) -> None:
@@ -81,6 +88,9 @@ def test_optional_tables_absent_give_null_families(tmp_path: Path) -> None:
     assert len(tax) == 4 and tax.drop(columns=[JOIN_KEY, EVENT_TS]).isna().all().all()
     hold = pd.read_parquet(family_path(ws, "holdings")).set_index(JOIN_KEY)
     assert hold["holdings_service_mobile_banking_held"].isna().all()  # no services table
+    assert hold["holdings_services_count"].isna().all()
+    demo = pd.read_parquet(family_path(ws, "demo"))
+    assert demo["demo_branch_rural"].isna().all() and demo["demo_branch_customers"].notna().all()  # no branches table
     assert hold.loc["c2", "holdings_loans_active_count"] == 1  # loans are still there
 
 
@@ -137,9 +147,8 @@ def test_a_window_over_an_unknown_monthly_column_is_a_clear_error(
 ) -> None:
     from features.families import _sql, income
 
-    monkeypatch.setattr(
-        income, "sql", lambda tables: _sql.monthly({f.name: _sql.win("sum", "no_such_amt", 3) for f in income.FEATURES})
-    )
+    broken = [replace(f, sql=_sql.win("sum", "no_such_amt", 3)) for f in income.FEATURES]
+    monkeypatch.setattr(income, "sql", lambda tables: _sql.monthly(broken, tables))
     with pytest.raises(FeatureStoreError, match="no_such_amt"):
         build(tiny_ws, [date(2025, 6, 1)], families=["income"])
 
