@@ -240,20 +240,13 @@ def candidate_rows(
     return downsample(ent.drop(columns="_cust"), rate, seed)
 
 
-FEAST_FIRST_NOTE = """Training jobs (``nbp train``, ``nbp backtest``) open the Feast store (importing Feast
-and creating the FeatureStore) before their own pandas and DuckDB work, not lazily at the retrieval.
-Measured on the reference bank: after the eligibility screen, labels and the one
-retrieval of ``nbp train``, the process held 5.6 GB when Feast was first imported at the
-retrieval, and 2.2-2.8 GB when it was imported first (the training frames are 1.2 GB either
-way), and the retrieval took 41-48 s instead of 49-55 s. ``malloc_trim``, a fixed glibc mmap
-threshold and two malloc arenas changed nothing, and every DuckDB connection is closed by then;
-the allocator that keeps the memory was not found. The order is cheap to keep: these jobs
-import Feast anyway. ``nbp score`` (2.1 GB either way) keeps the lazy import: opened first,
-it ran 23.2-23.8 s against 19.5-23.9 s (three alternated pairs)."""
-
-
 def open_feature_store(cfg: Config, ws: Workspace) -> None:
-    """Import Feast and create the workspace's FeatureStore now (:data:`FEAST_FIRST_NOTE`)."""
+    """Import Feast and create the workspace's FeatureStore now.
+
+    Training jobs call it before their pandas and DuckDB work: Feast imported after that
+    work leaves about 3 GB that the process never gets back
+    (``docs/decisions/005-feast-import-first.md``).
+    """
     from features import store
 
     store.get_store(cfg, ws)

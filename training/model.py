@@ -241,7 +241,7 @@ class FittedModel:
         """Uncalibrated log-odds of the booster, one per row.
 
         ``num_threads``: LightGBM threads (0 = every core). Pass the training's count
-        when other boosters may be training in the same process: see :data:`THREADS_NOTE`.
+        when other boosters may be training in the same process (:func:`training_threads`).
         """
         return self.booster.predict(
             self.matrix(df), raw_score=True, num_iteration=self.best_iteration, num_threads=num_threads
@@ -347,20 +347,9 @@ def downsample_negatives(
 # ---------------------------------------------------------------- rolling-fold recipe
 
 AUTO_THREAD_CELLS = 20_000_000
-"""Rows × features below which LightGBM runs on one thread (``num_threads=0``): on small
-sets the second thread costs more in synchronisation than it adds, and on a loaded
-machine its spin-waiting multiplies CPU time (35k rows × 137 features, 300 rounds:
-3.9 CPU-s on one thread, 53 CPU-s on two, at load average 8 on 2 cores)."""
-
-THREADS_NOTE = """LightGBM 4 keeps its thread count in one process-wide variable
-(``LGBM_DEFAULT_NUM_THREADS`` in its ``openmp_wrapper.cpp``), set by every training and
-prediction call from that call's ``num_threads`` (0 = every core) and read by the
-parallel regions of every booster in the process. With boosters trained side by side on
-threads (:func:`fit_rolling`'s settings, the product pipeline's products), a prediction at
-the default while another booster trained on one thread crashed the interpreter
-(segmentation fault, twice in a row; our reading: a running booster then used more threads
-than it had per-thread buffers for). So every LightGBM call that can run beside training
-passes the training's thread count explicitly; no crash since."""
+"""Rows × features below which ``num_threads=0`` (auto) means one LightGBM thread: on small
+sets a second thread costs more in synchronisation than it adds
+(``docs/decisions/004-lightgbm-thread-count.md``)."""
 
 
 GRID: tuple[dict[str, Any], ...] = (
@@ -376,7 +365,14 @@ near-additive model (few positives) to more capacity (many). Fixed in advance, n
 tuned on any bank."""
 
 
-def _threads(params: ModelParams, cells: int) -> int:
+def training_threads(params: ModelParams, cells: int) -> int:
+    """LightGBM threads of a fit of ``cells`` rows × features: ``params.num_threads``, or
+    auto (one below :data:`AUTO_THREAD_CELLS`, else two).
+
+    LightGBM's thread count is one process-wide setting that every call rewrites, so every
+    call that can run beside training, predictions included, passes this count and never the
+    default (``docs/decisions/004-lightgbm-thread-count.md``).
+    """
     if params.num_threads:
         return params.num_threads
     return 1 if cells < AUTO_THREAD_CELLS else 2
@@ -558,7 +554,7 @@ def choose_on_folds(
 
     Settings run ``workers`` at a time on threads (LightGBM releases the interpreter lock
     while it trains); each is seeded, so the choice does not depend on ``workers``. Only
-    single-threaded boosters may run side by side (:data:`THREADS_NOTE`).
+    single-threaded boosters may run side by side (:func:`training_threads`).
 
     Returns:
         The kept setting, its rounds and (``keep_boosters``) its fold boosters; without a
@@ -746,7 +742,7 @@ def fit_rolling(
     categories = category_mapping(rows.loc[fit_mask], features)
     w = rows[w_col].to_numpy(dtype=float) if w_col and w_col in rows.columns else None
     d = Design(encode(rows, features, categories), y, w, t, [i for i, f in enumerate(features) if f in categories])
-    threads = _threads(params, int(fit_mask.sum()) * len(features))
+    threads = training_threads(params, int(fit_mask.sum()) * len(features))
     candidates = [params.model_copy(update=g) for g in (GRID if params.search else ({},))]
     workers = params.search_workers if threads == 1 else 1
     choice = choose_on_folds(d, folds, candidates, params.select, threads, workers, keep_boosters=cross_fit)

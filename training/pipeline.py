@@ -198,7 +198,7 @@ def _datasets(
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Each product's fitting rows (negatives down-sampled to ``training.max_rows``) and test
     rows (all), from one eligibility screen and one Feast retrieval for every product."""
-    open_feature_store(cfg, ws)  # before the data work: dataset.FEAST_FIRST_NOTE
+    open_feature_store(cfg, ws)  # before the data work: it caps the job's memory
     base = read_base(ws)
     screen = screen_for(cfg, ws, base[0], [*fit_ofs, *test_ofs], keys)
     t = cfg.training
@@ -229,7 +229,7 @@ def _fit_product(
         )
     except ValueError as e:  # fit_rolling's documented refusals
         return Skip(zh=f"模型无法拟合：{e}", en=f"the model cannot be fitted: {e}")
-    # other products may still be training: predict with their thread count (model.THREADS_NOTE)
+    # other products may still be training: predict with their thread count (model.training_threads)
     te = te.assign(score=model.predict_proba(te, num_threads=model.info["threads"]))
     return model, te, evaluate.metrics(te["label"], te["score"])
 
@@ -240,10 +240,9 @@ def _fit_all(
     """:func:`_fit_product` for every product, ``training.workers`` at a time.
 
     Products are independent and LightGBM releases the interpreter lock while it trains,
-    so threads run them side by side, each booster on one thread. One booster on two
-    OpenMP threads is no substitute: on 2 shared cores its threads wait for each other
-    at every split (150,000 rows × 137 features, 100 rounds × 4 folds: 12 CPU-s on one
-    thread, 95 CPU-s on two with another job running). Each fit is single-threaded and
+    so threads run them side by side, each booster on one thread: two OpenMP threads on
+    one booster wait for each other at every split on a loaded machine
+    (``docs/decisions/004-lightgbm-thread-count.md``). Each fit is single-threaded and
     seeded, so the models do not depend on the number of workers.
     """
     from concurrent.futures import ThreadPoolExecutor, as_completed

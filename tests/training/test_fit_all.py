@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
+import pytest
 from training_synth import uptake_frame
 
 from nbp.config import load_config
@@ -69,24 +74,28 @@ def test_settings_searched_side_by_side_choose_what_one_at_a_time_chooses() -> N
     np.testing.assert_array_equal(models[0].predict_proba(rows), models[1].predict_proba(rows))
 
 
-def test_training_data_opens_the_feature_store_before_any_data_work(monkeypatch) -> None:
-    """dataset.FEAST_FIRST_NOTE: importing Feast after the screen and the labels left about
-    3 GB in a full-scale `nbp train` that the process never got back."""
-    import pytest
+FEAST_FIRST = """
+import sys
+from nbp.config import load_config
+from nbp.workspace import Workspace
+from training import pipeline
+from features import store
 
-    from nbp.workspace import Workspace
+def read_base(ws):
+    print("feast" in sys.modules, len(store._STORES))
+    raise SystemExit(0)
 
-    calls: list[str] = []
+pipeline.read_base = read_base
+pipeline._datasets(load_config(), Workspace.from_env(), ["consumer"], [], [])
+"""
 
-    class Stop(Exception):
-        pass
 
-    def read_base(ws):
-        calls.append("read_base")
-        raise Stop
-
-    monkeypatch.setattr(pipeline, "open_feature_store", lambda cfg, ws: calls.append("open_feature_store"))
-    monkeypatch.setattr(pipeline, "read_base", read_base)
-    with pytest.raises(Stop):
-        pipeline._datasets(load_config(), Workspace.from_env(), ["consumer"], [], [])
-    assert calls == ["open_feature_store", "read_base"]
+@pytest.mark.integration
+def test_training_data_opens_the_feature_store_before_any_data_work(tmp_path) -> None:
+    """The store is open (Feast imported, the workspace's FeatureStore created) by the time a
+    training job reads its first table: Feast imported after the data work leaves about
+    3 GB that the process never gets back (docs/decisions/005-feast-import-first.md).
+    A fresh interpreter, so no other test has imported Feast before."""
+    env = {**os.environ, "NBP_HOME": str(tmp_path)}
+    got = subprocess.run([sys.executable, "-c", FEAST_FIRST], env=env, capture_output=True, text=True, check=True)
+    assert got.stdout.split() == ["True", "1"], got.stderr[-2000:]

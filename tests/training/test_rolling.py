@@ -167,7 +167,7 @@ def test_every_prediction_beside_training_names_the_training_thread_count(
     data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """LightGBM's thread count is one process-wide setting that each call rewrites from its
-    own ``num_threads`` (model.THREADS_NOTE): a prediction left at the default (0, every
+    own ``num_threads`` (docs/decisions/004-lightgbm-thread-count.md): a prediction left at the default (0, every
     core) while another booster trained on one thread crashed `nbp backtest` with a
     segmentation fault. Every predict of the recipe and of the pipeline's test scoring
     must pass the training's count."""
