@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 CH = {name: i for i, name in enumerate(CHANNELS)}
 TT = {name: i for i, name in enumerate(TXN_TYPES)}
-N_EMPLOYERS, CP_GOV, N_PEOPLE = 400, 400, 60_000  # counterparty pool: employers, agencies, others
+CP_GOV, N_PEOPLE = P.N_EMPLOYERS, 60_000  # counterparty pool: employers, then agencies, then others
 CP_SOCIAL, CP_FINANCE, CP_ACQUIRER, CP_TAX = CP_GOV, CP_GOV + 1, CP_GOV + 2, CP_GOV + 3
 CP_OTHERS = CP_GOV + 10
 DAY_S = 86_400
@@ -35,7 +35,7 @@ DAY_S = 86_400
 
 def counterparties() -> pa.Array:
     """Pseudonymous counterparty ids: employers, public agencies, then other parties."""
-    emp = [f"E{i:05d}" for i in range(N_EMPLOYERS)]
+    emp = [f"E{i:05d}" for i in range(P.N_EMPLOYERS)]
     gov = ["G_SOCIAL", "G_FINANCE", "G_ACQUIRER", "G_TAX"] + [f"G{i:02d}" for i in range(4, 10)]
     return pa.concat_arrays([pa.array(emp + gov), ids("P", N_PEOPLE, 7)])
 

@@ -54,15 +54,71 @@ SOE_SHARE_OF_EMPLOYEES = 0.25
 NEW_CUSTOMER_SHARE = 0.05  # customers whose relationship starts during the simulation
 DORMANT_SHARE = 0.28  # individuals who barely use their account
 MANAGER_ASSIGNED = 0.35  # individuals (not merchants) with a responsible manager
+BUSINESS_URBAN_SHARE = 0.7  # P(residence = urban) of businesses
+MIGRANT_PRIVATE_EMPLOYER = 0.7  # migrant workers with a private employer (else none)
+AGE_RANGE = {  # age in years at the start, uniform range by occupation (others: default)
+    "default": (24, 60),
+    "student": (16, 24),
+    "retired": (58, 88),
+    "farmer": (30, 75),
+    "migrant_worker": (18, 55),
+}
+RELATIONSHIP_YEARS = (0.6, 25)  # years since the relationship started, uniform range (existing customers)
+MIN_OPEN_AGE = {"default": 18, "student": 10}  # no relationship before this age
+FIRM_AGE_GAMMA = (2.0, 3.5, 0.3)  # years since establishment: gamma shape, scale, plus an offset
+INDUSTRY_DRAW = "AACEFFFFFFGHHIKLMOR"  # industry codes of the business-flow pool, each letter equally likely
+
+# Questionnaire fields of the customers table (orders as in bankexport/spec.py).
+MALE_SHARE = 0.51
+MARITAL_MIX = (0.25, 0.65, 0.05, 0.05)  # single, married, divorced, widowed
+WIDOWED_AGE, WIDOWED_SHARE = 70, 0.3  # older individuals widowed
+EDUCATION_MIX = {  # primary, secondary, college, bachelor, postgraduate
+    "default": (0.25, 0.45, 0.15, 0.13, 0.02),
+    "civil_servant": (0, 0.05, 0.25, 0.6, 0.1),
+    "public_institution": (0, 0.05, 0.3, 0.55, 0.1),
+    "student": (0.1, 0.5, 0.25, 0.15, 0),
+}
+RISK_MIX = (0.3, 0.35, 0.25, 0.08, 0.02)  # risk tolerance C1..C5
+QUESTIONNAIRE_MISSING = 0.04  # marital status, education and risk tolerance never filled
 
 # Payroll through the bank (代发工资): share of each occupation paid by this bank.
 PAYROLL_SHARE = {"civil_servant": 0.95, "public_institution": 0.9, "enterprise_employee": 0.35}
 PAYROLL_SOE_SHARE = 0.85  # SOE employees
 SALARY_MEDIAN = {"civil_servant": 5_500, "public_institution": 5_000, "enterprise_employee": 3_800}
+SALARY_SIGMA = 0.3  # lognormal sigma around the median
+SOE_SALARY_FACTOR = 1.2  # SOE employees earn more
+PAYROLL_DAYS = (5, 10, 15, 20, 25)  # pay day of the month, equally likely
+N_EMPLOYERS = 400  # employers in the counterparty pool
+PENSION_MEDIAN, PENSION_SIGMA = 2_200, 0.45  # monthly pension (CNY), lognormal
 PENSION_THROUGH_BANK = 0.7  # retirees whose pension is paid here
 SUBSIDY_FARMERS = 0.85  # farmers receiving 耕地地力保护补贴 here
 REMITTANCE_FAMILY = 0.35  # farmers / retirees receiving money from migrant relatives
 SEASONAL_WORKER = 0.3  # farmers and migrant workers away Apr–Dec
+NO_INCOME_SHARE = 0.75  # individuals without payroll or pension here (DORMANT_SHARE is of all individuals)
+DORMANT_ACTIVITY = 0.05  # activity level of dormant individuals
+ACTIVITY_SIGMA = 0.5  # lognormal sigma of everyone else's activity level (median 1)
+WEALTH_MEDIAN = {  # typical main-account balance (CNY) by occupation; businesses and others: default
+    "default": 10_000.0,
+    "farmer": 6_000,
+    "migrant_worker": 9_000,
+    "civil_servant": 30_000,
+    "public_institution": 25_000,
+    "enterprise_employee": 12_000,
+    "retired": 22_000,
+    "student": 800,
+    "merchant": 25_000,
+    "micro_business_owner": 40_000,
+}
+WEALTH_SIGMA = 0.9  # lognormal sigma around the median
+DORMANT_WEALTH = 0.05  # factor on dormant individuals' balance
+MOBILE_PROPENSITY = {  # factors of the mobile-banking propensity (normalised to mean 1)
+    "under_35": 2.5,
+    "50_to_59": 0.6,
+    "60_and_over": 0.15,
+    "urban": 1.6,
+    "payroll": 2.0,
+    "business_flow": 1.5,
+}
 
 # ---------------------------------------------------------------- services
 MOBILE_START = 0.06  # share holding mobile banking at the start
@@ -135,6 +191,7 @@ STOCKING_DAYS = 30  # pre-festival stocking window before 春节
 # Turnover (monthly, CNY) of business-flow customers: lognormal median and sigma.
 TURNOVER_MEDIAN = {"merchant": 30_000, "micro_business_owner": 70_000, "business": 400_000}
 TURNOVER_SIGMA = 0.8
+TAXPAYER_TURNOVER_LIFT = 1.4  # taxpayers' turnover is higher
 TURNOVER_TREND = (0.04, 0.25)  # annual growth: mean, sd across customers
 TURNOVER_NOISE = 0.15
 BALANCE_RATIO = (0.6, 0.6, 0.92, 0.22)  # business balance / turnover: median, sd of mean, AR rho, shock sd

@@ -78,6 +78,8 @@ class Population:
 def build_population(n: int, start: np.datetime64, span_days: int, rng: np.random.Generator) -> Population:
     """Draw the customers of an ``n``-customer bank whose simulation starts at ``start``.
 
+    The steps draw from ``rng`` in a fixed order (the same seed gives the same bank).
+
     Args:
         n: number of customers.
         start: first simulated day (a month start).
@@ -95,8 +97,29 @@ def build_population(n: int, start: np.datetime64, span_days: int, rng: np.rando
     occ = np.array([OCC[o] for o in occ_names], np.int8)[rng.choice(len(occ_names), n, p=occ_p / occ_p.sum())]
     occ[is_biz] = -1
     o = {name: occ == OCC[name] for name in OCCUPATIONS}
+    bf_pool = is_biz | o["merchant"] | o["micro_business_owner"]
+    f: dict = {"n": n, "is_biz": is_biz, "occ": occ, "bf_pool": bf_pool}
+    f["emp"] = _employer_types(o, is_biz, rng)
+    age = _ages(o, rng)
+    birth = (start - (age * 365.25).astype(np.int64)).astype("datetime64[D]")
+    birth[is_biz] = NO_DAY
+    f["birth"] = birth
+    urban_p = np.full(n, P.BUSINESS_URBAN_SHARE)
+    for name, p in P.URBAN_SHARE.items():
+        urban_p[o[name]] = p
+    f["urban"] = urban = rng.random(n) < urban_p
+    f.update(_network(urban, bf_pool, rng))
+    f.update(_relationship(o, f, start, span_days, rng))
+    f.update(_income(o, f["emp"], rng))
+    f.update(_behaviour(o, f, rng))
+    f.update(_business(o, is_biz, bf_pool, rng))
+    f["mobile_prop"] = _mobile_propensity(age, urban, f["payroll"], bf_pool)
+    return Population(**f)
 
-    # Employer type follows the occupation.
+
+def _employer_types(o: dict[str, np.ndarray], is_biz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Employer type, which follows the occupation (-1 for businesses)."""
+    n = len(is_biz)
     emp = np.full(n, EMP["none"], np.int8)
     emp[o["civil_servant"]] = EMP["government"]
     emp[o["public_institution"]] = EMP["public_institution"]
@@ -105,60 +128,76 @@ def build_population(n: int, start: np.datetime64, span_days: int, rng: np.rando
     emp[o["merchant"] | o["micro_business_owner"]] = EMP["self_employed"]
     emp[o["farmer"]] = EMP["agriculture"]
     mw = o["migrant_worker"]
-    emp[mw] = np.where(rng.random(n) < 0.7, EMP["private"], EMP["none"])[mw]
+    emp[mw] = np.where(rng.random(n) < P.MIGRANT_PRIVATE_EMPLOYER, EMP["private"], EMP["none"])[mw]
     emp[is_biz] = -1
+    return emp
 
-    # Age by occupation.
-    age = rng.uniform(24, 60, n)
-    age[o["student"]] = rng.uniform(16, 24, n)[o["student"]]
-    age[o["retired"]] = rng.uniform(58, 88, n)[o["retired"]]
-    age[o["farmer"]] = rng.uniform(30, 75, n)[o["farmer"]]
-    age[mw] = rng.uniform(18, 55, n)[mw]
-    birth = (start - (age * 365.25).astype(np.int64)).astype("datetime64[D]")
-    birth[is_biz] = NO_DAY
 
-    urban_p = np.full(n, 0.7)
-    for name, p in P.URBAN_SHARE.items():
-        urban_p[o[name]] = p
-    urban = rng.random(n) < urban_p
+def _ages(o: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Age in years at the start, uniform over a range that depends on the occupation."""
+    n = len(o["farmer"])
+    age = rng.uniform(*P.AGE_RANGE["default"], n)
+    for name, (lo, hi) in P.AGE_RANGE.items():
+        if name != "default":
+            age[o[name]] = rng.uniform(lo, hi, n)[o[name]]
+    return age
 
-    # Branches: urban ones first; customers go to a branch of their area.
+
+def _network(urban: np.ndarray, bf_pool: np.ndarray, rng: np.random.Generator) -> dict:
+    """Branches (urban ones first; customers go to a branch of their area) and managers.
+
+    Managers are proportional to each branch's customers; businesses and merchants
+    always have one, other individuals with probability ``MANAGER_ASSIGNED``.
+    """
+    n = len(urban)
     n_br = max(P.MIN_BRANCHES, round(P.FULL_BRANCHES * n / P.FULL_CUSTOMERS))
     n_urb = max(1, round(n_br * P.URBAN_BRANCH_SHARE))
-    branch_urban = np.arange(n_br) < n_urb
-    branch_town = [f"{P.COUNTY_CODE}{(1 + i if i < n_urb else 100 + i):03d}" for i in range(n_br)]
     branch = np.where(urban, rng.integers(0, n_urb, n), rng.integers(n_urb, n_br, n)).astype(np.int32)
-
-    # Managers, proportional to each branch's customers.
     per_branch = np.bincount(branch, minlength=n_br)
     n_mgr = np.maximum(1, np.round(per_branch / P.CUSTOMERS_PER_MANAGER)).astype(np.int64)
     manager_branch = np.repeat(np.arange(n_br, dtype=np.int32), n_mgr)
     manager_capacity = rng.integers(P.MANAGER_CAPACITY[0], P.MANAGER_CAPACITY[1] + 1, len(manager_branch))
     first_mgr = np.concatenate([[0], np.cumsum(n_mgr)[:-1]])
     mgr = (first_mgr[branch] + (rng.random(n) * n_mgr[branch]).astype(np.int64)).astype(np.int32)
-
-    bf_pool = is_biz | o["merchant"] | o["micro_business_owner"]
     has_mgr = bf_pool | (rng.random(n) < P.MANAGER_ASSIGNED)
-    manager = np.where(has_mgr, mgr, -1).astype(np.int32)
+    return {
+        "branch": branch,
+        "manager": np.where(has_mgr, mgr, -1).astype(np.int32),
+        "n_branches": n_br,
+        "branch_urban": np.arange(n_br) < n_urb,
+        "branch_town": [f"{P.COUNTY_CODE}{(1 + i if i < n_urb else 100 + i):03d}" for i in range(n_br)],
+        "manager_branch": manager_branch,
+        "manager_capacity": manager_capacity.astype(np.int32),
+    }
 
-    # Relationship start: mostly years ago, some during the simulation.
-    years_back = rng.uniform(0.6, 25, n)
+
+def _relationship(
+    o: dict[str, np.ndarray], f: dict, start: np.datetime64, span_days: int, rng: np.random.Generator
+) -> dict:
+    """Relationship start (mostly years ago, some during the simulation, never before adulthood),
+    and the establishment date and industry of business-flow customers."""
+    n, is_biz, bf_pool = f["n"], f["is_biz"], f["bf_pool"]
+    years_back = rng.uniform(*P.RELATIONSHIP_YEARS, n)
     open_day = (start - (years_back * 365.25).astype(np.int64)).astype("datetime64[D]")
     new = rng.random(n) < P.NEW_CUSTOMER_SHARE
     open_day[new] = (start + rng.integers(0, span_days, n)).astype("datetime64[D]")[new]
-    min_age = np.where(o["student"], 10, 18)
-    adult = birth + (min_age * 365.25).astype(np.int64)
+    min_age = np.where(o["student"], P.MIN_OPEN_AGE["student"], P.MIN_OPEN_AGE["default"])
+    adult = f["birth"] + (min_age * 365.25).astype(np.int64)
     open_day = np.where(~is_biz & (open_day < adult), adult, open_day)
     open_day = np.minimum(open_day, start + span_days - 1)
-
     established = np.full(n, NO_DAY)
-    est_years = rng.gamma(2.0, 3.5, n) + 0.3
+    shape, scale, offset = P.FIRM_AGE_GAMMA
+    est_years = rng.gamma(shape, scale, n) + offset
     established[bf_pool] = (start - (est_years * 365.25).astype(np.int64)).astype("datetime64[D]")[bf_pool]
     industry = np.full(n, -1, np.int8)
-    ind_choices = np.array([INDUSTRIES.index(c) for c in "AACEFFFFFFGHHIKLMOR"], np.int8)
+    ind_choices = np.array([INDUSTRIES.index(c) for c in P.INDUSTRY_DRAW], np.int8)
     industry[bf_pool] = ind_choices[rng.integers(0, len(ind_choices), n)][bf_pool]
+    return {"open_day": open_day, "established": established, "industry": industry}
 
-    # Income: payroll through the bank, pensions.
+
+def _income(o: dict[str, np.ndarray], emp: np.ndarray, rng: np.random.Generator) -> dict:
+    """Income through the bank: payroll (salary, pay day, employer) and pensions."""
+    n = len(emp)
     pay_p = np.zeros(n)
     for name, p in P.PAYROLL_SHARE.items():
         pay_p[o[name]] = p
@@ -166,96 +205,83 @@ def build_population(n: int, start: np.datetime64, span_days: int, rng: np.rando
     payroll = rng.random(n) < pay_p
     salary = np.zeros(n)
     for name, med in P.SALARY_MEDIAN.items():
-        salary[o[name]] = (med * rng.lognormal(0, 0.3, n))[o[name]]
-    salary[emp == EMP["soe"]] *= 1.2
+        salary[o[name]] = (med * rng.lognormal(0, P.SALARY_SIGMA, n))[o[name]]
+    salary[emp == EMP["soe"]] *= P.SOE_SALARY_FACTOR
     salary = np.round(salary, 2)
-    payroll_day = rng.choice(np.array([5, 10, 15, 20, 25], np.int8), n)
-    employer_cp = rng.integers(0, 400, n).astype(np.int32)
+    payroll_day = rng.choice(np.array(P.PAYROLL_DAYS, np.int8), n)
+    employer_cp = rng.integers(0, P.N_EMPLOYERS, n).astype(np.int32)
     pension = np.where(
-        o["retired"] & (rng.random(n) < P.PENSION_THROUGH_BANK), np.round(rng.lognormal(np.log(2_200), 0.45, n), 2), 0.0
+        o["retired"] & (rng.random(n) < P.PENSION_THROUGH_BANK),
+        np.round(rng.lognormal(np.log(P.PENSION_MEDIAN), P.PENSION_SIGMA, n), 2),
+        0.0,
     )
+    return {
+        "payroll": payroll,
+        "salary": salary,
+        "payroll_day": payroll_day,
+        "employer_cp": employer_cp,
+        "pension": pension,
+    }
 
-    dormant = ~is_biz & ~payroll & (pension == 0) & (rng.random(n) < P.DORMANT_SHARE / 0.75)
-    activity = np.where(dormant, 0.05, rng.lognormal(0, 0.5, n))
-    wealth_med = np.full(n, 10_000.0)
-    for name, med in (
-        ("farmer", 6_000),
-        ("migrant_worker", 9_000),
-        ("civil_servant", 30_000),
-        ("public_institution", 25_000),
-        ("enterprise_employee", 12_000),
-        ("retired", 22_000),
-        ("student", 800),
-        ("merchant", 25_000),
-        ("micro_business_owner", 40_000),
-    ):
-        wealth_med[o[name]] = med
-    wealth = wealth_med * rng.lognormal(0, 0.9, n)
-    wealth[dormant] *= 0.05
 
-    seasonal = (o["farmer"] | mw) & (rng.random(n) < P.SEASONAL_WORKER)
-    family_remit = (o["farmer"] | o["retired"]) & (rng.random(n) < P.REMITTANCE_FAMILY)
-    subsidy = o["farmer"] & (rng.random(n) < P.SUBSIDY_FARMERS)
+def _behaviour(o: dict[str, np.ndarray], f: dict, rng: np.random.Generator) -> dict:
+    """Everyday activity and wealth (dormant individuals: little of either), seasonal work,
+    remittances from migrant relatives, farm subsidies."""
+    n, is_biz = f["n"], f["is_biz"]
+    dormant = ~is_biz & ~f["payroll"] & (f["pension"] == 0) & (rng.random(n) < P.DORMANT_SHARE / P.NO_INCOME_SHARE)
+    activity = np.where(dormant, P.DORMANT_ACTIVITY, rng.lognormal(0, P.ACTIVITY_SIGMA, n))
+    wealth_med = np.full(n, P.WEALTH_MEDIAN["default"])
+    for name, med in P.WEALTH_MEDIAN.items():
+        if name != "default":
+            wealth_med[o[name]] = med
+    wealth = wealth_med * rng.lognormal(0, P.WEALTH_SIGMA, n)
+    wealth[dormant] *= P.DORMANT_WEALTH
+    return {
+        "activity": activity,
+        "wealth": wealth,
+        "seasonal": (o["farmer"] | o["migrant_worker"]) & (rng.random(n) < P.SEASONAL_WORKER),
+        "family_remit": (o["farmer"] | o["retired"]) & (rng.random(n) < P.REMITTANCE_FAMILY),
+        "subsidy": o["farmer"] & (rng.random(n) < P.SUBSIDY_FARMERS),
+    }
 
+
+def _business(o: dict[str, np.ndarray], is_biz: np.ndarray, bf_pool: np.ndarray, rng: np.random.Generator) -> dict:
+    """Taxpayers, turnover (level and trend) and acquiring terminals of the business-flow pool."""
+    n = len(is_biz)
     tax_p = np.zeros(n)
     tax_p[o["merchant"]] = P.TAX_PAYER_SHARE["merchant"]
     tax_p[o["micro_business_owner"]] = P.TAX_PAYER_SHARE["micro_business_owner"]
     tax_p[is_biz] = P.TAX_PAYER_SHARE["business"]
     taxpayer = rng.random(n) < tax_p
-
     t_med = np.zeros(n)
     t_med[o["merchant"]] = P.TURNOVER_MEDIAN["merchant"]
     t_med[o["micro_business_owner"]] = P.TURNOVER_MEDIAN["micro_business_owner"]
     t_med[is_biz] = P.TURNOVER_MEDIAN["business"]
-    turnover_base = t_med * rng.lognormal(0, P.TURNOVER_SIGMA, n) * np.where(taxpayer, 1.4, 1.0)
+    lift = np.where(taxpayer, P.TAXPAYER_TURNOVER_LIFT, 1.0)
+    turnover_base = t_med * rng.lognormal(0, P.TURNOVER_SIGMA, n) * lift
     turnover_trend = rng.normal(*P.TURNOVER_TREND, n)
     u_term = rng.random(n)
     terminal = np.where(u_term < P.POS_TERMINAL, 2, np.where(u_term < P.QR_MERCHANT, 1, 0)).astype(np.int8)
     terminal[~bf_pool] = 0
+    return {
+        "taxpayer": taxpayer,
+        "turnover_base": turnover_base,
+        "turnover_trend": turnover_trend,
+        "terminal": terminal,
+    }
 
-    mobile_prop = np.ones(n)
-    mobile_prop[age < 35] *= 2.5
-    mobile_prop[(age >= 50) & (age < 60)] *= 0.6
-    mobile_prop[age >= 60] *= 0.15
-    mobile_prop[urban] *= 1.6
-    mobile_prop[payroll] *= 2.0
-    mobile_prop[bf_pool] *= 1.5
-    mobile_prop /= mobile_prop.mean()
 
-    return Population(
-        n=n,
-        is_biz=is_biz,
-        occ=occ,
-        emp=emp,
-        birth=birth,
-        urban=urban,
-        branch=branch,
-        manager=manager,
-        open_day=open_day,
-        established=established,
-        industry=industry,
-        payroll=payroll,
-        salary=salary,
-        payroll_day=payroll_day,
-        employer_cp=employer_cp,
-        pension=pension,
-        activity=activity,
-        wealth=wealth,
-        seasonal=seasonal,
-        family_remit=family_remit,
-        subsidy=subsidy,
-        bf_pool=bf_pool,
-        taxpayer=taxpayer,
-        turnover_base=turnover_base,
-        turnover_trend=turnover_trend,
-        terminal=terminal,
-        mobile_prop=mobile_prop,
-        n_branches=n_br,
-        branch_urban=branch_urban,
-        branch_town=branch_town,
-        manager_branch=manager_branch,
-        manager_capacity=manager_capacity.astype(np.int32),
-    )
+def _mobile_propensity(age: np.ndarray, urban: np.ndarray, payroll: np.ndarray, bf_pool: np.ndarray) -> np.ndarray:
+    """Relative propensity to use mobile banking (mean 1): young, urban, payroll and merchants more."""
+    m = P.MOBILE_PROPENSITY
+    mobile_prop = np.ones(len(age))
+    mobile_prop[age < 35] *= m["under_35"]
+    mobile_prop[(age >= 50) & (age < 60)] *= m["50_to_59"]
+    mobile_prop[age >= 60] *= m["60_and_over"]
+    mobile_prop[urban] *= m["urban"]
+    mobile_prop[payroll] *= m["payroll"]
+    mobile_prop[bf_pool] *= m["business_flow"]
+    return mobile_prop / mobile_prop.mean()
 
 
 def customers_table(pop: Population, rng: np.random.Generator) -> pa.Table:
@@ -266,21 +292,18 @@ def customers_table(pop: Population, rng: np.random.Generator) -> pa.Table:
     ind = ~pop.is_biz
     occ_s = np.array(OCCUPATIONS, dtype=object)
     emp_s = np.array(EMPLOYER_TYPES, dtype=object)
-    gender = np.where(rng.random(n) < 0.51, "M", "F").astype(object)
+    gender = np.where(rng.random(n) < P.MALE_SHARE, "M", "F").astype(object)
     age_years = (pop.open_day - pop.birth).astype(np.float64) / 365.25  # only to shape marital status
-    marital = np.array(MARITAL, dtype=object)[rng.choice(4, n, p=[0.25, 0.65, 0.05, 0.05])]
+    marital = np.array(MARITAL, dtype=object)[rng.choice(4, n, p=P.MARITAL_MIX)]
     marital[ind & (pop.occ == OCC["student"])] = "single"
-    marital[ind & (age_years > 70) & (rng.random(n) < 0.3)] = "widowed"
-    edu_p = np.tile([0.25, 0.45, 0.15, 0.13, 0.02], (n, 1))
-    for name, p in (
-        ("civil_servant", [0, 0.05, 0.25, 0.6, 0.1]),
-        ("public_institution", [0, 0.05, 0.3, 0.55, 0.1]),
-        ("student", [0.1, 0.5, 0.25, 0.15, 0]),
-    ):
-        edu_p[pop.occ == OCC[name]] = p
+    marital[ind & (age_years > P.WIDOWED_AGE) & (rng.random(n) < P.WIDOWED_SHARE)] = "widowed"
+    edu_p = np.tile(P.EDUCATION_MIX["default"], (n, 1))
+    for name, p in P.EDUCATION_MIX.items():
+        if name != "default":
+            edu_p[pop.occ == OCC[name]] = p
     edu = np.array(EDUCATION, dtype=object)[(rng.random(n)[:, None] > np.cumsum(edu_p, axis=1)).sum(axis=1).clip(0, 4)]
-    risk = np.array(RISK, dtype=object)[rng.choice(5, n, p=[0.3, 0.35, 0.25, 0.08, 0.02])]
-    missing = rng.random(n) < 0.04  # questionnaires never filled
+    risk = np.array(RISK, dtype=object)[rng.choice(5, n, p=P.RISK_MIX)]
+    missing = rng.random(n) < P.QUESTIONNAIRE_MISSING
 
     def nullable(values: np.ndarray, mask: np.ndarray) -> pa.Array:
         return pa.array(np.where(mask, None, values), pa.string())
