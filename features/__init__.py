@@ -13,13 +13,12 @@ def _feast_without_typeguard() -> None:
     """Import Feast as ``python -O`` would: ``typeguard.typechecked`` returns its target.
 
     Feast decorates its feature-view and source classes with typeguard's ``@typechecked``,
-    which re-parses and recompiles each class's module source when Feast is imported:
-    about 4.5 s of every command that touches Feast (`nbp score`, `nbp serve`, training;
-    Feast's import 6.4 s -> 1.8 s without it), 2.2 s of it for ``feast.on_demand_feature_view``.
-    typeguard documents the decorator as a development aid that does nothing under ``-O``; no
-    other installed package uses it.
-    Feast's own validation (its protobuf round trips, registry checks) still runs.
-    Without effect if Feast was imported before this package.
+    which re-parses and recompiles each class's module source when Feast is imported: most
+    of Feast's import time, paid by every command that touches Feast
+    (docs/decisions/009d-feast-import-without-typeguard.md). typeguard documents the
+    decorator as a development aid that does nothing under ``-O``; no other installed
+    package uses it. Feast's own validation (its protobuf round trips, registry checks)
+    still runs. Without effect if Feast was imported before this package.
     """
     if "feast" in sys.modules:
         return

@@ -8,7 +8,7 @@ features (Int64 / Float64), plus ``_build.json`` describing the build.
 Every family is one DuckDB query over all as-of dates. Transactions and balances
 are first aggregated per customer × month in DuckDB; the window aggregates over
 whole months that the monthly families name (``_sql.win``) are computed in numpy
-(:mod:`features.windows`) and handed back to DuckDB as ``txn_win`` / ``bal_win``.
+(:mod:`features.windows`) and handed back to DuckDB as the relation ``win``.
 Rebuilding some as-of dates replaces only those dates' rows.
 """
 

@@ -3,9 +3,10 @@ one-statement point-in-time join.
 
 Feast's own DuckDB offline store (``DuckDBOfflineStore``, through ibis) joins every
 feature view's whole table, all columns, to the entity rows and then deduplicates per
-entity row with a window; with 8 views, 137 features and a million entity rows that
-is minutes. This store keeps Feast's interface and semantics and plans the join
-differently, in one DuckDB statement over the Parquet files:
+entity row with a window, once per view (measured in
+docs/decisions/009-offline-point-in-time-join.md). This store keeps Feast's interface
+and semantics and plans the join differently, in one DuckDB statement over the Parquet
+files:
 
 1. per feature view, the entity rows are joined to the view's *keys only*
    (join keys, timestamp, Parquet row number) with ``feature_ts <= entity_ts`` and
@@ -55,6 +56,8 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 
+from nbp.sqltext import ident, lit
+
 log = logging.getLogger(__name__)
 
 TYPE = "features.offline.ParquetDuckDBOfflineStore"
@@ -71,27 +74,17 @@ class ParquetDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     temp_directory: str | None = None  # where DuckDB spills; None: DuckDB's default
 
 
-def _q(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(s: str) -> str:
-    """A quoted SQL string literal."""
-    return "'" + s.replace("'", "''") + "'"
-
-
 def _connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # naive timestamps <-> TIMESTAMPTZ as UTC
     oc = config.offline_store
     if getattr(oc, "memory_limit", None):
-        con.execute(f"SET memory_limit = {_lit(oc.memory_limit)}")
+        con.execute(f"SET memory_limit = {lit(oc.memory_limit)}")
     if getattr(oc, "threads", None):
         con.execute(f"SET threads = {int(oc.threads)}")
     if getattr(oc, "temp_directory", None):
         Path(oc.temp_directory).mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = {_lit(oc.temp_directory)}")
+        con.execute(f"SET temp_directory = {lit(oc.temp_directory)}")
     con.execute("SET preserve_insertion_order = false")
     return con
 
@@ -110,12 +103,12 @@ def _parquet_path(config: RepoConfig, source: DataSource | None) -> str | None:
 
 
 def _scan(path: str, row_number: bool = False) -> str:
-    return f"read_parquet({_lit(path)}{', file_row_number = true' if row_number else ''})"
+    return f"read_parquet({lit(path)}{', file_row_number = true' if row_number else ''})"
 
 
 def _ts_type(con: duckdb.DuckDBPyConnection, path: str, column: str) -> str:
     """DuckDB type of a timestamp column of a Parquet file (from its metadata)."""
-    rows = con.execute(f"DESCRIBE SELECT {_q(column)} FROM {_scan(path)}").fetchall()
+    rows = con.execute(f"DESCRIBE SELECT {ident(column)} FROM {_scan(path)}").fetchall()
     return str(rows[0][1])
 
 
@@ -124,8 +117,8 @@ def _ts_literal(when: datetime, column_type: str) -> str:
     (so the Parquet reader can use it as a filter)."""
     utc = when.astimezone(UTC) if when.tzinfo else when
     if "TIME ZONE" in column_type.upper():
-        return f"TIMESTAMPTZ {_lit(utc.strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
-    return f"CAST({_lit(utc.replace(tzinfo=None).strftime('%Y-%m-%d %H:%M:%S.%f'))} AS {column_type})"
+        return f"TIMESTAMPTZ {lit(utc.strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
+    return f"CAST({lit(utc.replace(tzinfo=None).strftime('%Y-%m-%d %H:%M:%S.%f'))} AS {column_type})"
 
 
 def _interval(ttl: timedelta) -> str:
@@ -216,40 +209,40 @@ def point_in_time_sql(
             for one (key, timestamp) then gives extra rows: the caller checks the row count
             and runs again with ``exact_first=False`` (``arg_max`` picks one row).
     """
-    ctes, joins, select = [], [], [f"e.{_q(_ROW)}"]
-    row = _q(_ROW)
+    ctes, joins, select = [], [], [f"e.{ident(_ROW)}"]
+    row = ident(_ROW)
     for i, (v, ts_type) in enumerate(zip(views, ts_types, strict=True)):
 
         def fts(alias: str, v: _View = v, ts_type: str = ts_type) -> str:
-            col = f"{alias}.{_q(v.ts)}"
+            col = f"{alias}.{ident(v.ts)}"
             return col if ts_type.upper() == "TIMESTAMP" else f"CAST({col} AS TIMESTAMP)"
 
-        feats = ", ".join(f"f.{_q(c)} AS {_q(o)}" for c, o in zip(v.features, v.out, strict=True))
+        feats = ", ".join(f"f.{ident(c)} AS {ident(o)}" for c, o in zip(v.features, v.out, strict=True))
         feats = ", " + feats if feats else ""
         rest = entity
         if exact_first:
-            on = [f"f.{_q(fk)} = e.{_q(ek)}" for fk, ek in v.keys] + [f"{fts('f')} = e.{_q(ts_col)}"]
+            on = [f"f.{ident(fk)} = e.{ident(ek)}" for fk, ek in v.keys] + [f"{fts('f')} = e.{ident(ts_col)}"]
             ctes.append(
                 f"x{i} AS MATERIALIZED (SELECT e.{row}{feats} FROM {_scan(v.path)} f "
                 f"JOIN {entity} e ON {' AND '.join(on)})"
             )
             ctes.append(f"u{i} AS (SELECT * FROM {entity} e ANTI JOIN x{i} ON x{i}.{row} = e.{row})")
             rest = f"u{i}"
-        on = [f"k.{_q(fk)} = e.{_q(ek)}" for fk, ek in v.keys] + [f"{fts('k')} <= e.{_q(ts_col)}"]
+        on = [f"k.{ident(fk)} = e.{ident(ek)}" for fk, ek in v.keys] + [f"{fts('k')} <= e.{ident(ts_col)}"]
         if v.ttl is not None:
-            on.append(f"{fts('k')} >= e.{_q(ts_col)} - {_interval(v.ttl)}")
-        key_cols = ", ".join(dict.fromkeys([_q(fk) for fk, _ in v.keys] + [_q(v.ts)]))
+            on.append(f"{fts('k')} >= e.{ident(ts_col)} - {_interval(v.ttl)}")
+        key_cols = ", ".join(dict.fromkeys([ident(fk) for fk, _ in v.keys] + [ident(v.ts)]))
         ctes.append(
-            f"m{i} AS (SELECT e.{row}, arg_max(k.file_row_number, {fts('k')}) AS {_q(_RN)} "
+            f"m{i} AS (SELECT e.{row}, arg_max(k.file_row_number, {fts('k')}) AS {ident(_RN)} "
             f"FROM {rest} e JOIN (SELECT {key_cols}, file_row_number FROM {_scan(v.path, True)}) k "
             f"ON {' AND '.join(on)} GROUP BY e.{row})"
         )
         ranged = (
-            f"SELECT m{i}.{row}{feats} FROM {_scan(v.path, True)} f JOIN m{i} ON f.file_row_number = m{i}.{_q(_RN)}"
+            f"SELECT m{i}.{row}{feats} FROM {_scan(v.path, True)} f JOIN m{i} ON f.file_row_number = m{i}.{ident(_RN)}"
         )
         ctes.append(f"v{i} AS ({ranged}{f' UNION ALL SELECT * FROM x{i}' if exact_first else ''})")
         joins.append(f"LEFT JOIN v{i} ON v{i}.{row} = e.{row}")
-        select += [f"v{i}.{_q(o)}" for o in v.out]
+        select += [f"v{i}.{ident(o)}" for o in v.out]
     return f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {entity} e {' '.join(joins)}"
 
 
@@ -359,13 +352,13 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
             try:
                 ts_type = _ts_type(con, path, timestamp_field)
                 cols = ", ".join(
-                    _q(c) for c in dict.fromkeys([*join_key_columns, *feature_name_columns, timestamp_field])
+                    ident(c) for c in dict.fromkeys([*join_key_columns, *feature_name_columns, timestamp_field])
                 )
-                ts = _q(timestamp_field)
+                ts = ident(timestamp_field)
                 where = f"{ts} >= {_ts_literal(start_date, ts_type)} AND {ts} <= {_ts_literal(end_date, ts_type)}"
                 dedup = (
                     (
-                        f" QUALIFY row_number() OVER (PARTITION BY {', '.join(_q(k) for k in join_key_columns)} "
+                        f" QUALIFY row_number() OVER (PARTITION BY {', '.join(ident(k) for k in join_key_columns)} "
                         f"ORDER BY {ts} DESC) = 1"
                     )
                     if join_key_columns

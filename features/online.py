@@ -1,8 +1,8 @@
 """A columnar SQLite online store for Feast: one row per customer and feature view.
 
 Feast's own SQLite store keeps one row per (entity, feature) and converts every
-value to a protobuf on the way in: about 50 million Python-level writes for the
-reference bank, far beyond the two-minute budget. This store implements Feast's
+value to a protobuf on the way in, one Python-level write per customer and feature
+(docs/decisions/009a-columnar-sqlite-online-store.md). This store implements Feast's
 ``OnlineStore`` interface (reads go through ``FeatureStore.get_online_features``
 as usual) with one table per feature view and one column per feature, keyed by
 ``customer_id``. :func:`write_arrow` is the fast materialisation path used by
@@ -33,6 +33,8 @@ from feast.repo_config import FeastConfigBaseModel
 from feast.types import Int64
 from pydantic import StrictStr
 
+from nbp.sqltext import ident
+
 log = logging.getLogger(__name__)
 
 TYPE = "features.online.ColumnarSqliteOnlineStore"
@@ -48,7 +50,7 @@ class ColumnarSqliteOnlineStoreConfig(FeastConfigBaseModel):
 
 
 def _table(config: RepoConfig, fv: FeatureView) -> str:
-    return f'"{config.project}__{fv.name}"'
+    return ident(f"{config.project}__{fv.name}")
 
 
 def _key(entity_key: EntityKeyProto) -> str:
@@ -72,8 +74,8 @@ def _iso_utc(column: pa.ChunkedArray) -> list[str | None]:
 
 
 def _sqlite_values(column: pa.ChunkedArray) -> list:
-    """A numeric column as Python values for SQLite, through numpy (much faster than
-    ``to_pylist``): floats with NaN for nulls (SQLite stores a bound NaN as NULL, and an
+    """A numeric column as Python values for SQLite, through numpy (not ``to_pylist``, which
+    makes a Python object per value first): floats with NaN for nulls (SQLite stores a bound NaN as NULL, and an
     integral REAL as INTEGER in an INTEGER column). Integers beyond 2**53 (not exact as
     float) and other types go through ``to_pylist``."""
     if pa.types.is_floating(column.type):
@@ -125,7 +127,7 @@ class ColumnarSqliteOnlineStore(OnlineStore):
         for fv in tables_to_delete:
             conn.execute(f"DROP TABLE IF EXISTS {_table(config, fv)}")
         for fv in tables_to_keep:
-            cols = [f'"{f.name}" {"INTEGER" if f.dtype == Int64 else "REAL"}' for f in fv.features]
+            cols = [f"{ident(f.name)} {'INTEGER' if f.dtype == Int64 else 'REAL'}" for f in fv.features]
             want = [_KEY, _TS] + [f.name for f in fv.features]
             have = [r[1] for r in conn.execute(f"PRAGMA table_info({_table(config, fv)})").fetchall()]
             if have and have != want:  # the view's features changed: rebuild (re-materialise after)
@@ -142,7 +144,7 @@ class ColumnarSqliteOnlineStore(OnlineStore):
 
     # -- writes ------------------------------------------------------------------------------
     def _upsert(self, config: RepoConfig, fv: FeatureView, names: list[str], rows: Sequence[tuple]) -> None:
-        cols = ", ".join([_KEY, _TS] + [f'"{n}"' for n in names])
+        cols = ", ".join([_KEY, _TS] + [ident(n) for n in names])
         marks = ", ".join("?" * (len(names) + 2))
         conn = self._conn(config)
         if len(rows) > 10_000:  # bulk load (materialisation): a crash means re-materialising anyway
@@ -205,7 +207,7 @@ class ColumnarSqliteOnlineStore(OnlineStore):
     ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
         feats = [f for f in table.features if requested_features is None or f.name in requested_features]
         keys = [_key(k) for k in entity_keys]
-        cols = ", ".join([_KEY, _TS] + [f'"{f.name}"' for f in feats])
+        cols = ", ".join([_KEY, _TS] + [ident(f.name) for f in feats])
         found: dict[str, tuple] = {}
         conn = self._conn(config)
         for i in range(0, len(keys), 900):  # SQLite's bound-parameter limit
@@ -227,8 +229,8 @@ class ColumnarSqliteOnlineStore(OnlineStore):
 
     # -- bulk reads (serving's fast path) ------------------------------------------------------
     # Same rows and values as online_read → FeatureStore.get_online_features → float64, without
-    # the protobuf round trip: the service reads one customer per request and Feast's generic
-    # response building costs ten times the SQLite query.
+    # the protobuf round trip: the service reads one customer per request, and Feast's generic
+    # response building costs several times the SQLite query.
     _local = threading.local()  # one read connection per thread (the writer keeps _conns)
 
     def _read_conn(self, config: RepoConfig) -> sqlite3.Connection:
@@ -292,7 +294,7 @@ class MatrixQuery:
                     raise KeyError(f"feature view {fv.name} has no feature {n!r}")
                 if dtypes[n] == Int64:
                     ints.append(len(sel))
-                sel.append(f't{i}."{n}"')
+                sel.append(f"t{i}.{ident(n)}")
             joins.append(f"LEFT JOIN {_table(config, fv)} t{i} ON t{i}.{_KEY} = k.key")
         self.width = len(sel)
         self.ints = np.array(ints, dtype=np.intp)

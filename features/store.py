@@ -32,6 +32,7 @@ from nbp import jobs, telemetry
 from nbp.config import Config
 from nbp.errors import FeatureStoreError
 from nbp.log import quiet_warnings
+from nbp.sqltext import ident, lit
 from nbp.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -74,13 +75,11 @@ def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type importe
     else:
         from features.online import TYPE
 
-        online = {"type": TYPE, "path": str(ws.feast_dir / "online_store.db")}
+        online = {"type": TYPE, "path": str(ws.online_store_db)}
     return RepoConfig(
         project=PROJECT,
         provider="local",
-        registry=RegistryConfig(
-            path=str(ws.feast_dir / "registry.db"), cache_ttl_seconds=60, registry_store_type=REGISTRY_STORE
-        ),
+        registry=RegistryConfig(path=str(ws.feast_registry), cache_ttl_seconds=60, registry_store_type=REGISTRY_STORE),
         offline_store=offline_config(ws),
         online_store=online,
         entity_key_serialization_version=3,
@@ -220,8 +219,8 @@ def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: obj
     t0 = time.perf_counter()
     job = get_store(cfg, ws).get_historical_features(entity_df=ent, features=features)
     out = _arrow_frame(job.to_arrow())
-    # Arrow's allocator keeps the freed result (about 1.2 GB for a million rows × 137
-    # features) for reuse; nothing reuses it after a retrieval, so hand it back to the system
+    # Arrow's allocator keeps the freed result for reuse; nothing reuses it after a
+    # retrieval, so hand it back (docs/decisions/009e-arrow-memory-after-retrieval.md)
     pa.default_memory_pool().release_unused()
     if len(out) != len(ent):
         raise FeatureStoreError(
@@ -328,10 +327,10 @@ def exact_grid(
                 raise FeatureStoreError(f"{path}: feature table missing; run `nbp features`")
             cols = [n for n in names if family[n] == fam]
             got = con.sql(
-                f"SELECT d.ti, c.ci, {', '.join('f.' + _sql_name(n) for n in cols)} "
-                f"FROM read_parquet('{path}') f JOIN dates d ON f.{EVENT_TS} = d.ts "
+                f"SELECT d.ti, c.ci, {', '.join('f.' + ident(n) for n in cols)} "
+                f"FROM read_parquet({lit(str(path))}) f JOIN dates d ON f.{EVENT_TS} = d.ts "
                 f"JOIN cust c ON f.{JOIN_KEY} = c.{JOIN_KEY} "
-                f"WHERE f.{EVENT_TS} BETWEEN TIMESTAMP '{lo}' AND TIMESTAMP '{hi}'"
+                f"WHERE f.{EVENT_TS} BETWEEN TIMESTAMP {lit(lo)} AND TIMESTAMP {lit(hi)}"
             ).to_arrow_table()
             ti, ci = got.column("ti").to_numpy(), got.column("ci").to_numpy()
             flat = ti * shape[1] + ci
@@ -344,10 +343,6 @@ def exact_grid(
     finally:
         con.close()
     return out
-
-
-def _sql_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def historical_union(
@@ -515,9 +510,9 @@ def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
     if as_of not in fbuild.built_as_of(ws):
         raise FeatureStoreError(f"as-of {as_of}: not built; run `nbp features --as-of {as_of}`")
     path = fbuild.family_path(ws, "demo")
-    ids = duckdb.sql(f"SELECT {JOIN_KEY} FROM read_parquet('{path}') WHERE {EVENT_TS} = TIMESTAMP '{as_of}'").df()[
-        JOIN_KEY
-    ]
+    ids = duckdb.sql(
+        f"SELECT {JOIN_KEY} FROM read_parquet({lit(str(path))}) WHERE {EVENT_TS} = TIMESTAMP {lit(str(as_of))}"
+    ).df()[JOIN_KEY]
     ent = pd.DataFrame({JOIN_KEY: ids.astype(str), EVENT_TS: pd.Timestamp(as_of)})
     df = _retrieve(cfg, ws, ent, all_feature_refs())
     df = df[[JOIN_KEY, *feature_names()]].sort_values(JOIN_KEY).reset_index(drop=True)
@@ -528,9 +523,10 @@ def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
 
 
 def repair_registry(ws: Workspace) -> bool:
-    """Remove a Feast registry that cannot be parsed (a job was killed while Feast wrote it in place,
-    before :data:`REGISTRY_STORE`); :func:`apply` rebuilds it from the definitions. True if removed."""
-    path = ws.feast_dir / "registry.db"
+    """Remove a Feast registry that cannot be parsed (cut short by a killed job while Feast's own
+    file store wrote it in place; :data:`REGISTRY_STORE` replaces it whole); :func:`apply` rebuilds
+    it from the definitions. True if removed."""
+    path = ws.feast_registry
     if not path.exists():
         return False
     from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto

@@ -3,15 +3,15 @@
 The monthly families (income, spend, business, liquidity) aggregate a customer's
 monthly figures over the last k whole calendar months before each as-of's month.
 The months of one customer form a short dense series (at most 13 months are ever
-read), so instead of a SQL window function per feature (DuckDB evaluates framed
-windows at about 2 µs per row and frame) every window is a handful of vectorised
-numpy operations over a ``customers × months`` array, taken at the as-of months.
+read), so instead of a SQL window function per feature (a framed window per row and
+frame; docs/decisions/009b-month-windows-in-numpy.md) every window is a handful of
+vectorised numpy operations over a ``customers × months`` array, taken at the as-of months.
 
 A family names a window with :func:`column` (``<input>__<agg>_<lo>_<hi>``: the
 aggregate ``agg`` of the monthly column ``input`` over the months ``lo`` … ``hi``
 before the as-of's month, 1 = the month before); the build finds the names in the
 family's SQL (:func:`referenced`), computes them here, and hands them back to
-DuckDB as the relation ``<source>_win(customer_id, as_of, <window columns>)``.
+DuckDB as the relation ``win(customer_id, as_of, <window columns>)`` (one row per spine row).
 
 Aggregates (``NULL`` = a month without a value; transactions fill absent months
 with 0, balances leave them ``NULL``):
