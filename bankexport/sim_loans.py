@@ -72,8 +72,8 @@ class LoanBook:
         band = rng.choice(len(bounds), k, p=shares / shares.sum())
         lows = np.r_[0, bounds[:-1]][band] + 1
         od = np.where(band == 0, 0, rng.integers(lows, np.maximum(bounds[band], lows) + 1))
-        off = (od > 90) & (rng.random(k) < P.WRITE_OFF_SHARE)
-        off_at = add_months(start, np.minimum(term, rng.integers(6, 13, k)))
+        off = (od > P.WRITE_OFF_OVERDUE) & (rng.random(k) < P.WRITE_OFF_SHARE)
+        off_at = add_months(start, np.minimum(term, rng.integers(P.WRITE_OFF_MONTHS[0], P.WRITE_OFF_MONTHS[1] + 1, k)))
         end = np.where(off, np.minimum(off_at, end), end)
         end = np.where(granted, end, NO_DAY)
         for name, values in (
@@ -106,17 +106,18 @@ def amounts(pop: Population, product: str, cust: np.ndarray, rng: np.random.Gene
     """Requested amounts (CNY) of applications of ``product`` by customers ``cust``."""
     k = len(cust)
     if product == "consumer":
-        base = np.where(pop.payroll[cust], pop.salary[cust] * rng.uniform(5, 20, k), rng.uniform(10_000, 80_000, k))
-        return np.minimum(base, 300_000)
+        base = np.where(
+            pop.payroll[cust],
+            pop.salary[cust] * rng.uniform(*P.CONSUMER_SALARY_MULTIPLE, k),
+            rng.uniform(*P.CONSUMER_AMOUNT, k),
+        )
+        return np.minimum(base, P.CONSUMER_MAX)
     if product == "business_flow":
-        return np.minimum(pop.turnover_base[cust] * rng.uniform(1, 3, k), 3_000_000)
+        return np.minimum(pop.turnover_base[cust] * rng.uniform(*P.TURNOVER_MULTIPLE[product], k), P.BUSINESS_MAX)
     if product == "tax_linked":
-        return np.minimum(np.maximum(pop.turnover_base[cust] * rng.uniform(1, 4, k), 50_000), 3_000_000)
-    if product == "agricultural":
-        return rng.uniform(10_000, 100_000, k)
-    if product == "mortgage":
-        return rng.uniform(200_000, 800_000, k)
-    return rng.uniform(5_000, 50_000, k)
+        base = pop.turnover_base[cust] * rng.uniform(*P.TURNOVER_MULTIPLE[product], k)
+        return np.minimum(np.maximum(base, P.TAX_LINKED_MIN), P.BUSINESS_MAX)
+    return rng.uniform(*P.LOAN_AMOUNT[product], k)
 
 
 def record(
@@ -152,15 +153,15 @@ def preexisting_loans(s: SimState, drivers: Drivers, rng: np.random.Generator) -
         monthly = (apply_prob(eta[ok] + s.intercept[p], P.HIDDEN_SD[p], s.nodes) @ w) * g[ok]
         terms, tp = P.TERMS[p]
         mean_term = float(np.dot(terms, tp))
-        take = rng.random(len(ix)) < np.clip(monthly * mean_term, 0, 0.5)
+        take = rng.random(len(ix)) < np.clip(monthly * mean_term, 0, P.PREEXISTING_CAP)
         _backdated(s, p, ix[take], rng)
     pop = s.pop
     agri = np.flatnonzero((pop.occ == OCC["farmer"]) & (pop.open_day < T))
-    _backdated(s, "agricultural", agri[rng.random(len(agri)) < P.AGRI_RATE * 1.3 * 12], rng)
+    _backdated(s, "agricultural", agri[rng.random(len(agri)) < P.AGRI_RATE * P.PREEXISTING_AGRI * 12], rng)
     mort = np.flatnonzero(mortgage_pool(pop) & (pop.open_day < T))
-    _backdated(s, "mortgage", mort[rng.random(len(mort)) < 0.02], rng)
+    _backdated(s, "mortgage", mort[rng.random(len(mort)) < P.PREEXISTING_MORTGAGE], rng)
     oth = np.flatnonzero(~pop.is_biz & (pop.open_day < T))
-    _backdated(s, "other", oth[rng.random(len(oth)) < P.OTHER_RATE * 18], rng)
+    _backdated(s, "other", oth[rng.random(len(oth)) < P.OTHER_RATE * P.PREEXISTING_OTHER_MONTHS], rng)
 
 
 def _backdated(s: SimState, product: str, cust: np.ndarray, rng: np.random.Generator) -> None:
@@ -184,11 +185,11 @@ def other_loans(s: SimState, m: int, rng: np.random.Generator) -> None:
         (
             "agricultural",
             (pop.occ == OCC["farmer"]) | (pop.occ == OCC["merchant"]) & ~pop.urban,
-            P.AGRI_RATE * (2.0 if month in (2, 3, 4) else 0.8),
-            0.85,
+            P.AGRI_RATE * (P.AGRI_PEAK_FACTOR if month in P.AGRI_PEAK_MONTHS else P.AGRI_OFF_FACTOR),
+            P.OTHER_APPROVAL["agricultural"],
         ),
-        ("mortgage", mortgage_pool(pop), P.MORTGAGE_RATE, 0.7),
-        ("other", ~pop.is_biz, P.OTHER_RATE, 0.6),
+        ("mortgage", mortgage_pool(pop), P.MORTGAGE_RATE, P.OTHER_APPROVAL["mortgage"]),
+        ("other", ~pop.is_biz, P.OTHER_RATE, P.OTHER_APPROVAL["other"]),
     ):
         cand = np.flatnonzero(pool & old & ~s.loans.holding(product, T))
         cand = cand[rng.random(len(cand)) < rate / approve]

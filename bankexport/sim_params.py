@@ -216,6 +216,10 @@ GRANT_RATE = {"consumer": 0.0005, "business_flow": 0.0025, "tax_linked": 0.006}
 HIDDEN_SD = {"consumer": 0.8, "business_flow": 0.8, "tax_linked": 0.8}  # sd of the hidden effect
 MIN_TENURE_MONTHS = 6  # relationship months before any of the three products
 CONSUMER_AGE = (22, 58)
+CONSUMER_AGE_PEAK = (35, 10)  # consumer hazard falls with ((age - 35) / 10) ** 2
+SALARY_REF = (500, 4_000)  # log salary term: salary floored at 500, relative to 4,000
+TURNOVER_REF = (100, 50_000)  # log turnover term: floor, reference (CNY a month)
+TAX_PAID_REF = (100, 10_000)  # log tax term: floor, reference (CNY a year)
 CONSUMER_COEF = {  # log-hazard effects
     "payroll": 0.9,
     "public": 0.6,
@@ -243,12 +247,34 @@ TAX_COEF = {
     "business": -2.4,
 }
 TAX_APPROVAL = {"A": 0.9, "B": 0.8, "M": 0.65, "C": 0.35}
+# Consumer approval: base, + payroll, + public employer, - older than CONSUMER_OLDER_AGE; clipped.
+CONSUMER_APPROVAL = {"base": 0.55, "payroll": 0.3, "public": 0.1, "older": 0.2}
+CONSUMER_OLDER_AGE = 50
+CONSUMER_APPROVAL_RANGE = (0.2, 0.95)
+BUSINESS_APPROVAL = (0.75, 0.15)  # business-flow approval: base, minus this when the balance is squeezed
+LIFE_EVENT_AGE = (22, 60)  # individuals who may have a life event
 EVENT_LAG = (1, 3)  # a life event in month e raises consumer hazard in months e+1..e+3
 
 # Other loan products (no oracle): monthly grant rates among eligible.
 AGRI_RATE = 0.0025  # farmers and rural merchants (x2 in Feb-Apr, x0.8 otherwise)
+AGRI_PEAK_MONTHS, AGRI_PEAK_FACTOR, AGRI_OFF_FACTOR = (2, 3, 4), 2.0, 0.8
 MORTGAGE_RATE = 0.0003  # urban employees
 OTHER_RATE = 0.00005
+OTHER_APPROVAL = {"agricultural": 0.85, "mortgage": 0.7, "other": 0.6}  # grant probability of an application
+# Loans held at the start, drawn from observables only: a modelled product's holders with
+# probability monthly grant rate x mean term (capped); the others as below.
+PREEXISTING_CAP = 0.5
+PREEXISTING_AGRI = 1.3  # farmers: AGRI_RATE x this x 12
+PREEXISTING_MORTGAGE = 0.02  # of the mortgage pool
+PREEXISTING_OTHER_MONTHS = 18  # individuals: OTHER_RATE x this
+# Requested amounts (CNY), uniform ranges.
+CONSUMER_SALARY_MULTIPLE = (5, 20)  # payroll customers ask this many monthly salaries
+CONSUMER_AMOUNT = (10_000, 80_000)  # other consumer applicants
+CONSUMER_MAX = 300_000
+TURNOVER_MULTIPLE = {"business_flow": (1, 3), "tax_linked": (1, 4)}  # x monthly turnover at the start
+TAX_LINKED_MIN = 50_000
+BUSINESS_MAX = 3_000_000
+LOAN_AMOUNT = {"agricultural": (10_000, 100_000), "mortgage": (200_000, 800_000), "other": (5_000, 50_000)}
 TERMS = {
     "consumer": ((12, 24, 36), (0.3, 0.4, 0.3)),
     "business_flow": ((12,), (1.0,)),
@@ -259,8 +285,13 @@ TERMS = {
 }
 EARLY_REPAY_MONTHLY = 0.012
 OVERDUE_MIX = ((0, 0.9), (30, 0.07), (90, 0.02), (360, 0.01))  # max_overdue_days up to, share
-WRITE_OFF_SHARE = 0.5  # of loans with max_overdue_days > 90
+WRITE_OFF_SHARE = 0.5  # of loans with max_overdue_days > WRITE_OFF_OVERDUE
+WRITE_OFF_OVERDUE = 90
+WRITE_OFF_MONTHS = (6, 12)  # written off this many months after the grant (at most the term), uniform
 CURRENTLY_OVERDUE = 0.3  # of open loans that were ever overdue
 CONTACT_RATE = 0.012  # monthly contact probability for an at-risk customer with a manager
 CONTACT_TOP_RATE = 0.05  # for the top fifth by the bank's (observable) score
+CONTACT_TOP_QUANTILE = 0.8  # where the top fifth starts
+CONTACT_OUTCOME_MIX = (0.3, 0.5, 0.2)  # without an application: declined, no_response, unreachable
+CONTACT_CHANNEL_MIX = (0.35, 0.2, 0.3, 0.1, 0.05)  # sms, wechat, phone, visit, branch
 GH_NODES = 24  # Gauss-Hermite nodes for the hidden effect

@@ -51,15 +51,19 @@ def _consumer(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray, n
         c["payroll"] * pay
         + c["public"] * public
         + c["soe"] * soe
-        - c["age_curv"] * ((age - 35) / 10) ** 2
+        - c["age_curv"] * ((age - P.CONSUMER_AGE_PEAK[0]) / P.CONSUMER_AGE_PEAK[1]) ** 2
         + c["event"] * event
         + c["mobile"] * mobile
-        + c["log_salary"] * np.where(pay, np.log(np.maximum(pop.salary[ix], 500) / 4_000), 0)
+        + c["log_salary"] * np.where(pay, np.log(np.maximum(pop.salary[ix], P.SALARY_REF[0]) / P.SALARY_REF[1]), 0)
         + c["farm_or_retired"] * np.isin(occ, [OCC["farmer"], OCC["retired"]])
         + c["migrant"] * (occ == OCC["migrant_worker"])
     )
     elig = (occ != OCC["student"]) & (age >= P.CONSUMER_AGE[0]) & (age <= P.CONSUMER_AGE[1]) & tenure_ok[ix]
-    g = np.clip(0.55 + 0.3 * pay + 0.1 * public - 0.2 * (age > 50), 0.2, 0.95)
+    a = P.CONSUMER_APPROVAL
+    g = np.clip(
+        a["base"] + a["payroll"] * pay + a["public"] * public - a["older"] * (age > P.CONSUMER_OLDER_AGE),
+        *P.CONSUMER_APPROVAL_RANGE,
+    )
     return np.where(elig, eta, -np.inf), g
 
 
@@ -78,7 +82,7 @@ def _business_flow(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarr
     squeeze = (s.endbal[m - 1] / turn3 < P.SQUEEZE_RATIO) if m >= 1 else np.zeros(len(ix), bool)
     b = P.BUSINESS_COEF
     eta = (
-        b["log_turnover"] * np.log(np.maximum(turn3, 100) / 50_000)
+        b["log_turnover"] * np.log(np.maximum(turn3, P.TURNOVER_REF[0]) / P.TURNOVER_REF[1])
         + b["growth"] * growth
         + b["squeeze"] * squeeze
         + b["stocking"] * s.cal[m][1]
@@ -86,7 +90,7 @@ def _business_flow(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarr
     )
     est_ok = pop.established[ix] <= add_months(np.array([T]), -P.MIN_TENURE_MONTHS)[0]
     elig = tenure_ok[ix] & est_ok
-    return np.where(elig, eta, -np.inf), 0.75 - 0.15 * squeeze
+    return np.where(elig, eta, -np.inf), P.BUSINESS_APPROVAL[0] - P.BUSINESS_APPROVAL[1] * squeeze
 
 
 def _tax_linked(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +107,7 @@ def _tax_linked(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray,
     gcoef = np.array([t["grade"].get(g, 0.0) for g in tx.grades])[tx.grade[kk, ix]]
     eta = (
         gcoef
-        + t["log_tax"] * np.log(np.maximum(paid, 100) / 10_000)
+        + t["log_tax"] * np.log(np.maximum(paid, P.TAX_PAID_REF[0]) / P.TAX_PAID_REF[1])
         + t["full_filing"] * full
         + t["log_firm_age"] * np.log1p(np.maximum(firm_age, 0))
         + t["business"] * pop.is_biz[ix]
@@ -149,7 +153,12 @@ def uptake(s: SimState, m: int, drv: Drivers, rng: np.random.Generator) -> None:
         _contacts(s, m, p, eta, risk, applied, adate, k, rng)
     # life events start this month (they show as a spending surge now, raise hazard later)
     age = (T - pop.birth).astype(np.float64) / 365.25
-    ev = ~pop.is_biz & (age >= 22) & (age <= 60) & (rng.random(pop.n) < P.LIFE_EVENT_MONTHLY)
+    ev = (
+        ~pop.is_biz
+        & (age >= P.LIFE_EVENT_AGE[0])
+        & (age <= P.LIFE_EVENT_AGE[1])
+        & (rng.random(pop.n) < P.LIFE_EVENT_MONTHLY)
+    )
     s.last_event[ev] = m
 
 
@@ -173,7 +182,7 @@ def _contacts(
     ok = np.isfinite(eta) & risk & (s.pop.manager[ix] >= 0)
     if not ok.any():
         return
-    top = eta >= np.quantile(eta[ok], 0.8)
+    top = eta >= np.quantile(eta[ok], P.CONTACT_TOP_QUANTILE)
     touched = ok & (rng.random(len(ix)) < np.where(top, P.CONTACT_TOP_RATE, P.CONTACT_RATE))
     app_day = np.full(len(ix), NO_DAY)
     app_day[k] = adate
@@ -182,6 +191,6 @@ def _contacts(
     nd = s.nd[m]
     latest = np.where(acc, (app_day[t] - s.ms[m]).astype(np.int64), nd - 1)
     cday = s.ms[m] + (rng.random(len(t)) * (np.maximum(latest, 0) + 1)).astype(np.int64)
-    outcome = np.where(acc, 0, 1 + rng.choice(3, len(t), p=[0.3, 0.5, 0.2]))
-    channel = rng.choice(5, len(t), p=[0.35, 0.2, 0.3, 0.1, 0.05])
+    outcome = np.where(acc, 0, 1 + rng.choice(3, len(t), p=P.CONTACT_OUTCOME_MIX))
+    channel = rng.choice(5, len(t), p=P.CONTACT_CHANNEL_MIX)
     s.contacts.append((ix[t], np.full(len(t), LP[product]), cday, channel, outcome, np.full(len(t), m)))
