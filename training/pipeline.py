@@ -156,11 +156,15 @@ def _skipped(ws: Workspace, key: str, skip: Skip, window: str) -> ProductResult:
 
 
 def export_date(ws: Workspace) -> pd.Timestamp:
-    """The export date recorded by ingest."""
-    meta = ws.ingested_dir / "_meta.json"
-    if not meta.exists():
-        raise FeatureStoreError(f"{meta} missing: run `nbp ingest` first")
-    return pd.Timestamp(json.loads(meta.read_text(encoding="utf-8"))["export_date"])
+    """The export date recorded by ingest (:meth:`Workspace.export_date`).
+
+    Raises:
+        FeatureStoreError: nothing was ingested into this workspace yet.
+    """
+    day = ws.export_date()
+    if day is None:
+        raise FeatureStoreError(f"{ws.ingest_meta} missing: run `nbp ingest` first")
+    return pd.Timestamp(day)
 
 
 def feature_as_ofs(ws: Workspace) -> list[pd.Timestamp]:
@@ -306,7 +310,7 @@ def train(
         leak = m["auc"] > cfg.training.leak_auc or (
             oracle_auc is not None and key in oracle_auc and m["auc"] > oracle_auc[key] + cfg.training.leak_margin
         )
-        out = ws.outputs_dir / "train" / key
+        out = ws.train_outputs(key)
         out.mkdir(parents=True, exist_ok=True)
         plots = evaluate.save_plots(te["label"], te["score"], model.importance(), out, title=key)
         version = registry.log_and_register(
@@ -432,7 +436,7 @@ def backtest(
             f"backtest at {as_of:%Y-%m-%d}: no as-of date from it on has a label window closed "
             f"by the export date {export_date(ws):%Y-%m-%d}"
         )
-    out = ws.outputs_dir / "backtest" / f"{as_of:%Y-%m-%d}"
+    out = ws.backtest_outputs(as_of)
     rows, fits = [], {}
     keys = products or list(cfg.products)
     data = _datasets(cfg, ws, keys, closed, test_ofs)
@@ -514,7 +518,7 @@ def backtest(
 
 def scores_path(ws: Workspace) -> Path:
     """Where the latest batch scores live (read by the service's target lists)."""
-    return ws.outputs_dir / "scores" / "latest.parquet"
+    return ws.latest_scores
 
 
 def retrain(cfg: Config, ws: Workspace) -> str:
@@ -538,7 +542,7 @@ def retrain(cfg: Config, ws: Workspace) -> str:
     results = train(cfg, ws)
     latest = pd.Timestamp(pub.materialized)
     df = score(cfg, ws, [latest])
-    dated = write_scores(df, ws.outputs_dir / "scores" / f"{latest:%Y-%m-%d}.parquet")
+    dated = write_scores(df, ws.scores_dir / f"{latest:%Y-%m-%d}.parquet")
     write_scores(df, scores_path(ws))
     lines = [
         pub.describe(),

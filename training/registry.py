@@ -1,8 +1,8 @@
 """The MLflow registry of nbp's models: log, register, gate the ``champion`` alias, load.
 
 Everything lives under the workspace: the tracking and registry store is
-``sqlite:///<ws.mlruns_dir>/mlflow.db`` and artifacts go under
-``<ws.mlruns_dir>/artifacts/<experiment>/`` (each experiment is created with an
+``sqlite:///<ws.mlflow_db>`` and artifacts go under
+``<ws.mlflow_artifacts(experiment)>/`` (each experiment is created with an
 explicit artifact location, because MLflow's default would be ``./mlruns`` in the
 current directory). One experiment per product, ``nbp-<product>``, and one
 registered model of the same name. Aliases, not stages: ``champion`` is what
@@ -85,7 +85,7 @@ def model_name(product: str) -> str:
 
 def tracking_uri(ws: Workspace) -> str:
     """The SQLite tracking/registry URI of a workspace."""
-    return f"sqlite:///{ws.mlruns_dir / 'mlflow.db'}"
+    return f"sqlite:///{ws.mlflow_db}"
 
 
 def _connect(ws: Workspace) -> Any:
@@ -113,7 +113,7 @@ def _experiment_id(client: Any, ws: Workspace, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    where = ws.mlruns_dir / "artifacts" / name
+    where = ws.mlflow_artifacts(name)
     where.mkdir(parents=True, exist_ok=True)
     return client.create_experiment(name, artifact_location=where.as_uri())
 
@@ -363,7 +363,7 @@ def load_version(ws: Workspace, product: str, version: int | str) -> tuple[Fitte
         ModelUnavailable: no such registered model, version or alias.
     """
     name = model_name(product)
-    if not (ws.mlruns_dir / "mlflow.db").exists():
+    if not ws.mlflow_db.exists():
         raise ModelUnavailable(f"{name}: no model registry in {ws.mlruns_dir}; run `nbp train` first")
     client = _connect(ws)
     import mlflow
@@ -441,7 +441,7 @@ def record_skip(ws: Workspace, product: str, zh: str, en: str, window: str = "")
 
 def skip_of(ws: Workspace, product: str) -> dict[str, str] | None:
     """``{"zh": ..., "en": ...}``: why the last training skipped ``product``; None when it did not."""
-    if not (ws.mlruns_dir / "mlflow.db").exists():
+    if not ws.mlflow_db.exists():
         return None
     client = _connect(ws)
     from mlflow.exceptions import MlflowException
@@ -467,7 +467,7 @@ def recover(ws: Workspace) -> list[str]:
     Returns:
         One line per repair, for the log.
     """
-    if not (ws.mlruns_dir / "mlflow.db").exists():
+    if not ws.mlflow_db.exists():
         return []
     client = _connect(ws)
     from mlflow.entities import ViewType

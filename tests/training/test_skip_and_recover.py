@@ -165,3 +165,15 @@ def test_clean_stale_removes_only_dead_local_jobs_files(tmp_path: Path) -> None:
     assert not any(p.exists() for p in gone) and all(p.exists() for p in kept)
     jobs.clean_own(ws)
     assert not (ws.home / jobs.SCRATCH).exists() and not kept[0].exists() and kept[1].exists()
+
+
+def test_jobs_read_the_export_date_ingest_recorded_and_refuse_without_one(tmp_path: Path) -> None:
+    from nbp.errors import FeatureStoreError
+    from training.pipeline import export_date
+
+    ws = Workspace(tmp_path / "home")
+    with pytest.raises(FeatureStoreError, match=r"_meta\.json missing: run `nbp ingest` first"):
+        export_date(ws)
+    ws.ingested_dir.mkdir(parents=True)
+    ws.ingest_meta.write_text('{"export_date": "2026-10-31", "source": "manifest"}', encoding="utf-8")
+    assert export_date(ws) == pd.Timestamp("2026-10-31")
