@@ -8,6 +8,8 @@ model reads (offline for training, online for serving), so the two agree.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from nbp.config import EligibilityRule
@@ -34,6 +36,25 @@ def rule_mask(features: pd.DataFrame, rule: EligibilityRule) -> pd.Series:
         ok &= col.isin(rule.one_of)
     ok = ok.fillna(False).astype(bool)
     return ok | col.isna() if rule.allow_missing else ok
+
+
+def rule_holds(value: Any, rule: EligibilityRule) -> bool:
+    """One rule on one feature value, decided as :func:`rule_mask` decides it for a row.
+
+    The per-request form (serving's hints evaluate a handful of rules on one customer): a
+    missing value (None or NaN) passes only with ``allow_missing``; ``min``/``max`` need a
+    number (a value that is not one fails); ``one_of`` compares the value as it is.
+    """
+    if value is None or value != value:  # NaN is the one value unequal to itself
+        return bool(rule.allow_missing)
+    if rule.min is not None or rule.max is not None:
+        try:
+            num = float(value)
+        except (TypeError, ValueError):
+            return False
+        if (rule.min is not None and not num >= rule.min) or (rule.max is not None and not num <= rule.max):
+            return False
+    return rule.one_of is None or value in rule.one_of
 
 
 def eligible(features: pd.DataFrame, rules: list[EligibilityRule]) -> pd.Series:

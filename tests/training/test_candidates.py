@@ -6,7 +6,7 @@ import pytest
 
 from nbp.config import EligibilityRule
 from nbp.errors import ConfigError
-from training.candidates import eligible, failed_rules
+from training.candidates import eligible, failed_rules, rule_holds, rule_mask
 
 AGE = EligibilityRule(feature="age", min=18, max=60, zh="年龄不在18–60岁", en="age outside 18-60")
 KIND = EligibilityRule(feature="kind", one_of=["individual"], zh="非个人客户", en="not an individual")
@@ -47,3 +47,20 @@ def test_configured_rules_name_real_features() -> None:
     for key, pc in load_config().products.items():
         for r in pc.eligibility:
             assert r.feature in names, f"{key}: {r.feature}"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        AGE,
+        KIND,
+        EligibilityRule(feature="v", min=0.5, zh="x", en="x"),
+        EligibilityRule(feature="v", max=3, allow_missing=True, zh="x", en="x"),
+        EligibilityRule(feature="v", one_of=[1, 2], zh="x", en="x"),
+        EligibilityRule(feature="v", min=1, max=2, one_of=[1, 2.5], zh="x", en="x"),
+    ],
+)
+def test_one_value_is_decided_as_the_frame_decides_it(rule: EligibilityRule) -> None:
+    values = [None, np.nan, -1, 0, 0.5, 1, 1.0, 2, 2.5, 3, 3.0001, 18, 60, 60.5, "individual", "business", "2"]
+    frame = pd.DataFrame({rule.feature: pd.Series(values, dtype=object)})
+    assert [rule_holds(v, rule) for v in values] == rule_mask(frame, rule).tolist()
