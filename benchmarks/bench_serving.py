@@ -34,7 +34,8 @@ processes idle), then:
 
 With ``--baseline DIR`` (an older checkout, e.g. ``git archive <commit> | tar -x -C
 DIR``) the HTTP phases and the in-process ``Recommender.hints`` run first against
-that code (``PYTHONPATH=DIR``), on the same workspace, and both are reported; then
+that code (``PYTHONPATH=DIR``), on the same workspace, and the comparison is printed (for a
+commit message or a decision record; the datasheet holds the current code's figures); then
 ``--ab-rounds`` rounds run phase 4 (with phase 1 beside it) against both codes in
 turn, a fresh server each, so that both see the same drift of a shared machine's load.
 
@@ -708,7 +709,7 @@ def ok(b: bool) -> str:
     return "yes" if b else "**no**"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=None, help="trained workspace (default: build one)")
     ap.add_argument("--customers", type=int, default=3_000, help="simulated customers when building")
@@ -743,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="folder with an older checkout (e.g. `git archive <commit> | tar -x -C DIR`): "
-        "run the same HTTP phases against it first and report both",
+        "run the same HTTP phases against it first; the comparison is printed, not written to the datasheet",
     )
     ap.add_argument(
         "--baseline-seconds",
@@ -756,15 +757,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print the section instead of writing it to docs/benchmarks.md (development runs)",
     )
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    token = secrets.token_urlsafe(24)
-    tmp = None
-    home = args.home
-    if home is None:
-        tmp = tempfile.TemporaryDirectory(prefix="nbp-bench-serving-")
-        home = Path(tmp.name) / "home"
-    env = {
+
+def server_env(home: Path, token: str) -> dict[str, str]:
+    """The environment of every ``nbp`` child: the workspace, one marketing token, telemetry off."""
+    return {
         **os.environ,
         "NBP_HOME": str(home.resolve()),
         "NBP_TOKENS": f"{token}:marketing",
@@ -772,8 +770,14 @@ def main(argv: list[str] | None = None) -> int:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
     }
+
+
+def measure(args: argparse.Namespace, home: Path, token: str, built: bool) -> dict:
+    """Every phase (module docstring) on a workspace: the baseline's first when asked, then the
+    current code's HTTP phases, the A/B rounds, the in-process costs and the policy at scale."""
+    env = server_env(home, token)
     t_build = None
-    if args.home is None:
+    if built:
         t = time.perf_counter()
         build_workspace(home, args.customers, args.months, env, crown=not args.keep_gate)
         t_build = time.perf_counter() - t
@@ -781,49 +785,54 @@ def main(argv: list[str] | None = None) -> int:
     customers = pd.read_parquet(home / "data" / "ingested" / "customers.parquet", columns=["customer_id", "branch_id"])
     ids = customers["customer_id"].astype(str).tolist()
     branch = str(customers["branch_id"].value_counts().index[0])
-
-    base = None
+    base, rounds = None, []
     if args.baseline is not None:  # the same phases against the code in another folder, first
-        base = measure_server(
-            {**env, "PYTHONPATH": str(args.baseline.resolve())},
-            token,
-            ids,
-            branch,
-            args,
-            args.baseline_seconds or args.seconds,
-        )
+        env_base = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        base = measure_server(env_base, token, ids, branch, args, args.baseline_seconds or args.seconds)
         base["inproc"] = in_process_elsewhere(args.baseline, home, ids, 300)
     m = measure_server(env, token, ids, branch, args, args.seconds)
-    rounds = []
     if args.baseline is not None and args.ab_rounds > 0:
-        rounds = ab_rounds({**env, "PYTHONPATH": str(args.baseline.resolve())}, env, token, ids, branch, args)
-    ready_s, targets, refused, seq, res = m["ready_s"], m["targets"], m["refused"], m["seq"], m["res"]
-    server_cpu_ms, load_before, load_after = m["server_cpu_ms"], m["load_before"], m["load_after"]
-    inproc = in_process(home, ids, 1000)
-    scale = policy_at_scale()
-    if tmp is not None:
-        tmp.cleanup()
+        rounds = ab_rounds(env_base, env, token, ids, branch, args)
+    return {
+        **m,
+        "t_build": t_build,
+        "served": served,
+        "crowned": crowned,
+        "customers": len(ids),
+        "branches": customers["branch_id"].nunique(),
+        "branch": branch,
+        "inproc": in_process(home, ids, 1000),
+        "scale": policy_at_scale(),
+        "base": base,
+        "rounds": rounds,
+    }
 
-    due, sent, lag = res["due"], res["sent"], res["lag"]
-    tg_rest = np.array(targets[1:]) if len(targets) > 1 else np.array(targets)
-    met = _pct(due, 50) <= 5 and _pct(due, 99) <= 15 and res["errors"] == 0
-    lines = [
-        "## Serving (`nbp serve`, BentoML, one worker per core)",
-        "",
-        f"Workspace: {len(ids):,} customers, {customers['branch_id'].nunique()} branches"
-        + (f" (built in {t_build:.0f} s)" if t_build else "")
-        + f"; server ready in {ready_s:.1f} s. "
-        f"Products served: {', '.join(served) or 'none'}"
+
+def _workspace_line(m: dict) -> str:
+    lb, la = m["load_before"], m["load_after"]
+    crowned = m["crowned"]
+    return (
+        f"Workspace: {m['customers']:,} customers, {m['branches']} branches"
+        + (f" (built in {m['t_build']:.0f} s)" if m["t_build"] else "")
+        + f"; server ready in {m['ready_s']:.1f} s. Products served: {', '.join(m['served']) or 'none'}"
         + (
             f" ({', '.join(crowned)}: latest version made champion for this benchmark, see --keep-gate)"
             if crowned
             else ""
         )
-        + ". "
-        f"Load average (1/5/15 min) {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f} before the "
-        f"100/s run and {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after it, on "
-        f"{os.cpu_count()} cores shared with other jobs: latencies are noisy, CPU per request less so.",
-        "",
+        + f". Load average (1/5/15 min) {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} before the 100/s run and "
+        f"{la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f} after it, on {os.cpu_count()} cores shared with other jobs: "
+        "latencies are noisy, CPU per request less so."
+    )
+
+
+def _http_rows(m: dict, args: argparse.Namespace) -> list[str]:
+    """The table of the HTTP phases against the current code."""
+    res, seq, refused, targets = m["res"], m["seq"], m["refused"], m["targets"]
+    due, sent = res["due"], res["sent"]
+    tg_rest = np.array(targets[1:]) if len(targets) > 1 else np.array(targets)
+    met = _pct(due, 50) <= 5 and _pct(due, 99) <= 15 and res["errors"] == 0
+    return [
         "| what | requests | p50 ms | p99 ms | max ms | errors | target | met |",
         "|---|---:|---:|---:|---:|---:|---|---|",
         f"| /hints, {args.rate:.0f}/s open loop for {args.seconds:.0f} s (from due time) | {res['n']:,} | "
@@ -834,37 +843,50 @@ def main(argv: list[str] | None = None) -> int:
         f"| /hints one at a time | {len(seq)} | {_pct(seq, 50):.1f} | {_pct(seq, 99):.1f} | {seq.max():.0f} | 0 | | |",
         f"| /hints with a wrong token (401: ASGI server + gate + auth + audit, no recommender) | {len(refused)} | "
         f"{_pct(refused, 50):.1f} | {_pct(refused, 99):.1f} | {refused.max():.0f} | | | |",
-        f"| /targets top {TARGETS_TOP} of branch {branch}, first call | 1 | {targets[0]:.0f} | | | 0 | | |",
+        f"| /targets top {TARGETS_TOP} of branch {m['branch']}, first call | 1 | {targets[0]:.0f} | | | 0 | | |",
         f"| /targets top {TARGETS_TOP}, later calls | {len(tg_rest)} | {_pct(tg_rest, 50):.0f} | "
         f"{_pct(tg_rest, 99):.0f} | {tg_rest.max():.0f} | 0 | p99 ≤ 300 | {ok(_pct(tg_rest, 99) <= 300)} |",
         *_mixed_rows(m, args),
-        "",
+    ]
+
+
+def _cpu_lines(m: dict, args: argparse.Namespace) -> list[str]:
+    """Server and client CPU per request, the client's punctuality, and the mixed run beside the plain one."""
+    res, due = m["res"], m["res"]["due"]
+    lines = [
         f"Server CPU per request (all its processes, from /proc): {m['seq_cpu_ms']:.2f} ms per /hints one at a "
         f"time, {m['refused_cpu_ms']:.2f} ms per refused request (the framework's share). "
-        f"During the {args.rate:.0f}/s run: the server's processes used {server_cpu_ms:.2f} ms per /hints "
+        f"During the {args.rate:.0f}/s run: the server's processes used {m['server_cpu_ms']:.2f} ms per /hints "
         f"request, the load generator {res['client_cpu_ms']:.2f} ms (one asyncio loop, "
         f"{res['connections']} keep-alive connections opened at most). The client wrote requests "
-        f"{_pct(lag, 50):.2f} ms (p50) and {_pct(lag, 99):.1f} ms (p99) after their due time; achieved rate "
-        f"{res['n'] / res['wall_s']:.1f}/s; {res['retried']} request(s) retried on a new connection after the "
-        f"server had closed an idle one" + (f"; error statuses {res['error_kinds']}" if res["errors"] else "") + ".",
+        f"{_pct(res['lag'], 50):.2f} ms (p50) and {_pct(res['lag'], 99):.1f} ms (p99) after their due time; "
+        f"achieved rate {res['n'] / res['wall_s']:.1f}/s; {res['retried']} request(s) retried on a new connection "
+        "after the server had closed an idle one"
+        + (f"; error statuses {res['error_kinds']}" if res["errors"] else "")
+        + ".",
         "",
-        *(
-            [
-                f"With /targets arriving, /hints p99 was {_pct(m['mixed'][0]['due'], 99) / _pct(due, 99):.2f} × its p99 "
-                f"alone ({_pct(m['mixed'][0]['due'], 99):.1f} against {_pct(due, 99):.1f} ms, same server, one run after "
-                f"the other; load average {m['mixed_load'][0]:.1f} after the mixed run).",
-                "",
-            ]
-            if m.get("mixed") is not None
-            else []
-        ),
+    ]
+    if m.get("mixed") is not None:
+        mixed99 = _pct(m["mixed"][0]["due"], 99)
+        lines += [
+            f"With /targets arriving, /hints p99 was {mixed99 / _pct(due, 99):.2f} × its p99 alone ({mixed99:.1f} "
+            f"against {_pct(due, 99):.1f} ms, same server, one run after the other; load average "
+            f"{m['mixed_load'][0]:.1f} after the mixed run).",
+            "",
+        ]
+    return lines
+
+
+def _in_process_lines(m: dict) -> list[str]:
+    scale = m["scale"]
+    return [
         "In process, after the server stopped (no HTTP; 1,000 random customers):",
         "",
         "| call | calls | p50 ms | p99 ms | CPU ms per call |",
         "|---|---:|---:|---:|---:|",
         *[
             f"| {name} | {len(w)} | {_pct(w, 50):.3f} | {_pct(w, 99):.3f} | {cpu:.3f} |"
-            for name, (w, cpu) in inproc.items()
+            for name, (w, cpu) in m["inproc"].items()
         ],
         "",
         f"The contact policy at scale, in process (synthetic: 200,000 candidates in 40 branches, 500,000 contacts "
@@ -872,55 +894,84 @@ def main(argv: list[str] | None = None) -> int:
         f"top-{TARGETS_TOP} list in {scale['whole bank']:.1f} ms for the whole bank, {scale['a branch']:.1f} ms for "
         f"a branch, {scale['a manager']:.1f} ms for a manager (mean of 10, a new campaign each).",
     ]
-    if base is not None:
-        bd, bs, br, bt = base["res"]["due"], base["seq"], base["refused"], base["targets"][1:] or base["targets"]
-        bw, bcpu = base["inproc"]
-        lines += [
-            "",
-            f"Baseline, the same phases against the code in `{args.baseline.name}` (run just before, load average "
-            f"{base['load_before'][0]:.1f} before its 100/s run and {base['load_after'][0]:.1f} after):",
-            "",
-            "| what | baseline p50 ms | baseline p99 ms | now p50 ms | now p99 ms |",
-            "|---|---:|---:|---:|---:|",
-            f"| /hints {args.rate:.0f}/s open loop, from due time ({base['res']['n']:,} requests and "
-            f"{base['res']['errors']} errors then, {res['n']:,} and "
-            f"{res['errors']} now) | {_pct(bd, 50):.1f} | {_pct(bd, 99):.1f} | {_pct(due, 50):.1f} | "
-            f"{_pct(due, 99):.1f} |",
-            f"| /hints one at a time | {_pct(bs, 50):.1f} | {_pct(bs, 99):.1f} | {_pct(seq, 50):.1f} | "
-            f"{_pct(seq, 99):.1f} |",
-            f"| /hints refused (401) | {_pct(br, 50):.1f} | {_pct(br, 99):.1f} | {_pct(refused, 50):.1f} | "
-            f"{_pct(refused, 99):.1f} |",
-            f"| /targets top {TARGETS_TOP}, later calls | {_pct(np.array(bt), 50):.0f} | "
-            f"{_pct(np.array(bt), 99):.0f} | "
-            f"{_pct(tg_rest, 50):.0f} | {_pct(tg_rest, 99):.0f} |",
-            *(
-                [
-                    f"| /hints {args.rate:.0f}/s with /targets at {args.targets_rate:g}/s ({base['mixed'][0]['errors']} "
-                    f"errors then, {m['mixed'][0]['errors']} now) | {_pct(base['mixed'][0]['due'], 50):.1f} | "
-                    f"{_pct(base['mixed'][0]['due'], 99):.1f} | {_pct(m['mixed'][0]['due'], 50):.1f} | "
-                    f"{_pct(m['mixed'][0]['due'], 99):.1f} |",
-                    f"| /targets top {TARGETS_TOP} in that run | {_pct(base['mixed'][1]['lat'], 50):.0f} | "
-                    f"{_pct(base['mixed'][1]['lat'], 99):.0f} | {_pct(m['mixed'][1]['lat'], 50):.0f} | "
-                    f"{_pct(m['mixed'][1]['lat'], 99):.0f} |",
-                ]
-                if base.get("mixed") is not None and m.get("mixed") is not None
-                else []
-            ),
-            f"| Recommender.hints in process ({len(bw)} calls) | {_pct(bw, 50):.2f} | {_pct(bw, 99):.2f} | "
-            f"{_pct(inproc['Recommender.hints'][0], 50):.2f} | {_pct(inproc['Recommender.hints'][0], 99):.2f} |",
-            "",
-            f"Server CPU per /hints request at {args.rate:.0f}/s: {base['server_cpu_ms']:.2f} ms then, "
-            f"{server_cpu_ms:.2f} ms now; one at a time {base['seq_cpu_ms']:.2f} ms then, {m['seq_cpu_ms']:.2f} ms "
-            f"now; per refused (401) request {base['refused_cpu_ms']:.2f} ms then, {m['refused_cpu_ms']:.2f} ms now; "
-            f"Recommender.hints in process {bcpu:.2f} ms then, {inproc['Recommender.hints'][1]:.2f} ms now. "
-            f"The baseline answered at most {base['res']['n'] / base['res']['wall_s']:.1f} requests/s.",
-            *_ab_lines(rounds, args),
-        ]
+
+
+def section(m: dict, args: argparse.Namespace) -> list[str]:
+    """The ``serving`` section: the current code's figures only."""
+    return [
+        "## Serving (`nbp serve`, BentoML, one worker per core)",
+        "",
+        _workspace_line(m),
+        "",
+        *_http_rows(m, args),
+        "",
+        *_cpu_lines(m, args),
+        *_in_process_lines(m),
+    ]
+
+
+def baseline_lines(m: dict, args: argparse.Namespace) -> list[str]:
+    """The comparison with ``--baseline``'s code (for a commit message or a decision record)."""
+    base, res, seq, refused, inproc = m["base"], m["res"], m["seq"], m["refused"], m["inproc"]
+    due = res["due"]
+    tg_rest = np.array(m["targets"][1:]) if len(m["targets"]) > 1 else np.array(m["targets"])
+    bd, bs, br, bt = base["res"]["due"], base["seq"], base["refused"], base["targets"][1:] or base["targets"]
+    bw, bcpu = base["inproc"]
+    mixed = base.get("mixed") is not None and m.get("mixed") is not None
+    return [
+        f"Baseline, the same phases against the code in `{args.baseline.name}` (run just before, load average "
+        f"{base['load_before'][0]:.1f} before its 100/s run and {base['load_after'][0]:.1f} after):",
+        "",
+        "| what | baseline p50 ms | baseline p99 ms | now p50 ms | now p99 ms |",
+        "|---|---:|---:|---:|---:|",
+        f"| /hints {args.rate:.0f}/s open loop, from due time ({base['res']['n']:,} requests and "
+        f"{base['res']['errors']} errors then, {res['n']:,} and {res['errors']} now) | {_pct(bd, 50):.1f} | "
+        f"{_pct(bd, 99):.1f} | {_pct(due, 50):.1f} | {_pct(due, 99):.1f} |",
+        f"| /hints one at a time | {_pct(bs, 50):.1f} | {_pct(bs, 99):.1f} | {_pct(seq, 50):.1f} | "
+        f"{_pct(seq, 99):.1f} |",
+        f"| /hints refused (401) | {_pct(br, 50):.1f} | {_pct(br, 99):.1f} | {_pct(refused, 50):.1f} | "
+        f"{_pct(refused, 99):.1f} |",
+        f"| /targets top {TARGETS_TOP}, later calls | {_pct(np.array(bt), 50):.0f} | {_pct(np.array(bt), 99):.0f} | "
+        f"{_pct(tg_rest, 50):.0f} | {_pct(tg_rest, 99):.0f} |",
+        *(
+            [
+                f"| /hints {args.rate:.0f}/s with /targets at {args.targets_rate:g}/s ({base['mixed'][0]['errors']} "
+                f"errors then, {m['mixed'][0]['errors']} now) | {_pct(base['mixed'][0]['due'], 50):.1f} | "
+                f"{_pct(base['mixed'][0]['due'], 99):.1f} | {_pct(m['mixed'][0]['due'], 50):.1f} | "
+                f"{_pct(m['mixed'][0]['due'], 99):.1f} |",
+                f"| /targets top {TARGETS_TOP} in that run | {_pct(base['mixed'][1]['lat'], 50):.0f} | "
+                f"{_pct(base['mixed'][1]['lat'], 99):.0f} | {_pct(m['mixed'][1]['lat'], 50):.0f} | "
+                f"{_pct(m['mixed'][1]['lat'], 99):.0f} |",
+            ]
+            if mixed
+            else []
+        ),
+        f"| Recommender.hints in process ({len(bw)} calls) | {_pct(bw, 50):.2f} | {_pct(bw, 99):.2f} | "
+        f"{_pct(inproc['Recommender.hints'][0], 50):.2f} | {_pct(inproc['Recommender.hints'][0], 99):.2f} |",
+        "",
+        f"Server CPU per /hints request at {args.rate:.0f}/s: {base['server_cpu_ms']:.2f} ms then, "
+        f"{m['server_cpu_ms']:.2f} ms now; one at a time {base['seq_cpu_ms']:.2f} ms then, {m['seq_cpu_ms']:.2f} ms "
+        f"now; per refused (401) request {base['refused_cpu_ms']:.2f} ms then, {m['refused_cpu_ms']:.2f} ms now; "
+        f"Recommender.hints in process {bcpu:.2f} ms then, {inproc['Recommender.hints'][1]:.2f} ms now. "
+        f"The baseline answered at most {base['res']['n'] / base['res']['wall_s']:.1f} requests/s.",
+        *_ab_lines(m["rounds"], args),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    token = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="nbp-bench-serving-") as tmp:
+        home = args.home if args.home is not None else Path(tmp) / "home"
+        m = measure(args, home, token, built=args.home is None)
+    lines = section(m, args)
     cmd = "python -m benchmarks.bench_serving " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.no_write:
         print("\n".join(lines))
     else:
         write_section("serving", "\n".join(lines), cmd.strip())
+    if m["base"] is not None:
+        print("\n".join(baseline_lines(m, args)))
     return 0
 
 
