@@ -8,7 +8,7 @@ and that child's peak RSS), on a workspace whose export was already ingested:
 3. ``historical``   Feast point-in-time retrieval of N (customer, as-of) rows
 4. ``online``       single-customer online reads (median / p99 latency)
 
-Without ``--home``, the script simulates the bank (``nbp simulate --customers full
+Without ``--home``, the script simulates the reference bank (``nbp simulate --customers full
 --months 24``) and ingests it first (not timed here: see the simulate and ingest
 sections). Writes the ``features`` section of docs/benchmarks.md.
 
@@ -32,13 +32,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.report import median, run_measured, write_section
+from nbp.sqltext import lit
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from nbp.config import Config
+    from nbp.workspace import Workspace
 
 NBP = str(Path(sys.executable).with_name("nbp"))
+# each step's target at the reference bank's size on 2 cores (online reads: none set)
 TARGETS = {"build": "≤ 300 s", "materialize": "≤ 120 s", "historical": "≤ 60 s", "online": "-"}
 
 
@@ -79,84 +90,77 @@ def _cpu() -> float:
     return u.ru_utime + u.ru_stime
 
 
-def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
-    """The body of one child process (prints one JSON line)."""
-    import time
+def _build(ws: Workspace) -> dict:
+    """Every monthly feature table."""
+    from features import build as fbuild
 
-    from nbp import telemetry
+    t0, c0 = time.perf_counter(), _cpu()
+    s = fbuild.build(ws)
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu_s": _cpu() - c0,
+        "as_of": len(s.as_of),
+        "rows": max(s.rows.values()),
+    }
 
-    telemetry.disable()
-    import os
+
+def _materialize(cfg: Config, ws: Workspace) -> dict:
+    """Feast apply, then the latest as-of into the online store; counts the customers written.
+    ``apply_s`` includes importing Feast (the first step of a fresh process to touch it)."""
+    t0, c0 = time.perf_counter(), _cpu()
+    import duckdb
 
     from features import build as fbuild
-    from nbp.config import load_config
-    from nbp.workspace import Workspace
-
-    ws, cfg = Workspace(home), load_config()
-    if redis:
-        from benchmarks.redis_server import on_redis
-
-        cfg = on_redis(cfg, redis)
-    load = {"load_before": os.getloadavg()[0]}
-    t0, c0 = time.perf_counter(), _cpu()
-    if step == "build":
-        s = fbuild.build(ws)
-        return {
-            "seconds": time.perf_counter() - t0,
-            "cpu_s": _cpu() - c0,
-            "as_of": len(s.as_of),
-            "rows": max(s.rows.values()),
-            **load,
-            "load_after": os.getloadavg()[0],
-        }
     from features import store
 
-    if step == "materialize":
-        store.apply(cfg, ws)
-        t1, c1 = time.perf_counter(), _cpu()
-        when = store.materialize(cfg, ws)
-        t2, c2 = time.perf_counter(), _cpu()
-        import duckdb
-
-        n = (
-            duckdb.connect()
-            .execute(
-                f"SELECT count(*) FROM read_parquet('{fbuild.family_path(ws, 'demo')}') "
-                f"WHERE event_timestamp = TIMESTAMP '{when}'"
-            )
-            .fetchone()[0]
+    store.apply(cfg, ws)
+    t1, c1 = time.perf_counter(), _cpu()
+    when = store.materialize(cfg, ws)
+    t2, c2 = time.perf_counter(), _cpu()
+    n = (
+        duckdb.connect()
+        .execute(
+            f"SELECT count(*) FROM read_parquet({lit(str(fbuild.family_path(ws, 'demo')))}) "
+            f"WHERE event_timestamp = TIMESTAMP {lit(str(when))}"
         )
-        return {
-            "seconds": t2 - t1,
-            "cpu_s": c2 - c1,
-            "apply_s": t1 - t0,
-            "apply_cpu_s": c1 - c0,
-            "process_cpu_s": _cpu(),
-            "customers": n,
-            **load,
-            "load_after": os.getloadavg()[0],
-        }
-    import numpy as np
-    import pandas as pd
+        .fetchone()[0]
+    )
+    return {
+        "seconds": t2 - t1,
+        "cpu_s": c2 - c1,
+        "apply_s": t1 - t0,
+        "apply_cpu_s": c1 - c0,
+        "process_cpu_s": _cpu(),
+        "customers": n,
+    }
 
-    demo = pd.read_parquet(fbuild.family_path(ws, "demo"), columns=["customer_id", "event_timestamp"])
-    if step == "historical":
-        ent = demo.sample(n=min(rows, len(demo)), random_state=0).reset_index(drop=True)
-        store.get_store(cfg, ws)  # import and registry load are not the retrieval
-        t1, c1 = time.perf_counter(), _cpu()
-        got = store.historical(cfg, ws, ent, next(iter(store.service_names(cfg).values())))
-        t2, c2 = time.perf_counter(), _cpu()
-        if len(got) != len(ent):
-            raise SystemExit(f"historical: {len(got)} rows for {len(ent)} entity rows")
-        return {
-            "seconds": t2 - t1,
-            "cpu_s": c2 - c1,
-            "process_cpu_s": _cpu(),
-            "rows": len(got),
-            "features": got.shape[1] - 2,
-            **load,
-            "load_after": os.getloadavg()[0],
-        }
+
+def _historical(cfg: Config, ws: Workspace, demo: pd.DataFrame, rows: int) -> dict:
+    """One point-in-time retrieval of ``rows`` random (customer, as-of) rows, the registry already loaded."""
+    from features import store
+
+    ent = demo.sample(n=min(rows, len(demo)), random_state=0).reset_index(drop=True)
+    store.get_store(cfg, ws)  # import and registry load are not the retrieval
+    t1, c1 = time.perf_counter(), _cpu()
+    got = store.historical(cfg, ws, ent, next(iter(store.service_names(cfg).values())))
+    t2, c2 = time.perf_counter(), _cpu()
+    if len(got) != len(ent):
+        raise SystemExit(f"historical: {len(got)} rows for {len(ent)} entity rows")
+    return {
+        "seconds": t2 - t1,
+        "cpu_s": c2 - c1,
+        "process_cpu_s": _cpu(),
+        "rows": len(got),
+        "features": got.shape[1] - 2,
+    }
+
+
+def _online(cfg: Config, ws: Workspace, demo: pd.DataFrame) -> dict:
+    """Single-customer online reads of 300 random customers, after one warm-up read."""
+    import numpy as np
+
+    from features import store
+
     ids = demo["customer_id"].drop_duplicates().sample(n=300, random_state=0).tolist()
     service = next(iter(store.service_names(cfg).values()))
     store.online(cfg, ws, ids[:1], service)  # warm-up
@@ -169,9 +173,34 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
         "seconds": float(np.sum(lat)) / 1000,
         "median_ms": float(np.median(lat)),
         "p99_ms": float(np.percentile(lat, 99)),
-        **load,
-        "load_after": os.getloadavg()[0],
     }
+
+
+def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
+    """The body of one child process (prints one JSON line): the step, with the load average around it."""
+    from nbp import telemetry
+
+    telemetry.disable()
+    from features import build as fbuild
+    from nbp.config import load_config
+    from nbp.workspace import Workspace
+
+    ws, cfg = Workspace(home), load_config()
+    if redis:
+        from benchmarks.redis_server import on_redis
+
+        cfg = on_redis(cfg, redis)
+    load_before = os.getloadavg()[0]
+    if step == "build":
+        out = _build(ws)
+    elif step == "materialize":
+        out = _materialize(cfg, ws)
+    else:
+        import pandas as pd
+
+        demo = pd.read_parquet(fbuild.family_path(ws, "demo"), columns=["customer_id", "event_timestamp"])
+        out = _historical(cfg, ws, demo, rows) if step == "historical" else _online(cfg, ws, demo)
+    return {**out, "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -227,10 +256,11 @@ def main() -> None:
         run_measured([NBP, "ingest", str(tmp / "bank" / "export")], env={"NBP_HOME": str(home)})
     res = {s: _child(s, home, a.rows, a.repeat) for s in TARGETS}
     b, m, h, o = res["build"], res["materialize"], res["historical"], res["online"]
+    bank, n_txn = _export_of(home)
     body = f"""## Features
 
-Feature build, Feast materialisation and retrieval on the ingested workspace `--home`
-({m["customers"]:,} customers at the latest as-of; {b["as_of"]} monthly as-of dates,
+Feature build, Feast materialisation and retrieval on an ingested workspace ({bank}:
+{n_txn:,} transactions; {m["customers"]:,} customers at the latest as-of; {b["as_of"]} monthly as-of dates,
 {b["rows"]:,} (customer, as-of) rows per family, 137 features in 8 families).
 
 | step | measured | CPU-s | wall (child) | peak RSS | load avg | target |
@@ -245,8 +275,24 @@ user+sys of that step, all threads; "wall" includes starting Python and importin
 (about 4 s); "load avg" is the 1-minute load average when the step started (2 cores:
 above 2 the step shared the CPUs). Peak memory budget: 12 GB.
 """
-    cmd = ".venv/bin/python -m benchmarks.bench_features" + (f" --home {a.home}" if a.home else "")
+    cmd = (
+        ".venv/bin/python -m benchmarks.bench_features"
+        + (f" --home {a.home}" if a.home else "")
+        + (f" --rows {a.rows}" if a.rows != 1_000_000 else "")
+        + (f" --repeat {a.repeat}" if a.repeat > 1 else "")
+    )
     write_section("features", body, cmd)
+
+
+def _export_of(home: Path) -> tuple[str, int]:
+    """The ingested bank's description (its manifest's ``bank``) and its transaction rows."""
+    import pyarrow.parquet as pq
+
+    from nbp.workspace import Workspace
+
+    ws = Workspace(home)
+    bank = json.loads(ws.ingest_meta.read_text(encoding="utf-8")).get("bank") or "a bank export"
+    return bank, pq.read_metadata(ws.table("transactions")).num_rows
 
 
 def _write_redis(m: dict, o: dict, a: argparse.Namespace) -> None:

@@ -154,6 +154,7 @@ class _Variant:
     fmt: str
     cmd: list[str]
     env: dict[str, str]
+    size_gb: float = 0.0  # the export's files on disk
     secs: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
@@ -174,7 +175,7 @@ def _run(v: _Variant, exp: Path, home: Path) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transactions", type=int, default=5_000_000)
     ap.add_argument("--runs", type=int, default=3)
@@ -187,83 +188,95 @@ def main() -> None:
         help="also run the ingest of this source tree (PYTHONPATH), interleaved; never written",
     )
     ap.add_argument("--no-write", action="store_true", help="print the table only; never touch docs/benchmarks.md")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def variants(formats: str, root: Path, tables: dict[str, pa.Table], baseline: Path | None) -> list[_Variant]:
+    """One variant per input format (and per baseline tree), each export written once under ``root``."""
+    out: list[_Variant] = []
+    for fmt in formats.split(","):
+        exp = root / f"export-{fmt}"
+        if not exp.exists():
+            write_export(tables, exp, fmt)
+        out.append(_Variant(fmt, fmt, [NBP], {}, size_gb=sum(p.stat().st_size for p in exp.iterdir()) / 1e9))
+        if baseline is not None:
+            tree = str(baseline.resolve())  # first on sys.path, before the checkout (cwd)
+            code = f"import sys; sys.path.insert(0, {tree!r}); from nbp.cli import main; main()"
+            out.append(_Variant(f"{fmt}, baseline", fmt, [sys.executable, "-c", code], {}, size_gb=out[-1].size_gb))
+    return out
+
+
+def runs_table(vs: list[_Variant], n_txn: int, total: int) -> list[str]:
+    """Whole-process figures per input: wall and CPU medians, rates, peak memory, load after each run."""
+    rows = [
+        "| input | transactions | rows (all tables) | median wall s | txn rows/s (wall) | fastest wall s "
+        "| median CPU s | txn rows per CPU-s | peak RSS GB | load avg (1 min) after each run | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for v in vs:
+        med, cpu = median(v.secs), median(v.cpus)
+        rows.append(
+            f"| {v.label} ({v.size_gb:.2f} GB) | {n_txn:,} | {total:,} | {med:.1f} | "
+            f"{n_txn / med:,.0f} | {min(v.secs):.1f} | {cpu:.1f} | "
+            f"{n_txn / cpu:,.0f} | {max(v.rss):.2f} | "
+            f"{', '.join(f'{x:.1f}' for x in v.loads)} | {len(v.secs)} |"
+        )
+    return rows
+
+
+def steps_table(vs: list[_Variant]) -> list[str]:
+    """The transactions table's steps (from the debug log), median wall / CPU s per input."""
+    names = [
+        n
+        for n in ("read+check", "future dates", "references", "duplicates", "write", "reports")
+        if any(n in v.steps for v in vs)
+    ]
+    rows = ["| input | " + " | ".join(f"{n} wall / CPU s" for n in names) + " |", "|---|" + "---:|" * len(names)]
+    for v in vs:
+        cells = [
+            f"{median([w for w, _ in v.steps[n]]):.2f} / {median([c for _, c in v.steps[n]]):.2f}"
+            if n in v.steps
+            else "-"
+            for n in names
+        ]
+        rows.append(f"| {v.label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def section(runs: list[str], steps: list[str], load_before: tuple, load_after: tuple) -> str:
+    """The ``ingest`` section: what runs on which input, then both tables."""
+    return (
+        "## Ingest (`nbp ingest`)\n\nEnd to end: process start to exit, validation of every row and "
+        "reference, typed Parquet store, reports. Synthetic export with valid references, a `branches` "
+        "table with Chinese names, and two planted bad transactions (one in Parquet), so the reject "
+        "path (source lines included) runs. CSV cells are written by pyarrow (strings quoted); "
+        "`csv-gbk` is the same export with `encoding: gbk` in the manifest (only `branches.csv` holds "
+        "non-ASCII bytes, as in a real export where transactions carry no text). CPU s is user+system "
+        "time of the `nbp` process (both cores). Runs are interleaved across inputs. The machine is "
+        "shared: with other jobs running, wall time is longer than on an idle 2-core machine, where "
+        "it is about CPU s / 2 at best; the load average is given after each run "
+        f"(1/5/15 min before the benchmark: {', '.join(f'{x:.1f}' for x in load_before)}; after: "
+        f"{', '.join(f'{x:.1f}' for x in load_after)}).\n\n"
+        + "\n".join(runs)
+        + "\n\nTransactions table, median per step (from `--log-level debug`):\n\n"
+        + "\n".join(steps)
+    )
+
+
+def main() -> None:
+    args = parse_args()
     # A quick dev run (fewer than 3 runs, not every format, a baseline) must not replace the recorded figures.
     record = not args.no_write and args.runs >= MIN_RUNS_TO_RECORD and args.formats == FORMATS and args.baseline is None
     root = args.keep or Path(tempfile.mkdtemp(prefix="nbp-bench-ingest-"))
     load_before = os.getloadavg()
     try:
         tables = build_tables(args.transactions)
-        total = sum(t.num_rows for t in tables.values())
-        variants: list[_Variant] = []
-        sizes: dict[str, float] = {}
-        for fmt in args.formats.split(","):
-            exp = root / f"export-{fmt}"
-            if not exp.exists():
-                write_export(tables, exp, fmt)
-            sizes[fmt] = sum(p.stat().st_size for p in exp.iterdir()) / 1e9
-            variants.append(_Variant(fmt, fmt, [NBP], {}))
-            if args.baseline is not None:
-                tree = str(args.baseline.resolve())  # first on sys.path, before the checkout (cwd)
-                variants.append(
-                    _Variant(
-                        f"{fmt}, baseline",
-                        fmt,
-                        [
-                            sys.executable,
-                            "-c",
-                            f"import sys; sys.path.insert(0, {tree!r}); from nbp.cli import main; main()",
-                        ],
-                        {},
-                    )
-                )
+        vs = variants(args.formats, root, tables, args.baseline)
         for i in range(args.runs):  # interleaved: every variant sees the same spread of machine load
-            for v in variants:
+            for v in vs:
                 _run(v, root / f"export-{v.fmt}", root / f"home-{i}")
-        rows = [
-            "| input | transactions | rows (all tables) | median wall s | txn rows/s (wall) | fastest wall s "
-            "| median CPU s | txn rows per CPU-s | peak RSS GB | load avg (1 min) after each run | runs |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
-        ]
-        for v in variants:
-            med, cpu = median(v.secs), median(v.cpus)
-            rows.append(
-                f"| {v.label} ({sizes[v.fmt]:.2f} GB) | {args.transactions:,} | {total:,} | {med:.1f} | "
-                f"{args.transactions / med:,.0f} | {min(v.secs):.1f} | {cpu:.1f} | "
-                f"{args.transactions / cpu:,.0f} | {max(v.rss):.2f} | "
-                f"{', '.join(f'{x:.1f}' for x in v.loads)} | {len(v.secs)} |"
-            )
-        names = [
-            n
-            for n in ("read+check", "future dates", "references", "duplicates", "write", "reports")
-            if any(n in v.steps for v in variants)
-        ]
-        steps = ["| input | " + " | ".join(f"{n} wall / CPU s" for n in names) + " |", "|---|" + "---:|" * len(names)]
-        for v in variants:
-            cells = [
-                f"{median([w for w, _ in v.steps[n]]):.2f} / {median([c for _, c in v.steps[n]]):.2f}"
-                if n in v.steps
-                else "-"
-                for n in names
-            ]
-            steps.append(f"| {v.label} | " + " | ".join(cells) + " |")
-        load_after = os.getloadavg()
-        body = (
-            "### Ingest (`nbp ingest`)\n\nEnd to end: process start to exit, validation of every row and "
-            "reference, typed Parquet store, reports. Synthetic export with valid references, a `branches` "
-            "table with Chinese names, and two planted bad transactions (one in Parquet), so the reject "
-            "path (source lines included) runs. CSV cells are written by pyarrow (strings quoted); "
-            "`csv-gbk` is the same export with `encoding: gbk` in the manifest (only `branches.csv` holds "
-            "non-ASCII bytes, as in a real export where transactions carry no text). CPU s is user+system "
-            "time of the `nbp` process (both cores). Runs are interleaved across inputs. The machine is "
-            "shared: with other jobs running, wall time is longer than on an idle 2-core machine, where "
-            "it is about CPU s / 2 at best; the load average is given after each run "
-            f"(1/5/15 min before the benchmark: {', '.join(f'{x:.1f}' for x in load_before)}; after: "
-            f"{', '.join(f'{x:.1f}' for x in load_after)}).\n\n"
-            + "\n".join(rows)
-            + "\n\nTransactions table, median per step (from `--log-level debug`):\n\n"
-            + "\n".join(steps)
-        )
+        runs = runs_table(vs, args.transactions, sum(t.num_rows for t in tables.values()))
+        body = section(runs, steps_table(vs), load_before, os.getloadavg())
         if record:
             write_section(
                 "ingest",

@@ -1,4 +1,4 @@
-"""Model quality against the simulator's oracle (issue 4, item 6; restated by issue 12, point 9).
+"""Model quality against the simulator's oracle: the recipe's AUC as a share of the best achievable.
 
 A simulated bank with a seed no test or tuning uses (24 months), through the real chain
 (simulate -> ingest -> features -> backtest). The backtest trains with the cutoff at the
@@ -39,7 +39,7 @@ from benchmarks.report import run_measured, write_section
 ROOT = Path(__file__).resolve().parents[1]
 # the latest claim's seeds (spent): `make bench` reproduces it; a new claim needs new seeds
 SEEDS = (20_261_205, 20_261_206, 20_261_207)
-TARGET_RATIO = 0.99  # issue 12, point 9: recipe AUC / oracle AUC, each product, both oracles
+TARGET_RATIO = 0.99  # recipe AUC / oracle AUC, each product, both oracles
 MAX_ABOVE = 0.02  # ... and the recipe never this far above the oracle's AUC (a leak)
 
 
@@ -168,7 +168,7 @@ def run_seed(a: argparse.Namespace, seed: int, tmp: Path) -> dict[str, object]:
     return res
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", default="50000", help="a number, or 'full' (388,494: the reference bank's size)")
     ap.add_argument(
@@ -197,7 +197,92 @@ def main(argv: list[str]) -> int:
         default=None,
         help="section of docs/benchmarks.md (default: quality, or quality_full for --customers full)",
     )
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def header(n_customers: int, seeds: list[int], cutoff: str) -> list[str]:
+    """The section's title and how to read its tables."""
+    return [
+        f"## Model quality against the oracle ({n_customers:,} customers, 24 months, "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})",
+        "",
+        f"Backtest cutoff {cutoff}: trained on as-of dates whose label windows closed before it, "
+        "tested on the four monthly as-of dates from it on (pooled). `auc_ratio` = recipe AUC / oracle AUC "
+        "on the same rows; `asof_oracle_auc` / `asof_ratio`: the oracle recomputed with the as-of month's "
+        "drivers held over the whole label window, i.e. from what the bank can know at the as-of date "
+        "(`p_true` also knows how turnover, tax records and life events move inside the window). "
+        f"Target: each product's ratio at least {TARGET_RATIO} and the recipe's AUC never "
+        f"more than {MAX_ABOVE} above the oracle's, against both oracles. "
+        "`default_lgbm_auc`: `LGBMClassifier()` with default settings on the same training rows and features.",
+        "",
+    ]
+
+
+def seed_lines(seed: int, res: dict[str, object], several: bool) -> list[str]:
+    """One seed's table, the AUC's sampling error, the verdict per product and the stage times."""
+    rows = _rows(str(res["table"]))
+    lines = [f"Seed {seed}:", ""] if several else []
+    lines += [
+        str(res["table"]),
+        "",
+        "Sampling error (Hanley-McNeil): " + " ".join(_se_line(r) for r in rows),
+        "Target: " + "; ".join(f"{r['product']} {verdict(r)}" for r in rows) + ".",
+        "",
+    ]
+    t = res["times"]
+    if t:
+        stages = ", ".join(
+            f"{k} {v:.0f} s / {res['cpu'][k]:.0f} CPU-s" + (f" / {res['rss'][k]:.1f} GB" if res["rss"] else "")
+            for k, v in t.items()
+        )
+        lines += [
+            f"Stage times (wall / CPU{' / peak RSS' if res['rss'] else ''}): {stages}; finished "
+            f"{res.get('finished', '?')}, code at commit {res.get('commit', '?')}."
+            + (f" {res['note']}" if res.get("note") else ""),
+            "",
+        ]
+    return lines
+
+
+def over_seeds(per_seed: dict[int, dict[str, object]]) -> list[str]:
+    """The mean ± standard error of each product's ratios and AUC differences over the seeds."""
+    summary: dict[str, dict[str, list[float]]] = {}
+    for res in per_seed.values():
+        for r in _rows(str(res["table"])):
+            s = summary.setdefault(r["product"], {"auc_ratio": [], "asof_ratio": [], "above": [], "asof_above": []})
+            s["auc_ratio"].append(_f(r, "auc_ratio"))
+            s["asof_ratio"].append(_f(r, "asof_ratio"))
+            s["above"].append(_f(r, "auc") - _f(r, "oracle_auc"))
+            s["asof_above"].append(_f(r, "auc") - _f(r, "asof_oracle_auc"))
+    k = len(per_seed)
+    lines = [
+        f"Over the {k} seeds (mean ± standard error, sample sd / √{k}):",
+        "",
+        "| product | ratio to p_true | ratio to p_asof | AUC − p_true AUC | AUC − p_asof AUC | "
+        + " | ".join(f"ratio {s}" for s in per_seed)
+        + " | target on the means |",
+        "|---|---|---|---|---|" + "---|" * k + "---|",
+    ]
+    for prod, s in summary.items():
+        means = {key: statistics.fmean(v) for key, v in s.items()}
+        on_means = verdict(
+            {
+                "auc": "0",
+                "oracle_auc": f"{-means['above']}",
+                "auc_ratio": f"{means['auc_ratio']}",
+                "asof_oracle_auc": f"{-means['asof_above']}",
+                "asof_ratio": f"{means['asof_ratio']}",
+            }
+        )
+        lines.append(
+            f"| {prod} | {mean_se(s['auc_ratio'])} | {mean_se(s['asof_ratio'])} | {mean_se(s['above'])} "
+            f"| {mean_se(s['asof_above'])} | " + " | ".join(f"{x:.3f}" for x in s["auc_ratio"]) + f" | {on_means} |"
+        )
+    return [*lines, ""]
+
+
+def main(argv: list[str]) -> int:
+    a = parse_args(argv)
     full = a.customers == "full"
     n_customers = FULL_CUSTOMERS if full else int(a.customers)
     root = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="nbp-bench-quality-"))
@@ -207,75 +292,11 @@ def main(argv: list[str]) -> int:
         per_seed[seed] = run_seed(a, seed, ws)
         print(f"seed {seed}:\n{per_seed[seed]['table']}", file=sys.stderr, flush=True)
     load = os.getloadavg()
-    lines = [
-        f"### Model quality against the oracle ({n_customers:,} customers, 24 months, "
-        f"seed{'s' if len(a.seed) > 1 else ''} {', '.join(map(str, a.seed))})",
-        "",
-        f"Backtest cutoff {a.cutoff}: trained on as-of dates whose label windows closed before it, "
-        "tested on the four monthly as-of dates from it on (pooled). `auc_ratio` = recipe AUC / oracle AUC "
-        "on the same rows; `asof_oracle_auc` / `asof_ratio`: the oracle recomputed with the as-of month's "
-        "drivers held over the whole label window, i.e. from what the bank can know at the as-of date "
-        "(`p_true` also knows how turnover, tax records and life events move inside the window). "
-        f"Target (issue 12, point 9): each product's ratio at least {TARGET_RATIO} and the recipe's AUC never "
-        f"more than {MAX_ABOVE} above the oracle's, against both oracles. "
-        "`default_lgbm_auc`: `LGBMClassifier()` with default settings on the same training rows and features.",
-        "",
-    ]
-    summary: dict[str, dict[str, list[float]]] = {}
+    lines = header(n_customers, a.seed, a.cutoff)
     for seed, res in per_seed.items():
-        rows = _rows(str(res["table"]))
-        if len(a.seed) > 1:
-            lines += [f"Seed {seed}:", ""]
-        lines += [
-            str(res["table"]),
-            "",
-            "Sampling error (Hanley-McNeil): " + " ".join(_se_line(r) for r in rows),
-            "Target: " + "; ".join(f"{r['product']} {verdict(r)}" for r in rows) + ".",
-            "",
-        ]
-        for r in rows:
-            s = summary.setdefault(r["product"], {"auc_ratio": [], "asof_ratio": [], "above": [], "asof_above": []})
-            s["auc_ratio"].append(_f(r, "auc_ratio"))
-            s["asof_ratio"].append(_f(r, "asof_ratio"))
-            s["above"].append(_f(r, "auc") - _f(r, "oracle_auc"))
-            s["asof_above"].append(_f(r, "auc") - _f(r, "asof_oracle_auc"))
-        t = res["times"]
-        if t:
-            stages = ", ".join(
-                f"{k} {v:.0f} s / {res['cpu'][k]:.0f} CPU-s" + (f" / {res['rss'][k]:.1f} GB" if res["rss"] else "")
-                for k, v in t.items()
-            )
-            lines += [
-                f"Stage times (wall / CPU{' / peak RSS' if res['rss'] else ''}): {stages}; finished "
-                f"{res.get('finished', '?')}, code at commit {res.get('commit', '?')}."
-                + (f" {res['note']}" if res.get("note") else ""),
-                "",
-            ]
+        lines += seed_lines(seed, res, len(a.seed) > 1)
     if len(a.seed) > 1:
-        lines += [
-            f"Over the {len(a.seed)} seeds (mean ± standard error, sample sd / √{len(a.seed)}):",
-            "",
-            "| product | ratio to p_true | ratio to p_asof | AUC − p_true AUC | AUC − p_asof AUC | "
-            + " | ".join(f"ratio {s}" for s in a.seed)
-            + " | target on the means |",
-            "|---|---|---|---|---|" + "---|" * len(a.seed) + "---|",
-        ]
-        for prod, s in summary.items():
-            means = {k: statistics.fmean(v) for k, v in s.items()}
-            on_means = verdict(
-                {
-                    "auc": "0",
-                    "oracle_auc": f"{-means['above']}",
-                    "auc_ratio": f"{means['auc_ratio']}",
-                    "asof_oracle_auc": f"{-means['asof_above']}",
-                    "asof_ratio": f"{means['asof_ratio']}",
-                }
-            )
-            lines.append(
-                f"| {prod} | {mean_se(s['auc_ratio'])} | {mean_se(s['asof_ratio'])} | {mean_se(s['above'])} "
-                f"| {mean_se(s['asof_above'])} | " + " | ".join(f"{x:.3f}" for x in s["auc_ratio"]) + f" | {on_means} |"
-            )
-        lines.append("")
+        lines += over_seeds(per_seed)
     lines += [NOTE]
     if not a.reuse:
         lines += ["", f"Load average at the end {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} (2 cores, shared)."]

@@ -1,6 +1,6 @@
 """Benchmark of ``nbp simulate --customers full --months 24``: wall time, peak RSS, rows.
 
-Budget (issue 2): at most 10 minutes on 2 cores and at most 12 GB peak memory.
+Budget: at most 10 minutes on 2 cores and at most 12 GB peak memory.
 Run: ``python -m benchmarks.bench_simulate`` (writes its section of docs/benchmarks.md).
 """
 
@@ -30,7 +30,7 @@ def main() -> int:
     ok = m.seconds <= BUDGET_S and m.peak_rss_gb <= BUDGET_GB
     body = "\n".join(
         [
-            "### Simulator, reference bank (388,494 customers x 24 months)",
+            "## Simulator, reference bank (388,494 customers x 24 months)",
             "",
             "| measure | value | budget |",
             "|---|---|---|",
