@@ -45,6 +45,12 @@ def money(x: np.ndarray) -> np.ndarray:
     return np.maximum(np.round(x, 2), 0.01)
 
 
+def _lognormal(rng: np.random.Generator, median_sigma: tuple[float, float], k: int) -> np.ndarray:
+    """``k`` lognormal amounts with the given (median, sigma)."""
+    median, sigma = median_sigma
+    return rng.lognormal(np.log(median), sigma, k)
+
+
 def split(total: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Split each ``total[i]`` into ``counts[i]`` random positive parts (flattened, in order)."""
     owner = np.repeat(np.arange(len(total)), counts)
@@ -96,10 +102,11 @@ class Txns:
         cust, day, amount, credit, ch, tt, cp, acct = cols
         n = len(cust)
         # counters, agents open in business hours; batch runs early; the rest all day
-        lo = np.where(np.isin(ch, [CH["counter"], CH["agent"]]), 8.5 * 3600, 7 * 3600)
-        hi = np.where(np.isin(ch, [CH["counter"], CH["agent"]]), 17.5 * 3600, 22.5 * 3600)
-        lo = np.where(ch == CH["batch"], 2 * 3600, lo)
-        hi = np.where(ch == CH["batch"], 6 * 3600, hi)
+        staffed = np.isin(ch, [CH["counter"], CH["agent"]])
+        lo = np.where(staffed, P.BUSINESS_HOURS[0] * 3600, P.ALL_DAY_HOURS[0] * 3600)
+        hi = np.where(staffed, P.BUSINESS_HOURS[1] * 3600, P.ALL_DAY_HOURS[1] * 3600)
+        lo = np.where(ch == CH["batch"], P.BATCH_HOURS[0] * 3600, lo)
+        hi = np.where(ch == CH["batch"], P.BATCH_HOURS[1] * 3600, hi)
         sec = (lo + rng.random(n) * (hi - lo)).astype(np.int64)
         order = np.lexsort((tt, cust, sec, day))
         cust, day, amount, credit, ch, tt, cp, acct, sec = (
@@ -174,7 +181,7 @@ class _Month:
         pop, T = s.pop, s.ms[m]
         month = month_of_year(T)
         live = pop.open_day < T
-        away = pop.seasonal & (month >= 4) & (month <= 12)
+        away = pop.seasonal & (month >= P.AWAY_MONTHS[0]) & (month <= P.AWAY_MONTHS[1])
         return cls(
             s=s,
             m=m,
@@ -183,9 +190,9 @@ class _Month:
             month=month,
             live=live,
             ind=live & ~pop.is_biz,
-            act=pop.activity * np.where(away, 0.3, 1.0),
+            act=pop.activity * np.where(away, P.AWAY_ACTIVITY, 1.0),
             mobile=s.mobile_day < T,
-            fest_month=s.cal[m][1] > 0.3,
+            fest_month=s.cal[m][1] > P.FESTIVAL_MONTH_STOCKING,
         )
 
     def days(self, k: int) -> np.ndarray:
@@ -223,38 +230,40 @@ def _income(mo: _Month, tx: Txns) -> None:
     """Payroll (代发工资), pensions and subsidies as batch credits; remittances of migrant workers."""
     pop, rng, nd, n = mo.s.pop, mo.rng, mo.nd, mo.s.pop.n
     c = np.flatnonzero(mo.ind & pop.payroll)
-    bonus = np.where(mo.fest_month & np.isin(pop.emp[c], [EMP["government"], EMP["public_institution"]]), 2.0, 1.0)
+    bonus = np.where(
+        mo.fest_month & np.isin(pop.emp[c], [EMP["government"], EMP["public_institution"]]), P.FESTIVAL_BONUS, 1.0
+    )
     tx.add(
         c,
         np.minimum(pop.payroll_day[c] - 1, nd - 1),
-        pop.salary[c] * bonus * rng.normal(1, 0.03, len(c)),
+        pop.salary[c] * bonus * rng.normal(1, P.SALARY_NOISE, len(c)),
         "C",
         "batch",
         "payroll",
         pop.employer_cp[c],
     )
     c = np.flatnonzero(mo.ind & (pop.pension > 0))
-    tx.add(c, np.full(len(c), 18), pop.pension[c], "C", "batch", "pension", CP_SOCIAL)
-    if mo.month in (5, 6):
-        c = np.flatnonzero(mo.ind & pop.subsidy & (rng.random(n) < 0.5))
-        tx.add(c, mo.days(len(c)), rng.uniform(300, 2_500, len(c)), "C", "batch", "subsidy", CP_FINANCE)
+    tx.add(c, np.full(len(c), P.PENSION_DAY - 1), pop.pension[c], "C", "batch", "pension", CP_SOCIAL)
+    if mo.month in P.SUBSIDY_MONTHS:
+        c = np.flatnonzero(mo.ind & pop.subsidy & (rng.random(n) < P.SUBSIDY_MONTHLY))
+        tx.add(c, mo.days(len(c)), rng.uniform(*P.SUBSIDY_AMOUNT, len(c)), "C", "batch", "subsidy", CP_FINANCE)
     # migrant workers' money home, and families receiving it
     mw = mo.ind & (pop.occ == OCC["migrant_worker"])
-    c = mo.poisson_rows(mw, np.where(mo.fest_month, 2.5, 0.8))
+    c = mo.poisson_rows(mw, np.where(mo.fest_month, *P.REMIT_RATE["migrant"]))
     tx.add(
         c,
         mo.days(len(c)),
-        rng.lognormal(np.log(2_500), 0.6, len(c)),
+        _lognormal(rng, P.REMIT_AMOUNT["migrant"], len(c)),
         "C",
         mo.mob(c, "counter"),
         "transfer",
         mo.others(len(c)),
     )
-    c = mo.poisson_rows(mo.ind & pop.family_remit, np.where(mo.fest_month, 1.5, 0.4))
+    c = mo.poisson_rows(mo.ind & pop.family_remit, np.where(mo.fest_month, *P.REMIT_RATE["family"]))
     tx.add(
         c,
         mo.days(len(c)),
-        rng.lognormal(np.log(1_500), 0.6, len(c)),
+        _lognormal(rng, P.REMIT_AMOUNT["family"], len(c)),
         "C",
         mo.mob(c, "agent"),
         "transfer",
@@ -272,7 +281,7 @@ def _business_flows(mo: _Month, tx: Txns) -> None:
     biz = pop.is_biz[ix]
     for mask, lo_hi, ttype, direction in (
         (on & ~biz & (term > 0), P.SETTLEMENT_DAYS, "merchant_settlement", "C"),
-        (on & ~biz & (term == 0), (3, 7), "cash", "C"),
+        (on & ~biz & (term == 0), P.CASH_DEPOSIT_DAYS, "cash", "C"),
         (on & biz, None, "transfer", "C"),
     ):
         j = np.flatnonzero(mask)
@@ -284,29 +293,38 @@ def _business_flows(mo: _Month, tx: Txns) -> None:
         amt = split(s.turn[m, j], cnt, rng)
         cust = np.repeat(ix[j], cnt)
         if ttype == "merchant_settlement":
-            chan = np.where((np.repeat(term[j], cnt) == 2) & (rng.random(len(cust)) < 0.5), CH["pos"], CH["qr"])
+            chan = np.where(
+                (np.repeat(term[j], cnt) == 2) & (rng.random(len(cust)) < P.POS_SETTLEMENT_SHARE), CH["pos"], CH["qr"]
+            )
             cp: np.ndarray | int = CP_ACQUIRER
         elif ttype == "cash":
             chan, cp = np.full(len(cust), CH["counter"]), -1
         else:
-            chan = np.where(rng.random(len(cust)) < 0.6, CH["mobile"], CH["counter"])
+            chan = np.where(rng.random(len(cust)) < P.BUSINESS_MOBILE_SHARE, CH["mobile"], CH["counter"])
             cp = mo.others(len(cust))
         tx.add(cust, mo.days(len(cust)), amt, direction, chan, ttype, cp)
     j = np.flatnonzero(on)
-    cnt = np.maximum(1, rng.poisson(np.where(biz[j], P.BUSINESS_TRANSFERS_OUT, 3)))
-    amt = split(s.turn[m, j] * rng.uniform(0.6, 0.9, len(j)), cnt, rng)
+    cnt = np.maximum(1, rng.poisson(np.where(biz[j], P.BUSINESS_TRANSFERS_OUT, P.MERCHANT_TRANSFERS_OUT)))
+    amt = split(s.turn[m, j] * rng.uniform(*P.OUTGOINGS_SHARE, len(j)), cnt, rng)
     cust = np.repeat(ix[j], cnt)
     tx.add(
         cust,
         mo.days(len(cust)),
         amt,
         "D",
-        np.where(rng.random(len(cust)) < 0.6, CH["mobile"], CH["counter"]),
+        np.where(rng.random(len(cust)) < P.BUSINESS_MOBILE_SHARE, CH["mobile"], CH["counter"]),
         "transfer",
         mo.others(len(cust)),
     )
     j = np.flatnonzero(on & biz)
-    tx.add(ix[j], np.full(len(j), 9), s.turn[m, j] * rng.uniform(0.08, 0.2, len(j)), "D", "batch", "payroll")
+    tx.add(
+        ix[j],
+        np.full(len(j), P.BUSINESS_PAYROLL_DAY - 1),
+        s.turn[m, j] * rng.uniform(*P.BUSINESS_PAYROLL, len(j)),
+        "D",
+        "batch",
+        "payroll",
+    )
 
 
 def _tax_payments(mo: _Month, tx: Txns) -> None:
@@ -319,8 +337,16 @@ def _tax_payments(mo: _Month, tx: Txns) -> None:
     filed = tax.filed[k, tp]
     pays = rng.random(len(tp)) < filed / 12
     c = tp[pays]
-    amt = tax.paid[k, c] / np.maximum(filed[pays], 1) * rng.uniform(0.7, 1.3, len(c))
-    tx.add(c, rng.integers(0, min(15, mo.nd), len(c)), np.maximum(amt, 50), "D", mo.mob(c, "counter"), "tax", CP_TAX)
+    amt = tax.paid[k, c] / np.maximum(filed[pays], 1) * rng.uniform(*P.TAX_PAYMENT_SPREAD, len(c))
+    tx.add(
+        c,
+        rng.integers(0, min(P.TAX_PAYMENT_DAYS, mo.nd), len(c)),
+        np.maximum(amt, P.TAX_PAYMENT_MIN),
+        "D",
+        mo.mob(c, "counter"),
+        "tax",
+        CP_TAX,
+    )
 
 
 def _everyday(mo: _Month, tx: Txns) -> None:
@@ -329,14 +355,16 @@ def _everyday(mo: _Month, tx: Txns) -> None:
     pop = s.pop
     c = mo.poisson_rows(ind, P.RATE_PURCHASE * act)
     chan = np.where(
-        mo.mobile[c] & (rng.random(len(c)) < 0.7), CH["qr"], np.where(rng.random(len(c)) < 0.6, CH["pos"], CH["qr"])
+        mo.mobile[c] & (rng.random(len(c)) < P.PURCHASE_QR_MOBILE),
+        CH["qr"],
+        np.where(rng.random(len(c)) < P.PURCHASE_POS, CH["pos"], CH["qr"]),
     )
     card = s.accounts.card_of[c]
-    use_card = (card >= 0) & (rng.random(len(c)) < 0.5)
+    use_card = (card >= 0) & (rng.random(len(c)) < P.CREDIT_CARD_USE)
     tx.add(
         c,
         mo.days(len(c)),
-        rng.lognormal(np.log(120), 1.0, len(c)),
+        _lognormal(rng, P.PURCHASE_AMOUNT, len(c)),
         "D",
         chan,
         "purchase",
@@ -349,23 +377,25 @@ def _everyday(mo: _Month, tx: Txns) -> None:
     tx.add(
         c,
         mo.days(len(c)),
-        rng.lognormal(np.log(12_000), 0.7, len(c)),
+        _lognormal(rng, P.LIFE_EVENT_AMOUNT, len(c)),
         "D",
         mo.mob(c, "pos"),
         "purchase",
         mo.others(len(c)),
     )
     c = mo.poisson_rows(ind, P.RATE_CASH * act)
-    chan = np.where(rng.random(len(c)) < 0.2, CH["counter"], np.where(pop.urban[c], CH["atm"], CH["agent"]))
-    direction_d = rng.random(len(c)) < 0.8
-    amt = np.round(rng.lognormal(np.log(600), 0.8, len(c)), -2).clip(100)
+    chan = np.where(
+        rng.random(len(c)) < P.CASH_AT_COUNTER, CH["counter"], np.where(pop.urban[c], CH["atm"], CH["agent"])
+    )
+    direction_d = rng.random(len(c)) < P.CASH_WITHDRAWAL
+    amt = np.round(_lognormal(rng, P.CASH_AMOUNT, len(c)), -2).clip(100)
     tx.add(c[direction_d], mo.days(int(direction_d.sum())), amt[direction_d], "D", chan[direction_d], "cash")
     tx.add(c[~direction_d], mo.days(int((~direction_d).sum())), amt[~direction_d], "C", chan[~direction_d], "cash")
     c = mo.poisson_rows(ind, P.RATE_TRANSFER_OUT * act)
     tx.add(
         c,
         mo.days(len(c)),
-        rng.lognormal(np.log(800), 0.9, len(c)),
+        _lognormal(rng, P.TRANSFER_OUT_AMOUNT, len(c)),
         "D",
         mo.mob(c, "counter"),
         "transfer",
@@ -375,37 +405,38 @@ def _everyday(mo: _Month, tx: Txns) -> None:
     tx.add(
         c,
         mo.days(len(c)),
-        rng.lognormal(np.log(700), 0.9, len(c)),
+        _lognormal(rng, P.TRANSFER_IN_AMOUNT, len(c)),
         "C",
         mo.mob(c, "counter"),
         "transfer",
         mo.others(len(c)),
     )
-    c = mo.poisson_rows(ind, P.RATE_UTILITY * act * np.where(pop.urban, 1.5, 0.7))
-    tx.add(c, mo.days(len(c)), rng.lognormal(np.log(90), 0.5, len(c)), "D", mo.mob(c, "other"), "utility")
+    c = mo.poisson_rows(ind, P.RATE_UTILITY * act * np.where(pop.urban, *P.UTILITY_AREA))
+    tx.add(c, mo.days(len(c)), _lognormal(rng, P.UTILITY_AMOUNT, len(c)), "D", mo.mob(c, "other"), "utility")
     c = mo.poisson_rows(mo.live, P.RATE_FEE)
-    tx.add(c, mo.days(len(c)), rng.uniform(1, 10, len(c)).round(0), "D", "other", "fee")
+    tx.add(c, mo.days(len(c)), rng.uniform(*P.FEE_AMOUNT, len(c)).round(0), "D", "other", "fee")
 
 
 def _public_and_interest(mo: _Month, tx: Txns) -> None:
     """Rural social insurance premiums, housing-fund withdrawals and quarterly interest."""
     pop, rng, n = mo.s.pop, mo.rng, mo.s.pop.n
-    if mo.month >= 9:
-        c = np.flatnonzero(mo.ind & ~pop.urban & (rng.random(n) < 0.12))
+    if mo.month >= P.SOCIAL_INSURANCE_FROM:
+        c = np.flatnonzero(mo.ind & ~pop.urban & (rng.random(n) < P.SOCIAL_INSURANCE_MONTHLY))
         tx.add(
             c,
             mo.days(len(c)),
-            rng.uniform(380, 1_000, len(c)),
+            rng.uniform(*P.SOCIAL_INSURANCE_AMOUNT, len(c)),
             "D",
             mo.mob(c, "agent"),
             "social_insurance",
             CP_SOCIAL,
         )
-    c = np.flatnonzero(mo.ind & pop.payroll & (rng.random(n) < 0.02))
-    tx.add(c, mo.days(len(c)), rng.uniform(5_000, 30_000, len(c)), "C", "counter", "housing_fund", CP_SOCIAL)
-    if mo.month in (3, 6, 9, 12):  # quarterly interest on the 21st (结息日)
+    c = np.flatnonzero(mo.ind & pop.payroll & (rng.random(n) < P.HOUSING_FUND_MONTHLY))
+    tx.add(c, mo.days(len(c)), rng.uniform(*P.HOUSING_FUND_AMOUNT, len(c)), "C", "counter", "housing_fund", CP_SOCIAL)
+    if mo.month in P.INTEREST_MONTHS:  # quarterly interest on the 21st (结息日)
         c = np.flatnonzero(mo.live)
-        tx.add(c, np.full(len(c), 20), np.maximum(pop.wealth[c], 10) * 0.0035 / 4, "C", "other", "interest")
+        amount = np.maximum(pop.wealth[c], 10) * P.DEMAND_DEPOSIT_RATE / 4
+        tx.add(c, np.full(len(c), P.INTEREST_DAY - 1), amount, "C", "other", "interest")
 
 
 def loan_transactions(s: SimState, m: int, tx: Txns) -> None:
@@ -425,7 +456,7 @@ def loan_transactions(s: SimState, m: int, tx: Txns) -> None:
     tx.add(
         cust[inst],
         (due[inst] - T).astype(np.int64),
-        L["amount"][inst] / term[inst] * 1.05,
+        L["amount"][inst] / term[inst] * P.INSTALMENT_LOADING,
         "D",
         "other",
         "loan_repayment",
@@ -443,16 +474,16 @@ def balances(s: SimState, m: int, rng: np.random.Generator) -> pa.Table:
     pop, acc = s.pop, s.accounts
     T, nxt = s.ms[m], s.ms[m] + s.nd[m]
     n = pop.n
-    s.bal_z = 0.7 * s.bal_z + rng.normal(0, 0.3, n)
+    s.bal_z = P.BALANCE_AR[0] * s.bal_z + rng.normal(0, P.BALANCE_AR[1], n)
     end_bal = pop.wealth * np.exp(s.bal_z)
     ix = s.pools["business_flow"]
     end_bal[ix] = s.endbal[m]
-    avg = end_bal * rng.uniform(0.85, 1.15, n)
+    avg = end_bal * rng.uniform(*P.AVG_BALANCE_SPREAD, n)
     main_ok = pop.open_day < nxt
     na = len(acc.kind)
     ex = np.arange(n, na)
     ex_ok = (acc.open[ex] < nxt) & ~(acc.close[ex] < nxt) & (acc.kind[ex] != "credit_card")
-    ex_bal = acc.amount[ex] * np.exp(0.02 * m)
+    ex_bal = acc.amount[ex] * np.exp(P.EXTRA_BALANCE_GROWTH * m)
     acct = np.concatenate([np.flatnonzero(main_ok), ex[ex_ok]])
     endv = np.concatenate([end_bal[main_ok], ex_bal[ex_ok]])
     avgv = np.concatenate([avg[main_ok], ex_bal[ex_ok]])

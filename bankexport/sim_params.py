@@ -129,6 +129,7 @@ QR_MERCHANT = 0.7  # merchants with a QR acquiring service
 POS_TERMINAL = 0.3
 INSURANCE_SHARE = 0.02
 SERVICE_END_MONTHLY = 0.004  # wechat / insurance / wealth services ending per month
+SERVICE_MAX_AGE_DAYS = 3_000  # services started since opening start at most this many days after it
 MOBILE_START_CAP = 0.9  # cap of a customer's probability of holding mobile banking at the start
 MOBILE_START_BACK_DAYS = 1_500  # holders at the start adopted within this many days before it
 
@@ -154,6 +155,64 @@ SETTLEMENT_DAYS = (10, 24)  # merchant settlement batches per month (uniform ran
 LIFE_EVENT_MONTHLY = 0.012  # wedding, decoration, car... a spending surge
 LIFE_EVENT_SURGE = (2, 5)  # extra big purchases in the event month and the next
 ACCOUNT_CLOSE_MONTHLY = 0.002  # time deposits / wealth accounts closing
+AWAY_MONTHS, AWAY_ACTIVITY = (4, 12), 0.3  # seasonal workers away in these months (inclusive): activity x this
+FESTIVAL_MONTH_STOCKING = 0.3  # a month with more of its days in the stocking weeks is the festival month
+
+# Amounts of everyday transactions: lognormal (median CNY, sigma) or uniform ranges.
+PURCHASE_AMOUNT = (120, 1.0)
+LIFE_EVENT_AMOUNT = (12_000, 0.7)
+CASH_AMOUNT = (600, 0.8)  # rounded to 100
+TRANSFER_OUT_AMOUNT = (800, 0.9)
+TRANSFER_IN_AMOUNT = (700, 0.9)
+UTILITY_AMOUNT = (90, 0.5)
+UTILITY_AREA = (1.5, 0.7)  # utility payments rate factor: urban, rural
+FEE_AMOUNT = (1, 10)  # uniform, whole yuan
+PURCHASE_QR_MOBILE = 0.7  # purchases by QR among mobile-banking holders
+PURCHASE_POS = 0.6  # otherwise: by POS, else QR
+CREDIT_CARD_USE = 0.5  # purchases paid by credit card among card holders
+CASH_AT_COUNTER = 0.2  # cash at the counter; else ATM (urban) or agent (rural)
+CASH_WITHDRAWAL = 0.8  # cash transactions that are withdrawals
+
+# Income credits.
+FESTIVAL_BONUS = 2.0  # government and public-institution pay in the festival month
+SALARY_NOISE = 0.03  # sd of a month's pay relative to the salary
+PENSION_DAY = 19  # day of the month pensions arrive
+SUBSIDY_MONTHS, SUBSIDY_MONTHLY = (5, 6), 0.5  # farm subsidies paid in these months, each with this probability
+SUBSIDY_AMOUNT = (300, 2_500)
+REMIT_RATE = {"migrant": (2.5, 0.8), "family": (1.5, 0.4)}  # monthly Poisson rate: festival month, otherwise
+REMIT_AMOUNT = {"migrant": (2_500, 0.6), "family": (1_500, 0.6)}  # lognormal (median, sigma)
+
+# Business flows (turnover is split into these transactions).
+CASH_DEPOSIT_DAYS = (3, 7)  # merchants without a terminal deposit cash this many times a month
+POS_SETTLEMENT_SHARE = 0.5  # POS holders' settlements by POS (else QR)
+BUSINESS_MOBILE_SHARE = 0.6  # business transfers by mobile (else counter)
+MERCHANT_TRANSFERS_OUT = 3  # per merchant per month (businesses: BUSINESS_TRANSFERS_OUT)
+OUTGOINGS_SHARE = (0.6, 0.9)  # outgoing transfers / turnover, uniform range
+BUSINESS_PAYROLL = (0.08, 0.2)  # businesses' payroll / turnover, uniform range
+BUSINESS_PAYROLL_DAY = 10
+TAX_PAYMENT_DAYS = 15  # tax paid within the first days of the month
+TAX_PAYMENT_SPREAD = (0.7, 1.3)  # a payment / (yearly tax / months filed), uniform range
+TAX_PAYMENT_MIN = 50
+
+# Social insurance, housing fund, interest.
+SOCIAL_INSURANCE_FROM = 9  # rural individuals pay the premium from this month of the year
+SOCIAL_INSURANCE_MONTHLY = 0.12
+SOCIAL_INSURANCE_AMOUNT = (380, 1_000)
+HOUSING_FUND_MONTHLY = 0.02  # payroll customers withdrawing from the housing fund
+HOUSING_FUND_AMOUNT = (5_000, 30_000)
+INTEREST_MONTHS, INTEREST_DAY = (3, 6, 9, 12), 21  # quarterly interest (结息日)
+DEMAND_DEPOSIT_RATE = 0.0035  # yearly
+INSTALMENT_LOADING = 1.05  # a loan instalment: amount / term x this (interest)
+
+# Times of day (hours) by channel: staffed (counter, agent), batch, the rest.
+BUSINESS_HOURS = (8.5, 17.5)
+BATCH_HOURS = (2, 6)
+ALL_DAY_HOURS = (7, 22.5)
+
+# Balances: individuals' main account = wealth x exp(z), z an AR(1) (rho, shock sd).
+BALANCE_AR = (0.7, 0.3)
+AVG_BALANCE_SPREAD = (0.85, 1.15)  # average daily balance / end balance, uniform range
+EXTRA_BALANCE_GROWTH = 0.02  # monthly log growth of deposit and wealth accounts
 
 # Spring Festival (春节) dates, the calendar's real ones.
 SPRING_FESTIVAL = {

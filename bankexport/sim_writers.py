@@ -117,7 +117,7 @@ def _services_table(s: SimState, rng: np.random.Generator) -> pa.Table:
     E = s.export_date
     parts: list[tuple[np.ndarray, str, np.ndarray, np.ndarray]] = []
 
-    def since_open(mask: np.ndarray, max_days: int = 3_000) -> tuple[np.ndarray, np.ndarray]:
+    def since_open(mask: np.ndarray, max_days: int = P.SERVICE_MAX_AGE_DAYS) -> tuple[np.ndarray, np.ndarray]:
         c = np.flatnonzero(mask)
         span = np.maximum((E - pop.open_day[c]).astype(np.int64) - 1, 1)
         return c, pop.open_day[c] + (rng.random(len(c)) * np.minimum(span, max_days)).astype(np.int64)
