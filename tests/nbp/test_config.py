@@ -10,10 +10,17 @@ from nbp.errors import ConfigError
 from nbp.workspace import CHECKOUT, Workspace
 
 
-def test_base_config_has_the_three_products() -> None:
-    cfg = load_config()
-    assert {"consumer", "business_flow", "tax_linked"} <= set(cfg.products)
-    assert cfg.products["consumer"].name_zh == "消费贷"
+def test_an_overlay_changes_one_product_field_and_keeps_the_rest(tmp_path: Path) -> None:
+    base = load_config()
+    key, other = list(base.products)[:2]
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(f"products:\n  {key}:\n    value: 2.5\n", encoding="utf-8")
+    cfg = load_config(overlay)
+    assert cfg.products[key].value == 2.5
+    # the product's other fields and the other products come from the base files
+    assert cfg.products[key].model_copy(update={"value": base.products[key].value}) == base.products[key]
+    assert cfg.products[other] == base.products[other]
+    assert set(cfg.products) == set(base.products)
 
 
 def test_overlay_is_deep_merged(tmp_path: Path) -> None:
