@@ -212,6 +212,22 @@ class _Month:
         """Mobile for customers holding mobile banking, else ``otherwise``."""
         return np.where(self.mobile[c], CH["mobile"], CH[otherwise])
 
+    def with_others(
+        self,
+        tx: Txns,
+        c: np.ndarray,
+        amount: tuple[float, float],
+        direction: str,
+        otherwise: str,
+        ttype: str = "transfer",
+    ) -> None:
+        """One transaction per entry of ``c`` with another party: a random day, a lognormal
+        (median, sigma) amount, by mobile where held, else ``otherwise``."""
+        k = len(c)
+        tx.add(
+            c, self.days(k), _lognormal(self.rng, amount, k), direction, self.mob(c, otherwise), ttype, self.others(k)
+        )
+
 
 def transactions(s: SimState, m: int, rng: np.random.Generator) -> Txns:
     """All transactions of month ``m`` (steps in a fixed order: the random stream depends on it)."""
@@ -250,25 +266,9 @@ def _income(mo: _Month, tx: Txns) -> None:
     # migrant workers' money home, and families receiving it
     mw = mo.ind & (pop.occ == OCC["migrant_worker"])
     c = mo.poisson_rows(mw, np.where(mo.fest_month, *P.REMIT_RATE["migrant"]))
-    tx.add(
-        c,
-        mo.days(len(c)),
-        _lognormal(rng, P.REMIT_AMOUNT["migrant"], len(c)),
-        "C",
-        mo.mob(c, "counter"),
-        "transfer",
-        mo.others(len(c)),
-    )
+    mo.with_others(tx, c, P.REMIT_AMOUNT["migrant"], "C", "counter")
     c = mo.poisson_rows(mo.ind & pop.family_remit, np.where(mo.fest_month, *P.REMIT_RATE["family"]))
-    tx.add(
-        c,
-        mo.days(len(c)),
-        _lognormal(rng, P.REMIT_AMOUNT["family"], len(c)),
-        "C",
-        mo.mob(c, "agent"),
-        "transfer",
-        mo.others(len(c)),
-    )
+    mo.with_others(tx, c, P.REMIT_AMOUNT["family"], "C", "agent")
 
 
 def _business_flows(mo: _Month, tx: Txns) -> None:
@@ -374,15 +374,7 @@ def _everyday(mo: _Month, tx: Txns) -> None:
     ev = np.flatnonzero(ind & ((s.last_event == mo.m) | (s.last_event == mo.m - 1)))
     cnt = rng.integers(P.LIFE_EVENT_SURGE[0], P.LIFE_EVENT_SURGE[1] + 1, len(ev))
     c = np.repeat(ev, cnt)
-    tx.add(
-        c,
-        mo.days(len(c)),
-        _lognormal(rng, P.LIFE_EVENT_AMOUNT, len(c)),
-        "D",
-        mo.mob(c, "pos"),
-        "purchase",
-        mo.others(len(c)),
-    )
+    mo.with_others(tx, c, P.LIFE_EVENT_AMOUNT, "D", "pos", "purchase")
     c = mo.poisson_rows(ind, P.RATE_CASH * act)
     chan = np.where(
         rng.random(len(c)) < P.CASH_AT_COUNTER, CH["counter"], np.where(pop.urban[c], CH["atm"], CH["agent"])
@@ -392,25 +384,9 @@ def _everyday(mo: _Month, tx: Txns) -> None:
     tx.add(c[direction_d], mo.days(int(direction_d.sum())), amt[direction_d], "D", chan[direction_d], "cash")
     tx.add(c[~direction_d], mo.days(int((~direction_d).sum())), amt[~direction_d], "C", chan[~direction_d], "cash")
     c = mo.poisson_rows(ind, P.RATE_TRANSFER_OUT * act)
-    tx.add(
-        c,
-        mo.days(len(c)),
-        _lognormal(rng, P.TRANSFER_OUT_AMOUNT, len(c)),
-        "D",
-        mo.mob(c, "counter"),
-        "transfer",
-        mo.others(len(c)),
-    )
+    mo.with_others(tx, c, P.TRANSFER_OUT_AMOUNT, "D", "counter")
     c = mo.poisson_rows(ind, P.RATE_TRANSFER_IN * act)
-    tx.add(
-        c,
-        mo.days(len(c)),
-        _lognormal(rng, P.TRANSFER_IN_AMOUNT, len(c)),
-        "C",
-        mo.mob(c, "counter"),
-        "transfer",
-        mo.others(len(c)),
-    )
+    mo.with_others(tx, c, P.TRANSFER_IN_AMOUNT, "C", "counter")
     c = mo.poisson_rows(ind, P.RATE_UTILITY * act * np.where(pop.urban, *P.UTILITY_AREA))
     tx.add(c, mo.days(len(c)), _lognormal(rng, P.UTILITY_AMOUNT, len(c)), "D", mo.mob(c, "other"), "utility")
     c = mo.poisson_rows(mo.live, P.RATE_FEE)
@@ -463,7 +439,7 @@ def loan_transactions(s: SimState, m: int, tx: Txns) -> None:
     )
     payoff = open_ & (end >= T) & (end < nxt) & ~L["written_off"]
     elapsed = ((T - L["grant"]).astype(np.int64) / 30.4)[payoff]
-    remaining = L["amount"][payoff] * np.clip(1 - elapsed / term[payoff], 0.02, 1)
+    remaining = L["amount"][payoff] * np.clip(1 - elapsed / term[payoff], P.PAYOFF_MIN_SHARE, 1)
     tx.add(cust[payoff], (end[payoff] - T).astype(np.int64), remaining, "D", "counter", "loan_repayment")
 
 

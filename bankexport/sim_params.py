@@ -203,6 +203,7 @@ HOUSING_FUND_AMOUNT = (5_000, 30_000)
 INTEREST_MONTHS, INTEREST_DAY = (3, 6, 9, 12), 21  # quarterly interest (结息日)
 DEMAND_DEPOSIT_RATE = 0.0035  # yearly
 INSTALMENT_LOADING = 1.05  # a loan instalment: amount / term x this (interest)
+PAYOFF_MIN_SHARE = 0.02  # an early payoff repays the amount not yet due by the term, at least this share
 
 # Times of day (hours) by channel: staffed (counter, agent), batch, the rest.
 BUSINESS_HOURS = (8.5, 17.5)
