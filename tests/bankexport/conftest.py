@@ -216,6 +216,11 @@ def ws(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path / "home")
 
 
+def ingest_config() -> IngestConfig:
+    """The ingest settings of these tests: a small memory limit, two DuckDB threads."""
+    return IngestConfig(memory_limit="1GB", threads=2)
+
+
 @pytest.fixture
 def cfg() -> IngestConfig:
-    return IngestConfig(memory_limit="1GB", threads=2)
+    return ingest_config()

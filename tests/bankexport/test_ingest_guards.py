@@ -1,9 +1,13 @@
 """Imports that would lose the bank stop (exit 2, one line, store untouched); dates after the
-export date never move it (issue 12, points 2 and 3)."""
+export date never move it.
+
+Every test runs at least one import (~0.2 s): the fast tier keeps one case per stop rule and
+its counterpart; variants (other encodings, other shapes of the same rule, the CLI) are slow."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from datetime import date
 from pathlib import Path
@@ -20,7 +24,7 @@ from nbp.errors import DataContractError
 from nbp.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bankexport.conftest import base_tables, read_report, report_rows, write_csv, write_export
+from tests.bankexport.conftest import base_tables, ingest_config, read_report, report_rows, write_csv, write_export
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -48,12 +52,20 @@ def _many_transactions(tables: dict, n: int, bad: int = 0, day0: int = 1) -> Non
     ]
 
 
-@pytest.fixture
-def stored(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> dict[str, bytes]:
-    """A good import already in the workspace (transactions: 200 rows); its files' bytes."""
+@pytest.fixture(scope="module")
+def good_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace holding a good import (transactions: 200 rows), made once per module."""
+    root = tmp_path_factory.mktemp("stored")
     tables = base_tables()
     _many_transactions(tables, 200)
-    ingest(write_export(tmp_path / "good", tables), ws, cfg)
+    ingest(write_export(root / "good", tables), Workspace(root / "home"), ingest_config())
+    return root / "home"
+
+
+@pytest.fixture
+def stored(good_home: Path, ws: Workspace) -> dict[str, bytes]:
+    """The good import copied into this test's workspace; its files' bytes."""
+    shutil.copytree(good_home, ws.home)
     return _snapshot(ws.home)
 
 
@@ -96,7 +108,14 @@ def test_zero_byte_required_file_is_empty_not_missing_column(
     assert "missing" not in msg
 
 
-@pytest.mark.parametrize("content", [b"", "\ufeff".encode(), None], ids=["0-byte", "bom-only", "header-only"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"", id="0-byte", marks=pytest.mark.slow),
+        pytest.param("\ufeff".encode(), id="bom-only", marks=pytest.mark.slow),
+        pytest.param(None, id="header-only"),
+    ],
+)
 def test_empty_optional_table_counts_as_absent_with_warning(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, caplog: pytest.LogCaptureFixture, content: bytes | None
 ) -> None:
@@ -191,6 +210,7 @@ def test_closed_quote_followed_by_text_is_only_set_aside(tmp_path: Path, ws: Wor
     assert read_report(ws)["tables"]["transactions"]["set_aside"] == {"malformed_row": 1}
 
 
+@pytest.mark.slow
 def test_short_last_record_with_line_end_is_only_set_aside(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     """A broken last record that ends with a line end is a bad row, not a cut file (spec: set aside)."""
     src = write_export(tmp_path / "exp", base_tables())
@@ -213,6 +233,7 @@ def test_truncated_parquet_stops_in_one_line(
 # ---------------------------------------------------------------- encodings
 
 
+@pytest.mark.slow
 def test_gbk_file_without_encoding_names_gbk(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
     for manifest in (None, {"encoding": "utf-8"}):
         src = write_export(tmp_path / f"exp{manifest is None}", base_tables(), encoding="gbk", manifest=manifest)
@@ -220,6 +241,7 @@ def test_gbk_file_without_encoding_names_gbk(tmp_path: Path, ws: Workspace, cfg:
         assert 'looks like GBK: set "encoding": "gbk" in manifest.json' in msg
 
 
+@pytest.mark.slow
 def test_utf8_file_under_gbk_manifest_names_utf8(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
 ) -> None:
@@ -245,6 +267,7 @@ def test_utf8_chinese_under_gbk_manifest_is_not_read_as_other_characters(
     assert '"encoding": "utf-8"' in msg
 
 
+@pytest.mark.slow
 def test_stray_bad_byte_is_a_bad_row_not_an_encoding(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     src = write_export(tmp_path / "exp", base_tables())
     with (src / "branches.csv").open("ab") as f:
@@ -277,6 +300,7 @@ def test_set_aside_share_above_limit_stops_unless_accepted(
     assert not refused.exists()  # a stored import clears the refused one
 
 
+@pytest.mark.slow
 def test_set_aside_share_within_limit_and_small_tables_pass(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     tables = base_tables()
     _many_transactions(tables, 200, bad=10)  # 5 %: at the limit, not above it
@@ -286,6 +310,7 @@ def test_set_aside_share_within_limit_and_small_tables_pass(tmp_path: Path, ws: 
     assert checks["exceeded"] == {} and checks["overridden"] is False
 
 
+@pytest.mark.slow
 def test_required_table_with_no_row_kept_stops_whatever_its_size(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig
 ) -> None:
@@ -299,6 +324,7 @@ def test_required_table_with_no_row_kept_stops_whatever_its_size(
     assert not ws.ingested_dir.exists()
 
 
+@pytest.mark.slow
 def test_cli_accept_set_aside_and_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from nbp.cli import main
 
@@ -331,6 +357,7 @@ def test_shrink_against_previous_import_stops_unless_accepted(
     assert "accepted with --accept-shrink" in rep.summary_table()
 
 
+@pytest.mark.slow
 def test_small_shrink_passes(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
     tables = base_tables()
     _many_transactions(tables, 170)  # 15 % fewer
@@ -338,6 +365,7 @@ def test_small_shrink_passes(tmp_path: Path, ws: Workspace, cfg: IngestConfig, s
     assert read_report(ws)["checks"]["shrink"]["exceeded"] == {}
 
 
+@pytest.mark.slow
 def test_vanished_optional_table_counts_as_shrink(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
 ) -> None:
@@ -354,6 +382,7 @@ def test_vanished_optional_table_counts_as_shrink(
     )
 
 
+@pytest.mark.slow
 def test_shrink_not_compared_across_banks(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
     tables = base_tables()
     _many_transactions(tables, 20)
@@ -395,6 +424,7 @@ def test_rows_after_manifest_export_date_set_aside_optional_dates_blanked(
     assert pd.read_parquet(ws.table("transactions"))["txn_time"].max() < pd.Timestamp("2024-06-01")
 
 
+@pytest.mark.slow
 def test_wrong_manifest_export_date_stops_with_a_hint(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
 ) -> None:
@@ -411,6 +441,7 @@ def test_wrong_manifest_export_date_stops_with_a_hint(
     )
 
 
+@pytest.mark.slow
 def test_future_customer_takes_its_rows_with_it(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     """A customer opened after the export date is set aside, and what points at it follows (references)."""
     tables = base_tables()
@@ -457,6 +488,7 @@ def test_inferred_export_date_is_reported_and_future_rows_counted(
     assert meta["export_date"] == "2024-05-28" and meta["export_date_inference"]["rows_after"] == 1
 
 
+@pytest.mark.slow
 def test_planted_2099_timestamp_moves_neither_export_date_nor_feature_build(tmp_path: Path) -> None:
     """A simulated bank exported without an export date, once clean and once with one transaction
     dated 2099-01-01: same export date, same as-of dates, same number of feature rows."""
@@ -482,7 +514,7 @@ def test_planted_2099_timestamp_moves_neither_export_date_nor_feature_build(tmp_
             row.update(txn_id="FUTURE-1", txn_time=dt.datetime(2099, 1, 1, 12, 0))
             pq.write_table(pa.concat_tables([tx, pa.Table.from_pylist([row], schema=tx.schema)]), path)
         ws = Workspace(tmp_path / f"home{planted}")
-        ingest(sim.export_dir, ws, IngestConfig(memory_limit="1GB", threads=2))
+        ingest(sim.export_dir, ws, ingest_config())
         summary = build(ws)
         rows = {
             f: len(pd.read_parquet(ws.features_dir / f"{f}.parquet", columns=["customer_id"])) for f in summary.rows
