@@ -276,10 +276,10 @@ def _parquet_error(path: Path, e: BaseException) -> DataContractError:
     return DataContractError(f"{path.name}: cannot read Parquet file: {one_line(e)} (rule {q.UNREADABLE_FILE})")
 
 
-def _header_of_parquet(path: Path) -> tuple[list[str], list[str]]:
+def _header_of_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], list[str]]:
     """Column names and DuckDB types of a Parquet file."""
     try:
-        rows = duckdb.connect().execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()
+        rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(path))})").fetchall()
     except duckdb.Error as e:
         raise _parquet_error(path, e) from e
     return [r[0] for r in rows], [r[1] for r in rows]
@@ -302,6 +302,7 @@ def _locate(src: Path, encoding: str) -> tuple[dict[str, _Source | None], dict[s
     empty, which count as absent.
     """
     found: dict[str, _Source | None] = {}
+    describe: duckdb.DuckDBPyConnection | None = None  # reads every Parquet header: opening one costs ~20 ms
     empty: dict[str, str] = {}
     for name in ALL_TABLES:
         t = TABLES[name]
@@ -337,7 +338,8 @@ def _locate(src: Path, encoding: str) -> tuple[dict[str, _Source | None], dict[s
         if kind == "csv":
             header, types = _header_of_csv(path, encoding), []
         else:
-            header, types = _header_of_parquet(path)
+            describe = describe or duckdb.connect()
+            header, types = _header_of_parquet(describe, path)
         norm = [h.strip().lower() for h in header]
         present: dict[str, int] = {}
         for i, h in enumerate(norm):
