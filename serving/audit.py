@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nbp.workspace import Workspace
 from serving.auth import Principal
 
 try:  # POSIX; the lock is only a second guard on top of O_APPEND
@@ -46,11 +45,6 @@ log = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 64
 _SECRET_WORDS = ("token", "authorization", "password", "secret")
-
-
-def audit_path(ws: Workspace) -> Path:
-    """Where the workspace's audit trail lives: ``<home>/audit/audit.jsonl``."""
-    return ws.home / "audit" / "audit.jsonl"
 
 
 def _clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,7 +63,7 @@ class AuditLog:
     """The append-only audit file of one workspace.
 
     Args:
-        path: the JSON-lines file (see :func:`audit_path`); its folder is
+        path: the JSON-lines file (``Workspace.audit_log``); its folder is
             created on the first record.
     """
 

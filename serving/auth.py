@@ -76,16 +76,11 @@ def fingerprint(token: str, key: bytes) -> str:
     return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
 
 
-def key_path(ws: Workspace) -> Path:
-    """The workspace's fingerprint key: ``$NBP_HOME/secrets/fingerprint.key``."""
-    return ws.home / "secrets" / "fingerprint.key"
-
-
 def fingerprint_key(ws: Workspace, environ: Mapping[str, str]) -> bytes:
     """The server's secret key of token fingerprints.
 
     ``NBP_FINGERPRINT_KEY`` (hex, at least 16 bytes) if set; else the workspace's key
-    file (:func:`key_path`), created on first use with 32 random bytes, mode 600, in a
+    file (``Workspace.fingerprint_key``), created on first use with 32 random bytes, mode 600, in a
     folder of mode 700. The same key must serve every worker and restart, so that a
     token keeps its fingerprint in the audit trail.
 
@@ -95,7 +90,7 @@ def fingerprint_key(ws: Workspace, environ: Mapping[str, str]) -> bytes:
     text = environ.get(KEY_ENV_VAR, "").strip()
     source = KEY_ENV_VAR
     if not text:
-        path = key_path(ws)
+        path = ws.fingerprint_key
         source = str(path)
         if not path.exists():
             _create_key(path)

@@ -127,6 +127,13 @@ class TargetResponse(_Model):
     rows: list[TargetRow]
 
 
+class ErrorResponse(_Model):
+    """The body of every refused request (``serving.service.error_response``)."""
+
+    error: str = Field(description="what was wrong, for a person; never a traceback")
+    status: int = Field(description="the HTTP status, repeated")
+
+
 def validate_product(product: str, products: Iterable[str]) -> str:
     """Check that ``product`` is one of ``products`` (e.g. ``cfg.products``).
 

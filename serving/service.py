@@ -14,15 +14,18 @@ Endpoints
                        it calls ``/hints`` with the token)
 
 Every API call needs ``Authorization: Bearer <token>`` (serving.auth) and is
-recorded in the audit trail (serving.audit). The ASGI middleware :class:`_Gate`
+recorded in the audit trail (serving.audit). ``POST /hints`` and ``POST /targets``
+are plain ASGI routes (:class:`_Endpoint`, in :data:`api_app`, mounted with
+``bentoml.asgi_app``): BentoML's per-request handling of ``@bentoml.api`` methods
+(request context, input model, response wrapping) cost as much CPU as a hint, and it
+parsed the body before the token could be checked. The ASGI middleware :class:`_Gate`
 sits in front of everything: it limits every request body (:data:`MAX_BODY`, 413),
-and answers ``POST /hints`` and ``POST /targets`` itself, checking the token before
-it reads the body and the strict request models of :mod:`serving.schemas` after,
-then calling the endpoints' own functions (BentoML's per-request handling cost half
-of the CPU a hint cost). ``/targets`` runs in a thread of its own so a heavy list
-never holds the event loop that answers hints. BentoML's access log, Prometheus
-``/metrics`` and OpenTelemetry spans are off (:data:`SERVICE_CONFIG`). Errors are
-answered as ``{"error": message, "status": code}`` with the status of
+and on the two API paths checks the token before it reads the body (401), then the
+content type (415). The endpoints check the strict request models of
+:mod:`serving.schemas` (400, 422) and answer; ``/targets`` runs in a thread of its
+own so a heavy list never holds the event loop that answers hints. BentoML's access
+log, Prometheus ``/metrics`` and OpenTelemetry spans are off (:data:`SERVICE_CONFIG`).
+Errors are answered as ``{"error": message, "status": code}`` with the status of
 :mod:`serving.errors`; an unexpected error answers 500 with a request id and never
 a traceback (it goes to the server log).
 
@@ -48,8 +51,11 @@ from typing import Any
 
 import bentoml
 import pydantic_core
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -58,7 +64,7 @@ from nbp import telemetry
 from nbp.config import load_config
 from nbp.errors import NbpError
 from nbp.workspace import Workspace
-from serving.audit import AuditLog, audit_path
+from serving.audit import AuditLog
 from serving.auth import (
     Principal,
     authenticate,
@@ -71,7 +77,7 @@ from serving.auth import (
 from serving.engine import Recommender
 from serving.errors import to_http_error
 from serving.schemas import (
-    DEFAULT_TOP,
+    ErrorResponse,
     HintRequest,
     HintResponse,
     TargetRequest,
@@ -91,6 +97,7 @@ STATIC_FILES = {
 }
 PROBES = ("/healthz", "/readyz")
 API = ("/hints", "/targets")
+GATE_PASSED = "nbp.gate"  # the scope key by which the gate hands (service, principal) to the route
 SERVER_HEADER = "BentoML Service/nbp"  # what BentoML's own answers carry
 MAX_BODY = 64 * 1024  # bytes; a hint or list request is under 1 KiB
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
@@ -194,30 +201,18 @@ def _headers(scope: dict, name: bytes) -> list[str]:
 
 
 class _Gate:
-    """ASGI middleware in front of BentoML's routing: it refuses before it reads.
+    """ASGI middleware in front of the probes, the staff page and the routes: it refuses before it reads.
 
     For every request, the body is limited to :data:`MAX_BODY` bytes: a
     ``Content-Length`` above it is refused with 413 before a byte of the body is
     read, and a body without one (chunked) is counted as it streams in and refused
     as soon as it passes the limit (at most the limit is ever held in memory).
 
-    ``POST /hints`` and ``POST /targets`` are answered here, in this order:
-
-    1. exactly one ``Authorization`` header (two: 400), and a token that is known
-       (401): the body has not been read yet;
-    2. the body limit (413), a JSON content type (415), a JSON object (400);
-    3. the strict request model (:mod:`serving.schemas`: 422 naming the fields);
-    4. :meth:`NbpService.answer_hints` (on the event loop: about a millisecond) or
-       :meth:`NbpService.answer_targets` (in the service's list thread, so that a
-       heavy list never holds the event loop that answers hints).
-
-    Every answer on these two paths is audited, the refusals above included, and
-    none carries a traceback. BentoML's own request handling (route, input model,
-    method lookup, response wrapping) is skipped: it costs about as much CPU as the
-    recommender itself, and it parses the body, answering a malformed one with 400
-    and a traceback in the log, before the endpoint can check the token. BentoML's
-    endpoints still define the API (its schema and ``/docs``) and call the same
-    functions.
+    On ``POST /hints`` and ``POST /targets``, in this order: exactly one
+    ``Authorization`` header (two: 400) and a known token (401), before the body is
+    read; the body limit (413); a JSON content type (415). The principal goes on to
+    the endpoint (:class:`_Endpoint`) in the scope, with the body read whole. Every
+    refusal here is audited and none carries a traceback.
     """
 
     def __init__(self, app: Any) -> None:
@@ -263,21 +258,47 @@ class _Gate:
         if body is _TOO_LARGE:
             await _refuse(413, f"request body over {MAX_BODY:,} bytes", scope, receive, send, audit, principal)
             return
-        if endpoint is None:
-            await self.app(scope, _replay(body, receive), send)
+        if endpoint is not None:
+            scope[GATE_PASSED] = (svc, principal)
+        await self.app(scope, _replay(body, receive), send)
+
+
+class _Endpoint:
+    """The ASGI app of ``POST /hints`` or ``POST /targets``, behind :class:`_Gate`.
+
+    The strict request model (:mod:`serving.schemas`: 400 for a body that is not a
+    JSON object, 422 naming the fields), then :meth:`NbpService.answer_hints` on the
+    event loop (about a millisecond of CPU, less than a hand-over to a thread costs on
+    a busy machine) or :meth:`NbpService.answer_targets` in the service's list thread
+    (a heavy list never holds the event loop that answers hints). A request without
+    the gate's principal is refused (401): the route never answers unauthenticated.
+    """
+
+    def __init__(self, path: str, model: type[BaseModel]) -> None:
+        self.path = path
+        self.model = model
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        svc, principal = scope.get(GATE_PASSED, (None, None))
+        if principal is None:
+            await _answer(error_response(401, "no authenticated principal"), scope, receive, send)
             return
-        model = HintRequest if endpoint == "/hints" else TargetRequest
+        audit = functools.partial(svc.record, self.path)
+        body = await _read_body(receive, MAX_BODY)  # the gate's replay: whole, within the limit
+        if body is None:
+            return
         try:
-            req = model.model_validate_json(body)
+            req = self.model.model_validate_json(body)
         except ValidationError as e:
             status, message = request_problem(e)
-            await _refuse(status, message, scope, receive, send, audit, principal, params=_known_params(body, model))
+            params = _known_params(body, self.model)
+            await _refuse(status, message, scope, receive, send, audit, principal, params=params)
             return
         if isinstance(req, HintRequest):
-            resp = svc.answer_hints(req.customer_id, req.lang, principal=principal)
+            resp = svc.answer_hints(req.customer_id, req.lang, principal)
         else:
             resp = await asyncio.get_running_loop().run_in_executor(
-                svc.lists, functools.partial(svc.answer_targets, req, principal=principal)
+                svc.lists, functools.partial(svc.answer_targets, req, principal)
             )
         await _answer(resp, scope, receive, send)
 
@@ -378,7 +399,67 @@ async def _static(request: Request) -> Response:
     )
 
 
+class _Api(FastAPI):
+    """The app of ``/hints`` and ``/targets``, mounted in BentoML's app: only its router.
+
+    A FastAPI app so that BentoML's OpenAPI document (``/docs``) describes the two
+    routes (``bentoml.asgi_app`` merges a mounted FastAPI app's paths); requests go
+    straight to the router, as BentoML's middleware (error handling included) already
+    wraps every request.
+    """
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        scope["app"] = self
+        await self.router(scope, receive, send)
+
+
+class _Route(APIRoute):
+    """An API route described by FastAPI (request and response models, from ``doc``'s
+    signature) and answered by an :class:`_Endpoint`, without FastAPI's request handling."""
+
+    def __init__(self, path: str, doc: Any, endpoint: _Endpoint) -> None:
+        name = path.strip("/")
+        super().__init__(path, doc, methods=["POST"], responses=ERROR_RESPONSES, summary=name, operation_id=name)
+        self.endpoint_app = endpoint
+
+    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["method"] != "POST":
+            raise HTTPException(405, headers={"Allow": "POST"})
+        await self.endpoint_app(scope, receive, send)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": what}
+    for status, what in (
+        (400, "two Authorization headers, a bad Content-Length, a body that is not a JSON object"),
+        (401, "no token, not a bearer token, or an unknown token"),
+        (403, "a branch token asking about another branch"),
+        (404, "unknown customer, branch or manager"),
+        (413, f"a body over {MAX_BODY:,} bytes"),
+        (415, "a body not sent as application/json"),
+        (422, "a body the request model refuses (the fields are named), an unknown product or language"),
+        (500, "an unexpected error (a request id; the traceback is in the server log)"),
+        (503, "no model, features or batch scores to answer with"),
+    )
+}
+
+
+async def _hints_doc(request: HintRequest) -> HintResponse:
+    """The customer's products, ranked by expected value, with reasons (zh by default)."""
+    raise NotImplementedError  # the signature describes the route; _Endpoint answers
+
+
+async def _targets_doc(request: TargetRequest) -> TargetResponse:
+    """A ranked target list of one product, after the contact policy."""
+    raise NotImplementedError  # the signature describes the route; _Endpoint answers
+
+
 staff_app = Starlette(routes=[Route("/", _static), Route("/{name:str}", _static)])
+api_app = _Api(openapi_url=None, docs_url=None, redoc_url=None)
+api_app.router.routes += [
+    _Route("/hints", _hints_doc, _Endpoint("/hints", HintRequest)),
+    _Route("/targets", _targets_doc, _Endpoint("/targets", TargetRequest)),
+]
 
 
 # BentoML's per-request extras that this service does not use, switched off: each costs CPU on
@@ -397,6 +478,7 @@ SERVICE_CONFIG: dict[str, Any] = {
 
 
 @bentoml.asgi_app(staff_app, path="/staff", name="staff")
+@bentoml.asgi_app(api_app, path="/", name="api")  # applied first: matched before the staff page
 @bentoml.service(name="nbp", **SERVICE_CONFIG)
 class NbpService:
     """Next-best-product hints and target lists for branch staff and marketing."""
@@ -407,7 +489,7 @@ class NbpService:
         self.ws = Workspace.from_env()
         self.key = fingerprint_key(self.ws, os.environ)
         self.tokens = load_tokens(self.cfg, os.environ, key=self.key)
-        self.audit = AuditLog(audit_path(self.ws))
+        self.audit = AuditLog(self.ws.audit_log)
         self.recommender: Recommender = Recommender.load(self.cfg, self.ws)
         self.lists = ThreadPoolExecutor(max_workers=LIST_THREADS, thread_name_prefix="nbp-lists")
         sys.setswitchinterval(GIL_SWITCH_S)
@@ -456,17 +538,10 @@ class NbpService:
         except OSError:
             log.exception("audit: cannot write %s", self.audit.path)
 
-    def _call(
-        self, endpoint: str, header: str | None, params: dict[str, Any], work: Any, principal: Principal | None = None
-    ) -> Response:
-        """Authenticate (unless ``principal`` is given), run ``work(principal)``, audit, and turn errors
-        into answers; the answer's status is on the response."""
-        token_fp = None
+    def _call(self, endpoint: str, principal: Principal, params: dict[str, Any], work: Any) -> Response:
+        """Run ``work(principal)``, audit, and turn errors into answers; the answer's status is on the response."""
         rows, status = 0, 200
         try:
-            if principal is None:
-                token_fp = self.presented_fingerprint(header)
-                principal = self.authenticate(header)
             result, rows = work(principal)
             return model_response(result)
         except NbpError as e:
@@ -481,24 +556,20 @@ class NbpService:
             log.exception("%s: unexpected error (request %s)", endpoint, rid)
             return error_response(500, f"internal error; the server log has the details (request {rid})")
         finally:
-            self.record(endpoint, status, principal, token_fp, params, rows)
+            self.record(endpoint, status, principal, None, params, rows)
 
-    def answer_hints(
-        self, customer_id: str, lang: str, header: str | None = None, *, principal: Principal | None = None
-    ) -> Response:
-        """``/hints`` for one request: what the gate (:class:`_Gate`) and the endpoint answer."""
+    def answer_hints(self, customer_id: str, lang: str, principal: Principal) -> Response:
+        """``/hints`` for an authenticated principal (:class:`_Endpoint`)."""
 
         def work(p: Principal) -> tuple[HintResponse, int]:
             authorize_branch(p, self.recommender.branch_of(customer_id))
             out = self.recommender.hints(customer_id, lang)  # type: ignore[arg-type]
             return out, len(out.products)
 
-        return self._call("/hints", header, {"customer_id": customer_id, "lang": lang}, work, principal)
+        return self._call("/hints", principal, {"customer_id": customer_id, "lang": lang}, work)
 
-    def answer_targets(
-        self, req: TargetRequest, header: str | None = None, *, principal: Principal | None = None
-    ) -> Response:
-        """``/targets`` for one request: what the gate and the endpoint answer.
+    def answer_targets(self, req: TargetRequest, principal: Principal) -> Response:
+        """``/targets`` for an authenticated principal (:class:`_Endpoint`, in the list thread).
 
         Authorisation comes before any lookup, and its refusals name the token's own
         branch only: a branch token learns nothing about other branches or their managers.
@@ -513,41 +584,7 @@ class NbpService:
             df = rec.target_list(req.product, branch, req.manager_id, req.top, req.campaign_id, req.lang)
             return target_json(df, req.product), len(df)
 
-        return self._call("/targets", header, req.model_dump(), work, principal)
-
-    # ------------------------------------------------------------------------ endpoints
-    # They define the API (schema, /docs). Every POST to them is answered by _Gate, with the same
-    # functions, before BentoML's routing.
-    @bentoml.api(route="/hints")
-    async def hints(self, customer_id: str, lang: str = "zh", ctx: bentoml.Context = None) -> HintResponse:  # type: ignore[assignment]
-        """The customer's products, ranked by expected value, with reasons (zh by default).
-
-        ``async`` on purpose: the work is about a millisecond of CPU (one SQLite read, one
-        SHAP pass per product), less than handing it to a thread and back costs on a busy
-        machine, so it runs on the event loop. ``/targets`` runs in the service's list thread.
-        """
-        resp = self.answer_hints(customer_id, lang, ctx.request.headers.get("authorization"))
-        ctx.response.status_code = resp.status_code
-        return resp  # type: ignore[return-value]
-
-    @bentoml.api(route="/targets")
-    def targets(
-        self,
-        product: str,
-        branch_id: str | None = None,
-        manager_id: str | None = None,
-        top: int = DEFAULT_TOP,
-        campaign_id: str | None = None,
-        lang: str = "zh",
-        ctx: bentoml.Context = None,
-    ) -> TargetResponse:  # type: ignore[assignment]
-        """A ranked target list of one product, after the contact policy."""
-        req = TargetRequest.model_construct(
-            product=product, branch_id=branch_id, manager_id=manager_id, top=top, campaign_id=campaign_id, lang=lang
-        )
-        resp = self.answer_targets(req, ctx.request.headers.get("authorization"))
-        ctx.response.status_code = resp.status_code
-        return resp  # type: ignore[return-value]
+        return self._call("/targets", principal, req.model_dump(), work)
 
 
 # The first middleware added is the outer one: the body limit and the token check come before the

@@ -62,7 +62,7 @@ def build_workspace(home: Path) -> Built:
     from bankexport.ingest import ingest
     from bankexport.simulate import simulate
     from features.store import publish
-    from training.pipeline import feature_as_ofs, score, scores_path, write_scores
+    from training.pipeline import feature_as_ofs, score, write_scores
 
     telemetry.disable()
     ws, cfg = Workspace(home), load_config()
@@ -75,12 +75,12 @@ def build_workspace(home: Path) -> Built:
         publish(cfg, ws)
         register_models(cfg, ws, TRAINED)
         force_champions(ws, TRAINED)
-        write_scores(score(cfg, ws, [feature_as_ofs(ws)[-1]]), scores_path(ws))
+        write_scores(score(cfg, ws, [feature_as_ofs(ws)[-1]]), ws.latest_scores)
     finally:
         os.chdir(cwd)
     customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "branch_id"])
     branch = str(customers["branch_id"].value_counts().index[0])
-    scores = pd.read_parquet(scores_path(ws)).query("product == 'consumer'").sort_values("score", ascending=False)
+    scores = pd.read_parquet(ws.latest_scores).query("product == 'consumer'").sort_values("score", ascending=False)
     mine = set(customers.loc[customers["branch_id"] == branch, "customer_id"].astype(str))
     other = customers.loc[customers["branch_id"] != branch, "customer_id"].astype(str)
     # the branch's best consumer-loan candidate: offered, and its score has positive reasons

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nbp.workspace import Workspace
-from serving.audit import AuditLog, audit_path, read_audit
+from serving.audit import AuditLog, read_audit
 from serving.auth import parse_tokens
 
 TOKEN = "br01-0123456789abcdef"
@@ -21,8 +21,7 @@ def _append_many(path: str, worker: int, n: int) -> None:
 
 
 def test_record_fields_and_no_token(tmp_path: Path) -> None:
-    path = audit_path(Workspace(tmp_path))
-    assert path == tmp_path / "audit" / "audit.jsonl"
+    path = Workspace(tmp_path).audit_log
     principal = parse_tokens(f"{TOKEN}:branch:B01", key=bytes(32))[TOKEN]
     log = AuditLog(path)
     when = datetime(2026, 10, 1, 8, 30, tzinfo=UTC)

@@ -16,7 +16,6 @@ from serving.auth import (
     branch_scope,
     fingerprint,
     fingerprint_key,
-    key_path,
     load_tokens,
     parse_tokens,
 )
@@ -115,7 +114,7 @@ def test_fingerprint_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
 
     ws = Workspace(tmp_path)
     key = fingerprint_key(ws, {})
-    path = key_path(ws)
+    path = ws.fingerprint_key
     assert len(key) == 32 and path.is_relative_to(tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert fingerprint_key(ws, {}) == key  # the same on every start: fingerprints stay comparable

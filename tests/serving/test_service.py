@@ -8,7 +8,7 @@ import bentoml
 import pytest
 from servingkit import TOKENS, TRAINED, UNTRAINED, Built, bearer
 
-from serving.audit import audit_path, read_audit
+from serving.audit import read_audit
 from serving.engine import ProductState, Recommender, missing_features, percentile_of
 
 pytestmark = pytest.mark.integration
@@ -184,9 +184,7 @@ def test_targets_refuse_scores_of_another_model_version(client: Any, monkeypatch
 def test_product_scores_check_the_model_version(built: Built) -> None:
     import pandas as pd
 
-    from training.pipeline import scores_path
-
-    scores = pd.read_parquet(scores_path(built.ws))
+    scores = pd.read_parquet(built.ws.latest_scores)
     cust = pd.DataFrame({"customer_id": ["x"], "branch_id": ["b"], "manager_id": [None]}).set_index("customer_id")
     st = ProductState(key="consumer", service="consumer_v1", version=99)
     df, why = Recommender._product_scores(built.ws, st, scores, cust)
@@ -235,7 +233,7 @@ def test_an_unexpected_error_is_500_without_a_traceback(
 
 
 def test_every_request_is_audited_without_the_token(client: Any, built: Built) -> None:
-    path = audit_path(built.ws)
+    path = built.ws.audit_log
     before = len(read_audit(path))
     _hints(client, built.customer)
     client.post("/hints", json={"customer_id": built.customer}, headers={"Authorization": "Bearer wrong-token-x"})
@@ -284,20 +282,42 @@ def test_hint_requests_the_models_refuse_are_422(client: Any, built: Built) -> N
     assert r.status_code == 422 and "note" in r.json()["error"] and "x" * 40 not in r.text
 
 
-def test_the_endpoints_functions_answer_like_the_gate(client: Any, built: Built) -> None:
-    """BentoML's endpoints (the API's schema) call the functions the gate calls: same answers."""
-    from serving.schemas import TargetRequest
+def test_the_api_is_one_route_described_in_the_openapi_document(client: Any, built: Built) -> None:
+    """/hints and /targets are the mounted routes: BentoML's /docs.json describes them with the
+    request and response models, other methods are 405, and the route itself never answers a
+    request that did not pass the gate (the token is checked there)."""
+    from serving.schemas import HintRequest, TargetRequest
+    from serving.service import api_app
 
-    svc = bentoml.get_current_service()
-    for role in ("marketing", "branch"):
-        for cid in (built.customer, built.other_customer, "NO-SUCH"):
-            r = client.post("/hints", json={"customer_id": cid}, headers=bearer(role))
-            direct = svc.answer_hints(cid, "zh", bearer(role)["Authorization"])
-            assert (r.status_code, r.content) == (direct.status_code, direct.body)
-    req = TargetRequest(product="consumer", branch_id=built.branch, top=7, campaign_id="E1")
-    r = client.post("/targets", content=req.model_dump_json(), headers=bearer("marketing"))
-    direct = svc.answer_targets(req, bearer("marketing")["Authorization"])
-    assert (r.status_code, r.content) == (200, direct.body)
+    spec = client.get("/docs.json").json()
+    schemas = spec["components"]["schemas"]
+    for path, request, response in (
+        ("/hints", "HintRequest", "HintResponse"),
+        ("/targets", "TargetRequest", "TargetResponse"),
+    ):
+        post = spec["paths"][path]["post"]
+        assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(request)
+        assert post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(response)
+        assert {"401", "403", "404", "413", "415", "422", "503"} <= set(post["responses"])
+        assert client.get(path, headers=bearer("marketing")).status_code == 405
+    assert set(schemas["HintRequest"]["properties"]) == set(HintRequest.model_fields)
+    assert set(schemas["TargetRequest"]["properties"]) == set(TargetRequest.model_fields)
+    body = b'{"customer_id": "%s"}' % built.customer.encode()
+    headers = [(b"authorization", f"Bearer {TOKENS['marketing']}".encode()), (b"content-type", b"application/json")]
+    sent: list[dict] = []
+
+    async def call() -> None:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(msg: dict) -> None:
+            sent.append(msg)
+
+        scope = {"type": "http", "method": "POST", "path": "/hints", "headers": headers, "query_string": b""}
+        await api_app(scope, receive, send)
+
+    client.portal.call(call)
+    assert sent[0]["status"] == 401  # a valid token, but the gate did not see it
 
 
 def test_percentile_of_limits() -> None:
@@ -339,7 +359,7 @@ def test_nbp_targets_writes_the_same_list_as_the_endpoint(
 def test_every_prediction_in_the_service_uses_one_thread_count(
     client: Any, built: Built, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """LightGBM's thread count is process-wide (training.model.THREADS_NOTE); the service
+    """LightGBM's thread count is process-wide (docs/decisions/004-lightgbm-thread-count.md); the service
     predicts on request threads and on the reasons-warming thread at once, so every call
     must name the same count (engine.SERVING_THREADS), the bulk reasons included."""
     import lightgbm as lgb

@@ -1,4 +1,4 @@
-"""The service refuses before it reads (issue 12, point 5), over HTTP on the service's ASGI app."""
+"""The service refuses before it reads, over HTTP on the service's ASGI app."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from servingkit import TOKENS, Built, bearer
 
-from serving.audit import audit_path, read_audit
+from serving.audit import read_audit
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ LIMIT = 64 * 1024
 
 
 def _last_audit(built: Built, n: int = 1) -> list[dict]:
-    return read_audit(audit_path(built.ws))[-n:]
+    return read_audit(built.ws.audit_log)[-n:]
 
 
 async def _raw(app: Any, path: str, headers: list[tuple[bytes, bytes]], chunks: Any) -> tuple[int, bytes, int]:
@@ -159,7 +159,7 @@ def test_long_ids_are_422_and_never_echoed_in_full(client: Any, built: Built) ->
         r = client.post(path, json=body, headers=bearer("marketing"))
         assert r.status_code == 422, (path, r.text[:200])
         assert "X" * 40 not in r.text
-    assert "X" * 65 not in audit_path(built.ws).read_text(encoding="utf-8")
+    assert "X" * 65 not in built.ws.audit_log.read_text(encoding="utf-8")
     r = client.post("/hints", json={"customer_id": "N" * 64}, headers=bearer("marketing"))  # valid length, unknown
     assert r.status_code == 404 and "N" * 33 not in r.text
 
@@ -219,10 +219,9 @@ def test_readyz_without_a_token_shows_no_paths_or_error_text(client: Any, built:
 
 def test_audit_fingerprints_are_keyed_with_the_server_secret(client: Any, built: Built) -> None:
     client.post("/hints", json={"customer_id": built.customer}, headers={"Authorization": "Bearer guessed-token-123"})
-    from serving.auth import key_path
-
     fp = _last_audit(built)[0]["token_fp"]
-    key = bytes.fromhex(key_path(built.ws).read_text().strip()) if key_path(built.ws).exists() else b""
+    path = built.ws.fingerprint_key
+    key = bytes.fromhex(path.read_text().strip()) if path.exists() else b""
     assert fp == hmac.new(key, b"guessed-token-123", hashlib.sha256).hexdigest()[:12]
     assert fp != hashlib.sha256(b"guessed-token-123").hexdigest()[:12]
 
