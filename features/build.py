@@ -122,6 +122,16 @@ def _close(ws: Workspace, con: duckdb.DuckDBPyConnection) -> None:
     jobs.release(ws, "duckdb-build")
 
 
+def _clock() -> tuple[float, float]:
+    """Wall and CPU clocks now, for :func:`_log_since`."""
+    return time.perf_counter(), time.process_time()
+
+
+def _log_since(start: tuple[float, float], msg: str, *args: object) -> None:
+    """Log ``msg % args`` with the wall and CPU seconds since ``start`` (a :func:`_clock`)."""
+    log.info(msg + ", %.1f s (cpu %.1f s)", *args, time.perf_counter() - start[0], time.process_time() - start[1])
+
+
 def _month_start(d: date) -> date:
     return d.replace(day=1)
 
@@ -191,18 +201,12 @@ class MonthlySources:
 
     def get(self, source: str) -> MonthlySeries:
         if source not in self._loaded:
-            t0, c0 = time.perf_counter(), time.process_time()
+            start = _clock()
             table, query, fill = self._sql[source]
             if table not in self._tables:
                 raise FeatureStoreError(f"monthly source {source}: table {table} was not ingested")
             self._loaded[source] = MonthlySeries(self._con, query, self.spine(), fill)
-            log.info(
-                "%s: customer × month aggregate, %s customers, %.1f s (cpu %.1f s)",
-                source,
-                f"{len(self._loaded[source]):,}",
-                time.perf_counter() - t0,
-                time.process_time() - c0,
-            )
+            _log_since(start, "%s: customer × month aggregate, %s customers", source, f"{len(self._loaded[source]):,}")
         return self._loaded[source]
 
     def spine(self) -> Spine:
@@ -301,16 +305,10 @@ def _register_windows(con: duckdb.DuckDBPyConnection, family: str, inner: str, s
     routed = sources.route(family, referenced(inner))
     if not routed:
         return False
-    t0, c0 = time.perf_counter(), time.process_time()
+    start = _clock()
     cols = {w.name: sources.get(src).window(w) for src, wins in routed.items() for w in wins}
     con.register("win", sources.spine().table(cols))
-    log.info(
-        "family %s: %d windows, %.1f s (cpu %.1f s)",
-        family,
-        len(cols),
-        time.perf_counter() - t0,
-        time.process_time() - c0,
-    )
+    _log_since(start, "family %s: %d windows", family, len(cols))
     return True
 
 
@@ -402,17 +400,11 @@ def build(
         sources = MonthlySources(con, tables, dates)
         summary = BuildSummary(as_of=dates, loan_mode=mode)
         for fam in families or MODULES:
-            t1, c1 = time.perf_counter(), time.process_time()
+            start = _clock()
             summary.rows[fam] = _write_family(con, ws, fam, tables, sources)
             if not set(MODULES[fam].REQUIRES) <= tables:
                 summary.skipped_families.append(fam)
-            log.info(
-                "family %s: %s rows, %.1f s (cpu %.1f s)",
-                fam,
-                f"{summary.rows[fam]:,}",
-                time.perf_counter() - t1,
-                time.process_time() - c1,
-            )
+            _log_since(start, "family %s: %s rows", fam, f"{summary.rows[fam]:,}")
     finally:
         _close(ws, con)
     summary.seconds = time.perf_counter() - t0

@@ -38,8 +38,6 @@ EVENT_TS = "event_timestamp"
 AS_OF = "as_of"
 FEATURE_SERVICE_VERSION = "v1"
 
-FAMILIES = ("demo", "income", "spend", "business", "liquidity", "tax", "holdings", "marketing")
-
 CATEGORY_CODE_RULE = (
     "integer code = 0-based position of the value in the enum tuple of bankexport/spec.py; null when unknown"
 )
@@ -53,7 +51,7 @@ class Feature:
 
     Attributes:
         name: ``<family>_<measure>_<window>``.
-        family: one of :data:`FAMILIES`.
+        family: the family module's ``FAMILY`` (:data:`features.catalog.MODULES`).
         dtype: ``int`` (stored Int64) or ``float`` (stored Float64).
         zh: description in Chinese, for branch staff.
         en: description in English.

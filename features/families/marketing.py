@@ -6,7 +6,7 @@ table (features are null without it).
 
 from __future__ import annotations
 
-from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES, LOAN_PRODUCTS, PRODUCT_NAMES_ZH
+from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES, ENUM_ZH, LOAN_PRODUCTS, PRODUCT_NAMES_ZH
 from features.families._sql import codes, known, per_as_of
 from features.schema import Feature, declarer
 from nbp.sqltext import lit
@@ -14,7 +14,6 @@ from nbp.sqltext import lit
 FAMILY = "marketing"
 REQUIRES = ("contacts",)
 
-_CHANNEL_ZH = {"sms": "短信", "wechat": "微信", "phone": "电话", "visit": "上门", "branch": "网点"}
 _OUTCOME_CODES = "accepted=0, declined=1, no_response=2, unreachable=3"
 
 _IN_12M = "contact_date >= as_of - INTERVAL 12 MONTH"
@@ -45,7 +44,7 @@ FEATURES: list[Feature] = [
         _f(
             f"marketing_contacts_{c}_12m",
             "int",
-            f"近12个月{_CHANNEL_ZH[c]}触达次数",
+            f"近12个月{ENUM_ZH[c]}触达次数",
             f"contacts by {c}, last 12 months",
             f"count(*) FILTER (WHERE {_IN_12M} AND channel = {lit(c)})",
         )
