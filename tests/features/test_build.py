@@ -9,71 +9,75 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TINY_AS_OF
 from featurekit import tiny_bank, write_tables
 
 from bankexport import spec
 from features.build import build, built_as_of, default_as_of, family_path
 from features.catalog import CATALOG, MODULES, catalog_frame, family_features
-from features.schema import EVENT_TS, FAMILIES, JOIN_KEY
+from features.schema import EVENT_TS, JOIN_KEY
 from nbp.errors import FeatureStoreError
 from nbp.workspace import Workspace
+
+
+def _at(ws: Workspace, family: str, t: str = "2025-06-01") -> pd.DataFrame:
+    """One family's rows at as-of ``t``, indexed by customer."""
+    df = pd.read_parquet(family_path(ws, family))
+    return df[df[EVENT_TS] == pd.Timestamp(t)].set_index(JOIN_KEY)
 
 
 def test_catalogue_names_follow_the_convention_and_are_unique() -> None:
     names = [f.name for f in CATALOG]
     assert len(names) == len(set(names))
-    assert tuple(MODULES) == FAMILIES
     for f in CATALOG:
         assert f.name.startswith(f.family + "_"), f.name
         assert f.zh and f.en and f.dtype in ("int", "float"), f.name
         assert f.name == f.name.lower()
 
 
-def test_categorical_codes_follow_the_spec_enum_order() -> None:
-    cats = {f.name: f.categories for f in CATALOG if f.categorical}
-    assert cats["demo_occupation"] == spec.OCCUPATIONS
-    assert cats["tax_credit_grade_latest"] == spec.TAX_GRADES
-    assert all(CATALOG[[f.name for f in CATALOG].index(n)].dtype == "int" for n in cats)
-    frame = catalog_frame()
-    assert set(frame.columns) >= {"name", "family", "dtype", "zh", "en", "categories"}
-    assert len(frame) == len(CATALOG)
-
-
-def test_every_family_table_has_exactly_its_catalogue_columns(tiny_ws: Workspace) -> None:
-    build(tiny_ws, [date(2025, 6, 1)])
-    for fam in FAMILIES:
-        df = pd.read_parquet(family_path(tiny_ws, fam))
+def test_every_family_table_has_its_catalogue_columns_and_one_row_per_known_customer(tiny_built: Workspace) -> None:
+    # customers known at T (open_date < T): c4 opened on 2025-05-01
+    known = {T: (4 if T > date(2025, 5, 1) else 3) for T in TINY_AS_OF}
+    for fam in MODULES:
+        df = pd.read_parquet(family_path(tiny_built, fam))
         assert list(df.columns) == [JOIN_KEY, EVENT_TS] + [f.name for f in family_features(fam)]
-        assert len(df) == 4  # c1..c4 were all customers before 2025-06-01
         assert str(df[EVENT_TS].dtype) == "datetime64[us]"
+        per_t = df.groupby(EVENT_TS)[JOIN_KEY].nunique().to_dict()
+        assert per_t == {pd.Timestamp(T): n for T, n in known.items()}, fam
+        assert not df.duplicated([JOIN_KEY, EVENT_TS]).any(), fam
 
 
-def test_categorical_values_are_spec_positions(tiny_ws: Workspace) -> None:
-    build(tiny_ws, [date(2025, 6, 1)])
-    demo = pd.read_parquet(family_path(tiny_ws, "demo")).set_index(JOIN_KEY)
+def test_categorical_codes_are_positions_in_the_catalogue_categories(tiny_built: Workspace) -> None:
+    customers = pd.read_parquet(tiny_built.table("customers")).set_index(JOIN_KEY)
+    demo = _at(tiny_built, "demo")
+    for f in (f for f in family_features("demo") if f.categorical):
+        col = f.name.removeprefix("demo_")
+        assert f.categories == spec.TABLES["customers"].column(col).enum, f.name  # the spec's enum order
+        for cid, code in demo[f.name].items():
+            raw = customers.loc[cid, col]
+            assert pd.isna(raw) if pd.isna(code) else f.categories[int(code)] == raw, (f.name, cid)
     assert demo.loc["c1", "demo_occupation"] == spec.OCCUPATIONS.index("enterprise_employee")
-    assert demo.loc["c3", "demo_customer_type"] == spec.CUSTOMER_TYPES.index("business")
-    assert pd.isna(demo.loc["c3", "demo_gender"])
+    frame = catalog_frame().set_index("name")
+    for f in CATALOG:  # the catalogue table lists the codes in the same order
+        assert frame.loc[f.name, "categories"] == ",".join(f.categories), f.name
 
 
-def test_known_values_on_the_tiny_bank(tiny_ws: Workspace) -> None:
-    build(tiny_ws, [date(2025, 6, 1)])
-    inc = pd.read_parquet(family_path(tiny_ws, "income")).set_index(JOIN_KEY)
+def test_known_values_on_the_tiny_bank(tiny_built: Workspace) -> None:
+    inc = _at(tiny_built, "income")
     assert inc.loc["c1", "income_payroll_months_3m"] == 3
     assert inc.loc["c1", "income_payroll_streak_months"] == 5  # January to May
     assert inc.loc["c1", "income_payroll_amount_avg_6m"] == pytest.approx((6100 + 6200 + 6300 + 6400 + 6500) / 6)
     assert inc.loc["c2", "income_payroll_months_12m"] == 0
     assert pd.isna(inc.loc["c2", "income_payroll_cv_6m"])  # no payroll: unknown, not 0
-    biz = pd.read_parquet(family_path(tiny_ws, "business")).set_index(JOIN_KEY)
+    biz = _at(tiny_built, "business")
     assert biz.loc["c2", "business_settlement_avg_3m"] == pytest.approx(20000.0)
-    demo = pd.read_parquet(family_path(tiny_ws, "demo")).set_index(JOIN_KEY)
+    demo = _at(tiny_built, "demo")
     assert demo.loc["c1", "demo_age_years"] == 34
     assert demo.loc["c2", "demo_branch_customers"] == 3  # c2, c3, c4 at branch b2
     assert demo.loc["c2", "demo_branch_rural"] == 1
-    hold = pd.read_parquet(family_path(tiny_ws, "holdings")).set_index(JOIN_KEY)
-    assert (
-        hold.loc["c1", "holdings_services_count"] == 1 and hold.loc["c1", "holdings_service_mobile_banking_held"] == 1
-    )
+    hold = _at(tiny_built, "holdings")
+    assert hold.loc["c1", "holdings_services_count"] == 1
+    assert hold.loc["c1", "holdings_service_mobile_banking_held"] == 1
     assert hold.loc["c2", "holdings_service_pos_terminal_held"] == 0  # ended 2025-05-10
     assert hold.loc["c3", "holdings_services_count"] == 0  # no service rows: 0, the table exists
 
@@ -153,11 +157,9 @@ def test_a_window_over_an_unknown_monthly_column_is_a_clear_error(
         build(tiny_ws, [date(2025, 6, 1)], families=["income"])
 
 
-def test_customers_without_transactions_get_zero_counts_and_null_ratios(tiny_ws: Workspace) -> None:
+def test_customers_without_transactions_get_zero_counts_and_null_ratios(tiny_built: Workspace) -> None:
     # c4 has no transactions at all: the window relation still has its rows (all-zero months)
-    build(tiny_ws, [date(2025, 6, 1)])
-    inc = pd.read_parquet(family_path(tiny_ws, "income")).set_index(JOIN_KEY)
-    spend = pd.read_parquet(family_path(tiny_ws, "spend")).set_index(JOIN_KEY)
+    inc, spend = _at(tiny_built, "income"), _at(tiny_built, "spend")
     assert inc.loc["c4", "income_payroll_months_12m"] == 0 and inc.loc["c4", "income_payroll_streak_months"] == 0
     assert pd.isna(inc.loc["c4", "income_payroll_months_since_last"])
     assert spend.loc["c4", "spend_purchase_amount_3m"] == 0 and pd.isna(spend.loc["c4", "spend_cash_share_3m"])

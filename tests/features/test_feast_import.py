@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration  # imports Feast twice, in child processes
+
 PROBE = """
 {pre}
 from feast.on_demand_feature_view import OnDemandFeatureView

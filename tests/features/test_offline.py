@@ -16,8 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.offline import TYPE, ArrowRetrievalJob
-
 pytestmark = pytest.mark.integration
 
 T = pd.Timestamp
@@ -106,6 +104,11 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> tuple:
             source=FileSource(name="dup_src", path=str(tmp / "dup.parquet"), timestamp_field="event_timestamp"),
         ),
     ]
+    from features.offline import TYPE  # imports Feast: only when the integration tests run
+    from nbp.log import quiet_warnings
+
+    quiet_warnings()  # Feast's import put its "once" filter for every deprecation first
+
     ours = _store(tmp, {"type": TYPE, "threads": 1})
     ours.apply([customer, *views])
     stock = _store(tmp, {"type": "duckdb"})
@@ -147,6 +150,8 @@ def _norm(df: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.parametrize("full_names", [False, True])
 def test_point_in_time_join_equals_feasts_duckdb_store(stores: tuple, full_names: bool) -> None:
+    from features.offline import ArrowRetrievalJob
+
     ours, stock, _ = stores
     refs = ["monthly:m_count", "monthly:m_amount", "static:s_code"]
     job = ours.get_historical_features(entity_df=ENTITY_UTC.copy(), features=refs, full_feature_names=full_names)

@@ -125,7 +125,9 @@ def test_constant_series_has_zero_spread() -> None:
 def test_window_names_round_trip_through_sql() -> None:
     sql = f"SELECT {win('sum', 'payroll_amt', 3, 3)} / 3, {win('streak', 'payroll_amt', 12)} FROM txn_win"
     assert referenced(sql) == [Window("payroll_amt", "sum", 4, 6), Window("payroll_amt", "streak", 1, 12)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="median"):
         column("median", "x", 1, 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="as-of's own month"):
         column("sum", "x", 0, 3)  # the as-of's own month is never in a window
+    with pytest.raises(ValueError, match="single underscores"):
+        column("sum", "Payroll", 1, 3)  # a name the build could not find again in the SQL
