@@ -65,11 +65,10 @@ ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "gbk": "gbk", "gb2312": "gbk", "
 # Without export_date in the manifest, the export date is inferred from this column: the
 # densest dated column of the export (every bank has transactions every day), see infer_export_date.
 INFER_FROM = ("transactions", "txn_time")
-REPORT_PREFIX = ["source_file", "source_line", "rule", "column", "value"]
 # Distinct values of a column in one Parquet row group (122,880 rows) beyond which DuckDB gives up
 # its dictionary (and bloom filter) for that column chunk. Below DuckDB's default, so that ids that
 # are nearly unique per row group (transactions, accounts, customers) are written plain without a
-# long attempt at a dictionary first (-0.6 CPU-s per 5M transactions); codes, branches, enums keep one.
+# long attempt at a dictionary first; codes, branches, enums keep one (docs/decisions/010-ingest-line-scanning.md).
 DICTIONARY_SIZE_LIMIT = 2048
 # (pandas_type, numpy_type) of the pandas metadata written into each Parquet file, so that
 # pandas.read_parquet gives the spec dtypes (string, datetime64[us], float64, Int64) without
@@ -302,7 +301,7 @@ def _locate(src: Path, encoding: str) -> tuple[dict[str, _Source | None], dict[s
     empty, which count as absent.
     """
     found: dict[str, _Source | None] = {}
-    describe: duckdb.DuckDBPyConnection | None = None  # reads every Parquet header: opening one costs ~20 ms
+    describe: duckdb.DuckDBPyConnection | None = None  # one database reads every Parquet header (decision 010)
     empty: dict[str, str] = {}
     for name in ALL_TABLES:
         t = TABLES[name]
@@ -521,8 +520,8 @@ def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str) -> None:
         with _step(t.name, "references"):
             con.execute(f"UPDATE chk SET _why = b._why FROM ({ref}) b WHERE chk.rowid = b._ord")
     with _step(t.name, "duplicates"):
-        # repeated keys: first their hashes, sorted in numpy (an aggregate over millions of
-        # distinct keys costs DuckDB ~3x more), then the few rows holding such a hash compared by key
+        # repeated keys: first their hashes, sorted in numpy (cheaper than an aggregate over millions
+        # of distinct keys in DuckDB: decision 010), then the few rows holding such a hash compared by key
         h = con.execute(q.key_hash_sql(t, "chk")).fetchnumpy()["h"]
         h.sort()
         repeated = np.unique(h[1:][h[1:] == h[:-1]])
@@ -730,7 +729,7 @@ def _reread_cells(
     """Table ``lines`` (``_ord``, ``line``, ``r0`` .. ``r<n-1>``): the source line and the cells of
     the accepted records ``ords``, read again by DuckDB from a small file of just their bytes
     (same reader settings, so the same cells: quotes, doubled quotes, newlines, CRLF)."""
-    # a dict of numpy arrays: registering an Arrow table costs DuckDB ~0.5 CPU-s of imports
+    # a dict of numpy arrays, not an Arrow table: registering Arrow costs DuckDB imports (decision 010)
     con.register("lines_np", {"_ord": ords, "line": np.asarray(found.lines, np.int64)})
     ok = len(ords) > 0 and read_spans(csv_path, found.starts, found.ends, n_columns, tmp)
     if ok:
