@@ -73,6 +73,7 @@ def test_month_index_follows_the_calendar_in_date_order() -> None:
     assert set(np.unique(idx[raw["month"].eq("mar").to_numpy()])) == {10, 22}  # Mar 2009, Mar 2010
 
 
+@pytest.mark.slow
 @needs_data
 def test_time_ordered_pipeline_scores_later_rows_with_calendar_month_periods() -> None:
     raw = bm.load(FULL).iloc[::8].reset_index(drop=True)  # every 8th row: still date order, every month

@@ -16,7 +16,7 @@ from training import pipeline
 
 
 def _rows(seed: int) -> pd.DataFrame:
-    df = uptake_frame(n=9_000, periods=9, seed=seed)
+    df = uptake_frame(n=4_500, periods=9, seed=seed, intercept=-2.0)
     months = pd.date_range("2025-01-01", periods=9, freq="MS")
     return df.assign(as_of=months[df["period"].to_numpy()], weight=1.0).drop(columns="period")
 
@@ -51,6 +51,7 @@ def test_parallel_fits_equal_one_at_a_time(monkeypatch) -> None:
     assert not np.array_equal(got[2]["a"][1]["score"].to_numpy()[:100], got[2]["b"][1]["score"].to_numpy()[:100])
 
 
+@pytest.mark.slow
 def test_settings_searched_side_by_side_choose_what_one_at_a_time_chooses() -> None:
     from training_synth import FEATURES
 

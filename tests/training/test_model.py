@@ -47,7 +47,7 @@ def test_downsampling_multiplies_an_existing_weight() -> None:
     df = pd.DataFrame({"label": [1, 0, 0, 0], "weight": [2.0, 3.0, 3.0, 3.0]})
     out = downsample_negatives(df, "label", rate=1.0)
     assert list(out["weight"]) == [2.0, 3.0, 3.0, 3.0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"negative rate must be in \(0, 1\], got 0.0"):
         downsample_negatives(df, "label", rate=0.0)
 
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 from training.model import ModelParams, choose_setting
 
 
-def test_only_the_near_additive_member_grows_extra_trees_and_patience_is_50() -> None:
+def test_when_the_folds_cannot_tell_the_grid_apart_the_extra_trees_member_is_kept() -> None:
+    """GRID's near-additive member (extremely randomised trees) is its simplest: the one-SE
+    rule keeps it unless another setting beats it by more than the best one's standard error."""
     from training.model import GRID
 
     grown = [ModelParams().model_copy(update=g) for g in GRID]
-    assert [p.lgb_params()["extra_trees"] for p in grown] == [p.num_leaves == 4 for p in grown]
-    assert ModelParams().early_stopping_rounds == 50 and ModelParams().select == "one_se"
+    tie = [(p, 0.70, 0.01) for p in grown]
+    assert grown[choose_setting(tie, "one_se")].lgb_params()["extra_trees"] is True
+    assert [p.lgb_params()["extra_trees"] for p in grown].count(True) == 1
+    # a member ahead by more than the noise is kept instead
+    i = next(i for i, p in enumerate(grown) if p.num_leaves == 31)
+    clear = [(p, 0.75 if j == i else 0.70, 0.01) for j, p in enumerate(grown)]
+    assert choose_setting(clear, "one_se") == i
 
 
 def test_one_se_rule_keeps_the_simplest_setting_within_one_standard_error() -> None:

@@ -71,6 +71,7 @@ def holdout_model(data: pd.DataFrame):
     )
 
 
+@pytest.mark.slow
 def test_cross_fitted_calibration_uses_the_folds_validation_months_and_refits_on_all(model) -> None:
     assert ModelParams().calibrate_on == "folds" and model.info["calibrate_on"] == "folds"
     months = pd.date_range("2025-01-01", periods=10, freq="MS")
@@ -84,6 +85,7 @@ def test_cross_fitted_calibration_uses_the_folds_validation_months_and_refits_on
     assert model.info["pos_calibration"] == model.info["pos_folds"]
 
 
+@pytest.mark.slow
 def test_cross_fitted_calibration_falls_back_to_held_out_periods_without_a_fold(data: pd.DataFrame) -> None:
     m = fit_rolling(
         data[data["period"] < 10],
@@ -97,6 +99,7 @@ def test_cross_fitted_calibration_falls_back_to_held_out_periods_without_a_fold(
     assert m.info["train_periods"][-1].startswith("2025-06") and len(m.info["calibration_periods"]) == 2
 
 
+@pytest.mark.slow
 def test_final_booster_skips_the_embargo_before_the_calibration_months(holdout_model) -> None:
     model = holdout_model
     cal = [pd.Timestamp(p) for p in model.info["calibration_periods"]]
@@ -107,6 +110,7 @@ def test_final_booster_skips_the_embargo_before_the_calibration_months(holdout_m
     assert model.info["n_train"] == 6 * 3_000 and model.info["n_calibration"] == 2 * 3_000
 
 
+@pytest.mark.slow
 def test_search_keeps_the_simplest_setting_within_one_standard_error_of_the_best(model) -> None:
     s = model.info["search"]
     assert len(s) == len(GRID) and model.info["folds"] == FAST.folds and FAST.select == "one_se"
@@ -117,6 +121,7 @@ def test_search_keeps_the_simplest_setting_within_one_standard_error_of_the_best
     assert model.best_iteration == simplest["rounds"] <= FAST.max_rounds
 
 
+@pytest.mark.slow
 def test_search_can_keep_the_best_mean_fold_auc(data: pd.DataFrame) -> None:
     m = fit_rolling(
         data[data["period"] < 10],
@@ -130,6 +135,7 @@ def test_search_can_keep_the_best_mean_fold_auc(data: pd.DataFrame) -> None:
     assert m.params["num_leaves"] == best["num_leaves"] and m.best_iteration == best["rounds"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["model", "holdout_model"])
 def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(
     data: pd.DataFrame, which: str, request: pytest.FixtureRequest
@@ -143,6 +149,7 @@ def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(
     assert p.mean() == pytest.approx(test["p"].mean(), rel=0.15)
 
 
+@pytest.mark.slow
 def test_rolling_fit_without_search_uses_the_given_settings(data: pd.DataFrame) -> None:
     m = fit_rolling(
         data[data["period"] < 10],
@@ -157,20 +164,18 @@ def test_rolling_fit_without_search_uses_the_given_settings(data: pd.DataFrame) 
 
 
 def test_rolling_fit_refuses_too_few_periods(data: pd.DataFrame) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="3 periods: need at least 4"):
         fit_rolling(
             data[data["period"] < 3], FEATURES, "label", "period", FAST.model_copy(update={"calibrate_on": "holdout"})
         )
 
 
-def test_every_prediction_beside_training_names_the_training_thread_count(
-    data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_every_prediction_beside_training_names_the_training_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     """LightGBM's thread count is one process-wide setting that each call rewrites from its
-    own ``num_threads`` (docs/decisions/004-lightgbm-thread-count.md): a prediction left at the default (0, every
-    core) while another booster trained on one thread crashed `nbp backtest` with a
-    segmentation fault. Every predict of the recipe and of the pipeline's test scoring
-    must pass the training's count."""
+    own ``num_threads`` (docs/decisions/004-lightgbm-thread-count.md): a prediction left at
+    the default (0, every core) while another booster trained on one thread crashed
+    `nbp backtest` with a segmentation fault. Every predict of the recipe and of the
+    pipeline's test scoring must pass the training's count."""
     import lightgbm as lgb
 
     from nbp.config import load_config
@@ -183,9 +188,15 @@ def test_every_prediction_beside_training_names_the_training_thread_count(
         calls.append(kwargs.get("num_threads"))
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(lgb.Booster, "predict", spy)
     cfg = load_config(None)
-    rows = data[data["period"] < 10].assign(weight=1.0, label=lambda d: d["label"].astype(int))
-    model, _, _ = pipeline._fit_product(cfg, rows, data[data["period"] >= 10].assign(weight=1.0))
-    assert model.info["threads"] == 1 and pipeline.model_params(cfg).num_threads == 1
-    assert len(calls) >= 4 and set(calls) == {1}, calls  # fold scores, centres, final centre, test rows
+    params = pipeline.model_params(cfg)  # the pipeline's own settings, with few rounds
+    monkeypatch.setattr(
+        pipeline, "model_params", lambda c: params.model_copy(update={"max_rounds": 30, "early_stopping_rounds": 5})
+    )
+    monkeypatch.setattr(lgb.Booster, "predict", spy)
+    data = monthly(uptake_frame(n=8_000, periods=10, seed=3, intercept=-2.0)).assign(weight=1.0)
+    model, _, _ = pipeline._fit_product(cfg, data[data["period"] < 8], data[data["period"] >= 8])
+    assert model.info["threads"] == 1 and params.num_threads == 1 and params.search
+    assert model.info["calibrate_on"] == "folds" and model.info["folds"] == params.folds
+    # each fold's scores and centre, the final booster's centre, the test rows
+    assert len(calls) >= 2 * params.folds + 2 and set(calls) == {1}, calls
