@@ -86,15 +86,17 @@ def available_tables(ws: Workspace) -> frozenset[str]:
 
 
 def absent_sources(ws: Workspace, features: list[str] | None = None) -> dict[str, tuple[str, ...]]:
-    """Feature -> the tables its family reads that this workspace's import lacks (those
-    features are null for every customer); features whose tables are all present are left out."""
+    """Feature -> the tables it reads (its family's ``REQUIRES`` and its own ``needs``) that this
+    workspace's import lacks (those features are null for every customer); features whose
+    tables are all present are left out."""
     have = frozenset(t for t in ALL_TABLES if ws.table(t).exists())
     want = set(features) if features is not None else None
-    return {
-        f.name: tuple(t for t in MODULES[f.family].REQUIRES if t not in have)
-        for f in CATALOG
-        if (want is None or f.name in want) and not set(MODULES[f.family].REQUIRES) <= have
-    }
+    out = {}
+    for f in CATALOG:
+        missing = tuple(t for t in (*MODULES[f.family].REQUIRES, *f.needs) if t not in have)
+        if missing and (want is None or f.name in want):
+            out[f.name] = missing
+    return out
 
 
 def _scratch(ws: Workspace) -> Path:

@@ -13,7 +13,7 @@ from conftest import TINY_AS_OF
 from featurekit import tiny_bank, write_tables
 
 from bankexport import spec
-from features.build import build, built_as_of, default_as_of, family_path
+from features.build import absent_sources, build, built_as_of, default_as_of, family_path
 from features.catalog import CATALOG, MODULES, catalog_frame, family_features
 from features.schema import EVENT_TS, JOIN_KEY
 from nbp.errors import FeatureStoreError
@@ -95,6 +95,10 @@ def test_optional_tables_absent_give_null_families(tmp_path: Path) -> None:
     assert hold["holdings_services_count"].isna().all()
     demo = pd.read_parquet(family_path(ws, "demo"))
     assert demo["demo_branch_rural"].isna().all() and demo["demo_branch_customers"].notna().all()  # no branches table
+    # absent_sources names the missing table of every feature that is null for want of it
+    absent = absent_sources(ws)
+    assert absent["tax_paid_latest"] == ("tax_records",) and absent["demo_branch_rural"] == ("branches",)
+    assert absent["holdings_services_count"] == ("services",) and "holdings_loans_active_count" not in absent
     assert hold.loc["c2", "holdings_loans_active_count"] == 1  # loans are still there
 
 
