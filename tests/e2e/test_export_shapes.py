@@ -22,7 +22,10 @@ import pytest
 from e2ekit import run_cli
 
 from bankexport.spec import OPTIONAL_TABLES, TABLES
+from features.build import BUILD_FILE
 from features.catalog import MODULES
+from nbp.config import load_config
+from nbp.workspace import Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,17 +94,17 @@ def test_every_optional_table_absent_runs_the_whole_chain(small_export: Path, tm
     assert not [p for p in export.iterdir() if p.stem in OPTIONAL_TABLES]
     run_cli(["ingest", str(export)])
     run_cli(["features"])
-    build = json.loads((home / "data" / "features" / "_build.json").read_text(encoding="utf-8"))
+    build = json.loads((Workspace(home).features_dir / BUILD_FILE).read_text(encoding="utf-8"))
     assert set(build["null_families"]) == {f for f, m in MODULES.items() if set(m.REQUIRES) & set(OPTIONAL_TABLES)}
     out = run_cli(["train"])
     # tax_linked's eligibility reads the tax grade, unknown without tax_records: skipped, saying why
     skips = train_skips(out)
     assert "tax_linked" in skips and "tax_records" in skips["tax_linked"] and "无候选客户" in skips["tax_linked"]
     fitted = trained(out)
-    assert fitted and "tax_linked" not in fitted and fitted | set(skips) == {"consumer", "business_flow", "tax_linked"}
+    assert fitted and "tax_linked" not in fitted and fitted | set(skips) == set(load_config().products)
     assert "| champion |" in out, out
 
-    scores = home / "outputs" / "scores" / "latest.parquet"
+    scores = Workspace(home).latest_scores
     run_cli(["score", "--as-of", AS_OF, "--out", str(scores)])
     s = pd.read_parquet(scores)
     assert len(s) and set(s["product"]) <= fitted and s["score"].between(0, 1).all()
@@ -113,7 +116,6 @@ def test_every_optional_table_absent_runs_the_whole_chain(small_export: Path, tm
     assert "tax_records" in refused and "模型暂不可用" in refused and not (tmp_path / "no.xlsx").exists()
 
     # MLflow: a run tagged with the reason, and the same tags on the registered model
-    from nbp.workspace import Workspace
     from training import registry
 
     ws = Workspace.from_env()
@@ -124,7 +126,6 @@ def test_every_optional_table_absent_runs_the_whole_chain(small_export: Path, tm
     assert registry.skip_of(ws, "tax_linked")["zh"] == runs[0].data.tags["nbp.skipped_zh"]
 
     # the service: /readyz (admin) gives the reason, the public one a code; the staff page's hint says why
-    from nbp.config import load_config
     from serving.engine import Recommender
 
     rec = Recommender.load(load_config(), ws)
@@ -144,7 +145,7 @@ def test_typed_parquet_export_runs_the_whole_chain(
     assert pq.read_schema(typed / "balances.parquet").field("month").type == pa.date32()
     assert pq.read_schema(typed / "loans.parquet").field("amount").type == pa.decimal128(18, 2)
     run_cli(["ingest", str(typed)])
-    report = json.loads((home / "ingest" / "report.json").read_text(encoding="utf-8"))
+    report = json.loads(Workspace(home).ingest_report.read_text(encoding="utf-8"))
     for table, r in report["tables"].items():
         assert r["rows_kept"] == r["rows_read"], (table, r)
     # the same typed tables as the simulator's own Parquet gives
@@ -154,12 +155,12 @@ def test_typed_parquet_export_runs_the_whole_chain(
     monkeypatch.setenv("NBP_HOME", str(home))
     for table in report["tables"]:
         pd.testing.assert_frame_equal(
-            pd.read_parquet(home / "data" / "ingested" / f"{table}.parquet"),
-            pd.read_parquet(plain_home / "data" / "ingested" / f"{table}.parquet"),
+            pd.read_parquet(Workspace(home).table(table)),
+            pd.read_parquet(Workspace(plain_home).table(table)),
         )
     out = run_cli(["retrain"])
     assert "| champion |" in out
-    s = pd.read_parquet(home / "outputs" / "scores" / "latest.parquet")
+    s = pd.read_parquet(Workspace(home).latest_scores)
     assert len(s) and s["score"].between(0, 1).all()
     product = sorted(set(s["product"]))[0]
     assert "customers to contact" in run_cli(
@@ -172,10 +173,10 @@ def test_each_optional_table_absent_alone_trains(small_export: Path, tmp_path: P
     export = reshape(small_export, tmp_path / "export", drop=(table,))
     run_cli(["ingest", str(export)])
     run_cli(["features"])
-    build = json.loads((home / "data" / "features" / "_build.json").read_text(encoding="utf-8"))
+    build = json.loads((Workspace(home).features_dir / BUILD_FILE).read_text(encoding="utf-8"))
     assert set(build["null_families"]) == {f for f, m in MODULES.items() if table in m.REQUIRES}
     out = run_cli(["train"])
     fitted, skips = trained(out), train_skips(out)
-    assert fitted and fitted | set(skips) == {"consumer", "business_flow", "tax_linked"}, out
+    assert fitted and fitted | set(skips) == set(load_config().products), out
     if table == "tax_records":
         assert "tax_records" in skips["tax_linked"]

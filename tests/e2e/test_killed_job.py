@@ -87,7 +87,7 @@ def test_a_killed_retrain_is_cleaned_up_by_the_next_run(
     run_cli(["retrain"])
     champions = _champions(ws)
     assert champions, "the small bank needs a champion for this test"
-    latest = home / "outputs" / "scores" / "latest.parquet"
+    latest = ws.latest_scores
     published = latest.read_bytes()
 
     before: int | None = None
