@@ -208,7 +208,7 @@ def report_rows(path: Path) -> list[dict[str, str]]:
 
 def read_report(ws: Workspace) -> dict:
     """The workspace's ``ingest/report.json``."""
-    return json.loads((ws.ingest_dir / "report.json").read_text(encoding="utf-8"))
+    return json.loads(ws.ingest_report.read_text(encoding="utf-8"))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -47,8 +48,7 @@ def test_valid_export_is_stored_typed(tmp_path: Path, ws: Workspace, cfg: Ingest
     assert loans["term_months"].isna().sum() == 1
     bal = pd.read_parquet(ws.table("balances"))
     assert bal["month"].iloc[0] == pd.Timestamp("2024-04-01")
-    meta = json.loads((ws.ingested_dir / "_meta.json").read_text(encoding="utf-8"))
-    assert meta["export_date"] == "2024-05-03"  # inferred from txn_time (no manifest): its last day
+    assert ws.export_date() == date(2024, 5, 3)  # inferred from txn_time (no manifest): its last day
     report = read_report(ws)
     assert set(report["tables"]) == set(TABLES)
     assert report["tables"]["transactions"] == {"rows_read": 3, "rows_kept": 3, "set_aside": {}, "cells_reported": {}}
@@ -294,7 +294,7 @@ def test_gbk_csv_via_manifest(tmp_path: Path, ws: Workspace, cfg: IngestConfig) 
     assert br.loc["B1", "name"] == "城关支行" and pd.isna(br.loc["B3", "area"])
     cells = report_rows(ws.ingest_dir / "cells" / "branches.csv")
     assert (cells[0]["value"], cells[0]["name"], cells[0]["source_line"]) == ("城区", "河东支行", "4")
-    assert json.loads((ws.ingested_dir / "_meta.json").read_text())["export_date"] == "2024-06-30"
+    assert ws.export_date() == date(2024, 6, 30)
 
 
 @pytest.mark.slow
@@ -398,7 +398,7 @@ def test_second_run_replaces_store_and_report(tmp_path: Path, ws: Workspace, cfg
     ingest(write_export(tmp_path / "exp2", base_tables()), ws, cfg)
     assert not (ws.ingest_dir / "rejects").exists()  # the report is the new run's, not a mix
     assert read_report(ws)["tables"]["transactions"]["set_aside"] == {}
-    run_ids = {read_report(ws)["run_id"], json.loads((ws.ingested_dir / "_meta.json").read_text())["run_id"]}
+    run_ids = {read_report(ws)["run_id"], json.loads(ws.ingest_meta.read_text(encoding="utf-8"))["run_id"]}
     assert len(run_ids) == 1
 
 
