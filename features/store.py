@@ -111,7 +111,7 @@ def apply(cfg: Config, ws: Workspace) -> None:
     from features.repo.definitions import objects
 
     t0 = time.perf_counter()
-    get_store(cfg, ws).apply(objects(ws.features_dir, service_names(cfg)))
+    get_store(cfg, ws).apply(objects(ws, service_names(cfg)))
     _SERVICES.clear()
     log.info(
         "feast apply: %d feature views, %d feature services, %.1f s",

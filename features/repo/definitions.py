@@ -16,8 +16,10 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, String
 
+from features.build import family_path
 from features.catalog import MODULES, family_features
 from features.schema import ENTITY, EVENT_TS, JOIN_KEY, feature_service_name
+from nbp.workspace import Workspace
 
 # A month's row stays valid until the next monthly build; a longer gap (a skipped
 # build) gives nulls instead of silently reusing old features in training rows.
@@ -72,10 +74,10 @@ def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
     )
 
 
-def feature_views(features_dir: Path) -> list[FeatureView]:
-    """One feature view per family, reading ``<features_dir>/<family>.parquet``."""
+def feature_views(ws: Workspace) -> list[FeatureView]:
+    """One feature view per family, reading the family's table (:func:`features.build.family_path`)."""
     entity = customer_entity()
-    return [feature_view(fam, features_dir / f"{fam}.parquet", entity) for fam in MODULES]
+    return [feature_view(fam, family_path(ws, fam), entity) for fam in MODULES]
 
 
 # FEATURE SERVICES -------------------------------------------------------------
@@ -97,7 +99,7 @@ def feature_services(views: list[FeatureView], products: Mapping[str, str | None
     ]
 
 
-def objects(features_dir: Path, products: Mapping[str, str | None]) -> list:
+def objects(ws: Workspace, products: Mapping[str, str | None]) -> list:
     """Everything to apply: entity, feature views, feature services."""
-    views = feature_views(features_dir)
+    views = feature_views(ws)
     return [customer_entity(), *views, *feature_services(views, products)]
