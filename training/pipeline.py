@@ -405,6 +405,82 @@ def with_oracle(rows: pd.DataFrame, oracle: pd.DataFrame, product: str) -> pd.Da
     return rows.merge(o, on=["customer_id", "as_of"], how="left").fillna(dict.fromkeys(known, 0.0))
 
 
+BACKTEST_COLUMNS = [
+    "product",
+    "test",
+    "n",
+    "positives",
+    "auc",
+    "oracle_auc",
+    "auc_ratio",
+    "asof_oracle_auc",
+    "asof_ratio",
+    "default_lgbm_auc",
+    "pr_auc",
+    "lift_10",
+    "capture_10",
+    "brier",
+    "ece",
+    "rounds",
+    "leaves",
+]
+"""Columns of the backtest report's table, in order (those no row has are left out)."""
+
+
+def oracle_ratios(te: pd.DataFrame, auc: float) -> dict[str, float]:
+    """The oracles' AUCs on the scored rows ``te`` and the recipe's ``auc`` over each.
+
+    ``p_true`` gives ``oracle_auc`` and ``auc_ratio``; ``p_asof`` (the oracle from the as-of
+    month's drivers only) ``asof_oracle_auc`` and ``asof_ratio``; a column ``te`` lacks is left out.
+    """
+    out: dict[str, float] = {}
+    for col, (auc_key, ratio_key) in {
+        "p_true": ("oracle_auc", "auc_ratio"),
+        "p_asof": ("asof_oracle_auc", "asof_ratio"),
+    }.items():
+        if col in te.columns:
+            out[auc_key] = evaluate.auc(te["label"], te[col])
+            out[ratio_key] = auc / out[auc_key]
+    return out
+
+
+def _write_backtest_report(
+    cfg: Config,
+    out: Path,
+    as_of: pd.Timestamp,
+    closed: list[pd.Timestamp],
+    test_ofs: list[pd.Timestamp],
+    rows: list[dict],
+    fits: dict[str, dict],
+    skips: dict[str, Skip],
+) -> Path:
+    """``out/report.md``: how the models were fitted, the metric table, each fold search, the
+    skipped products and the plots of each product."""
+    table = evaluate.metrics_table(rows, [c for c in BACKTEST_COLUMNS if any(c in r for r in rows)])
+    first = fits[rows[0]["product"]]
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / "report.md"
+    report.write_text(
+        f"# Backtest at {as_of:%Y-%m-%d}\n\nFitted on the as-of dates {window_id(closed)} (labels closed before "
+        f"the cutoff): settings and rounds chosen on rolling time-ordered folds, booster refit on the months "
+        f"up to {first['train_periods'][-1][:10]}, Platt calibration on "
+        f"{'out-of-time fold scores of ' if first.get('calibrate_on') == 'folds' else ''}"
+        f"{', '.join(p[:7] for p in first['calibration_periods'])}; tested on "
+        f"{window_id(test_ofs)} (horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
+        + "".join(f"- {k}: fold search {json.dumps(v['search'])}\n" for k, v in fits.items())
+        + "".join(f"- {k}: skipped: {v.en}\n" for k, v in skips.items())
+        + "\n"
+        + "".join(
+            f"## {r['product']}\n\n![gain]({r['product']}/gain.png)"
+            f" ![calibration]({r['product']}/calibration.png)"
+            f" ![importance]({r['product']}/importance.png)\n\n"
+            for r in rows
+        ),
+        encoding="utf-8",
+    )
+    return report
+
+
 def backtest(
     cfg: Config,
     ws: Workspace,
@@ -459,60 +535,14 @@ def backtest(
         row = {"product": key, "test": window_id(test_ofs), **m}
         if oracle is not None:
             te = with_oracle(te, oracle, key)
-            # p_asof: the oracle from the as-of month's drivers only
-            for col, (auc_key, ratio_key) in {
-                "p_true": ("oracle_auc", "auc_ratio"),
-                "p_asof": ("asof_oracle_auc", "asof_ratio"),
-            }.items():
-                if col in te.columns:
-                    row[auc_key] = evaluate.auc(te["label"], te[col])
-                    row[ratio_key] = row["auc"] / row[auc_key]
+            row |= oracle_ratios(te, row["auc"])
         if baseline:  # the same rows the recipe saw (fitting and calibration months)
             row["default_lgbm_auc"] = _default_lightgbm_auc(fit_rows.pop(key), te, model.features)
         row["rounds"] = model.best_iteration
         row["leaves"] = model.params["num_leaves"]
         evaluate.save_plots(te["label"], te["score"], model.importance(), out / key, title=key)
         rows.append(row)
-    cols = [
-        "product",
-        "test",
-        "n",
-        "positives",
-        "auc",
-        "oracle_auc",
-        "auc_ratio",
-        "asof_oracle_auc",
-        "asof_ratio",
-        "default_lgbm_auc",
-        "pr_auc",
-        "lift_10",
-        "capture_10",
-        "brier",
-        "ece",
-        "rounds",
-        "leaves",
-    ]
-    table = evaluate.metrics_table(rows, [c for c in cols if any(c in r for r in rows)])
-    out.mkdir(parents=True, exist_ok=True)
-    report = out / "report.md"
-    report.write_text(
-        f"# Backtest at {as_of:%Y-%m-%d}\n\nFitted on the as-of dates {window_id(closed)} (labels closed before "
-        f"the cutoff): settings and rounds chosen on rolling time-ordered folds, booster refit on the months "
-        f"up to {fits[rows[0]['product']]['train_periods'][-1][:10]}, Platt calibration on "
-        f"{'out-of-time fold scores of ' if fits[rows[0]['product']].get('calibrate_on') == 'folds' else ''}"
-        f"{', '.join(p[:7] for p in fits[rows[0]['product']]['calibration_periods'])}; tested on "
-        f"{window_id(test_ofs)} (horizon {cfg.training.horizon_days} days).\n\n{table}\n\n"
-        + "".join(f"- {k}: fold search {json.dumps(v['search'])}\n" for k, v in fits.items())
-        + "".join(f"- {k}: skipped: {v.en}\n" for k, v in skips.items())
-        + "\n"
-        + "".join(
-            f"## {r['product']}\n\n![gain]({r['product']}/gain.png)"
-            f" ![calibration]({r['product']}/calibration.png)"
-            f" ![importance]({r['product']}/importance.png)\n\n"
-            for r in rows
-        ),
-        encoding="utf-8",
-    )
+    report = _write_backtest_report(cfg, out, as_of, closed, test_ofs, rows, fits, skips)
     return rows, report
 
 

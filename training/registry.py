@@ -132,6 +132,40 @@ class Decision:
         return self.alias == CHAMPION
 
 
+def _log_evidence(
+    mlflow: Any,
+    fitted: FittedModel,
+    metrics: Mapping[str, float],
+    params: Mapping[str, Any],
+    plots: Mapping[str, Path],
+    feature_info: Mapping[str, Any],
+    as_of_range: tuple[str, str],
+    backtest_window: str,
+) -> None:
+    """Log the active run's evidence for :func:`log_and_register`: parameters (with the fit's
+    row counts as ``fit_*``), finite metrics, plots, ``features.json``,
+    ``backtest_metrics.json`` and ``feature_views.txt``."""
+    flat = {
+        **{k: v for k, v in params.items()},
+        "as_of_start": as_of_range[0],
+        "as_of_end": as_of_range[1],
+        "backtest_window": backtest_window,
+        "n_features": len(fitted.features),
+        **{f"fit_{k}": v for k, v in fitted.info.items()},
+    }
+    mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+    mlflow.log_metrics(
+        {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not math.isnan(float(v))}
+    )
+    for path in plots.values():
+        mlflow.log_artifact(str(path), artifact_path="plots")
+    info = {k: v for k, v in feature_info.items() if k != "feature_views"}
+    mlflow.log_dict({"features": fitted.features, "categories": fitted.categories, **info}, "features.json")
+    mlflow.log_dict({"backtest_window": backtest_window, "metrics": dict(metrics)}, "backtest_metrics.json")
+    if feature_info.get("feature_views"):
+        mlflow.log_text(str(feature_info["feature_views"]), "feature_views.txt")
+
+
 def log_and_register(
     ws: Workspace,
     product: str,
@@ -175,27 +209,9 @@ def log_and_register(
     exp_id = _experiment_id(client, ws, name)
     example = input_example[fitted.features].head(5).reset_index(drop=True)
     signature = infer_signature(example, fitted.predict_proba(example))
-    info = {k: v for k, v in feature_info.items() if k != "feature_views"}
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} {backtest_window}") as run:
         mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product, **job_tags()})
-        flat = {
-            **{k: v for k, v in params.items()},
-            "as_of_start": as_of_range[0],
-            "as_of_end": as_of_range[1],
-            "backtest_window": backtest_window,
-            "n_features": len(fitted.features),
-            **{f"fit_{k}": v for k, v in fitted.info.items()},
-        }
-        mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
-        mlflow.log_metrics(
-            {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not math.isnan(float(v))}
-        )
-        for path in plots.values():
-            mlflow.log_artifact(str(path), artifact_path="plots")
-        mlflow.log_dict({"features": fitted.features, "categories": fitted.categories, **info}, "features.json")
-        mlflow.log_dict({"backtest_window": backtest_window, "metrics": dict(metrics)}, "backtest_metrics.json")
-        if feature_info.get("feature_views"):
-            mlflow.log_text(str(feature_info["feature_views"]), "feature_views.txt")
+        _log_evidence(mlflow, fitted, metrics, params, plots, feature_info, as_of_range, backtest_window)
         with jobs.tempdir(ws, "mlflow"):  # MLflow stages the model in a temporary folder: ours, under $NBP_HOME
             mi = mlflow.pyfunc.log_model(
                 name="model",
