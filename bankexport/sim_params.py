@@ -140,6 +140,7 @@ WEALTH_ACCOUNT_WEALTH, WEALTH_ACCOUNT_SHARE = 40_000, 0.25  # share with a wealt
 CREDIT_CARD_SHARE = 0.15  # urban individuals with payroll or a business
 EXTRA_ACCOUNT_OPEN_SPAN = 0.6  # extra accounts open within this share of the time since the customer opened
 EXTRA_ACCOUNT_BALANCE = (0.8, 3)  # an extra account's balance / the customer's wealth, uniform range
+ACCOUNT_CLOSE_MONTHLY = 0.002  # time deposits / wealth accounts closing
 
 # ---------------------------------------------------------------- transactions
 # Monthly Poisson rates per active individual (multiplied by the activity level).
@@ -154,7 +155,6 @@ BUSINESS_TRANSFERS_OUT = 9
 SETTLEMENT_DAYS = (10, 24)  # merchant settlement batches per month (uniform range)
 LIFE_EVENT_MONTHLY = 0.012  # wedding, decoration, car... a spending surge
 LIFE_EVENT_SURGE = (2, 5)  # extra big purchases in the event month and the next
-ACCOUNT_CLOSE_MONTHLY = 0.002  # time deposits / wealth accounts closing
 AWAY_MONTHS, AWAY_ACTIVITY = (4, 12), 0.3  # seasonal workers away in these months (inclusive): activity x this
 FESTIVAL_MONTH_STOCKING = 0.3  # a month with more of its days in the stocking weeks is the festival month
 
