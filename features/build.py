@@ -42,7 +42,7 @@ BUILD_FILE = "_build.json"
 DUCKDB_MEMORY_LIMIT = os.environ.get("NBP_DUCKDB_MEMORY", "8GB")
 LOAN_MODES = ("end_date", "term")
 # No Parquet dictionaries: feature columns are mostly distinct doubles, which a dictionary
-# does not shrink (docs/decisions/009c-feature-parquet-without-dictionaries.md).
+# barely shrinks for a real cost in write time (docs/decisions/009c-feature-parquet-without-dictionaries.md).
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000, DICTIONARY_SIZE_LIMIT 1"
 
 

@@ -29,7 +29,7 @@ Shared DuckDB relations a family's SQL may read (created by :mod:`features.build
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 ENTITY = "customer"
@@ -90,6 +90,11 @@ class Feature:
     def computed(self, tables: Collection[str]) -> bool:
         """True when every optional table the feature reads is among ``tables``."""
         return all(t in tables for t in self.needs)
+
+
+def code_list(values: Sequence[str]) -> str:
+    """The codes of an enum as described to people: ``A=0, B=1, ...`` (:data:`CATEGORY_CODE_RULE`)."""
+    return ", ".join(f"{v}={i}" for i, v in enumerate(values))
 
 
 def feature_service_name(product: str) -> str:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES, ENUM_ZH, LOAN_PRODUCTS, PRODUCT_NAMES_ZH
 from features.families._sql import codes, known, per_as_of
-from features.schema import Feature, declarer
+from features.schema import Feature, code_list, declarer
 from nbp.sqltext import lit
 
 FAMILY = "marketing"
 REQUIRES = ("contacts",)
 
-_OUTCOME_CODES = "accepted=0, declined=1, no_response=2, unreachable=3"
+_OUTCOME_CODES = code_list(CONTACT_OUTCOMES)
 
 _IN_12M = "contact_date >= as_of - INTERVAL 12 MONTH"
 # Ties on one day are broken by the outcome code, so results do not depend on row order.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bankexport.spec import TAX_GRADES
 from features.families._sql import codes, known, per_as_of, ratio
-from features.schema import Feature, declarer
+from features.schema import Feature, code_list, declarer
 
 FAMILY = "tax"
 REQUIRES = ("tax_records",)
@@ -25,8 +25,8 @@ FEATURES: list[Feature] = [
     _f(
         "tax_credit_grade_latest",
         "int",
-        "最新纳税信用等级(A=0…D=4)",
-        "latest published tax credit grade (code: A=0, B=1, M=2, C=3, D=4)",
+        f"最新纳税信用等级({TAX_GRADES[0]}=0…{TAX_GRADES[-1]}={len(TAX_GRADES) - 1})",
+        f"latest published tax credit grade (code: {code_list(TAX_GRADES)})",
         _latest("grade"),
         categories=TAX_GRADES,
     ),
