@@ -20,9 +20,8 @@ holdings               ``training.labels.holds_active`` on the ``loans`` table a
                        reference date (see :func:`reference_date`)
 contacts               ``contacts`` table: the cool-down of the contact policy
 managers               ``managers`` table: capacity per month
-do-not-contact         optional ``$NBP_HOME/policy/do_not_contact.txt``, one id a line
-batch scores           ``$NBP_HOME/outputs/scores/latest.parquet``
-                       (``training.pipeline.scores_path``) written by ``nbp retrain``
+do-not-contact         optional ``Workspace.do_not_contact``, one id a line
+batch scores           ``Workspace.latest_scores``, written by ``nbp retrain``
                        or ``nbp score``: target lists and the percentile in a branch.
                        Used for a product only when its ``model_version`` is the
                        loaded champion's (else 503 with both versions)
@@ -37,8 +36,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
-from pathlib import Path
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -50,13 +48,12 @@ from nbp.config import Config, EligibilityRule
 from nbp.errors import ConfigError, FeatureStoreError, ModelUnavailable, NbpError
 from nbp.workspace import Workspace
 from serving.errors import NotFound, Unavailable, Unprocessable, shown
-from serving.policy import TargetPolicy, default_campaign_id
+from serving.policy import TargetPolicy, default_campaign_id, percentile_among
 from serving.reasons import Lang, ReasonCatalog, not_offered_reason
 from serving.schemas import HintResponse, HintRow, validate_product, validate_top
 from training.dataset import loan_product
 from training.labels import holds_active
 from training.model import FittedModel
-from training.pipeline import export_date, scores_path
 from training.registry import load_champion, skip_of
 
 log = logging.getLogger(__name__)
@@ -66,16 +63,11 @@ _EMPTY = np.empty(0)
 REASON_CHUNK = 500  # customers per online() call when reasons are computed in bulk
 SERVING_THREADS = 1
 """LightGBM threads of every prediction in the service. LightGBM's thread count is one
-process-wide setting that each call rewrites (training.model.THREADS_NOTE), and a predictor
+process-wide setting that each call rewrites (docs/decisions/004-lightgbm-thread-count.md), and a predictor
 sizes its per-thread buffers from it when it is built. The service predicts on several
 threads at once (requests, and the reasons warmed in the background): a batch predictor
 built while a request had set 1 thread, then run after another call had set 2, would index
 a buffer it does not have. With one count for every call the setting never changes."""
-
-
-def do_not_contact_path(ws: Workspace) -> Path:
-    """Optional list of customer ids never to contact, one a line."""
-    return ws.home / "policy" / "do_not_contact.txt"
 
 
 def reference_date(ws: Workspace, today: date | None = None) -> date:
@@ -83,8 +75,14 @@ def reference_date(ws: Workspace, today: date | None = None) -> date:
 
     A loan or contact dated on the export date is known from the next day on; a
     workspace holding an old export is read as of that next day.
+
+    Raises:
+        FeatureStoreError: no export date recorded (nothing ingested).
     """
-    day_after = (export_date(ws) + pd.Timedelta(days=1)).date()
+    exported = ws.export_date()
+    if exported is None:
+        raise FeatureStoreError(f"{ws.ingest_meta} missing: run `nbp ingest` first")
+    day_after = exported + timedelta(days=1)
     return min(today or date.today(), day_after)
 
 
@@ -117,9 +115,9 @@ class SingleRowContrib:
     """TreeSHAP contributions of one row through LightGBM's single-row fast path.
 
     ``Booster.predict(pred_contrib=True)`` builds a new predictor on every call: it parses
-    the parameters and walks every tree again before predicting (about 0.2 ms of CPU a
-    call here). ``LGBM_BoosterPredictForMatSingleRowFastInit`` does that once; each call
-    then only predicts. Same numbers as ``Booster.predict(m, pred_contrib=True,
+    the parameters and walks every tree again before predicting, which costs more than the
+    prediction of one row. ``LGBM_BoosterPredictForMatSingleRowFastInit`` does that once;
+    each call then only predicts. Same numbers as ``Booster.predict(m, pred_contrib=True,
     num_iteration=..., num_threads=1)`` (tests/serving/test_fast_path.py).
 
     Args:
@@ -227,7 +225,7 @@ class HintPlan:
 
 
 def rule_holds(value: float, rule: EligibilityRule) -> bool:
-    """One rule on one feature value: ``training.candidates.rule_mask`` for a single row."""
+    """One rule on one feature value: ``training.candidates.rule_mask`` for a single value."""
     if value is None or value != value:  # missing
         return bool(rule.allow_missing)
     if rule.min is not None and not value >= rule.min:
@@ -235,6 +233,26 @@ def rule_holds(value: float, rule: EligibilityRule) -> bool:
     if rule.max is not None and not value <= rule.max:
         return False
     return rule.one_of is None or value in rule.one_of
+
+
+def failed_rules_at(row: np.ndarray, rules: Sequence[tuple[EligibilityRule, int | None]]) -> list[EligibilityRule]:
+    """The rules one customer's online row fails: ``training.candidates.failed_rules`` on a numpy row.
+
+    The per-request form of the eligibility rules: the DataFrame form costs several times a
+    whole hint. ``rules`` pairs each rule with the position of its feature in ``row``.
+
+    Raises:
+        ConfigError: a rule's feature is not in the row (position None), as ``rule_mask`` says it.
+    """
+    failed = []
+    for rule, j in rules:
+        if j is None:
+            raise ConfigError(
+                f"eligibility rule on unknown feature '{rule.feature}' (not in the product's feature service)"
+            )
+        if not rule_holds(float(row[j]), rule):
+            failed.append(rule)
+    return failed
 
 
 def _read_table(ws: Workspace, name: str, columns: Sequence[str]) -> pd.DataFrame:
@@ -251,10 +269,11 @@ def missing_features(model_features: Sequence[str], online_columns: Sequence[str
 
 
 def percentile_of(sorted_scores: np.ndarray, p: float) -> float | None:
-    """Percentile (0..100] of ``p`` among a branch's sorted batch scores (share at or below it)."""
+    """Percentile (0..100] of ``p`` among a branch's sorted batch scores (``policy.percentile_among``);
+    None without scores or for a score that is not finite."""
     if len(sorted_scores) == 0 or not np.isfinite(p):
         return None
-    return float(np.searchsorted(sorted_scores, p, side="right") / len(sorted_scores) * 100.0)
+    return float(percentile_among(sorted_scores, p))
 
 
 class Recommender:
@@ -322,7 +341,7 @@ class Recommender:
         loans = _read_table(ws, "loans", ["customer_id", "product", "grant_date", "end_date", "term_months"])
         contacts = _read_table(ws, "contacts", ["customer_id", "product", "contact_date", "campaign_id"])
         managers = _read_table(ws, "managers", ["manager_id", "branch_id", "capacity_per_month"])
-        dnc_file = do_not_contact_path(ws)
+        dnc_file = ws.do_not_contact
         dnc = (
             frozenset(
                 line.strip()
@@ -332,7 +351,7 @@ class Recommender:
             if dnc_file.exists()
             else frozenset()
         )
-        scores = pd.read_parquet(scores_path(ws)) if scores_path(ws).exists() else None
+        scores = pd.read_parquet(ws.latest_scores) if ws.latest_scores.exists() else None
         names = service_names(cfg)
         catalog = ReasonCatalog(catalog_frame())
         ent = pd.DataFrame({"customer_id": customers.index, "as_of": pd.Timestamp(ref)})
@@ -354,7 +373,7 @@ class Recommender:
             st.scores, st.scores_problem = cls._product_scores(ws, st, scores, customers)
             if st.scores is not None:
                 st.branch_scores = {
-                    b: np.sort(g["propensity"].to_numpy(float))
+                    b: np.sort(g["propensity"].dropna().to_numpy(float))
                     for b, g in st.scores.groupby(st.scores["branch_id"].fillna(""))
                 }
             states[key] = st
@@ -395,18 +414,18 @@ class Recommender:
     ) -> tuple[pd.DataFrame | None, str | None]:
         if scores is None:
             return None, (
-                f"no batch scores at {scores_path(ws)}; run `nbp retrain` "
-                f"(or `nbp score --as-of T --out {scores_path(ws)}`)"
+                f"no batch scores at {ws.latest_scores}; run `nbp retrain` "
+                f"(or `nbp score --as-of T --out {ws.latest_scores}`)"
             )
         mine = scores[scores["product"] == st.key]
         if mine.empty:
-            return None, f"{scores_path(ws)} holds no scores for '{st.key}'; run `nbp score` again"
+            return None, f"{ws.latest_scores} holds no scores for '{st.key}'; run `nbp score` again"
         latest = mine["as_of"].max()
         mine = mine[mine["as_of"] == latest]
         versions = sorted({int(v) for v in mine["model_version"]})
         if st.version is None or versions != [st.version]:
             return None, (
-                f"batch scores of '{st.key}' ({scores_path(ws)}, as-of {latest:%Y-%m-%d}) come from model "
+                f"batch scores of '{st.key}' ({ws.latest_scores}, as-of {latest:%Y-%m-%d}) come from model "
                 f"version {', '.join(map(str, versions))}, the loaded champion is "
                 f"{st.version if st.version is not None else 'missing'}; run `nbp score` again"
             )
@@ -607,14 +626,7 @@ class Recommender:
             return not_offered_reason("do_not_contact", lang)
         plan = self.products[key].fast
         assert plan is not None
-        failed = []
-        for rule, j in plan.rules:
-            if j is None:  # as rule_mask says it
-                raise ConfigError(
-                    f"eligibility rule on unknown feature '{rule.feature}' (not in the product's feature service)"
-                )
-            if not rule_holds(float(row[j]), rule):
-                failed.append(rule)
+        failed = failed_rules_at(row, plan.rules)
         if failed:
             texts = [r.zh if lang == "zh" else r.en for r in failed]
             return f"{not_offered_reason('not_eligible', lang)}{'：' if lang == 'zh' else ': '}" + (

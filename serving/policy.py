@@ -91,6 +91,13 @@ def _draw(prefix: bytes, customer_id: object) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def percentile_among(sorted_scores: np.ndarray, values: np.ndarray | float) -> np.ndarray:
+    """The percentile (0..100] of each value among ``sorted_scores`` (ascending, no NaN): the share
+    of scores at or below it, × 100. The one definition behind :func:`percentile_in_branch` and the
+    percentile of a ``/hints`` answer (``serving.engine.percentile_of``)."""
+    return np.searchsorted(sorted_scores, values, side="right") / len(sorted_scores) * 100.0
+
+
 def percentile_in_branch(scores: pd.DataFrame) -> pd.Series:
     """Each row's propensity percentile among its branch's candidates.
 
@@ -99,16 +106,25 @@ def percentile_in_branch(scores: pd.DataFrame) -> pd.Series:
             ``product`` (percentiles are then per branch and product).
 
     Returns:
-        Float Series on ``scores``' index, 0 < p <= 100: the share of the
-        group's rows with a propensity at or below this row's, × 100 (the
-        branch's best customer gets 100). Rows without a branch form one group.
+        Float Series on ``scores``' index, 0 < p <= 100 (:func:`percentile_among`
+        within the row's group; the branch's best customer gets 100), NaN for a row
+        without a propensity. Rows without a branch form one group.
     """
     _require(scores, ("branch_id", "propensity"), "scores")
     keys = [scores["branch_id"].fillna("").astype(str)]
     if "product" in scores.columns:
         keys.append(scores["product"].astype(str))
-    pct = scores["propensity"].groupby(keys).rank(method="max", pct=True) * 100.0
+    pct = scores["propensity"].astype(float).groupby(keys).transform(_group_percentile)
     return pct.rename("percentile_in_branch")
+
+
+def _group_percentile(group: pd.Series) -> pd.Series:
+    values = group.to_numpy()
+    known = ~np.isnan(values)
+    out = np.full(len(values), np.nan)
+    if known.any():
+        out[known] = percentile_among(np.sort(values[known]), values[known])
+    return pd.Series(out, index=group.index)
 
 
 def _expected_value(candidates: pd.DataFrame, cfg: Config) -> pd.Series:

@@ -2,9 +2,10 @@
 
 ``features.store.online`` reads the columnar SQLite store with one joined query
 (``OnlineReader``); ``Recommender.hints`` works on numpy rows (``HintPlan``,
-``rule_holds``, ``ReasonCatalog.top_reasons_at``). Each is checked here against the
+``failed_rules_at``, ``ReasonCatalog.top_reasons_at``). Each is checked here against the
 slower reference it replaces: Feast's ``get_online_features``, ``rule_mask`` on a
-DataFrame, ``FittedModel.contributions`` and ``top_reasons`` on Series.
+DataFrame, ``FittedModel.contributions`` and ``top_reasons`` on Series
+(tests/serving/test_written_once.py: the rules on random rows).
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import pytest
 from servingkit import TRAINED, Built, bearer
 
 from features import store
-from nbp.config import EligibilityRule
 from nbp.errors import FeatureStoreError
-from serving.engine import rule_holds
 from training.candidates import rule_mask
 
 pytestmark = pytest.mark.integration
@@ -129,21 +128,6 @@ def test_hints_equal_the_dataframe_path(client: Any, built: Built) -> None:
                 assert all((r.zh if lang == "zh" else r.en) in row.reason_not_offered for r in failed)
             else:
                 assert row.reason_not_offered is None or (cid, key) in rec._recent
-
-
-def test_rule_holds_is_rule_mask_for_one_value(built: Built) -> None:
-    rules = [r for p in built.cfg.products.values() for r in p.eligibility] + [
-        EligibilityRule(feature="f", min=1, zh="z", en="e"),
-        EligibilityRule(feature="f", max=2.5, allow_missing=True, zh="z", en="e"),
-        EligibilityRule(feature="f", one_of=[0, 2], min=0, zh="z", en="e"),
-        EligibilityRule(feature="f", one_of=["1"], zh="z", en="e"),
-    ]
-    values = [np.nan, -1.0, 0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 18.0, 30.0, 31.0, 60.0, 61.0, 1e9]
-    for rule in rules:
-        frame = pd.DataFrame({rule.feature: values})
-        expect = rule_mask(frame, rule).tolist()
-        assert [rule_holds(v, rule) for v in values] == expect, rule
-        assert any(expect) or rule.one_of == ["1"]
 
 
 def test_top_reasons_at_equals_top_reasons() -> None:

@@ -9,7 +9,7 @@ import pytest
 from servingkit import TOKENS, TRAINED, UNTRAINED, Built, bearer
 
 from serving.audit import read_audit
-from serving.engine import ProductState, Recommender, missing_features, percentile_of
+from serving.engine import ProductState, Recommender, missing_features
 
 pytestmark = pytest.mark.integration
 
@@ -318,14 +318,6 @@ def test_the_api_is_one_route_described_in_the_openapi_document(client: Any, bui
 
     client.portal.call(call)
     assert sent[0]["status"] == 401  # a valid token, but the gate did not see it
-
-
-def test_percentile_of_limits() -> None:
-    import numpy as np
-
-    s = np.array([0.1, 0.2, 0.3, 0.4])
-    assert percentile_of(s, 0.4) == 100.0 and percentile_of(s, 0.05) == 0.0
-    assert percentile_of(s, 0.2) == 50.0 and percentile_of(np.empty(0), 0.2) is None
 
 
 def test_nbp_targets_writes_the_same_list_as_the_endpoint(
