@@ -22,7 +22,8 @@ last 20 %. 5-fold CV: stratified, shuffled (seed 7); metrics on the pooled out-o
 Our recipe (`training.model.fit_rolling`) gets its training rows in periods (calendar months
 under the time split, 10 equal random blocks under CV): settings and rounds from rolling folds
 over the latest four periods, Platt calibration on those folds' out-of-time scores, booster
-refit on every training row with the chosen rounds. The defaults train on every training row. `duration` dropped. lift@10%: uptake rate in the top 10 % by score over the overall
+refit on every training row with the chosen rounds. The defaults train on every training row.
+`duration` dropped. lift@10%: uptake rate in the top 10 % by score over the overall
 rate. Gain area (ALIFT): trapezoid area under the cumulative gain curve, 0.5 = random. ECE: 10
 equal-mass bins. The reference row is Moro, Cortez and Rita (2014), on their own larger data set
 and rolling-window test: not the same rows."""
