@@ -279,8 +279,10 @@ def test_stray_bad_byte_is_a_bad_row_not_an_encoding(tmp_path: Path, ws: Workspa
 # ---------------------------------------------------------------- share of rows set aside
 
 
-def _set_aside_refused(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> tuple[Path, Path]:
-    """An export with 6 % of its transactions set aside, refused: the export and ``ingest.refused/``."""
+@pytest.mark.parametrize("accept", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["stops", "accepted"])
+def test_set_aside_share_above_limit_stops_unless_accepted(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict, accept: bool
+) -> None:
     tables = base_tables()
     _many_transactions(tables, 200, bad=12)  # 6 % set aside (non_positive)
     src = write_export(tmp_path / "exp", tables)
@@ -290,18 +292,8 @@ def _set_aside_refused(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored:
     assert str(refused) in msg
     assert len(report_rows(refused / "rejects" / "transactions.csv")) == 12
     assert json.loads((refused / "report.json").read_text(encoding="utf-8"))["refused"] == [msg]
-    return src, refused
-
-
-def test_set_aside_share_above_limit_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
-    _set_aside_refused(tmp_path, ws, cfg, stored)
-
-
-@pytest.mark.slow
-def test_set_aside_share_above_limit_accepted_with_flag(
-    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
-) -> None:
-    src, refused = _set_aside_refused(tmp_path, ws, cfg, stored)
+    if not accept:
+        return
     rep = ingest(src, ws, cfg, accept_set_aside=True)
     checks = read_report(ws)["checks"]["set_aside"]
     assert checks["overridden"] is True and checks["exceeded"] == {"transactions": 0.06}
@@ -353,25 +345,17 @@ def test_cli_accept_set_aside_and_one_line_exit_2(tmp_path: Path, monkeypatch: p
 # ---------------------------------------------------------------- shrinking tables
 
 
-def _shrunk_refused(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> Path:
-    """An export keeping 25 % fewer transactions than the stored import, refused; the export."""
+@pytest.mark.parametrize("accept", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["stops", "accepted"])
+def test_shrink_against_previous_import_stops_unless_accepted(
+    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict, accept: bool
+) -> None:
     tables = base_tables()
     _many_transactions(tables, 150)  # 25 % fewer than the 200 stored
     src = write_export(tmp_path / "exp", tables)
     msg = _stops(src, ws, cfg, stored, "table_shrank", r"transactions\.csv: 150 rows kept against 200")
     assert "25% fewer" in msg and "--accept-shrink" in msg
-    return src
-
-
-def test_shrink_against_previous_import_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
-    _shrunk_refused(tmp_path, ws, cfg, stored)
-
-
-@pytest.mark.slow
-def test_shrink_against_previous_import_accepted_with_flag(
-    tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
-) -> None:
-    src = _shrunk_refused(tmp_path, ws, cfg, stored)
+    if not accept:
+        return
     rep = ingest(src, ws, cfg, accept_shrink=True)
     shrink = read_report(ws)["checks"]["shrink"]
     assert shrink["overridden"] is True and shrink["exceeded"] == {"transactions": 0.25}
