@@ -246,12 +246,13 @@ def steps_table(vs: list[_Variant]) -> list[str]:
 def section(runs: list[str], steps: list[str], load_before: tuple, load_after: tuple) -> str:
     """The ``ingest`` section: what runs on which input, then both tables."""
     return (
-        "## Ingest (`nbp ingest`)\n\nEnd to end: process start to exit, validation of every row and "
-        "reference, typed Parquet store, reports. Synthetic export with valid references, a `branches` "
+        "## Ingest (`nbp ingest`)\n\nInput: a synthetic export with valid references, a `branches` "
         "table with Chinese names, and two planted bad transactions (one in Parquet), so the reject "
         "path (source lines included) runs. CSV cells are written by pyarrow (strings quoted); "
         "`csv-gbk` is the same export with `encoding: gbk` in the manifest (only `branches.csv` holds "
-        "non-ASCII bytes, as in a real export where transactions carry no text). CPU s is user+system "
+        "non-ASCII bytes, as in a real export where transactions carry no text).\n\n"
+        "Measured end to end, process start to exit: validation of every row and reference, typed Parquet "
+        "store, reports. CPU s is user+system "
         "time of the `nbp` process (both cores). Runs are interleaved across inputs. The machine is "
         "shared: with other jobs running, wall time is longer than on an idle 2-core machine, where "
         "it is about CPU s / 2 at best; the load average is given after each run "
