@@ -62,8 +62,9 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # The unit tier: no Feast apply, no MLflow, no server, no browser, no CLI chain (markers in pyproject.toml).
+# The five slowest tests are listed, so a test that belongs in the slow tier shows up.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not integration"
+	$(BIN)/python -m pytest -q -m "not slow and not integration" --durations=5
 
 lint: setup
 	$(BIN)/ruff check .
