@@ -5,8 +5,8 @@ telemarketing": 41,188 phone contacts of a Portuguese bank, May 2008 - Nov 2010,
 date order, label ``y`` = subscribed to a term deposit. ``duration`` is dropped: it is
 known only after the call.
 
-Two protocols, three models (see docs/training.md for the results and why the
-protocols disagree):
+Two protocols, three models (results: docs/benchmarks.md, section ``bank_marketing``;
+how to read them and why the protocols disagree: docs/training.md):
 
 - ``time``: rows in date order; train on the first 80 %, test on the last 20 %.
 - ``cv``: 5-fold stratified cross-validation, shuffled with a fixed seed.
