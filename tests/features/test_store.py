@@ -112,12 +112,12 @@ def test_one_retrieval_for_several_services_matches_each(published: tuple[Config
 
 
 def test_a_half_written_registry_is_rebuilt_and_writes_are_whole(tiny_ws: Workspace) -> None:
-    """A job killed while Feast wrote registry.db in place left a file no later job could parse."""
+    """A registry cut short (a job killed while Feast's own file store wrote it in place) is removed and rebuilt."""
     from features.registry_file import AtomicFileRegistryStore
 
     cfg = load_config()
     store.publish(cfg, tiny_ws, [date(2025, 7, 1)])
-    reg = tiny_ws.feast_dir / "registry.db"
+    reg = tiny_ws.feast_registry
     whole = reg.read_bytes()
     reg.write_bytes(whole[: len(whole) // 2])
     assert store.repair_registry(tiny_ws) and not reg.exists()
