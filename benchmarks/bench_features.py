@@ -259,9 +259,9 @@ def main() -> None:
     bank, n_txn = _export_of(home)
     body = f"""## Features
 
-Feature build, Feast materialisation and retrieval on an ingested workspace ({bank}:
+Feature build, Feast materialisation and retrieval on an ingested workspace, bank "{bank}":
 {n_txn:,} transactions; {m["customers"]:,} customers at the latest as-of; {b["as_of"]} monthly as-of dates,
-{b["rows"]:,} (customer, as-of) rows per family, 137 features in 8 families).
+{b["rows"]:,} (customer, as-of) rows per family, 137 features in 8 families.
 
 | step | measured | CPU-s | wall (child) | peak RSS | load avg | target |
 |---|---|---|---|---|---|---|
