@@ -55,12 +55,13 @@ def monthly(features: Sequence[Feature], tables: Collection[str]) -> str:
     return f"SELECT customer_id, as_of,\n    {select(features, tables)}\nFROM win"
 
 
-def known(table: str, date_col: str, extra: str = "") -> str:
+def known(table: str, date_col: str, **extra: str) -> str:
     """The rows of ``table`` (alias ``r``) known at each as-of (``date_col < as_of``), with ``as_of``.
 
-    ``extra``: more select items (``, expr AS name``) over ``r`` and the as-of row ``a``.
+    ``extra``: more columns, name -> expression over ``r`` and the as-of row ``a``.
     """
-    return f"SELECT r.*, a.as_of{extra} FROM {table} r JOIN asofs a ON r.{date_col} < a.as_of"
+    cols = "".join(f", {e} AS {n}" for n, e in extra.items())
+    return f"SELECT r.*, a.as_of{cols} FROM {table} r JOIN asofs a ON r.{date_col} < a.as_of"
 
 
 def per_as_of(features: Sequence[Feature], rows: str, tables: Collection[str]) -> str:

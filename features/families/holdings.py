@@ -46,11 +46,10 @@ _f = declarer(FAMILY)
 _LOANS = known(
     "loans",
     "application_date",
-    """,
-        CASE WHEN (SELECT mode FROM loan_mode) = 'end_date'
+    ended="""CASE WHEN (SELECT mode FROM loan_mode) = 'end_date'
              THEN coalesce(r.end_date < a.as_of, FALSE)
              ELSE coalesce(r.grant_date + to_months(CAST(r.term_months AS INTEGER)) < a.as_of, FALSE)
-        END AS ended""",
+        END""",
 )
 _ACTIVE = "grant_date < as_of AND NOT ended"
 _IN_12M = "application_date >= as_of - INTERVAL 12 MONTH"

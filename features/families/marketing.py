@@ -107,6 +107,4 @@ FEATURES: list[Feature] = [
 
 def sql(tables: frozenset[str]) -> str:
     """Marketing features per (customer_id, as_of), from ``contacts`` (``oc``: the outcome's code)."""
-    return per_as_of(
-        FEATURES, known("contacts", "contact_date", f", {codes('r.outcome', CONTACT_OUTCOMES)} AS oc"), tables
-    )
+    return per_as_of(FEATURES, known("contacts", "contact_date", oc=codes("r.outcome", CONTACT_OUTCOMES)), tables)

@@ -75,8 +75,7 @@ def sql(tables: frozenset[str]) -> str:
     rows = known(
         "tax_records",
         "published_date",
-        f""", {codes("r.credit_grade", TAX_GRADES)} AS grade,
-        row_number() OVER (PARTITION BY r.customer_id, a.as_of
-                           ORDER BY r.tax_year DESC, r.published_date DESC) AS rn""",
+        grade=codes("r.credit_grade", TAX_GRADES),
+        rn="row_number() OVER (PARTITION BY r.customer_id, a.as_of ORDER BY r.tax_year DESC, r.published_date DESC)",
     )
     return per_as_of(FEATURES, rows, tables)
