@@ -334,18 +334,10 @@ def training_sets(
 
 
 def training_set(
-    cfg: Config,
-    ws: Workspace,
-    key: str,
-    as_ofs: list[pd.Timestamp],
-    negative_rate: float = 1.0,
-    seed: int = 7,
-    screen: Screen | None = None,
-    base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-    max_rows: int | None = None,
+    cfg: Config, ws: Workspace, key: str, as_ofs: list[pd.Timestamp], negative_rate: float = 1.0
 ) -> pd.DataFrame:
-    """:func:`training_sets` for one product and window."""
-    return training_sets(cfg, ws, [(key, as_ofs, negative_rate, max_rows)], screen, base, seed)[0]
+    """:func:`training_sets` for one product and window, without a screen or a row budget."""
+    return training_sets(cfg, ws, [(key, as_ofs, negative_rate, None)])[0]
 
 
 def feature_columns(df: pd.DataFrame) -> list[str]:

@@ -132,19 +132,10 @@ class Decision:
         return self.alias == CHAMPION
 
 
-def _log_evidence(
-    mlflow: Any,
-    fitted: FittedModel,
-    metrics: Mapping[str, float],
-    params: Mapping[str, Any],
-    plots: Mapping[str, Path],
-    feature_info: Mapping[str, Any],
-    as_of_range: tuple[str, str],
-    backtest_window: str,
-) -> None:
-    """Log the active run's evidence for :func:`log_and_register`: parameters (with the fit's
-    row counts as ``fit_*``), finite metrics, plots, ``features.json``,
-    ``backtest_metrics.json`` and ``feature_views.txt``."""
+def _run_params(
+    fitted: FittedModel, params: Mapping[str, Any], as_of_range: tuple[str, str], backtest_window: str
+) -> dict[str, str]:
+    """The run's parameters: ``params``, the fitting window and the fit's row counts as ``fit_*``."""
     flat = {
         **{k: v for k, v in params.items()},
         "as_of_start": as_of_range[0],
@@ -153,7 +144,19 @@ def _log_evidence(
         "n_features": len(fitted.features),
         **{f"fit_{k}": v for k, v in fitted.info.items()},
     }
-    mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+    return {k: str(v)[:6000] for k, v in flat.items()}
+
+
+def _log_evidence(
+    mlflow: Any,
+    fitted: FittedModel,
+    metrics: Mapping[str, float],
+    plots: Mapping[str, Path],
+    feature_info: Mapping[str, Any],
+    backtest_window: str,
+) -> None:
+    """Log the active run's evidence for :func:`log_and_register`: finite metrics, plots,
+    ``features.json``, ``backtest_metrics.json`` and ``feature_views.txt``."""
     mlflow.log_metrics(
         {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not math.isnan(float(v))}
     )
@@ -211,7 +214,8 @@ def log_and_register(
     signature = infer_signature(example, fitted.predict_proba(example))
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} {backtest_window}") as run:
         mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product, **job_tags()})
-        _log_evidence(mlflow, fitted, metrics, params, plots, feature_info, as_of_range, backtest_window)
+        mlflow.log_params(_run_params(fitted, params, as_of_range, backtest_window))
+        _log_evidence(mlflow, fitted, metrics, plots, feature_info, backtest_window)
         with jobs.tempdir(ws, "mlflow"):  # MLflow stages the model in a temporary folder: ours, under $NBP_HOME
             mi = mlflow.pyfunc.log_model(
                 name="model",

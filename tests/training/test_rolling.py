@@ -47,6 +47,13 @@ def test_rolling_folds_skip_periods_with_too_few_of_a_class() -> None:
     assert [int(t[va][0]) for _, va in rolling_folds(t, 3)] == [5, 6, 7]  # without labels: the latest
 
 
+def fit(data: pd.DataFrame, time: str = "as_of", embargo: object = pd.Timedelta(days=90), **update: object):
+    """The recipe on the first ten months, with FAST's settings changed by ``update``."""
+    return fit_rolling(
+        data[data["period"] < 10], FEATURES, "label", time, FAST.model_copy(update=update), embargo=embargo
+    )
+
+
 @pytest.fixture(scope="module")
 def data() -> pd.DataFrame:
     return monthly(uptake_frame(n=36_000, periods=12, seed=3))
@@ -54,21 +61,12 @@ def data() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model(data: pd.DataFrame):
-    fit_rows = data[data["period"] < 10]
-    return fit_rolling(fit_rows, FEATURES, "label", "as_of", FAST, embargo=pd.Timedelta(days=90))
+    return fit(data)
 
 
 @pytest.fixture(scope="module")
 def holdout_model(data: pd.DataFrame):
-    fit_rows = data[data["period"] < 10]
-    return fit_rolling(
-        fit_rows,
-        FEATURES,
-        "label",
-        "as_of",
-        FAST.model_copy(update={"calibrate_on": "holdout"}),
-        embargo=pd.Timedelta(days=90),
-    )
+    return fit(data, calibrate_on="holdout")
 
 
 @pytest.mark.slow
@@ -87,14 +85,7 @@ def test_cross_fitted_calibration_uses_the_folds_validation_months_and_refits_on
 
 @pytest.mark.slow
 def test_cross_fitted_calibration_falls_back_to_held_out_periods_without_a_fold(data: pd.DataFrame) -> None:
-    m = fit_rolling(
-        data[data["period"] < 10],
-        FEATURES,
-        "label",
-        "as_of",
-        FAST.model_copy(update={"folds": 0}),
-        embargo=pd.Timedelta(days=90),
-    )
+    m = fit(data, folds=0)
     assert m.info["folds"] == 0 and m.info["calibrate_on"] == "holdout"
     assert m.info["train_periods"][-1].startswith("2025-06") and len(m.info["calibration_periods"]) == 2
 
@@ -123,14 +114,7 @@ def test_search_keeps_the_simplest_setting_within_one_standard_error_of_the_best
 
 @pytest.mark.slow
 def test_search_can_keep_the_best_mean_fold_auc(data: pd.DataFrame) -> None:
-    m = fit_rolling(
-        data[data["period"] < 10],
-        FEATURES,
-        "label",
-        "as_of",
-        FAST.model_copy(update={"select": "best"}),
-        embargo=pd.Timedelta(days=90),
-    )
+    m = fit(data, select="best")
     best = max(m.info["search"], key=lambda r: r["cv_auc"])
     assert m.params["num_leaves"] == best["num_leaves"] and m.best_iteration == best["rounds"]
 
@@ -151,14 +135,7 @@ def test_rolling_fit_ranks_later_months_and_is_calibrated_by_platt(
 
 @pytest.mark.slow
 def test_rolling_fit_without_search_uses_the_given_settings(data: pd.DataFrame) -> None:
-    m = fit_rolling(
-        data[data["period"] < 10],
-        FEATURES,
-        "label",
-        "period",
-        FAST.model_copy(update={"search": False, "num_leaves": 5, "calibrate_on": "holdout"}),
-        embargo=None,
-    )
+    m = fit(data, "period", None, search=False, num_leaves=5, calibrate_on="holdout")
     assert len(m.info["search"]) == 1 and m.params["num_leaves"] == 5
     assert m.info["train_periods"][-1] == "7"  # periods, no embargo: 8 and 9 calibrate
 

@@ -89,12 +89,15 @@ def _register(ws: Workspace, model_and_test) -> tuple[int, dict]:
     return v, m
 
 
-@pytest.mark.integration
-def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(
-    tmp_path: Path, model_and_test, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A fresh workspace; the working directory is an empty folder MLflow must not write to."""
     monkeypatch.chdir(tmp_path)
-    ws = Workspace(tmp_path / "home")
+    return Workspace(tmp_path / "home")
+
+
+@pytest.mark.integration
+def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(ws: Workspace, model_and_test) -> None:
     registry.record_skip(ws, "consumer", "训练月份内仅有 3 笔办理", "only 3 uptake(s)", "w1")
     assert registry.skip_of(ws, "consumer") == {"zh": "训练月份内仅有 3 笔办理", "en": "only 3 uptake(s)"}
     with pytest.raises(ModelUnavailable, match=r"skipped the product: only 3 uptake\(s\)"):
@@ -110,11 +113,7 @@ def test_a_skip_is_recorded_shown_and_cleared_by_the_next_model(
 
 
 @pytest.mark.integration
-def test_recover_fails_dead_runs_and_deletes_their_undecided_versions(
-    tmp_path: Path, model_and_test, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    ws = Workspace(tmp_path / "home")
+def test_recover_fails_dead_runs_and_deletes_their_undecided_versions(ws: Workspace, model_and_test) -> None:
     v1, m1 = _register(ws, model_and_test)
     registry.promote(ws, "consumer", v1, m1, floor=0.5, leak_alarm=False)
     client = registry._connect(ws)
