@@ -13,14 +13,16 @@ Recipe (:func:`fit_rolling`, details in its docstring and ``docs/training.md``):
 2. Settings (:data:`GRID`) and round counts are chosen on rolling time-ordered folds
    (:func:`rolling_folds`: each of the latest periods validates a booster trained on
    the periods whose label windows closed before it), keeping the simplest setting
-   within one standard error of the best.
-3. Calibration is Platt scaling by default, fitted on the folds' out-of-time scores: a
-   two-parameter logistic fit on the raw score (log-odds). With few positives (tens to
-   a few hundred per product and month) isotonic regression overfits its steps;
-   Platt's two parameters cannot, and LightGBM's raw score is already on the log-odds
-   scale. ``calibration="isotonic"`` is there for products with thousands of
-   calibration positives.
-4. The final booster is refit on every period with the chosen setting and rounds.
+   within one standard error of the best (:func:`choose_on_folds`).
+3. The chosen setting's fold boosters score their own validation periods
+   (:func:`fold_scores`), and the final booster is refit on every period with the
+   chosen setting and rounds (:func:`refit`).
+4. Calibration (:func:`calibrate`) is Platt scaling by default, fitted on those
+   out-of-time scores: a two-parameter logistic fit on the raw score (log-odds). With
+   few positives (tens to a few hundred per product and month) isotonic regression
+   overfits its steps; Platt's two parameters cannot, and LightGBM's raw score is
+   already on the log-odds scale. ``calibration="isotonic"`` is there for products
+   with thousands of calibration positives.
 
 Categorical columns (object, string or category dtype) are encoded with the
 categories seen in training; the mapping is stored in the model, so scoring
