@@ -244,7 +244,7 @@ def open_feature_store(cfg: Config, ws: Workspace) -> None:
     """Import Feast and create the workspace's FeatureStore now.
 
     Training jobs call it before their pandas and DuckDB work: Feast imported after that
-    work leaves about 3 GB that the process never gets back
+    work leaves gigabytes the process never gets back
     (``docs/decisions/005-feast-import-first.md``).
     """
     from features import store

@@ -94,8 +94,8 @@ pipeline._datasets(load_config(), Workspace.from_env(), ["consumer"], [], [])
 @pytest.mark.integration
 def test_training_data_opens_the_feature_store_before_any_data_work(tmp_path) -> None:
     """The store is open (Feast imported, the workspace's FeatureStore created) by the time a
-    training job reads its first table: Feast imported after the data work leaves about
-    3 GB that the process never gets back (docs/decisions/005-feast-import-first.md).
+    training job reads its first table: Feast imported after the data work leaves
+    gigabytes the process never gets back (docs/decisions/005-feast-import-first.md).
     A fresh interpreter, so no other test has imported Feast before."""
     env = {**os.environ, "NBP_HOME": str(tmp_path)}
     got = subprocess.run([sys.executable, "-c", FEAST_FIRST], env=env, capture_output=True, text=True, check=True)
