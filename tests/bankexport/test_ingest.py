@@ -402,10 +402,20 @@ def test_second_run_replaces_store_and_report(tmp_path: Path, ws: Workspace, cfg
     assert len(run_ids) == 1
 
 
-def test_bad_manifest_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
-    src = write_export(tmp_path / "exp", base_tables(), manifest={"encoding": "big5"})
-    with pytest.raises(DataContractError, match="manifest.json"):
+@pytest.mark.parametrize(
+    ("manifest", "why"),
+    [
+        ({"encoding": "big5"}, r"encoding 'big5' not supported, use utf-8 or gbk"),
+        ({"export_date": "2024-5-31"}, r"export_date '2024-5-31' is not YYYY-MM-DD"),
+        ([], r"must be a JSON object"),
+    ],
+    ids=["encoding", "date", "not-an-object"],
+)
+def test_bad_manifest_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, manifest: object, why: str) -> None:
+    src = write_export(tmp_path / "exp", base_tables(), manifest=manifest)
+    with pytest.raises(DataContractError, match=rf"^manifest\.json: {why} \(rule bad_manifest\)$"):
         ingest(src, ws, cfg)
+    assert not ws.ingested_dir.exists()
 
 
 def test_record_lines_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
