@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -53,8 +53,9 @@ from serving.reasons import Lang, ReasonCatalog, not_offered_reason
 from serving.schemas import HintResponse, HintRow, validate_product, validate_top
 from training.dataset import loan_product
 from training.labels import holds_active
-from training.model import FittedModel
-from training.registry import load_champion, skip_of
+
+if TYPE_CHECKING:  # training.model and training.registry import LightGBM and MLflow: loaded by load()
+    from training.model import FittedModel
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +333,8 @@ class Recommender:
         Raises:
             FeatureStoreError: the workspace has no ingested data.
         """
+        from training.registry import load_champion, skip_of
+
         t0 = time.perf_counter()
         if not ws.table("customers").exists():
             raise FeatureStoreError(f"{ws.table('customers')} missing: run `nbp ingest` first")
