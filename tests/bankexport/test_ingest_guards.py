@@ -2,7 +2,8 @@
 export date never move it.
 
 Every test runs at least one import (~0.2 s): the fast tier keeps one case per stop rule and
-its counterpart; variants (other encodings, other shapes of the same rule, the CLI) are slow."""
+its counterparts; variants (other encodings, other shapes of the same rule, overrides, the CLI)
+are slow."""
 
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ def test_empty_optional_table_counts_as_absent_with_warning(
     assert "warning: balances.csv" in rep.summary_table()
 
 
+@pytest.mark.slow
 def test_files_not_read_are_named(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     """An optional table under another name would be absent without a word."""
     tables = base_tables()
@@ -167,6 +169,7 @@ def test_truncated_csv_stops(tmp_path: Path, ws: Workspace, cfg: IngestConfig, s
     assert "line 5" in msg  # header + 3 records, the cut one starts on line 5
 
 
+@pytest.mark.slow
 def test_cut_inside_a_character_is_a_cut_not_an_encoding(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
 ) -> None:
