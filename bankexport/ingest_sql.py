@@ -234,6 +234,24 @@ def enum_kept(table: Table, present: dict[str, int]) -> dict[int, str]:
     return {i: n for n, i in present.items() if table.column(n).enum}
 
 
+def _cell_value(col: Column, present: dict[str, int], native: dict[str, str]) -> str:
+    """The cell of ``col`` as the rules see it (``v_<col>``): NULL when unknown (absent column, empty
+    or all-blank cell, a float NaN), blanks around a number or date dropped, text as read."""
+    if col.name not in present:
+        return "CAST(NULL AS VARCHAR)"
+    r = f"r{present[col.name]}"
+    if col.name in native and native[col.name].split("(")[0] in _FLOATS:
+        # NaN (how pandas writes 'unknown') is neither finite nor infinite; DuckDB 2.0
+        # folds isnan() on Parquet columns to false, so it is not used here
+        return f"CASE WHEN isfinite({r}) OR isinf({r}) THEN {r} END"
+    if col.name in native and col.type not in ("string", "enum"):
+        return r
+    if col.type in ("string", "enum"):  # stored as read: no trimming
+        return f"CASE WHEN {r} = '' OR (starts_with({r}, ' ') AND trim({r}) = '') THEN NULL ELSE {r} END"
+    # surrounding blanks are not part of a number or date
+    return f"NULLIF(CASE WHEN starts_with({r}, ' ') OR ends_with({r}, ' ') THEN trim({r}) ELSE {r} END, '')"
+
+
 def check_sql(
     table: Table,
     present: dict[str, int],
@@ -270,22 +288,7 @@ def check_sql(
         if raw
     )
     native = native or {}
-    vs = []
-    for c in cols:
-        v = "CAST(NULL AS VARCHAR)"
-        if c.name in present:
-            r = f"r{present[c.name]}"
-            if c.name in native and native[c.name].split("(")[0] in _FLOATS:
-                # NaN (how pandas writes 'unknown') is neither finite nor infinite; DuckDB 2.0
-                # folds isnan() on Parquet columns to false, so it is not used here
-                v = f"CASE WHEN isfinite({r}) OR isinf({r}) THEN {r} END"
-            elif c.name in native and c.type not in ("string", "enum"):
-                v = r
-            elif c.type in ("string", "enum"):  # stored as read: no trimming
-                v = f"CASE WHEN {r} = '' OR (starts_with({r}, ' ') AND trim({r}) = '') THEN NULL ELSE {r} END"
-            else:  # surrounding blanks are not part of a number or date
-                v = f"NULLIF(CASE WHEN starts_with({r}, ' ') OR ends_with({r}, ' ') THEN trim({r}) ELSE {r} END, '')"
-        vs.append(f"{v} AS {ident('v_' + c.name)}")
+    vs = [f"{_cell_value(c, present, native)} AS {ident('v_' + c.name)}" for c in cols]
     ps = [
         (
             native_parse_expr(c, ident("v_" + c.name), native[c.name])
