@@ -16,18 +16,19 @@ Endpoints
 Every API call needs ``Authorization: Bearer <token>`` (serving.auth) and is
 recorded in the audit trail (serving.audit). ``POST /hints`` and ``POST /targets``
 are plain ASGI routes (:class:`_Endpoint`, in :data:`api_app`, mounted with
-``bentoml.asgi_app``): BentoML's per-request handling of ``@bentoml.api`` methods
-(request context, input model, response wrapping) cost as much CPU as a hint, and it
-parsed the body before the token could be checked. The ASGI middleware :class:`_Gate`
-sits in front of everything: it limits every request body (:data:`MAX_BODY`, 413),
-and on the two API paths checks the token before it reads the body (401), then the
-content type (415). The endpoints check the strict request models of
-:mod:`serving.schemas` (400, 422) and answer; ``/targets`` runs in a thread of its
-own so a heavy list never holds the event loop that answers hints. BentoML's access
-log, Prometheus ``/metrics`` and OpenTelemetry spans are off (:data:`SERVICE_CONFIG`).
-Errors are answered as ``{"error": message, "status": code}`` with the status of
-:mod:`serving.errors`; an unexpected error answers 500 with a request id and never
-a traceback (it goes to the server log).
+``bentoml.asgi_app``), not ``@bentoml.api`` methods: BentoML's per-request handling
+of those (input model, method lookup, response wrapping) costs as much CPU as a hint,
+and it parses the body before the token can be checked
+(docs/decisions/007-one-api-route.md). The ASGI middleware :class:`_Gate` sits in
+front of everything: it limits every request body (:data:`MAX_BODY`, 413), and on the
+two API paths checks the token before it reads the body (401), then the content type
+(415). The routes check the strict request models of :mod:`serving.schemas` (400,
+422) and answer; ``/targets`` runs in a thread of its own so a heavy list never holds
+the event loop that answers hints. BentoML's access log, Prometheus ``/metrics`` and
+OpenTelemetry spans are off (:data:`SERVICE_CONFIG`). Errors are answered as
+``{"error": message, "status": code}`` with the status of :mod:`serving.errors`; an
+unexpected error answers 500 with a request id and never a traceback (it goes to the
+server log).
 
 Only ``NBP_HOME`` and ``NBP_TOKENS`` come from the environment, plus
 ``NBP_CONFIG`` (the ``--config`` overlay, set by ``nbp serve`` for its server).
@@ -462,11 +463,10 @@ api_app.router.routes += [
 ]
 
 
-# BentoML's per-request extras that this service does not use, switched off: each costs CPU on
-# every request (together about 1 ms of the ~3.5 ms a /hints request cost, measured with
-# benchmarks/bench_serving.py). The audit trail (serving.audit) records every request instead of
-# the access log; traces were never collected (sample rate 0) but every request still opened a
-# span; Prometheus /metrics had no scraper.
+# BentoML's per-request extras that this service does not use, switched off: each costs CPU on every
+# request (docs/decisions/006-serving-request-path.md). The audit trail (serving.audit) records every
+# request instead of the access log; traces are not collected, yet a span would open per request;
+# nothing scrapes Prometheus /metrics.
 SERVICE_CONFIG: dict[str, Any] = {
     "workers": "cpu_count",
     "threads": 4,
@@ -493,8 +493,9 @@ class NbpService:
         self.recommender: Recommender = Recommender.load(self.cfg, self.ws)
         self.lists = ThreadPoolExecutor(max_workers=LIST_THREADS, thread_name_prefix="nbp-lists")
         sys.setswitchinterval(GIL_SWITCH_S)
-        # Feast, MLflow and pandas leave ~400k objects behind: a full collection of them takes about
-        # 0.3 s. Freezing them keeps such a pause out of the requests (objects made later are collected).
+        # Feast, MLflow and pandas leave hundreds of thousands of objects behind, and a full collection
+        # of them is a pause a request would wait out. Frozen, they are never scanned again (objects
+        # made later are collected).
         gc.collect()
         gc.freeze()
         threading.Thread(target=self.recommender.warm_reasons, name="warm-reasons", daemon=True).start()

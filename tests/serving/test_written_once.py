@@ -32,7 +32,7 @@ def _scores(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 def test_the_percentile_of_a_hint_is_the_percentile_in_branch_of_a_list() -> None:
     rng = np.random.default_rng(11)
-    for _ in range(30):
+    for _ in range(20):
         df = _scores(rng, int(rng.integers(1, 250)))
         frame = percentile_in_branch(df)
         for _, g in df.groupby(df["branch_id"].fillna("")):
