@@ -538,30 +538,40 @@ class Recommender:
                 "no product can be served: " + "; ".join(f"{k}: {st.problem}" for k, st in self.products.items())
             )
         rows_by_cols: dict[tuple[str, ...], np.ndarray] = {}  # services with the same columns: one read
-        rows: list[HintRow] = []
-        for key, st in self.products.items():
-            pc = self.cfg.products[key]
-            name = pc.name_zh if lang == "zh" else pc.name_en
-            if not st.ready or st.fast is None:
-                why = not_offered_reason("model_unavailable", lang)
-                if st.model is None and st.skipped:  # training skipped it: staff see why
-                    why += ("：" if lang == "zh" else ": ") + st.skipped[lang]
-                elif lang == "en" and st.problem:
-                    why += f" ({st.problem[:160]})"
-                rows.append(
-                    HintRow(
-                        customer_id=customer_id,
-                        branch_id=branch,
-                        product=key,
-                        product_name=name,
-                        propensity=None,
-                        expected_value=None,
-                        percentile_in_branch=None,
-                        eligible=False,
-                        reason_not_offered=why,
-                    )
-                )
-                continue
+        rows = [self._hint_row(key, st, customer_id, branch, lang, rows_by_cols) for key, st in self.products.items()]
+        rows.sort(
+            key=lambda r: (
+                r.reason_not_offered is not None,
+                r.propensity is None,
+                -(r.expected_value or 0.0),
+                r.product,
+            )
+        )
+        return HintResponse(customer_id=customer_id, lang=lang, products=rows)
+
+    def _hint_row(
+        self,
+        key: str,
+        st: ProductState,
+        customer_id: str,
+        branch: str | None,
+        lang: Lang,
+        rows_by_cols: dict[tuple[str, ...], np.ndarray],
+    ) -> HintRow:
+        """One product's row of a hint: scored with reasons, or not offered and why.
+
+        ``rows_by_cols`` holds the customer's online rows already read in this request, by columns.
+        """
+        pc = self.cfg.products[key]
+        p = pct = None
+        reasons: list[str] = []
+        if not st.ready or st.fast is None:
+            why = not_offered_reason("model_unavailable", lang)
+            if st.model is None and st.skipped:  # training skipped it: staff see why
+                why += ("：" if lang == "zh" else ": ") + st.skipped[lang]
+            elif lang == "en" and st.problem:
+                why += f" ({st.problem[:160]})"
+        else:
             plan = st.fast
             cols = plan.reader.columns
             if cols not in rows_by_cols:
@@ -572,37 +582,22 @@ class Recommender:
             p = float(st.model.calibrator.predict(np.array([contrib.sum()]))[0])  # type: ignore[union-attr]
             pct = percentile_of(st.branch_scores.get(branch or "", _EMPTY), p) if st.scores is not None else None
             why = self._not_offered(key, customer_id, x, lang)
-            # a product not offered shows why, never reasons to offer it
-            reasons = (
-                []
-                if why is not None
-                else self.catalog.top_reasons_at(
+            if why is None:  # a product not offered shows why, never reasons to offer it
+                reasons = self.catalog.top_reasons_at(
                     plan.reason_names, contrib[plan.reason_contrib], x[plan.reason_values], lang
                 )
-            )
-            rows.append(
-                HintRow(
-                    customer_id=customer_id,
-                    branch_id=branch,
-                    product=key,
-                    product_name=name,
-                    propensity=p,
-                    expected_value=p * pc.value,
-                    percentile_in_branch=pct,
-                    eligible=why is None,
-                    reason_not_offered=why,
-                    reasons=reasons,
-                )
-            )
-        rows.sort(
-            key=lambda r: (
-                r.reason_not_offered is not None,
-                r.propensity is None,
-                -(r.expected_value or 0.0),
-                r.product,
-            )
+        return HintRow(
+            customer_id=customer_id,
+            branch_id=branch,
+            product=key,
+            product_name=pc.name_zh if lang == "zh" else pc.name_en,
+            propensity=p,
+            expected_value=None if p is None else p * pc.value,
+            percentile_in_branch=pct,
+            eligible=why is None,
+            reason_not_offered=why,
+            reasons=reasons,
         )
-        return HintResponse(customer_id=customer_id, lang=lang, products=rows)
 
     def _row(self, reader: OnlineReader, customer_id: str, service: str) -> np.ndarray:
         """The customer's online feature row (float64, ``reader.columns``).
