@@ -31,7 +31,7 @@ def test_hint_request_defaults_to_chinese_and_rejects_other_languages() -> None:
 def test_target_request_types_only_range_is_checked_by_hand() -> None:
     req = TargetRequest(product="consumer")
     assert (req.top, req.branch_id, req.manager_id, req.campaign_id) == (100, None, None, None)
-    # Out of range passes pydantic (BentoML would answer 400); validate_top answers 422.
+    # Out of range passes the model; validate_top answers it with 422, naming the allowed range.
     assert TargetRequest(product="consumer", top=20_000).top == 20_000
     schema = TargetRequest.model_json_schema()["properties"]["top"]
     assert (schema["minimum"], schema["maximum"]) == (1, MAX_TOP)
