@@ -51,6 +51,7 @@ from serving.errors import NotFound, Unavailable, Unprocessable, shown
 from serving.policy import TargetPolicy, default_campaign_id, percentile_among
 from serving.reasons import Lang, ReasonCatalog, not_offered_reason
 from serving.schemas import HintResponse, HintRow, validate_product, validate_top
+from training.candidates import rule_holds
 from training.dataset import loan_product
 from training.labels import holds_active
 
@@ -225,22 +226,12 @@ class HintPlan:
         )[0]
 
 
-def rule_holds(value: float, rule: EligibilityRule) -> bool:
-    """One rule on one feature value: ``training.candidates.rule_mask`` for a single value."""
-    if value is None or value != value:  # missing
-        return bool(rule.allow_missing)
-    if rule.min is not None and not value >= rule.min:
-        return False
-    if rule.max is not None and not value <= rule.max:
-        return False
-    return rule.one_of is None or value in rule.one_of
-
-
 def failed_rules_at(row: np.ndarray, rules: Sequence[tuple[EligibilityRule, int | None]]) -> list[EligibilityRule]:
     """The rules one customer's online row fails: ``training.candidates.failed_rules`` on a numpy row.
 
-    The per-request form of the eligibility rules: the DataFrame form costs several times a
-    whole hint. ``rules`` pairs each rule with the position of its feature in ``row``.
+    Each rule is decided by ``training.candidates.rule_holds``, the per-value form of
+    ``rule_mask`` (the DataFrame form costs several times a whole hint). ``rules`` pairs
+    each rule with the position of its feature in ``row``.
 
     Raises:
         ConfigError: a rule's feature is not in the row (position None), as ``rule_mask`` says it.
