@@ -604,9 +604,16 @@ def _write_report_csv(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> N
 
 
 def _write_problem_rows(
-    con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path | None, out: Path, chk: _Checked, work: Path
+    con: duckdb.DuckDBPyConnection,
+    s: _Source,
+    csv_path: Path | None,
+    chk: _Checked,
+    work: Path,
+    *,
+    rejects: Path,
+    cells: Path,
 ) -> None:
-    """Write rejects/<table>.csv and cells/<table>.csv for this table (when non-empty).
+    """Write the table's rows set aside to ``rejects`` and its reported cells to ``cells`` (when any).
 
     A CSV row's cells are read again from the file by the row's byte span (table ``lines``,
     columns ``r<i>``), exactly as DuckDB read them: ``chk`` carries no raw text.
@@ -617,9 +624,9 @@ def _write_problem_rows(
     rej, rej_lines = _problem_lines(con, s, csv_path, chk, work)
     cell = _cell_exprs(s)
     if n_aside:
-        _write_rejects(con, s, cell, rej, rej_lines, out)
+        _write_rejects(con, s, cell, rej, rej_lines, rejects)
     if n_cells:
-        _write_cells(con, s, cell, out)
+        _write_cells(con, s, cell, cells)
 
 
 def _problem_lines(
@@ -673,7 +680,7 @@ def _write_rejects(
     cell: dict[int, str],
     rej: list[tuple[int, str]],
     rej_lines: np.ndarray,
-    out: Path,
+    path: Path,
 ) -> None:
     """rejects/<table>.csv: each row set aside with its line, rule, column and that column's value,
     then its cells; a record the reader rejected shows its whole text as the value."""
@@ -697,13 +704,13 @@ def _write_rejects(
         )
         nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {ident(h)}" for h in s.header)
         sql += f" UNION ALL SELECT {src}, line, {lit(q.MALFORMED_ROW)}, NULL, csv_line, {nulls} FROM rej_np"
-    (out / "rejects").mkdir(exist_ok=True)
-    _write_report_csv(con, f"SELECT * FROM ({sql}) ORDER BY source_line", out / "rejects" / f"{s.table.name}.csv")
+    path.parent.mkdir(exist_ok=True)
+    _write_report_csv(con, f"SELECT * FROM ({sql}) ORDER BY source_line", path)
     if len(rej):
         con.unregister("rej_np")
 
 
-def _write_cells(con: duckdb.DuckDBPyConnection, s: _Source, cell: dict[int, str], out: Path) -> None:
+def _write_cells(con: duckdb.DuckDBPyConnection, s: _Source, cell: dict[int, str], path: Path) -> None:
     """cells/<table>.csv: each optional cell reported (rule, column, value) in a kept row, then the row's cells."""
     raw_cols = ", ".join(f"{cell[i]} AS {ident(h)}" for i, h in enumerate(s.header))
     src = lit(s.path.name)
@@ -717,10 +724,8 @@ def _write_cells(con: duckdb.DuckDBPyConnection, s: _Source, cell: dict[int, str
         if o.name in s.present
     ]
     sql = " UNION ALL ".join(parts)
-    (out / "cells").mkdir(exist_ok=True)
-    _write_report_csv(
-        con, f'SELECT * FROM ({sql}) ORDER BY source_line, "column"', out / "cells" / f"{s.table.name}.csv"
-    )
+    path.parent.mkdir(exist_ok=True)
+    _write_report_csv(con, f'SELECT * FROM ({sql}) ORDER BY source_line, "column"', path)
 
 
 def _reread_cells(
@@ -1128,7 +1133,15 @@ class _Validation:
         with _step(name, "write"):
             write_table(con, s.table, self.data_dir / self.ws.table(name).name)
         with _step(name, "reports"):
-            _write_problem_rows(con, s, csv_path, self.rep_dir, counts, self.work)
+            _write_problem_rows(
+                con,
+                s,
+                csv_path,
+                counts,
+                self.work,
+                rejects=self.ws.rejects(name, root=self.rep_dir),
+                cells=self.ws.cells(name, root=self.rep_dir),
+            )
         with _step(name, "keys"):
             _keep_keys(con, s.table)
         tr = _table_report(s, counts, time.perf_counter() - t1)

@@ -110,7 +110,6 @@ def _materialize(cfg: Config, ws: Workspace) -> dict:
     t0, c0 = time.perf_counter(), _cpu()
     import duckdb
 
-    from features import build as fbuild
     from features import store
 
     store.apply(cfg, ws)
@@ -120,7 +119,7 @@ def _materialize(cfg: Config, ws: Workspace) -> dict:
     n = (
         duckdb.connect()
         .execute(
-            f"SELECT count(*) FROM read_parquet({lit(str(fbuild.family_path(ws, 'demo')))}) "
+            f"SELECT count(*) FROM read_parquet({lit(str(ws.feature_table('demo')))}) "
             f"WHERE event_timestamp = TIMESTAMP {lit(str(when))}"
         )
         .fetchone()[0]
@@ -181,7 +180,6 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
     from nbp import telemetry
 
     telemetry.disable()
-    from features import build as fbuild
     from nbp.config import load_config
     from nbp.workspace import Workspace
 
@@ -198,7 +196,7 @@ def _step(step: str, home: Path, rows: int, redis: str | None = None) -> dict:
     else:
         import pandas as pd
 
-        demo = pd.read_parquet(fbuild.family_path(ws, "demo"), columns=["customer_id", "event_timestamp"])
+        demo = pd.read_parquet(ws.feature_table("demo"), columns=["customer_id", "event_timestamp"])
         out = _historical(cfg, ws, demo, rows) if step == "historical" else _online(cfg, ws, demo)
     return {**out, "load_before": load_before, "load_after": os.getloadavg()[0]}
 

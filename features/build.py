@@ -38,7 +38,6 @@ from nbp.workspace import Workspace
 log = logging.getLogger(__name__)
 
 LOOKBACK_MONTHS = 13  # longest window (12 months) plus the same month last year
-BUILD_FILE = "_build.json"
 DUCKDB_MEMORY_LIMIT = os.environ.get("NBP_DUCKDB_MEMORY", "8GB")
 LOAN_MODES = ("end_date", "term")
 # No Parquet dictionaries: feature columns are mostly distinct doubles, which a dictionary
@@ -63,11 +62,6 @@ class BuildSummary:
             f"features: {len(self.as_of)} as-of dates ({self.as_of[0]} … {self.as_of[-1]}), "
             f"{n:,} (customer, as-of) rows per family, {self.seconds:.1f} s{skipped}"
         )
-
-
-def family_path(ws: Workspace, family: str) -> Path:
-    """The Parquet file of one family's feature table."""
-    return ws.features_dir / f"{family}.parquet"
 
 
 def available_tables(ws: Workspace) -> frozenset[str]:
@@ -340,7 +334,7 @@ def _write_query(
 ) -> int:
     if inner is not None:
         _check_columns(con, family, inner, feats, tables)
-    final = family_path(ws, family)
+    final = ws.feature_table(family)
     query = _final_select(feats, inner, tables, spine_rows)
     if final.exists():
         old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet({lit(str(final))}) LIMIT 0").description]
@@ -351,7 +345,7 @@ def _write_query(
             )
         else:
             log.warning("%s: columns changed since the last build; older as-of dates are dropped", final.name)
-            (ws.features_dir / BUILD_FILE).unlink(missing_ok=True)
+            ws.features_build_meta.unlink(missing_ok=True)
     with jobs.atomic_write(final) as tmp:  # a killed build leaves tmp; the next job removes it (nbp.jobs)
         con.execute(f"COPY ({query}) TO {lit(str(tmp))} ({PARQUET_OPTIONS})")
         n = con.execute(
@@ -416,7 +410,7 @@ def build(
 
 
 def _write_build_file(ws: Workspace, summary: BuildSummary) -> None:
-    path = ws.features_dir / BUILD_FILE
+    path = ws.features_build_meta
     prev = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     all_dates = sorted(set(prev.get("as_of", [])) | {d.isoformat() for d in summary.as_of})
     path.write_text(
@@ -440,7 +434,7 @@ def built_as_of(ws: Workspace) -> list[date]:
     Raises:
         FeatureStoreError: no feature tables were built.
     """
-    path = ws.features_dir / BUILD_FILE
+    path = ws.features_build_meta
     if not path.exists():
         raise FeatureStoreError(f"{ws.features_dir}: no feature tables; run `nbp features` first")
     return [date.fromisoformat(d) for d in json.loads(path.read_text(encoding="utf-8"))["as_of"]]

@@ -62,7 +62,7 @@ def offline_config(ws: Workspace) -> dict:
     return {
         "type": TYPE,
         "memory_limit": fbuild.DUCKDB_MEMORY_LIMIT,
-        "temp_directory": str(ws.home / jobs.SCRATCH / jobs.tag() / "duckdb-feast"),
+        "temp_directory": str(ws.job_scratch(jobs.tag()) / "duckdb-feast"),
     }  # removed by nbp.jobs
 
 
@@ -322,7 +322,7 @@ def exact_grid(
         con.register("cust", cust)
         con.register("dates", dates)
         for fam in dict.fromkeys(family[n] for n in names):
-            path = fbuild.family_path(ws, fam)
+            path = ws.feature_table(fam)
             if not path.exists():
                 raise FeatureStoreError(f"{path}: feature table missing; run `nbp features`")
             cols = [n for n in names if family[n] == fam]
@@ -509,7 +509,7 @@ def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
 
     if as_of not in fbuild.built_as_of(ws):
         raise FeatureStoreError(f"as-of {as_of}: not built; run `nbp features --as-of {as_of}`")
-    path = fbuild.family_path(ws, "demo")
+    path = ws.feature_table("demo")
     ids = duckdb.sql(
         f"SELECT {JOIN_KEY} FROM read_parquet({lit(str(path))}) WHERE {EVENT_TS} = TIMESTAMP {lit(str(as_of))}"
     ).df()[JOIN_KEY]

@@ -25,7 +25,6 @@ from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-SCRATCH = ".tmp"
 _TAG = re.compile(r"^(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)$")
 
 
@@ -60,15 +59,15 @@ def dead(tag_text: str) -> bool:
 
 def scratch(ws: Workspace, sub: str = "") -> Path:
     """This job's scratch folder ``$NBP_HOME/.tmp/<tag>/<sub>`` (created)."""
-    path = ws.home / SCRATCH / tag() / sub
+    path = ws.job_scratch(tag()) / sub
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def release(ws: Workspace, sub: str) -> None:
     """Remove ``sub`` of this job's scratch folder, and the folder itself once empty."""
-    shutil.rmtree(ws.home / SCRATCH / tag() / sub, ignore_errors=True)
-    for p in (ws.home / SCRATCH / tag(), ws.home / SCRATCH):
+    shutil.rmtree(ws.job_scratch(tag()) / sub, ignore_errors=True)
+    for p in (ws.job_scratch(tag()), ws.scratch_root):
         with contextlib.suppress(OSError):
             p.rmdir()  # only when empty
 
@@ -102,7 +101,7 @@ def leftovers(ws: Workspace, mine: bool = False) -> list[Path]:
     """Temporary files and folders of dead jobs of this host (``mine``: of this process too)."""
     own = tag()
     out = []
-    base = ws.home / SCRATCH
+    base = ws.scratch_root
     items = [(p, p.name) for p in base.iterdir()] if base.exists() else []
     for p, t in [*items, *_siblings(ws)]:
         if dead(t) or (mine and t == own):
@@ -131,7 +130,7 @@ def clean_stale(ws: Workspace) -> list[Path]:
             len(gone),
             ", ".join(str(p.relative_to(ws.home)) for p in gone[:5]) + (" …" if len(gone) > 5 else ""),
         )
-    base = ws.home / SCRATCH
+    base = ws.scratch_root
     if base.exists() and not any(base.iterdir()):
         base.rmdir()
     return gone
@@ -142,7 +141,7 @@ def clean_own(ws: Workspace) -> None:
     for p in leftovers(ws, mine=True):
         if p.name == tag() or p.name.endswith(f".tmp-{tag()}"):
             _remove(p)
-    base = ws.home / SCRATCH
+    base = ws.scratch_root
     with contextlib.suppress(OSError):
         base.rmdir()  # only when empty
 
@@ -153,7 +152,7 @@ def job(ws: Workspace) -> Iterator[Path]:
     the end, whatever happens short of SIGKILL."""
     clean_stale(ws)
     try:
-        yield ws.home / SCRATCH / tag()
+        yield ws.job_scratch(tag())
     finally:
         clean_own(ws)
 

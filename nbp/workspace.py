@@ -94,6 +94,14 @@ class Workspace:
         """The last ingest's ``report.json``."""
         return self.ingest_dir / "report.json"
 
+    def rejects(self, table: str, root: Path | None = None) -> Path:
+        """Rows of ``table`` set aside by ingest; ``root``: a staging copy of ``ingest/`` being written."""
+        return (root or self.ingest_dir) / "rejects" / f"{table}.csv"
+
+    def cells(self, table: str, root: Path | None = None) -> Path:
+        """Optional cells of ``table`` reported as unknown; ``root`` as for :meth:`rejects`."""
+        return (root or self.ingest_dir) / "cells" / f"{table}.csv"
+
     @property
     def ingest_meta(self) -> Path:
         """``_meta.json`` beside the ingested tables: the export date and its source."""
@@ -107,6 +115,15 @@ class Workspace:
             return date.fromisoformat(json.loads(self.ingest_meta.read_text(encoding="utf-8"))["export_date"])
         except (ValueError, KeyError, TypeError) as e:
             raise DataContractError(f"{self.ingest_meta}: no valid export_date ({e}); re-run `nbp ingest`") from e
+
+    def feature_table(self, family: str) -> Path:
+        """One feature family's table: every customer and as-of date of the build."""
+        return self.features_dir / f"{family}.parquet"
+
+    @property
+    def features_build_meta(self) -> Path:
+        """``_build.json``: the as-of dates and inputs of the last feature build."""
+        return self.features_dir / "_build.json"
 
     @property
     def feast_registry(self) -> Path:
@@ -154,3 +171,12 @@ class Workspace:
     def fingerprint_key(self) -> Path:
         """HMAC key of the token fingerprints written to the audit log."""
         return self.home / "secrets" / "fingerprint.key"
+
+    @property
+    def scratch_root(self) -> Path:
+        """Where running jobs keep scratch folders, one per job tag (:mod:`nbp.jobs`)."""
+        return self.home / ".tmp"
+
+    def job_scratch(self, tag: str) -> Path:
+        """The scratch folder of the job tagged ``tag`` (not created here)."""
+        return self.scratch_root / tag

@@ -16,7 +16,6 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, String
 
-from features.build import family_path
 from features.catalog import MODULES, family_features
 from features.schema import ENTITY, EVENT_TS, JOIN_KEY, feature_service_name
 from nbp.workspace import Workspace
@@ -75,9 +74,9 @@ def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
 
 
 def feature_views(ws: Workspace) -> list[FeatureView]:
-    """One feature view per family, reading the family's table (:func:`features.build.family_path`)."""
+    """One feature view per family, reading the family's table (:meth:`nbp.workspace.Workspace.feature_table`)."""
     entity = customer_entity()
-    return [feature_view(fam, family_path(ws, fam), entity) for fam in MODULES]
+    return [feature_view(fam, ws.feature_table(fam), entity) for fam in MODULES]
 
 
 # FEATURE SERVICES -------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_valid_export_is_stored_typed(tmp_path: Path, ws: Workspace, cfg: Ingest
     report = read_report(ws)
     assert set(report["tables"]) == set(TABLES)
     assert report["tables"]["transactions"] == {"rows_read": 3, "rows_kept": 3, "set_aside": {}, "cells_reported": {}}
-    assert not (ws.ingest_dir / "rejects").exists()
+    assert not ws.rejects("x").parent.exists()
     assert "transactions" in rep.summary_table()
 
 
@@ -94,7 +94,7 @@ def _assert_set_aside(
     """``planted`` (index in ``rows``, rule, column) are exactly the rows of ``table`` set aside: each
     with its source line, rule, column, the value as read (blanks kept) and its original cells; the
     rest is stored."""
-    rejects = report_rows(ws.ingest_dir / "rejects" / f"{table}.csv")
+    rejects = report_rows(ws.rejects(table))
     assert len(rejects) == len(planted)
     for (i, rule, column), r in zip(planted, rejects, strict=True):  # rejects/ is in line order
         line = i + (2 if fmt == "csv" else 1)  # CSV: header is line 1; Parquet: row number
@@ -154,7 +154,7 @@ def test_references_cascade(tmp_path: Path, ws: Workspace, cfg: IngestConfig) ->
     assert rep["customers"]["set_aside"] == {"unknown_enum": 1}
     for t in ("accounts", "transactions", "loans", "balances", "services", "contacts"):
         assert rep[t]["set_aside"] == {"broken_reference": 1}, t
-    tx = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    tx = report_rows(ws.rejects("transactions"))
     assert [(r["txn_id"], r["column"]) for r in tx] == [("T1", "account_id")]
     assert set(pd.read_parquet(ws.table("transactions"))["txn_id"]) == {"T2", "T3"}
 
@@ -165,7 +165,7 @@ def test_exact_duplicate_keeps_first_copy(tmp_path: Path, ws: Workspace, cfg: In
     tables["transactions"].insert(1, dict(tables["transactions"][0]))  # lines 2 and 3 are the same
     src = write_export(tmp_path / "exp", tables)
     ingest(src, ws, cfg)
-    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.rejects("transactions"))
     assert [(r["txn_id"], r["source_line"], r["rule"]) for r in rej] == [("T1", "3", "duplicate_key")]
     tx = pd.read_parquet(ws.table("transactions"))
     assert (tx["txn_id"] == "T1").sum() == 1
@@ -183,7 +183,7 @@ def test_malformed_optional_cells_keep_row(tmp_path: Path, ws: Workspace, cfg: I
     assert rep["customers"]["cells_reported"] == {"malformed_optional": 2}
     assert rep["customers"]["set_aside"] == {} and rep["customers"]["rows_kept"] == 3
     assert rep["tax_records"]["cells_reported"] == {"malformed_optional": 1}
-    cells = report_rows(ws.ingest_dir / "cells" / "customers.csv")
+    cells = report_rows(ws.cells("customers"))
     assert [(c["source_line"], c["column"], c["value"], c["rule"]) for c in cells] == [
         ("3", "birth_date", "1990-13-01", "malformed_optional"),
         ("3", "gender", "X", "malformed_optional"),
@@ -208,7 +208,7 @@ def test_malformed_csv_record_and_line_numbers(tmp_path: Path, ws: Workspace, cf
     with (src / "transactions.csv").open("a", encoding="utf-8") as f:
         f.write("\nT9,A1,C1,too,few\n")  # blank line 7, malformed record on line 8
     ingest(src, ws, cfg)
-    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.rejects("transactions"))
     assert [(r["source_line"], r["rule"]) for r in rej] == [("6", "unparseable"), ("8", "malformed_row")]
     assert rej[1]["value"] == "T9,A1,C1,too,few"
     assert read_report(ws)["tables"]["transactions"]["set_aside"] == {"unparseable": 1, "malformed_row": 1}
@@ -262,7 +262,7 @@ def test_reported_rows_show_original_cells(
         eol.join([*cu, ",".join(row.get(c, "") for c in cu_cols)]).encode(encoding) + eol.encode()
     )
     ingest(src, ws, cfg)
-    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.rejects("transactions"))
     assert [(r["source_line"], r["rule"], r["column"], r["value"]) for r in rej] == [
         ("3", "non_positive", "amount", "0"),
         ("5", "non_positive", "amount", "-1.5"),
@@ -272,7 +272,7 @@ def test_reported_rows_show_original_cells(
     assert (rej[1]["txn_id"], rej[1]["channel"], rej[1]["counterparty_id"]) == ("T8", "counter", "X9")
     assert (rej[2]["txn_id"], rej[2]["amount"], rej[2]["counterparty_id"]) == ("T10", "1.234", "")
     assert pd.read_parquet(ws.table("transactions"))["txn_id"].tolist() == ["T1", "T9"]
-    cells = report_rows(ws.ingest_dir / "cells" / "customers.csv")
+    cells = report_rows(ws.cells("customers"))
     assert [(c["source_line"], c["column"], c["value"], c["township_code"], c["birth_date"]) for c in cells] == [
         (str(len(cu) + 1), "gender", "X", '东村, "老"', " 1990-01-01 ")
     ]
@@ -292,7 +292,7 @@ def test_gbk_csv_via_manifest(tmp_path: Path, ws: Workspace, cfg: IngestConfig) 
     ingest(src, ws, cfg)
     br = pd.read_parquet(ws.table("branches")).set_index("branch_id")
     assert br.loc["B1", "name"] == "城关支行" and pd.isna(br.loc["B3", "area"])
-    cells = report_rows(ws.ingest_dir / "cells" / "branches.csv")
+    cells = report_rows(ws.cells("branches"))
     assert (cells[0]["value"], cells[0]["name"], cells[0]["source_line"]) == ("城区", "河东支行", "4")
     assert ws.export_date() == date(2024, 6, 30)
 
@@ -396,7 +396,7 @@ def test_second_run_replaces_store_and_report(tmp_path: Path, ws: Workspace, cfg
     tables["transactions"].append({**tables["transactions"][0], "amount": "0", "txn_id": "T0"})
     ingest(write_export(tmp_path / "exp1", tables), ws, cfg)
     ingest(write_export(tmp_path / "exp2", base_tables()), ws, cfg)
-    assert not (ws.ingest_dir / "rejects").exists()  # the report is the new run's, not a mix
+    assert not ws.rejects("x").parent.exists()  # the report is the new run's, not a mix
     assert read_report(ws)["tables"]["transactions"]["set_aside"] == {}
     run_ids = {read_report(ws)["run_id"], json.loads(ws.ingest_meta.read_text(encoding="utf-8"))["run_id"]}
     assert len(run_ids) == 1
@@ -451,7 +451,7 @@ def test_gbk_invalid_bytes_set_row_aside(tmp_path: Path, ws: Workspace, cfg: Ing
     with (src / "branches.csv").open("ab") as f:
         f.write(b"B9,\xff\xff,,rural\n")  # 0xFF is never valid in GBK
     ingest(src, ws, cfg)
-    rej = report_rows(ws.ingest_dir / "rejects" / "branches.csv")
+    rej = report_rows(ws.rejects("branches"))
     assert [(r["source_line"], r["rule"]) for r in rej] == [("4", "malformed_row")]
     assert read_report(ws)["tables"]["branches"] == {
         "rows_read": 3,
@@ -494,7 +494,7 @@ def test_typed_parquet_and_bom_csv(tmp_path: Path, ws: Workspace, cfg: IngestCon
     tx = pd.read_parquet(ws.table("transactions"))
     assert tx["txn_time"].tolist() == [pd.Timestamp("2024-05-01 10:00:00")]
     assert tx["amount"].tolist() == [12.5]
-    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.rejects("transactions"))
     assert [(r["source_file"], r["source_line"], r["rule"], r["column"]) for r in rej] == [
         ("transactions.parquet", "2", "unparseable", "amount")
     ]
@@ -537,7 +537,7 @@ def test_typed_parquet_loans_nan_whole_floats_midnight_dates(tmp_path: Path, ws:
     rep = read_report(ws)["tables"]["loans"]
     assert rep["set_aside"] == {"unparseable": 1}
     assert rep["cells_reported"] == {"malformed_optional": 1}  # 12.5 months; NaN is just unknown
-    cells = report_rows(ws.ingest_dir / "cells" / "loans.csv")
+    cells = report_rows(ws.cells("loans"))
     assert [(c["source_line"], c["column"], c["value"]) for c in cells] == [("2", "term_months", "12.5")]
 
 
@@ -721,7 +721,7 @@ def test_rows_not_read_again_are_still_reported(
     src = write_export(tmp_path / "exp", tables)
     monkeypatch.setattr(ingest_mod, "read_spans", lambda *a: False)
     ingest(src, ws, cfg)
-    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.rejects("transactions"))
     got = [(r["source_line"], r["rule"], r["column"], r["txn_id"]) for r in rej]
     assert got == [("5", "non_positive", "amount", "")]
     assert "could not be read again" in caplog.text

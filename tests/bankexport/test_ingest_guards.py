@@ -419,11 +419,11 @@ def test_rows_after_manifest_export_date_set_aside_optional_dates_blanked(
     assert t["accounts"]["cells_reported"] == {"future_date": 1} and t["accounts"]["rows_kept"] == 3
     assert t["loans"]["cells_reported"] == {"future_date": 1}
     assert rep.export_date == "2024-05-31" and rep.inference is None
-    rej = report_rows(ws.ingest_dir / "rejects" / "transactions.csv")
+    rej = report_rows(ws.rejects("transactions"))
     assert [(r["source_line"], r["rule"], r["column"], r["value"], r["txn_id"]) for r in rej] == [
         ("5", "future_date", "txn_time", "2024-06-01 00:00:00", "T8")
     ]
-    cells = report_rows(ws.ingest_dir / "cells" / "accounts.csv")
+    cells = report_rows(ws.cells("accounts"))
     assert [(c["source_line"], c["rule"], c["column"], c["value"]) for c in cells] == [
         ("2", "future_date", "close_date", "2099-01-01")
     ]

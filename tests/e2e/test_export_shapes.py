@@ -22,7 +22,6 @@ import pytest
 from e2ekit import run_cli
 
 from bankexport.spec import OPTIONAL_TABLES, TABLES
-from features.build import BUILD_FILE
 from features.catalog import MODULES
 from nbp.config import load_config
 from nbp.workspace import Workspace
@@ -94,7 +93,7 @@ def test_every_optional_table_absent_runs_the_whole_chain(small_export: Path, tm
     assert not [p for p in export.iterdir() if p.stem in OPTIONAL_TABLES]
     run_cli(["ingest", str(export)])
     run_cli(["features"])
-    build = json.loads((Workspace(home).features_dir / BUILD_FILE).read_text(encoding="utf-8"))
+    build = json.loads(Workspace(home).features_build_meta.read_text(encoding="utf-8"))
     assert set(build["null_families"]) == {f for f, m in MODULES.items() if set(m.REQUIRES) & set(OPTIONAL_TABLES)}
     out = run_cli(["train"])
     # tax_linked's eligibility reads the tax grade, unknown without tax_records: skipped, saying why
@@ -173,7 +172,7 @@ def test_each_optional_table_absent_alone_trains(small_export: Path, tmp_path: P
     export = reshape(small_export, tmp_path / "export", drop=(table,))
     run_cli(["ingest", str(export)])
     run_cli(["features"])
-    build = json.loads((Workspace(home).features_dir / BUILD_FILE).read_text(encoding="utf-8"))
+    build = json.loads(Workspace(home).features_build_meta.read_text(encoding="utf-8"))
     assert set(build["null_families"]) == {f for f, m in MODULES.items() if table in m.REQUIRES}
     out = run_cli(["train"])
     fitted, skips = trained(out), train_skips(out)

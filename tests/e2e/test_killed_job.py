@@ -118,7 +118,7 @@ def test_a_killed_retrain_is_cleaned_up_by_the_next_run(
     failed = [r for r in _runs(ws) if r.info.status == "FAILED"]
     assert failed and all(registry.TAG_FAILED in r.data.tags for r in failed)
     assert not _undecided(ws)
-    assert not jobs.leftovers(ws) and not (home / jobs.SCRATCH).exists()
+    assert not jobs.leftovers(ws) and not ws.scratch_root.exists()
     assert not [p for p in home.rglob("*") if ".tmp-" in p.name]
     champions = _champions(ws)
     s = pd.read_parquet(latest)

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from featurekit import tiny_bank, write_tables
+from featurekit import TINY_AS_OF, tiny_bank, write_tables
 
 from nbp.workspace import Workspace
 
@@ -18,17 +18,6 @@ def tiny_ws(tmp_path: Path) -> Workspace:
     ws = Workspace(tmp_path / "ws")
     write_tables(ws, tiny_bank(), date(2025, 8, 31))
     return ws
-
-
-# Every as-of the read-only tests look at: month starts around the spec's traps and a mid-month T.
-TINY_AS_OF = [
-    date(2025, 4, 1),
-    date(2025, 5, 1),
-    date(2025, 6, 1),
-    date(2025, 6, 15),
-    date(2025, 7, 1),
-    date(2025, 8, 1),
-]
 
 
 @pytest.fixture(scope="session")

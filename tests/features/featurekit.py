@@ -11,6 +11,17 @@ import pandas as pd
 from bankexport.spec import TABLES
 from nbp.workspace import Workspace
 
+# Every as-of the read-only tests look at: month starts around the spec's traps and a mid-month T.
+TINY_AS_OF = [
+    date(2025, 4, 1),
+    date(2025, 5, 1),
+    date(2025, 6, 1),
+    date(2025, 6, 15),
+    date(2025, 7, 1),
+    date(2025, 8, 1),
+]
+
+
 _DTYPES = {
     "string": "string",
     "enum": "string",

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_AS_OF
-from featurekit import tiny_bank, write_tables
+from featurekit import TINY_AS_OF, tiny_bank, write_tables
 
 from bankexport import spec
-from features.build import absent_sources, build, built_as_of, default_as_of, family_path
+from features.build import absent_sources, build, built_as_of, default_as_of
 from features.catalog import CATALOG, MODULES, catalog_frame, family_features
 from features.schema import EVENT_TS, JOIN_KEY
 from nbp.errors import FeatureStoreError
@@ -22,7 +21,7 @@ from nbp.workspace import Workspace
 
 def _at(ws: Workspace, family: str, t: str = "2025-06-01") -> pd.DataFrame:
     """One family's rows at as-of ``t``, indexed by customer."""
-    df = pd.read_parquet(family_path(ws, family))
+    df = pd.read_parquet(ws.feature_table(family))
     return df[df[EVENT_TS] == pd.Timestamp(t)].set_index(JOIN_KEY)
 
 
@@ -39,7 +38,7 @@ def test_every_family_table_has_its_catalogue_columns_and_one_row_per_known_cust
     # customers known at T (open_date < T): c4 opened on 2025-05-01
     known = {T: (4 if T > date(2025, 5, 1) else 3) for T in TINY_AS_OF}
     for fam in MODULES:
-        df = pd.read_parquet(family_path(tiny_built, fam))
+        df = pd.read_parquet(tiny_built.feature_table(fam))
         assert list(df.columns) == [JOIN_KEY, EVENT_TS] + [f.name for f in family_features(fam)]
         assert str(df[EVENT_TS].dtype) == "datetime64[us]"
         per_t = df.groupby(EVENT_TS)[JOIN_KEY].nunique().to_dict()
@@ -88,12 +87,12 @@ def test_optional_tables_absent_give_null_families(tmp_path: Path) -> None:
     write_tables(ws, tables, date(2025, 8, 31))
     summary = build(ws, [date(2025, 6, 1)])
     assert set(summary.skipped_families) == {"liquidity", "tax", "marketing"}
-    tax = pd.read_parquet(family_path(ws, "tax"))
+    tax = pd.read_parquet(ws.feature_table("tax"))
     assert len(tax) == 4 and tax.drop(columns=[JOIN_KEY, EVENT_TS]).isna().all().all()
-    hold = pd.read_parquet(family_path(ws, "holdings")).set_index(JOIN_KEY)
+    hold = pd.read_parquet(ws.feature_table("holdings")).set_index(JOIN_KEY)
     assert hold["holdings_service_mobile_banking_held"].isna().all()  # no services table
     assert hold["holdings_services_count"].isna().all()
-    demo = pd.read_parquet(family_path(ws, "demo"))
+    demo = pd.read_parquet(ws.feature_table("demo"))
     assert demo["demo_branch_rural"].isna().all() and demo["demo_branch_customers"].notna().all()  # no branches table
     # absent_sources names the missing table of every feature that is null for want of it
     absent = absent_sources(ws)
@@ -118,23 +117,23 @@ def test_default_as_of_starts_after_the_first_full_month(tiny_ws: Workspace) -> 
 
 def test_rebuilding_one_as_of_keeps_the_others(tiny_ws: Workspace) -> None:
     build(tiny_ws, [date(2025, 6, 1), date(2025, 7, 1)])
-    first = pd.read_parquet(family_path(tiny_ws, "income"))
+    first = pd.read_parquet(tiny_ws.feature_table("income"))
     build(tiny_ws, [date(2025, 7, 1), date(2025, 8, 1)])
-    again = pd.read_parquet(family_path(tiny_ws, "income"))
+    again = pd.read_parquet(tiny_ws.feature_table("income"))
     assert sorted(again[EVENT_TS].unique()) == [pd.Timestamp(f"2025-0{m}-01") for m in (6, 7, 8)]
     assert len(again) == len(first) + 4
     assert built_as_of(tiny_ws) == [date(2025, 6, 1), date(2025, 7, 1), date(2025, 8, 1)]
-    meta = json.loads((tiny_ws.features_dir / "_build.json").read_text())
+    meta = json.loads(tiny_ws.features_build_meta.read_text())
     assert meta["loan_mode"] == "end_date"
 
 
 def test_loan_mode_term_ends_loans_by_their_term(tiny_ws: Workspace) -> None:
     # l1: granted 2024-01-10, 12 months: by term it ended 2025-01-10, by end_date 2025-03-20
     build(tiny_ws, [date(2025, 2, 1)], loan_mode="term")
-    hold = pd.read_parquet(family_path(tiny_ws, "holdings")).set_index(JOIN_KEY)
+    hold = pd.read_parquet(tiny_ws.feature_table("holdings")).set_index(JOIN_KEY)
     assert hold.loc["c2", "holdings_loans_active_business_flow_count"] == 0
     build(tiny_ws, [date(2025, 2, 1)], loan_mode="end_date")
-    hold = pd.read_parquet(family_path(tiny_ws, "holdings")).set_index(JOIN_KEY)
+    hold = pd.read_parquet(tiny_ws.feature_table("holdings")).set_index(JOIN_KEY)
     assert hold.loc["c2", "holdings_loans_active_business_flow_count"] == 1
 
 
@@ -147,7 +146,7 @@ def test_a_spine_rows_family_with_extra_rows_is_refused(tiny_ws: Workspace, monk
     monkeypatch.setattr(demo, "sql", lambda tables: f"{sql(tables)}\nUNION ALL\n{sql(tables)}")
     with pytest.raises(FeatureStoreError, match="SPINE_ROWS"):
         build(tiny_ws, [date(2025, 6, 1)], families=["demo"])
-    assert not family_path(tiny_ws, "demo").exists()
+    assert not tiny_ws.feature_table("demo").exists()
 
 
 def test_a_window_over_an_unknown_monthly_column_is_a_clear_error(

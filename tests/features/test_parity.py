@@ -11,7 +11,6 @@ import pytest
 from featurekit import random_bank, write_tables
 
 from features import store
-from features.build import family_path
 from features.schema import EVENT_TS, JOIN_KEY
 from nbp.config import load_config
 from nbp.workspace import Workspace
@@ -37,7 +36,7 @@ def test_online_features_equal_offline_features_at_the_materialised_as_of(
         host, port = cfg.features.redis_connection.split(":")
         assert redis_client.Redis(host=host, port=int(port)).dbsize() > 0
         assert not list(ws.home.rglob("online_store.db"))
-    demo = pd.read_parquet(family_path(ws, "demo"))
+    demo = pd.read_parquet(ws.feature_table("demo"))
     ids = demo.loc[demo[EVENT_TS] == pd.Timestamp(as_of), JOIN_KEY]
     sample = sorted(ids.sample(n=min(25, len(ids)), random_state=0))
     for service in ("consumer_v1", "tax_linked_v1"):

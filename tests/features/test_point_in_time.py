@@ -17,7 +17,7 @@ import pytest
 from featurekit import random_bank, write_tables
 
 from bankexport.spec import LOAN_STATUS
-from features.build import build, family_path
+from features.build import build
 from features.catalog import MODULES
 from features.schema import EVENT_TS, JOIN_KEY
 from nbp.workspace import Workspace
@@ -60,7 +60,7 @@ def cut(tables: dict[str, pd.DataFrame], t: pd.Timestamp, seed: int = 0) -> dict
 
 
 def _read(ws: Workspace, family: str) -> pd.DataFrame:
-    return pd.read_parquet(family_path(ws, family), dtype_backend="numpy_nullable")
+    return pd.read_parquet(ws.feature_table(family), dtype_backend="numpy_nullable")
 
 
 def _rows_at(df: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:

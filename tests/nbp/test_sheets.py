@@ -140,11 +140,7 @@ def test_ingest_reports_neutralise_hostile_ids(tmp_path: Path) -> None:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
         assert rows, kind
         assert not [v for r in rows for v in r.values() if v and _starts_a_formula(v)], kind
-    rej = list(
-        csv.DictReader(
-            io.StringIO((ws.ingest_dir / "rejects" / "customers.csv").read_bytes().decode("utf-8-sig"), newline="")
-        )
-    )
+    rej = list(csv.DictReader(io.StringIO((ws.rejects("customers")).read_bytes().decode("utf-8-sig"), newline="")))
     assert [(restore(r["customer_id"]), restore(r["manager_id"]), restore(r["value"])) for r in rej] == [
         (evil_id, evil_mgr, "=cmd|' /C calc'!A0")
     ]

@@ -143,27 +143,27 @@ def test_clean_stale_removes_only_dead_local_jobs_files(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "home")
     dead = jobs.tag(_dead_pid())
     ws.features_dir.mkdir(parents=True)
-    (ws.outputs_dir / "scores").mkdir(parents=True)
+    ws.scores_dir.mkdir(parents=True)
     gone = [
         ws.features_dir / f".demo.parquet.tmp-{dead}",
-        ws.outputs_dir / "scores" / f".latest.parquet.tmp-{dead}",
-        ws.home / jobs.SCRATCH / dead,
+        ws.scores_dir / f".latest.parquet.tmp-{dead}",
+        ws.job_scratch(dead),
     ]
     kept = [
         ws.features_dir / f".demo.parquet.tmp-{jobs.tag()}",
         ws.features_dir / ".demo.parquet.tmp-elsewhere-1",
-        ws.home / jobs.SCRATCH / jobs.tag(),
+        ws.job_scratch(jobs.tag()),
         ws.features_dir / "demo.parquet",
     ]
     for p in gone + kept:
-        if p.parent.name == jobs.SCRATCH:
+        if p.parent == ws.scratch_root:
             (p / "duckdb-build").mkdir(parents=True)
         else:
             p.write_bytes(b"x")
     assert sorted(jobs.clean_stale(ws)) == sorted(gone)
     assert not any(p.exists() for p in gone) and all(p.exists() for p in kept)
     jobs.clean_own(ws)
-    assert not (ws.home / jobs.SCRATCH).exists() and not kept[0].exists() and kept[1].exists()
+    assert not ws.scratch_root.exists() and not kept[0].exists() and kept[1].exists()
 
 
 def test_jobs_read_the_export_date_ingest_recorded_and_refuse_without_one(tmp_path: Path) -> None:
