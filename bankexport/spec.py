@@ -272,6 +272,28 @@ TABLES: dict[str, Table] = {
 }
 del C
 
+# Chinese names of accounts and services, as feature descriptions show them.
+SERVICES_ZH = {
+    "mobile_banking": "手机银行",
+    "wechat_banking": "微信银行",
+    "payroll_agency": "代发工资服务",
+    "social_security_card": "社保卡",
+    "qr_merchant": "收款码商户",
+    "pos_terminal": "POS机",
+    "wealth_management": "理财",
+    "insurance_agency": "代理保险",
+}
+ACCOUNT_TYPES_ZH = {
+    "current": "活期账户",
+    "savings": "储蓄账户",
+    "time_deposit": "定期存款",
+    "wealth": "理财账户",
+    "loan": "贷款账户",
+    "debit_card": "借记卡",
+    "credit_card": "信用卡",
+}
+
+
 # Chinese labels of enum values, for what bank staff read (reasons, lists).
 ENUM_ZH: dict[str, str] = {
     # loan products first: "other" is 其他 in the enums below

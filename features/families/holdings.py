@@ -11,7 +11,7 @@ already known at T. ``accounts.close_date`` counts only through its date.
 
 from __future__ import annotations
 
-from bankexport.spec import ACCOUNT_TYPES, LOAN_PRODUCTS, PRODUCT_NAMES_ZH, SERVICES
+from bankexport.spec import ACCOUNT_TYPES, ACCOUNT_TYPES_ZH, LOAN_PRODUCTS, PRODUCT_NAMES_ZH, SERVICES, SERVICES_ZH
 from features.families._sql import known, per_as_of
 from features.schema import Feature, declarer
 from nbp.sqltext import lit
@@ -19,26 +19,6 @@ from nbp.sqltext import lit
 FAMILY = "holdings"
 SPINE_ROWS = True
 REQUIRES = ("loans", "accounts")
-
-_SERVICE_ZH = {
-    "mobile_banking": "手机银行",
-    "wechat_banking": "微信银行",
-    "payroll_agency": "代发工资服务",
-    "social_security_card": "社保卡",
-    "qr_merchant": "收款码商户",
-    "pos_terminal": "POS机",
-    "wealth_management": "理财",
-    "insurance_agency": "代理保险",
-}
-_ACCOUNT_ZH = {
-    "current": "活期账户",
-    "savings": "储蓄账户",
-    "time_deposit": "定期存款",
-    "wealth": "理财账户",
-    "loan": "贷款账户",
-    "debit_card": "借记卡",
-    "credit_card": "信用卡",
-}
 
 _f = declarer(FAMILY)
 
@@ -148,7 +128,7 @@ ACCOUNT_FEATURES: list[Feature] = [
         _f(
             f"holdings_account_{t}_held",
             "int",
-            f"持有{_ACCOUNT_ZH[t]}(1/0)",
+            f"持有{ACCOUNT_TYPES_ZH[t]}(1/0)",
             f"holds an open {t} account (1/0)",
             f"CAST(bool_or({_OPEN} AND account_type = {lit(t)}) AS INTEGER)",
         )
@@ -185,7 +165,7 @@ SERVICE_FEATURES: list[Feature] = [
         _f(
             f"holdings_service_{s}_held",
             "int",
-            f"已签约{_SERVICE_ZH[s]}(1/0)",
+            f"已签约{SERVICES_ZH[s]}(1/0)",
             f"holds {s} (1/0)",
             _held(s),
             needs=("services",),
