@@ -5,7 +5,7 @@ The quality target asks the recipe for at least 0.99 × the oracle's AUC on ever
 as ``bench_quality``'s backtest, three references that know more than a recipe may:
 
 - ``lr_labels``: a logistic regression of the simulator's own tax_linked hazard form
-  (``bankexport/simulate.py: _drivers``; grade dummies, log tax paid, twelve months
+  (``bankexport/sim_uptake.py: _tax_linked``; grade dummies, log tax paid, twelve months
   filed, log firm age in years, business, tenure of six months) on the export's
   features, fitted on the fitting rows' labels. It knows which inputs matter and their
   transforms; no recipe for another bank can.
