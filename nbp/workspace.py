@@ -26,12 +26,19 @@ name onto ``home``. Layout::
       secrets/fingerprint.key        HMAC key of token fingerprints in the audit log
       bentoml/                       BENTOML_HOME
       .tmp/<job>/                    a running job's scratch folder (nbp.jobs)
+
+A federation workspace (``docs/decisions/016-federation-workspace.md``) holds several member
+banks: ``Workspace.for_bank(code)`` puts each bank's own data (``ingest/``, ``ingest.refused/``,
+``data/``, ``outputs/``) under ``banks/<code>/`` (:attr:`Workspace.bank_root`), while
+``mlruns/``, ``feast/``, ``bentoml/``, ``audit/``, ``secrets/``, ``policy/`` and ``.tmp/``
+stay shared under ``$NBP_HOME``. Without a bank every path is the one above.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -39,35 +46,71 @@ from pathlib import Path
 from nbp.errors import DataContractError
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+# A member bank's code (spec, "Federation"): also a folder name, so nothing that could leave banks/
+BANK_CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+
+
+def is_bank_code(code: object) -> bool:
+    """Whether ``code`` is a valid ``bank_code``: 1-16 characters of ``A-Z a-z 0-9 _ -``."""
+    return isinstance(code, str) and BANK_CODE.fullmatch(code) is not None
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """Paths of one workspace."""
+    """Paths of one workspace; with ``bank``, one member bank's view of a federation workspace."""
 
     home: Path
+    bank: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.bank is not None and not is_bank_code(self.bank):
+            raise ValueError(f"bank code {self.bank!r}: 1-16 characters of A-Z a-z 0-9 _ - expected")
 
     @classmethod
     def from_env(cls) -> Workspace:
         """The workspace named by ``NBP_HOME`` (default: the checkout)."""
         return cls(Path(os.environ.get("NBP_HOME") or CHECKOUT).resolve())
 
+    def for_bank(self, code: str) -> Workspace:
+        """The same home, seen from member bank ``code`` (its own data under ``banks/<code>/``)."""
+        return Workspace(self.home, code)
+
+    @property
+    def banks_dir(self) -> Path:
+        """The folder of the member banks' own data in a federation workspace."""
+        return self.home / "banks"
+
+    @property
+    def bank_root(self) -> Path:
+        """Where this bank's own data lives: ``banks/<code>/``, or ``home`` without a bank."""
+        return self.banks_dir / self.bank if self.bank is not None else self.home
+
+    def banks(self) -> list[str]:
+        """The member banks present: folders under ``banks/`` holding an ingested store, sorted."""
+        if not self.banks_dir.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.banks_dir.iterdir()
+            if is_bank_code(p.name) and self.for_bank(p.name).ingest_meta.exists()
+        )
+
     @property
     def ingest_dir(self) -> Path:
-        return self.home / "ingest"
+        return self.bank_root / "ingest"
 
     @property
     def ingest_refused_dir(self) -> Path:
         """Report of an import refused by a share limit (the store is not touched)."""
-        return self.home / "ingest.refused"
+        return self.bank_root / "ingest.refused"
 
     @property
     def ingested_dir(self) -> Path:
-        return self.home / "data" / "ingested"
+        return self.bank_root / "data" / "ingested"
 
     @property
     def features_dir(self) -> Path:
-        return self.home / "data" / "features"
+        return self.bank_root / "data" / "features"
 
     @property
     def feast_dir(self) -> Path:
@@ -79,7 +122,7 @@ class Workspace:
 
     @property
     def outputs_dir(self) -> Path:
-        return self.home / "outputs"
+        return self.bank_root / "outputs"
 
     @property
     def bentoml_home(self) -> Path:
