@@ -53,11 +53,11 @@ from bankexport.ingest_lines import (
 )
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Column, Table
 from nbp.config import IngestConfig
-from nbp.errors import DataContractError
+from nbp.errors import ConfigError, DataContractError
 from nbp.jobs import pid_alive
 from nbp.sheets import write_csv_batches
 from nbp.sqltext import ident, lit
-from nbp.workspace import Workspace
+from nbp.workspace import Workspace, is_bank_code
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ class IngestReport:
             if c.get("exceeded"):
                 lines.append(f"note: {c['note']}")
         source = f"inferred {self.inference['note']}" if self.inference else f"(from {self.export_date_from})"
-        lines.append(f"export date {self.export_date} {source}; details in report.json, rejects/ and cells/")
+        bank = f"bank {self.bank_code}: " if self.bank_code else ""
+        lines.append(f"{bank}export date {self.export_date} {source}; details in report.json, rejects/ and cells/")
         return "\n".join(lines)
 
 
@@ -245,6 +246,11 @@ def _read_manifest(src: Path) -> dict[str, Any]:
             raise DataContractError(
                 f"manifest.json: export_date '{m['export_date']}' is not YYYY-MM-DD (rule {q.BAD_MANIFEST})"
             ) from None
+    if m.get("bank_code") is not None and not is_bank_code(m["bank_code"]):
+        raise DataContractError(
+            f"manifest.json: bank_code {json.dumps(m['bank_code'], ensure_ascii=False)} is not a bank code: "
+            f"1-16 characters of A-Z a-z 0-9 _ - (rule {q.BAD_MANIFEST})"
+        )
     return m
 
 
@@ -571,8 +577,10 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
     return _Checked(n_raw + n_rej, kept, aside, cells)
 
 
-def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path) -> None:
-    """Write the kept rows of ``chk`` as ``path`` (Parquet, spec dtypes, pandas metadata)."""
+def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path, bank: str | None = None) -> None:
+    """Write the kept rows of ``chk`` as ``path`` (Parquet, spec dtypes, pandas metadata); with
+    ``bank``, a last column ``bank_code`` holds the member bank on every row."""
+    extra = [(q.BANK_COLUMN, "string")] if bank is not None else []
     meta = json.dumps(
         {
             "index_columns": [],
@@ -586,13 +594,23 @@ def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path) -> None:
                     "metadata": None,
                 }
                 for c in t.columns
+            ]
+            + [
+                {
+                    "name": name,
+                    "field_name": name,
+                    "pandas_type": _PANDAS_TYPES[kind][0],
+                    "numpy_type": _PANDAS_TYPES[kind][1],
+                    "metadata": None,
+                }
+                for name, kind in extra
             ],
             "attributes": {},
             "creator": {"library": "pyarrow", "version": pa.__version__},
         }
     )
     con.execute(
-        f"COPY ({q.stored_select(t, 'chk')}) TO {lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
+        f"COPY ({q.stored_select(t, 'chk', bank)}) TO {lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
         f"DICTIONARY_SIZE_LIMIT {DICTIONARY_SIZE_LIMIT}, KV_METADATA {{pandas: {lit(meta)}}})"
     )
 
@@ -852,7 +870,7 @@ def _clean_stale(ws: Workspace) -> None:
                 p.rename(target)
             else:
                 shutil.rmtree(p, ignore_errors=True)
-    for p in ws.home.glob(".ingest-work-*"):
+    for p in ws.bank_root.glob(".ingest-work-*"):
         try:
             pid = int(p.name.split("-")[2])
         except (ValueError, IndexError):
@@ -886,7 +904,7 @@ def _staging(ws: Workspace, tag: str) -> Iterator[tuple[Path, Path, Path]]:
     """Temporary (data, report, work) folders, removed whatever happens."""
     data = ws.ingested_dir.parent / f".{ws.ingested_dir.name}.tmp-{tag}"
     rep = ws.ingest_dir.parent / f".{ws.ingest_dir.name}.tmp-{tag}"
-    work = ws.home / f".ingest-work-{tag}"
+    work = ws.bank_root / f".ingest-work-{tag}"
     for p in (data, rep, work):
         p.mkdir(parents=True)
     try:
@@ -1131,7 +1149,7 @@ class _Validation:
         with _step(name, "counts"):
             counts = _counts(con, s.table)
         with _step(name, "write"):
-            write_table(con, s.table, self.data_dir / self.ws.table(name).name)
+            write_table(con, s.table, self.data_dir / self.ws.table(name).name, self.ws.bank)
         with _step(name, "reports"):
             _write_problem_rows(
                 con,
@@ -1255,8 +1273,53 @@ def _store(ws: Workspace, staging: tuple[Path, Path, Path], report: IngestReport
     _swap_in([(data_dir, ws.ingested_dir), (rep_dir, ws.ingest_dir)], report.run_id)
 
 
+def _bank_of(ws: Workspace, bank: str | None, manifest: dict[str, Any]) -> str | None:
+    """The member bank of an import: ``bank`` (``--bank``, or the bank ``ws`` is for), else the
+    manifest's ``bank_code``, else None (a single-bank import). Stops when they disagree."""
+    if bank is not None and ws.bank is not None and bank != ws.bank:
+        raise ValueError(f"bank {bank!r} given for the workspace of bank {ws.bank!r}")
+    given = bank if bank is not None else ws.bank
+    if given is not None and not is_bank_code(given):
+        raise ConfigError(
+            f"--bank {json.dumps(given, ensure_ascii=False)}: not a bank code: 1-16 characters of "
+            f"A-Z a-z 0-9 _ - (spec, Federation)"
+        )
+    coded = manifest.get("bank_code")
+    if given is not None and coded is not None and given != coded:
+        raise DataContractError(
+            f"--bank {given} but manifest.json says bank_code {coded}: is this the right export? "
+            f"Give the bank of its manifest (rule {q.BANK_MISMATCH})"
+        )
+    return given if given is not None else coded
+
+
+def _member_workspace(ws: Workspace, bank: str | None) -> Workspace:
+    """Where the import of ``bank`` (None: a single bank) goes; stops when it would mix a
+    single-bank store and member banks in one workspace (the stored data stays as it is)."""
+    home = Workspace(ws.home)
+    if bank is not None and home.ingested_dir.exists():
+        raise DataContractError(
+            f"bank {bank}: {ws.home} holds a single-bank store ({home.ingested_dir}), and a workspace is "
+            f"either one bank or a federation of banks/<code>/: import member banks into another "
+            f"NBP_HOME (rule {q.MIXED_WORKSPACE})"
+        )
+    if bank is None and (members := home.banks()):
+        raise DataContractError(
+            f"{ws.home} is a federation workspace (banks {', '.join(members)}), and this export names no "
+            f"bank (no bank_code in manifest.json): give --bank CODE, or import a single bank into "
+            f"another NBP_HOME (rule {q.MIXED_WORKSPACE})"
+        )
+    return home.for_bank(bank) if bank is not None else home
+
+
 def ingest(
-    src: Path, ws: Workspace, cfg: IngestConfig, *, accept_set_aside: bool = False, accept_shrink: bool = False
+    src: Path,
+    ws: Workspace,
+    cfg: IngestConfig,
+    *,
+    bank: str | None = None,
+    accept_set_aside: bool = False,
+    accept_shrink: bool = False,
 ) -> IngestReport:
     """Validate the bank export in ``src`` and store its typed tables in the workspace.
 
@@ -1266,8 +1329,12 @@ def ingest(
         ws: the workspace; writes ``ws.ingested_dir/<table>.parquet`` (columns and
             dtypes of :mod:`bankexport.spec`: string/enum ``string``, date/timestamp/month
             ``datetime64[us]``, money ``float64``, int ``Int64``) and ``ws.ingest_meta``,
-            and ``ws.ingest_report``, ``ws.ingest_dir/rejects/<table>.csv``, ``cells/<table>.csv``.
+            and ``ws.ingest_report``, ``ws.ingest_dir/rejects/<table>.csv``, ``cells/<table>.csv``;
+            for a member bank, those of ``ws.for_bank(code)``, each table with a last column
+            ``bank_code``.
         cfg: ingest settings (DuckDB memory limit and threads, share limits).
+        bank: the member bank (``--bank``); default the manifest's ``bank_code``; neither:
+            a single-bank import. Given with a ``bank_code``, the two must agree.
         accept_set_aside: store the tables even where more rows than ``cfg.max_set_aside_share``
             are set aside (the report says so).
         accept_shrink: store the tables even where one keeps more than ``cfg.max_shrink_share``
@@ -1279,18 +1346,20 @@ def ingest(
     Raises:
         DataContractError: a required table or column is missing, a header repeats a
             column, a table is given twice, a file is empty, cut short, in another encoding
-            or unreadable, a required table has no rows, the manifest is bad, or a share
-            limit is exceeded without its override (then the would-be report goes to
-            ``ingest.refused/``). The stored data is untouched.
+            or unreadable, a required table has no rows, the manifest is bad, ``bank`` and the
+            manifest's ``bank_code`` disagree, the import would mix a single-bank store and
+            member banks, or a share limit is exceeded without its override (then the would-be
+            report goes to ``ingest.refused/``). The stored data is untouched.
     """
     t0 = time.perf_counter()
     src = Path(src).resolve()
     manifest = _read_manifest(src)
     encoding = ENCODINGS[str(manifest.get("encoding") or "utf-8").lower()]
-    bank_code = manifest.get("bank_code")
+    bank_code = _bank_of(ws, bank, manifest)
+    ws = _member_workspace(ws, bank_code)
     sources, empty = _locate(src, encoding)
     unread = _unread_files(src)
-    ws.home.mkdir(parents=True, exist_ok=True)
+    ws.bank_root.mkdir(parents=True, exist_ok=True)
     _clean_stale(ws)
     previous = _previous_import(ws, bank_code)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"

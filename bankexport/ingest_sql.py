@@ -48,6 +48,12 @@ TRUNCATED_FILE = "truncated_file"
 WRONG_ENCODING = "wrong_encoding"
 TOO_MANY_SET_ASIDE = "too_many_set_aside"
 TABLE_SHRANK = "table_shrank"
+# Stop rules of a federation workspace: --bank and the manifest's bank_code disagree; an
+# import would put a member bank beside a single-bank store, or a bank-less export beside banks.
+BANK_MISMATCH = "bank_mismatch"
+MIXED_WORKSPACE = "mixed_workspace"
+# The column every ingested table of a member bank carries (its bank_code, constant).
+BANK_COLUMN = "bank_code"
 
 DATE_TYPES = ("date", "timestamp", "month")
 
@@ -315,11 +321,13 @@ def check_sql(
     )
 
 
-def stored_select(table: Table, src: str) -> str:
+def stored_select(table: Table, src: str, bank: str | None = None) -> str:
     """SELECT of the kept rows of a checked table, typed as stored (spec dtypes).
 
     Enum columns stay ``ENUM``: DuckDB writes them as Parquet strings (dictionary
-    encoded), which read back as ``string`` like any other text column.
+    encoded), which read back as ``string`` like any other text column. With ``bank``
+    (a member bank of a federation), a last column ``bank_code`` holds it on every row
+    (one value, so dictionary encoded too).
     """
     out = []
     for c in table.columns:
@@ -327,6 +335,8 @@ def stored_select(table: Table, src: str) -> str:
         if not c.required and can_break(c):
             p = f"CASE WHEN {ident('b_' + c.name)} IS NULL THEN {p} END"
         out.append(f"{p} AS {ident(c.name)}" if c.enum else f"CAST({p} AS {DUCK_TYPES[c.type]}) AS {ident(c.name)}")
+    if bank is not None:
+        out.append(f"CAST({lit(bank)} AS VARCHAR) AS {ident(BANK_COLUMN)}")
     return f"SELECT {', '.join(out)} FROM {src} WHERE _why IS NULL"
 
 

@@ -123,12 +123,26 @@ def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end:
     help="Store the tables even where one keeps more than ingest.max_shrink_share (default 20%) "
     "fewer rows than the previous import; the report says so.",
 )
+@click.option(
+    "--bank",
+    metavar="CODE",
+    default=None,
+    help="Member bank of a federation workspace (default: bank_code of manifest.json; neither: a single bank).",
+)
 @common
-def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool) -> None:
-    """Validate a bank export in SRC and store its typed tables in the workspace."""
+def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool, bank: str | None) -> None:
+    """Validate a bank export in SRC and store its typed tables in the workspace (a member
+    bank's under banks/<code>/)."""
     from bankexport.ingest import ingest as run
 
-    report = run(Path(src), ctx.ws, ctx.cfg.ingest, accept_set_aside=accept_set_aside, accept_shrink=accept_shrink)
+    report = run(
+        Path(src),
+        ctx.ws,
+        ctx.cfg.ingest,
+        bank=bank,
+        accept_set_aside=accept_set_aside,
+        accept_shrink=accept_shrink,
+    )
     click.echo(report.summary_table())
 
 

@@ -375,10 +375,10 @@ def test_failed_run_leaves_previous_store_intact(
     real = ingest_mod.write_table
     written: list[str] = []
 
-    def failing(con, t, path):
+    def failing(con, t, path, *bank):
         if t.name == "loans":
             raise OSError("disk full (simulated)")
-        real(con, t, path)
+        real(con, t, path, *bank)
         written.append(t.name)
 
     monkeypatch.setattr(ingest_mod, "write_table", failing)
