@@ -197,6 +197,11 @@ def write_export(
     return root
 
 
+def bank_manifest(code: object, **more: object) -> dict:
+    """The manifest of a member bank's export (spec, "Federation"): ``bank_code`` and a display name."""
+    return {"format": "bank-export/1", "bank": f"农商银行 {code}", "bank_code": code, **more}
+
+
 def report_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a ``rejects/`` or ``cells/`` file (which must start with the UTF-8 BOM), as the
     bank reads them back (nbp.sheets)."""
