@@ -154,6 +154,8 @@ def preexisting_loans(s: SimState, drivers: Drivers, rng: np.random.Generator) -
         terms, tp = P.TERMS[p]
         mean_term = float(np.dot(terms, tp))
         take = rng.random(len(ix)) < np.clip(monthly * mean_term, 0, P.PREEXISTING_CAP)
+        if s.launch[p] is not None:
+            take[:] = False  # launched during the simulation: nobody holds it before
         _backdated(s, p, ix[take], rng)
     pop = s.pop
     agri = np.flatnonzero((pop.occ == OCC["farmer"]) & (pop.open_day < T))

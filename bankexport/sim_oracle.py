@@ -141,7 +141,8 @@ def oracle_tables(s: SimState, horizon_days: int) -> tuple[list[pa.Table], dict[
     """The oracle's rows of a finished run, per product and as-of month start.
 
     A row is a candidate at the as-of date T (at risk, opened before T, eligible in some
-    window month) whose window ``(T, T + horizon_days]`` ends before the export date.
+    window month, the product launched by T) whose window ``(T, T + horizon_days]`` ends
+    before the export date.
     The hidden effect's posterior is updated with each month's applications after that
     month's rows, so a row conditions only on applications before its as-of date.
 
@@ -156,7 +157,8 @@ def oracle_tables(s: SimState, horizon_days: int) -> tuple[list[pa.Table], dict[
         sd = P.HIDDEN_SD[p]
         loglik = np.tile(s.log_w, (len(s.pools[p]), 1))
         for m0 in range(s.M):
-            if s.ms[m0] + H < s.export_date:
+            # no row before the product's launch: nobody is its candidate
+            if s.ms[m0] + H < s.export_date and s.live(p, s.ms[m0]):
                 table, n_labels, p_sum = _as_of_rows(s, p, m0, H, loglik)
                 parts.append(table)
                 labels[p] += n_labels

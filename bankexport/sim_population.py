@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from bankexport import sim_params as P
+from bankexport.sim_profile import BankProfile
 from bankexport.spec import EMPLOYER_TYPES, INDUSTRIES, OCCUPATIONS
 
 OCC = {name: i for i, name in enumerate(OCCUPATIONS)}
@@ -75,25 +76,32 @@ class Population:
     manager_capacity: np.ndarray  # int32
 
 
-def build_population(n: int, start: np.datetime64, span_days: int, rng: np.random.Generator) -> Population:
+def build_population(
+    n: int, start: np.datetime64, span_days: int, rng: np.random.Generator, profile: BankProfile | None = None
+) -> Population:
     """Draw the customers of an ``n``-customer bank whose simulation starts at ``start``.
 
-    The steps draw from ``rng`` in a fixed order (the same seed gives the same bank).
+    The steps draw from ``rng`` in a fixed order (the same seed and profile give the same bank).
 
     Args:
         n: number of customers.
         start: first simulated day (a month start).
         span_days: number of simulated days (new customers open within them).
         rng: the population's random stream.
+        profile: occupation mix, share of businesses and county code (None: the reference bank).
 
     Returns:
         The :class:`Population`.
     """
-    n_biz = min(n, max(P.MIN_BUSINESSES, round(n * P.FULL_BUSINESSES / P.FULL_CUSTOMERS)))
+    profile = profile or BankProfile()
+    if profile.business_share is None:
+        n_biz = min(n, max(P.MIN_BUSINESSES, round(n * P.FULL_BUSINESSES / P.FULL_CUSTOMERS)))
+    else:
+        n_biz = min(n, max(P.MIN_BUSINESSES, round(n * profile.business_share)))
     is_biz = np.zeros(n, bool)
     is_biz[rng.choice(n, n_biz, replace=False)] = True
-    occ_names = list(P.OCCUPATION_MIX)
-    occ_p = np.array(list(P.OCCUPATION_MIX.values()))
+    occ_names = list(profile.occupation_mix)
+    occ_p = np.array(list(profile.occupation_mix.values()))
     occ = np.array([OCC[o] for o in occ_names], np.int8)[rng.choice(len(occ_names), n, p=occ_p / occ_p.sum())]
     occ[is_biz] = -1
     o = {name: occ == OCC[name] for name in OCCUPATIONS}
@@ -108,7 +116,7 @@ def build_population(n: int, start: np.datetime64, span_days: int, rng: np.rando
     for name, p in P.URBAN_SHARE.items():
         urban_p[o[name]] = p
     f["urban"] = urban = rng.random(n) < urban_p
-    f.update(_network(urban, bf_pool, rng))
+    f.update(_network(urban, bf_pool, rng, profile.county_code))
     f.update(_relationship(o, f, start, span_days, rng))
     f.update(_income(o, f["emp"], rng))
     f.update(_behaviour(o, f, rng))
@@ -143,7 +151,7 @@ def _ages(o: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     return age
 
 
-def _network(urban: np.ndarray, bf_pool: np.ndarray, rng: np.random.Generator) -> dict:
+def _network(urban: np.ndarray, bf_pool: np.ndarray, rng: np.random.Generator, county: str) -> dict:
     """Branches (urban ones first; customers go to a branch of their area) and managers.
 
     Managers are proportional to each branch's customers; businesses and merchants
@@ -165,7 +173,7 @@ def _network(urban: np.ndarray, bf_pool: np.ndarray, rng: np.random.Generator) -
         "manager": np.where(has_mgr, mgr, -1).astype(np.int32),
         "n_branches": n_br,
         "branch_urban": np.arange(n_br) < n_urb,
-        "branch_town": [f"{P.COUNTY_CODE}{(1 + i if i < n_urb else 100 + i):03d}" for i in range(n_br)],
+        "branch_town": [f"{county}{(1 + i if i < n_urb else 100 + i):03d}" for i in range(n_br)],
         "manager_branch": manager_branch,
         "manager_capacity": manager_capacity.astype(np.int32),
     }

@@ -17,6 +17,7 @@ from bankexport.sim_calendar import rng
 from bankexport.sim_loans import LoanBook
 from bankexport.sim_oracle import gh_grid
 from bankexport.sim_population import Population, ids
+from bankexport.sim_profile import BankProfile
 from bankexport.sim_world import draw_accounts, draw_tax_history, initial_mobile
 
 # Per product: observable log-hazard without intercept (-inf: not eligible) and grant probability.
@@ -34,9 +35,13 @@ class SimState:
         cal: list[tuple[float, float]],
         export_date: np.datetime64,
         seed: int,
+        profile: BankProfile | None = None,
     ) -> None:
         self.pop, self.ms, self.nd, self.cal = pop, month_starts, n_days, cal
         self.export_date, self.seed = export_date, seed
+        self.profile = profile or BankProfile()
+        # first day each modelled product is offered (None: all along)
+        self.launch = {p: self.profile.launch_day(p) for p in P.PRODUCTS}
         self.M = M = len(month_starts)
         n = pop.n
         self.nodes, self.log_w = gh_grid(P.GH_NODES)
@@ -74,3 +79,8 @@ class SimState:
         self.mobile_day = initial_mobile(pop, month_starts[0], rng(seed, 6))
         self.n_txn = 0
         self.n_bal = 0
+
+    def live(self, product: str, T: np.datetime64) -> bool:
+        """Whether the bank offers ``product`` on day ``T`` (launched on or before it)."""
+        day = self.launch[product]
+        return day is None or day <= T

@@ -134,6 +134,8 @@ def uptake(s: SimState, m: int, drv: Drivers, rng: np.random.Generator) -> None:
         ix = s.pools[p]
         eta, g = drv[p]
         eta = (eta + s.intercept[p]).astype(np.float32)
+        if not s.live(p, T):
+            eta = np.full_like(eta, -np.inf)  # not launched yet: nobody applies, nobody is contacted
         s.eta[p][m] = eta
         s.gp[p][m] = g
         risk = ~s.loans.holding(p, T, ix)

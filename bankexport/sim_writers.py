@@ -71,6 +71,8 @@ class MonthWriter:
 def write_static(s: SimState, exp_dir: Path) -> dict[str, int]:
     """Write every table but transactions and balances; return rows per table (all of them)."""
     rows = {"transactions": s.n_txn, "balances": s.n_bal}
+    if not s.profile.tax_data:  # an earlier run's table in the same folder would say otherwise
+        (exp_dir / "tax_records.parquet").unlink(missing_ok=True)
     for name, tab in static_tables(s).items():
         sch = schema(name)
         pq.write_table(tab.select(sch.names).cast(sch), exp_dir / f"{name}.parquet", compression=COMPRESSION)
@@ -85,7 +87,8 @@ def static_tables(s: SimState) -> dict[str, pa.Table]:
     tables["loans"], L, ended = loans_table(s, stream(s.seed, 9))
     tables["accounts"] = _accounts_table(s, L, ended)
     tables["services"] = _services_table(s, stream(s.seed, 10))
-    tables["tax_records"] = _tax_table(s)
+    if s.profile.tax_data:  # a bank outside 银税互动 has no tax_records table
+        tables["tax_records"] = _tax_table(s)
     tables["contacts"] = _contacts_table(s)
     return tables
 
@@ -201,16 +204,25 @@ def write_oracle(parts: list[pa.Table], path: Path) -> int:
     return table.num_rows
 
 
-def write_manifest(exp_dir: Path, export_date: np.datetime64, seed: int) -> None:
-    """The export's ``manifest.json``: format, export date, encoding and the bank's description."""
+def write_manifest(
+    exp_dir: Path, export_date: np.datetime64, seed: int, bank: str | None = None, bank_code: str | None = None
+) -> None:
+    """The export's ``manifest.json``: format, export date, encoding, the bank's name and its code.
+
+    Without ``bank`` the name is the simulator's description; without ``bank_code`` there
+    is no ``bank_code`` key (a single bank).
+    """
+    manifest = {
+        "format": FORMAT,
+        "export_date": str(export_date),
+        "encoding": "utf-8",
+        "bank": bank or f"simulated county rural commercial bank, central Hunan (nbp simulator, seed {seed})",
+    }
+    if bank_code is not None:
+        manifest["bank_code"] = bank_code
     (exp_dir / "manifest.json").write_text(
         json.dumps(
-            {
-                "format": FORMAT,
-                "export_date": str(export_date),
-                "encoding": "utf-8",
-                "bank": f"simulated county rural commercial bank, central Hunan (nbp simulator, seed {seed})",
-            },
+            manifest,
             ensure_ascii=False,
             indent=1,
         )

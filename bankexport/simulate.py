@@ -33,13 +33,14 @@ from bankexport.sim_calendar import calendar, month_days, rng
 from bankexport.sim_loans import other_loans, preexisting_loans
 from bankexport.sim_oracle import oracle_tables
 from bankexport.sim_population import build_population
+from bankexport.sim_profile import BankProfile
 from bankexport.sim_state import SimState
 from bankexport.sim_uptake import drivers, solve_intercepts, uptake
 from bankexport.sim_writers import MonthWriter, write_manifest, write_oracle, write_static
 from bankexport.spec import ALL_TABLES, FORMAT
 from nbp.errors import ConfigError
 
-__all__ = ["FULL_CUSTOMERS", "PRODUCTS", "SimSummary", "run_months", "simulate", "write_csv_export"]
+__all__ = ["FULL_CUSTOMERS", "PRODUCTS", "BankProfile", "SimSummary", "run_months", "simulate", "write_csv_export"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,13 @@ class SimSummary:
 
 
 def simulate(
-    out: Path, customers: int = 20_000, months: int = 24, end: str = "2026-10", seed: int = 7, horizon_days: int = 90
+    out: Path,
+    customers: int = 20_000,
+    months: int = 24,
+    end: str = "2026-10",
+    seed: int = 7,
+    horizon_days: int = 90,
+    profile: BankProfile | None = None,
 ) -> SimSummary:
     """Simulate a county rural bank and write its export and oracle.
 
@@ -92,6 +99,8 @@ def simulate(
         end: last simulated month, ``YYYY-MM``.
         seed: random seed; the same seed gives byte-identical files.
         horizon_days: label horizon of the oracle's probability.
+        profile: how the bank differs from the reference bank (population shares, tax
+            data, product launches, name and code); None: the reference bank.
 
     Returns:
         A :class:`SimSummary`. ``oracle.parquet`` has columns ``customer_id`` (string),
@@ -106,23 +115,25 @@ def simulate(
     """
     t0 = time.perf_counter()
     last = _check_arguments(customers, months, end, horizon_days)
+    month_starts = (last - months + 1 + np.arange(months)).astype("datetime64[D]")
+    start = month_starts[0]
+    export_date = (last + 1).astype("datetime64[D]")
+    profile = profile or BankProfile()
+    profile.check(start, export_date)
     out = Path(out)
     exp_dir, ora_dir = out / "export", out / "oracle"
     exp_dir.mkdir(parents=True, exist_ok=True)
     ora_dir.mkdir(parents=True, exist_ok=True)
-    month_starts = (last - months + 1 + np.arange(months)).astype("datetime64[D]")
-    start = month_starts[0]
-    export_date = (last + 1).astype("datetime64[D]")
     n_days = [month_days(ms) for ms in month_starts]
     cal = [calendar(ms, nd) for ms, nd in zip(month_starts, n_days, strict=True)]
 
-    pop = build_population(customers, start, int((export_date - start).astype(int)), rng(seed, 1))
-    state = SimState(pop, month_starts, n_days, cal, export_date, seed)
+    pop = build_population(customers, start, int((export_date - start).astype(int)), rng(seed, 1), profile)
+    state = SimState(pop, month_starts, n_days, cal, export_date, seed, profile)
     run_months(state, exp_dir)
     rows = write_static(state, exp_dir)
     parts, labels, expected = oracle_tables(state, horizon_days)
     rows["oracle"] = write_oracle(parts, ora_dir / "oracle.parquet")
-    write_manifest(exp_dir, export_date, seed)
+    write_manifest(exp_dir, export_date, seed, profile.bank, profile.bank_code)
     summary = SimSummary(
         out,
         exp_dir,
