@@ -355,3 +355,30 @@ CONTACT_TOP_QUANTILE = 0.8  # where the top fifth starts
 CONTACT_OUTCOME_MIX = (0.3, 0.5, 0.2)  # without an application: declined, no_response, unreachable
 CONTACT_CHANNEL_MIX = (0.35, 0.2, 0.3, 0.1, 0.05)  # sms, wechat, phone, visit, branch
 GH_NODES = 24  # Gauss-Hermite nodes for the hidden effect
+
+# ---------------------------------------------------------------- federation
+# ``nbp simulate --federation K``: K member banks of one provincial federation (省联社).
+FED_SIZE_RANGE = (500_000, 5_000)  # customers of the largest and smallest bank at scale 1, log-spread between
+FED_PUBLIC_SHARE = (0.04, 0.14)  # civil servants + public institutions among individuals (reference 0.08)
+FED_MERCHANT_SHARE = (0.06, 0.18)  # merchants + micro-business owners among individuals (reference 0.11)
+FED_BUSINESS_SHARE = (0.001, 0.008)  # businesses (对公) among customers (reference 1,360 / 388,494 = 0.0035)
+FED_TAX_DATA_SHARE = 0.6  # banks receiving tax records (银税互动); with K >= 2 at least one bank has none
+FED_LAUNCH_SHARE = 0.25  # (bank, offered product) pairs launched during the simulated months
+FED_LAUNCH_AFTER = 6  # such a launch falls at least this many months after the first simulated month
+FED_RECENT_LAUNCH = 3  # the smallest bank with tax data launched tax_linked this many months before the export
+FED_STREAM = 900  # random stream of the federation's knobs and of each bank's seed
+# Member banks' codes, display names and county codes (fictional counties); more banks: RCB<k>.
+FED_BANKS = (
+    ("QINGSHAN", "青山农商行", "431301"),
+    ("BAISHA", "白沙农商行", "431302"),
+    ("JINTANG", "金塘农商行", "431303"),
+    ("MEIXI", "梅溪农商行", "431304"),
+    ("LONGTAN", "龙潭农商行", "431305"),
+    ("FENGLIN", "枫林农商行", "431306"),
+    ("SONGBAI", "松柏农商行", "431307"),
+    ("HETANG", "荷塘农商行", "431308"),
+    ("LIUWAN", "柳湾农商行", "431309"),
+    ("ZHUYUAN", "竹园农商行", "431310"),
+    ("XINGHUA", "杏花农商行", "431311"),
+    ("SHIQUAN", "石泉农商行", "431312"),
+)

@@ -82,13 +82,60 @@ def main() -> None:
 @click.option("--months", type=int, default=None, help="Months of history.")
 @click.option("--end", default=None, help="Last simulated month, YYYY-MM.")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed, same export).")
+@click.option(
+    "--federation",
+    type=int,
+    metavar="K",
+    default=None,
+    help="Simulate K member banks of a federation into OUT/<bank_code>/, listed in OUT/federation.json.",
+)
+@click.option(
+    "--scale",
+    type=float,
+    default=None,
+    help="With --federation: customers per bank = its size x this (default 1; e.g. 0.02 for a quick one).",
+)
+@click.option(
+    "--sizes",
+    default=None,
+    metavar="N,N,...",
+    help="With --federation: each bank's customers at scale 1, comma-separated (default: log-spread 500,000 to 5,000).",
+)
 @common
-def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end: str | None, seed: int | None) -> None:
-    """Write a bank export of a simulated county rural bank, plus its oracle."""
+def simulate(
+    ctx: Ctx,
+    out: str,
+    customers: str | None,
+    months: int | None,
+    end: str | None,
+    seed: int | None,
+    federation: int | None,
+    scale: float | None,
+    sizes: str | None,
+) -> None:
+    """Write a bank export of a simulated county rural bank, plus its oracle (or, with
+    --federation K, K member banks that differ in size, population, tax data and launches)."""
     from bankexport.simulate import FULL_CUSTOMERS
     from bankexport.simulate import simulate as run
 
     sc = ctx.cfg.simulate
+    months, end, seed = months or sc.months, end or sc.end, sc.seed if seed is None else seed
+    if federation is None and (scale is not None or sizes is not None):
+        raise click.UsageError("--scale and --sizes need --federation K")
+    if federation is not None:
+        from bankexport.sim_federation import simulate_federation
+
+        if customers is not None:
+            raise click.UsageError("--customers is for one bank; give a federation --sizes and --scale")
+        try:
+            size_list = None if sizes is None else [int(x) for x in sizes.split(",")]
+        except ValueError:
+            raise click.BadParameter("integers separated by commas", param_hint="--sizes") from None
+        fed = simulate_federation(
+            Path(out), federation, seed, 1.0 if scale is None else scale, size_list, months, end, sc.horizon_days
+        )
+        click.echo(fed.describe())
+        return
     if customers is None:
         n = sc.customers
     elif customers == "full":
@@ -98,14 +145,7 @@ def simulate(ctx: Ctx, out: str, customers: str | None, months: int | None, end:
             n = int(customers)
         except ValueError:
             raise click.BadParameter("a number or 'full'", param_hint="--customers") from None
-    summary = run(
-        Path(out),
-        customers=n,
-        months=months or sc.months,
-        end=end or sc.end,
-        seed=sc.seed if seed is None else seed,
-        horizon_days=sc.horizon_days,
-    )
+    summary = run(Path(out), customers=n, months=months, end=end, seed=seed, horizon_days=sc.horizon_days)
     click.echo(summary.describe())
 
 
