@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from bankexport import ingest as ingest_mod
 from bankexport.ingest import ingest
 from bankexport.spec import TABLES
 from nbp.config import IngestConfig
@@ -164,6 +165,24 @@ def test_what_happens_to_bank_a_leaves_bank_b_byte_identical(
         assert refused["bank_code"] == "A" and not fed.for_bank("B").ingest_refused_dir.exists()
     leftovers = [p for p in fed.home.rglob(".*") if any(k in p.name for k in ("tmp", "work", "old"))]
     assert leftovers == []
+
+
+def test_a_crash_while_writing_bank_a_leaves_both_banks_as_they_were(
+    tmp_path: Path, fed: Workspace, cfg: IngestConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, folders = _hashes(fed.home), sorted(fed.home.rglob("*"))
+    real = ingest_mod.write_table
+
+    def failing(con, t, path, *bank):
+        if t.name == "loans":
+            raise OSError("disk full (simulated)")
+        real(con, t, path, *bank)
+
+    monkeypatch.setattr(ingest_mod, "write_table", failing)
+    with pytest.raises(OSError, match="simulated"):
+        ingest(_reimport(tmp_path / "exp")[0], fed, cfg)
+    assert _hashes(fed.home) == before
+    assert sorted(fed.home.rglob("*")) == folders  # no staging or work folder left either
 
 
 def test_shrink_is_compared_with_the_same_bank_only(tmp_path: Path, fed: Workspace, cfg: IngestConfig) -> None:
