@@ -98,7 +98,12 @@ class Txns:
 
     def table(self, s: SimState, m: int, rng: np.random.Generator, first_id: int) -> pa.Table:
         """The month's ``transactions`` rows in time order, ids from ``first_id``, times of day drawn."""
-        cols = [np.concatenate(c) for c in zip(*self.parts, strict=True)]
+        if self.parts:
+            cols = [np.concatenate(c) for c in zip(*self.parts, strict=True)]
+        else:  # a month without any transaction (a bank of a few customers)
+            cols = [
+                np.array([], t) for t in (np.int32, np.int16, np.float64, bool, np.int8, np.int8, np.int32, np.int32)
+            ]
         cust, day, amount, credit, ch, tt, cp, acct = cols
         n = len(cust)
         # counters, agents open in business hours; batch runs early; the rest all day

@@ -26,7 +26,17 @@ if TYPE_CHECKING:
 
 LP = {name: i for i, name in enumerate(LOAN_PRODUCTS)}
 FOREVER = np.datetime64("9999-12-31")  # end of a loan still open at the export date
-_FIELDS = ("cust", "prod", "app", "grant", "amount", "term", "end", "overdue", "written_off")
+_FIELDS = {  # each field of the book and its dtype
+    "cust": np.int64,
+    "prod": np.int8,
+    "app": "datetime64[D]",
+    "grant": "datetime64[D]",
+    "amount": np.float64,
+    "term": np.int64,
+    "end": "datetime64[D]",
+    "overdue": np.int64,
+    "written_off": bool,
+}
 
 
 def draw_terms(product: str, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -99,7 +109,7 @@ class LoanBook:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every application so far, one array per field."""
-        return {k: np.concatenate(v) if v else np.array([]) for k, v in self.parts.items()}
+        return {k: np.concatenate(v) if v else np.array([], _FIELDS[k]) for k, v in self.parts.items()}
 
 
 def amounts(pop: Population, product: str, cust: np.ndarray, rng: np.random.Generator) -> np.ndarray:
