@@ -160,7 +160,10 @@ def plan_federation(
     if k >= 2:
         n_tax = min(n_tax, k - 1)
     tax[r.choice(k, n_tax, replace=False)] = True
-    last = np.datetime64(end, "M")
+    try:
+        last = np.datetime64(end, "M")
+    except ValueError:
+        raise ConfigError(f"simulate: end {end!r} is not a month YYYY-MM") from None
     first = last - months + 1
     # the smallest bank with tax data launched tax_linked FED_RECENT_LAUNCH months before the export
     recent = int(np.flatnonzero(tax)[np.argmin(np.asarray(sizes)[tax])])

@@ -187,6 +187,10 @@ def test_bad_federation_arguments_are_config_errors() -> None:
         plan_federation(3, 1, sizes=[10, 20])
     with pytest.raises(ConfigError, match="--scale"):
         plan_federation(3, 1, scale=0)
+    with pytest.raises(ConfigError, match="between 1 and 999 banks"):
+        plan_federation(0, 1)
+    with pytest.raises(ConfigError, match="not a month"):
+        plan_federation(2, 1, end="2026-13")
 
 
 def test_cli_writes_a_federation_and_refuses_mixed_options(tmp_path: Path) -> None:
