@@ -19,8 +19,9 @@ from bankexport.sim_federation import occupation_mix, plan_federation, simulate_
 from bankexport.sim_profile import BankProfile
 from bankexport.simulate import simulate
 from bankexport.spec import ALL_TABLES
+from nbp.config import IngestConfig
 from nbp.errors import ConfigError
-from nbp.workspace import is_bank_code
+from nbp.workspace import Workspace, is_bank_code
 
 SEED, SCALE, SIZES = 21, 0.05, [30_000, 10_000, 3_000]
 FED = {"k": 3, "seed": SEED, "scale": SCALE, "sizes": SIZES, "months": 10, "end": "2026-10"}
@@ -205,3 +206,17 @@ def test_cli_writes_a_federation_and_refuses_mixed_options(tmp_path: Path) -> No
     assert CliRunner().invoke(main, [*args, "--scale", "0.5"]).exit_code == 2  # --scale needs --federation
     bad = CliRunner().invoke(main, [*args, "--federation", "2", "--sizes", "60,x"])
     assert bad.exit_code == 2 and "--sizes" in bad.output
+
+
+def test_every_bank_ingests_whole_into_one_federation_workspace(fed: Path, tmp_path: Path, cfg: IngestConfig) -> None:
+    from bankexport.ingest import ingest
+
+    ws = Workspace(tmp_path / "home")
+    banks = _listing(fed)["banks"]
+    for b in banks:
+        report = ingest(fed / b["export"], ws, cfg)  # the bank comes from the manifest's bank_code
+        assert report.bank_code == b["bank_code"]
+        for table, t in report.tables.items():
+            assert t.rows_read == t.rows_kept and not t.set_aside and not t.cells_reported, (b["bank_code"], table)
+        assert (report.tables["tax_records"].file is not None) == b["tax_data"]
+    assert ws.banks() == sorted(b["bank_code"] for b in banks)
