@@ -10,7 +10,9 @@ drivers known at the month's start set each product's application hazard
 recorded (:mod:`bankexport.sim_loans`), and the month's transactions and balances
 (:mod:`bankexport.sim_activity`) are appended to the Parquet files as one row group
 (:mod:`bankexport.sim_writers`). ``write_csv_export`` converts a written export to CSV
-(UTF-8 or GBK). ``docs/simulator.md`` documents the mechanism.
+(UTF-8 or GBK). A :class:`BankProfile` (:mod:`bankexport.sim_profile`) makes the bank differ
+from the reference one; :mod:`bankexport.sim_federation` simulates several such banks.
+``docs/simulator.md`` documents the mechanism.
 """
 
 from __future__ import annotations
