@@ -194,6 +194,13 @@ def plan_federation(
     return banks
 
 
+def _uptake(run: SimSummary) -> dict[str, dict[str, float]]:
+    """Per product: grants during the simulation, positive labels and the oracle's sum of p over its rows."""
+    return {
+        p: {"grants": run.grants[p], "labels": run.labels[p], "expected": round(run.expected[p], 1)} for p in P.PRODUCTS
+    }
+
+
 def _sizes(k: int, scale: float, sizes: list[int] | None) -> list[int]:
     """Each bank's size at scale 1, checked."""
     if k < 1 or k > 999:
@@ -242,7 +249,7 @@ def simulate_federation(
         "end": end,
         "export_date": str(export_date),
         "horizon_days": horizon_days,
-        "banks": [b.as_json(export_date) for b in banks],
+        "banks": [{**b.as_json(export_date), "uptake": _uptake(r)} for b, r in zip(banks, runs, strict=True)],
     }
     tmp = out / f".federation.json.{os.getpid()}"
     tmp.write_text(json.dumps(listing, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
