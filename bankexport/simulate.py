@@ -60,7 +60,7 @@ class SimSummary:
     customers: int
     months: int
     export_date: str
-    rows: dict[str, int]
+    rows: dict[str, int]  # per table written (a table the bank does not have is absent), and "oracle"
     grants: dict[str, int]  # loans granted during the simulated months, per product
     labels: dict[str, int]  # positive (customer, as-of) labels pooled over the oracle's as-of dates
     expected: dict[str, float]  # sum of p_true over oracle rows, per product
@@ -73,7 +73,9 @@ class SimSummary:
             f"export date {self.export_date}, {self.seconds:.0f} s",
             f"export: {self.export_dir}",
         ]
-        lines += [f"  {t:<13} {self.rows.get(t, 0):>12,} rows" for t in ALL_TABLES]
+        lines += [
+            f"  {t:<13} {self.rows[t]:>12,} rows" if t in self.rows else f"  {t:<13} {'absent':>12}" for t in ALL_TABLES
+        ]
         lines.append("uptake (grants during the simulation; positive labels pooled over as-of; oracle sum p):")
         lines += [
             f"  {p:<13} {self.grants[p]:>8,} grants {self.labels[p]:>8,} labels {self.expected[p]:>10,.1f} expected"
