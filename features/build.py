@@ -10,6 +10,11 @@ are first aggregated per customer × month in DuckDB; the window aggregates over
 whole months that the monthly families name (``_sql.win``) are computed in numpy
 (:mod:`features.windows`) and handed back to DuckDB as the relation ``win``.
 Rebuilding some as-of dates replaces only those dates' rows.
+
+In a federation workspace (``docs/decisions/016-federation-workspace.md``) a member bank's
+build reads and writes only ``banks/<code>/`` and its tables carry a first column
+``bank_code`` (the same constant as the bank's ingested tables), so a feature row always
+says whose customer it is; :func:`build_banks` builds member banks one after the other.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
+from bankexport.ingest_sql import BANK_COLUMN
 from bankexport.spec import ALL_TABLES, REQUIRED_TABLES
 from features.catalog import CATALOG, MODULES, family_features
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
@@ -61,6 +67,47 @@ class BuildSummary:
         return (
             f"features: {len(self.as_of)} as-of dates ({self.as_of[0]} … {self.as_of[-1]}), "
             f"{n:,} (customer, as-of) rows per family, {self.seconds:.1f} s{skipped}"
+        )
+
+
+def member_banks(ws: Workspace, bank: str | None = None) -> list[str]:
+    """The member banks a federation build covers: every bank present, or just ``bank``.
+
+    Raises:
+        FeatureStoreError: ``ws`` holds no member bank, or ``bank`` is not one of them.
+    """
+    present = ws.banks()
+    if not present:
+        raise FeatureStoreError(
+            f"{ws.home}: not a federation workspace (no member bank ingested under {ws.banks_dir})"
+            + (f"; --bank {bank} is only for a federation" if bank is not None else "")
+        )
+    if bank is None:
+        return present
+    if bank not in present:
+        raise FeatureStoreError(
+            f"--bank {bank}: no such member bank in {ws.banks_dir} (banks present: {', '.join(present)}); "
+            f"import it first with `nbp ingest EXPORT_DIR --bank {bank}`"
+        )
+    return [bank]
+
+
+def _check_bank(ws: Workspace) -> None:
+    """A member bank's ingested store must be that bank's: ``_meta.json`` names its ``bank_code``.
+
+    Raises:
+        FeatureStoreError: the store names another bank (or none), e.g. a folder copied by hand.
+    """
+    if ws.bank is None:
+        return
+    try:
+        named = json.loads(ws.ingest_meta.read_text(encoding="utf-8")).get(BANK_COLUMN)
+    except (OSError, ValueError) as e:
+        raise FeatureStoreError(f"{ws.ingest_meta}: unreadable ({e}); re-run `nbp ingest`") from e
+    if named != ws.bank:
+        raise FeatureStoreError(
+            f"{ws.ingest_meta}: bank_code {named!r} in the folder of bank {ws.bank}; "
+            f"a member bank's store must be its own: re-import it with `nbp ingest EXPORT_DIR --bank {ws.bank}`"
         )
 
 
@@ -259,15 +306,24 @@ def _setup(con: duckdb.DuckDBPyConnection, as_of: Sequence[date], loan_mode: str
     con.execute(f"CREATE TEMP TABLE loan_mode AS SELECT {lit(loan_mode)} AS mode")
 
 
-def _final_select(feats: list[Feature], inner: str | None, tables: frozenset[str], spine_rows: bool = False) -> str:
+def key_columns(bank: str | None) -> list[str]:
+    """The leading columns of a feature table: ``bank_code`` (a member bank's only), customer, as-of."""
+    return ([BANK_COLUMN] if bank is not None else []) + [JOIN_KEY, EVENT_TS]
+
+
+def _final_select(
+    feats: list[Feature], inner: str | None, tables: frozenset[str], spine_rows: bool = False, bank: str | None = None
+) -> str:
     """The family's rows in their final types, one per spine row.
 
     A feature is null when ``inner`` is None (a table the family requires is absent) or
     one of its own optional tables is (:attr:`Feature.needs`: ``inner`` leaves it out).
     ``spine_rows``: ``inner`` already has exactly one row per spine row (the family
     says so with ``SPINE_ROWS = True``; the build checks the row count), so it is
-    read directly instead of being joined to the spine.
+    read directly instead of being joined to the spine. ``bank``: a member bank's code,
+    written as the constant first column ``bank_code``.
     """
+    head = f"CAST({lit(bank)} AS VARCHAR) AS {ident(BANK_COLUMN)}, " if bank is not None else ""
     cols = []
     for f in feats:
         if inner is None or not f.computed(tables):
@@ -277,11 +333,15 @@ def _final_select(feats: list[Feature], inner: str | None, tables: frozenset[str
         else:
             cols.append(f"CAST(f.{f.name} AS {f.sql_type}) AS {f.name}")
     if inner is not None and spine_rows:
-        return f"SELECT f.{JOIN_KEY}, f.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols) + f"\nFROM ({inner}) f"
+        return (
+            f"SELECT {head}f.{JOIN_KEY}, f.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols) + f"\nFROM ({inner}) f"
+        )
     join = (
         f"LEFT JOIN ({inner}) f ON f.{JOIN_KEY} = s.{JOIN_KEY} AND f.{AS_OF} = s.{AS_OF}" if inner is not None else ""
     )
-    return f"SELECT s.{JOIN_KEY}, s.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols) + f"\nFROM spine s {join}"
+    return (
+        f"SELECT {head}s.{JOIN_KEY}, s.{AS_OF} AS {EVENT_TS},\n    " + ",\n    ".join(cols) + f"\nFROM spine s {join}"
+    )
 
 
 def _check_columns(
@@ -335,10 +395,11 @@ def _write_query(
     if inner is not None:
         _check_columns(con, family, inner, feats, tables)
     final = ws.feature_table(family)
-    query = _final_select(feats, inner, tables, spine_rows)
+    query = _final_select(feats, inner, tables, spine_rows, ws.bank)
     if final.exists():
         old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet({lit(str(final))}) LIMIT 0").description]
-        if old_cols == [JOIN_KEY, EVENT_TS] + [f.name for f in feats]:
+        if old_cols == key_columns(ws.bank) + [f.name for f in feats]:
+            _check_old_bank(con, final, ws.bank)
             query = (
                 f"SELECT * FROM read_parquet({lit(str(final))}) WHERE {EVENT_TS} NOT IN (SELECT {AS_OF} FROM asofs)\n"
                 f"UNION ALL BY NAME\n{query}"
@@ -360,6 +421,25 @@ def _write_query(
     return n
 
 
+def _check_old_bank(con: duckdb.DuckDBPyConnection, path: Path, bank: str | None) -> None:
+    """The rows a rebuild keeps from a member bank's table must be that bank's own.
+
+    Raises:
+        FeatureStoreError: ``path`` holds a row of another bank (a table copied between folders).
+    """
+    if bank is None:
+        return
+    other = con.execute(
+        f"SELECT any_value({ident(BANK_COLUMN)}), count(*) FROM read_parquet({lit(str(path))}) "
+        f"WHERE {ident(BANK_COLUMN)} IS DISTINCT FROM {lit(bank)}"
+    ).fetchall()[0]
+    if other[1]:
+        raise FeatureStoreError(
+            f"{path}: {other[1]:,} rows of bank_code {other[0]!r} in the folder of bank {bank}; "
+            f"remove {path.parent} and run `nbp features --bank {bank}` again"
+        )
+
+
 def build(
     ws: Workspace,
     as_of: Sequence[date] | None = None,
@@ -370,7 +450,8 @@ def build(
     """Build the feature tables of ``as_of`` (default: :func:`default_as_of`).
 
     Args:
-        ws: the workspace (reads its ingested tables, writes its features_dir).
+        ws: the workspace (reads its ingested tables, writes its features_dir); a member
+            bank's (``Workspace.for_bank``) writes tables whose first column is ``bank_code``.
         as_of: as-of dates T; features at T use records dated strictly before T.
         loan_mode: ``end_date`` or ``term`` (how a loan's end is known, see
             :func:`detect_loan_mode`); None detects it from the loans table.
@@ -380,11 +461,12 @@ def build(
         A :class:`BuildSummary`.
 
     Raises:
-        FeatureStoreError: a required ingested table is missing, or a family's SQL
-            does not match its catalogue entries.
+        FeatureStoreError: a required ingested table is missing, a family's SQL
+            does not match its catalogue entries, or a member bank's store names another bank.
     """
     t0 = time.perf_counter()
     tables = available_tables(ws)
+    _check_bank(ws)
     dates = sorted(set(as_of)) if as_of else default_as_of(ws)
     ws.features_dir.mkdir(parents=True, exist_ok=True)
     con = connect(ws, tables)
@@ -409,6 +491,27 @@ def build(
     return summary
 
 
+def build_banks(
+    ws: Workspace, banks: Sequence[str], as_of: Sequence[date] | None = None
+) -> Iterator[tuple[str, BuildSummary]]:
+    """Build member banks' feature tables one bank after the other, each into its own folder.
+
+    One bank's build is done (its DuckDB connection closed, its arrays released) before the
+    next starts, so memory is bounded by the largest bank, not the sum.
+
+    Args:
+        ws: the federation workspace (``ws.bank`` is None).
+        banks: member bank codes (:func:`member_banks`).
+        as_of: as-of dates for every bank (default: each bank's own :func:`default_as_of`).
+
+    Yields:
+        ``(bank_code, summary)`` as each bank finishes.
+    """
+    for code in banks:
+        log.info("bank %s: building features", code)
+        yield code, build(ws.for_bank(code), as_of)
+
+
 def _write_build_file(ws: Workspace, summary: BuildSummary) -> None:
     path = ws.features_build_meta
     prev = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -421,6 +524,7 @@ def _write_build_file(ws: Workspace, summary: BuildSummary) -> None:
                 "loan_mode": summary.loan_mode,
                 "rows": summary.rows,
                 "null_families": summary.skipped_families,
+                **({BANK_COLUMN: ws.bank} if ws.bank is not None else {}),
             },
             indent=2,
         ),

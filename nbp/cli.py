@@ -194,15 +194,49 @@ def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool, bank
     type=click.DateTime(["%Y-%m-%d"]),
     help="As-of date T (repeatable); default: every month start in the data.",
 )
+@click.option(
+    "--bank",
+    metavar="CODE",
+    default=None,
+    help="Federation workspace: build only this member bank (default: every bank, one after the other).",
+)
 @common
-def features(ctx: Ctx, as_of: tuple) -> None:
-    """Build the feature tables, apply the Feast repo, materialise the latest as-of."""
-    if click.get_current_context().invoked_subcommand is None:
-        from features.store import publish
-        from nbp.jobs import job
+def features(ctx: Ctx, as_of: tuple, bank: str | None) -> None:
+    """Build the feature tables, apply the Feast repo, materialise the latest as-of (in a
+    federation workspace: build each member bank's tables under banks/<code>/, bank by bank)."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
+    from nbp.jobs import job
 
-        with job(ctx.ws):
-            click.echo(publish(ctx.cfg, ctx.ws, [d.date() for d in as_of]).describe())
+    dates = [d.date() for d in as_of]
+    if bank is not None or ctx.ws.banks():
+        _features_federation(ctx, dates, bank)
+        return
+    from features.store import publish
+
+    with job(ctx.ws):
+        click.echo(publish(ctx.cfg, ctx.ws, dates).describe())
+
+
+# What a federation workspace cannot do yet (issue 14): one Feast entity over every bank comes next.
+FEDERATION_NOT_YET = (
+    "Feast publication and training of member banks are not available yet; "
+    "the feature tables are built under banks/<code>/data/features/"
+)
+
+
+def _features_federation(ctx: Ctx, dates: list, bank: str | None) -> None:
+    """Build member banks' feature tables one bank after the other, a progress line per bank;
+    Feast is not touched."""
+    from features.build import build_banks, member_banks
+    from nbp.jobs import job
+
+    codes = member_banks(ctx.ws, bank)
+    with job(ctx.ws):
+        built = build_banks(ctx.ws, codes, dates or list(ctx.cfg.features.as_of) or None)
+        for i, (code, summary) in enumerate(built, 1):
+            click.echo(f"bank {code} ({i}/{len(codes)}): {summary.describe()}")
+    click.echo(f"federation: {FEDERATION_NOT_YET}")
 
 
 @features.command("export")
@@ -212,7 +246,13 @@ def features(ctx: Ctx, as_of: tuple) -> None:
 def features_export(ctx: Ctx, as_of: Any, out: str) -> None:
     """Write the full feature table at one as-of (customer_id plus every feature)."""
     from features.store import export
+    from nbp.errors import FeatureStoreError
 
+    if ctx.ws.banks():
+        raise FeatureStoreError(
+            f"{ctx.ws.home} is a federation workspace and `nbp features export` reads through Feast: "
+            + FEDERATION_NOT_YET
+        )
     click.echo(f"{export(ctx.cfg, ctx.ws, as_of.date(), Path(out)):,} customers written to {out}")
 
 

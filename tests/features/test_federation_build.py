@@ -1,0 +1,165 @@
+"""Feature build per member bank of a federation workspace (issue 14).
+
+Two simulated banks whose customer ids overlap (both simulators number customers from
+``C000000000``) are ingested as members ``A`` and ``B``; bank A's export is also ingested
+into a single-bank workspace. Bank A is then built through ``nbp features`` and compared
+with the single-bank build of the same export (``slow``: about 3 s for the module). The
+refusals run on the tiny hand-made bank of :mod:`featurekit` written into member folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from featurekit import tiny_bank, write_tables
+
+from bankexport.ingest import ingest
+from bankexport.simulate import simulate
+from features.build import build, build_banks, key_columns, member_banks
+from features.catalog import MODULES, family_features
+from features.schema import EVENT_TS, JOIN_KEY
+from nbp.cli import main
+from nbp.config import IngestConfig
+from nbp.errors import FeatureStoreError
+from nbp.workspace import Workspace
+
+SIM = {"months": 6, "end": "2026-10"}
+
+
+@dataclass(frozen=True)
+class Fed:
+    home: Path
+    single: Workspace  # bank A's export ingested as a single bank, built directly
+
+    @property
+    def ws(self) -> Workspace:
+        return Workspace(self.home)
+
+
+def _cli(home: Path, *args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, ["features", *args, "--log-level", "WARNING"], env={"NBP_HOME": str(home)})
+    return res.exit_code, res.output
+
+
+def _member(home: Path, bank: str) -> Workspace:
+    """A member bank ``bank`` of ``home`` holding the tiny bank, its ``_meta.json`` naming the bank."""
+    ws = Workspace(home).for_bank(bank)
+    write_tables(ws, tiny_bank(), date(2025, 8, 31))
+    ws.ingest_meta.write_text(json.dumps({"export_date": "2025-08-31", "bank_code": bank}), encoding="utf-8")
+    return ws
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Fed:
+    tmp = tmp_path_factory.mktemp("fedbuild")
+    simulate(tmp / "a", customers=90, seed=1, **SIM)
+    simulate(tmp / "b", customers=60, seed=2, **SIM)
+    home = tmp / "home"
+    ingest(tmp / "a" / "export", Workspace(home), IngestConfig(), bank="A")
+    ingest(tmp / "b" / "export", Workspace(home), IngestConfig(), bank="B")
+    single = Workspace(tmp / "single")
+    ingest(tmp / "a" / "export", single, IngestConfig())
+    build(single)
+    code, out = _cli(home)
+    assert code == 0, out
+    return Fed(home, single)
+
+
+@pytest.mark.slow
+def test_the_cli_builds_every_bank_with_a_progress_line_and_leaves_feast_alone(fed: Fed) -> None:
+    code, out = _cli(fed.home)  # a rebuild of every as-of: replaces the fixture's rows
+    lines = out.strip().splitlines()
+    assert code == 0, out
+    assert lines[0].startswith("bank A (1/2): features: ") and lines[1].startswith("bank B (2/2): features: ")
+    assert lines[-1].startswith("federation: Feast publication and training of member banks are not available yet")
+    assert not fed.ws.feast_dir.exists() and not fed.ws.features_dir.exists()
+    for bank in ("A", "B"):
+        meta = json.loads(fed.ws.for_bank(bank).features_build_meta.read_text(encoding="utf-8"))
+        assert meta["bank_code"] == bank
+
+
+@pytest.mark.slow
+def test_each_bank_table_holds_only_its_own_customers_and_bank_code(fed: Fed) -> None:
+    ids = {b: set(pd.read_parquet(fed.ws.for_bank(b).table("customers"))[JOIN_KEY]) for b in ("A", "B")}
+    assert len(ids["A"] & ids["B"]) >= 50  # the same ids, different people
+    assert ids["A"] != ids["B"]
+    for bank in ("A", "B"):
+        ws = fed.ws.for_bank(bank)
+        for fam in MODULES:
+            df = pd.read_parquet(ws.feature_table(fam))
+            assert list(df.columns) == key_columns(bank) + [f.name for f in family_features(fam)], (bank, fam)
+            assert set(df["bank_code"]) == {bank}, (bank, fam)
+            assert set(df[JOIN_KEY]) <= ids[bank] and len(df) > 0, (bank, fam)
+            assert not df.duplicated([JOIN_KEY, EVENT_TS]).any(), (bank, fam)
+
+
+@pytest.mark.slow
+def test_a_member_bank_builds_the_features_of_a_single_bank_workspace(fed: Fed) -> None:
+    a = fed.ws.for_bank("A")
+    assert (
+        json.loads(a.features_build_meta.read_text())["as_of"]
+        == json.loads(fed.single.features_build_meta.read_text())["as_of"]
+    )
+    for fam in MODULES:
+        got = pd.read_parquet(a.feature_table(fam)).drop(columns="bank_code")
+        want = pd.read_parquet(fed.single.feature_table(fam))
+        assert list(want.columns) == [JOIN_KEY, EVENT_TS] + [f.name for f in family_features(fam)]
+        keys = [JOIN_KEY, EVENT_TS]
+        pd.testing.assert_frame_equal(
+            got.sort_values(keys).reset_index(drop=True), want.sort_values(keys).reset_index(drop=True), obj=fam
+        )
+
+
+@pytest.mark.slow
+def test_building_one_bank_leaves_the_other_byte_identical(fed: Fed) -> None:
+    b_root = fed.ws.for_bank("B").bank_root
+    before = _digests(b_root)
+    a_table = fed.ws.for_bank("A").feature_table("income")
+    a_mtime = a_table.stat().st_mtime_ns
+    code, out = _cli(fed.home, "--bank", "A")
+    assert code == 0, out
+    assert out.startswith("bank A (1/1): ") and "bank B" not in out
+    assert a_table.stat().st_mtime_ns != a_mtime  # A really was rewritten
+    assert _digests(b_root) == before
+
+
+def test_an_unknown_bank_is_an_error_listing_the_banks_present(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for bank in ("A", "B"):
+        _member(home, bank)
+    code, out = _cli(home, "--bank", "NOPE")
+    assert code == 1
+    assert out.count("\n") == 1 and "--bank NOPE: no such member bank" in out and "(banks present: A, B)" in out
+    assert not Workspace(home).for_bank("A").features_dir.exists()
+    assert member_banks(Workspace(home)) == ["A", "B"] and member_banks(Workspace(home), "B") == ["B"]
+    single = Workspace(tmp_path / "single")
+    write_tables(single, tiny_bank(), date(2025, 8, 31))
+    with pytest.raises(FeatureStoreError, match="not a federation workspace.*--bank A is only for a federation"):
+        member_banks(single, "A")
+
+
+def test_a_table_of_another_bank_in_a_bank_folder_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    a, b = _member(home, "A"), _member(home, "B")
+    build(a, [date(2025, 6, 1)], families=["income"])
+    b.features_dir.mkdir(parents=True)
+    shutil.copy(a.feature_table("income"), b.feature_table("income"))  # a table put in the wrong folder
+    with pytest.raises(FeatureStoreError, match=r"income\.parquet: .* rows of bank_code 'A' in the folder of bank B"):
+        next(build_banks(Workspace(home), ["B"], [date(2025, 7, 1)]))
+    b.ingest_meta.write_text(json.dumps({"export_date": "2025-08-31", "bank_code": "A"}), encoding="utf-8")
+    with pytest.raises(FeatureStoreError, match="bank_code 'A' in the folder of bank B"):
+        build(b, [date(2025, 7, 1)])
