@@ -163,3 +163,16 @@ def test_a_table_of_another_bank_in_a_bank_folder_is_refused(tmp_path: Path) -> 
     b.ingest_meta.write_text(json.dumps({"export_date": "2025-08-31", "bank_code": "A"}), encoding="utf-8")
     with pytest.raises(FeatureStoreError, match="bank_code 'A' in the folder of bank B"):
         build(b, [date(2025, 7, 1)])
+
+
+def test_features_export_refuses_in_a_federation_without_touching_feast(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _member(home, "A")
+    res = CliRunner().invoke(
+        main,
+        ["features", "export", "--as-of", "2025-06-01", "--out", str(tmp_path / "x.parquet")],
+        env={"NBP_HOME": str(home)},
+    )
+    assert res.exit_code == 1
+    assert "is a federation workspace" in res.output and "not available yet" in res.output
+    assert not Workspace(home).feast_dir.exists() and not (tmp_path / "x.parquet").exists()
