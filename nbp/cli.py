@@ -19,7 +19,7 @@ import click
 
 from nbp import telemetry
 from nbp.config import Config, load_config
-from nbp.errors import NbpError
+from nbp.errors import ConfigError, NbpError
 from nbp.log import configure
 from nbp.workspace import Workspace
 
@@ -65,6 +65,20 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(e.exit_code)
 
     return wrapper
+
+
+def single_bank_only(ctx: Ctx, command: str) -> None:
+    """Stop a command that does not yet work on member banks when the workspace is a federation.
+
+    Raises:
+        ConfigError: the workspace holds member banks (``banks/``) and no single-bank store.
+    """
+    banks = ctx.ws.banks()
+    if banks and not ctx.ws.ingest_meta.exists():
+        raise ConfigError(
+            f"{ctx.ws.home} is a federation workspace (banks: {', '.join(banks)}); `nbp {command}` works on "
+            "single-bank workspaces only for now (docs/decisions/016-federation-workspace.md)"
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -270,6 +284,7 @@ DATE = click.DateTime(["%Y-%m-%d"])
 @common
 def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
     """Train one calibrated model per product, register it and run the champion gate."""
+    single_bank_only(ctx, "train")
     import pandas as pd
 
     from nbp.jobs import job
@@ -306,6 +321,7 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
 @common
 def score(ctx: Ctx, as_of: tuple, out: str, products: tuple[str, ...]) -> None:
     """Score every eligible candidate with each product's champion model."""
+    single_bank_only(ctx, "score")
     import pandas as pd
 
     from nbp.jobs import job
@@ -324,6 +340,7 @@ def score(ctx: Ctx, as_of: tuple, out: str, products: tuple[str, ...]) -> None:
 @common
 def serve(ctx: Ctx, host: str, port: int) -> None:
     """Serve /hints, /targets and the staff page (BentoML; tokens from NBP_TOKENS or serving.tokens_file)."""
+    single_bank_only(ctx, "serve")
     from serving.launch import exec_server
 
     exec_server(ctx.cfg, ctx.ws, host, port, click.get_current_context().params.get("config_path"))
@@ -341,6 +358,7 @@ def targets(
     ctx: Ctx, product: str, branch: str | None, manager: str | None, top: int, campaign: str | None, out: str
 ) -> None:
     """Write a target list (the same list as POST /targets) for staff, from the latest batch scores."""
+    single_bank_only(ctx, "targets")
     from serving.launch import write_targets
 
     click.echo(write_targets(ctx.cfg, ctx.ws, product, branch, manager, top, campaign, Path(out)))
@@ -380,6 +398,7 @@ def bench_bank_marketing(ctx: Ctx, data: str | None) -> None:
 @common
 def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None, months: int) -> None:
     """Train with a cutoff, score later months, compare with realised uptake; write a report."""
+    single_bank_only(ctx, "backtest")
     import pandas as pd
 
     from nbp.jobs import job
@@ -397,6 +416,7 @@ def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None
 @common
 def retrain(ctx: Ctx) -> None:
     """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run."""
+    single_bank_only(ctx, "retrain")
     from nbp.jobs import job
     from training.pipeline import retrain as run
 
