@@ -51,7 +51,7 @@ from bankexport.ingest_lines import (
     record_lines,
     transcode_to_utf8,
 )
-from bankexport.spec import ALL_TABLES, REQUIRED_TABLES, TABLES, Column, Table
+from bankexport.spec import ALL_TABLES, BANK_COLUMN, REQUIRED_TABLES, TABLES, Column, Table
 from nbp.config import IngestConfig
 from nbp.errors import ConfigError, DataContractError
 from nbp.jobs import pid_alive
@@ -580,7 +580,7 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
 def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path, bank: str | None = None) -> None:
     """Write the kept rows of ``chk`` as ``path`` (Parquet, spec dtypes, pandas metadata); with
     ``bank``, a last column ``bank_code`` holds the member bank on every row."""
-    extra = [(q.BANK_COLUMN, "string")] if bank is not None else []
+    extra = [(BANK_COLUMN, "string")] if bank is not None else []
     meta = json.dumps(
         {
             "index_columns": [],

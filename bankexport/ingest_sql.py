@@ -19,7 +19,7 @@ order, so ``rowid`` is the record's position among those the reader accepted):
 
 from __future__ import annotations
 
-from bankexport.spec import Column, Table
+from bankexport.spec import BANK_COLUMN, Column, Table
 from nbp.sqltext import ident, lit
 
 # Row-level rules (a row is set aside whole).
@@ -52,8 +52,6 @@ TABLE_SHRANK = "table_shrank"
 # import would put a member bank beside a single-bank store, or a bank-less export beside banks.
 BANK_MISMATCH = "bank_mismatch"
 MIXED_WORKSPACE = "mixed_workspace"
-# The column every ingested table of a member bank carries (its bank_code, constant).
-BANK_COLUMN = "bank_code"
 
 DATE_TYPES = ("date", "timestamp", "month")
 

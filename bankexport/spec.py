@@ -134,6 +134,10 @@ PRODUCT_NAMES_ZH = {
 }
 
 C = Column
+# Federation (spec): the column every stored table and feature row of a member bank carries,
+# holding the bank_code of its manifest.
+BANK_COLUMN = "bank_code"
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (

@@ -30,8 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from bankexport.ingest_sql import BANK_COLUMN
-from bankexport.spec import ALL_TABLES, REQUIRED_TABLES
+from bankexport.spec import ALL_TABLES, BANK_COLUMN, REQUIRED_TABLES
 from features.catalog import CATALOG, MODULES, family_features
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
@@ -100,10 +99,7 @@ def _check_bank(ws: Workspace) -> None:
     """
     if ws.bank is None:
         return
-    try:
-        named = json.loads(ws.ingest_meta.read_text(encoding="utf-8")).get(BANK_COLUMN)
-    except (OSError, ValueError) as e:
-        raise FeatureStoreError(f"{ws.ingest_meta}: unreadable ({e}); re-run `nbp ingest`") from e
+    named = ws.recorded_bank()
     if named != ws.bank:
         raise FeatureStoreError(
             f"{ws.ingest_meta}: bank_code {named!r} in the folder of bank {ws.bank}; "

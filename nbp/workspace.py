@@ -150,14 +150,32 @@ class Workspace:
         """``_meta.json`` beside the ingested tables: the export date and its source."""
         return self.ingested_dir / "_meta.json"
 
-    def export_date(self) -> date | None:
-        """The export date recorded by the last successful ingest; None before any ingest."""
+    def _ingest_record(self) -> dict | None:
+        """``_meta.json`` of the last successful ingest; None before any ingest."""
         if not self.ingest_meta.exists():
             return None
         try:
-            return date.fromisoformat(json.loads(self.ingest_meta.read_text(encoding="utf-8"))["export_date"])
+            record = json.loads(self.ingest_meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise DataContractError(f"{self.ingest_meta}: unreadable ({e}); re-run `nbp ingest`") from e
+        if not isinstance(record, dict):
+            raise DataContractError(f"{self.ingest_meta}: not a JSON object; re-run `nbp ingest`")
+        return record
+
+    def export_date(self) -> date | None:
+        """The export date recorded by the last successful ingest; None before any ingest."""
+        record = self._ingest_record()
+        if record is None:
+            return None
+        try:
+            return date.fromisoformat(record["export_date"])
         except (ValueError, KeyError, TypeError) as e:
             raise DataContractError(f"{self.ingest_meta}: no valid export_date ({e}); re-run `nbp ingest`") from e
+
+    def recorded_bank(self) -> str | None:
+        """The ``bank_code`` the last successful ingest recorded (None: single bank, or no ingest)."""
+        record = self._ingest_record()
+        return None if record is None else record.get("bank_code")
 
     def feature_table(self, family: str) -> Path:
         """One feature family's table: every customer and as-of date of the build."""

@@ -142,3 +142,14 @@ def test_quoted_text_round_trips_through_duckdb(text: str) -> None:
     con.execute(f"INSERT INTO t VALUES ({lit(text)})")
     assert con.execute("SELECT * FROM t").fetchall() == [(text,)]
     assert con.execute("SELECT name FROM pragma_table_info('t')").fetchone()[0] == (text or "x")
+
+
+def test_recorded_bank_is_the_bank_code_ingest_wrote(tmp_path: Path) -> None:
+    single, bank = Workspace(tmp_path), Workspace(tmp_path).for_bank("QINGSHAN")
+    assert single.recorded_bank() is None and bank.recorded_bank() is None
+    bank.ingested_dir.mkdir(parents=True)
+    bank.ingest_meta.write_text(json.dumps({"export_date": "2026-10-31", "bank_code": "QINGSHAN"}), encoding="utf-8")
+    assert bank.recorded_bank() == "QINGSHAN" and bank.export_date() == date(2026, 10, 31)
+    bank.ingest_meta.write_text("{not json", encoding="utf-8")
+    with pytest.raises(DataContractError, match="_meta.json: unreadable"):
+        bank.recorded_bank()
