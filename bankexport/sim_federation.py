@@ -23,7 +23,7 @@ import numpy as np
 from bankexport import sim_params as P
 from bankexport.sim_calendar import rng
 from bankexport.sim_profile import BankProfile
-from bankexport.simulate import SimSummary, simulate
+from bankexport.simulate import SimSummary, last_month, simulate
 from nbp.errors import ConfigError
 
 __all__ = ["FORMAT", "FederationSummary", "MemberBank", "plan_federation", "simulate_federation"]
@@ -160,10 +160,7 @@ def plan_federation(
     if k >= 2:
         n_tax = min(n_tax, k - 1)
     tax[r.choice(k, n_tax, replace=False)] = True
-    try:
-        last = np.datetime64(end, "M")
-    except ValueError:
-        raise ConfigError(f"simulate: end {end!r} is not a month YYYY-MM") from None
+    last = last_month(end)
     first = last - months + 1
     # the smallest bank with tax data launched tax_linked FED_RECENT_LAUNCH months before the export
     recent = int(np.flatnonzero(tax)[np.argmin(np.asarray(sizes)[tax])])

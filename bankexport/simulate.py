@@ -42,7 +42,16 @@ from bankexport.sim_writers import MonthWriter, write_manifest, write_oracle, wr
 from bankexport.spec import ALL_TABLES, FORMAT
 from nbp.errors import ConfigError
 
-__all__ = ["FULL_CUSTOMERS", "PRODUCTS", "BankProfile", "SimSummary", "run_months", "simulate", "write_csv_export"]
+__all__ = [
+    "FULL_CUSTOMERS",
+    "PRODUCTS",
+    "BankProfile",
+    "SimSummary",
+    "last_month",
+    "run_months",
+    "simulate",
+    "write_csv_export",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,16 +164,21 @@ def simulate(
     return summary
 
 
+def last_month(end: str) -> np.datetime64:
+    """``end`` (``YYYY-MM``) as a month; a ``ConfigError`` naming it when it is not one."""
+    try:
+        return np.datetime64(end, "M")
+    except ValueError:
+        raise ConfigError(f"simulate: end {end!r} is not a month YYYY-MM") from None
+
+
 def _check_arguments(customers: int, months: int, end: str, horizon_days: int) -> np.datetime64:
     """The last simulated month; a ``ConfigError`` for sizes below 1, a bad month or an uncovered year."""
     if customers < 1 or months < 1 or horizon_days < 1:
         raise ConfigError(
             f"simulate: customers ({customers}), months ({months}) and horizon_days ({horizon_days}) must be positive"
         )
-    try:
-        last = np.datetime64(end, "M")
-    except ValueError:
-        raise ConfigError(f"simulate: end {end!r} is not a month YYYY-MM") from None
+    last = last_month(end)
     years = range(int(str(last - months + 1)[:4]), int(str(last)[:4]) + 2)
     missing = [y for y in years if y not in P.SPRING_FESTIVAL]
     if missing:
