@@ -121,11 +121,10 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 
 def model_response(model: BaseModel | bytes) -> Response:
-    """An answer serialised once, by pydantic, as BentoML would (same JSON, same media type).
+    """An answer serialised once, by pydantic: the model's own JSON, as ``application/json``.
 
-    Returned from the endpoint, it skips BentoML's output handling, which validates the
-    model again, dumps it to Python objects and then to JSON, and streams the body.
-    ``model`` may be that JSON already (``target_json``).
+    ``model`` may be that JSON already (``target_json``). The routes (:class:`_Endpoint`)
+    send it as it is; nothing validates or dumps the model again.
     """
     body = model if isinstance(model, bytes) else model.model_dump_json().encode("utf-8")
     return Response(body, media_type="application/json")
