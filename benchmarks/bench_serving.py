@@ -86,7 +86,7 @@ def _run(*args: str, env: dict[str, str]) -> None:
 def build_workspace(home: Path, customers: int, months: int, env: dict[str, str], crown: bool) -> None:
     """The CLI chain on a simulated bank, ending with the batch scores the service reads."""
     from nbp.workspace import Workspace
-    from training.pipeline import feature_as_ofs, scores_path
+    from training.pipeline import feature_as_ofs
 
     home.mkdir(parents=True, exist_ok=True)
     _run("simulate", "--out", str(home / "bank"), "--customers", str(customers), "--months", str(months), env=env)
@@ -94,8 +94,9 @@ def build_workspace(home: Path, customers: int, months: int, env: dict[str, str]
     _run("features", env=env)
     _run("train", env=env)
     champions(home, crown_latest=crown)  # a small bank's models rarely pass the gate
-    last = feature_as_ofs(Workspace(home))[-1]
-    _run("score", "--as-of", f"{last:%Y-%m-%d}", "--out", str(scores_path(Workspace(home))), env=env)
+    ws = Workspace(home)
+    last = feature_as_ofs(ws)[-1]
+    _run("score", "--as-of", f"{last:%Y-%m-%d}", "--out", str(ws.latest_scores), env=env)
 
 
 def champions(home: Path, crown_latest: bool) -> tuple[list[str], list[str]]:
