@@ -57,7 +57,7 @@ from nbp.errors import ConfigError, DataContractError
 from nbp.jobs import pid_alive
 from nbp.sheets import write_csv_batches
 from nbp.sqltext import ident, lit
-from nbp.workspace import Workspace, is_bank_code
+from nbp.workspace import BANK_CODE_RULE, Workspace, is_bank_code
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def _read_manifest(src: Path) -> dict[str, Any]:
     if m.get("bank_code") is not None and not is_bank_code(m["bank_code"]):
         raise DataContractError(
             f"manifest.json: bank_code {json.dumps(m['bank_code'], ensure_ascii=False)} is not a bank code: "
-            f"1-16 characters of A-Z a-z 0-9 _ - (rule {q.BAD_MANIFEST})"
+            f"{BANK_CODE_RULE} (rule {q.BAD_MANIFEST})"
         )
     return m
 
@@ -1281,8 +1281,7 @@ def _bank_of(ws: Workspace, bank: str | None, manifest: dict[str, Any]) -> str |
     given = bank if bank is not None else ws.bank
     if given is not None and not is_bank_code(given):
         raise ConfigError(
-            f"--bank {json.dumps(given, ensure_ascii=False)}: not a bank code: 1-16 characters of "
-            f"A-Z a-z 0-9 _ - (spec, Federation)"
+            f"--bank {json.dumps(given, ensure_ascii=False)}: not a bank code: {BANK_CODE_RULE} (spec, Federation)"
         )
     coded = manifest.get("bank_code")
     if given is not None and coded is not None and given != coded:

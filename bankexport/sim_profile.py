@@ -14,7 +14,7 @@ import numpy as np
 
 from bankexport import sim_params as P
 from nbp.errors import ConfigError
-from nbp.workspace import is_bank_code
+from nbp.workspace import BANK_CODE_RULE, is_bank_code
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class BankProfile:
         if not (len(self.county_code) == 6 and self.county_code.isdigit()):
             raise ConfigError(f"simulate: county_code {self.county_code!r} must be 6 digits")
         if self.bank_code is not None and not is_bank_code(self.bank_code):
-            raise ConfigError(f"simulate: bank_code {self.bank_code!r}: 1-16 characters of A-Z a-z 0-9 _ - expected")
+            raise ConfigError(f"simulate: bank_code {self.bank_code!r}: {BANK_CODE_RULE} expected")
         for product, month in self.launch.items():
             self._check_launch(product, month, first_month, export_date)
 

@@ -48,6 +48,7 @@ from nbp.errors import DataContractError
 CHECKOUT = Path(__file__).resolve().parents[1]
 # A member bank's code (spec, "Federation"): also a folder name, so nothing that could leave banks/
 BANK_CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+BANK_CODE_RULE = "1-16 characters of A-Z a-z 0-9 _ -"  # BANK_CODE in words, for messages
 
 
 def is_bank_code(code: object) -> bool:
@@ -64,7 +65,7 @@ class Workspace:
 
     def __post_init__(self) -> None:
         if self.bank is not None and not is_bank_code(self.bank):
-            raise ValueError(f"bank code {self.bank!r}: 1-16 characters of A-Z a-z 0-9 _ - expected")
+            raise ValueError(f"bank code {self.bank!r}: {BANK_CODE_RULE} expected")
 
     @classmethod
     def from_env(cls) -> Workspace:
