@@ -44,12 +44,13 @@ def typed(table: str, rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def write_tables(ws: Workspace, tables: dict[str, pd.DataFrame], export_date: date) -> None:
-    """Write ingested tables and ``_meta.json`` into a workspace."""
+def write_tables(ws: Workspace, tables: dict[str, pd.DataFrame], export_date: date, bank: str | None = None) -> None:
+    """Write ingested tables and ``_meta.json`` into a workspace (``bank``: the ``bank_code`` it records)."""
     ws.ingested_dir.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         df.to_parquet(ws.table(name), index=False)
-    ws.ingest_meta.write_text(json.dumps({"export_date": export_date.isoformat()}))
+    meta = {"export_date": export_date.isoformat(), **({"bank_code": bank} if bank is not None else {})}
+    ws.ingest_meta.write_text(json.dumps(meta), encoding="utf-8")
 
 
 def tiny_bank() -> dict[str, pd.DataFrame]:

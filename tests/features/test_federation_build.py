@@ -52,8 +52,7 @@ def _cli(home: Path, *args: str) -> tuple[int, str]:
 def _member(home: Path, bank: str) -> Workspace:
     """A member bank ``bank`` of ``home`` holding the tiny bank, its ``_meta.json`` naming the bank."""
     ws = Workspace(home).for_bank(bank)
-    write_tables(ws, tiny_bank(), date(2025, 8, 31))
-    ws.ingest_meta.write_text(json.dumps({"export_date": "2025-08-31", "bank_code": bank}), encoding="utf-8")
+    write_tables(ws, tiny_bank(), date(2025, 8, 31), bank=bank)
     return ws
 
 
