@@ -123,7 +123,7 @@ def test_constant_series_has_zero_spread() -> None:
 
 
 def test_window_names_round_trip_through_sql() -> None:
-    sql = f"SELECT {win('sum', 'payroll_amt', 3, 3)} / 3, {win('streak', 'payroll_amt', 12)} FROM txn_win"
+    sql = f"SELECT {win('sum', 'payroll_amt', 3, 3)} / 3, {win('streak', 'payroll_amt', 12)} FROM win"
     assert referenced(sql) == [Window("payroll_amt", "sum", 4, 6), Window("payroll_amt", "streak", 1, 12)]
     with pytest.raises(ValueError, match="median"):
         column("median", "x", 1, 3)
