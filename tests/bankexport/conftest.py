@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -154,6 +155,23 @@ def base_tables() -> dict[str, list[dict[str, str]]]:
     return {t: [dict(r) for r in rows] for t, rows in BASE.items()}
 
 
+def many_transactions(tables: dict, n: int, bad: int = 0, day0: int = 1) -> None:
+    """Replace the transactions by ``n`` valid ones over May 2024 (``bad`` of them with amount 0)."""
+    tables["transactions"] = [
+        {
+            "txn_id": f"T{i}",
+            "account_id": "A1",
+            "customer_id": "C1",
+            "txn_time": f"2024-05-{day0 + i % 28:02d} 10:00:00",
+            "amount": "0" if i < bad else "12.50",
+            "direction": "C",
+            "channel": "mobile",
+            "txn_type": "payroll",
+        }
+        for i in range(n)
+    ]
+
+
 def _columns(table: str, rows: list[dict[str, str]]) -> list[str]:
     from bankexport.spec import TABLES
 
@@ -209,6 +227,15 @@ def report_rows(path: Path) -> list[dict[str, str]]:
     assert raw.startswith("\ufeff".encode()), f"{path} lacks the UTF-8 BOM"
     rows = csv.DictReader(raw.decode("utf-8-sig").splitlines(keepends=True))
     return [{k: restore(v) for k, v in r.items()} for r in rows]
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, by relative path: what a test compares to say nothing changed."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def read_report(ws: Workspace) -> dict:

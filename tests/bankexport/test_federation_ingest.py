@@ -7,7 +7,6 @@ and copied into each test's workspace."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -28,20 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.bankexport.conftest import (
     bank_manifest,
     base_tables,
+    file_hashes,
     ingest_config,
+    many_transactions,
     read_report,
     write_csv,
     write_export,
 )
-
-
-def _hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by relative path."""
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def _bank_b_tables() -> dict:
@@ -53,20 +45,12 @@ def _bank_b_tables() -> dict:
     return tables
 
 
-def _many_transactions(tables: dict, n: int) -> None:
-    """Replace the transactions by ``n`` valid ones over May 2024 (enough rows for the share limits)."""
-    first = tables["transactions"][0]
-    tables["transactions"] = [
-        {**first, "txn_id": f"T{i}", "txn_time": f"2024-05-{1 + i % 28:02d} 10:00:00"} for i in range(n)
-    ]
-
-
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace home holding banks A (200 transactions) and B (3), both from their manifests."""
     root = tmp_path_factory.mktemp("federation")
     a = base_tables()
-    _many_transactions(a, 200)
+    many_transactions(a, 200)
     ws = Workspace(root / "home")
     ingest(write_export(root / "exp_a", a, manifest=bank_manifest("A")), ws, ingest_config())
     ingest(write_export(root / "exp_b", _bank_b_tables(), manifest=bank_manifest("B")), ws, ingest_config())
@@ -105,7 +89,7 @@ def test_two_banks_with_the_same_ids_are_stored_side_by_side(fed: Workspace) -> 
 
 def _reimport(tmp: Path) -> tuple[Path, dict]:
     tables = base_tables()
-    _many_transactions(tables, 190)
+    many_transactions(tables, 190)
     return write_export(tmp, tables, manifest=bank_manifest("A")), {}
 
 
@@ -121,13 +105,13 @@ def _stop_rule(tmp: Path) -> tuple[Path, dict]:
 
 def _shrunk(tmp: Path) -> tuple[Path, dict]:
     tables = base_tables()
-    _many_transactions(tables, 20)
+    many_transactions(tables, 20)
     return write_export(tmp, tables, manifest=bank_manifest("A")), {}
 
 
 def _flag_bank(tmp: Path) -> tuple[Path, dict]:
     tables = base_tables()
-    _many_transactions(tables, 190)
+    many_transactions(tables, 190)
     return write_export(tmp, tables), {"bank": "A"}
 
 
@@ -146,19 +130,19 @@ def test_what_happens_to_bank_a_leaves_bank_b_byte_identical(
     tmp_path: Path, fed: Workspace, cfg: IngestConfig, what: str, make, rule: str | None
 ) -> None:
     b_root, a_ws = fed.for_bank("B").bank_root, fed.for_bank("A")
-    b_before, a_before = _hashes(b_root), _hashes(a_ws.ingested_dir)
+    b_before, a_before = file_hashes(b_root), file_hashes(a_ws.ingested_dir)
     src, kw = make(tmp_path / "exp")
     if rule is None:
         rep = ingest(src, fed, cfg, **kw)
         assert rep.bank_code == "A" and read_report(a_ws)["run_id"] == rep.run_id
         assert len(pq.read_table(a_ws.table("transactions"))) == 190
-        assert _hashes(a_ws.ingested_dir) != a_before
+        assert file_hashes(a_ws.ingested_dir) != a_before
         assert rep.checks["shrink"]["previous_run_id"] is not None  # compared with A's own last import
     else:
         with pytest.raises(DataContractError, match=rf"\(rule {rule}\)"):
             ingest(src, fed, cfg, **kw)
-        assert _hashes(a_ws.ingested_dir) == a_before
-    assert _hashes(b_root) == b_before
+        assert file_hashes(a_ws.ingested_dir) == a_before
+    assert file_hashes(b_root) == b_before
     assert fed.banks() == ["A", "B"]
     if rule == "table_shrank":
         refused = json.loads((a_ws.ingest_refused_dir / "report.json").read_text(encoding="utf-8"))
@@ -170,7 +154,7 @@ def test_what_happens_to_bank_a_leaves_bank_b_byte_identical(
 def test_a_crash_while_writing_bank_a_leaves_both_banks_as_they_were(
     tmp_path: Path, fed: Workspace, cfg: IngestConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before, folders = _hashes(fed.home), sorted(fed.home.rglob("*"))
+    before, folders = file_hashes(fed.home), sorted(fed.home.rglob("*"))
     real = ingest_mod.write_table
 
     def failing(con, t, path, *bank):
@@ -181,7 +165,7 @@ def test_a_crash_while_writing_bank_a_leaves_both_banks_as_they_were(
     monkeypatch.setattr(ingest_mod, "write_table", failing)
     with pytest.raises(OSError, match="simulated"):
         ingest(_reimport(tmp_path / "exp")[0], fed, cfg)
-    assert _hashes(fed.home) == before
+    assert file_hashes(fed.home) == before
     assert sorted(fed.home.rglob("*")) == folders  # no staging or work folder left either
 
 
@@ -192,13 +176,13 @@ def test_shrink_is_compared_with_the_same_bank_only(tmp_path: Path, fed: Workspa
 
 
 def test_bank_flag_and_manifest_must_agree(tmp_path: Path, fed: Workspace, cfg: IngestConfig) -> None:
-    before = _hashes(fed.home)
+    before = file_hashes(fed.home)
     src = write_export(tmp_path / "exp", base_tables(), manifest=bank_manifest("B"))
     with pytest.raises(DataContractError) as e:
         ingest(src, fed, cfg, bank="A")
     msg = str(e.value)
     assert "--bank A" in msg and "bank_code B" in msg and "(rule bank_mismatch)" in msg and "\n" not in msg
-    assert _hashes(fed.home) == before
+    assert file_hashes(fed.home) == before
 
 
 @pytest.mark.parametrize("code", ["", "a/b", "../B", "X" * 17, "中文行", "a b", 42, ["A"]])
@@ -220,19 +204,19 @@ def test_an_invalid_bank_flag_stops(tmp_path: Path, ws: Workspace, cfg: IngestCo
 
 
 def test_a_federation_refuses_an_export_without_a_bank(tmp_path: Path, fed: Workspace, cfg: IngestConfig) -> None:
-    before = _hashes(fed.home)
+    before = file_hashes(fed.home)
     with pytest.raises(DataContractError, match=r"federation workspace \(banks A, B\).*--bank CODE") as e:
         ingest(write_export(tmp_path / "exp", base_tables()), fed, cfg)
     assert "(rule mixed_workspace)" in str(e.value)
-    assert _hashes(fed.home) == before
+    assert file_hashes(fed.home) == before
 
 
 def test_a_single_bank_store_refuses_a_member_bank(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     ingest(write_export(tmp_path / "one", base_tables()), ws, cfg)
-    before = _hashes(ws.home)
+    before = file_hashes(ws.home)
     with pytest.raises(DataContractError, match=r"bank A: .* holds a single-bank store.*another NBP_HOME"):
         ingest(write_export(tmp_path / "exp", base_tables()), ws, cfg, bank="A")
-    assert _hashes(ws.home) == before and ws.banks() == []
+    assert file_hashes(ws.home) == before and ws.banks() == []
 
 
 def test_cli_imports_a_bank_and_names_a_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ from nbp.workspace import Workspace
 
 # `.venv/bin/pytest` puts only this folder on sys.path (no __init__.py); `python -m pytest` the checkout too
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bankexport.conftest import base_tables, read_report, report_rows, write_csv, write_export
+from tests.bankexport.conftest import base_tables, file_hashes, read_report, report_rows, write_csv, write_export
 
 
 def test_valid_export_is_stored_typed(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
@@ -359,17 +359,13 @@ def test_cli_ingest_prints_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (tmp_path / "home" / "data" / "ingested" / "transactions.parquet").exists()
 
 
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_failed_run_leaves_previous_store_intact(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tables = base_tables()
     tables["transactions"].append({**tables["transactions"][0], "amount": "0", "txn_id": "T0"})
     ingest(write_export(tmp_path / "exp1", tables), ws, cfg)
-    before = _snapshot(ws.home)
+    before = file_hashes(ws.home)
     assert "ingest/rejects/transactions.csv" in before
 
     real = ingest_mod.write_table
@@ -385,7 +381,7 @@ def test_failed_run_leaves_previous_store_intact(
     with pytest.raises(OSError, match="simulated"):
         ingest(write_export(tmp_path / "exp2", base_tables(), fmt="parquet"), ws, cfg)
     assert written == ["customers", "accounts", "transactions"]
-    assert _snapshot(ws.home) == before
+    assert file_hashes(ws.home) == before
     leftovers = [p for p in ws.home.rglob(".*") if "tmp" in p.name or "work" in p.name or "old" in p.name]
     assert leftovers == []
 

@@ -25,32 +25,21 @@ from nbp.errors import DataContractError
 from nbp.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bankexport.conftest import base_tables, ingest_config, read_report, report_rows, write_csv, write_export
+from tests.bankexport.conftest import (
+    base_tables,
+    file_hashes,
+    ingest_config,
+    many_transactions,
+    read_report,
+    report_rows,
+    write_csv,
+    write_export,
+)
 
 
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "refused" not in str(p)
-    }
-
-
-def _many_transactions(tables: dict, n: int, bad: int = 0, day0: int = 1) -> None:
-    """Replace the transactions by ``n`` valid ones over May 2024 (``bad`` of them with amount 0)."""
-    tables["transactions"] = [
-        {
-            "txn_id": f"T{i}",
-            "account_id": "A1",
-            "customer_id": "C1",
-            "txn_time": f"2024-05-{day0 + i % 28:02d} 10:00:00",
-            "amount": "0" if i < bad else "12.50",
-            "direction": "C",
-            "channel": "mobile",
-            "txn_type": "payroll",
-        }
-        for i in range(n)
-    ]
+def _snapshot(root: Path) -> dict[str, str]:
+    """The store's files (a refused import's report under ``ingest.refused/`` aside)."""
+    return {k: v for k, v in file_hashes(root).items() if "refused" not in k}
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +47,20 @@ def good_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace holding a good import (transactions: 200 rows), made once per module."""
     root = tmp_path_factory.mktemp("stored")
     tables = base_tables()
-    _many_transactions(tables, 200)
+    many_transactions(tables, 200)
     ingest(write_export(root / "good", tables), Workspace(root / "home"), ingest_config())
     return root / "home"
 
 
 @pytest.fixture
-def stored(good_home: Path, ws: Workspace) -> dict[str, bytes]:
-    """The good import copied into this test's workspace; its files' bytes."""
+def stored(good_home: Path, ws: Workspace) -> dict[str, str]:
+    """The good import copied into this test's workspace; its files' hashes."""
     shutil.copytree(good_home, ws.home)
     return _snapshot(ws.home)
 
 
 def _stops(
-    src: Path, ws: Workspace, cfg: IngestConfig, before: dict[str, bytes], rule: str, match: str = "", **kw: bool
+    src: Path, ws: Workspace, cfg: IngestConfig, before: dict[str, str], rule: str, match: str = "", **kw: bool
 ) -> str:
     """Ingest ``src``: it must stop with ``rule`` in a one-line message and leave the store as it was."""
     with pytest.raises(DataContractError, match=match) as e:
@@ -193,7 +182,7 @@ def test_stray_quote_swallowing_the_rest_of_the_file_stops(
     """A quote opened on line 4 and never closed turns the 2,000 records after it into one cell:
     the file ends inside it, whatever the reader's record text shows."""
     tables = base_tables()
-    _many_transactions(tables, 2000)
+    many_transactions(tables, 2000)
     src = write_export(tmp_path / "exp", tables)
     lines = (src / "transactions.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     lines[3] = lines[3].rstrip("\n") + '"x\n'  # the empty counterparty cell opens a quote
@@ -287,7 +276,7 @@ def test_set_aside_share_above_limit_stops_unless_accepted(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict, accept: bool
 ) -> None:
     tables = base_tables()
-    _many_transactions(tables, 200, bad=12)  # 6 % set aside (non_positive)
+    many_transactions(tables, 200, bad=12)  # 6 % set aside (non_positive)
     src = write_export(tmp_path / "exp", tables)
     msg = _stops(src, ws, cfg, stored, "too_many_set_aside", r"transactions\.csv: 6\.0% of its rows set aside")
     assert "non_positive 12" in msg and "--accept-set-aside" in msg
@@ -308,7 +297,7 @@ def test_set_aside_share_above_limit_stops_unless_accepted(
 @pytest.mark.slow
 def test_set_aside_share_within_limit_and_small_tables_pass(tmp_path: Path, ws: Workspace, cfg: IngestConfig) -> None:
     tables = base_tables()
-    _many_transactions(tables, 200, bad=10)  # 5 %: at the limit, not above it
+    many_transactions(tables, 200, bad=10)  # 5 %: at the limit, not above it
     tables["managers"].append({"manager_id": "M2", "branch_id": ""})  # 1 of 2 rows: below share_min_rows
     ingest(write_export(tmp_path / "exp", tables), ws, cfg)
     checks = read_report(ws)["checks"]["set_aside"]
@@ -334,7 +323,7 @@ def test_cli_accept_set_aside_and_one_line_exit_2(tmp_path: Path, monkeypatch: p
     from nbp.cli import main
 
     tables = base_tables()
-    _many_transactions(tables, 200, bad=30)
+    many_transactions(tables, 200, bad=30)
     src = write_export(tmp_path / "exp", tables)
     monkeypatch.setenv("NBP_HOME", str(tmp_path / "home"))
     res = CliRunner().invoke(main, ["ingest", str(src), "--log-level", "ERROR"])
@@ -353,7 +342,7 @@ def test_shrink_against_previous_import_stops_unless_accepted(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict, accept: bool
 ) -> None:
     tables = base_tables()
-    _many_transactions(tables, 150)  # 25 % fewer than the 200 stored
+    many_transactions(tables, 150)  # 25 % fewer than the 200 stored
     src = write_export(tmp_path / "exp", tables)
     msg = _stops(src, ws, cfg, stored, "table_shrank", r"transactions\.csv: 150 rows kept against 200")
     assert "25% fewer" in msg and "--accept-shrink" in msg
@@ -368,7 +357,7 @@ def test_shrink_against_previous_import_stops_unless_accepted(
 @pytest.mark.slow
 def test_small_shrink_passes(tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict) -> None:
     tables = base_tables()
-    _many_transactions(tables, 170)  # 15 % fewer
+    many_transactions(tables, 170)  # 15 % fewer
     ingest(write_export(tmp_path / "exp", tables), ws, cfg)
     assert read_report(ws)["checks"]["shrink"]["exceeded"] == {}
 
@@ -378,7 +367,7 @@ def test_vanished_optional_table_counts_as_shrink(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
 ) -> None:
     tables = base_tables()
-    _many_transactions(tables, 200)
+    many_transactions(tables, 200)
     del tables["balances"]
     _stops(
         write_export(tmp_path / "exp", tables),
@@ -396,7 +385,7 @@ def test_another_bank_does_not_join_a_single_bank_store(
     # tables are compared with the same bank's previous import only; a member bank's export
     # cannot land beside a single-bank store (tests/bankexport/test_federation_ingest.py)
     tables = base_tables()
-    _many_transactions(tables, 20)
+    many_transactions(tables, 20)
     src = write_export(tmp_path / "exp", tables, manifest={"bank_code": "OTHER"})
     _stops(src, ws, cfg, stored, "mixed_workspace", r"bank OTHER: .* holds a single-bank store")
 
@@ -440,7 +429,7 @@ def test_wrong_manifest_export_date_stops_with_a_hint(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, stored: dict
 ) -> None:
     tables = base_tables()
-    _many_transactions(tables, 200)  # May 2024: 1st .. 28th
+    many_transactions(tables, 200)  # May 2024: 1st .. 28th
     src = write_export(tmp_path / "exp", tables, manifest={"export_date": "2024-05-14"})
     _stops(
         src,
@@ -485,7 +474,7 @@ def test_inferred_export_date_is_reported_and_future_rows_counted(
     tmp_path: Path, ws: Workspace, cfg: IngestConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
     tables = base_tables()
-    _many_transactions(tables, 280)  # 10 a day, 2024-05-01 .. 2024-05-28
+    many_transactions(tables, 280)  # 10 a day, 2024-05-01 .. 2024-05-28
     tables["transactions"].append({**tables["transactions"][0], "txn_id": "F1", "txn_time": "2099-01-01 00:00:00"})
     caplog.set_level("INFO")
     rep = ingest(write_export(tmp_path / "exp", tables), ws, cfg)
