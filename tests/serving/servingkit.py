@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -162,3 +163,41 @@ def force_champions(ws: Workspace, products: tuple[str, ...]) -> None:
 def bearer(role: str) -> dict[str, str]:
     """The Authorization header of one role's token."""
     return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+async def asgi_post(app: Any, path: str, headers: list[tuple[bytes, bytes]], chunks: Any) -> tuple[int, bytes, int]:
+    """POST ``path`` to the ASGI ``app`` directly: ``chunks`` feeds the body; returns status, body and how many
+    body messages the app asked for."""
+    asked = 0
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal asked
+        asked += 1
+        chunk = next(chunks, None)
+        if chunk is None:
+            raise AssertionError("the app read past the body it was given")
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(msg: dict) -> None:
+        sent.append(msg)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 3000),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, body, asked

@@ -6,7 +6,7 @@ from typing import Any
 
 import bentoml
 import pytest
-from servingkit import TOKENS, TRAINED, UNTRAINED, Built, bearer
+from servingkit import TOKENS, TRAINED, UNTRAINED, Built, asgi_post, bearer
 
 from serving.audit import read_audit
 from serving.engine import ProductState, Recommender, missing_features
@@ -327,20 +327,8 @@ def test_the_api_is_one_route_described_in_the_openapi_document(client: Any, bui
     assert set(schemas["TargetRequest"]["properties"]) == set(TargetRequest.model_fields)
     body = b'{"customer_id": "%s"}' % built.customer.encode()
     headers = [(b"authorization", f"Bearer {TOKENS['marketing']}".encode()), (b"content-type", b"application/json")]
-    sent: list[dict] = []
-
-    async def call() -> None:
-        async def receive() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(msg: dict) -> None:
-            sent.append(msg)
-
-        scope = {"type": "http", "method": "POST", "path": "/hints", "headers": headers, "query_string": b""}
-        await api_app(scope, receive, send)
-
-    client.portal.call(call)
-    assert sent[0]["status"] == 401  # a valid token, but the gate did not see it
+    status, _, _ = client.portal.call(asgi_post, api_app, "/hints", headers, iter([body]))
+    assert status == 401  # a valid token, but the gate did not see it
 
 
 def test_nbp_targets_writes_the_same_list_as_the_endpoint(

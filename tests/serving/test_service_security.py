@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 import pytest
-from servingkit import TOKENS, Built, bearer
+from servingkit import TOKENS, Built, asgi_post, bearer
 
 from serving.audit import read_audit
 
@@ -23,44 +23,6 @@ LIMIT = 64 * 1024
 
 def _last_audit(built: Built, n: int = 1) -> list[dict]:
     return read_audit(built.ws.audit_log)[-n:]
-
-
-async def _raw(app: Any, path: str, headers: list[tuple[bytes, bytes]], chunks: Any) -> tuple[int, bytes, int]:
-    """Call the ASGI app directly: ``chunks`` feeds the body; returns status, body and how many
-    body messages the app asked for."""
-    asked = 0
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        nonlocal asked
-        asked += 1
-        chunk = next(chunks, None)
-        if chunk is None:
-            raise AssertionError("the app read past the body it was given")
-        return {"type": "http.request", "body": chunk, "more_body": True}
-
-    async def send(msg: dict) -> None:
-        sent.append(msg)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 3000),
-        "state": {},
-    }
-    await app(scope, receive, send)
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, body, asked
 
 
 def _auth(role: str) -> tuple[bytes, bytes]:
@@ -75,19 +37,19 @@ def test_a_declared_body_over_the_limit_is_413_before_a_byte_is_read(client: Any
 
     for path in ("/hints", "/targets", "/staff/"):
         headers = [_auth("marketing"), (b"content-type", b"application/json"), (b"content-length", b"1000000000")]
-        status, body, asked = client.portal.call(_raw, client.app, path, headers, never())
+        status, body, asked = client.portal.call(asgi_post, client.app, path, headers, never())
         assert (status, asked) == (413, 0), (path, status, body)
         assert b"65,536" in body
     assert _last_audit(built)[0]["status"] == 413 and _last_audit(built)[0]["endpoint"] == "/targets"
     for bad in (b"12x", "²".encode("latin-1"), b"-1"):
         headers = [_auth("marketing"), (b"content-length", bad)]
-        status, body, asked = client.portal.call(_raw, client.app, "/hints", headers, never())
+        status, body, asked = client.portal.call(asgi_post, client.app, "/hints", headers, never())
         assert (status, asked) == (400, 0) and b"Content-Length" in body
 
 
 def test_a_chunked_body_is_counted_and_cut_at_the_limit(client: Any) -> None:
     chunks = iter([b"x" * 1024] * 10_000)  # 10 MB announced by nothing
-    status, _, asked = client.portal.call(_raw, client.app, "/hints", [_auth("marketing")], chunks)
+    status, _, asked = client.portal.call(asgi_post, client.app, "/hints", [_auth("marketing")], chunks)
     assert status == 413 and asked <= LIMIT // 1024 + 1  # stopped as soon as the limit was passed
     r = client.post("/targets", content=(b"x" * 4096 for _ in range(100)), headers=bearer("marketing"))
     assert r.status_code == 413 and r.json()["status"] == 413
