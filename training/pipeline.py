@@ -546,18 +546,13 @@ def backtest(
     return rows, report
 
 
-def scores_path(ws: Workspace) -> Path:
-    """Where the latest batch scores live (read by the service's target lists)."""
-    return ws.latest_scores
-
-
 def retrain(cfg: Config, ws: Workspace) -> str:
     """The monthly job, start to end; re-running it is safe.
 
     Builds every as-of's features and materialises the latest into the online
     store, trains and gates each product (a worse model never becomes champion),
     scores every candidate at the latest as-of with the champions, and writes the
-    scores to :func:`scores_path` and a dated copy.
+    scores to ``Workspace.latest_scores`` (read by the service's target lists) and a dated copy.
 
     Returns:
         A short report for the terminal.
@@ -573,7 +568,7 @@ def retrain(cfg: Config, ws: Workspace) -> str:
     latest = pd.Timestamp(pub.materialized)
     df = score(cfg, ws, [latest])
     dated = write_scores(df, ws.scores_dir / f"{latest:%Y-%m-%d}.parquet")
-    write_scores(df, scores_path(ws))
+    write_scores(df, ws.latest_scores)
     lines = [
         pub.describe(),
         evaluate.metrics_table(
