@@ -220,19 +220,18 @@ def features(ctx: Ctx, as_of: tuple, bank: str | None) -> None:
     federation workspace: build each member bank's tables under banks/<code>/, bank by bank)."""
     if click.get_current_context().invoked_subcommand is not None:
         return
-    from nbp.jobs import job
-
     dates = [d.date() for d in as_of]
     if bank is not None or ctx.ws.banks():
         _features_federation(ctx, dates, bank)
         return
     from features.store import publish
+    from nbp.jobs import job
 
     with job(ctx.ws):
         click.echo(publish(ctx.cfg, ctx.ws, dates).describe())
 
 
-# What a federation workspace cannot do yet (issue 14): one Feast entity over every bank comes next.
+# Where a federation workspace stops today (decision 016): after its member banks' feature tables.
 FEDERATION_NOT_YET = (
     "Feast publication and training of member banks are not available yet; "
     "the feature tables are built under banks/<code>/data/features/"
