@@ -776,6 +776,8 @@ def server_env(home: Path, token: str) -> dict[str, str]:
 def measure(args: argparse.Namespace, home: Path, token: str, built: bool) -> dict:
     """Every phase (module docstring) on a workspace: the baseline's first when asked, then the
     current code's HTTP phases, the A/B rounds, the in-process costs and the policy at scale."""
+    from nbp.workspace import Workspace
+
     env = server_env(home, token)
     t_build = None
     if built:
@@ -783,7 +785,7 @@ def measure(args: argparse.Namespace, home: Path, token: str, built: bool) -> di
         build_workspace(home, args.customers, args.months, env, crown=not args.keep_gate)
         t_build = time.perf_counter() - t
     served, crowned = champions(home, crown_latest=not args.keep_gate)
-    customers = pd.read_parquet(home / "data" / "ingested" / "customers.parquet", columns=["customer_id", "branch_id"])
+    customers = pd.read_parquet(Workspace(home).table("customers"), columns=["customer_id", "branch_id"])
     ids = customers["customer_id"].astype(str).tolist()
     branch = str(customers["branch_id"].value_counts().index[0])
     base, rounds = None, []
