@@ -580,22 +580,12 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
 def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path, bank: str | None = None) -> None:
     """Write the kept rows of ``chk`` as ``path`` (Parquet, spec dtypes, pandas metadata); with
     ``bank``, a last column ``bank_code`` holds the member bank on every row."""
-    extra = [(BANK_COLUMN, "string")] if bank is not None else []
+    typed = [(c.name, c.type) for c in t.columns] + ([(BANK_COLUMN, "string")] if bank is not None else [])
     meta = json.dumps(
         {
             "index_columns": [],
             "column_indexes": [],
             "columns": [
-                {
-                    "name": c.name,
-                    "field_name": c.name,
-                    "pandas_type": _PANDAS_TYPES[c.type][0],
-                    "numpy_type": _PANDAS_TYPES[c.type][1],
-                    "metadata": None,
-                }
-                for c in t.columns
-            ]
-            + [
                 {
                     "name": name,
                     "field_name": name,
@@ -603,7 +593,7 @@ def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path, bank: str 
                     "numpy_type": _PANDAS_TYPES[kind][1],
                     "metadata": None,
                 }
-                for name, kind in extra
+                for name, kind in typed
             ],
             "attributes": {},
             "creator": {"library": "pyarrow", "version": pa.__version__},
