@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.report import median, run_measured, write_section
+from benchmarks.report import NBP, median, run_measured, write_section
 from nbp.sqltext import lit
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from nbp.config import Config
     from nbp.workspace import Workspace
 
-NBP = str(Path(sys.executable).with_name("nbp"))
 # each step's target at the reference bank's size on 2 cores (online reads: none set)
 TARGETS = {"build": "≤ 300 s", "materialize": "≤ 120 s", "historical": "≤ 60 s", "online": "-"}
 

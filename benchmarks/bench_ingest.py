@@ -30,9 +30,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bankexport.spec import ACCOUNT_TYPES, CHANNELS, TXN_TYPES
-from benchmarks.report import median, run_measured, write_section
+from benchmarks.report import NBP, median, run_measured, write_section
 
-NBP = str(Path(sys.executable).with_name("nbp"))
 MIN_RUNS_TO_RECORD = 3
 FORMATS = "csv,csv-gbk,parquet"
 

@@ -70,9 +70,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from benchmarks.report import write_section
+from benchmarks.report import NBP, write_section
 
-NBP = str(Path(sys.executable).with_name("nbp"))
 MAX_REQUESTS = 12_000
 TIMEOUT_S = 10.0
 TARGETS_TOP = 500

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+NBP = str(Path(sys.executable).with_name("nbp"))  # the CLI of the interpreter running the benchmark
 
 
 @dataclass
