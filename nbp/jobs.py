@@ -91,7 +91,12 @@ def atomic_write(path: Path) -> Iterator[Path]:
 
 
 def _siblings(ws: Workspace) -> Iterator[tuple[Path, str]]:
-    for root in (ws.features_dir, ws.feast_dir, ws.outputs_dir):
+    """Temporary siblings (``.<name>.tmp-<tag>``) anywhere a job replaces files, member banks' folders included."""
+    banks = [ws.for_bank(code) for code in ws.banks()]
+    roots = dict.fromkeys(
+        [ws.features_dir, ws.feast_dir, ws.outputs_dir, *(d for b in banks for d in (b.features_dir, b.outputs_dir))]
+    )
+    for root in roots:
         if root.exists():
             for p in root.rglob(".*.tmp-*"):
                 yield p, p.name.rsplit(".tmp-", 1)[1]

@@ -166,6 +166,22 @@ def test_clean_stale_removes_only_dead_local_jobs_files(tmp_path: Path) -> None:
     assert not ws.scratch_root.exists() and not kept[0].exists() and kept[1].exists()
 
 
+def test_clean_stale_finds_a_dead_jobs_files_in_a_member_banks_folders(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "home")
+    bank = ws.for_bank("QINGSHAN")
+    bank.ingested_dir.mkdir(parents=True)
+    bank.ingest_meta.write_text('{"export_date": "2026-11-01", "bank_code": "QINGSHAN"}', encoding="utf-8")
+    dead = jobs.tag(_dead_pid())
+    bank.features_dir.mkdir(parents=True)
+    bank.scores_dir.mkdir(parents=True)
+    gone = [bank.features_dir / f".income.parquet.tmp-{dead}", bank.scores_dir / f".latest.parquet.tmp-{dead}"]
+    kept = bank.features_dir / f".income.parquet.tmp-{jobs.tag()}"
+    for p in [*gone, kept]:
+        p.write_bytes(b"x")
+    assert sorted(jobs.clean_stale(ws)) == sorted(gone)
+    assert not any(p.exists() for p in gone) and kept.exists()
+
+
 def test_jobs_read_the_export_date_ingest_recorded_and_refuse_without_one(tmp_path: Path) -> None:
     from nbp.errors import FeatureStoreError
     from training.pipeline import export_date
