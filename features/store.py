@@ -47,7 +47,15 @@ _SERVICES: dict[tuple[str, str, str, str], object] = {}  # FeatureService object
 
 
 def _key(cfg: Config, ws: Workspace) -> tuple[str, str, str]:
-    return (str(ws.home), cfg.features.online_store, cfg.features.redis_connection)
+    return (str(ws.feast_dir), cfg.features.online_store, cfg.features.redis_connection)
+
+
+def project(ws: Workspace) -> str:
+    """The Feast project: ``nbp``, or ``nbp_<bank>`` for a member bank, so that banks sharing one Redis
+    never share a key (Feast allows letters, digits and ``_``: ``_`` is written ``_u`` and ``-`` ``_d``)."""
+    if ws.bank is None:
+        return PROJECT
+    return f"{PROJECT}_" + ws.bank.replace("_", "_u").replace("-", "_d")
 
 
 def offline_config(ws: Workspace) -> dict:
@@ -77,7 +85,7 @@ def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type importe
 
         online = {"type": TYPE, "path": str(ws.online_store_db)}
     return RepoConfig(
-        project=PROJECT,
+        project=project(ws),
         provider="local",
         registry=RegistryConfig(path=str(ws.feast_registry), cache_ttl_seconds=60, registry_store_type=REGISTRY_STORE),
         offline_store=offline_config(ws),
@@ -538,7 +546,7 @@ def repair_registry(ws: Workspace) -> bool:
     except DecodeError as e:
         log.warning("%s cannot be read (%s): a job was killed while writing it; rebuilt by feast apply", path, e)
         path.unlink()
-        for key in [k for k in _STORES if k[0] == str(ws.home)]:  # a store may hold the broken file's cache
+        for key in [k for k in _STORES if k[0] == str(ws.feast_dir)]:  # a store may hold the broken file's cache
             del _STORES[key]
         return True
 

@@ -81,6 +81,47 @@ def single_bank_only(ctx: Ctx, command: str) -> None:
         )
 
 
+def bank_workspaces(ctx: Ctx, bank: str | None, command: str, one: bool = False) -> list[Workspace]:
+    """The workspaces a command works on: the workspace itself for a single bank; in a federation
+    workspace every member bank's view (``Workspace.for_bank``), or just ``--bank``'s.
+
+    Args:
+        one: the command works on one bank at a time (it writes one file): ``--bank`` is then
+            required in a federation workspace.
+
+    Raises:
+        ConfigError: ``--bank`` in a single-bank workspace, a bank that is not present, or no
+            ``--bank`` where ``one`` asks for it.
+    """
+    from features.build import member_banks
+
+    present = ctx.ws.banks()
+    if not present:
+        if bank is not None:
+            raise ConfigError(f"--bank {bank}: {ctx.ws.home} is a single-bank workspace (no member bank under banks/)")
+        return [ctx.ws]
+    if one and bank is None:
+        raise ConfigError(
+            f"{ctx.ws.home} is a federation workspace (banks: {', '.join(present)}); "
+            f"`nbp {command}` works on one member bank: add --bank CODE"
+        )
+    try:
+        return [ctx.ws.for_bank(code) for code in member_banks(ctx.ws, bank)]
+    except NbpError as e:
+        raise ConfigError(str(e)) from e
+
+
+BANK_OPTION = click.option(
+    "--bank",
+    metavar="CODE",
+    default=None,
+    help="Member bank of a federation workspace (default: every bank, one after the other).",
+)
+ONE_BANK_OPTION = click.option(
+    "--bank", metavar="CODE", default=None, help="Member bank of a federation workspace (required there)."
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """nbp: next-best-product recommender for rural commercial banks.
@@ -231,42 +272,31 @@ def features(ctx: Ctx, as_of: tuple, bank: str | None) -> None:
         click.echo(publish(ctx.cfg, ctx.ws, dates).describe())
 
 
-# Where a federation workspace stops today (decision 016): after its member banks' feature tables.
-FEDERATION_NOT_YET = (
-    "Feast publication and training of member banks are not available yet; "
-    "the feature tables are built under banks/<code>/data/features/"
-)
-
-
 def _features_federation(ctx: Ctx, dates: list, bank: str | None) -> None:
-    """Build member banks' feature tables one bank after the other, a progress line per bank;
-    Feast is not touched."""
-    from features.build import build_banks, member_banks
+    """Publish member banks' features one bank after the other (build, Feast apply, materialise,
+    each into the bank's own folder), a progress line per bank."""
+    from features.build import member_banks
+    from features.store import publish
     from nbp.jobs import job
 
     codes = member_banks(ctx.ws, bank)
     with job(ctx.ws):
-        built = build_banks(ctx.ws, codes, dates or list(ctx.cfg.features.as_of) or None)
-        for i, (code, summary) in enumerate(built, 1):
+        for i, code in enumerate(codes, 1):
+            summary = publish(ctx.cfg, ctx.ws.for_bank(code), dates)
             click.echo(f"bank {code} ({i}/{len(codes)}): {summary.describe()}")
-    click.echo(f"federation: {FEDERATION_NOT_YET}")
 
 
 @features.command("export")
 @click.option("--as-of", "as_of", required=True, type=click.DateTime(["%Y-%m-%d"]), help="As-of date T.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
+@ONE_BANK_OPTION
 @common
-def features_export(ctx: Ctx, as_of: Any, out: str) -> None:
+def features_export(ctx: Ctx, as_of: Any, out: str, bank: str | None) -> None:
     """Write the full feature table at one as-of (customer_id plus every feature)."""
     from features.store import export
-    from nbp.errors import FeatureStoreError
 
-    if ctx.ws.banks():
-        raise FeatureStoreError(
-            f"{ctx.ws.home} is a federation workspace and `nbp features export` reads through Feast: "
-            + FEDERATION_NOT_YET
-        )
-    click.echo(f"{export(ctx.cfg, ctx.ws, as_of.date(), Path(out)):,} customers written to {out}")
+    (ws,) = bank_workspaces(ctx, bank, "features export", one=True)
+    click.echo(f"{export(ctx.cfg, ws, as_of.date(), Path(out)):,} customers written to {out}")
 
 
 DATE = click.DateTime(["%Y-%m-%d"])
@@ -280,10 +310,11 @@ DATE = click.DateTime(["%Y-%m-%d"])
     help="Use only label windows closed before this date (default: the export date).",
 )
 @click.option("--product", "products", multiple=True, help="Product key (repeatable; default: all).")
+@BANK_OPTION
 @common
-def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
-    """Train one calibrated model per product, register it and run the champion gate."""
-    single_bank_only(ctx, "train")
+def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) -> None:
+    """Train one calibrated model per product, register it and run the champion gate (in a
+    federation workspace: for each member bank, ``nbp-<bank>-<product>``)."""
     import pandas as pd
 
     from nbp.jobs import job
@@ -291,25 +322,31 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
     from training.pipeline import result_line
     from training.pipeline import train as run
 
+    wss = bank_workspaces(ctx, bank, "train")
+    trained = 0
     with job(ctx.ws):
-        results = run(ctx.cfg, ctx.ws, pd.Timestamp(cutoff) if cutoff else None, list(products) or None)
-    click.echo(
-        metrics_table(
-            [
-                {
-                    "product": r.product,
-                    "version": r.version,
-                    "alias": r.alias or "skipped",
-                    "window": r.window,
-                    **{k: r.metrics.get(k) for k in ("auc", "pr_auc", "lift_10", "ece", "brier")},
-                }
-                for r in results
-            ]
-        )
-    )
-    for r in results:
-        click.echo(result_line(r))
-    if all(r.skip is not None for r in results):
+        for ws in wss:
+            results = run(ctx.cfg, ws, pd.Timestamp(cutoff) if cutoff else None, list(products) or None)
+            if ws.bank is not None:
+                click.echo(f"bank {ws.bank}:")
+            click.echo(
+                metrics_table(
+                    [
+                        {
+                            "product": r.product,
+                            "version": r.version,
+                            "alias": r.alias or "skipped",
+                            "window": r.window,
+                            **{k: r.metrics.get(k) for k in ("auc", "pr_auc", "lift_10", "ece", "brier")},
+                        }
+                        for r in results
+                    ]
+                )
+            )
+            for r in results:
+                click.echo(result_line(r))
+            trained += sum(r.skip is None for r in results)
+    if not trained:
         raise NbpError("no product could be trained; the reasons are above (also in MLflow and /readyz)")
 
 
@@ -317,18 +354,19 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...]) -> None:
 @click.option("--as-of", "as_of", multiple=True, required=True, type=DATE, help="As-of date (repeatable).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
 @click.option("--product", "products", multiple=True, help="Product key (repeatable; default: all).")
+@ONE_BANK_OPTION
 @common
-def score(ctx: Ctx, as_of: tuple, out: str, products: tuple[str, ...]) -> None:
+def score(ctx: Ctx, as_of: tuple, out: str, products: tuple[str, ...], bank: str | None) -> None:
     """Score every eligible candidate with each product's champion model."""
-    single_bank_only(ctx, "score")
     import pandas as pd
 
     from nbp.jobs import job
     from training.pipeline import score as run
     from training.pipeline import write_scores
 
+    (ws,) = bank_workspaces(ctx, bank, "score", one=True)
     with job(ctx.ws):
-        df = run(ctx.cfg, ctx.ws, [pd.Timestamp(t) for t in as_of], list(products) or None)
+        df = run(ctx.cfg, ws, [pd.Timestamp(t) for t in as_of], list(products) or None)
         path = write_scores(df, Path(out))
     click.echo(f"{len(df):,} scores ({df['product'].nunique()} products) written to {path}")
 
@@ -352,15 +390,23 @@ def serve(ctx: Ctx, host: str, port: int) -> None:
 @click.option("--top", type=int, default=100, show_default=True, help="Treatment rows wanted.")
 @click.option("--campaign", default=None, help="Campaign id (fixes the control group; default <product>-<YYYYMM>).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.xlsx or FILE.csv to write.")
+@ONE_BANK_OPTION
 @common
 def targets(
-    ctx: Ctx, product: str, branch: str | None, manager: str | None, top: int, campaign: str | None, out: str
+    ctx: Ctx,
+    product: str,
+    branch: str | None,
+    manager: str | None,
+    top: int,
+    campaign: str | None,
+    out: str,
+    bank: str | None,
 ) -> None:
     """Write a target list (the same list as POST /targets) for staff, from the latest batch scores."""
-    single_bank_only(ctx, "targets")
     from serving.launch import write_targets
 
-    click.echo(write_targets(ctx.cfg, ctx.ws, product, branch, manager, top, campaign, Path(out)))
+    (ws,) = bank_workspaces(ctx, bank, "targets", one=True)
+    click.echo(write_targets(ctx.cfg, ws, product, branch, manager, top, campaign, Path(out)))
 
 
 @main.group()
@@ -394,10 +440,12 @@ def bench_bank_marketing(ctx: Ctx, data: str | None) -> None:
     help="Simulator oracle.parquet, for the oracle's AUC on the same rows.",
 )
 @click.option("--months", type=int, default=4, show_default=True, help="Monthly test as-of dates.")
+@ONE_BANK_OPTION
 @common
-def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None, months: int) -> None:
+def backtest(
+    ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None, months: int, bank: str | None
+) -> None:
     """Train with a cutoff, score later months, compare with realised uptake; write a report."""
-    single_bank_only(ctx, "backtest")
     import pandas as pd
 
     from nbp.jobs import job
@@ -405,22 +453,37 @@ def backtest(ctx: Ctx, as_of: Any, products: tuple[str, ...], oracle: str | None
     from training.pipeline import backtest as run
 
     orc = pd.read_parquet(oracle) if oracle else None
+    (ws,) = bank_workspaces(ctx, bank, "backtest", one=True)
     with job(ctx.ws):
-        rows, report = run(ctx.cfg, ctx.ws, pd.Timestamp(as_of), list(products) or None, orc, months)
+        rows, report = run(ctx.cfg, ws, pd.Timestamp(as_of), list(products) or None, orc, months)
     click.echo(metrics_table(rows))
     click.echo(f"report: {report}")
 
 
 @main.command()
+@BANK_OPTION
 @common
-def retrain(ctx: Ctx) -> None:
-    """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run."""
-    single_bank_only(ctx, "retrain")
+def retrain(ctx: Ctx, bank: str | None) -> None:
+    """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run.
+    In a federation workspace: every member bank (or --bank), one after the other."""
     from nbp.jobs import job
     from training.pipeline import retrain as run
 
+    wss = bank_workspaces(ctx, bank, "retrain")
+    failed = []
     with job(ctx.ws):
-        click.echo(run(ctx.cfg, ctx.ws))
+        for ws in wss:
+            if ws.bank is None:
+                click.echo(run(ctx.cfg, ws))
+                continue
+            click.echo(f"bank {ws.bank}:")
+            try:  # one bank's failure must not stop the others' monthly job
+                click.echo(run(ctx.cfg, ws))
+            except NbpError as e:
+                click.echo(f"bank {ws.bank}: failed: {e}", err=True)
+                failed.append(ws.bank)
+    if failed:
+        raise NbpError(f"retrain failed for bank(s) {', '.join(failed)}; the reasons are above")
 
 
 if __name__ == "__main__":  # pragma: no cover

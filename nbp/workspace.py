@@ -29,9 +29,10 @@ name onto ``home``. Layout::
 
 A federation workspace (``docs/decisions/016-federation-workspace.md``) holds several member
 banks: ``Workspace.for_bank(code)`` puts each bank's own data (``ingest/``, ``ingest.refused/``,
-``data/``, ``outputs/``) under ``banks/<code>/`` (:attr:`Workspace.bank_root`), while
-``mlruns/``, ``feast/``, ``bentoml/``, ``audit/``, ``secrets/``, ``policy/`` and ``.tmp/``
-stay shared under ``$NBP_HOME``. Without a bank every path is the one above.
+``data/``, ``feast/``, ``policy/``, ``outputs/``) under ``banks/<code>/`` (:attr:`Workspace.bank_root`),
+while ``mlruns/`` (one registry: ``nbp-<bank>-<product>``), ``bentoml/``, ``audit/`` (every record
+names its bank), ``secrets/`` and ``.tmp/`` stay shared under ``$NBP_HOME``. Without a bank every
+path is the one above.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class Workspace:
 
     @property
     def feast_dir(self) -> Path:
-        return self.home / "feast"
+        """The Feast repo: registry and SQLite online store (a member bank's own, under ``banks/<code>/``)."""
+        return self.bank_root / "feast"
 
     @property
     def mlruns_dir(self) -> Path:
@@ -227,7 +229,7 @@ class Workspace:
     @property
     def do_not_contact(self) -> Path:
         """One customer id per line; these customers are never put on a list."""
-        return self.home / "policy" / "do_not_contact.txt"
+        return self.bank_root / "policy" / "do_not_contact.txt"
 
     @property
     def fingerprint_key(self) -> Path:

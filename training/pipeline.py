@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from bankexport.spec import BANK_COLUMN
 from nbp import jobs
 from nbp.config import Config, ProductConfig
 from nbp.errors import FeatureStoreError, ModelUnavailable, NbpError
@@ -336,8 +337,8 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
 
     Returns:
         Columns ``customer_id``, ``product``, ``as_of``, ``score`` (calibrated
-        probability), ``model_version``. A product without a champion is skipped
-        with a warning.
+        probability), ``model_version``; a member bank's lead with ``bank_code``. A product
+        without a champion is skipped with a warning.
     """
     recover(ws)
     customers, loans = read_base(ws)
@@ -371,7 +372,10 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
                 }
             )
         )
-    return pd.concat(parts, ignore_index=True)
+    out = pd.concat(parts, ignore_index=True)
+    if ws.bank is not None:  # a member bank's scores say whose they are (ids are unique within a bank only)
+        out.insert(0, BANK_COLUMN, ws.bank)
+    return out
 
 
 def write_scores(df: pd.DataFrame, path: Path) -> Path:

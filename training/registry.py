@@ -75,12 +75,19 @@ TAG_SKIPPED_ZH = "nbp.skipped_zh"  # the same, for staff
 TAG_PID = "nbp.pid"  # process and host of the job that started the run (recover)
 TAG_HOST = "nbp.host"
 TAG_FAILED = "nbp.failed"
+TAG_BANK = "nbp.bank"  # the member bank a run's model belongs to (federation workspace)
 RUNTIME_PACKAGES = ("lightgbm", "pandas", "numpy", "scikit-learn", "pydantic")
 
 
-def model_name(product: str) -> str:
-    """Registered model (and experiment) name of a product: ``nbp-<product>``."""
-    return f"nbp-{product}"
+def model_name(product: str, bank: str | None = None) -> str:
+    """Registered model (and experiment) name of a product: ``nbp-<product>``; of a member
+    bank's model in a federation workspace: ``nbp-<bank>-<product>``."""
+    return f"nbp-{product}" if bank is None else f"nbp-{bank}-{product}"
+
+
+def bank_tag(ws: Workspace) -> dict[str, str]:
+    """``{"nbp.bank": code}`` on every run of a member bank's model (empty for a single bank)."""
+    return {} if ws.bank is None else {TAG_BANK: ws.bank}
 
 
 def tracking_uri(ws: Workspace) -> str:
@@ -208,12 +215,12 @@ def log_and_register(
 
     from training.mlflow_model import NbpPyfunc
 
-    name = model_name(product)
+    name = model_name(product, ws.bank)
     exp_id = _experiment_id(client, ws, name)
     example = input_example[fitted.features].head(5).reset_index(drop=True)
     signature = infer_signature(example, fitted.predict_proba(example))
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} {backtest_window}") as run:
-        mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product, **job_tags()})
+        mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product, **bank_tag(ws), **job_tags()})
         mlflow.log_params(_run_params(fitted, params, as_of_range, backtest_window))
         _log_evidence(mlflow, fitted, metrics, plots, feature_info, backtest_window)
         with jobs.tempdir(ws, "mlflow"):  # MLflow stages the model in a temporary folder: ours, under $NBP_HOME
@@ -336,7 +343,7 @@ def promote(
         model version.
     """
     client = _connect(ws)
-    name = model_name(product)
+    name = model_name(product, ws.bank)
     window, _, run_id = _version_evidence(client, name, version)
     champ_v = _current_champion(client, name)
     auc = float(metrics.get("auc", float("nan")))
@@ -382,7 +389,7 @@ def load_version(ws: Workspace, product: str, version: int | str) -> tuple[Fitte
     Raises:
         ModelUnavailable: no such registered model, version or alias.
     """
-    name = model_name(product)
+    name = model_name(product, ws.bank)
     if not ws.mlflow_db.exists():
         raise ModelUnavailable(f"{name}: no model registry in {ws.mlruns_dir}; run `nbp train` first")
     client = _connect(ws)
@@ -445,10 +452,19 @@ def record_skip(ws: Workspace, product: str, zh: str, en: str, window: str = "")
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    name = model_name(product)
+    name = model_name(product, ws.bank)
     exp_id = _experiment_id(client, ws, name)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} skipped") as run:
-        mlflow.set_tags({"nbp.product": product, TAG_SKIPPED: en, TAG_SKIPPED_ZH: zh, TAG_WINDOW: window, **job_tags()})
+        mlflow.set_tags(
+            {
+                "nbp.product": product,
+                TAG_SKIPPED: en,
+                TAG_SKIPPED_ZH: zh,
+                TAG_WINDOW: window,
+                **bank_tag(ws),
+                **job_tags(),
+            }
+        )
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -467,7 +483,7 @@ def skip_of(ws: Workspace, product: str) -> dict[str, str] | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        tags = client.get_registered_model(model_name(product)).tags
+        tags = client.get_registered_model(model_name(product, ws.bank)).tags
     except MlflowException:
         return None
     if TAG_SKIPPED not in tags:

@@ -1,4 +1,4 @@
-"""Feature build per member bank of a federation workspace (issue 14).
+"""Feature build and Feast publication per member bank of a federation workspace (issue 14).
 
 Two simulated banks whose customer ids overlap (both simulators number customers from
 ``C000000000``) are ingested as members ``A`` and ``B``; bank A's export is also ingested
@@ -79,16 +79,50 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Fed:
 
 
 @pytest.mark.slow
-def test_the_cli_builds_every_bank_with_a_progress_line_and_leaves_feast_alone(fed: Fed) -> None:
+def test_the_cli_publishes_every_bank_into_its_own_feast_repo_with_a_progress_line(fed: Fed) -> None:
     code, out = _cli(fed.home)  # a rebuild of every as-of: replaces the fixture's rows
     lines = out.strip().splitlines()
     assert code == 0, out
-    assert lines[0].startswith("bank A (1/2): features: ") and lines[1].startswith("bank B (2/2): features: ")
-    assert lines[-1].startswith("federation: Feast publication and training of member banks are not available yet")
-    assert not fed.ws.feast_dir.exists() and not fed.ws.features_dir.exists()
+    banks = [line for line in lines if line.startswith("bank ")]
+    assert banks[0].startswith("bank A (1/2): features: ") and banks[1].startswith("bank B (2/2): features: ")
+    assert sum(line.startswith("online store: as-of ") for line in lines) == 2
+    assert not fed.ws.feast_dir.exists() and not fed.ws.features_dir.exists()  # nothing shared
     for bank in ("A", "B"):
-        meta = json.loads(fed.ws.for_bank(bank).features_build_meta.read_text(encoding="utf-8"))
+        ws = fed.ws.for_bank(bank)
+        meta = json.loads(ws.features_build_meta.read_text(encoding="utf-8"))
         assert meta["bank_code"] == bank
+        assert ws.feast_registry.is_file() and ws.online_store_db.is_file()
+        assert ws.feast_dir.parent == ws.bank_root
+
+
+@pytest.mark.slow
+def test_each_bank_online_store_answers_its_own_customer_behind_a_shared_id(fed: Fed) -> None:
+    from features.store import online, project, service_names
+    from nbp.config import load_config
+
+    cfg = load_config()
+    service = service_names(cfg)["consumer"]
+    a, b = fed.ws.for_bank("A"), fed.ws.for_bank("B")
+    assert project(a) != project(b) and project(Workspace(fed.home)) == "nbp"
+    assert project(Workspace(fed.home).for_bank("x-y")) != project(Workspace(fed.home).for_bank("x_y"))
+    shared = sorted(
+        set(pd.read_parquet(a.table("customers"))[JOIN_KEY]) & set(pd.read_parquet(b.table("customers"))[JOIN_KEY])
+    )
+    latest = max(json.loads(a.features_build_meta.read_text())["as_of"])
+    differ = 0
+    for ws in (a, b):
+        got = online(cfg, ws, shared, service).set_index(JOIN_KEY)
+        want = pd.read_parquet(ws.feature_table("demo")).set_index([JOIN_KEY, EVENT_TS])
+        want = want.xs(pd.Timestamp(latest), level=EVENT_TS).loc[shared]
+        cols = [c for c in want.columns if c in got.columns and c != "bank_code"]
+        assert cols, "the consumer service reads demo"
+        pd.testing.assert_frame_equal(
+            got.loc[shared, cols].astype(float), want[cols].astype(float), check_names=False, obj=ws.bank
+        )
+    got_a = online(cfg, a, shared, service).set_index(JOIN_KEY)
+    got_b = online(cfg, b, shared, service).set_index(JOIN_KEY)
+    differ = int((got_a.loc[shared, cols].astype(float) != got_b.loc[shared, cols].astype(float)).any(axis=1).sum())
+    assert differ > len(shared) // 2  # different people behind the same ids
 
 
 @pytest.mark.slow
@@ -164,7 +198,7 @@ def test_a_table_of_another_bank_in_a_bank_folder_is_refused(tmp_path: Path) -> 
         build(b, [date(2025, 7, 1)])
 
 
-def test_features_export_refuses_in_a_federation_without_touching_feast(tmp_path: Path) -> None:
+def test_features_export_in_a_federation_asks_for_the_bank_without_touching_feast(tmp_path: Path) -> None:
     home = tmp_path / "home"
     _member(home, "A")
     res = CliRunner().invoke(
@@ -173,5 +207,5 @@ def test_features_export_refuses_in_a_federation_without_touching_feast(tmp_path
         env={"NBP_HOME": str(home)},
     )
     assert res.exit_code == 1
-    assert "is a federation workspace" in res.output and "not available yet" in res.output
-    assert not Workspace(home).feast_dir.exists() and not (tmp_path / "x.parquet").exists()
+    assert "is a federation workspace" in res.output and "add --bank CODE" in res.output
+    assert not Workspace(home).for_bank("A").feast_dir.exists() and not (tmp_path / "x.parquet").exists()

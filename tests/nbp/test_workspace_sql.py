@@ -88,7 +88,7 @@ SINGLE_BANK_CALLS = {
     "job_scratch": ".tmp/h-1",
 }
 # What stays shared by every bank of a federation (decision 016)
-SHARED = {"feast", "mlruns", "bentoml", "audit", "policy", "secrets", ".tmp"}
+SHARED = {"mlruns", "bentoml", "audit", "secrets", ".tmp"}
 
 
 def _paths(ws: Workspace) -> dict[str, Path]:
