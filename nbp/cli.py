@@ -376,8 +376,10 @@ def score(ctx: Ctx, as_of: tuple, out: str, products: tuple[str, ...], bank: str
 @click.option("--port", type=int, default=3000, show_default=True, help="Port to listen on.")
 @common
 def serve(ctx: Ctx, host: str, port: int) -> None:
-    """Serve /hints, /targets and the staff page (BentoML; tokens from NBP_TOKENS or serving.tokens_file)."""
-    single_bank_only(ctx, "serve")
+    """Serve /hints, /targets and the staff page (BentoML; tokens from NBP_TOKENS or serving.tokens_file).
+
+    A federation workspace is served whole: every member bank, each token limited to its bank.
+    """
     from serving.launch import exec_server
 
     exec_server(ctx.cfg, ctx.ws, host, port, click.get_current_context().params.get("config_path"))

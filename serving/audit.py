@@ -3,6 +3,9 @@
 Each line of ``$NBP_HOME/audit/audit.jsonl`` records::
 
     ts           ISO 8601 time of the request, UTC, e.g. "2026-10-01T08:30:00.123+00:00"
+    bank_code    the bank whose data the request was about (a federation's member bank, or
+                 the single bank's recorded code); null when the workspace records none or
+                 the token was refused before a bank was known
     role         the token's role, or null when the request was not authenticated
     branch_id    the token's branch (branch role), else null
     token_fp     keyed fingerprint of the presented token (serving.auth.fingerprint:
@@ -29,7 +32,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -111,6 +114,7 @@ class AuditLog:
         params: Mapping[str, Any] | None = None,
         rows: int = 0,
         when: datetime | None = None,
+        bank_code: str | None = None,
     ) -> dict[str, Any]:
         """Append one request to the trail.
 
@@ -123,6 +127,7 @@ class AuditLog:
             params: the key request parameters; cleaned as the module says.
             rows: number of rows answered.
             when: time of the request (default: now, UTC).
+            bank_code: the bank the request was about (None: not known).
 
         Returns:
             The record as written.
@@ -130,6 +135,7 @@ class AuditLog:
         ts = (when or datetime.now(UTC)).isoformat(timespec="milliseconds")
         entry = {
             "ts": ts,
+            "bank_code": bank_code,
             "role": principal.role if principal else None,
             "branch_id": principal.branch_id if principal else None,
             "token_fp": principal.fingerprint if principal else token_fp,
@@ -169,3 +175,47 @@ def read_audit(path: Path) -> list[dict[str, Any]]:
         return []
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+TAIL_BLOCK = 64 * 1024  # bytes read at a time from the end of the trail
+
+
+def tail_audit(path: Path, limit: int, keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+    """The last ``limit`` records of a trail that ``keep`` accepts, in file order.
+
+    Reads the file backwards a block at a time and stops as soon as it has ``limit``
+    records, so a long trail costs only what the answer needs (a rare bank's records can
+    still mean reading it all). A line cut by a write in progress is skipped.
+
+    Args:
+        path: the JSON-lines file.
+        limit: at most this many records.
+        keep: which records count (default: all).
+    """
+    if limit <= 0 or not Path(path).exists():
+        return []
+    found: list[dict[str, Any]] = []
+    with open(path, "rb") as f:
+        pos = f.seek(0, os.SEEK_END)
+        rest = b""  # the start of a line whose beginning lies in an earlier block
+        while pos > 0 and len(found) < limit:
+            step = min(TAIL_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            lines = (f.read(step) + rest).split(b"\n")
+            rest = lines.pop(0) if pos > 0 else b""
+            for raw in reversed(lines):
+                entry = _parse(raw)
+                if entry is not None and (keep is None or keep(entry)):
+                    found.append(entry)
+                    if len(found) == limit:
+                        break
+    return found[::-1]
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None

@@ -1,17 +1,28 @@
-"""Bearer tokens, roles and branch scope.
+"""Bearer tokens, roles, bank and branch scope.
 
 Tokens are never in the repository. They come from the environment variable
 ``NBP_TOKENS`` or, when it is unset, from the file named by
 ``serving.tokens_file``. Both use one entry per token::
 
-    TOKEN:ROLE[:BRANCH_ID]
+    TOKEN:ROLE[:BANK[:BRANCH]]
 
 comma-separated in ``NBP_TOKENS``; one per line in the file, where ``#`` starts
-a comment. Roles:
+a comment. How the fields after the role are read depends on the workspace
+(:class:`Tenancy`):
 
-``marketing``  every branch's customers and lists (no branch)
-``branch``     its own branch only (``BRANCH_ID`` required): 403 elsewhere
-``admin``      everything, including admin endpoints (no branch)
+- a single-bank workspace: ``TOKEN:ROLE[:BRANCH_ID]`` as always; a four-field entry
+  ``TOKEN:ROLE:BANK:BRANCH`` (``BRANCH`` empty for the roles without one) is accepted
+  only when ``BANK`` is the bank the workspace's ingest recorded;
+- a federation workspace: every token but ``federation_admin`` names its member bank,
+  ``TOKEN:ROLE:BANK`` or ``TOKEN:branch:BANK:BRANCH``.
+
+Roles:
+
+``marketing``         every branch of its bank (no branch)
+``branch``            its own branch only (``BRANCH`` required): 403 elsewhere
+``admin``             everything of its bank, including the admin views (no branch)
+``federation_admin``  every member bank, read only: names the bank of each request
+                      (federation workspaces only)
 
 A token is compared in constant time, and only its fingerprint (a truncated
 HMAC-SHA256 keyed with the workspace's secret, :func:`fingerprint` and
@@ -33,15 +44,16 @@ from pathlib import Path
 
 from nbp.config import Config
 from nbp.errors import ConfigError
-from nbp.workspace import CHECKOUT, Workspace
-from serving.errors import Forbidden, Unauthorized
+from nbp.workspace import CHECKOUT, Workspace, is_bank_code
+from serving.errors import Forbidden, NotFound, Unauthorized, Unprocessable, shown
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "NBP_TOKENS"
 KEY_ENV_VAR = "NBP_FINGERPRINT_KEY"  # the fingerprint key itself (hex); else the workspace's key file
 MIN_KEY_BYTES = 16
-ROLES = ("marketing", "branch", "admin")
+ROLES = ("marketing", "branch", "admin", "federation_admin")
+FEDERATION_ADMIN = "federation_admin"  # every member bank, read only; no bank of its own
 MIN_TOKEN_LENGTH = 16  # shorter tokens are accepted with a warning
 _FORBIDDEN_CHARS = set(":,# \t")
 
@@ -54,17 +66,46 @@ class Principal:
         role: one of :data:`ROLES`.
         branch_id: the branch of a ``branch`` token; None for the other roles.
         fingerprint: short non-reversible id of the token, safe to log.
+        bank: the member bank the token is limited to; None for ``federation_admin`` and
+            for a single-bank workspace's token that names no bank.
     """
 
     role: str
     branch_id: str | None
     fingerprint: str
+    bank: str | None = None
 
     def may_see_branch(self, branch_id: str | None) -> bool:
         """Whether this principal may see ``branch_id`` (None: all branches)."""
         if self.role != "branch":
             return True
         return branch_id is not None and branch_id == self.branch_id
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    """The banks a workspace serves, which decides how a token entry is read.
+
+    Attributes:
+        federation: a federation workspace (member banks under ``banks/``, no single-bank store).
+        banks: the member banks of a federation; of a single-bank workspace, the bank code its
+            ingest recorded, or nothing.
+    """
+
+    federation: bool = False
+    banks: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, ws: Workspace) -> Tenancy:
+        """The workspace's tenancy: a federation when it holds member banks and no single-bank store."""
+        members = ws.banks()
+        if members and not ws.ingest_meta.exists():
+            return cls(True, tuple(members))
+        own = ws.recorded_bank()
+        return cls(False, (own,) if own else ())
+
+    def __str__(self) -> str:
+        return ", ".join(self.banks) or "(no bank code recorded)"
 
 
 def fingerprint(token: str, key: bytes) -> str:
@@ -136,8 +177,10 @@ def _entries(text: str) -> list[str]:
     return [e for e in out if e]
 
 
-def parse_tokens(text: str, source: str = ENV_VAR, *, key: bytes) -> dict[str, Principal]:
-    """Parse token entries ``TOKEN:ROLE[:BRANCH_ID]``.
+def parse_tokens(
+    text: str, source: str = ENV_VAR, *, key: bytes, tenancy: Tenancy | None = None
+) -> dict[str, Principal]:
+    """Parse token entries ``TOKEN:ROLE[:BANK[:BRANCH]]`` (module docstring).
 
     Entries are separated by commas or new lines; ``#`` starts a comment.
 
@@ -145,48 +188,84 @@ def parse_tokens(text: str, source: str = ENV_VAR, *, key: bytes) -> dict[str, P
         text: the entries.
         source: where they came from, named in error messages.
         key: the fingerprint key (:func:`fingerprint_key`).
+        tenancy: the workspace's banks (:meth:`Tenancy.of`); default a single bank with no
+            recorded code.
 
     Returns:
         Token -> :class:`Principal`.
 
     Raises:
-        ConfigError: an entry is malformed, has an unknown role, a ``branch``
-            entry lacks its branch, another role names one, or a token repeats.
-            The message names the entry by position and fingerprint, never the
-            token itself.
+        ConfigError: an entry is malformed, has an unknown role, a ``branch`` entry lacks
+            its branch, another role names one, a bank is missing, invalid or not served by
+            this workspace, or a token repeats. The message names the entry by position and
+            fingerprint, never the token itself.
     """
+    tenancy = tenancy or Tenancy()
     tokens: dict[str, Principal] = {}
     for i, entry in enumerate(_entries(text), start=1):
         parts = [p.strip() for p in entry.split(":")]
         token = parts[0]
         where = f"{source} entry {i} (token fingerprint {fingerprint(token, key)})"
-        if len(parts) not in (2, 3) or not token or not parts[1]:
-            raise ConfigError(f"{where}: expected TOKEN:ROLE[:BRANCH_ID], got {len(parts)} field(s)")
+        if len(parts) not in (2, 3, 4) or not token or not parts[1]:
+            raise ConfigError(f"{where}: expected TOKEN:ROLE[:BANK[:BRANCH]], got {len(parts)} field(s)")
         if _FORBIDDEN_CHARS & set(token):
             raise ConfigError(f"{where}: a token may not contain spaces, ':', ',' or '#'")
         role = parts[1].lower()
-        branch = parts[2] if len(parts) == 3 and parts[2] else None
         if role not in ROLES:
             raise ConfigError(f"{where}: unknown role '{parts[1]}' (roles: {', '.join(ROLES)})")
+        bank, branch = _scope(parts, role, tenancy, where)
         if role == "branch" and branch is None:
-            raise ConfigError(f"{where}: role 'branch' needs a branch, as TOKEN:branch:BRANCH_ID")
+            form = "TOKEN:branch:BANK:BRANCH" if tenancy.federation else "TOKEN:branch:BRANCH_ID"
+            raise ConfigError(f"{where}: role 'branch' needs a branch, as {form}")
         if role != "branch" and branch is not None:
             raise ConfigError(f"{where}: role '{role}' covers every branch; remove ':{branch}'")
         if token in tokens:
             raise ConfigError(f"{where}: the same token is listed twice")
         if len(token) < MIN_TOKEN_LENGTH:
             log.warning("%s: token shorter than %d characters; use a long random one", where, MIN_TOKEN_LENGTH)
-        tokens[token] = Principal(role=role, branch_id=branch, fingerprint=fingerprint(token, key))
+        tokens[token] = Principal(role=role, branch_id=branch, fingerprint=fingerprint(token, key), bank=bank)
     return tokens
 
 
-def load_tokens(cfg: Config, environ: Mapping[str, str], *, key: bytes) -> dict[str, Principal]:
+def _scope(parts: list[str], role: str, tenancy: Tenancy, where: str) -> tuple[str | None, str | None]:
+    """The (bank, branch) an entry's fields after the role name, as the workspace reads them.
+
+    Raises:
+        ConfigError: a bank is missing (federation), not a valid code, or not one this workspace serves.
+    """
+    rest = [p or None for p in parts[2:]]
+    if role == FEDERATION_ADMIN:
+        if not tenancy.federation:
+            raise ConfigError(f"{where}: role '{FEDERATION_ADMIN}' needs a federation workspace; use 'admin' here")
+        if any(rest):
+            raise ConfigError(f"{where}: role '{FEDERATION_ADMIN}' covers every bank; write TOKEN:{FEDERATION_ADMIN}")
+        return None, None
+    if not tenancy.federation and len(parts) < 4:
+        return None, rest[0] if rest else None  # TOKEN:ROLE[:BRANCH_ID], as in every single-bank workspace
+    bank = rest[0] if rest else None
+    if bank is None:
+        raise ConfigError(
+            f"{where}: this is a federation workspace: a '{role}' token names its bank, as "
+            f"TOKEN:{role}:BANK{':BRANCH' if role == 'branch' else ''} (banks: {tenancy})"
+        )
+    if not is_bank_code(bank):
+        raise ConfigError(f"{where}: '{shown(bank, 20)}' is not a bank code (1-16 of A-Z a-z 0-9 _ -)")
+    if bank not in tenancy.banks:
+        what = "member banks" if tenancy.federation else "this single-bank workspace holds"
+        raise ConfigError(f"{where}: bank '{bank}' is not served here ({what}: {tenancy})")
+    return bank, rest[1] if len(rest) > 1 else None
+
+
+def load_tokens(
+    cfg: Config, environ: Mapping[str, str], *, key: bytes, tenancy: Tenancy | None = None
+) -> dict[str, Principal]:
     """Load the service's tokens: ``NBP_TOKENS`` if set, else ``serving.tokens_file``.
 
     Args:
         cfg: the configuration (``cfg.serving.tokens_file``).
         environ: the environment, e.g. ``os.environ``.
         key: the fingerprint key (:func:`fingerprint_key`).
+        tenancy: the workspace's banks (:meth:`Tenancy.of`), which decide how entries are read.
 
     Returns:
         Token -> :class:`Principal`, never empty.
@@ -197,7 +276,7 @@ def load_tokens(cfg: Config, environ: Mapping[str, str], *, key: bytes) -> dict[
     """
     text = environ.get(ENV_VAR, "").strip()
     if text:
-        tokens = parse_tokens(text, ENV_VAR, key=key)
+        tokens = parse_tokens(text, ENV_VAR, key=key, tenancy=tenancy)
     elif cfg.serving.tokens_file:
         path = Path(os.path.expandvars(cfg.serving.tokens_file)).expanduser().resolve()
         if path.is_relative_to(CHECKOUT):
@@ -210,9 +289,9 @@ def load_tokens(cfg: Config, environ: Mapping[str, str], *, key: bytes) -> dict[
             raise ConfigError(f"serving.tokens_file {path}: cannot read: {e.strerror}") from e
         if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warning("serving.tokens_file %s: readable by others; chmod 600 it", path)
-        tokens = parse_tokens(text, str(path), key=key)
+        tokens = parse_tokens(text, str(path), key=key, tenancy=tenancy)
     else:
-        raise ConfigError(f"no API tokens: set {ENV_VAR}=TOKEN:ROLE[:BRANCH_ID],... or serving.tokens_file")
+        raise ConfigError(f"no API tokens: set {ENV_VAR}=TOKEN:ROLE[:BANK[:BRANCH]],... or serving.tokens_file")
     if not tokens:
         raise ConfigError(f"no API tokens: {ENV_VAR} or serving.tokens_file lists no entry")
     by_role = {r: sum(p.role == r for p in tokens.values()) for r in ROLES}
@@ -268,6 +347,29 @@ def authorize_branch(principal: Principal, branch_id: str | None) -> None:
     """
     if not principal.may_see_branch(branch_id):
         raise Forbidden(f"this token sees only its own branch '{principal.branch_id}'")
+
+
+def bank_scope(principal: Principal, bank: str | None, banks: tuple[str, ...]) -> str:
+    """The member bank a request of a federation workspace is about.
+
+    A bank's token gets its own bank (naming another is 403, with only its own bank in the
+    message); ``federation_admin`` must name one of ``banks``.
+
+    Raises:
+        Forbidden: a bank's token named another bank.
+        Unprocessable: ``federation_admin`` named no bank.
+        NotFound: ``federation_admin`` named a bank that is not a member.
+    """
+    if principal.role != FEDERATION_ADMIN:
+        if bank is not None and bank != principal.bank:
+            raise Forbidden(f"this token sees only its own bank '{principal.bank}'")
+        assert principal.bank is not None, "a federation token without a bank passed parse_tokens"
+        return principal.bank
+    if bank is None:
+        raise Unprocessable(f"a {FEDERATION_ADMIN} token names the bank: add bank_code (banks: {', '.join(banks)})")
+    if bank not in banks:
+        raise NotFound(f"bank '{shown(bank)}' is not a member bank here (banks: {', '.join(banks)})")
+    return bank
 
 
 def authorize_role(principal: Principal, *roles: str) -> None:

@@ -285,6 +285,7 @@ class Recommender:
     ) -> None:
         self.cfg = cfg
         self.ws = ws
+        self.bank = ws.bank or ws.recorded_bank()  # every hint and list carries it (None: none recorded)
         self.products = products
         self.customers = customers  # index customer_id; columns branch_id, manager_id
         self.contacts = contacts
@@ -389,6 +390,8 @@ class Recommender:
         cfg: Config, ws: Workspace, st: ProductState, probe_ids: Sequence[str]
     ) -> tuple[str | None, tuple[str, ...]]:
         """Why the champion cannot be served from the online store (None: it can), and the store's columns."""
+        from training.registry import model_name
+
         try:
             cols = tuple(online(cfg, ws, list(probe_ids) or ["-"], st.service).columns)
         except FeatureStoreError as e:
@@ -396,7 +399,7 @@ class Recommender:
         missing = missing_features(st.model.features if st.model else [], cols)
         if missing:
             return (
-                f"nbp-{st.key} v{st.version}: {len(missing)} feature(s) missing from the online store "
+                f"{model_name(st.key, ws.bank)} v{st.version}: {len(missing)} feature(s) missing from the online store "
                 f"(service {st.service}): {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
                 f"run `nbp features` or retrain"
             ), cols
@@ -538,7 +541,7 @@ class Recommender:
                 r.product,
             )
         )
-        return HintResponse(customer_id=customer_id, lang=lang, products=rows)
+        return HintResponse(customer_id=customer_id, bank_code=self.bank, lang=lang, products=rows)
 
     def _hint_row(
         self,
@@ -650,7 +653,8 @@ class Recommender:
 
         Returns:
             :func:`serving.policy.build_target_list` columns plus ``reasons`` (list of
-            sentences); ``attrs`` carries ``campaign_id`` and ``list_date``.
+            sentences), led by ``bank_code`` (:attr:`bank`); ``attrs`` carries ``campaign_id``,
+            ``list_date`` and ``bank_code``.
 
         Raises:
             Unprocessable: unknown product or language, ``top`` out of range.
@@ -676,7 +680,8 @@ class Recommender:
         campaign = campaign_id or default_campaign_id(product, self.ref_date)
         out = policy.draw(campaign, top, policy.rows(branch_id, manager_id))
         out["reasons"] = self.reasons_for(product, out["customer_id"].tolist(), lang)
-        out.attrs.update(campaign_id=campaign, list_date=self.ref_date.isoformat())
+        out.insert(0, "bank_code", self.bank)
+        out.attrs.update(campaign_id=campaign, list_date=self.ref_date.isoformat(), bank_code=self.bank)
         return out
 
     def check_scope(self, branch_id: str | None, manager_id: str | None) -> None:
@@ -692,6 +697,14 @@ class Recommender:
             raise NotFound(f"manager '{shown(manager_id)}' is in neither the customers nor the managers table")
         if branch_id is not None and manager_id is not None and (branch_id, manager_id) not in self._manager_branches:
             raise NotFound(f"manager '{shown(manager_id)}' has no customer in branch '{shown(branch_id)}'")
+
+    def knows_branch(self, branch_id: str) -> bool:
+        """Whether the branch is in this bank's customers or managers table."""
+        return branch_id in self._branches
+
+    def knows_manager(self, manager_id: str) -> bool:
+        """Whether the manager is in this bank's customers or managers table."""
+        return manager_id in self._managers
 
     def target_policy(self, product: str) -> TargetPolicy:
         """The product's contact policy over its batch scores, holders left out (prepared once)."""

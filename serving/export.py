@@ -14,6 +14,10 @@ Columns of the contact list, with Chinese headers::
     客户经理姓名 manager_name   产品 product   倾向分 propensity   排名 rank
     推荐理由 reasons (joined by "；")
 
+A list of a bank that has a code (every member bank of a federation) starts with the column
+``银行 bank_code`` on every row of both tables, so a file or a row passed on still says whose
+customers these are.
+
 The control group has the same columns without 排名 and 推荐理由 (nothing to sell them).
 Names come from the bank's optional ``branches``/``managers`` tables
 (:func:`display_names`) and are blank without them. The propensity is a percentage:
@@ -54,6 +58,7 @@ HEADERS_ZH: dict[str, str] = {
     "rank": "排名",
     "reasons": "推荐理由",
 }
+BANK_COLUMN, BANK_HEADER = "bank_code", "银行"  # first column of a list that carries its bank
 CONTROL_COLUMNS = ("customer_id", "branch_id", "branch_name", "manager_id", "manager_name", "product", "propensity")
 SUFFIXES = (".csv", ".xlsx")
 SHEET = "目标客户"
@@ -117,6 +122,8 @@ def _frame(
     if missing:
         raise DataContractError(f"target list: missing column(s) {', '.join(missing)}")
     out = pd.DataFrame(index=df.index)
+    if BANK_COLUMN in df.columns and df[BANK_COLUMN].notna().any():
+        out[BANK_COLUMN] = df[BANK_COLUMN].astype("string")
     for col in ("customer_id", "branch_id", "manager_id", "product"):
         out[col] = df[col].astype("string")
     out["branch_name"] = _names(df, "branch_name", "branch_id", branch_names)
@@ -149,7 +156,8 @@ def write_target_list(
     Args:
         df: columns ``customer_id, branch_id, manager_id, product, propensity, rank,
             control`` and optionally ``reasons`` (list of sentences or text),
-            ``branch_name``, ``manager_name``; other columns are not written.
+            ``branch_name``, ``manager_name``, ``bank_code`` (written first when set);
+            other columns are not written.
         path: ``*.xlsx`` or ``*.csv``; parent folders are created. A CSV's control
             group goes to :func:`control_path`.
         product_names: product key -> name to show (e.g. ``消费贷``); default: the key.
@@ -167,21 +175,23 @@ def write_target_list(
     path = Path(path)
     suffix = _suffix(path)
     full = _frame(df, product_names, branch_names, manager_names)
-    contact = full.loc[~full["control"], list(HEADERS_ZH)]
-    control = full.loc[full["control"], list(CONTROL_COLUMNS)]
+    bank = [BANK_COLUMN] if BANK_COLUMN in full.columns else []
+    contact = full.loc[~full["control"], [*bank, *HEADERS_ZH]]
+    control = full.loc[full["control"], [*bank, *CONTROL_COLUMNS]]
+    headers = {**HEADERS_ZH, BANK_COLUMN: BANK_HEADER}
     if suffix == ".csv":
-        write_csv(contact.assign(propensity=_percent_text(contact["propensity"])).rename(columns=HEADERS_ZH), path)
-        ctrl = control.assign(propensity=_percent_text(control["propensity"])).rename(columns=HEADERS_ZH)
+        write_csv(contact.assign(propensity=_percent_text(contact["propensity"])).rename(columns=headers), path)
+        ctrl = control.assign(propensity=_percent_text(control["propensity"])).rename(columns=headers)
         ctrl.insert(0, CONTROL_NOTE, CONTROL_SHEET)
         write_csv(ctrl, control_path(path))
     else:
         write_xlsx(
             path,
             [
-                Sheet(SHEET, contact.rename(columns=HEADERS_ZH), percent=(HEADERS_ZH["propensity"],), widths=_WIDTHS),
+                Sheet(SHEET, contact.rename(columns=headers), percent=(HEADERS_ZH["propensity"],), widths=_WIDTHS),
                 Sheet(
                     CONTROL_SHEET,
-                    control.rename(columns=HEADERS_ZH),
+                    control.rename(columns=headers),
                     banner=CONTROL_SHEET,
                     percent=(HEADERS_ZH["propensity"],),
                 ),
@@ -199,14 +209,14 @@ def read_target_list(path: str | Path, product_names: Mapping[str, str] | None =
         product_names: the mapping used when writing, to restore product keys.
 
     Returns:
-        Columns ``customer_id, branch_id, branch_name, manager_id, manager_name,
-        product`` (string, guard quotes removed), ``propensity`` (float; from CSV to
-        0.01 percentage point), ``rank`` (Int64), ``control`` (bool), ``reasons`` (list of
-        str); the contact rows, then the control rows.
+        Columns ``bank_code`` (only when the file has it), ``customer_id, branch_id,
+        branch_name, manager_id, manager_name, product`` (string, guard quotes removed),
+        ``propensity`` (float; from CSV to 0.01 percentage point), ``rank`` (Int64),
+        ``control`` (bool), ``reasons`` (list of str); the contact rows, then the control rows.
     """
     path = Path(path)
-    back = {zh: en for en, zh in HEADERS_ZH.items()}
-    text = {HEADERS_ZH[c]: str for c in _TEXT_COLUMNS} | {HEADERS_ZH["reasons"]: str}
+    back = {zh: en for en, zh in HEADERS_ZH.items()} | {BANK_HEADER: BANK_COLUMN}
+    text = {HEADERS_ZH[c]: str for c in _TEXT_COLUMNS} | {HEADERS_ZH["reasons"]: str, BANK_HEADER: str}
     if _suffix(path) == ".csv":
 
         def read(p: Path) -> pd.DataFrame:
@@ -233,10 +243,11 @@ def read_target_list(path: str | Path, product_names: Mapping[str, str] | None =
     control["rank"] = pd.NA
     control["reasons"] = ""
     df = pd.concat([contact, control], ignore_index=True)
-    for col in (*_TEXT_COLUMNS, "reasons"):
+    texts = [*([BANK_COLUMN] if BANK_COLUMN in df.columns else []), *_TEXT_COLUMNS]
+    for col in (*texts, "reasons"):
         df[col] = df[col].astype("string").replace("", pd.NA)
-    restore_frame(df, [*_TEXT_COLUMNS, "reasons"])
-    df[list(_TEXT_COLUMNS)] = df[list(_TEXT_COLUMNS)].astype("string")
+    restore_frame(df, [*texts, "reasons"])
+    df[texts] = df[texts].astype("string")
     if product_names:
         names = {name: key for key, name in product_names.items()}
         df["product"] = df["product"].map(lambda p: names.get(p, p), na_action="ignore").astype("string")
@@ -244,4 +255,5 @@ def read_target_list(path: str | Path, product_names: Mapping[str, str] | None =
     df["rank"] = df["rank"].astype("Int64")
     df["control"] = df["control"].astype(bool)
     df["reasons"] = [r.split(REASON_SEP) if isinstance(r, str) and r else [] for r in df["reasons"]]
-    return df[[*(c for c in HEADERS_ZH if c != "reasons"), "control", "reasons"]]
+    bank = [BANK_COLUMN] if BANK_COLUMN in df.columns else []
+    return df[[*bank, *(c for c in HEADERS_ZH if c != "reasons"), "control", "reasons"]]

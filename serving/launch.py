@@ -21,7 +21,7 @@ from nbp import telemetry
 from nbp.config import Config
 from nbp.errors import ConfigError
 from nbp.workspace import CHECKOUT, Workspace
-from serving.auth import fingerprint_key, load_tokens
+from serving.auth import Tenancy, fingerprint_key, load_tokens
 from serving.engine import Recommender
 from serving.export import control_path, display_names, write_target_list
 
@@ -98,16 +98,22 @@ def check_port(host: str, port: int) -> None:
 def exec_server(cfg: Config, ws: Workspace, host: str, port: int, config_path: str | None) -> None:
     """Check the tokens, the fingerprint key and the port, then become the BentoML server (never returns).
 
+    A federation workspace is served whole: every member bank, each token limited to its bank.
+
     Raises:
-        ConfigError: no tokens are configured, the key is bad, or the port is taken
+        ConfigError: no tokens are configured, a token names no bank or a bank not served
+            here (:func:`serving.auth.parse_tokens`), the key is bad, or the port is taken
             (all checked before the slow start).
     """
     telemetry.disable()
-    load_tokens(cfg, os.environ, key=fingerprint_key(ws, os.environ))  # also creates the key, before the workers
+    tenancy = Tenancy.of(ws)
+    key = fingerprint_key(ws, os.environ)  # also creates the key, before the workers
+    load_tokens(cfg, os.environ, key=key, tenancy=tenancy)
     check_port(host, port)
     ws.bentoml_home.mkdir(parents=True, exist_ok=True)
     cmd = server_command(host, port)
-    log.info("serving workspace %s on http://%s:%d (staff page /staff/)", ws.home, host, port)
+    banks = f" (member banks: {tenancy})" if tenancy.federation else ""
+    log.info("serving workspace %s%s on http://%s:%d (staff page /staff/)", ws.home, banks, host, port)
     os.chdir(CHECKOUT)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -126,6 +132,9 @@ def write_targets(
 ) -> str:
     """Build a target list like ``POST /targets`` and write it to ``out`` (.xlsx or .csv).
 
+    ``ws`` is one bank's workspace (a member bank's, ``Workspace.for_bank``): the list, its
+    file and the console line carry that bank.
+
     Returns:
         One line for the console.
     """
@@ -135,7 +144,8 @@ def write_targets(
     path = write_target_list(df, out, names, *display_names(ws))
     n_ctrl = int(df["control"].sum())
     where = f"{path} (control group: {control_path(path)})" if path.suffix.lower() == ".csv" else str(path)
+    bank = f"bank {rec.bank}: " if rec.bank else ""
     return (
-        f"{len(df) - n_ctrl:,} customers to contact + {n_ctrl:,} control (campaign {df.attrs['campaign_id']}) "
+        f"{bank}{len(df) - n_ctrl:,} customers to contact + {n_ctrl:,} control (campaign {df.attrs['campaign_id']}) "
         f"written to {where}"
     )

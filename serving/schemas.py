@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 MAX_TOP = 10_000
 DEFAULT_TOP = 100
 MAX_ID = 64  # longest id a request may carry (customer, branch, manager, campaign, product)
+MAX_AUDIT = 1_000  # most audit records one /audit answer holds
+
+
+def _bank_field() -> Any:
+    return Field(
+        None,
+        min_length=1,
+        max_length=MAX_ID,
+        description="member bank; a bank's token may leave it out (its own), a federation_admin token names it",
+    )
+
+
 Lang = Literal["zh", "en"]
 
 
@@ -41,6 +53,7 @@ class HintRequest(_Request):
 
     customer_id: str = Field(min_length=1, max_length=MAX_ID, description="客户号")
     lang: Lang = Field("zh", description="language of the reasons: zh (default) or en")
+    bank_code: str | None = _bank_field()
 
 
 class TargetRequest(_Request):
@@ -60,6 +73,16 @@ class TargetRequest(_Request):
         None, min_length=1, max_length=MAX_ID, description="fixes the control group; default per product and month"
     )
     lang: Lang = Field("zh", description="language of the reasons: zh (default) or en")
+    bank_code: str | None = _bank_field()
+
+
+class AuditRequest(_Request):
+    """``/audit``: the latest records of the audit trail (admin roles only)."""
+
+    bank_code: str | None = _bank_field()
+    limit: StrictInt = Field(
+        100, description=f"most recent records wanted, 1..{MAX_AUDIT}", json_schema_extra={"minimum": 1}
+    )
 
 
 def request_problem(err: ValidationError) -> tuple[int, str]:
@@ -101,6 +124,7 @@ class HintResponse(_Model):
     """``/hints`` answer: the customer's products, best expected value first."""
 
     customer_id: str
+    bank_code: str | None = Field(None, description="the bank whose customer this is (None: no bank code recorded)")
     lang: Lang
     products: list[HintRow]
 
@@ -108,6 +132,7 @@ class HintResponse(_Model):
 class TargetRow(_Model):
     """One customer of a target list."""
 
+    bank_code: str | None = Field(None, description="the customer's bank (None: no bank code recorded)")
     customer_id: str
     branch_id: str | None
     manager_id: str | None
@@ -122,9 +147,17 @@ class TargetResponse(_Model):
     """``/targets`` answer."""
 
     product: str
+    bank_code: str | None = Field(None, description="the bank whose list this is (None: no bank code recorded)")
     campaign_id: str
     list_date: str = Field(description="ISO date the cool-down and capacity refer to")
     rows: list[TargetRow]
+
+
+class AuditResponse(_Model):
+    """``/audit`` answer: the latest records the token may see, oldest first."""
+
+    bank_code: str | None = Field(description="the bank whose records these are (None: every bank)")
+    records: list[dict] = Field(description="records of serving.audit, as written")
 
 
 class ErrorResponse(_Model):

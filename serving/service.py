@@ -5,13 +5,19 @@ Start it with ``nbp serve`` (or ``bentoml serve serving.service:NbpService`` wit
 :class:`serving.engine.Recommender`, loaded once when the worker starts.
 
 Endpoints
-    ``POST /hints``    ``{"customer_id", "lang"}``: the customer's products (schemas.HintResponse)
-    ``POST /targets``  ``{"product", "branch_id"?, "manager_id"?, "top", "campaign_id"?, "lang"?}``
+    ``POST /hints``    ``{"customer_id", "lang"?, "bank_code"?}``: the customer's products (schemas.HintResponse)
+    ``POST /targets``  ``{"product", "branch_id"?, "manager_id"?, "top", "campaign_id"?, "lang"?, "bank_code"?}``
+    ``POST /audit``    ``{"bank_code"?, "limit"?}``: the latest audit records (admin roles; their bank's)
     ``GET /healthz``   the process answers (no token)
     ``GET /readyz``    which products are ready (no token: codes only; an admin token: the
-                       detail); 503 while no product can be served
+                       detail); 503 while no product can be served; per bank in a federation
     ``GET /staff/``    the page for branch staff (static, with a strict Content-Security-Policy;
                        it calls ``/hints`` with the token)
+
+A federation workspace is served by one service: one :class:`serving.engine.Recommender`
+per member bank, and every request answered by the one of its token's bank
+(:meth:`NbpService.tenant`), so another bank's customer is simply unknown (404) and
+another bank's list is refused (403); ``federation_admin`` names the bank of each request.
 
 Every API call needs ``Authorization: Bearer <token>`` (serving.auth) and is
 recorded in the audit trail (serving.audit). ``POST /hints`` and ``POST /targets``
@@ -65,19 +71,26 @@ from nbp import telemetry
 from nbp.config import load_config
 from nbp.errors import NbpError
 from nbp.workspace import Workspace
-from serving.audit import AuditLog
+from serving.audit import AuditLog, tail_audit
 from serving.auth import (
+    FEDERATION_ADMIN,
     Principal,
+    Tenancy,
     authenticate,
     authorize_branch,
+    authorize_role,
+    bank_scope,
     branch_scope,
     fingerprint_key,
     load_tokens,
     presented_fingerprint,
 )
 from serving.engine import Recommender
-from serving.errors import to_http_error
+from serving.errors import Forbidden, Unprocessable, to_http_error
 from serving.schemas import (
+    MAX_AUDIT,
+    AuditRequest,
+    AuditResponse,
     ErrorResponse,
     HintRequest,
     HintResponse,
@@ -97,7 +110,7 @@ STATIC_FILES = {
     "app.css": "text/css; charset=utf-8",
 }
 PROBES = ("/healthz", "/readyz")
-API = ("/hints", "/targets")
+API = ("/hints", "/targets", "/audit")
 GATE_PASSED = "nbp.gate"  # the scope key by which the gate hands (service, principal) to the route
 SERVER_HEADER = "BentoML Service/nbp"  # what BentoML's own answers carry
 MAX_BODY = 64 * 1024  # bytes; a hint or list request is under 1 KiB
@@ -146,7 +159,9 @@ def target_json(df: Any, product: str) -> bytes:
         return [None if m else str(x) for x, m in zip(v.tolist(), v.isna().tolist(), strict=True)]
 
     rank = df["rank"]
+    bank = df.attrs.get("bank_code")
     cols = {
+        "bank_code": [bank] * len(df),
         "customer_id": df["customer_id"].astype(str).tolist(),
         "branch_id": _opt("branch_id"),
         "manager_id": _opt("manager_id"),
@@ -160,7 +175,11 @@ def target_json(df: Any, product: str) -> bytes:
     keys = list(cols)
     rows = [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
     head = TargetResponse.model_construct(
-        product=product, campaign_id=df.attrs["campaign_id"], list_date=df.attrs["list_date"], rows=[]
+        product=product,
+        bank_code=bank,
+        campaign_id=df.attrs["campaign_id"],
+        list_date=df.attrs["list_date"],
+        rows=[],
     ).model_dump_json()
     assert head.endswith('"rows":[]}')
     return head[:-3].encode("utf-8") + pydantic_core.to_json(rows) + b"}"
@@ -173,6 +192,7 @@ class _Probes:
     Without a token ``/readyz`` gives readiness only (per product: ready, target
     lists, and a short code for why not), never a path or an error's text; with an
     admin token it gives the full detail (:meth:`serving.engine.Recommender.readiness`).
+    In a federation workspace it answers per bank (:meth:`NbpService.readiness`).
     """
 
     def __init__(self, app: Any) -> None:
@@ -188,8 +208,7 @@ class _Probes:
         elif svc is None:
             resp = JSONResponse({"ready": False, "error": "the service is still loading"}, status_code=503)
         else:
-            detail = svc.is_admin(_headers(scope, b"authorization"))
-            body = svc.recommender.readiness() if detail else svc.recommender.public_readiness()
+            body = svc.readiness(svc.admin_of(_headers(scope, b"authorization")))
             resp = JSONResponse(body, status_code=200 if body["ready"] else 503)
         resp.headers.update(SECURITY_HEADERS)
         await resp(scope, receive, send)
@@ -208,7 +227,7 @@ class _Gate:
     read, and a body without one (chunked) is counted as it streams in and refused
     as soon as it passes the limit (at most the limit is ever held in memory).
 
-    On ``POST /hints`` and ``POST /targets``, in this order: exactly one
+    On ``POST /hints``, ``/targets`` and ``/audit``, in this order: exactly one
     ``Authorization`` header (two: 400) and a known token (401), before the body is
     read; the body limit (413); a JSON content type (415). The principal goes on to
     the endpoint (:class:`_Endpoint`) in the scope, with the body read whole. Every
@@ -264,13 +283,14 @@ class _Gate:
 
 
 class _Endpoint:
-    """The ASGI app of ``POST /hints`` or ``POST /targets``, behind :class:`_Gate`.
+    """The ASGI app of ``POST /hints``, ``/targets`` or ``/audit``, behind :class:`_Gate`.
 
     The strict request model (:mod:`serving.schemas`: 400 for a body that is not a
     JSON object, 422 naming the fields), then :meth:`NbpService.answer_hints` on the
     event loop (about a millisecond of CPU, less than a hand-over to a thread costs on
-    a busy machine) or :meth:`NbpService.answer_targets` in the service's list thread
-    (a heavy list never holds the event loop that answers hints). A request without
+    a busy machine), or :meth:`NbpService.answer_targets` and
+    :meth:`NbpService.answer_audit` in the service's list thread (a heavy list or a long
+    trail never holds the event loop that answers hints). A request without
     the gate's principal is refused (401): the route never answers unauthenticated.
     """
 
@@ -295,10 +315,11 @@ class _Endpoint:
             await _refuse(status, message, scope, receive, send, audit, principal, params=params)
             return
         if isinstance(req, HintRequest):
-            resp = svc.answer_hints(req.customer_id, req.lang, principal)
+            resp = svc.answer_hints(req.customer_id, req.lang, principal, req.bank_code)
         else:
+            answer = svc.answer_targets if isinstance(req, TargetRequest) else svc.answer_audit
             resp = await asyncio.get_running_loop().run_in_executor(
-                svc.lists, functools.partial(svc.answer_targets, req, principal)
+                svc.lists, functools.partial(answer, req, principal)
             )
         await _answer(resp, scope, receive, send)
 
@@ -379,7 +400,7 @@ def _started_service() -> Any:
         svc = bentoml.get_current_service()
     except Exception:  # noqa: BLE001 - not started yet
         return None
-    return svc if getattr(svc, "recommender", None) is not None else None
+    return svc if getattr(svc, "tenants", None) else None
 
 
 async def _static(request: Request) -> Response:
@@ -400,7 +421,7 @@ async def _static(request: Request) -> Response:
 
 
 class _Api(FastAPI):
-    """The app of ``/hints`` and ``/targets``, mounted in BentoML's app: only its router.
+    """The app of ``/hints``, ``/targets`` and ``/audit``, mounted in BentoML's app: only its router.
 
     A FastAPI app so that BentoML's OpenAPI document (``/docs``) describes the two
     routes (``bentoml.asgi_app`` merges a mounted FastAPI app's paths); requests go
@@ -433,7 +454,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, what in (
         (400, "two Authorization headers, a bad Content-Length, a body that is not a JSON object"),
         (401, "no token, not a bearer token, or an unknown token"),
-        (403, "a branch token asking about another branch"),
+        (403, "a token asking about another branch or bank, or a role without the right"),
         (404, "unknown customer, branch or manager"),
         (413, f"a body over {MAX_BODY:,} bytes"),
         (415, "a body not sent as application/json"),
@@ -454,11 +475,17 @@ async def _targets_doc(request: TargetRequest) -> TargetResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
+async def _audit_doc(request: AuditRequest) -> AuditResponse:
+    """The latest audit records of the token's bank (admin; federation_admin: any or every bank)."""
+    raise NotImplementedError  # the signature describes the route; _Endpoint answers
+
+
 staff_app = Starlette(routes=[Route("/", _static), Route("/{name:str}", _static)])
 api_app = _Api(openapi_url=None, docs_url=None, redoc_url=None)
 api_app.router.routes += [
     _Route("/hints", _hints_doc, _Endpoint("/hints", HintRequest)),
     _Route("/targets", _targets_doc, _Endpoint("/targets", TargetRequest)),
+    _Route("/audit", _audit_doc, _Endpoint("/audit", AuditRequest)),
 ]
 
 
@@ -487,9 +514,16 @@ class NbpService:
         self.cfg = load_config(os.environ.get(CONFIG_ENV) or None)
         self.ws = Workspace.from_env()
         self.key = fingerprint_key(self.ws, os.environ)
-        self.tokens = load_tokens(self.cfg, os.environ, key=self.key)
+        self.tenancy = Tenancy.of(self.ws)
+        self.tokens = load_tokens(self.cfg, os.environ, key=self.key, tenancy=self.tenancy)
         self.audit = AuditLog(self.ws.audit_log)
-        self.recommender: Recommender = Recommender.load(self.cfg, self.ws)
+        # one recommender per member bank of a federation; the single bank's otherwise (also `recommender`)
+        self.recommender: Recommender | None = None
+        if self.tenancy.federation:
+            self.tenants = {b: Recommender.load(self.cfg, self.ws.for_bank(b)) for b in self.tenancy.banks}
+        else:
+            self.recommender = Recommender.load(self.cfg, self.ws)
+            self.tenants = {self.recommender.bank: self.recommender}
         self.lists = ThreadPoolExecutor(max_workers=LIST_THREADS, thread_name_prefix="nbp-lists")
         sys.setswitchinterval(GIL_SWITCH_S)
         # Feast, MLflow and pandas leave hundreds of thousands of objects behind, and a full collection
@@ -497,7 +531,11 @@ class NbpService:
         # made later are collected).
         gc.collect()
         gc.freeze()
-        threading.Thread(target=self.recommender.warm_reasons, name="warm-reasons", daemon=True).start()
+        threading.Thread(target=self._warm, name="warm-reasons", daemon=True).start()
+
+    def _warm(self) -> None:
+        for rec in self.tenants.values():
+            rec.warm_reasons()
 
     # ------------------------------------------------------------------------ plumbing
     def authenticate(self, header: str | None) -> Principal:
@@ -512,14 +550,85 @@ class NbpService:
         """The keyed fingerprint of the token a header presents (None: none presented)."""
         return presented_fingerprint(header, self.key)
 
-    def is_admin(self, headers: list[str]) -> bool:
-        """Whether the request carries exactly one header, with an admin token."""
+    def admin_of(self, headers: list[str]) -> Principal | None:
+        """The principal of a request that carries exactly one header, with an admin or
+        federation_admin token; None otherwise."""
         if len(headers) != 1:
-            return False
+            return None
         try:
-            return self.authenticate(headers[0]).role == "admin"
+            p = self.authenticate(headers[0])
         except NbpError:
-            return False
+            return None
+        return p if p.role in ("admin", FEDERATION_ADMIN) else None
+
+    def readiness(self, admin: Principal | None) -> dict:
+        """``/readyz``: the single bank's readiness as ever; in a federation, per bank.
+
+        The detail (:meth:`Recommender.readiness`) goes to an admin token of the bank
+        (in a federation only that bank is listed then) and to ``federation_admin`` (every
+        bank); anyone else gets the codes (:meth:`Recommender.public_readiness`).
+        ``ready`` is whether any bank serves any product, whoever asks.
+        """
+        if self.recommender is not None:
+            rec = self.recommender
+            return rec.readiness() if admin is not None else rec.public_readiness()
+        if admin is not None and admin.role == "admin":
+            detail = shown_banks = [admin.bank]  # a bank's admin: its own bank only
+        else:
+            shown_banks = list(self.tenants)
+            detail = shown_banks if admin is not None else []
+        banks = {
+            b: self.tenants[b].readiness() if b in detail else self.tenants[b].public_readiness() for b in shown_banks
+        }
+        return {
+            "ready": any(st.ready for rec in self.tenants.values() for st in rec.products.values()),
+            "banks": banks,
+        }
+
+    def tenant(self, principal: Principal, bank_code: str | None) -> Recommender:
+        """The recommender a request is answered from: its token's bank (``federation_admin``: the bank it names).
+
+        Raises:
+            Forbidden: the request names another bank than the token's (or than the single
+                bank's recorded code).
+            Unprocessable: a ``federation_admin`` request names no bank.
+            NotFound: a ``federation_admin`` request names a bank that is not a member.
+        """
+        if self.recommender is not None:
+            own = self.recommender.bank
+            if bank_code is not None and bank_code != own:
+                raise Forbidden(
+                    f"this token sees only its own bank '{own}'"
+                    if own
+                    else "this workspace holds one bank and records no bank code: leave out bank_code"
+                )
+            return self.recommender
+        return self.tenants[bank_scope(principal, bank_code, self.tenancy.banks)]
+
+    def audit_bank(self, principal: Principal | None, bank_code: str | None = None) -> str | None:
+        """The bank an audit record names: the single bank's, else the token's own bank, else
+        (``federation_admin``) the member bank the request names; None when not known."""
+        if self.recommender is not None:
+            return self.recommender.bank
+        if principal is None:
+            return None
+        if principal.role == FEDERATION_ADMIN:
+            return bank_code if bank_code in self.tenants else None
+        return principal.bank
+
+    def _another_banks(self, principal: Principal, rec: Recommender, branch: str | None, manager: str | None) -> None:
+        """Refuse a list of another bank's branch or manager (403), before this bank says it does not know it (404).
+
+        Raises:
+            Forbidden: a bank's token names a branch or manager that only another member bank knows.
+        """
+        if principal.role == FEDERATION_ADMIN:
+            return
+        others = [r for r in self.tenants.values() if r is not rec]
+        if (branch is not None and not rec.knows_branch(branch) and any(r.knows_branch(branch) for r in others)) or (
+            manager is not None and not rec.knows_manager(manager) and any(r.knows_manager(manager) for r in others)
+        ):
+            raise Forbidden(f"this token sees only its own bank '{principal.bank}'")
 
     def record(
         self,
@@ -530,10 +639,17 @@ class NbpService:
         params: dict[str, Any],
         rows: int = 0,
     ) -> None:
-        """Audit one answer of ``/hints`` or ``/targets``; a failed write goes to the log, the answer still goes out."""
+        """Audit one answer of an API route; a failed write goes to the log, the answer still goes out."""
+        bank = params.get("bank_code")
         try:
             self.audit.record(
-                endpoint=endpoint, status=status, principal=principal, token_fp=token_fp, params=params, rows=rows
+                endpoint=endpoint,
+                status=status,
+                principal=principal,
+                token_fp=token_fp,
+                params=params,
+                rows=rows,
+                bank_code=self.audit_bank(principal, bank if isinstance(bank, str) else None),
             )
         except OSError:
             log.exception("audit: cannot write %s", self.audit.path)
@@ -558,26 +674,34 @@ class NbpService:
         finally:
             self.record(endpoint, status, principal, None, params, rows)
 
-    def answer_hints(self, customer_id: str, lang: str, principal: Principal) -> Response:
-        """``/hints`` for an authenticated principal (:class:`_Endpoint`)."""
+    def answer_hints(self, customer_id: str, lang: str, principal: Principal, bank_code: str | None = None) -> Response:
+        """``/hints`` for an authenticated principal (:class:`_Endpoint`).
+
+        The customer is looked up in the token's bank only: another bank's customer is
+        unknown there, and answers the very 404 of an id no bank has.
+        """
 
         def work(p: Principal) -> tuple[HintResponse, int]:
-            authorize_branch(p, self.recommender.branch_of(customer_id))
-            out = self.recommender.hints(customer_id, lang)  # type: ignore[arg-type]
+            rec = self.tenant(p, bank_code)
+            authorize_branch(p, rec.branch_of(customer_id))
+            out = rec.hints(customer_id, lang)  # type: ignore[arg-type]
             return out, len(out.products)
 
-        return self._call("/hints", principal, {"customer_id": customer_id, "lang": lang}, work)
+        params = {"customer_id": customer_id, "lang": lang, "bank_code": bank_code}
+        return self._call("/hints", principal, params, work)
 
     def answer_targets(self, req: TargetRequest, principal: Principal) -> Response:
         """``/targets`` for an authenticated principal (:class:`_Endpoint`, in the list thread).
 
         Authorisation comes before any lookup, and its refusals name the token's own
-        branch only: a branch token learns nothing about other branches or their managers.
+        branch (or bank) only: a branch token learns nothing about other branches or their
+        managers. A branch or manager of another member bank is 403, like another branch.
         """
 
         def work(p: Principal) -> tuple[bytes, int]:
-            rec = self.recommender
+            rec = self.tenant(p, req.bank_code)
             branch = branch_scope(p, req.branch_id)
+            self._another_banks(p, rec, req.branch_id, req.manager_id)
             if p.role == "branch" and req.manager_id is not None:
                 rec.check_scope(None, req.manager_id)  # 404 for an unknown manager
                 authorize_branch(p, rec.manager_branch(req.manager_id))
@@ -585,6 +709,28 @@ class NbpService:
             return target_json(df, req.product), len(df)
 
         return self._call("/targets", principal, req.model_dump(), work)
+
+    def answer_audit(self, req: AuditRequest, principal: Principal) -> Response:
+        """``/audit``: the latest records of the trail (in the list thread).
+
+        ``admin`` reads its bank's records (a single-bank workspace: every record);
+        ``federation_admin`` every bank's, or the one it names. Other roles: 403.
+        """
+
+        def work(p: Principal) -> tuple[AuditResponse, int]:
+            authorize_role(p, "admin", FEDERATION_ADMIN)
+            if not 1 <= req.limit <= MAX_AUDIT:
+                raise Unprocessable(f"limit={req.limit} is outside 1..{MAX_AUDIT:,}")
+            if p.role == FEDERATION_ADMIN and req.bank_code is None:
+                bank, keep = None, None  # every bank's records, the refused tokens' included
+            else:
+                rec = self.tenant(p, req.bank_code)
+                bank = rec.bank
+                keep = None if self.recommender is not None else (lambda r: r.get("bank_code") == bank)
+            records = tail_audit(self.audit.path, req.limit, keep)
+            return AuditResponse(bank_code=bank, records=records), len(records)
+
+        return self._call("/audit", principal, req.model_dump(), work)
 
 
 # The first middleware added is the outer one: the body limit and the token check come before the

@@ -52,7 +52,10 @@ async function lookup(customerId) {
 function render(body) {
   text($("status"), "");
   const first = body.products[0] || {};
-  text($("result-title"), "客户 " + body.customer_id + (first.branch_id ? "（支行 " + first.branch_id + "）" : ""));
+  // the bank (a federation's member bank) and branch the answer is about
+  const where = [body.bank_code ? "银行 " + body.bank_code : "", first.branch_id ? "支行 " + first.branch_id : ""]
+    .filter(Boolean).join(" · ");
+  text($("result-title"), "客户 " + body.customer_id + (where ? "（" + where + "）" : ""));
   const box = $("products"); box.replaceChildren();
   body.products.forEach((p, i) => {
     const off = !!p.reason_not_offered;

@@ -72,8 +72,20 @@ def test_bank_in_a_single_bank_workspace_is_refused(
     assert "--bank QINGSHAN: " in out and "is a single-bank workspace" in out
 
 
-def test_serve_still_stops_in_a_federation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_in_a_federation_refuses_a_token_without_a_member_bank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "home"
     _federation(home)
-    code, out = _run(home, monkeypatch, "serve")
-    assert code == 1 and "`nbp serve` works on single-bank workspaces only" in out
+    secret = "mkt-0123456789abcdef0123"
+    for tokens, needle in (
+        (
+            f"{secret}:marketing",
+            "a 'marketing' token names its bank, as TOKEN:marketing:BANK (banks: BAISHA, QINGSHAN)",
+        ),
+        (f"{secret}:marketing:HEISHAN", "bank 'HEISHAN' is not served here (member banks: BAISHA, QINGSHAN)"),
+    ):
+        monkeypatch.setenv("NBP_TOKENS", f"adm-0123456789abcdef0123:federation_admin,{tokens}")
+        code, out = _run(home, monkeypatch, "serve --port 1")
+        assert code == 1 and "NBP_TOKENS entry 2" in out and needle in out, out
+        assert secret not in out

@@ -8,6 +8,10 @@ and makes it champion (``tax_linked`` gets none, so the service must degrade
 that product alone), and scores the latest as-of with ``training.pipeline.score``
 into the batch scores file the service reads.
 
+:func:`build_federation` does the same for two member banks of a simulated federation
+(6,000 and 3,000 customers whose ids overlap), each with its own store, models
+``nbp-<bank>-<product>`` and batch scores.
+
 The models are fitted on real point-in-time features from the store but on a
 synthetic label (a noisy function of three features): a bank this small has a
 handful of uptakes, too few for trees and SHAP reasons, and these tests are
@@ -89,6 +93,43 @@ def build_workspace(home: Path) -> Built:
     return Built(ws=ws, cfg=cfg, branch=branch, customer=customer, other_customer=other.iloc[0])
 
 
+FED_BANKS = ("QINGSHAN", "BAISHA")  # the codes simulate --federation 2 gives, largest bank first
+FED_SIZES = (6_000, 3_000)
+
+
+def build_federation(home: Path) -> tuple[Workspace, Config]:
+    """Simulate a two-bank federation, ingest and publish each bank, then per bank register,
+    crown and score the :data:`TRAINED` models as :func:`build_workspace` does.
+
+    Returns:
+        The federation workspace (no bank) and the config.
+    """
+    from bankexport.ingest import ingest
+    from bankexport.sim_federation import simulate_federation
+    from features.store import publish
+    from training.pipeline import feature_as_ofs, score, write_scores
+
+    telemetry.disable()
+    ws, cfg = Workspace(home), load_config()
+    home.mkdir(parents=True, exist_ok=True)
+    cwd = os.getcwd()
+    os.chdir(home)  # nothing (MLflow) may write into the checkout
+    try:
+        simulate_federation(home / "export", len(FED_BANKS), seed=5, sizes=list(FED_SIZES))
+        for code in FED_BANKS:
+            ingest(home / "export" / code / "export", ws, cfg.ingest)
+        assert sorted(ws.banks()) == sorted(FED_BANKS), ws.banks()
+        for code in FED_BANKS:
+            bank = ws.for_bank(code)
+            publish(cfg, bank)
+            register_models(cfg, bank, TRAINED)
+            force_champions(bank, TRAINED)
+            write_scores(score(cfg, bank, [feature_as_ofs(bank)[-1]]), bank.latest_scores)
+    finally:
+        os.chdir(cwd)
+    return ws, cfg
+
+
 def register_models(cfg: Config, ws: Workspace, products: tuple[str, ...], seed: int = 7) -> None:
     """Fit and register one small model per product on store features (module docstring)."""
     import numpy as np
@@ -156,8 +197,9 @@ def force_champions(ws: Workspace, products: tuple[str, ...]) -> None:
     uri = tracking_uri(ws)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     for p in products:
-        latest = max(int(v.version) for v in client.search_model_versions(f"name='{model_name(p)}'"))
-        client.set_registered_model_alias(model_name(p), CHAMPION, str(latest))
+        name = model_name(p, ws.bank)
+        latest = max(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+        client.set_registered_model_alias(name, CHAMPION, str(latest))
 
 
 def bearer(role: str) -> dict[str, str]:

@@ -7,6 +7,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from nbp.workspace import Workspace
 from serving.audit import AuditLog, read_audit
 from serving.auth import parse_tokens
@@ -32,11 +34,13 @@ def test_record_fields_and_no_token(tmp_path: Path) -> None:
         params={"product": "consumer", "top": 50, "authorization": f"Bearer {TOKEN}", "note": "长" * 100},
         rows=50,
         when=when,
+        bank_code="QINGSHAN",
     )
     log.record(endpoint="/hints", status=401, token_fp="abc123", params={"customer_id": "C9"})
     first, second = read_audit(path)
     assert first == {
         "ts": "2026-10-01T08:30:00.000+00:00",
+        "bank_code": "QINGSHAN",
         "role": "branch",
         "branch_id": "B01",
         "token_fp": principal.fingerprint,
@@ -46,6 +50,7 @@ def test_record_fields_and_no_token(tmp_path: Path) -> None:
         "status": 200,
     }
     assert second["role"] is None and second["token_fp"] == "abc123" and second["status"] == 401
+    assert second["bank_code"] is None  # the key is on every record, null when no bank is known
     assert TOKEN not in path.read_text(encoding="utf-8")
 
 
@@ -114,3 +119,22 @@ def _child_records(log: AuditLog) -> None:
     parent_fd = log._fd
     log.record(endpoint="/hints", status=202)
     assert log._fd not in (None, parent_fd)  # its own open file (and so its own flock)
+
+
+def test_tail_reads_the_latest_records_a_filter_keeps_from_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.audit as audit
+
+    monkeypatch.setattr(audit, "TAIL_BLOCK", 100)  # many blocks, lines cut across them
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    for i in range(60):
+        log.record(endpoint="/hints", status=200, params={"customer_id": f"C{i}"}, bank_code="A" if i % 3 else "B")
+    with open(path, "ab") as f:
+        f.write(b'{"ts": "cut in the mid')  # a record still being written
+    got = audit.tail_audit(path, 4, lambda r: r["bank_code"] == "B")
+    assert [r["params"]["customer_id"] for r in got] == ["C48", "C51", "C54", "C57"]  # bank B: every third
+    assert [r["params"]["customer_id"] for r in audit.tail_audit(path, 3)] == ["C57", "C58", "C59"]
+    assert len(audit.tail_audit(path, 1000)) == 60
+    assert audit.tail_audit(tmp_path / "none.jsonl", 5) == [] and audit.tail_audit(path, 0) == []

@@ -10,16 +10,18 @@ from bentoml.exceptions import BentoMLException
 from nbp.config import Config
 from nbp.errors import ConfigError, ModelUnavailable, NbpError
 from serving.auth import (
+    Tenancy,
     authenticate,
     authorize_branch,
     authorize_role,
+    bank_scope,
     branch_scope,
     fingerprint,
     fingerprint_key,
     load_tokens,
     parse_tokens,
 )
-from serving.errors import Forbidden, Unauthorized, Unavailable, Unprocessable, to_http_error
+from serving.errors import Forbidden, NotFound, Unauthorized, Unavailable, Unprocessable, to_http_error
 
 MKT = "mkt-0123456789abcdef"
 BR = "br01-0123456789abcdef"
@@ -158,3 +160,67 @@ def test_errors_carry_http_status_for_bentoml() -> None:
 
 def test_serving_errors_leave_bentoml_error_mapping_alone() -> None:
     assert all(not c.__module__.startswith("serving") for c in BentoMLException.error_mapping.values())
+
+
+FED = Tenancy(federation=True, banks=("BAISHA", "QINGSHAN"))
+
+
+def test_federation_tokens_name_their_bank() -> None:
+    text = (
+        f"{MKT}:marketing:QINGSHAN, {BR}:branch:BAISHA:B01, {ADM}:admin:BAISHA, fed-0123456789abcdef:federation_admin"
+    )
+    tokens = parse_tokens(text, key=KEY, tenancy=FED)
+    assert {t: (p.role, p.bank, p.branch_id) for t, p in tokens.items()} == {
+        MKT: ("marketing", "QINGSHAN", None),
+        BR: ("branch", "BAISHA", "B01"),
+        ADM: ("admin", "BAISHA", None),
+        "fed-0123456789abcdef": ("federation_admin", None, None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("abcdefghijklmnopqrst:marketing", "names its bank, as TOKEN:marketing:BANK"),
+        ("abcdefghijklmnopqrst:branch:B01", "bank 'B01' is not served here"),
+        ("abcdefghijklmnopqrst:branch:BAISHA", "TOKEN:branch:BANK:BRANCH"),
+        ("abcdefghijklmnopqrst:admin:HEISHAN", "bank 'HEISHAN' is not served here (member banks: BAISHA, QINGSHAN)"),
+        ("abcdefghijklmnopqrst:admin:../x", "is not a bank code"),
+        ("abcdefghijklmnopqrst:marketing:BAISHA:B01", "covers every branch"),
+        ("abcdefghijklmnopqrst:federation_admin:BAISHA", "covers every bank"),
+    ],
+)
+def test_a_federation_refuses_a_token_without_a_member_bank_naming_the_entry(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_tokens(f"{MKT}:marketing:QINGSHAN,{text}", key=KEY, tenancy=FED)
+    msg = str(err.value)
+    assert needle in msg and "NBP_TOKENS entry 2" in msg and "abcdefghijklmnopqrst" not in msg
+
+
+def test_a_single_bank_reads_a_bank_only_when_it_is_the_recorded_one() -> None:
+    own = Tenancy(federation=False, banks=("QINGSHAN",))
+    tokens = parse_tokens(f"{BR}:branch:QINGSHAN:B01,{MKT}:marketing:QINGSHAN:,{ADM}:branch:B02", key=KEY, tenancy=own)
+    assert (tokens[BR].bank, tokens[BR].branch_id) == ("QINGSHAN", "B01")
+    assert (tokens[MKT].role, tokens[MKT].bank, tokens[MKT].branch_id) == ("marketing", "QINGSHAN", None)
+    assert (tokens[ADM].bank, tokens[ADM].branch_id) == (None, "B02")  # three fields: today's TOKEN:ROLE:BRANCH
+    for tenancy, needle in ((own, "this single-bank workspace holds: QINGSHAN"), (Tenancy(), "no bank code recorded")):
+        with pytest.raises(ConfigError, match=needle):
+            parse_tokens(f"{BR}:branch:BAISHA:B01", key=KEY, tenancy=tenancy)
+    with pytest.raises(ConfigError, match="needs a federation workspace"):
+        parse_tokens(f"{ADM}:federation_admin", key=KEY, tenancy=own)
+
+
+def test_bank_scope() -> None:
+    tokens = parse_tokens(f"{MKT}:marketing:QINGSHAN,{ADM}:federation_admin", key=KEY, tenancy=FED)
+    mkt, fed = tokens[MKT], tokens[ADM]
+    assert bank_scope(mkt, None, FED.banks) == "QINGSHAN" == bank_scope(mkt, "QINGSHAN", FED.banks)
+    with pytest.raises(Forbidden) as err:
+        bank_scope(mkt, "BAISHA", FED.banks)
+    assert "BAISHA" not in str(err.value)
+    assert bank_scope(fed, "BAISHA", FED.banks) == "BAISHA"
+    with pytest.raises(Unprocessable, match="BAISHA, QINGSHAN"):
+        bank_scope(fed, None, FED.banks)
+    with pytest.raises(NotFound):
+        bank_scope(fed, "HEISHAN", FED.banks)
+    with pytest.raises(Forbidden):
+        authorize_role(fed, "admin")  # read only: never passes for an admin action

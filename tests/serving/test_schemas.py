@@ -78,6 +78,7 @@ def test_response_rows_serialise() -> None:
         customer_id="C1", branch_id="B01", manager_id=None, product="consumer", propensity=0.3, rank=None, control=True
     )
     assert row.model_dump(mode="json") == {
+        "bank_code": None,  # every row carries its bank; None where the workspace records no code
         "customer_id": "C1",
         "branch_id": "B01",
         "manager_id": None,

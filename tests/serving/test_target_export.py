@@ -198,3 +198,19 @@ def test_other_suffix_is_a_clear_error(tmp_path: Path) -> None:
 def test_missing_column_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataContractError, match="missing column.*rank"):
         write_target_list(_target_list().drop(columns="rank"), tmp_path / "list.csv")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_banks_list_carries_the_bank_on_every_row_of_both_tables(tmp_path: Path, suffix: str) -> None:
+    path = _write(tmp_path, suffix, _target_list().assign(bank_code="QINGSHAN"))
+    if suffix == ".csv":
+        heads = [next(csv.reader(io.StringIO(p.read_text(encoding="utf-8-sig")))) for p in (path, control_path(path))]
+        assert heads[0][0] == "银行" and heads[1][:2] == ["说明", "银行"]
+    else:
+        book = load_workbook(path)
+        assert book[SHEET].cell(1, 1).value == "银行" and book[SHEET].cell(2, 1).value == "QINGSHAN"
+    back = read_target_list(path, product_names=NAMES)
+    assert list(back.columns)[0] == "bank_code" and back["bank_code"].tolist() == ["QINGSHAN"] * 4
+    assert back["customer_id"].tolist() == ["000123", "C2", "C4", "C3"]
+    plain = read_target_list(_write(tmp_path / "plain", suffix), product_names=NAMES)
+    assert "bank_code" not in plain.columns  # a list without a bank code is written as before
