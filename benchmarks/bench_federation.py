@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -86,7 +87,7 @@ def _cpu_children() -> float:
     return u.ru_utime + u.ru_stime
 
 
-def _stage(cmds: list[list[str]], home: Path, logs: Path, name: str) -> dict:
+def _stage(cmds: list[list[str]], env: dict[str, str], logs: Path, name: str) -> dict:
     """Run a stage's commands one after the other; summed wall and CPU, largest peak, the load around it.
 
     Each command runs under ``sh`` (whose peak RSS from ``wait4`` includes the command's), so
@@ -98,7 +99,7 @@ def _stage(cmds: list[list[str]], home: Path, logs: Path, name: str) -> dict:
     wall, peak, started, failed = 0.0, 0.0, time.strftime("%H:%M:%S"), []
     for i, cmd in enumerate(cmds):
         with Sampler() as s:
-            m = run_measured(["sh", "-c", '"$0" "$@"; echo "[exit $?]"', *cmd], env={"NBP_HOME": str(home)})
+            m = run_measured(["sh", "-c", '"$0" "$@"; echo "[exit $?]"', *cmd], env=env)
         wall += m.seconds
         peak = max(peak, m.peak_rss_gb)
         if not m.stdout.rstrip().endswith("[exit 0]"):
@@ -119,8 +120,9 @@ def _stage(cmds: list[list[str]], home: Path, logs: Path, name: str) -> dict:
     }
 
 
-def run_chain(banks: list[dict], data: Path, home: Path, logs: Path, as_of: str) -> dict:
-    """The four stages on a fresh workspace ``home`` holding ``banks``; a dict per stage."""
+def run_chain(banks: list[dict], data: Path, home: Path, logs: Path, as_of: str, code: Path | None) -> dict:
+    """The four stages on a fresh workspace ``home`` holding ``banks``; a dict per stage. ``code``:
+    the source tree the ``nbp`` commands import (first on their ``PYTHONPATH``; None: the checkout)."""
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     logs.mkdir(parents=True, exist_ok=True)
@@ -133,9 +135,10 @@ def run_chain(banks: list[dict], data: Path, home: Path, logs: Path, as_of: str)
             [NBP, "score", "--bank", c, "--as-of", as_of, "--out", str(home / f"scores-{c}.parquet")] for c in codes
         ],
     }
+    env = {"NBP_HOME": str(home), **({"PYTHONPATH": str(code)} if code else {})}
     out = {}
     for stage in STAGES:
-        r = out[stage] = _stage(plan[stage], home, logs, stage)
+        r = out[stage] = _stage(plan[stage], env, logs, stage)
         print(
             f"  {stage}: {r['wall']:.1f} s, {r['peak']:.2f} GB (load {r['load_before']:.1f})",
             file=sys.stderr,
@@ -169,6 +172,23 @@ def federation(data: Path, seed: int, sizes: str | None, scale: float | None) ->
             f"(seed {seed}, scale {scale or 1.0}, sizes {want_sizes or 'default'}): give another --data folder"
         )
     return fed
+
+
+def export_commit(commit: str, dest: Path) -> str:
+    """Write the tree of ``commit`` into ``dest`` (``git archive``: the checkout, its index and
+    other people's uncommitted work are left alone); return the commit's full hash."""
+    root = Path(__file__).resolve().parents[1]
+    full = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--verify", f"{commit}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    tar = subprocess.run(["git", "-C", str(root), "archive", full], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    return full
 
 
 def largest_first(fed: dict) -> list[dict]:
@@ -276,6 +296,7 @@ def failures(results: dict) -> list[str]:
     got = [
         f"- {name} `{stage}`: {f}"
         for name, run in results.items()
+        if name.startswith(("alone/", "fed/"))
         for stage in STAGES
         for f in run[stage].get("failed", [])
     ]
@@ -303,7 +324,8 @@ def section(results: dict, fed: dict, banks: list[dict], ks: list[int], note: st
         "*Peak ratio*: the K-bank peak over the largest single-bank peak of that stage among the K banks; "
         "the rule (issue 14): it stays at 1, i.e. memory does not grow with the number of banks. *Load*: the "
         "1-minute load average when the stage started (other engineers' tests share the 2 cores, so wall "
-        "times are noisy; figures are as measured).",
+        "times are noisy; figures are as measured)."
+        + (f" Code: commit {results['commit'][:7]} (its tree exported, `--code`)." if "commit" in results else ""),
         "",
     ]
     if missing:
@@ -350,6 +372,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--sizes", default=None, help="8 bank sizes, N,N,... (default: 500,000 down to 5,000)")
     ap.add_argument("--scale", type=float, default=None, help="customers per bank = size x scale (default 1)")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8], help="numbers of banks (1 to 8)")
+    ap.add_argument(
+        "--code",
+        metavar="COMMIT",
+        default=None,
+        help="run the nbp commands on this commit's tree (exported into WORK/code), not the checkout as it is",
+    )
     ap.add_argument("--resume", action="store_true", help="keep the runs results.json already holds")
     ap.add_argument("--report", action="store_true", help="write the section from results.json; run nothing")
     ap.add_argument("--keep", action="store_true", help="keep every workspace (a full-scale one holds several GB)")
@@ -369,13 +397,20 @@ def main(argv: list[str]) -> int:
     store = a.work / "results.json"
     results = _load(store) if (a.resume or a.report) else {}
     if not a.report:
+        code = None
+        if a.code:
+            code = a.work / "code"
+            commit = export_commit(a.code, code)
+            if results.get("commit", commit) != commit:
+                raise SystemExit(f"{store}: runs of commit {results['commit']}; --resume needs the same --code")
+            results["commit"] = commit
         _save(store, results)
         for name, members in schedule(banks, a.ks):
             if name in results:
                 continue
             print(f"{time.strftime('%H:%M:%S')} {name}: {len(members)} bank(s)", file=sys.stderr, flush=True)
             home = a.work / "ws" / name
-            results[name] = run_chain(members, a.data, home, a.work / "logs" / name, as_of_of(fed))
+            results[name] = run_chain(members, a.data, home, a.work / "logs" / name, as_of_of(fed), code)
             _save(store, results)
             if not a.keep:
                 shutil.rmtree(home, ignore_errors=True)
@@ -385,6 +420,7 @@ def main(argv: list[str]) -> int:
         + (f" --seed {a.seed}" if a.seed != SEED else "")
         + (f" --sizes {a.sizes}" if a.sizes else "")
         + (f" --scale {a.scale}" if a.scale else "")
+        + (f" --code {a.code}" if a.code else "")
         + (f" --ks {' '.join(map(str, a.ks))}" if a.ks != [1, 2, 4, 8] else "")
     )
     if a.print:
