@@ -303,7 +303,58 @@ def failures(results: dict) -> list[str]:
     return ["", "Commands that exited non-zero (measured all the same):", "", *got] if got else []
 
 
-def section(results: dict, fed: dict, banks: list[dict], ks: list[int], note: str) -> str:
+def per_bank(logs: Path, stage: str, started: str) -> list[tuple[str, float, float]]:
+    """Inside one multi-bank command (``features``, ``train``): each bank's RSS when its work
+    began and its peak, in GB, from the memory samples and the command's output. A bank's
+    work ends at the line ``bank CODE...`` the CLI prints after it; log lines carry the time."""
+    import re
+
+    def secs(hms: str) -> int:
+        h, m, s = map(int, hms.split(":"))
+        return h * 3600 + m * 60 + s
+
+    t0, now, bounds = secs(started), None, []
+    for line in (logs / f"{stage}-0.log").read_text(encoding="utf-8").splitlines():
+        if stamp := re.match(r"(\d\d:\d\d:\d\d) ", line):
+            now = (secs(stamp.group(1)) - t0) % 86_400
+        elif (bank := re.match(r"bank (\S+?)[: ]", line)) and now is not None:
+            bounds.append((bank.group(1), now + 1))
+    samples = [
+        (float(t), float(gb))
+        for t, gb in (ln.split("\t") for ln in (logs / f"{stage}-0.rss.tsv").read_text().splitlines())
+    ]
+    out, begin = [], 0.0
+    for code, end in bounds:
+        seg = [gb for t, gb in samples if begin <= t <= end]
+        if seg:
+            out.append((code, seg[0], max(seg)))
+        begin = end
+    return out
+
+
+def inside(results: dict, work: Path, k: int) -> list[str]:
+    """Per-bank memory inside the K-bank ``features`` and ``train`` commands."""
+    lines = []
+    for stage in ("features", "train"):
+        try:
+            got = per_bank(work / "logs" / f"fed/{k}", stage, results[f"fed/{k}"][stage]["started"])
+        except (OSError, ValueError, KeyError):
+            continue
+        if got:
+            cells = ", ".join(f"{code} {start:.2f} → {peak:.2f}" for code, start, peak in got)
+            lines.append(f"- `{stage}` at {k} banks (in the order worked): {cells}")
+    if not lines:
+        return []
+    return [
+        "",
+        "Inside the one process of a multi-bank stage, each bank's RSS when its work began → its "
+        "peak (GB, sampled every second):",
+        "",
+        *lines,
+    ]
+
+
+def section(results: dict, fed: dict, banks: list[dict], ks: list[int], note: str, work: Path) -> str:
     """The section's text from the finished runs."""
     done = [k for k in sorted(ks) if fed_run(results, banks, k) is not None]
     missing = [k for k in sorted(ks) if k not in done]
@@ -343,6 +394,8 @@ def section(results: dict, fed: dict, banks: list[dict], ks: list[int], note: st
             else f"exceeds the largest bank's by more than {TOLERANCE - 1:.0%} in: " + "; ".join(found) + "."
         )
     )
+    if done and max(done) > 1:
+        lines += inside(results, work, max(done))
     lines += failures(results)
     if note:
         lines += ["", note]
@@ -414,7 +467,7 @@ def main(argv: list[str]) -> int:
             _save(store, results)
             if not a.keep:
                 shutil.rmtree(home, ignore_errors=True)
-    body = section(results, fed, banks, a.ks, a.note)
+    body = section(results, fed, banks, a.ks, a.note, a.work)
     command = (
         f".venv/bin/python -m benchmarks.bench_federation --data {a.data} --work {a.work}"
         + (f" --seed {a.seed}" if a.seed != SEED else "")
