@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 
 from bankexport.spec import ALL_TABLES, BANK_COLUMN, REQUIRED_TABLES
-from features.catalog import CATALOG, MODULES, family_features
+from features.catalog import CATALOG, MODULES, family_features, modules
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
 from features.windows import MonthlySeries, Spine, Window, referenced
@@ -367,7 +367,7 @@ def _register_windows(con: duckdb.DuckDBPyConnection, family: str, inner: str, s
 def _write_family(
     con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, tables: frozenset[str], sources: MonthlySources
 ) -> int:
-    mod = MODULES[family]
+    mod = modules(True)[family]
     feats = family_features(family)
     inner = mod.sql(tables) if set(mod.REQUIRES) <= tables else None
     registered = _register_windows(con, family, inner, sources) if inner is not None else False
@@ -473,10 +473,11 @@ def build(
         _setup(con, dates, mode)
         sources = MonthlySources(con, tables, dates)
         summary = BuildSummary(as_of=dates, loan_mode=mode)
-        for fam in families or MODULES:
+        built = modules(ws.bank is not None)  # a member bank also gets the bank family
+        for fam in families or built:
             start = _clock()
             summary.rows[fam] = _write_family(con, ws, fam, tables, sources)
-            if not set(MODULES[fam].REQUIRES) <= tables:
+            if not set(built[fam].REQUIRES) <= tables:
                 summary.skipped_families.append(fam)
             _log_since(start, "family %s: %s rows", fam, f"{summary.rows[fam]:,}")
     finally:

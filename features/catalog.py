@@ -2,6 +2,9 @@
 Chinese and English description, and its categories when categorical.
 
 Reason codes, Feast definitions, the build and the docs all read this one list.
+:data:`MEMBER_CATALOG` holds the features built only for the member banks of a federation
+workspace (the bank family: constant within one bank, so they only serve models pooled over
+banks); a single-bank workspace never builds, publishes or reads them.
 """
 
 from __future__ import annotations
@@ -11,20 +14,29 @@ from types import ModuleType
 import pandas as pd
 
 from bankexport.spec import ENUM_ZH
-from features.families import business, demo, holdings, income, liquidity, marketing, spend, tax
+from features.families import bank, business, demo, holdings, income, liquidity, marketing, spend, tax
 from features.schema import Feature
 
 MODULES: dict[str, ModuleType] = {
     m.FAMILY: m for m in (demo, income, spend, business, liquidity, tax, holdings, marketing)
 }
 
+MEMBER_MODULES: dict[str, ModuleType] = {bank.FAMILY: bank}  # built for member banks only
+
 CATALOG: tuple[Feature, ...] = tuple(f for m in MODULES.values() for f in m.FEATURES)
-BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOG}
+MEMBER_CATALOG: tuple[Feature, ...] = tuple(f for m in MEMBER_MODULES.values() for f in m.FEATURES)
+BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOG + MEMBER_CATALOG}
+BANK_FEATURES: frozenset[str] = frozenset(f.name for f in MEMBER_CATALOG)
+
+
+def modules(member: bool) -> dict[str, ModuleType]:
+    """The families built for a workspace: a member bank's (``member``) adds :data:`MEMBER_MODULES`."""
+    return MODULES | MEMBER_MODULES if member else MODULES
 
 
 def family_features(family: str) -> list[Feature]:
     """The features of one family, in catalogue order."""
-    return [f for f in CATALOG if f.family == family]
+    return [f for f in CATALOG + MEMBER_CATALOG if f.family == family]
 
 
 def feature_names() -> list[str]:

@@ -314,21 +314,27 @@ DATE = click.DateTime(["%Y-%m-%d"])
 @common
 def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) -> None:
     """Train one calibrated model per product, register it and run the champion gate (in a
-    federation workspace: for each member bank, ``nbp-<bank>-<product>``)."""
+    federation workspace: for each member bank, ``nbp-<bank>-<product>``; a product with scope
+    pooled is fitted once on every member bank's rows and registered and gated per bank)."""
     import pandas as pd
 
     from nbp.jobs import job
     from training.evaluate import metrics_table
-    from training.pipeline import result_line
+    from training.pipeline import check_federation, result_line
     from training.pipeline import train as run
 
     wss = bank_workspaces(ctx, bank, "train")
+    keys = list(products) or list(ctx.cfg.products)
+    check_federation(ctx.cfg, ctx.ws, keys)
+    pooled = [k for k in keys if k in ctx.cfg.products and ctx.cfg.scope(k) == "pooled"]
+    own = [k for k in keys if k not in pooled]
+    at = pd.Timestamp(cutoff) if cutoff else None
     trained = 0
     with job(ctx.ws):
-        for ws in wss:
-            results = run(ctx.cfg, ws, pd.Timestamp(cutoff) if cutoff else None, list(products) or None)
+        for ws in wss if own else []:
+            results = run(ctx.cfg, ws, at, own)
             if ws.bank is not None:
-                click.echo(f"bank {ws.bank}:")
+                click.echo(f"bank {ws.bank}: per-bank models (scope bank): {', '.join(own)}")
             click.echo(
                 metrics_table(
                     [
@@ -346,8 +352,40 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) ->
             for r in results:
                 click.echo(result_line(r))
             trained += sum(r.skip is None for r in results)
+        trained += _train_pooled(ctx, pooled, [ws.bank for ws in wss], at)
     if not trained:
         raise NbpError("no product could be trained; the reasons are above (also in MLflow and /readyz)")
+
+
+def _train_pooled(ctx: Ctx, keys: list[str], register: list[str], cutoff: Any) -> int:
+    """``nbp train`` of the pooled products: one fit over every member bank, a version per bank
+    of ``register``; prints each product's per-bank table. Returns the versions registered."""
+    from training.evaluate import metrics_table
+    from training.pipeline import result_line
+    from training.pooled import train_pooled
+
+    done = 0
+    for key in keys:
+        results = train_pooled(ctx.cfg, ctx.ws, key, ctx.ws.banks(), register, cutoff)
+        click.echo(f"product {key}: pooled model (scope pooled) over banks {', '.join(ctx.ws.banks())}")
+        click.echo(
+            metrics_table(
+                [
+                    {
+                        "bank": r.bank,
+                        "version": r.version,
+                        "alias": r.alias or "skipped",
+                        "window": r.window,
+                        **{k: r.metrics.get(k) for k in ("auc", "auc_se", "positives", "ece", "brier")},
+                    }
+                    for r in results
+                ]
+            )
+        )
+        for r in results:
+            click.echo(f"bank {r.bank}: {result_line(r)}")
+        done += sum(r.skip is None for r in results)
+    return done
 
 
 @main.command()
@@ -467,13 +505,22 @@ def backtest(
 @common
 def retrain(ctx: Ctx, bank: str | None) -> None:
     """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run.
-    In a federation workspace: every member bank (or --bank), one after the other."""
+    In a federation workspace: every member bank (or --bank), one after the other; products with
+    scope pooled are fitted once on every member bank after the banks' features are published."""
     from nbp.jobs import job
+    from training.pipeline import check_federation
     from training.pipeline import retrain as run
 
     wss = bank_workspaces(ctx, bank, "retrain")
+    check_federation(ctx.cfg, ctx.ws, list(ctx.cfg.products))
     failed = []
     with job(ctx.ws):
+        if ctx.ws.banks() and any(ctx.cfg.scope(k) == "pooled" for k in ctx.cfg.products):
+            from training.pooled import retrain_federation
+
+            report, failed = retrain_federation(ctx.cfg, ctx.ws, [ws.bank for ws in wss])
+            click.echo(report)
+            wss = []
         for ws in wss:
             if ws.bank is None:
                 click.echo(run(ctx.cfg, ws))

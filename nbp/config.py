@@ -74,6 +74,11 @@ class TrainingConfig(_Section):
     leak_margin: float = 0.02  # AUC above the oracle's by more than this raises the leak alarm
     leak_auc: float = 0.995  # an AUC this high on uptake data is treated as a leak
     min_uptakes: int = Field(10, ge=1)  # fewer uptakes in the fitting months: the product is skipped
+    # bank: one model per member bank (and in a single-bank workspace); pooled: one model fitted on
+    # every member bank's rows, calibrated and gated per bank (docs/decisions/017-pooled-models.md)
+    scope: Literal["bank", "pooled"] = "bank"
+    pooled_max_rows: int = Field(400_000, ge=1_000)  # fitting rows of one pooled model, shared evenly by the banks
+    min_bank_calibration_uptakes: int = Field(50, ge=1)  # fewer in a bank's fold months: pooled calibration
 
 
 class ServingConfig(_Section):
@@ -110,6 +115,7 @@ class ProductConfig(_Section):
     loan_product: str | None = None  # value of loans.product that counts as uptake (default: the key)
     value: float = 1.0  # expected value of one uptake, for ranking hints
     feature_service: str | None = None  # Feast feature service (default: <key>_v1)
+    scope: Literal["bank", "pooled"] | None = None  # training.scope for this product (default: training.scope)
     eligibility: list[EligibilityRule] = Field(default_factory=list)
 
 
@@ -122,6 +128,10 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
     products: dict[str, ProductConfig] = Field(default_factory=dict)
+
+    def scope(self, product: str) -> str:
+        """``bank`` or ``pooled``: the product's own ``scope``, else ``training.scope``."""
+        return self.products[product].scope or self.training.scope
 
 
 def _deep_merge(a: dict, b: dict) -> dict:

@@ -733,6 +733,31 @@ def fit_rolling(
     Raises:
         ValueError: too few periods, or the final training rows hold one class.
     """
+    return _fit_rolling(rows, features, label, time, params, weight, embargo).model
+
+
+@dataclass
+class RollingFit:
+    """A :func:`fit_rolling` fit with what calibrating a subset of its rows again needs: the
+    (down-sampled) rows it fitted, their :class:`Design`, the folds' out-of-time scores (None
+    without cross-fitting) and the final booster's level on its training rows."""
+
+    model: FittedModel
+    rows: pd.DataFrame
+    design: Design
+    cross: FoldScores | None
+    final_centre: float
+
+
+def _fit_rolling(
+    rows: pd.DataFrame,
+    features: list[str],
+    label: str,
+    time: str,
+    params: ModelParams | None,
+    weight: str | None,
+    embargo: Any,
+) -> RollingFit:
     params = params or ModelParams()
     rows, w_col, rate = _downsampled(rows, label, params, weight)
     t = rows[time].to_numpy()
@@ -760,10 +785,26 @@ def fit_rolling(
     booster = refit(d, fit_mask, choice.params, rounds, threads)
     cal_idx = cross.idx if cross is not None else np.flatnonzero(cal_mask)
     calibrator = PlattCalibrator()
+    centre = d.mean_raw(booster, fit_mask, threads) if cross is not None and params.calibration == "platt" else 0.0
     if len(cal_idx):
         raw = cross.raw if cross is not None else booster.predict(d.x[cal_idx], raw_score=True, num_threads=threads)
-        centre = d.mean_raw(booster, fit_mask, threads) if cross is not None and params.calibration == "platt" else 0.0
         calibrator = calibrate(params.calibration, d, cal_idx, raw, cross, centre)
     model = FittedModel(booster, calibrator, list(features), categories, rounds, choice.params.model_dump())
     model.info = _fit_info(d, folds, fit_mask, cal_idx, rate, cross_fit, choice.search, threads, rounds)
-    return model
+    return RollingFit(model, rows, d, cross, centre)
+
+
+def calibrate_group(fit: RollingFit, group: np.ndarray, kind: str = "platt") -> PlattCalibrator | IsotonicCalibrator:
+    """A calibrator of ``fit``'s final booster fitted on the out-of-time fold scores of the rows
+    ``group`` selects (a boolean mask over ``fit.rows``), as :func:`fit_rolling` fits it on all.
+
+    Used for one member bank's own calibration of a model pooled over banks.
+
+    Raises:
+        ValueError: the fit was not cross-fitted on folds (no out-of-time scores).
+    """
+    if fit.cross is None:
+        raise ValueError("the fit has no out-of-time fold scores to calibrate a group on")
+    sel = group[fit.cross.idx]
+    cross = FoldScores(fit.cross.idx[sel], fit.cross.raw[sel], fit.cross.centre[sel])
+    return calibrate(kind, fit.design, cross.idx, cross.raw, cross, fit.final_centre)

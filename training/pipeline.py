@@ -30,14 +30,16 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from bankexport.spec import BANK_COLUMN
+from features.catalog import BANK_FEATURES
 from nbp import jobs
 from nbp.config import Config, ProductConfig
-from nbp.errors import FeatureStoreError, ModelUnavailable, NbpError
+from nbp.errors import ConfigError, FeatureStoreError, ModelUnavailable, NbpError
 from nbp.workspace import Workspace
 from training import evaluate, registry
 from training.candidates import eligible
@@ -81,6 +83,7 @@ class ProductResult:
     metrics: dict[str, float] = field(default_factory=dict)
     window: str = ""
     skip: Skip | None = None
+    bank: str | None = None  # the member bank (a pooled model's per-bank result)
 
 
 def result_line(r: ProductResult) -> str:
@@ -151,6 +154,21 @@ def trainability(cfg: Config, ws: Workspace, key: str, rows: pd.DataFrame, te: p
     return None
 
 
+def check_federation(cfg: Config, ws: Workspace, products: list[str]) -> None:
+    """Pooled products need a federation workspace.
+
+    Raises:
+        ConfigError: a product of ``products`` has scope pooled and ``ws`` holds no member bank.
+    """
+    pooled = [k for k in products if k in cfg.products and cfg.scope(k) == "pooled"]
+    if pooled and ws.bank is None and not ws.banks():
+        raise ConfigError(
+            f"product(s) {', '.join(pooled)}: scope pooled (training.scope or products.<key>.scope), but "
+            f"{ws.home} is a single-bank workspace; a pooled model is fitted on the member banks of a "
+            f"federation: set the scope to bank"
+        )
+
+
 def _skipped(ws: Workspace, key: str, skip: Skip, window: str) -> ProductResult:
     registry.record_skip(ws, key, skip.zh, skip.en, window)
     return ProductResult(key, None, None, f"skipped: {skip.en}", window=window, skip=skip)
@@ -199,15 +217,17 @@ def model_params(cfg: Config) -> ModelParams:
 
 
 def _datasets(
-    cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_ofs: list
+    cfg: Config, ws: Workspace, keys: list[str], fit_ofs: list, test_ofs: list, max_rows: int | None = None
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """Each product's fitting rows (negatives down-sampled to ``training.max_rows``) and test
-    rows (all), from one eligibility screen and one Feast retrieval for every product."""
+    """Each product's fitting rows (negatives down-sampled to ``max_rows``, default
+    ``training.max_rows``) and test rows (all), from one eligibility screen and one Feast
+    retrieval for every product."""
     open_feature_store(cfg, ws)  # before the data work: it caps the job's memory
     base = read_base(ws)
     screen = screen_for(cfg, ws, base[0], [*fit_ofs, *test_ofs], keys)
     t = cfg.training
-    reqs = [r for k in keys for r in ((k, fit_ofs, t.negative_rate, t.max_rows), (k, test_ofs, 1.0, None))]
+    cap = max_rows or t.max_rows
+    reqs = [r for k in keys for r in ((k, fit_ofs, t.negative_rate, cap), (k, test_ofs, 1.0, None))]
     sets = training_sets(cfg, ws, reqs, screen, base)
     return {k: (sets[2 * i], sets[2 * i + 1]) for i, k in enumerate(keys)}
 
@@ -215,13 +235,15 @@ def _datasets(
 def _fit_product(
     cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip:
-    """Fit on ``rows``, score the test rows ``te``.
+    """Fit a bank's own model on ``rows``, score the test rows ``te``. The bank features
+    (:data:`features.catalog.BANK_FEATURES`) are left out: within one bank they are a constant
+    and a clock, which only a model pooled over banks can use.
 
     Returns:
         The model, the scored test rows and the test metrics; or a :class:`Skip` when the
         recipe refuses the rows (too few periods, one class in the rows it fits on).
     """
-    feats = feature_columns(rows)
+    feats = [f for f in feature_columns(rows) if f not in BANK_FEATURES and f != BANK_COLUMN]
     try:
         model = fit_rolling(
             rows,
@@ -288,6 +310,7 @@ def train(
     for key in keys:
         if key not in cfg.products:
             raise NbpError(f"unknown product '{key}'; configured: {', '.join(cfg.products)}")
+    check_federation(cfg, ws, keys)
     need = cfg.training.test_months + MIN_FIT_MONTHS
     if len(as_ofs) < need:
         skip = Skip(
@@ -568,7 +591,19 @@ def retrain(cfg: Config, ws: Workspace) -> str:
 
     recover(ws)
     pub = publish(cfg, ws)
-    results = train(cfg, ws)
+    return score_and_report(cfg, ws, pub, train(cfg, ws))
+
+
+def score_and_report(cfg: Config, ws: Workspace, pub: Any, results: list[ProductResult]) -> str:
+    """The end of the monthly job: score every candidate at the latest materialised as-of with the
+    champions, write the scores (latest and a dated copy), and report ``results`` and the counts.
+
+    Args:
+        pub: what :func:`features.store.publish` returned (its ``materialized`` as-of and ``describe``).
+
+    Raises:
+        ModelUnavailable: no product has a champion.
+    """
     latest = pd.Timestamp(pub.materialized)
     df = score(cfg, ws, [latest])
     dated = write_scores(df, ws.scores_dir / f"{latest:%Y-%m-%d}.parquet")

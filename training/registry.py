@@ -76,6 +76,8 @@ TAG_PID = "nbp.pid"  # process and host of the job that started the run (recover
 TAG_HOST = "nbp.host"
 TAG_FAILED = "nbp.failed"
 TAG_BANK = "nbp.bank"  # the member bank a run's model belongs to (federation workspace)
+TAG_SCOPE = "nbp.scope"  # "pooled" on a member bank's version of a pooled model and on the pooled run
+TAG_POOLED_RUN = "nbp.pooled_run"  # the pooled run (experiment nbp-pooled-<product>) a bank's version came from
 RUNTIME_PACKAGES = ("lightgbm", "pandas", "numpy", "scikit-learn", "pydantic")
 
 
@@ -187,6 +189,7 @@ def log_and_register(
     as_of_range: tuple[str, str],
     backtest_window: str,
     input_example: pd.DataFrame,
+    tags: Mapping[str, str] | None = None,
 ) -> int:
     """Log one trained model with its evidence and register it as ``nbp-<product>``.
 
@@ -205,6 +208,7 @@ def log_and_register(
         backtest_window: id of the rows the metrics were computed on (e.g.
             ``"2026-04-01..2026-06-01"``); the gate only compares equal ids.
         input_example: a few rows holding at least the feature columns.
+        tags: more tags of the run and the version (e.g. :data:`TAG_SCOPE`, :data:`TAG_POOLED_RUN`).
 
     Returns:
         The new registered model version.
@@ -220,7 +224,9 @@ def log_and_register(
     example = input_example[fitted.features].head(5).reset_index(drop=True)
     signature = infer_signature(example, fitted.predict_proba(example))
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{name} {backtest_window}") as run:
-        mlflow.set_tags({TAG_WINDOW: backtest_window, "nbp.product": product, **bank_tag(ws), **job_tags()})
+        mlflow.set_tags(
+            {TAG_WINDOW: backtest_window, "nbp.product": product, **bank_tag(ws), **job_tags(), **(tags or {})}
+        )
         mlflow.log_params(_run_params(fitted, params, as_of_range, backtest_window))
         _log_evidence(mlflow, fitted, metrics, plots, feature_info, backtest_window)
         with jobs.tempdir(ws, "mlflow"):  # MLflow stages the model in a temporary folder: ours, under $NBP_HOME
@@ -234,7 +240,8 @@ def log_and_register(
             )
         run_id = run.info.run_id
     version = int(mi.registered_model_version)
-    client.set_model_version_tag(name, str(version), TAG_WINDOW, backtest_window)
+    for k, v in {TAG_WINDOW: backtest_window, **(tags or {})}.items():
+        client.set_model_version_tag(name, str(version), k, v)
     for t in (TAG_SKIPPED, TAG_SKIPPED_ZH):  # trained again: the last skip no longer applies
         if t in client.get_registered_model(name).tags:
             client.delete_registered_model_tag(name, t)
@@ -378,6 +385,85 @@ def promote(
     client.set_model_version_tag(name, str(version), TAG_DECISION, reason)
     log.info("%s: %s", name, reason)
     return Decision(version=version, alias=alias, reason=reason, previous_champion=champ_v)
+
+
+def promote_unevaluable(
+    ws: Workspace, product: str, version: int, why: str, federation: Mapping[str, float], floor: float
+) -> Decision:
+    """The gate of a pooled model's version for a bank whose own backtest window cannot rank it
+    (no uptake there, e.g. a product launched after the window).
+
+    Nothing is compared on the bank's rows, so a champion of the bank keeps its alias; a bank
+    without a champion takes the version when the pooled model passes the floor on every bank's
+    window together (``federation``: its metrics there), so a newly launched product gets a list.
+
+    Returns:
+        The decision (tagged on the run and the version as :func:`promote` does).
+    """
+    client = _connect(ws)
+    name = model_name(product, ws.bank)
+    _, _, run_id = _version_evidence(client, name, version)
+    champ_v = _current_champion(client, name)
+    auc = float(federation.get("auc", float("nan")))
+    promoted = False
+    if champ_v is not None:
+        reason = (
+            f"v{version} stays challenger: {why}; champion v{champ_v} cannot be compared with it on this bank's rows."
+        )
+    elif math.isnan(auc) or auc < floor:
+        reason = (
+            f"v{version} stays challenger: {why}, and over every bank's window "
+            f"{_auc_text(federation)} is below the floor {floor:.4f}."
+        )
+    else:
+        promoted = True
+        reason = (
+            f"v{version} becomes champion: {why}; the bank has no champion and the pooled model's "
+            f"{_auc_text(federation)} over every bank's window passes the floor {floor:.4f}."
+        )
+    alias = CHAMPION if promoted else CHALLENGER
+    client.set_registered_model_alias(name, alias, str(version))
+    client.set_tag(run_id, TAG_DECISION, reason)
+    client.set_model_version_tag(name, str(version), TAG_DECISION, reason)
+    log.info("%s: %s", name, reason)
+    return Decision(version=version, alias=alias, reason=reason, previous_champion=champ_v)
+
+
+def pooled_experiment(product: str) -> str:
+    """The experiment of a product's pooled runs: ``nbp-pooled-<product>``."""
+    return f"nbp-pooled-{product}"
+
+
+def start_pooled_run(ws: Workspace, product: str, params: Mapping[str, Any]) -> str:
+    """Open the pooled run of ``product`` (experiment :func:`pooled_experiment`) and return its id;
+    the banks' versions name it (:data:`TAG_POOLED_RUN`), :func:`end_pooled_run` closes it."""
+    client = _connect(ws)
+    name = pooled_experiment(product)
+    run = client.create_run(
+        _experiment_id(client, ws, name),
+        run_name=f"{name} {params.get('backtest_window', '')}".strip(),
+        tags={"nbp.product": product, TAG_SCOPE: "pooled", **job_tags()},
+    )
+    for k, v in params.items():
+        client.log_param(run.info.run_id, k, str(v)[:6000])
+    return run.info.run_id
+
+
+def end_pooled_run(ws: Workspace, run_id: str, metrics: Mapping[str, float], banks: pd.DataFrame) -> None:
+    """Log the pooled run's metrics (per bank: ``auc.<bank>``, ``auc_se.<bank>`` ...) and its
+    per-bank table (``banks.csv``, ``banks.json``), and end it."""
+    client = _connect(ws)
+    from mlflow.entities import Metric
+
+    now = int(pd.Timestamp.now().timestamp() * 1000)
+    finite = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not math.isnan(float(v))}
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in finite.items()])
+    from nbp.sheets import write_csv
+
+    with jobs.tempdir(ws, "mlflow") as tmp:  # a staging file under $NBP_HOME, removed after
+        client.log_artifact(run_id, str(write_csv(banks, tmp / "banks.csv")))
+    client.log_dict(run_id, banks.to_dict(orient="records"), "banks.json")
+    client.set_terminated(run_id, "FINISHED")
 
 
 def load_version(ws: Workspace, product: str, version: int | str) -> tuple[FittedModel, int]:

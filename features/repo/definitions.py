@@ -16,7 +16,7 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, String
 
-from features.catalog import MODULES, family_features
+from features.catalog import family_features, modules
 from features.schema import ENTITY, EVENT_TS, JOIN_KEY, feature_service_name
 from nbp.workspace import Workspace
 
@@ -60,7 +60,7 @@ def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
         )
         for f in family_features(family)
     ]
-    doc = (MODULES[family].__doc__ or family).strip().splitlines()[0]
+    doc = (modules(True)[family].__doc__ or family).strip().splitlines()[0]
     return FeatureView(
         name=family,
         entities=[entity],
@@ -74,14 +74,16 @@ def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
 
 
 def feature_views(ws: Workspace) -> list[FeatureView]:
-    """One feature view per family, reading the family's table (:meth:`nbp.workspace.Workspace.feature_table`)."""
+    """One feature view per family, reading the family's table (:meth:`nbp.workspace.Workspace.feature_table`);
+    a member bank's repo also holds the bank family's (:data:`features.catalog.MEMBER_MODULES`)."""
     entity = customer_entity()
-    return [feature_view(fam, ws.feature_table(fam), entity) for fam in MODULES]
+    return [feature_view(fam, ws.feature_table(fam), entity) for fam in modules(ws.bank is not None)]
 
 
 # FEATURE SERVICES -------------------------------------------------------------
 def feature_services(views: list[FeatureView], products: Mapping[str, str | None]) -> list[FeatureService]:
-    """One feature service per product: the features its model reads (for now, all).
+    """One feature service per product: the features its model reads (for now, all views; a
+    member bank's include the bank family, which only a pooled model reads, in training and serving alike).
 
     Args:
         views: the feature views.

@@ -82,3 +82,64 @@ def test_scores_of_one_bank_carry_the_bank_and_only_its_customers(fed: Workspace
     assert len(df) > 0 and set(df["customer_id"]) <= ids
     meta = json.loads(fed.for_bank("QINGSHAN").features_build_meta.read_text())
     assert meta["bank_code"] == "QINGSHAN"
+
+
+@pytest.fixture(scope="module")
+def pooled(fed: Workspace, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``nbp train`` of consumer with scope pooled, after the per-bank models of ``fed``."""
+    overlay = tmp_path_factory.mktemp("pooledcfg") / "pooled.yaml"
+    overlay.write_text("products:\n  consumer: {scope: pooled}\n", encoding="utf-8")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NBP_HOME", str(fed.home))
+    try:
+        return _run(["train", "--config", str(overlay), "--product", "consumer"])
+    finally:
+        mp.undo()
+
+
+def _pooled_run(fed: Workspace):
+    client = _client(fed)
+    exp = client.get_experiment_by_name("nbp-pooled-consumer")
+    (run,) = client.search_runs([exp.experiment_id])
+    banks = json.loads(Path(client.download_artifacts(run.info.run_id, "banks.json")).read_text())
+    return client, run, {b["bank"]: b for b in banks}
+
+
+def test_a_pooled_run_logs_each_bank_metrics_and_table(fed: Workspace, pooled: str) -> None:
+    assert "product consumer: pooled model (scope pooled) over banks BAISHA, QINGSHAN" in pooled
+    assert "per-bank models" not in pooled  # only the pooled product was asked for
+    _, run, banks = _pooled_run(fed)
+    assert run.data.tags["nbp.scope"] == "pooled" and run.info.status == "FINISHED"
+    for bank in BANKS:
+        for name in ("auc", "auc_se", "positives", "n", "ece"):
+            assert f"{name}.{bank}" in run.data.metrics, (name, bank)
+        assert run.data.metrics[f"auc.{bank}"] == pytest.approx(banks[bank]["auc"])
+    assert run.data.metrics["n.QINGSHAN"] != run.data.metrics["n.BAISHA"]  # each bank's own rows
+
+
+def test_each_bank_gets_a_version_with_its_calibrator_gated_on_its_own_window(fed: Workspace, pooled: str) -> None:
+    from features.catalog import BANK_FEATURES
+    from nbp.config import load_config
+    from training.registry import load_version
+
+    client, run, banks = _pooled_run(fed)
+    min_pos = load_config().training.min_bank_calibration_uptakes
+    for bank in BANKS:
+        ws = fed.for_bank(bank)
+        name = f"nbp-{bank}-consumer"
+        row = banks[bank]
+        mv = client.get_model_version(name, str(row["version"]))
+        assert mv.tags["nbp.scope"] == "pooled" and mv.tags["nbp.pooled_run"] == run.info.run_id
+        model, _ = load_version(ws, "consumer", row["version"])
+        assert BANK_FEATURES <= set(model.features)
+        for v in client.search_model_versions(f"name='{name}'"):  # the fixture's per-bank models, if any
+            if "nbp.scope" not in v.tags:
+                assert not BANK_FEATURES & set(load_version(ws, "consumer", v.version)[0].features)
+        assert row["calibration"] == ("bank" if row["calibration_uptakes"] >= min_pos else "pooled")
+        assert repr(model.calibrator) == row["calibrator"]
+        assert (row["calibrator"] == run.data.params["pooled_calibrator"]) == (row["calibration"] == "pooled")
+        version_run = client.get_run(mv.run_id)
+        assert version_run.data.metrics["n"] == run.data.metrics[f"n.{bank}"]  # the gate saw this bank's rows
+        decision = mv.tags["nbp.decision"]
+        assert f"AUC {row['auc']:.4f} ± " in decision and f"({int(row['uptakes'])} uptakes)" in decision, decision
+        assert decision in pooled and f"bank {bank}: consumer: pooled: " in pooled

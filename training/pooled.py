@@ -1,0 +1,465 @@
+"""Pooled models: one booster fitted on every member bank's rows, calibrated and gated per bank.
+
+A product with ``scope: pooled`` (``training.scope`` or ``products.<key>.scope``) in a
+federation workspace is fitted once on the candidates of every member bank
+(``docs/decisions/017-pooled-models.md``):
+
+1. Each bank's rows are retrieved from that bank's own Feast repo (``Workspace.for_bank``),
+   one bank after the other, with the same time split for every bank (the cutoff is the
+   earliest export date of the banks, so no bank's test window lies inside another bank's
+   fitting months). Each bank gets an even share of ``training.pooled_max_rows``: beyond it
+   every uptake is kept and a weighted sample of the rest (weights ``1 / rate``), so each
+   bank still weighs as many rows as it has.
+2. The rows are concatenated and fitted by the product recipe
+   (:func:`training.model.fit_rolling`), with the bank features (:data:`BANK_FEATURES`) that
+   tell the banks apart: their size and how long each product has been offered.
+3. Calibration per bank: a bank with at least ``training.min_bank_calibration_uptakes``
+   uptakes in the out-of-time fold months gets Platt fitted on its own fold scores
+   (:func:`training.model.calibrate_group`); a bank with fewer keeps the pooled calibration.
+4. For each bank a version of ``nbp-<bank>-<product>`` is registered holding the pooled
+   booster with that bank's calibrator (tags ``nbp.scope=pooled`` and ``nbp.pooled_run``),
+   and the champion gate runs on that bank's own backtest window
+   (:func:`training.registry.promote`). A bank whose window holds no uptake (a product
+   launched after it) cannot rank the model: it takes the version only when it has no
+   champion and the pooled model passes the floor over every bank's window together
+   (:func:`training.registry.promote_unevaluable`). A bank that has never had an
+   application of the product (it does not offer it) is skipped.
+5. The pooled run (experiment ``nbp-pooled-<product>``) holds each bank's AUC, its standard
+   error, uptakes and ECE (``auc.<bank>`` ...) and the per-bank table ``banks.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from bankexport.spec import BANK_COLUMN
+from features.catalog import BANK_FEATURES
+from nbp.config import Config
+from nbp.errors import ConfigError, FeatureStoreError, NbpError
+from nbp.workspace import Workspace
+from training import evaluate, registry
+from training.dataset import closed_as_ofs, feature_columns, feature_service, loan_product
+from training.model import FittedModel, ModelParams, RollingFit, _fit_rolling, calibrate_group
+from training.pipeline import (
+    MIN_FIT_MONTHS,
+    ProductResult,
+    Skip,
+    _datasets,
+    _fit_product,
+    _no_candidates,
+    _skipped,
+    export_date,
+    feature_as_ofs,
+    recover,
+    split_months,
+    test_as_ofs,
+    trainability,
+    window_id,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BankRows:
+    """One bank's rows of a pooled fit: fitting rows (already within the bank's share of the
+    budget) and test rows (all), each with ``bank_code``; or why the bank takes no part."""
+
+    bank: str
+    fit: pd.DataFrame
+    test: pd.DataFrame
+    window: str
+    skip: Skip | None = None
+    extra: dict = field(default_factory=dict)  # what a caller keeps beside the rows (backtest: per-bank scores)
+
+
+@dataclass
+class PooledFit:
+    """The pooled model and each bank's calibrated model (:class:`FittedModel` sharing the booster)."""
+
+    fit: RollingFit
+    models: dict[str, FittedModel]
+    calibration: dict[str, tuple[str, int]]  # bank -> ("bank" | "pooled", uptakes in its fold months)
+
+
+def cap_rows(rows: pd.DataFrame, max_rows: int, seed: int = 7) -> pd.DataFrame:
+    """``rows`` with at most ``max_rows`` rows: every uptake kept, negatives sampled and their
+    ``weight`` multiplied by ``1 / rate`` (unchanged when already within the budget)."""
+    neg = int((rows["label"] == 0).sum())
+    if len(rows) <= max_rows or neg == 0:
+        return rows
+    rate = max(max_rows - (len(rows) - neg), 1) / neg
+    keep = (rows["label"] == 1).to_numpy() | (np.random.default_rng(seed).random(len(rows)) < rate)
+    out = rows[keep].copy()
+    out["weight"] = np.where(out["label"] == 1, out["weight"], out["weight"] / rate)
+    return out.reset_index(drop=True)
+
+
+def pooled_params(cfg: Config) -> ModelParams:
+    """The recipe's settings for a pooled fit: as a bank's (:func:`training.pipeline.model_params`),
+    with LightGBM's threads left to the row count (a pooled fit runs alone, not beside other products)."""
+    return ModelParams(folds=cfg.training.rolling_folds, num_threads=0)
+
+
+def pooled_features(rows: pd.DataFrame, bank: str) -> list[str]:
+    """The features of a pooled fit: every feature of the rows (the bank features included).
+
+    Raises:
+        FeatureStoreError: the bank's rows lack the bank features (its Feast repo predates them).
+    """
+    missing = sorted(BANK_FEATURES - set(rows.columns))
+    if missing:
+        raise FeatureStoreError(
+            f"bank {bank}: its feature service lacks the bank features {missing[:3]}; "
+            f"run `nbp features --bank {bank}` to build and publish them"
+        )
+    return [c for c in feature_columns(rows) if c != BANK_COLUMN]
+
+
+def _offered(ws: Workspace, product: str) -> bool:
+    """Whether the bank's export holds any application of the loan product (it offers it)."""
+    loans = pd.read_parquet(ws.table("loans"), columns=["product"])
+    return bool((loans["product"] == product).any())
+
+
+def bank_rows(
+    cfg: Config,
+    ws: Workspace,
+    key: str,
+    banks: list[str],
+    cutoff: pd.Timestamp,
+    n_test: int | None = None,
+    budget: int | None = None,
+) -> list[BankRows]:
+    """Each bank's rows for a pooled fit of ``key``, one bank after the other.
+
+    Args:
+        cutoff: only label windows closed before it are fitted on.
+        n_test: ``None`` (training): the latest ``training.test_months`` closed months are the
+            test window; a number (backtest): the ``n_test`` months from ``cutoff`` on.
+        budget: fitting rows retrieved per bank (default: the bank's share of
+            ``training.pooled_max_rows``).
+    """
+    t = cfg.training
+    share = max(t.pooled_max_rows // max(len(banks), 1), 1_000)
+    out = []
+    for code in banks:
+        bws = ws.for_bank(code)
+        closed = closed_as_ofs(feature_as_ofs(bws), cutoff, t.horizon_days)
+        if n_test is None:
+            need = t.test_months + MIN_FIT_MONTHS
+            if len(closed) < need:
+                skip = Skip(
+                    zh=f"本行只有 {len(closed)} 个标签期已结束的月份，至少需要 {need} 个月",
+                    en=f"only {len(closed)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}",
+                )
+                out.append(BankRows(code, pd.DataFrame(), pd.DataFrame(), "", skip))
+                continue
+            fit_ofs, test_ofs = split_months(closed, t.test_months, MIN_FIT_MONTHS)
+        else:
+            fit_ofs, test_ofs = closed, test_as_ofs(bws, cutoff, t.horizon_days, n_test)
+        win = window_id(test_ofs) if test_ofs else ""
+        if not _offered(bws, loan_product(key, cfg.products[key])):
+            skip = Skip(
+                zh="本行数据中没有该产品的任何申请：本行未开办该产品",
+                en=f"the export holds no application of {loan_product(key, cfg.products[key])}: the bank does not "
+                f"offer the product",
+            )
+            out.append(BankRows(code, pd.DataFrame(), pd.DataFrame(), win, skip))
+            continue
+        fit, te = _datasets(cfg, bws, [key], fit_ofs, test_ofs, max_rows=budget or share)[key]
+        if fit.empty and te.empty:
+            out.append(BankRows(code, fit, te, win, _no_candidates(bws, cfg.products[key])))
+            continue
+        n_pos = int(fit["label"].sum())
+        log.info("%s: bank %s: %d fitting rows (%d uptakes), %d test rows", key, code, len(fit), n_pos, len(te))
+        out.append(BankRows(code, fit.assign(**{BANK_COLUMN: code}), te.assign(**{BANK_COLUMN: code}), win))
+    return out
+
+
+def fit_pooled(cfg: Config, parts: list[BankRows], key: str, budget: int | None = None) -> PooledFit | Skip:
+    """Fit the pooled model on the banks' fitting rows and calibrate it per bank.
+
+    Args:
+        budget: rows per bank in the fit (default: the bank's share of ``training.pooled_max_rows``);
+            banks' rows beyond it are capped (:func:`cap_rows`).
+
+    Returns:
+        The fit and each bank's model, or a :class:`Skip` when the rows cannot be fitted.
+    """
+    t = cfg.training
+    usable = [p for p in parts if p.skip is None and not p.fit.empty]
+    if not usable:
+        return Skip(zh="没有任何一家成员行有可用的候选客户", en="no member bank has candidates to fit on")
+    share = budget or max(t.pooled_max_rows // max(len(parts), 1), 1_000)
+    rows = pd.concat([cap_rows(p.fit, share) for p in usable], ignore_index=True)
+    pos = int(rows["label"].sum())
+    if rows["as_of"].nunique() < MIN_FIT_MONTHS or pos < t.min_uptakes:
+        return Skip(
+            zh=f"所有成员行合计仅有 {pos} 笔办理，至少需要 {t.min_uptakes} 笔",
+            en=f"{pos} uptake(s) over {rows['as_of'].nunique()} month(s) in every bank's fitting rows together; "
+            f"the recipe needs {t.min_uptakes} uptakes and {MIN_FIT_MONTHS} months",
+        )
+    feats = pooled_features(rows, usable[0].bank)
+    try:
+        fit = _fit_rolling(
+            rows, feats, "label", "as_of", pooled_params(cfg), "weight", pd.Timedelta(days=t.horizon_days)
+        )
+    except ValueError as e:
+        return Skip(zh=f"模型无法拟合：{e}", en=f"the model cannot be fitted: {e}")
+    del rows
+    banks = fit.rows[BANK_COLUMN].to_numpy()
+    models, calibration = {}, {}
+    for p in parts:
+        own = banks == p.bank
+        fold_pos = int(fit.design.y[fit.cross.idx][own[fit.cross.idx]].sum()) if fit.cross is not None else 0
+        if fit.cross is not None and fold_pos >= t.min_bank_calibration_uptakes:
+            cal, kind = calibrate_group(fit, own, fit.model.params.get("calibration", "platt")), "bank"
+        else:
+            cal, kind = fit.model.calibrator, "pooled"
+        models[p.bank] = replace(
+            fit.model, calibrator=cal, info={**fit.model.info, "calibration": kind, "calibration_uptakes": fold_pos}
+        )
+        calibration[p.bank] = (kind, fold_pos)
+    return PooledFit(fit, models, calibration)
+
+
+def _bank_metrics(te: pd.DataFrame) -> dict[str, float]:
+    """Metrics of one bank's scored test rows, with the AUC's standard error."""
+    m = evaluate.metrics(te["label"], te["score"])
+    m["auc_se"] = evaluate.auc_se(m["auc"], int(m["positives"]), int(m["n"] - m["positives"]))
+    return m
+
+
+def train_pooled(
+    cfg: Config,
+    ws: Workspace,
+    key: str,
+    banks: list[str],
+    register: list[str] | None = None,
+    cutoff: pd.Timestamp | None = None,
+) -> list[ProductResult]:
+    """Fit product ``key`` pooled over ``banks``, register and gate one version per bank (module docstring).
+
+    Args:
+        ws: the federation workspace (``ws.bank`` None).
+        banks: member banks whose rows are fitted on (every bank, normally).
+        register: banks that get a version (default: ``banks``).
+        cutoff: label windows closed before it (default: the earliest export date of the banks).
+
+    Returns:
+        One :class:`ProductResult` per registered bank, ``product`` = ``key`` and ``bank`` set.
+    """
+    if ws.bank is not None or not ws.banks():
+        raise ConfigError(f"{ws.home}: a pooled model is trained on a federation workspace's member banks")
+    recover(ws)
+    register = register or banks
+    cutoff = cutoff or min(export_date(ws.for_bank(b)) for b in banks)
+    parts = bank_rows(cfg, ws, key, banks, cutoff)
+    got = fit_pooled(cfg, parts, key)
+    results = []
+    if isinstance(got, Skip):
+        for p in parts:
+            if p.bank in register:
+                results.append(_bank_result(_skipped(ws.for_bank(p.bank), key, p.skip or got, p.window), p.bank))
+        return results
+    model = got.fit.model
+    scored = []
+    for p in parts:
+        if p.skip is None and not p.test.empty:
+            threads = model.info["threads"]
+            p.test = p.test.assign(score=got.models[p.bank].predict_proba(p.test, num_threads=threads))
+            scored.append(p.test[["label", "score"]])
+    federation = _bank_metrics(pd.concat(scored, ignore_index=True)) if scored else {"auc": float("nan")}
+    win = next((p.window for p in parts if p.window), "")
+    run_id = registry.start_pooled_run(
+        ws,
+        key,
+        model.params
+        | {f"fit_{k}": v for k, v in model.info.items()}
+        | {
+            "cutoff": f"{cutoff:%Y-%m-%d}",
+            "banks": ",".join(banks),
+            "backtest_window": win,
+            "pooled_calibrator": repr(model.calibrator),
+        },
+    )
+    table, metrics = [], {f"{k}.federation": v for k, v in federation.items()}
+    for p in parts:
+        if p.bank not in register:
+            continue
+        bws = ws.for_bank(p.bank)
+        if p.skip is not None or p.test.empty:
+            skip = p.skip or Skip(zh="检验月份内无候选客户，模型无法评估", en="no candidates in the test months")
+            r = _skipped(bws, key, skip, p.window)
+            table.append({"bank": p.bank, "alias": "skipped", "reason": r.reason})
+            results.append(_bank_result(r, p.bank))
+            continue
+        r = _register_bank(cfg, bws, key, got, p, federation, run_id)
+        kind, cal_pos = got.calibration[p.bank]
+        m = r.metrics
+        for name in ("auc", "auc_se", "positives", "n", "ece", "brier"):
+            metrics[f"{name}.{p.bank}"] = m.get(name, float("nan"))
+        table.append(
+            {
+                "bank": p.bank,
+                "window": p.window,
+                "n": m.get("n"),
+                "uptakes": m.get("positives"),
+                "auc": m.get("auc"),
+                "auc_se": m.get("auc_se"),
+                "ece": m.get("ece"),
+                "brier": m.get("brier"),
+                "fit_rows": len(p.fit),
+                "fit_uptakes": int(p.fit["label"].sum()),
+                "calibration": kind,
+                "calibration_uptakes": cal_pos,
+                "calibrator": repr(got.models[p.bank].calibrator),
+                "version": r.version,
+                "alias": r.alias,
+                "reason": r.reason,
+            }
+        )
+        results.append(r)
+    registry.end_pooled_run(ws, run_id, metrics, pd.DataFrame(table))
+    return results
+
+
+def _bank_result(r: ProductResult, bank: str) -> ProductResult:
+    r.bank = bank
+    return r
+
+
+def _register_bank(
+    cfg: Config, bws: Workspace, key: str, got: PooledFit, p: BankRows, federation: dict, run_id: str
+) -> ProductResult:
+    """Register bank ``p.bank``'s version of the pooled model and run its gate."""
+    model, te = got.models[p.bank], p.test
+    m = _bank_metrics(te)
+    tags = {registry.TAG_SCOPE: "pooled", registry.TAG_POOLED_RUN: run_id}
+    out = bws.train_outputs(key)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = evaluate.save_plots(te["label"], te["score"], model.importance(), out, title=f"{p.bank} {key} pooled")
+    fit_ofs = sorted(got.fit.rows["as_of"].unique())
+    version = registry.log_and_register(
+        bws,
+        key,
+        model,
+        m,
+        params=model.params | {"scope": "pooled", "pooled_run": run_id, "calibration": model.info["calibration"]},
+        plots=plots,
+        feature_info={"feature_service": feature_service(key, cfg.products[key])},
+        as_of_range=(f"{pd.Timestamp(fit_ofs[0]):%Y-%m-%d}", f"{pd.Timestamp(fit_ofs[-1]):%Y-%m-%d}"),
+        backtest_window=p.window,
+        input_example=te.head(5),
+        tags=tags,
+    )
+    if int(m["positives"]) in (0, int(m["n"])):
+        d = registry.promote_unevaluable(
+            bws, key, version, f"no uptake in this bank's window {p.window}", federation, cfg.training.auc_floor
+        )
+    else:
+        leak = m["auc"] > cfg.training.leak_auc
+        d = registry.promote(bws, key, version, m, cfg.training.auc_floor, leak, window_rows=te)
+    return ProductResult(key, version, d.alias, f"pooled: {d.reason}", m, p.window, bank=p.bank)
+
+
+def backtest_pooled(
+    cfg: Config,
+    ws: Workspace,
+    as_of: pd.Timestamp,
+    key: str,
+    banks: list[str],
+    n_test: int = 4,
+    oracles: dict[str, pd.DataFrame] | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
+    """The pooled model and each bank's own model (today's recipe), both fitted with cutoff
+    ``as_of`` and scored on the same test rows of each bank; nothing is registered.
+
+    Each bank's rows are retrieved once with the per-bank budget (``training.max_rows``): its own
+    model fits on them; the pooled fit takes the bank's share of ``training.pooled_max_rows`` of
+    them (:func:`cap_rows`).
+
+    Returns:
+        Per bank, its test rows (``customer_id``, ``as_of``, ``label``, ``score_pooled``,
+        ``score_bank``: NaN where the bank's own model cannot be trained, and the oracle's
+        ``p_true``/``p_asof`` with ``oracles``); and per bank a summary (fitting uptakes, the
+        calibration used, why the bank's own model or the bank was skipped).
+    """
+    from training.pipeline import with_oracle
+
+    parts = bank_rows(cfg, ws, key, banks, as_of, n_test, budget=cfg.training.max_rows)
+    info: dict[str, dict] = {}
+    for p in parts:
+        if p.skip is not None or p.test.empty:
+            info[p.bank] = {"skip": (p.skip.en if p.skip else "no test rows")}
+            continue
+        own = trainability(cfg, ws.for_bank(p.bank), key, p.fit, p.test) or _fit_product(cfg, p.fit, p.test)
+        bank_score = np.full(len(p.test), np.nan)
+        if isinstance(own, Skip):
+            info[p.bank] = {"bank_model": own.en}
+        else:
+            bank_score = own[1]["score"].to_numpy()
+            info[p.bank] = {"bank_model": "trained"}
+        info[p.bank] |= {"fit_uptakes": int(p.fit["label"].sum()), "fit_rows": len(p.fit)}
+        p.extra["score_bank"] = bank_score
+        p.fit = cap_rows(p.fit, max(cfg.training.pooled_max_rows // len(banks), 1_000))  # fit_pooled's share
+    got = fit_pooled(cfg, parts, key)
+    if isinstance(got, Skip):
+        raise NbpError(f"{key}: the pooled model cannot be fitted: {got.en}")
+    out = {}
+    for p in parts:
+        if p.bank not in info or "skip" in info[p.bank]:
+            continue
+        te = p.test[["customer_id", "as_of", "label"]].assign(
+            score_pooled=got.models[p.bank].predict_proba(p.test, num_threads=got.fit.model.info["threads"]),
+            score_bank=p.extra["score_bank"],
+        )
+        if oracles and p.bank in oracles:
+            te = with_oracle(te, oracles[p.bank], key)
+        info[p.bank] |= dict(zip(("calibration", "calibration_uptakes"), got.calibration[p.bank], strict=True))
+        out[p.bank] = te
+    return out, info
+
+
+def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[str, list[str]]:
+    """The monthly job of a federation with pooled products, for the member banks ``banks``.
+
+    Each bank's features are published and its ``scope: bank`` products trained, bank by bank;
+    then each pooled product is fitted once on every member bank and registered and gated for
+    ``banks``; then each bank is scored with its champions. A bank that fails is reported and
+    left out of the later steps; the others go on.
+
+    Returns:
+        The report for the terminal and the banks that failed.
+    """
+    from features.store import publish
+    from training.pipeline import score_and_report, train
+
+    keys = list(cfg.products)
+    pooled = [k for k in keys if cfg.scope(k) == "pooled"]
+    own = [k for k in keys if k not in pooled]
+    done, failed, lines = {}, [], []
+    recover(ws)
+    for code in banks:
+        bws = ws.for_bank(code)
+        try:
+            done[code] = (publish(cfg, bws), train(cfg, bws, products=own) if own else [])
+        except NbpError as e:
+            lines.append(f"bank {code}: failed: {e}")
+            failed.append(code)
+    for key in pooled:
+        for r in train_pooled(cfg, ws, key, ws.banks(), [c for c in banks if c in done]):
+            done[r.bank][1].append(r)
+    for code, (pub, results) in done.items():
+        lines.append(f"bank {code}: models: " + ", ".join(f"{k} ({cfg.scope(k)})" for k in keys))
+        try:
+            lines.append(score_and_report(cfg, ws.for_bank(code), pub, results))
+        except NbpError as e:
+            lines.append(f"bank {code}: failed: {e}")
+            failed.append(code)
+    return "\n".join(lines), failed
