@@ -27,7 +27,12 @@ processes idle), then:
    own, for the largest branch and the whole bank in turn, each with a new
    campaign (a new control draw). Target: ``/hints`` p99 ≤ 20 ms and no errors;
    the report sets the p99 beside phase 1's (the same load without lists).
-5. After the server stopped: the in-process cost of ``Recommender.hints`` and of
+5. A federation (``--federation-sizes``, default two banks of 3,000 customers; empty to
+   skip): the CLI chain on ``nbp simulate --federation``, every member bank served by one
+   ``nbp serve`` with a marketing token per bank; ``/hints`` one at a time for each bank
+   and open loop at ``--rate`` alternating the banks, beside the single-bank figures of
+   the same run, and the server's resident memory in both.
+6. After the server stopped: the in-process cost of ``Recommender.hints`` and of
    the online read (the columnar SQLite path and, for comparison, Feast's
    ``get_online_features``), per call, wall and CPU; and the contact policy at
    scale (``policy_at_scale``: 200,000 synthetic candidates, 500,000 contacts).
@@ -98,7 +103,7 @@ def build_workspace(home: Path, customers: int, months: int, env: dict[str, str]
     _run("score", "--as-of", f"{last:%Y-%m-%d}", "--out", str(ws.latest_scores), env=env)
 
 
-def champions(home: Path, crown_latest: bool) -> tuple[list[str], list[str]]:
+def champions(home: Path, crown_latest: bool, bank: str | None = None) -> tuple[list[str], list[str]]:
     """Products with a champion in the workspace's registry; with ``crown_latest``, a product
     without one gets its latest version as champion first (this benchmark measures the cost of
     serving every product, not whether a model passed the quality gate).
@@ -113,7 +118,7 @@ def champions(home: Path, crown_latest: bool) -> tuple[list[str], list[str]]:
     client = _connect(Workspace(home))
     served, crowned = [], []
     for product in load_config().products:
-        name = model_name(product)
+        name = model_name(product, bank)
         try:
             client.get_model_version_by_alias(name, "champion")
             served.append(product)
@@ -127,6 +132,28 @@ def champions(home: Path, crown_latest: bool) -> tuple[list[str], list[str]]:
             served.append(product)
             crowned.append(product)
     return served, crowned
+
+
+def build_federation(home: Path, sizes: str, env: dict[str, str]) -> list[str]:
+    """The CLI chain on a simulated federation (one member bank per size), then per bank what
+    :func:`build_workspace` does: a product without a champion gets its latest version (if training
+    fitted one), and the batch scores; returns the bank codes."""
+    from nbp.workspace import Workspace
+    from training.pipeline import feature_as_ofs
+
+    k = len(sizes.split(","))
+    _run("simulate", "--federation", str(k), "--sizes", sizes, "--seed", "5", "--out", str(home / "export"), env=env)
+    codes = sorted(p.name for p in (home / "export").iterdir() if (p / "export").is_dir())
+    for code in codes:
+        _run("ingest", str(home / "export" / code / "export"), env=env)
+    _run("features", env=env)
+    _run("train", env=env)
+    for code in codes:
+        bank = Workspace(home).for_bank(code)
+        champions(home, crown_latest=True, bank=code)
+        last = feature_as_ofs(bank)[-1]
+        _run("score", "--bank", code, "--as-of", f"{last:%Y-%m-%d}", "--out", str(bank.latest_scores), env=env)
+    return codes
 
 
 # ------------------------------------------------------------------------------ the client
@@ -326,9 +353,20 @@ def load_mixed(
 
 def load_hints(port: int, token: str, ids: list[str], rate: float, seconds: float, max_conns: int) -> dict:
     """Open-loop load on /hints (module docstring); latencies in ms, error counts, client CPU per request."""
+    return load_banks(port, {"": token}, {"": ids}, rate, seconds, max_conns)
+
+
+def load_banks(
+    port: int, tokens: dict[str, str], ids: dict[str, list[str]], rate: float, seconds: float, max_conns: int
+) -> dict:
+    """:func:`load_hints` with the banks of a federation in turn, each request with its bank's token."""
     n = min(int(rate * seconds), MAX_REQUESTS)
     rng = np.random.default_rng(7)
-    requests = [hints_request(port, token, ids[i]) for i in rng.integers(0, len(ids), n)]
+    banks = list(tokens)
+    requests = []
+    for k in range(n):
+        b = banks[k % len(banks)]
+        requests.append(hints_request(port, tokens[b], ids[b][rng.integers(0, len(ids[b]))]))
     c0 = time.process_time()
     out = asyncio.run(_open_loop(port, requests, rate, max_conns))
     out["client_cpu_ms"] = (time.process_time() - c0) / n * 1e3
@@ -367,6 +405,18 @@ def _tree(pid: int) -> list[int]:
     except OSError:
         pass
     return out
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of processes, MiB (Linux ``/proc/PID/status``; shared pages counted in each)."""
+    tot = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                tot += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return tot / 1024
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -533,6 +583,7 @@ def measure_server(
     try:
         pids = _tree(proc.pid)
         settle(pids)
+        rss = rss_mb(_tree(proc.pid))
         load_hints(port, token, ids, rate=50, seconds=4, max_conns=args.connections)  # warm-up, not reported
         targets = time_targets(url, token, branch, args.targets_repeats)
         cpu0 = cpu_seconds(pids)
@@ -568,7 +619,41 @@ def measure_server(
         "refused_cpu_ms": refused_cpu,
         "mixed": mixed,
         "mixed_load": os.getloadavg(),
+        "rss_mb": rss,
     }
+
+
+def measure_federation(args: argparse.Namespace, home: Path, token: str) -> dict:
+    """Phase 5 (module docstring): one server for every member bank of a simulated federation."""
+    from nbp.workspace import Workspace
+
+    env = server_env(home, token)
+    t = time.perf_counter()
+    codes = build_federation(home, args.federation_sizes, env)
+    t_build = time.perf_counter() - t
+    tokens = {c: f"{token}b{i}" for i, c in enumerate(codes)}
+    env["NBP_TOKENS"] = ",".join(f"{tok}:marketing:{c}" for c, tok in tokens.items())
+    ids = {
+        c: pd.read_parquet(Workspace(home).for_bank(c).table("customers"), columns=["customer_id"])["customer_id"]
+        .astype(str)
+        .tolist()
+        for c in codes
+    }
+    port = _free_port()
+    proc, ready_s = start_server(env, port)
+    try:
+        pids = _tree(proc.pid)
+        settle(pids)
+        rss = rss_mb(_tree(proc.pid))
+        load_banks(port, tokens, ids, rate=50, seconds=4, max_conns=args.connections)  # warm-up, not reported
+        seq = {c: sequential(port, tokens[c], ids[c], args.sequential, expect=200) for c in codes}
+        time.sleep(2)
+        load = os.getloadavg()
+        res = load_banks(port, tokens, ids, args.rate, args.federation_seconds, args.connections)
+    finally:
+        stop_server(proc)
+    sizes = {c: len(v) for c, v in ids.items()}
+    return {"t_build": t_build, "ready_s": ready_s, "rss_mb": rss, "seq": seq, "res": res, "sizes": sizes, "load": load}
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -740,6 +825,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ab-seconds", type=float, default=30.0, help="length of each load in those rounds")
     ap.add_argument("--sequential", type=int, default=500, help="/hints requests sent one at a time")
     ap.add_argument(
+        "--federation-sizes",
+        default="3000,3000",
+        help="customers of each member bank of the federation phase (comma-separated; empty: skip it)",
+    )
+    ap.add_argument("--federation-seconds", type=float, default=30.0, help="open-loop run on the federation")
+    ap.add_argument(
         "--baseline",
         type=Path,
         default=None,
@@ -795,6 +886,10 @@ def measure(args: argparse.Namespace, home: Path, token: str, built: bool) -> di
     m = measure_server(env, token, ids, branch, args, args.seconds)
     if args.baseline is not None and args.ab_rounds > 0:
         rounds = ab_rounds(env_base, env, token, ids, branch, args)
+    fed = None
+    if args.federation_sizes:
+        with tempfile.TemporaryDirectory(prefix="nbp-bench-federation-") as tmp:
+            fed = measure_federation(args, Path(tmp) / "home", token)
     return {
         **m,
         "t_build": t_build,
@@ -807,6 +902,7 @@ def measure(args: argparse.Namespace, home: Path, token: str, built: bool) -> di
         "scale": policy_at_scale(),
         "base": base,
         "rounds": rounds,
+        "fed": fed,
     }
 
 
@@ -898,6 +994,36 @@ def _in_process_lines(m: dict) -> list[str]:
     ]
 
 
+def _federation_lines(m: dict, args: argparse.Namespace) -> list[str]:
+    """The federation phase beside the single-bank figures of the same run."""
+    f = m["fed"]
+    if f is None:
+        return []
+    banks = ", ".join(f"{c} {n:,}" for c, n in f["sizes"].items())
+    seq, due = m["seq"], f["res"]["due"]
+    return [
+        f"One server for a federation of {len(f['sizes'])} member banks ({banks} customers; built in "
+        f"{f['t_build']:.0f} s, ready in {f['ready_s']:.1f} s, one recommender per bank, a marketing token per "
+        f"bank), beside the single bank above (load average {f['load'][0]:.1f} before the open-loop run):",
+        "",
+        "| what | requests | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|",
+        f"| single bank: /hints one at a time | {len(seq)} | {_pct(seq, 50):.1f} | {_pct(seq, 99):.1f} | 0 |",
+        *[
+            f"| federation, bank {c}: /hints one at a time | {len(s)} | {_pct(s, 50):.1f} | {_pct(s, 99):.1f} | 0 |"
+            for c, s in f["seq"].items()
+        ],
+        f"| single bank: /hints {args.rate:.0f}/s open loop (from due time) | {m['res']['n']:,} | "
+        f"{_pct(m['res']['due'], 50):.1f} | {_pct(m['res']['due'], 99):.1f} | {m['res']['errors']} |",
+        f"| federation: /hints {args.rate:.0f}/s open loop for {args.federation_seconds:.0f} s, the banks in turn | "
+        f"{f['res']['n']:,} | {_pct(due, 50):.1f} | {_pct(due, 99):.1f} | {f['res']['errors']} |",
+        "",
+        f"Resident memory of the server's processes after start-up (summed over them, shared pages counted in "
+        f"each): {m['rss_mb']:,.0f} MiB for the single bank, {f['rss_mb']:,.0f} MiB for the federation.",
+        "",
+    ]
+
+
 def section(m: dict, args: argparse.Namespace) -> list[str]:
     """The ``serving`` section: the current code's figures only."""
     return [
@@ -908,6 +1034,7 @@ def section(m: dict, args: argparse.Namespace) -> list[str]:
         *_http_rows(m, args),
         "",
         *_cpu_lines(m, args),
+        *_federation_lines(m, args),
         *_in_process_lines(m),
     ]
 

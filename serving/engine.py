@@ -269,7 +269,8 @@ def percentile_of(sorted_scores: np.ndarray, p: float) -> float | None:
 
 
 class Recommender:
-    """Hints and target lists over one workspace (see the module docstring)."""
+    """Hints and target lists over one bank's workspace (a member bank's: ``Workspace.for_bank``;
+    see the module docstring). Every hint and list carries :attr:`bank`."""
 
     def __init__(
         self,

@@ -19,8 +19,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 def client(built: Built) -> Iterator[Any]:
     """A TestClient over the service's ASGI app (no server), started on the built workspace.
 
-    One per session: BentoML's app registers Prometheus metrics in a process-wide
-    registry, so a second start in the same process fails.
+    One per session: BentoML keeps one current service per process
+    (``bentoml.get_current_service``, which the gate reads). ``test_tenancy.py`` starts a
+    federation's service beside it and makes this one current again when it is done.
     """
     from starlette.testclient import TestClient
 

@@ -278,3 +278,22 @@ def test_a_token_of_a_bank_that_is_not_a_member_stops_the_start(fed: Fed, tmp_pa
     with pytest.raises(ConfigError) as err:
         load_tokens(load_config(), {"NBP_TOKENS": f"{secret}:marketing:HEISHAN"}, key=bytes(32), tenancy=tenancy)
     assert "entry 1" in str(err.value) and "HEISHAN" in str(err.value) and secret not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------ nbp targets
+def test_nbp_targets_of_a_bank_writes_its_list_with_the_bank(fed: Fed, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from nbp.cli import main
+    from serving.export import read_target_list
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NBP_HOME", str(fed.ws.home))
+        mp.chdir(tmp_path)
+        res = CliRunner().invoke(
+            main, ["targets", "--bank", B, "--product", "consumer", "--top", "20", "--out", "t.xlsx"]
+        )
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-1].startswith(f"bank {B}: ")
+    back = read_target_list(tmp_path / "t.xlsx")
+    assert set(back["bank_code"]) == {B} and set(back["customer_id"]) <= fed.scored[B]
