@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,27 +64,40 @@ class Built:
         )
 
 
+@contextmanager
+def _inside(home: Path) -> Iterator[None]:
+    """Work in ``home`` (created): nothing (MLflow) may write into the checkout."""
+    telemetry.disable()
+    home.mkdir(parents=True, exist_ok=True)
+    cwd = os.getcwd()
+    os.chdir(home)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
+def serve_ready(cfg: Config, ws: Workspace) -> None:
+    """Publish one bank's features, register and crown the :data:`TRAINED` models, write its batch scores."""
+    from features.store import publish
+    from training.pipeline import feature_as_ofs, score, write_scores
+
+    publish(cfg, ws)
+    register_models(cfg, ws, TRAINED)
+    force_champions(ws, TRAINED)
+    write_scores(score(cfg, ws, [feature_as_ofs(ws)[-1]]), ws.latest_scores)
+
+
 def build_workspace(home: Path) -> Built:
     """Simulate, ingest, publish features, train, score (module docstring)."""
     from bankexport.ingest import ingest
     from bankexport.simulate import simulate
-    from features.store import publish
-    from training.pipeline import feature_as_ofs, score, write_scores
 
-    telemetry.disable()
     ws, cfg = Workspace(home), load_config()
-    home.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    os.chdir(home)  # nothing (MLflow) may write into the checkout
-    try:
+    with _inside(home):
         simulate(home / "bank", customers=CUSTOMERS, months=MONTHS, end="2026-10", seed=7)
         ingest(home / "bank" / "export", ws, cfg.ingest)
-        publish(cfg, ws)
-        register_models(cfg, ws, TRAINED)
-        force_champions(ws, TRAINED)
-        write_scores(score(cfg, ws, [feature_as_ofs(ws)[-1]]), ws.latest_scores)
-    finally:
-        os.chdir(cwd)
+        serve_ready(cfg, ws)
     customers = pd.read_parquet(ws.table("customers"), columns=["customer_id", "branch_id"])
     branch = str(customers["branch_id"].value_counts().index[0])
     scores = pd.read_parquet(ws.latest_scores).query("product == 'consumer'").sort_values("score", ascending=False)
@@ -106,27 +121,15 @@ def build_federation(home: Path) -> tuple[Workspace, Config]:
     """
     from bankexport.ingest import ingest
     from bankexport.sim_federation import simulate_federation
-    from features.store import publish
-    from training.pipeline import feature_as_ofs, score, write_scores
 
-    telemetry.disable()
     ws, cfg = Workspace(home), load_config()
-    home.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    os.chdir(home)  # nothing (MLflow) may write into the checkout
-    try:
+    with _inside(home):
         simulate_federation(home / "export", len(FED_BANKS), seed=5, sizes=list(FED_SIZES))
         for code in FED_BANKS:
             ingest(home / "export" / code / "export", ws, cfg.ingest)
         assert sorted(ws.banks()) == sorted(FED_BANKS), ws.banks()
         for code in FED_BANKS:
-            bank = ws.for_bank(code)
-            publish(cfg, bank)
-            register_models(cfg, bank, TRAINED)
-            force_champions(bank, TRAINED)
-            write_scores(score(cfg, bank, [feature_as_ofs(bank)[-1]]), bank.latest_scores)
-    finally:
-        os.chdir(cwd)
+            serve_ready(cfg, ws.for_bank(code))
     return ws, cfg
 
 
