@@ -81,7 +81,9 @@ class AuditRequest(_Request):
 
     bank_code: str | None = _bank_field()
     limit: StrictInt = Field(
-        100, description=f"most recent records wanted, 1..{MAX_AUDIT}", json_schema_extra={"minimum": 1}
+        100,
+        description=f"most recent records wanted, 1..{MAX_AUDIT}",
+        json_schema_extra={"minimum": 1, "maximum": MAX_AUDIT},
     )
 
 
