@@ -203,25 +203,28 @@ def goals(df: pd.DataFrame) -> list[str]:
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
     root = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="nbp-bench-fedq-"))
-    saved = root / "results.parquet"
-    times: dict[str, float] = {}
+    saved, meta_file = root / "results.parquet", root / "results.json"
     if a.reuse and saved.exists():
         df = pd.read_parquet(saved)
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {"times": {}}
     else:
-        if not a.skip_data:
-            times = build_data(a, root)
+        times = {} if a.skip_data else build_data(a, root)
         t0 = time.perf_counter()
         df = measure(a, root)
         times["backtests"] = time.perf_counter() - t0
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        meta = {"times": times, "commit": commit, "finished": time.strftime("%Y-%m-%d %H:%M")}
         df.to_parquet(saved, index=False)
+        meta_file.write_text(json.dumps(meta), encoding="utf-8")
     fed = json.loads((root / "export" / "federation.json").read_text(encoding="utf-8"))
     sizes = ", ".join(f"{b['bank_code']} {b['customers']:,}" for b in fed["banks"])
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     lines = [
         f"## Pooled models per member bank ({len(fed['banks'])} banks, seed {fed['seed']}, scale {fed['scale']})",
         "",
+        f"Data: `nbp simulate --federation {len(fed['banks'])} --seed {fed['seed']} --scale {fed['scale']}`, "
+        "`nbp ingest` of each bank, `nbp features`. "
         f"Banks (customers): {sizes}. Cutoff {a.cutoff}: every model is fitted on as-of dates whose label "
         "windows closed before it and tested on the four monthly as-of dates from it on, pooled. Per-bank: "
         "today's recipe on the bank's own rows (`scope: bank`, no bank features); pooled: one model on every "
@@ -237,9 +240,11 @@ def main(argv: list[str]) -> int:
         *goals(df),
         "",
     ]
-    if times:
+    if meta["times"]:
         lines.append(
-            "Wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f"; code at commit {commit}."
+            "Wall times: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in meta["times"].items())
+            + f"; finished {meta['finished']}, code at commit {meta['commit']}."
         )
     command = "python -m benchmarks.bench_federation_quality " + " ".join(x for x in argv if x != "--reuse")
     write_section("federation_quality", "\n".join(lines), command)

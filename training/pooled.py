@@ -7,9 +7,10 @@ federation workspace is fitted once on the candidates of every member bank
 1. Each bank's rows are retrieved from that bank's own Feast repo (``Workspace.for_bank``),
    one bank after the other, with the same time split for every bank (the cutoff is the
    earliest export date of the banks, so no bank's test window lies inside another bank's
-   fitting months). Each bank gets an even share of ``training.pooled_max_rows``: beyond it
-   every uptake is kept and a weighted sample of the rest (weights ``1 / rate``), so each
-   bank still weighs as many rows as it has.
+   fitting months). A bank's fitting rows start when it offers the product (:func:`while_offered`:
+   the label window reaches its first application of it). Each bank gets an even share of
+   ``training.pooled_max_rows``: beyond it every uptake is kept and a weighted sample of the rest
+   (weights ``1 / rate``), so each bank still weighs as many rows as it has.
 2. The rows are concatenated and fitted by the product recipe
    (:func:`training.model.fit_rolling`), with the bank features (:data:`BANK_FEATURES`) that
    tell the banks apart: their size and how long each product has been offered.
@@ -74,6 +75,7 @@ class BankRows:
     test: pd.DataFrame
     window: str
     skip: Skip | None = None
+    first: pd.Timestamp | None = None  # the bank's first application of the product (:func:`first_application`)
     extra: dict = field(default_factory=dict)  # what a caller keeps beside the rows (backtest: per-bank scores)
 
 
@@ -120,10 +122,21 @@ def pooled_features(rows: pd.DataFrame, bank: str) -> list[str]:
     return [c for c in feature_columns(rows) if c != BANK_COLUMN]
 
 
-def _offered(ws: Workspace, product: str) -> bool:
-    """Whether the bank's export holds any application of the loan product (it offers it)."""
-    loans = pd.read_parquet(ws.table("loans"), columns=["product"])
-    return bool((loans["product"] == product).any())
+def first_application(ws: Workspace, product: str) -> pd.Timestamp | None:
+    """The bank's first application of the loan product in its export (None: it does not offer it)."""
+    loans = pd.read_parquet(ws.table("loans"), columns=["product", "application_date"])
+    dates = loans.loc[loans["product"] == product, "application_date"]
+    return None if dates.empty else pd.Timestamp(dates.min())
+
+
+def while_offered(rows: pd.DataFrame, first: pd.Timestamp | None, horizon_days: int) -> pd.DataFrame:
+    """The fitting rows whose label window ``(T, T + horizon]`` reaches the bank's first
+    application of the product: before that the bank did not sell it, so its customers' zeros
+    say nothing about them, and a pooled model would learn the bank's months without the
+    product as the bank's own low propensity (and keep it after the launch). ``first`` None: all rows."""
+    if first is None:
+        return rows
+    return rows[(rows["as_of"] + pd.Timedelta(days=horizon_days)).to_numpy() >= first.to_datetime64()]
 
 
 def bank_rows(
@@ -163,7 +176,8 @@ def bank_rows(
         else:
             fit_ofs, test_ofs = closed, test_as_ofs(bws, cutoff, t.horizon_days, n_test)
         win = window_id(test_ofs) if test_ofs else ""
-        if not _offered(bws, loan_product(key, cfg.products[key])):
+        first = first_application(bws, loan_product(key, cfg.products[key]))
+        if first is None:
             skip = Skip(
                 zh="本行数据中没有该产品的任何申请：本行未开办该产品",
                 en=f"the export holds no application of {loan_product(key, cfg.products[key])}: the bank does not "
@@ -177,7 +191,9 @@ def bank_rows(
             continue
         n_pos = int(fit["label"].sum())
         log.info("%s: bank %s: %d fitting rows (%d uptakes), %d test rows", key, code, len(fit), n_pos, len(te))
-        out.append(BankRows(code, fit.assign(**{BANK_COLUMN: code}), te.assign(**{BANK_COLUMN: code}), win))
+        out.append(
+            BankRows(code, fit.assign(**{BANK_COLUMN: code}), te.assign(**{BANK_COLUMN: code}), win, first=first)
+        )
     return out
 
 
@@ -196,7 +212,9 @@ def fit_pooled(cfg: Config, parts: list[BankRows], key: str, budget: int | None 
     if not usable:
         return Skip(zh="没有任何一家成员行有可用的候选客户", en="no member bank has candidates to fit on")
     share = budget or max(t.pooled_max_rows // max(len(parts), 1), 1_000)
-    rows = pd.concat([cap_rows(p.fit, share) for p in usable], ignore_index=True)
+    rows = pd.concat(
+        [cap_rows(while_offered(p.fit, p.first, t.horizon_days), share) for p in usable], ignore_index=True
+    )
     pos = int(rows["label"].sum())
     if rows["as_of"].nunique() < MIN_FIT_MONTHS or pos < t.min_uptakes:
         return Skip(
@@ -407,7 +425,8 @@ def backtest_pooled(
             info[p.bank] = {"bank_model": "trained"}
         info[p.bank] |= {"fit_uptakes": int(p.fit["label"].sum()), "fit_rows": len(p.fit)}
         p.extra["score_bank"] = bank_score
-        p.fit = cap_rows(p.fit, max(cfg.training.pooled_max_rows // len(banks), 1_000))  # fit_pooled's share
+        share = max(cfg.training.pooled_max_rows // len(banks), 1_000)  # fit_pooled's, to free memory now
+        p.fit = cap_rows(while_offered(p.fit, p.first, cfg.training.horizon_days), share)
     got = fit_pooled(cfg, parts, key)
     if isinstance(got, Skip):
         raise NbpError(f"{key}: the pooled model cannot be fitted: {got.en}")

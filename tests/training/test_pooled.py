@@ -20,7 +20,7 @@ from training import evaluate as ev
 from training import registry
 from training.model import ModelParams, fit_rolling
 from training.pipeline import check_federation
-from training.pooled import BankRows, cap_rows, fit_pooled
+from training.pooled import BankRows, cap_rows, fit_pooled, while_offered
 
 
 def _cfg(**training: object):
@@ -101,3 +101,10 @@ def test_a_window_without_uptakes_promotes_only_a_bank_without_champion(tmp_path
     assert registry.load_champion(ws, "tax_linked")[1] == v1
     client = registry._connect(ws)
     assert client.get_model_version("nbp-NEW-tax_linked", str(v2)).tags["nbp.scope"] == "p"
+
+
+def test_fitting_rows_start_when_the_label_window_reaches_the_first_application() -> None:
+    rows = pd.DataFrame({"as_of": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-03-01"]), "label": 0})
+    got = while_offered(rows, pd.Timestamp("2026-05-10"), 90)  # 2026-02-01 + 90 days = 2026-05-02
+    assert got["as_of"].tolist() == [pd.Timestamp("2026-03-01")]
+    assert while_offered(rows, None, 90) is rows
