@@ -109,6 +109,8 @@ def measure(a: argparse.Namespace, root: Path) -> pd.DataFrame:
                 if te["score_bank"].notna().all():
                     row["diff"], row["diff_se"] = auc_difference(y, te["score_pooled"], te["score_bank"])
                 row["ece_pooled"] = ece(y, te["score_pooled"])
+                if te["score_bank"].notna().all():
+                    row["ece_bank"] = ece(y, te["score_bank"])
                 row["mean_p_pooled"], row["rate"] = float(te["score_pooled"].mean()), float(y.mean())
             rows.append(row)
     return pd.DataFrame(rows)
@@ -122,7 +124,7 @@ def table(df: pd.DataFrame) -> list[str]:
     """The markdown table of every bank × product cell."""
     lines = [
         "| bank | product | test uptakes / rows | bank's fit uptakes | per-bank AUC | pooled AUC | oracle AUC "
-        "| pooled / oracle | per-bank / oracle | pooled − per-bank (paired SE) | pooled ECE | calibration |",
+        "| pooled / oracle | per-bank / oracle | pooled − per-bank (paired SE) | ECE pooled / per-bank | calibration |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in df.to_dict("records"):
@@ -140,7 +142,7 @@ def table(df: pd.DataFrame) -> list[str]:
         lines.append(
             f"| {r['bank']} | {r['product']} | {int(r['uptakes']):,} / {int(r['n']):,} | {int(r['fit_uptakes']):,} "
             f"| {bank_auc} | {_f(r.get('auc_pooled'))} ± {_f(r.get('se_pooled'))} | {_f(r.get('auc_oracle'))} "
-            f"| {_f(ratio)} | {_f(bratio)} | {diff} | {_f(r.get('ece_pooled'), 4)} "
+            f"| {_f(ratio)} | {_f(bratio)} | {diff} | {_f(r.get('ece_pooled'), 4)} / {_f(r.get('ece_bank'), 4)} "
             f"| {r.get('calibration', '')} ({int(r.get('calibration_uptakes', 0))}) |"
         )
     return lines
