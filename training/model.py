@@ -733,7 +733,7 @@ def fit_rolling(
     Raises:
         ValueError: too few periods, or the final training rows hold one class.
     """
-    return _fit_rolling(rows, features, label, time, params, weight, embargo).model
+    return fit_rolling_parts(rows, features, label, time, params, weight, embargo).model
 
 
 @dataclass
@@ -749,7 +749,7 @@ class RollingFit:
     final_centre: float
 
 
-def _fit_rolling(
+def fit_rolling_parts(
     rows: pd.DataFrame,
     features: list[str],
     label: str,
@@ -758,6 +758,8 @@ def _fit_rolling(
     weight: str | None,
     embargo: Any,
 ) -> RollingFit:
+    """:func:`fit_rolling` with what it fitted on kept beside the model (:class:`RollingFit`),
+    for a caller that calibrates subsets of the rows again (:func:`calibrate_group`)."""
     params = params or ModelParams()
     rows, w_col, rate = _downsampled(rows, label, params, weight)
     t = rows[time].to_numpy()

@@ -44,7 +44,7 @@ from nbp.errors import ConfigError, FeatureStoreError, NbpError
 from nbp.workspace import Workspace
 from training import evaluate, registry
 from training.dataset import closed_as_ofs, feature_columns, feature_service, loan_product
-from training.model import FittedModel, ModelParams, RollingFit, _fit_rolling, calibrate_group
+from training.model import FittedModel, ModelParams, RollingFit, calibrate_group, fit_rolling_parts
 from training.pipeline import (
     MIN_FIT_MONTHS,
     ProductResult,
@@ -197,7 +197,7 @@ def bank_rows(
     return out
 
 
-def fit_pooled(cfg: Config, parts: list[BankRows], key: str, budget: int | None = None) -> PooledFit | Skip:
+def fit_pooled(cfg: Config, parts: list[BankRows], budget: int | None = None) -> PooledFit | Skip:
     """Fit the pooled model on the banks' fitting rows and calibrate it per bank.
 
     Args:
@@ -224,7 +224,7 @@ def fit_pooled(cfg: Config, parts: list[BankRows], key: str, budget: int | None 
         )
     feats = pooled_features(rows, usable[0].bank)
     try:
-        fit = _fit_rolling(
+        fit = fit_rolling_parts(
             rows, feats, "label", "as_of", pooled_params(cfg), "weight", pd.Timedelta(days=t.horizon_days)
         )
     except ValueError as e:
@@ -278,7 +278,7 @@ def train_pooled(
     register = register or banks
     cutoff = cutoff or min(export_date(ws.for_bank(b)) for b in banks)
     parts = bank_rows(cfg, ws, key, banks, cutoff)
-    got = fit_pooled(cfg, parts, key)
+    got = fit_pooled(cfg, parts)
     results = []
     if isinstance(got, Skip):
         for p in parts:
@@ -427,7 +427,7 @@ def backtest_pooled(
         p.extra["score_bank"] = bank_score
         share = max(cfg.training.pooled_max_rows // len(banks), 1_000)  # fit_pooled's, to free memory now
         p.fit = cap_rows(while_offered(p.fit, p.first, cfg.training.horizon_days), share)
-    got = fit_pooled(cfg, parts, key)
+    got = fit_pooled(cfg, parts)
     if isinstance(got, Skip):
         raise NbpError(f"{key}: the pooled model cannot be fitted: {got.en}")
     out = {}

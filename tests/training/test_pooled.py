@@ -51,7 +51,7 @@ def _bank(code: str, n: int, intercept: float, seed: int, size: int) -> BankRows
 def test_a_bank_with_enough_fold_uptakes_gets_its_own_calibration_the_other_the_pooled_one() -> None:
     cfg = _cfg(min_bank_calibration_uptakes=50)
     big, small = _bank("BIG", 20_000, -2.5, 1, 20_000), _bank("SMALL", 1_500, -4.5, 2, 1_500)
-    got = fit_pooled(cfg, [big, small], "consumer")
+    got = fit_pooled(cfg, [big, small])
     kind_big, pos_big = got.calibration["BIG"]
     kind_small, pos_small = got.calibration["SMALL"]
     assert kind_big == "bank" and pos_big >= 50
