@@ -5,6 +5,9 @@ within one bank these are the same for every customer at T, so they only tell ba
 model fitted on several banks (``training.scope: pooled``). Point in time: a customer counts
 from ``open_date < T``; a product is offered from the first application of it before T
 (``application_date < T``); a bank that has had no application yet has null (not launched).
+The months are counted up to :data:`ESTABLISHED_MONTHS`: past a product's first year they
+would only count calendar time (the same clock at every bank whose product predates its
+export), which a model fitted on past months would extrapolate into the months it scores.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from nbp.sqltext import lit
 FAMILY = "bank"
 SPINE_ROWS = True
 REQUIRES = ("customers", "loans")
+
+ESTABLISHED_MONTHS = 12  # months since launch are counted up to this: a year or more is "established"
 
 _f = declarer(FAMILY, nullable=True)
 
@@ -37,8 +42,9 @@ FEATURES: list[Feature] = [
         _f(
             _launch_name(p),
             "int",
-            f"本行开办{PRODUCT_NAMES_ZH[p]}以来的月数(首笔申请起算)",
-            f"months since the bank's first {p.replace('_', ' ')} loan application (null: not offered yet)",
+            f"本行开办{PRODUCT_NAMES_ZH[p]}以来的月数(首笔申请起算，满{ESTABLISHED_MONTHS}个月记为{ESTABLISHED_MONTHS})",
+            f"months since the bank's first {p.replace('_', ' ')} loan application, up to {ESTABLISHED_MONTHS} "
+            f"(null: not offered yet)",
             f"l.{_launch_name(p)}",
         )
         for p in LOAN_PRODUCTS
@@ -49,11 +55,12 @@ FEATURES: list[Feature] = [
 def sql(tables: frozenset[str]) -> str:
     """Bank features per spine row: the bank's customer count at T, and each product's months
     since its first application before T (one grouped row per as-of, joined to the spine)."""
-    launches = ",\n        ".join(
-        f"date_diff('month', min(CASE WHEN r.product = {lit(p)} THEN r.application_date END), a.as_of) "
-        f"AS {_launch_name(p)}"
-        for p in LOAN_PRODUCTS
-    )
+
+    def months(p: str) -> str:  # null while the product has no application before T (least() would skip it)
+        d = f"date_diff('month', min(CASE WHEN r.product = {lit(p)} THEN r.application_date END), a.as_of)"
+        return f"CASE WHEN {d} > {ESTABLISHED_MONTHS} THEN {ESTABLISHED_MONTHS} ELSE {d} END"
+
+    launches = ",\n        ".join(f"{months(p)} AS {_launch_name(p)}" for p in LOAN_PRODUCTS)
     cols = ",\n    ".join(f"{f.sql} AS {f.name}" for f in FEATURES)
     return (
         f"SELECT s.customer_id, s.as_of,\n    {cols}\nFROM spine s LEFT JOIN (\n"

@@ -9,6 +9,7 @@ from featurekit import tiny_bank, typed, write_tables
 
 from features.build import build
 from features.catalog import BANK_FEATURES, CATALOG, MEMBER_MODULES, family_features
+from features.families.bank import ESTABLISHED_MONTHS
 from features.schema import EVENT_TS, JOIN_KEY
 from nbp.workspace import Workspace
 
@@ -36,8 +37,9 @@ def test_bank_features_count_customers_and_months_since_each_first_application_b
     assert pd.isna(at[pd.Timestamp("2025-05-01"), "bank_months_since_launch_consumer"])
     assert at[pd.Timestamp("2025-06-01"), "bank_months_since_launch_consumer"] == 1
     assert at[pd.Timestamp("2025-07-01"), "bank_months_since_launch_consumer"] == 2
-    assert at[pd.Timestamp("2025-06-01"), "bank_months_since_launch_business_flow"] == 17  # 2024-01-05
     assert at[pd.Timestamp("2025-04-01"), "bank_months_since_launch_tax_linked"] == 2  # a rejected application counts
+    # business_flow since 2024-01-05: 12 months on 2025-01-05, counted up to ESTABLISHED_MONTHS after
+    assert at[pd.Timestamp("2025-06-01"), "bank_months_since_launch_business_flow"] == ESTABLISHED_MONTHS == 12
     assert got["bank_months_since_launch_mortgage"].isna().all()
 
 
