@@ -86,7 +86,7 @@ from serving.auth import (
     presented_fingerprint,
 )
 from serving.engine import Recommender
-from serving.errors import Forbidden, Unprocessable, to_http_error
+from serving.errors import Forbidden, Unavailable, Unprocessable, to_http_error
 from serving.schemas import (
     MAX_AUDIT,
     AuditRequest,
@@ -503,6 +503,25 @@ SERVICE_CONFIG: dict[str, Any] = {
 }
 
 
+def load_tenants(cfg: Any, ws: Workspace, banks: tuple[str, ...]) -> tuple[dict[str, Recommender], dict[str, str]]:
+    """One recommender per member bank; a bank that cannot be loaded is left out with its reason,
+    so the other banks are still served (its requests answer 503, ``/readyz`` says why).
+
+    Raises:
+        NbpError: no member bank could be loaded (the reasons of all of them).
+    """
+    tenants, unloaded = {}, {}
+    for bank in banks:
+        try:
+            tenants[bank] = Recommender.load(cfg, ws.for_bank(bank))
+        except NbpError as e:
+            log.error("bank %s is not served: %s", bank, e)
+            unloaded[bank] = str(e)
+    if not tenants:
+        raise NbpError("no member bank can be served: " + " | ".join(f"{b}: {e}" for b, e in unloaded.items()))
+    return tenants, unloaded
+
+
 @bentoml.asgi_app(staff_app, path="/staff", name="staff")
 @bentoml.asgi_app(api_app, path="/", name="api")  # applied first: matched before the staff page
 @bentoml.service(name="nbp", **SERVICE_CONFIG)
@@ -520,8 +539,9 @@ class NbpService:
         # one recommender per member bank of a federation; the single bank's otherwise (also `recommender`)
         self.recommender: Recommender | None = None
         if self.tenancy.federation:
-            self.tenants = {b: Recommender.load(self.cfg, self.ws.for_bank(b)) for b in self.tenancy.banks}
+            self.tenants, self.unloaded = load_tenants(self.cfg, self.ws, self.tenancy.banks)
         else:
+            self.unloaded: dict[str, str] = {}
             self.recommender = Recommender.load(self.cfg, self.ws)
             self.tenants = {self.recommender.bank: self.recommender}
         self.lists = ThreadPoolExecutor(max_workers=LIST_THREADS, thread_name_prefix="nbp-lists")
@@ -575,11 +595,18 @@ class NbpService:
         if admin is not None and admin.role == "admin":
             detail = shown_banks = [admin.bank]  # a bank's admin: its own bank only
         else:
-            shown_banks = list(self.tenants)
+            shown_banks = list(self.tenancy.banks)
             detail = shown_banks if admin is not None else []
         banks = {
-            b: self.tenants[b].readiness() if b in detail else self.tenants[b].public_readiness() for b in shown_banks
+            b: self.tenants[b].readiness() if b in detail else self.tenants[b].public_readiness()
+            for b in shown_banks
+            if b in self.tenants
         }
+        for b in shown_banks:  # a bank that could not load: not ready, its reason for the admins who see it
+            if b in self.unloaded:
+                banks[b] = {"ready": False, "status": "unavailable"} | (
+                    {"reason": self.unloaded[b]} if b in detail else {}
+                )
         return {
             "ready": any(st.ready for rec in self.tenants.values() for st in rec.products.values()),
             "banks": banks,
@@ -603,7 +630,10 @@ class NbpService:
                     else "this workspace holds one bank and records no bank code: leave out bank_code"
                 )
             return self.recommender
-        return self.tenants[bank_scope(principal, bank_code, self.tenancy.banks)]
+        bank = bank_scope(principal, bank_code, self.tenancy.banks)
+        if bank in self.unloaded:
+            raise Unavailable(f"bank '{bank}' is not being served: it could not be loaded at start-up (see /readyz)")
+        return self.tenants[bank]
 
     def audit_bank(self, principal: Principal | None, bank_code: str | None = None) -> str | None:
         """The bank an audit record names: the single bank's, else the token's own bank, else

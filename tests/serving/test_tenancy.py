@@ -297,3 +297,35 @@ def test_nbp_targets_of_a_bank_writes_its_list_with_the_bank(fed: Fed, tmp_path:
     assert res.output.splitlines()[-1].startswith(f"bank {B}: ")
     back = read_target_list(tmp_path / "t.xlsx")
     assert set(back["bank_code"]) == {B} and set(back["customer_id"]) <= fed.scored[B]
+
+
+# ------------------------------------------------------------------------------------------ a bank that cannot load
+def test_a_bank_that_cannot_load_is_left_out_and_the_others_are_served(fed: Fed, tmp_path: Path) -> None:
+    import dataclasses
+
+    from nbp.config import load_config
+    from nbp.errors import NbpError
+    from serving.service import load_tenants
+
+    home = tmp_path / "home"  # the federation's banks beside one whose import never ran
+    home.mkdir()
+    (home / "banks").symlink_to(fed.ws.banks_dir)
+    ghost = Workspace(tmp_path / "ghost").for_bank("GHOST")
+    ghost.ingested_dir.mkdir(parents=True)
+    ghost.ingest_meta.write_text(json.dumps({"export_date": "2026-11-01", "bank_code": "GHOST"}), encoding="utf-8")
+    tenants, unloaded = load_tenants(load_config(), Workspace(home), (A,))
+    assert list(tenants) == [A] and not unloaded
+    with pytest.raises(NbpError, match="no member bank can be served: GHOST: .*customers.parquet"):
+        load_tenants(load_config(), ghost, ("GHOST",))
+
+    svc = bentoml.get_current_service()  # the running service, told a third member failed to load
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(svc, "tenancy", dataclasses.replace(svc.tenancy, banks=(*svc.tenancy.banks, "GHOST")))
+        mp.setattr(svc, "unloaded", {"GHOST": "customers.parquet missing: run `nbp ingest` first"})
+        r = _post(fed, "/hints", FED_ADMIN, customer_id=fed.shared, bank_code="GHOST")
+        assert r.status_code == 503 and "GHOST" in r.json()["error"]
+        assert _post(fed, "/hints", FED_ADMIN, customer_id=fed.shared, bank_code=A).status_code == 200
+        public = fed.client.get("/readyz").json()
+        assert public["banks"]["GHOST"] == {"ready": False, "status": "unavailable"} and public["ready"] is True
+        full = fed.client.get("/readyz", headers={"Authorization": f"Bearer {FED_ADMIN}"}).json()
+        assert "customers.parquet" in full["banks"]["GHOST"]["reason"]
