@@ -210,13 +210,13 @@ def main(argv: list[str]) -> int:
         df = pd.read_parquet(saved)
         meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {"times": {}}
     else:
+        commit = subprocess.run(  # the code the measurement starts from
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
         times = {} if a.skip_data else build_data(a, root)
         t0 = time.perf_counter()
         df = measure(a, root)
         times["backtests"] = time.perf_counter() - t0
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
         meta = {"times": times, "commit": commit, "finished": time.strftime("%Y-%m-%d %H:%M")}
         df.to_parquet(saved, index=False)
         meta_file.write_text(json.dumps(meta), encoding="utf-8")
