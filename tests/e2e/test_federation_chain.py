@@ -143,3 +143,30 @@ def test_each_bank_gets_a_version_with_its_calibrator_gated_on_its_own_window(fe
         decision = mv.tags["nbp.decision"]
         assert f"AUC {row['auc']:.4f} ± " in decision and f"({int(row['uptakes'])} uptakes)" in decision, decision
         assert decision in pooled and f"bank {bank}: consumer: pooled: " in pooled
+
+
+def test_a_pooled_champion_hints_what_the_batch_scores_say(fed: Workspace, pooled: str, tmp_path: Path) -> None:
+    """Training/serving parity through the bank features: the hint path reads them from the bank's
+    online store, batch scoring from its offline store; the propensities must agree."""
+    from nbp.config import load_config
+    from serving.engine import Recommender
+    from training.registry import CHAMPION
+
+    client, _, banks = _pooled_run(fed)
+    bank = "BAISHA"
+    client.set_registered_model_alias(f"nbp-{bank}-consumer", CHAMPION, str(banks[bank]["version"]))
+    ws = fed.for_bank(bank)
+    latest = max(json.loads(ws.features_build_meta.read_text())["as_of"])
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NBP_HOME", str(fed.home))
+    try:
+        _run(["score", "--bank", bank, "--product", "consumer", "--as-of", latest, "--out", str(ws.latest_scores)])
+    finally:
+        mp.undo()
+    scores = pd.read_parquet(ws.latest_scores)
+    assert set(scores["model_version"]) == {banks[bank]["version"]}
+    rec = Recommender.load(load_config(), ws)
+    sample = scores.sort_values("score").iloc[:: max(1, len(scores) // 40)]
+    for cid, want in sample[["customer_id", "score"]].itertuples(index=False):
+        got = next(p for p in rec.hints(cid).products if p.product == "consumer").propensity
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), cid
