@@ -25,6 +25,12 @@ finished, and ``--resume`` continues a run that stopped.
 Run: ``.venv/bin/python -m benchmarks.bench_federation [--data DIR] [--work DIR] [--seed S]
 [--sizes N,N,... | --scale X] [--ks 1 2 4 8] [--resume | --report] [--print]``
 (writes the ``federation_chain`` section of docs/benchmarks.md; ``--print`` prints it only).
+
+Profile of a multi-bank stage: ``.venv/bin/python -m benchmarks.bench_federation --residue train
+--home WS [--largest-first]`` prints, after each bank, the memory the process keeps (see
+:func:`residue`); on the exported commit instead of the checkout, from outside the checkout:
+``cd /tmp && PYTHONPATH=WORK/code /work/main/.venv/bin/python /work/main/benchmarks/bench_federation.py
+--residue train --home WS``.
 """
 
 from __future__ import annotations
@@ -408,6 +414,57 @@ def as_of_of(fed: dict) -> str:
     return fed["export_date"][:8] + "01"
 
 
+def residue(stage: str, home: Path, largest_first_order: bool) -> None:
+    """Every member bank's ``stage`` (``train`` or ``features``) in this one process, as the CLI
+    runs them; after each bank its RSS, after ``gc.collect()``, after glibc's ``malloc_trim(0)``
+    (freed heap the allocator kept), and at the end the process's peak. Printed, not written."""
+    import ctypes
+    import gc
+
+    import psutil
+
+    from features.build import member_banks
+    from nbp import log, telemetry
+    from nbp.config import load_config
+    from nbp.workspace import Workspace
+
+    telemetry.disable()
+    log.configure("WARNING")
+    cfg, ws, me, libc = load_config(), Workspace(home), psutil.Process(), ctypes.CDLL("libc.so.6")
+    codes = member_banks(ws, None)
+    if largest_first_order:
+        codes.sort(key=lambda c: -_customers(ws.for_bank(c)))
+    print(f"start: {me.memory_info().rss / 1024**3:.2f} GB; banks in this order: {', '.join(codes)}")
+    for code in codes:
+        t0 = time.perf_counter()
+        if stage == "train":
+            from training.pipeline import train
+
+            train(cfg, ws.for_bank(code), None, None)
+        else:
+            from features.store import publish
+
+            publish(cfg, ws.for_bank(code), [])
+        rss = me.memory_info().rss
+        gc.collect()
+        after_gc = me.memory_info().rss
+        libc.malloc_trim(0)
+        after_trim = me.memory_info().rss
+        print(
+            f"{code:<10} {time.perf_counter() - t0:6.0f} s  RSS {rss / 1024**3:.2f} GB, after gc "
+            f"{after_gc / 1024**3:.2f}, after malloc_trim {after_trim / 1024**3:.2f}",
+            flush=True,
+        )
+    print(f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+
+
+def _customers(ws: object) -> int:
+    """Rows of a member bank's ingested customers table."""
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(ws.table("customers")).num_rows
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -439,6 +496,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep every workspace (a full-scale one holds several GB)")
     ap.add_argument("--note", default="", help="a paragraph appended to the section (a finding)")
     ap.add_argument("--print", action="store_true", help="print the section; do not write docs/benchmarks.md")
+    ap.add_argument(
+        "--residue",
+        choices=["train", "features"],
+        help="profile: every bank's stage in one process on the workspace --home (memory left after each bank)",
+    )
+    ap.add_argument("--home", type=Path, help="with --residue: a federation workspace with features built")
+    ap.add_argument("--largest-first", action="store_true", help="with --residue: banks largest first")
     a = ap.parse_args(argv)
     if not all(1 <= k <= 8 for k in a.ks):
         ap.error("--ks: each between 1 and 8")
@@ -447,6 +511,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
+    if a.residue:
+        if a.home is None:
+            raise SystemExit("--residue needs --home (a federation workspace)")
+        residue(a.residue, a.home, a.largest_first)
+        return 0
     fed = federation(a.data, a.seed, a.sizes, a.scale)
     banks = largest_first(fed)
     a.work.mkdir(parents=True, exist_ok=True)
