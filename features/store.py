@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bankexport.spec import BANK_COLUMN
 from features import build as fbuild
-from features.catalog import CATALOG, MODULES, feature_names
-from features.schema import EVENT_TS, JOIN_KEY, feature_service_name
+from features.catalog import CATALOG, MEMBER_CATALOG, modules
+from features.schema import EVENT_TS, JOIN_KEY, Feature, feature_service_name
 from nbp import jobs, telemetry
 from nbp.config import Config
 from nbp.errors import FeatureStoreError
@@ -123,7 +124,7 @@ def apply(cfg: Config, ws: Workspace) -> None:
     _SERVICES.clear()
     log.info(
         "feast apply: %d feature views, %d feature services, %.1f s",
-        len(MODULES),
+        len(modules(ws.bank is not None)),
         len(cfg.products),
         time.perf_counter() - t0,
     )
@@ -496,13 +497,14 @@ def online_reader(cfg: Config, ws: Workspace, feature_service: str) -> OnlineRea
     return reader
 
 
-def all_feature_refs() -> list[str]:
-    """``family:feature`` references of the whole catalogue."""
-    return [f"{f.family}:{f.name}" for f in CATALOG]
+def all_features(ws: Workspace) -> list[Feature]:
+    """Every feature of the workspace's catalogue (a member bank's adds the bank family), in order."""
+    return [*CATALOG, *(MEMBER_CATALOG if ws.bank is not None else ())]
 
 
 def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
-    """Write the full feature table at one as-of: ``customer_id`` plus every feature.
+    """Write the full feature table at one as-of: ``customer_id`` plus every feature (a member
+    bank's table leads with ``bank_code`` and holds the bank family too).
 
     Rows are the customers known at ``as_of`` (those in the built tables), retrieved
     through Feast like training rows.
@@ -522,8 +524,11 @@ def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
         f"SELECT {JOIN_KEY} FROM read_parquet({lit(str(path))}) WHERE {EVENT_TS} = TIMESTAMP {lit(str(as_of))}"
     ).df()[JOIN_KEY]
     ent = pd.DataFrame({JOIN_KEY: ids.astype(str), EVENT_TS: pd.Timestamp(as_of)})
-    df = _retrieve(cfg, ws, ent, all_feature_refs())
-    df = df[[JOIN_KEY, *feature_names()]].sort_values(JOIN_KEY).reset_index(drop=True)
+    feats = all_features(ws)
+    df = _retrieve(cfg, ws, ent, [f"{f.family}:{f.name}" for f in feats])
+    df = df[[JOIN_KEY, *(f.name for f in feats)]].sort_values(JOIN_KEY).reset_index(drop=True)
+    if ws.bank is not None:
+        df.insert(0, BANK_COLUMN, ws.bank)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out, index=False)
     log.info("exported %s customers × %d features at %s to %s", f"{len(df):,}", len(df.columns) - 1, as_of, out)

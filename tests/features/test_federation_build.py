@@ -209,3 +209,24 @@ def test_features_export_in_a_federation_asks_for_the_bank_without_touching_feas
     assert res.exit_code == 1
     assert "is a federation workspace" in res.output and "add --bank CODE" in res.output
     assert not Workspace(home).for_bank("A").feast_dir.exists() and not (tmp_path / "x.parquet").exists()
+
+
+@pytest.mark.slow
+def test_features_export_of_a_member_bank_leads_with_the_bank_and_holds_the_bank_family(
+    fed: Fed, tmp_path: Path
+) -> None:
+    from features.catalog import CATALOG, MEMBER_CATALOG
+
+    latest = max(json.loads(fed.ws.for_bank("B").features_build_meta.read_text())["as_of"])
+    out = tmp_path / "b.parquet"
+    res = CliRunner().invoke(
+        main,
+        ["features", "export", "--bank", "B", "--as-of", latest, "--out", str(out), "--log-level", "WARNING"],
+        env={"NBP_HOME": str(fed.home)},
+    )
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out)
+    assert list(df.columns) == ["bank_code", JOIN_KEY, *(f.name for f in (*CATALOG, *MEMBER_CATALOG))]
+    assert set(df["bank_code"]) == {"B"}
+    assert set(df[JOIN_KEY]) <= set(pd.read_parquet(fed.ws.for_bank("B").table("customers"))[JOIN_KEY])
+    assert df["bank_customers_count"].nunique() == 1 and df["bank_customers_count"].iloc[0] == len(df)
