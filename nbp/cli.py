@@ -67,20 +67,6 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def single_bank_only(ctx: Ctx, command: str) -> None:
-    """Stop a command that does not yet work on member banks when the workspace is a federation.
-
-    Raises:
-        ConfigError: the workspace holds member banks (``banks/``) and no single-bank store.
-    """
-    banks = ctx.ws.banks()
-    if banks and not ctx.ws.ingest_meta.exists():
-        raise ConfigError(
-            f"{ctx.ws.home} is a federation workspace (banks: {', '.join(banks)}); `nbp {command}` works on "
-            "single-bank workspaces only for now (docs/decisions/016-federation-workspace.md)"
-        )
-
-
 def bank_workspaces(ctx: Ctx, bank: str | None, command: str, one: bool = False) -> list[Workspace]:
     """The workspaces a command works on: the workspace itself for a single bank; in a federation
     workspace every member bank's view (``Workspace.for_bank``), or just ``--bank``'s.
