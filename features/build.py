@@ -69,8 +69,13 @@ class BuildSummary:
         )
 
 
-def member_banks(ws: Workspace, bank: str | None = None) -> list[str]:
+def member_banks(ws: Workspace, bank: str | None = None, largest_first: bool = False) -> list[str]:
     """The member banks a federation build covers: every bank present, or just ``bank``.
+
+    ``largest_first`` orders them by ingested customers, largest first (ties by code): a job
+    that works bank after bank in one process then peaks at the largest bank's own memory, as
+    the smaller banks reuse the heap it freed (``docs/decisions/019-federation-memory.md``);
+    otherwise by code.
 
     Raises:
         FeatureStoreError: ``ws`` holds no member bank, or ``bank`` is not one of them.
@@ -82,13 +87,21 @@ def member_banks(ws: Workspace, bank: str | None = None) -> list[str]:
             + (f"; --bank {bank} is only for a federation" if bank is not None else "")
         )
     if bank is None:
-        return present
+        return sorted(present, key=lambda c: (-_customers(ws.for_bank(c)), c)) if largest_first else present
     if bank not in present:
         raise FeatureStoreError(
             f"--bank {bank}: no such member bank in {ws.banks_dir} (banks present: {', '.join(present)}); "
             f"import it first with `nbp ingest EXPORT_DIR --bank {bank}`"
         )
     return [bank]
+
+
+def _customers(ws: Workspace) -> int:
+    """Rows of the bank's ingested customers table (from the Parquet footer; 0 without one)."""
+    import pyarrow.parquet as pq
+
+    path = ws.table("customers")
+    return pq.read_metadata(path).num_rows if path.exists() else 0
 
 
 def _check_bank(ws: Workspace) -> None:

@@ -110,6 +110,14 @@ def get_store(cfg: Config, ws: Workspace) -> FeatureStore:
     return _STORES[key]
 
 
+def close_store(ws: Workspace) -> None:
+    """Forget the workspace's cached Feast store and services, so a job that goes on to another
+    member bank does not keep this bank's registry and connections."""
+    for cache in (_STORES, _SERVICES):
+        for key in [k for k in cache if k[0] == str(ws.feast_dir)]:
+            del cache[key]
+
+
 def service_names(cfg: Config) -> dict[str, str]:
     """Product key -> feature service name (``products.<key>.feature_service`` or ``<key>_v1``)."""
     return {k: p.feature_service or feature_service_name(k) for k, p in cfg.products.items()}
@@ -551,8 +559,7 @@ def repair_registry(ws: Workspace) -> bool:
     except DecodeError as e:
         log.warning("%s cannot be read (%s): a job was killed while writing it; rebuilt by feast apply", path, e)
         path.unlink()
-        for key in [k for k in _STORES if k[0] == str(ws.feast_dir)]:  # a store may hold the broken file's cache
-            del _STORES[key]
+        close_store(ws)  # a store may hold the broken file's cache
         return True
 
 

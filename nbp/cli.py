@@ -92,9 +92,21 @@ def bank_workspaces(ctx: Ctx, bank: str | None, command: str, one: bool = False)
             f"`nbp {command}` works on one member bank: add --bank CODE"
         )
     try:
-        return [ctx.ws.for_bank(code) for code in member_banks(ctx.ws, bank)]
+        return [ctx.ws.for_bank(code) for code in member_banks(ctx.ws, bank, largest_first=True)]
     except NbpError as e:
         raise ConfigError(str(e)) from e
+
+
+def next_bank(ws: Workspace) -> None:
+    """Between member banks of one job: drop the finished bank's Feast store and return its
+    freed memory, so the job's peak stays the largest bank's (decision 019)."""
+    if ws.bank is None:
+        return
+    from features.store import close_store
+    from nbp.jobs import release_memory
+
+    close_store(ws)
+    release_memory()
 
 
 BANK_OPTION = click.option(
@@ -261,15 +273,15 @@ def features(ctx: Ctx, as_of: tuple, bank: str | None) -> None:
 def _features_federation(ctx: Ctx, dates: list, bank: str | None) -> None:
     """Publish member banks' features one bank after the other (build, Feast apply, materialise,
     each into the bank's own folder), a progress line per bank."""
-    from features.build import member_banks
     from features.store import publish
     from nbp.jobs import job
 
-    codes = member_banks(ctx.ws, bank)
+    wss = bank_workspaces(ctx, bank, "features")
     with job(ctx.ws):
-        for i, code in enumerate(codes, 1):
-            summary = publish(ctx.cfg, ctx.ws.for_bank(code), dates)
-            click.echo(f"bank {code} ({i}/{len(codes)}): {summary.describe()}")
+        for i, ws in enumerate(wss, 1):
+            summary = publish(ctx.cfg, ws, dates)
+            click.echo(f"bank {ws.bank} ({i}/{len(wss)}): {summary.describe()}")
+            next_bank(ws)
 
 
 @features.command("export")
@@ -319,6 +331,7 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) ->
     with job(ctx.ws):
         for ws in wss if own else []:
             results = run(ctx.cfg, ws, at, own)
+            next_bank(ws)
             if ws.bank is not None:
                 click.echo(f"bank {ws.bank}: per-bank models (scope bank): {', '.join(own)}")
             click.echo(
@@ -517,6 +530,7 @@ def retrain(ctx: Ctx, bank: str | None) -> None:
             except NbpError as e:
                 click.echo(f"bank {ws.bank}: failed: {e}", err=True)
                 failed.append(ws.bank)
+            next_bank(ws)
     if failed:
         raise NbpError(f"retrain failed for bank(s) {', '.join(failed)}; the reasons are above")
 

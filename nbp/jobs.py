@@ -12,6 +12,9 @@ another host are never touched: their process cannot be checked from here.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import gc
 import logging
 import os
 import re
@@ -177,3 +180,17 @@ def tempdir(ws: Workspace, sub: str) -> Iterator[Path]:
     finally:
         tempfile.tempdir = before
         release(ws, sub)
+
+
+def release_memory() -> None:
+    """Between member banks of one job: collect garbage and hand freed heap back to the system
+    (glibc's ``malloc_trim``; elsewhere only the collection), so the next bank starts low
+    (``docs/decisions/019-federation-memory.md``)."""
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc is None:
+        return
+    try:
+        ctypes.CDLL(libc).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass

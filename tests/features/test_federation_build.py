@@ -230,3 +230,16 @@ def test_features_export_of_a_member_bank_leads_with_the_bank_and_holds_the_bank
     assert set(df["bank_code"]) == {"B"}
     assert set(df[JOIN_KEY]) <= set(pd.read_parquet(fed.ws.for_bank("B").table("customers"))[JOIN_KEY])
     assert df["bank_customers_count"].nunique() == 1 and df["bank_customers_count"].iloc[0] == len(df)
+
+
+@pytest.mark.slow
+def test_closing_a_bank_store_forgets_only_that_bank(fed: Fed) -> None:
+    from features import store
+    from nbp.config import load_config
+
+    cfg = load_config()
+    a, b = fed.ws.for_bank("A"), fed.ws.for_bank("B")
+    store.get_store(cfg, a), store.get_store(cfg, b)
+    store.close_store(a)
+    held = {k[0] for k in store._STORES}
+    assert str(a.feast_dir) not in held and str(b.feast_dir) in held
