@@ -317,7 +317,6 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) ->
     import pandas as pd
 
     from nbp.jobs import job
-    from training.evaluate import metrics_table
     from training.pipeline import check_federation, result_line
     from training.pipeline import train as run
 
@@ -334,20 +333,7 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) ->
             next_bank(ws)
             if ws.bank is not None:
                 click.echo(f"bank {ws.bank}: per-bank models (scope bank): {', '.join(own)}")
-            click.echo(
-                metrics_table(
-                    [
-                        {
-                            "product": r.product,
-                            "version": r.version,
-                            "alias": r.alias or "skipped",
-                            "window": r.window,
-                            **{k: r.metrics.get(k) for k in ("auc", "pr_auc", "lift_10", "ece", "brier")},
-                        }
-                        for r in results
-                    ]
-                )
-            )
+            click.echo(_results_table(results, "product", ("auc", "pr_auc", "lift_10", "ece", "brier")))
             for r in results:
                 click.echo(result_line(r))
             trained += sum(r.skip is None for r in results)
@@ -356,10 +342,27 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) ->
         raise NbpError("no product could be trained; the reasons are above (also in MLflow and /readyz)")
 
 
+def _results_table(results: list, first: str, metrics: tuple[str, ...]) -> str:
+    """The terminal table of training results: ``first`` (product or bank), version, alias, window, metrics."""
+    from training.evaluate import metrics_table
+
+    return metrics_table(
+        [
+            {
+                first: getattr(r, first),
+                "version": r.version,
+                "alias": r.alias or "skipped",
+                "window": r.window,
+                **{k: r.metrics.get(k) for k in metrics},
+            }
+            for r in results
+        ]
+    )
+
+
 def _train_pooled(ctx: Ctx, keys: list[str], register: list[str], cutoff: Any) -> int:
     """``nbp train`` of the pooled products: one fit over every member bank, a version per bank
     of ``register``; prints each product's per-bank table. Returns the versions registered."""
-    from training.evaluate import metrics_table
     from training.pipeline import result_line
     from training.pooled import train_pooled
 
@@ -367,20 +370,7 @@ def _train_pooled(ctx: Ctx, keys: list[str], register: list[str], cutoff: Any) -
     for key in keys:
         results = train_pooled(ctx.cfg, ctx.ws, key, ctx.ws.banks(), register, cutoff)
         click.echo(f"product {key}: pooled model (scope pooled) over banks {', '.join(ctx.ws.banks())}")
-        click.echo(
-            metrics_table(
-                [
-                    {
-                        "bank": r.bank,
-                        "version": r.version,
-                        "alias": r.alias or "skipped",
-                        "window": r.window,
-                        **{k: r.metrics.get(k) for k in ("auc", "auc_se", "positives", "ece", "brier")},
-                    }
-                    for r in results
-                ]
-            )
-        )
+        click.echo(_results_table(results, "bank", ("auc", "auc_se", "positives", "ece", "brier")))
         for r in results:
             click.echo(f"bank {r.bank}: {result_line(r)}")
         done += sum(r.skip is None for r in results)

@@ -379,6 +379,13 @@ def promote(
                 f"v{version} stays challenger: champion v{champ_v} was evaluated on window {champ_window}, "
                 f"not {window}; pass that window's rows to re-score it."
             )
+    return _decide(client, name, version, run_id, promoted, reason, champ_v)
+
+
+def _decide(
+    client: Any, name: str, version: int, run_id: str, promoted: bool, reason: str, champ_v: int | None
+) -> Decision:
+    """Move the alias the gate chose to ``version`` and tag its run and version with the reason."""
     alias = CHAMPION if promoted else CHALLENGER
     client.set_registered_model_alias(name, alias, str(version))
     client.set_tag(run_id, TAG_DECISION, reason)
@@ -421,12 +428,7 @@ def promote_unevaluable(
             f"v{version} becomes champion: {why}; the bank has no champion and the pooled model's "
             f"{_auc_text(federation)} over every bank's window passes the floor {floor:.4f}."
         )
-    alias = CHAMPION if promoted else CHALLENGER
-    client.set_registered_model_alias(name, alias, str(version))
-    client.set_tag(run_id, TAG_DECISION, reason)
-    client.set_model_version_tag(name, str(version), TAG_DECISION, reason)
-    log.info("%s: %s", name, reason)
-    return Decision(version=version, alias=alias, reason=reason, previous_champion=champ_v)
+    return _decide(client, name, version, run_id, promoted, reason, champ_v)
 
 
 def pooled_experiment(product: str) -> str:
