@@ -1,4 +1,4 @@
-"""Feature build and Feast publication per member bank of a federation workspace (issue 14).
+"""Feature build and Feast publication per member bank of a federation workspace.
 
 Two simulated banks whose customer ids overlap (both simulators number customers from
 ``C000000000``) are ingested as members ``A`` and ``B``; bank A's export is also ingested
