@@ -75,25 +75,53 @@ def offline_config(ws: Workspace) -> dict:
     }  # removed by nbp.jobs
 
 
-def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type imported lazily)
-    """The Feast ``RepoConfig`` of a workspace."""
-    from feast.repo_config import RegistryConfig, RepoConfig
-
+def repo_settings(cfg: Config, ws: Workspace) -> dict:
+    """The Feast repo's settings as ``feature_store.yaml`` holds them (one source for the
+    ``RepoConfig`` nbp builds and the file Feast's own CLI opens)."""
     if cfg.features.online_store == "redis":
         online = {"type": "redis", "connection_string": cfg.features.redis_connection}
     else:
         from features.online import TYPE
 
         online = {"type": TYPE, "path": str(ws.online_store_db)}
-    return RepoConfig(
-        project=project(ws),
-        provider="local",
-        registry=RegistryConfig(path=str(ws.feast_registry), cache_ttl_seconds=60, registry_store_type=REGISTRY_STORE),
-        offline_store=offline_config(ws),
-        online_store=online,
-        entity_key_serialization_version=3,
-        repo_path=ws.feast_dir,
+    return {
+        "project": project(ws),
+        "provider": "local",
+        "registry": {
+            "path": str(ws.feast_registry),
+            "cache_ttl_seconds": 60,
+            "registry_store_type": REGISTRY_STORE,
+        },
+        "offline_store": offline_config(ws),
+        "online_store": online,
+        "entity_key_serialization_version": 3,
+    }
+
+
+def repo_config(cfg: Config, ws: Workspace):  # noqa: ANN201 (feast type imported lazily)
+    """The Feast ``RepoConfig`` of a workspace."""
+    from feast.repo_config import RegistryConfig, RepoConfig
+
+    settings = repo_settings(cfg, ws)
+    registry = RegistryConfig(**settings.pop("registry"))
+    return RepoConfig(**settings, registry=registry, repo_path=ws.feast_dir)
+
+
+def write_feature_store_yaml(cfg: Config, ws: Workspace) -> Path:
+    """Write the repo's ``feature_store.yaml`` beside its registry, so Feast's own tools open it
+    (``PYTHONPATH=<checkout> feast -c <feast dir> feature-views list``; nbp's store classes are
+    imported from the checkout). A job's DuckDB spill folder is left out: it is the job's own."""
+    import yaml
+
+    settings = repo_settings(cfg, ws)
+    settings["offline_store"].pop("temp_directory", None)
+    head = (
+        "# Written by `nbp features` (Feast apply); nbp builds the same settings in code\n"
+        "# (features/store.py: repo_settings). Feast's CLI: PYTHONPATH=<nbp checkout> feast -c <this folder> ...\n"
     )
+    with jobs.atomic_write(ws.feast_yaml) as tmp:
+        tmp.write_text(head + yaml.safe_dump(settings, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return ws.feast_yaml
 
 
 def get_store(cfg: Config, ws: Workspace) -> FeatureStore:
@@ -129,6 +157,7 @@ def apply(cfg: Config, ws: Workspace) -> None:
 
     t0 = time.perf_counter()
     get_store(cfg, ws).apply(objects(ws, service_names(cfg)))
+    write_feature_store_yaml(cfg, ws)
     _SERVICES.clear()
     log.info(
         "feast apply: %d feature views, %d feature services, %.1f s",

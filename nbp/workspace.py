@@ -15,6 +15,7 @@ name onto ``home``. Layout::
       data/ingested/_meta.json       export date and where it came from
       data/features/...              feature tables per family (Parquet)
       feast/registry.db              Feast registry
+      feast/feature_store.yaml       its settings, for Feast's own CLI and UI
       feast/online_store.db          SQLite online store
       mlruns/mlflow.db               MLflow tracking DB
       mlruns/artifacts/<model>/      MLflow artifacts per registered model
@@ -192,6 +193,11 @@ class Workspace:
     @property
     def feast_registry(self) -> Path:
         return self.feast_dir / "registry.db"
+
+    @property
+    def feast_yaml(self) -> Path:
+        """``feature_store.yaml``: the repo's settings, for Feast's own CLI and UI."""
+        return self.feast_dir / "feature_store.yaml"
 
     @property
     def online_store_db(self) -> Path:

@@ -243,3 +243,33 @@ def test_closing_a_bank_store_forgets_only_that_bank(fed: Fed) -> None:
     store.close_store(a)
     held = {k[0] for k in store._STORES}
     assert str(a.feast_dir) not in held and str(b.feast_dir) in held
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_feasts_own_cli_opens_a_member_banks_repo_from_its_feature_store_yaml(fed: Fed, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from nbp.workspace import CHECKOUT
+
+    ws = fed.ws.for_bank("B")
+    settings = yaml.safe_load(ws.feast_yaml.read_text(encoding="utf-8"))
+    assert settings["project"] == "nbp_B" and settings["online_store"]["path"] == str(ws.online_store_db)
+    assert "temp_directory" not in settings["offline_store"]  # a job's own spill folder
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT), "FEAST_USAGE": "False"}
+    feast = Path(sys.executable).with_name("feast")
+    res = subprocess.run(
+        [str(feast), "-c", str(ws.feast_dir), "feature-views", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    listed = {line.split()[0] for line in res.stdout.splitlines()[1:] if line.strip()}
+    assert listed == set(MODULES) | {"bank"}

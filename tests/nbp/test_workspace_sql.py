@@ -50,6 +50,7 @@ SINGLE_BANK_LAYOUT = {
     "features_build_meta": "data/features/_build.json",
     "feast_dir": "feast",
     "feast_registry": "feast/registry.db",
+    "feast_yaml": "feast/feature_store.yaml",
     "online_store_db": "feast/online_store.db",
     "mlruns_dir": "mlruns",
     "mlflow_db": "mlruns/mlflow.db",
