@@ -139,11 +139,14 @@ def get_store(cfg: Config, ws: Workspace) -> FeatureStore:
 
 
 def close_store(ws: Workspace) -> None:
-    """Forget the workspace's cached Feast store and services, so a job that goes on to another
-    member bank does not keep this bank's registry and connections."""
+    """Forget the workspace's cached Feast store and services and hand the freed heap back
+    (:func:`nbp.jobs.release_memory`), so a job that goes on to another member bank neither keeps
+    this bank's registry and connections nor starts the next bank on its leftovers
+    (``docs/decisions/019-federation-memory.md``)."""
     for cache in (_STORES, _SERVICES):
         for key in [k for k in cache if k[0] == str(ws.feast_dir)]:
             del cache[key]
+    jobs.release_memory()
 
 
 def service_names(cfg: Config) -> dict[str, str]:

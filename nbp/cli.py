@@ -100,13 +100,10 @@ def bank_workspaces(ctx: Ctx, bank: str | None, command: str, one: bool = False)
 def next_bank(ws: Workspace) -> None:
     """Between member banks of one job: drop the finished bank's Feast store and return its
     freed memory, so the job's peak stays the largest bank's (decision 019)."""
-    if ws.bank is None:
-        return
-    from features.store import close_store
-    from nbp.jobs import release_memory
+    if ws.bank is not None:
+        from features.store import close_store
 
-    close_store(ws)
-    release_memory()
+        close_store(ws)
 
 
 BANK_OPTION = click.option(
@@ -494,34 +491,24 @@ def backtest(
 @common
 def retrain(ctx: Ctx, bank: str | None) -> None:
     """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run.
-    In a federation workspace: every member bank (or --bank), one after the other; products with
-    scope pooled are fitted once on every member bank after the banks' features are published."""
+    In a federation workspace: every member bank (or --bank), largest first, each bank's features
+    published and its scope-bank products trained; products with scope pooled are then fitted once
+    on every member bank; then each bank is scored (training.pooled.retrain_federation)."""
     from nbp.jobs import job
     from training.pipeline import check_federation
     from training.pipeline import retrain as run
 
     wss = bank_workspaces(ctx, bank, "retrain")
     check_federation(ctx.cfg, ctx.ws, list(ctx.cfg.products))
-    failed = []
     with job(ctx.ws):
-        if ctx.ws.banks() and any(ctx.cfg.scope(k) == "pooled" for k in ctx.cfg.products):
-            from training.pooled import retrain_federation
+        if not ctx.ws.banks():
+            click.echo(run(ctx.cfg, ctx.ws))
+            return
+        from training.pooled import retrain_federation
 
-            report, failed = retrain_federation(ctx.cfg, ctx.ws, [ws.bank for ws in wss])
-            click.echo(report)
-            wss = []
-        for ws in wss:
-            if ws.bank is None:
-                click.echo(run(ctx.cfg, ws))
-                continue
-            click.echo(f"bank {ws.bank}:")
-            try:  # one bank's failure must not stop the others' monthly job
-                click.echo(run(ctx.cfg, ws))
-            except NbpError as e:
-                click.echo(f"bank {ws.bank}: failed: {e}", err=True)
-                failed.append(ws.bank)
-            next_bank(ws)
-    if failed:
+        report, failed = retrain_federation(ctx.cfg, ctx.ws, [ws.bank for ws in wss])
+        click.echo(report)
+    if failed:  # one bank's failure does not stop the others' monthly job
         raise NbpError(f"retrain failed for bank(s) {', '.join(failed)}; the reasons are above")
 
 

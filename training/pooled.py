@@ -101,6 +101,11 @@ def cap_rows(rows: pd.DataFrame, max_rows: int, seed: int = 7) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def bank_share(cfg: Config, n_banks: int) -> int:
+    """Each bank's share of ``training.pooled_max_rows`` (at least 1,000 rows)."""
+    return max(cfg.training.pooled_max_rows // max(n_banks, 1), 1_000)
+
+
 def pooled_params(cfg: Config) -> ModelParams:
     """The recipe's settings for a pooled fit: as a bank's (:func:`training.pipeline.model_params`),
     with LightGBM's threads left to the row count (a pooled fit runs alone, not beside other products)."""
@@ -158,7 +163,7 @@ def bank_rows(
             ``training.pooled_max_rows``).
     """
     t = cfg.training
-    share = max(t.pooled_max_rows // max(len(banks), 1), 1_000)
+    share = bank_share(cfg, len(banks))
     out = []
     for code in banks:
         bws = ws.for_bank(code)
@@ -211,7 +216,7 @@ def fit_pooled(cfg: Config, parts: list[BankRows], budget: int | None = None) ->
     usable = [p for p in parts if p.skip is None and not p.fit.empty]
     if not usable:
         return Skip(zh="没有任何一家成员行有可用的候选客户", en="no member bank has candidates to fit on")
-    share = budget or max(t.pooled_max_rows // max(len(parts), 1), 1_000)
+    share = budget or bank_share(cfg, len(parts))
     rows = pd.concat(
         [cap_rows(while_offered(p.fit, p.first, t.horizon_days), share) for p in usable], ignore_index=True
     )
@@ -425,8 +430,8 @@ def backtest_pooled(
             info[p.bank] = {"bank_model": "trained"}
         info[p.bank] |= {"fit_uptakes": int(p.fit["label"].sum()), "fit_rows": len(p.fit)}
         p.extra["score_bank"] = bank_score
-        share = max(cfg.training.pooled_max_rows // len(banks), 1_000)  # fit_pooled's, to free memory now
-        p.fit = cap_rows(while_offered(p.fit, p.first, cfg.training.horizon_days), share)
+        # fit_pooled's cap, applied now to free the rows its own model needed
+        p.fit = cap_rows(while_offered(p.fit, p.first, cfg.training.horizon_days), bank_share(cfg, len(banks)))
     got = fit_pooled(cfg, parts)
     if isinstance(got, Skip):
         raise NbpError(f"{key}: the pooled model cannot be fitted: {got.en}")
@@ -446,7 +451,7 @@ def backtest_pooled(
 
 
 def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[str, list[str]]:
-    """The monthly job of a federation with pooled products, for the member banks ``banks``.
+    """The monthly job of a federation workspace, for the member banks ``banks``.
 
     Each bank's features are published and its ``scope: bank`` products trained, bank by bank;
     then each pooled product is fitted once on every member bank and registered and gated for
@@ -456,7 +461,7 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
     Returns:
         The report for the terminal and the banks that failed.
     """
-    from features.store import publish
+    from features.store import close_store, publish
     from training.pipeline import score_and_report, train
 
     keys = list(cfg.products)
@@ -471,6 +476,7 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
         except NbpError as e:
             lines.append(f"bank {code}: failed: {e}")
             failed.append(code)
+        close_store(bws)
     for key in pooled:
         for r in train_pooled(cfg, ws, key, ws.banks(), [c for c in banks if c in done]):
             done[r.bank][1].append(r)
@@ -481,4 +487,5 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
         except NbpError as e:
             lines.append(f"bank {code}: failed: {e}")
             failed.append(code)
+        close_store(ws.for_bank(code))
     return "\n".join(lines), failed

@@ -170,3 +170,20 @@ def test_a_pooled_champion_hints_what_the_batch_scores_say(fed: Workspace, poole
     for cid, want in sample[["customer_id", "score"]].itertuples(index=False):
         got = next(p for p in rec.hints(cid).products if p.product == "consumer").propensity
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12), cid
+
+
+def test_the_monthly_job_scores_every_bank_into_its_own_folder(fed: Workspace) -> None:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NBP_HOME", str(fed.home))
+    try:
+        out = _run(["retrain"])
+    finally:
+        mp.undo()
+    assert out.index("bank QINGSHAN: models: ") < out.index("bank BAISHA: models: "), out  # largest first
+    for bank in BANKS:
+        ws = fed.for_bank(bank)
+        scores = pd.read_parquet(ws.latest_scores)
+        assert set(scores["bank_code"]) == {bank} and len(scores) > 0
+        assert set(scores["customer_id"]) <= set(pd.read_parquet(ws.table("customers"))["customer_id"])
+        dated = list(ws.scores_dir.glob("20*.parquet"))
+        assert len(dated) == 1 and pd.read_parquet(dated[0]).equals(scores)
