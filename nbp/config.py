@@ -81,6 +81,23 @@ class TrainingConfig(_Section):
     min_bank_calibration_uptakes: int = Field(50, ge=1)  # fewer in a bank's fold months: pooled calibration
 
 
+class SparkConfig(_Section):
+    """The Spark session of ``compute.engine: spark`` (``nbp/spark.py``)."""
+
+    master: str = "local[2]"  # e.g. yarn, k8s://https://host:443; local[N] runs in this process's JVM
+    app_name: str = "nbp"
+    shuffle_partitions: int = Field(8, ge=1)  # spark.sql.shuffle.partitions (Spark's 200 suits a cluster)
+    conf: dict[str, str] = Field(default_factory=dict)  # any other spark.* setting, passed as given
+
+
+class ComputeConfig(_Section):
+    """Which engine runs the heavy stages (docs/scale-out.md)."""
+
+    # duckdb: one process per bank on this machine; spark: feature build, point-in-time training
+    # sets, batch scoring and the online-store load run on Spark (ingest stays on DuckDB per bank)
+    engine: Literal["duckdb", "spark"] = "duckdb"
+
+
 class ServingConfig(_Section):
     """The HTTP service and target lists (``serving/``)."""
 
@@ -127,6 +144,8 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
+    compute: ComputeConfig = ComputeConfig()
+    spark: SparkConfig = SparkConfig()
     products: dict[str, ProductConfig] = Field(default_factory=dict)
 
     def scope(self, product: str) -> str:

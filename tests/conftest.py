@@ -23,3 +23,18 @@ def nbp_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home.mkdir()
     monkeypatch.setenv("NBP_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One ``local[2]`` Spark session for the whole test run (Spark allows one per process).
+
+    Started from the default config (``nbp/spark.py: session``), so the tests run Spark as
+    ``compute.engine: spark`` does; stopped when the run ends.
+    """
+    from nbp.config import load_config
+    from nbp.spark import session
+
+    s = session(load_config())
+    yield s
+    s.stop()
