@@ -127,3 +127,24 @@ def test_a_half_written_registry_is_rebuilt_and_writes_are_whole(tiny_ws: Worksp
     assert {fv.name for fv in fs.list_feature_views()} >= {"demo", "tax"}
     assert not store.repair_registry(tiny_ws)
     assert not list(tiny_ws.feast_dir.glob(".*.tmp-*"))  # the registry's temporary file was renamed
+
+
+def test_feast_ui_shows_the_chinese_and_english_descriptions(published: tuple[Config, Workspace]) -> None:
+    """The app ``feast -c <feast dir> ui`` serves, opened from the workspace's feature_store.yaml."""
+    from fastapi.testclient import TestClient
+    from feast import FeatureStore
+    from feast.ui_server import get_app
+
+    from features.catalog import CATALOG
+
+    cfg, ws = published
+    fs = FeatureStore(fs_yaml_file=ws.feast_yaml)
+    client = TestClient(get_app(fs, store.project(ws)))
+    assert client.get("/").status_code == 200
+    got = client.get(f"/api/v1/feature_views/income?project={store.project(ws)}").json()
+    shown = {f["name"]: f for f in got["spec"]["features"]}
+    want = {f.name: f for f in CATALOG if f.family == "income"}
+    assert set(shown) == set(want)
+    for name, f in want.items():
+        assert shown[name]["description"] == f.description
+        assert (shown[name]["tags"]["zh"], shown[name]["tags"]["en"]) == (f.zh, f.en)
