@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from nbp.workspace import Workspace
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from pyspark.sql import DataFrame as SparkFrame
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +177,10 @@ def _utc(d: date | datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def _materialize_columnar(fs: FeatureStore, start: datetime, end: datetime) -> int:
+def _materialize_columnar(fs: FeatureStore, start: datetime, end: datetime, write: object = None) -> int:
     """The workspace's offline store (:mod:`features.offline`) pulls each view's latest rows in
-    ``[start, end]``; the columnar online store writes them; the registry records the interval.
+    ``[start, end]``; ``write(view, rows)`` (default: the columnar online store's) writes them;
+    the registry records the interval.
 
     The next view's pull (DuckDB, outside the GIL) runs in a thread while this view is written
     to SQLite, so the two cores overlap; at most two views' rows are held at once.
@@ -200,13 +203,15 @@ def _materialize_columnar(fs: FeatureStore, start: datetime, end: datetime) -> i
             end_date=end,
         ).to_arrow()
 
+    if write is None:
+        write = lambda fv, table: online_store.write_arrow(fs.config, fv, table, JOIN_KEY, EVENT_TS)  # noqa: E731
     n = 0
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(pull, views[0]) if views else None
         for i, fv in enumerate(views):
             table = pending.result()
             pending = pool.submit(pull, views[i + 1]) if i + 1 < len(views) else None
-            n = max(n, online_store.write_arrow(fs.config, fv, table, JOIN_KEY, EVENT_TS))
+            n = max(n, write(fv, table))
             del table
             fs.registry.apply_materialization(fv, fs.project, start, end)
     return n
@@ -215,8 +220,9 @@ def _materialize_columnar(fs: FeatureStore, start: datetime, end: datetime) -> i
 def materialize(cfg: Config, ws: Workspace, as_of: date | None = None) -> date:
     """Load the feature rows of one as-of (default: the latest built) into the online store.
 
-    SQLite (default) takes the columnar fast path (:mod:`features.online`); Redis
-    goes through ``FeatureStore.materialize``.
+    SQLite (default) takes the columnar fast path (:mod:`features.online`); Redis is loaded in
+    Feast's layout by :mod:`features.redis_bulk`, from Spark's executors with
+    ``compute.engine: spark``, else from this process.
 
     Returns:
         The as-of date materialised.
@@ -227,9 +233,17 @@ def materialize(cfg: Config, ws: Workspace, as_of: date | None = None) -> date:
     fs = get_store(cfg, ws)
     if cfg.features.online_store == "sqlite":
         n = _materialize_columnar(fs, start, end)
-        log.info("online store: %s customers written", f"{n:,}")
+    elif cfg.compute.engine == "spark":
+        from features import redis_bulk
+        from nbp.spark import session
+
+        n = redis_bulk.load_spark(fs, session(cfg), start, end)
     else:
-        fs.materialize(start_date=start, end_date=end)
+        from features import redis_bulk
+
+        with redis_bulk.Writer(redis_bulk.target(fs)) as w:
+            n = _materialize_columnar(fs, start, end, lambda fv, table: w.write(redis_bulk.layout(fs, fv), table))
+    log.info("online store: %s customers written", f"{n:,}")
     log.info(
         "materialised as-of %s into the %s online store, %.1f s",
         when,
@@ -256,7 +270,8 @@ def _refs(cfg: Config, ws: Workspace, feature_service: str) -> object:
         ) from e
 
 
-def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: object) -> pd.DataFrame:
+def _entity_rows(entity_df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The entity rows as Feast takes them (string ids, UTC timestamps), and whether they were naive."""
     missing = {JOIN_KEY, EVENT_TS} - set(entity_df.columns)
     if missing:
         raise FeatureStoreError(f"entity_df: column(s) {sorted(missing)} missing (need {JOIN_KEY}, {EVENT_TS})")
@@ -265,9 +280,26 @@ def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: obj
     naive = ts.dt.tz is None
     ent[EVENT_TS] = ts.dt.tz_localize("UTC") if naive else ts.dt.tz_convert("UTC")
     ent[JOIN_KEY] = ent[JOIN_KEY].astype(str)
+    return ent, naive
+
+
+def _engine(cfg: Config) -> AbstractContextManager:
+    """Where the point-in-time join runs: DuckDB in process, or Spark with ``compute.engine: spark``
+    (the offline store runs the same statement there; Feast still resolves the views and TTLs)."""
+    if cfg.compute.engine != "spark":
+        return nullcontext()
+    from features.offline import on_spark
+    from nbp.spark import session
+
+    return on_spark(session(cfg))
+
+
+def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: object) -> pd.DataFrame:
+    ent, naive = _entity_rows(entity_df)
     t0 = time.perf_counter()
-    job = get_store(cfg, ws).get_historical_features(entity_df=ent, features=features)
-    out = _arrow_frame(job.to_arrow())
+    with _engine(cfg):
+        job = get_store(cfg, ws).get_historical_features(entity_df=ent, features=features)
+        out = _arrow_frame(job.to_arrow())
     # Arrow's allocator keeps the freed result for reuse; nothing reuses it after a
     # retrieval, so hand it back (docs/decisions/009e-arrow-memory-after-retrieval.md)
     pa.default_memory_pool().release_unused()
@@ -403,8 +435,43 @@ def historical_union(
     Returns:
         ``customer_id``, ``event_timestamp`` and each feature of any of the services once.
     """
+    return _retrieve(cfg, ws, entity_df, _union_refs(cfg, ws, feature_services))
+
+
+def _union_refs(cfg: Config, ws: Workspace, feature_services: Sequence[str]) -> list[str]:
+    """``view:feature`` of every feature of any of the services, once each."""
     refs = [f"{view}:{feat}" for name in feature_services for view, feat in _service_refs(cfg, ws, name)]
-    return _retrieve(cfg, ws, entity_df, list(dict.fromkeys(refs)))
+    return list(dict.fromkeys(refs))
+
+
+def historical_union_spark(
+    cfg: Config, ws: Workspace, entity_df: pd.DataFrame, feature_services: Sequence[str]
+) -> SparkFrame:
+    """:func:`historical_union` run on Spark and left there (batch scoring reads it on the executors).
+
+    Returns:
+        A Spark DataFrame: ``entity_row`` (the row's position in ``entity_df``) and each feature
+        of any of the services as double (null = unknown), one row per entity row, in no order.
+
+    Raises:
+        FeatureStoreError: missing columns.
+    """
+    from pyspark.sql import functions as F
+
+    from features.offline import ENTITY_ROW, SparkRetrievalJob, on_spark
+    from nbp.spark import session
+
+    ent, _ = _entity_rows(entity_df)
+    with on_spark(session(cfg)):
+        job = get_store(cfg, ws).get_historical_features(entity_df=ent, features=_union_refs(cfg, ws, feature_services))
+    if not isinstance(job, SparkRetrievalJob):
+        raise FeatureStoreError(
+            f"feature services {list(feature_services)}: the feature tables of {ws.features_dir} are not "
+            "local Parquet files the Spark point-in-time join reads; run `nbp features`"
+        )
+    frame = job.to_spark_df()
+    feats = [c for c in frame.columns if c != ENTITY_ROW]
+    return frame.select(F.col(ENTITY_ROW).alias("entity_row"), *(F.col(c).cast("double").alias(c) for c in feats))
 
 
 def _service_refs(cfg: Config, ws: Workspace, feature_service: str) -> list[tuple[str, str]]:
