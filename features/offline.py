@@ -30,15 +30,23 @@ Anything this fast path does not handle falls back to Feast's implementation
 sources, field mappings, created-timestamp columns, substrait on-demand views.
 
 Selected in ``RepoConfig`` as ``offline_store: {type: features.offline.ParquetDuckDBOfflineStore}``.
+
+With ``compute.engine: spark`` the same statement runs on Spark (:func:`spark_point_in_time`,
+transpiled by :func:`nbp.dialect.to_spark`): ``features/store.py`` opens :func:`on_spark` around
+Feast's retrieval, so Feast still resolves the services, views and TTLs from its registry.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import uuid4
 
 import duckdb
 import numpy as np
@@ -56,13 +64,20 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 
+from nbp.dialect import to_spark
 from nbp.sqltext import ident, lit
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkFrame
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
 TYPE = "features.offline.ParquetDuckDBOfflineStore"
 _ROW = "__nbp_row"  # entity row id (position in the entity DataFrame)
 _RN = "__nbp_rn"  # matched feature row (Parquet file row number)
+ENTITY_ROW = _ROW  # the column of SparkRetrievalJob.to_spark_df naming each row's entity row
+_SPARK: ContextVar[SparkSession | None] = ContextVar("nbp_offline_spark", default=None)
 
 
 class ParquetDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
@@ -170,6 +185,20 @@ class ArrowRetrievalJob(RetrievalJob):
         )
 
 
+class SparkRetrievalJob(ArrowRetrievalJob):
+    """A retrieval computed on Spark: :meth:`to_arrow` collects it in entity-row order (as the
+    DuckDB path gives it); :meth:`to_spark_df` leaves it on the cluster."""
+
+    def __init__(self, frame: Callable[[], SparkFrame], compute: Any, *args: Any) -> None:
+        super().__init__(compute, *args)
+        self._frame = frame
+
+    def to_spark_df(self) -> SparkFrame:
+        """:data:`ENTITY_ROW` (the row's position in the entity DataFrame) and every feature,
+        one row per entity row, in no particular order."""
+        return self._frame()
+
+
 class _View:
     """What the join needs of one feature view."""
 
@@ -193,8 +222,12 @@ def point_in_time_sql(
     ts_col: str,
     ts_types: list[str],
     exact_first: bool = True,
+    scan: Callable[[int, bool], str] | None = None,
 ) -> str:
     """The one statement: entity rows (relation ``entity`` with ``_ROW``) -> ``_ROW`` + every feature.
+
+    Written in DuckDB's dialect and kept portable: :func:`spark_point_in_time` runs the same
+    statement on Spark through :func:`nbp.dialect.to_spark`.
 
     Args:
         views: the feature views and their requested features.
@@ -208,7 +241,16 @@ def point_in_time_sql(
             other entity rows go through the range join. A feature table with two rows
             for one (key, timestamp) then gives extra rows: the caller checks the row count
             and runs again with ``exact_first=False`` (``arg_max`` picks one row).
+        scan: the relation of view ``i``, with a ``file_row_number`` column (the row's position
+            in its Parquet file) when the flag is true. The one piece that differs by engine:
+            each exposes a Parquet row's position its own way. Default: DuckDB's
+            ``read_parquet(path, file_row_number = true)``.
     """
+    if scan is None:
+
+        def scan(i: int, row_number: bool) -> str:
+            return _scan(views[i].path, row_number)
+
     ctes, joins, select = [], [], [f"e.{ident(_ROW)}"]
     row = ident(_ROW)
     for i, (v, ts_type) in enumerate(zip(views, ts_types, strict=True)):
@@ -223,7 +265,7 @@ def point_in_time_sql(
         if exact_first:
             on = [f"f.{ident(fk)} = e.{ident(ek)}" for fk, ek in v.keys] + [f"{fts('f')} = e.{ident(ts_col)}"]
             ctes.append(
-                f"x{i} AS MATERIALIZED (SELECT e.{row}{feats} FROM {_scan(v.path)} f "
+                f"x{i} AS MATERIALIZED (SELECT e.{row}{feats} FROM {scan(i, False)} f "
                 f"JOIN {entity} e ON {' AND '.join(on)})"
             )
             ctes.append(f"u{i} AS (SELECT * FROM {entity} e ANTI JOIN x{i} ON x{i}.{row} = e.{row})")
@@ -234,16 +276,68 @@ def point_in_time_sql(
         key_cols = ", ".join(dict.fromkeys([ident(fk) for fk, _ in v.keys] + [ident(v.ts)]))
         ctes.append(
             f"m{i} AS (SELECT e.{row}, arg_max(k.file_row_number, {fts('k')}) AS {ident(_RN)} "
-            f"FROM {rest} e JOIN (SELECT {key_cols}, file_row_number FROM {_scan(v.path, True)}) k "
+            f"FROM {rest} e JOIN (SELECT {key_cols}, file_row_number FROM {scan(i, True)}) k "
             f"ON {' AND '.join(on)} GROUP BY e.{row})"
         )
-        ranged = (
-            f"SELECT m{i}.{row}{feats} FROM {_scan(v.path, True)} f JOIN m{i} ON f.file_row_number = m{i}.{ident(_RN)}"
-        )
+        ranged = f"SELECT m{i}.{row}{feats} FROM {scan(i, True)} f JOIN m{i} ON f.file_row_number = m{i}.{ident(_RN)}"
         ctes.append(f"v{i} AS ({ranged}{f' UNION ALL SELECT * FROM x{i}' if exact_first else ''})")
         joins.append(f"LEFT JOIN v{i} ON v{i}.{row} = e.{row}")
         select += [f"v{i}.{ident(o)}" for o in v.out]
     return f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {entity} e {' '.join(joins)}"
+
+
+@contextmanager
+def on_spark(spark: SparkSession) -> Iterator[None]:
+    """Point-in-time joins asked for in this block run on ``spark`` (``compute.engine: spark``).
+
+    Feast calls the offline store with its own arguments only, so the session travels beside
+    them; the retrieval job keeps the session it was created with.
+    """
+    token = _SPARK.set(spark)
+    try:
+        yield
+    finally:
+        _SPARK.reset(token)
+
+
+def _spark_ts_type(dtype: object) -> str:
+    """The DuckDB name of a Spark timestamp type, for :func:`point_in_time_sql`: Spark's
+    ``TIMESTAMP_NTZ`` is DuckDB's naive ``TIMESTAMP``; anything else is cast to it (as UTC)."""
+    from pyspark.sql.types import TimestampNTZType
+
+    return "TIMESTAMP" if isinstance(dtype, TimestampNTZType) else "TIMESTAMP WITH TIME ZONE"
+
+
+def spark_point_in_time(spark: SparkSession, views: list[_View], entity: pa.Table, ts_col: str) -> SparkFrame:
+    """:func:`point_in_time_sql` on Spark: ``_ROW`` and every feature, one row per entity row, not collected.
+
+    The statement is the DuckDB one transpiled, with two engine pieces. Scans: each feature
+    table is a temporary view of its Parquet file whose ``file_row_number`` is Spark's hidden
+    ``_metadata.row_index`` (DuckDB's ``file_row_number``: the row's position in the file).
+    No exact pass (``exact_first=False``): it relies on DuckDB's ``MATERIALIZED`` CTE, which
+    Spark lacks; ``max_by`` keeps one row per entity row even where a feature table repeats
+    a (key, timestamp), so no second run is needed either.
+
+    Args:
+        entity: ``_ROW``, the join keys and ``ts_col`` (naive UTC timestamps, µs).
+    """
+    from pyspark.sql import functions as F
+
+    tag = uuid4().hex[:12]
+    names = [f"__nbp_entity_{tag}", *(f"__nbp_fv{i}_{tag}" for i in range(len(views)))]
+    ent = spark.createDataFrame(entity)  # Arrow: a naive timestamp arrives as UTC wall time (session zone)
+    ent.withColumn(ts_col, F.col(ts_col).cast("timestamp_ntz")).createOrReplaceTempView(names[0])
+    types = []
+    for name, v in zip(names[1:], views, strict=True):
+        table = spark.read.parquet(v.path).selectExpr("*", "_metadata.row_index AS file_row_number")
+        table.createOrReplaceTempView(name)
+        types.append(_spark_ts_type(table.schema[v.ts].dataType))
+    sql = point_in_time_sql(views, names[0], ts_col, types, exact_first=False, scan=lambda i, _: names[1 + i])
+    try:
+        return spark.sql(to_spark(sql))  # analysed now: the frame no longer needs the view names
+    finally:
+        for name in names:
+            spark.catalog.dropTempView(name)
 
 
 class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
@@ -268,6 +362,8 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
             or filter_by_created_timestamp
             or any(o.mode == "substrait" for o in odfvs)
         ):
+            if _SPARK.get() is not None:
+                log.warning("point-in-time join: not a local Parquet fast path; runs on DuckDB (Feast's code)")
             return DuckDBOfflineStore.get_historical_features(
                 config=config,
                 feature_views=feature_views,
@@ -295,13 +391,19 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
             max_event_timestamp=ts.max().to_pydatetime() if len(ts) else None,
         )
 
-        def compute() -> pa.Table:
+        spark = _SPARK.get()
+
+        def entity_table() -> pa.Table:
+            naive = ts.dt.tz_convert(None).astype("datetime64[us]")  # UTC wall time, µs like Parquet
+            ent = pa.Table.from_pandas(entity_df[entity_keys].assign(**{ts_col: naive}), preserve_index=False)
+            return ent.append_column(_ROW, pa.array(np.arange(len(entity_df), dtype=np.int64)))
+
+        def joined() -> pa.Table:
+            if spark is not None:
+                return spark_point_in_time(spark, views, entity_table(), ts_col).toArrow()
             con = _connect(config)
             try:
-                naive = ts.dt.tz_convert(None).astype("datetime64[us]")  # UTC wall time, µs like Parquet
-                ent = pa.Table.from_pandas(entity_df[entity_keys].assign(**{ts_col: naive}), preserve_index=False)
-                ent = ent.append_column(_ROW, pa.array(np.arange(len(entity_df), dtype=np.int64)))
-                con.register("__nbp_entity", ent)
+                con.register("__nbp_entity", entity_table())
                 types = [_ts_type(con, v.path, v.ts) for v in views]
                 got = con.sql(point_in_time_sql(views, "__nbp_entity", ts_col, types)).to_arrow_table()
                 if got.num_rows != len(entity_df):  # a feature table repeats a (key, timestamp)
@@ -311,6 +413,10 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
                     ).to_arrow_table()
             finally:
                 con.close()
+            return got
+
+        def compute() -> pa.Table:
+            got = joined()
             if got.num_rows != len(entity_df):
                 raise RuntimeError(f"point-in-time join returned {got.num_rows} rows for {len(entity_df)} entity rows")
             order = np.empty(got.num_rows, dtype=np.int64)
@@ -321,6 +427,15 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
                 out = out.append_column(name, got.column(name))
             return out
 
+        if spark is not None:
+            return SparkRetrievalJob(
+                lambda: spark_point_in_time(spark, views, entity_table(), ts_col),
+                compute,
+                full_feature_names,
+                odfvs,
+                metadata,
+                str(config.repo_path),
+            )
         return ArrowRetrievalJob(compute, full_feature_names, odfvs, metadata, str(config.repo_path))
 
     @staticmethod

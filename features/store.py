@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from nbp.workspace import Workspace
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from pyspark.sql import DataFrame as SparkFrame
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +270,8 @@ def _refs(cfg: Config, ws: Workspace, feature_service: str) -> object:
         ) from e
 
 
-def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: object) -> pd.DataFrame:
+def _entity_rows(entity_df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The entity rows as Feast takes them (string ids, UTC timestamps), and whether they were naive."""
     missing = {JOIN_KEY, EVENT_TS} - set(entity_df.columns)
     if missing:
         raise FeatureStoreError(f"entity_df: column(s) {sorted(missing)} missing (need {JOIN_KEY}, {EVENT_TS})")
@@ -277,9 +280,26 @@ def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: obj
     naive = ts.dt.tz is None
     ent[EVENT_TS] = ts.dt.tz_localize("UTC") if naive else ts.dt.tz_convert("UTC")
     ent[JOIN_KEY] = ent[JOIN_KEY].astype(str)
+    return ent, naive
+
+
+def _engine(cfg: Config) -> AbstractContextManager:
+    """Where the point-in-time join runs: DuckDB in process, or Spark with ``compute.engine: spark``
+    (the offline store runs the same statement there; Feast still resolves the views and TTLs)."""
+    if cfg.compute.engine != "spark":
+        return nullcontext()
+    from features.offline import on_spark
+    from nbp.spark import session
+
+    return on_spark(session(cfg))
+
+
+def _retrieve(cfg: Config, ws: Workspace, entity_df: pd.DataFrame, features: object) -> pd.DataFrame:
+    ent, naive = _entity_rows(entity_df)
     t0 = time.perf_counter()
-    job = get_store(cfg, ws).get_historical_features(entity_df=ent, features=features)
-    out = _arrow_frame(job.to_arrow())
+    with _engine(cfg):
+        job = get_store(cfg, ws).get_historical_features(entity_df=ent, features=features)
+        out = _arrow_frame(job.to_arrow())
     # Arrow's allocator keeps the freed result for reuse; nothing reuses it after a
     # retrieval, so hand it back (docs/decisions/009e-arrow-memory-after-retrieval.md)
     pa.default_memory_pool().release_unused()
@@ -415,8 +435,43 @@ def historical_union(
     Returns:
         ``customer_id``, ``event_timestamp`` and each feature of any of the services once.
     """
+    return _retrieve(cfg, ws, entity_df, _union_refs(cfg, ws, feature_services))
+
+
+def _union_refs(cfg: Config, ws: Workspace, feature_services: Sequence[str]) -> list[str]:
+    """``view:feature`` of every feature of any of the services, once each."""
     refs = [f"{view}:{feat}" for name in feature_services for view, feat in _service_refs(cfg, ws, name)]
-    return _retrieve(cfg, ws, entity_df, list(dict.fromkeys(refs)))
+    return list(dict.fromkeys(refs))
+
+
+def historical_union_spark(
+    cfg: Config, ws: Workspace, entity_df: pd.DataFrame, feature_services: Sequence[str]
+) -> SparkFrame:
+    """:func:`historical_union` run on Spark and left there (batch scoring reads it on the executors).
+
+    Returns:
+        A Spark DataFrame: ``entity_row`` (the row's position in ``entity_df``) and each feature
+        of any of the services as double (null = unknown), one row per entity row, in no order.
+
+    Raises:
+        FeatureStoreError: missing columns.
+    """
+    from pyspark.sql import functions as F
+
+    from features.offline import ENTITY_ROW, SparkRetrievalJob, on_spark
+    from nbp.spark import session
+
+    ent, _ = _entity_rows(entity_df)
+    with on_spark(session(cfg)):
+        job = get_store(cfg, ws).get_historical_features(entity_df=ent, features=_union_refs(cfg, ws, feature_services))
+    if not isinstance(job, SparkRetrievalJob):
+        raise FeatureStoreError(
+            f"feature services {list(feature_services)}: the feature tables of {ws.features_dir} are not "
+            "local Parquet files the Spark point-in-time join reads; run `nbp features`"
+        )
+    frame = job.to_spark_df()
+    feats = [c for c in frame.columns if c != ENTITY_ROW]
+    return frame.select(F.col(ENTITY_ROW).alias("entity_row"), *(F.col(c).cast("double").alias(c) for c in feats))
 
 
 def _service_refs(cfg: Config, ws: Workspace, feature_service: str) -> list[tuple[str, str]]:
