@@ -253,6 +253,7 @@ class Writer:
         except redis.RedisError as e:
             raise FeatureStoreError(f"online store: cannot connect to Redis at {tgt.host}:{tgt.port} ({e})") from e
         self._sock = self._conn._sock
+        self._owed, self._partial = 0, b""  # replies not yet read; a reply cut by recv
 
     def __enter__(self) -> Writer:
         return self
@@ -284,25 +285,34 @@ class Writer:
             cmds = [hset_commands(keys, view, values, timestamp_protos(part.column(EVENT_TS)))]
             if self.target.key_ttl_seconds:
                 cmds.append(_expire_commands(keys, self.target.key_ttl_seconds))
-            self._send(cmds, view)
+            sent = self._send(cmds)
+            self._drain(view, leave=sent)  # the previous chunk's replies: Redis works on this one meanwhile
+        self._drain(view, leave=0)
         return rows.num_rows
 
-    def _send(self, commands: Sequence[pa.BinaryArray], view: ViewLayout) -> None:
-        """Send whole chunks of commands, then read one single-line reply per command."""
-        n = 0
+    def _send(self, commands: Sequence[pa.BinaryArray]) -> int:
+        """Send whole chunks of commands; returns how many were sent."""
         for cmd in commands:
             offsets = np.frombuffer(cmd.buffers()[1], dtype=np.int32)[cmd.offset : cmd.offset + len(cmd) + 1]
             self._sock.sendall(memoryview(cmd.buffers()[2])[offsets[0] : offsets[-1]])
-            n += len(cmd)
-        replies = bytearray()
-        while replies.count(_CRLF) < n:  # HSET and EXPIRE answer one line each: ":<n>" or "-<error>"
+        n = sum(len(c) for c in commands)
+        self._owed += n
+        return n
+
+    def _drain(self, view: ViewLayout, leave: int) -> None:
+        """Read replies until at most ``leave`` are outstanding. HSET and EXPIRE answer one line
+        each (``:<n>`` or ``-<error>``), so replies are counted, not parsed."""
+        while self._owed > leave:
             got = self._sock.recv(1 << 16)
             if not got:
                 raise FeatureStoreError(f"online load of feature view {view.name}: Redis closed the connection")
-            replies += got
-        if replies.startswith(b"-") or b"\r\n-" in replies:
-            line = bytes(replies[replies.find(b"-") :]).split(_CRLF, 1)[0].decode(errors="replace")
-            raise FeatureStoreError(f"online load of feature view {view.name}: Redis refused a write ({line})")
+            data = self._partial + got
+            end = data.rfind(_CRLF) + 2
+            lines, self._partial = data[:end], data[end:]
+            if lines.startswith(b"-") or b"\r\n-" in lines:
+                line = lines[lines.find(b"-") :].split(_CRLF, 1)[0].decode(errors="replace")
+                raise FeatureStoreError(f"online load of feature view {view.name}: Redis refused a write ({line})")
+            self._owed -= lines.count(_CRLF)
 
 
 # -- the loads ---------------------------------------------------------------------------------
