@@ -314,7 +314,7 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) ->
     import pandas as pd
 
     from nbp.jobs import job
-    from training.pipeline import check_federation, result_line
+    from training.pipeline import check_federation
     from training.pipeline import train as run
 
     wss = bank_workspaces(ctx, bank, "train")
@@ -325,16 +325,18 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) ->
     at = pd.Timestamp(cutoff) if cutoff else None
     trained = 0
     with job(ctx.ws):
-        for ws in wss if own else []:
-            results = run(ctx.cfg, ws, at, own)
-            next_bank(ws)
-            if ws.bank is not None:
-                click.echo(f"bank {ws.bank}: per-bank models (scope bank): {', '.join(own)}")
-            click.echo(_results_table(results, "product", ("auc", "pr_auc", "lift_10", "ece", "brier")))
-            for r in results:
-                click.echo(result_line(r))
-            trained += sum(r.skip is None for r in results)
-        trained += _train_pooled(ctx, pooled, [ws.bank for ws in wss], at)
+        if ctx.cfg.compute.engine == "spark" and ctx.ws.banks():  # every bank's fits in one Spark job
+            from training.spark_fit import train_federation
+
+            fed = train_federation(ctx.cfg, ctx.ws, [ws.bank for ws in wss], own, pooled, at)
+            trained += sum(_echo_own(bank, own, results) for bank, results in fed.banks.items())
+            trained += sum(_echo_pooled(ctx, key, results) for key, results in fed.pooled.items())
+        else:
+            for ws in wss if own else []:
+                results = run(ctx.cfg, ws, at, own)
+                next_bank(ws)
+                trained += _echo_own(ws.bank, own, results)
+            trained += _train_pooled(ctx, pooled, [ws.bank for ws in wss], at)
     if not trained:
         raise NbpError("no product could be trained; the reasons are above (also in MLflow and /readyz)")
 
@@ -357,21 +359,37 @@ def _results_table(results: list, first: str, metrics: tuple[str, ...]) -> str:
     )
 
 
+def _echo_own(bank: str | None, own: list[str], results: list) -> int:
+    """Print one bank's results of its scope-bank products; returns the versions registered."""
+    from training.pipeline import result_line
+
+    if bank is not None:
+        click.echo(f"bank {bank}: per-bank models (scope bank): {', '.join(own)}")
+    click.echo(_results_table(results, "product", ("auc", "pr_auc", "lift_10", "ece", "brier")))
+    for r in results:
+        click.echo(result_line(r))
+    return sum(r.skip is None for r in results)
+
+
+def _echo_pooled(ctx: Ctx, key: str, results: list) -> int:
+    """Print a pooled product's per-bank table; returns the versions registered."""
+    from training.pipeline import result_line
+
+    click.echo(f"product {key}: pooled model (scope pooled) over banks {', '.join(ctx.ws.banks())}")
+    click.echo(_results_table(results, "bank", ("auc", "auc_se", "positives", "ece", "brier")))
+    for r in results:
+        click.echo(f"bank {r.bank}: {result_line(r)}")
+    return sum(r.skip is None for r in results)
+
+
 def _train_pooled(ctx: Ctx, keys: list[str], register: list[str], cutoff: Any) -> int:
     """``nbp train`` of the pooled products: one fit over every member bank, a version per bank
     of ``register``; prints each product's per-bank table. Returns the versions registered."""
-    from training.pipeline import result_line
     from training.pooled import train_pooled
 
-    done = 0
-    for key in keys:
-        results = train_pooled(ctx.cfg, ctx.ws, key, ctx.ws.banks(), register, cutoff)
-        click.echo(f"product {key}: pooled model (scope pooled) over banks {', '.join(ctx.ws.banks())}")
-        click.echo(_results_table(results, "bank", ("auc", "auc_se", "positives", "ece", "brier")))
-        for r in results:
-            click.echo(f"bank {r.bank}: {result_line(r)}")
-        done += sum(r.skip is None for r in results)
-    return done
+    return sum(
+        _echo_pooled(ctx, key, train_pooled(ctx.cfg, ctx.ws, key, ctx.ws.banks(), register, cutoff)) for key in keys
+    )
 
 
 @main.command()

@@ -282,30 +282,28 @@ def _fit_all(
     return {key: out[key] for key in data}
 
 
-def train(
-    cfg: Config,
-    ws: Workspace,
-    cutoff: pd.Timestamp | None = None,
-    products: list[str] | None = None,
-    oracle_auc: dict[str, float] | None = None,
-) -> list[ProductResult]:
-    """Train, evaluate, register and gate one model per product.
+@dataclass
+class Prepared:
+    """One bank's training job up to the fit (:func:`prepare`): the time split, each product's
+    fitting and test rows, and the products skipped before any fit."""
 
-    Args:
-        cfg: configuration.
-        ws: workspace with ingested tables and built features.
-        cutoff: only label windows closed before it are used (default: export date).
-        products: product keys (default: all in config).
-        oracle_auc: optional oracle AUC per product on the same window (leak alarm).
+    keys: list[str]
+    cutoff: pd.Timestamp
+    fit_ofs: list[pd.Timestamp]
+    test_ofs: list[pd.Timestamp]
+    window: str
+    data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]  # products to fit: (fitting rows, test rows)
+    skips: dict[str, Skip]
 
-    Returns:
-        One :class:`ProductResult` per product; a product that cannot be fitted has
-        ``skip`` set and no version (module docstring).
-    """
+
+def prepare(
+    cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None, products: list[str] | None = None
+) -> Prepared:
+    """The first phase of :func:`train`: the time split, one retrieval of every product's rows,
+    and :func:`trainability` (arguments as :func:`train`)."""
     recover(ws)
     cutoff = cutoff or export_date(ws)
     as_ofs = closed_as_ofs(feature_as_ofs(ws), cutoff, cfg.training.horizon_days)
-    results = []
     keys = products or list(cfg.products)
     for key in keys:
         if key not in cfg.products:
@@ -318,15 +316,70 @@ def train(
             en=f"only {len(as_ofs)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}; "
             f"need {need} ({MIN_FIT_MONTHS} to fit and calibrate + {cfg.training.test_months} to test)",
         )
-        return [_skipped(ws, key, skip, "") for key in keys]
+        return Prepared(keys, cutoff, [], [], "", {}, dict.fromkeys(keys, skip))
     fit_ofs, test_ofs = split_months(as_ofs, cfg.training.test_months, MIN_FIT_MONTHS)
-    win = window_id(test_ofs)
     data = _datasets(cfg, ws, keys, fit_ofs, test_ofs)
     skips = {k: s for k in keys if (s := trainability(cfg, ws, k, *data[k])) is not None}
-    fitted = _fit_all(cfg, {k: v for k, v in data.items() if k not in skips}, "train")
-    del data
-    for key in keys:
-        got = skips.get(key) or fitted.pop(key)
+    data = {k: v for k, v in data.items() if k not in skips}
+    return Prepared(keys, cutoff, fit_ofs, test_ofs, window_id(test_ofs), data, skips)
+
+
+def fit_prepared(
+    cfg: Config, ws: Workspace, prep: Prepared
+) -> dict[str, tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip]:
+    """The fitting phase of :func:`train`: every product of ``prep`` on threads (:func:`_fit_all`), or
+    with ``compute.engine: spark`` as one grouped Spark job (:mod:`training.spark_fit`). Releases
+    ``prep.data``."""
+    if cfg.compute.engine == "spark":
+        from training.spark_fit import fit_banks
+
+        return fit_banks(cfg, ws, {ws.bank or "": prep})[ws.bank or ""]
+    fitted = _fit_all(cfg, prep.data, "train")
+    prep.data = {}
+    return fitted
+
+
+def train(
+    cfg: Config,
+    ws: Workspace,
+    cutoff: pd.Timestamp | None = None,
+    products: list[str] | None = None,
+    oracle_auc: dict[str, float] | None = None,
+) -> list[ProductResult]:
+    """Train, evaluate, register and gate one model per product: :func:`prepare`, :func:`fit_prepared`,
+    :func:`register`.
+
+    Args:
+        cfg: configuration.
+        ws: workspace with ingested tables and built features.
+        cutoff: only label windows closed before it are used (default: export date).
+        products: product keys (default: all in config).
+        oracle_auc: optional oracle AUC per product on the same window (leak alarm).
+
+    Returns:
+        One :class:`ProductResult` per product; a product that cannot be fitted has
+        ``skip`` set and no version (module docstring).
+    """
+    prep = prepare(cfg, ws, cutoff, products)
+    return register(cfg, ws, prep, fit_prepared(cfg, ws, prep), oracle_auc)
+
+
+def register(
+    cfg: Config,
+    ws: Workspace,
+    prep: Prepared,
+    fitted: dict[str, tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip],
+    oracle_auc: dict[str, float] | None = None,
+) -> list[ProductResult]:
+    """The last phase of :func:`train`: log, register and gate each fitted product, record each skip.
+
+    Args:
+        fitted: per product of ``prep.data``: the model, its scored test rows and their metrics, or a Skip.
+    """
+    results = []
+    cutoff, fit_ofs, win = prep.cutoff, prep.fit_ofs, prep.window
+    for key in prep.keys:
+        got = prep.skips.get(key) or fitted.pop(key)
         if isinstance(got, Skip):
             results.append(_skipped(ws, key, got, win))
             continue

@@ -32,6 +32,7 @@ federation workspace is fitted once on the candidates of every member bank
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -83,9 +84,15 @@ class BankRows:
 class PooledFit:
     """The pooled model and each bank's calibrated model (:class:`FittedModel` sharing the booster)."""
 
-    fit: RollingFit
+    fit: RollingFit | None  # what was fitted on (None once shipped from a Spark executor: :meth:`slim`)
     models: dict[str, FittedModel]
     calibration: dict[str, tuple[str, int]]  # bank -> ("bank" | "pooled", uptakes in its fold months)
+    model: FittedModel  # the booster with the pooled calibration
+    fit_range: tuple[pd.Timestamp, pd.Timestamp]  # first and last as-of of the fitting rows
+
+    def slim(self) -> PooledFit:
+        """The models without the fitted rows and their design: what registering needs."""
+        return replace(self, fit=None)
 
 
 def cap_rows(rows: pd.DataFrame, max_rows: int, seed: int = 7) -> pd.DataFrame:
@@ -153,6 +160,19 @@ def bank_rows(
     n_test: int | None = None,
     budget: int | None = None,
 ) -> list[BankRows]:
+    """Each bank's rows for a pooled fit of ``key`` (:func:`iter_bank_rows`, arguments alike)."""
+    return list(iter_bank_rows(cfg, ws, key, banks, cutoff, n_test, budget))
+
+
+def iter_bank_rows(
+    cfg: Config,
+    ws: Workspace,
+    key: str,
+    banks: list[str],
+    cutoff: pd.Timestamp,
+    n_test: int | None = None,
+    budget: int | None = None,
+) -> Iterator[BankRows]:
     """Each bank's rows for a pooled fit of ``key``, one bank after the other.
 
     Args:
@@ -164,7 +184,6 @@ def bank_rows(
     """
     t = cfg.training
     share = bank_share(cfg, len(banks))
-    out = []
     for code in banks:
         bws = ws.for_bank(code)
         closed = closed_as_ofs(feature_as_ofs(bws), cutoff, t.horizon_days)
@@ -175,7 +194,7 @@ def bank_rows(
                     zh=f"本行只有 {len(closed)} 个标签期已结束的月份，至少需要 {need} 个月",
                     en=f"only {len(closed)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}",
                 )
-                out.append(BankRows(code, pd.DataFrame(), pd.DataFrame(), "", skip))
+                yield BankRows(code, pd.DataFrame(), pd.DataFrame(), "", skip)
                 continue
             fit_ofs, test_ofs = split_months(closed, t.test_months, MIN_FIT_MONTHS)
         else:
@@ -188,18 +207,15 @@ def bank_rows(
                 en=f"the export holds no application of {loan_product(key, cfg.products[key])}: the bank does not "
                 f"offer the product",
             )
-            out.append(BankRows(code, pd.DataFrame(), pd.DataFrame(), win, skip))
+            yield BankRows(code, pd.DataFrame(), pd.DataFrame(), win, skip)
             continue
         fit, te = _datasets(cfg, bws, [key], fit_ofs, test_ofs, max_rows=budget or share)[key]
         if fit.empty and te.empty:
-            out.append(BankRows(code, fit, te, win, _no_candidates(bws, cfg.products[key])))
+            yield BankRows(code, fit, te, win, _no_candidates(bws, cfg.products[key]))
             continue
         n_pos = int(fit["label"].sum())
         log.info("%s: bank %s: %d fitting rows (%d uptakes), %d test rows", key, code, len(fit), n_pos, len(te))
-        out.append(
-            BankRows(code, fit.assign(**{BANK_COLUMN: code}), te.assign(**{BANK_COLUMN: code}), win, first=first)
-        )
-    return out
+        yield BankRows(code, fit.assign(**{BANK_COLUMN: code}), te.assign(**{BANK_COLUMN: code}), win, first=first)
 
 
 def fit_pooled(cfg: Config, parts: list[BankRows], budget: int | None = None) -> PooledFit | Skip:
@@ -248,7 +264,8 @@ def fit_pooled(cfg: Config, parts: list[BankRows], budget: int | None = None) ->
             fit.model, calibrator=cal, info={**fit.model.info, "calibration": kind, "calibration_uptakes": fold_pos}
         )
         calibration[p.bank] = (kind, fold_pos)
-    return PooledFit(fit, models, calibration)
+    ofs = fit.rows["as_of"]
+    return PooledFit(fit, models, calibration, fit.model, (pd.Timestamp(ofs.min()), pd.Timestamp(ofs.max())))
 
 
 def _bank_metrics(te: pd.DataFrame) -> dict[str, float]:
@@ -277,26 +294,55 @@ def train_pooled(
     Returns:
         One :class:`ProductResult` per registered bank, ``product`` = ``key`` and ``bank`` set.
     """
+    cutoff = pooled_cutoff(ws, banks, cutoff)
+    parts = bank_rows(cfg, ws, key, banks, cutoff)
+    return register_pooled(cfg, ws, key, banks, parts, fit_pooled(cfg, parts), register or banks, cutoff)
+
+
+def pooled_cutoff(ws: Workspace, banks: list[str], cutoff: pd.Timestamp | None) -> pd.Timestamp:
+    """Check that ``ws`` is a federation workspace, clean up after killed jobs, and return the
+    cutoff of a pooled fit (default: the earliest export date of ``banks``).
+
+    Raises:
+        ConfigError: ``ws`` is a member bank's or a single bank's workspace.
+    """
     if ws.bank is not None or not ws.banks():
         raise ConfigError(f"{ws.home}: a pooled model is trained on a federation workspace's member banks")
     recover(ws)
-    register = register or banks
-    cutoff = cutoff or min(export_date(ws.for_bank(b)) for b in banks)
-    parts = bank_rows(cfg, ws, key, banks, cutoff)
-    got = fit_pooled(cfg, parts)
+    return cutoff or min(export_date(ws.for_bank(b)) for b in banks)
+
+
+def register_pooled(
+    cfg: Config,
+    ws: Workspace,
+    key: str,
+    banks: list[str],
+    parts: list[BankRows],
+    got: PooledFit | Skip,
+    register: list[str],
+    cutoff: pd.Timestamp,
+    test_rows: Callable[[BankRows], pd.DataFrame] | None = None,
+) -> list[ProductResult]:
+    """Score each bank's test rows with its version of the pooled fit ``got``, then log the pooled
+    run and register and gate a version for each bank of ``register`` (arguments as :func:`train_pooled`).
+
+    Args:
+        test_rows: a bank's full test rows (default ``p.test``); a caller that keeps them on disk
+            reads them here, one bank at a time (``p.test`` then needs only the ``label`` column).
+    """
+    load = test_rows or (lambda p: p.test)
     results = []
     if isinstance(got, Skip):
         for p in parts:
             if p.bank in register:
                 results.append(_bank_result(_skipped(ws.for_bank(p.bank), key, p.skip or got, p.window), p.bank))
         return results
-    model = got.fit.model
+    model = got.model
     scored = []
     for p in parts:
         if p.skip is None and not p.test.empty:
-            threads = model.info["threads"]
-            p.test = p.test.assign(score=got.models[p.bank].predict_proba(p.test, num_threads=threads))
-            scored.append(p.test[["label", "score"]])
+            p.extra["score"] = got.models[p.bank].predict_proba(load(p), num_threads=model.info["threads"])
+            scored.append(pd.DataFrame({"label": p.test["label"].to_numpy(), "score": p.extra["score"]}))
     federation = _bank_metrics(pd.concat(scored, ignore_index=True)) if scored else {"auc": float("nan")}
     win = next((p.window for p in parts if p.window), "")
     run_id = registry.start_pooled_run(
@@ -322,7 +368,7 @@ def train_pooled(
             table.append({"bank": p.bank, "alias": "skipped", "reason": r.reason})
             results.append(_bank_result(r, p.bank))
             continue
-        r = _register_bank(cfg, bws, key, got, p, federation, run_id)
+        r = _register_bank(cfg, bws, key, got, p, load(p).assign(score=p.extra.pop("score")), federation, run_id)
         kind, cal_pos = got.calibration[p.bank]
         m = r.metrics
         for name in ("auc", "auc_se", "positives", "n", "ece", "brier"):
@@ -358,16 +404,16 @@ def _bank_result(r: ProductResult, bank: str) -> ProductResult:
 
 
 def _register_bank(
-    cfg: Config, bws: Workspace, key: str, got: PooledFit, p: BankRows, federation: dict, run_id: str
+    cfg: Config, bws: Workspace, key: str, got: PooledFit, p: BankRows, te: pd.DataFrame, federation: dict, run_id: str
 ) -> ProductResult:
-    """Register bank ``p.bank``'s version of the pooled model and run its gate."""
-    model, te = got.models[p.bank], p.test
+    """Register bank ``p.bank``'s version of the pooled model and run its gate (``te``: its scored test rows)."""
+    model = got.models[p.bank]
     m = _bank_metrics(te)
     tags = {registry.TAG_SCOPE: "pooled", registry.TAG_POOLED_RUN: run_id}
     out = bws.train_outputs(key)
     out.mkdir(parents=True, exist_ok=True)
     plots = evaluate.save_plots(te["label"], te["score"], model.importance(), out, title=f"{p.bank} {key} pooled")
-    fit_ofs = sorted(got.fit.rows["as_of"].unique())
+    fit_ofs = got.fit_range
     version = registry.log_and_register(
         bws,
         key,
@@ -440,7 +486,7 @@ def backtest_pooled(
         if p.bank not in info or "skip" in info[p.bank]:
             continue
         te = p.test[["customer_id", "as_of", "label"]].assign(
-            score_pooled=got.models[p.bank].predict_proba(p.test, num_threads=got.fit.model.info["threads"]),
+            score_pooled=got.models[p.bank].predict_proba(p.test, num_threads=got.model.info["threads"]),
             score_bank=p.extra["score_bank"],
         )
         if oracles and p.bank in oracles:
@@ -455,8 +501,10 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
 
     Each bank's features are published and its ``scope: bank`` products trained, bank by bank;
     then each pooled product is fitted once on every member bank and registered and gated for
-    ``banks``; then each bank is scored with its champions. A bank that fails is reported and
-    left out of the later steps; the others go on.
+    ``banks``; then each bank is scored with its champions. With ``compute.engine: spark`` every
+    bank's and pooled product's fit runs in one Spark job once all banks are published
+    (:func:`training.spark_fit.train_federation`). A bank that fails is reported and left out of
+    the later steps; the others go on.
 
     Returns:
         The report for the terminal and the banks that failed.
@@ -467,17 +515,30 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
     keys = list(cfg.products)
     pooled = [k for k in keys if cfg.scope(k) == "pooled"]
     own = [k for k in keys if k not in pooled]
+    spark = cfg.compute.engine == "spark"
     done, failed, lines = {}, [], []
     recover(ws)
     for code in banks:
         bws = ws.for_bank(code)
         try:
-            done[code] = (publish(cfg, bws), train(cfg, bws, products=own) if own else [])
+            done[code] = (publish(cfg, bws), train(cfg, bws, products=own) if own and not spark else [])
         except NbpError as e:
             lines.append(f"bank {code}: failed: {e}")
             failed.append(code)
         close_store(bws)
-    for key in pooled:
+    if spark:
+        from training.spark_fit import train_federation
+
+        fed = train_federation(cfg, ws, list(done), own, pooled, keep_going=True)
+        for code, why in fed.failed.items():
+            lines.append(f"bank {code}: failed: {why}")
+            failed.append(code)
+            del done[code]
+        for code, results in fed.banks.items():
+            done[code][1].extend(results)
+        for r in (r for results in fed.pooled.values() for r in results):
+            done[r.bank][1].append(r)
+    for key in pooled if not spark else []:
         for r in train_pooled(cfg, ws, key, ws.banks(), [c for c in banks if c in done]):
             done[r.bank][1].append(r)
     for code, (pub, results) in done.items():
