@@ -170,7 +170,8 @@ def value_protos(column: pa.Array | pa.ChunkedArray, is_int: bool) -> pa.BinaryA
         raise FeatureStoreError(f"online load: a numeric feature column holds {col.type}")
     if pa.types.is_null(col.type):
         return pa.array([b""] * len(col), pa.binary())
-    if is_int and pa.types.is_floating(col.type):  # Feast: int(value) of a float
+    if is_int and pa.types.is_floating(col.type):  # Feast: NaN is null, else int(value)
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
         col = pc.cast(pc.trunc(col), pa.int64(), safe=False)
     present = col.is_valid().to_numpy(zero_copy_only=False)
     if is_int:
@@ -360,10 +361,15 @@ def load_spark(fs: FeatureStore, spark: Any, start: datetime, end: datetime, chu
         rows = spark.read.parquet(fv.batch_source.path).where(F.expr(when)).select(JOIN_KEY, EVENT_TS, *view.features)
         written = rows.mapInArrow(_partition_writer(tgt, view, chunk_rows), "rows long")
         counts.append(written.select(F.lit(fv.name).alias("view"), "rows"))
-    done = {
-        r["view"]: r["n"]
-        for r in reduce(lambda x, y: x.unionAll(y), counts).groupBy("view").agg(F.sum("rows").alias("n")).collect()
-    }
+    job = reduce(lambda x, y: x.unionAll(y), counts).groupBy("view").agg(F.sum("rows").alias("n"))
+    try:
+        done = {r["view"]: r["n"] for r in job.collect()}
+    except Exception as e:  # Spark wraps an executor's error in its own exception
+        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+        raise FeatureStoreError(
+            f"online load on Spark into Redis at {tgt.host}:{tgt.port} (project {tgt.project}) failed: "
+            f"{lines[-1][:300] if lines else type(e).__name__}"
+        ) from e
     for fv in views:
         fs.registry.apply_materialization(fv, fs.project, start, end)
     n = max(done.values(), default=0)

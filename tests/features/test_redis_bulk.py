@@ -165,6 +165,9 @@ def test_the_encoders_write_the_bytes_feast_writes() -> None:
         want = [v.SerializeToString() for v in python_values_to_proto_values(col.to_numpy(zero_copy_only=False), kind)]
         assert redis_bulk.value_protos(col, is_int).to_pylist() == want
     assert redis_bulk.value_protos(pa.array([None, None], pa.null()), False).to_pylist() == [b"", b""]
+    stored_as_float = pa.array([1.0, None, float("nan"), -2.7, 3e15], pa.float64())  # an int feature read as float
+    want = python_values_to_proto_values(stored_as_float.to_numpy(zero_copy_only=False), ValueType.INT64)
+    assert redis_bulk.value_protos(stored_as_float, True).to_pylist() == [v.SerializeToString() for v in want]
     ids = ["C000000001", "客户-7", ""]
     want = [
         serialize_entity_key(EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val=c)]), 3) + b"nbp_A"
@@ -176,3 +179,19 @@ def test_the_encoders_write_the_bytes_feast_writes() -> None:
     ts.FromDatetime(when.to_pydatetime())
     got = redis_bulk.timestamp_protos(pa.array([when.tz_convert(None), when.tz_convert(None) + timedelta(days=1)]))
     assert got.to_pylist()[0] == ts.SerializeToString() and got.to_pylist()[1] != got.to_pylist()[0]
+
+
+@pytest.mark.integration
+def test_a_write_redis_refuses_names_the_view_and_the_reason(redis_url: str, redis_db: object) -> None:
+    from nbp.errors import FeatureStoreError
+
+    host, port = redis_url.split(":")
+    view = redis_bulk.ViewLayout("demo", ("demo_age",), (True,), (b"\x01\x02\x03\x04",))
+    rows = pa.table({JOIN_KEY: ["C1", "C2"], EVENT_TS: pa.array([0, 0], pa.timestamp("us")), "demo_age": [40, None]})
+    with redis_bulk.Writer(redis_bulk.Target(host, int(port), (), "nbp")) as w:
+        assert w.write(view, rows) == 2
+        redis_db.set(redis_bulk.entity_keys(pa.array(["C2"]), "nbp")[0].as_py(), b"a string")  # type: ignore[attr-defined]
+        with pytest.raises(FeatureStoreError, match="feature view demo: Redis refused a write.*WRONGTYPE"):
+            w.write(view, rows)
+    key = redis_bulk.entity_keys(pa.array(["C1"]), "nbp")[0].as_py()
+    assert redis_db.hgetall(key) == {b"_ts:demo": b"", b"\x01\x02\x03\x04": b" ("}  # type: ignore[attr-defined]
