@@ -11,6 +11,11 @@ whole months that the monthly families name (``_sql.win``) are computed in numpy
 (:mod:`features.windows`) and handed back to DuckDB as the relation ``win``.
 Rebuilding some as-of dates replaces only those dates' rows.
 
+With ``compute.engine: spark`` the same SQL runs on Spark (:mod:`features.spark_build`):
+the relations and every family's query are transpiled (``nbp.dialect.to_spark``), the
+windows are the same numpy code run per partition of customers, and the rows Spark writes
+are combined into the same Parquet file by the same DuckDB writer as here.
+
 In a federation workspace (``docs/decisions/016-federation-workspace.md``) a member bank's
 build reads and writes only ``banks/<code>/`` and its tables carry a first column
 ``bank_code`` (the same constant as the bank's ingested tables), so a feature row always
@@ -26,7 +31,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 
@@ -34,8 +41,9 @@ from bankexport.spec import ALL_TABLES, BANK_COLUMN, REQUIRED_TABLES
 from features.catalog import CATALOG, MODULES, family_features, modules
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
-from features.windows import MonthlySeries, Spine, Window, referenced
+from features.windows import MonthlySeries, Spine, Window, referenced, window_table
 from nbp import jobs
+from nbp.config import Config
 from nbp.errors import FeatureStoreError
 from nbp.sqltext import ident, lit
 from nbp.workspace import Workspace
@@ -87,7 +95,7 @@ def member_banks(ws: Workspace, bank: str | None = None, largest_first: bool = F
             + (f"; --bank {bank} is only for a federation" if bank is not None else "")
         )
     if bank is None:
-        return sorted(present, key=lambda c: (-_customers(ws.for_bank(c)), c)) if largest_first else present
+        return sorted(present, key=lambda c: (-customer_count(ws.for_bank(c)), c)) if largest_first else present
     if bank not in present:
         raise FeatureStoreError(
             f"--bank {bank}: no such member bank in {ws.banks_dir} (banks present: {', '.join(present)}); "
@@ -96,7 +104,7 @@ def member_banks(ws: Workspace, bank: str | None = None, largest_first: bool = F
     return [bank]
 
 
-def _customers(ws: Workspace) -> int:
+def customer_count(ws: Workspace) -> int:
     """Rows of the bank's ingested customers table (from the Parquet footer; 0 without one)."""
     import pyarrow.parquet as pq
 
@@ -229,35 +237,128 @@ def default_as_of(ws: Workspace) -> list[date]:
     return out
 
 
-def detect_loan_mode(con: duckdb.DuckDBPyConnection) -> str:
+def detect_loan_mode(engine: Engine) -> str:
     """``end_date`` when the bank fills ``loans.end_date`` (any granted loan has one), else ``term``."""
-    n = con.execute("SELECT count(*) FROM loans WHERE grant_date IS NOT NULL AND end_date IS NOT NULL").fetchone()[0]
+    n = engine.rows("SELECT count(*) FROM loans WHERE grant_date IS NOT NULL AND end_date IS NOT NULL")[0][0]
     return "end_date" if n else "term"
 
 
-class MonthlySources:
-    """The monthly sources (``txn``, ``bal``) of one build, read from DuckDB on first use."""
+def grid(as_of: Sequence[date]) -> tuple[date, date]:
+    """The first and last month of the monthly sources: ``LOOKBACK_MONTHS`` before the first
+    as-of's month, up to the last as-of's month (whose records no window reads)."""
+    return _add_months(_month_start(min(as_of)), -LOOKBACK_MONTHS), _month_start(max(as_of))
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, tables: frozenset[str], as_of: Sequence[date]) -> None:
-        self._con, self._tables, self._as_of = con, tables, list(as_of)
-        first = _add_months(_month_start(min(as_of)), -LOOKBACK_MONTHS)
-        last = _month_start(max(as_of))
+
+# The monthly sources: name -> (the ingested table it reads, its SQL over the grid, a month without a row).
+SOURCES = {
+    "txn": ("transactions", txn_month_sql, 0.0),
+    "bal": ("balances", bal_month_sql, float("nan")),
+}
+
+
+def source_sql(source: str, as_of: Sequence[date]) -> str:
+    """The DuckDB SQL of one monthly source over the grid of ``as_of`` (:func:`grid`)."""
+    first, last = grid(as_of)
+    return SOURCES[source][1](_timestamp(str(first)), _timestamp(str(last)))
+
+
+def route(family: str, windows: list[Window], tables: frozenset[str]) -> dict[str, list[Window]]:
+    """Windows grouped by the monthly source that has their column.
+
+    Raises:
+        FeatureStoreError: a window names a column no source has, or its source's table was not ingested.
+    """
+    from features.families.monthly import BAL_MEASURES, MEASURES
+
+    cols = {"txn": set(MEASURES), "bal": set(BAL_MEASURES)}
+    out: dict[str, list[Window]] = {}
+    for w in windows:
+        src = [s for s, c in cols.items() if w.col in c]
+        if not src:
+            raise FeatureStoreError(
+                f"features/families/{family}.py: window {w.name} reads {w.col!r}, "
+                f"which is not a monthly column (features/families/monthly.py)"
+            )
+        out.setdefault(src[0], []).append(w)
+    for src in out:
+        if SOURCES[src][0] not in tables:
+            raise FeatureStoreError(f"monthly source {src}: table {SOURCES[src][0]} was not ingested")
+    return out
+
+
+class Engine(Protocol):
+    """Where a build's SQL runs: DuckDB (:class:`DuckDBEngine`) or Spark
+    (:class:`features.spark_build.SparkEngine`). Every statement is DuckDB SQL; the family
+    SQL, the relations of :func:`_setup` and the rows written are the same for both."""
+
+    def rows(self, sql: str) -> list[tuple]:
+        """The (few) rows of a query."""
+
+    def create(self, name: str, select: str) -> None:
+        """Create the relation ``name`` of the build from a query."""
+
+    def columns(self, select: str) -> list[str]:
+        """The column names of a query."""
+
+    def register_windows(self, routed: dict[str, list[Window]]) -> None:
+        """Compute the windows (by source) and provide them as the relation ``win`` (spine rows)."""
+
+    def drop_windows(self) -> None:
+        """Drop ``win`` and free what computing it held."""
+
+    def materialize(self, family: str, query: str) -> str:
+        """A query the build's DuckDB writer runs to read ``query``'s rows."""
+
+    def close(self) -> None:
+        """Release everything the engine holds for this build."""
+
+
+class DuckDBEngine:
+    """Every statement on the build's own DuckDB connection, windows from :class:`MonthlySources`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: Sequence[date]) -> None:
+        self.con = con
+        self.sources = MonthlySources(con, as_of)
+
+    def rows(self, sql: str) -> list[tuple]:
+        return self.con.execute(sql).fetchall()
+
+    def create(self, name: str, select: str) -> None:
+        self.con.execute(f"CREATE TEMP TABLE {ident(name)} AS {select}")
+
+    def columns(self, select: str) -> list[str]:
+        return [d[0] for d in self.con.execute(f"SELECT * FROM ({select}) LIMIT 0").description]
+
+    def register_windows(self, routed: dict[str, list[Window]]) -> None:
+        series = {src: self.sources.get(src) for src in routed}
+        self.con.register("win", window_table(self.sources.spine(), series, routed))
+
+    def drop_windows(self) -> None:
+        self.con.unregister("win")
+        self.sources.release()
+
+    def materialize(self, family: str, query: str) -> str:
+        return query
+
+    def close(self) -> None:
+        pass
+
+
+class MonthlySources:
+    """The monthly sources (:data:`SOURCES`) of one build, read from DuckDB on first use."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: Sequence[date]) -> None:
+        self._con, self._as_of = con, list(as_of)
+        first, _ = grid(as_of)
         self._first_mi = first.year * 12 + first.month
         self._spine: Spine | None = None
-        bounds = (_timestamp(str(first)), _timestamp(str(last)))
-        self._sql = {
-            "txn": ("transactions", txn_month_sql(*bounds), 0.0),
-            "bal": ("balances", bal_month_sql(*bounds), float("nan")),
-        }
         self._loaded: dict[str, MonthlySeries] = {}
 
     def get(self, source: str) -> MonthlySeries:
         if source not in self._loaded:
             start = _clock()
-            table, query, fill = self._sql[source]
-            if table not in self._tables:
-                raise FeatureStoreError(f"monthly source {source}: table {table} was not ingested")
-            self._loaded[source] = MonthlySeries(self._con, query, self.spine(), fill)
+            query, fill = source_sql(source, self._as_of), SOURCES[source][2]
+            self._loaded[source] = MonthlySeries.from_sql(self._con, query, self.spine(), fill)
             _log_since(start, "%s: customer × month aggregate, %s customers", source, f"{len(self._loaded[source]):,}")
         return self._loaded[source]
 
@@ -269,26 +370,6 @@ class MonthlySources:
             )
         return self._spine
 
-    def route(self, family: str, windows: list[Window]) -> dict[str, list[Window]]:
-        """Windows grouped by the source that has their column.
-
-        Raises:
-            FeatureStoreError: a window names a column no source has.
-        """
-        from features.families.monthly import BAL_MEASURES, MEASURES
-
-        cols = {"txn": set(MEASURES), "bal": set(BAL_MEASURES)}
-        out: dict[str, list[Window]] = {}
-        for w in windows:
-            src = [s for s, c in cols.items() if w.col in c]
-            if not src:
-                raise FeatureStoreError(
-                    f"features/families/{family}.py: window {w.name} reads {w.col!r}, "
-                    f"which is not a monthly column (features/families/monthly.py)"
-                )
-            out.setdefault(src[0], []).append(w)
-        return out
-
     def release(self) -> None:
         for s in self._loaded.values():
             s.drop_dense()
@@ -299,20 +380,31 @@ def _timestamp(text: str) -> str:
     return f"TIMESTAMP {lit(text)}"
 
 
-def _setup(con: duckdb.DuckDBPyConnection, as_of: Sequence[date], loan_mode: str) -> None:
-    values = ", ".join(f"({_timestamp(d.isoformat())})" for d in as_of)
-    con.execute(f"""CREATE TEMP TABLE asofs AS
-        SELECT t AS {AS_OF}, CAST(date_trunc('month', t) AS TIMESTAMP) AS m,
-               {month_index("t")} AS mi FROM (VALUES {values}) v(t)""")
-    first = _add_months(_month_start(min(as_of)), -LOOKBACK_MONTHS)
-    last = _month_start(max(as_of))
-    first_sql, last_sql = _timestamp(str(first)), _timestamp(str(last))
-    con.execute(f"""CREATE TEMP TABLE months AS
-        SELECT CAST(range AS TIMESTAMP) AS m
-        FROM range({first_sql}, {last_sql} + INTERVAL 1 MONTH, INTERVAL 1 MONTH)""")
-    con.execute(f"""CREATE TEMP TABLE spine AS
-        SELECT c.customer_id, a.{AS_OF}, a.m FROM customers c JOIN asofs a ON c.open_date < a.{AS_OF}""")
-    con.execute(f"CREATE TEMP TABLE loan_mode AS SELECT {lit(loan_mode)} AS mode")
+def _values(ts: Sequence[date]) -> str:
+    """``(VALUES (TIMESTAMP ...), ...) v(t)``: one timestamp per row, column ``t``."""
+    return "(VALUES " + ", ".join(f"({_timestamp(d.isoformat())})" for d in ts) + ") v(t)"
+
+
+def _setup(engine: Engine, as_of: Sequence[date], loan_mode: str) -> None:
+    """The shared relations every family may read (:mod:`features.schema`)."""
+    engine.create(
+        "asofs",
+        f"""SELECT t AS {AS_OF}, CAST(date_trunc('month', t) AS TIMESTAMP) AS m,
+               {month_index("t")} AS mi FROM {_values(as_of)}""",
+    )
+    first, last = grid(as_of)
+    months = [_add_months(first, i) for i in range(month_index_of(last) - month_index_of(first) + 1)]
+    engine.create("months", f"SELECT CAST(t AS TIMESTAMP) AS m FROM {_values(months)}")
+    engine.create(
+        "spine",
+        f"SELECT c.customer_id, a.{AS_OF}, a.m FROM customers c JOIN asofs a ON c.open_date < a.{AS_OF}",
+    )
+    engine.create("loan_mode", f"SELECT {lit(loan_mode)} AS mode")
+
+
+def month_index_of(d: date) -> int:
+    """``year * 12 + month`` of a date (consecutive months differ by 1)."""
+    return d.year * 12 + d.month
 
 
 def key_columns(bank: str | None) -> list[str]:
@@ -353,10 +445,8 @@ def _final_select(
     )
 
 
-def _check_columns(
-    con: duckdb.DuckDBPyConnection, family: str, inner: str, feats: list[Feature], tables: frozenset[str]
-) -> None:
-    got = [d[0] for d in con.execute(f"SELECT * FROM ({inner}) LIMIT 0").description]
+def _check_columns(engine: Engine, family: str, inner: str, feats: list[Feature], tables: frozenset[str]) -> None:
+    got = engine.columns(inner)
     want = [JOIN_KEY, AS_OF] + [f.name for f in feats if f.computed(tables)]
     if sorted(got) != sorted(want):
         raise FeatureStoreError(
@@ -365,52 +455,59 @@ def _check_columns(
         )
 
 
-def _register_windows(con: duckdb.DuckDBPyConnection, family: str, inner: str, sources: MonthlySources) -> bool:
+def _register_windows(engine: Engine, family: str, inner: str, tables: frozenset[str]) -> bool:
     """Compute the windows ``inner`` names and register them as the relation ``win`` (spine rows)."""
-    routed = sources.route(family, referenced(inner))
+    routed = route(family, referenced(inner), tables)
     if not routed:
         return False
     start = _clock()
-    cols = {w.name: sources.get(src).window(w) for src, wins in routed.items() for w in wins}
-    con.register("win", sources.spine().table(cols))
-    _log_since(start, "family %s: %d windows", family, len(cols))
+    engine.register_windows(routed)
+    _log_since(start, "family %s: %d windows", family, sum(map(len, routed.values())))
     return True
 
 
-def _write_family(
-    con: duckdb.DuckDBPyConnection, ws: Workspace, family: str, tables: frozenset[str], sources: MonthlySources
-) -> int:
+@dataclass
+class _Run:
+    """One bank's build: its DuckDB writer ``con``, the engine its SQL runs on, its inputs."""
+
+    con: duckdb.DuckDBPyConnection
+    engine: Engine
+    ws: Workspace
+    tables: frozenset[str]
+    as_of: Sequence[date]
+
+    @cached_property
+    def spine_count(self) -> int:
+        return self.engine.rows("SELECT count(*) FROM spine")[0][0]
+
+
+def _write_family(run: _Run, family: str) -> int:
     mod = modules(True)[family]
     feats = family_features(family)
-    inner = mod.sql(tables) if set(mod.REQUIRES) <= tables else None
-    registered = _register_windows(con, family, inner, sources) if inner is not None else False
+    inner = mod.sql(run.tables) if set(mod.REQUIRES) <= run.tables else None
+    registered = _register_windows(run.engine, family, inner, run.tables) if inner is not None else False
     try:
-        return _write_query(con, ws, family, inner, feats, tables, getattr(mod, "SPINE_ROWS", False))
+        return _write_query(run, family, inner, feats, getattr(mod, "SPINE_ROWS", False))
     finally:
         if registered:
-            con.unregister("win")
-        sources.release()
+            run.engine.drop_windows()
 
 
-def _write_query(
-    con: duckdb.DuckDBPyConnection,
-    ws: Workspace,
-    family: str,
-    inner: str | None,
-    feats: list[Feature],
-    tables: frozenset[str],
-    spine_rows: bool,
-) -> int:
+def _write_query(run: _Run, family: str, inner: str | None, feats: list[Feature], spine_rows: bool) -> int:
+    """Write the family's table with ``run.con``: the engine's rows of the as-ofs built, and
+    the rows of the other as-ofs kept from the previous file."""
+    con, ws, tables = run.con, run.ws, run.tables
     if inner is not None:
-        _check_columns(con, family, inner, feats, tables)
+        _check_columns(run.engine, family, inner, feats, tables)
     final = ws.feature_table(family)
-    query = _final_select(feats, inner, tables, spine_rows, ws.bank)
+    query = run.engine.materialize(family, _final_select(feats, inner, tables, spine_rows, ws.bank))
+    rebuilt = ", ".join(_timestamp(d.isoformat()) for d in run.as_of)
     if final.exists():
         old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet({lit(str(final))}) LIMIT 0").description]
         if old_cols == key_columns(ws.bank) + [f.name for f in feats]:
             _check_old_bank(con, final, ws.bank)
             query = (
-                f"SELECT * FROM read_parquet({lit(str(final))}) WHERE {EVENT_TS} NOT IN (SELECT {AS_OF} FROM asofs)\n"
+                f"SELECT * FROM read_parquet({lit(str(final))}) WHERE {EVENT_TS} NOT IN ({rebuilt})\n"
                 f"UNION ALL BY NAME\n{query}"
             )
         else:
@@ -419,9 +516,9 @@ def _write_query(
     with jobs.atomic_write(final) as tmp:  # a killed build leaves tmp; the next job removes it (nbp.jobs)
         con.execute(f"COPY ({query}) TO {lit(str(tmp))} ({PARQUET_OPTIONS})")
         n = con.execute(
-            f"SELECT count(*) FROM read_parquet({lit(str(tmp))}) WHERE {EVENT_TS} IN (SELECT {AS_OF} FROM asofs)"
+            f"SELECT count(*) FROM read_parquet({lit(str(tmp))}) WHERE {EVENT_TS} IN ({rebuilt})"
         ).fetchall()[0][0]
-        want = con.execute("SELECT count(*) FROM spine").fetchall()[0][0]
+        want = run.spine_count
         if n != want:
             raise FeatureStoreError(
                 f"features/families/{family}.py: {n:,} rows for {want:,} (customer, as-of) "
@@ -455,6 +552,7 @@ def build(
     *,
     loan_mode: str | None = None,
     families: Sequence[str] | None = None,
+    cfg: Config | None = None,
 ) -> BuildSummary:
     """Build the feature tables of ``as_of`` (default: :func:`default_as_of`).
 
@@ -465,6 +563,7 @@ def build(
         loan_mode: ``end_date`` or ``term`` (how a loan's end is known, see
             :func:`detect_loan_mode`); None detects it from the loans table.
         families: build only these families (default all).
+        cfg: the engine (``compute.engine``) and the Spark session's settings; None builds on DuckDB.
 
     Returns:
         A :class:`BuildSummary`.
@@ -478,22 +577,32 @@ def build(
     _check_bank(ws)
     dates = sorted(set(as_of)) if as_of else default_as_of(ws)
     ws.features_dir.mkdir(parents=True, exist_ok=True)
-    con = connect(ws, tables)
+    spark = cfg is not None and cfg.compute.engine == "spark"
+    con = connect(ws, frozenset() if spark else tables)  # on Spark: only the writer of the final files
+    engine: Engine | None = None
     try:
-        mode = loan_mode or detect_loan_mode(con)
+        if spark:
+            from features.spark_build import SparkEngine
+
+            engine = SparkEngine(cfg, ws, tables, dates)
+        else:
+            engine = DuckDBEngine(con, dates)
+        mode = loan_mode or detect_loan_mode(engine)
         if mode not in LOAN_MODES:
             raise FeatureStoreError(f"loan_mode {mode!r}: must be one of {LOAN_MODES}")
-        _setup(con, dates, mode)
-        sources = MonthlySources(con, tables, dates)
+        _setup(engine, dates, mode)
         summary = BuildSummary(as_of=dates, loan_mode=mode)
         built = modules(ws.bank is not None)  # a member bank also gets the bank family
+        run = _Run(con, engine, ws, tables, dates)
         for fam in families or built:
             start = _clock()
-            summary.rows[fam] = _write_family(con, ws, fam, tables, sources)
+            summary.rows[fam] = _write_family(run, fam)
             if not set(built[fam].REQUIRES) <= tables:
                 summary.skipped_families.append(fam)
             _log_since(start, "family %s: %s rows", fam, f"{summary.rows[fam]:,}")
     finally:
+        if engine is not None:
+            engine.close()
         _close(ws, con)
     summary.seconds = time.perf_counter() - t0
     _write_build_file(ws, summary)
@@ -502,24 +611,26 @@ def build(
 
 
 def build_banks(
-    ws: Workspace, banks: Sequence[str], as_of: Sequence[date] | None = None
+    ws: Workspace, banks: Sequence[str], as_of: Sequence[date] | None = None, cfg: Config | None = None
 ) -> Iterator[tuple[str, BuildSummary]]:
     """Build member banks' feature tables one bank after the other, each into its own folder.
 
-    One bank's build is done (its DuckDB connection closed, its arrays released) before the
-    next starts, so memory is bounded by the largest bank, not the sum.
+    One bank's build is done (its DuckDB connection closed, its arrays or Spark caches
+    released) before the next starts, so memory is bounded by the largest bank, not the sum.
+    On Spark every bank runs in the one session of the process (``nbp.spark.session``).
 
     Args:
         ws: the federation workspace (``ws.bank`` is None).
         banks: member bank codes (:func:`member_banks`).
         as_of: as-of dates for every bank (default: each bank's own :func:`default_as_of`).
+        cfg: as for :func:`build`.
 
     Yields:
         ``(bank_code, summary)`` as each bank finishes.
     """
     for code in banks:
         log.info("bank %s: building features", code)
-        yield code, build(ws.for_bank(code), as_of)
+        yield code, build(ws.for_bank(code), as_of, cfg=cfg)
 
 
 def _write_build_file(ws: Workspace, summary: BuildSummary) -> None:

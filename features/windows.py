@@ -117,7 +117,11 @@ class Spine:
     @classmethod
     def from_sql(cls, con: duckdb.DuckDBPyConnection, query: str, as_of: list[date], first_mi: int) -> Spine:
         """From a query with columns ``customer_id`` and ``open_date``."""
-        tbl = con.sql(query).to_arrow_table()
+        return cls.from_arrow(con.sql(query).to_arrow_table(), as_of, first_mi)
+
+    @classmethod
+    def from_arrow(cls, tbl: pa.Table, as_of: list[date], first_mi: int) -> Spine:
+        """From a table with columns ``customer_id`` and ``open_date`` (e.g. one partition of customers)."""
         opened = tbl.column("open_date").combine_chunks().cast(pa.timestamp("us"))
         return cls(
             tbl.column(JOIN_KEY).combine_chunks(),
@@ -147,16 +151,15 @@ class MonthlySeries:
     """One monthly source (customer × month figures) held as numpy, with its windows.
 
     Args:
-        con: DuckDB connection.
-        query: SQL with columns ``customer_id``, ``mi`` (year * 12 + month) and one
-            numeric column per monthly figure; at most one row per customer and month.
-            Rows before the grid start or of customers outside the spine are ignored.
+        tbl: columns ``customer_id``, ``mi`` (year * 12 + month) and one numeric column per
+            monthly figure; at most one row per customer and month. Rows before the grid
+            start or of customers outside the spine are ignored, so a table holding more
+            customers than ``spine`` (or a partition of them) gives the spine's windows.
         spine: the customers and as-of dates.
         fill: value of a month without a row (0 for transactions, NaN = unknown).
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, query: str, spine: Spine, fill: float) -> None:
-        tbl = con.sql(query).to_arrow_table()
+    def __init__(self, tbl: pa.Table, spine: Spine, fill: float) -> None:
         ci = pc.index_in(tbl.column(JOIN_KEY), value_set=spine.customers)
         g = tbl.column("mi").to_numpy().astype(np.int64) - spine.first_mi
         keep = (g >= 0) & (g < spine.months) & ci.is_valid().to_numpy(zero_copy_only=False)
@@ -173,6 +176,11 @@ class MonthlySeries:
         self._pos = spine.pos
         self.months = spine.months
         self.fill = fill
+
+    @classmethod
+    def from_sql(cls, con: duckdb.DuckDBPyConnection, query: str, spine: Spine, fill: float) -> MonthlySeries:
+        """From a DuckDB query with the columns of ``tbl``."""
+        return cls(con.sql(query).to_arrow_table(), spine, fill)
 
     @property
     def columns(self) -> list[str]:
@@ -263,3 +271,9 @@ class MonthlySeries:
             alive &= v > 0
             out += alive
         return out
+
+
+def window_table(spine: Spine, series: dict[str, MonthlySeries], routed: dict[str, list[Window]]) -> pa.Table:
+    """The relation ``win`` of one spine: every window of ``routed`` (source -> windows), each
+    computed from that source's :class:`MonthlySeries` (built on ``spine``)."""
+    return spine.table({w.name: series[src].window(w) for src, wins in routed.items() for w in wins})

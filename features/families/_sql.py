@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from features.families.monthly import month_index
 from features.schema import Feature
 from features.windows import column
 from nbp.sqltext import lit
@@ -34,6 +35,26 @@ def win(agg: str, col: str, months: int, skip: int = 0) -> str:
     source (``features.families.monthly.MEASURES`` or ``BAL_MEASURES``).
     """
     return column(agg, col, 1 + skip, months + skip)
+
+
+def months_between(start: str, end: str) -> str:
+    """Calendar months from ``start`` to ``end``: the month boundaries crossed (DuckDB's
+    ``date_diff('month', start, end)``), as month-index arithmetic, which Spark computes alike
+    (Spark's ``DATEDIFF(MONTH, ...)`` counts whole months instead)."""
+    return f"({month_index(end)} - {month_index(start)})"
+
+
+def days_between(start: str, end: str) -> str:
+    """Calendar days from ``start`` to ``end``: the midnights crossed (DuckDB's
+    ``date_diff('day', start, end)``), taken between dates, where Spark's ``DATEDIFF(DAY, ...)``
+    agrees (on timestamps it counts whole 24-hour days)."""
+    return f"date_diff('day', CAST({start} AS DATE), CAST({end} AS DATE))"
+
+
+def add_months(ts: str, n: str) -> str:
+    """``ts`` plus ``n`` calendar months (a day past the month's end is its last day), as
+    ``INTERVAL 1 MONTH * n``: DuckDB's ``to_months`` does not exist in Spark."""
+    return f"({ts} + INTERVAL 1 MONTH * {n})"
 
 
 def ratio(num: str, den: str) -> str:

@@ -13,6 +13,7 @@ export), which a model fitted on past months would extrapolate into the months i
 from __future__ import annotations
 
 from bankexport.spec import LOAN_PRODUCTS, PRODUCT_NAMES_ZH
+from features.families._sql import months_between
 from features.schema import Feature, declarer
 from nbp.sqltext import lit
 
@@ -57,7 +58,7 @@ def sql(tables: frozenset[str]) -> str:
     since its first application before T (one grouped row per as-of, joined to the spine)."""
 
     def months(p: str) -> str:  # null while the product has no application before T (least() would skip it)
-        d = f"date_diff('month', min(CASE WHEN r.product = {lit(p)} THEN r.application_date END), a.as_of)"
+        d = months_between(f"min(CASE WHEN r.product = {lit(p)} THEN r.application_date END)", "a.as_of")
         return f"CASE WHEN {d} > {ESTABLISHED_MONTHS} THEN {ESTABLISHED_MONTHS} ELSE {d} END"
 
     launches = ",\n        ".join(f"{months(p)} AS {_launch_name(p)}" for p in LOAN_PRODUCTS)

@@ -10,7 +10,7 @@ the branch (its area from the optional ``branches`` table, its size at T).
 from __future__ import annotations
 
 from bankexport.spec import TABLES
-from features.families._sql import codes, select
+from features.families._sql import codes, days_between, months_between, select
 from features.schema import Feature, declarer
 
 FAMILY = "demo"
@@ -47,21 +47,21 @@ FEATURES: list[Feature] = [
         "int",
         "年龄(周岁)",
         "age in years",
-        "CASE WHEN c.birth_date < s.as_of THEN CAST(floor(date_diff('day', c.birth_date, s.as_of) / 365.25) AS BIGINT) END",
+        f"CASE WHEN c.birth_date < s.as_of THEN CAST(floor({days_between('c.birth_date', 's.as_of')} / 365.25) AS BIGINT) END",
     ),
     _f(
         "demo_tenure_months",
         "int",
         "成为本行客户的月数",
         "months since the first relationship with the bank",
-        "date_diff('month', c.open_date, s.as_of)",
+        months_between("c.open_date", "s.as_of"),
     ),
     _f(
         "demo_firm_age_months",
         "int",
         "企业/个体户成立月数",
         "months since the business was established",
-        "CASE WHEN c.established_date < s.as_of THEN date_diff('month', c.established_date, s.as_of) END",
+        f"CASE WHEN c.established_date < s.as_of THEN {months_between('c.established_date', 's.as_of')} END",
     ),
     _f(
         "demo_branch_rural",

@@ -12,7 +12,7 @@ already known at T. ``accounts.close_date`` counts only through its date.
 from __future__ import annotations
 
 from bankexport.spec import ACCOUNT_TYPES, ACCOUNT_TYPES_ZH, LOAN_PRODUCTS, PRODUCT_NAMES_ZH, SERVICES, SERVICES_ZH
-from features.families._sql import known, per_as_of
+from features.families._sql import add_months, known, months_between, per_as_of
 from features.schema import Feature, declarer
 from nbp.sqltext import lit
 
@@ -26,9 +26,9 @@ _f = declarer(FAMILY)
 _LOANS = known(
     "loans",
     "application_date",
-    ended="""CASE WHEN (SELECT mode FROM loan_mode) = 'end_date'
+    ended=f"""CASE WHEN (SELECT mode FROM loan_mode) = 'end_date'
              THEN coalesce(r.end_date < a.as_of, FALSE)
-             ELSE coalesce(r.grant_date + to_months(CAST(r.term_months AS INTEGER)) < a.as_of, FALSE)
+             ELSE coalesce({add_months("r.grant_date", "CAST(r.term_months AS INTEGER)")} < a.as_of, FALSE)
         END""",
 )
 _ACTIVE = "grant_date < as_of AND NOT ended"
@@ -85,7 +85,7 @@ LOAN_FEATURES: list[Feature] = [
         "int",
         "距最近一次放款的月数",
         "months since the last loan was granted",
-        "date_diff('month', max(grant_date) FILTER (WHERE grant_date < as_of), as_of)",
+        months_between("max(grant_date) FILTER (WHERE grant_date < as_of)", "as_of"),
         nullable=True,
     ),
     _f(
@@ -93,7 +93,7 @@ LOAN_FEATURES: list[Feature] = [
         "int",
         "距最近一次贷款申请的月数",
         "months since the last loan application",
-        "date_diff('month', max(application_date), as_of)",
+        months_between("max(application_date)", "as_of"),
         nullable=True,
     ),
     _f(
@@ -101,7 +101,7 @@ LOAN_FEATURES: list[Feature] = [
         "int",
         "距最近一笔贷款结清的月数",
         "months since the last loan ended",
-        "date_diff('month', max(end_date) FILTER (WHERE end_date < as_of), as_of)",
+        months_between("max(end_date) FILTER (WHERE end_date < as_of)", "as_of"),
         nullable=True,
     ),
     _f(

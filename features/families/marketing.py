@@ -7,7 +7,7 @@ table (features are null without it).
 from __future__ import annotations
 
 from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES, ENUM_ZH, LOAN_PRODUCTS, PRODUCT_NAMES_ZH
-from features.families._sql import codes, known, per_as_of
+from features.families._sql import codes, days_between, known, per_as_of
 from features.schema import Feature, code_list, declarer
 from nbp.sqltext import lit
 
@@ -17,8 +17,10 @@ REQUIRES = ("contacts",)
 _OUTCOME_CODES = code_list(CONTACT_OUTCOMES)
 
 _IN_12M = "contact_date >= as_of - INTERVAL 12 MONTH"
-# Ties on one day are broken by the outcome code, so results do not depend on row order.
-_LAST_OUTCOME = "arg_max(oc, epoch(contact_date) * 10 + coalesce(oc, 9))"
+# Ties on one day are broken by the outcome code, so results do not depend on row order. A contact
+# without a known outcome has no key: skipped, as DuckDB's arg_max skips a NULL value (Spark's max_by
+# would return it).
+_LAST_OUTCOME = "arg_max(oc, CASE WHEN oc IS NOT NULL THEN epoch(contact_date) * 10 + oc END)"
 
 _f = declarer(FAMILY)
 
@@ -77,7 +79,7 @@ FEATURES: list[Feature] = [
         "int",
         "距最近一次营销的天数",
         "days since the last contact",
-        "date_diff('day', max(contact_date), as_of)",
+        days_between("max(contact_date)", "as_of"),
         nullable=True,
     ),
     *[
@@ -97,7 +99,7 @@ FEATURES: list[Feature] = [
             "int",
             f"距最近一次{PRODUCT_NAMES_ZH[p]}营销的天数",
             f"days since the last {p} contact",
-            f"date_diff('day', max(contact_date) FILTER (WHERE product = {lit(p)}), as_of)",
+            days_between(f"max(contact_date) FILTER (WHERE product = {lit(p)})", "as_of"),
             nullable=True,
         )
         for p in LOAN_PRODUCTS

@@ -7,7 +7,7 @@ A tax record is known at T only when ``published_date < T``. Needs the optional
 from __future__ import annotations
 
 from bankexport.spec import TAX_GRADES
-from features.families._sql import codes, known, per_as_of, ratio
+from features.families._sql import codes, days_between, known, per_as_of, ratio
 from features.schema import Feature, code_list, declarer
 
 FAMILY = "tax"
@@ -65,7 +65,7 @@ FEATURES: list[Feature] = [
         "int",
         "距最新纳税记录公布的天数",
         "days since the latest tax record was published",
-        "date_diff('day', max(published_date), as_of)",
+        days_between("max(published_date)", "as_of"),
     ),
 ]
 

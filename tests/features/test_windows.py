@@ -90,7 +90,7 @@ def test_every_window_matches_a_plain_reference(fill_null: bool, as_of: list[dat
     opened = np.array(["2020-01-01"] * 13, dtype="datetime64[us]")
     opened[5] = np.datetime64("2025-03-10")
     spine = Spine(pa.array(ids), opened, as_of, FIRST_MI)
-    s = MonthlySeries(con, "SELECT * FROM src", spine, fill)
+    s = MonthlySeries.from_sql(con, "SELECT * FROM src", spine, fill)
     wins = [Window("x", agg, lo, hi) for agg in AGGS for lo, hi in ((1, 1), (1, 3), (4, 6), (2, 4), (1, 12), (12, 12))]
     tbl = spine.table({w.name: s.window(w) for w in wins}).to_pylist()
     want_rows = sorted((c, t) for t in as_of for c in ids if c != "c5" or t > date(2025, 3, 10))
@@ -118,7 +118,7 @@ def test_constant_series_has_zero_spread() -> None:
         f"FROM range({FIRST_MI}, {FIRST_MI + 20})"
     )
     spine = Spine(pa.array(["c"]), np.array(["2020-01-01"], dtype="datetime64[us]"), [date(2025, 6, 1)], FIRST_MI)
-    s = MonthlySeries(con, "SELECT * FROM src", spine, 0.0)
+    s = MonthlySeries.from_sql(con, "SELECT * FROM src", spine, 0.0)
     assert s.window(Window("x", "stddev_pop", 1, 6))[0, 0] == 0.0  # not 1e-13: ratios stay exact
 
 
