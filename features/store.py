@@ -680,6 +680,6 @@ def publish(cfg: Config, ws: Workspace, as_of: Sequence[date] | None = None) -> 
         as_of: as-of dates (default: ``features.as_of`` of the config, else every month start).
     """
     repair_registry(ws)
-    summary = fbuild.build(ws, list(as_of or cfg.features.as_of) or None)
+    summary = fbuild.build(ws, list(as_of or cfg.features.as_of) or None, cfg=cfg)
     apply(cfg, ws)
     return PublishSummary(summary, materialize(cfg, ws))
