@@ -313,7 +313,9 @@ def spark_point_in_time(spark: SparkSession, views: list[_View], entity: pa.Tabl
 
     The statement is the DuckDB one transpiled, with two engine pieces. Scans: each feature
     table is a temporary view of its Parquet file whose ``file_row_number`` is Spark's hidden
-    ``_metadata.row_index`` (DuckDB's ``file_row_number``: the row's position in the file).
+    ``_metadata.row_index`` (DuckDB's ``file_row_number``: the row's position in the file),
+    hinted to sort-merge joins: Spark sizes a Parquet scan by its compressed bytes and would
+    broadcast a feature table many times larger in memory than on disk.
     No exact pass (``exact_first=False``): it relies on DuckDB's ``MATERIALIZED`` CTE, which
     Spark lacks; ``max_by`` keeps one row per entity row even where a feature table repeats
     a (key, timestamp), so no second run is needed either.
@@ -329,7 +331,7 @@ def spark_point_in_time(spark: SparkSession, views: list[_View], entity: pa.Tabl
     ent.withColumn(ts_col, F.col(ts_col).cast("timestamp_ntz")).createOrReplaceTempView(names[0])
     types = []
     for name, v in zip(names[1:], views, strict=True):
-        table = spark.read.parquet(v.path).selectExpr("*", "_metadata.row_index AS file_row_number")
+        table = spark.read.parquet(v.path).selectExpr("*", "_metadata.row_index AS file_row_number").hint("merge")
         table.createOrReplaceTempView(name)
         types.append(_spark_ts_type(table.schema[v.ts].dataType))
     sql = point_in_time_sql(views, names[0], ts_col, types, exact_first=False, scan=lambda i, _: names[1 + i])

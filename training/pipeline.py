@@ -433,17 +433,32 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
         pc = cfg.products[key]
         ents[key] = entity_rows(customers, loans, loan_product(key, pc), as_ofs, None, (screen, pc.eligibility))
     # one retrieval for every product: the union of the screened rows and of the services' features
-    dfs = with_features_many(cfg, ws, [(ents[k][KEYS], feature_service(k, cfg.products[k])) for k in models])
+    if cfg.compute.engine == "spark":  # retrieved and scored on the executors
+        from training.spark_score import predict_on_spark
+
+        scored = predict_on_spark(
+            cfg,
+            ws,
+            [
+                (ents[k][KEYS], feature_service(k, cfg.products[k]), m, cfg.products[k].eligibility)
+                for k, (m, _) in models.items()
+            ],
+        )
+    else:
+        dfs = with_features_many(cfg, ws, [(ents[k][KEYS], feature_service(k, cfg.products[k])) for k in models])
+        scored = []
+        for df, (key, (model, _)) in zip(dfs, models.items(), strict=True):
+            df = df[eligible(df, cfg.products[key].eligibility).to_numpy()]
+            scored.append(df[KEYS].assign(score=model.predict_proba(df)))
     parts = []
-    for df, (key, (model, version)) in zip(dfs, models.items(), strict=True):
-        df = df[eligible(df, cfg.products[key].eligibility).to_numpy()]
+    for df, (key, (_, version)) in zip(scored, models.items(), strict=True):
         parts.append(
             pd.DataFrame(
                 {
                     "customer_id": df["customer_id"].to_numpy(),
                     "product": key,
                     "as_of": df["as_of"].to_numpy(),
-                    "score": model.predict_proba(df),
+                    "score": df["score"].to_numpy(),
                     "model_version": version,
                 }
             )
