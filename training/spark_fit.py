@@ -70,6 +70,13 @@ def _portable(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
+def _spark_type(dtype: Any) -> str:
+    """The Spark SQL type of a column of :func:`_portable`'s output."""
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "timestamp" if getattr(dtype, "tz", None) is not None else "timestamp_ntz"
+    return "double" if pd.api.types.is_float_dtype(dtype) else "string"
+
+
 def restore(df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
     """A staged frame as it was before staging: rows in their order, its own columns and dtypes."""
     df = df.sort_values(ROW, kind="stable") if ROW in df.columns else df
@@ -93,6 +100,7 @@ class Stage:
     root: Path = field(init=False)
     tasks: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     on_spark: set[tuple[str, str]] = field(default_factory=set)  # the tasks with rows in ``rows/``
+    schema: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STAGED[:3], "string") | {ROW: "bigint"})
 
     def __post_init__(self) -> None:
         self.root = jobs.scratch(self.ws, "spark-fit")
@@ -108,6 +116,8 @@ class Stage:
         staged.to_parquet(self._file(sub, task, part), index=False)
         if sub == "rows":
             self.on_spark.add(task)
+            for c, dtype in staged.dtypes.items():
+                self.schema.setdefault(str(c), _spark_type(dtype))
         return Layout(list(df.columns), dict(df.dtypes))
 
     def add_bank(self, bank: str, prep: Prepared) -> Prepared:
@@ -149,12 +159,15 @@ class Stage:
         from nbp.spark import session
 
         spark = session(cfg)
-        rows = spark.read.option("mergeSchema", "true").parquet(str(self.root / "rows"))
+        ddl = ", ".join(f"`{c}` {t}" for c, t in self.schema.items())  # the union of the files' columns, no inference
+        rows = spark.read.schema(ddl).parquet(str(self.root / "rows"))
         schema = f"{GROUP} string, {PRODUCT} string, {PAYLOAD} binary"
-        # one task per group: groups spread over the executors instead of hashing onto a few
+        # as many partitions as groups (hashed: two groups may share one), so the fits spread over
+        # the executors; adaptive execution keeps an explicit partition count. collect(), not
+        # toLocalIterator(): the latter runs one partition after the other.
         fitted = rows.repartition(len(self.on_spark), GROUP, PRODUCT).groupBy(GROUP, PRODUCT)
         done = 0
-        for r in fitted.applyInPandas(fit_group(cfg, self.tasks), schema=schema).toLocalIterator():
+        for r in fitted.applyInPandas(fit_group(cfg, self.tasks), schema=schema).collect():
             task = (r[GROUP], r[PRODUCT])
             (self.root / "models" / f"{list(self.tasks).index(task)}.pkl").write_bytes(r[PAYLOAD])
             done += 1
