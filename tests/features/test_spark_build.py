@@ -1,11 +1,13 @@
 """The feature build on Spark against the DuckDB build of the same ingested tables.
 
-Every family is built by both engines on a simulated federation of two member banks (through
-``build_banks``, so the Spark session serves both banks) and on the hand-made random bank of
-:mod:`featurekit` without its optional ``balances`` and ``services`` tables; the tables must be
-equal: same rows, numbers equal to 1e-9 relative, nulls in the same cells, same columns and
-Arrow types. Parquet's REQUIRED flag is left out: DuckDB sets it from what its statistics
-prove about each column, which differs between the two plans while the values do not.
+One federation of two member banks, built by both engines through ``build_banks`` (one Spark
+session serves both banks): ``SIM``, a simulated bank, and ``RND``, the hand-made random bank
+of :mod:`featurekit` (nulls in every optional column) without its optional ``balances`` and
+``services`` tables. Every family's table must be equal: same rows, numbers equal to 1e-9
+relative, nulls in the same cells, same columns and Arrow types. Parquet's REQUIRED flag is
+left out: DuckDB sets it from what its statistics prove about each column, which differs
+between the two plans while the values do not. ``RND`` is then rebuilt at a later as-of for
+two families, on both engines.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 from featurekit import random_bank, write_tables
 
 from bankexport.ingest import ingest
-from bankexport.sim_federation import simulate_federation
+from bankexport.simulate import simulate
 from features.build import build, build_banks, member_banks
 from features.catalog import modules
 from features.schema import EVENT_TS, JOIN_KEY
@@ -33,6 +35,9 @@ from nbp.workspace import Workspace
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REL = 1e-9
+AS_OF = [date(2025, 3, 1), date(2025, 5, 15)]  # a month start and a mid-month date
+LATER = [date(2025, 5, 15), date(2025, 8, 1)]  # the incremental rebuild: one as-of again, one new
+REBUILT = ["income", "holdings"]  # a family of windows and one of dated rows
 
 
 def _on_spark() -> Config:
@@ -73,70 +78,59 @@ def assert_same_build(duck: Workspace, spark: Workspace) -> None:
 class Homes:
     duck: Workspace
     spark: Workspace
+    first: dict[str, pd.DataFrame]  # RND's Spark tables of REBUILT before the rebuild
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Homes:
-    """Two simulated member banks, built by both engines from one import."""
-    tmp = tmp_path_factory.mktemp("sparkfed")
-    fed = simulate_federation(tmp / "export", 2, seed=5, sizes=[3000, 1500], months=15, end="2026-10")
+def homes(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Homes:
+    """The federation imported once, copied, built by each engine at :data:`AS_OF`, then
+    ``RND``'s :data:`REBUILT` families rebuilt at :data:`LATER`."""
+    tmp = tmp_path_factory.mktemp("sparkbuild")
+    simulate(tmp / "sim", customers=600, months=14, end="2025-08", seed=5)
     duck = Workspace(tmp / "duck")
-    for bank in fed.banks:
-        ingest(tmp / "export" / bank.code / "export", duck, IngestConfig(), bank=bank.code)
+    ingest(tmp / "sim" / "export", duck, IngestConfig(), bank="SIM")
+    tables = {k: v for k, v in random_bank(11, n_customers=120).items() if k not in ("balances", "services")}
+    write_tables(duck.for_bank("RND"), tables, date(2025, 8, 31), bank="RND")
     shutil.copytree(duck.home, tmp / "spark")
     on_spark = Workspace(tmp / "spark")
-    banks = member_banks(duck)
-    assert len(banks) == 2
-    list(build_banks(duck, banks))
-    assert [code for code, _ in build_banks(on_spark, banks, cfg=_on_spark())] == banks
-    return Homes(duck, on_spark)
+    assert member_banks(duck) == ["RND", "SIM"]
+    first: dict[str, pd.DataFrame] = {}
+    for ws, cfg in ((duck, None), (on_spark, _on_spark())):
+        assert [code for code, _ in build_banks(ws, ["RND", "SIM"], AS_OF, cfg=cfg)] == ["RND", "SIM"]
+        if cfg is not None:
+            first = {fam: _frame(ws.for_bank("RND").feature_table(fam)) for fam in REBUILT}
+        build(ws.for_bank("RND"), LATER, families=REBUILT, cfg=cfg)
+    return Homes(duck, on_spark, first)
 
 
-def test_every_member_bank_table_is_the_same_on_spark(federation: Homes) -> None:
-    for bank in member_banks(federation.duck):
-        duck, spark = federation.duck.for_bank(bank), federation.spark.for_bank(bank)
+def test_every_family_of_every_member_bank_is_the_same_on_spark(homes: Homes) -> None:
+    for bank in ("RND", "SIM"):
+        duck, spark = homes.duck.for_bank(bank), homes.spark.for_bank(bank)
         assert_same_build(duck, spark)
         demo = pd.read_parquet(spark.feature_table("demo"))
-        assert len(demo) > 10_000 and set(demo["bank_code"]) == {bank}
-        assert not spark.home.joinpath(".tmp").exists() or not any(spark.home.joinpath(".tmp").rglob("*.parquet"))
+        assert set(demo["bank_code"]) == {bank} and len(demo) > (1000 if bank == "SIM" else 150)
+    scratch = homes.spark.home / ".tmp"  # Spark's parts are removed with the job's scratch
+    assert not scratch.exists() or not any(scratch.rglob("*.parquet"))
 
 
-@dataclass(frozen=True)
-class Rebuilt(Homes):
-    first: dict[str, pd.DataFrame]  # the Spark tables after the first build
+def test_absent_optional_tables_give_the_same_null_features_on_spark(homes: Homes) -> None:
+    rnd = homes.spark.for_bank("RND")
+    liquidity = pd.read_parquet(rnd.feature_table("liquidity"))
+    assert liquidity.drop(columns=["bank_code", JOIN_KEY, EVENT_TS]).isna().all().all()  # no balances
+    holdings = pd.read_parquet(rnd.feature_table("holdings"))
+    assert holdings["holdings_services_count"].isna().all() and holdings["holdings_loans_active_count"].notna().all()
 
 
-@pytest.fixture(scope="module")
-def random_homes(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Rebuilt:
-    """The random bank without balances and services, built by both engines at two as-ofs,
-    then rebuilt at the second and a third as-of."""
-    tmp = tmp_path_factory.mktemp("sparkrand")
-    tables = {k: v for k, v in random_bank(11, n_customers=120).items() if k not in ("balances", "services")}
-    duck, on_spark = Workspace(tmp / "duck"), Workspace(tmp / "spark")
-    first = {}
-    for cfg, ws in ((None, duck), (_on_spark(), on_spark)):
-        write_tables(ws, tables, date(2025, 8, 31))
-        build(ws, [date(2025, 3, 1), date(2025, 5, 15)], cfg=cfg)
-        first = {fam: _frame(ws.feature_table(fam)) for fam in modules(False)}
-        build(ws, [date(2025, 5, 15), date(2025, 8, 1)], cfg=cfg)
-    return Rebuilt(duck, on_spark, first)
-
-
-def test_random_bank_with_absent_optional_tables_is_the_same_on_spark(random_homes: Rebuilt) -> None:
-    assert_same_build(random_homes.duck, random_homes.spark)
-    liquidity = pd.read_parquet(random_homes.spark.feature_table("liquidity"))
-    assert liquidity.drop(columns=[JOIN_KEY, EVENT_TS]).isna().all().all()  # no balances: null family
-    meta = json.loads(random_homes.spark.features_build_meta.read_text(encoding="utf-8"))
-    assert meta["null_families"] == ["liquidity"]
-
-
-def test_an_incremental_rebuild_on_spark_keeps_the_other_as_ofs_rows(random_homes: Rebuilt) -> None:
-    kept = pd.Timestamp("2025-03-01")
-    for fam, before in random_homes.first.items():
-        after = _frame(random_homes.spark.feature_table(fam))
-        assert sorted(after[EVENT_TS].unique()) == [kept, pd.Timestamp("2025-05-15"), pd.Timestamp("2025-08-01")]
+def test_an_incremental_rebuild_on_spark_keeps_the_other_as_ofs_rows(homes: Homes) -> None:
+    rnd = homes.spark.for_bank("RND")
+    kept = pd.Timestamp(AS_OF[0])
+    for fam, before in homes.first.items():
+        after = _frame(rnd.feature_table(fam))
+        assert sorted(after[EVENT_TS].unique()) == [pd.Timestamp(d) for d in (*AS_OF, LATER[-1])]
         old = before[before[EVENT_TS] == kept].reset_index(drop=True)
         assert len(old) and after[after[EVENT_TS] == kept].reset_index(drop=True).equals(old), fam
-    meta = json.loads(random_homes.spark.features_build_meta.read_text(encoding="utf-8"))
-    assert meta["as_of"] == ["2025-03-01", "2025-05-15", "2025-08-01"]
-    assert meta["last_build"] == ["2025-05-15", "2025-08-01"]
+    demo = pd.read_parquet(rnd.feature_table("demo"))  # not rebuilt: as the first build left it
+    assert sorted(demo[EVENT_TS].unique()) == [pd.Timestamp(d) for d in AS_OF]
+    meta = json.loads(rnd.features_build_meta.read_text(encoding="utf-8"))
+    assert meta["as_of"] == [d.isoformat() for d in (*AS_OF, LATER[-1])]
+    assert meta["last_build"] == [d.isoformat() for d in LATER]

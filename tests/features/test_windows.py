@@ -9,10 +9,11 @@ from datetime import date
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from features.families._sql import win
-from features.windows import AGGS, MonthlySeries, Spine, Window, column, referenced
+from features.windows import AGGS, MonthlySeries, Spine, Window, column, referenced, window_table
 
 FIRST = date(2024, 1, 1)
 FIRST_MI = FIRST.year * 12 + FIRST.month
@@ -131,3 +132,25 @@ def test_window_names_round_trip_through_sql() -> None:
         column("sum", "x", 0, 3)  # the as-of's own month is never in a window
     with pytest.raises(ValueError, match="single underscores"):
         column("sum", "Payroll", 1, 3)  # a name the build could not find again in the SQL
+
+
+def test_windows_of_customer_partitions_are_the_windows_of_the_whole() -> None:
+    # the Spark build computes each bucket of customers apart, from Arrow tables holding only its rows
+    con, _ = _bank(5, fill_null=True)
+    src = con.sql("SELECT * FROM src").to_arrow_table()
+    ids = [f"c{c}" for c in range(12)]
+    customers = pa.table({"customer_id": ids, "open_date": pa.array(np.full(12, np.datetime64("2020-01-01", "us")))})
+    as_of = [date(2025, 3, 1), date(2025, 7, 15)]
+    routed = {"x": [Window("x", agg, 1, 6) for agg in AGGS]}
+
+    def windows(part: list[str]) -> pa.Table:
+        keep = pa.array(part)
+        spine = Spine.from_arrow(customers.filter(pc.is_in(customers["customer_id"], keep)), as_of, FIRST_MI)
+        series = MonthlySeries(src.filter(pc.is_in(src["customer_id"], keep)), spine, float("nan"))
+        t = window_table(spine, {"x": series}, routed)
+        return t.set_column(0, "customer_id", t["customer_id"].cast(pa.string()))
+
+    whole = windows(ids).sort_by([("customer_id", "ascending"), ("as_of", "ascending")])
+    parts = pa.concat_tables([windows(ids[:5]), windows(ids[5:9]), windows(ids[9:])])
+    assert parts.sort_by([("customer_id", "ascending"), ("as_of", "ascending")]).equals(whole)
+    assert whole.num_rows == 24 and whole.column("x__avg_1_6").null_count < 24
