@@ -25,6 +25,7 @@ import math
 import shutil
 from collections.abc import Callable, Sequence
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -40,7 +41,7 @@ from nbp.sqltext import lit
 from nbp.workspace import Workspace
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class SparkEngine:
         self._monthly: DataFrame | None = None
         self.scratch = jobs.scratch(ws, _SCRATCH)
         for t in sorted(tables):
-            self._view(t, self.spark.read.parquet(str(ws.table(t))))
+            self._view(t, _read(self.spark, ws.table(t)))
 
     def _view(self, name: str, df: DataFrame) -> None:
         df.createOrReplaceTempView(name)
@@ -143,6 +144,15 @@ class SparkEngine:
         schema = f"{JOIN_KEY} string, {AS_OF} timestamp_ntz, " + ", ".join(f"{n} double" for n in names)
         frame = self.monthly().select("_bucket", "_src", JOIN_KEY, "open_date", "mi", *cols)
         return frame.groupBy("_bucket").applyInArrow(run, schema)
+
+
+def _read(spark: SparkSession, path: Path) -> DataFrame:
+    """An ingested Parquet table, its schema taken from the file's footer (Spark would run a job
+    to infer it); timestamps without a time zone stay ``timestamp_ntz``, as DuckDB reads them."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.read.schema(from_arrow_schema(pq.read_schema(path), prefer_timestamp_ntz=True)).parquet(str(path))
 
 
 def _bucket_windows(
