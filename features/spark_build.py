@@ -74,6 +74,7 @@ class SparkEngine:
         self.scratch = jobs.scratch(ws, _SCRATCH)
         for t in sorted(tables):
             self._view(t, _read(self.spark, ws.table(t)))
+        log.info("spark build: %s, windows in %d buckets of customers", self.spark.sparkContext.master, self.buckets)
 
     def _view(self, name: str, df: DataFrame) -> None:
         df.createOrReplaceTempView(name)
