@@ -136,6 +136,11 @@ def _ts_literal(when: datetime, column_type: str) -> str:
     return f"CAST({lit(utc.replace(tzinfo=None).strftime('%Y-%m-%d %H:%M:%S.%f'))} AS {column_type})"
 
 
+def _naive_literal(when: datetime) -> str:
+    """A naive UTC timestamp literal (DuckDB ``TIMESTAMP``; Spark ``TIMESTAMP_NTZ`` once transpiled)."""
+    return f"CAST({lit(when.strftime('%Y-%m-%d %H:%M:%S.%f'))} AS TIMESTAMP)"
+
+
 def _interval(ttl: timedelta) -> str:
     return f"INTERVAL {int(ttl / timedelta(microseconds=1))} MICROSECONDS"
 
@@ -223,6 +228,7 @@ def point_in_time_sql(
     ts_types: list[str],
     exact_first: bool = True,
     scan: Callable[[int, bool], str] | None = None,
+    bounds: tuple[datetime, datetime] | None = None,
 ) -> str:
     """The one statement: entity rows (relation ``entity`` with ``_ROW``) -> ``_ROW`` + every feature.
 
@@ -245,6 +251,9 @@ def point_in_time_sql(
             in its Parquet file) when the flag is true. The one piece that differs by engine:
             each exposes a Parquet row's position its own way. Default: DuckDB's
             ``read_parquet(path, file_row_number = true)``.
+        bounds: the earliest and latest entity timestamp (naive UTC): feature rows after the
+            latest, or older than the earliest minus the view's TTL, can match no entity row
+            and are left out where each table is read (one as-of reads one month's rows).
     """
     if scan is None:
 
@@ -259,11 +268,20 @@ def point_in_time_sql(
             col = f"{alias}.{ident(v.ts)}"
             return col if ts_type.upper() == "TIMESTAMP" else f"CAST({col} AS TIMESTAMP)"
 
+        def within(alias: str, v: _View = v, fts: Callable[[str], str] = fts) -> list[str]:
+            if bounds is None:
+                return []
+            out = [f"{fts(alias)} <= {_naive_literal(bounds[1])}"]
+            if v.ttl is not None and bounds[0] - datetime.min > v.ttl:
+                out.append(f"{fts(alias)} >= {_naive_literal(bounds[0] - v.ttl)}")
+            return out
+
         feats = ", ".join(f"f.{ident(c)} AS {ident(o)}" for c, o in zip(v.features, v.out, strict=True))
         feats = ", " + feats if feats else ""
         rest = entity
         if exact_first:
             on = [f"f.{ident(fk)} = e.{ident(ek)}" for fk, ek in v.keys] + [f"{fts('f')} = e.{ident(ts_col)}"]
+            on += within("f")
             ctes.append(
                 f"x{i} AS MATERIALIZED (SELECT e.{row}{feats} FROM {scan(i, False)} f "
                 f"JOIN {entity} e ON {' AND '.join(on)})"
@@ -274,12 +292,18 @@ def point_in_time_sql(
         if v.ttl is not None:
             on.append(f"{fts('k')} >= e.{ident(ts_col)} - {_interval(v.ttl)}")
         key_cols = ", ".join(dict.fromkeys([ident(fk) for fk, _ in v.keys] + [ident(v.ts)]))
+
+        def where(alias: str, within: Callable[[str], list[str]] = within) -> str:
+            conds = within(alias)
+            return f" WHERE {' AND '.join(conds)}" if conds else ""
+
         ctes.append(
             f"m{i} AS (SELECT e.{row}, arg_max(k.file_row_number, {fts('k')}) AS {ident(_RN)} "
-            f"FROM {rest} e JOIN (SELECT {key_cols}, file_row_number FROM {scan(i, True)}) k "
+            f"FROM {rest} e JOIN (SELECT {key_cols}, file_row_number FROM {scan(i, True)} k{where('k')}) k "
             f"ON {' AND '.join(on)} GROUP BY e.{row})"
         )
-        ranged = f"SELECT m{i}.{row}{feats} FROM {scan(i, True)} f JOIN m{i} ON f.file_row_number = m{i}.{ident(_RN)}"
+        fetch = " AND ".join([f"f.file_row_number = m{i}.{ident(_RN)}", *within("f")])
+        ranged = f"SELECT m{i}.{row}{feats} FROM {scan(i, True)} f JOIN m{i} ON {fetch}"
         ctes.append(f"v{i} AS ({ranged}{f' UNION ALL SELECT * FROM x{i}' if exact_first else ''})")
         joins.append(f"LEFT JOIN v{i} ON v{i}.{row} = e.{row}")
         select += [f"v{i}.{ident(o)}" for o in v.out]
@@ -308,7 +332,13 @@ def _spark_ts_type(dtype: object) -> str:
     return "TIMESTAMP" if isinstance(dtype, TimestampNTZType) else "TIMESTAMP WITH TIME ZONE"
 
 
-def spark_point_in_time(spark: SparkSession, views: list[_View], entity: pa.Table, ts_col: str) -> SparkFrame:
+def spark_point_in_time(
+    spark: SparkSession,
+    views: list[_View],
+    entity: pa.Table,
+    ts_col: str,
+    bounds: tuple[datetime, datetime] | None = None,
+) -> SparkFrame:
     """:func:`point_in_time_sql` on Spark: ``_ROW`` and every feature, one row per entity row, not collected.
 
     The statement is the DuckDB one transpiled, with two engine pieces. Scans: each feature
@@ -322,6 +352,7 @@ def spark_point_in_time(spark: SparkSession, views: list[_View], entity: pa.Tabl
 
     Args:
         entity: ``_ROW``, the join keys and ``ts_col`` (naive UTC timestamps, µs).
+        bounds: as :func:`point_in_time_sql`.
     """
     from pyspark.sql import functions as F
 
@@ -334,7 +365,9 @@ def spark_point_in_time(spark: SparkSession, views: list[_View], entity: pa.Tabl
         table = spark.read.parquet(v.path).selectExpr("*", "_metadata.row_index AS file_row_number").hint("merge")
         table.createOrReplaceTempView(name)
         types.append(_spark_ts_type(table.schema[v.ts].dataType))
-    sql = point_in_time_sql(views, names[0], ts_col, types, exact_first=False, scan=lambda i, _: names[1 + i])
+    sql = point_in_time_sql(
+        views, names[0], ts_col, types, exact_first=False, scan=lambda i, _: names[1 + i], bounds=bounds
+    )
     try:
         return spark.sql(to_spark(sql))  # analysed now: the frame no longer needs the view names
     finally:
@@ -394,24 +427,25 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
         )
 
         spark = _SPARK.get()
+        naive = ts.dt.tz_convert(None).astype("datetime64[us]")  # UTC wall time, µs like Parquet
+        bounds = (naive.min().to_pydatetime(), naive.max().to_pydatetime()) if len(naive) else None
 
         def entity_table() -> pa.Table:
-            naive = ts.dt.tz_convert(None).astype("datetime64[us]")  # UTC wall time, µs like Parquet
             ent = pa.Table.from_pandas(entity_df[entity_keys].assign(**{ts_col: naive}), preserve_index=False)
             return ent.append_column(_ROW, pa.array(np.arange(len(entity_df), dtype=np.int64)))
 
         def joined() -> pa.Table:
             if spark is not None:
-                return spark_point_in_time(spark, views, entity_table(), ts_col).toArrow()
+                return spark_point_in_time(spark, views, entity_table(), ts_col, bounds).toArrow()
             con = _connect(config)
             try:
                 con.register("__nbp_entity", entity_table())
                 types = [_ts_type(con, v.path, v.ts) for v in views]
-                got = con.sql(point_in_time_sql(views, "__nbp_entity", ts_col, types)).to_arrow_table()
+                got = con.sql(point_in_time_sql(views, "__nbp_entity", ts_col, types, bounds=bounds)).to_arrow_table()
                 if got.num_rows != len(entity_df):  # a feature table repeats a (key, timestamp)
                     log.info("point-in-time join: repeated feature rows, joining again without the exact pass")
                     got = con.sql(
-                        point_in_time_sql(views, "__nbp_entity", ts_col, types, exact_first=False)
+                        point_in_time_sql(views, "__nbp_entity", ts_col, types, exact_first=False, bounds=bounds)
                     ).to_arrow_table()
             finally:
                 con.close()
@@ -431,7 +465,7 @@ class ParquetDuckDBOfflineStore(DuckDBOfflineStore):
 
         if spark is not None:
             return SparkRetrievalJob(
-                lambda: spark_point_in_time(spark, views, entity_table(), ts_col),
+                lambda: spark_point_in_time(spark, views, entity_table(), ts_col, bounds),
                 compute,
                 full_feature_names,
                 odfvs,
