@@ -326,9 +326,9 @@ def train(ctx: Ctx, cutoff: Any, products: tuple[str, ...], bank: str | None) ->
     trained = 0
     with job(ctx.ws):
         if ctx.cfg.compute.engine == "spark" and ctx.ws.banks():  # every bank's fits in one Spark job
-            from training.spark_fit import train_federation
+            from training.spark_fit import FederationJob
 
-            fed = train_federation(ctx.cfg, ctx.ws, [ws.bank for ws in wss], own, pooled, at)
+            fed = FederationJob(ctx.cfg, ctx.ws, [ws.bank for ws in wss], own, pooled, at).run()
             trained += sum(_echo_own(bank, own, results) for bank, results in fed.banks.items())
             trained += sum(_echo_pooled(ctx, key, results) for key, results in fed.pooled.items())
         else:

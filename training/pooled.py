@@ -159,21 +159,9 @@ def bank_rows(
     cutoff: pd.Timestamp,
     n_test: int | None = None,
     budget: int | None = None,
-) -> list[BankRows]:
-    """Each bank's rows for a pooled fit of ``key`` (:func:`iter_bank_rows`, arguments alike)."""
-    return list(iter_bank_rows(cfg, ws, key, banks, cutoff, n_test, budget))
-
-
-def iter_bank_rows(
-    cfg: Config,
-    ws: Workspace,
-    key: str,
-    banks: list[str],
-    cutoff: pd.Timestamp,
-    n_test: int | None = None,
-    budget: int | None = None,
 ) -> Iterator[BankRows]:
-    """Each bank's rows for a pooled fit of ``key``, one bank after the other.
+    """Each bank's rows for a pooled fit of ``key``, one bank after the other (a caller may stage or
+    release a bank's rows before the next is retrieved).
 
     Args:
         cutoff: only label windows closed before it are fitted on.
@@ -295,7 +283,7 @@ def train_pooled(
         One :class:`ProductResult` per registered bank, ``product`` = ``key`` and ``bank`` set.
     """
     cutoff = pooled_cutoff(ws, banks, cutoff)
-    parts = bank_rows(cfg, ws, key, banks, cutoff)
+    parts = list(bank_rows(cfg, ws, key, banks, cutoff))
     return register_pooled(cfg, ws, key, banks, parts, fit_pooled(cfg, parts), register or banks, cutoff)
 
 
@@ -461,7 +449,7 @@ def backtest_pooled(
     """
     from training.pipeline import with_oracle
 
-    parts = bank_rows(cfg, ws, key, banks, as_of, n_test, budget=cfg.training.max_rows)
+    parts = list(bank_rows(cfg, ws, key, banks, as_of, n_test, budget=cfg.training.max_rows))
     info: dict[str, dict] = {}
     for p in parts:
         if p.skip is not None or p.test.empty:
@@ -503,7 +491,7 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
     then each pooled product is fitted once on every member bank and registered and gated for
     ``banks``; then each bank is scored with its champions. With ``compute.engine: spark`` every
     bank's and pooled product's fit runs in one Spark job once all banks are published
-    (:func:`training.spark_fit.train_federation`). A bank that fails is reported and left out of
+    (:class:`training.spark_fit.FederationJob`). A bank that fails is reported and left out of
     the later steps; the others go on.
 
     Returns:
@@ -527,9 +515,9 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
             failed.append(code)
         close_store(bws)
     if spark:
-        from training.spark_fit import train_federation
+        from training.spark_fit import FederationJob
 
-        fed = train_federation(cfg, ws, list(done), own, pooled, keep_going=True)
+        fed = FederationJob(cfg, ws, list(done), own, pooled, keep_going=True).run()
         for code, why in fed.failed.items():
             lines.append(f"bank {code}: failed: {why}")
             failed.append(code)

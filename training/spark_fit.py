@@ -34,7 +34,7 @@ from nbp.errors import NbpError
 from nbp.workspace import Workspace
 from training.model import FittedModel
 from training.pipeline import Prepared, ProductResult, Skip, _fit_product, prepare, register
-from training.pooled import BankRows, PooledFit, fit_pooled, iter_bank_rows, pooled_cutoff, register_pooled
+from training.pooled import BankRows, PooledFit, bank_rows, fit_pooled, pooled_cutoff, register_pooled
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +330,7 @@ class FederationJob:
             members = self.ws.banks()
             self.pooled_cutoff = at = pooled_cutoff(self.ws, members, self.cutoff)
             for key in self.pooled:
-                self.parts[key] = self.stage.add_pooled(key, iter_bank_rows(self.cfg, self.ws, key, members, at))
+                self.parts[key] = self.stage.add_pooled(key, bank_rows(self.cfg, self.ws, key, members, at))
 
     def fit(self, cfg: Config | None = None) -> None:
         """Every staged fit in one grouped Spark job (``cfg``: the session's, default the job's)."""
@@ -368,17 +368,3 @@ class FederationJob:
             return self.register()
         finally:
             self.stage.release()
-
-
-def train_federation(
-    cfg: Config,
-    ws: Workspace,
-    banks: list[str],
-    own: list[str],
-    pooled: list[str],
-    cutoff: pd.Timestamp | None = None,
-    keep_going: bool = False,
-) -> FederationRun:
-    """``nbp train`` of a federation on Spark: every fit of every bank in one grouped job
-    (:class:`FederationJob`, arguments alike)."""
-    return FederationJob(cfg, ws, banks, own, pooled, cutoff, keep_going).run()
