@@ -87,6 +87,9 @@ class SparkConfig(_Section):
     master: str = "local[2]"  # e.g. yarn, k8s://https://host:443; local[N] runs in this process's JVM
     app_name: str = "nbp"
     shuffle_partitions: int = Field(8, ge=1)  # spark.sql.shuffle.partitions (Spark's 200 suits a cluster)
+    # the driver's JVM heap; with a local master it is all of Spark's memory (Spark's 1g loses
+    # collected results of a bank's training sets: TaskResultLost)
+    driver_memory: str = "4g"
     conf: dict[str, str] = Field(default_factory=dict)  # any other spark.* setting, passed as given
 
 

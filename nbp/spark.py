@@ -88,6 +88,8 @@ def session(cfg: Config) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(sc.shuffle_partitions))
+        .config("spark.driver.memory", sc.driver_memory)
+        .config("spark.driver.maxResultSize", "0")  # a bank's training set comes back whole; the heap bounds it
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.ansi.enabled", "false")  # DuckDB semantics: x / 0 is NULL, not an error

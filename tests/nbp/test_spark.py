@@ -16,6 +16,8 @@ def test_session_is_configured_from_the_config(spark):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.shuffle.partitions") == "8"
     assert spark.sparkContext.master == "local[2]"
+    heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
+    assert heap > 2 * 1024**3  # spark.driver.memory reached the JVM (Spark's own 1g loses big results)
 
 
 @pytest.mark.parametrize(
