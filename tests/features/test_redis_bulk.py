@@ -101,8 +101,10 @@ def _assert_same_reads(reference: Config, redis_cfg: Config, ws: Workspace, ids:
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
 def test_a_bulk_load_reads_back_what_the_sqlite_store_serves(
-    fed: Fed, redis_url: str, redis_db: object, engine: str, spark: object
+    fed: Fed, redis_url: str, redis_db: object, engine: str, request: pytest.FixtureRequest
 ) -> None:
+    if engine == "spark":
+        request.getfixturevalue("spark")  # the suite's one local[2] session
     a, b = fed.bank("A"), fed.bank("B")
     cfg = _on(fed.cfg, redis_url, engine)
     assert store.materialize(cfg, a) == max(fbuild.built_as_of(a))
