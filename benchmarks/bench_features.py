@@ -299,8 +299,9 @@ def _write_redis(m: dict, o: dict, a: argparse.Namespace) -> None:
 `features.online_store: redis` on the workspace `--home` ({m["customers"]:,} customers at the
 latest as-of, 137 features in 8 views), against a local Redis 6.2 server
 (`benchmarks.redis_server.local_redis`). Materialisation goes through
-`FeatureStore.materialize` and reads through `get_online_features` (Feast's own code; the
-SQLite store has nbp's columnar bulk path instead, section "Features").
+`features/store.py: materialize` (the bulk writer `features/redis_bulk.py` since it was added;
+the figures below were measured with Feast's `FeatureStore.materialize` before it: section
+`online_load` compares both) and reads through `get_online_features` (Feast's own code).
 
 | step | measured | CPU-s | wall (child) | peak RSS | load avg |
 |---|---|---|---|---|---|
