@@ -131,13 +131,18 @@ def crossing(results: dict, banks: list[dict], ks: list[int], stage: str) -> str
         f"DuckDB {b_d * 1e3:.2f} s, Spark {b_s * 1e3:.2f} s per 1,000 customers; "
         f"fixed cost DuckDB {a_d:.0f} s, Spark {a_s:.0f} s"
     )
+    if b_d <= 0 or b_s <= 0:
+        return (
+            f"{per}: a cost per customer that is not positive means the sizes measured are too close "
+            "for the noise (the time is fixed cost per bank and per job, not per customer); no crossing is read"
+        )
     if b_s >= b_d:
         return f"{per}: on this machine the lines do not cross (Spark's cost per customer is not lower)"
     at = (a_s - a_d) / (b_d - b_s)
     return f"{per}: the lines cross at about {at:,.0f} customers"
 
 
-def section(results: dict, fed: dict, banks: list[dict], ks: list[int]) -> str:
+def section(results: dict, fed: dict, banks: list[dict], ks: list[int], note: str = "") -> str:
     done = [k for k in ks if all(f"{e}/{k}" in results for e in ENGINES)]
     lines = [
         "## DuckDB against Spark local[2]: features, training and scoring on 1–8 member banks",
@@ -172,6 +177,8 @@ def section(results: dict, fed: dict, banks: list[dict], ks: list[int]) -> str:
     ]
     if bad:
         lines += ["", "Commands that exited non-zero (measured all the same):", "", *bad]
+    if note:
+        lines += ["", note]
     missing = [k for k in ks if k not in done]
     if missing:
         lines += ["", f"Not measured in time: K = {', '.join(map(str, missing))}."]
@@ -188,6 +195,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--print", action="store_true")
+    ap.add_argument("--note", default="", help="a paragraph added to the section (e.g. the machine's load)")
     a = ap.parse_args()
     fed = federation(a.data, SEED, None, a.scale)
     banks = largest_first(fed)
@@ -202,7 +210,7 @@ def main() -> None:
                     continue
                 results[f"{e}/{k}"] = run_engine(e, base, banks, a.work, k, as_of_of(fed))
                 path.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    body = section(results, fed, banks, sorted(a.ks))
+    body = section(results, fed, banks, sorted(a.ks), a.note)
     if a.print:
         print(body)
         return
