@@ -45,7 +45,7 @@ from features.windows import MonthlySeries, Spine, Window, referenced, window_ta
 from nbp import jobs
 from nbp.config import Config
 from nbp.errors import FeatureStoreError
-from nbp.sqltext import ident, lit
+from nbp.sqltext import ident, lit, timestamp
 from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ SOURCES = {
 def source_sql(source: str, as_of: Sequence[date]) -> str:
     """The DuckDB SQL of one monthly source over the grid of ``as_of`` (:func:`grid`)."""
     first, last = grid(as_of)
-    return SOURCES[source][1](_timestamp(str(first)), _timestamp(str(last)))
+    return SOURCES[source][1](timestamp(str(first)), timestamp(str(last)))
 
 
 def route(family: str, windows: list[Window], tables: frozenset[str]) -> dict[str, list[Window]]:
@@ -375,14 +375,9 @@ class MonthlySources:
             s.drop_dense()
 
 
-def _timestamp(text: str) -> str:
-    """A SQL timestamp literal."""
-    return f"TIMESTAMP {lit(text)}"
-
-
 def _values(ts: Sequence[date]) -> str:
     """``(VALUES (TIMESTAMP ...), ...) v(t)``: one timestamp per row, column ``t``."""
-    return "(VALUES " + ", ".join(f"({_timestamp(d.isoformat())})" for d in ts) + ") v(t)"
+    return "(VALUES " + ", ".join(f"({timestamp(d.isoformat())})" for d in ts) + ") v(t)"
 
 
 def _setup(engine: Engine, as_of: Sequence[date], loan_mode: str) -> None:
@@ -501,7 +496,7 @@ def _write_query(run: _Run, family: str, inner: str | None, feats: list[Feature]
         _check_columns(run.engine, family, inner, feats, tables)
     final = ws.feature_table(family)
     query = run.engine.materialize(family, _final_select(feats, inner, tables, spine_rows, ws.bank))
-    rebuilt = ", ".join(_timestamp(d.isoformat()) for d in run.as_of)
+    rebuilt = ", ".join(timestamp(d.isoformat()) for d in run.as_of)
     if final.exists():
         old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet({lit(str(final))}) LIMIT 0").description]
         if old_cols == key_columns(ws.bank) + [f.name for f in feats]:

@@ -136,11 +136,6 @@ def _ts_literal(when: datetime, column_type: str) -> str:
     return f"CAST({lit(utc.replace(tzinfo=None).strftime('%Y-%m-%d %H:%M:%S.%f'))} AS {column_type})"
 
 
-def _naive_literal(when: datetime) -> str:
-    """A naive UTC timestamp literal (DuckDB ``TIMESTAMP``; Spark ``TIMESTAMP_NTZ`` once transpiled)."""
-    return f"CAST({lit(when.strftime('%Y-%m-%d %H:%M:%S.%f'))} AS TIMESTAMP)"
-
-
 def _interval(ttl: timedelta) -> str:
     return f"INTERVAL {int(ttl / timedelta(microseconds=1))} MICROSECONDS"
 
@@ -271,9 +266,9 @@ def point_in_time_sql(
         def within(alias: str, v: _View = v, fts: Callable[[str], str] = fts) -> list[str]:
             if bounds is None:
                 return []
-            out = [f"{fts(alias)} <= {_naive_literal(bounds[1])}"]
+            out = [f"{fts(alias)} <= {_ts_literal(bounds[1], 'TIMESTAMP')}"]
             if v.ttl is not None and bounds[0] - datetime.min > v.ttl:
-                out.append(f"{fts(alias)} >= {_naive_literal(bounds[0] - v.ttl)}")
+                out.append(f"{fts(alias)} >= {_ts_literal(bounds[0] - v.ttl, 'TIMESTAMP')}")
             return out
 
         feats = ", ".join(f"f.{ident(c)} AS {ident(o)}" for c, o in zip(v.features, v.out, strict=True))

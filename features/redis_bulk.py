@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from features.schema import EVENT_TS, JOIN_KEY
 from nbp.errors import FeatureStoreError
-from nbp.sqltext import lit
+from nbp.sqltext import timestamp
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -354,7 +354,7 @@ def load_spark(fs: FeatureStore, spark: Any, start: datetime, end: datetime, chu
     tgt, views = target(fs), fs.list_feature_views()
     if not views:
         return 0
-    when = f"{EVENT_TS} >= TIMESTAMP {lit(_spark_ts(start))} AND {EVENT_TS} < TIMESTAMP {lit(_spark_ts(end))}"
+    when = f"{EVENT_TS} >= {timestamp(_spark_ts(start))} AND {EVENT_TS} < {timestamp(_spark_ts(end))}"
     counts = []
     for fv in views:
         view = layout(fs, fv)

@@ -34,7 +34,7 @@ from nbp import jobs, telemetry
 from nbp.config import Config
 from nbp.errors import FeatureStoreError
 from nbp.log import quiet_warnings
-from nbp.sqltext import ident, lit
+from nbp.sqltext import ident, lit, timestamp
 from nbp.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -411,7 +411,7 @@ def exact_grid(
                 f"SELECT d.ti, c.ci, {', '.join('f.' + ident(n) for n in cols)} "
                 f"FROM read_parquet({lit(str(path))}) f JOIN dates d ON f.{EVENT_TS} = d.ts "
                 f"JOIN cust c ON f.{JOIN_KEY} = c.{JOIN_KEY} "
-                f"WHERE f.{EVENT_TS} BETWEEN TIMESTAMP {lit(lo)} AND TIMESTAMP {lit(hi)}"
+                f"WHERE f.{EVENT_TS} BETWEEN {timestamp(lo)} AND {timestamp(hi)}"
             ).to_arrow_table()
             ti, ci = got.column("ti").to_numpy(), got.column("ci").to_numpy()
             flat = ti * shape[1] + ci
@@ -628,7 +628,7 @@ def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
         raise FeatureStoreError(f"as-of {as_of}: not built; run `nbp features --as-of {as_of}`")
     path = ws.feature_table("demo")
     ids = duckdb.sql(
-        f"SELECT {JOIN_KEY} FROM read_parquet({lit(str(path))}) WHERE {EVENT_TS} = TIMESTAMP {lit(str(as_of))}"
+        f"SELECT {JOIN_KEY} FROM read_parquet({lit(str(path))}) WHERE {EVENT_TS} = {timestamp(str(as_of))}"
     ).df()[JOIN_KEY]
     ent = pd.DataFrame({JOIN_KEY: ids.astype(str), EVENT_TS: pd.Timestamp(as_of)})
     feats = all_features(ws)

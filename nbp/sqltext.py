@@ -15,3 +15,8 @@ def ident(name: str) -> str:
 def lit(value: str) -> str:
     """A single-quoted SQL string literal (an embedded ``'`` doubled)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def timestamp(text: str) -> str:
+    """A timestamp literal, ``TIMESTAMP '<text>'`` (naive; DuckDB and Spark read it alike)."""
+    return f"TIMESTAMP {lit(text)}"
