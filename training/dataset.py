@@ -252,6 +252,19 @@ def open_feature_store(cfg: Config, ws: Workspace) -> None:
     store.get_store(cfg, ws)
 
 
+def union_keys(frames: list[pd.DataFrame]) -> tuple[np.ndarray, pd.DataFrame]:
+    """The distinct (customer, as-of) rows of several frames, for one retrieval.
+
+    Returns:
+        Each row's entity row (its position in the distinct rows, all frames' rows in order) and
+        the distinct rows in first-appearance order (``as_of`` in µs, like Parquet).
+    """
+    keys = pd.concat([f[KEYS] for f in frames], ignore_index=True)
+    keys["as_of"] = keys["as_of"].astype("datetime64[us]")
+    code = keys.groupby(KEYS, sort=False).ngroup().to_numpy()
+    return code, keys.drop_duplicates(KEYS).reset_index(drop=True)  # row i is group i
+
+
 def with_features_many(cfg: Config, ws: Workspace, parts: list[tuple[pd.DataFrame, str]]) -> list[pd.DataFrame]:
     """Features for several entity frames, each with its feature service, in one retrieval.
 
@@ -265,10 +278,7 @@ def with_features_many(cfg: Config, ws: Workspace, parts: list[tuple[pd.DataFram
 
     if not parts:
         return []
-    keys = pd.concat([p[KEYS] for p, _ in parts], ignore_index=True)
-    keys["as_of"] = keys["as_of"].astype("datetime64[us]")
-    code = keys.groupby(KEYS, sort=False).ngroup().to_numpy()
-    uniq = keys.drop_duplicates(KEYS).reset_index(drop=True)  # row i is group i (first appearance order)
+    code, uniq = union_keys([p for p, _ in parts])
     got = historical_services(cfg, ws, uniq, list(dict.fromkeys(s for _, s in parts)))
     if not (
         (got["customer_id"].astype(str).to_numpy() == uniq["customer_id"].astype(str).to_numpy()).all()

@@ -20,7 +20,7 @@ import pyarrow as pa
 from nbp.config import Config, EligibilityRule
 from nbp.workspace import Workspace
 from training.candidates import eligible
-from training.dataset import KEYS
+from training.dataset import union_keys
 from training.model import FittedModel
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,7 @@ def predict_on_spark(
 
     spark = session(cfg)
     t0 = time.perf_counter()
-    keys = pd.concat([rows[KEYS] for rows, *_ in parts], ignore_index=True)
-    keys["as_of"] = keys["as_of"].astype("datetime64[us]")
-    code = keys.groupby(KEYS, sort=False).ngroup().to_numpy()  # each row's entity row
-    uniq = keys.drop_duplicates(KEYS).reset_index(drop=True)  # entity row i is group i
+    code, uniq = union_keys([rows for rows, *_ in parts])  # each row's entity row; the distinct rows
     services = list(dict.fromkeys(service for _, service, _, _ in parts))
     feats = store.historical_union_spark(cfg, ws, uniq.rename(columns={"as_of": "event_timestamp"}), services)
     sizes = [len(rows) for rows, *_ in parts]
@@ -110,7 +107,7 @@ def predict_on_spark(
         )
     log.info(
         "spark scoring: %s candidate rows of %d products, %s scored, %.1f s",
-        f"{len(keys):,}",
+        f"{len(code):,}",
         len(parts),
         f"{len(got):,}",
         time.perf_counter() - t0,
