@@ -3,7 +3,7 @@
 Each subcommand is thin: it loads the config, names the workspace and calls one
 function of the stage's package. ``NbpError`` is caught once here: one line on
 stderr and the error's exit code (1, or 2 for a broken data contract); the
-traceback shows only with ``--debug``.
+traceback shows only with ``--debug``. A failed Spark job is reported the same way (exit 1).
 """
 
 from __future__ import annotations
@@ -63,8 +63,23 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except Exception as e:  # only a Spark job's failure is reported here; anything else is re-raised
+            if debug or not spark_failure(e):
+                raise
+            click.echo(f"error: spark job failed: {spark_failure(e)} (--debug shows the trace)", err=True)
+            sys.exit(1)
 
     return wrapper
+
+
+def spark_failure(e: BaseException) -> str:
+    """The first line of a Spark job's error (``compute.engine: spark``: the JVM's or a Python
+    worker's), or "" when ``e`` did not come from Spark."""
+    if not type(e).__module__.startswith(("pyspark", "py4j")):
+        return ""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    cause = [ln for ln in lines if ln.startswith("Caused by:") or "Error:" in ln or "Exception:" in ln]
+    return ((cause or lines or [type(e).__name__])[0])[:300]
 
 
 def bank_workspaces(ctx: Ctx, bank: str | None, command: str, one: bool = False) -> list[Workspace]:

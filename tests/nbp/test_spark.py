@@ -57,3 +57,23 @@ def test_missing_java_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(spark_mod, "java_version", lambda: 11)
     with pytest.raises(ConfigError, match="java 11 found"):
         spark_mod.check_java()
+
+
+def test_a_failed_spark_job_is_one_line_on_the_command_line(spark, monkeypatch):
+    """A Spark error (here a SQL error raised by Spark itself) reaches the user as one line, exit 1."""
+    import click
+    from click.testing import CliRunner
+
+    from nbp.cli import common, spark_failure
+
+    @click.command()
+    @common
+    def broken(ctx):
+        spark.sql("SELECT no_such_column FROM range(1)").collect()
+
+    res = CliRunner().invoke(broken, [])
+    assert res.exit_code == 1
+    err = [ln for ln in res.output.splitlines() if ln.startswith("error: spark job failed:")]
+    assert len(err) == 1 and "no_such_column" in err[0].lower()
+    assert "Traceback" not in res.output
+    assert spark_failure(ValueError("not spark")) == ""
