@@ -110,6 +110,16 @@ class ServingConfig(_Section):
     max_top: int = Field(10_000, ge=1)  # largest target list one request may ask for
 
 
+class CampaignsConfig(_Section):
+    """Remembered campaigns, their lift and uplift ranking (``nbp.campaigns``, ``training/uplift.py``)."""
+
+    min_arm_customers: int = Field(200, ge=1)  # fewer in either arm: the report says the campaign is too small
+    min_uplift_campaigns: int = Field(2, ge=1)  # randomised campaigns with a closed horizon needed for an uplift model
+    min_uplift_uptakes: int = Field(30, ge=1)  # uptakes needed in each arm of the fitting campaigns
+    uplift_test_campaigns: int = Field(1, ge=1)  # latest closed campaigns held out to judge an uplift model
+    qini_floor: float = 0.0  # out-of-time Qini coefficient an uplift model must exceed to become champion
+
+
 class EligibilityRule(_Section):
     """One condition a candidate must meet, on a feature of the product's feature service.
 
@@ -147,6 +157,7 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
+    campaigns: CampaignsConfig = CampaignsConfig()
     compute: ComputeConfig = ComputeConfig()
     spark: SparkConfig = SparkConfig()
     products: dict[str, ProductConfig] = Field(default_factory=dict)

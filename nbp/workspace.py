@@ -24,13 +24,16 @@ name onto ``home``. Layout::
       outputs/backtest/<as-of>/      backtest reports
       audit/audit.jsonl              the service's audit log
       policy/do_not_contact.txt      customers never put on a list
+      campaigns/<key>/               every issued list of one campaign (nbp.campaigns)
+      outputs/campaigns/             the last campaign report (.xlsx, plots, JSON)
+      outputs/drift/latest.json      the last retrain's drift and calibration figures
       secrets/fingerprint.key        HMAC key of token fingerprints in the audit log
       bentoml/                       BENTOML_HOME
       .tmp/<job>/                    a running job's scratch folder (nbp.jobs)
 
 A federation workspace (``docs/decisions/016-federation-workspace.md``) holds several member
 banks: ``Workspace.for_bank(code)`` puts each bank's own data (``ingest/``, ``ingest.refused/``,
-``data/``, ``feast/``, ``policy/``, ``outputs/``) under ``banks/<code>/`` (:attr:`Workspace.bank_root`),
+``data/``, ``feast/``, ``policy/``, ``campaigns/``, ``outputs/``) under ``banks/<code>/`` (:attr:`Workspace.bank_root`),
 while ``mlruns/`` (one registry: ``nbp-<bank>-<product>``), ``bentoml/``, ``audit/`` (every record
 names its bank), ``secrets/`` and ``.tmp/`` stay shared under ``$NBP_HOME``. Without a bank every
 path is the one above.
@@ -236,6 +239,21 @@ class Workspace:
     def do_not_contact(self) -> Path:
         """One customer id per line; these customers are never put on a list."""
         return self.bank_root / "policy" / "do_not_contact.txt"
+
+    @property
+    def campaigns_dir(self) -> Path:
+        """Every list issued for a campaign, one folder per campaign (:mod:`nbp.campaigns`)."""
+        return self.bank_root / "campaigns"
+
+    @property
+    def campaign_reports_dir(self) -> Path:
+        """The last ``nbp campaign report``: workbook, plots and JSON."""
+        return self.outputs_dir / "campaigns"
+
+    @property
+    def drift_report(self) -> Path:
+        """Drift and calibration figures of the last retrain (read by ``/readyz`` and campaign reports)."""
+        return self.outputs_dir / "drift" / "latest.json"
 
     @property
     def fingerprint_key(self) -> Path:

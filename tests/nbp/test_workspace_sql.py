@@ -60,6 +60,9 @@ SINGLE_BANK_LAYOUT = {
     "bentoml_home": "bentoml",
     "audit_log": "audit/audit.jsonl",
     "do_not_contact": "policy/do_not_contact.txt",
+    "campaigns_dir": "campaigns",
+    "campaign_reports_dir": "outputs/campaigns",
+    "drift_report": "outputs/drift/latest.json",
     "fingerprint_key": "secrets/fingerprint.key",
     "scratch_root": ".tmp",
 }
