@@ -448,6 +448,13 @@ def serve(ctx: Ctx, host: str, port: int) -> None:
 @click.option("--manager", default=None, help="Only this manager's customers.")
 @click.option("--top", type=int, default=100, show_default=True, help="Treatment rows wanted.")
 @click.option("--campaign", default=None, help="Campaign id (fixes the control group; default <product>-<YYYYMM>).")
+@click.option(
+    "--rank-by",
+    type=click.Choice(["propensity", "uplift", "value"]),
+    default="propensity",
+    show_default=True,
+    help="Rank by propensity, by uplift (the modelled effect of a contact) or by expected value.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.xlsx or FILE.csv to write.")
 @ONE_BANK_OPTION
 @common
@@ -458,14 +465,66 @@ def targets(
     manager: str | None,
     top: int,
     campaign: str | None,
+    rank_by: str,
     out: str,
     bank: str | None,
 ) -> None:
-    """Write a target list (the same list as POST /targets) for staff, from the latest batch scores."""
+    """Write a target list (the same list as POST /targets) for staff, from the latest batch scores.
+
+    Every list is remembered under its campaign: the same campaign and options give the same list again.
+    """
     from serving.launch import write_targets
 
     (ws,) = bank_workspaces(ctx, bank, "targets", one=True)
-    click.echo(write_targets(ctx.cfg, ws, product, branch, manager, top, campaign, Path(out)))
+    click.echo(write_targets(ctx.cfg, ws, product, branch, manager, top, campaign, Path(out), rank_by))
+
+
+@main.group()
+def campaign() -> None:
+    """Campaigns: every issued list is remembered per campaign; import a bank's own, list them, measure lift."""
+
+
+@campaign.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@ONE_BANK_OPTION
+@common
+def campaign_import(ctx: Ctx, files: tuple[str, ...], bank: str | None) -> None:
+    """Record a bank's own randomised campaigns from assignment files (CSV: campaign_id, product,
+    list_date, customer_id, arm = treatment|control; docs/campaigns.md)."""
+    import pandas as pd
+
+    from nbp.campaigns import CampaignStore
+
+    (ws,) = bank_workspaces(ctx, bank, "campaign import", one=True)
+    if not ws.table("customers").exists():
+        raise ConfigError(f"{ws.table('customers')} missing: run `nbp ingest` before importing campaigns")
+    known = set(pd.read_parquet(ws.table("customers"), columns=["customer_id"])["customer_id"].astype(str))
+    store = CampaignStore(ws.campaigns_dir, ws.bank or ws.recorded_bank())
+    for f in files:
+        done = store.import_file(Path(f), known, products=set(ctx.cfg.products))
+        click.echo(f"{f}: recorded {len(done)} campaign(s): {', '.join(done)}")
+
+
+@campaign.command("list")
+@ONE_BANK_OPTION
+@common
+def campaign_list(ctx: Ctx, bank: str | None) -> None:
+    """The campaigns issued or imported: id, product, lists, customers per arm."""
+    from nbp.campaigns import CampaignStore
+
+    for ws in bank_workspaces(ctx, bank, "campaign list"):
+        head = f"bank {ws.bank}: " if ws.bank else ""
+        records = CampaignStore(ws.campaigns_dir, ws.bank).campaigns()
+        if not records:
+            click.echo(f"{head}no campaign issued yet")
+        for r in records:
+            t = sum(x["treatment"] for x in r["lists"])
+            c = sum(x["control"] for x in r["lists"])
+            first = r["lists"][0]
+            click.echo(
+                f"{head}{r['campaign_id']}  {r['product']}  list date {first['list_date']}  "
+                f"{len(r['lists'])} list(s)  treatment {t:,}  control {c:,}"
+            )
 
 
 @main.group()
@@ -528,6 +587,7 @@ def retrain(ctx: Ctx, bank: str | None) -> None:
     published and its scope-bank products trained; products with scope pooled are then fitted once
     on every member bank; then each bank is scored (training.pooled.retrain_federation)."""
     from nbp.jobs import job
+    from training.drift import check_guardrails
     from training.pipeline import check_federation
     from training.pipeline import retrain as run
 
@@ -536,6 +596,7 @@ def retrain(ctx: Ctx, bank: str | None) -> None:
     with job(ctx.ws):
         if not ctx.ws.banks():
             click.echo(run(ctx.cfg, ctx.ws))
+            check_guardrails(ctx.cfg, [ctx.ws])  # exit 1 once everything is written and reported
             return
         from training.pooled import retrain_federation
 
@@ -543,6 +604,7 @@ def retrain(ctx: Ctx, bank: str | None) -> None:
         click.echo(report)
     if failed:  # one bank's failure does not stop the others' monthly job
         raise NbpError(f"retrain failed for bank(s) {', '.join(failed)}; the reasons are above")
+    check_guardrails(ctx.cfg, wss)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,11 +44,12 @@ import pandas as pd
 
 from features.catalog import catalog_frame
 from features.store import OnlineReader, online, online_reader, service_names
+from nbp.campaigns import CampaignConflict, CampaignStore, ListParams, check_campaign_id
 from nbp.config import Config, EligibilityRule
-from nbp.errors import ConfigError, FeatureStoreError, ModelUnavailable, NbpError
+from nbp.errors import ConfigError, DataContractError, FeatureStoreError, ModelUnavailable, NbpError
 from nbp.workspace import Workspace
 from serving.errors import NotFound, Unavailable, Unprocessable, shown
-from serving.policy import TargetPolicy, default_campaign_id, percentile_among
+from serving.policy import RANK_COLUMNS, TargetPolicy, default_campaign_id, percentile_among
 from serving.reasons import Lang, ReasonCatalog, not_offered_reason
 from serving.schemas import HintResponse, HintRow, validate_product, validate_top
 from training.candidates import rule_holds
@@ -108,6 +109,15 @@ class ProductState:
     @property
     def ready(self) -> bool:
         return self.model is not None and self.problem is None
+
+    def ranking_problem(self, rank_by: str) -> str | None:
+        """Why a list cannot be ranked by ``rank_by`` (None: it can); only uplift can be missing."""
+        if rank_by != "uplift" or self.scores is None or self.scores["uplift"].notna().any():
+            return None
+        return (
+            f"no uplift model of '{self.key}' has passed its gate (too little randomised campaign history, "
+            "see `nbp train`); ranked by propensity / 暂无可用的营销增益模型（随机对照营销历史不足），已按倾向分排序"
+        )
 
 
 _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
@@ -268,6 +278,24 @@ def percentile_of(sorted_scores: np.ndarray, p: float) -> float | None:
     return float(percentile_among(sorted_scores, p))
 
 
+def list_from_issued(rows: pd.DataFrame) -> pd.DataFrame:
+    """A stored list (:data:`nbp.campaigns.ISSUED_COLUMNS`) in the columns a target list answers with."""
+    return pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"].astype(str).to_numpy(),
+            "branch_id": rows["branch_id"].to_numpy(object),
+            "manager_id": rows["manager_id"].to_numpy(object),
+            "product": rows["product"].astype(str).to_numpy(),
+            "propensity": rows["score"].to_numpy(float),
+            "uplift": rows["uplift"].to_numpy(float),
+            "expected_value": rows["expected_value"].to_numpy(float),
+            "control": (rows["arm"] == "control").to_numpy(),
+            "no_manager": rows["manager_id"].isna().to_numpy(),
+            "rank": pd.array(rows["rank"], dtype="Int64"),
+        }
+    )
+
+
 class Recommender:
     """Hints and target lists over one bank's workspace (a member bank's: ``Workspace.for_bank``;
     see the module docstring). Every hint and list carries :attr:`bank`."""
@@ -315,7 +343,7 @@ class Recommender:
         for manager, branch in zip(first["manager_id"], first["branch_id"], strict=True):
             if not pd.isna(branch):
                 self._manager_branch[manager] = str(branch)
-        self._policies: dict[str, TargetPolicy] = {}
+        self._policies: dict[tuple[str, str], TargetPolicy] = {}
         self._policy_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- loading
@@ -432,6 +460,8 @@ class Recommender:
                 "customer_id": mine["customer_id"].astype(str).to_numpy(),
                 "product": st.key,
                 "propensity": mine["score"].astype(float).to_numpy(),
+                # the modelled effect of a contact, where an uplift champion scored it (NaN: none)
+                "uplift": mine["uplift"].astype(float).to_numpy() if "uplift" in mine else np.nan,
             }
         )
         out = out.join(customers, on="customer_id")
@@ -450,8 +480,11 @@ class Recommender:
 
     # ----------------------------------------------------------------------------- status
     def readiness(self) -> dict:
-        """Which products serve hints and lists, and why the others do not."""
-        return {
+        """Which products serve hints and lists, and why the others do not; each product's drift
+        flags of the last retrain (``training.drift``), with the report's date and model version."""
+        report = self._drift_report()
+        drift = report.get("products", {})
+        out = {
             "ready": any(s.ready for s in self.products.values()),
             "reference_date": self.ref_date.isoformat(),
             "products": {
@@ -462,17 +495,29 @@ class Recommender:
                     "skipped": s.skipped,
                     "target_lists": s.ready and s.scores is not None,
                     "scores_problem": s.scores_problem,
+                    "drift_flags": drift.get(k, {}).get("flags", []),
+                    "drift_model_version": drift.get(k, {}).get("model_version"),
                 }
                 for k, s in self.products.items()
             },
         }
+        if report:
+            out["drift_report_date"] = report.get("written_at")
+        return out
+
+    def _drift_report(self) -> dict:
+        """The last retrain's drift report (``training.drift.read_report``; read on every call, so a
+        retrain's flags show without a restart); empty without one."""
+        from training.drift import read_report
+
+        return read_report(self.ws) or {}
 
     def public_readiness(self) -> dict:
         """:meth:`readiness` for anyone who asks (``/readyz`` without an admin token).
 
         Per product: whether hints and lists are served and, if not, a short code (and the
-        training's skip reason, written for staff); never a path, a version or an error's
-        text (those are for the admin, and the log).
+        training's skip reason, written for staff) and the names and values of the last retrain's
+        drift flags; never a path, a version or an error's text (those are for the admin, and the log).
         """
 
         def code(s: ProductState) -> str:
@@ -482,15 +527,20 @@ class Recommender:
                 return "features_unavailable"
             return "ready" if s.scores is not None else "no_current_scores"
 
-        def entry(s: ProductState) -> dict:
+        drift = self._drift_report().get("products", {})
+
+        def entry(k: str, s: ProductState) -> dict:
             out = {"ready": s.ready, "target_lists": s.ready and s.scores is not None, "status": code(s)}
             if s.model is None and s.skipped:  # training's reason, written for staff
                 out["skipped"] = s.skipped
+            flags = drift.get(k, {}).get("flags")
+            if flags:  # the last retrain's drift flags: names and values only
+                out["drift_flags"] = [{"name": f["name"], "value": f["value"]} for f in flags]
             return out
 
         return {
             "ready": any(s.ready for s in self.products.values()),
-            "products": {k: entry(s) for k, s in self.products.items()},
+            "products": {k: entry(k, s) for k, s in self.products.items()},
         }
 
     def manager_branch(self, manager_id: str) -> str | None:
@@ -641,8 +691,13 @@ class Recommender:
         top: int = 100,
         campaign_id: str | None = None,
         lang: Lang = "zh",
+        rank_by: str = "propensity",
     ) -> pd.DataFrame:
         """A target list: the latest batch scores through the contact policy, with reasons.
+
+        Every list is remembered in the bank's campaign store (:mod:`nbp.campaigns`): asking
+        again for a list of the same campaign with the same parameters returns the stored
+        list (same customers, ranks and arms), whatever the scores are now.
 
         Args:
             product: product key.
@@ -651,14 +706,20 @@ class Recommender:
             top: treatment rows wanted, 1..``serving.max_top``.
             campaign_id: fixes the control group (default ``<product>-<YYYYMM>``).
             lang: language of the reasons.
+            rank_by: ``propensity``, ``uplift`` (without an uplift champion: propensity, and
+                ``attrs["rank_by_note"]`` says why) or ``value`` (expected value).
 
         Returns:
-            :func:`serving.policy.build_target_list` columns plus ``reasons`` (list of
-            sentences), led by ``bank_code`` (:attr:`bank`); ``attrs`` carries ``campaign_id``,
-            ``list_date`` and ``bank_code``.
+            Columns ``customer_id, branch_id, manager_id, product, propensity, uplift,
+            expected_value, control, no_manager, rank`` and ``reasons`` (list of sentences),
+            led by ``bank_code`` (:attr:`bank`); treatment rows by rank, then control rows.
+            ``attrs`` carries ``campaign_id``, ``list_date``, ``bank_code``, ``rank_by`` (the
+            ranking used), ``rank_by_note`` (why it differs from the one asked, else None),
+            ``issued_at`` and ``reissued`` (True: the stored list of an earlier request).
 
         Raises:
-            Unprocessable: unknown product or language, ``top`` out of range.
+            Unprocessable: unknown product, language or ranking, ``top`` out of range, or a
+                campaign id issued for another product.
             Unavailable: no champion, features missing online, or batch scores from
                 another model version.
         """
@@ -666,6 +727,8 @@ class Recommender:
         validate_top(top, self.cfg.serving.max_top)
         if lang not in LANGS:
             raise Unprocessable(f"unknown lang '{shown(lang)}'; use zh or en")
+        if rank_by not in RANK_COLUMNS:
+            raise Unprocessable(f"unknown ranking '{shown(rank_by)}'; use {', '.join(RANK_COLUMNS)}")
         self.check_scope(branch_id, manager_id)
         st = self.products[product]
         if not st.ready:
@@ -677,13 +740,48 @@ class Recommender:
             raise Unavailable(f"product '{product}' is not served: {st.problem}")
         if st.scores is None:
             raise Unavailable(f"product '{product}': {st.scores_problem}")
-        policy = self.target_policy(product)
+        note = st.ranking_problem(rank_by)
+        used = "propensity" if note else rank_by
         campaign = campaign_id or default_campaign_id(product, self.ref_date)
-        out = policy.draw(campaign, top, policy.rows(branch_id, manager_id))
+        try:
+            check_campaign_id(campaign)
+        except DataContractError as e:
+            raise Unprocessable(str(e)) from e
+        params = ListParams(product, branch_id, manager_id, top, used)
+        store = self.campaign_store
+        stored = store.lookup(campaign, params)
+        new = stored is None
+        if stored is None:
+            policy = self.target_policy(product, used)
+            drawn = policy.draw(campaign, top, policy.rows(branch_id, manager_id))
+            try:
+                stored, new = store.issue(
+                    campaign,
+                    params,
+                    drawn.assign(score=drawn["propensity"], arm=np.where(drawn["control"], "control", "treatment")),
+                    list_date=self.ref_date,
+                    model_version=st.version,
+                )
+            except CampaignConflict as e:
+                raise Unprocessable(str(e)) from e
+        out = list_from_issued(stored)
         out["reasons"] = self.reasons_for(product, out["customer_id"].tolist(), lang)
         out.insert(0, "bank_code", self.bank)
-        out.attrs.update(campaign_id=campaign, list_date=self.ref_date.isoformat(), bank_code=self.bank)
+        out.attrs.update(
+            campaign_id=campaign,
+            list_date=stored["list_date"].iloc[0].date().isoformat() if len(stored) else self.ref_date.isoformat(),
+            bank_code=self.bank,
+            rank_by=str(stored["rank_by"].iloc[0]) if len(stored) else used,
+            rank_by_note=note,
+            issued_at=stored["issued_at"].iloc[0].isoformat() if len(stored) else None,
+            reissued=not new,
+        )
         return out
+
+    @property
+    def campaign_store(self) -> CampaignStore:
+        """The bank's issued campaigns (``Workspace.campaigns_dir``)."""
+        return CampaignStore(self.ws.campaigns_dir, self.bank)
 
     def check_scope(self, branch_id: str | None, manager_id: str | None) -> None:
         """Refuse a list request about a branch or manager this workspace does not know.
@@ -707,19 +805,25 @@ class Recommender:
         """Whether the manager is in this bank's customers or managers table."""
         return manager_id in self._managers
 
-    def target_policy(self, product: str) -> TargetPolicy:
-        """The product's contact policy over its batch scores, holders left out (prepared once)."""
+    def target_policy(self, product: str, rank_by: str = "propensity") -> TargetPolicy:
+        """The product's contact policy over its batch scores, holders left out (prepared once per ranking)."""
         with self._policy_lock:
-            policy = self._policies.get(product)
+            policy = self._policies.get((product, rank_by))
             if policy is None:
                 st = self.products[product]
                 if st.scores is None:
                     raise Unavailable(f"product '{product}': {st.scores_problem}")
                 cands = st.scores[~st.scores["customer_id"].isin(st.holders)]
                 policy = TargetPolicy(
-                    cands, self.contacts, self.do_not_contact, self.managers, self.cfg, list_date=self.ref_date
+                    cands,
+                    self.contacts,
+                    self.do_not_contact,
+                    self.managers,
+                    self.cfg,
+                    list_date=self.ref_date,
+                    rank_by=rank_by,
                 )
-                self._policies[product] = policy
+                self._policies[(product, rank_by)] = policy
             return policy
 
     def reasons_for(self, product: str, customer_ids: Sequence[str], lang: Lang = "zh") -> list[list[str]]:

@@ -129,6 +129,7 @@ def write_targets(
     top: int,
     campaign: str | None,
     out: Path,
+    rank_by: str = "propensity",
 ) -> str:
     """Build a target list like ``POST /targets`` and write it to ``out`` (.xlsx or .csv).
 
@@ -139,13 +140,15 @@ def write_targets(
         One line for the console.
     """
     rec = Recommender.load(cfg, ws)
-    df = rec.target_list(product, branch, manager, top, campaign)
+    df = rec.target_list(product, branch, manager, top, campaign, rank_by=rank_by)
     names = {k: p.name_zh for k, p in cfg.products.items()}
     path = write_target_list(df, out, names, *display_names(ws))
     n_ctrl = int(df["control"].sum())
     where = f"{path} (control group: {control_path(path)})" if path.suffix.lower() == ".csv" else str(path)
     bank = f"bank {rec.bank}: " if rec.bank else ""
+    again = f", the list issued {df.attrs['issued_at']} for these options" if df.attrs["reissued"] else ""
+    note = f"\n  {df.attrs['rank_by_note']}" if df.attrs["rank_by_note"] else ""
     return (
-        f"{bank}{len(df) - n_ctrl:,} customers to contact + {n_ctrl:,} control (campaign {df.attrs['campaign_id']}) "
-        f"written to {where}"
+        f"{bank}{len(df) - n_ctrl:,} customers to contact + {n_ctrl:,} control (campaign {df.attrs['campaign_id']}"
+        f"{again}; ranked by {df.attrs['rank_by']}) written to {where}{note}"
     )

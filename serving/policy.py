@@ -19,10 +19,12 @@
 5. **Manager capacity.** A manager gets at most ``capacity_per_month``
    treatment rows (managers table; a missing or null capacity is no limit).
    Customers without a manager are kept and flagged ``no_manager=True``.
-6. **Top N.** The first ``top`` treatment rows by propensity are ranked
-   1..top. Control rows do not count towards ``top`` and get no rank: the list
+6. **Top N.** The first ``top`` treatment rows by the ranking key are ranked
+   1..top. The key is ``rank_by``: propensity (the default), ``uplift`` (the
+   modelled effect of a contact on uptake; a row without one comes last) or
+   ``value`` (the expected value). Control rows do not count towards ``top`` and get no rank: the list
    also carries the held-out customers who would have made it, i.e. whose
-   propensity is at least the last treatment row's, and (for a manager whose
+   ranking key is at least the last treatment row's, and (for a manager whose
    capacity was reached) at least that manager's last treatment row's. So
    about ``top × share / (1 − share)`` control rows come along, drawn from the
    same part of the ranking, and the lift is treatment minus control uptake.
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 CANDIDATE_COLUMNS = ("customer_id", "branch_id", "manager_id", "product", "propensity")
 CONTACT_COLUMNS = ("customer_id", "product", "contact_date", "campaign_id")
 MANAGER_COLUMNS = ("manager_id", "capacity_per_month")
+# what a list can be ranked by -> the candidates' column holding it (value: the expected value)
+RANK_COLUMNS = {"propensity": "propensity", "uplift": "uplift", "value": "expected_value"}
 
 
 def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -190,8 +194,14 @@ class TargetPolicy:
         cfg: Config,
         *,
         list_date: date,
+        rank_by: str = "propensity",
     ) -> None:
         _require(candidates, CANDIDATE_COLUMNS, "candidates")
+        if rank_by not in RANK_COLUMNS:
+            raise ValueError(f"rank_by must be one of {', '.join(RANK_COLUMNS)}, got {rank_by!r}")
+        if rank_by == "uplift":
+            _require(candidates, ("uplift",), "candidates")
+        self.rank_by = rank_by
         _require(contacts, CONTACT_COLUMNS[:3], "contacts")
         _require(managers, MANAGER_COLUMNS, "managers")
         self.share = cfg.serving.control_share
@@ -199,13 +209,15 @@ class TargetPolicy:
         self.frame = df
         ev = _expected_value(df, cfg).to_numpy(float)
         cid = df["customer_id"].astype(str).to_numpy(object)
-        # rows in list order: propensity down, then customer id, then input order
+        # rows in list order: the ranking key down (a missing key last), then customer id, then input order
+        key = ev if rank_by == "value" else df[RANK_COLUMNS[rank_by]].to_numpy(float)
+        key = np.where(np.isnan(key), -np.inf, key)
         codes, uniq = pd.factorize(cid, sort=True)
-        order = np.lexsort((np.arange(len(df)), codes, -df["propensity"].to_numpy(float)))
+        order = np.lexsort((np.arange(len(df)), codes, -key))
         self.order = order
         self.cid = cid[order]
         self.cid_code = codes[order]
-        self.prop = df["propensity"].to_numpy(float)[order]
+        self.rank_key = key[order]  # the ranking key: the list's order, its ties and each manager's cut
         self.ev = ev[order]
         self.product = df["product"].astype(str).to_numpy(object)[order]
         mgr = df["manager_id"]
@@ -278,7 +290,7 @@ class TargetPolicy:
         sel = sel[~gone]
         before = len(sel)
         if not self.unique_customers and len(sel):  # best expected value per customer, then back in list order
-            by_ev = np.lexsort((self.order[sel], self.cid_code[sel], -self.prop[sel], -self.ev[sel]))
+            by_ev = np.lexsort((self.order[sel], self.cid_code[sel], -self.rank_key[sel], -self.ev[sel]))
             _, first = np.unique(self.cid_code[sel][by_ev], return_index=True)
             sel = np.sort(sel[by_ev[first]])
         dropped["one_product_per_customer"] = before - len(sel)
@@ -292,8 +304,8 @@ class TargetPolicy:
         floor = -np.inf
         for k in sel.tolist():
             if len(chosen) == top:
-                floor = self.prop[chosen[-1]]
-                if not self.prop[k] >= floor:  # ties with the last row still come along as control
+                floor = self.rank_key[chosen[-1]]
+                if not self.rank_key[k] >= floor:  # ties with the last row still come along as control
                     break
             if _draw(prefix, self.cid[k]) < self.share:
                 ctrl.append(k)
@@ -304,7 +316,7 @@ class TargetPolicy:
             if used.get(m, 0) < self.capacity[k]:
                 chosen.append(k)
                 used[m] = used.get(m, 0) + 1
-                last[m] = self.prop[k]
+                last[m] = self.rank_key[k]
             else:
                 passed_over += 1
         dropped["manager_capacity"] = passed_over
@@ -312,9 +324,9 @@ class TargetPolicy:
         keep = []
         for k in ctrl:
             m = None if self.no_manager[k] else self.manager[k]
-            if not self.prop[k] >= floor:
+            if not self.rank_key[k] >= floor:
                 continue
-            if m is not None and self.capacity[k] <= used.get(m, 0) and not self.prop[k] >= last.get(m, np.inf):
+            if m is not None and self.capacity[k] <= used.get(m, 0) and not self.rank_key[k] >= last.get(m, np.inf):
                 continue
             keep.append(k)
         return self._frame(np.array(chosen, dtype=np.intp), np.array(keep, dtype=np.intp), dropped, campaign_id)

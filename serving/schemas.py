@@ -38,6 +38,7 @@ def _bank_field() -> Any:
 
 
 Lang = Literal["zh", "en"]
+RankBy = Literal["propensity", "uplift", "value"]
 
 
 class _Model(BaseModel):
@@ -73,6 +74,10 @@ class TargetRequest(_Request):
         None, min_length=1, max_length=MAX_ID, description="fixes the control group; default per product and month"
     )
     lang: Lang = Field("zh", description="language of the reasons: zh (default) or en")
+    rank_by: RankBy = Field(
+        "propensity",
+        description="propensity (default), uplift (the modelled effect of a contact) or value (expected value)",
+    )
     bank_code: str | None = _bank_field()
 
 
@@ -140,6 +145,7 @@ class TargetRow(_Model):
     manager_id: str | None
     product: str
     propensity: float
+    uplift: float | None = Field(None, description="modelled effect of a contact on uptake (None: no uplift model)")
     rank: int | None = Field(description="1..top for treatment rows; None for control rows")
     control: bool = Field(description="held out at random: do not contact, used to measure lift")
     reasons: list[str] = Field(default_factory=list)
@@ -152,6 +158,9 @@ class TargetResponse(_Model):
     bank_code: str | None = Field(None, description="the bank whose list this is (None: no bank code recorded)")
     campaign_id: str
     list_date: str = Field(description="ISO date the cool-down and capacity refer to")
+    rank_by: str = Field(description="the ranking this list used: propensity, uplift or value")
+    rank_by_note: str | None = Field(None, description="why the ranking differs from the one asked (zh/en)")
+    reissued: bool = Field(False, description="the campaign's stored list of an earlier request with these parameters")
     rows: list[TargetRow]
 
 

@@ -158,6 +158,12 @@ def target_json(df: Any, product: str) -> bytes:
         v = df[col]
         return [None if m else str(x) for x, m in zip(v.tolist(), v.isna().tolist(), strict=True)]
 
+    def _opt_float(col: str) -> list[float | None]:
+        if col not in df.columns:
+            return [None] * len(df)
+        v = df[col].astype(float)
+        return [None if m else x for x, m in zip(v.tolist(), v.isna().tolist(), strict=True)]
+
     rank = df["rank"]
     bank = df.attrs.get("bank_code")
     cols = {
@@ -167,6 +173,7 @@ def target_json(df: Any, product: str) -> bytes:
         "manager_id": _opt("manager_id"),
         "product": df["product"].astype(str).tolist(),
         "propensity": df["propensity"].astype(float).tolist(),
+        "uplift": _opt_float("uplift"),
         "rank": [None if m else int(x) for x, m in zip(rank.tolist(), rank.isna().tolist(), strict=True)],
         "control": df["control"].astype(bool).tolist(),
         "reasons": [list(r) for r in df["reasons"]] if "reasons" in df.columns else [[]] * len(df),
@@ -179,6 +186,9 @@ def target_json(df: Any, product: str) -> bytes:
         bank_code=bank,
         campaign_id=df.attrs["campaign_id"],
         list_date=df.attrs["list_date"],
+        rank_by=df.attrs.get("rank_by", "propensity"),
+        rank_by_note=df.attrs.get("rank_by_note"),
+        reissued=bool(df.attrs.get("reissued", False)),
         rows=[],
     ).model_dump_json()
     assert head.endswith('"rows":[]}')
@@ -735,7 +745,7 @@ class NbpService:
             if p.role == "branch" and req.manager_id is not None:
                 rec.check_scope(None, req.manager_id)  # 404 for an unknown manager
                 authorize_branch(p, rec.manager_branch(req.manager_id))
-            df = rec.target_list(req.product, branch, req.manager_id, req.top, req.campaign_id, req.lang)
+            df = rec.target_list(req.product, branch, req.manager_id, req.top, req.campaign_id, req.lang, req.rank_by)
             return target_json(df, req.product), len(df)
 
         return self._call("/targets", principal, req.model_dump(), work)

@@ -84,6 +84,7 @@ def test_response_rows_serialise() -> None:
         "manager_id": None,
         "product": "consumer",
         "propensity": 0.3,
+        "uplift": None,
         "rank": None,
         "control": True,
         "reasons": [],

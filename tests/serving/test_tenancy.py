@@ -46,10 +46,11 @@ class Fed:
 
 
 def _bank_files(ws: Workspace) -> dict[str, str]:
+    """Every file of the member banks except their campaign records (a list drawn is a list issued)."""
     return {
         str(p.relative_to(ws.banks_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in ws.banks_dir.rglob("*")
-        if p.is_file()
+        if p.is_file() and "campaigns" not in p.relative_to(ws.banks_dir).parts
     }
 
 
