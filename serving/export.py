@@ -16,7 +16,9 @@ Columns of the contact list, with Chinese headers::
 
 A list of a bank that has a code (every member bank of a federation) starts with the column
 ``银行 bank_code`` on every row of both tables, so a file or a row passed on still says whose
-customers these are.
+customers these are. A list drawn for a campaign (every list nbp issues) then carries
+``营销活动 campaign_id`` and ``排序依据 rank_by`` (倾向分 / 营销增益 / 预期价值) on every row,
+and a list ranked by uplift adds ``营销增益 uplift`` (a percentage) to the contact list.
 
 The control group has the same columns without 排名 and 推荐理由 (nothing to sell them).
 Names come from the bank's optional ``branches``/``managers`` tables
@@ -59,6 +61,10 @@ HEADERS_ZH: dict[str, str] = {
     "reasons": "推荐理由",
 }
 BANK_COLUMN, BANK_HEADER = "bank_code", "银行"  # first column of a list that carries its bank
+# a list drawn for a campaign says, on every row, which campaign and which ranking
+CAMPAIGN_HEADERS = {"campaign_id": "营销活动", "rank_by": "排序依据"}
+RANK_BY_ZH = {"propensity": "倾向分", "uplift": "营销增益", "value": "预期价值"}
+UPLIFT_HEADER = "营销增益"  # the modelled effect of a contact, when the list was ranked by it
 CONTROL_COLUMNS = ("customer_id", "branch_id", "branch_name", "manager_id", "manager_name", "product", "propensity")
 SUFFIXES = (".csv", ".xlsx")
 SHEET = "目标客户"
@@ -175,11 +181,21 @@ def write_target_list(
     path = Path(path)
     suffix = _suffix(path)
     full = _frame(df, product_names, branch_names, manager_names)
-    bank = [BANK_COLUMN] if BANK_COLUMN in full.columns else []
-    contact = full.loc[~full["control"], [*bank, *HEADERS_ZH]]
-    control = full.loc[full["control"], [*bank, *CONTROL_COLUMNS]]
-    headers = {**HEADERS_ZH, BANK_COLUMN: BANK_HEADER}
+    lead = [BANK_COLUMN] if BANK_COLUMN in full.columns else []
+    if "campaign_id" in df.attrs:
+        full["campaign_id"] = df.attrs["campaign_id"]
+        full["rank_by"] = RANK_BY_ZH.get(df.attrs.get("rank_by", "propensity"), df.attrs.get("rank_by"))
+        lead += list(CAMPAIGN_HEADERS)
+    uplift = []
+    if df.attrs.get("rank_by") == "uplift" and "uplift" in df.columns:
+        full["uplift"] = df["uplift"].astype(float).to_numpy()
+        uplift = ["uplift"]
+    contact = full.loc[~full["control"], [*lead, *HEADERS_ZH, *uplift]]
+    control = full.loc[full["control"], [*lead, *CONTROL_COLUMNS]]
+    headers = {**HEADERS_ZH, BANK_COLUMN: BANK_HEADER, **CAMPAIGN_HEADERS, "uplift": UPLIFT_HEADER}
     if suffix == ".csv":
+        if uplift:
+            contact = contact.assign(uplift=_percent_text(contact["uplift"]))
         write_csv(contact.assign(propensity=_percent_text(contact["propensity"])).rename(columns=headers), path)
         ctrl = control.assign(propensity=_percent_text(control["propensity"])).rename(columns=headers)
         ctrl.insert(0, CONTROL_NOTE, CONTROL_SHEET)
@@ -188,7 +204,12 @@ def write_target_list(
         write_xlsx(
             path,
             [
-                Sheet(SHEET, contact.rename(columns=headers), percent=(HEADERS_ZH["propensity"],), widths=_WIDTHS),
+                Sheet(
+                    SHEET,
+                    contact.rename(columns=headers),
+                    percent=(HEADERS_ZH["propensity"], *([UPLIFT_HEADER] if uplift else [])),
+                    widths=_WIDTHS,
+                ),
                 Sheet(
                     CONTROL_SHEET,
                     control.rename(columns=headers),
@@ -209,14 +230,19 @@ def read_target_list(path: str | Path, product_names: Mapping[str, str] | None =
         product_names: the mapping used when writing, to restore product keys.
 
     Returns:
-        Columns ``bank_code`` (only when the file has it), ``customer_id, branch_id,
+        Columns ``bank_code`` and ``campaign_id, rank_by`` (only when the file has them), ``customer_id, branch_id,
         branch_name, manager_id, manager_name, product`` (string, guard quotes removed),
         ``propensity`` (float; from CSV to 0.01 percentage point), ``rank`` (Int64),
         ``control`` (bool), ``reasons`` (list of str); the contact rows, then the control rows.
     """
     path = Path(path)
-    back = {zh: en for en, zh in HEADERS_ZH.items()} | {BANK_HEADER: BANK_COLUMN}
+    back = (
+        {zh: en for en, zh in HEADERS_ZH.items()}
+        | {BANK_HEADER: BANK_COLUMN}
+        | {zh: en for en, zh in CAMPAIGN_HEADERS.items()}
+    )
     text = {HEADERS_ZH[c]: str for c in _TEXT_COLUMNS} | {HEADERS_ZH["reasons"]: str, BANK_HEADER: str}
+    text |= {zh: str for zh in CAMPAIGN_HEADERS.values()}
     if _suffix(path) == ".csv":
 
         def read(p: Path) -> pd.DataFrame:
@@ -256,4 +282,7 @@ def read_target_list(path: str | Path, product_names: Mapping[str, str] | None =
     df["control"] = df["control"].astype(bool)
     df["reasons"] = [r.split(REASON_SEP) if isinstance(r, str) and r else [] for r in df["reasons"]]
     bank = [BANK_COLUMN] if BANK_COLUMN in df.columns else []
-    return df[[*bank, *(c for c in HEADERS_ZH if c != "reasons"), "control", "reasons"]]
+    campaign = [c for c in CAMPAIGN_HEADERS if c in df.columns]
+    for col in campaign:
+        df[col] = df[col].astype("string")
+    return df[[*bank, *campaign, *(c for c in HEADERS_ZH if c != "reasons"), "control", "reasons"]]

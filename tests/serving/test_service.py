@@ -173,6 +173,70 @@ def test_targets_respect_branch_and_top(client: Any, built: Built) -> None:
     ]  # control group fixed per campaign
 
 
+def _targets(client: Any, **body: Any) -> Any:
+    return client.post("/targets", json={"product": "consumer", **body}, headers=bearer("marketing"))
+
+
+def test_an_issued_list_is_remembered_and_given_again_unchanged(
+    client: Any, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from nbp.campaigns import CampaignStore
+
+    rec = bentoml.get_current_service().recommender
+    first = _targets(client, top=40, campaign_id="spring-R1").json()
+    assert first["reissued"] is False and first["rank_by"] == "propensity"
+    # new scores (as after a retrain) must not change a list already issued
+    st = rec.products["consumer"]
+    shuffled = st.scores.assign(propensity=np.random.default_rng(3).permutation(st.scores["propensity"].to_numpy()))
+    monkeypatch.setattr(st, "scores", shuffled)
+    monkeypatch.setattr(rec, "_policies", {})
+    again = _targets(client, top=40, campaign_id="spring-R1").json()
+    assert again["reissued"] is True
+    key = [(r["customer_id"], r["rank"], r["control"], r["propensity"]) for r in first["rows"]]
+    assert [(r["customer_id"], r["rank"], r["control"], r["propensity"]) for r in again["rows"]] == key
+    # other options add a list to the campaign; a customer on both keeps its arm
+    other = _targets(client, top=40, campaign_id="spring-R1", branch_id=built.branch).json()
+    assert other["reissued"] is False
+    arm = {r["customer_id"]: r["control"] for r in first["rows"]}
+    shared = [r for r in other["rows"] if r["customer_id"] in arm]
+    assert all(arm[r["customer_id"]] == r["control"] for r in shared)
+    record = CampaignStore(built.ws.campaigns_dir).meta("spring-R1")
+    assert record["product"] == "consumer" and len(record["lists"]) == 2
+    assert {x["model_version"] for x in record["lists"]} == {st.version}
+    rows = CampaignStore(built.ws.campaigns_dir).issued(["spring-R1"])
+    assert set(rows["arm"]) == {"treatment", "control"} and rows["score"].notna().all()
+    # a campaign is one product's
+    r = _targets(client, product="business_flow", top=5, campaign_id="spring-R1")
+    assert r.status_code in (422, 503)
+    if r.status_code == 422:
+        assert "issued for product 'consumer'" in r.json()["error"]
+
+
+def test_rank_by_uplift_needs_an_uplift_model_and_says_when_it_falls_back(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    rec = bentoml.get_current_service().recommender
+    st = rec.products["consumer"]
+    monkeypatch.setattr(st, "scores", st.scores.assign(uplift=np.nan))
+    monkeypatch.setattr(rec, "_policies", {})
+    body = _targets(client, top=20, campaign_id="up-1", rank_by="uplift").json()
+    assert body["rank_by"] == "propensity" and "uplift" in body["rank_by_note"]
+    uplift = np.random.default_rng(5).uniform(-0.01, 0.05, len(st.scores))
+    monkeypatch.setattr(st, "scores", st.scores.assign(uplift=uplift))
+    monkeypatch.setattr(rec, "_policies", {})
+    body = _targets(client, top=20, campaign_id="up-2", rank_by="uplift").json()
+    assert body["rank_by"] == "uplift" and body["rank_by_note"] is None
+    treat = [r["uplift"] for r in body["rows"] if not r["control"]]
+    assert len(treat) == 20 and treat == sorted(treat, reverse=True)
+    by_prop = _targets(client, top=20, campaign_id="up-2", rank_by="propensity").json()
+    assert [r["customer_id"] for r in by_prop["rows"]] != [r["customer_id"] for r in body["rows"]]
+    assert _targets(client, top=5, rank_by="luck").status_code == 422
+
+
 def test_targets_refuse_scores_of_another_model_version(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     st = bentoml.get_current_service().recommender.products["consumer"]
     monkeypatch.setattr(st, "scores", None)

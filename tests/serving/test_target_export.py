@@ -214,3 +214,20 @@ def test_a_banks_list_carries_the_bank_on_every_row_of_both_tables(tmp_path: Pat
     assert back["customer_id"].tolist() == ["000123", "C2", "C4", "C3"]
     plain = read_target_list(_write(tmp_path / "plain", suffix), product_names=NAMES)
     assert "bank_code" not in plain.columns  # a list without a bank code is written as before
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_a_campaign_list_says_its_campaign_and_ranking_on_every_row(tmp_path: Path, suffix: str) -> None:
+    df = _target_list().assign(uplift=[0.031, 0.012, 0.02, -0.004])
+    df.attrs.update(campaign_id="春季-01", rank_by="uplift")
+    path = write_target_list(df, tmp_path / f"list{suffix}", NAMES)
+    back = read_target_list(path, NAMES)
+    assert back["campaign_id"].tolist() == ["春季-01"] * 4
+    assert back["rank_by"].tolist() == ["营销增益"] * 4
+    if suffix == ".xlsx":
+        head = [c.value for c in next(load_workbook(path)[SHEET].iter_rows(max_row=1))]
+        assert head[:2] == ["营销活动", "排序依据"] and head[-1] == "营销增益"
+    plain = _target_list()
+    plain.attrs.update(campaign_id="c", rank_by="propensity")
+    back = read_target_list(write_target_list(plain, tmp_path / f"plain{suffix}", NAMES), NAMES)
+    assert set(back["rank_by"]) == {"倾向分"}
