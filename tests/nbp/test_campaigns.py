@@ -163,3 +163,35 @@ def test_a_bad_assignment_names_file_line_and_rule(tmp_path: Path, body: str, ru
         CampaignStore(tmp_path / "store").import_file(f, {"A", "B"})
     assert "bad.csv" in str(e.value)
     assert CampaignStore(tmp_path / "store").campaigns() == []
+
+
+def test_the_cli_imports_and_lists_campaigns_and_refuses_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from nbp.cli import main
+    from nbp.workspace import Workspace
+
+    monkeypatch.setenv("NBP_HOME", str(tmp_path / "home"))
+    ws = Workspace(tmp_path / "home")
+    f = _write(
+        tmp_path / "r.csv",
+        "campaign_id,product,list_date,customer_id,arm\nR1,consumer,2026-03-01,A,treatment\nR1,consumer,2026-03-01,B,control\n",
+    )
+    before = CliRunner().invoke(main, ["campaign", "import", str(f)])
+    assert before.exit_code == 1 and "nbp ingest" in before.output
+    ws.ingested_dir.mkdir(parents=True)
+    pd.DataFrame({"customer_id": ["A", "B"]}).to_parquet(ws.table("customers"))
+    res = CliRunner().invoke(main, ["campaign", "import", str(f)])
+    assert res.exit_code == 0, res.output
+    assert "recorded 1 campaign(s): R1" in res.output
+    listed = CliRunner().invoke(main, ["campaign", "list"])
+    assert "R1  consumer  list date 2026-03-01  1 list(s)  treatment 1  control 1" in listed.output
+    again = CliRunner().invoke(main, ["campaign", "import", str(f)])
+    assert again.exit_code == 1 and "already recorded" in again.output and "Traceback" not in again.output
+    bad = _write(
+        tmp_path / "p.csv", "campaign_id,product,list_date,customer_id,arm\nR2,mortgage,2026-03-01,A,control\n"
+    )
+    res = CliRunner().invoke(main, ["campaign", "import", str(bad)])
+    assert res.exit_code == 2 and "p.csv, line 2: product must be one of" in res.output  # a broken data contract
