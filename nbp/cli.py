@@ -587,6 +587,7 @@ def retrain(ctx: Ctx, bank: str | None) -> None:
     published and its scope-bank products trained; products with scope pooled are then fitted once
     on every member bank; then each bank is scored (training.pooled.retrain_federation)."""
     from nbp.jobs import job
+    from training.drift import check_guardrails
     from training.pipeline import check_federation
     from training.pipeline import retrain as run
 
@@ -595,6 +596,7 @@ def retrain(ctx: Ctx, bank: str | None) -> None:
     with job(ctx.ws):
         if not ctx.ws.banks():
             click.echo(run(ctx.cfg, ctx.ws))
+            check_guardrails(ctx.cfg, [ctx.ws])  # exit 1 once everything is written and reported
             return
         from training.pooled import retrain_federation
 
@@ -602,6 +604,7 @@ def retrain(ctx: Ctx, bank: str | None) -> None:
         click.echo(report)
     if failed:  # one bank's failure does not stop the others' monthly job
         raise NbpError(f"retrain failed for bank(s) {', '.join(failed)}; the reasons are above")
+    check_guardrails(ctx.cfg, wss)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -120,6 +120,23 @@ class CampaignsConfig(_Section):
     qini_floor: float = 0.0  # out-of-time Qini coefficient an uplift model must exceed to become champion
 
 
+class GuardrailsConfig(_Section):
+    """Limits that make ``nbp retrain`` exit non-zero once everything is written; None: off."""
+
+    max_score_psi: float | None = Field(None, gt=0.0)  # PSI of a product's scores
+    max_input_psi: float | None = Field(None, gt=0.0)  # largest PSI of a model input
+    max_calibration_gap: float | None = Field(None, gt=0.0)  # |mean predicted / realised - 1|, latest closed month
+
+
+class MonitoringConfig(_Section):
+    """Drift and calibration figures of each retrain (``training/drift.py``, docs/monitoring.md)."""
+
+    psi_flag: float = Field(0.25, gt=0.0)  # a PSI above it is flagged (MLflow, /readyz, the retrain's report)
+    calibration_flag: float = Field(0.25, gt=0.0)  # relative gap |mean predicted / realised - 1| flagged above it
+    sample_customers: int = Field(10_000, ge=100)  # customers (a fixed random sample) whose rows are monitored
+    guardrails: GuardrailsConfig = GuardrailsConfig()
+
+
 class EligibilityRule(_Section):
     """One condition a candidate must meet, on a feature of the product's feature service.
 
@@ -158,6 +175,7 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     serving: ServingConfig = ServingConfig()
     campaigns: CampaignsConfig = CampaignsConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     compute: ComputeConfig = ComputeConfig()
     spark: SparkConfig = SparkConfig()
     products: dict[str, ProductConfig] = Field(default_factory=dict)

@@ -6,7 +6,8 @@ Our exception hierarchy::
     ├── ConfigError          configs/*.yaml or NBP_* environment is wrong
     ├── DataContractError    input breaks the bank export spec (CLI: exit 2)
     ├── FeatureStoreError    feature tables or Feast are missing / inconsistent
-    └── ModelUnavailable     no registered model (or champion) for a product
+    ├── ModelUnavailable     no registered model (or champion) for a product
+    └── GuardrailFailed      a retrain's drift or calibration exceeds a configured guardrail
 
 Messages name the thing, the rule and the remedy, e.g.
 ``transactions.csv: required column 'amount' missing (rule missing_column)``.
@@ -37,3 +38,7 @@ class FeatureStoreError(NbpError):
 
 class ModelUnavailable(NbpError):
     """A product has no usable model in the registry."""
+
+
+class GuardrailFailed(NbpError):
+    """A drift or calibration figure of the retrain exceeds a limit of ``monitoring.guardrails``."""

@@ -480,8 +480,11 @@ class Recommender:
 
     # ----------------------------------------------------------------------------- status
     def readiness(self) -> dict:
-        """Which products serve hints and lists, and why the others do not."""
-        return {
+        """Which products serve hints and lists, and why the others do not; each product's drift
+        flags of the last retrain (``training.drift``), with the report's date and model version."""
+        report = self._drift_report()
+        drift = report.get("products", {})
+        out = {
             "ready": any(s.ready for s in self.products.values()),
             "reference_date": self.ref_date.isoformat(),
             "products": {
@@ -492,17 +495,29 @@ class Recommender:
                     "skipped": s.skipped,
                     "target_lists": s.ready and s.scores is not None,
                     "scores_problem": s.scores_problem,
+                    "drift_flags": drift.get(k, {}).get("flags", []),
+                    "drift_model_version": drift.get(k, {}).get("model_version"),
                 }
                 for k, s in self.products.items()
             },
         }
+        if report:
+            out["drift_report_date"] = report.get("written_at")
+        return out
+
+    def _drift_report(self) -> dict:
+        """The last retrain's drift report (``training.drift.read_report``; read on every call, so a
+        retrain's flags show without a restart); empty without one."""
+        from training.drift import read_report
+
+        return read_report(self.ws) or {}
 
     def public_readiness(self) -> dict:
         """:meth:`readiness` for anyone who asks (``/readyz`` without an admin token).
 
         Per product: whether hints and lists are served and, if not, a short code (and the
-        training's skip reason, written for staff); never a path, a version or an error's
-        text (those are for the admin, and the log).
+        training's skip reason, written for staff) and the names and values of the last retrain's
+        drift flags; never a path, a version or an error's text (those are for the admin, and the log).
         """
 
         def code(s: ProductState) -> str:
@@ -512,15 +527,20 @@ class Recommender:
                 return "features_unavailable"
             return "ready" if s.scores is not None else "no_current_scores"
 
-        def entry(s: ProductState) -> dict:
+        drift = self._drift_report().get("products", {})
+
+        def entry(k: str, s: ProductState) -> dict:
             out = {"ready": s.ready, "target_lists": s.ready and s.scores is not None, "status": code(s)}
             if s.model is None and s.skipped:  # training's reason, written for staff
                 out["skipped"] = s.skipped
+            flags = drift.get(k, {}).get("flags")
+            if flags:  # the last retrain's drift flags: names and values only
+                out["drift_flags"] = [{"name": f["name"], "value": f["value"]} for f in flags]
             return out
 
         return {
             "ready": any(s.ready for s in self.products.values()),
-            "products": {k: entry(s) for k, s in self.products.items()},
+            "products": {k: entry(k, s) for k, s in self.products.items()},
         }
 
     def manager_branch(self, manager_id: str) -> str | None:

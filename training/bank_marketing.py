@@ -32,9 +32,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nbp.config import MonitoringConfig
 from nbp.errors import NbpError
 from nbp.workspace import CHECKOUT
 from training import evaluate
+from training.drift import calibration_in_the_large
 from training.model import ModelParams, fit_rolling
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ ORDER = "row"  # position in the file = date order
 PERIOD = "period"  # the recipe's time unit: calendar month (time split) or random block (CV)
 MONTH_INDEX = "month_index"  # months since May 2008, rebuilt from `month` in date order
 BLOCKS = 10  # under CV the recipe's rows are cut into this many equal random blocks
+FIRST_MONTH = pd.Period("2008-05", freq="M")  # the file's first row: month_index 0
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 LEAK = "duration"  # known only after the call
 PDAYS_NEVER = 999  # bank-additional's sentinel for "never contacted before"
@@ -182,11 +185,14 @@ def predict_default(x: pd.DataFrame, y: np.ndarray, split: Split, seed: int = 7)
 
 @dataclass
 class BenchResult:
-    """Rows of the results table and the markdown table itself."""
+    """Rows of the results table and the markdown table itself; the recipe's calibration in the
+    large per test month of the time split (:func:`calibration_by_month`) as a markdown table."""
 
     rows: list[dict]
     table: str
     seconds: float
+    calibration: str = ""
+    train_rate: float = float("nan")  # uptake rate of the time split's training rows
 
 
 COLUMNS = [
@@ -219,6 +225,20 @@ def _row(protocol: str, model: str, y: np.ndarray, p: np.ndarray) -> dict:
     }
 
 
+def calibration_by_month(df: pd.DataFrame, split: Split, p: np.ndarray) -> pd.DataFrame:
+    """Calibration in the large of the test rows ``split.test`` scored ``p``, per calendar month
+    (:func:`training.drift.calibration_in_the_large`), then the whole test window; ``flag`` where the
+    gap exceeds the default ``monitoring.calibration_flag``."""
+    y = df[LABEL].to_numpy()[split.test]
+    months = [str(FIRST_MONTH + int(i)) for i in df[MONTH_INDEX].to_numpy()[split.test]]
+    cal = pd.concat(
+        [calibration_in_the_large(y, p, months), calibration_in_the_large(y, p, ["whole test window"] * len(y))],
+        ignore_index=True,
+    ).rename(columns={"period": "month"})
+    cal["flag"] = cal["gap"] > MonitoringConfig().calibration_flag
+    return cal
+
+
 def run_benchmark(
     path: Path | str | None = None, params: ModelParams | None = None, folds: int = 5, seed: int = 7
 ) -> BenchResult:
@@ -235,9 +255,10 @@ def run_benchmark(
     params = params or ModelParams(seed=seed)
     rows = []
     s = time_split(len(df))
-    rows.append(
-        _row("time 80/20", "recipe (training.model.fit_rolling)", y[s.test], predict_recipe(df, features, s, params))
-    )
+    p_time = predict_recipe(df, features, s, params)
+    rows.append(_row("time 80/20", "recipe (training.model.fit_rolling)", y[s.test], p_time))
+    calibration = evaluate.metrics_table(calibration_by_month(df, s, p_time).to_dict(orient="records"))
+    train_rate = float(y[np.concatenate([s.train, s.valid])].mean())
     rows.append(_row("time 80/20", "LGBMClassifier() defaults", y[s.test], predict_default(x_raw, y, s, seed)))
     oof_recipe, oof_default = np.zeros(len(df)), np.zeros(len(df))
     for s in cv_splits(y, folds, seed):
@@ -255,4 +276,4 @@ def run_benchmark(
     )
     seconds = time.perf_counter() - t0
     log.info("bank marketing benchmark: %.1f s", seconds)
-    return BenchResult(rows, evaluate.metrics_table(rows, COLUMNS), seconds)
+    return BenchResult(rows, evaluate.metrics_table(rows, COLUMNS), seconds, calibration, train_rate)

@@ -647,7 +647,10 @@ def retrain(cfg: Config, ws: Workspace) -> str:
     Builds every as-of's features and materialises the latest into the online
     store, trains and gates each product (a worse model never becomes champion),
     scores every candidate at the latest as-of with the champions, and writes the
-    scores to ``Workspace.latest_scores`` (read by the service's target lists) and a dated copy.
+    scores to ``Workspace.latest_scores`` (read by the service's target lists) and a dated copy,
+    then each champion's drift and calibration figures (:func:`training.drift.monitor`) to
+    ``Workspace.drift_report``. Guardrails are checked by the caller once all is written
+    (:func:`training.drift.check_guardrails`).
 
     Returns:
         A short report for the terminal.
@@ -664,7 +667,8 @@ def retrain(cfg: Config, ws: Workspace) -> str:
 
 def score_and_report(cfg: Config, ws: Workspace, pub: Any, results: list[ProductResult]) -> str:
     """The end of the monthly job: score every candidate at the latest materialised as-of with the
-    champions, write the scores (latest and a dated copy), and report ``results`` and the counts.
+    champions, write the scores (latest and a dated copy) and the drift report, and report
+    ``results``, the counts and each product's drift flags.
 
     Args:
         pub: what :func:`features.store.publish` returned (its ``materialized`` as-of and ``describe``).
@@ -695,4 +699,8 @@ def score_and_report(cfg: Config, ws: Workspace, pub: Any, results: list[Product
     lines += [result_line(r) for r in results]
     counts = df.groupby("product").size()
     lines.append(f"scores at {latest:%Y-%m-%d}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f" -> {dated}")
+    from training import drift  # drift and calibration of every champion, written beside the scores
+
+    report = drift.monitor(cfg, ws, latest, {r.product: r.version for r in results})
+    lines += drift.report_lines(report) + [f"drift report -> {ws.drift_report}"]
     return "\n".join(lines)
