@@ -3,10 +3,10 @@
 :func:`plan_federation` draws each member bank's knobs from the federation's seed (size,
 population shares, tax data, product launches, its own seed); :func:`simulate_federation`
 simulates every bank with :func:`bankexport.simulate.simulate` into
-``out/<bank_code>/export/`` and ``out/<bank_code>/oracle/`` and lists the banks and their
-knobs in ``out/federation.json``. Every key (``customer_id`` ...) is unique within its bank
-only, so ids collide between banks, as the spec allows. ``docs/simulator.md`` ("Federation")
-describes the knobs.
+``out/<bank_code>/export/``, ``out/<bank_code>/oracle/`` and ``out/<bank_code>/campaigns/``
+and lists the banks and their knobs in ``out/federation.json``. Every key (``customer_id``
+...) is unique within its bank only, so ids collide between banks, as the spec allows.
+``docs/simulator.md`` ("Federation") describes the knobs.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ class MemberBank:
             "seed": self.seed,
             "export": f"{self.code}/export",
             "oracle": f"{self.code}/oracle/oracle.parquet",
+            "uplift": f"{self.code}/oracle/uplift.parquet",
+            "campaigns": f"{self.code}/campaigns",
             "public_share": round(self.public_share, 4),
             "merchant_share": round(self.merchant_share, 4),
             "business_share": pr.business_share,

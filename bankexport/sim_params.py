@@ -349,12 +349,58 @@ WRITE_OFF_SHARE = 0.5  # of loans with max_overdue_days > WRITE_OFF_OVERDUE
 WRITE_OFF_OVERDUE = 90
 WRITE_OFF_MONTHS = (6, 12)  # written off this many months after the grant (at most the term), uniform
 CURRENTLY_OVERDUE = 0.3  # of open loans that were ever overdue
+GH_NODES = 24  # Gauss-Hermite nodes for the hidden effect
+
+# ---------------------------------------------------------------- contacts and their effect
+# Managers' ordinary calls: at-risk customers with a manager, decided at the month's start.
 CONTACT_RATE = 0.012  # monthly contact probability for an at-risk customer with a manager
 CONTACT_TOP_RATE = 0.05  # for the top fifth by the bank's (observable) score
 CONTACT_TOP_QUANTILE = 0.8  # where the top fifth starts
-CONTACT_OUTCOME_MIX = (0.3, 0.5, 0.2)  # without an application: declined, no_response, unreachable
+CONTACT_UNREACHABLE = 0.2  # attempts that never reach the customer (outcome unreachable, no effect)
+CONTACT_OUTCOME_MIX = (0.4, 0.6)  # reached without an application that month: declined, no_response
 CONTACT_CHANNEL_MIX = (0.35, 0.2, 0.3, 0.1, 0.05)  # sms, wechat, phone, visit, branch
-GH_NODES = 24  # Gauss-Hermite nodes for the hidden effect
+# A contact that reaches an at-risk customer adds tau to that month's log-hazard (only that
+# month). tau = the effect of the customer's kind for the product + a hidden part, uniform in
+# +-CONTACT_TAU_HIDDEN per customer and product. The kind follows from traits the export shows
+# (first rule that holds, bankexport/sim_contact.py: kinds): contacted in the last
+# CONTACT_FATIGUE_MONTHS (any product): sleeping dog; then
+#   consumer:      payroll here: sure thing; age >= CONSUMER_SLEEPING_AGE: sleeping dog;
+#                  farmer or retired: lost cause; age in CONSUMER_PERSUADABLE_AGE: persuadable;
+#                  otherwise lost cause
+#   business_flow: business (对公): lost cause; squeezed or turnover (last 3 months) >=
+#                  BUSINESS_SURE_TURNOVER: sure thing; owner age >= OWNER_SLEEPING_AGE: sleeping
+#                  dog; turnover < BUSINESS_LOST_TURNOVER: lost cause; otherwise persuadable
+#   tax_linked:    business: lost cause; owner age >= OWNER_SLEEPING_AGE: sleeping dog; latest
+#                  grade A: sure thing; grade B or M: persuadable; otherwise lost cause
+# Persuadables sit in the middle of the baseline (sure things above them, lost causes below),
+# so ranking by propensity is not ranking by uplift. A persuadable's contacted month is about
+# exp(tau) times as likely to bring an application (campaign response rates of 1-5%).
+CONTACT_KINDS = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
+CONTACT_TAU = {
+    "consumer": {"persuadable": 4.0, "sure_thing": 0.0, "lost_cause": 0.0, "sleeping_dog": -1.5},
+    "business_flow": {"persuadable": 3.0, "sure_thing": 0.0, "lost_cause": 0.0, "sleeping_dog": -1.5},
+    "tax_linked": {"persuadable": 2.5, "sure_thing": 0.0, "lost_cause": 0.0, "sleeping_dog": -1.5},
+}
+CONTACT_TAU_HIDDEN = 0.25
+CONTACT_FATIGUE_MONTHS = 1  # reached about any product in the month before
+CONSUMER_PERSUADABLE_AGE = (25, 45)  # [from, to) in years
+CONSUMER_SLEEPING_AGE = 55
+OWNER_SLEEPING_AGE = 58  # merchants and micro-business owners
+BUSINESS_SURE_TURNOVER = 100_000  # CNY a month, mean of the last 3 months
+BUSINESS_LOST_TURNOVER = 10_000
+
+# Randomised campaigns: in month m >= CAMPAIGN_FIRST[p] with (m - first) % CAMPAIGN_EVERY == 0,
+# a random CAMPAIGN_SAMPLE share of the product's at-risk eligible candidates is split at
+# random into treatment (CAMPAIGN_TREATMENT_SHARE) and control. The branch attempts
+# CAMPAIGN_ATTEMPTED of the treatment customers that month (the rest are never called); an
+# attempt reaches the customer unless unreachable (CONTACT_UNREACHABLE). Control customers get
+# no campaign contact, only the managers' ordinary calls (contamination).
+CAMPAIGN_EVERY = 3
+CAMPAIGN_FIRST = {"consumer": 3, "business_flow": 4, "tax_linked": 5}  # month index from the first month
+CAMPAIGN_SAMPLE = {"consumer": 0.4, "business_flow": 0.6, "tax_linked": 0.7}
+CAMPAIGN_TREATMENT_SHARE = 0.5
+CAMPAIGN_ATTEMPTED = 0.9
+CAMPAIGN_PREFIX = "RCT"  # campaign ids RCT-<product>-<YYYYMM>
 
 # ---------------------------------------------------------------- federation
 # ``nbp simulate --federation K``: K member banks of one provincial federation (省联社).

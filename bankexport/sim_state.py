@@ -37,6 +37,7 @@ class SimState:
         seed: int,
         profile: BankProfile | None = None,
     ) -> None:
+        # cal holds one more month than ms: the export month, for the drivers of the latest as-of
         self.pop, self.ms, self.nd, self.cal = pop, month_starts, n_days, cal
         self.export_date, self.seed = export_date, seed
         self.profile = profile or BankProfile()
@@ -64,6 +65,20 @@ class SimState:
         self.loans = LoanBook(n, export_date)
         self.grant_counts = {p: 0 for p in P.PRODUCTS}
         self.contacts: list[tuple[np.ndarray, ...]] = []
+        # the contact effect: each month's kind (index into CONTACT_KINDS) and tau of every pool
+        # member, whether a contact reached them (tau applied) and the chance that the month's
+        # touches (ordinary calls, campaigns) reach them; the hidden part of tau
+        rt = rng(seed, 11)
+        self.tau_hidden = {
+            p: rt.uniform(-P.CONTACT_TAU_HIDDEN, P.CONTACT_TAU_HIDDEN, len(ix)) for p, ix in self.pools.items()
+        }
+        self.kind = {p: np.zeros((M, len(ix)), np.int8) for p, ix in self.pools.items()}
+        self.tau = {p: np.zeros((M, len(ix)), np.float32) for p, ix in self.pools.items()}
+        self.reached = {p: np.zeros((M, len(ix)), bool) for p, ix in self.pools.items()}
+        self.reach_prob = {p: np.zeros((M, len(ix)), np.float32) for p, ix in self.pools.items()}  # of the policy
+        self.last_reach = np.full(n, -99, np.int64)  # month of each customer's latest reached contact
+        # randomised campaigns: (product, month, pool positions, in the treatment arm)
+        self.campaigns: list[tuple[str, int, np.ndarray, np.ndarray]] = []
         self.last_event = np.full(n, -99, np.int64)  # month of each customer's latest life event
         self.tax = draw_tax_history(pop, month_starts[0], export_date, rng(seed, 3))
         # business-flow pool: monthly turnover, end balance, and the log balance/turnover ratio (AR(1))
@@ -79,6 +94,14 @@ class SimState:
         self.mobile_day = initial_mobile(pop, month_starts[0], rng(seed, 6))
         self.n_txn = 0
         self.n_bal = 0
+
+    def month_start(self, m: int) -> np.datetime64:
+        """First day of month ``m``; ``m == M`` is the export month (the latest as-of)."""
+        return self.ms[m] if m < self.M else self.export_date
+
+    def effective_eta(self, product: str, m: int) -> np.ndarray:
+        """The log-hazard that applied in month ``m``: the observable part plus tau where a contact reached."""
+        return self.eta[product][m] + np.where(self.reached[product][m], self.tau[product][m], np.float32(0))
 
     def live(self, product: str, T: np.datetime64) -> bool:
         """Whether the bank offers ``product`` on day ``T`` (launched on or before it)."""

@@ -1,21 +1,25 @@
-"""Uptake of the three modelled products: drivers, applications, grants and marketing contacts.
+"""Uptake of the three modelled products: drivers, contact effects, applications and grants.
 
 Each month, drivers known at the month's start give every customer of a product's pool an
-observable log-hazard and a grant probability (:func:`drivers`); with the hidden effect
-they set who applies and who is granted (:func:`uptake`, arithmetic in
+observable log-hazard and a grant probability (:func:`drivers`), and a kind that sets what
+a contact would add to the log-hazard (:func:`contact_kinds`, :func:`contact_tau`). The
+month's touches are decided first (:mod:`bankexport.sim_contact`); then, with the hidden
+effect, the hazard sets who applies and who is granted (:func:`uptake`, arithmetic in
 :mod:`bankexport.sim_oracle`). Intercepts are solved once, in the first month, so that
-the monthly grant rate among eligible customers matches ``GRANT_RATE``.
+the monthly grant rate among eligible customers without a contact matches ``GRANT_RATE``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bankexport import sim_params as P
-from bankexport.sim_loans import LP, month_dates, record
+from bankexport.sim_contact import record_contacts, touches
+from bankexport.sim_loans import month_dates, record
 from bankexport.sim_oracle import solve_intercept
 from bankexport.sim_population import EMP, NO_DAY, OCC, add_months
 
@@ -26,8 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def drivers(s: SimState, m: int) -> Drivers:
-    """Observable log-hazard (without intercept; -inf: not eligible) and grant probability per product pool."""
-    T = s.ms[m]
+    """Observable log-hazard (without intercept; -inf: not eligible) and grant probability per product pool.
+
+    ``m`` may be ``s.M``, the export month: the drivers known at the latest as-of date.
+    """
+    T = s.month_start(m)
     tenure_ok = s.pop.open_day <= add_months(np.array([T]), -P.MIN_TENURE_MONTHS)[0]
     return {
         "consumer": _consumer(s, m, tenure_ok),
@@ -37,7 +44,7 @@ def drivers(s: SimState, m: int) -> Drivers:
 
 
 def _consumer(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pop, T = s.pop, s.ms[m]
+    pop, T = s.pop, s.month_start(m)
     ix = s.pools["consumer"]
     age = (T - pop.birth[ix]).astype(np.float64) / 365.25
     occ, emp = pop.occ[ix], pop.emp[ix]
@@ -68,18 +75,14 @@ def _consumer(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _business_flow(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pop, T = s.pop, s.ms[m]
+    pop, T = s.pop, s.month_start(m)
     ix = s.pools["business_flow"]
-    if m == 0:
-        turn3 = pop.turnover_base[ix] * s.cal[0][0]
-    else:
-        turn3 = s.turn[max(0, m - 3) : m].mean(axis=0)
+    turn3, squeeze = _turnover_and_squeeze(s, m)
     growth = (
         np.clip(np.log(s.turn[m - 3 : m].mean(axis=0) / s.turn[m - 6 : m - 3].mean(axis=0)), -1, 1)
         if m >= 6
         else np.zeros(len(ix))
     )
-    squeeze = (s.endbal[m - 1] / turn3 < P.SQUEEZE_RATIO) if m >= 1 else np.zeros(len(ix), bool)
     b = P.BUSINESS_COEF
     eta = (
         b["log_turnover"] * np.log(np.maximum(turn3, P.TURNOVER_REF[0]) / P.TURNOVER_REF[1])
@@ -93,8 +96,18 @@ def _business_flow(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarr
     return np.where(elig, eta, -np.inf), P.BUSINESS_APPROVAL[0] - P.BUSINESS_APPROVAL[1] * squeeze
 
 
+def _turnover_and_squeeze(s: SimState, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Business-flow pool: mean turnover of the last 3 months, and whether last month-end's balance is squeezed."""
+    if m == 0:
+        turn3 = s.pop.turnover_base[s.pools["business_flow"]] * s.cal[0][0]
+    else:
+        turn3 = s.turn[max(0, m - 3) : m].mean(axis=0)
+    squeeze = (s.endbal[m - 1] / turn3 < P.SQUEEZE_RATIO) if m >= 1 else np.zeros(len(turn3), bool)
+    return turn3, squeeze
+
+
 def _tax_linked(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pop, T = s.pop, s.ms[m]
+    pop, T = s.pop, s.month_start(m)
     ix = s.pools["tax_linked"]
     tx = s.tax
     k, has = tx.latest(T, ix)
@@ -126,21 +139,106 @@ def solve_intercepts(s: SimState, drv: Drivers) -> None:
     log.debug("uptake intercepts: %s", s.intercept)
 
 
-def uptake(s: SimState, m: int, drv: Drivers, rng: np.random.Generator) -> None:
-    """Applications, grants and contacts of the three modelled products in month m, then life events."""
-    T = s.ms[m]
+def contact_kinds(s: SimState, m: int) -> dict[str, np.ndarray]:
+    """Each pool member's kind for a contact in month ``m`` (index into ``CONTACT_KINDS``).
+
+    The first rule of the product that holds (``sim_params``, block "contacts and their
+    effect"), from traits known at the month's start: a contact reached in the last months,
+    payroll, age, occupation, recent turnover and squeeze, the latest published tax grade.
+    ``m`` may be ``s.M`` (the latest as-of).
+    """
+    T = s.month_start(m)
     pop = s.pop
+    K = {k: i for i, k in enumerate(P.CONTACT_KINDS)}
+    out = {}
+    for p, ix in s.pools.items():
+        since = m - s.last_reach[ix]
+        fatigued = (since >= 1) & (since <= P.CONTACT_FATIGUE_MONTHS)
+        biz = pop.is_biz[ix]
+        age = np.where(biz, np.nan, (T - pop.birth[ix]).astype(np.float64) / 365.25)
+        if p == "consumer":
+            occ = pop.occ[ix]
+            rules = [
+                (pop.payroll[ix], "sure_thing"),
+                (age >= P.CONSUMER_SLEEPING_AGE, "sleeping_dog"),
+                (np.isin(occ, [OCC["farmer"], OCC["retired"]]), "lost_cause"),
+                ((age >= P.CONSUMER_PERSUADABLE_AGE[0]) & (age < P.CONSUMER_PERSUADABLE_AGE[1]), "persuadable"),
+            ]
+        elif p == "business_flow":
+            turn3, squeeze = _turnover_and_squeeze(s, m)
+            rules = [
+                (biz, "lost_cause"),
+                (squeeze | (turn3 >= P.BUSINESS_SURE_TURNOVER), "sure_thing"),
+                (age >= P.OWNER_SLEEPING_AGE, "sleeping_dog"),
+                (turn3 < P.BUSINESS_LOST_TURNOVER, "lost_cause"),
+                (np.ones(len(ix), bool), "persuadable"),
+            ]
+        else:
+            k, has = s.tax.latest(T, ix)
+            grade = np.where(has, s.tax.grades[s.tax.grade[np.maximum(k, 0), ix]], "")
+            rules = [
+                (biz, "lost_cause"),
+                (age >= P.OWNER_SLEEPING_AGE, "sleeping_dog"),
+                (grade == "A", "sure_thing"),
+                (np.isin(grade, ["B", "M"]), "persuadable"),
+            ]
+        conditions = [fatigued, *(r for r, _ in rules)]
+        choices = [K["sleeping_dog"], *(K[k] for _, k in rules)]
+        out[p] = np.select(conditions, choices, default=K["lost_cause"]).astype(np.int8)
+    return out
+
+
+def contact_tau(s: SimState, product: str, kind: np.ndarray) -> np.ndarray:
+    """tau of each pool member: the effect of its kind plus its hidden part."""
+    effect = np.array([P.CONTACT_TAU[product][k] for k in P.CONTACT_KINDS])
+    return (effect[kind] + s.tau_hidden[product]).astype(np.float32)
+
+
+@dataclass
+class MonthHazard:
+    """One product's hazard inputs at a month's start, per pool member."""
+
+    eta: np.ndarray  # observable log-hazard with the intercept (-inf: not eligible or not offered)
+    grant: np.ndarray  # grant probability of an application
+    risk: np.ndarray  # at risk: no active loan of the product
+    kind: np.ndarray  # index into CONTACT_KINDS
+    tau: np.ndarray  # what a contact that reaches adds to the month's log-hazard
+
+
+def month_hazards(s: SimState, m: int, drv: Drivers) -> dict[str, MonthHazard]:
+    """Every product's hazard inputs in month ``m`` (``s.M``: at the export date, the latest as-of)."""
+    T = s.month_start(m)
+    kinds = contact_kinds(s, m)
+    out = {}
     for p in P.PRODUCTS:
-        ix = s.pools[p]
         eta, g = drv[p]
         eta = (eta + s.intercept[p]).astype(np.float32)
         if not s.live(p, T):
             eta = np.full_like(eta, -np.inf)  # not launched yet: nobody applies, nobody is contacted
-        s.eta[p][m] = eta
-        s.gp[p][m] = g
-        risk = ~s.loans.holding(p, T, ix)
-        s.at_risk[p][m] = risk
-        a = -np.expm1(-np.exp(eta.astype(np.float64) + P.HIDDEN_SD[p] * s.u[p]))
+        risk = ~s.loans.holding(p, T, s.pools[p])
+        out[p] = MonthHazard(eta, g, risk, kinds[p], contact_tau(s, p, kinds[p]))
+    return out
+
+
+def uptake(s: SimState, m: int, drv: Drivers, rng: np.random.Generator, touch_rng: np.random.Generator) -> None:
+    """Touches, applications, grants and contact rows of the three modelled products in month m, then life events.
+
+    Touches are decided first (``touch_rng``, :func:`bankexport.sim_contact.touches`); a touch that
+    reaches the customer adds tau to the month's log-hazard.
+    """
+    T = s.ms[m]
+    pop = s.pop
+    for p, h in month_hazards(s, m, drv).items():
+        ix = s.pools[p]
+        s.eta[p][m] = h.eta
+        s.gp[p][m] = h.grant
+        s.at_risk[p][m] = risk = h.risk
+        s.kind[p][m] = h.kind
+        s.tau[p][m] = h.tau
+        touched = touches(s, m, p, h.eta, risk, touch_rng)
+        s.reached[p][m] = touched.reached
+        s.reach_prob[p][m] = touched.reach_prob
+        a = -np.expm1(-np.exp(s.effective_eta(p, m).astype(np.float64) + P.HIDDEN_SD[p] * s.u[p]))
         applied = risk & (rng.random(len(ix)) < a)
         granted = applied & (rng.random(len(ix)) < s.gp[p][m])
         s.applied[p][m] = applied
@@ -152,7 +250,9 @@ def uptake(s: SimState, m: int, drv: Drivers, rng: np.random.Generator) -> None:
         record(s, p, ix[k], adate, gdate, rng)
         s.grant_day[p][m, k[~rej]] = (gdate[~rej] - T).astype(np.int64) + 1
         s.grant_counts[p] += int((~rej).sum())
-        _contacts(s, m, p, eta, risk, applied, adate, k, rng)
+        app_day = np.full(len(ix), NO_DAY)
+        app_day[k] = adate
+        record_contacts(s, m, p, touched, applied, app_day, touch_rng)
     # life events start this month (they show as a spending surge now, raise hazard later)
     age = (T - pop.birth).astype(np.float64) / 365.25
     ev = (
@@ -162,37 +262,3 @@ def uptake(s: SimState, m: int, drv: Drivers, rng: np.random.Generator) -> None:
         & (rng.random(pop.n) < P.LIFE_EVENT_MONTHLY)
     )
     s.last_event[ev] = m
-
-
-def _contacts(
-    s: SimState,
-    m: int,
-    product: str,
-    eta: np.ndarray,
-    risk: np.ndarray,
-    applied: np.ndarray,
-    adate: np.ndarray,
-    k: np.ndarray,
-    rng: np.random.Generator,
-) -> None:
-    """Marketing touches: managers call at-risk customers, more often the ones the bank scores high.
-
-    An accepted contact falls on or before the application of that month (contacts never
-    reveal a later application).
-    """
-    ix = s.pools[product]
-    ok = np.isfinite(eta) & risk & (s.pop.manager[ix] >= 0)
-    if not ok.any():
-        return
-    top = eta >= np.quantile(eta[ok], P.CONTACT_TOP_QUANTILE)
-    touched = ok & (rng.random(len(ix)) < np.where(top, P.CONTACT_TOP_RATE, P.CONTACT_RATE))
-    app_day = np.full(len(ix), NO_DAY)
-    app_day[k] = adate
-    t = np.flatnonzero(touched)
-    acc = applied[t]
-    nd = s.nd[m]
-    latest = np.where(acc, (app_day[t] - s.ms[m]).astype(np.int64), nd - 1)
-    cday = s.ms[m] + (rng.random(len(t)) * (np.maximum(latest, 0) + 1)).astype(np.int64)
-    outcome = np.where(acc, 0, 1 + rng.choice(3, len(t), p=P.CONTACT_OUTCOME_MIX))
-    channel = rng.choice(5, len(t), p=P.CONTACT_CHANNEL_MIX)
-    s.contacts.append((ix[t], np.full(len(t), LP[product]), cday, channel, outcome, np.full(len(t), m)))

@@ -1,4 +1,5 @@
-"""The writers: every export table as Parquet, the manifest and the oracle.
+"""The writers: every export table as Parquet, the manifest, the oracle, the true uplift and
+the randomised campaigns' assignment files.
 
 Transactions and balances are appended month by month by :class:`MonthWriter` (one row
 group per month); the other tables are built at the end from the run's state
@@ -12,14 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bankexport import sim_params as P
 from bankexport.sim_calendar import rng as stream
+from bankexport.sim_contact import campaign_id
 from bankexport.sim_loans import loans_table
 from bankexport.sim_population import NO_DAY, customers_table, ids, network_tables
 from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES, FORMAT, LOAN_PRODUCTS, TABLES
+from nbp.sheets import write_csv
 
 if TYPE_CHECKING:
     from bankexport.sim_state import SimState
@@ -43,6 +47,20 @@ ORACLE_SCHEMA = pa.schema(
         ("p_asof", pa.float64()),
     ]
 )
+
+
+UPLIFT_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("product", pa.string()),
+        ("as_of", pa.date32()),
+        ("p_base", pa.float64()),
+        ("p_contacted", pa.float64()),
+        ("uplift_true", pa.float64()),
+        ("kind", pa.string()),
+    ]
+)
+CAMPAIGN_COLUMNS = ["campaign_id", "product", "list_date", "customer_id", "arm"]
 
 
 def schema(table: str) -> pa.Schema:
@@ -174,33 +192,75 @@ def _tax_table(s: SimState) -> pa.Table:
 
 
 def _contacts_table(s: SimState) -> pa.Table:
-    """The ``contacts`` table; a campaign is one product in one month."""
+    """The ``contacts`` table. Managers' ordinary calls of one product in one month share a
+    campaign id ``CMP<YYYYMM><code>``; a randomised campaign's are ``RCT-<product>-<YYYYMM>``."""
     if s.contacts:
-        cust, prod, day, chan, outc, m = (np.concatenate(x) for x in zip(*s.contacts, strict=True))
+        cust, prod, day, chan, outc, m, rct = (np.concatenate(x) for x in zip(*s.contacts, strict=True))
     else:
         cust = prod = chan = outc = m = np.array([], np.int64)
         day = np.array([], "datetime64[D]")
+        rct = np.array([], bool)
+    m, prod = m.astype(np.int64), prod.astype(np.int64)
     months = np.array([str(x).replace("-", "") for x in s.ms.astype("datetime64[M]")], dtype=object)
     code = np.array(["CL", "BF", "TX", "AG", "MG", "OT"], dtype=object)
-    campaign = months[m.astype(np.int64)] + code[prod.astype(np.int64)] if len(m) else np.array([], dtype=object)
+    names = np.array(LOAN_PRODUCTS, dtype=object)
+    ordinary = "CMP" + months[m] + code[prod]
+    randomised = f"{P.CAMPAIGN_PREFIX}-" + names[prod] + "-" + months[m]
     return pa.table(
         {
             "customer_id": s.cust_ids.take(pa.array(cust.astype(np.int64))),
-            "product": pa.array(np.array(LOAN_PRODUCTS, dtype=object)[prod.astype(np.int64)], pa.string()),
+            "product": pa.array(names[prod], pa.string()),
             "contact_date": pa.array(day.astype("datetime64[D]"), pa.date32()),
             "channel": pa.array(np.array(CONTACT_CHANNELS, dtype=object)[chan.astype(np.int64)], pa.string()),
             "outcome": pa.array(np.array(CONTACT_OUTCOMES, dtype=object)[outc.astype(np.int64)], pa.string()),
-            "campaign_id": pa.array(
-                np.char.add("CMP", campaign.astype(str)).astype(object) if len(m) else campaign, pa.string()
-            ),
+            "campaign_id": pa.array(np.where(rct, randomised, ordinary), pa.string()),
         }
     )
+
+
+def write_campaigns(s: SimState, out_dir: Path) -> dict[str, int]:
+    """One assignment file per randomised campaign, ``out_dir/<campaign_id>.csv``.
+
+    Columns ``campaign_id, product, list_date (YYYY-MM-DD), customer_id, arm (treatment |
+    control)``, as a bank hands over its own randomised campaign. Files of another run's
+    campaigns in ``out_dir`` are removed.
+
+    Returns:
+        Randomised customers per product (summed over its campaigns).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, counts = set(), {p: 0 for p in P.PRODUCTS}
+    for product, m, chosen, treat in s.campaigns:
+        cid = campaign_id(s, product, m)
+        frame = pd.DataFrame(
+            {
+                "campaign_id": cid,
+                "product": product,
+                "list_date": str(s.ms[m]),
+                "customer_id": s.cust_ids.take(pa.array(s.pools[product][chosen].astype(np.int64))).to_pylist(),
+                "arm": np.where(treat, "treatment", "control"),
+            },
+            columns=CAMPAIGN_COLUMNS,
+        )
+        written.add(write_csv(frame, out_dir / f"{cid}.csv", bom=False).name)
+        counts[product] += len(frame)
+    for old in out_dir.glob(f"{P.CAMPAIGN_PREFIX}-*.csv"):
+        if old.name not in written:
+            old.unlink()
+    return counts
 
 
 def write_oracle(parts: list[pa.Table], path: Path) -> int:
     """Write ``oracle.parquet`` from its parts; return its rows."""
     table = pa.concat_tables(parts) if parts else ORACLE_SCHEMA.empty_table()
     pq.write_table(table.cast(ORACLE_SCHEMA), path, compression=COMPRESSION)
+    return table.num_rows
+
+
+def write_uplift(parts: list[pa.Table], path: Path) -> int:
+    """Write ``uplift.parquet`` from its parts; return its rows."""
+    table = pa.concat_tables(parts) if parts else UPLIFT_SCHEMA.empty_table()
+    pq.write_table(table.cast(UPLIFT_SCHEMA), path, compression=COMPRESSION)
     return table.num_rows
 
 

@@ -2,11 +2,14 @@
 
 ``simulate(out, ...)`` writes ``out/export/`` (every table of the bank export spec as
 ``<table>.parquet`` plus ``manifest.json``) and, beside it, ``out/oracle/oracle.parquet``
-with each candidate's true probability of uptake. The world is drawn once
+with each candidate's true probability of uptake, ``out/oracle/uplift.parquet`` with what a
+contact would change, and ``out/campaigns/<campaign_id>.csv``, the assignment file of each
+randomised campaign the bank ran. The world is drawn once
 (:mod:`bankexport.sim_population`, :mod:`bankexport.sim_world`, gathered in
 :class:`bankexport.sim_state.SimState`), then months run one by one (:func:`run_months`):
-drivers known at the month's start set each product's application hazard
-(:mod:`bankexport.sim_uptake`, arithmetic in :mod:`bankexport.sim_oracle`), loans are
+drivers known at the month's start set each product's application hazard and contacts
+change it (:mod:`bankexport.sim_uptake`, :mod:`bankexport.sim_contact`, arithmetic in
+:mod:`bankexport.sim_oracle`), loans are
 recorded (:mod:`bankexport.sim_loans`), and the month's transactions and balances
 (:mod:`bankexport.sim_activity`) are appended to the Parquet files as one row group
 (:mod:`bankexport.sim_writers`). ``write_csv_export`` converts a written export to CSV
@@ -37,8 +40,15 @@ from bankexport.sim_oracle import oracle_tables
 from bankexport.sim_population import build_population
 from bankexport.sim_profile import BankProfile
 from bankexport.sim_state import SimState
-from bankexport.sim_uptake import drivers, solve_intercepts, uptake
-from bankexport.sim_writers import MonthWriter, write_manifest, write_oracle, write_static
+from bankexport.sim_uptake import drivers, month_hazards, solve_intercepts, uptake
+from bankexport.sim_writers import (
+    MonthWriter,
+    write_campaigns,
+    write_manifest,
+    write_oracle,
+    write_static,
+    write_uplift,
+)
 from bankexport.spec import ALL_TABLES, FORMAT
 from nbp.errors import ConfigError
 
@@ -74,6 +84,11 @@ class SimSummary:
     labels: dict[str, int]  # positive (customer, as-of) labels pooled over the oracle's as-of dates
     expected: dict[str, float]  # sum of p_true over oracle rows, per product
     seconds: float
+    uplift_path: Path  # oracle/uplift.parquet: each candidate's true uplift of a contact
+    campaigns_dir: Path  # campaigns/<campaign_id>.csv: the randomised campaigns' assignments
+    campaigns: int  # randomised campaigns run
+    randomised: dict[str, int]  # customers randomised, per product (summed over its campaigns)
+    uplift: dict[str, float]  # sum of uplift_true at the latest as-of, per product
 
     def describe(self) -> str:
         """A short multi-line text for people."""
@@ -91,6 +106,16 @@ class SimSummary:
             for p in PRODUCTS
         ]
         lines.append(f"oracle: {self.oracle_path} ({self.rows.get('oracle', 0):,} rows; omitted rows have p=0)")
+        lines.append(
+            f"true uplift of a contact: {self.uplift_path} ({self.rows.get('uplift', 0):,} rows); "
+            "summed over the candidates at the export date: "
+            + ", ".join(f"{p} {self.uplift[p]:+.1f}" for p in PRODUCTS)
+        )
+        lines.append(
+            f"randomised campaigns: {self.campaigns} in {self.campaigns_dir} ("
+            + ", ".join(f"{p} {self.randomised[p]:,}" for p in PRODUCTS)
+            + " customers)"
+        )
         return "\n".join(lines)
 
 
@@ -122,9 +147,19 @@ def simulate(
         ``(as_of, as_of + horizon_days]``), for spec candidates with p > 0 (others: p = 0);
         ``p_asof`` (float64): the same probability computed with the as-of month's
         drivers for every month of the window, i.e. from what can be known at the as-of
-        date (``p_true`` also knows how turnover, tax records and life events move inside
-        the window). Both integrate the hidden effect over its posterior given the
-        customer's applications before the as-of date.
+        date (``p_true`` also knows how turnover, tax records, life events and a
+        customer's kind move inside the window). Both take each window month's contacts
+        as the bank's policy draws them (the chance that a touch reaches the customer)
+        and integrate the hidden effect over its posterior given the customer's
+        applications before the as-of date.
+        ``uplift.parquet`` has the oracle's rows and the candidates at the export date (the
+        latest as-of nbp scores), columns ``customer_id``, ``product``, ``as_of``,
+        ``p_base`` (as ``p_asof`` but without any contact), ``p_contacted`` (the same with a
+        contact that reaches the customer in the as-of month),
+        ``uplift_true = p_contacted - p_base`` and ``kind``
+        (persuadable | sure_thing | lost_cause | sleeping_dog). ``campaigns/`` has one
+        assignment file per randomised campaign (``campaign_id, product, list_date,
+        customer_id, arm``).
     """
     t0 = time.perf_counter()
     last = _check_arguments(customers, months, end, horizon_days)
@@ -139,13 +174,16 @@ def simulate(
     ora_dir.mkdir(parents=True, exist_ok=True)
     n_days = [month_days(ms) for ms in month_starts]
     cal = [calendar(ms, nd) for ms, nd in zip(month_starts, n_days, strict=True)]
+    cal.append(calendar(export_date, month_days(export_date)))  # the export month: the latest as-of's drivers
 
     pop = build_population(customers, start, int((export_date - start).astype(int)), rng(seed, 1), profile)
     state = SimState(pop, month_starts, n_days, cal, export_date, seed, profile)
     run_months(state, exp_dir)
     rows = write_static(state, exp_dir)
-    parts, labels, expected = oracle_tables(state, horizon_days)
-    rows["oracle"] = write_oracle(parts, ora_dir / "oracle.parquet")
+    randomised = write_campaigns(state, out / "campaigns")
+    parts = oracle_tables(state, horizon_days, month_hazards(state, state.M, drivers(state, state.M)))
+    rows["oracle"] = write_oracle(parts.oracle, ora_dir / "oracle.parquet")
+    rows["uplift"] = write_uplift(parts.uplift, ora_dir / "uplift.parquet")
     write_manifest(exp_dir, export_date, seed, profile.bank, profile.bank_code)
     summary = SimSummary(
         out,
@@ -156,12 +194,26 @@ def simulate(
         str(export_date),
         rows,
         state.grant_counts,
-        labels,
-        expected,
+        parts.labels,
+        parts.expected,
         time.perf_counter() - t0,
+        ora_dir / "uplift.parquet",
+        out / "campaigns",
+        len(state.campaigns),
+        randomised,
+        latest_uplift(ora_dir / "uplift.parquet", export_date),
     )
     log.info("simulate: %s customers x %s months in %.1f s", f"{customers:,}", months, summary.seconds)
     return summary
+
+
+def latest_uplift(path: Path, export_date: np.datetime64) -> dict[str, float]:
+    """Per product, the sum of ``uplift_true`` over the candidates at the export date."""
+    table = pq.read_table(path, columns=["product", "as_of", "uplift_true"])
+    table = table.filter(pc.equal(table["as_of"], pa.scalar(export_date.astype(object), pa.date32())))
+    sums = table.group_by("product").aggregate([("uplift_true", "sum")]).to_pydict()
+    found = dict(zip(sums["product"], sums["uplift_true_sum"], strict=True))
+    return {p: float(found.get(p, 0.0)) for p in PRODUCTS}
 
 
 def last_month(end: str) -> np.datetime64:
@@ -201,7 +253,7 @@ def run_months(s: SimState, exp_dir: Path) -> None:
             if m == 0:
                 solve_intercepts(s, drv)
                 preexisting_loans(s, drv, rng(s.seed, 7))
-            uptake(s, m, drv, rng(s.seed, 200, m))
+            uptake(s, m, drv, rng(s.seed, 200, m), rng(s.seed, 210, m))
             other_loans(s, m, rng(s.seed, 300, m))
             services_month(s, m, rng(s.seed, 400, m))
             turnover_month(s, m, rng(s.seed, 500, m))
