@@ -527,6 +527,44 @@ def campaign_list(ctx: Ctx, bank: str | None) -> None:
             )
 
 
+@campaign.command("report")
+@click.option("--campaign", "campaign_ids", multiple=True, metavar="ID", help="Only this campaign (repeatable).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of the workbook, JSON and plots (default: the bank's outputs/campaigns/).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (a list, one object per campaign).")
+@BANK_OPTION
+@common
+def campaign_report(ctx: Ctx, campaign_ids: tuple[str, ...], out: str | None, as_json: bool, bank: str | None) -> None:
+    """Measured lift of each campaign against its control group, read against the latest export:
+    workbook (Chinese headers), plots, JSON, and a run in MLflow (docs/campaigns.md)."""
+    import json
+
+    from training.campaign_report import build_report, log_to_mlflow, summary_line, write_report
+
+    wss = bank_workspaces(ctx, bank, "campaign report", one=bool(campaign_ids))
+    everything = []
+    for ws in wss:
+        head = f"bank {ws.bank}: " if ws.bank else ""
+        report = build_report(ctx.cfg, ws, list(campaign_ids) or None)
+        if not report.campaigns:
+            click.echo(f"{head}no campaign issued or imported yet", err=as_json)
+            continue
+        folder = ws.campaign_reports_dir if out is None else Path(out) / (ws.bank or "")
+        written = write_report(report, folder)
+        run_id = log_to_mlflow(ws, report, written)
+        everything += report.json()
+        if not as_json:
+            for c in report.campaigns:
+                click.echo(head + summary_line(c.figures))
+            click.echo(f"{head}written to {folder} (MLflow run {run_id})")
+    if as_json:
+        click.echo(json.dumps(everything, ensure_ascii=False, indent=1))
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks on public data (results: docs/benchmarks.md)."""
