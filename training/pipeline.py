@@ -358,10 +358,14 @@ def train(
 
     Returns:
         One :class:`ProductResult` per product; a product that cannot be fitted has
-        ``skip`` set and no version (module docstring).
+        ``skip`` set and no version (module docstring). Then one per product with a
+        randomised campaign, for its uplift model ``<product>-uplift`` (:mod:`training.uplift`).
     """
     prep = prepare(cfg, ws, cutoff, products)
-    return register(cfg, ws, prep, fit_prepared(cfg, ws, prep), oracle_auc)
+    results = register(cfg, ws, prep, fit_prepared(cfg, ws, prep), oracle_auc)
+    from training.uplift import train_uplift  # after the propensity models: products with randomised campaigns
+
+    return results + train_uplift(cfg, ws, prep.cutoff, prep.keys, feature_as_ofs(ws))
 
 
 def register(
@@ -413,9 +417,13 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
 
     Returns:
         Columns ``customer_id``, ``product``, ``as_of``, ``score`` (calibrated
-        probability), ``model_version``; a member bank's lead with ``bank_code``. A product
+        probability), ``model_version``, ``uplift`` (the uplift champion's estimate of
+        p(uptake | contact) - p(uptake | no contact); NaN for a product without one) and
+        ``uplift_version``; a member bank's lead with ``bank_code``. A product
         without a champion is skipped with a warning.
     """
+    from training.uplift import load_uplift
+
     recover(ws)
     customers, loans = read_base(ws)
     models, ents = {}, {}
@@ -428,6 +436,7 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
             missing.append(str(e))
     if not models:
         raise ModelUnavailable("no product has a champion model: " + " | ".join(missing))
+    lifts = {k: got for k in models if (got := load_uplift(ws, k)) is not None}
     screen = screen_for(cfg, ws, customers, as_ofs, list(models))
     for key in models:
         pc = cfg.products[key]
@@ -444,12 +453,18 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
                 for k, (m, _) in models.items()
             ],
         )
+        for df, key in zip(scored, models, strict=True):  # the uplift champion reads the same features
+            if key in lifts:
+                feats = with_features_many(cfg, ws, [(df[KEYS], feature_service(key, cfg.products[key]))])[0]
+                df["uplift"] = lifts[key][0].uplift(feats)
     else:
         dfs = with_features_many(cfg, ws, [(ents[k][KEYS], feature_service(k, cfg.products[k])) for k in models])
         scored = []
         for df, (key, (model, _)) in zip(dfs, models.items(), strict=True):
             df = df[eligible(df, cfg.products[key].eligibility).to_numpy()]
             scored.append(df[KEYS].assign(score=model.predict_proba(df)))
+            if key in lifts:
+                scored[-1]["uplift"] = lifts[key][0].uplift(df)
     parts = []
     for df, (key, (_, version)) in zip(scored, models.items(), strict=True):
         parts.append(
@@ -460,6 +475,8 @@ def score(cfg: Config, ws: Workspace, as_ofs: list[pd.Timestamp], products: list
                     "as_of": df["as_of"].to_numpy(),
                     "score": df["score"].to_numpy(),
                     "model_version": version,
+                    "uplift": df["uplift"].to_numpy(float) if "uplift" in df else float("nan"),
+                    "uplift_version": pd.array([lifts[key][1] if key in lifts else None] * len(df), "Int64"),
                 }
             )
         )

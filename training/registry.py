@@ -394,6 +394,15 @@ def _decide(
     return Decision(version=version, alias=alias, reason=reason, previous_champion=champ_v)
 
 
+def decide(ws: Workspace, product: str, version: int, promoted: bool, reason: str) -> Decision:
+    """Record a gate decided by the caller's own rule (an uplift model's Qini floor): move
+    ``champion`` (or ``challenger``) to ``version`` and tag its run and version with ``reason``."""
+    client = _connect(ws)
+    name = model_name(product, ws.bank)
+    _, _, run_id = _version_evidence(client, name, version)
+    return _decide(client, name, version, run_id, promoted, reason, _current_champion(client, name))
+
+
 def promote_unevaluable(
     ws: Workspace, product: str, version: int, why: str, federation: Mapping[str, float], floor: float
 ) -> Decision:

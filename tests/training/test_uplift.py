@@ -1,0 +1,154 @@
+"""The uplift learner on planted effects, its time split and skips, and the chain on a small simulated bank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy.stats import spearmanr
+
+from nbp.campaigns import CampaignStore, ListParams
+from nbp.config import load_config
+from training import uplift as up
+
+FEATS = ["x1", "x2", "x3"]
+
+
+def _planted(n: int, campaigns: int, seed: int, first: str = "2025-01-01") -> tuple[pd.DataFrame, np.ndarray]:
+    """Randomised rows whose effect depends on x2 and x3 only, while the baseline follows x1."""
+    rng = np.random.default_rng(seed)
+    x1, x2, x3 = rng.normal(size=n), rng.normal(size=n), rng.random(n)
+    base = 1 / (1 + np.exp(3 - 0.8 * x1))
+    tau = 0.08 * ((x2 > 0) & (x3 > 0.3)) - 0.02 * (x2 < -1)
+    t = rng.integers(0, 2, n)
+    y = (rng.random(n) < np.clip(base + t * tau, 0, 1)).astype(int)
+    c = rng.integers(0, campaigns, n)
+    rows = pd.DataFrame(
+        {
+            "campaign_id": [f"c{seed}-{i}" for i in c],
+            "customer_id": [f"K{i}" for i in range(n)],
+            "list_date": pd.Timestamp(first) + pd.to_timedelta(c * 91, "D"),
+            up.TREATED: t,
+            "label": y,
+            "x1": x1,
+            "x2": x2,
+            "x3": x3,
+        }
+    )
+    return rows, tau
+
+
+def test_learner_recovers_a_planted_heterogeneous_effect() -> None:
+    rows, _ = _planted(12_000, 3, 1)
+    model = up.fit_uplift(rows, FEATS)
+    new, tau = _planted(10_000, 1, 2)
+    est = model.uplift(new)
+    assert spearmanr(est, tau).correlation > 0.6
+    # the baseline driver x1 is not mistaken for the effect
+    assert abs(spearmanr(est, new["x1"]).correlation) < 0.3
+    assert up.held_out_metrics(model, new)["qini"] > 0
+
+
+def test_time_split_never_fits_on_held_out_campaigns() -> None:
+    rows, _ = _planted(6_000, 3, 3)
+    order = up.campaign_order(rows)
+    fit_ids, test_ids = up.split_campaigns(order, 1)
+    assert test_ids == [order[-1]] and fit_ids == order[:-1]
+    fit, test = rows[rows["campaign_id"].isin(fit_ids)], rows[rows["campaign_id"].isin(test_ids)]
+    # validation (settings, rounds, learner) is the latest fitting campaign, not the held-out one
+    assert set(fit.loc[up.validation_split(fit), "campaign_id"]) == {fit_ids[-1]}
+    flipped = test.assign(label=1 - test["label"])
+    a, ma, _ = up.judge(fit, test, rows, floor=np.inf)
+    b, mb, _ = up.judge(fit, flipped, rows, floor=np.inf)
+    assert a.info["campaigns"] == fit_ids
+    np.testing.assert_array_equal(a.uplift(test), b.uplift(test))  # held-out outcomes never reach the fit
+    assert ma["qini"] != mb["qini"]
+
+
+def test_passing_the_floor_refits_on_every_closed_campaign() -> None:
+    rows, _ = _planted(6_000, 3, 4)
+    fit_ids, test_ids = up.split_campaigns(up.campaign_order(rows), 1)
+    fit, test = rows[rows["campaign_id"].isin(fit_ids)], rows[rows["campaign_id"].isin(test_ids)]
+    model, m, passed = up.judge(fit, test, rows, floor=-np.inf)
+    assert passed and model.info["campaigns"] == up.campaign_order(rows)
+    _, _, refused = up.judge(fit, test, rows, floor=m["qini"])  # not above the floor: not champion
+    assert not refused
+
+
+def test_too_little_history_is_skipped_with_reasons() -> None:
+    cfg = load_config()
+    c = cfg.campaigns
+    need = max(c.min_uplift_campaigns, c.uplift_test_campaigns + 1)
+    s = up.history_skip(cfg, "consumer", need - 1)
+    assert s is not None and "min_uplift_campaigns" in s.en and "随机对照" in s.zh
+    assert up.history_skip(cfg, "consumer", need) is None
+    few = pd.DataFrame({up.TREATED: [1] * 50 + [0] * 50, "label": [1] * 40 + [0] * 10 + [1] * 3 + [0] * 47})
+    s = up.uptake_skip(cfg, "consumer", few)
+    assert s is not None and "control arm" in s.en and "对照组" in s.zh and "3" in s.en
+    assert up.uptake_skip(cfg, "consumer", few.assign(label=1)) is None
+
+
+def test_campaign_rows_keep_randomised_closed_campaigns_first_issue(tmp_path: Path) -> None:
+    from nbp.workspace import Workspace
+
+    cfg = load_config()
+    ws = Workspace(tmp_path)
+    store = CampaignStore(ws.campaigns_dir)
+    both = pd.DataFrame({"customer_id": ["a", "b", "c"], "arm": ["treatment", "control", "treatment"]})
+
+    def issue(cid: str, rows: pd.DataFrame, day: str) -> None:
+        params = ListParams("consumer", source="import")
+        store.issue(cid, params, rows, list_date=pd.Timestamp(day).date(), model_version=None)
+
+    issue("old", both, "2025-01-01")
+    issue("open", both, "2025-12-01")
+    issue("one-arm", both.assign(arm="treatment"), "2025-01-01")
+    rows, randomised = up.campaign_rows(cfg, ws, "consumer", pd.Timestamp("2026-01-01"))
+    assert randomised == 2  # the one-arm campaign is not randomised
+    assert set(rows["campaign_id"]) == {"old"}  # "open": its 90-day horizon has not closed
+    assert rows.set_index("customer_id")[up.TREATED].to_dict() == {"a": 1, "b": 0, "c": 1}
+    assert up.campaign_rows(cfg, ws, "tax_linked", pd.Timestamp("2026-01-01"))[1] == 0
+
+
+# ----------------------------------------------------------------------------- the chain
+def _cli(args: list[str], code: int = 0) -> str:
+    from nbp.cli import main
+
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == code, res.output
+    return res.output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_uplift_scores_and_rank_by_uplift_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator's assignment files imported, an uplift champion per product (the floor set
+    open: on 2,000 customers the held-out campaigns hold a handful of uptakes), the ``uplift``
+    column in the scores and a list ranked by it."""
+    from nbp.workspace import Workspace
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("NBP_HOME", str(home))
+    cfg = tmp_path / "open.yaml"
+    cfg.write_text("campaigns:\n  min_uplift_uptakes: 1\n  qini_floor: -1.0e9\n", encoding="utf-8")
+    _cli(["simulate", "--out", str(tmp_path / "bank"), "--customers", "2000", "--months", "14", "--seed", "7"])
+    _cli(["ingest", str(tmp_path / "bank" / "export")])
+    files = sorted((tmp_path / "bank" / "campaigns").glob("*.csv"))
+    assert files, "the simulator wrote no assignment file"
+    _cli(["campaign", "import", *map(str, files)])
+    out = _cli(["retrain", "--config", str(cfg)])
+    assert "-uplift: v" in out and "becomes champion" in out, out
+    scores = pd.read_parquet(Workspace(home).latest_scores)
+    lifted = scores[scores["uplift"].notna()]
+    assert not lifted.empty and lifted["uplift_version"].notna().all()
+    assert scores.loc[scores["uplift"].isna(), "uplift_version"].isna().all()
+    key = lifted["product"].iloc[0]
+    target = tmp_path / "t.csv"
+    said = _cli(["targets", "--product", key, "--top", "20", "--rank-by", "uplift", "--out", str(target)])
+    assert "ranked by uplift" in said, said
+    got = pd.read_csv(target, dtype=str, encoding="utf-8-sig")
+    lift = pd.to_numeric(got["营销增益"].str.rstrip("%"), errors="coerce")
+    assert lift.notna().all() and (lift.diff().dropna() <= 1e-9).all()  # rank 1 first: largest uplift

@@ -1,0 +1,497 @@
+"""Uplift models: per product, what a contact changes in the probability of uptake.
+
+Learned only from randomised campaigns (issued lists with a control arm, and a bank's own
+campaigns imported with ``nbp campaign import``), where the arm was drawn at random, so the
+difference between arms is the effect of being put in the treatment arm (intent to treat:
+the arm, not whether the customer was reached).
+
+Training rows (:func:`campaign_rows`, :func:`campaign_sets`): each customer's first row per
+campaign whose horizon closed (latest list date + ``training.horizon_days`` on or before the
+cutoff); features through the product's Feast feature service at the latest feature as-of on
+or before the list date; label = a loan of the product granted in (list date, list date +
+horizon] (:func:`training.labels.label`); customers holding the product at the list date or
+failing its eligibility rules are left out, as scoring leaves them out.
+
+Model (:func:`fit_uplift`): a T-learner (one LightGBM per arm, uplift = p1 - p0) or an
+X-learner (Künzel et al. 2019: each arm's observed outcomes against the other arm's model,
+two regressions of those imputed effects, combined by the treated share). Settings, rounds and
+the learner are chosen on the latest fitting campaign (out of time; with a single fitting
+campaign, on a random quarter of it). Judged on the latest ``campaigns.uplift_test_campaigns``
+closed campaigns by the Qini coefficient and AUUC (:mod:`training.uplift_metrics`); champion
+only when that Qini exceeds ``campaigns.qini_floor``, then refitted on every closed campaign.
+Registered as ``nbp-<product>-uplift`` (``nbp-<bank>-<product>-uplift`` in a federation).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from bankexport.spec import BANK_COLUMN
+from features.catalog import BANK_FEATURES
+from nbp.campaigns import CampaignStore, first_issue
+from nbp.config import Config
+from nbp.errors import ModelUnavailable
+from nbp.workspace import Workspace
+from training import registry
+from training.candidates import eligible
+from training.dataset import KEYS, feature_service, loan_product, read_base, with_features_many
+from training.labels import holds_active, label
+from training.model import category_mapping, encode
+from training.pipeline import ProductResult, Skip
+from training.uplift_metrics import auuc, qini_coefficient
+
+log = logging.getLogger(__name__)
+
+TREATED = "treated"
+ROW_COLUMNS = ["campaign_id", "customer_id", "list_date", TREATED]
+# Modest settings for a few thousand rows per arm and rare uptakes; the grid is walked on the
+# validation campaign (out of time), never on the held-out test campaigns.
+BASE = {
+    "learning_rate": 0.05,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 10.0,
+    "max_bin": 255,
+    "verbosity": -1,
+    "seed": 7,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+GRID = ({"num_leaves": 7, "min_child_samples": 200}, {"num_leaves": 15, "min_child_samples": 100})
+MAX_ROUNDS = 500
+EARLY_STOP = 50
+LEARNERS = ("t", "x")
+
+
+def uplift_key(product: str) -> str:
+    """The registry key of a product's uplift model: ``registry.model_name`` makes it
+    ``nbp-<product>-uplift`` (``nbp-<bank>-<product>-uplift`` for a member bank)."""
+    return f"{product}-uplift"
+
+
+# ---------------------------------------------------------------- training rows
+def campaign_rows(cfg: Config, ws: Workspace, product: str, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+    """The randomised campaigns of ``product`` whose horizon closed by ``cutoff``.
+
+    A campaign counts as randomised when both arms hold customers. Each customer's first
+    issued row per campaign (:func:`nbp.campaigns.first_issue`).
+
+    Returns:
+        ``(rows, randomised)``: rows ``campaign_id, customer_id, list_date, treated`` of the
+        closed campaigns, and the number of randomised campaigns of the product (closed or not).
+    """
+    store = CampaignStore(ws.campaigns_dir, ws.bank)
+    ids = [r["campaign_id"] for r in store.campaigns() if r["product"] == product]
+    if not ids:
+        return pd.DataFrame(columns=ROW_COLUMNS), 0
+    rows = first_issue(store.issued(ids))
+    arms = rows.groupby("campaign_id")["arm"].nunique()
+    rows = rows[rows["campaign_id"].isin(arms.index[arms == 2])]
+    last = pd.to_datetime(rows.groupby("campaign_id")["list_date"].transform("max"))
+    closed = last + pd.Timedelta(days=cfg.training.horizon_days) <= cutoff
+    out = rows.loc[closed.to_numpy(), ["campaign_id", "customer_id", "list_date"]].reset_index(drop=True)
+    out[TREATED] = (rows.loc[closed.to_numpy(), "arm"] == "treatment").to_numpy(int)
+    out["customer_id"] = out["customer_id"].astype(str)
+    out["list_date"] = pd.to_datetime(out["list_date"]).astype("datetime64[us]")
+    return out, int((arms == 2).sum())
+
+
+def campaign_order(rows: pd.DataFrame) -> list[str]:
+    """Campaign ids, oldest list date first (ties by id)."""
+    first = rows.groupby("campaign_id")["list_date"].min().reset_index()
+    return first.sort_values(["list_date", "campaign_id"])["campaign_id"].tolist()
+
+
+def split_campaigns(order: list[str], n_test: int) -> tuple[list[str], list[str]]:
+    """Fitting and held-out campaigns: the latest ``n_test`` are held out."""
+    if n_test < 1 or len(order) <= n_test:
+        return [], list(order)
+    return order[:-n_test], order[-n_test:]
+
+
+def campaign_sets(
+    cfg: Config, ws: Workspace, parts: dict[str, pd.DataFrame], feature_as_ofs: list[pd.Timestamp]
+) -> dict[str, pd.DataFrame]:
+    """Point-in-time training rows of several products' campaign rows, one Feast retrieval.
+
+    Args:
+        parts: per product, :func:`campaign_rows`' rows.
+        feature_as_ofs: the as-of dates the feature build covers, ascending.
+
+    Returns:
+        Per product: ``campaign_id, customer_id, list_date, treated, as_of`` (the feature
+        as-of), ``label`` and the product's features; candidates only (not holding the
+        product at the list date, eligible on the retrieved features).
+    """
+    customers, loans = read_base(ws)
+    grid = np.array(sorted(pd.Timestamp(t) for t in feature_as_ofs), dtype="datetime64[us]")
+    ents = {}
+    for key, rows in parts.items():
+        lp, h = loan_product(key, cfg.products[key]), cfg.training.horizon_days
+        at = rows[["customer_id", "list_date"]].rename(columns={"list_date": "as_of"})
+        held = holds_active(at, loans, lp).to_numpy()
+        ent = rows.assign(label=label(at, loans, lp, h).to_numpy())
+        pos = np.searchsorted(grid, ent["list_date"].to_numpy("datetime64[us]"), side="right") - 1
+        keep = ~held & (pos >= 0)
+        if (pos < 0).any():
+            log.warning("%s: %d campaign rows precede the first feature as-of: left out", key, int((pos < 0).sum()))
+        ent = ent[keep].reset_index(drop=True)
+        ent["as_of"] = grid[pos[keep]]
+        ents[key] = ent
+    dfs = with_features_many(cfg, ws, [(e, feature_service(k, cfg.products[k])) for k, e in ents.items()])
+    out = {}
+    for (key, ent), df in zip(ents.items(), dfs, strict=True):
+        ok = eligible(df, cfg.products[key].eligibility).to_numpy()
+        out[key] = df[ok].reset_index(drop=True)
+        log.info(
+            "%s: uplift rows %d of %d campaign rows (%d held the product, %d ineligible)",
+            key,
+            int(ok.sum()),
+            len(parts[key]),
+            len(parts[key]) - len(ent),
+            int((~ok).sum()),
+        )
+    return out
+
+
+def feature_names(df: pd.DataFrame) -> list[str]:
+    """The model inputs of a campaign set: everything but its keys, label and arm, and no bank feature."""
+    skip = {*ROW_COLUMNS, *KEYS, "label", BANK_COLUMN, *BANK_FEATURES}
+    return [c for c in df.columns if c not in skip]
+
+
+# ---------------------------------------------------------------- the learner
+@dataclass(frozen=True)
+class Choice:
+    """What the validation campaign chose: the learner, each booster's setting and rounds."""
+
+    learner: str  # "t" or "x"
+    outcome: tuple[dict, dict]  # (control, treated) setting with "rounds"
+    effect: tuple[dict, dict] | None = None  # X-learner: (from control, from treated) setting with "rounds"
+    validation: dict[str, float] = field(default_factory=dict)  # Qini of each learner on the validation rows
+
+
+@dataclass
+class UpliftModel:
+    """A fitted uplift model; picklable (boosters pickle as their model strings).
+
+    ``uplift`` is the estimate p(uptake | contact) - p(uptake | no contact) per row;
+    ``predict_proba`` is p(uptake | contact) (what the MLflow pyfunc returns).
+    """
+
+    features: list[str]
+    categories: dict[str, list[str]]
+    choice: Choice
+    control: lgb.Booster
+    treated: lgb.Booster
+    effect_control: lgb.Booster | None = None
+    effect_treated: lgb.Booster | None = None
+    treated_share: float = 0.5
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        c = self.choice
+        return {"learner": c.learner, "outcome": list(c.outcome), "effect": list(c.effect or ())}
+
+    def outcomes(self, df: pd.DataFrame, num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(p0, p1): probability of uptake without and with contact, per row."""
+        x = encode(df, self.features, self.categories)
+        return (self.control.predict(x, num_threads=num_threads), self.treated.predict(x, num_threads=num_threads))
+
+    def predict_proba(self, df: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
+        """p(uptake | contact), per row."""
+        return self.outcomes(df, num_threads)[1]
+
+    def uplift(self, df: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
+        """The estimated effect of a contact on the probability of uptake, per row."""
+        if self.choice.learner == "t":
+            p0, p1 = self.outcomes(df, num_threads)
+            return p1 - p0
+        x = encode(df, self.features, self.categories)
+        t0 = self.effect_control.predict(x, num_threads=num_threads)
+        t1 = self.effect_treated.predict(x, num_threads=num_threads)
+        return self.treated_share * t0 + (1 - self.treated_share) * t1
+
+
+def _train(
+    x: np.ndarray,
+    y: np.ndarray,
+    setting: dict,
+    objective: str,
+    valid: tuple[np.ndarray, np.ndarray] | None,
+    cat: list[int],
+    rounds: int | None = None,
+) -> lgb.Booster:
+    params = BASE | {k: v for k, v in setting.items() if k != "rounds"} | {"objective": objective, "num_threads": 1}
+    ds = lgb.Dataset(x, y, categorical_feature=cat, free_raw_data=False)
+    if valid is None:
+        return lgb.train(params, ds, num_boost_round=rounds or setting["rounds"])
+    vs = lgb.Dataset(valid[0], valid[1], reference=ds, categorical_feature=cat)
+    return lgb.train(
+        params,
+        ds,
+        num_boost_round=MAX_ROUNDS,
+        valid_sets=[vs],
+        callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)],
+    )
+
+
+def _best(
+    x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray, objective: str, cat: list[int]
+) -> tuple[dict, lgb.Booster]:
+    """The grid's setting with the lowest validation loss (and its booster), rounds early-stopped."""
+    best = None
+    for setting in GRID:
+        b = _train(x, y, setting, objective, (vx, vy), cat)
+        loss = next(iter(b.best_score["valid_0"].values()))
+        if best is None or loss < best[0]:
+            best = (loss, setting | {"rounds": max(int(b.best_iteration), 1)}, b)
+    return best[1], best[2]
+
+
+def validation_split(rows: pd.DataFrame, seed: int = 7) -> np.ndarray:
+    """True for the validation rows: the latest campaign of ``rows``; with one campaign, a random quarter."""
+    order = campaign_order(rows)
+    if len(order) >= 2:
+        return (rows["campaign_id"] == order[-1]).to_numpy()
+    return np.random.default_rng(seed).random(len(rows)) < 0.25
+
+
+def choose(rows: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> Choice:
+    """Settings, rounds and learner, fitted on ``rows`` less the validation rows and judged on them."""
+    val = validation_split(rows)
+    x = encode(rows, features, categories)
+    y, t = rows["label"].to_numpy(float), rows[TREATED].to_numpy(int)
+    cat = [i for i, f in enumerate(features) if f in categories]
+    fit = ~val
+    arm = [(fit & (t == a), val & (t == a)) for a in (0, 1)]
+    got = [_best(x[f], y[f], x[v], y[v], "binary", cat) for f, v in arm]
+    (s0, m0), (s1, m1) = got
+    p0, p1 = m0.predict(x, num_threads=1), m1.predict(x, num_threads=1)
+    # X-learner: each arm's outcome against the other arm's model, regressed on the features
+    d = np.where(t == 1, y - p0, p1 - y)
+    eff = [_best(x[f], d[f], x[v], d[v], "regression", cat) for f, v in arm]
+    share = float(t[fit].mean())
+    score = {
+        "t": p1 - p0,
+        "x": share * eff[0][1].predict(x, num_threads=1) + (1 - share) * eff[1][1].predict(x, num_threads=1),
+    }
+    q = {k: float(qini_coefficient(y[val], t[val], s[val])) for k, s in score.items()}
+    learner = "x" if q["x"] > q["t"] else "t"
+    return Choice(learner, (s0, s1), (eff[0][0], eff[1][0]) if learner == "x" else None, q)
+
+
+def fit_with(rows: pd.DataFrame, features: list[str], choice: Choice) -> UpliftModel:
+    """Fit ``choice`` on every row of ``rows`` (its settings and rounds, no early stopping)."""
+    categories = category_mapping(rows, features)
+    x = encode(rows, features, categories)
+    y, t = rows["label"].to_numpy(float), rows[TREATED].to_numpy(int)
+    cat = [i for i, f in enumerate(features) if f in categories]
+    m0 = _train(x[t == 0], y[t == 0], choice.outcome[0], "binary", None, cat)
+    m1 = _train(x[t == 1], y[t == 1], choice.outcome[1], "binary", None, cat)
+    share = float(t.mean())
+    e0 = e1 = None
+    if choice.learner == "x":
+        d = np.where(t == 1, y - m0.predict(x, num_threads=1), m1.predict(x, num_threads=1) - y)
+        e0 = _train(x[t == 0], d[t == 0], choice.effect[0], "regression", None, cat)
+        e1 = _train(x[t == 1], d[t == 1], choice.effect[1], "regression", None, cat)
+    info = {
+        "campaigns": campaign_order(rows),
+        "rows": len(rows),
+        "treated": int(t.sum()),
+        "control": int((t == 0).sum()),
+        "uptakes_treated": int(y[t == 1].sum()),
+        "uptakes_control": int(y[t == 0].sum()),
+    }
+    return UpliftModel(features, categories, choice, m0, m1, e0, e1, share, info)
+
+
+def fit_uplift(rows: pd.DataFrame, features: list[str]) -> UpliftModel:
+    """Choose on the validation campaign (:func:`choose`), then fit on every row of ``rows``.
+
+    Args:
+        rows: campaign rows with ``campaign_id``, ``list_date``, ``treated`` (0/1), ``label``
+            (0/1) and ``features``; both arms must hold both outcomes.
+    """
+    for a in (0, 1):
+        ys = rows.loc[rows[TREATED] == a, "label"]
+        if ys.nunique() < 2:
+            raise ValueError(f"the {'treatment' if a else 'control'} arm holds one outcome only ({len(ys)} rows)")
+    return fit_with(rows, features, choose(rows, features, category_mapping(rows, features)))
+
+
+def held_out_metrics(model: UpliftModel, rows: pd.DataFrame) -> dict[str, float]:
+    """Qini coefficient and AUUC of ``model`` on observed outcomes of ``rows``, and the arms' counts."""
+    y, t = rows["label"].to_numpy(float), rows[TREATED].to_numpy(int)
+    s = model.uplift(rows)
+    nt, nc = int(t.sum()), int((t == 0).sum())
+    rate_t = y[t == 1].mean() if nt else float("nan")
+    rate_c = y[t == 0].mean() if nc else float("nan")
+    return {
+        "qini": float(qini_coefficient(y, t, s)),
+        "auuc": float(auuc(y, t, s)),
+        "n": float(len(y)),
+        "treated": float(nt),
+        "control": float(nc),
+        "uptakes_treated": float(y[t == 1].sum()),
+        "uptakes_control": float(y[t == 0].sum()),
+        "observed_effect": float(rate_t - rate_c),
+        "mean_uplift": float(np.mean(s)) if len(s) else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------- the job
+def history_skip(cfg: Config, product: str, closed: int) -> Skip | None:
+    """Why ``closed`` randomised campaigns with a closed horizon are too few (None: enough)."""
+    c = cfg.campaigns
+    need = max(c.min_uplift_campaigns, c.uplift_test_campaigns + 1)
+    if closed >= need:
+        return None
+    return Skip(
+        zh=f"已结束观察期的随机对照营销活动只有 {closed} 个，至少需要 {need} 个，暂不能按营销增益排序",
+        en=f"only {closed} randomised campaign(s) of {product} with a closed {cfg.training.horizon_days}-day "
+        f"horizon; the uplift model needs {need} (campaigns.min_uplift_campaigns, "
+        f"{c.uplift_test_campaigns} held out to test)",
+    )
+
+
+def uptake_skip(cfg: Config, product: str, fit: pd.DataFrame) -> Skip | None:
+    """Why the fitting campaigns' rows (``treated``, ``label``) hold too few uptakes in an arm (None: enough)."""
+    need = cfg.campaigns.min_uplift_uptakes
+    for a, zh, en in ((1, "营销组", "treatment"), (0, "对照组", "control")):
+        ups = int(fit.loc[fit[TREATED] == a, "label"].sum())
+        if ups < need:
+            return Skip(
+                zh=f"随机对照营销活动的{zh}只有 {ups} 笔办理，至少需要 {need} 笔，暂不能按营销增益排序",
+                en=f"only {ups} uptake(s) in the {en} arm of {product}'s fitting campaigns; "
+                f"campaigns.min_uplift_uptakes is {need}",
+            )
+    return None
+
+
+def train_uplift(
+    cfg: Config, ws: Workspace, cutoff: pd.Timestamp, products: list[str], feature_as_ofs: list[pd.Timestamp]
+) -> list[ProductResult]:
+    """Fit, judge, register and gate an uplift model per product that has randomised campaigns.
+
+    A product with no randomised campaign at all is left alone (nothing recorded); one with
+    too little closed history is skipped with a reason recorded on ``nbp-<product>-uplift``
+    (:func:`training.registry.record_skip`), which the ranking fallback shows.
+
+    Returns:
+        One result per product with a randomised campaign.
+    """
+    parts, closed, skips, results = {}, {}, {}, {}
+    for key in products:
+        rows, randomised = campaign_rows(cfg, ws, key, cutoff)
+        if randomised == 0:
+            log.info("%s: no randomised campaign recorded: no uplift model", key)
+            continue
+        closed[key] = campaign_order(rows) if len(rows) else []
+        s = history_skip(cfg, key, len(closed[key]))
+        if s is not None:
+            skips[key] = s
+        else:
+            parts[key] = rows
+    sets = campaign_sets(cfg, ws, parts, feature_as_ofs) if parts else {}
+    for key in [k for k in products if k in closed]:
+        if key in skips:
+            results[key] = _skipped(ws, key, skips[key])
+            continue
+        fit_ids, test_ids = split_campaigns(closed[key], cfg.campaigns.uplift_test_campaigns)
+        df = sets.pop(key)
+        fit, test = df[df["campaign_id"].isin(fit_ids)], df[df["campaign_id"].isin(test_ids)]
+        s = uptake_skip(cfg, key, fit)
+        if s is None and test.empty:
+            s = Skip(
+                zh="检验用的营销活动没有候选客户", en=f"no candidate in the held-out campaign(s) {', '.join(test_ids)}"
+            )
+        if s is not None:
+            results[key] = _skipped(ws, key, s)
+            continue
+        results[key] = _fit_register(cfg, ws, key, fit.reset_index(drop=True), test.reset_index(drop=True), df)
+    return [results[k] for k in products if k in results]
+
+
+def _skipped(ws: Workspace, key: str, s: Skip) -> ProductResult:
+    registry.record_skip(ws, uplift_key(key), s.zh, s.en)
+    return ProductResult(uplift_key(key), None, None, f"skipped: {s.en}", skip=s)
+
+
+def judge(
+    fit: pd.DataFrame, test: pd.DataFrame, every: pd.DataFrame, floor: float
+) -> tuple[UpliftModel, dict[str, float], bool]:
+    """Fit on the fitting campaigns' rows, judge on the held-out ones; the held-out rows never
+    reach the fit or its choices.
+
+    Returns:
+        ``(model, held-out metrics, passed)``: when the held-out Qini exceeds ``floor``, the
+        model is the same choice refitted on ``every`` closed campaign's rows.
+
+    Raises:
+        ValueError: an arm of the fitting rows holds one outcome only.
+    """
+    feats = feature_names(fit)
+    model = fit_uplift(fit, feats)
+    m = held_out_metrics(model, test)
+    passed = bool(np.isfinite(m["qini"]) and m["qini"] > floor)
+    if passed:
+        model = fit_with(every.reset_index(drop=True), feats, model.choice)
+    return model, m, passed
+
+
+def _fit_register(
+    cfg: Config, ws: Workspace, key: str, fit: pd.DataFrame, test: pd.DataFrame, every: pd.DataFrame
+) -> ProductResult:
+    """:func:`judge`, then register the model and record the gate's decision."""
+    floor = cfg.campaigns.qini_floor
+    try:
+        model, m, passed = judge(fit, test, every, floor)
+    except ValueError as e:
+        return _skipped(ws, key, Skip(zh=f"营销增益模型无法拟合：{e}", en=f"the uplift model cannot be fitted: {e}"))
+    window = ",".join(campaign_order(test))
+    fitted_on = every if passed else fit
+    c = model.choice
+    version = registry.log_and_register(
+        ws,
+        uplift_key(key),
+        model,
+        m,
+        params={
+            "learner": c.learner,
+            "outcome_settings": c.outcome,
+            "effect_settings": c.effect,
+            "validation_qini": c.validation,
+            "refit_on_every_closed_campaign": passed,
+        },
+        plots={},
+        feature_info={"feature_service": feature_service(key, cfg.products[key]), "kind": "uplift"},
+        as_of_range=(f"{fitted_on['list_date'].min():%Y-%m-%d}", f"{fitted_on['list_date'].max():%Y-%m-%d}"),
+        backtest_window=window,
+        input_example=test.head(5),
+        tags={"nbp.kind": "uplift"},
+    )
+    qtext = f"held-out Qini {m['qini']:.2f} incremental uptakes (AUUC {m['auuc']:.2f}) on {window}"
+    if passed:
+        reason = f"v{version} becomes champion: {qtext} > floor {floor:g}; refitted on every closed campaign."
+    else:
+        reason = f"v{version} stays challenger: {qtext} does not exceed the floor {floor:g}."
+    d = registry.decide(ws, uplift_key(key), version, passed, reason)
+    return ProductResult(uplift_key(key), version, d.alias, reason, m, window)
+
+
+def load_uplift(ws: Workspace, product: str) -> tuple[UpliftModel, int] | None:
+    """The uplift champion of ``product`` and its version; None without one."""
+    try:
+        model, version = registry.load_version(ws, uplift_key(product), registry.CHAMPION)
+    except ModelUnavailable:
+        return None
+    return (model, version) if isinstance(model, UpliftModel) else None
