@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -212,13 +213,13 @@ def flags(fig: Mapping[str, Any], psi_flag: float, calibration_flag: float) -> l
     return out
 
 
+def _value(v: Any) -> float:
+    """A figure as a float: None (not computed) is nan, the report's ``"inf"`` is infinity."""
+    return math.nan if v is None else float(v)
+
+
 def _above(value: Any, limit: float | None) -> bool:
-    return (
-        limit is not None
-        and value is not None
-        and not (isinstance(value, float) and math.isnan(value))
-        and value > limit
-    )
+    return limit is not None and _value(value) > limit  # nan > limit is False
 
 
 # ----------------------------------------------------------------------------- the retrain's step
@@ -287,6 +288,7 @@ def monitor(cfg: Config, ws: Workspace, latest: pd.Timestamp, versions: Mapping[
     from training import registry
     from training.pipeline import export_date, feature_as_ofs
 
+    t0 = time.perf_counter()
     exported = export_date(ws)
     as_ofs = [t for t in feature_as_ofs(ws) if t <= latest]
     closed = closed_months(as_ofs, exported, cfg.training.horizon_days)
@@ -318,24 +320,28 @@ def monitor(cfg: Config, ws: Workspace, latest: pd.Timestamp, versions: Mapping[
     for key, fig in products.items():
         fig["mlflow_run"] = log_to_mlflow(ws, key, fig, (versions or {}).get(key))
     write_report(ws, report)
+    log.info("drift: %d product(s) monitored in %.1f s -> %s", len(products), time.perf_counter() - t0, ws.drift_report)
     return report
 
 
 def write_report(ws: Workspace, report: Mapping[str, Any]) -> None:
     """Write ``report`` to ``Workspace.drift_report`` atomically (non-finite numbers as null)."""
     with jobs.atomic_write(ws.drift_report) as tmp:
-        tmp.write_text(json.dumps(_finite(report), ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps(json_safe(report), ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def _finite(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
+    """``x`` for strict JSON: nan (not computed) as null, infinity (a gap with nothing realised) as ``"inf"``."""
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, np.generic):
         x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
+    if isinstance(x, float) and math.isnan(x):
         return None
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
     return x
 
 
@@ -385,7 +391,7 @@ def log_to_mlflow(ws: Workspace, product: str, fig: Mapping[str, Any], version: 
     names = ("psi_score", "psi_max_input", "calibration_gap_latest")
     finite = [k for k in names if fig[k] is not None and math.isfinite(fig[k])]
     client.log_batch(run_id, metrics=[Metric(k, float(fig[k]), now, 0) for k in finite])
-    client.log_dict(run_id, _finite(dict(fig)), "drift/drift.json")
+    client.log_dict(run_id, json_safe(dict(fig)), "drift/drift.json")
     table = pd.DataFrame({"input": list(fig["psi_inputs"]), "psi": list(fig["psi_inputs"].values())})
     with jobs.tempdir(ws, "mlflow") as tmp:
         client.log_artifact(run_id, str(write_csv(table, tmp / "psi_inputs.csv")), "drift")
@@ -418,7 +424,7 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def _num(v: Any) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{float(v):.3f}"
+    return "n/a" if math.isnan(_value(v)) else f"{_value(v):.3f}"
 
 
 # ----------------------------------------------------------------------------- guardrails
@@ -440,7 +446,7 @@ def guardrail_failures(report: Mapping[str, Any], limits: GuardrailsConfig) -> l
             if _above(value, limit):
                 detail = f" ({fig['psi_max_input_name']})" if figure == "psi_max_input" else ""
                 detail = f" (as-of {fig['calibration_latest_as_of']})" if figure == "calibration_gap_latest" else detail
-                out.append(f"{bank}{key}: monitoring.guardrails.{name}: {what}{detail} {value:.3f} > {limit:g}")
+                out.append(f"{bank}{key}: monitoring.guardrails.{name}: {what}{detail} {_num(value)} > {limit:g}")
     return out
 
 
@@ -500,7 +506,32 @@ def flag_rows(report: Mapping[str, Any] | None) -> pd.DataFrame:
                 "product": key,
                 "mean_predicted": last.get("mean_predicted"),
                 "realised": last.get("realised"),
-                "flags": "；".join(f"{f['name']} {f['value']:.3f} > {f['limit']:g}" for f in fig["flags"]) or "无",
+                "flags": "；".join(f"{f['name']} {_num(f['value'])} > {f['limit']:g}" for f in fig["flags"]) or "无",
             }
         )
     return pd.DataFrame(rows, columns=list(FLAG_COLUMNS)).rename(columns=FLAG_COLUMNS)
+
+
+CALIBRATION_COLUMNS = {  # column of calibration_rows -> Chinese header of the sheet
+    "product": "产品",
+    "as_of": "月份（as-of）",
+    "window": "窗口",
+    "rows": "候选客户数（抽样）",
+    "uptakes": "办理数",
+    "mean_predicted": "平均预测办理概率",
+    "realised": "实际办理率",
+    "gap": "整体校准偏差",
+    "gap_se": "偏差标准误",
+}
+WINDOW_ZH = {"fit": "训练月份", "out_of_time": "训练后月份"}
+
+
+def calibration_rows(report: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Calibration in the large month by month, every monitored product, Chinese headers
+    (:data:`CALIBRATION_COLUMNS`), for an .xlsx sheet."""
+    rows = [
+        {**c, "product": key, "window": WINDOW_ZH.get(c.get("window"), c.get("window"))}
+        for key, fig in (report or {}).get("products", {}).items()
+        for c in fig.get("calibration", [])
+    ]
+    return pd.DataFrame(rows, columns=list(CALIBRATION_COLUMNS)).rename(columns=CALIBRATION_COLUMNS)

@@ -128,14 +128,36 @@ def test_flags_name_the_figures_above_their_limit() -> None:
     rows = drift.flag_rows(_report())
     assert list(rows.columns) == list(drift.FLAG_COLUMNS.values()) and "产品" in rows.columns
     assert rows.iloc[0]["产品"] == "consumer" and "psi:age" in rows.iloc[0]["预警"]
+    report = _report()
+    report["products"]["consumer"]["calibration"] = [
+        {
+            "as_of": "2026-06-01",
+            "window": "out_of_time",
+            "rows": 10,
+            "uptakes": 2,
+            "mean_predicted": 0.1,
+            "realised": 0.2,
+        }
+    ]
+    cal = drift.calibration_rows(report)
+    assert list(cal.columns) == list(drift.CALIBRATION_COLUMNS.values())
+    assert cal.iloc[0]["窗口"] == "训练后月份" and cal.iloc[0]["办理数"] == 2
+    assert drift.flag_rows(None).empty and drift.calibration_rows(None).empty
 
 
-def test_guardrails_fail_only_when_configured_and_exceeded() -> None:
+def test_guardrails_fail_only_when_configured_and_exceeded(tmp_path: Path) -> None:
+    from nbp.workspace import Workspace
+
     report = _report()
     assert drift.guardrail_failures(report, GuardrailsConfig()) == []  # flags alone fail nothing
     assert drift.guardrail_failures(report, GuardrailsConfig(max_input_psi=0.5, max_score_psi=0.2)) == []
     (msg,) = drift.guardrail_failures(report, GuardrailsConfig(max_input_psi=0.3))
     assert "consumer" in msg and "max_input_psi" in msg and "0.400" in msg and "0.3" in msg and "age" in msg
+    # nothing realised while uptake was predicted: an infinite gap, kept through the JSON report
+    ws = Workspace(tmp_path)
+    drift.write_report(ws, _report(calibration_gap_latest=math.inf))
+    (msg,) = drift.guardrail_failures(drift.read_report(ws), GuardrailsConfig(max_calibration_gap=0.5))
+    assert "max_calibration_gap" in msg and "inf > 0.5" in msg and "2026-06-01" in msg
     nan = _report(calibration_gap_latest=float("nan"))
     assert drift.guardrail_failures(nan, GuardrailsConfig(max_calibration_gap=0.1)) == []  # no closed month
 
