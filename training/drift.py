@@ -325,7 +325,7 @@ def monitor(cfg: Config, ws: Workspace, latest: pd.Timestamp, versions: Mapping[
 
 
 def write_report(ws: Workspace, report: Mapping[str, Any]) -> None:
-    """Write ``report`` to ``Workspace.drift_report`` atomically (non-finite numbers as null)."""
+    """Write ``report`` to ``Workspace.drift_report`` atomically, as strict JSON (:func:`json_safe`)."""
     with jobs.atomic_write(ws.drift_report) as tmp:
         tmp.write_text(json.dumps(json_safe(report), ensure_ascii=False, indent=1), encoding="utf-8")
 
