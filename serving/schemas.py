@@ -92,6 +92,12 @@ class AuditRequest(_Request):
     )
 
 
+class CampaignsRequest(_Request):
+    """``/campaigns``: the campaigns of the token's bank with their measured lift (marketing and admin roles)."""
+
+    bank_code: str | None = _bank_field()
+
+
 def request_problem(err: ValidationError) -> tuple[int, str]:
     """The status and message answering a body a request model refused.
 
@@ -169,6 +175,53 @@ class AuditResponse(_Model):
 
     bank_code: str | None = Field(description="the bank whose records these are (None: every bank)")
     records: list[dict] = Field(description="records of serving.audit, as written")
+
+
+class CampaignArm(_Model):
+    """One arm of a campaign: its customers and their uptakes within the horizon (so far)."""
+
+    customers: int
+    uptakes: int
+    rate: float | None = Field(description="uptakes / customers (None: an empty arm)")
+
+
+class CampaignArms(_Model):
+    treatment: CampaignArm
+    control: CampaignArm
+
+
+class CampaignDifference(_Model):
+    """Uptake rate of treatment minus control, with its 95% interval (Newcombe's hybrid score method)."""
+
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class CampaignRow(_Model):
+    """One campaign on the campaigns page (``training.campaign_report.page_summaries``)."""
+
+    campaign_id: str
+    product: str
+    product_name: str = Field(description="the product's Chinese name")
+    list_date: str | None = Field(description="ISO date of the campaign's first list")
+    days_observed: int = Field(description="days of the horizon the latest export covers")
+    horizon_days: int
+    arms: CampaignArms
+    difference: CampaignDifference
+    incremental_uptakes: float | None = Field(description="difference × treatment customers")
+    verdict: Literal["effective", "negative", "no_effect", "too_small", "window_open"]
+    verdict_zh: str
+    note_zh: str = Field(description="why the verdict, in plain Chinese (empty when nothing to add)")
+
+
+class CampaignsResponse(_Model):
+    """``/campaigns`` answer: the bank's campaigns, newest first."""
+
+    bank_code: str | None = Field(description="the bank whose campaigns these are (None: no bank code recorded)")
+    export_date: str | None = Field(description="the export the figures were read from")
+    min_arm_customers: int = Field(description="fewer customers in an arm: too small to show a difference")
+    campaigns: list[CampaignRow]
 
 
 class ErrorResponse(_Model):

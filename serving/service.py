@@ -8,11 +8,15 @@ Endpoints
     ``POST /hints``    ``{"customer_id", "lang"?, "bank_code"?}``: the customer's products (schemas.HintResponse)
     ``POST /targets``  ``{"product", "branch_id"?, "manager_id"?, "top", "campaign_id"?, "lang"?, "bank_code"?}``
     ``POST /audit``    ``{"bank_code"?, "limit"?}``: the latest audit records (admin roles; their bank's)
+    ``POST /campaigns`` ``{"bank_code"?}``: the bank's campaigns with their measured lift (marketing and
+                       admin roles; ``training.campaign_report.page_summaries``)
     ``GET /healthz``   the process answers (no token)
     ``GET /readyz``    which products are ready (no token: codes only; an admin token: the
                        detail); 503 while no product can be served; per bank in a federation
     ``GET /staff/``    the page for branch staff (static, with a strict Content-Security-Policy;
                        it calls ``/hints`` with the token)
+    ``GET /campaigns/`` the campaigns page for marketing (same policy; it calls ``/campaigns``), and
+                       ``/campaigns/guide``, how to read it (``docs/campaigns-guide.zh-CN.md``)
 
 A federation workspace is served by one service: one :class:`serving.engine.Recommender`
 per member bank, and every request answered by the one of its token's bank
@@ -64,13 +68,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from nbp import telemetry
 from nbp.config import load_config
 from nbp.errors import NbpError
-from nbp.workspace import Workspace
+from nbp.workspace import CHECKOUT, Workspace
 from serving.audit import AuditLog, tail_audit
 from serving.auth import (
     FEDERATION_ADMIN,
@@ -91,6 +95,8 @@ from serving.schemas import (
     MAX_AUDIT,
     AuditRequest,
     AuditResponse,
+    CampaignsRequest,
+    CampaignsResponse,
     ErrorResponse,
     HintRequest,
     HintResponse,
@@ -99,6 +105,7 @@ from serving.schemas import (
     TargetRow,
     request_problem,
 )
+from training.campaign_report import page_summaries
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +117,13 @@ STATIC_FILES = {
     "app.css": "text/css; charset=utf-8",
 }
 PROBES = ("/healthz", "/readyz")
-API = ("/hints", "/targets", "/audit")
+API = ("/hints", "/targets", "/audit", "/campaigns")
+CAMPAIGN_FILES = {  # the campaigns page under /campaigns/: URL name -> file in STATIC
+    "index.html": "campaigns.html",
+    "campaigns.js": "campaigns.js",
+    "campaigns.css": "campaigns.css",
+}
+CAMPAIGN_GUIDE = CHECKOUT / "docs" / "campaigns-guide.zh-CN.md"
 GATE_PASSED = "nbp.gate"  # the scope key by which the gate hands (service, principal) to the route
 SERVER_HEADER = "BentoML Service/nbp"  # what BentoML's own answers carry
 MAX_BODY = 64 * 1024  # bytes; a hint or list request is under 1 KiB
@@ -327,7 +340,9 @@ class _Endpoint:
         if isinstance(req, HintRequest):
             resp = svc.answer_hints(req.customer_id, req.lang, principal, req.bank_code)
         else:
-            answer = svc.answer_targets if isinstance(req, TargetRequest) else svc.answer_audit
+            answer = {TargetRequest: svc.answer_targets, CampaignsRequest: svc.answer_campaigns}.get(
+                type(req), svc.answer_audit
+            )
             resp = await asyncio.get_running_loop().run_in_executor(
                 svc.lists, functools.partial(answer, req, principal)
             )
@@ -413,20 +428,50 @@ def _started_service() -> Any:
     return svc if getattr(svc, "tenants", None) else None
 
 
+PAGE_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": STAFF_CSP,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 async def _static(request: Request) -> Response:
     """The staff page and its script and style, with a Content-Security-Policy that allows only them."""
     name = request.path_params.get("name") or "index.html"
     if name not in STATIC_FILES:
         return error_response(404, "not found")
-    return FileResponse(
-        STATIC / name,
-        media_type=STATIC_FILES[name],
-        headers={
-            **SECURITY_HEADERS,
-            "Content-Security-Policy": STAFF_CSP,
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer",
-        },
+    return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers=PAGE_HEADERS)
+
+
+async def _campaigns_static(request: Request) -> Response:
+    """The campaigns page, its script and style, and ``guide``: the Chinese explanation of how to
+    read it, rendered from Markdown with raw HTML off (the same Content-Security-Policy)."""
+    name = request.path_params.get("name") or "index.html"
+    if name == "guide":
+        return Response(campaign_guide_html(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+    if name not in CAMPAIGN_FILES:
+        return error_response(404, "not found")
+    file = CAMPAIGN_FILES[name]
+    kind = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[file.rsplit(".", 1)[1]]
+    return FileResponse(STATIC / file, media_type=f"{kind}; charset=utf-8", headers=PAGE_HEADERS)
+
+
+@functools.cache
+def campaign_guide_html() -> str:
+    """``docs/campaigns-guide.zh-CN.md`` as a page styled like the campaigns page."""
+    from markdown_it import MarkdownIt
+
+    try:
+        body = MarkdownIt("commonmark", {"html": False}).enable("table").render(CAMPAIGN_GUIDE.read_text("utf-8"))
+    except OSError:
+        body = "<p>说明文档未随服务安装（docs/campaigns-guide.zh-CN.md）。</p>"
+    return (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<title>如何阅读营销活动效果</title><link rel="stylesheet" href="campaigns.css"></head>'
+        '<body><header><h1>如何阅读营销活动效果</h1><a href="./">返回活动列表</a></header>'
+        f'<main class="guide card">{body}</main></body></html>'
     )
 
 
@@ -454,6 +499,9 @@ class _Route(APIRoute):
         self.endpoint_app = endpoint
 
     async def handle(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["method"] == "GET" and scope["path"] == "/campaigns":  # the page is /campaigns/
+            await RedirectResponse("/campaigns/")(scope, receive, send)
+            return
         if scope["method"] != "POST":
             raise HTTPException(405, headers={"Allow": "POST"})
         await self.endpoint_app(scope, receive, send)
@@ -490,12 +538,19 @@ async def _audit_doc(request: AuditRequest) -> AuditResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
+async def _campaigns_doc(request: CampaignsRequest) -> CampaignsResponse:
+    """The campaigns of the token's bank with their measured lift (marketing, admin, federation_admin)."""
+    raise NotImplementedError  # the signature describes the route; _Endpoint answers
+
+
 staff_app = Starlette(routes=[Route("/", _static), Route("/{name:str}", _static)])
+campaigns_app = Starlette(routes=[Route("/", _campaigns_static), Route("/{name:str}", _campaigns_static)])
 api_app = _Api(openapi_url=None, docs_url=None, redoc_url=None)
 api_app.router.routes += [
     _Route("/hints", _hints_doc, _Endpoint("/hints", HintRequest)),
     _Route("/targets", _targets_doc, _Endpoint("/targets", TargetRequest)),
     _Route("/audit", _audit_doc, _Endpoint("/audit", AuditRequest)),
+    _Route("/campaigns", _campaigns_doc, _Endpoint("/campaigns", CampaignsRequest)),
 ]
 
 
@@ -532,6 +587,7 @@ def load_tenants(cfg: Any, ws: Workspace, banks: tuple[str, ...]) -> tuple[dict[
     return tenants, unloaded
 
 
+@bentoml.asgi_app(campaigns_app, path="/campaigns", name="campaigns")
 @bentoml.asgi_app(staff_app, path="/staff", name="staff")
 @bentoml.asgi_app(api_app, path="/", name="api")  # applied first: matched before the staff page
 @bentoml.service(name="nbp", **SERVICE_CONFIG)
@@ -771,6 +827,25 @@ class NbpService:
             return AuditResponse(bank_code=bank, records=records), len(records)
 
         return self._call("/audit", principal, req.model_dump(), work)
+
+    def answer_campaigns(self, req: CampaignsRequest, principal: Principal) -> Response:
+        """``/campaigns``: the campaigns of the token's bank and their lift (in the list thread;
+        cached per process until the export or a campaign changes). Branch tokens: 403."""
+
+        def work(p: Principal) -> tuple[CampaignsResponse, int]:
+            authorize_role(p, "marketing", "admin", FEDERATION_ADMIN)
+            rec = self.tenant(p, req.bank_code)
+            rows = page_summaries(self.cfg, rec.ws)
+            export = rec.ws.export_date()
+            out = CampaignsResponse(
+                bank_code=rec.bank,
+                export_date=export.isoformat() if export else None,
+                min_arm_customers=self.cfg.campaigns.min_arm_customers,
+                campaigns=rows,
+            )
+            return out, len(rows)
+
+        return self._call("/campaigns", principal, req.model_dump(), work)
 
 
 # The first middleware added is the outer one: the body limit and the token check come before the

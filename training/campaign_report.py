@@ -45,6 +45,7 @@ from nbp.config import Config
 from nbp.errors import ConfigError, NbpError
 from nbp.jobs import atomic_write
 from nbp.workspace import Workspace
+from training.drift import calibration_rows, flag_rows, json_safe, read_report
 from training.labels import label
 from training.uplift_metrics import qini_coefficient, qini_curve
 
@@ -418,13 +419,12 @@ class Report:
     bank: str | None
     export_date: str
     campaigns: list[CampaignResult]
-    drift: dict | None
-    drift_rows: pd.DataFrame | None
+    drift: dict | None  # the last retrain's drift report (training.drift.read_report), None without one
 
     def json(self) -> list[dict[str, Any]]:
         """The ``--json`` list: one object per campaign, its product's drift figures under ``drift``."""
         products = (self.drift or {}).get("products", {})
-        return [_finite({**c.figures, "drift": products.get(c.figures["product"])}) for c in self.campaigns]
+        return [json_safe({**c.figures, "drift": products.get(c.figures["product"])}) for c in self.campaigns]
 
 
 def _store(ws: Workspace) -> CampaignStore:
@@ -465,29 +465,7 @@ def build_report(cfg: Config, ws: Workspace, campaign_ids: Sequence[str] | None 
     if records:
         rows = _store(ws).issued([r["campaign_id"] for r in records])
         results = [campaign_figures(cfg, r, rows[rows["campaign_id"] == r["campaign_id"]], data) for r in records]
-    drift, drift_rows = read_drift(ws)
-    return Report(ws.bank, f"{data.export_date:%Y-%m-%d}", results, drift, drift_rows)
-
-
-def read_drift(ws: Workspace) -> tuple[dict | None, pd.DataFrame | None]:
-    """The last retrain's drift report and its rows with Chinese headers (``training.drift``)."""
-    from training.drift import flag_rows, read_report
-
-    report = read_report(ws)
-    return report, (flag_rows(report) if report else None)
-
-
-def _finite(x: Any) -> Any:
-    """``x`` with numpy scalars made plain and non-finite floats made None (JSON has no NaN)."""
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+    return Report(ws.bank, f"{data.export_date:%Y-%m-%d}", results, read_report(ws))
 
 
 # ----------------------------------------------------------------------------- workbook
@@ -546,7 +524,7 @@ SCOPE_HEADERS = {
 ARM_ZH = {"treatment": "实验组", "control": "对照组"}
 LEVEL_ZH = {"branch": "支行", "manager": "客户经理"}
 SOURCE_ZH = {"nbp": "nbp名单", "import": "导入"}
-SHEETS = ("活动汇总", "按分数十分位", "接触渠道与结果", "支行与客户经理", "模型漂移")
+SHEETS = ("活动汇总", "按分数十分位", "接触渠道与结果", "支行与客户经理", "模型漂移", "模型校准（逐月）")
 
 
 def summary_row(f: Mapping[str, Any]) -> dict[str, Any]:
@@ -595,11 +573,9 @@ def workbook_sheets(report: Report) -> list[Any]:
         parts = [p for p in parts if len(p)]
         return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
-    drift = (
-        report.drift_rows
-        if report.drift_rows is not None
-        else pd.DataFrame({"说明": ["尚无模型漂移报告（运行 nbp retrain 后生成）"]})
-    )
+    none = pd.DataFrame({"说明": ["尚无模型漂移报告（运行 nbp retrain 后生成）"]})
+    drift = flag_rows(report.drift) if report.drift else none
+    calibration = calibration_rows(report.drift) if report.drift else none
     rates = ("实验组办理率", "对照组办理率", "95%区间下限", "95%区间上限")
     return [
         Sheet(
@@ -612,6 +588,7 @@ def workbook_sheets(report: Report) -> list[Any]:
         Sheet(SHEETS[2], joined(contacts, CONTACT_HEADERS)),
         Sheet(SHEETS[3], joined(scope, SCOPE_HEADERS), percent=("覆盖率", "污染率")),
         Sheet(SHEETS[4], drift),
+        Sheet(SHEETS[5], calibration),
     ]
 
 
@@ -725,7 +702,7 @@ def page_summaries(cfg: Config, ws: Workspace) -> list[dict[str, Any]]:
 
 def _page_row(f: Mapping[str, Any]) -> dict[str, Any]:
     arms = {a: {k: f["arms"][a][k] for k in ("customers", "uptakes", "rate")} for a in ("treatment", "control")}
-    return _finite(
+    return json_safe(
         {
             "campaign_id": f["campaign_id"],
             "product": f["product"],

@@ -308,3 +308,29 @@ def test_the_cli_reports_logs_to_mlflow_and_names_an_unknown_campaign(
     assert bad.stderr.strip().splitlines() == [
         f"error: no campaign 'autumn' in {bank.home}; `nbp campaign list` shows the campaigns"
     ]
+
+
+def test_the_last_retrains_drift_goes_into_the_json_and_the_workbook(bank: Workspace, tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from training.drift import write_report
+
+    fig = {
+        "model_version": 2,
+        "psi_score": 0.31,
+        "psi_max_input": 0.12,
+        "psi_max_input_name": "demo_age_years",
+        "calibration_gap_latest": 0.2,
+        "flags": [{"name": "psi_score", "value": 0.31, "limit": 0.25}],
+        "calibration": [
+            {"as_of": "2026-05-01", "window": "out_of_time", "rows": 900, "uptakes": 45}
+            | {"mean_predicted": 0.04, "realised": 0.05, "gap": 0.2, "gap_se": 0.1}
+        ],
+    }
+    write_report(bank, {"products": {"consumer": fig}})
+    report = cr.build_report(_cfg(), bank)
+    assert report.json()[0]["drift"]["flags"][0]["name"] == "psi_score"
+    wb = load_workbook(cr.write_report(report, tmp_path / "out")["xlsx"])
+    sheet = {c.value: r for c, r in zip(wb["模型漂移"][1], wb["模型漂移"][2], strict=True)}
+    assert sheet["产品"].value == "consumer" and "psi_score" in sheet["预警"].value
+    assert wb["模型校准（逐月）"]["A2"].value == "consumer"
