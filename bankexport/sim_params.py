@@ -397,7 +397,7 @@ BUSINESS_LOST_TURNOVER = 10_000
 # no campaign contact, only the managers' ordinary calls (contamination).
 CAMPAIGN_EVERY = 3
 CAMPAIGN_FIRST = {"consumer": 3, "business_flow": 4, "tax_linked": 5}  # month index from the first month
-CAMPAIGN_SAMPLE = {"consumer": 0.4, "business_flow": 0.6, "tax_linked": 0.7}
+CAMPAIGN_SAMPLE = {"consumer": 0.15, "business_flow": 0.35, "tax_linked": 0.5}
 CAMPAIGN_TREATMENT_SHARE = 0.5
 CAMPAIGN_ATTEMPTED = 0.9
 CAMPAIGN_PREFIX = "RCT"  # campaign ids RCT-<product>-<YYYYMM>

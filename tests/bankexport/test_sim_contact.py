@@ -21,7 +21,7 @@ from bankexport.simulate import PRODUCTS, simulate
 
 H = 90
 SMALL = {"customers": 2_000, "months": 14, "end": "2026-10", "seed": 5, "horizon_days": H}
-LARGE = {"customers": 8_000, "months": 24, "end": "2026-10", "seed": 13, "horizon_days": H}
+LARGE = {"customers": 12_000, "months": 24, "end": "2026-10", "seed": 13, "horizon_days": H}
 EXPORT_DATE = pd.Timestamp("2026-11-01")
 ASSIGNMENT_COLUMNS = ["campaign_id", "product", "list_date", "customer_id", "arm"]
 
@@ -107,7 +107,7 @@ def test_arms_are_balanced_and_unrelated_to_the_score(small: Bank) -> None:
     n1, n0 = int(treat.sum()), int((~treat).sum())
     auc = (r[treat].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
     se = math.sqrt((n1 + n0 + 1) / (12 * n1 * n0))
-    assert n1 > 1_000 and abs(auc - 0.5) < 4 * se, f"AUC of p_base between arms {auc:.3f} (se {se:.3f})"
+    assert n1 > 300 and abs(auc - 0.5) < 4 * se, f"AUC of p_base between arms {auc:.3f} (se {se:.3f})"
 
 
 def test_control_customers_get_no_contact_of_their_campaign(small: Bank) -> None:
