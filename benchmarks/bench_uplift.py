@@ -1,0 +1,195 @@
+"""Uplift ranking against the simulator's true effect of a contact.
+
+A simulated bank (50,000 customers, 24 months, a seed no test or tuning used) through the
+whole chain: simulate -> ingest -> ``nbp campaign import`` of the simulator's randomised
+campaigns -> ``nbp retrain`` (features, propensity and uplift models, scores). Judged on
+``oracle/uplift.parquet``'s ``uplift_true`` at the scoring as-of, over each product's scored
+candidates, in expected incremental uptakes (the sum of true uplift over a list, so no
+sampling noise enters the comparison):
+
+(a) the Qini coefficient of ranking by the uplift model's ``uplift`` over that of ranking by
+    ``uplift_true`` itself: target :data:`QINI_TARGET`;
+(b) at a contact budget of 10% of candidates, expected incremental uptakes of the top of the
+    uplift ranking over those of the top of the propensity ranking: target :data:`BUDGET_TARGET`.
+
+Run: ``python -m benchmarks.bench_uplift [--customers N] [--months M] [--seed S] [--keep DIR
+[--reuse]]``. ``--reuse`` judges a kept workspace again without rebuilding it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.report import NBP, run_measured, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 20_261_216  # fresh for this claim (docs/decisions/023-uplift-model.md lists the seeds used)
+QINI_TARGET = 0.8
+BUDGET_TARGET = 1.3
+BUDGET = 0.10
+
+
+def build(work: Path, customers: int, months: int, seed: int) -> dict[str, dict[str, float]]:
+    """Run the chain into ``work`` (``bank/``, ``home/``); returns each stage's time and peak memory."""
+    env = {"NBP_HOME": str(work / "home")}
+    bank = work / "bank"
+    stages = {}
+
+    def stage(name: str, args: list[str]) -> str:
+        m = run_measured([NBP, *args], env)
+        stages[name] = {"seconds": round(m.seconds, 1), "peak_rss_gb": round(m.peak_rss_gb, 2)}
+        print(f"{name}: {m.seconds:.1f} s, {m.peak_rss_gb:.2f} GB", file=sys.stderr, flush=True)
+        return m.stdout
+
+    sim = ["--customers", str(customers), "--months", str(months), "--seed", str(seed)]
+    stage("simulate", ["simulate", "--out", str(bank), *sim, "--log-level", "WARNING"])
+    stage("ingest", ["ingest", str(bank / "export"), "--log-level", "WARNING"])
+    files = sorted(str(p) for p in (bank / "campaigns").glob("*.csv"))
+    if not files:
+        raise RuntimeError(f"{bank / 'campaigns'}: the simulator wrote no assignment file")
+    stage("campaign import", ["campaign", "import", *files, "--log-level", "WARNING"])
+    out = stage("retrain", ["retrain", "--log-level", "WARNING"])
+    (work / "retrain.txt").write_text(out, encoding="utf-8")
+    (work / "stages.json").write_text(json.dumps(stages), encoding="utf-8")
+    return stages
+
+
+def judge(scores: pd.DataFrame, truth: pd.DataFrame) -> list[dict]:
+    """Per product: the two figures and their targets, on the scored candidates at the scoring as-of.
+
+    Args:
+        scores: ``nbp retrain``'s latest scores (``customer_id, product, as_of, score, uplift``).
+        truth: ``oracle/uplift.parquet`` (``customer_id, product, as_of, uplift_true``).
+    """
+    from training.uplift_metrics import expected_incremental_at, expected_qini_coefficient
+
+    t = truth[["customer_id", "product", "as_of", "uplift_true"]].copy()
+    t["as_of"] = pd.to_datetime(t["as_of"]).astype(scores["as_of"].dtype)
+    t["customer_id"] = t["customer_id"].astype(str)
+    s = scores.assign(customer_id=scores["customer_id"].astype(str))
+    joined = s.merge(t, on=["customer_id", "product", "as_of"], how="left")
+    rows = []
+    for key, g in joined.groupby("product", sort=True):
+        missing = int(g["uplift_true"].isna().sum())
+        true = g["uplift_true"].fillna(0.0).to_numpy(float)
+        row = {"product": key, "candidates": len(g), "no_truth": missing, "true_total": float(true.sum())}
+        if g["uplift"].isna().all():
+            rows.append(row | {"uplift_version": None})
+            continue
+        lift, prop = g["uplift"].to_numpy(float), g["score"].to_numpy(float)
+        best = expected_qini_coefficient(true, true)
+        row |= {
+            "uplift_version": int(g["uplift_version"].dropna().iloc[0]),
+            "qini_model": expected_qini_coefficient(true, lift),
+            "qini_truth": best,
+            "qini_propensity": expected_qini_coefficient(true, prop),
+            "qini_ratio": expected_qini_coefficient(true, lift) / best if best > 0 else float("nan"),
+            "inc_uplift": expected_incremental_at(true, lift, BUDGET),
+            "inc_propensity": expected_incremental_at(true, prop, BUDGET),
+            "inc_truth": expected_incremental_at(true, true, BUDGET),
+            "inc_random": float(true.mean() * np.ceil(BUDGET * len(true))),
+        }
+        row["budget_ratio"] = row["inc_uplift"] / row["inc_propensity"] if row["inc_propensity"] > 0 else float("nan")
+        rows.append(row)
+    return rows
+
+
+def _fmt(v: object, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    return f"{v:,.{digits}f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _verdict(v: float | None, target: float) -> str:
+    if v is None or np.isnan(v):
+        return "no model"
+    return "pass" if v >= target else "FAIL"
+
+
+def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: str) -> str:
+    head = (
+        "| product | candidates | uplift model | Qini: model / truth = ratio | target ≥ 0.8 | "
+        "incremental uptakes at 10%: uplift / propensity (truth, random) = ratio | target ≥ 1.3 |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        if r.get("uplift_version") is None:
+            lines.append(f"| {r['product']} | {r['candidates']:,} | none | – | no model | – | no model |")
+            continue
+        lines.append(
+            f"| {r['product']} | {r['candidates']:,} | v{r['uplift_version']} | "
+            f"{_fmt(r['qini_model'])} / {_fmt(r['qini_truth'])} = **{_fmt(r['qini_ratio'])}** | "
+            f"{_verdict(r['qini_ratio'], QINI_TARGET)} | "
+            f"{_fmt(r['inc_uplift'])} / {_fmt(r['inc_propensity'])} ({_fmt(r['inc_truth'])}, "
+            f"{_fmt(r['inc_random'])}) = **{_fmt(r['budget_ratio'])}** | {_verdict(r['budget_ratio'], BUDGET_TARGET)} |"
+        )
+    gates = [ln for ln in retrain.splitlines() if "-uplift:" in ln]
+    times = ", ".join(f"{k} {v['seconds']:.0f} s / {v['peak_rss_gb']:.1f} GB" for k, v in stages.items())
+    missing = sum(r["no_truth"] for r in rows)
+    return (
+        f"A simulated bank of {args.customers:,} customers and {args.months} months (seed {args.seed}, used for "
+        "nothing else), through simulate, ingest, `nbp campaign import` of its randomised campaigns and "
+        "`nbp retrain`; judged at the scoring as-of on each product's scored candidates by the simulator's "
+        "true uplift (expected incremental uptakes, so no sampling noise). Qini: area between the expected "
+        "incremental-uptake curve and the random line; the truth ranks by `uplift_true` itself. Budget: the top "
+        "10% of candidates by the uplift model against the top 10% by propensity (in brackets: by the truth, "
+        "and a random 10%).\n\n"
+        + head
+        + "\n".join(lines)
+        + f"\n\nCandidates without a true uplift in the oracle (counted as 0): {missing:,}.\n\n"
+        "The uplift models' gates in that run (held-out campaign, observed outcomes):\n\n"
+        + "".join(f"- {g}\n" for g in gates)
+        + f"\nStage times (wall / peak RSS): {times}.\n"
+    )
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--customers", type=int, default=50_000)
+    p.add_argument("--months", type=int, default=24)
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--keep", type=Path, default=None, help="keep the bank and workspace in this folder")
+    p.add_argument("--reuse", action="store_true", help="judge the kept folder again without rebuilding it")
+    args = p.parse_args(argv)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="nbp-uplift-"))
+    try:
+        if args.reuse:
+            stages = json.loads((work / "stages.json").read_text(encoding="utf-8"))
+        else:
+            if work.exists() and any(work.iterdir()):
+                raise SystemExit(f"{work} is not empty; pass --reuse to judge it again or name a new folder")
+            work.mkdir(parents=True, exist_ok=True)
+            stages = build(work, args.customers, args.months, args.seed)
+        from nbp.workspace import Workspace
+
+        scores = pd.read_parquet(Workspace(work / "home").latest_scores)
+        truth = pd.read_parquet(work / "bank" / "oracle" / "uplift.parquet")
+        rows = judge(scores, truth)
+        (work / "uplift_bench.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        retrain = (work / "retrain.txt").read_text(encoding="utf-8")
+        cmd = (
+            f"python -m benchmarks.bench_uplift --customers {args.customers} --months {args.months} --seed {args.seed}"
+        )
+        write_section("uplift", section(rows, stages, args, retrain), cmd)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("FEAST_USAGE", "False")
+    sys.exit(main(sys.argv[1:]))
