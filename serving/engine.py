@@ -99,6 +99,7 @@ class ProductState:
     version: int | None = None
     problem: str | None = None  # why the product is not served (None: ready)
     skipped: dict[str, str] | None = None  # why the last training skipped it ({"zh", "en"}), if it did
+    uplift_skipped: dict[str, str] | None = None  # why the last training skipped its uplift model, if it did
     scores: pd.DataFrame | None = None  # latest batch scores with branch/manager, if they match
     scores_problem: str | None = None  # why the batch scores cannot be used
     branch_scores: dict[str, np.ndarray] = field(default_factory=dict)  # branch -> sorted scores
@@ -114,9 +115,15 @@ class ProductState:
         """Why a list cannot be ranked by ``rank_by`` (None: it can); only uplift can be missing."""
         if rank_by != "uplift" or self.scores is None or self.scores["uplift"].notna().any():
             return None
+        if self.uplift_skipped is not None:  # the training's own reason (too little randomised history)
+            return (
+                f"no uplift model of '{self.key}': {self.uplift_skipped['en']}; ranked by propensity / "
+                f"暂无可用的营销增益模型：{self.uplift_skipped['zh']}；已按倾向分排序"
+            )
         return (
-            f"no uplift model of '{self.key}' has passed its gate (too little randomised campaign history, "
-            "see `nbp train`); ranked by propensity / 暂无可用的营销增益模型（随机对照营销历史不足），已按倾向分排序"
+            f"no uplift model of '{self.key}' has passed its gate (randomised campaigns with a closed horizon, "
+            "a held-out Qini above campaigns.qini_floor; see `nbp train`); ranked by propensity / "
+            "暂无可用的营销增益模型（随机对照营销历史不足或检验未通过），已按倾向分排序"
         )
 
 
@@ -390,6 +397,7 @@ class Recommender:
                 st.problem = str(e)
                 log.warning("%s: degraded: %s", key, e)
             st.skipped = skip_of(ws, key)
+            st.uplift_skipped = skip_of(ws, f"{key}-uplift")  # training.uplift.uplift_key
             if st.model is not None:
                 st.problem, st.columns = cls._check_online(cfg, ws, st, customers.index[:1])
             if st.model is not None and st.problem is None:

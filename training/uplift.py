@@ -356,7 +356,7 @@ def history_skip(cfg: Config, product: str, closed: int) -> Skip | None:
     if closed >= need:
         return None
     return Skip(
-        zh=f"已结束观察期的随机对照营销活动只有 {closed} 个，至少需要 {need} 个，暂不能按营销增益排序",
+        zh=f"已结束观察期的随机对照营销活动只有 {closed} 个，至少需要 {need} 个",
         en=f"only {closed} randomised campaign(s) of {product} with a closed {cfg.training.horizon_days}-day "
         f"horizon; the uplift model needs {need} (campaigns.min_uplift_campaigns, "
         f"{c.uplift_test_campaigns} held out to test)",
@@ -370,7 +370,7 @@ def uptake_skip(cfg: Config, product: str, fit: pd.DataFrame) -> Skip | None:
         ups = int(fit.loc[fit[TREATED] == a, "label"].sum())
         if ups < need:
             return Skip(
-                zh=f"随机对照营销活动的{zh}只有 {ups} 笔办理，至少需要 {need} 笔，暂不能按营销增益排序",
+                zh=f"随机对照营销活动的{zh}只有 {ups} 笔办理，至少需要 {need} 笔",
                 en=f"only {ups} uptake(s) in the {en} arm of {product}'s fitting campaigns; "
                 f"campaigns.min_uplift_uptakes is {need}",
             )

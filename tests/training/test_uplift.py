@@ -41,6 +41,7 @@ def _planted(n: int, campaigns: int, seed: int, first: str = "2025-01-01") -> tu
     return rows, tau
 
 
+@pytest.mark.slow  # fits LightGBM boosters: about a second
 def test_learner_recovers_a_planted_heterogeneous_effect() -> None:
     rows, _ = _planted(12_000, 3, 1)
     model = up.fit_uplift(rows, FEATS)
@@ -52,6 +53,7 @@ def test_learner_recovers_a_planted_heterogeneous_effect() -> None:
     assert up.held_out_metrics(model, new)["qini"] > 0
 
 
+@pytest.mark.slow  # fits LightGBM boosters: about a second
 def test_time_split_never_fits_on_held_out_campaigns() -> None:
     rows, _ = _planted(6_000, 3, 3)
     order = up.campaign_order(rows)
@@ -68,6 +70,7 @@ def test_time_split_never_fits_on_held_out_campaigns() -> None:
     assert ma["qini"] != mb["qini"]
 
 
+@pytest.mark.slow  # fits LightGBM boosters: about a second
 def test_passing_the_floor_refits_on_every_closed_campaign() -> None:
     rows, _ = _planted(6_000, 3, 4)
     fit_ids, test_ids = up.split_campaigns(up.campaign_order(rows), 1)
@@ -152,3 +155,18 @@ def test_uplift_scores_and_rank_by_uplift_end_to_end(tmp_path: Path, monkeypatch
     got = pd.read_csv(target, dtype=str, encoding="utf-8-sig")
     lift = pd.to_numeric(got["营销增益"].str.rstrip("%"), errors="coerce")
     assert lift.notna().all() and (lift.diff().dropna() <= 1e-9).all()  # rank 1 first: largest uplift
+
+
+def test_ranking_fallback_says_why_the_training_skipped_the_uplift_model() -> None:
+    from serving.engine import ProductState
+
+    skip = up.history_skip(load_config(), "consumer", 0)
+    st = ProductState(key="consumer", service="consumer_v1", scores=pd.DataFrame({"uplift": [np.nan, np.nan]}))
+    st.uplift_skipped = {"zh": skip.zh, "en": skip.en}
+    msg = st.ranking_problem("uplift")
+    assert skip.en in msg and skip.zh in msg and "ranked by propensity" in msg
+    assert st.ranking_problem("propensity") is None
+    st.uplift_skipped = None
+    assert "qini_floor" in st.ranking_problem("uplift")
+    st.scores = pd.DataFrame({"uplift": [0.01, np.nan]})
+    assert st.ranking_problem("uplift") is None
