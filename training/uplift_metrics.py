@@ -52,6 +52,20 @@ def _area(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
 
 
+def _arm_sums(
+    y: Iterable, treated: Iterable, score: Iterable
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """At each tie block's end in score order: rows so far, treated and control uptakes and counts."""
+    ya, ta, sa = _arrays(y, treated, score)
+    if ya.size == 0:
+        return None
+    order, ends = _sorted_blocks(sa)
+    t = ta[order] > 0
+    yt = np.cumsum(ya[order] * t)[ends]
+    yc = np.cumsum(ya[order] * ~t)[ends]
+    return ends + 1, yt, yc, np.cumsum(t)[ends], np.cumsum(~t)[ends]
+
+
 def qini_curve(y: Iterable, treated: Iterable, score: Iterable) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative incremental uptakes by rank on observed randomised outcomes.
 
@@ -64,36 +78,23 @@ def qini_curve(y: Iterable, treated: Iterable, score: Iterable) -> tuple[np.ndar
         ``(share, incremental)``: the share of rows contacted (0 then each tie block's end,
         up to 1) and the incremental uptakes among them, both starting at 0.
     """
-    ya, ta, sa = _arrays(y, treated, score)
-    if ya.size == 0:
+    sums = _arm_sums(y, treated, score)
+    if sums is None:
         return np.zeros(1), np.zeros(1)
-    order, ends = _sorted_blocks(sa)
-    t = ta[order] > 0
-    yt = np.cumsum(ya[order] * t)[ends]
-    yc = np.cumsum(ya[order] * ~t)[ends]
-    nt = np.cumsum(t)[ends]
-    nc = np.cumsum(~t)[ends]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inc = yt - np.where(nc > 0, yc * nt / np.maximum(nc, 1), 0.0)
-    share = (ends + 1) / ya.size
-    return np.r_[0.0, share], np.r_[0.0, inc]
+    k, yt, yc, nt, nc = sums
+    inc = yt - np.where(nc > 0, yc * nt / np.maximum(nc, 1), 0.0)
+    return np.r_[0.0, k / k[-1]], np.r_[0.0, inc]
 
 
 def uplift_curve(y: Iterable, treated: Iterable, score: Iterable) -> tuple[np.ndarray, np.ndarray]:
     """Uplift curve: the difference of arm rates among the top rows, times their count."""
-    ya, ta, sa = _arrays(y, treated, score)
-    if ya.size == 0:
+    sums = _arm_sums(y, treated, score)
+    if sums is None:
         return np.zeros(1), np.zeros(1)
-    order, ends = _sorted_blocks(sa)
-    t = ta[order] > 0
-    yt = np.cumsum(ya[order] * t)[ends]
-    yc = np.cumsum(ya[order] * ~t)[ends]
-    nt = np.cumsum(t)[ends]
-    nc = np.cumsum(~t)[ends]
+    k, yt, yc, nt, nc = sums
     rate_t = np.where(nt > 0, yt / np.maximum(nt, 1), 0.0)
     rate_c = np.where(nc > 0, yc / np.maximum(nc, 1), 0.0)
-    share = (ends + 1) / ya.size
-    return np.r_[0.0, share], np.r_[0.0, (rate_t - rate_c) * (ends + 1)]
+    return np.r_[0.0, k / k[-1]], np.r_[0.0, (rate_t - rate_c) * k]
 
 
 def _above_random(share: np.ndarray, inc: np.ndarray) -> float:
