@@ -19,10 +19,11 @@ latest ingested export (``docs/campaigns.md``):
   (treatment customers contacted at all) per branch and manager.
 
 A campaign whose horizon has not ended at the export date is reported so far, with the days
-observed. The verdict says plainly when a campaign is too small to show a difference: fewer
-than ``campaigns.min_arm_customers`` customers in an arm, or a minimum detectable difference
-(two-sided 5 %, power 80 %, at the pooled uptake rate) larger than that rate itself, i.e. only
-a campaign that more than doubled uptake could have been told apart from chance.
+observed. The verdict (:func:`verdict`) says plainly when a campaign is too small to show a
+difference: fewer than ``campaigns.min_arm_customers`` customers in an arm, or, when its
+interval spans 0, a minimum detectable difference (two-sided 5 %, power 80 %, at the pooled
+uptake rate) larger than that rate itself, i.e. only a campaign that more than doubled uptake
+could have been told apart from chance.
 """
 
 from __future__ import annotations
@@ -281,18 +282,33 @@ def _scope_table(df: pd.DataFrame) -> pd.DataFrame:
     return out[list(SCOPE_HEADERS)]
 
 
-def _verdict(arm_rule: bool, reason: tuple[str, str] | None, closed: bool, est: tuple[float, float, float]) -> str:
-    if arm_rule:
-        return "too_small"
-    if not closed:
-        return "window_open"
-    if reason is not None:
-        return "too_small"
-    if est[1] > 0:
-        return "effective"
-    if est[2] < 0:
-        return "negative"
-    return "no_effect"
+def verdict(n_t: int, x_t: int, n_c: int, x_c: int, closed: bool, min_arm: int) -> tuple[str, list[str], list[str]]:
+    """The campaign's verdict (a key of :data:`VERDICTS`) and why, in notes (zh, en).
+
+    An arm under ``min_arm`` customers: too small, whatever the figures. Otherwise, while the
+    window is open: window_open (figures so far). Then an interval that excludes 0 is a finding
+    (effective, or negative), said to be uncertain in size when the campaign was underpowered;
+    an interval that spans 0 is too_small when the campaign could not have shown a plausible
+    difference (:func:`too_small`), else no_effect.
+    """
+    reason = too_small(n_t, n_c, x_t, x_c, min_arm)
+    _, lo, hi = newcombe(x_t, n_t, x_c, n_c)
+    if min(n_t, n_c) < min_arm:
+        code = "too_small"
+    elif not closed:
+        code = "window_open"
+    elif lo > 0 or hi < 0:
+        code = "effective" if lo > 0 else "negative"
+        if reason is not None:
+            return (
+                code,
+                ["区间不含0，结论成立；但样本较小，实际效果可能比估计值小得多。"],
+                ["the interval excludes 0, but the campaign is small: the true effect may be much smaller."],
+            )
+        return code, [], []
+    else:
+        code = "too_small" if reason is not None else "no_effect"
+    return (code, [reason[0]], [reason[1]]) if reason is not None else (code, [], [])
 
 
 def campaign_figures(cfg: Config, record: Mapping[str, Any], rows: pd.DataFrame, data: Outcomes) -> CampaignResult:
@@ -331,9 +347,8 @@ def campaign_figures(cfg: Config, record: Mapping[str, Any], rows: pd.DataFrame,
     closed = bool(len(df)) and data.export_date >= last + h
     n_t, x_t, n_c, x_c, diff = _difference(df)
     min_arm = cfg.campaigns.min_arm_customers
-    reason = too_small(n_t, n_c, x_t, x_c, min_arm)
+    code, why_zh, why_en = verdict(n_t, x_t, n_c, x_c, closed, min_arm)
     pooled = (x_t + x_c) / (n_t + n_c) if n_t + n_c else math.nan
-    verdict = _verdict(min(n_t, n_c) < min_arm, reason, closed, diff)
     has_scores = bool(df["score"].notna().any())
     deciles = _decile_table(df) if has_scores else pd.DataFrame(columns=list(DECILE_HEADERS))
     rank_by = str(rows["rank_by"].dropna().iloc[0]) if rows["rank_by"].notna().any() else "propensity"
@@ -358,9 +373,8 @@ def campaign_figures(cfg: Config, record: Mapping[str, Any], rows: pd.DataFrame,
         notes_en.append(
             f"{observed} of the horizon's {horizon} days observed (export {data.export_date:%Y-%m-%d}): figures so far."
         )
-    if reason is not None:
-        notes_zh.append(reason[0])
-        notes_en.append(reason[1])
+    notes_zh += why_zh
+    notes_en += why_en
     if not has_scores:
         notes_zh.append("该活动没有模型分数（导入的活动），没有十分位表。")
         notes_en.append("no model scores (an imported campaign): no decile table.")
@@ -394,10 +408,12 @@ def campaign_figures(cfg: Config, record: Mapping[str, Any], rows: pd.DataFrame,
         "product_value": value,
         "pooled_rate": pooled,
         "min_detectable_difference": min_detectable_difference(n_t, n_c, pooled),
-        "too_small": reason is not None,
-        "verdict": verdict,
-        "verdict_zh": VERDICTS[verdict][0],
-        "verdict_en": VERDICTS[verdict][1],
+        "too_small": too_small(n_t, n_c, x_t, x_c, min_arm) is not None,
+        "verdict": code,
+        "verdict_zh": VERDICTS[code][0],
+        "verdict_en": VERDICTS[code][1],
+        "verdict_note_zh": " ".join(why_zh),
+        "verdict_note_en": " ".join(why_en),
         "notes_zh": notes_zh,
         "notes_en": notes_en,
         "qini_coefficient": qini_coef,
@@ -715,7 +731,7 @@ def _page_row(f: Mapping[str, Any]) -> dict[str, Any]:
             "incremental_uptakes": f["incremental_uptakes"]["estimate"],
             "verdict": f["verdict"],
             "verdict_zh": f["verdict_zh"],
-            "note_zh": " ".join(f["notes_zh"]),
+            "note_zh": f["verdict_note_zh"],
         }
     )
 

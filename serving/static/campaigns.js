@@ -77,8 +77,8 @@ function render(body) {
     const tr = node("tr"); tr.dataset.campaign = c.campaign_id;
     const t = c.arms.treatment, k = c.arms.control, d = c.difference;
     tr.appendChild(node("td", null, c.campaign_id));
-    tr.appendChild(node("td", null, c.product_name));
-    tr.appendChild(node("td", null, c.list_date || "—"));
+    tr.appendChild(node("td", "nowrap", c.product_name));
+    tr.appendChild(node("td", "nowrap", c.list_date || "—"));
     tr.appendChild(node("td", "num", num(t.customers)));
     tr.appendChild(node("td", "num", num(k.customers)));
     tr.appendChild(node("td", "num", pct(t.rate)));
