@@ -250,7 +250,7 @@ class _Gate:
     read, and a body without one (chunked) is counted as it streams in and refused
     as soon as it passes the limit (at most the limit is ever held in memory).
 
-    On ``POST /hints``, ``/targets`` and ``/audit``, in this order: exactly one
+    On ``POST /hints``, ``/targets``, ``/audit`` and ``/campaigns``, in this order: exactly one
     ``Authorization`` header (two: 400) and a known token (401), before the body is
     read; the body limit (413); a JSON content type (415). The principal goes on to
     the endpoint (:class:`_Endpoint`) in the scope, with the body read whole. Every
@@ -306,7 +306,7 @@ class _Gate:
 
 
 class _Endpoint:
-    """The ASGI app of ``POST /hints``, ``/targets`` or ``/audit``, behind :class:`_Gate`.
+    """The ASGI app of ``POST /hints``, ``/targets``, ``/audit`` or ``/campaigns``, behind :class:`_Gate`.
 
     The strict request model (:mod:`serving.schemas`: 400 for a body that is not a
     JSON object, 422 naming the fields), then :meth:`NbpService.answer_hints` on the
@@ -476,7 +476,7 @@ def campaign_guide_html() -> str:
 
 
 class _Api(FastAPI):
-    """The app of ``/hints``, ``/targets`` and ``/audit``, mounted in BentoML's app: only its router.
+    """The app of the API routes (:data:`API`), mounted in BentoML's app: only its router.
 
     A FastAPI app so that BentoML's OpenAPI document (``/docs``) describes the two
     routes (``bentoml.asgi_app`` merges a mounted FastAPI app's paths); requests go

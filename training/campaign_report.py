@@ -46,6 +46,7 @@ from nbp.config import Config
 from nbp.errors import ConfigError, NbpError
 from nbp.jobs import atomic_write
 from nbp.workspace import Workspace
+from training.dataset import loan_product
 from training.drift import calibration_rows, flag_rows, json_safe, read_report
 from training.labels import label
 from training.uplift_metrics import qini_coefficient, qini_curve
@@ -321,18 +322,16 @@ def campaign_figures(cfg: Config, record: Mapping[str, Any], rows: pd.DataFrame,
     """
     product = str(record["product"])
     pc = cfg.products.get(product)
-    loan_product = (pc.loan_product if pc else None) or product
+    lp = loan_product(product, pc) if pc else product
     value = pc.value if pc else math.nan
     horizon = cfg.training.horizon_days
     h = pd.Timedelta(days=horizon)
     df = _customers_of(rows, data)
-    df["uptake"] = label(
-        df[["customer_id"]].assign(as_of=df["list_date"]), data.loans, loan_product, horizon
-    ).to_numpy()
+    df["uptake"] = label(df[["customer_id"]].assign(as_of=df["list_date"]), data.loans, lp, horizon).to_numpy()
 
     contacts_known = data.contacts is not None
     if contacts_known:
-        c = data.contacts[data.contacts["product"] == loan_product]
+        c = data.contacts[data.contacts["product"] == lp]
         hits = c.assign(customer_id=c["customer_id"].astype(str)).merge(
             df[["customer_id", "list_date", "arm"]], on="customer_id"
         )
@@ -737,7 +736,7 @@ def _page_row(f: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def summary_line(f: Mapping[str, Any]) -> str:
-    """One campaign in one line for the terminal: arms, difference with its interval, verdict."""
+    """One campaign for the terminal: arms, difference with its interval, verdict (and why, on a second line)."""
     t, c, d = f["arms"]["treatment"], f["arms"]["control"], f["difference"]
 
     def pct(v: Any, sign: str = "") -> str:
@@ -748,4 +747,4 @@ def summary_line(f: Mapping[str, Any]) -> str:
         f"treatment {t['customers']:,} {pct(t['rate'])}  control {c['customers']:,} {pct(c['rate'])}  "
         f"difference {pct(d['estimate'], '+')} [{pct(d['ci_low'], '+')}, {pct(d['ci_high'], '+')}]  "
         f"{f['days_observed']}/{f['horizon_days']} days  {f['verdict_zh']} / {f['verdict_en']}"
-    )
+    ) + (f"\n    {f['verdict_note_zh']} / {f['verdict_note_en']}" if f["verdict_note_en"] else "")
