@@ -88,3 +88,64 @@ def test_the_guide_page_renders_the_docs_file() -> None:
     assert CAMPAIGN_GUIDE == Path(__file__).resolve().parents[2] / "docs" / "campaigns-guide.zh-CN.md"
     html = campaign_guide_html()
     assert "<table>" in html and "Newcombe" in html and "<h2>结论怎么读</h2>" in html
+
+
+def _member_bank(ws: Any, campaign: str) -> None:
+    """A tiny ingested member bank holding customers C00-C19 and one issued campaign of them."""
+    import json
+
+    from nbp.campaigns import ListParams
+
+    ids = [f"C{i:02d}" for i in range(20)]
+    ws.ingested_dir.mkdir(parents=True)
+    pd.DataFrame({"customer_id": ids, "branch_id": "B1", "manager_id": "M1"}).to_parquet(ws.table("customers"))
+    pd.DataFrame(
+        {
+            "customer_id": ids[:3],
+            "product": "consumer",
+            "grant_date": pd.to_datetime(["2026-07-01"] * 3).astype("datetime64[us]"),
+            "end_date": pd.Series([pd.NaT] * 3, dtype="datetime64[us]"),
+            "term_months": 12,
+        }
+    ).to_parquet(ws.table("loans"))
+    ws.ingest_meta.write_text(json.dumps({"export_date": "2026-11-01", "bank_code": ws.bank}), encoding="utf-8")
+    rows = pd.DataFrame({"customer_id": ids, "score": 0.5, "arm": ["treatment", "control"] * 10})
+    CampaignStore(ws.campaigns_dir, ws.bank).issue(
+        campaign, ListParams("consumer"), rows, list_date=pd.Timestamp("2026-06-01").date(), model_version=1
+    )
+
+
+def test_in_a_federation_each_token_sees_only_its_own_banks_campaigns(tmp_path: Path) -> None:
+    """The route's scoping on two member banks (hand-built tables; the tenants stand in for the
+    recommenders, of which the route reads only the bank and its workspace)."""
+    import json
+    from types import SimpleNamespace
+
+    from nbp.config import load_config
+    from nbp.workspace import Workspace
+    from serving.audit import AuditLog
+    from serving.auth import Principal, Tenancy
+    from serving.schemas import CampaignsRequest
+    from serving.service import NbpService
+
+    home = Workspace(tmp_path / "home")
+    for bank in ("AAA", "BBB"):
+        _member_bank(home.for_bank(bank), f"{bank.lower()}-spring")
+    svc = NbpService.inner.__new__(NbpService.inner)
+    svc.cfg, svc.recommender, svc.unloaded = load_config(), None, {}
+    svc.tenancy = Tenancy(True, ("AAA", "BBB"))
+    svc.tenants = {b: SimpleNamespace(bank=b, ws=home.for_bank(b)) for b in ("AAA", "BBB")}
+    svc.audit = AuditLog(home.audit_log)
+
+    def ask(role: str, bank: str | None, bank_code: str | None = None) -> tuple[int, Any]:
+        r = svc.answer_campaigns(CampaignsRequest(bank_code=bank_code), Principal(role, None, "fp", bank))
+        return r.status_code, json.loads(r.body)
+
+    status, body = ask("marketing", "BBB")
+    assert status == 200 and [c["campaign_id"] for c in body["campaigns"]] == ["bbb-spring"]
+    assert body["bank_code"] == "BBB"
+    status, body = ask("admin", "BBB", "AAA")
+    assert status == 403 and "aaa-spring" not in json.dumps(body)
+    status, body = ask("federation_admin", None, "AAA")
+    assert status == 200 and [c["campaign_id"] for c in body["campaigns"]] == ["aaa-spring"]
+    assert ask("federation_admin", None)[0] == 422  # it names the bank
