@@ -57,11 +57,8 @@ def touches(s: SimState, m: int, product: str, eta: np.ndarray, risk: np.ndarray
     ix = s.pools[product]
     n = len(ix)
     eligible = np.isfinite(eta) & risk
-    ordinary, p_ordinary = np.zeros(n, bool), np.zeros(n)
-    managed = eligible & (s.pop.manager[ix] >= 0)
-    if managed.any():
-        top = eta >= np.quantile(eta[managed], P.CONTACT_TOP_QUANTILE)
-        p_ordinary = np.where(managed, np.where(top, P.CONTACT_TOP_RATE, P.CONTACT_RATE), 0.0)
+    ordinary, p_ordinary = np.zeros(n, bool), ordinary_rate(s, product, eta, eligible)
+    if p_ordinary.any():
         ordinary = rng.random(n) < p_ordinary
     campaign, p_campaign = np.zeros(n, bool), np.zeros(n)
     if campaign_month(s, product, m) and eligible.any():
@@ -77,6 +74,27 @@ def touches(s: SimState, m: int, product: str, eta: np.ndarray, risk: np.ndarray
     reached = attempted & (rng.random(n) >= P.CONTACT_UNREACHABLE)
     reach_prob = (1.0 - (1.0 - p_ordinary) * (1.0 - p_campaign)) * (1.0 - P.CONTACT_UNREACHABLE)
     return Touches(attempted, reached, campaign, reach_prob)
+
+
+def ordinary_rate(s: SimState, product: str, eta: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Each pool member's chance of a manager's ordinary call this month: eligible customers
+    with a manager, the top fifth by the observable score more often."""
+    managed = eligible & (s.pop.manager[s.pools[product]] >= 0)
+    if not managed.any():
+        return np.zeros(len(eta))
+    top = eta >= np.quantile(eta[managed], P.CONTACT_TOP_QUANTILE)
+    return np.where(managed, np.where(top, P.CONTACT_TOP_RATE, P.CONTACT_RATE), 0.0)
+
+
+def expected_reach(s: SimState, product: str, eta: np.ndarray) -> np.ndarray:
+    """The contact policy's chance, in an average month, that a touch reaches each eligible pool
+    member: ordinary calls, and the campaigns' share averaged over their cycle."""
+    eligible = np.isfinite(eta)
+    p_campaign = eligible * (
+        P.CAMPAIGN_SAMPLE[product] * P.CAMPAIGN_TREATMENT_SHARE * P.CAMPAIGN_ATTEMPTED / P.CAMPAIGN_EVERY
+    )
+    p_ordinary = ordinary_rate(s, product, eta, eligible)
+    return (1.0 - (1.0 - p_ordinary) * (1.0 - p_campaign)) * (1.0 - P.CONTACT_UNREACHABLE)
 
 
 def record_contacts(

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from bankexport import sim_params as P
 from bankexport.sim_calendar import month_of_year
-from bankexport.sim_oracle import apply_prob
+from bankexport.sim_oracle import mean_apply
 from bankexport.sim_population import NO_DAY, OCC, Population, add_months, ids
 from bankexport.spec import LOAN_PRODUCTS
 
@@ -153,14 +153,15 @@ def mortgage_pool(pop: Population) -> np.ndarray:
 
 
 def preexisting_loans(s: SimState, drivers: Drivers, rng: np.random.Generator) -> None:
-    """Loans granted before the first month; drawn from observables only (never the hidden effect)."""
+    """Loans granted before the first month; drawn from observables only (never the hidden
+    effect), under the contact policy the intercepts were solved with."""
     T = s.ms[0]
-    w = np.exp(s.log_w)
     for p in P.PRODUCTS:
         eta, g = drivers[p]
         ok = np.isfinite(eta)
         ix = s.pools[p][ok]
-        monthly = (apply_prob(eta[ok] + s.intercept[p], P.HIDDEN_SD[p], s.nodes) @ w) * g[ok]
+        tau, reach = (x[ok] for x in s.policy[p])
+        monthly = mean_apply(eta[ok] + s.intercept[p], tau, reach, P.HIDDEN_SD[p], s.nodes, s.log_w) * g[ok]
         terms, tp = P.TERMS[p]
         mean_term = float(np.dot(terms, tp))
         take = rng.random(len(ix)) < np.clip(monthly * mean_term, 0, P.PREEXISTING_CAP)

@@ -122,8 +122,33 @@ def window_prob(
     return (p * post).sum(axis=1)
 
 
+def mean_apply(
+    eta: np.ndarray, tau: np.ndarray, reach: np.ndarray, sd: float, nodes: np.ndarray, log_w: np.ndarray
+) -> np.ndarray:
+    """``E_u[a]`` under a contact policy: with probability ``reach`` the month's hazard is at ``eta + tau``.
+
+    Args:
+        eta: observable log-hazard (finite), ``(n,)``.
+        tau: what a contact that reaches adds, ``(n,)``.
+        reach: the chance that a contact reaches, ``(n,)``.
+        sd, nodes, log_w: the hidden effect's sd and the quadrature grid.
+
+    Returns:
+        ``(n,)`` mean application probabilities.
+    """
+    w = np.exp(log_w)
+    return (1.0 - reach) * (apply_prob(eta, sd, nodes) @ w) + reach * (apply_prob(eta + tau, sd, nodes) @ w)
+
+
 def solve_intercept(
-    eta: np.ndarray, grant: np.ndarray, sd: float, target: float, nodes: np.ndarray, log_w: np.ndarray
+    eta: np.ndarray,
+    grant: np.ndarray,
+    sd: float,
+    target: float,
+    nodes: np.ndarray,
+    log_w: np.ndarray,
+    tau: np.ndarray,
+    reach: np.ndarray,
 ) -> float:
     """The shift ``b`` so that the mean monthly grant probability of ``eta + b`` is ``target``.
 
@@ -131,22 +156,23 @@ def solve_intercept(
         eta: observable log-hazard of the eligible customers (finite), ``(n,)``.
         grant: their grant probabilities, ``(n,)``.
         sd: standard deviation of the hidden effect.
-        target: wanted mean of ``E_u[a] * g``.
+        target: wanted mean of ``E_u[a] * g``, contacts included (:func:`mean_apply`).
         nodes, log_w: the quadrature grid.
+        tau, reach: each customer's contact effect and the policy's chance that a contact reaches.
 
     Returns:
         The intercept shift (bisection to 1e-6).
     """
     if len(eta) == 0:
         return 0.0
-    w = np.exp(log_w)
-    # customers with the same eta (to 1e-3) share one evaluation: same answer, far fewer rows
-    values, inverse = np.unique(np.round(eta, 3), return_inverse=True)
-    weight = np.bincount(inverse, weights=grant, minlength=len(values)) / len(eta)
+    # customers alike to rounding share one evaluation: the same answer, far fewer rows
+    key = np.stack([np.round(eta, 3), np.round(tau, 2), np.round(reach, 4)], axis=1)
+    values, inverse = np.unique(key, axis=0, return_inverse=True)
+    weight = np.bincount(inverse.ravel(), weights=grant, minlength=len(values)) / len(eta)
     lo, hi = -30.0, 10.0
     for _ in range(45):
         mid = (lo + hi) / 2
-        m = float((apply_prob(values + mid, sd, nodes) @ w) @ weight)
+        m = float(mean_apply(values[:, 0] + mid, values[:, 1], values[:, 2], sd, nodes, log_w) @ weight)
         lo, hi = (mid, hi) if m < target else (lo, mid)
     return (lo + hi) / 2
 

@@ -6,7 +6,7 @@ a contact would add to the log-hazard (:func:`contact_kinds`, :func:`contact_tau
 month's touches are decided first (:mod:`bankexport.sim_contact`); then, with the hidden
 effect, the hazard sets who applies and who is granted (:func:`uptake`, arithmetic in
 :mod:`bankexport.sim_oracle`). Intercepts are solved once, in the first month, so that
-the monthly grant rate among eligible customers without a contact matches ``GRANT_RATE``.
+the monthly grant rate among eligible customers, contacts included, matches ``GRANT_RATE``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bankexport import sim_params as P
-from bankexport.sim_contact import record_contacts, touches
+from bankexport.sim_contact import expected_reach, record_contacts, touches
 from bankexport.sim_loans import month_dates, record
 from bankexport.sim_oracle import solve_intercept
 from bankexport.sim_population import EMP, NO_DAY, OCC, add_months
@@ -131,11 +131,17 @@ def _tax_linked(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray,
 
 
 def solve_intercepts(s: SimState, drv: Drivers) -> None:
-    """Each product's intercept: the mean monthly grant rate among eligible customers is ``GRANT_RATE``."""
+    """Each product's intercept: the mean monthly grant rate among eligible customers is
+    ``GRANT_RATE`` under the bank's contact policy (each customer's tau in the first month and
+    the policy's average chance that a contact reaches, kept in ``s.policy`` for the loans
+    held at the start)."""
+    kinds = contact_kinds(s, 0)
     for p in P.PRODUCTS:
         eta, g = drv[p]
         ok = np.isfinite(eta)
-        s.intercept[p] = solve_intercept(eta[ok], g[ok], P.HIDDEN_SD[p], P.GRANT_RATE[p], s.nodes, s.log_w)
+        s.policy[p] = (contact_tau(s, p, kinds[p]), expected_reach(s, p, eta))
+        tau, reach = (x[ok] for x in s.policy[p])
+        s.intercept[p] = solve_intercept(eta[ok], g[ok], P.HIDDEN_SD[p], P.GRANT_RATE[p], s.nodes, s.log_w, tau, reach)
     log.debug("uptake intercepts: %s", s.intercept)
 
 
