@@ -628,8 +628,8 @@ def write_report(report: Report, out: Path) -> dict[str, Path]:
             if p is not None:
                 written[f"{stem}-{kind}"] = p
                 keep.add(p.name)
-    if plots.is_dir():
-        for p in plots.glob("*.png"):
+    if plots.is_dir():  # only this report's own kinds of file: --out may name a folder holding others
+        for p in [*plots.glob("*-deciles.png"), *plots.glob("*-qini.png")]:
             if p.name not in keep:
                 p.unlink()
     return written

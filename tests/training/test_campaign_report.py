@@ -239,6 +239,10 @@ def test_workbook_sheets_headers_and_json_keys(bank: Workspace, tmp_path: Path) 
     from openpyxl import load_workbook
 
     report = cr.build_report(_cfg(), bank)
+    plots = tmp_path / "out" / cr.PLOTS
+    plots.mkdir(parents=True)
+    (plots / "gone-campaign-qini.png").write_bytes(b"stale")  # a campaign no longer reported
+    (plots / "logo.png").write_bytes(b"not ours")
     written = cr.write_report(report, tmp_path / "out")
     wb = load_workbook(written["xlsx"])
     assert tuple(wb.sheetnames) == cr.SHEETS
@@ -253,8 +257,8 @@ def test_workbook_sheets_headers_and_json_keys(bank: Workspace, tmp_path: Path) 
     assert {"customers", "uptakes", "rate"} <= set(obj["arms"]["control"])
     assert set(obj["difference"]) == {"estimate", "ci_low", "ci_high"}
     assert obj["drift"] is None  # no retrain has written a drift report here
-    assert sorted(p.name for p in (tmp_path / "out" / cr.PLOTS).iterdir()) == sorted(
-        f"{p.stem}.png" for k, p in written.items() if k not in ("xlsx", "json")
+    assert sorted(p.name for p in plots.iterdir()) == sorted(
+        ["logo.png", *(p.name for k, p in written.items() if k not in ("xlsx", "json"))]
     )
 
 
