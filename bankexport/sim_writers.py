@@ -38,22 +38,11 @@ _ARROW = {
     "int": pa.int64(),
     "month": pa.string(),
 }
-ORACLE_SCHEMA = pa.schema(
-    [
-        ("customer_id", pa.string()),
-        ("product", pa.string()),
-        ("as_of", pa.date32()),
-        ("p_true", pa.float64()),
-        ("p_asof", pa.float64()),
-    ]
-)
-
-
+_ROW_KEYS = [("customer_id", pa.string()), ("product", pa.string()), ("as_of", pa.date32())]
+ORACLE_SCHEMA = pa.schema([*_ROW_KEYS, ("p_true", pa.float64()), ("p_asof", pa.float64())])
 UPLIFT_SCHEMA = pa.schema(
     [
-        ("customer_id", pa.string()),
-        ("product", pa.string()),
-        ("as_of", pa.date32()),
+        *_ROW_KEYS,
         ("p_base", pa.float64()),
         ("p_contacted", pa.float64()),
         ("uplift_true", pa.float64()),
