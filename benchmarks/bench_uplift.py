@@ -103,6 +103,31 @@ def judge(scores: pd.DataFrame, truth: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def history_signal(bank: Path, truth: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per product, what the randomised history holds to learn from, by the simulator's truth at
+    each campaign's list month: customers, expected uptakes (control at ``p_base``, treatment at
+    ``p_contacted``) and expected incremental uptakes of the treatment arm (were every treated
+    customer reached). The Poisson noise of the uptakes is about their square root."""
+    files = sorted((bank / "campaigns").glob("*.csv"))
+    arms = pd.concat([pd.read_csv(f, dtype=str) for f in files], ignore_index=True)
+    arms["as_of"] = pd.to_datetime(arms["list_date"])
+    t = truth.assign(as_of=pd.to_datetime(truth["as_of"]), customer_id=truth["customer_id"].astype(str))
+    j = arms.merge(t, on=["customer_id", "product", "as_of"], how="left").fillna({"p_base": 0, "p_contacted": 0})
+    j["treated"] = j["arm"] == "treatment"
+    j["expected"] = np.where(j["treated"], j["p_contacted"], j["p_base"])
+    j["effect"] = np.where(j["treated"], j["p_contacted"] - j["p_base"], 0.0)
+    g = j.groupby("product")
+    return {
+        k: {
+            "campaigns": int(g["campaign_id"].nunique()[k]),
+            "customers": int(g.size()[k]),
+            "expected_uptakes": float(g["expected"].sum()[k]),
+            "expected_incremental": float(g["effect"].sum()[k]),
+        }
+        for k in g.groups
+    }
+
+
 def _fmt(v: object, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "–"
@@ -115,7 +140,7 @@ def _verdict(v: float | None, target: float) -> str:
     return "pass" if v >= target else "FAIL"
 
 
-def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: str) -> str:
+def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: str, signal: dict) -> str:
     head = (
         "| product | candidates | uplift model | Qini: model / truth = ratio | target ≥ 0.8 | "
         "incremental uptakes at 10%: uplift / propensity (truth, random) = ratio | target ≥ 1.3 |\n"
@@ -134,6 +159,11 @@ def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: s
             f"{_fmt(r['inc_random'])}) = **{_fmt(r['budget_ratio'])}** | {_verdict(r['budget_ratio'], BUDGET_TARGET)} |"
         )
     gates = [ln for ln in retrain.splitlines() if "-uplift:" in ln]
+    hist = "".join(
+        f"| {k} | {v['campaigns']} | {v['customers']:,} | {v['expected_uptakes']:,.0f} | "
+        f"{v['expected_incremental']:,.1f} |\n"
+        for k, v in sorted(signal.items())
+    )
     times = ", ".join(f"{k} {v['seconds']:.0f} s / {v['peak_rss_gb']:.1f} GB" for k, v in stages.items())
     missing = sum(r["no_truth"] for r in rows)
     return (
@@ -149,7 +179,11 @@ def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: s
         + f"\n\nCandidates without a true uplift in the oracle (counted as 0): {missing:,}.\n\n"
         "The uplift models' gates in that run (held-out campaign, observed outcomes):\n\n"
         + "".join(f"- {g}\n" for g in gates)
-        + f"\nStage times (wall / peak RSS): {times}.\n"
+        + "\nWhat the randomised history holds to learn from (simulator truth at each list month; every "
+        "campaign, including those not yet closed and the held-out one): expected uptakes of both arms, and "
+        "expected incremental uptakes of the treatment arm had every treated customer been reached.\n\n"
+        "| product | campaigns | customers | expected uptakes | expected incremental uptakes |\n"
+        "|---|---|---|---|---|\n" + hist + f"\nStage times (wall / peak RSS): {times}.\n"
     )
 
 
@@ -175,12 +209,15 @@ def main(argv: list[str]) -> int:
         scores = pd.read_parquet(Workspace(work / "home").latest_scores)
         truth = pd.read_parquet(work / "bank" / "oracle" / "uplift.parquet")
         rows = judge(scores, truth)
-        (work / "uplift_bench.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        signal = history_signal(work / "bank", truth)
+        (work / "uplift_bench.json").write_text(
+            json.dumps({"rows": rows, "history": signal}, indent=1), encoding="utf-8"
+        )
         retrain = (work / "retrain.txt").read_text(encoding="utf-8")
         cmd = (
             f"python -m benchmarks.bench_uplift --customers {args.customers} --months {args.months} --seed {args.seed}"
         )
-        write_section("uplift", section(rows, stages, args, retrain), cmd)
+        write_section("uplift", section(rows, stages, args, retrain, signal), cmd)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

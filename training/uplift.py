@@ -12,9 +12,11 @@ or before the list date; label = a loan of the product granted in (list date, li
 horizon] (:func:`training.labels.label`); customers holding the product at the list date or
 failing its eligibility rules are left out, as scoring leaves them out.
 
-Model (:func:`fit_uplift`): a T-learner (one LightGBM per arm, uplift = p1 - p0) or an
-X-learner (Künzel et al. 2019: each arm's observed outcomes against the other arm's model,
-two regressions of those imputed effects, combined by the treated share). Settings, rounds and
+Model (:func:`fit_uplift`): a T-learner (one LightGBM per arm, uplift = p1 - p0), an
+S-learner (one LightGBM over both arms with the arm as an input, uplift = f(x, 1) - f(x, 0):
+the baseline is learned from every row, which matters when an arm holds a few dozen uptakes)
+or an X-learner (Künzel et al. 2019: each arm's observed outcomes against the other arm's
+model, two regressions of those imputed effects, combined by the treated share). Settings, rounds and
 the learner are chosen on the latest fitting campaign (out of time; with a single fitting
 campaign, on a random quarter of it). Judged on the latest ``campaigns.uplift_test_campaigns``
 closed campaigns by the Qini coefficient and AUUC (:mod:`training.uplift_metrics`); champion
@@ -64,10 +66,14 @@ BASE = {
     "deterministic": True,
     "force_row_wise": True,
 }
-GRID = ({"num_leaves": 7, "min_child_samples": 200}, {"num_leaves": 15, "min_child_samples": 100})
+GRID = (
+    {"num_leaves": 4, "min_child_samples": 400, "feature_fraction": 0.5},
+    {"num_leaves": 7, "min_child_samples": 200},
+    {"num_leaves": 15, "min_child_samples": 100},
+)
 MAX_ROUNDS = 500
 EARLY_STOP = 50
-LEARNERS = ("t", "x")
+LEARNERS = ("t", "s", "x")  # in order of preference when the validation Qinis tie
 
 
 def uplift_key(product: str) -> str:
@@ -172,8 +178,9 @@ def feature_names(df: pd.DataFrame) -> list[str]:
 class Choice:
     """What the validation campaign chose: the learner, each booster's setting and rounds."""
 
-    learner: str  # "t" or "x"
-    outcome: tuple[dict, dict]  # (control, treated) setting with "rounds"
+    learner: str  # "t", "s" or "x"
+    outcome: tuple[dict, dict] | None  # T and X: (control, treated) setting with "rounds"
+    pooled: dict | None = None  # S: the setting with "rounds" of the one booster over both arms
     effect: tuple[dict, dict] | None = None  # X-learner: (from control, from treated) setting with "rounds"
     validation: dict[str, float] = field(default_factory=dict)  # Qini of each learner on the validation rows
 
@@ -189,8 +196,9 @@ class UpliftModel:
     features: list[str]
     categories: dict[str, list[str]]
     choice: Choice
-    control: lgb.Booster
-    treated: lgb.Booster
+    control: lgb.Booster | None
+    treated: lgb.Booster | None
+    pooled: lgb.Booster | None = None
     effect_control: lgb.Booster | None = None
     effect_treated: lgb.Booster | None = None
     treated_share: float = 0.5
@@ -199,11 +207,18 @@ class UpliftModel:
     @property
     def params(self) -> dict[str, Any]:
         c = self.choice
-        return {"learner": c.learner, "outcome": list(c.outcome), "effect": list(c.effect or ())}
+        return {
+            "learner": c.learner,
+            "outcome": list(c.outcome or ()),
+            "pooled": c.pooled,
+            "effect": list(c.effect or ()),
+        }
 
     def outcomes(self, df: pd.DataFrame, num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(p0, p1): probability of uptake without and with contact, per row."""
         x = encode(df, self.features, self.categories)
+        if self.pooled is not None:
+            return tuple(self.pooled.predict(_with_arm(x, a), num_threads=num_threads) for a in (0, 1))
         return (self.control.predict(x, num_threads=num_threads), self.treated.predict(x, num_threads=num_threads))
 
     def predict_proba(self, df: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
@@ -212,13 +227,18 @@ class UpliftModel:
 
     def uplift(self, df: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
         """The estimated effect of a contact on the probability of uptake, per row."""
-        if self.choice.learner == "t":
+        if self.choice.learner in ("t", "s"):
             p0, p1 = self.outcomes(df, num_threads)
             return p1 - p0
         x = encode(df, self.features, self.categories)
         t0 = self.effect_control.predict(x, num_threads=num_threads)
         t1 = self.effect_treated.predict(x, num_threads=num_threads)
         return self.treated_share * t0 + (1 - self.treated_share) * t1
+
+
+def _with_arm(x: np.ndarray, arm: int | np.ndarray) -> np.ndarray:
+    """The feature matrix with the arm (0 control, 1 treatment) as its last column: the S-learner's input."""
+    return np.c_[x, np.broadcast_to(np.asarray(arm, dtype=float), (len(x),))]
 
 
 def _train(
@@ -279,14 +299,19 @@ def choose(rows: pd.DataFrame, features: list[str], categories: dict[str, list[s
     # X-learner: each arm's outcome against the other arm's model, regressed on the features
     d = np.where(t == 1, y - p0, p1 - y)
     eff = [_best(x[f], d[f], x[v], d[v], "regression", cat) for f, v in arm]
+    xs = _with_arm(x, t)
+    pooled, ms = _best(xs[fit], y[fit], xs[val], y[val], "binary", cat)
     share = float(t[fit].mean())
     score = {
         "t": p1 - p0,
+        "s": ms.predict(_with_arm(x, 1), num_threads=1) - ms.predict(_with_arm(x, 0), num_threads=1),
         "x": share * eff[0][1].predict(x, num_threads=1) + (1 - share) * eff[1][1].predict(x, num_threads=1),
     }
-    q = {k: float(qini_coefficient(y[val], t[val], s[val])) for k, s in score.items()}
-    learner = "x" if q["x"] > q["t"] else "t"
-    return Choice(learner, (s0, s1), (eff[0][0], eff[1][0]) if learner == "x" else None, q)
+    q = {k: float(qini_coefficient(y[val], t[val], score[k][val])) for k in LEARNERS}
+    learner = max(LEARNERS, key=lambda k: (q[k], -LEARNERS.index(k)))
+    if learner == "s":
+        return Choice("s", None, pooled, validation=q)
+    return Choice(learner, (s0, s1), None, (eff[0][0], eff[1][0]) if learner == "x" else None, q)
 
 
 def fit_with(rows: pd.DataFrame, features: list[str], choice: Choice) -> UpliftModel:
@@ -295,10 +320,13 @@ def fit_with(rows: pd.DataFrame, features: list[str], choice: Choice) -> UpliftM
     x = encode(rows, features, categories)
     y, t = rows["label"].to_numpy(float), rows[TREATED].to_numpy(int)
     cat = [i for i, f in enumerate(features) if f in categories]
-    m0 = _train(x[t == 0], y[t == 0], choice.outcome[0], "binary", None, cat)
-    m1 = _train(x[t == 1], y[t == 1], choice.outcome[1], "binary", None, cat)
     share = float(t.mean())
-    e0 = e1 = None
+    m0 = m1 = pooled = e0 = e1 = None
+    if choice.learner == "s":
+        pooled = _train(_with_arm(x, t), y, choice.pooled, "binary", None, cat)
+    else:
+        m0 = _train(x[t == 0], y[t == 0], choice.outcome[0], "binary", None, cat)
+        m1 = _train(x[t == 1], y[t == 1], choice.outcome[1], "binary", None, cat)
     if choice.learner == "x":
         d = np.where(t == 1, y - m0.predict(x, num_threads=1), m1.predict(x, num_threads=1) - y)
         e0 = _train(x[t == 0], d[t == 0], choice.effect[0], "regression", None, cat)
@@ -311,7 +339,7 @@ def fit_with(rows: pd.DataFrame, features: list[str], choice: Choice) -> UpliftM
         "uptakes_treated": int(y[t == 1].sum()),
         "uptakes_control": int(y[t == 0].sum()),
     }
-    return UpliftModel(features, categories, choice, m0, m1, e0, e1, share, info)
+    return UpliftModel(features, categories, choice, m0, m1, pooled, e0, e1, share, info)
 
 
 def fit_uplift(rows: pd.DataFrame, features: list[str]) -> UpliftModel:
@@ -468,6 +496,7 @@ def _fit_register(
         params={
             "learner": c.learner,
             "outcome_settings": c.outcome,
+            "pooled_settings": c.pooled,
             "effect_settings": c.effect,
             "validation_qini": c.validation,
             "refit_on_every_closed_campaign": passed,

@@ -125,12 +125,48 @@ def _cli(args: list[str], code: int = 0) -> str:
     return res.output
 
 
+def _assignment_file(home: Path, path: Path) -> Path:
+    """Three campaigns per product, in the import format, drawn from the ingested bank: at 9, 6 and
+    4 months before the export (horizons closed), each customer who took the product in the
+    horizon and 300 others, arms alternating in a shuffled order so both arms hold uptakes
+    whatever the simulator's rates."""
+    from nbp.sheets import write_csv
+    from nbp.workspace import Workspace
+
+    ws = Workspace(home)
+    loans = pd.read_parquet(ws.table("loans"), columns=["customer_id", "product", "grant_date"])
+    ids = pd.read_parquet(ws.table("customers"), columns=["customer_id"])["customer_id"].astype(str).to_numpy()
+    exported = pd.Timestamp(ws.export_date())
+    rng = np.random.default_rng(0)
+    parts = []
+    for product in ("consumer", "business_flow", "tax_linked"):
+        for back in (9, 6, 4):
+            day = (exported - pd.DateOffset(months=back)).replace(day=1)
+            grant = pd.to_datetime(loans["grant_date"])
+            window = (loans["product"] == product) & (grant > day) & (grant <= day + pd.Timedelta(days=90))
+            took = loans.loc[window, "customer_id"].astype(str).unique()
+            chosen = rng.permutation(np.unique(np.r_[took, rng.choice(ids, 300, replace=False)]))
+            arm = np.where(np.arange(len(chosen)) % 2 == 0, "treatment", "control")
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "campaign_id": f"T-{product}-{day:%Y%m}",
+                        "product": product,
+                        "list_date": f"{day:%Y-%m-%d}",
+                        "customer_id": chosen,
+                        "arm": arm,
+                    }
+                )
+            )
+    return write_csv(pd.concat(parts, ignore_index=True), path)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_uplift_scores_and_rank_by_uplift_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The simulator's assignment files imported, an uplift champion per product (the floor set
-    open: on 2,000 customers the held-out campaigns hold a handful of uptakes), the ``uplift``
-    column in the scores and a list ranked by it."""
+    """The simulator's assignment files and a bank's own randomised campaigns imported, an uplift
+    champion per product (the floor set open: on 2,000 customers the held-out campaigns hold a
+    handful of uptakes), the ``uplift`` column in the scores and a list ranked by it."""
     from nbp.workspace import Workspace
 
     home = tmp_path / "home"
@@ -142,6 +178,7 @@ def test_uplift_scores_and_rank_by_uplift_end_to_end(tmp_path: Path, monkeypatch
     files = sorted((tmp_path / "bank" / "campaigns").glob("*.csv"))
     assert files, "the simulator wrote no assignment file"
     _cli(["campaign", "import", *map(str, files)])
+    _cli(["campaign", "import", str(_assignment_file(home, tmp_path / "own.csv"))])
     out = _cli(["retrain", "--config", str(cfg)])
     assert "-uplift: v" in out and "becomes champion" in out, out
     scores = pd.read_parquet(Workspace(home).latest_scores)
