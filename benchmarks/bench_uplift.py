@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,6 +44,13 @@ def build(work: Path, customers: int, months: int, seed: int) -> dict[str, dict[
     env = {"NBP_HOME": str(work / "home")}
     bank = work / "bank"
     stages = {}
+    commit = (
+        os.environ.get("NBP_BENCH_COMMIT")
+        or subprocess.run(  # a run from a `git archive` snapshot names it
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
+    (work / "commit.txt").write_text(commit or "?", encoding="utf-8")
 
     def stage(name: str, args: list[str]) -> str:
         m = run_measured([NBP, *args], env)
@@ -140,7 +148,7 @@ def _verdict(v: float | None, target: float) -> str:
     return "pass" if v >= target else "FAIL"
 
 
-def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: str, signal: dict) -> str:
+def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: str, signal: dict, commit: str) -> str:
     head = (
         "| product | candidates | uplift model | Qini: model / truth = ratio | target ≥ 0.8 | "
         "incremental uptakes at 10%: uplift / propensity (truth, random) = ratio | target ≥ 1.3 |\n"
@@ -183,7 +191,7 @@ def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: s
         "campaign, including those not yet closed and the held-out one): expected uptakes of both arms, and "
         "expected incremental uptakes of the treatment arm had every treated customer been reached.\n\n"
         "| product | campaigns | customers | expected uptakes | expected incremental uptakes |\n"
-        "|---|---|---|---|---|\n" + hist + f"\nStage times (wall / peak RSS): {times}.\n"
+        "|---|---|---|---|---|\n" + hist + f"\nStage times (wall / peak RSS): {times}; code at commit {commit}.\n"
     )
 
 
@@ -217,7 +225,8 @@ def main(argv: list[str]) -> int:
         cmd = (
             f"python -m benchmarks.bench_uplift --customers {args.customers} --months {args.months} --seed {args.seed}"
         )
-        write_section("uplift", section(rows, stages, args, retrain, signal), cmd)
+        commit = (work / "commit.txt").read_text(encoding="utf-8")
+        write_section("uplift", section(rows, stages, args, retrain, signal, commit), cmd)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
