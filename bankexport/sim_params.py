@@ -395,9 +395,9 @@ BUSINESS_LOST_TURNOVER = 10_000
 # CAMPAIGN_ATTEMPTED of the treatment customers that month (the rest are never called); an
 # attempt reaches the customer unless unreachable (CONTACT_UNREACHABLE). Control customers get
 # no campaign contact, only the managers' ordinary calls (contamination).
-CAMPAIGN_EVERY = 3
-CAMPAIGN_FIRST = {"consumer": 3, "business_flow": 4, "tax_linked": 5}  # month index from the first month
-CAMPAIGN_SAMPLE = {"consumer": 0.15, "business_flow": 0.35, "tax_linked": 0.5}
+CAMPAIGN_EVERY = 2
+CAMPAIGN_FIRST = {"consumer": 2, "business_flow": 3, "tax_linked": 3}  # month index from the first month
+CAMPAIGN_SAMPLE = {"consumer": 0.2, "business_flow": 0.5, "tax_linked": 0.6}
 CAMPAIGN_TREATMENT_SHARE = 0.5
 CAMPAIGN_ATTEMPTED = 0.9
 CAMPAIGN_PREFIX = "RCT"  # campaign ids RCT-<product>-<YYYYMM>
