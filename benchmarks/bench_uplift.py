@@ -13,7 +13,8 @@ sampling noise enters the comparison):
     uplift ranking over those of the top of the propensity ranking: target :data:`BUDGET_TARGET`.
 
 Run: ``python -m benchmarks.bench_uplift [--customers N] [--months M] [--seed S] [--keep DIR
-[--reuse]]``. ``--reuse`` judges a kept workspace again without rebuilding it.
+[--reuse]] [--section NAME]``. ``--reuse`` judges a kept workspace again without rebuilding it;
+the claim is section ``uplift`` (50,000 customers), a larger bank goes to another section.
 """
 
 from __future__ import annotations
@@ -202,6 +203,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--keep", type=Path, default=None, help="keep the bank and workspace in this folder")
     p.add_argument("--reuse", action="store_true", help="judge the kept folder again without rebuilding it")
+    p.add_argument("--section", default="uplift", help="section of docs/benchmarks.md to write")
     args = p.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="nbp-uplift-"))
     try:
@@ -225,8 +227,9 @@ def main(argv: list[str]) -> int:
         cmd = (
             f"python -m benchmarks.bench_uplift --customers {args.customers} --months {args.months} --seed {args.seed}"
         )
+        cmd += f" --section {args.section}" if args.section != "uplift" else ""
         commit = (work / "commit.txt").read_text(encoding="utf-8")
-        write_section("uplift", section(rows, stages, args, retrain, signal, commit), cmd)
+        write_section(args.section, section(rows, stages, args, retrain, signal, commit), cmd)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
