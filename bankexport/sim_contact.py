@@ -61,9 +61,10 @@ def touches(s: SimState, m: int, product: str, eta: np.ndarray, risk: np.ndarray
     if p_ordinary.any():
         ordinary = rng.random(n) < p_ordinary
     campaign, p_campaign = np.zeros(n, bool), np.zeros(n)
-    if campaign_month(s, product, m) and eligible.any():
-        cand = np.flatnonzero(eligible & (s.pop.open_day[ix] < s.ms[m]))
-        chosen = np.sort(rng.choice(cand, round(len(cand) * P.CAMPAIGN_SAMPLE[product]), replace=False))
+    cand = np.flatnonzero(eligible & (s.pop.open_day[ix] < s.ms[m]))
+    size = round(len(cand) * P.CAMPAIGN_SAMPLE[product])
+    if campaign_month(s, product, m) and size >= 2:  # a campaign needs a customer in each arm
+        chosen = np.sort(rng.choice(cand, size, replace=False))
         treat = np.zeros(len(chosen), bool)
         treat[rng.permutation(len(chosen))[: round(len(chosen) * P.CAMPAIGN_TREATMENT_SHARE)]] = True
         s.campaigns.append((product, m, chosen, treat))

@@ -96,6 +96,13 @@ def test_assignment_files_name_each_campaign_in_the_agreed_layout(small: Bank) -
     assert set(small.arms["customer_id"]) <= set(small.tables["customers"]["customer_id"])
 
 
+def test_a_tiny_bank_runs_only_campaigns_with_both_arms(tmp_path: Path) -> None:
+    simulate(tmp_path / "b", customers=12, months=8, end="2026-10", seed=2, horizon_days=H)
+    assert list((tmp_path / "b" / "campaigns").glob("*.csv"))
+    for f in (tmp_path / "b" / "campaigns").glob("*.csv"):
+        assert set(pd.read_csv(f, dtype=str)["arm"]) == {"treatment", "control"}, f.name
+
+
 def test_arms_are_balanced_and_unrelated_to_the_score(small: Bank) -> None:
     for cid, one in small.arms.groupby("campaign_id"):
         n = one["arm"].value_counts()
