@@ -116,6 +116,8 @@ def judge(scores: pd.DataFrame, truth: pd.DataFrame) -> list[dict]:
         }
         row["budget_ratio"] = row["inc_uplift"] / row["inc_propensity"] if row["inc_propensity"] > 0 else float("nan")
         rows.append(row)
+    for key in sorted(set(truth["product"]) - set(joined["product"])):  # no propensity champion: no list
+        rows.append({"product": key, "candidates": 0, "no_truth": 0, "uplift_version": None, "not_scored": True})
     return rows
 
 
@@ -164,6 +166,9 @@ def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: s
     )
     lines = []
     for r in rows:
+        if r.get("not_scored"):
+            lines.append(f"| {r['product']} | not scored: no propensity champion, no list | – | – | – | – | – |")
+            continue
         if r.get("uplift_version") is None:
             lines.append(f"| {r['product']} | {r['candidates']:,} | none | – | no model | – | no model |")
             continue
@@ -192,7 +197,8 @@ def section(rows: list[dict], stages: dict, args: argparse.Namespace, retrain: s
         f"**Both targets met for {len(met)} of {len(rows)} products**"
         + (f" ({', '.join(met)})" if met else "")
         + (f"; missed for {', '.join(missed)}" if missed else "")
-        + ". A product without an uplift model ranks by propensity (its reason below)."
+        + ". A product without an uplift model ranks by propensity (its reason below); one without a "
+        "propensity champion has no list at all (its gate line is in `nbp retrain`'s output)."
     )
     return (
         f"A simulated bank of {args.customers:,} customers and {args.months} months (seed {args.seed}, used for "
