@@ -165,14 +165,16 @@ def _assignment_file(home: Path, path: Path) -> Path:
 @pytest.mark.slow
 def test_uplift_scores_and_rank_by_uplift_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The simulator's assignment files and a bank's own randomised campaigns imported, an uplift
-    champion per product (the floor set open: on 2,000 customers the held-out campaigns hold a
-    handful of uptakes), the ``uplift`` column in the scores and a list ranked by it."""
+    champion per product (the floors set open: on 2,000 customers a test window or a held-out
+    campaign holds a handful of uptakes), the ``uplift`` column in the scores and a list ranked by it."""
     from nbp.workspace import Workspace
 
     home = tmp_path / "home"
     monkeypatch.setenv("NBP_HOME", str(home))
     cfg = tmp_path / "open.yaml"
-    cfg.write_text("campaigns:\n  min_uplift_uptakes: 1\n  qini_floor: -1.0e9\n", encoding="utf-8")
+    # gates opened: this tests the plumbing; the gates' own rules are tested above and in test_registry
+    opened = "training:\n  auc_floor: 0.0\ncampaigns:\n  min_uplift_uptakes: 1\n  qini_floor: -1.0e9\n"
+    cfg.write_text(opened, encoding="utf-8")
     _cli(["simulate", "--out", str(tmp_path / "bank"), "--customers", "2000", "--months", "14", "--seed", "7"])
     _cli(["ingest", str(tmp_path / "bank" / "export")])
     files = sorted((tmp_path / "bank" / "campaigns").glob("*.csv"))
