@@ -88,14 +88,9 @@ def ordinary_rate(s: SimState, product: str, eta: np.ndarray, eligible: np.ndarr
 
 
 def expected_reach(s: SimState, product: str, eta: np.ndarray) -> np.ndarray:
-    """The contact policy's chance, in an average month, that a touch reaches each eligible pool
-    member: ordinary calls, and the campaigns' share averaged over their cycle."""
-    eligible = np.isfinite(eta)
-    p_campaign = eligible * (
-        P.CAMPAIGN_SAMPLE[product] * P.CAMPAIGN_TREATMENT_SHARE * P.CAMPAIGN_ATTEMPTED / P.CAMPAIGN_EVERY
-    )
-    p_ordinary = ordinary_rate(s, product, eta, eligible)
-    return (1.0 - (1.0 - p_ordinary) * (1.0 - p_campaign)) * (1.0 - P.CONTACT_UNREACHABLE)
+    """The chance that a manager's ordinary call reaches each eligible pool member in a month:
+    the bank's business as usual. Randomised campaigns come on top of it."""
+    return ordinary_rate(s, product, eta, np.isfinite(eta)) * (1.0 - P.CONTACT_UNREACHABLE)
 
 
 def record_contacts(

@@ -56,7 +56,7 @@ class SimState:
         r = rng(seed, 2)
         self.u = {p: r.standard_normal(len(ix)) for p, ix in self.pools.items()}  # the hidden effects
         self.intercept: dict[str, float] = {}
-        # per product, the first month's tau and the contact policy's average chance to reach
+        # per product, the first month's tau and the chance that an ordinary call reaches
         self.policy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         # the uptake history the oracle reads: hazard, grant probability, at risk, applied, grant day
         self.eta = {p: np.full((M, len(ix)), -np.inf, np.float32) for p, ix in self.pools.items()}

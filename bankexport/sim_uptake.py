@@ -6,7 +6,8 @@ a contact would add to the log-hazard (:func:`contact_kinds`, :func:`contact_tau
 month's touches are decided first (:mod:`bankexport.sim_contact`); then, with the hidden
 effect, the hazard sets who applies and who is granted (:func:`uptake`, arithmetic in
 :mod:`bankexport.sim_oracle`). Intercepts are solved once, in the first month, so that
-the monthly grant rate among eligible customers, contacts included, matches ``GRANT_RATE``.
+the monthly grant rate among eligible customers under the managers' ordinary calls matches
+``GRANT_RATE`` (randomised campaigns add to it).
 """
 
 from __future__ import annotations
@@ -132,9 +133,9 @@ def _tax_linked(s: SimState, m: int, tenure_ok: np.ndarray) -> tuple[np.ndarray,
 
 def solve_intercepts(s: SimState, drv: Drivers) -> None:
     """Each product's intercept: the mean monthly grant rate among eligible customers is
-    ``GRANT_RATE`` under the bank's contact policy (each customer's tau in the first month and
-    the policy's average chance that a contact reaches, kept in ``s.policy`` for the loans
-    held at the start)."""
+    ``GRANT_RATE`` under the managers' ordinary calls (each customer's tau in the first month and
+    the chance that such a call reaches, kept in ``s.policy`` for the loans held at the start);
+    the randomised campaigns' incremental uptakes come on top of it."""
     kinds = contact_kinds(s, 0)
     for p in P.PRODUCTS:
         eta, g = drv[p]
