@@ -102,7 +102,7 @@ def record_contacts(
     app_day: np.ndarray,
     rng: np.random.Generator,
 ) -> None:
-    """The month's contact rows of ``product``; remember who was reached (contact fatigue).
+    """The month's contact rows of ``product``.
 
     A reached customer who applied that month accepted, and the contact falls on or before
     the application; a reached one who did not declined or did not respond; an attempt that
@@ -122,4 +122,3 @@ def record_contacts(
     outcome = np.where(accepted, _ACCEPTED, np.where(t.reached[k], other, _UNREACHABLE))
     channel = rng.choice(len(P.CONTACT_CHANNEL_MIX), len(k), p=P.CONTACT_CHANNEL_MIX)
     s.contacts.append((ix[k], np.full(len(k), LP[product]), day, channel, outcome, np.full(len(k), m), t.campaign[k]))
-    s.last_reach[ix[t.reached]] = m

@@ -362,8 +362,9 @@ CONTACT_CHANNEL_MIX = (0.35, 0.2, 0.3, 0.1, 0.05)  # sms, wechat, phone, visit, 
 # A contact that reaches an at-risk customer adds tau to that month's log-hazard (only that
 # month). tau = the effect of the customer's kind for the product + a hidden part, uniform in
 # +-CONTACT_TAU_HIDDEN per customer and product. The kind follows from traits the export shows
-# (first rule that holds, bankexport/sim_contact.py: kinds): contacted in the last
-# CONTACT_FATIGUE_MONTHS (any product): sleeping dog; then
+# (first rule that holds, bankexport/sim_uptake.py: contact_kinds); a contact does not change
+# the kind (so the oracle, which takes contacts as the policy draws them, knows nothing of a
+# later contact through the kind):
 #   consumer:      payroll here: sure thing; age >= CONSUMER_SLEEPING_AGE: sleeping dog;
 #                  farmer or retired: lost cause; age in CONSUMER_PERSUADABLE_AGE: persuadable;
 #                  otherwise lost cause
@@ -382,7 +383,6 @@ CONTACT_TAU = {
     "tax_linked": {"persuadable": 2.5, "sure_thing": 0.0, "lost_cause": 0.0, "sleeping_dog": -1.5},
 }
 CONTACT_TAU_HIDDEN = 0.25
-CONTACT_FATIGUE_MONTHS = 1  # reached about any product in the month before
 CONSUMER_PERSUADABLE_AGE = (25, 45)  # [from, to) in years
 CONSUMER_SLEEPING_AGE = 55
 OWNER_SLEEPING_AGE = 58  # merchants and micro-business owners

@@ -78,7 +78,6 @@ class SimState:
         self.tau = {p: np.zeros((M, len(ix)), np.float32) for p, ix in self.pools.items()}
         self.reached = {p: np.zeros((M, len(ix)), bool) for p, ix in self.pools.items()}
         self.reach_prob = {p: np.zeros((M, len(ix)), np.float32) for p, ix in self.pools.items()}  # of the policy
-        self.last_reach = np.full(n, -99, np.int64)  # month of each customer's latest reached contact
         # randomised campaigns: (product, month, pool positions, in the treatment arm)
         self.campaigns: list[tuple[str, int, np.ndarray, np.ndarray]] = []
         self.last_event = np.full(n, -99, np.int64)  # month of each customer's latest life event

@@ -150,8 +150,8 @@ def contact_kinds(s: SimState, m: int) -> dict[str, np.ndarray]:
     """Each pool member's kind for a contact in month ``m`` (index into ``CONTACT_KINDS``).
 
     The first rule of the product that holds (``sim_params``, block "contacts and their
-    effect"), from traits known at the month's start: a contact reached in the last months,
-    payroll, age, occupation, recent turnover and squeeze, the latest published tax grade.
+    effect"), from traits known at the month's start: payroll, age, occupation, recent
+    turnover and squeeze, the latest published tax grade.
     ``m`` may be ``s.M`` (the latest as-of).
     """
     T = s.month_start(m)
@@ -159,8 +159,6 @@ def contact_kinds(s: SimState, m: int) -> dict[str, np.ndarray]:
     K = {k: i for i, k in enumerate(P.CONTACT_KINDS)}
     out = {}
     for p, ix in s.pools.items():
-        since = m - s.last_reach[ix]
-        fatigued = (since >= 1) & (since <= P.CONTACT_FATIGUE_MONTHS)
         biz = pop.is_biz[ix]
         age = np.where(biz, np.nan, (T - pop.birth[ix]).astype(np.float64) / 365.25)
         if p == "consumer":
@@ -189,8 +187,8 @@ def contact_kinds(s: SimState, m: int) -> dict[str, np.ndarray]:
                 (grade == "A", "sure_thing"),
                 (np.isin(grade, ["B", "M"]), "persuadable"),
             ]
-        conditions = [fatigued, *(r for r, _ in rules)]
-        choices = [K["sleeping_dog"], *(K[k] for _, k in rules)]
+        conditions = [r for r, _ in rules]
+        choices = [K[k] for _, k in rules]
         out[p] = np.select(conditions, choices, default=K["lost_cause"]).astype(np.int8)
     return out
 
