@@ -192,7 +192,10 @@ def test_uplift_scores_and_rank_by_uplift_end_to_end(tmp_path: Path, monkeypatch
     said = _cli(["targets", "--product", key, "--top", "20", "--rank-by", "uplift", "--out", str(target)])
     assert "ranked by uplift" in said, said
     got = pd.read_csv(target, dtype=str, encoding="utf-8-sig")
-    lift = pd.to_numeric(got["营销增益"].str.rstrip("%"), errors="coerce")
+    from nbp.sheets import restore
+
+    # a negative percentage is text starting with "-": the formula guard quotes it
+    lift = pd.to_numeric(got["营销增益"].map(restore).str.rstrip("%"), errors="coerce")
     assert lift.notna().all() and (lift.diff().dropna() <= 1e-9).all()  # rank 1 first: largest uplift
 
 
