@@ -245,13 +245,14 @@ def log_and_register(
     for t in (TAG_SKIPPED, TAG_SKIPPED_ZH):  # trained again: the last skip no longer applies
         if t in client.get_registered_model(name).tags:
             client.delete_registered_model_tag(name, t)
+    judged = ", ".join(f"{k} {float(metrics[k]):.3f}" for k in ("auc", "qini", "auuc") if k in metrics)
     log.info(
-        "registered %s version %d (run %s, window %s, AUC %.3f)",
+        "registered %s version %d (run %s, window %s%s)",
         name,
         version,
         run_id,
         backtest_window,
-        float(metrics.get("auc", float("nan"))),
+        f", {judged}" if judged else "",
     )
     return version
 
