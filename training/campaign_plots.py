@@ -10,20 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-CJK_FILES = ("wqy", "cjk", "simhei", "simsun", "msyh", "sourcehan", "droidsansfallback")
-
 
 def chinese_labels() -> bool:
     """Whether plots can be labelled in Chinese (a CJK font found, and made matplotlib's first)."""
-    from matplotlib import font_manager
-
     from training.evaluate import _labels
 
-    if _labels()["model"] == "模型":
-        return True
-    for path in font_manager.findSystemFonts():
-        if any(k in Path(path).name.lower() for k in CJK_FILES):
-            font_manager.fontManager.addfont(path)
     return _labels()["model"] == "模型"
 
 

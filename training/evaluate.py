@@ -249,15 +249,32 @@ def metrics_table(rows: Iterable[Mapping[str, object]], columns: list[str] | Non
 # ---------------------------------------------------------------- plots
 
 
+CJK_NAMES = ("CJK", "WenQuanYi", "SimHei", "Hei", "Song", "Sans SC")
+CJK_FILES = ("wqy", "cjk", "simhei", "simsun", "msyh", "sourcehan", "droidsansfallback")
+_font_scan: list[bool] = []  # one scan of the system's font files per process
+
+
+def _cjk_fonts() -> list[str]:
+    """Names of the CJK fonts matplotlib knows; a font installed after matplotlib built its font
+    cache is missing from it, so the system's font files are scanned once and such fonts added."""
+    from matplotlib import font_manager
+
+    def known() -> list[str]:
+        return [f.name for f in font_manager.fontManager.ttflist if any(k in f.name for k in CJK_NAMES)]
+
+    if not known() and not _font_scan:
+        _font_scan.append(True)
+        for path in font_manager.findSystemFonts():
+            if any(k in Path(path).name.lower() for k in CJK_FILES):
+                font_manager.fontManager.addfont(path)
+    return known()
+
+
 def _labels() -> dict[str, str]:
     """Plot labels: Chinese when a CJK font is installed, otherwise English."""
-    from matplotlib import font_manager, rcParams
+    from matplotlib import rcParams
 
-    cjk = [
-        f.name
-        for f in font_manager.fontManager.ttflist
-        if any(k in f.name for k in ("CJK", "WenQuanYi", "SimHei", "Hei", "Song", "Sans SC"))
-    ]
+    cjk = _cjk_fonts()
     if cjk:
         rcParams["font.sans-serif"] = [cjk[0], *rcParams["font.sans-serif"]]
         rcParams["axes.unicode_minus"] = False

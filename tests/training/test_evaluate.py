@@ -110,3 +110,14 @@ def test_plots_are_png_files(tmp_path: Path) -> None:
     assert set(paths) == {"gain", "calibration", "importance"}
     for path in paths.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_are_labelled_in_chinese_when_a_cjk_font_is_installed() -> None:
+    from matplotlib import font_manager
+
+    from training.evaluate import CJK_FILES, _labels
+
+    installed = any(any(k in Path(p).name.lower() for k in CJK_FILES) for p in font_manager.findSystemFonts())
+    if not installed:
+        pytest.skip("no CJK font file on this machine")
+    assert _labels()["model"] == "模型"  # found even when matplotlib's font cache predates the font
