@@ -19,6 +19,8 @@ order, so ``rowid`` is the record's position among those the reader accepted):
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bankexport.spec import BANK_COLUMN, Column, Table
 from nbp.sqltext import ident, lit
 
@@ -179,9 +181,10 @@ def stored_break(col: Column) -> bool:
     return not col.required and col.type != "string"
 
 
-def break_expr(col: Column) -> str:
-    """Rule broken by the cell of ``col`` (uses ``v_<name>``, ``p_<name>``), or NULL."""
-    v, p = ident("v_" + col.name), ident("p_" + col.name)
+def break_expr(col: Column, v: str | None = None, p: str | None = None) -> str:
+    """Rule broken by the cell of ``col`` (uses ``v_<name>``, ``p_<name>``, or the cell ``v`` and
+    its parsed value ``p`` given), or NULL."""
+    v, p = v or ident("v_" + col.name), p or ident("p_" + col.name)
 
     def rule(name: str) -> str:  # an optional cell breaks one rule only: malformed_optional
         return lit(name if col.required else MALFORMED_OPTIONAL)
@@ -192,7 +195,21 @@ def break_expr(col: Column) -> str:
     if col.enum:  # p is the cast to the column's ENUM type: NULL for any other value
         whens.append(f"WHEN {p} IS NULL THEN {rule(UNKNOWN_ENUM)}")
     whens += [f"WHEN {broken} THEN {rule(r)}" for broken, _, r in _value_checks(col, p)]
-    return "CASE " + " ".join(whens) + " END"
+    other = f" ELSE {_variant_break(col, v)}" if col.by else ""
+    return "CASE " + " ".join(whens) + other + " END"
+
+
+def _variant_break(col: Column, v: str) -> str:
+    """Rule the text ``v`` breaks as the variant of ``col`` its row's ``by`` column names
+    (the variant's own type, enum and range rules, named as for a required cell), or NULL."""
+    by = ident("p_" + col.by)
+    whens = []
+    for var in col.variants:
+        # the variant's rules on the text itself: its cell is v, its parsed value the parse of v
+        req = replace(var, required=True)
+        check = break_expr(req, v, f"({parse_expr(req, v)})")
+        whens.append(f"WHEN {lit(var.name)} THEN {check}")
+    return f"(CASE CAST({by} AS VARCHAR) {' '.join(whens)} END)"
 
 
 def _value_checks(col: Column, p: str) -> list[tuple[str, str, str]]:
@@ -215,6 +232,8 @@ def ok_expr(col: Column) -> str:
     :func:`break_expr`; it must be false exactly where that ``CASE`` names a rule.
     """
     v, p = ident("v_" + col.name), ident("p_" + col.name)
+    if col.by:  # the variant's rules depend on the row: no cheaper test than the rules themselves
+        return f"({break_expr(col)}) IS NULL"
     conds = [f"{v} IS NOT NULL" if col.type == "string" and not col.enum else f"{p} IS NOT NULL"]
     conds += [holds for _, holds, _ in _value_checks(col, p)]
     return " AND ".join(conds)

@@ -81,6 +81,12 @@ EDUCATION_MIX = {  # primary, secondary, college, bachelor, postgraduate
 RISK_MIX = (0.3, 0.35, 0.25, 0.08, 0.02)  # risk tolerance C1..C5
 QUESTIONNAIRE_MISSING = 0.04  # marital status, education and risk tolerance never filled
 
+# Visits that update a customer's profile (profile_updates): the share of customers with a
+# manager visited once in the simulated months, and the spread of what the manager writes down
+# around the true monthly income (salary and pension) or last month's turnover.
+VISIT_SHARE = 0.08
+VISIT_FIGURE_SIGMA = 0.15
+
 # Payroll through the bank (代发工资): share of each occupation paid by this bank.
 PAYROLL_SHARE = {"civil_servant": 0.95, "public_institution": 0.9, "enterprise_employee": 0.35}
 PAYROLL_SOE_SHARE = 0.85  # SOE employees

@@ -22,6 +22,7 @@ from bankexport.sim_calendar import rng as stream
 from bankexport.sim_contact import campaign_id
 from bankexport.sim_loans import loans_table
 from bankexport.sim_population import NO_DAY, customers_table, ids, network_tables
+from bankexport.sim_visits import profile_updates_table
 from bankexport.spec import CONTACT_CHANNELS, CONTACT_OUTCOMES, FORMAT, LOAN_PRODUCTS, TABLES
 from nbp.sheets import write_csv
 
@@ -97,6 +98,7 @@ def static_tables(s: SimState) -> dict[str, pa.Table]:
     if s.profile.tax_data:  # a bank outside 银税互动 has no tax_records table
         tables["tax_records"] = _tax_table(s)
     tables["contacts"] = _contacts_table(s)
+    tables["profile_updates"] = profile_updates_table(s, stream(s.seed, 12))
     return tables
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 FORMAT = "bank-export/1"
 
 REQUIRED_TABLES = ("customers", "accounts", "transactions", "loans")
-OPTIONAL_TABLES = ("balances", "tax_records", "services", "contacts", "branches", "managers")
+OPTIONAL_TABLES = ("balances", "tax_records", "services", "contacts", "profile_updates", "branches", "managers")
 ALL_TABLES = REQUIRED_TABLES + OPTIONAL_TABLES
 
 
@@ -38,6 +38,16 @@ class Column:
     positive: bool = False  # money/int that must be > 0
     min: int | None = None
     max: int | None = None
+    # A cell whose type depends on its row: ``by`` names the enum column of the same table
+    # whose value picks, among ``variants`` (by name), the column the cell must satisfy as text.
+    by: str | None = None
+    variants: tuple[Column, ...] = ()
+
+    def variant(self, name: str) -> Column:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,20 @@ PRODUCT_NAMES_ZH = {
     "mortgage": "房贷",
     "other": "其他贷款",
 }
+
+# profile_updates.field: the customers columns managers may update, and two figures ECIF does not hold.
+PROFILE_CUSTOMER_FIELDS = (
+    "occupation",
+    "employer_type",
+    "marital_status",
+    "education",
+    "residence",
+    "industry",
+    "established_date",
+    "risk_tolerance",
+)
+PROFILE_MONEY_FIELDS = ("monthly_income", "business_turnover_monthly")
+PROFILE_FIELDS = PROFILE_CUSTOMER_FIELDS + PROFILE_MONEY_FIELDS
 
 C = Column
 # Federation (spec): the column every stored table and feature row of a member bank carries,
@@ -274,6 +298,26 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
+TABLES["profile_updates"] = Table(
+    "profile_updates",
+    (
+        C("customer_id", "string", required=True, ref="customers.customer_id"),
+        C("field", "enum", required=True, enum=PROFILE_FIELDS),
+        # the value as text, checked against the type and enum of the column its field names
+        C(
+            "value",
+            "string",
+            required=True,
+            by="field",
+            variants=tuple(TABLES["customers"].column(f) for f in PROFILE_CUSTOMER_FIELDS)
+            + tuple(C(f, "money", min=0) for f in PROFILE_MONEY_FIELDS),
+        ),
+        C("collected_date", "date", required=True),
+        C("manager_id", "string"),
+    ),
+    key=None,
+    description="dated field updates collected by managers on visits",
+)
 del C
 
 # Chinese names of accounts and services, as feature descriptions show them.

@@ -140,6 +140,16 @@ BASE: dict[str, list[dict[str, str]]] = {
             "campaign_id": "K1",
         },
     ],
+    "profile_updates": [
+        {
+            "customer_id": "C1",
+            "field": "monthly_income",
+            "value": "4500.50",
+            "collected_date": "2024-04-10",
+            "manager_id": "M1",
+        },
+        {"customer_id": "C3", "field": "education", "value": "college", "collected_date": "2024-04-12"},
+    ],
     "branches": [
         {"branch_id": "B1", "name": "城关支行", "area": "urban"},
         {"branch_id": "B2", "name": "王庄支行", "area": "rural"},

@@ -673,7 +673,7 @@ def test_ok_expr_agrees_with_break_expr() -> None:
     checked = 0
     for t in TABLES.values():
         for c in t.columns:
-            if not c.required:
+            if not c.required or c.by:  # a column checked by its row's variant: ok_expr is break_expr IS NULL
                 continue
             vals = samples + list(c.enum)
             v, p = ident("v_" + c.name), ident("p_" + c.name)
