@@ -426,7 +426,22 @@ def random_bank(seed: int, n_customers: int = 30, months: int = 20) -> dict[str,
                     campaign_id="k",
                 )
             )
+    # visits from a stream of their own, so the other tables stay as they were
+    ru = np.random.default_rng([seed, 1])
+    updates = []
+    for i in range(n_customers):
+        for _ in range(int(ru.integers(0, 4))):
+            fld = str(ru.choice(spec.PROFILE_FIELDS))
+            if fld in spec.PROFILE_MONEY_FIELDS:
+                value = f"{ru.integers(0, 10**7) / 100:.2f}"
+            elif fld == "established_date":
+                value = f"{first + pd.Timedelta(days=int(ru.integers(-3000, 300))):%Y-%m-%d}"
+            else:
+                value = str(ru.choice(spec.TABLES["customers"].column(fld).enum))
+            collected = first + pd.Timedelta(days=int(ru.integers(0, (end - first).days)))
+            updates.append(dict(customer_id=f"c{i}", field=fld, value=value, collected_date=collected))
     return dict(
+        profile_updates=typed("profile_updates", updates),
         customers=typed("customers", cust),
         accounts=typed("accounts", accts),
         transactions=typed("transactions", txns),

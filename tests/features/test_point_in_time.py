@@ -54,6 +54,7 @@ def cut(tables: dict[str, pd.DataFrame], t: pd.Timestamp, seed: int = 0) -> dict
     keep("services", "start_date")
     blank("services", "end_date")
     keep("contacts", "contact_date")
+    keep("profile_updates", "collected_date")
     for name in ("customers", "accounts", "transactions", "loans", "balances", "tax_records", "services", "contacts"):
         out[name] = out[name].reset_index(drop=True)
     return out
