@@ -98,7 +98,7 @@ class SimSummary:
             f"export: {self.export_dir}",
         ]
         lines += [
-            f"  {t:<13} {self.rows[t]:>12,} rows" if t in self.rows else f"  {t:<13} {'absent':>12}" for t in ALL_TABLES
+            f"  {t:<15} {self.rows[t]:>12,} rows" if t in self.rows else f"  {t:<15} {'absent':>12}" for t in ALL_TABLES
         ]
         lines.append("uptake (grants during the simulation; positive labels pooled over as-of; oracle sum p):")
         lines += [

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 FORMAT = "bank-export/1"
 
 REQUIRED_TABLES = ("customers", "accounts", "transactions", "loans")
-OPTIONAL_TABLES = ("balances", "tax_records", "services", "contacts", "profile_updates", "branches", "managers")
+OPTIONAL_TABLES = ("balances", "tax_records", "services", "contacts", "branches", "managers", "profile_updates")
 ALL_TABLES = REQUIRED_TABLES + OPTIONAL_TABLES
 
 

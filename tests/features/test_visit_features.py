@@ -57,19 +57,19 @@ def test_latest_update_before_t_wins_over_customers(demo: pd.DataFrame) -> None:
 
 
 def test_a_visit_on_or_after_t_changes_nothing_at_t(demo: pd.DataFrame) -> None:
-    assert _at(demo, "c1", "2025-06-01")["demo_monthly_income"] == pytest.approx(6000.50)
-    assert _at(demo, "c1", "2025-06-15")["demo_monthly_income"] == pytest.approx(7200)
+    assert _at(demo, "c1", "2025-06-01")["demo_monthly_income_amount"] == pytest.approx(6000.50)
+    assert _at(demo, "c1", "2025-06-15")["demo_monthly_income_amount"] == pytest.approx(7200)
     industries = TABLES["customers"].column("industry").enum
     assert _at(demo, "c2", "2025-06-01")["demo_industry"] == industries.index("F")
     assert _at(demo, "c2", "2025-06-15")["demo_industry"] == industries.index("G")
 
 
 def test_figures_and_dates_from_visits(demo: pd.DataFrame) -> None:
-    assert pd.isna(_at(demo, "c1", "2025-05-01")["demo_monthly_income"])  # no update yet
-    assert pd.isna(_at(demo, "c3", "2025-08-01")["demo_business_turnover_monthly"])  # never visited
-    assert pd.isna(_at(demo, "c2", "2025-04-01")["demo_business_turnover_monthly"])
+    assert pd.isna(_at(demo, "c1", "2025-05-01")["demo_monthly_income_amount"])  # no update yet
+    assert pd.isna(_at(demo, "c3", "2025-08-01")["demo_business_turnover_monthly_amount"])  # never visited
+    assert pd.isna(_at(demo, "c2", "2025-04-01")["demo_business_turnover_monthly_amount"])
     later = _at(demo, "c2", "2025-05-01")
-    assert later["demo_business_turnover_monthly"] == pytest.approx(85000)
+    assert later["demo_business_turnover_monthly_amount"] == pytest.approx(85000)
     assert later["demo_firm_age_months"] == 62  # established 2020-03-01 per the visit, not 2018-05-01
     assert _at(demo, "c2", "2025-04-01")["demo_firm_age_months"] == 83
 
@@ -81,5 +81,5 @@ def test_without_the_table_or_with_only_later_updates_the_features_are_as_before
     without, with_later = _built(tmp_path / "a", None), _built(tmp_path / "b", later)
     for fam, table in without.items():
         pd.testing.assert_frame_equal(table, with_later[fam], obj=fam)
-    assert without["demo"]["demo_monthly_income"].isna().all()
+    assert without["demo"]["demo_monthly_income_amount"].isna().all()
     assert without["demo"]["demo_occupation"].notna().any()
