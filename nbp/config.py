@@ -1,7 +1,7 @@
 """One typed configuration object, merged from ``configs/*.yaml``.
 
 ``load_config()`` reads ``configs/base.yaml`` then every other ``configs/*.yaml``
-that is a section file (``products.yaml``), then an optional overlay given with
+that is a section file (``products.yaml``, ``tiers.yaml``), then an optional overlay given with
 ``--config FILE`` (deep-merged on top). Unknown keys are errors. Only ``NBP_HOME``
 and ``NBP_TOKENS`` come from the environment (see :mod:`nbp.workspace`).
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nbp.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-BASE_FILES = ("base.yaml", "products.yaml")
+BASE_FILES = ("base.yaml", "products.yaml", "tiers.yaml")
 
 
 class _Section(BaseModel):
@@ -137,6 +137,77 @@ class MonitoringConfig(_Section):
     guardrails: GuardrailsConfig = GuardrailsConfig()
 
 
+class TierLevel(_Section):
+    """One value tier (客户价值分层), highest first in ``tiers.levels``."""
+
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    zh: str  # shown to staff, e.g. 高端
+    en: str
+    min_score: float = Field(ge=0.0, le=100.0)  # contribution score (0-100) from which a customer is in the tier
+    # At most this share of a branch's customers in this tier or above; the lowest scores beyond it
+    # go down a tier (None: no quota).
+    max_branch_share: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class TierWeights(_Section):
+    """Weights of the contribution score's parts (综合贡献度, ``features/tiers.py``); any non-negative numbers."""
+
+    deposit: float = Field(0.40, ge=0.0)  # typical (median) monthly average daily deposit balance, last 12 months
+    loan_interest: float = Field(0.25, ge=0.0)  # estimated loan interest earned, last 12 months
+    products: float = Field(0.15, ge=0.0)  # accounts, services and loan products held
+    activity: float = Field(0.10, ge=0.0)  # transactions, last 12 months
+    tenure: float = Field(0.10, ge=0.0)  # months since the first relationship
+
+
+class TiersConfig(_Section):
+    """Value tiers from contribution, not a day's balance (``configs/tiers.yaml``)."""
+
+    weights: TierWeights = TierWeights()
+    loan_rate: float = Field(0.06, ge=0.0, le=1.0)  # annual rate that estimates loan interest earned
+    levels: list[TierLevel] = Field(
+        default_factory=lambda: [
+            TierLevel(key="high", zh="高端", en="high value", min_score=85.0),
+            TierLevel(key="middle", zh="中端", en="middle value", min_score=55.0),
+            TierLevel(key="mass", zh="大众", en="mass", min_score=0.0),
+        ]
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TiersConfig:
+        keys = [lv.key for lv in self.levels]
+        if not self.levels or len(set(keys)) != len(keys):
+            raise ValueError("tiers.levels: give at least one tier, each key once")
+        scores = [lv.min_score for lv in self.levels]
+        if any(a <= b for a, b in zip(scores, scores[1:], strict=False)) or scores[-1] != 0.0:
+            raise ValueError("tiers.levels: min_score must fall from the first tier to the last, which must be 0")
+        if sum(self.weights.model_dump().values()) <= 0:
+            raise ValueError("tiers.weights: at least one weight must be positive")
+        return self
+
+
+class QualityConfig(_Section):
+    """Data-quality progress per branch and manager (``nbp quality report``)."""
+
+    # customers' fields whose completeness is tracked: columns of `customers`, or fields of
+    # `profile_updates` (monthly_income, business_turnover_monthly), or tax_credit_grade
+    fields: list[str] = Field(
+        default_factory=lambda: [
+            "occupation",
+            "employer_type",
+            "monthly_income",
+            "industry",
+            "tax_credit_grade",
+            "birth_date",
+            "marital_status",
+            "education",
+            "residence",
+            "manager_id",
+            "risk_tolerance",
+        ]
+    )
+    to_complete_top: int = Field(50, ge=1)  # customers per manager on the to-complete list (客户信息待完善清单)
+
+
 class EligibilityRule(_Section):
     """One condition a candidate must meet, on a feature of the product's feature service.
 
@@ -176,6 +247,8 @@ class Config(_Section):
     serving: ServingConfig = ServingConfig()
     campaigns: CampaignsConfig = CampaignsConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    tiers: TiersConfig = TiersConfig()
+    quality: QualityConfig = QualityConfig()
     compute: ComputeConfig = ComputeConfig()
     spark: SparkConfig = SparkConfig()
     products: dict[str, ProductConfig] = Field(default_factory=dict)

@@ -256,6 +256,31 @@ class Workspace:
         return self.outputs_dir / "drift" / "latest.json"
 
     @property
+    def tiers_dir(self) -> Path:
+        """Monthly tier-migration tables written by ``nbp retrain`` (``features/tiers.py``)."""
+        return self.outputs_dir / "tiers"
+
+    @property
+    def segments_dir(self) -> Path:
+        """Segments (客群) saved by marketing through the service or ``nbp segment --save``, one YAML each."""
+        return self.bank_root / "segments"
+
+    @property
+    def segment_outputs_dir(self) -> Path:
+        """Workbooks of ``nbp segment``."""
+        return self.outputs_dir / "segments"
+
+    @property
+    def quality_dir(self) -> Path:
+        """Completeness per branch, manager and field, one file per ingest (export) date, kept as history."""
+        return self.bank_root / "quality"
+
+    @property
+    def quality_reports_dir(self) -> Path:
+        """The last ``nbp quality report``: workbook, trend plot, to-complete lists."""
+        return self.outputs_dir / "quality"
+
+    @property
     def fingerprint_key(self) -> Path:
         """HMAC key of the token fingerprints written to the audit log."""
         return self.home / "secrets" / "fingerprint.key"
