@@ -43,6 +43,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bankexport import ingest_sql as q
+from bankexport import quality
 from bankexport.ingest_lines import (
     Located,
     count_byte,
@@ -1375,6 +1376,7 @@ def ingest(
             _refuse(ws, staging[1], report, refused)
         _store(ws, staging, report, manifest)
     shutil.rmtree(ws.ingest_refused_dir, ignore_errors=True)
+    quality.write_snapshot(ws, report)  # this export date's data-quality figures, kept as history
     log.info(
         "ingest: %d tables, export date %s, %.1f s",
         sum(r.file is not None for r in report.tables.values()),
