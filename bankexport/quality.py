@@ -268,18 +268,30 @@ def by_manager(completeness: pd.DataFrame) -> pd.DataFrame:
         field applies to), ``known``, ``completeness`` (known / applicable); groups where the
         field applies to nobody are left out.
     """
-    cols = [KNOWN + f for f in completeness_fields(completeness)]
-    long = completeness.melt(id_vars=["branch_id", "manager_id"], value_vars=cols, var_name="field", value_name="k")
-    long = long.dropna(subset=["k"])
-    long["field"] = long["field"].str.removeprefix(KNOWN)
-    long["k"] = long["k"].astype(bool)
-    out = (
-        long.groupby(["branch_id", "manager_id", "field"], dropna=False, sort=True)["k"]
-        .agg(applicable="size", known="sum")
-        .reset_index()
+    fields = completeness_fields(completeness)
+    k = completeness[[KNOWN + f for f in fields]]
+    keys = ["branch_id", "manager_id"]
+    # one pass over the customers: per group and field, how many it applies to and how many are known
+    wide = pd.concat(
+        [
+            completeness[keys],
+            k.notna().set_axis([f"a{i}" for i in range(len(fields))], axis=1),
+            k.eq(True).fillna(False).astype(bool).set_axis([f"k{i}" for i in range(len(fields))], axis=1),
+        ],
+        axis=1,
     )
-    out["applicable"] = out["applicable"].astype("int64")
-    out["known"] = out["known"].astype("int64")
+    sums = wide.groupby(keys, dropna=False, sort=True).sum()
+    out = pd.DataFrame(
+        {
+            "branch_id": sums.index.get_level_values(0).repeat(len(fields)),
+            "manager_id": sums.index.get_level_values(1).repeat(len(fields)),
+            "field": fields * len(sums),
+            "applicable": sums[[f"a{i}" for i in range(len(fields))]].to_numpy(dtype="int64").ravel(),
+            "known": sums[[f"k{i}" for i in range(len(fields))]].to_numpy(dtype="int64").ravel(),
+        }
+    )
+    out = out[out["applicable"] > 0].sort_values(["branch_id", "manager_id", "field"], kind="stable")
+    out = out.reset_index(drop=True)
     out["completeness"] = out["known"] / out["applicable"]
     return out
 
