@@ -38,12 +38,13 @@ from typing import Protocol
 import duckdb
 
 from bankexport.spec import ALL_TABLES, BANK_COLUMN, REQUIRED_TABLES
+from features import tiers
 from features.catalog import CATALOG, MODULES, family_features, modules
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
 from features.windows import MonthlySeries, Spine, Window, referenced, window_table
 from nbp import jobs
-from nbp.config import Config
+from nbp.config import Config, load_config
 from nbp.errors import FeatureStoreError
 from nbp.sqltext import ident, lit, timestamp
 from nbp.workspace import Workspace
@@ -595,6 +596,10 @@ def build(
             if not set(built[fam].REQUIRES) <= tables:
                 summary.skipped_families.append(fam)
             _log_since(start, "family %s: %s rows", fam, f"{summary.rows[fam]:,}")
+        if families is None or tiers.FAMILY in families:
+            start = _clock()
+            summary.rows[tiers.FAMILY] = _write_tiers(ws, cfg, tables, dates, mode)
+            _log_since(start, "tiers: %s rows", f"{summary.rows[tiers.FAMILY]:,}")
     finally:
         if engine is not None:
             engine.close()
@@ -603,6 +608,15 @@ def build(
     _write_build_file(ws, summary)
     log.info(summary.describe())
     return summary
+
+
+def _write_tiers(ws: Workspace, cfg: Config | None, tables: frozenset[str], dates: list[date], mode: str) -> int:
+    """The tier table (``features/tiers.py``), on DuckDB over the family tables just written."""
+    con = connect(ws, tables)
+    try:
+        return tiers.build(con, ws, cfg or load_config(), tables, dates, mode, key_columns(ws.bank), PARQUET_OPTIONS)
+    finally:
+        _close(ws, con)
 
 
 def build_banks(

@@ -14,6 +14,7 @@ from types import ModuleType
 import pandas as pd
 
 from bankexport.spec import ENUM_ZH
+from features import tiers
 from features.families import bank, business, demo, holdings, income, liquidity, marketing, spend, tax
 from features.schema import Feature
 
@@ -25,7 +26,10 @@ MEMBER_MODULES: dict[str, ModuleType] = {bank.FAMILY: bank}  # built for member 
 
 CATALOG: tuple[Feature, ...] = tuple(f for m in MODULES.values() for f in m.FEATURES)
 MEMBER_CATALOG: tuple[Feature, ...] = tuple(f for m in MEMBER_MODULES.values() for f in m.FEATURES)
-BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOG + MEMBER_CATALOG}
+# The value tiers (features/tiers.py): a feature view of their own, built after the families,
+# read by segments, hints and the staff page but never by a product model.
+TIER_CATALOG: tuple[Feature, ...] = tuple(tiers.FEATURES)
+BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOG + MEMBER_CATALOG + TIER_CATALOG}
 BANK_FEATURES: frozenset[str] = frozenset(f.name for f in MEMBER_CATALOG)
 
 
@@ -36,7 +40,7 @@ def modules(member: bool) -> dict[str, ModuleType]:
 
 def family_features(family: str) -> list[Feature]:
     """The features of one family, in catalogue order."""
-    return [f for f in CATALOG + MEMBER_CATALOG if f.family == family]
+    return [f for f in CATALOG + MEMBER_CATALOG + TIER_CATALOG if f.family == family]
 
 
 def feature_names() -> list[str]:

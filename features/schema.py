@@ -37,6 +37,8 @@ JOIN_KEY = "customer_id"
 EVENT_TS = "event_timestamp"
 AS_OF = "as_of"
 FEATURE_SERVICE_VERSION = "v1"
+# Every feature view, the tier view included: what segments and the staff page's profile read.
+PROFILE_SERVICE = "customer_profile_v1"
 
 CATEGORY_CODE_RULE = (
     "integer code = 0-based position of the value in the enum tuple of bankexport/spec.py; null when unknown"

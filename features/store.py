@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from bankexport.spec import BANK_COLUMN
 from features import build as fbuild
-from features.catalog import CATALOG, MEMBER_CATALOG, modules
+from features.catalog import BY_NAME, CATALOG, MEMBER_CATALOG, modules
 from features.schema import EVENT_TS, JOIN_KEY, Feature, feature_service_name
 from nbp import jobs, telemetry
 from nbp.config import Config
@@ -373,7 +373,7 @@ def exact_grid(
     Raises:
         FeatureStoreError: a name is not in the catalogue, or a feature table is missing.
     """
-    family = {f.name: f.family for f in CATALOG}
+    family = {n: f.family for n, f in BY_NAME.items()}
     unknown = [n for n in names if n not in family]
     if unknown:
         raise FeatureStoreError(f"unknown feature(s) {unknown}: not in the feature catalogue")

@@ -720,4 +720,8 @@ def score_and_report(cfg: Config, ws: Workspace, pub: Any, results: list[Product
 
     report = drift.monitor(cfg, ws, latest, {r.product: r.version for r in results})
     lines += drift.report_lines(report) + [f"drift report -> {ws.drift_report}"]
+    from training.tier_report import write_migration
+
+    migration = write_migration(cfg, ws)
+    lines.append(f"tier migration -> {migration}" if migration else "tier migration: fewer than two months of tiers")
     return "\n".join(lines)

@@ -16,8 +16,9 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, String
 
+from features import tiers
 from features.catalog import family_features, modules
-from features.schema import ENTITY, EVENT_TS, JOIN_KEY, feature_service_name
+from features.schema import ENTITY, EVENT_TS, JOIN_KEY, PROFILE_SERVICE, feature_service_name
 from nbp.workspace import Workspace
 
 # A month's row stays valid until the next monthly build; a longer gap (a skipped
@@ -60,7 +61,8 @@ def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
         )
         for f in family_features(family)
     ]
-    doc = (modules(True)[family].__doc__ or family).strip().splitlines()[0]
+    module = tiers if family == tiers.FAMILY else modules(True)[family]
+    doc = (module.__doc__ or family).strip().splitlines()[0]
     return FeatureView(
         name=family,
         entities=[entity],
@@ -75,29 +77,33 @@ def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
 
 def feature_views(ws: Workspace) -> list[FeatureView]:
     """One feature view per family, reading the family's table (:meth:`nbp.workspace.Workspace.feature_table`);
-    a member bank's repo also holds the bank family's (:data:`features.catalog.MEMBER_MODULES`)."""
+    a member bank's repo also holds the bank family's (:data:`features.catalog.MEMBER_MODULES`); the
+    last is the tier view (:mod:`features.tiers`)."""
     entity = customer_entity()
-    return [feature_view(fam, ws.feature_table(fam), entity) for fam in modules(ws.bank is not None)]
+    families = [*modules(ws.bank is not None), tiers.FAMILY]
+    return [feature_view(fam, ws.feature_table(fam), entity) for fam in families]
 
 
 # FEATURE SERVICES -------------------------------------------------------------
 def feature_services(views: list[FeatureView], products: Mapping[str, str | None]) -> list[FeatureService]:
-    """One feature service per product: the features its model reads (for now, all views; a
-    member bank's include the bank family, which only a pooled model reads, in training and serving alike).
+    """One feature service per product: the features its model reads (every view but the tier view; a
+    member bank's include the bank family, which only a pooled model reads, in training and serving alike),
+    and :data:`features.schema.PROFILE_SERVICE`, every view, for segments and customer profiles.
 
     Args:
         views: the feature views.
         products: product key -> feature service name from the config (None: ``<key>_v1``).
     """
+    inputs = [v for v in views if v.name != tiers.FAMILY]
     return [
         FeatureService(
             name=name or feature_service_name(key),
-            features=list(views),
+            features=inputs,
             description=f"features read by the {key} model",
             tags={"product": key},
         )
         for key, name in products.items()
-    ]
+    ] + [FeatureService(name=PROFILE_SERVICE, features=list(views), description="every feature view, tiers included")]
 
 
 def objects(ws: Workspace, products: Mapping[str, str | None]) -> list:

@@ -272,4 +272,4 @@ def test_feasts_own_cli_opens_a_member_banks_repo_from_its_feature_store_yaml(fe
     )
     assert res.returncode == 0, res.stderr[-2000:]
     listed = {line.split()[0] for line in res.stdout.splitlines()[1:] if line.strip()}
-    assert listed == set(MODULES) | {"bank"}
+    assert listed == set(MODULES) | {"bank", "tier"}

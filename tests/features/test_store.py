@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from featurekit import tiny_bank, write_tables
 
-from features import store
+from features import store, tiers
 from features.catalog import feature_names
-from features.schema import EVENT_TS, JOIN_KEY
+from features.schema import EVENT_TS, JOIN_KEY, PROFILE_SERVICE
 from nbp.config import Config, load_config
 from nbp.errors import FeatureStoreError
 from nbp.workspace import Workspace
@@ -32,7 +32,15 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Workspa
 def test_one_feature_service_per_product(published: tuple[Config, Workspace]) -> None:
     cfg, ws = published
     names = {s.name for s in store.get_store(cfg, ws).list_feature_services()}
-    assert names == {f"{k}_v1" for k in cfg.products}
+    assert names == {f"{k}_v1" for k in cfg.products} | {PROFILE_SERVICE}
+
+
+def test_the_profile_service_reads_tiers_online(published: tuple[Config, Workspace]) -> None:
+    cfg, ws = published
+    got = store.online(cfg, ws, ["c1", "c2"], PROFILE_SERVICE)
+    latest = tiers.read(ws, as_of=max(tiers.read(ws)["as_of"])).set_index(JOIN_KEY)
+    assert got["tier_level"].tolist() == latest.loc[["c1", "c2"], "tier_level"].tolist()
+    assert "demo_tenure_months" in got.columns
 
 
 def test_historical_is_point_in_time_and_keeps_every_row(published: tuple[Config, Workspace]) -> None:

@@ -63,6 +63,11 @@ SINGLE_BANK_LAYOUT = {
     "campaigns_dir": "campaigns",
     "campaign_reports_dir": "outputs/campaigns",
     "drift_report": "outputs/drift/latest.json",
+    "tiers_dir": "outputs/tiers",
+    "segments_dir": "segments",
+    "segment_outputs_dir": "outputs/segments",
+    "quality_dir": "quality",
+    "quality_reports_dir": "outputs/quality",
     "fingerprint_key": "secrets/fingerprint.key",
     "scratch_root": ".tmp",
 }

@@ -1,0 +1,441 @@
+"""Value tiers (客户价值分层): a contribution score (综合贡献度) per customer and month, and the tier
+it puts the customer in, from the 12 months before the month rather than a day's balance.
+
+The score's parts, each known at T (records dated before T, balance months that have ended):
+
+``deposit``        the median of the 12 monthly average daily balances (月日均) of deposit accounts
+                   (every account type but ``loan`` and ``credit_card``): one month's spike moves
+                   the median by at most one month's rank, not the whole figure;
+``loan_interest``  each loan's amount × ``tiers.loan_rate`` × the share of the 12 months it was
+                   active (granted before T, ended by ``end_date`` or by its term as the bank's
+                   loan mode says, ``features/build.py: detect_loan_mode``);
+``products``       accounts by type, services and loan products held at T (the holdings family);
+``activity``       money-out transactions in the 12 months (interest and fees are not the customer's);
+``tenure``         months since ``open_date`` (the demo family).
+
+Each part is ranked among the customers the bank knew at T (percentile 0–1; a customer without
+records ranks lowest), the score is 100 × the weighted mean of the ranks (``configs/tiers.yaml``;
+a part the bank cannot compute, e.g. deposits without the optional ``balances`` table, drops
+out and its weight with it), and the tier is the first of ``tiers.levels`` whose ``min_score``
+the score reaches and whose ``max_branch_share`` (share of the branch's customers in that tier
+or above, best scores first) still has room.
+
+The table is the feature view ``tier`` (``Workspace.feature_table("tier")``), built by
+``nbp features`` after the families it reads, read by Feast like any other view but not by the
+product models (``features/repo/definitions.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.families._sql import add_months, days_between
+from features.families.monthly import month_index
+from features.schema import EVENT_TS, JOIN_KEY, Feature
+from nbp import jobs
+from nbp.config import Config, TierLevel
+from nbp.sqltext import ident, lit
+from nbp.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+FAMILY = "tier"
+REQUIRES = ("holdings", "demo")  # feature tables read (built first)
+
+
+def _f(name: str, dtype: str, zh: str, en: str) -> Feature:
+    return Feature(name, FAMILY, dtype, zh, en)
+
+
+FEATURES: list[Feature] = [
+    _f("tier_score", "float", "综合贡献度(0–100)", "contribution score (0-100)"),
+    _f("tier_level", "int", "客户价值层级(0为最高层)", "value tier (0 = the highest)"),
+    _f(
+        "tier_deposit_median_12m",
+        "float",
+        "近12个月存款月日均的中位数",
+        "median monthly average daily deposit balance, last 12 months",
+    ),
+    _f("tier_loan_interest_12m", "float", "近12个月估算贷款利息收入", "estimated loan interest earned, last 12 months"),
+    _f("tier_products_held_count", "int", "持有产品与服务数", "accounts by type, services and loan products held"),
+    _f("tier_transactions_12m", "int", "近12个月支出交易笔数", "money-out transactions, last 12 months"),
+    _f("tier_deposit_balance_1m", "float", "上月存款月日均", "average daily deposit balance, last month"),
+    _f("tier_turnover_1m", "float", "上月交易流水(收入+支出)", "money in and out, last month"),
+]
+NAMES: list[str] = [f.name for f in FEATURES]
+
+# The parts of the score: config weight name -> column of the parts relation.
+PARTS: dict[str, str] = {
+    "deposit": "tier_deposit_median_12m",
+    "loan_interest": "tier_loan_interest_12m",
+    "products": "tier_products_held_count",
+    "activity": "tier_transactions_12m",
+    "tenure": "tenure",
+}
+_DEPOSIT_TYPES_OUT = ("loan", "credit_card")
+_NOT_ACTIVITY = ("interest", "fee")
+
+
+def levels(cfg: Config) -> list[TierLevel]:
+    """The tiers, highest first: ``tier_level`` is an index into this list."""
+    return list(cfg.tiers.levels)
+
+
+def level_label(cfg: Config, code: float | int | None, lang: str = "zh") -> str | None:
+    """The tier's name (``zh`` or ``en``) of a ``tier_level`` code; None when unknown."""
+    if code is None or pd.isna(code) or not 0 <= int(code) < len(cfg.tiers.levels):
+        return None
+    lv = cfg.tiers.levels[int(code)]
+    return lv.zh if lang == "zh" else lv.en
+
+
+def _month_literal(d: date) -> str:
+    return f"TIMESTAMP {lit(d.replace(day=1).isoformat())}"
+
+
+def _sub_months(d: date, n: int) -> date:
+    y, m = divmod(d.year * 12 + d.month - 1 - n, 12)
+    return date(y, m + 1, 1)
+
+
+def _parts_sql(tables: frozenset[str], ws: Workspace) -> str:
+    """One row per spine row (customer known at T, from the holdings table) with every part."""
+    hold, demo = (lit(str(ws.feature_table(f))) for f in REQUIRES)
+    from features.catalog import family_features
+
+    held = [f.name for f in family_features("holdings") if f.name.endswith("_held")]
+    held = [n for n in held if n.startswith("holdings_account_")]
+    loans_active = [
+        f.name
+        for f in family_features("holdings")
+        if f.name.startswith("holdings_loans_active_")
+        and f.name.endswith("_count")
+        and f.name != "holdings_loans_active_count"
+    ]
+    products = " + ".join(
+        [*(f"coalesce(h.{ident(n)}, 0)" for n in held), "coalesce(h.holdings_services_count, 0)"]
+        + [f"CASE WHEN coalesce(h.{ident(n)}, 0) > 0 THEN 1 ELSE 0 END" for n in loans_active]
+    )
+    deposit = dep_1m = "NULL::DOUBLE"
+    joins = ""
+    if {"balances", "accounts"} <= tables:
+        deposit, dep_1m = "b.dep_median", "b.dep_1m"
+        joins += f"LEFT JOIN dep b ON b.customer_id = h.customer_id AND b.as_of = h.{EVENT_TS}\n"
+    txn, turnover = "0", "0.0"
+    if "transactions" in tables:
+        txn, turnover = "coalesce(t.txn_12m, 0)", "coalesce(t.turnover_1m, 0.0)"
+        joins += f"LEFT JOIN act t ON t.customer_id = h.customer_id AND t.as_of = h.{EVENT_TS}\n"
+    interest = "0.0"
+    if "loans" in tables:
+        interest = "coalesce(l.interest, 0.0)"
+        joins += f"LEFT JOIN intr l ON l.customer_id = h.customer_id AND l.as_of = h.{EVENT_TS}\n"
+    return f"""
+SELECT h.customer_id, h.{EVENT_TS} AS as_of,
+       {deposit} AS tier_deposit_median_12m,
+       {interest} AS tier_loan_interest_12m,
+       CAST({products} AS BIGINT) AS tier_products_held_count,
+       CAST({txn} AS BIGINT) AS tier_transactions_12m,
+       {dep_1m} AS tier_deposit_balance_1m,
+       {turnover} AS tier_turnover_1m,
+       d.demo_tenure_months AS tenure
+FROM read_parquet({hold}) h
+JOIN read_parquet({demo}) d ON d.customer_id = h.customer_id AND d.{EVENT_TS} = h.{EVENT_TS}
+{joins}WHERE h.{EVENT_TS} IN (SELECT as_of FROM tier_asofs)
+"""
+
+
+def _setup(
+    con: duckdb.DuckDBPyConnection, tables: frozenset[str], dates: Sequence[date], cfg: Config, loan_mode: str
+) -> None:
+    """Temporary relations: the as-ofs, deposit medians, activity and loan interest per (customer, T)."""
+    values = ", ".join(f"(TIMESTAMP {lit(d.isoformat())})" for d in dates)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE tier_asofs AS SELECT col0 AS as_of FROM (VALUES {values})")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW tier_asofs_mi AS SELECT as_of, {month_index('as_of')} AS mi FROM tier_asofs"
+    )
+    first, last = _month_literal(_sub_months(min(dates), 12)), _month_literal(max(dates))
+    if {"balances", "accounts"} <= tables:
+        out = ", ".join(lit(t) for t in _DEPOSIT_TYPES_OUT)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE dep AS
+WITH m AS (
+    SELECT a.customer_id, {month_index("b.month")} AS mi, sum(b.avg_daily_balance) AS adb
+    FROM balances b JOIN accounts a USING (account_id)
+    WHERE b.month >= {first} AND b.month < {last} AND a.account_type NOT IN ({out})
+    GROUP BY ALL
+)
+SELECT m.customer_id, x.as_of, median(m.adb) AS dep_median,
+       max(m.adb) FILTER (WHERE m.mi = x.mi - 1) AS dep_1m
+FROM m JOIN tier_asofs_mi x ON m.mi BETWEEN x.mi - 12 AND x.mi - 1
+GROUP BY ALL"""
+        )
+    if "transactions" in tables:
+        out = ", ".join(lit(t) for t in _NOT_ACTIVITY)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE act AS
+WITH m AS (
+    SELECT customer_id, {month_index("txn_time")} AS mi,
+           count(*) FILTER (WHERE direction = 'D' AND txn_type NOT IN ({out})) AS n_out,
+           sum(amount) AS amt
+    FROM transactions WHERE txn_time >= {first} AND txn_time < {last}
+    GROUP BY ALL
+)
+SELECT m.customer_id, x.as_of, sum(m.n_out) AS txn_12m,
+       sum(m.amt) FILTER (WHERE m.mi = x.mi - 1) AS turnover_1m
+FROM m JOIN tier_asofs_mi x ON m.mi BETWEEN x.mi - 12 AND x.mi - 1
+GROUP BY ALL"""
+        )
+    if "loans" in tables:
+        end = (
+            "coalesce(l.end_date, x.as_of)"
+            if loan_mode == "end_date"
+            else f"coalesce({add_months('l.grant_date', 'CAST(l.term_months AS INTEGER)')}, x.as_of)"
+        )
+        start = "greatest(l.grant_date, x.as_of - INTERVAL 12 MONTH)"
+        days = f"greatest({days_between(start, f'least({end}, x.as_of)')}, 0)"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE intr AS
+SELECT l.customer_id, x.as_of,
+       sum(coalesce(l.amount, 0) * {float(cfg.tiers.loan_rate)!r} * {days} / 365.0) AS interest
+FROM loans l JOIN tier_asofs x ON l.grant_date < x.as_of
+GROUP BY ALL"""
+        )
+
+
+def _score_sql(cfg: Config, available: dict[str, bool]) -> str:
+    """The score, the row number in the branch (best first) and the branch size, per (customer, T)."""
+    w = cfg.tiers.weights.model_dump()
+    used = {k: v for k, v in w.items() if v > 0 and available[k]}
+    total = sum(used.values()) or 1.0
+    ranks = " + ".join(
+        f"{v / total!r} * percent_rank() OVER (PARTITION BY as_of ORDER BY coalesce({PARTS[k]}, 0))"
+        for k, v in used.items()
+    )
+    return f"""
+SELECT p.*, 100.0 * ({ranks or "0.0"}) AS tier_score FROM parts p
+"""
+
+
+def _level_sql(cfg: Config) -> str:
+    """``tier_level``: the first tier whose score floor and branch quota the row meets."""
+    whens = []
+    for i, lv in enumerate(levels(cfg)):
+        cond = f"tier_score >= {lv.min_score!r}"
+        if lv.max_branch_share is not None:
+            cond += f" AND branch_rank <= floor({lv.max_branch_share!r} * branch_n)"
+        whens.append(f"WHEN {cond} THEN {i}")
+    last = len(cfg.tiers.levels) - 1
+    return f"""
+SELECT s.*, CAST(CASE {" ".join(whens)} ELSE {last} END AS BIGINT) AS tier_level
+FROM (
+    SELECT s.*,
+           row_number() OVER (
+               PARTITION BY s.as_of, c.branch_id ORDER BY s.tier_score DESC, s.customer_id
+           ) AS branch_rank,
+           count(*) OVER (PARTITION BY s.as_of, c.branch_id) AS branch_n
+    FROM scored s LEFT JOIN customers c USING (customer_id)
+) s
+"""
+
+
+def build(
+    con: duckdb.DuckDBPyConnection,
+    ws: Workspace,
+    cfg: Config,
+    tables: frozenset[str],
+    dates: Sequence[date],
+    loan_mode: str,
+    key_columns: list[str],
+    parquet_options: str,
+) -> int:
+    """Write the tier table's rows of ``dates`` (keeping the file's rows of other as-ofs).
+
+    Args:
+        con: the build's DuckDB connection (a view per ingested table).
+        ws: the workspace; its holdings and demo feature tables must be built for ``dates``.
+        cfg: weights, loan rate and levels (``configs/tiers.yaml``).
+        tables: the ingested tables present.
+        dates: the as-of dates built.
+        loan_mode: ``end_date`` or ``term``.
+        key_columns: the table's leading columns (``bank_code`` first in a member bank's).
+        parquet_options: the COPY options every feature table is written with.
+
+    Returns:
+        Rows written for ``dates``.
+    """
+    available = {
+        "deposit": {"balances", "accounts"} <= tables,
+        "loan_interest": "loans" in tables,
+        "products": True,
+        "activity": "transactions" in tables,
+        "tenure": True,
+    }
+    _setup(con, tables, dates, cfg, loan_mode)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE parts AS {_parts_sql(tables, ws)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS {_score_sql(cfg, available)}")
+    bank = f"{lit(ws.bank)} AS bank_code, " if ws.bank is not None else ""
+    cols = ", ".join(ident(n) for n in NAMES)
+    query = (
+        f"SELECT {bank}customer_id AS {JOIN_KEY}, as_of AS {EVENT_TS}, {cols} FROM ({_level_sql(cfg)}) "
+        f"ORDER BY {EVENT_TS}, {JOIN_KEY}"
+    )
+    final = ws.feature_table(FAMILY)
+    rebuilt = ", ".join(f"TIMESTAMP {lit(d.isoformat())}" for d in dates)
+    if final.exists():
+        old = [d[0] for d in con.execute(f"SELECT * FROM read_parquet({lit(str(final))}) LIMIT 0").description]
+        if old == key_columns + NAMES:
+            query = (
+                f"SELECT * FROM read_parquet({lit(str(final))}) WHERE {EVENT_TS} NOT IN ({rebuilt})\n"
+                f"UNION ALL BY NAME\n({query})"
+            )
+    with jobs.atomic_write(final) as tmp:
+        con.execute(f"COPY ({query}) TO {lit(str(tmp))} ({parquet_options})")
+        n = con.execute(
+            f"SELECT count(*) FROM read_parquet({lit(str(tmp))}) WHERE {EVENT_TS} IN ({rebuilt})"
+        ).fetchone()[0]
+    for t in ("parts", "scored", "dep", "act", "intr", "tier_asofs"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    con.execute("DROP VIEW IF EXISTS tier_asofs_mi")
+    log.info("tiers: %s rows (%s)", f"{n:,}", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in available.items()))
+    return n
+
+
+def read(
+    ws: Workspace,
+    as_of: date | Sequence[date] | None = None,
+    customer_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The tier table: ``customer_id``, ``as_of`` (date) and the tier features, oldest month first.
+
+    Args:
+        ws: the workspace (its built tier table).
+        as_of: one as-of date or several (default: every built month).
+        customer_ids: only these customers (default: all).
+
+    Raises:
+        FileNotFoundError: the tier table was not built (``nbp features``).
+    """
+    path = ws.feature_table(FAMILY)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: tier table missing; run `nbp features`")
+    con = duckdb.connect()
+    try:
+        where = []
+        if as_of is not None:
+            ds = [as_of] if isinstance(as_of, date) else list(as_of)
+            where.append(f"{EVENT_TS} IN ({', '.join(f'TIMESTAMP {lit(d.isoformat())}' for d in ds) or 'NULL'})")
+        if customer_ids is not None:
+            con.register("wanted", pd.DataFrame({JOIN_KEY: [str(c) for c in customer_ids]}))
+            where.append(f"{JOIN_KEY} IN (SELECT {JOIN_KEY} FROM wanted)")
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        df = con.execute(
+            f"SELECT {JOIN_KEY}, CAST({EVENT_TS} AS DATE) AS as_of, {', '.join(ident(n) for n in NAMES)} "
+            f"FROM read_parquet({lit(str(path))}) {cond} ORDER BY as_of, {JOIN_KEY}"
+        ).df()
+    finally:
+        con.close()
+    df["as_of"] = pd.to_datetime(df["as_of"]).dt.date
+    return df
+
+
+def migration(
+    ws: Workspace, cfg: Config, as_of: date | None = None, customers: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Tier migration (层级迁移) into the month ``as_of`` (default: the latest built) from the month before.
+
+    Args:
+        ws: the workspace.
+        cfg: the tier names.
+        as_of: the later month.
+        customers: ``customer_id``, ``branch_id`` (default: read from the ingested customers table).
+
+    Returns:
+        One row per branch and (from, to) tier pair: ``branch_id``, ``as_of``, ``from_level``,
+        ``to_level``, ``from_tier``, ``to_tier`` (Chinese names), ``customers``, ``direction``
+        (``up``, ``down``, ``same``, ``new``: not known a month before). Empty with fewer than
+        two built months.
+    """
+    tiers = read(ws)
+    months = sorted(tiers["as_of"].unique())
+    if as_of is not None:
+        months = [m for m in months if m <= as_of]
+    if len(months) < 1:
+        return pd.DataFrame(columns=MIGRATION_COLUMNS)
+    cur = tiers[tiers["as_of"] == months[-1]][[JOIN_KEY, "tier_level"]]
+    prev = (
+        tiers[tiers["as_of"] == months[-2]][[JOIN_KEY, "tier_level"]]
+        if len(months) > 1
+        else pd.DataFrame(columns=[JOIN_KEY, "tier_level"])
+    )
+    m = cur.merge(prev, on=JOIN_KEY, how="left", suffixes=("", "_prev"))
+    if customers is None:
+        customers = pd.read_parquet(ws.table("customers"), columns=[JOIN_KEY, "branch_id"])
+    m = m.merge(customers[[JOIN_KEY, "branch_id"]].astype({JOIN_KEY: str}), on=JOIN_KEY, how="left")
+    m["from_level"] = m["tier_level_prev"].astype("Int64")
+    m["to_level"] = m["tier_level"].astype("Int64")
+    direction = pd.Series("same", index=m.index)
+    direction[m["from_level"].isna()] = "new"
+    direction[m["to_level"] < m["from_level"]] = "up"  # a lower code is a higher tier
+    direction[m["to_level"] > m["from_level"]] = "down"
+    m["direction"] = direction
+    out = (
+        m.groupby(["branch_id", "from_level", "to_level", "direction"], dropna=False)
+        .size()
+        .rename("customers")
+        .reset_index()
+    )
+    out.insert(1, "as_of", months[-1])
+    out["from_tier"] = [level_label(cfg, v) for v in out["from_level"]]
+    out["to_tier"] = [level_label(cfg, v) for v in out["to_level"]]
+    return (
+        out[MIGRATION_COLUMNS]
+        .sort_values(["branch_id", "from_level", "to_level"], na_position="first")
+        .reset_index(drop=True)
+    )
+
+
+def movers(ws: Workspace, cfg: Config, as_of: date | None = None) -> pd.DataFrame:
+    """Who changed tier into the month ``as_of`` (default: the latest built) from the month before.
+
+    Returns:
+        One row per customer whose tier moved: ``customer_id``, ``branch_id``, ``manager_id``,
+        ``from_tier``, ``to_tier`` (Chinese names), ``direction`` (``up``/``down``), ``score_before``,
+        ``score_now``; largest score change first.
+    """
+    tiers = read(ws)
+    months = sorted(m for m in tiers["as_of"].unique() if as_of is None or m <= as_of)
+    cols = [JOIN_KEY, "branch_id", "manager_id", "from_tier", "to_tier", "direction", "score_before", "score_now"]
+    if len(months) < 2:
+        return pd.DataFrame(columns=cols)
+    cur = tiers[tiers["as_of"] == months[-1]][[JOIN_KEY, "tier_level", "tier_score"]]
+    prev = tiers[tiers["as_of"] == months[-2]][[JOIN_KEY, "tier_level", "tier_score"]]
+    m = cur.merge(prev, on=JOIN_KEY, suffixes=("", "_prev"))
+    m = m[m["tier_level"] != m["tier_level_prev"]].copy()
+    customers = pd.read_parquet(ws.table("customers"), columns=[JOIN_KEY, "branch_id", "manager_id"])
+    m = m.merge(customers.astype({JOIN_KEY: str}), on=JOIN_KEY, how="left")
+    m["direction"] = np.where(m["tier_level"] < m["tier_level_prev"], "up", "down")
+    m["from_tier"] = [level_label(cfg, v) for v in m["tier_level_prev"]]
+    m["to_tier"] = [level_label(cfg, v) for v in m["tier_level"]]
+    m = m.rename(columns={"tier_score_prev": "score_before", "tier_score": "score_now"})
+    order = (m["score_now"] - m["score_before"]).abs().sort_values(ascending=False).index
+    return m.loc[order, cols].reset_index(drop=True)
+
+
+MIGRATION_COLUMNS = ["branch_id", "as_of", "from_level", "to_level", "from_tier", "to_tier", "direction", "customers"]
+MIGRATION_ZH = {
+    "branch_id": "支行",
+    "as_of": "月份",
+    "from_level": "上月层级代码",
+    "to_level": "本月层级代码",
+    "from_tier": "上月层级",
+    "to_tier": "本月层级",
+    "direction": "变动",
+    "customers": "客户数",
+}
+DIRECTION_ZH = {"up": "上升", "down": "下降", "same": "不变", "new": "新增"}
