@@ -251,6 +251,33 @@ def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool, bank
     click.echo(report.summary_table())
 
 
+@main.group()
+def quality() -> None:
+    """Data quality: completeness of customer fields per ingest date, branch and manager."""
+
+
+@quality.command("report")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="FILE.xlsx; the trend plot is written beside it (default: the bank's outputs/quality/).",
+)
+@BANK_OPTION
+@common
+def quality_report(ctx: Ctx, out: str | None, bank: str | None) -> None:
+    """Completeness trend per field, per branch and manager, rows set aside, and each manager's
+    to-complete list (客户信息待完善清单): a workbook with Chinese headers and a PNG (docs/quality.md)."""
+    from training.quality_report import REPORT_XLSX, build_report, summary_line, write_report
+
+    for ws in bank_workspaces(ctx, bank, "quality report", one=out is not None):
+        report = build_report(ctx.cfg, ws)
+        written = write_report(report, Path(out) if out else ws.quality_reports_dir / REPORT_XLSX)
+        head = f"bank {ws.bank}: " if ws.bank else ""
+        click.echo(f"{head}{summary_line(report)}")
+        click.echo(f"{head}written to {written['xlsx']} and {written['trend']}")
+
+
 @main.group(invoke_without_command=True)
 @click.option(
     "--as-of",
