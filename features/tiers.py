@@ -306,6 +306,19 @@ def build(
     return n
 
 
+def months(ws: Workspace) -> list[date]:
+    """The as-of dates the tier table holds, oldest first (empty when it was not built)."""
+    path = ws.feature_table(FAMILY)
+    if not path.exists():
+        return []
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"SELECT DISTINCT CAST({EVENT_TS} AS DATE) FROM read_parquet({lit(str(path))})").fetchall()
+    finally:
+        con.close()
+    return sorted(r[0] for r in rows)
+
+
 def read(
     ws: Workspace,
     as_of: date | Sequence[date] | None = None,

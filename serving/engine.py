@@ -44,6 +44,10 @@ import pandas as pd
 
 from features.catalog import catalog_frame
 from features.store import OnlineReader, online, online_reader, service_names
+from features.tiers import FAMILY as TIER_FAMILY
+from features.tiers import level_label
+from features.tiers import months as built_months
+from features.tiers import read as read_tiers
 from nbp.campaigns import CampaignConflict, CampaignStore, ListParams, check_campaign_id
 from nbp.config import Config, EligibilityRule
 from nbp.errors import ConfigError, DataContractError, FeatureStoreError, ModelUnavailable, NbpError
@@ -264,6 +268,17 @@ def failed_rules_at(row: np.ndarray, rules: Sequence[tuple[EligibilityRule, int 
     return failed
 
 
+def latest_tiers(ws: Workspace, ref: date) -> dict[str, int]:
+    """Customer -> ``tier_level`` at the latest built month on or before ``ref`` (empty without a tier table)."""
+    if not ws.feature_table(TIER_FAMILY).exists():
+        return {}
+    months = [m for m in built_months(ws) if m <= ref]
+    if not months:
+        return {}
+    t = read_tiers(ws, as_of=max(months)).dropna(subset=["tier_level"])
+    return dict(zip(t["customer_id"].astype(str), t["tier_level"].astype(int), strict=True))
+
+
 def _read_table(ws: Workspace, name: str, columns: Sequence[str]) -> pd.DataFrame:
     path = ws.table(name)
     if not path.exists():
@@ -352,6 +367,11 @@ class Recommender:
                 self._manager_branch[manager] = str(branch)
         self._policies: dict[tuple[str, str], TargetPolicy] = {}
         self._policy_lock = threading.Lock()
+        self.tier_levels: dict[str, int] = {}  # customer -> tier code of the latest built month (features/tiers.py)
+
+    def tier_label(self, customer_id: str, lang: Lang = "zh") -> str | None:
+        """The customer's value tier (e.g. 高端) at the latest built month; None when not built."""
+        return level_label(self.cfg, self.tier_levels.get(str(customer_id)), lang)
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
@@ -410,6 +430,7 @@ class Recommender:
                 }
             states[key] = st
         rec = cls(cfg, ws, states, customers, contacts, managers, dnc, ref, catalog)
+        rec.tier_levels = latest_tiers(ws, ref)
         for key, st in states.items():  # the first list request of a product finds its policy ready
             if st.ready and st.scores is not None:
                 rec.target_policy(key)
@@ -600,7 +621,13 @@ class Recommender:
                 r.product,
             )
         )
-        return HintResponse(customer_id=customer_id, bank_code=self.bank, lang=lang, products=rows)
+        return HintResponse(
+            customer_id=customer_id,
+            bank_code=self.bank,
+            lang=lang,
+            products=rows,
+            tier=self.tier_label(customer_id, lang),
+        )
 
     def _hint_row(
         self,
@@ -719,8 +746,9 @@ class Recommender:
 
         Returns:
             Columns ``customer_id, branch_id, manager_id, product, propensity, uplift,
-            expected_value, control, no_manager, rank`` and ``reasons`` (list of sentences),
-            led by ``bank_code`` (:attr:`bank`); treatment rows by rank, then control rows.
+            expected_value, control, no_manager, rank``, ``reasons`` (list of sentences) and
+            ``tier`` (the customer's value tier in ``lang``, None when not built), led by
+            ``bank_code`` (:attr:`bank`); treatment rows by rank, then control rows.
             ``attrs`` carries ``campaign_id``, ``list_date``, ``bank_code``, ``rank_by`` (the
             ranking used), ``rank_by_note`` (why it differs from the one asked, else None),
             ``issued_at`` and ``reissued`` (True: the stored list of an earlier request).
@@ -774,6 +802,7 @@ class Recommender:
                 raise Unprocessable(str(e)) from e
         out = list_from_issued(stored)
         out["reasons"] = self.reasons_for(product, out["customer_id"].tolist(), lang)
+        out["tier"] = [self.tier_label(c, lang) for c in out["customer_id"].astype(str)]
         out.insert(0, "bank_code", self.bank)
         out.attrs.update(
             campaign_id=campaign,

@@ -65,6 +65,7 @@ BANK_COLUMN, BANK_HEADER = "bank_code", "银行"  # first column of a list that 
 CAMPAIGN_HEADERS = {"campaign_id": "营销活动", "rank_by": "排序依据"}
 RANK_BY_ZH = {"propensity": "倾向分", "uplift": "营销增益", "value": "预期价值"}
 UPLIFT_HEADER = "营销增益"  # the modelled effect of a contact, when the list was ranked by it
+TIER_HEADER = "客户层级"  # the customer's value tier (features/tiers.py), when the list carries it
 CONTROL_COLUMNS = ("customer_id", "branch_id", "branch_name", "manager_id", "manager_name", "product", "propensity")
 SUFFIXES = (".csv", ".xlsx")
 SHEET = "目标客户"
@@ -190,9 +191,13 @@ def write_target_list(
     if df.attrs.get("rank_by") == "uplift" and "uplift" in df.columns:
         full["uplift"] = df["uplift"].astype(float).to_numpy()
         uplift = ["uplift"]
-    contact = full.loc[~full["control"], [*lead, *HEADERS_ZH, *uplift]]
+    tier = []
+    if "tier" in df.columns:
+        full["tier"] = df["tier"].astype("string").to_numpy()
+        tier = ["tier"]
+    contact = full.loc[~full["control"], [*lead, *HEADERS_ZH, *uplift, *tier]]
     control = full.loc[full["control"], [*lead, *CONTROL_COLUMNS]]
-    headers = {**HEADERS_ZH, BANK_COLUMN: BANK_HEADER, **CAMPAIGN_HEADERS, "uplift": UPLIFT_HEADER}
+    headers = {**HEADERS_ZH, BANK_COLUMN: BANK_HEADER, **CAMPAIGN_HEADERS, "uplift": UPLIFT_HEADER, "tier": TIER_HEADER}
     if suffix == ".csv":
         if uplift:
             contact = contact.assign(uplift=_percent_text(contact["uplift"]))

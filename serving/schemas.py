@@ -140,6 +140,7 @@ class HintResponse(_Model):
     bank_code: str | None = Field(None, description="the bank whose customer this is (None: no bank code recorded)")
     lang: Lang
     products: list[HintRow]
+    tier: str | None = Field(None, description="value tier 客户价值层级 at the latest built month (None: not built)")
 
 
 class TargetRow(_Model):
@@ -155,6 +156,7 @@ class TargetRow(_Model):
     rank: int | None = Field(description="1..top for treatment rows; None for control rows")
     control: bool = Field(description="held out at random: do not contact, used to measure lift")
     reasons: list[str] = Field(default_factory=list)
+    tier: str | None = Field(None, description="value tier 客户价值层级 at the latest built month (None: not built)")
 
 
 class TargetResponse(_Model):

@@ -190,6 +190,7 @@ def target_json(df: Any, product: str) -> bytes:
         "rank": [None if m else int(x) for x, m in zip(rank.tolist(), rank.isna().tolist(), strict=True)],
         "control": df["control"].astype(bool).tolist(),
         "reasons": [list(r) for r in df["reasons"]] if "reasons" in df.columns else [[]] * len(df),
+        "tier": df["tier"].tolist() if "tier" in df.columns else [None] * len(df),
     }
     assert tuple(cols) == tuple(TargetRow.model_fields), "target_json: fields out of step with TargetRow"
     keys = list(cols)

@@ -187,3 +187,8 @@ def test_the_monthly_job_scores_every_bank_into_its_own_folder(fed: Workspace) -
         assert set(scores["customer_id"]) <= set(pd.read_parquet(ws.table("customers"))["customer_id"])
         dated = list(ws.scores_dir.glob("20*.parquet"))
         assert len(dated) == 1 and pd.read_parquet(dated[0]).equals(scores)
+        # the month's tier migration, per bank, naming only the bank's own customers
+        (book,) = ws.tiers_dir.glob("migration-*.xlsx")
+        movers = pd.read_excel(book, sheet_name="变动客户", dtype=str)
+        assert set(movers["客户号"]) <= set(pd.read_parquet(ws.table("customers"))["customer_id"])
+        assert str(book) in out

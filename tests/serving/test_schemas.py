@@ -88,6 +88,7 @@ def test_response_rows_serialise() -> None:
         "rank": None,
         "control": True,
         "reasons": [],
+        "tier": None,
     }
 
 

@@ -86,6 +86,19 @@ def test_hints_rank_by_expected_value_with_three_reasons_in_chinese(client: Any,
     assert flags == sorted(flags)
 
 
+def test_hints_and_lists_carry_the_latest_tier(client: Any, built: Built) -> None:
+    from features import tiers
+
+    latest = tiers.read(built.ws, as_of=tiers.months(built.ws)[-1]).set_index("customer_id")["tier_level"]
+    names = {i: lv.zh for i, lv in enumerate(built.cfg.tiers.levels)}
+    assert _hints(client, built.customer).json()["tier"] == names[int(latest[built.customer])]
+    assert _hints(client, built.customer, lang="en").json()["tier"] == built.cfg.tiers.levels[
+        int(latest[built.customer])
+    ].en
+    rows = _targets(client, top=30, campaign_id="TIER1").json()["rows"]
+    assert rows and all(r["tier"] == names[int(latest[r["customer_id"]])] for r in rows)
+
+
 def test_hint_propensity_is_the_models_calibrated_probability(client: Any, built: Built) -> None:
     from features.store import online
 

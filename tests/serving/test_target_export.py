@@ -231,3 +231,12 @@ def test_a_campaign_list_says_its_campaign_and_ranking_on_every_row(tmp_path: Pa
     plain.attrs.update(campaign_id="c", rank_by="propensity")
     back = read_target_list(write_target_list(plain, tmp_path / f"plain{suffix}", NAMES), NAMES)
     assert set(back["rank_by"]) == {"倾向分"}
+
+
+def test_a_list_with_tiers_shows_them_in_the_last_column(tmp_path: Path) -> None:
+    df = _target_list().assign(tier=["高端", None, "大众", "中端"])
+    path = write_target_list(df, tmp_path / "list.xlsx", NAMES)
+    rows = list(load_workbook(path)[SHEET].iter_rows(values_only=True))
+    assert rows[0][-1] == "客户层级"
+    contact = df[~df["control"]]
+    assert [r[-1] for r in rows[1:]] == contact["tier"].tolist()
