@@ -18,7 +18,7 @@ online features        ``features.store.online_reader`` per request: one read pe
 customers              ``customers`` table: ``branch_id``, ``manager_id``
 holdings               ``training.labels.holds_active`` on the ``loans`` table at the
                        reference date (see :func:`reference_date`)
-contacts               ``contacts`` table: the cool-down of the contact policy
+contacts               ``contacts`` table: the cool-down of the contact policy, a profile's last contacts
 managers               ``managers`` table: capacity per month
 do-not-contact         optional ``Workspace.do_not_contact``, one id a line
 batch scores           ``Workspace.latest_scores``, written by ``nbp retrain``
@@ -390,7 +390,9 @@ class Recommender:
         customers = _read_table(ws, "customers", ["customer_id", "branch_id", "manager_id"])
         customers = customers.astype({"customer_id": str}).set_index("customer_id")
         loans = _read_table(ws, "loans", ["customer_id", "product", "grant_date", "end_date", "term_months"])
-        contacts = _read_table(ws, "contacts", ["customer_id", "product", "contact_date", "campaign_id"])
+        contacts = _read_table(
+            ws, "contacts", ["customer_id", "product", "contact_date", "channel", "outcome", "campaign_id"]
+        )
         managers = _read_table(ws, "managers", ["manager_id", "branch_id", "capacity_per_month"])
         dnc_file = ws.do_not_contact
         dnc = (

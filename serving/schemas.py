@@ -57,6 +57,14 @@ class HintRequest(_Request):
     bank_code: str | None = _bank_field()
 
 
+class ProfileRequest(_Request):
+    """``/profile``: one customer's profile for the staff page (same fields and scope as ``/hints``)."""
+
+    customer_id: str = Field(min_length=1, max_length=MAX_ID, description="客户号")
+    lang: Lang = Field("zh", description="language of the labels and reasons: zh (default) or en")
+    bank_code: str | None = _bank_field()
+
+
 class TargetRequest(_Request):
     """``/targets``: a ranked list of customers for one product."""
 
@@ -141,6 +149,77 @@ class HintResponse(_Model):
     lang: Lang
     products: list[HintRow]
     tier: str | None = Field(None, description="value tier 客户价值层级 at the latest built month (None: not built)")
+
+
+class TierPoint(_Model):
+    """The customer's value tier at one as-of date (``features/tiers.py``)."""
+
+    as_of: str = Field(description="ISO as-of date (a month start); the tier uses the 12 months before it")
+    level: int | None = Field(description="index into tiers.levels, 0 = the highest tier (None: not scored)")
+    tier: str | None = Field(description="the tier's label in the request's language")
+    score: float | None = Field(description="contribution score 综合贡献度, 0-100")
+
+
+class MonthFigures(_Model):
+    """One month of the balance and turnover sparklines."""
+
+    month: str = Field(description="YYYY-MM, the month the figures cover (the month before an as-of date)")
+    balance: float | None = Field(description="average daily balance of the month (None: unknown)")
+    turnover: float | None = Field(description="money in and out of the customer's accounts in the month")
+
+
+class Holding(_Model):
+    """One kind of account, service or active loan the customer holds at the as-of date."""
+
+    kind: Literal["account", "service", "loan"]
+    key: str = Field(description="the export's enum value (bankexport/spec.py)")
+    name: str = Field(description="name in the request's language")
+    count: int | None = Field(None, description="active loans of the product (loans only)")
+
+
+class ContactRow(_Model):
+    """One recorded contact (``contacts`` table), with its outcome."""
+
+    contact_date: str
+    product: str
+    product_name: str
+    channel: str | None
+    channel_name: str | None
+    outcome: str | None
+    outcome_name: str | None
+    campaign_id: str | None
+
+
+class MissingField(_Model):
+    """A profile field the bank does not know yet for the customer (客户信息待完善)."""
+
+    field: str
+    name: str
+
+
+class ProfileResponse(_Model):
+    """``/profile`` answer: what a manager reads about one customer before a call."""
+
+    customer_id: str
+    bank_code: str | None = Field(None, description="the bank whose customer this is (None: no bank code recorded)")
+    branch_id: str | None
+    lang: Lang
+    as_of: str | None = Field(description="ISO as-of date of the tier and holdings (the latest built month)")
+    tier: TierPoint | None = Field(description="the tier at as_of (None: no tier built)")
+    tier_trend: Literal["up", "down", "same"] | None = Field(
+        description="tier at as_of against the first month of tier_history (None: fewer than two months)"
+    )
+    tier_history: list[TierPoint] = Field(description="the last 12 built months, oldest first")
+    tenure_months: int | None = Field(description="months since the customer's first relationship with the bank")
+    holdings: list[Holding]
+    months: list[MonthFigures] = Field(description="the last 12 months, oldest first")
+    contacts: list[ContactRow] = Field(description="the last contacts, newest first")
+    products: list[HintRow] = Field(description="the next-best products, as /hints answers them")
+    products_problem: str | None = Field(None, description="why no product can be suggested now (None: they can)")
+    missing_fields: list[MissingField] | None = Field(
+        description="applicable profile fields still unknown (None: completeness not available)"
+    )
+    notes: list[str] = Field(default_factory=list, description="parts of the profile that cannot be shown, and why")
 
 
 class TargetRow(_Model):

@@ -6,6 +6,8 @@ Start it with ``nbp serve`` (or ``bentoml serve serving.service:NbpService`` wit
 
 Endpoints
     ``POST /hints``    ``{"customer_id", "lang"?, "bank_code"?}``: the customer's products (schemas.HintResponse)
+    ``POST /profile``  the same request and scope: the customer's profile for the staff page, its products
+                       included (schemas.ProfileResponse, ``serving/profile.py``)
     ``POST /targets``  ``{"product", "branch_id"?, "manager_id"?, "top", "campaign_id"?, "lang"?, "bank_code"?}``
     ``POST /audit``    ``{"bank_code"?, "limit"?}``: the latest audit records (admin roles; their bank's)
     ``POST /campaigns`` ``{"bank_code"?}``: the bank's campaigns with their measured lift (marketing and
@@ -91,6 +93,7 @@ from serving.auth import (
 )
 from serving.engine import Recommender
 from serving.errors import Forbidden, Unavailable, Unprocessable, to_http_error
+from serving.profile import customer_profile
 from serving.schemas import (
     MAX_AUDIT,
     AuditRequest,
@@ -100,6 +103,8 @@ from serving.schemas import (
     ErrorResponse,
     HintRequest,
     HintResponse,
+    ProfileRequest,
+    ProfileResponse,
     TargetRequest,
     TargetResponse,
     TargetRow,
@@ -117,7 +122,7 @@ STATIC_FILES = {
     "app.css": "text/css; charset=utf-8",
 }
 PROBES = ("/healthz", "/readyz")
-API = ("/hints", "/targets", "/audit", "/campaigns")
+API = ("/hints", "/targets", "/audit", "/campaigns", "/profile")
 CAMPAIGN_FILES = {  # the campaigns page under /campaigns/: URL name -> file in STATIC
     "index.html": "campaigns.html",
     "campaigns.js": "campaigns.js",
@@ -135,6 +140,7 @@ STAFF_CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 LIST_THREADS = 1  # target lists computed at once per worker; more would only contend for the GIL
+PROFILE_THREADS = 1  # profiles read Parquet files: off the event loop, and not queued behind a list
 # While a list is computed in its thread, the event loop's thread waits for the GIL each time it wants
 # it back: after every SQLite read and LightGBM call a hint makes. Python hands the GIL over after the
 # switch interval, 5 ms by default, so one hint could wait 5 ms several times; 0.5 ms bounds that.
@@ -341,12 +347,13 @@ class _Endpoint:
         if isinstance(req, HintRequest):
             resp = svc.answer_hints(req.customer_id, req.lang, principal, req.bank_code)
         else:
-            answer = {TargetRequest: svc.answer_targets, CampaignsRequest: svc.answer_campaigns}.get(
-                type(req), svc.answer_audit
-            )
-            resp = await asyncio.get_running_loop().run_in_executor(
-                svc.lists, functools.partial(answer, req, principal)
-            )
+            answer = {
+                TargetRequest: svc.answer_targets,
+                CampaignsRequest: svc.answer_campaigns,
+                ProfileRequest: svc.answer_profile,
+            }.get(type(req), svc.answer_audit)
+            pool = svc.profiles if isinstance(req, ProfileRequest) else svc.lists
+            resp = await asyncio.get_running_loop().run_in_executor(pool, functools.partial(answer, req, principal))
         await _answer(resp, scope, receive, send)
 
 
@@ -529,6 +536,11 @@ async def _hints_doc(request: HintRequest) -> HintResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
+async def _profile_doc(request: ProfileRequest) -> ProfileResponse:
+    """The customer's profile for the staff page: tier and trend, holdings, balances, contacts, products."""
+    raise NotImplementedError  # the signature describes the route; _Endpoint answers
+
+
 async def _targets_doc(request: TargetRequest) -> TargetResponse:
     """A ranked target list of one product, after the contact policy."""
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
@@ -552,6 +564,7 @@ api_app.router.routes += [
     _Route("/targets", _targets_doc, _Endpoint("/targets", TargetRequest)),
     _Route("/audit", _audit_doc, _Endpoint("/audit", AuditRequest)),
     _Route("/campaigns", _campaigns_doc, _Endpoint("/campaigns", CampaignsRequest)),
+    _Route("/profile", _profile_doc, _Endpoint("/profile", ProfileRequest)),
 ]
 
 
@@ -612,6 +625,7 @@ class NbpService:
             self.recommender = Recommender.load(self.cfg, self.ws)
             self.tenants = {self.recommender.bank: self.recommender}
         self.lists = ThreadPoolExecutor(max_workers=LIST_THREADS, thread_name_prefix="nbp-lists")
+        self.profiles = ThreadPoolExecutor(max_workers=PROFILE_THREADS, thread_name_prefix="nbp-profiles")
         sys.setswitchinterval(GIL_SWITCH_S)
         # Feast, MLflow and pandas leave hundreds of thousands of objects behind, and a full collection
         # of them is a pause a request would wait out. Frozen, they are never scanned again (objects
@@ -786,6 +800,18 @@ class NbpService:
 
         params = {"customer_id": customer_id, "lang": lang, "bank_code": bank_code}
         return self._call("/hints", principal, params, work)
+
+    def answer_profile(self, req: ProfileRequest, principal: Principal) -> Response:
+        """``/profile``: scoped exactly as :meth:`answer_hints` (the token's bank, then its branch), in the
+        profile thread; audited with the number of products shown."""
+
+        def work(p: Principal) -> tuple[ProfileResponse, int]:
+            rec = self.tenant(p, req.bank_code)
+            authorize_branch(p, rec.branch_of(req.customer_id))
+            out = customer_profile(rec, req.customer_id, req.lang)
+            return out, len(out.products)
+
+        return self._call("/profile", principal, req.model_dump(), work)
 
     def answer_targets(self, req: TargetRequest, principal: Principal) -> Response:
         """``/targets`` for an authenticated principal (:class:`_Endpoint`, in the list thread).
