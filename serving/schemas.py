@@ -339,3 +339,52 @@ def validate_top(top: int, max_top: int = MAX_TOP) -> int:
     if not 1 <= top <= max_top:
         raise Unprocessable(f"top={top} is outside 1..{max_top}; ask for at most {max_top:,} rows per request")
     return top
+
+
+class QualityRequest(_Request):
+    """``/quality``: completeness of the customer fields per ingest date and branch (admin and marketing
+    roles; a branch token sees its own branch)."""
+
+    bank_code: str | None = _bank_field()
+    branch_id: str | None = Field(None, min_length=1, max_length=MAX_ID, description="only this branch")
+
+
+class QualityField(_Model):
+    field: str
+    zh: str = Field(description="the field's Chinese name")
+    applies_zh: str = Field(description="whom the field applies to (the others are not counted)")
+
+
+class QualityTrend(_Model):
+    field: str = Field(description="the field; empty for every field together")
+    zh: str
+    completeness: list[float | None] = Field(description="known / applicable per date of ``dates``")
+
+
+class QualityBranch(_Model):
+    branch_id: str
+    name: str | None = Field(description="from the optional branches table")
+    completeness: float | None = Field(description="every field together at the latest date")
+    change: float | None = Field(description="since the previous date (None: one date only)")
+    applicable: int = Field(description="customer × field pairs the fields apply to")
+    known: int
+    fields: dict[str, float | None] = Field(description="field -> completeness (None: applies to nobody)")
+
+
+class QualitySetAside(_Model):
+    table: str
+    rule: str | None = Field(description="the rule broken (None: the table set nothing aside)")
+    rows: int
+    rows_read: int
+
+
+class QualityResponse(_Model):
+    """``/quality`` answer (``training.quality_report.page_data``)."""
+
+    bank_code: str | None
+    branch_id: str | None = Field(description="the branch the figures are limited to (None: the whole bank)")
+    fields: list[QualityField]
+    dates: list[str] = Field(description="export dates with figures, oldest first (each ingest records one)")
+    trend: list[QualityTrend]
+    branches: list[QualityBranch] = Field(description="at the latest date")
+    set_aside: list[QualitySetAside] = Field(description="rows ingest set aside at the latest date (not for a branch)")

@@ -12,6 +12,8 @@ Endpoints
     ``POST /audit``    ``{"bank_code"?, "limit"?}``: the latest audit records (admin roles; their bank's)
     ``POST /campaigns`` ``{"bank_code"?}``: the bank's campaigns with their measured lift (marketing and
                        admin roles; ``training.campaign_report.page_summaries``)
+    ``POST /quality``  ``{"bank_code"?, "branch_id"?}``: completeness of the customer fields per ingest date
+                       and branch (``training.quality_report.page_data``; a branch token: its branch only)
     ``GET /healthz``   the process answers (no token)
     ``GET /readyz``    which products are ready (no token: codes only; an admin token: the
                        detail); 503 while no product can be served; per bank in a federation
@@ -19,6 +21,7 @@ Endpoints
                        it calls ``/hints`` with the token)
     ``GET /campaigns/`` the campaigns page for marketing (same policy; it calls ``/campaigns``), and
                        ``/campaigns/guide``, how to read it (``docs/campaigns-guide.zh-CN.md``)
+    ``GET /quality/``  the data-quality page for admin and marketing (same policy; it calls ``/quality``)
 
 A federation workspace is served by one service: one :class:`serving.engine.Recommender`
 per member bank, and every request answered by the one of its token's bank
@@ -105,12 +108,15 @@ from serving.schemas import (
     HintResponse,
     ProfileRequest,
     ProfileResponse,
+    QualityRequest,
+    QualityResponse,
     TargetRequest,
     TargetResponse,
     TargetRow,
     request_problem,
 )
 from training.campaign_report import page_summaries
+from training.quality_report import page_data
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +128,7 @@ STATIC_FILES = {
     "app.css": "text/css; charset=utf-8",
 }
 PROBES = ("/healthz", "/readyz")
-API = ("/hints", "/targets", "/audit", "/campaigns", "/profile")
+API = ("/hints", "/targets", "/audit", "/campaigns", "/profile", "/quality")
 CAMPAIGN_FILES = {  # the campaigns page under /campaigns/: URL name -> file in STATIC
     "index.html": "campaigns.html",
     "campaigns.js": "campaigns.js",
@@ -351,6 +357,7 @@ class _Endpoint:
                 TargetRequest: svc.answer_targets,
                 CampaignsRequest: svc.answer_campaigns,
                 ProfileRequest: svc.answer_profile,
+                QualityRequest: svc.answer_quality,
             }.get(type(req), svc.answer_audit)
             pool = svc.profiles if isinstance(req, ProfileRequest) else svc.lists
             resp = await asyncio.get_running_loop().run_in_executor(pool, functools.partial(answer, req, principal))
@@ -507,8 +514,8 @@ class _Route(APIRoute):
         self.endpoint_app = endpoint
 
     async def handle(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["method"] == "GET" and scope["path"] == "/campaigns":  # the page is /campaigns/
-            await RedirectResponse("/campaigns/")(scope, receive, send)
+        if scope["method"] == "GET" and scope["path"] in ("/campaigns", "/quality"):  # the pages end in /
+            await RedirectResponse(scope["path"] + "/")(scope, receive, send)
             return
         if scope["method"] != "POST":
             raise HTTPException(405, headers={"Allow": "POST"})
@@ -556,8 +563,27 @@ async def _campaigns_doc(request: CampaignsRequest) -> CampaignsResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
+async def _quality_doc(request: QualityRequest) -> QualityResponse:
+    """Completeness of the customer fields per ingest date and branch (admin, marketing; a branch token: its own)."""
+    raise NotImplementedError  # the signature describes the route; _Endpoint answers
+
+
+QUALITY_FILES = {"index.html": "quality.html", "quality.js": "quality.js", "quality.css": "quality.css"}
+
+
+async def _quality_static(request: Request) -> Response:
+    """The data-quality page, its script and style (the same Content-Security-Policy as the others)."""
+    name = request.path_params.get("name") or "index.html"
+    if name not in QUALITY_FILES:
+        return error_response(404, "not found")
+    file = QUALITY_FILES[name]
+    kind = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[file.rsplit(".", 1)[1]]
+    return FileResponse(STATIC / file, media_type=f"{kind}; charset=utf-8", headers=PAGE_HEADERS)
+
+
 staff_app = Starlette(routes=[Route("/", _static), Route("/{name:str}", _static)])
 campaigns_app = Starlette(routes=[Route("/", _campaigns_static), Route("/{name:str}", _campaigns_static)])
+quality_app = Starlette(routes=[Route("/", _quality_static), Route("/{name:str}", _quality_static)])
 api_app = _Api(openapi_url=None, docs_url=None, redoc_url=None)
 api_app.router.routes += [
     _Route("/hints", _hints_doc, _Endpoint("/hints", HintRequest)),
@@ -565,6 +591,7 @@ api_app.router.routes += [
     _Route("/audit", _audit_doc, _Endpoint("/audit", AuditRequest)),
     _Route("/campaigns", _campaigns_doc, _Endpoint("/campaigns", CampaignsRequest)),
     _Route("/profile", _profile_doc, _Endpoint("/profile", ProfileRequest)),
+    _Route("/quality", _quality_doc, _Endpoint("/quality", QualityRequest)),
 ]
 
 
@@ -601,6 +628,7 @@ def load_tenants(cfg: Any, ws: Workspace, banks: tuple[str, ...]) -> tuple[dict[
     return tenants, unloaded
 
 
+@bentoml.asgi_app(quality_app, path="/quality", name="quality")
 @bentoml.asgi_app(campaigns_app, path="/campaigns", name="campaigns")
 @bentoml.asgi_app(staff_app, path="/staff", name="staff")
 @bentoml.asgi_app(api_app, path="/", name="api")  # applied first: matched before the staff page
@@ -873,6 +901,20 @@ class NbpService:
             return out, len(rows)
 
         return self._call("/campaigns", principal, req.model_dump(), work)
+
+    def answer_quality(self, req: QualityRequest, principal: Principal) -> Response:
+        """``/quality``: the data-quality figures of the token's bank (in the list thread). Every role may
+        read them; a branch token gets its own branch only (another branch: 403, before any lookup)."""
+
+        def work(p: Principal) -> tuple[QualityResponse, int]:
+            rec = self.tenant(p, req.bank_code)
+            branch = branch_scope(p, req.branch_id)
+            if branch is not None:
+                rec.check_scope(branch, None)  # 404 for an unknown branch
+            body = page_data(self.cfg, rec.ws, branch)
+            return QualityResponse(bank_code=rec.bank, branch_id=branch, **body), len(body["branches"])
+
+        return self._call("/quality", principal, req.model_dump(), work)
 
 
 # The first middleware added is the outer one: the body limit and the token check come before the
