@@ -34,8 +34,8 @@ DEMO_SERVE ?= 1
 # customers (configs/base.yaml), ingested, features built and published to Feast,
 # the simulator's randomised campaigns imported, one model per product trained and gated in
 # MLflow (mlruns/) with an uplift model where the campaigns allow, every candidate scored,
-# target lists written to $(DEMO_DIR)/targets/, the campaigns' lift to $(DEMO_DIR)/campaigns/,
-# then the service with the staff and campaigns pages
+# target lists written to $(DEMO_DIR)/targets/, the campaigns' lift to $(DEMO_DIR)/campaigns/, the
+# data-quality report to $(DEMO_DIR)/quality/, then the service with the staff, campaigns and quality pages
 # (Ctrl-C stops it; `make demo DEMO_SERVE=0` skips it).
 demo: setup
 	$(BIN)/nbp simulate --out $(DEMO_DIR)/bank
@@ -51,17 +51,21 @@ demo: setup
 	done
 	@# what the randomised campaigns achieved (imported from the simulator's history)
 	$(BIN)/nbp campaign report --out $(DEMO_DIR)/campaigns --log-level warning
+	@# completeness of the customer fields per branch and manager (recorded by every ingest) and the to-complete lists
+	$(BIN)/nbp quality report --out $(DEMO_DIR)/quality/quality_report.xlsx --log-level warning
 	@echo
 	@echo "demo done:"
 	@echo "  bank export      $(DEMO_DIR)/bank/export  (oracle beside it: $(DEMO_DIR)/bank/oracle)"
 	@echo "  target lists     $(DEMO_DIR)/targets/*.xlsx"
 	@echo "  campaign report  $(DEMO_DIR)/campaigns/  (lift against the control groups; docs/campaigns.md)"
+	@echo "  quality report   $(DEMO_DIR)/quality/  (completeness per field, branch, manager; to-complete lists; docs/quality.md)"
 	@echo "  scores           outputs/scores/latest.parquet"
 	@echo "  models and runs  mlruns/  (.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
 	@if [ "$(DEMO_SERVE)" = "1" ]; then \
 	  token=demo-$$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n'); \
 	  echo "  staff page       http://127.0.0.1:$(DEMO_PORT)/staff/"; \
 	  echo "  campaigns page   http://127.0.0.1:$(DEMO_PORT)/campaigns/"; \
+	  echo "  quality page     http://127.0.0.1:$(DEMO_PORT)/quality/"; \
 	  echo "  demo token       $$token  (role marketing; sign in with it on the page)"; \
 	  echo "  Ctrl-C stops the service."; \
 	  NBP_TOKENS=$$token:marketing exec $(BIN)/nbp serve --port $(DEMO_PORT); \
