@@ -13,8 +13,9 @@ function svg(tag, attrs) { const e = document.createElementNS(SVG, tag); for (co
 function pct(p) { return p === null || p === undefined ? "—" : (p * 100).toFixed(1) + "%"; }
 function points(p) {
   if (p === null || p === undefined) return node("span", "muted", "—");
-  const s = (p > 0 ? "+" : "") + (p * 100).toFixed(1) + " 个百分点";
-  return node("span", p > 0 ? "up" : p < 0 ? "down" : "", s);
+  const r = Math.round(p * 1000) / 10;  // percentage points, one decimal (no "-0.0")
+  if (r === 0) return node("span", null, "0.0 个百分点");
+  return node("span", r > 0 ? "up" : "down", (r > 0 ? "+" : "") + r.toFixed(1) + " 个百分点");
 }
 function num(n) { return n === null || n === undefined ? "—" : Math.round(n).toLocaleString("zh-CN"); }
 function shade(p) { return p === null || p === undefined ? "" : "q" + Math.min(4, Math.floor(p * 5)); }
@@ -78,7 +79,8 @@ function chart(body) {
   }
   const every = Math.max(1, Math.ceil(n / 8));
   body.dates.forEach((d, i) => {
-    if (i % every === 0 || i === n - 1) el.appendChild(svg("text", { x: x(i), y: H - B + 16, "text-anchor": "middle" })).textContent = d;
+    const anchor = n > 1 && i === n - 1 ? "end" : n > 1 && i === 0 ? "start" : "middle";
+    if (i % every === 0 || i === n - 1) el.appendChild(svg("text", { x: x(i), y: H - B + 16, "text-anchor": anchor })).textContent = d;
   });
   const legend = $("legend"); legend.replaceChildren();
   body.trend.forEach((t, k) => {
