@@ -7,7 +7,8 @@ Our exception hierarchy::
     ├── DataContractError    input breaks the bank export spec (CLI: exit 2)
     ├── FeatureStoreError    feature tables or Feast are missing / inconsistent
     ├── ModelUnavailable     no registered model (or champion) for a product
-    └── GuardrailFailed      a retrain's drift or calibration exceeds a configured guardrail
+    ├── GuardrailFailed      a retrain's drift or calibration exceeds a configured guardrail
+    └── SegmentError         a segment's filter or name is invalid (service: 422)
 
 Messages name the thing, the rule and the remedy, e.g.
 ``transactions.csv: required column 'amount' missing (rule missing_column)``.
@@ -42,3 +43,8 @@ class ModelUnavailable(NbpError):
 
 class GuardrailFailed(NbpError):
     """A drift or calibration figure of the retrain exceeds a limit of ``monitoring.guardrails``."""
+
+
+class SegmentError(NbpError):
+    """A segment (客群) filter that does not parse or names an unknown field or value, or an unknown
+    saved segment; the message names the field, value and position and the nearest valid names."""
