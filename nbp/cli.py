@@ -592,6 +592,67 @@ def campaign_report(ctx: Ctx, campaign_ids: tuple[str, ...], out: str | None, as
         click.echo(json.dumps(everything, ensure_ascii=False, indent=1))
 
 
+@main.group(invoke_without_command=True)
+@click.option(
+    "--where", default=None, help="Filter, e.g. 'tier == \"高端\" and score_consumer >= 0.2' (docs/segments.md)."
+)
+@click.option("--name", default=None, help="A saved segment (configs/segments/ or the bank's own; `nbp segment list`).")
+@click.option("--as-of", "as_of", type=DATE, default=None, help="As-of date (default: the saved one, else the latest).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="FILE.xlsx (default: outputs/segments/).")
+@click.option(
+    "--save", "save_as", default=None, metavar="NAME", help="Save the filter under NAME, pinned to its as-of."
+)
+@ONE_BANK_OPTION
+@common
+def segment(
+    ctx: Ctx,
+    where: str | None,
+    name: str | None,
+    as_of: Any,
+    out: str | None,
+    save_as: str | None,
+    bank: str | None,
+) -> None:
+    """Segments (客群): the customers a filter selects at an as-of, by branch and tier, as an .xlsx."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
+    from serving.segments import breakdown_table, default_workbook, run_segment, write_workbook
+
+    (ws,) = bank_workspaces(ctx, bank, "segment", one=True)
+    result = run_segment(ctx.cfg, ws, where, name, as_of.date() if as_of else None, save_as)
+    path = write_workbook(ctx.cfg, result, Path(out) if out else default_workbook(ws, result))
+    click.echo(result.summary_line())
+    click.echo(breakdown_table(ctx.cfg, result).to_string(index=False, float_format=lambda x: f"{x:.1%}"))
+    if save_as:
+        click.echo(f"saved as segment {save_as} (as-of {result.as_of:%Y-%m-%d})")
+    click.echo(f"written to {path}")
+
+
+@segment.command("list")
+@ONE_BANK_OPTION
+@common
+def segment_list(ctx: Ctx, bank: str | None) -> None:
+    """The saved segments: shipped examples and the bank's own."""
+    from serving.segments import saved_segments
+
+    (ws,) = bank_workspaces(ctx, bank, "segment list", one=True)
+    for s in saved_segments(ws):
+        pinned = f"as-of {s.as_of:%Y-%m-%d}" if s.as_of else "latest as-of"
+        who = "shipped" if s.shipped else f"saved by {s.created_by} {s.created_at}"
+        click.echo(f"{s.name}  {s.zh or ''}  ({pinned}; {who})\n    {s.where}")
+
+
+@segment.command("fields")
+@common
+def segment_fields_cmd(ctx: Ctx) -> None:
+    """The fields a segment filter may name, with their values (a category's names and Chinese labels)."""
+    from serving.segments import fields_frame
+
+    for r in fields_frame(ctx.cfg).itertuples(index=False):
+        values = f"  [{r.values}]" if r.values else ""
+        click.echo(f"{r.name}  ({r.group}, {r.kind})  {r.zh}{values}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks on public data (results: docs/benchmarks.md)."""

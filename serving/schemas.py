@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from serving.errors import Unprocessable, shown
+from serving.segment_filter import MAX_CHARS as MAX_FILTER_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ MAX_TOP = 10_000
 DEFAULT_TOP = 100
 MAX_ID = 64  # longest id a request may carry (customer, branch, manager, campaign, product)
 MAX_AUDIT = 1_000  # most audit records one /audit answer holds
+MAX_SEGMENT_ROWS = 1_000  # most customers one /segments answer lists
 
 
 def _bank_field() -> Any:
@@ -103,6 +105,35 @@ class AuditRequest(_Request):
 class CampaignsRequest(_Request):
     """``/campaigns``: the campaigns of the token's bank with their measured lift (marketing and admin roles)."""
 
+    bank_code: str | None = _bank_field()
+
+
+class SegmentsRequest(_Request):
+    """``/segments``: the customers a filter (or a saved segment) selects at an as-of date (marketing and
+    admin roles); give ``where`` or ``name``."""
+
+    where: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_FILTER_CHARS,
+        description='filter, e.g. tier == "高端" and score_consumer >= 0.2 (docs/segments.md)',
+    )
+    name: str | None = Field(
+        None, min_length=1, max_length=MAX_ID, description="a saved segment's name, instead of where"
+    )
+    as_of: str | None = Field(
+        None,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+        description="ISO as-of date, a built month start (default: the saved segment's, else the latest built)",
+    )
+    save_as: str | None = Field(
+        None, min_length=1, max_length=MAX_ID, description="also save the filter under this name, pinned to its as-of"
+    )
+    top: StrictInt = Field(
+        DEFAULT_TOP,
+        description=f"customers listed in rows, 0..{MAX_SEGMENT_ROWS} (the count covers them all)",
+        json_schema_extra={"minimum": 0, "maximum": MAX_SEGMENT_ROWS},
+    )
     bank_code: str | None = _bank_field()
 
 
@@ -303,6 +334,32 @@ class CampaignsResponse(_Model):
     export_date: str | None = Field(description="the export the figures were read from")
     min_arm_customers: int = Field(description="fewer customers in an arm: too small to show a difference")
     campaigns: list[CampaignRow]
+
+
+class SegmentBreakdownRow(_Model):
+    """Customers of a segment in one branch and tier."""
+
+    branch_id: str | None
+    tier: str | None = Field(description="the tier's key in configs/tiers.yaml (None: no tier at the as-of)")
+    tier_name: str = Field(description="the tier's Chinese name (未分层: none)")
+    customers: int
+    branch_customers: int = Field(description="the branch's customers at the as-of, in every tier")
+    share_of_branch: float = Field(description="customers / branch_customers")
+
+
+class SegmentsResponse(_Model):
+    """``/segments`` answer: the count, the breakdown by branch and tier, the first ``top`` customers."""
+
+    bank_code: str | None = Field(description="the bank whose customers these are (None: no bank code recorded)")
+    name: str | None = Field(description="the saved segment's name (None: a filter not saved)")
+    where: str
+    as_of: str = Field(description="ISO as-of date of the features, tiers and scores")
+    count: int
+    fields: list[str] = Field(description="the fields the filter names")
+    breakdown: list[SegmentBreakdownRow]
+    columns: dict[str, str] = Field(description="column of rows -> its Chinese header")
+    rows: list[dict[str, str | float | int | None]] = Field(description="the first customers, by branch and id")
+    saved: bool = Field(False, description="the filter was saved under save_as")
 
 
 class ErrorResponse(_Model):

@@ -12,6 +12,9 @@ Endpoints
     ``POST /audit``    ``{"bank_code"?, "limit"?}``: the latest audit records (admin roles; their bank's)
     ``POST /campaigns`` ``{"bank_code"?}``: the bank's campaigns with their measured lift (marketing and
                        admin roles; ``training.campaign_report.page_summaries``)
+    ``POST /segments`` ``{"where" | "name", "as_of"?, "save_as"?, "top"?, "bank_code"?}``: a segment (客群) of
+                       the bank's customers, counted by branch and tier (marketing and admin roles;
+                       ``serving/segments.py``)
     ``POST /quality``  ``{"bank_code"?, "branch_id"?}``: completeness of the customer fields per ingest date
                        and branch (``training.quality_report.page_data``; a branch token: its branch only)
     ``GET /healthz``   the process answers (no token)
@@ -110,11 +113,14 @@ from serving.schemas import (
     ProfileResponse,
     QualityRequest,
     QualityResponse,
+    SegmentsRequest,
+    SegmentsResponse,
     TargetRequest,
     TargetResponse,
     TargetRow,
     request_problem,
 )
+from serving.segments import segment_answer
 from training.campaign_report import page_summaries
 from training.quality_report import page_data
 
@@ -128,7 +134,7 @@ STATIC_FILES = {
     "app.css": "text/css; charset=utf-8",
 }
 PROBES = ("/healthz", "/readyz")
-API = ("/hints", "/targets", "/audit", "/campaigns", "/profile", "/quality")
+API = ("/hints", "/targets", "/audit", "/campaigns", "/profile", "/segments", "/quality")
 CAMPAIGN_FILES = {  # the campaigns page under /campaigns/: URL name -> file in STATIC
     "index.html": "campaigns.html",
     "campaigns.js": "campaigns.js",
@@ -352,6 +358,10 @@ class _Endpoint:
             return
         if isinstance(req, HintRequest):
             resp = svc.answer_hints(req.customer_id, req.lang, principal, req.bank_code)
+        elif isinstance(req, SegmentsRequest):
+            resp = await asyncio.get_running_loop().run_in_executor(
+                svc.lists, functools.partial(svc.answer_segments, req, principal)
+            )
         else:
             answer = {
                 TargetRequest: svc.answer_targets,
@@ -563,6 +573,11 @@ async def _campaigns_doc(request: CampaignsRequest) -> CampaignsResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
+async def _segments_doc(request: SegmentsRequest) -> SegmentsResponse:
+    """A segment (客群) of the token's bank: count, breakdown by branch and tier, first customers (marketing, admin)."""
+    raise NotImplementedError  # the signature describes the route; _Endpoint answers
+
+
 async def _quality_doc(request: QualityRequest) -> QualityResponse:
     """Completeness of the customer fields per ingest date and branch (admin, marketing; a branch token: its own)."""
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
@@ -590,6 +605,7 @@ api_app.router.routes += [
     _Route("/targets", _targets_doc, _Endpoint("/targets", TargetRequest)),
     _Route("/audit", _audit_doc, _Endpoint("/audit", AuditRequest)),
     _Route("/campaigns", _campaigns_doc, _Endpoint("/campaigns", CampaignsRequest)),
+    _Route("/segments", _segments_doc, _Endpoint("/segments", SegmentsRequest)),
     _Route("/profile", _profile_doc, _Endpoint("/profile", ProfileRequest)),
     _Route("/quality", _quality_doc, _Endpoint("/quality", QualityRequest)),
 ]
@@ -901,6 +917,17 @@ class NbpService:
             return out, len(rows)
 
         return self._call("/campaigns", principal, req.model_dump(), work)
+
+    def answer_segments(self, req: SegmentsRequest, principal: Principal) -> Response:
+        """``/segments``: a segment of the token's bank's customers only (in the list thread); a bad filter,
+        name or as-of is 422 naming what is wrong. Branch tokens: 403."""
+
+        def work(p: Principal) -> tuple[SegmentsResponse, int]:
+            authorize_role(p, "marketing", "admin", FEDERATION_ADMIN)
+            rec = self.tenant(p, req.bank_code)
+            return segment_answer(self.cfg, rec.ws, req, created_by=f"{p.role}:{p.fingerprint}")
+
+        return self._call("/segments", principal, req.model_dump(), work)
 
     def answer_quality(self, req: QualityRequest, principal: Principal) -> Response:
         """``/quality``: the data-quality figures of the token's bank (in the list thread). Every role may
