@@ -18,7 +18,7 @@ from nbp.errors import ConfigError
 from nbp.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bankexport.conftest import base_tables, write_export
+from tests.bankexport.conftest import bank_manifest, base_tables, write_export
 
 MANIFEST = {"format": "bank-export/1", "export_date": "2024-05-31"}
 FIELDS = list(quality.FIELD_RULES)
@@ -224,3 +224,14 @@ def test_snapshot_equals_an_independent_count(tmp_path: Path, ws: Workspace, cfg
 
 def test_config_fields_are_all_known_to_the_rules() -> None:
     assert quality.checked_fields(load_config().quality.fields) == load_config().quality.fields
+
+
+def test_a_member_bank_keeps_its_own_history(tmp_path: Path, cfg: IngestConfig) -> None:
+    home = Workspace(tmp_path / "fed")
+    for code in ("B01", "B02"):
+        src = write_export(tmp_path / code, base_tables(), manifest=bank_manifest(code, export_date="2024-05-31"))
+        ingest(src, home, cfg)
+    for code in ("B01", "B02"):
+        hist = quality.read_history(home.for_bank(code))
+        assert set(hist["bank_code"]) == {code} and len(hist[hist["kind"] == "field"]) > 0
+    assert not home.quality_dir.exists()  # nothing at the federation's own root
