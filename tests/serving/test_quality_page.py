@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from servingkit import Built, bearer
+from servingkit import TOKENS, Built, bearer
+from test_service_http import CHROMIUM, _page_dom, server  # noqa: F401 - server: the module's fixture
 
 from serving.audit import read_audit
 from training.quality_report import page_data
@@ -65,3 +67,17 @@ def test_the_page_is_served_under_the_strict_policy(client: Any) -> None:
         assert a.status_code == 200 and a.headers["content-type"].startswith(kind)
     assert client.get("/quality/app.js").status_code == 404
     assert client.get("/quality", follow_redirects=False).headers["location"].endswith("/quality/")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium browser installed (apt-get install chromium)")
+def test_the_page_draws_the_trend_and_the_branches(server: str, built: Built, tmp_path: Path) -> None:  # noqa: F811
+    want = page_data(built.cfg, built.ws)
+    dom = _page_dom(f"{server}/quality/#token={TOKENS['marketing']}", tmp_path)
+    assert "客户信息完整率趋势（全行）" in dom and 'id="result" hidden' not in dom
+    assert dom.count("<circle") == sum(v is not None for t in want["trend"] for v in t["completeness"])
+    assert [f'data-branch="{b["branch_id"]}"' in dom for b in want["branches"]] == [True] * len(want["branches"])
+    assert TOKENS["marketing"] not in dom  # the token left the URL and the page
+    mine = _page_dom(f"{server}/quality/#token={TOKENS['branch']}", tmp_path)
+    assert f"支行 {built.branch}" in mine and mine.count("data-branch=") == 1
+    assert 'id="aside-card" hidden' in mine

@@ -143,3 +143,33 @@ def test_page_data_scoped_to_a_branch(ingested: Workspace) -> None:
     birth = next(t for t in b2["trend"] if t["field"] == "birth_date")
     assert birth["completeness"] == [0.0, 1.0]
     assert b2["branches"][0]["change"] > 0
+
+
+@pytest.mark.integration
+def test_the_cli_writes_the_report_under_the_workspace(
+    ingested: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from nbp.cli import main
+
+    monkeypatch.setenv("NBP_HOME", str(ingested.home))
+    res = CliRunner().invoke(main, ["quality", "report"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "on 2024-06-30" in res.output and "since 2024-05-31" in res.output
+    assert (ingested.quality_reports_dir / qr.REPORT_XLSX).exists()
+    assert (ingested.quality_reports_dir / qr.TREND_PNG).exists()
+    out = tmp_path / "elsewhere" / "q.xlsx"
+    res = CliRunner().invoke(main, ["quality", "report", "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0 and out.exists() and (out.parent / qr.TREND_PNG).exists()
+
+
+@pytest.mark.integration
+def test_the_cli_says_to_ingest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from nbp.cli import main
+
+    monkeypatch.setenv("NBP_HOME", str(tmp_path / "empty"))
+    res = CliRunner().invoke(main, ["quality", "report"])
+    assert res.exit_code == 1 and "nbp ingest" in res.output
