@@ -1321,7 +1321,7 @@ def ingest(
             ``datetime64[us]``, money ``float64``, int ``Int64``) and ``ws.ingest_meta``,
             and ``ws.ingest_report``, ``ws.ingest_dir/rejects/<table>.csv``, ``cells/<table>.csv``;
             for a member bank, those of ``ws.for_bank(code)``, each table with a last column
-            ``bank_code``.
+            ``bank_code``; then the import's data-quality record (``bankexport/quality.py``).
         cfg: ingest settings (DuckDB memory limit and threads, share limits).
         bank: the member bank (``--bank``); default the manifest's ``bank_code``; neither:
             a single-bank import. Given with a ``bank_code``, the two must agree.

@@ -26,17 +26,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
 
-from bankexport.spec import PROFILE_CUSTOMER_FIELDS, PROFILE_MONEY_FIELDS, TABLES
+from bankexport.spec import PROFILE_CUSTOMER_FIELDS, PROFILE_MONEY_FIELDS
 from nbp.config import Config
 from nbp.errors import ConfigError, DataContractError
 from nbp.jobs import atomic_write
 from nbp.sqltext import ident, lit
 from nbp.workspace import Workspace
+
+if TYPE_CHECKING:
+    from bankexport.ingest import IngestReport, TableReport
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +113,6 @@ SNAPSHOT_COLUMNS = [
     "rows",
     "rows_read",
 ]
-
-
-def _check_rules() -> None:
-    customers = set(TABLES["customers"].column_names)
-    for f, r in FIELD_RULES.items():
-        ok = (r.source == CUSTOMERS and f in customers) or (r.source == PROFILE and f in PROFILE_MONEY_FIELDS)
-        assert ok or r.source == TAX, f"FIELD_RULES[{f!r}]: no {r.source} column of that name"
-
-
-_check_rules()
 
 
 def checked_fields(fields: Sequence[str]) -> list[str]:
@@ -296,7 +289,7 @@ def by_manager(completeness: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _set_aside_rows(tables: dict[str, Any]) -> list[dict[str, Any]]:
+def _set_aside_rows(tables: dict[str, TableReport]) -> list[dict[str, Any]]:
     rows = []
     for table, t in tables.items():
         if t.file is None:
@@ -312,7 +305,7 @@ def snapshot_path(ws: Workspace, export_date: date | str) -> Path:
     return ws.quality_dir / f"{date.fromisoformat(str(export_date)).isoformat()}.parquet"
 
 
-def write_snapshot(ws: Workspace, report: Any) -> Path:
+def write_snapshot(ws: Workspace, report: IngestReport) -> Path:
     """Write the data-quality snapshot of a committed import (``Workspace.quality_dir``).
 
     Every field of :data:`FIELD_RULES` is counted, so that a field a bank starts to track later
@@ -320,7 +313,7 @@ def write_snapshot(ws: Workspace, report: Any) -> Path:
 
     Args:
         ws: the workspace the import was stored in (a member bank's own).
-        report: the import's ``bankexport.ingest.IngestReport`` (export date, bank, tables).
+        report: the import's report (export date, bank, each table's rows read and set aside).
 
     Returns:
         The file written, ``<export_date>.parquet`` (columns :data:`SNAPSHOT_COLUMNS`).

@@ -12,7 +12,7 @@ import pytest
 
 from bankexport import quality
 from bankexport.ingest import ingest
-from bankexport.spec import EDUCATION, INDUSTRIES, OCCUPATIONS
+from bankexport.spec import EDUCATION, INDUSTRIES, OCCUPATIONS, PROFILE_MONEY_FIELDS, TABLES
 from nbp.config import IngestConfig, load_config
 from nbp.errors import ConfigError
 from nbp.workspace import Workspace
@@ -235,3 +235,14 @@ def test_a_member_bank_keeps_its_own_history(tmp_path: Path, cfg: IngestConfig) 
         hist = quality.read_history(home.for_bank(code))
         assert set(hist["bank_code"]) == {code} and len(hist[hist["kind"] == "field"]) > 0
     assert not home.quality_dir.exists()  # nothing at the federation's own root
+
+
+def test_every_rule_reads_a_column_the_spec_has() -> None:
+    customers = set(TABLES["customers"].column_names)
+    for f, r in quality.FIELD_RULES.items():
+        assert {
+            quality.CUSTOMERS: f in customers,
+            quality.PROFILE: f in PROFILE_MONEY_FIELDS,
+            quality.TAX: f == "tax_credit_grade" and "credit_grade" in TABLES["tax_records"].column_names,
+        }[r.source], f
+        assert r.applies in quality.APPLIES_ZH
