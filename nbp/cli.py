@@ -622,7 +622,8 @@ def segment(
     result = run_segment(ctx.cfg, ws, where, name, as_of.date() if as_of else None, save_as)
     path = write_workbook(ctx.cfg, result, Path(out) if out else default_workbook(ws, result))
     click.echo(result.summary_line())
-    click.echo(breakdown_table(ctx.cfg, result).to_string(index=False, float_format=lambda x: f"{x:.1%}"))
+    if result.count:
+        click.echo(breakdown_table(ctx.cfg, result).to_string(index=False, float_format=lambda x: f"{x:.1%}"))
     if save_as:
         click.echo(f"saved as segment {save_as} (as-of {result.as_of:%Y-%m-%d})")
     click.echo(f"written to {path}")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -216,18 +216,18 @@ class _Parser:
             raise SegmentError(f"segment filter: nested more than {MAX_DEPTH} deep at character {self.tok.pos}")
 
     def _or(self) -> Node:
-        parts = [self._and()]
-        while self._is("keyword", "or"):
-            self._take()
-            parts.append(self._and())
-        return parts[0] if len(parts) == 1 else Or(tuple(parts))
+        return self._chain("or", self._and, Or)
 
     def _and(self) -> Node:
-        parts = [self._not()]
-        while self._is("keyword", "and"):
+        return self._chain("and", self._not, And)
+
+    def _chain(self, word: str, operand: Callable[[], Node], join: type[And] | type[Or]) -> Node:
+        """``operand (word operand)*``: one operand alone, else the operands joined."""
+        parts = [operand()]
+        while self._is("keyword", word):
             self._take()
-            parts.append(self._not())
-        return parts[0] if len(parts) == 1 else And(tuple(parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else join(tuple(parts))
 
     def _not(self) -> Node:
         if self._is("keyword", "not"):
@@ -284,10 +284,13 @@ class _Parser:
             if not self._is("number"):
                 raise self._fail("a number after '-'")
             n = self._take()
-            return Value(-float(n.value), t.pos)  # type: ignore[arg-type]
-        if t.kind in ("number", "string"):
+            return Value(-float(n.text), t.pos)
+        if t.kind == "number":
             self._take()
-            return Value(t.value, t.pos)  # type: ignore[arg-type]
+            return Value(float(t.text), t.pos)
+        if t.kind == "string":
+            self._take()
+            return Value(str(t.value), t.pos)
         if t.kind == "name":
             raise SegmentError(
                 f"segment filter: a value expected at character {t.pos}, found {_shown(t.text)!r}: "

@@ -324,19 +324,20 @@ def save_segment(
                 f"segment name {name!r} is taken ({'shipped example' if s.shipped else 'saved'} {s.path}); "
                 f"choose another name"
             )
+    path = ws.segments_dir / f"{name}.yaml"
     seg = SavedSegment(
         name=name,
         where=where,
         as_of=as_of,
         created_by=created_by,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        path=ws.segments_dir / f"{name}.yaml",
+        path=path,
     )
     record = {k: getattr(seg, k) for k in ("name", "where", "as_of", "created_by", "created_at")}
     record["as_of"] = as_of.isoformat()
-    with atomic_write(seg.path) as tmp:  # type: ignore[arg-type]
+    with atomic_write(path) as tmp:
         tmp.write_text(yaml.safe_dump(record, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    log.info("segment %s saved to %s", name, seg.path)
+    log.info("segment %s saved to %s", name, path)
     return seg
 
 
@@ -410,7 +411,8 @@ def breakdown(cfg: Config, frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFram
     keys, zh = _tier_names(cfg, out[TIER_COLUMN].where(out[TIER_COLUMN] >= 0))
     out.insert(2, "tier", keys)
     out.insert(3, "tier_zh", zh)
-    return out.sort_values(["branch_id", TIER_COLUMN], key=lambda s: s.where(s != -1, 10**6), ignore_index=True)
+    last = out[TIER_COLUMN].where(out[TIER_COLUMN] >= 0, len(cfg.tiers.levels))  # no tier after the tiers
+    return out.iloc[np.lexsort((last.to_numpy(), out["branch_id"].to_numpy()))].reset_index(drop=True)
 
 
 def breakdown_table(cfg: Config, result: SegmentResult) -> pd.DataFrame:
@@ -486,12 +488,12 @@ def run_segment(
     if (where is None) == (name is None):
         raise SegmentError("give either a filter (where) or a saved segment's name, not both and not neither")
     seg = find_segment(ws, name, shipped_dir) if name is not None else None
-    text = seg.where if seg is not None else where
+    text = seg.where if seg is not None else str(where)
     if save_as is not None:
         check_name(save_as)
     day = resolve_as_of(ws, as_of or (seg.as_of if seg is not None else None))
     known = segment_fields(cfg)
-    flt = compile_filter(text, known)  # type: ignore[arg-type]  # syntax, fields and enums before any read
+    flt = compile_filter(text, known)  # syntax, fields and enums before any read
     features = [known[n].column for n in flt.fields if known[n].group in ("feature", "tier")]
     frame = segment_frame(cfg, ws, day, [c for c in dict.fromkeys(features) if c != TIER_COLUMN])
     missing = [n for n in flt.fields if known[n].column not in frame.columns]
@@ -504,13 +506,13 @@ def run_segment(
         raise FeatureStoreError(f"no value tiers at {day:%Y-%m-%d} in {ws.feature_table('tier')}: run `nbp features`")
     for col in ("branch_id", "manager_id"):  # a branch or manager no customer has is a typo
         known[col] = replace(known[col], values=frozenset(frame[col].dropna().astype(str)))
-    flt = compile_filter(text, known)  # type: ignore[arg-type]
+    flt = compile_filter(text, known)
     mask = flt.select(known, frame)
     customers, headers = _customer_list(cfg, known, frame, mask, flt)
     if save_as is not None:
-        save_segment(ws, save_as, text, day, created_by or cli_user(), shipped_dir)  # type: ignore[arg-type]
+        save_segment(ws, save_as, text, day, created_by or cli_user(), shipped_dir)
     result = SegmentResult(
-        where=text,  # type: ignore[arg-type]
+        where=text,
         as_of=day,
         count=int(mask.sum()),
         fields=flt.fields,
