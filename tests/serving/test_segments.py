@@ -364,3 +364,26 @@ def test_the_route_is_described_in_the_openapi_document(client: Any) -> None:
     headers = {"Authorization": f"Bearer {_token(A, 'marketing')}"}
     assert client.get("/segments", headers=headers).status_code == 405
     assert client.post("/segments", json={"where": "tier_level == 0"}).status_code == 401
+
+
+def test_a_single_bank_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from bankexport.ingest import ingest
+    from bankexport.simulate import simulate
+    from features.build import build
+    from nbp.cli import main
+
+    ws, cfg = Workspace(tmp_path / "home"), load_config()
+    simulate(tmp_path / "bank", customers=300, months=6, end="2026-10", seed=11)
+    ingest(tmp_path / "bank" / "export", ws, cfg.ingest)
+    build(ws, cfg=cfg)
+    monkeypatch.setenv("NBP_HOME", str(ws.home))
+    res = CliRunner().invoke(main, ["segment", "--where", "tier_level <= 1 or demo_age_years >= 50", "--save", "s1"])
+    assert res.exit_code == 0, res.output
+    got = run_segment(cfg, ws, name="s1")
+    assert f"\nsegment s1 at {got.as_of:%Y-%m-%d}: {got.count:,} customers" in res.output  # no bank prefix
+    assert (ws.segments_dir / "s1.yaml").exists() and ws.segments_dir == ws.home / "segments"
+    assert list(ws.segment_outputs_dir.glob("s1_*.xlsx"))
+    res = CliRunner().invoke(main, ["segment", "--bank", "X", "--where", "tier_level == 0"])
+    assert res.exit_code == 1 and "single-bank workspace" in res.output
