@@ -139,6 +139,7 @@ CAMPAIGN_FILES = {  # the campaigns page under /campaigns/: URL name -> file in 
     "index.html": "campaigns.html",
     "campaigns.js": "campaigns.js",
     "campaigns.css": "campaigns.css",
+    "signin.js": "signin.js",  # sign-in shared with the quality page
 }
 CAMPAIGN_GUIDE = CHECKOUT / "docs" / "campaigns-guide.zh-CN.md"
 GATE_PASSED = "nbp.gate"  # the scope key by which the gate hands (service, principal) to the route
@@ -583,7 +584,12 @@ async def _quality_doc(request: QualityRequest) -> QualityResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
-QUALITY_FILES = {"index.html": "quality.html", "quality.js": "quality.js", "quality.css": "quality.css"}
+QUALITY_FILES = {
+    "index.html": "quality.html",
+    "quality.js": "quality.js",
+    "quality.css": "quality.css",
+    "signin.js": "signin.js",
+}
 
 
 async def _quality_static(request: Request) -> Response:

@@ -1,7 +1,6 @@
-// The campaigns page's script (a file of its own: the Content-Security-Policy allows no inline script).
+// The campaigns page's script (a file of its own: the Content-Security-Policy allows no inline script);
+// sign-in and the call to /campaigns are signin.js's.
 "use strict";
-const KEY = "nbp.token";  // shared with the staff page: one sign-in per browser tab
-const BANK = "nbp.bank";
 const $ = (id) => document.getElementById(id);
 
 function text(el, s) { el.textContent = s; return el; }
@@ -12,46 +11,6 @@ function pct(p, sign) {
   return sign && p > 0 ? "+" + s : s;
 }
 function num(n) { return n === null || n === undefined ? "—" : Math.round(n).toLocaleString("zh-CN"); }
-
-function showLogin(msg) {
-  $("login").hidden = false; $("who").hidden = true; $("result").hidden = true;
-  text($("status"), msg || "");
-  $("status").className = msg ? "error" : "muted";
-}
-
-const ERRORS = {
-  401: "令牌无效或已过期，请重新登录。",
-  403: "该令牌无权查看营销活动（仅限营销和管理角色）。",
-  404: "未找到该银行。",
-  422: "请求有误：",
-  503: "服务暂不可用：",
-};
-
-async function load() {
-  const token = sessionStorage.getItem(KEY);
-  if (!token) { showLogin(); return; }
-  $("login").hidden = true; $("who").hidden = false;
-  text($("status"), "加载中…"); $("status").className = "muted";
-  const bank = sessionStorage.getItem(BANK);
-  let resp, body;
-  try {
-    resp = await fetch("/campaigns", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
-      body: JSON.stringify(bank ? { bank_code: bank } : {}),
-    });
-    body = await resp.json();
-  } catch (e) {
-    text($("status"), "无法连接服务，请稍后再试。"); $("status").className = "error"; return;
-  }
-  if (!resp.ok) {
-    if (resp.status === 401) { sessionStorage.removeItem(KEY); showLogin(ERRORS[401]); return; }
-    const base = ERRORS[resp.status] || "出错了（" + resp.status + "）：";
-    showLogin(base + ([422, 503].includes(resp.status) && body && body.error ? body.error : ""));
-    return;
-  }
-  render(body);
-}
 
 // The difference's 95% interval as a bar on a common scale, with 0 marked.
 function interval(d, scale) {
@@ -66,7 +25,6 @@ function interval(d, scale) {
 }
 
 function render(body) {
-  text($("status"), "");
   text($("result-title"), "营销活动" + (body.bank_code ? "（银行 " + body.bank_code + "）" : ""));
   text($("result-sub"), "数据截至导出日期 " + (body.export_date || "—") + "；每组少于 " + body.min_arm_customers
     + " 名客户的活动无法判断效果。共 " + body.campaigns.length + " 个活动。");
@@ -102,23 +60,9 @@ function render(body) {
   $("result").hidden = false;
 }
 
-$("login-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const t = $("token").value.trim();
-  if (!t) return;
-  sessionStorage.setItem(KEY, t); $("token").value = "";
-  const b = $("bank").value.trim();
-  if (b) sessionStorage.setItem(BANK, b); else sessionStorage.removeItem(BANK);
-  load();
+Signin.start({
+  path: "/campaigns",
+  sections: ["result"],
+  errors: { 403: "该令牌无权查看营销活动（仅限营销和管理角色）。", 404: "未找到该银行。", 422: "请求有误：", 503: "服务暂不可用：" },
+  render,
 });
-$("logout").addEventListener("click", () => { sessionStorage.removeItem(KEY); sessionStorage.removeItem(BANK); showLogin("已退出。"); });
-
-// A link may carry "#token=…&bank=…" (a fragment is never sent to the server); it moves to
-// sessionStorage and the fragment is cleared at once.
-(function init() {
-  const frag = new URLSearchParams(location.hash.slice(1));
-  if (frag.get("token")) sessionStorage.setItem(KEY, frag.get("token"));
-  if (frag.get("bank")) sessionStorage.setItem(BANK, frag.get("bank"));
-  if (location.hash) history.replaceState(null, "", location.pathname);
-  load();
-})();

@@ -1,7 +1,6 @@
-// The data-quality page's script (a file of its own: the Content-Security-Policy allows no inline script).
+// The data-quality page's script (a file of its own: the Content-Security-Policy allows no inline script);
+// sign-in and the call to /quality are signin.js's.
 "use strict";
-const KEY = "nbp.token";  // shared with the staff and campaigns pages: one sign-in per browser tab
-const BANK = "nbp.bank";
 const SVG = "http://www.w3.org/2000/svg";
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const $ = (id) => document.getElementById(id);
@@ -20,50 +19,6 @@ function points(p) {
 function num(n) { return n === null || n === undefined ? "—" : Math.round(n).toLocaleString("zh-CN"); }
 function shade(p) { return p === null || p === undefined ? "" : "q" + Math.min(4, Math.floor(p * 5)); }
 function colour(i) { return i === 0 ? "#000000" : COLOURS[(i - 1) % COLOURS.length]; }
-
-function showLogin(msg) {
-  $("login").hidden = false; $("who").hidden = true;
-  for (const id of ["result", "branch-card", "aside-card"]) $(id).hidden = true;
-  text($("status"), msg || "");
-  $("status").className = msg ? "error" : "muted";
-}
-
-const ERRORS = {
-  401: "令牌无效或已过期，请重新登录。",
-  403: "该令牌无权查看：",
-  404: "未找到：",
-  422: "请求有误：",
-  503: "服务暂不可用：",
-};
-
-async function load() {
-  const token = sessionStorage.getItem(KEY);
-  if (!token) { showLogin(); return; }
-  $("login").hidden = true; $("who").hidden = false;
-  text($("status"), "加载中…"); $("status").className = "muted";
-  const bank = sessionStorage.getItem(BANK);
-  const req = {};
-  if (bank) req.bank_code = bank;
-  if (branch) req.branch_id = branch;
-  let resp, body;
-  try {
-    resp = await fetch("/quality", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
-      body: JSON.stringify(req),
-    });
-    body = await resp.json();
-  } catch (e) {
-    text($("status"), "无法连接服务，请稍后再试。"); $("status").className = "error"; return;
-  }
-  if (!resp.ok) {
-    if (resp.status === 401) { sessionStorage.removeItem(KEY); showLogin(ERRORS[401]); return; }
-    const err = Array.isArray(body) ? body[0] : body;
-    showLogin((ERRORS[resp.status] || "出错了（" + resp.status + "）：") + (err && err.error ? err.error : ""));
-    return;
-  }
-  render(body);
-}
 
 // Completeness per field over the export dates: one line each, every field together in bold black.
 function chart(body) {
@@ -128,7 +83,7 @@ function branchTable(body) {
     tr.appendChild(node("td", "num " + shade(b.completeness), pct(b.completeness)));
     const td = node("td", "num"); td.appendChild(points(b.change)); tr.appendChild(td);
     body.fields.forEach((f) => tr.appendChild(node("td", "num " + shade(b.fields[f.field]), pct(b.fields[f.field]))));
-    if (!body.branch_id) tr.addEventListener("click", () => { branch = b.branch_id; load(); });
+    if (!body.branch_id) tr.addEventListener("click", () => { branch = b.branch_id; Signin.load(); });
     rows.appendChild(tr);
   });
 }
@@ -148,7 +103,6 @@ function asideTable(body) {
 }
 
 function render(body) {
-  text($("status"), "");
   const where = (body.bank_code ? "银行 " + body.bank_code + " · " : "") + (body.branch_id ? "支行 " + body.branch_id : "全行");
   text($("result-title"), "客户信息完整率趋势（" + where + "）");
   if (!body.dates.length) {
@@ -162,24 +116,12 @@ function render(body) {
   $("result").hidden = false; $("branch-card").hidden = false;
 }
 
-$("login-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const t = $("token").value.trim();
-  if (!t) return;
-  sessionStorage.setItem(KEY, t); $("token").value = "";
-  const b = $("bank").value.trim();
-  if (b) sessionStorage.setItem(BANK, b); else sessionStorage.removeItem(BANK);
-  branch = null; load();
+$("all-branches").addEventListener("click", () => { branch = null; Signin.load(); });
+Signin.start({
+  path: "/quality",
+  sections: ["result", "branch-card", "aside-card"],
+  errors: { 403: "该令牌无权查看：", 404: "未找到：", 422: "请求有误：", 503: "服务暂不可用：" },
+  request: () => (branch ? { branch_id: branch } : {}),
+  signedIn: () => { branch = null; },
+  render,
 });
-$("logout").addEventListener("click", () => { sessionStorage.removeItem(KEY); sessionStorage.removeItem(BANK); showLogin("已退出。"); });
-$("all-branches").addEventListener("click", () => { branch = null; load(); });
-
-// A link may carry "#token=…&bank=…" (a fragment is never sent to the server); it moves to
-// sessionStorage and the fragment is cleared at once.
-(function init() {
-  const frag = new URLSearchParams(location.hash.slice(1));
-  if (frag.get("token")) sessionStorage.setItem(KEY, frag.get("token"));
-  if (frag.get("bank")) sessionStorage.setItem(BANK, frag.get("bank"));
-  if (location.hash) history.replaceState(null, "", location.pathname);
-  load();
-})();

@@ -62,7 +62,11 @@ def test_the_page_is_served_under_the_strict_policy(client: Any) -> None:
     assert r.status_code == 200 and "客户信息完整率" in r.text
     assert "default-src 'none'" in r.headers["content-security-policy"]
     assert '<script src="quality.js"' in r.text and "<script>" not in r.text and "<style" not in r.text
-    for name, kind in (("quality.js", "text/javascript"), ("quality.css", "text/css")):
+    for name, kind in (
+        ("quality.js", "text/javascript"),
+        ("quality.css", "text/css"),
+        ("signin.js", "text/javascript"),
+    ):
         a = client.get(f"/quality/{name}")
         assert a.status_code == 200 and a.headers["content-type"].startswith(kind)
     assert client.get("/quality/app.js").status_code == 404
@@ -81,3 +85,8 @@ def test_the_page_draws_the_trend_and_the_branches(server: str, built: Built, tm
     mine = _page_dom(f"{server}/quality/#token={TOKENS['branch']}", tmp_path)
     assert f"支行 {built.branch}" in mine and mine.count("data-branch=") == 1
     assert 'id="aside-card" hidden' in mine
+    # the campaigns page signs in through the same script (signin.js)
+    campaigns = _page_dom(f"{server}/campaigns/#token={TOKENS['marketing']}", tmp_path)
+    assert '<h2 id="result-title">营销活动</h2>' in campaigns and 'id="result" hidden' not in campaigns
+    refused = _page_dom(f"{server}/campaigns/#token={TOKENS['branch']}", tmp_path)
+    assert "该令牌无权查看营销活动（仅限营销和管理角色）。</p>" in refused and 'id="login" hidden' not in refused
