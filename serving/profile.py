@@ -26,7 +26,13 @@ caller exactly as for ``/hints`` (``serving/service.py: NbpService.answer_profil
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,9 +48,11 @@ from bankexport.spec import (
     SERVICES_ZH,
 )
 from features import tiers
+from features.build import built_as_of
 from features.schema import PROFILE_SERVICE
 from features.store import online
 from nbp.errors import FeatureStoreError, NbpError
+from nbp.workspace import Workspace
 from serving.engine import LANGS, Recommender
 from serving.errors import Unavailable, Unprocessable, shown
 from serving.reasons import Lang
@@ -128,15 +136,98 @@ def customer_profile(rec: Recommender, customer_id: str, lang: Lang = "zh") -> P
     )
 
 
-def _tier_history(rec: Recommender, customer_id: str, notes: list[str], lang: Lang) -> pd.DataFrame:
-    """The customer's rows of the tier table, the last :data:`TREND_MONTHS` months, oldest first."""
+@dataclass(frozen=True)
+class TierMonths:
+    """The tier table's last :data:`TREND_MONTHS` built months, by customer: what the trend and the
+    sparklines read. The table holds one row group of every customer and month, so one customer's
+    rows cost a scan of the whole file; it is read once per version of the file instead, the
+    figures as float32 (about 17 bytes a customer and month; shown rounded to cents)."""
+
+    frame: pd.DataFrame  # as_of, tier_level, tier_score, BALANCE, TURNOVER; by customer, then as_of
+    rows: dict[str, slice]  # customer -> their rows of ``frame``
+
+    @classmethod
+    def read(cls, ws: Workspace) -> TierMonths:
+        """Read the months from the workspace's tier table.
+
+        Raises:
+            FileNotFoundError: no tier table (``nbp features`` has not built it).
+            FeatureStoreError: no feature tables built.
+        """
+        df = tiers.read(ws, as_of=built_as_of(ws)[-TREND_MONTHS:])
+        df = df.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
+        ids = df["customer_id"].astype(str).to_numpy()
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.empty(0, dtype=np.intp)
+        ends = np.r_[starts[1:], len(ids)]
+        frame = df[["tier_level", "tier_score", BALANCE, TURNOVER]].astype("float32")
+        frame.insert(0, "as_of", pd.to_datetime(df["as_of"]).dt.date.astype("category"))
+        return cls(
+            frame=frame,
+            rows={ids[a]: slice(a, b) for a, b in zip(starts, ends, strict=True)},
+        )
+
+    def of(self, customer_id: str) -> pd.DataFrame:
+        """The customer's rows, oldest first (none when the tier table does not know the customer)."""
+        return self.frame.iloc[self.rows.get(customer_id, slice(0, 0))]
+
+
+_CACHE: weakref.WeakKeyDictionary[Recommender, dict[str, tuple[tuple, Any]]] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _cached(rec: Recommender, name: str, files: Sequence[Path], build: Callable[[], Any]) -> Any:
+    """``build()``, kept per recommender until one of ``files`` changes (size or modification time),
+    so a profile follows ``nbp features`` as the online store does. Built under a lock: requests
+    arriving meanwhile wait for it rather than read the files again. A failed build is not kept."""
+    stamp = tuple((st.st_mtime_ns, st.st_size) if (st := _stat(f)) else None for f in files)
+    with _CACHE_LOCK:
+        mine = _CACHE.setdefault(rec, {})
+        if name in mine and mine[name][0] == stamp:
+            return mine[name][1]
+        value = build()
+        mine[name] = (stamp, value)
+        return value
+
+
+def _stat(path: Path) -> Any:
     try:
-        df = tiers.read(rec.ws, customer_ids=[customer_id])
-    except FileNotFoundError as e:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def warm_profiles(rec: Recommender) -> None:
+    """Read what profiles share ahead of requests: the tier months, every customer's missing fields,
+    and the online store's reader of the profile service."""
+    notes: list[str] = []
+    _tier_months(rec, notes, "zh")
+    _missing_all(rec, notes, "zh")
+    if len(rec.customers):
+        _online_row(rec, str(rec.customers.index[0]), notes, "zh")
+    if notes:
+        log.warning("profile: %s", "; ".join(notes))
+
+
+def _tier_months(rec: Recommender, notes: list[str], lang: Lang) -> TierMonths | None:
+    try:
+        return _cached(
+            rec,
+            "tiers",
+            [rec.ws.feature_table(tiers.FAMILY), rec.ws.features_build_meta],
+            lambda: TierMonths.read(rec.ws),
+        )
+    except (FileNotFoundError, FeatureStoreError) as e:
         log.warning("profile: %s", e)
         notes.append(_NOTES["tiers"][lang == "en"])
+        return None
+
+
+def _tier_history(rec: Recommender, customer_id: str, notes: list[str], lang: Lang) -> pd.DataFrame:
+    """The customer's rows of the tier table, the last :data:`TREND_MONTHS` built months, oldest first."""
+    months = _tier_months(rec, notes, lang)
+    if months is None:
         return pd.DataFrame({c: [] for c in ("as_of", "tier_level", "tier_score", BALANCE, TURNOVER)})
-    return df.sort_values("as_of").tail(TREND_MONTHS)
+    return months.of(customer_id)
 
 
 def _online_row(rec: Recommender, customer_id: str, notes: list[str], lang: Lang) -> dict[str, float]:
@@ -150,16 +241,28 @@ def _online_row(rec: Recommender, customer_id: str, notes: list[str], lang: Lang
     return {c: float(v) for c, v in df.iloc[0].drop("customer_id").items()}
 
 
-def _missing(rec: Recommender, customer_id: str, notes: list[str], lang: Lang) -> list[MissingField] | None:
-    """The applicable ``quality.fields`` unknown at the reference date (None, with a note, when
-    they cannot be counted; a customer opened after it has none counted)."""
+def _missing_all(rec: Recommender, notes: list[str], lang: Lang) -> dict[str, list[str]] | None:
+    """Every customer's missing fields at the reference date (None, with a note, when they cannot be
+    counted): one query for the bank instead of a scan of its tables per profile."""
+    files = [rec.ws.table(t) for t in ("customers", "profile_updates", "tax_records")]
     try:
-        got = missing_fields(rec.ws, rec.cfg, [customer_id], as_of=rec.ref_date)
+        return _cached(
+            rec,
+            "missing",
+            files,
+            lambda: missing_fields(rec.ws, rec.cfg, list(rec.customers.index), as_of=rec.ref_date),
+        )
     except NbpError as e:
         log.warning("profile: missing fields: %s", e)
         notes.append(_NOTES["missing"][lang == "en"])
         return None
-    if customer_id not in got:
+
+
+def _missing(rec: Recommender, customer_id: str, notes: list[str], lang: Lang) -> list[MissingField] | None:
+    """The applicable ``quality.fields`` unknown at the reference date (None when they cannot be
+    counted, or for a customer opened after it)."""
+    got = _missing_all(rec, notes, lang)
+    if got is None or customer_id not in got:
         return None
     return [
         MissingField(field=f, name=FIELD_RULES[f].zh if lang == "zh" else f.replace("_", " ")) for f in got[customer_id]
@@ -224,8 +327,8 @@ def _text(v: object) -> str | None:
     return None if v is None or pd.isna(v) else str(v)
 
 
-def _float(v: object) -> float | None:
-    return None if v is None or pd.isna(v) else float(v)  # type: ignore[arg-type]
+def _float(v: object, digits: int = 2) -> float | None:
+    return None if v is None or pd.isna(v) else round(float(v), digits)  # type: ignore[arg-type]
 
 
 def _int(v: object) -> int | None:

@@ -99,7 +99,7 @@ from serving.auth import (
 )
 from serving.engine import Recommender
 from serving.errors import Forbidden, Unavailable, Unprocessable, to_http_error
-from serving.profile import customer_profile
+from serving.profile import customer_profile, warm_profiles
 from serving.schemas import (
     MAX_AUDIT,
     AuditRequest,
@@ -139,7 +139,6 @@ CAMPAIGN_FILES = {  # the campaigns page under /campaigns/: URL name -> file in 
     "index.html": "campaigns.html",
     "campaigns.js": "campaigns.js",
     "campaigns.css": "campaigns.css",
-    "signin.js": "signin.js",  # sign-in shared with the quality page
 }
 CAMPAIGN_GUIDE = CHECKOUT / "docs" / "campaigns-guide.zh-CN.md"
 GATE_PASSED = "nbp.gate"  # the scope key by which the gate hands (service, principal) to the route
@@ -584,12 +583,7 @@ async def _quality_doc(request: QualityRequest) -> QualityResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
-QUALITY_FILES = {
-    "index.html": "quality.html",
-    "quality.js": "quality.js",
-    "quality.css": "quality.css",
-    "signin.js": "signin.js",
-}
+QUALITY_FILES = {"index.html": "quality.html", "quality.js": "quality.js", "quality.css": "quality.css"}
 
 
 async def _quality_static(request: Request) -> Response:
@@ -687,6 +681,7 @@ class NbpService:
     def _warm(self) -> None:
         for rec in self.tenants.values():
             rec.warm_reasons()
+            warm_profiles(rec)
 
     # ------------------------------------------------------------------------ plumbing
     def authenticate(self, header: str | None) -> Principal:

@@ -11,6 +11,7 @@ function money(v) {
   if (v === null || v === undefined) return "—";
   return Math.abs(v) >= 10000 ? (v / 10000).toFixed(1) + "万元" : Math.round(v).toLocaleString("zh-CN") + "元";
 }
+function month(iso) { return iso.slice(0, 4) + "年" + Number(iso.slice(5, 7)) + "月"; }
 function months(n) {
   if (n === null || n === undefined) return "—";
   const y = Math.floor(n / 12), m = n % 12;
@@ -67,14 +68,15 @@ async function lookup(customerId) {
 
 const TREND = { up: ["↑", "上升"], down: ["↓", "下降"], same: ["→", "持平"] };
 
-// A sparkline of up to 12 monthly figures as inline SVG (a gap where a month is unknown), the
-// latest figure beside it; the title of each point names its month and value.
+// A sparkline of up to 12 monthly figures as inline SVG, scaled from the lowest to the highest
+// figure (a gap where a month is unknown); beside it the latest figure and the range, and the
+// title of each point names its month and value.
 function sparkline(points, label) {
   const box = node("div", "spark");
   const vals = points.map((p) => p.value).filter((v) => v !== null && v !== undefined);
   if (!vals.length) { box.appendChild(node("span", "muted", "暂无数据")); return box; }
-  const W = 240, H = 48, pad = 4;
-  const lo = Math.min(0, ...vals), hi = Math.max(...vals);
+  const W = 180, H = 44, pad = 4;
+  const lo = Math.min(...vals), hi = Math.max(...vals);
   const x = (i) => pad + (points.length > 1 ? i * (W - 2 * pad) / (points.length - 1) : (W - 2 * pad) / 2);
   const y = (v) => H - pad - (hi > lo ? (v - lo) * (H - 2 * pad) / (hi - lo) : (H - 2 * pad) / 2);
   const s = svg("svg", { class: "sparkline", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": label });
@@ -90,7 +92,9 @@ function sparkline(points, label) {
   flush();
   box.appendChild(s);
   const last = points[points.length - 1];
-  box.appendChild(node("span", "spark-last", last.month + "：" + money(last.value)));
+  const side = box.appendChild(node("div", "spark-last"));
+  side.appendChild(node("div", null, last.month + "：" + money(last.value)));
+  side.appendChild(node("div", "muted", "最低 " + money(lo) + " · 最高 " + money(hi)));
   return box;
 }
 
@@ -101,8 +105,9 @@ function renderProfile(body) {
   const trend = TREND[body.tier_trend];
   const first = body.tier_history[0];
   text(badge, t && t.tier ? t.tier + (trend ? " " + trend[0] : "") : "未分层");
-  badge.title = trend && first ? "较" + first.as_of.slice(0, 7) + "（" + first.tier + "）" + trend[1] : "";
-  text($("tier-score"), t && t.score !== null ? "综合贡献度 " + t.score.toFixed(1) + (trend && first ? "，较" + first.as_of.slice(0, 7) + trend[1] : "") : "");
+  const since = trend && first ? "较" + month(first.as_of) + "（" + first.tier + "）" + trend[1] : "";
+  badge.title = since;
+  text($("tier-score"), t && t.score !== null ? "综合贡献度 " + t.score.toFixed(1) + (since ? "，" + since : "") : "");
   text($("tenure"), "客龄 " + months(body.tenure_months));
   text($("as-of"), body.as_of ? "数据截至 " + body.as_of : "");
   const chips = $("holdings"); chips.replaceChildren();

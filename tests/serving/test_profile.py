@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,7 @@ from features import tiers
 from features.catalog import BY_NAME
 from serving.audit import read_audit
 from serving.engine import Recommender
-from serving.profile import HELD, TREND_MONTHS, customer_profile, holdings_of, last_contacts, tier_trend
+from serving.profile import HELD, TREND_MONTHS, _cached, customer_profile, holdings_of, last_contacts, tier_trend
 from serving.schemas import TierPoint
 
 
@@ -76,6 +78,21 @@ def test_holdings_read_only_positive_known_values_of_catalogue_features() -> Non
     ]
 
 
+def test_shared_tables_are_read_again_only_when_a_file_changes(tmp_path: Path) -> None:
+    class Rec:  # stands in for a recommender: the cache keys on the object
+        pass
+
+    f, calls = tmp_path / "t.parquet", []
+    f.write_bytes(b"one")
+    build = lambda: calls.append(1) or len(calls)  # noqa: E731
+    rec = Rec()
+    assert [_cached(rec, "t", [f], build) for _ in range(3)] == [1, 1, 1]
+    f.write_bytes(b"three")  # another size: another version of the file
+    assert _cached(rec, "t", [f], build) == 2 and _cached(Rec(), "t", [f], build) == 3
+    f.unlink()
+    assert _cached(rec, "t", [f], build) == 4
+
+
 # ------------------------------------------------------------------------- on the built workspace
 integration = pytest.mark.integration
 
@@ -93,6 +110,7 @@ def test_tier_trend_is_the_last_twelve_built_months_oldest_first(rec: Recommende
     assert len(table) > TREND_MONTHS  # the fixture has more months than the trend shows
     assert [t.as_of for t in p.tier_history] == [pd.Timestamp(d).date().isoformat() for d in want["as_of"]]
     assert [t.level for t in p.tier_history] == want["tier_level"].astype(int).tolist()
+    assert [t.score for t in p.tier_history] == pytest.approx(want["tier_score"].tolist(), abs=0.01)
     assert [t.tier for t in p.tier_history] == [built.cfg.tiers.levels[int(v)].zh for v in want["tier_level"]]
     assert p.tier == p.tier_history[-1] and p.as_of == p.tier_history[-1].as_of
     assert p.tier_trend == tier_trend(p.tier_history)
@@ -159,7 +177,7 @@ def test_without_a_tier_table_the_profile_says_so_and_still_answers(
         raise FileNotFoundError("tier table missing")
 
     monkeypatch.setattr(tiers, "read", missing)
-    p = customer_profile(rec, built.customer)
+    p = customer_profile(copy.copy(rec), built.customer)  # a recommender that has read no tier table yet
     assert p.tier is None and p.tier_history == [] and p.months == [] and p.tier_trend is None
     assert any("nbp features" in n for n in p.notes)
     assert p.products and p.holdings  # the other parts still show
