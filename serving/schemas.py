@@ -134,6 +134,9 @@ class SegmentsRequest(_Request):
         description=f"customers listed in rows, 0..{MAX_SEGMENT_ROWS} (the count covers them all)",
         json_schema_extra={"minimum": 0, "maximum": MAX_SEGMENT_ROWS},
     )
+    format: Literal["json", "xlsx"] = Field(
+        "json", description="json (default), or xlsx: the whole segment as a workbook with Chinese headers"
+    )
     bank_code: str | None = _bank_field()
 
 

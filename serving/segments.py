@@ -38,7 +38,7 @@ import yaml
 from features.catalog import CATALOG, TIER_CATALOG, labels_zh
 from nbp.config import CONFIG_DIR, Config
 from nbp.errors import ConfigError, FeatureStoreError, SegmentError
-from nbp.jobs import atomic_write
+from nbp.jobs import atomic_write, temp_sibling
 from nbp.sheets import Sheet, write_xlsx
 from nbp.workspace import Workspace
 from serving.errors import Unprocessable, shown
@@ -148,11 +148,11 @@ def _wide_scores(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
     """One row per customer: ``score_<product>`` and ``uplift_<product>`` (NaN: not scored)."""
     s = scores[scores["product"].isin(list(cfg.products))].drop_duplicates(["customer_id", "product"], keep="last")
     s = s.assign(customer_id=s["customer_id"].astype(str))
-    cols = {"score": "score"} | ({"uplift": "uplift"} if "uplift" in s else {})
-    parts = []
-    for col, prefix in cols.items():
-        wide = s.pivot(index="customer_id", columns="product", values=col).astype(float)
-        parts.append(wide.rename(columns=lambda p, prefix=prefix: f"{prefix}_{p}"))
+    parts = [
+        s.pivot(index="customer_id", columns="product", values=col).astype(float).add_prefix(f"{col}_")
+        for col in ("score", "uplift")
+        if col in s
+    ]
     return pd.concat(parts, axis=1)
 
 
@@ -558,8 +558,19 @@ def default_workbook(ws: Workspace, result: SegmentResult) -> Path:
     return ws.segment_outputs_dir / f"{result.name or 'segment'}_{result.as_of:%Y-%m-%d}.xlsx"
 
 
-def segment_answer(cfg: Config, ws: Workspace, req: SegmentsRequest, created_by: str) -> tuple[SegmentsResponse, int]:
-    """The ``/segments`` answer for one bank's workspace, and the number of rows it lists.
+@dataclass(frozen=True)
+class SegmentWorkbook:
+    """A segment's workbook as the service sends it (``"format": "xlsx"``): the file's bytes and its name."""
+
+    data: bytes
+    filename: str
+
+
+def segment_answer(
+    cfg: Config, ws: Workspace, req: SegmentsRequest, created_by: str
+) -> tuple[SegmentsResponse | SegmentWorkbook, int]:
+    """The ``/segments`` answer for one bank's workspace (the JSON, or with ``"format": "xlsx"`` the
+    workbook of :func:`write_workbook`), and the number of customers it lists.
 
     Raises:
         Unprocessable: a bad filter, name, as-of or ``top`` (422, the message names what is wrong).
@@ -573,6 +584,14 @@ def segment_answer(cfg: Config, ws: Workspace, req: SegmentsRequest, created_by:
         raise Unprocessable(str(e)) from e
     except ValueError as e:  # a date such as 2026-13-01
         raise Unprocessable(f"as_of {shown(req.as_of)!r} is not a date: {e}") from e
+    if req.format == "xlsx":
+        final = default_workbook(ws, result)
+        tmp = temp_sibling(final)  # this process's own file: lists are answered one at a time per worker
+        try:
+            write_workbook(cfg, result, tmp)
+            return SegmentWorkbook(tmp.read_bytes(), final.name), result.count
+        finally:
+            tmp.unlink(missing_ok=True)
     head = result.customers.head(req.top).astype(object)
     rows = [{k: None if _missing(v) else v for k, v in r.items()} for r in head.to_dict("records")]
     b = result.breakdown

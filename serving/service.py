@@ -67,6 +67,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import bentoml
 import pydantic_core
@@ -99,7 +100,7 @@ from serving.auth import (
 )
 from serving.engine import Recommender
 from serving.errors import Forbidden, Unavailable, Unprocessable, to_http_error
-from serving.profile import customer_profile, warm_profiles
+from serving.profile import customer_profile
 from serving.schemas import (
     MAX_AUDIT,
     AuditRequest,
@@ -120,7 +121,7 @@ from serving.schemas import (
     TargetRow,
     request_problem,
 )
-from serving.segments import segment_answer
+from serving.segments import SegmentWorkbook, segment_answer
 from training.campaign_report import page_summaries
 from training.quality_report import page_data
 
@@ -144,6 +145,7 @@ CAMPAIGN_GUIDE = CHECKOUT / "docs" / "campaigns-guide.zh-CN.md"
 GATE_PASSED = "nbp.gate"  # the scope key by which the gate hands (service, principal) to the route
 SERVER_HEADER = "BentoML Service/nbp"  # what BentoML's own answers carry
 MAX_BODY = 64 * 1024  # bytes; a hint or list request is under 1 KiB
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 # The staff page runs only its own script and style (no inline code, nothing from elsewhere) and
 # talks only to this service.
@@ -164,12 +166,15 @@ def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
-def model_response(model: BaseModel | bytes) -> Response:
+def model_response(model: BaseModel | bytes | Response) -> Response:
     """An answer serialised once, by pydantic: the model's own JSON, as ``application/json``.
 
-    ``model`` may be that JSON already (``target_json``). The routes (:class:`_Endpoint`)
-    send it as it is; nothing validates or dumps the model again.
+    ``model`` may be that JSON already (``target_json``), or a response already built (a
+    segment's workbook). The routes (:class:`_Endpoint`) send it as it is; nothing validates
+    or dumps the model again.
     """
+    if isinstance(model, Response):
+        return model
     body = model if isinstance(model, bytes) else model.model_dump_json().encode("utf-8")
     return Response(body, media_type="application/json")
 
@@ -681,7 +686,6 @@ class NbpService:
     def _warm(self) -> None:
         for rec in self.tenants.values():
             rec.warm_reasons()
-            warm_profiles(rec)
 
     # ------------------------------------------------------------------------ plumbing
     def authenticate(self, header: str | None) -> Principal:
@@ -920,13 +924,17 @@ class NbpService:
         return self._call("/campaigns", principal, req.model_dump(), work)
 
     def answer_segments(self, req: SegmentsRequest, principal: Principal) -> Response:
-        """``/segments``: a segment of the token's bank's customers only (in the list thread); a bad filter,
-        name or as-of is 422 naming what is wrong. Branch tokens: 403."""
+        """``/segments``: a segment of the token's bank's customers only (in the list thread), as JSON or
+        as a workbook; a bad filter, name or as-of is 422 naming what is wrong. Branch tokens: 403."""
 
-        def work(p: Principal) -> tuple[SegmentsResponse, int]:
+        def work(p: Principal) -> tuple[SegmentsResponse | Response, int]:
             authorize_role(p, "marketing", "admin", FEDERATION_ADMIN)
             rec = self.tenant(p, req.bank_code)
-            return segment_answer(self.cfg, rec.ws, req, created_by=f"{p.role}:{p.fingerprint}")
+            out, rows = segment_answer(self.cfg, rec.ws, req, created_by=f"{p.role}:{p.fingerprint}")
+            if isinstance(out, SegmentWorkbook):  # a download: the file's name in UTF-8 (RFC 6266)
+                name = f"attachment; filename=\"segment.xlsx\"; filename*=UTF-8''{quote(out.filename)}"
+                return Response(out.data, media_type=XLSX, headers={"Content-Disposition": name}), rows
+            return out, rows
 
         return self._call("/segments", principal, req.model_dump(), work)
 

@@ -387,3 +387,22 @@ def test_a_single_bank_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert list(ws.segment_outputs_dir.glob("s1_*.xlsx"))
     res = CliRunner().invoke(main, ["segment", "--bank", "X", "--where", "tier_level == 0"])
     assert res.exit_code == 1 and "single-bank workspace" in res.output
+
+
+def test_service_sends_the_whole_segment_as_a_workbook(fed: Fed, client: Any) -> None:
+    import io
+    from urllib.parse import unquote
+
+    from openpyxl import load_workbook
+
+    r = _post(client, _token(A, "marketing"), name="payroll_public_no_consumer", format="xlsx", top=0)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/vnd.openxmlformats-officedocument.spreadsheetml")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    got = run_segment(fed.cfg, fed.bank(A), name="payroll_public_no_consumer")
+    name = unquote(r.headers["content-disposition"].split("filename*=UTF-8''")[1])
+    assert name == f"payroll_public_no_consumer_{got.as_of:%Y-%m-%d}.xlsx"
+    wb = load_workbook(io.BytesIO(r.content))
+    assert wb.sheetnames == ["概要", "按支行和层级", "客户清单"]
+    assert wb["客户清单"].max_row == got.count + 1  # every customer, whatever top says
+    assert not list(fed.bank(A).segment_outputs_dir.glob(".*"))  # nothing left behind
