@@ -480,9 +480,14 @@ async def _campaigns_static(request: Request) -> Response:
     name = request.path_params.get("name") or "index.html"
     if name == "guide":
         return Response(campaign_guide_html(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
-    if name not in CAMPAIGN_FILES:
+    return _page_file(CAMPAIGN_FILES, name)
+
+
+def _page_file(files: dict[str, str], name: str) -> Response:
+    """A page's file by its URL name (``files``: URL name -> file in STATIC; any other name is 404)."""
+    if name not in files:
         return error_response(404, "not found")
-    file = CAMPAIGN_FILES[name]
+    file = files[name]
     kind = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[file.rsplit(".", 1)[1]]
     return FileResponse(STATIC / file, media_type=f"{kind}; charset=utf-8", headers=PAGE_HEADERS)
 
@@ -593,12 +598,7 @@ QUALITY_FILES = {"index.html": "quality.html", "quality.js": "quality.js", "qual
 
 async def _quality_static(request: Request) -> Response:
     """The data-quality page, its script and style (the same Content-Security-Policy as the others)."""
-    name = request.path_params.get("name") or "index.html"
-    if name not in QUALITY_FILES:
-        return error_response(404, "not found")
-    file = QUALITY_FILES[name]
-    kind = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[file.rsplit(".", 1)[1]]
-    return FileResponse(STATIC / file, media_type=f"{kind}; charset=utf-8", headers=PAGE_HEADERS)
+    return _page_file(QUALITY_FILES, request.path_params.get("name") or "index.html")
 
 
 staff_app = Starlette(routes=[Route("/", _static), Route("/{name:str}", _static)])
