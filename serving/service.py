@@ -100,7 +100,7 @@ from serving.auth import (
 )
 from serving.engine import Recommender
 from serving.errors import Forbidden, Unavailable, Unprocessable, to_http_error
-from serving.profile import customer_profile
+from serving.profile import customer_profile, warm_profiles
 from serving.schemas import (
     MAX_AUDIT,
     AuditRequest,
@@ -140,6 +140,7 @@ CAMPAIGN_FILES = {  # the campaigns page under /campaigns/: URL name -> file in 
     "index.html": "campaigns.html",
     "campaigns.js": "campaigns.js",
     "campaigns.css": "campaigns.css",
+    "signin.js": "signin.js",  # sign-in shared with the quality page
 }
 CAMPAIGN_GUIDE = CHECKOUT / "docs" / "campaigns-guide.zh-CN.md"
 GATE_PASSED = "nbp.gate"  # the scope key by which the gate hands (service, principal) to the route
@@ -593,7 +594,12 @@ async def _quality_doc(request: QualityRequest) -> QualityResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
-QUALITY_FILES = {"index.html": "quality.html", "quality.js": "quality.js", "quality.css": "quality.css"}
+QUALITY_FILES = {
+    "index.html": "quality.html",
+    "quality.js": "quality.js",
+    "quality.css": "quality.css",
+    "signin.js": "signin.js",
+}
 
 
 async def _quality_static(request: Request) -> Response:
@@ -686,6 +692,7 @@ class NbpService:
     def _warm(self) -> None:
         for rec in self.tenants.values():
             rec.warm_reasons()
+            warm_profiles(rec)
 
     # ------------------------------------------------------------------------ plumbing
     def authenticate(self, header: str | None) -> Principal:
