@@ -140,6 +140,7 @@ CAMPAIGN_FILES = {  # the campaigns page under /campaigns/: URL name -> file in 
     "index.html": "campaigns.html",
     "campaigns.js": "campaigns.js",
     "campaigns.css": "campaigns.css",
+    "signin.js": "signin.js",  # sign-in shared with the quality page
 }
 CAMPAIGN_GUIDE = CHECKOUT / "docs" / "campaigns-guide.zh-CN.md"
 GATE_PASSED = "nbp.gate"  # the scope key by which the gate hands (service, principal) to the route
@@ -480,9 +481,14 @@ async def _campaigns_static(request: Request) -> Response:
     name = request.path_params.get("name") or "index.html"
     if name == "guide":
         return Response(campaign_guide_html(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
-    if name not in CAMPAIGN_FILES:
+    return _page_file(CAMPAIGN_FILES, name)
+
+
+def _page_file(files: dict[str, str], name: str) -> Response:
+    """A page's file by its URL name (``files``: URL name -> file in STATIC; any other name is 404)."""
+    if name not in files:
         return error_response(404, "not found")
-    file = CAMPAIGN_FILES[name]
+    file = files[name]
     kind = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[file.rsplit(".", 1)[1]]
     return FileResponse(STATIC / file, media_type=f"{kind}; charset=utf-8", headers=PAGE_HEADERS)
 
@@ -588,17 +594,17 @@ async def _quality_doc(request: QualityRequest) -> QualityResponse:
     raise NotImplementedError  # the signature describes the route; _Endpoint answers
 
 
-QUALITY_FILES = {"index.html": "quality.html", "quality.js": "quality.js", "quality.css": "quality.css"}
+QUALITY_FILES = {
+    "index.html": "quality.html",
+    "quality.js": "quality.js",
+    "quality.css": "quality.css",
+    "signin.js": "signin.js",
+}
 
 
 async def _quality_static(request: Request) -> Response:
     """The data-quality page, its script and style (the same Content-Security-Policy as the others)."""
-    name = request.path_params.get("name") or "index.html"
-    if name not in QUALITY_FILES:
-        return error_response(404, "not found")
-    file = QUALITY_FILES[name]
-    kind = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[file.rsplit(".", 1)[1]]
-    return FileResponse(STATIC / file, media_type=f"{kind}; charset=utf-8", headers=PAGE_HEADERS)
+    return _page_file(QUALITY_FILES, request.path_params.get("name") or "index.html")
 
 
 staff_app = Starlette(routes=[Route("/", _static), Route("/{name:str}", _static)])
