@@ -246,3 +246,4 @@ def test_every_rule_reads_a_column_the_spec_has() -> None:
             quality.TAX: f == "tax_credit_grade" and "credit_grade" in TABLES["tax_records"].column_names,
         }[r.source], f
         assert r.applies in quality.APPLIES_ZH
+    assert set(quality.BUSINESS_OCCUPATIONS + quality.TAXPAYER_OCCUPATIONS) <= set(OCCUPATIONS)
