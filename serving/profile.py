@@ -3,9 +3,9 @@
 :func:`customer_profile` gathers, for one customer of a :class:`serving.engine.Recommender`:
 
 ==================  ===============================================================================
-tier and trend      ``features.tiers.read`` for the customer: ``tier_level`` (a label from
-                    ``tiers.levels``) and ``tier_score`` of the last :data:`TREND_MONTHS` built months;
-                    the trend compares the latest month's tier with the first month shown
+tier and trend      the tier table (``features.tiers.read``, its last :data:`TREND_MONTHS` built months
+                    kept by :class:`TierMonths`): ``tier_level`` (a label from ``tiers.levels``) and
+                    ``tier_score``; the trend compares the latest month's tier with the first shown
 balance, turnover   the same rows: ``tier_deposit_balance_1m`` (average daily deposit balance) and
                     ``tier_turnover_1m`` (money in and out) of the month before each as-of
 tenure, holdings    the online store's latest row of ``features.schema.PROFILE_SERVICE``:
@@ -76,7 +76,7 @@ HELD: tuple[tuple[str, str, str, str], ...] = (
 _NOTES = {
     "tiers": ("尚未计算客户价值分层（请运行 nbp features）", "no value tiers built (run `nbp features`)"),
     "online": ("暂时无法读取客户的持有产品与客龄", "holdings and tenure cannot be read now"),
-    "products": ("暂无可推荐的产品", "no product can be suggested now"),
+    "products": ("暂无可推荐的产品：模型或特征暂不可用", "no product can be suggested now"),
     "missing": ("暂时无法统计待完善信息", "missing profile fields cannot be counted now"),
 }
 
@@ -111,8 +111,9 @@ def customer_profile(rec: Recommender, customer_id: str, lang: Lang = "zh") -> P
     try:
         hint = rec.hints(customer_id, lang)
         products, problem = hint.products, None
-    except Unavailable as e:
-        products, problem = [], f"{_NOTES['products'][lang == 'en']}: {e}"
+    except Unavailable as e:  # the reason, for the log and English readers (it names models and paths)
+        log.warning("profile %s: no products: %s", shown(customer_id), e)
+        products, problem = [], _NOTES["products"][0] if lang == "zh" else f"{_NOTES['products'][1]}: {e}"
     return ProfileResponse(
         customer_id=customer_id,
         bank_code=rec.bank,

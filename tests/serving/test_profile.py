@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,17 @@ def test_missing_fields_are_the_applicable_unknown_ones(rec: Recommender, built:
         got = customer_profile(rec, c)
         assert [f.field for f in got.missing_fields] == want
         assert [f.name for f in got.missing_fields] == [FIELD_RULES[f].zh for f in want]
+
+
+@integration
+def test_without_a_servable_product_the_profile_still_answers(rec: Recommender, built: Built) -> None:
+    down = copy.copy(rec)
+    down.products = {k: dataclasses.replace(st, problem="no champion") for k, st in rec.products.items()}
+    p = customer_profile(down, built.customer)
+    assert p.products == [] and p.products_problem == "暂无可推荐的产品：模型或特征暂不可用"
+    assert p.tier is not None and p.holdings  # the rest of the profile as usual
+    en = customer_profile(down, built.customer, "en")
+    assert "no champion" in en.products_problem
 
 
 # ------------------------------------------------------------------------- the route
