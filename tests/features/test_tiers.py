@@ -167,7 +167,15 @@ def test_migration_workbook_names_who_moved(steady: Workspace) -> None:
     path = write_migration(cfg, steady)
     assert path is not None and path.parent == steady.tiers_dir
     book = load_workbook(path)
-    assert book.sheetnames == ["按支行汇总", "迁移明细", "变动客户"]
+    assert book.sheetnames == ["层级分布", "按支行汇总", "迁移明细", "变动客户"]
+    assert path.with_suffix(".png").stat().st_size > 0
+    dist = list(book["层级分布"].iter_rows(values_only=True))
+    head = dist[1]  # under the banner
+    assert head[0] == "支行" and head[-1] == "合计"
+    latest = tiers.read(steady, as_of=max(tiers.months(steady)))
+    assert sum(r[-1] for r in dist[2:]) == len(latest)
+    for r in dist[2:]:
+        assert sum(r[1:-1]) == r[-1]
     movers = tiers.movers(steady, cfg)
     rows = list(book["变动客户"].iter_rows(values_only=True))
     assert rows[0][:2] == ("客户号", "支行")
