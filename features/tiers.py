@@ -150,6 +150,18 @@ JOIN read_parquet({demo}) d ON d.customer_id = h.customer_id AND d.{EVENT_TS} = 
 """
 
 
+def _over_12_months(con: duckdb.DuckDBPyConnection, name: str, monthly: str, aggs: str) -> None:
+    """Temp table ``name``: ``aggs`` over the 12 months before each as-of's month of the per-month
+    query ``monthly`` (``customer_id``, ``mi`` = month index, measures; read as ``m``, the as-of as ``x``)."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {name} AS
+WITH m AS ({monthly})
+SELECT m.customer_id, x.as_of, {aggs}
+FROM m JOIN tier_asofs_mi x ON m.mi BETWEEN x.mi - 12 AND x.mi - 1
+GROUP BY ALL"""
+    )
+
+
 def _setup(
     con: duckdb.DuckDBPyConnection, tables: frozenset[str], dates: Sequence[date], cfg: Config, loan_mode: str
 ) -> None:
@@ -162,34 +174,25 @@ def _setup(
     first, last = _month_literal(_sub_months(min(dates), 12)), _month_literal(max(dates))
     if {"balances", "accounts"} <= tables:
         out = ", ".join(lit(t) for t in _DEPOSIT_TYPES_OUT)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE dep AS
-WITH m AS (
-    SELECT a.customer_id, {month_index("b.month")} AS mi, sum(b.avg_daily_balance) AS adb
+        _over_12_months(
+            con,
+            "dep",
+            f"""SELECT a.customer_id, {month_index("b.month")} AS mi, sum(b.avg_daily_balance) AS adb
     FROM balances b JOIN accounts a USING (account_id)
     WHERE b.month >= {first} AND b.month < {last} AND a.account_type NOT IN ({out})
-    GROUP BY ALL
-)
-SELECT m.customer_id, x.as_of, median(m.adb) AS dep_median,
-       max(m.adb) FILTER (WHERE m.mi = x.mi - 1) AS dep_1m
-FROM m JOIN tier_asofs_mi x ON m.mi BETWEEN x.mi - 12 AND x.mi - 1
-GROUP BY ALL"""
+    GROUP BY ALL""",
+            "median(m.adb) AS dep_median, max(m.adb) FILTER (WHERE m.mi = x.mi - 1) AS dep_1m",
         )
     if "transactions" in tables:
         out = ", ".join(lit(t) for t in _NOT_ACTIVITY)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE act AS
-WITH m AS (
-    SELECT customer_id, {month_index("txn_time")} AS mi,
-           count(*) FILTER (WHERE direction = 'D' AND txn_type NOT IN ({out})) AS n_out,
-           sum(amount) AS amt
+        _over_12_months(
+            con,
+            "act",
+            f"""SELECT customer_id, {month_index("txn_time")} AS mi,
+           count(*) FILTER (WHERE direction = 'D' AND txn_type NOT IN ({out})) AS n_out, sum(amount) AS amt
     FROM transactions WHERE txn_time >= {first} AND txn_time < {last}
-    GROUP BY ALL
-)
-SELECT m.customer_id, x.as_of, sum(m.n_out) AS txn_12m,
-       sum(m.amt) FILTER (WHERE m.mi = x.mi - 1) AS turnover_1m
-FROM m JOIN tier_asofs_mi x ON m.mi BETWEEN x.mi - 12 AND x.mi - 1
-GROUP BY ALL"""
+    GROUP BY ALL""",
+            "sum(m.n_out) AS txn_12m, sum(m.amt) FILTER (WHERE m.mi = x.mi - 1) AS turnover_1m",
         )
     if "loans" in tables:
         end = (
