@@ -92,9 +92,10 @@ def test_hints_and_lists_carry_the_latest_tier(client: Any, built: Built) -> Non
     latest = tiers.read(built.ws, as_of=tiers.months(built.ws)[-1]).set_index("customer_id")["tier_level"]
     names = {i: lv.zh for i, lv in enumerate(built.cfg.tiers.levels)}
     assert _hints(client, built.customer).json()["tier"] == names[int(latest[built.customer])]
-    assert _hints(client, built.customer, lang="en").json()["tier"] == built.cfg.tiers.levels[
-        int(latest[built.customer])
-    ].en
+    assert (
+        _hints(client, built.customer, lang="en").json()["tier"]
+        == built.cfg.tiers.levels[int(latest[built.customer])].en
+    )
     rows = _targets(client, top=30, campaign_id="TIER1").json()["rows"]
     assert rows and all(r["tier"] == names[int(latest[r["customer_id"]])] for r in rows)
 
