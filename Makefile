@@ -35,7 +35,8 @@ DEMO_SERVE ?= 1
 # the simulator's randomised campaigns imported, one model per product trained and gated in
 # MLflow (mlruns/) with an uplift model where the campaigns allow, every candidate scored,
 # target lists written to $(DEMO_DIR)/targets/, the campaigns' lift to $(DEMO_DIR)/campaigns/, the
-# data-quality report to $(DEMO_DIR)/quality/, then the service with the staff, campaigns and quality pages
+# data-quality report to $(DEMO_DIR)/quality/, a saved segment to $(DEMO_DIR)/segments/ (the month's
+# tier migration to outputs/tiers/, by `nbp retrain`), then the service with the staff, campaigns and quality pages
 # (Ctrl-C stops it; `make demo DEMO_SERVE=0` skips it).
 demo: setup
 	$(BIN)/nbp simulate --out $(DEMO_DIR)/bank
@@ -53,12 +54,17 @@ demo: setup
 	$(BIN)/nbp campaign report --out $(DEMO_DIR)/campaigns --log-level warning
 	@# completeness of the customer fields per branch and manager (recorded by every ingest) and the to-complete lists
 	$(BIN)/nbp quality report --out $(DEMO_DIR)/quality/quality_report.xlsx --log-level warning
+	@# a saved segment (客群, configs/segments/): its count by branch and tier, and its workbook
+	$(BIN)/nbp segment --name payroll_public_no_consumer --out $(DEMO_DIR)/segments/payroll_public_no_consumer.xlsx \
+	  --log-level warning
 	@echo
 	@echo "demo done:"
 	@echo "  bank export      $(DEMO_DIR)/bank/export  (oracle beside it: $(DEMO_DIR)/bank/oracle)"
 	@echo "  target lists     $(DEMO_DIR)/targets/*.xlsx"
 	@echo "  campaign report  $(DEMO_DIR)/campaigns/  (lift against the control groups; docs/campaigns.md)"
 	@echo "  quality report   $(DEMO_DIR)/quality/  (completeness per field, branch, manager; to-complete lists; docs/quality.md)"
+	@echo "  segment          $(DEMO_DIR)/segments/  (nbp segment list; docs/segments.md)"
+	@echo "  value tiers      outputs/tiers/migration-*.xlsx  (tier per branch, who moved up or down; docs/tiers.md)"
 	@echo "  scores           outputs/scores/latest.parquet"
 	@echo "  models and runs  mlruns/  (.venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
 	@if [ "$(DEMO_SERVE)" = "1" ]; then \
