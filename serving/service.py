@@ -275,7 +275,7 @@ class _Gate:
     read, and a body without one (chunked) is counted as it streams in and refused
     as soon as it passes the limit (at most the limit is ever held in memory).
 
-    On ``POST /hints``, ``/targets``, ``/audit`` and ``/campaigns``, in this order: exactly one
+    On every route of :data:`API` (``POST /hints``, ``/targets``, ...), in this order: exactly one
     ``Authorization`` header (two: 400) and a known token (401), before the body is
     read; the body limit (413); a JSON content type (415). The principal goes on to
     the endpoint (:class:`_Endpoint`) in the scope, with the body read whole. Every
@@ -331,7 +331,7 @@ class _Gate:
 
 
 class _Endpoint:
-    """The ASGI app of ``POST /hints``, ``/targets``, ``/audit`` or ``/campaigns``, behind :class:`_Gate`.
+    """The ASGI app of one route of :data:`API` (``POST /hints``, ``/targets``, ...), behind :class:`_Gate`.
 
     The strict request model (:mod:`serving.schemas`: 400 for a body that is not a
     JSON object, 422 naming the fields), then :meth:`NbpService.answer_hints` on the
