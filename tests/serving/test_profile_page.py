@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from servingkit import TOKENS, Built
-from test_service_http import CHROMIUM, _page_dom, server  # noqa: F401 - server: the module's fixture
+from test_service_http import CHROMIUM, _chromium, _page_dom, server  # noqa: F401 - server: the module's fixture
 
 pytestmark = [
     pytest.mark.integration,
@@ -26,21 +25,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _screenshot(url: str, out: Path, tmp_path: Path) -> None:
     """A PNG of the page once its scripts ran (headless chromium, as ``_page_dom``)."""
-    cmd = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'shot-profile'}",
-        "--virtual-time-budget=20000",
-        "--window-size=960,1500",
-        f"--screenshot={out}",
-        url,
-    ]
-    subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+    _chromium(tmp_path, "shot-profile", "--hide-scrollbars", "--window-size=960,1500", f"--screenshot={out}", url)
 
 
 def test_profile_card_shows_tier_sparklines_and_holdings(server: str, built: Built, tmp_path: Path) -> None:  # noqa: F811

@@ -28,8 +28,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _page_dom(url: str, tmp_path: Path) -> str:
-    """The page's DOM after its scripts ran (headless chromium, fresh profile, no network but loopback)."""
+def _chromium(tmp_path: Path, profile: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless chromium with a fresh profile and no network but loopback; ``args`` end with the URL."""
     cmd = [
         str(CHROMIUM),
         "--headless",
@@ -37,12 +37,16 @@ def _page_dom(url: str, tmp_path: Path) -> str:
         "--disable-gpu",
         "--disable-background-networking",
         "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user-data-dir={tmp_path / profile}",
         "--virtual-time-budget=20000",
-        "--dump-dom",
-        url,
+        *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+
+
+def _page_dom(url: str, tmp_path: Path) -> str:
+    """The page's DOM after its scripts ran."""
+    return _chromium(tmp_path, "profile", "--dump-dom", url).stdout
 
 
 @pytest.fixture(scope="module")
