@@ -706,13 +706,21 @@ def backtest(
 
 
 @main.command()
+@click.option(
+    "--search",
+    is_flag=True,
+    help="Cross-validate every setting again instead of reusing each champion's (training/setting_search.py).",
+)
 @BANK_OPTION
 @common
-def retrain(ctx: Ctx, bank: str | None) -> None:
+def retrain(ctx: Ctx, search: bool, bank: str | None) -> None:
     """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run.
-    In a federation workspace: every member bank (or --bank), largest first, each bank's features
-    published and its scope-bank products trained; products with scope pooled are then fitted once
-    on every member bank; then each bank is scored (training.pooled.retrain_federation)."""
+    Each product's fit reuses its champion's setting (rounds chosen again) until the config changes,
+    the gate fails, drift is flagged or training.search_every_months have passed; --search forces
+    the full search. In a federation workspace: every member bank (or --bank), largest first, each
+    bank's features published and its scope-bank products trained; products with scope pooled are
+    then fitted once on every member bank (always a full search); then each bank is scored
+    (training.pooled.retrain_federation)."""
     from nbp.jobs import job
     from training.drift import check_guardrails
     from training.pipeline import check_federation
@@ -722,12 +730,12 @@ def retrain(ctx: Ctx, bank: str | None) -> None:
     check_federation(ctx.cfg, ctx.ws, list(ctx.cfg.products))
     with job(ctx.ws):
         if not ctx.ws.banks():
-            click.echo(run(ctx.cfg, ctx.ws))
+            click.echo(run(ctx.cfg, ctx.ws, reuse=not search))
             check_guardrails(ctx.cfg, [ctx.ws])  # exit 1 once everything is written and reported
             return
         from training.pooled import retrain_federation
 
-        report, failed = retrain_federation(ctx.cfg, ctx.ws, [ws.bank for ws in wss])
+        report, failed = retrain_federation(ctx.cfg, ctx.ws, [ws.bank for ws in wss], reuse=not search)
         click.echo(report)
     if failed:  # one bank's failure does not stop the others' monthly job
         raise NbpError(f"retrain failed for bank(s) {', '.join(failed)}; the reasons are above")

@@ -74,6 +74,9 @@ class TrainingConfig(_Section):
     leak_margin: float = 0.02  # AUC above the oracle's by more than this raises the leak alarm
     leak_auc: float = 0.995  # an AUC this high on uptake data is treated as a leak
     min_uptakes: int = Field(10, ge=1)  # fewer uptakes in the fitting months: the product is skipped
+    # nbp retrain reuses each champion's setting (training/setting_search.py) until this many months
+    # have passed since its search; 0: every retrain searches every setting
+    search_every_months: int = Field(6, ge=0)
     # bank: one model per member bank (and in a single-bank workspace); pooled: one model fitted on
     # every member bank's rows, calibrated and gated per bank (docs/decisions/017-pooled-models.md)
     scope: Literal["bank", "pooled"] = "bank"

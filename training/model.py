@@ -32,6 +32,7 @@ reproduces it. Unseen or missing categories become missing values.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -701,11 +702,13 @@ def fit_rolling(
     params: ModelParams | None = None,
     weight: str | None = None,
     embargo: Any = None,
+    grid: Sequence[Mapping[str, Any]] | None = None,
 ) -> FittedModel:
     """Choose settings and rounds on rolling time-ordered folds, refit, calibrate (Platt).
 
-    1. Each candidate setting (:data:`GRID` over ``params``, or ``params`` alone when
-       ``params.search`` is off) is cross-validated on :func:`rolling_folds` (the latest
+    1. Each candidate setting (``grid``'s overrides of ``params``; by default :data:`GRID`,
+       or ``params`` alone when ``params.search`` is off) is cross-validated on
+       :func:`rolling_folds` (the latest
        ``params.folds`` periods, each against the periods before it minus the embargo),
        early-stopped on the mean fold AUC (:func:`choose_on_folds`). Every positive of
        those periods votes, not one month's. ``params.select == "one_se"`` (default) keeps
@@ -729,11 +732,15 @@ def fit_rolling(
         embargo: gap added to a training period before it may precede a validation or
             calibration period (e.g. ``pd.Timedelta(days=90)`` for 90-day labels);
             ``None`` = none (periods strictly before).
+        grid: the settings cross-validated, as overrides of ``params`` (default above). A
+            grid of one member of :data:`GRID` gives exactly the model the full search gives
+            when it keeps that member: the same folds, rounds early-stopped on them, fold
+            scores, refit and calibration; only ``info["search"]`` is shorter.
 
     Raises:
         ValueError: too few periods, or the final training rows hold one class.
     """
-    return fit_rolling_parts(rows, features, label, time, params, weight, embargo).model
+    return fit_rolling_parts(rows, features, label, time, params, weight, embargo, grid).model
 
 
 @dataclass
@@ -757,9 +764,12 @@ def fit_rolling_parts(
     params: ModelParams | None,
     weight: str | None,
     embargo: Any,
+    grid: Sequence[Mapping[str, Any]] | None = None,
 ) -> RollingFit:
     """:func:`fit_rolling` with what it fitted on kept beside the model (:class:`RollingFit`),
-    for a caller that calibrates subsets of the rows again (:func:`calibrate_group`)."""
+    for a caller that calibrates subsets of the rows again (:func:`calibrate_group`).
+
+    ``model.info["setting"]`` is the kept member of the grid (its overrides of ``params``)."""
     params = params or ModelParams()
     rows, w_col, rate = _downsampled(rows, label, params, weight)
     t = rows[time].to_numpy()
@@ -772,7 +782,8 @@ def fit_rolling_parts(
     w = rows[w_col].to_numpy(dtype=float) if w_col and w_col in rows.columns else None
     d = Design(encode(rows, features, categories), y, w, t, [i for i, f in enumerate(features) if f in categories])
     threads = training_threads(params, int(fit_mask.sum()) * len(features))
-    candidates = [params.model_copy(update=g) for g in (GRID if params.search else ({},))]
+    settings = [dict(g) for g in (grid if grid is not None else GRID if params.search else ({},))]
+    candidates = [params.model_copy(update=g) for g in settings]
     workers = params.search_workers if threads == 1 else 1
     choice = choose_on_folds(d, folds, candidates, params.select, threads, workers, keep_boosters=cross_fit)
     if choice.rounds is None:
@@ -793,6 +804,7 @@ def fit_rolling_parts(
         calibrator = calibrate(params.calibration, d, cal_idx, raw, cross, centre)
     model = FittedModel(booster, calibrator, list(features), categories, rounds, choice.params.model_dump())
     model.info = _fit_info(d, folds, fit_mask, cal_idx, rate, cross_fit, choice.search, threads, rounds)
+    model.info["setting"] = settings[candidates.index(choice.params)]
     return RollingFit(model, rows, d, cross, centre)
 
 

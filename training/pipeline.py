@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ from training.dataset import (
     with_features_many,
 )
 from training.model import FittedModel, ModelParams, fit_rolling
+from training.setting_search import SearchPlan, fingerprint
+from training.setting_search import plan as plan_search
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ class ProductResult:
     window: str = ""
     skip: Skip | None = None
     bank: str | None = None  # the member bank (a pooled model's per-bank result)
+    search: SearchPlan | None = None  # a bank's own model: its setting search, full or reused
 
 
 def result_line(r: ProductResult) -> str:
@@ -232,27 +236,35 @@ def _datasets(
     return {k: (sets[2 * i], sets[2 * i + 1]) for i, k in enumerate(keys)}
 
 
+def own_features(rows: pd.DataFrame) -> list[str]:
+    """The inputs of a bank's own model: the training set's features but the bank features
+    (:data:`features.catalog.BANK_FEATURES`): within one bank they are a constant and a clock,
+    which only a model pooled over banks can use."""
+    return [f for f in feature_columns(rows) if f not in BANK_FEATURES and f != BANK_COLUMN]
+
+
 def _fit_product(
-    cfg: Config, rows: pd.DataFrame, te: pd.DataFrame
+    cfg: Config, rows: pd.DataFrame, te: pd.DataFrame, grid: tuple[dict[str, Any], ...] | None = None
 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip:
-    """Fit a bank's own model on ``rows``, score the test rows ``te``. The bank features
-    (:data:`features.catalog.BANK_FEATURES`) are left out: within one bank they are a constant
-    and a clock, which only a model pooled over banks can use.
+    """Fit a bank's own model on ``rows`` (inputs :func:`own_features`), score the test rows ``te``.
+
+    Args:
+        grid: the settings to cross-validate (:attr:`SearchPlan.grid`); None: every setting.
 
     Returns:
         The model, the scored test rows and the test metrics; or a :class:`Skip` when the
         recipe refuses the rows (too few periods, one class in the rows it fits on).
     """
-    feats = [f for f in feature_columns(rows) if f not in BANK_FEATURES and f != BANK_COLUMN]
     try:
         model = fit_rolling(
             rows,
-            feats,
+            own_features(rows),
             "label",
             "as_of",
             model_params(cfg),
             weight="weight",
             embargo=pd.Timedelta(days=cfg.training.horizon_days),
+            grid=grid,
         )
     except ValueError as e:  # fit_rolling's documented refusals
         return Skip(zh=f"模型无法拟合：{e}", en=f"the model cannot be fitted: {e}")
@@ -262,9 +274,13 @@ def _fit_product(
 
 
 def _fit_all(
-    cfg: Config, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], desc: str
+    cfg: Config,
+    data: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    desc: str,
+    grids: dict[str, tuple[dict[str, Any], ...] | None] | None = None,
 ) -> dict[str, tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip]:
-    """:func:`_fit_product` for every product, ``training.workers`` at a time.
+    """:func:`_fit_product` for every product, ``training.workers`` at a time (``grids``: each
+    product's settings to cross-validate, :attr:`SearchPlan.grid`; default every setting).
 
     Products are independent and LightGBM releases the interpreter lock while it trains,
     so threads run them side by side, each booster on one thread: two OpenMP threads on
@@ -276,7 +292,7 @@ def _fit_all(
 
     out = {}
     with ThreadPoolExecutor(max_workers=max(1, min(cfg.training.workers, len(data)))) as pool:
-        jobs = {pool.submit(_fit_product, cfg, *rows): key for key, rows in data.items()}
+        jobs = {pool.submit(_fit_product, cfg, *rows, (grids or {}).get(key)): key for key, rows in data.items()}
         for job in tqdm(as_completed(jobs), total=len(jobs), desc=desc, disable=None):
             out[jobs[job]] = job.result()
     return {key: out[key] for key in data}
@@ -294,13 +310,19 @@ class Prepared:
     window: str
     data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]  # products to fit: (fitting rows, test rows)
     skips: dict[str, Skip]
+    plans: dict[str, SearchPlan] = field(default_factory=dict)  # products to fit: full or reused search
 
 
 def prepare(
-    cfg: Config, ws: Workspace, cutoff: pd.Timestamp | None = None, products: list[str] | None = None
+    cfg: Config,
+    ws: Workspace,
+    cutoff: pd.Timestamp | None = None,
+    products: list[str] | None = None,
+    reuse: bool = False,
 ) -> Prepared:
     """The first phase of :func:`train`: the time split, one retrieval of every product's rows,
-    and :func:`trainability` (arguments as :func:`train`)."""
+    :func:`trainability` and each product's setting search (:func:`plan_searches`; arguments as
+    :func:`train`)."""
     recover(ws)
     cutoff = cutoff or export_date(ws)
     as_ofs = closed_as_ofs(feature_as_ofs(ws), cutoff, cfg.training.horizon_days)
@@ -321,7 +343,25 @@ def prepare(
     data = _datasets(cfg, ws, keys, fit_ofs, test_ofs)
     skips = {k: s for k in keys if (s := trainability(cfg, ws, k, *data[k])) is not None}
     data = {k: v for k, v in data.items() if k not in skips}
-    return Prepared(keys, cutoff, fit_ofs, test_ofs, window_id(test_ofs), data, skips)
+    plans = plan_searches(cfg, ws, cutoff, data, reuse)
+    return Prepared(keys, cutoff, fit_ofs, test_ofs, window_id(test_ofs), data, skips, plans)
+
+
+def plan_searches(
+    cfg: Config, ws: Workspace, cutoff: pd.Timestamp, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], reuse: bool
+) -> dict[str, SearchPlan]:
+    """Each product's setting search (:mod:`training.setting_search`): with ``reuse``, its champion's
+    setting unless the rule asks for the full search; without, the full search (reason ``forced``)."""
+    from training.drift import read_report
+
+    report = read_report(ws) if reuse else None
+    out = {}
+    for key, (rows, _) in data.items():
+        fp = fingerprint(cfg, key, own_features(rows), model_params(cfg))
+        record = registry.search_record(ws, key) if reuse else None
+        out[key] = got = plan_search(cfg, key, fp, cutoff, record, report, force=not reuse)
+        log.info("%s: setting search %s (%s): %s", key, got.mode, got.reason, got.why)
+    return out
 
 
 def fit_prepared(
@@ -334,7 +374,7 @@ def fit_prepared(
         from training.spark_fit import fit_banks
 
         return fit_banks(cfg, ws, {ws.bank or "": prep})[ws.bank or ""]
-    fitted = _fit_all(cfg, prep.data, "train")
+    fitted = _fit_all(cfg, prep.data, "train", {k: p.grid for k, p in prep.plans.items()})
     prep.data = {}
     return fitted
 
@@ -345,6 +385,7 @@ def train(
     cutoff: pd.Timestamp | None = None,
     products: list[str] | None = None,
     oracle_auc: dict[str, float] | None = None,
+    reuse: bool = False,
 ) -> list[ProductResult]:
     """Train, evaluate, register and gate one model per product: :func:`prepare`, :func:`fit_prepared`,
     :func:`register`.
@@ -355,13 +396,15 @@ def train(
         cutoff: only label windows closed before it are used (default: export date).
         products: product keys (default: all in config).
         oracle_auc: optional oracle AUC per product on the same window (leak alarm).
+        reuse: cross-validate only each champion's setting where :mod:`training.setting_search`
+            allows it (the monthly job); otherwise every setting.
 
     Returns:
         One :class:`ProductResult` per product; a product that cannot be fitted has
         ``skip`` set and no version (module docstring). Then one per product with a
         randomised campaign, for its uplift model ``<product>-uplift`` (:mod:`training.uplift`).
     """
-    prep = prepare(cfg, ws, cutoff, products)
+    prep = prepare(cfg, ws, cutoff, products, reuse)
     results = register(cfg, ws, prep, fit_prepared(cfg, ws, prep), oracle_auc)
     from training.uplift import train_uplift  # after the propensity models: products with randomised campaigns
 
@@ -394,6 +437,7 @@ def register(
         out = ws.train_outputs(key)
         out.mkdir(parents=True, exist_ok=True)
         plots = evaluate.save_plots(te["label"], te["score"], model.importance(), out, title=key)
+        plan = prep.plans.get(key)
         version = registry.log_and_register(
             ws,
             key,
@@ -405,10 +449,11 @@ def register(
             as_of_range=(f"{fit_ofs[0]:%Y-%m-%d}", f"{fit_ofs[-1]:%Y-%m-%d}"),
             backtest_window=win,
             input_example=te.head(5),
+            tags=plan.tags(model.info["setting"], cutoff) if plan is not None else None,
         )
         d = registry.promote(ws, key, version, m, cfg.training.auc_floor, leak, window_rows=te)
         log.info("%s: %s", key, d.reason)
-        results.append(ProductResult(key, version, d.alias, d.reason, m, win))
+        results.append(ProductResult(key, version, d.alias, d.reason, m, win, search=plan))
     return results
 
 
@@ -658,11 +703,13 @@ def backtest(
     return rows, report
 
 
-def retrain(cfg: Config, ws: Workspace) -> str:
+def retrain(cfg: Config, ws: Workspace, reuse: bool = True) -> str:
     """The monthly job, start to end; re-running it is safe.
 
     Builds every as-of's features and materialises the latest into the online
-    store, trains and gates each product (a worse model never becomes champion),
+    store, trains and gates each product (a worse model never becomes champion; with
+    ``reuse``, each product's fit cross-validates only its champion's setting unless
+    :mod:`training.setting_search` asks for the full search),
     scores every candidate at the latest as-of with the champions, and writes the
     scores to ``Workspace.latest_scores`` (read by the service's target lists) and a dated copy,
     then each champion's drift and calibration figures (:func:`training.drift.monitor`) to
@@ -670,7 +717,8 @@ def retrain(cfg: Config, ws: Workspace) -> str:
     (:func:`training.drift.check_guardrails`).
 
     Returns:
-        A short report for the terminal.
+        A short report for the terminal, ending with each product's setting search and the
+        wall time of each stage (features, train, score, reports).
 
     Raises:
         ModelUnavailable: no product has a champion after training (every reason is in the message).
@@ -678,25 +726,45 @@ def retrain(cfg: Config, ws: Workspace) -> str:
     from features.store import publish
 
     recover(ws)
+    started = time.perf_counter()
     pub = publish(cfg, ws)
-    return score_and_report(cfg, ws, pub, train(cfg, ws))
+    stages = {"features": _stage_done("features", started)}
+    started = time.perf_counter()
+    results = train(cfg, ws, reuse=reuse)
+    stages["train"] = _stage_done("train", started)
+    return score_and_report(cfg, ws, pub, results, stages)
 
 
-def score_and_report(cfg: Config, ws: Workspace, pub: Any, results: list[ProductResult]) -> str:
+def _stage_done(stage: str, started: float) -> float:
+    """Seconds since ``started``, logged as the retrain's stage ``stage``."""
+    took = time.perf_counter() - started
+    log.info("retrain stage %s: %.1f s", stage, took)
+    return took
+
+
+def score_and_report(
+    cfg: Config, ws: Workspace, pub: Any, results: list[ProductResult], stages: dict[str, float] | None = None
+) -> str:
     """The end of the monthly job: score every candidate at the latest materialised as-of with the
     champions, write the scores (latest and a dated copy) and the drift report, and report
-    ``results``, the counts and each product's drift flags.
+    ``results``, the counts, each product's drift flags and setting search, and the stages' times.
 
     Args:
         pub: what :func:`features.store.publish` returned (its ``materialized`` as-of and ``describe``).
+        stages: seconds of the job's stages so far (``features``, ``train``); ``score`` and
+            ``reports`` are added.
 
     Raises:
         ModelUnavailable: no product has a champion.
     """
+    stages = dict(stages or {})
+    started = time.perf_counter()
     latest = pd.Timestamp(pub.materialized)
     df = score(cfg, ws, [latest])
     dated = write_scores(df, ws.scores_dir / f"{latest:%Y-%m-%d}.parquet")
     write_scores(df, ws.latest_scores)
+    stages["score"] = _stage_done("score", started)
+    started = time.perf_counter()
     lines = [
         pub.describe(),
         evaluate.metrics_table(
@@ -724,4 +792,7 @@ def score_and_report(cfg: Config, ws: Workspace, pub: Any, results: list[Product
 
     migration = write_migration(cfg, ws)
     lines.append(f"tier migration -> {migration}" if migration else "tier migration: fewer than two months of tiers")
+    lines += [r.search.line(r.product) for r in results if r.search is not None]
+    stages["reports"] = _stage_done("reports", started)
+    lines.append("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
     return "\n".join(lines)

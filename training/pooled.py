@@ -484,10 +484,11 @@ def backtest_pooled(
     return out, info
 
 
-def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[str, list[str]]:
+def retrain_federation(cfg: Config, ws: Workspace, banks: list[str], reuse: bool = True) -> tuple[str, list[str]]:
     """The monthly job of a federation workspace, for the member banks ``banks``.
 
-    Each bank's features are published and its ``scope: bank`` products trained, bank by bank;
+    Each bank's features are published and its ``scope: bank`` products trained, bank by bank
+    (with ``reuse``, each reusing its champion's setting where :mod:`training.setting_search` allows);
     then each pooled product is fitted once on every member bank and registered and gated for
     ``banks``; then each bank is scored with its champions. With ``compute.engine: spark`` every
     bank's and pooled product's fit runs in one Spark job once all banks are published
@@ -509,7 +510,7 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
     for code in banks:
         bws = ws.for_bank(code)
         try:
-            done[code] = (publish(cfg, bws), train(cfg, bws, products=own) if own and not spark else [])
+            done[code] = (publish(cfg, bws), train(cfg, bws, products=own, reuse=reuse) if own and not spark else [])
         except NbpError as e:
             lines.append(f"bank {code}: failed: {e}")
             failed.append(code)
@@ -517,7 +518,7 @@ def retrain_federation(cfg: Config, ws: Workspace, banks: list[str]) -> tuple[st
     if spark:
         from training.spark_fit import FederationJob
 
-        fed = FederationJob(cfg, ws, list(done), own, pooled, keep_going=True).run()
+        fed = FederationJob(cfg, ws, list(done), own, pooled, keep_going=True, reuse=reuse).run()
         for code, why in fed.failed.items():
             lines.append(f"bank {code}: failed: {why}")
             failed.append(code)

@@ -61,6 +61,7 @@ from nbp.errors import ModelUnavailable
 from nbp.workspace import Workspace
 from training import evaluate
 from training.model import FittedModel
+from training.setting_search import ChampionRecord
 
 log = logging.getLogger(__name__)
 
@@ -534,6 +535,23 @@ def load_champion(ws: Workspace, product: str) -> tuple[FittedModel, int]:
         ModelUnavailable: the product has no registered model or no champion.
     """
     return load_version(ws, product, CHAMPION)
+
+
+def search_record(ws: Workspace, product: str) -> ChampionRecord | None:
+    """The champion of ``nbp-<product>`` as the monthly job's setting search reads it: its version,
+    its run's tags (the search it carries: ``training/setting_search.py``) and the product's latest
+    registered version. None without a registry, a registered model or a champion."""
+    if not ws.mlflow_db.exists():
+        return None
+    client = _connect(ws)
+    name = model_name(product, ws.bank)
+    champ_v = _current_champion(client, name)
+    if champ_v is None:
+        return None
+    versions = client.search_model_versions(f"name = '{name}'")
+    run_id = client.get_model_version(name, str(champ_v)).run_id
+    tags = dict(client.get_run(run_id).data.tags) if run_id else {}
+    return ChampionRecord(champ_v, tags, max([int(v.version) for v in versions] + [champ_v]))
 
 
 def record_skip(ws: Workspace, product: str, zh: str, en: str, window: str = "") -> str:

@@ -124,7 +124,8 @@ class Stage:
         """Stage each product of ``prep`` (fitting and test rows) and release them from ``prep``."""
         for key, (rows, te) in prep.data.items():
             task = (bank, key)
-            self.tasks[task] = {"kind": "bank"}
+            plan = prep.plans.get(key)
+            self.tasks[task] = {"kind": "bank", "grid": plan.grid if plan is not None else None}
             self.tasks[task] |= {
                 "fit": self._write("rows", task, "fit", rows),
                 "test": self._write("rows", task, "test", te),
@@ -231,7 +232,7 @@ def fit_bank(cfg: Config, spec: dict[str, Any], pdf: pd.DataFrame) -> Any:
     rows = restore(pdf[part == "fit"], spec["fit"])
     te = restore(pdf[part == "test"], spec["test"])
     del pdf
-    got = _fit_product(cfg, rows, te)
+    got = _fit_product(cfg, rows, te, spec.get("grid"))
     if isinstance(got, Skip):
         return got
     model, scored, m = got
@@ -288,6 +289,8 @@ class FederationJob:
             ``pooled`` product (a pooled fit reads every member bank's rows).
         keep_going: a bank whose rows cannot be prepared or registered is reported in
             ``failed`` and left out of the rest (the monthly job); else its error stops the job.
+        reuse: each bank's products reuse their champion's setting where
+            :mod:`training.setting_search` allows (the monthly job); else every setting is searched.
     """
 
     def __init__(
@@ -299,9 +302,10 @@ class FederationJob:
         pooled: list[str],
         cutoff: pd.Timestamp | None = None,
         keep_going: bool = False,
+        reuse: bool = False,
     ) -> None:
         self.cfg, self.ws, self.banks, self.own, self.pooled = cfg, ws, banks, own, pooled
-        self.cutoff, self.keep_going = cutoff, keep_going
+        self.cutoff, self.keep_going, self.reuse = cutoff, keep_going, reuse
         self.stage = Stage(ws)
         self.preps: dict[str, Prepared] = {}
         self.parts: dict[str, list[BankRows]] = {}
@@ -321,7 +325,7 @@ class FederationJob:
         for code in self.banks if self.own else []:
             bws = self.ws.for_bank(code)
             try:
-                self.preps[code] = self.stage.add_bank(code, prepare(self.cfg, bws, self.cutoff, self.own))
+                self.preps[code] = self.stage.add_bank(code, prepare(self.cfg, bws, self.cutoff, self.own, self.reuse))
             except NbpError as e:
                 self._failed(code, e)
             finally:
