@@ -38,7 +38,7 @@ from typing import Protocol
 import duckdb
 
 from bankexport.spec import ALL_TABLES, BANK_COLUMN, REQUIRED_TABLES
-from features import tiers
+from features import fingerprint, tiers
 from features.catalog import CATALOG, MODULES, family_features, modules
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
@@ -61,21 +61,40 @@ PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000, DICT
 
 @dataclass
 class BuildSummary:
-    """What one build wrote."""
+    """What one build wrote: ``as_of`` every as-of date the build covers, ``built`` the dates each
+    family's table was (re)written for (an incremental build leaves the others as they were)."""
 
     as_of: list[date]
     rows: dict[str, int] = field(default_factory=dict)
     skipped_families: list[str] = field(default_factory=list)
     loan_mode: str = "end_date"
     seconds: float = 0.0
+    built: dict[str, list[date]] = field(default_factory=dict)
+
+    @property
+    def built_dates(self) -> list[date]:
+        """Every as-of date some family's table was written for."""
+        return sorted({d for ds in self.built.values() for d in ds})
 
     def describe(self) -> str:
         n = max(self.rows.values()) if self.rows else 0
         skipped = f"; null families (table absent): {', '.join(self.skipped_families)}" if self.skipped_families else ""
-        return (
-            f"features: {len(self.as_of)} as-of dates ({self.as_of[0]} … {self.as_of[-1]}), "
-            f"{n:,} (customer, as-of) rows per family, {self.seconds:.1f} s{skipped}"
-        )
+        span = f"{len(self.as_of)} as-of dates ({self.as_of[0]} … {self.as_of[-1]})" if self.as_of else "no as-of date"
+        if self.built and all(len(ds) == len(self.as_of) for ds in self.built.values()):
+            return f"features: {span}, {n:,} (customer, as-of) rows per family, {self.seconds:.1f} s{skipped}"
+        if not any(self.built.values()):
+            return f"features: {span}, inputs unchanged since the last build: nothing rebuilt, {self.seconds:.1f} s"
+        by_dates: dict[tuple[date, ...], list[str]] = {}
+        for fam, ds in self.built.items():
+            by_dates.setdefault(tuple(ds), []).append(fam)
+        parts = [
+            f"{', '.join(fams)} {len(ds)} ({ds[0]}{' … ' + str(ds[-1]) if len(ds) > 1 else ''})"
+            if ds
+            else f"{', '.join(fams)} none"
+            for ds, fams in sorted(by_dates.items(), key=lambda kv: (len(kv[0]), kv[0]))
+        ]
+        rebuilt = "; ".join(parts)
+        return f"features: {span}; rebuilt (new or changed inputs): {rebuilt}; {self.seconds:.1f} s{skipped}"
 
 
 def member_banks(ws: Workspace, bank: str | None = None, largest_first: bool = False) -> list[str]:
@@ -549,8 +568,14 @@ def build(
     loan_mode: str | None = None,
     families: Sequence[str] | None = None,
     cfg: Config | None = None,
+    full: bool = False,
 ) -> BuildSummary:
-    """Build the feature tables of ``as_of`` (default: :func:`default_as_of`).
+    """Build the feature tables of ``as_of`` (default: :func:`default_as_of`, incrementally).
+
+    Without ``as_of`` (and without ``full``) the build is incremental: each family's table is
+    rewritten only for the as-of dates that are new or whose inputs changed since the last build,
+    by the content fingerprints of :mod:`features.fingerprint`; the result is the same as a full
+    rebuild. Given ``as_of``, exactly those dates are rebuilt.
 
     Args:
         ws: the workspace (reads its ingested tables, writes its features_dir); a member
@@ -560,6 +585,7 @@ def build(
             :func:`detect_loan_mode`); None detects it from the loans table.
         families: build only these families (default all).
         cfg: the engine (``compute.engine``) and the Spark session's settings; None builds on DuckDB.
+        full: rebuild every as-of date of every family.
 
     Returns:
         A :class:`BuildSummary`.
@@ -571,8 +597,126 @@ def build(
     t0 = time.perf_counter()
     tables = available_tables(ws)
     _check_bank(ws)
-    dates = sorted(set(as_of)) if as_of else default_as_of(ws)
+    want = sorted(set(as_of)) if as_of else default_as_of(ws)
     ws.features_dir.mkdir(parents=True, exist_ok=True)
+    cfg_ = cfg or load_config()
+    built = modules(ws.bank is not None)  # a member bank also gets the bank family
+    names = list(families or built)
+    con = connect(ws, tables)
+    try:
+        mode = loan_mode or detect_loan_mode(DuckDBEngine(con, want))
+        if mode not in LOAN_MODES:
+            raise FeatureStoreError(f"loan_mode {mode!r}: must be one of {LOAN_MODES}")
+        start = _clock()
+        fps = fingerprint.compute(con, tables)
+        _log_since(start, "fingerprints of %d ingested tables", len(tables))
+    finally:
+        _close(ws, con)
+    records = fingerprint.load(ws)
+    plans: dict[str, list[date]] = {}
+    for fam in names:
+        code, deps = _family_inputs(fam, built[fam], tables, fps, mode, ws.bank)
+        plans[fam] = _plan(records, fam, code, {k: fps[k] for k in deps}, want, bool(as_of) or full)
+    summary = BuildSummary(as_of=want, loan_mode=mode)
+    summary.skipped_families = [f for f in names if not set(built[f].REQUIRES) <= tables]
+    groups: dict[tuple[date, ...], list[str]] = {}
+    for fam in names:
+        groups.setdefault(tuple(plans[fam]), []).append(fam)
+    for dates, fams in groups.items():
+        summary.built.update(dict.fromkeys(fams, list(dates)))
+        if dates:
+            _build_group(ws, cfg, tables, list(dates), mode, fams, summary)
+    if families is None or tiers.FAMILY in families:
+        code, deps = _tier_inputs(cfg_, tables, fps, mode, ws.bank)
+        dates = _plan(records, tiers.FAMILY, code, {k: fps[k] for k in deps}, want, bool(as_of) or full)
+        dates = sorted(set(dates) | {d for f in tiers.REQUIRES for d in summary.built.get(f, ())})
+        records[tiers.FAMILY].dates = sorted(set(records[tiers.FAMILY].dates) | set(dates))
+        summary.built[tiers.FAMILY] = dates
+        if dates:
+            start = _clock()
+            summary.rows[tiers.FAMILY] = _write_tiers(ws, cfg, tables, dates, mode)
+            _log_since(start, "tiers: %s rows", f"{summary.rows[tiers.FAMILY]:,}")
+    fingerprint.save(ws, records)
+    summary.seconds = time.perf_counter() - t0
+    _write_build_file(ws, summary)
+    log.info(summary.describe())
+    return summary
+
+
+def _plan(
+    records: dict[str, fingerprint.FamilyRecord],
+    fam: str,
+    code: str,
+    inputs: fingerprint.Fingerprints,
+    want: list[date],
+    every: bool,
+) -> list[date]:
+    """The dates of ``want`` to build for ``fam`` (all of them when ``every``), and its record
+    updated in ``records`` to what its table will hold once they are built."""
+    todo, kept = fingerprint.plan(records.get(fam), code, inputs, want)
+    if every:
+        todo, kept = list(want), kept - set(want)
+    records[fam] = fingerprint.FamilyRecord(code, inputs, sorted(kept | set(todo)))
+    return todo
+
+
+_HERE = Path(__file__).parent
+_COMMON_CODE = (
+    _HERE / "build.py",
+    _HERE / "windows.py",
+    _HERE / "schema.py",
+    _HERE / "families" / "_sql.py",
+    _HERE / "families" / "monthly.py",
+)
+
+
+def _family_inputs(
+    fam: str, mod: object, tables: frozenset[str], fps: fingerprint.Fingerprints, mode: str, bank: str | None
+) -> tuple[str, list[str]]:
+    """A family's code hash (its SQL, catalogue entries, the build's code, loan mode, bank) and the
+    input parts it reads (the tables its SQL and its windows' monthly sources name)."""
+    inner = mod.sql(tables) if set(mod.REQUIRES) <= tables else None
+    texts = [inner or ""]
+    if inner is not None:
+        for src in route(fam, referenced(inner), tables):
+            texts.append(SOURCES[src][1]("TIMESTAMP '2000-01-01'", "TIMESTAMP '2000-01-01'"))
+    code = fingerprint.code_hash(
+        *texts,
+        repr(family_features(fam)),
+        fingerprint.source_text(Path(mod.__file__), *_COMMON_CODE),
+        mode,
+        bank or "",
+        ",".join(sorted(tables)),
+    )
+    return code, fingerprint.dependencies(texts, fps)
+
+
+def _tier_inputs(
+    cfg: Config, tables: frozenset[str], fps: fingerprint.Fingerprints, mode: str, bank: str | None
+) -> tuple[str, list[str]]:
+    """As :func:`_family_inputs` for the tier table: its module's SQL and ``configs/tiers.yaml``."""
+    text = fingerprint.source_text(Path(tiers.__file__))
+    code = fingerprint.code_hash(
+        text,
+        cfg.tiers.model_dump_json(),
+        fingerprint.source_text(*_COMMON_CODE),
+        mode,
+        bank or "",
+        ",".join(sorted(tables)),
+    )
+    return code, fingerprint.dependencies([text], fps)
+
+
+def _build_group(
+    ws: Workspace,
+    cfg: Config | None,
+    tables: frozenset[str],
+    dates: list[date],
+    mode: str,
+    fams: list[str],
+    summary: BuildSummary,
+) -> None:
+    """Write the tables of ``fams`` for the as-of dates ``dates`` (one engine and spine for them)."""
     spark = cfg is not None and cfg.compute.engine == "spark"
     con = connect(ws, frozenset() if spark else tables)  # on Spark: only the writer of the final files
     engine: Engine | None = None
@@ -583,31 +727,16 @@ def build(
             engine = SparkEngine(cfg, ws, tables, dates)
         else:
             engine = DuckDBEngine(con, dates)
-        mode = loan_mode or detect_loan_mode(engine)
-        if mode not in LOAN_MODES:
-            raise FeatureStoreError(f"loan_mode {mode!r}: must be one of {LOAN_MODES}")
         _setup(engine, dates, mode)
-        summary = BuildSummary(as_of=dates, loan_mode=mode)
-        built = modules(ws.bank is not None)  # a member bank also gets the bank family
         run = _Run(con, engine, ws, tables, dates)
-        for fam in families or built:
+        for fam in fams:
             start = _clock()
             summary.rows[fam] = _write_family(run, fam)
-            if not set(built[fam].REQUIRES) <= tables:
-                summary.skipped_families.append(fam)
-            _log_since(start, "family %s: %s rows", fam, f"{summary.rows[fam]:,}")
-        if families is None or tiers.FAMILY in families:
-            start = _clock()
-            summary.rows[tiers.FAMILY] = _write_tiers(ws, cfg, tables, dates, mode)
-            _log_since(start, "tiers: %s rows", f"{summary.rows[tiers.FAMILY]:,}")
+            _log_since(start, "family %s: %s rows (%d as-of dates)", fam, f"{summary.rows[fam]:,}", len(dates))
     finally:
         if engine is not None:
             engine.close()
         _close(ws, con)
-    summary.seconds = time.perf_counter() - t0
-    _write_build_file(ws, summary)
-    log.info(summary.describe())
-    return summary
 
 
 def _write_tiers(ws: Workspace, cfg: Config | None, tables: frozenset[str], dates: list[date], mode: str) -> int:
@@ -645,12 +774,12 @@ def build_banks(
 def _write_build_file(ws: Workspace, summary: BuildSummary) -> None:
     path = ws.features_build_meta
     prev = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    all_dates = sorted(set(prev.get("as_of", [])) | {d.isoformat() for d in summary.as_of})
+    all_dates = sorted(set(prev.get("as_of", [])) | {d.isoformat() for d in summary.built_dates})
     path.write_text(
         json.dumps(
             {
                 "as_of": all_dates,
-                "last_build": [d.isoformat() for d in summary.as_of],
+                "last_build": [d.isoformat() for d in summary.built_dates],
                 "loan_mode": summary.loan_mode,
                 "rows": summary.rows,
                 "null_families": summary.skipped_families,

@@ -673,13 +673,15 @@ class PublishSummary:
         return f"{self.build.describe()}\nonline store: as-of {self.materialized} materialised"
 
 
-def publish(cfg: Config, ws: Workspace, as_of: Sequence[date] | None = None) -> PublishSummary:
+def publish(cfg: Config, ws: Workspace, as_of: Sequence[date] | None = None, full: bool = False) -> PublishSummary:
     """Build the feature tables, apply the Feast definitions, materialise the latest as-of.
 
     Args:
-        as_of: as-of dates (default: ``features.as_of`` of the config, else every month start).
+        as_of: as-of dates (default: ``features.as_of`` of the config, else every month start,
+            built incrementally: :func:`features.build.build`).
+        full: rebuild every as-of date.
     """
     repair_registry(ws)
-    summary = fbuild.build(ws, list(as_of or cfg.features.as_of) or None, cfg=cfg)
+    summary = fbuild.build(ws, list(as_of or cfg.features.as_of) or None, cfg=cfg, full=full)
     apply(cfg, ws)
     return PublishSummary(summary, materialize(cfg, ws))

@@ -292,24 +292,32 @@ def quality_report(ctx: Ctx, out: str | None, bank: str | None) -> None:
     default=None,
     help="Federation workspace: build only this member bank (default: every bank, one after the other).",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Rebuild every as-of date (default: only the dates that are new or whose input rows changed).",
+)
 @common
-def features(ctx: Ctx, as_of: tuple, bank: str | None) -> None:
+def features(ctx: Ctx, as_of: tuple, bank: str | None, full: bool) -> None:
     """Build the feature tables, apply the Feast repo, materialise the latest as-of (in a
-    federation workspace: build each member bank's tables under banks/<code>/, bank by bank)."""
+    federation workspace: build each member bank's tables under banks/<code>/, bank by bank).
+
+    Without --as-of the build is incremental: an as-of date is rebuilt only when it is new or
+    rows it can see changed since the last build (content fingerprints per table and month)."""
     if click.get_current_context().invoked_subcommand is not None:
         return
     dates = [d.date() for d in as_of]
     if bank is not None or ctx.ws.banks():
-        _features_federation(ctx, dates, bank)
+        _features_federation(ctx, dates, bank, full)
         return
     from features.store import publish
     from nbp.jobs import job
 
     with job(ctx.ws):
-        click.echo(publish(ctx.cfg, ctx.ws, dates).describe())
+        click.echo(publish(ctx.cfg, ctx.ws, dates, full=full).describe())
 
 
-def _features_federation(ctx: Ctx, dates: list, bank: str | None) -> None:
+def _features_federation(ctx: Ctx, dates: list, bank: str | None, full: bool = False) -> None:
     """Publish member banks' features one bank after the other (build, Feast apply, materialise,
     each into the bank's own folder), a progress line per bank."""
     from features.store import publish
@@ -318,7 +326,7 @@ def _features_federation(ctx: Ctx, dates: list, bank: str | None) -> None:
     wss = bank_workspaces(ctx, bank, "features")
     with job(ctx.ws):
         for i, ws in enumerate(wss, 1):
-            summary = publish(ctx.cfg, ws, dates)
+            summary = publish(ctx.cfg, ws, dates, full=full)
             click.echo(f"bank {ws.bank} ({i}/{len(wss)}): {summary.describe()}")
             next_bank(ws)
 
