@@ -9,7 +9,8 @@ Every family is one DuckDB query over all as-of dates. Transactions and balances
 are first aggregated per customer × month in DuckDB; the window aggregates over
 whole months that the monthly families name (``_sql.win``) are computed in numpy
 (:mod:`features.windows`) and handed back to DuckDB as the relation ``win``.
-Rebuilding some as-of dates replaces only those dates' rows.
+Rebuilding some as-of dates replaces only those dates' rows; without dates a build is
+incremental (:mod:`features.fingerprint`): only the as-of dates whose inputs changed are rebuilt.
 
 With ``compute.engine: spark`` the same SQL runs on Spark (:mod:`features.spark_build`):
 the relations and every family's query are transpiled (``nbp.dialect.to_spark``), the

@@ -1,7 +1,7 @@
 """Content fingerprints of the ingested tables, per month, and the as-of dates they leave stale.
 
 An incremental ``nbp features`` rebuilds only the as-of dates whose inputs changed since the
-last build (``docs/decisions/025-incremental-features.md``). A row can affect the features at T
+last build (``docs/decisions/027-incremental-features.md``). A row can affect the features at T
 only once it is known (``../shared/spec/bank-export.md``, Point in time), so each table is cut
 into *parts*, each with the date from which its columns are known, and every part's rows are
 fingerprinted per calendar month of that date (a count and an order-free sum of row hashes).
