@@ -187,7 +187,7 @@ def plan(
     if record is None:
         return full("no_champion", "no champion to take a setting from")
     tags = record.tags
-    setting = _grid_member(tags.get(TAG_SETTING))
+    setting = grid_member(tags.get(TAG_SETTING))
     if tags.get(TAG_FINGERPRINT) != fp or setting is None or not tags.get(TAG_MONTH):
         recorded = tags.get(TAG_FINGERPRINT)
         why = (
@@ -220,7 +220,7 @@ def plan(
     )
 
 
-def _grid_member(text: str | None) -> dict[str, Any] | None:
+def grid_member(text: str | None) -> dict[str, Any] | None:
     """The member of :data:`GRID` recorded as ``text`` (:func:`setting_text`); None when it is none of them."""
     if not text:
         return None
