@@ -34,10 +34,13 @@ from datetime import date
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.families._sql import add_months, days_between
 from features.families.monthly import month_index
 from features.schema import EVENT_TS, JOIN_KEY, Feature
+from features.windows import MonthlySeries, Spine, Window
 from nbp import jobs
 from nbp.config import Config, TierLevel
 from nbp.sqltext import ident, lit
@@ -123,14 +126,12 @@ def _parts_sql(tables: frozenset[str], ws: Workspace) -> str:
         + [f"CASE WHEN coalesce(h.{ident(n)}, 0) > 0 THEN 1 ELSE 0 END" for n in loans_active]
     )
     deposit = dep_1m = "NULL::DOUBLE"
-    joins = ""
+    joins = f"LEFT JOIN tier_win w ON w.customer_id = h.customer_id AND w.as_of = h.{EVENT_TS}\n"
     if {"balances", "accounts"} <= tables:
-        deposit, dep_1m = "b.dep_median", "b.dep_1m"
-        joins += f"LEFT JOIN dep b ON b.customer_id = h.customer_id AND b.as_of = h.{EVENT_TS}\n"
+        deposit, dep_1m = "w.dep_median", "w.dep_1m"
     txn, turnover = "0", "0.0"
     if "transactions" in tables:
-        txn, turnover = "coalesce(t.txn_12m, 0)", "coalesce(t.turnover_1m, 0.0)"
-        joins += f"LEFT JOIN act t ON t.customer_id = h.customer_id AND t.as_of = h.{EVENT_TS}\n"
+        txn, turnover = "coalesce(CAST(w.txn_12m AS BIGINT), 0)", "coalesce(w.turnover_1m, 0.0)"
     interest = "0.0"
     if "loans" in tables:
         interest = "coalesce(l.interest, 0.0)"
@@ -150,50 +151,51 @@ JOIN read_parquet({demo}) d ON d.customer_id = h.customer_id AND d.{EVENT_TS} = 
 """
 
 
-def _over_12_months(con: duckdb.DuckDBPyConnection, name: str, monthly: str, aggs: str) -> None:
-    """Temp table ``name``: ``aggs`` over the 12 months before each as-of's month of the per-month
-    query ``monthly`` (``customer_id``, ``mi`` = month index, measures; read as ``m``, the as-of as ``x``)."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {name} AS
-WITH m AS ({monthly})
-SELECT m.customer_id, x.as_of, {aggs}
-FROM m JOIN tier_asofs_mi x ON m.mi BETWEEN x.mi - 12 AND x.mi - 1
-GROUP BY ALL"""
-    )
+def _windows(con: duckdb.DuckDBPyConnection, tables: frozenset[str], dates: Sequence[date]) -> None:
+    """Register ``tier_win`` (one row per customer known at T): the deposit median and last month,
+    the money-out transactions of the 12 months and last month's turnover, from monthly figures
+    per customer whose windows are computed in numpy (:mod:`features.windows`)."""
+    first = _sub_months(min(dates), 13)  # the grid of features/build.py: 12 months plus one
+    first_mi = first.year * 12 + first.month
+    lo, hi = _month_literal(first), _month_literal(max(dates))
+    spine = Spine.from_sql(con, "SELECT customer_id, open_date FROM customers", list(dates), first_mi)
+    cols: dict[str, np.ndarray] = {}
+    if {"balances", "accounts"} <= tables:
+        out = ", ".join(lit(t) for t in _DEPOSIT_TYPES_OUT)
+        dep = MonthlySeries.from_sql(
+            con,
+            f"""SELECT a.customer_id, {month_index("b.month")} AS mi, sum(b.avg_daily_balance) AS adb
+    FROM balances b JOIN accounts a USING (account_id)
+    WHERE b.month >= {lo} AND b.month < {hi} AND a.account_type NOT IN ({out})
+    GROUP BY ALL""",
+            spine,
+            float("nan"),
+        )
+        cols["dep_median"] = dep.window(Window("adb", "median", 1, 12))
+        cols["dep_1m"] = dep.window(Window("adb", "max", 1, 1))
+    if "transactions" in tables:
+        out = ", ".join(lit(t) for t in _NOT_ACTIVITY)
+        act = MonthlySeries.from_sql(
+            con,
+            f"""SELECT customer_id, {month_index("txn_time")} AS mi,
+           count(*) FILTER (WHERE direction = 'D' AND txn_type NOT IN ({out})) AS n_out, sum(amount) AS amt
+    FROM transactions WHERE txn_time >= {lo} AND txn_time < {hi}
+    GROUP BY ALL""",
+            spine,
+            0.0,
+        )
+        cols["txn_12m"] = act.window(Window("n_out", "sum", 1, 12))
+        cols["turnover_1m"] = act.window(Window("amt", "sum", 1, 1))
+    con.register("tier_win", spine.table(cols))
 
 
 def _setup(
     con: duckdb.DuckDBPyConnection, tables: frozenset[str], dates: Sequence[date], cfg: Config, loan_mode: str
 ) -> None:
-    """Temporary relations: the as-ofs, deposit medians, activity and loan interest per (customer, T)."""
+    """Temporary relations: the as-ofs, the monthly windows (``tier_win``) and loan interest per (customer, T)."""
     values = ", ".join(f"(TIMESTAMP {lit(d.isoformat())})" for d in dates)
     con.execute(f"CREATE OR REPLACE TEMP TABLE tier_asofs AS SELECT col0 AS as_of FROM (VALUES {values})")
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW tier_asofs_mi AS SELECT as_of, {month_index('as_of')} AS mi FROM tier_asofs"
-    )
-    first, last = _month_literal(_sub_months(min(dates), 12)), _month_literal(max(dates))
-    if {"balances", "accounts"} <= tables:
-        out = ", ".join(lit(t) for t in _DEPOSIT_TYPES_OUT)
-        _over_12_months(
-            con,
-            "dep",
-            f"""SELECT a.customer_id, {month_index("b.month")} AS mi, sum(b.avg_daily_balance) AS adb
-    FROM balances b JOIN accounts a USING (account_id)
-    WHERE b.month >= {first} AND b.month < {last} AND a.account_type NOT IN ({out})
-    GROUP BY ALL""",
-            "median(m.adb) AS dep_median, max(m.adb) FILTER (WHERE m.mi = x.mi - 1) AS dep_1m",
-        )
-    if "transactions" in tables:
-        out = ", ".join(lit(t) for t in _NOT_ACTIVITY)
-        _over_12_months(
-            con,
-            "act",
-            f"""SELECT customer_id, {month_index("txn_time")} AS mi,
-           count(*) FILTER (WHERE direction = 'D' AND txn_type NOT IN ({out})) AS n_out, sum(amount) AS amt
-    FROM transactions WHERE txn_time >= {first} AND txn_time < {last}
-    GROUP BY ALL""",
-            "sum(m.n_out) AS txn_12m, sum(m.amt) FILTER (WHERE m.mi = x.mi - 1) AS turnover_1m",
-        )
+    _windows(con, tables, dates)
     if "loans" in tables:
         end = (
             "coalesce(l.end_date, x.as_of)"
@@ -211,40 +213,75 @@ GROUP BY ALL"""
         )
 
 
-def _score_sql(cfg: Config, available: dict[str, bool]) -> str:
-    """The score, the row number in the branch (best first) and the branch size, per (customer, T)."""
+def _percent_rank(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """SQL's ``percent_rank() OVER (PARTITION BY g ORDER BY x)`` for rows sorted by their group
+    ``g`` (``starts``: each group's first row): ``(rank - 1) / (n - 1)``, ties sharing the lowest rank."""
+    out = np.zeros(len(x))
+    bounds = [*starts.tolist(), len(x)]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        v = x[a:b]
+        if b - a > 1:
+            out[a:b] = np.searchsorted(np.sort(v), v, side="left") / float(b - a - 1)
+    return out
+
+
+def _score(cfg: Config, available: dict[str, bool], parts: dict[str, np.ndarray], starts: np.ndarray) -> np.ndarray:
+    """``tier_score``: 100 × the weighted mean of the parts' percentile ranks within each as-of
+    (a part's missing value ranks as 0), summed in the order of the config's weights."""
     w = cfg.tiers.weights.model_dump()
     used = {k: v for k, v in w.items() if v > 0 and available[k]}
     total = sum(used.values()) or 1.0
-    ranks = " + ".join(
-        f"{v / total!r} * percent_rank() OVER (PARTITION BY as_of ORDER BY coalesce({PARTS[k]}, 0))"
-        for k, v in used.items()
-    )
-    return f"""
-SELECT p.*, 100.0 * ({ranks or "0.0"}) AS tier_score FROM parts p
-"""
+    acc: np.ndarray | None = None
+    for k, v in used.items():
+        term = (v / total) * _percent_rank(np.nan_to_num(parts[PARTS[k]], nan=0.0), starts)
+        acc = term if acc is None else acc + term
+    return 100.0 * (acc if acc is not None else np.zeros(len(next(iter(parts.values())))))
 
 
-def _level_sql(cfg: Config) -> str:
-    """``tier_level``: the first tier whose score floor and branch quota the row meets."""
-    whens = []
-    for i, lv in enumerate(levels(cfg)):
-        cond = f"tier_score >= {lv.min_score!r}"
+def _levels(cfg: Config, score: np.ndarray, as_of: np.ndarray, branch: np.ndarray, customer: np.ndarray) -> np.ndarray:
+    """``tier_level``: the first tier whose score floor the row reaches and whose branch quota
+    (the branch's best scores first, ties by customer id) still has room."""
+    order = np.lexsort((customer, -score, branch, as_of))
+    key = np.stack([as_of[order], branch[order]])
+    new = np.r_[True, (key[:, 1:] != key[:, :-1]).any(axis=0)]
+    start = np.flatnonzero(new)
+    size = np.diff(np.r_[start, len(order)])
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(start, size) + 1
+    n = np.empty(len(order), dtype=np.int64)
+    n[order] = np.repeat(size, size)
+    lvls = levels(cfg)
+    out = np.full(len(score), len(lvls) - 1, dtype=np.int64)
+    undecided = np.ones(len(score), dtype=bool)
+    for i, lv in enumerate(lvls):
+        ok = score >= lv.min_score
         if lv.max_branch_share is not None:
-            cond += f" AND branch_rank <= floor({lv.max_branch_share!r} * branch_n)"
-        whens.append(f"WHEN {cond} THEN {i}")
-    last = len(cfg.tiers.levels) - 1
-    return f"""
-SELECT s.*, CAST(CASE {" ".join(whens)} ELSE {last} END AS BIGINT) AS tier_level
-FROM (
-    SELECT s.*,
-           row_number() OVER (
-               PARTITION BY s.as_of, c.branch_id ORDER BY s.tier_score DESC, s.customer_id
-           ) AS branch_rank,
-           count(*) OVER (PARTITION BY s.as_of, c.branch_id) AS branch_n
-    FROM scored s LEFT JOIN customers c USING (customer_id)
-) s
-"""
+            ok &= rank <= np.floor(lv.max_branch_share * n)
+        hit = undecided & ok
+        out[hit] = i
+        undecided &= ~hit
+    return out
+
+
+def _scored(con: duckdb.DuckDBPyConnection, cfg: Config, available: dict[str, bool]) -> pa.Table:
+    """The parts with ``tier_score`` and ``tier_level`` (percentile ranks per as-of, branch quotas)."""
+    tbl = con.sql("SELECT * FROM parts").to_arrow_table()
+    cust = con.sql("SELECT customer_id, branch_id FROM customers").to_arrow_table()
+    cust = cust.take(pc.sort_indices(cust, [(JOIN_KEY, "ascending")]))
+    customer = pc.index_in(tbl.column(JOIN_KEY), value_set=cust.column(JOIN_KEY)).to_numpy(zero_copy_only=False)
+    branches = pc.dictionary_encode(cust.column("branch_id").combine_chunks())
+    branch_of = np.where(branches.is_null(), -1, branches.indices.fill_null(0)).astype(np.int64)
+    as_of = tbl.column("as_of").to_numpy().astype("datetime64[us]").astype(np.int64)
+    order = np.argsort(as_of, kind="stable")  # each as-of's rows together
+    a = as_of[order]
+    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+    parts = {c: tbl.column(c).to_numpy(zero_copy_only=False).astype(np.float64)[order] for c in set(PARTS.values())}
+    c = customer.astype(np.int64)[order]
+    score = _score(cfg, available, parts, starts)
+    level = _levels(cfg, score, a, branch_of[c], c)
+    out_score, out_level = np.empty_like(score), np.empty_like(level)
+    out_score[order], out_level[order] = score, level
+    return tbl.append_column("tier_score", pa.array(out_score)).append_column("tier_level", pa.array(out_level))
 
 
 def build(
@@ -281,11 +318,11 @@ def build(
     }
     _setup(con, tables, dates, cfg, loan_mode)
     con.execute(f"CREATE OR REPLACE TEMP TABLE parts AS {_parts_sql(tables, ws)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS {_score_sql(cfg, available)}")
+    con.register("tier_scored", _scored(con, cfg, available))
     bank = f"{lit(ws.bank)} AS bank_code, " if ws.bank is not None else ""
     cols = ", ".join(ident(n) for n in NAMES)
     query = (
-        f"SELECT {bank}customer_id AS {JOIN_KEY}, as_of AS {EVENT_TS}, {cols} FROM ({_level_sql(cfg)}) "
+        f"SELECT {bank}customer_id AS {JOIN_KEY}, as_of AS {EVENT_TS}, {cols} FROM tier_scored "
         f"ORDER BY {EVENT_TS}, {JOIN_KEY}"
     )
     final = ws.feature_table(FAMILY)
@@ -302,9 +339,10 @@ def build(
         n = con.execute(
             f"SELECT count(*) FROM read_parquet({lit(str(tmp))}) WHERE {EVENT_TS} IN ({rebuilt})"
         ).fetchone()[0]
-    for t in ("parts", "scored", "dep", "act", "intr", "tier_asofs"):
+    for t in ("parts", "intr", "tier_asofs"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    con.execute("DROP VIEW IF EXISTS tier_asofs_mi")
+    for t in ("tier_win", "tier_scored"):
+        con.unregister(t)
     log.info("tiers: %s rows (%s)", f"{n:,}", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in available.items()))
     return n
 

@@ -16,9 +16,10 @@ DuckDB as the relation ``win(customer_id, as_of, <window columns>)`` (one row pe
 Aggregates (``NULL`` = a month without a value; transactions fill absent months
 with 0, balances leave them ``NULL``):
 
-``sum``, ``avg``, ``min``, ``max``, ``stddev_pop``
+``sum``, ``avg``, ``min``, ``max``, ``stddev_pop``, ``median``
     as in SQL over the window's months, ignoring ``NULL``; ``NULL`` when every
-    month is ``NULL``. Sums run in month order (oldest first); ``stddev_pop``
+    month is ``NULL`` (the median of an even count is ``(lo + hi) / 2`` of the middle
+    two, as DuckDB's). Sums run in month order (oldest first); ``stddev_pop``
     uses Welford's update, so a constant series gives exactly 0.
 ``months``
     months with a value > 0.
@@ -45,7 +46,7 @@ import pyarrow.compute as pc
 
 from features.schema import AS_OF, JOIN_KEY
 
-AGGS = ("sum", "avg", "min", "max", "stddev_pop", "months", "since", "streak")
+AGGS = ("sum", "avg", "min", "max", "stddev_pop", "median", "months", "since", "streak")
 _NAME = re.compile(r"\b([a-z][a-z0-9_]*?)__(" + "|".join(AGGS) + r")_(\d+)_(\d+)\b")
 
 
@@ -248,6 +249,8 @@ class MonthlySeries:
                 else:
                     out = np.sqrt(m2 / n)
             return np.where(n > 0, out, np.nan)
+        if w.agg == "median":
+            return _median(np.stack(take))
         if w.agg in ("min", "max"):
             f = np.fmin if w.agg == "min" else np.fmax
             out = take[0].copy()
@@ -271,6 +274,17 @@ class MonthlySeries:
             alive &= v > 0
             out += alive
         return out
+
+
+def _median(x: np.ndarray) -> np.ndarray:
+    """The median over axis 0 ignoring NaN, computed as DuckDB's ``median`` (NaN when all are NaN)."""
+    v = np.sort(x, axis=0)  # NaN sorts last
+    n = (~np.isnan(x)).sum(axis=0)
+    lo = np.take_along_axis(v, (np.maximum(n - 1, 0) // 2)[None], axis=0)[0]
+    hi = np.take_along_axis(v, np.minimum(n // 2, len(v) - 1)[None], axis=0)[0]
+    out = (lo + hi) / 2
+    out[n == 0] = np.nan
+    return out
 
 
 def window_table(spine: Spine, series: dict[str, MonthlySeries], routed: dict[str, list[Window]]) -> pa.Table:
