@@ -14,7 +14,9 @@ search gives when it keeps that setting), unless one of these holds, checked in 
   the champion's search, or none was recorded;
 - ``gate_failed``: the product's latest registered version is not its champion;
 - ``drift``: the last drift report (``training/drift.py``, written by the previous retrain) flags
-  the champion's scores (``psi_score``) or its calibration in the large (``calibration_gap``);
+  the PSI of the champion's scores (``psi_score``). Not its inputs' PSI, which clock-like features
+  raise every month, nor its calibration gap, which every fit corrects by calibrating again and
+  which the report measures on a sample's few uptakes per month (decision 026);
 - ``months_elapsed``: ``training.search_every_months`` months or more have passed since the
   search whose setting the champion carries (0: search every time), or that search is of a
   later month than this fit's cutoff.
@@ -55,7 +57,7 @@ REASONS: tuple[str, ...] = (
     "months_elapsed",
     "reused",
 )
-DRIFT_FLAGS = ("psi_score", "calibration_gap")  # the drift flags that send a product back to the full search
+DRIFT_FLAGS = ("psi_score",)  # the drift flags that send a product back to the full search
 NOT_SEARCH = frozenset(
     {
         "workers",  # fits side by side give the same models

@@ -85,7 +85,8 @@ def _report(version: int, *names: str) -> dict:
 
 
 def test_nothing_changed_reuses_the_champions_setting_and_the_month_of_its_search() -> None:
-    got = _plan(_record(), _report(3, "psi:age_years", "psi:tenure_months"))  # inputs drift by themselves
+    # inputs drift by themselves; the calibration is fitted again whatever the setting
+    got = _plan(_record(), _report(3, "psi:age_years", "psi:tenure_months", "calibration_gap"))
     assert (got.mode, got.reason) == ("reused", "reused")
     assert got.grid == (dict(GRID[2]),) and got.month == "2026-02" and got.from_version == 3
     tags = got.tags(dict(GRID[2]), CUTOFF)
@@ -103,7 +104,7 @@ def test_nothing_changed_reuses_the_champions_setting_and_the_month_of_its_searc
         (_record(**{ss.TAG_SETTING: json.dumps({"num_leaves": 63})}), None, {}, "config_changed"),  # not in GRID
         (_record(version=3, latest=4), None, {}, "gate_failed"),
         (_record(), _report(3, "psi_score"), {}, "drift"),
-        (_record(), _report(3, "calibration_gap", "psi:age_years"), {}, "drift"),
+        (_record(), _report(3, "calibration_gap", "psi:age_years", "psi_score"), {}, "drift"),
         (_record(), None, {"cutoff": pd.Timestamp("2026-08-01")}, "months_elapsed"),  # 6 months after 2026-02
         (_record(), None, {"every": 0}, "months_elapsed"),
         (_record(**{ss.TAG_MONTH: "2026-09"}), None, {}, "months_elapsed"),  # a search of a later month
