@@ -298,6 +298,7 @@ def measure(args: argparse.Namespace) -> dict:
         ingest = _ingest(month_n, env, work / "logs", "base", _campaigns(month_n))
         got = _nbp(["retrain"], env, work / "logs" / "base-retrain.log")
         res["base"] = {
+            "commit": commit,
             "ingest_s": ingest,
             "wall": got["wall"],
             "peak_gb": got["peak_gb"],
@@ -391,7 +392,8 @@ def section(res: dict) -> str:
     lines += [
         "",
         f"Month N's first retrain (features of every month built from nothing, full search): "
-        f"{_s(base['wall'])} (" + ", ".join(f"{k} {_s(first.get(k, float('nan')))}" for k in STAGES) + "); "
+        f"{_s(base['wall'])} (" + ", ".join(f"{k} {_s(first.get(k, float('nan')))}" for k in STAGES) + "; "
+        f"commit {base.get('commit', meta['commit'])}); "
         f"ingest of month N+1 {_s(_med([r['ingest_s'] for r in res['arms']]))} (median, with the campaign import).",
         "",
         "Each product's gate (backtest window of month N+1, AUC ± its standard error; the last run of each arm):",
