@@ -32,11 +32,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Protocol
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bankexport.spec import ALL_TABLES, BANK_COLUMN, REQUIRED_TABLES
 from features import fingerprint, tiers
@@ -337,9 +339,11 @@ class Engine(Protocol):
 class DuckDBEngine:
     """Every statement on the build's own DuckDB connection, windows from :class:`MonthlySources`."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: Sequence[date]) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, as_of: Sequence[date], cache: MonthlyCache | None = None
+    ) -> None:
         self.con = con
-        self.sources = MonthlySources(con, as_of)
+        self.sources = MonthlySources(con, as_of, cache)
 
     def rows(self, sql: str) -> list[tuple]:
         return self.con.execute(sql).fetchall()
@@ -366,20 +370,28 @@ class DuckDBEngine:
 
 
 class MonthlySources:
-    """The monthly sources (:data:`SOURCES`) of one build, read from DuckDB on first use."""
+    """The monthly sources (:data:`SOURCES`) of one build, read on first use: from the
+    :class:`MonthlyCache` when there is one, else by one DuckDB query over the grid."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: Sequence[date]) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, as_of: Sequence[date], cache: MonthlyCache | None = None
+    ) -> None:
         self._con, self._as_of = con, list(as_of)
         first, _ = grid(as_of)
         self._first_mi = first.year * 12 + first.month
         self._spine: Spine | None = None
         self._loaded: dict[str, MonthlySeries] = {}
+        self._cache = cache
 
     def get(self, source: str) -> MonthlySeries:
         if source not in self._loaded:
             start = _clock()
-            query, fill = source_sql(source, self._as_of), SOURCES[source][2]
-            self._loaded[source] = MonthlySeries.from_sql(self._con, query, self.spine(), fill)
+            fill = SOURCES[source][2]
+            if self._cache is not None:
+                tbl = self._cache.table(self._con, source, self._as_of)
+            else:
+                tbl = self._con.sql(source_sql(source, self._as_of)).to_arrow_table()
+            self._loaded[source] = MonthlySeries(tbl, self.spine(), fill)
             _log_since(start, "%s: customer × month aggregate, %s customers", source, f"{len(self._loaded[source]):,}")
         return self._loaded[source]
 
@@ -394,6 +406,66 @@ class MonthlySources:
     def release(self) -> None:
         for s in self._loaded.values():
             s.drop_dense()
+
+
+class MonthlyCache:
+    """The monthly sources' rows kept per calendar month between builds, so that a build after one
+    new month aggregates that month's transactions only.
+
+    ``data/features/_monthly/<source>/<YYYY-MM>.parquet`` holds one month's rows of the source's
+    query; ``_index.json`` the key each was computed under: the source's SQL and DuckDB's version,
+    and the content fingerprints (:mod:`features.fingerprint`) of the rows the month reads (its
+    month of ``transactions``; its month of ``balances`` and every ``accounts`` row). A month
+    whose key differs, or ``refresh``, is aggregated again.
+    """
+
+    def __init__(self, ws: Workspace, fps: fingerprint.Fingerprints, refresh: bool = False) -> None:
+        self.root = ws.features_dir / "_monthly"
+        self.fps, self.refresh = fps, refresh
+
+    def _key(self, source: str, month: str) -> str:
+        inputs = {"transactions": [f"transactions@{month}"], "balances": [f"balances@{month}", "accounts"]}
+        parts = []
+        for ref in inputs[SOURCES[source][0]]:
+            key, _, m = ref.partition("@")
+            fp = self.fps.get(key, {})
+            parts.append(f"{ref}={fp.get(m)}" if m else f"{ref}={json.dumps(fp, sort_keys=True)}")
+        sql = SOURCES[source][1]("TIMESTAMP '2000-01-01'", "TIMESTAMP '2000-01-01'")
+        return fingerprint.code_hash(sql, duckdb.__version__, *parts)
+
+    def table(self, con: duckdb.DuckDBPyConnection, source: str, as_of: Sequence[date]) -> pa.Table:
+        """The source's rows of the grid of ``as_of`` (:func:`grid`), aggregating only the months
+        whose cached rows are missing or stale (one query from the first to the last of them)."""
+        first, last = grid(as_of)
+        months = [_add_months(first, i) for i in range(month_index_of(last) - month_index_of(first))]
+        folder = self.root / source
+        index_path = folder / "_index.json"
+        index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.exists() else {}
+        keys = {m: self._key(source, f"{m:%Y-%m}") for m in months}
+        stale = [
+            m
+            for m in months
+            if self.refresh or index.get(f"{m:%Y-%m}") != keys[m] or not (folder / f"{m:%Y-%m}.parquet").exists()
+        ]
+        tables = []
+        if stale:
+            lo, hi = min(stale), _add_months(max(stale), 1)
+            fresh = con.sql(SOURCES[source][1](timestamp(str(lo)), timestamp(str(hi)))).to_arrow_table()
+            folder.mkdir(parents=True, exist_ok=True)
+            mi = fresh.column("mi").to_numpy(zero_copy_only=False)
+            for m in months:
+                if lo <= m < hi:
+                    with jobs.atomic_write(folder / f"{m:%Y-%m}.parquet") as tmp:
+                        pq.write_table(fresh.filter(pa.array(mi == month_index_of(m))), tmp)
+                    index[f"{m:%Y-%m}"] = keys[m]
+            with jobs.atomic_write(index_path) as tmp:
+                tmp.write_text(json.dumps(index, indent=1, sort_keys=True), encoding="utf-8")
+            tables.append(fresh)
+        for m in months:
+            if not (stale and lo <= m < hi):
+                tables.append(pq.read_table(folder / f"{m:%Y-%m}.parquet"))
+        log.info("%s: %d of %d months aggregated, the others from the cache", source, len(stale), len(months))
+        return pa.concat_tables(tables, promote_options="default")
 
 
 def _values(ts: Sequence[date]) -> str:
@@ -619,6 +691,7 @@ def build(
         code, deps = _family_inputs(fam, built[fam], tables, fps, mode, ws.bank)
         plans[fam] = _plan(records, fam, code, {k: fps[k] for k in deps}, want, bool(as_of) or full)
     summary = BuildSummary(as_of=want, loan_mode=mode)
+    cache = MonthlyCache(ws, fps, refresh=full)
     summary.skipped_families = [f for f in names if not set(built[f].REQUIRES) <= tables]
     groups: dict[tuple[date, ...], list[str]] = {}
     for fam in names:
@@ -626,7 +699,7 @@ def build(
     for dates, fams in groups.items():
         summary.built.update(dict.fromkeys(fams, list(dates)))
         if dates:
-            _build_group(ws, cfg, tables, list(dates), mode, fams, summary)
+            _build_group(ws, cfg, tables, list(dates), mode, fams, summary, cache)
     if families is None or tiers.FAMILY in families:
         code, deps = _tier_inputs(cfg_, tables, fps, mode, ws.bank)
         dates = _plan(records, tiers.FAMILY, code, {k: fps[k] for k in deps}, want, bool(as_of) or full)
@@ -635,7 +708,7 @@ def build(
         summary.built[tiers.FAMILY] = dates
         if dates:
             start = _clock()
-            summary.rows[tiers.FAMILY] = _write_tiers(ws, cfg, tables, dates, mode)
+            summary.rows[tiers.FAMILY] = _write_tiers(ws, cfg, tables, dates, mode, cache)
             _log_since(start, "tiers: %s rows", f"{summary.rows[tiers.FAMILY]:,}")
     fingerprint.save(ws, records)
     summary.seconds = time.perf_counter() - t0
@@ -716,8 +789,10 @@ def _build_group(
     mode: str,
     fams: list[str],
     summary: BuildSummary,
+    cache: MonthlyCache | None = None,
 ) -> None:
-    """Write the tables of ``fams`` for the as-of dates ``dates`` (one engine and spine for them)."""
+    """Write the tables of ``fams`` for the as-of dates ``dates`` (one engine and spine for them;
+    on DuckDB the monthly sources come through ``cache``)."""
     spark = cfg is not None and cfg.compute.engine == "spark"
     con = connect(ws, frozenset() if spark else tables)  # on Spark: only the writer of the final files
     engine: Engine | None = None
@@ -727,7 +802,7 @@ def _build_group(
 
             engine = SparkEngine(cfg, ws, tables, dates)
         else:
-            engine = DuckDBEngine(con, dates)
+            engine = DuckDBEngine(con, dates, cache)
         _setup(engine, dates, mode)
         run = _Run(con, engine, ws, tables, dates)
         for fam in fams:
@@ -740,11 +815,16 @@ def _build_group(
         _close(ws, con)
 
 
-def _write_tiers(ws: Workspace, cfg: Config | None, tables: frozenset[str], dates: list[date], mode: str) -> int:
-    """The tier table (``features/tiers.py``), on DuckDB over the family tables just written."""
+def _write_tiers(
+    ws: Workspace, cfg: Config | None, tables: frozenset[str], dates: list[date], mode: str, cache: MonthlyCache
+) -> int:
+    """The tier table (``features/tiers.py``), on DuckDB over the family tables just written and
+    the monthly sources (from ``cache``)."""
     con = connect(ws, tables)
     try:
-        return tiers.build(con, ws, cfg or load_config(), tables, dates, mode, key_columns(ws.bank), PARQUET_OPTIONS)
+        cfg = cfg or load_config()
+        monthly = partial(cache.table, con)
+        return tiers.build(con, ws, cfg, tables, dates, mode, key_columns(ws.bank), PARQUET_OPTIONS, monthly)
     finally:
         _close(ws, con)
 

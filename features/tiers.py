@@ -28,7 +28,7 @@ product models (``features/repo/definitions.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 
 import duckdb
@@ -38,7 +38,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.families._sql import add_months, days_between
-from features.families.monthly import month_index
 from features.schema import EVENT_TS, JOIN_KEY, Feature
 from features.windows import MonthlySeries, Spine, Window
 from nbp import jobs
@@ -47,6 +46,8 @@ from nbp.sqltext import ident, lit
 from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+Monthly = Callable[[str, Sequence[date]], pa.Table]
 
 FAMILY = "tier"
 REQUIRES = ("holdings", "demo")  # feature tables read (built first)
@@ -81,8 +82,6 @@ PARTS: dict[str, str] = {
     "activity": "tier_transactions_12m",
     "tenure": "tenure",
 }
-_DEPOSIT_TYPES_OUT = ("loan", "credit_card")
-_NOT_ACTIVITY = ("interest", "fee")
 
 
 def levels(cfg: Config) -> list[TierLevel]:
@@ -96,10 +95,6 @@ def level_label(cfg: Config, code: float | int | None, lang: str = "zh") -> str 
         return None
     lv = cfg.tiers.levels[int(code)]
     return lv.zh if lang == "zh" else lv.en
-
-
-def _month_literal(d: date) -> str:
-    return f"TIMESTAMP {lit(d.replace(day=1).isoformat())}"
 
 
 def _sub_months(d: date, n: int) -> date:
@@ -151,51 +146,37 @@ JOIN read_parquet({demo}) d ON d.customer_id = h.customer_id AND d.{EVENT_TS} = 
 """
 
 
-def _windows(con: duckdb.DuckDBPyConnection, tables: frozenset[str], dates: Sequence[date]) -> None:
+def _windows(con: duckdb.DuckDBPyConnection, tables: frozenset[str], dates: Sequence[date], monthly: Monthly) -> None:
     """Register ``tier_win`` (one row per customer known at T): the deposit median and last month,
-    the money-out transactions of the 12 months and last month's turnover, from monthly figures
-    per customer whose windows are computed in numpy (:mod:`features.windows`)."""
+    the money-out transactions of the 12 months and last month's turnover, windows in numpy
+    (:mod:`features.windows`) over the build's monthly sources (``monthly``: source -> rows)."""
     first = _sub_months(min(dates), 13)  # the grid of features/build.py: 12 months plus one
-    first_mi = first.year * 12 + first.month
-    lo, hi = _month_literal(first), _month_literal(max(dates))
-    spine = Spine.from_sql(con, "SELECT customer_id, open_date FROM customers", list(dates), first_mi)
+    customers = "SELECT customer_id, open_date FROM customers"
+    spine = Spine.from_sql(con, customers, list(dates), first.year * 12 + first.month)
     cols: dict[str, np.ndarray] = {}
     if {"balances", "accounts"} <= tables:
-        out = ", ".join(lit(t) for t in _DEPOSIT_TYPES_OUT)
-        dep = MonthlySeries.from_sql(
-            con,
-            f"""SELECT a.customer_id, {month_index("b.month")} AS mi, sum(b.avg_daily_balance) AS adb
-    FROM balances b JOIN accounts a USING (account_id)
-    WHERE b.month >= {lo} AND b.month < {hi} AND a.account_type NOT IN ({out})
-    GROUP BY ALL""",
-            spine,
-            float("nan"),
-        )
-        cols["dep_median"] = dep.window(Window("adb", "median", 1, 12))
-        cols["dep_1m"] = dep.window(Window("adb", "max", 1, 1))
+        dep = MonthlySeries(monthly("bal", dates).select([JOIN_KEY, "mi", "deposit_adb"]), spine, float("nan"))
+        cols["dep_median"] = dep.window(Window("deposit_adb", "median", 1, 12))
+        cols["dep_1m"] = dep.window(Window("deposit_adb", "max", 1, 1))
     if "transactions" in tables:
-        out = ", ".join(lit(t) for t in _NOT_ACTIVITY)
-        act = MonthlySeries.from_sql(
-            con,
-            f"""SELECT customer_id, {month_index("txn_time")} AS mi,
-           count(*) FILTER (WHERE direction = 'D' AND txn_type NOT IN ({out})) AS n_out, sum(amount) AS amt
-    FROM transactions WHERE txn_time >= {lo} AND txn_time < {hi}
-    GROUP BY ALL""",
-            spine,
-            0.0,
-        )
-        cols["txn_12m"] = act.window(Window("n_out", "sum", 1, 12))
-        cols["turnover_1m"] = act.window(Window("amt", "sum", 1, 1))
+        act = MonthlySeries(monthly("txn", dates).select([JOIN_KEY, "mi", "activity_n", "turnover_amt"]), spine, 0.0)
+        cols["txn_12m"] = act.window(Window("activity_n", "sum", 1, 12))
+        cols["turnover_1m"] = act.window(Window("turnover_amt", "sum", 1, 1))
     con.register("tier_win", spine.table(cols))
 
 
 def _setup(
-    con: duckdb.DuckDBPyConnection, tables: frozenset[str], dates: Sequence[date], cfg: Config, loan_mode: str
+    con: duckdb.DuckDBPyConnection,
+    tables: frozenset[str],
+    dates: Sequence[date],
+    cfg: Config,
+    loan_mode: str,
+    monthly: Monthly,
 ) -> None:
     """Temporary relations: the as-ofs, the monthly windows (``tier_win``) and loan interest per (customer, T)."""
     values = ", ".join(f"(TIMESTAMP {lit(d.isoformat())})" for d in dates)
     con.execute(f"CREATE OR REPLACE TEMP TABLE tier_asofs AS SELECT col0 AS as_of FROM (VALUES {values})")
-    _windows(con, tables, dates)
+    _windows(con, tables, dates, monthly)
     if "loans" in tables:
         end = (
             "coalesce(l.end_date, x.as_of)"
@@ -293,6 +274,7 @@ def build(
     loan_mode: str,
     key_columns: list[str],
     parquet_options: str,
+    monthly: Monthly,
 ) -> int:
     """Write the tier table's rows of ``dates`` (keeping the file's rows of other as-ofs).
 
@@ -305,6 +287,8 @@ def build(
         loan_mode: ``end_date`` or ``term``.
         key_columns: the table's leading columns (``bank_code`` first in a member bank's).
         parquet_options: the COPY options every feature table is written with.
+        monthly: the build's monthly sources: ``(source, dates)`` -> rows per customer and month
+            (``features/build.py: MonthlyCache.table``).
 
     Returns:
         Rows written for ``dates``.
@@ -316,7 +300,7 @@ def build(
         "activity": "transactions" in tables,
         "tenure": True,
     }
-    _setup(con, tables, dates, cfg, loan_mode)
+    _setup(con, tables, dates, cfg, loan_mode, monthly)
     con.execute(f"CREATE OR REPLACE TEMP TABLE parts AS {_parts_sql(tables, ws)}")
     con.register("tier_scored", _scored(con, cfg, available))
     bank = f"{lit(ws.bank)} AS bank_code, " if ws.bank is not None else ""

@@ -45,6 +45,9 @@ MEASURES: dict[str, str] = {
     "settle_amt": _sum(f"txn_type = 'merchant_settlement' AND direction = {_C}"),
     "settle_n": _count(f"txn_type = 'merchant_settlement' AND direction = {_C}"),
     "counterparties_n": "count(DISTINCT counterparty_id)",
+    # the value tiers' activity and turnover (features/tiers.py): money out but interest and fees, all money
+    "activity_n": _count(f"direction = {_D} AND txn_type NOT IN ('interest', 'fee')"),
+    "turnover_amt": _sum("TRUE"),
 }
 
 
@@ -56,6 +59,8 @@ def month_index(expr: str) -> str:
 BAL_MEASURES: dict[str, str] = {
     "end_bal": "sum(b.end_balance)",
     "adb": "sum(b.avg_daily_balance)",
+    # deposits only (the value tiers): every account type but loan and credit card
+    "deposit_adb": "sum(b.avg_daily_balance) FILTER (WHERE a.account_type NOT IN ('loan', 'credit_card'))",
 }
 
 

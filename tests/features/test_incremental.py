@@ -4,6 +4,7 @@ and the tables are then exactly those of a full rebuild (``features/fingerprint.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -124,15 +125,18 @@ def _built(summary: BuildSummary) -> dict[str, list[date]]:
 
 
 def test_a_new_month_builds_only_the_new_as_of_and_equals_a_full_build(
-    exports: dict[str, Path], tmp_path: Path
+    exports: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ws = Workspace(tmp_path / "ws")
     _ingest(exports["earlier"], ws)
     first = build(ws, cfg=load_config())
     assert first.as_of[-1] == CUT and all(ds == first.as_of for ds in first.built.values())
     _ingest(exports["later"], ws)
-    again = build(ws, cfg=load_config())
+    with caplog.at_level("INFO", logger="features.build"):
+        again = build(ws, cfg=load_config())
     assert again.as_of[-1] == date(2026, 10, 1) and again.as_of[:-1] == first.as_of
+    # the monthly sources aggregate the new month only (September), the others come from the cache
+    assert re.search(r"txn: 1 of \d+ months aggregated", caplog.text), caplog.text
     # every family, the tiers too: nothing before the new month changed for a point-in-time feature
     assert _built(again) == {fam: [date(2026, 10, 1)] for fam in first.built}, _built(again)
     _assert_same_as_full(ws, tmp_path, exports["later"])
