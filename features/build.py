@@ -433,9 +433,13 @@ class MonthlyCache:
         sql = SOURCES[source][1]("TIMESTAMP '2000-01-01'", "TIMESTAMP '2000-01-01'")
         return fingerprint.code_hash(sql, duckdb.__version__, *parts)
 
-    def table(self, con: duckdb.DuckDBPyConnection, source: str, as_of: Sequence[date]) -> pa.Table:
+    def table(
+        self, con: duckdb.DuckDBPyConnection, source: str, as_of: Sequence[date], columns: Sequence[str] | None = None
+    ) -> pa.Table:
         """The source's rows of the grid of ``as_of`` (:func:`grid`), aggregating only the months
-        whose cached rows are missing or stale (one query from the first to the last of them)."""
+        whose cached rows are missing or stale (one query from the first to the last of them);
+        ``columns``: only these measures (besides ``customer_id`` and ``mi``)."""
+        keep = None if columns is None else [JOIN_KEY, "mi", *columns]
         first, last = grid(as_of)
         months = [_add_months(first, i) for i in range(month_index_of(last) - month_index_of(first))]
         folder = self.root / source
@@ -460,10 +464,11 @@ class MonthlyCache:
                     index[f"{m:%Y-%m}"] = keys[m]
             with jobs.atomic_write(index_path) as tmp:
                 tmp.write_text(json.dumps(index, indent=1, sort_keys=True), encoding="utf-8")
-            tables.append(fresh)
+            tables.append(fresh if keep is None else fresh.select(keep))
+            del fresh
         for m in months:
             if not (stale and lo <= m < hi):
-                tables.append(pq.read_table(folder / f"{m:%Y-%m}.parquet"))
+                tables.append(pq.read_table(folder / f"{m:%Y-%m}.parquet", columns=keep))
         log.info("%s: %d of %d months aggregated, the others from the cache", source, len(stale), len(months))
         return pa.concat_tables(tables, promote_options="default")
 

@@ -47,7 +47,7 @@ from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-Monthly = Callable[[str, Sequence[date]], pa.Table]
+Monthly = Callable[[str, Sequence[date], Sequence[str]], pa.Table]
 
 FAMILY = "tier"
 REQUIRES = ("holdings", "demo")  # feature tables read (built first)
@@ -155,11 +155,11 @@ def _windows(con: duckdb.DuckDBPyConnection, tables: frozenset[str], dates: Sequ
     spine = Spine.from_sql(con, customers, list(dates), first.year * 12 + first.month)
     cols: dict[str, np.ndarray] = {}
     if {"balances", "accounts"} <= tables:
-        dep = MonthlySeries(monthly("bal", dates).select([JOIN_KEY, "mi", "deposit_adb"]), spine, float("nan"))
+        dep = MonthlySeries(monthly("bal", dates, ["deposit_adb"]), spine, float("nan"))
         cols["dep_median"] = dep.window(Window("deposit_adb", "median", 1, 12))
         cols["dep_1m"] = dep.window(Window("deposit_adb", "max", 1, 1))
     if "transactions" in tables:
-        act = MonthlySeries(monthly("txn", dates).select([JOIN_KEY, "mi", "activity_n", "turnover_amt"]), spine, 0.0)
+        act = MonthlySeries(monthly("txn", dates, ["activity_n", "turnover_amt"]), spine, 0.0)
         cols["txn_12m"] = act.window(Window("activity_n", "sum", 1, 12))
         cols["turnover_1m"] = act.window(Window("turnover_amt", "sum", 1, 1))
     con.register("tier_win", spine.table(cols))
@@ -287,8 +287,8 @@ def build(
         loan_mode: ``end_date`` or ``term``.
         key_columns: the table's leading columns (``bank_code`` first in a member bank's).
         parquet_options: the COPY options every feature table is written with.
-        monthly: the build's monthly sources: ``(source, dates)`` -> rows per customer and month
-            (``features/build.py: MonthlyCache.table``).
+        monthly: the build's monthly sources: ``(source, dates, measures)`` -> rows per customer
+            and month (``features/build.py: MonthlyCache.table``).
 
     Returns:
         Rows written for ``dates``.
