@@ -415,7 +415,7 @@ class MonthlyCache:
     ``data/features/_monthly/<source>/<YYYY-MM>.parquet`` holds one month's rows of the source's
     query; ``_index.json`` the key each was computed under: the source's SQL and DuckDB's version,
     and the content fingerprints (:mod:`features.fingerprint`) of the rows the month reads (its
-    month of ``transactions``; its month of ``balances`` and every ``accounts`` row). A month
+    month of ``transactions``; its month of ``balances`` and the ``accounts`` opened by its end). A month
     whose key differs, or ``refresh``, is aggregated again.
     """
 
@@ -424,14 +424,13 @@ class MonthlyCache:
         self.fps, self.refresh = fps, refresh
 
     def _key(self, source: str, month: str) -> str:
-        inputs = {"transactions": [f"transactions@{month}"], "balances": [f"balances@{month}", "accounts"]}
-        parts = []
-        for ref in inputs[SOURCES[source][0]]:
-            key, _, m = ref.partition("@")
-            fp = self.fps.get(key, {})
-            parts.append(f"{ref}={fp.get(m)}" if m else f"{ref}={json.dumps(fp, sort_keys=True)}")
+        if SOURCES[source][0] == "transactions":
+            inputs = [f"transactions@{month}={self.fps.get('transactions', {}).get(month)}"]
+        else:  # a month's balances, and the accounts (owner, type) opened by then
+            known = {b: fp for b, fp in self.fps.get("accounts", {}).items() if b <= month or b == fingerprint.TIMELESS}
+            inputs = [f"balances@{month}={self.fps.get('balances', {}).get(month)}", json.dumps(known, sort_keys=True)]
         sql = SOURCES[source][1]("TIMESTAMP '2000-01-01'", "TIMESTAMP '2000-01-01'")
-        return fingerprint.code_hash(sql, duckdb.__version__, *parts)
+        return fingerprint.code_hash(sql, duckdb.__version__, *inputs)
 
     def table(
         self, con: duckdb.DuckDBPyConnection, source: str, as_of: Sequence[date], columns: Sequence[str] | None = None

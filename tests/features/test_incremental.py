@@ -137,6 +137,7 @@ def test_a_new_month_builds_only_the_new_as_of_and_equals_a_full_build(
     assert again.as_of[-1] == date(2026, 10, 1) and again.as_of[:-1] == first.as_of
     # the monthly sources aggregate the new month only (September), the others come from the cache
     assert re.search(r"txn: 1 of \d+ months aggregated", caplog.text), caplog.text
+    assert re.search(r"bal: 1 of \d+ months aggregated", caplog.text), caplog.text  # new accounts: later months
     # every family, the tiers too: nothing before the new month changed for a point-in-time feature
     assert _built(again) == {fam: [date(2026, 10, 1)] for fam in first.built}, _built(again)
     _assert_same_as_full(ws, tmp_path, exports["later"])
