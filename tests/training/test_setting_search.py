@@ -173,7 +173,8 @@ def test_the_next_month_reuses_what_the_registry_recorded_until_the_gate_fails(
     rows = _rows(2)
     fit, test = rows[rows["as_of"] < "2026-01-01"], rows[rows["as_of"] >= "2026-01-01"]
     data = {"consumer": (fit.reset_index(drop=True), test.reset_index(drop=True))}
-    client = MlflowClient(tracking_uri=registry.tracking_uri(ws))
+    uri = registry.tracking_uri(ws)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not the registry an earlier test set globally
 
     def month(cutoff: str, reuse: bool = True) -> tuple[pipeline.ProductResult, FittedModel, dict]:
         at = pd.Timestamp(cutoff)
