@@ -22,8 +22,9 @@ cannot make month N: the same seed with an earlier end draws different months.
    count (:func:`rounds_check`): fit time and gate AUC of both.
 
 Every figure goes to ``WORK/results.json``; ``--report`` writes the ``retrain`` section of
-docs/benchmarks.md from it. Run the measurement from a snapshot of a commit, so that nobody's
-uncommitted edits are measured, then the report from the checkout::
+docs/benchmarks.md from it (``--section``: another one, e.g. ``retrain_150k`` for a smaller
+bank). Run the measurement from a snapshot of a commit, so that nobody's uncommitted edits are
+measured, then the report from the checkout::
 
     git -C /work/main archive HEAD | tar -x -C CODE
     cd CODE && NBP_BENCH_COMMIT=$(git -C /work/main rev-parse --short HEAD) PYTHONPATH=CODE \\
@@ -389,6 +390,8 @@ def section(res: dict) -> str:
         + " | |"
     )
     first = base["stages"]
+    if meta.get("note"):
+        lines += ["", meta["note"]]
     lines += [
         "",
         f"Month N's first retrain (features of every month built from nothing, full search): "
@@ -466,6 +469,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("versions", nargs="?", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--report", action="store_true", help="Write the section from WORK/results.json only.")
     ap.add_argument("--print", action="store_true", help="Print the section instead of writing it.")
+    ap.add_argument("--section", default=SECTION, help=f"Section of docs/benchmarks.md (default {SECTION}).")
     args = ap.parse_args(argv)
     if args.rounds_check_home:
         print(json.dumps(rounds_check(Path(args.rounds_check_home), json.loads(args.versions))))
@@ -482,7 +486,7 @@ def main(argv: list[str]) -> int:
     if args.print:
         print(body)
     else:
-        write_section(SECTION, body, res["meta"]["command"])
+        write_section(args.section, body, res["meta"]["command"])
     return 0
 
 
