@@ -724,7 +724,7 @@ def backtest(
 def retrain(ctx: Ctx, search: bool, bank: str | None) -> None:
     """The monthly job: features -> train -> gate -> score -> publish scores. Safe to re-run.
     Each product's fit reuses its champion's setting (rounds chosen again) until the config changes,
-    the gate fails, drift is flagged or training.search_every_months have passed; --search forces
+    the gate fails, its scores drift or training.search_every_months have passed; --search forces
     the full search. In a federation workspace: every member bank (or --bank), largest first, each
     bank's features published and its scope-bank products trained; products with scope pooled are
     then fitted once on every member bank (always a full search); then each bank is scored
