@@ -22,12 +22,13 @@ the median of the per-pair ratio of wall times (nbp / plain). The goal (issue 18
 ``--growth`` runs one pair at each size of ``--sizes`` (default 50,000, 150,000 and the full
 388,494 customers) and each history of ``--months-list`` (default 12 and 24 months) and writes
 the ``chain_growth`` section: wall time and peak memory per stage and size, and each stage's
-growth exponent (slope of log cost against log input, least squares over the sizes) against
-customers x months and against transaction rows.
+growth exponents (slopes of log cost against log input, least squares over the sizes): against
+customers x months and transaction rows over every run, against customers at each history, and
+from the shorter history to the longer at the same customers.
 
-Every finished run is kept in ``--work``/results.json (``growth.json`` for ``--growth``), with
-each command's output and memory samples under ``--work``/logs, so ``--report`` writes the
-section from the runs that finished and ``--resume`` continues.
+Every finished run is kept in ``--work``/chain/results.json (``--work``/growth/results.json for
+``--growth``), with each command's output and memory samples under its logs/ folder, so
+``--report`` writes the section from the runs that finished and ``--resume`` continues.
 
 Run: ``.venv/bin/python -m benchmarks.bench_chain [--export DIR | --customers N|full --months M]
 [--repeat R] [--work DIR] [--data DIR] [--code COMMIT] [--resume | --report] [--print]``;
@@ -118,17 +119,22 @@ def gate_aucs(train_out: str) -> dict[str, float]:
     return out
 
 
+def chain_commands(export: Path, scores: Path) -> dict[str, list[str]]:
+    """The command of each stage of nbp's chain on ``export`` (the scores written to ``scores``)."""
+    return {
+        "ingest": [NBP, "ingest", str(export)],
+        "features": [NBP, "features"],
+        "train": [NBP, "train"],
+        "score": [NBP, "score", "--as-of", latest_as_of(export), "--out", str(scores)],
+    }
+
+
 def run_nbp(export: Path, home: Path, logs: Path, code: Path | None) -> dict:
     """nbp's four stages in the fresh workspace ``home``; a dict per stage (and the gate AUCs)."""
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     env = {"NBP_HOME": str(home), **({"PYTHONPATH": str(code)} if code else {})}
-    plan = {
-        "ingest": [NBP, "ingest", str(export)],
-        "features": [NBP, "features"],
-        "train": [NBP, "train"],
-        "score": [NBP, "score", "--as-of", latest_as_of(export), "--out", str(home / "scores.parquet")],
-    }
+    plan = chain_commands(export, home / "scores.parquet")
     out: dict = {}
     for stage in STAGES:
         out[stage] = measure(plan[stage], env, logs / f"nbp-{stage}.log")
@@ -210,16 +216,6 @@ def commit_of(code: Path | None, results: dict) -> str:
     status = ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]
     dirty = subprocess.run(status, capture_output=True, text=True)
     return head.stdout.strip() + (" + uncommitted changes of the checkout" if dirty.stdout.strip() else "")
-
-
-def chain_pair(store: Path, export: Path, commit: str | None) -> dict | None:
-    """The first finished pair of the ``chain`` runs in ``store`` when they measured the same export
-    (the same folder) and the same ``--code`` commit: a growth size need not be run twice."""
-    if commit is None or not store.exists():
-        return None
-    chain = json.loads(store.read_text(encoding="utf-8"))
-    same = chain.get("commit_full") == commit and Path(chain.get("export", "")).resolve() == export.resolve()
-    return chain["pairs"].get("0") if same else None
 
 
 def _save(path: Path, results: dict) -> None:
@@ -321,6 +317,38 @@ def chain_section(results: dict, facts: dict, source: str) -> str:
     return "\n".join(lines)
 
 
+def _cost(r: dict, stage: str, key: str) -> float:
+    """One growth run's ``key`` (wall, cpu, peak) of a stage, of the whole nbp chain or of the plain script."""
+    if stage == "nbp chain":
+        return chain_total(r["pair"]["nbp"])[key]
+    return r["pair"]["plain"][key] if stage == "plain" else r["pair"]["nbp"][stage][key]
+
+
+def exponents(runs: list[dict], stage: str) -> dict[str, float]:
+    """A stage's growth exponents over the growth runs: against customers × months and against
+    transactions (every run), against customers at each history, and from the shortest to the
+    longest history (the median over the sizes run at both)."""
+    facts = [r["facts"] for r in runs]
+    walls = [_cost(r, stage, "wall") for r in runs]
+    out = {
+        "size": slope([f["customers"] * f["months"] for f in facts], walls),
+        "transactions": slope([f["transactions"] for f in facts], walls),
+        "cpu": slope([f["customers"] * f["months"] for f in facts], [_cost(r, stage, "cpu") for r in runs]),
+        "peak": slope([f["customers"] * f["months"] for f in facts], [_cost(r, stage, "peak") for r in runs]),
+    }
+    histories = sorted({f["months"] for f in facts})
+    for m in histories:
+        at = [(f["customers"], w) for f, w in zip(facts, walls, strict=True) if f["months"] == m]
+        out[f"customers@{m}"] = slope([c for c, _ in at], [w for _, w in at])
+    if len(histories) > 1:
+        lo, hi = histories[0], histories[-1]
+        by = {(f["customers"], f["months"]): w for f, w in zip(facts, walls, strict=True)}
+        pairs = [(by[(c, lo)], by[(c, hi)]) for c, m in by if m == lo and (c, hi) in by]
+        ratios = [math.log(b / a) / math.log(hi / lo) for a, b in pairs]
+        out["months"] = _med(ratios)
+    return out
+
+
 def growth_section(results: dict) -> str:
     """The ``chain_growth`` section from the finished sizes."""
     runs = sorted(results["runs"].values(), key=lambda r: (r["facts"]["months"], r["facts"]["customers"]))
@@ -331,14 +359,14 @@ def growth_section(results: dict) -> str:
         "",
         "nbp's chain from an empty workspace (one run per size, stages as in the `chain` section) and the plain "
         f"script, on simulated banks (`nbp simulate --customers N --months M`). Code: commit {results['commit']}. "
-        "Wall s / peak GB:",
+        "Wall s / peak GB; load: the 1-minute load average when the nbp chain began (other jobs share the "
+        "2 cores):",
         "",
         "| customers | months | transactions | "
         + " | ".join(f"`{s}`" for s in STAGES)
-        + " | nbp chain | plain | ratio |",
-        "|---:|---:|---:|" + "---|" * (len(STAGES) + 2) + "---:|",
+        + " | nbp chain | plain | ratio | load |",
+        "|---:|---:|---:|" + "---|" * (len(STAGES) + 2) + "---:|---:|",
     ]
-    reused = [r for r in runs if "from" in r]
     for r in runs:
         f, n, q = r["facts"], r["pair"]["nbp"], r["pair"]["plain"]
         tot = chain_total(n)
@@ -346,42 +374,40 @@ def growth_section(results: dict) -> str:
         lines.append(
             f"| {f['customers']:,} | {f['months']} | {f['transactions']:,} | {cells} | "
             f"{tot['wall']:.0f} / {tot['peak']:.2f} | {q['wall']:.0f} / {q['peak']:.2f} | "
-            f"{tot['wall'] / q['wall']:.2f} |"
+            f"{tot['wall'] / q['wall']:.2f} | {n['ingest']['load_before']:.1f} |"
         )
-    size = [r["facts"]["customers"] * r["facts"]["months"] for r in runs]
-    txns = [r["facts"]["transactions"] for r in runs]
-    if reused:
-        f = reused[0]["facts"]
-        lines += ["", f"The {f['customers']:,} × {f['months']} row is {reused[0]['from']} (same export, same code)."]
+    histories = sorted({r["facts"]["months"] for r in runs})
+    exps = {s: exponents(runs, s) for s in (*STAGES, "nbp chain", "plain")}
+    per = [f"wall vs customers ({m} months)" for m in histories]
     lines += [
         "",
-        "Growth exponents (least-squares slope of log cost on log input over the sizes above; 1 = linear, "
-        "below 1 = fixed costs still weigh; CPU seconds move less with the machine's load than wall time):",
+        "Growth exponents: the least-squares slope of log cost on log input (1 = linear; below 1, fixed costs "
+        "still weigh; CPU seconds move less with the machine's load than wall time)"
+        + (
+            f"; *{histories[0]} → {histories[-1]} months*: the slope from the shorter history to the longer at the "
+            "same customers (median over the sizes)"
+            if len(histories) > 1
+            else ""
+        )
+        + ":",
         "",
-        "| stage | wall vs customers × months | wall vs transactions | CPU vs customers × months "
-        "| peak vs customers × months |",
-        "|---|---:|---:|---:|---:|",
+        "| stage | wall vs customers × months | wall vs transactions | "
+        + " | ".join(per)
+        + (f" | {histories[0]} → {histories[-1]} months" if len(histories) > 1 else "")
+        + " | CPU vs customers × months | peak vs customers × months |",
+        "|---|" + "---:|" * (4 + len(per) + (len(histories) > 1)),
     ]
-    exps = {}
-    for s in (*STAGES, "nbp chain", "plain"):
-
-        def cost(r: dict, key: str, s: str = s) -> float:
-            if s == "nbp chain":
-                return chain_total(r["pair"]["nbp"])[key]
-            return r["pair"]["plain"][key] if s == "plain" else r["pair"]["nbp"][s][key]
-
-        walls, peaks, cpus = ([cost(r, k) for r in runs] for k in ("wall", "peak", "cpu"))
-        exps[s] = slope(size, walls)
+    for s, e in exps.items():
         name = s if s in ("nbp chain", "plain") else f"`{s}`"
-        lines.append(
-            f"| {name} | {exps[s]:.2f} | {slope(txns, walls):.2f} | {slope(size, cpus):.2f} "
-            f"| {slope(size, peaks):.2f} |"
-        )
-    fastest = max(STAGES, key=lambda s: exps[s] if not math.isnan(exps[s]) else -1)
+        cells = [e["size"], e["transactions"], *(e[f"customers@{m}"] for m in histories)]
+        cells += [e["months"]] if len(histories) > 1 else []
+        cells += [e["cpu"], e["peak"]]
+        lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    fastest = max(STAGES, key=lambda s: exps[s]["size"] if not math.isnan(exps[s]["size"]) else -1)
     lines += [
         "",
-        f"Fastest-growing stage: `{fastest}` (exponent {exps[fastest]:.2f} against customers × months). Why, "
-        "from the profiles: `docs/decisions/025-where-the-chain-spends-its-time.md`.",
+        f"Fastest-growing stage against customers × months: `{fastest}` (exponent {exps[fastest]['size']:.2f}). "
+        "Why, from the profiles: `docs/decisions/025-where-the-chain-spends-its-time.md`.",
     ]
     return "\n".join(lines)
 
@@ -428,12 +454,7 @@ def main(argv: list[str]) -> int:
                 continue
             export = simulated(a.data, customers, months)
             print(f"{time.strftime('%H:%M:%S')} growth {name}", file=sys.stderr, flush=True)
-            done = chain_pair(a.work / "chain" / "results.json", export, results.get("commit_full"))
-            results["runs"][name] = {
-                "facts": export_facts(export),
-                "pair": done or pair(export, work, name, True, code),
-                **({"from": "the chain section's first pair"} if done else {}),
-            }
+            results["runs"][name] = {"facts": export_facts(export), "pair": pair(export, work, name, True, code)}
             _save(store, results)
         body, name = growth_section(results), GROWTH_SECTION
         command = f".venv/bin/python -m benchmarks.bench_chain --growth --sizes {a.sizes} --months-list {a.months_list}"
@@ -472,7 +493,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    for var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
-        os.environ.setdefault(var, "true")
-    os.environ.setdefault("FEAST_USAGE", "False")
+    from nbp import telemetry
+
+    telemetry.disable()  # here and in every command run from here
     sys.exit(main(sys.argv[1:]))

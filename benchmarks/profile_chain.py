@@ -27,16 +27,15 @@ the summary of the ``<stage>.raw`` files already in DIR.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.bench_chain import STAGES, latest_as_of
+from benchmarks.bench_chain import STAGES, chain_commands
 from benchmarks.bench_federation import export_commit
-from benchmarks.report import NBP, run_measured
+from benchmarks.report import run_measured
 
 RATE = 50  # samples per second
 TRUNK = 0.9  # a frame in this share of a stage's samples is the trunk every sample shares
@@ -165,12 +164,7 @@ def record(spy: str, export: Path, work: Path, code: Path | None, stages: list[s
         shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     env = {"NBP_HOME": str(home), **({"PYTHONPATH": str(code)} if code else {})}
-    plan = {
-        "ingest": [NBP, "ingest", str(export)],
-        "features": [NBP, "features"],
-        "train": [NBP, "train"],
-        "score": [NBP, "score", "--as-of", latest_as_of(export), "--out", str(work / "scores.parquet")],
-    }
+    plan = chain_commands(export, work / "scores.parquet")
     for stage in stages:
         spied = [spy, "record", "--native", "--subprocesses", "-r", str(RATE), "--format", "raw"]
         spied += ["-o", str(work / f"{stage}.raw"), "--", *plan[stage]]
@@ -207,7 +201,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    for var in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
-        os.environ.setdefault(var, "true")
-    os.environ.setdefault("FEAST_USAGE", "False")
+    from nbp import telemetry
+
+    telemetry.disable()  # here and in every command run from here
     sys.exit(main(sys.argv[1:]))
