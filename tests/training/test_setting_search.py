@@ -216,3 +216,26 @@ def test_retrain_search_flag_asks_for_the_full_search(monkeypatch: pytest.Monkey
         res = CliRunner().invoke(main, args)
         assert res.exit_code == 0 and res.output.strip() == "done", res.output
     assert asked == [True, False]
+
+
+def test_the_spark_stage_fits_the_plans_setting_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compute.engine: spark`` stages the plan's grid with the bank's rows, and the group's fit
+    (``training/spark_fit.py: fit_bank``, here without Spark on the staged files) cross-validates it alone."""
+    from nbp.workspace import Workspace
+    from training import pipeline, spark_fit
+
+    monkeypatch.setattr(pipeline, "model_params", lambda cfg: FAST)
+    cfg, ws = load_config(), Workspace(tmp_path / "home")
+    rows = _rows(3)
+    fit, test = rows[rows["as_of"] < "2026-01-01"], rows[rows["as_of"] >= "2026-01-01"]
+    plans = {"consumer": _plan(_record(**{ss.TAG_FINGERPRINT: "fp"}))}
+    assert plans["consumer"].grid == (dict(GRID[2]),)
+    prep = pipeline.Prepared(["consumer"], CUTOFF, [], [], "w", {"consumer": (fit, test)}, {}, plans)
+    stage = spark_fit.Stage(ws)
+    stage.add_bank("B1", prep)
+    spec = stage.tasks[("B1", "consumer")]
+    staged = pd.concat([pd.read_parquet(stage._file("rows", ("B1", "consumer"), p)) for p in ("fit", "test")])
+    model, _, _ = spark_fit.fit_bank(cfg, spec, staged)
+    assert len(model.info["search"]) == 1 and model.info["setting"] == dict(GRID[2])
+    direct, _, _ = pipeline._fit_product(cfg, fit, test, (dict(GRID[2]),))  # the DuckDB path's fit
+    assert model.booster.model_to_string() == direct.booster.model_to_string()
