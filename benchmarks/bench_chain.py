@@ -349,8 +349,8 @@ def exponents(runs: list[dict], stage: str) -> dict[str, float]:
     return out
 
 
-def growth_section(results: dict) -> str:
-    """The ``chain_growth`` section from the finished sizes."""
+def growth_section(results: dict, note: str = "") -> str:
+    """The ``chain_growth`` section from the finished sizes (``note``: a closing paragraph)."""
     runs = sorted(results["runs"].values(), key=lambda r: (r["facts"]["months"], r["facts"]["customers"]))
     if not runs:
         return "No finished run yet."
@@ -403,11 +403,20 @@ def growth_section(results: dict) -> str:
         cells += [e["months"]] if len(histories) > 1 else []
         cells += [e["cpu"], e["peak"]]
         lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
-    fastest = max(STAGES, key=lambda s: exps[s]["size"] if not math.isnan(exps[s]["size"]) else -1)
+    columns = {"size": "customers × months", **{f"customers@{m}": f"customers at {m} months" for m in histories}}
+    if len(histories) > 1:
+        columns["months"] = f"{histories[0]} → {histories[-1]} months"
+    steepest = max(
+        ((s, c) for s in STAGES for c in columns if not math.isnan(exps[s][c])), key=lambda sc: exps[sc[0]][sc[1]]
+    )
+    overall = max(STAGES, key=lambda s: exps[s]["size"] if not math.isnan(exps[s]["size"]) else -1)
     lines += [
         "",
-        f"Fastest-growing stage against customers × months: `{fastest}` (exponent {exps[fastest]['size']:.2f}). "
-        "Why, from the profiles: `docs/decisions/025-where-the-chain-spends-its-time.md`.",
+        f"Fastest-growing stage: `{steepest[0]}`, exponent {exps[steepest[0]][steepest[1]]:.2f} against "
+        f"{columns[steepest[1]]}; against customers × months over every run, `{overall}` "
+        f"({exps[overall]['size']:.2f}). Why, from the profiles: "
+        "`docs/decisions/025-where-the-chain-spends-its-time.md`.",
+        *(["", note] if note else []),
     ]
     return "\n".join(lines)
 
@@ -427,6 +436,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true", help="keep the finished runs of --work and add the rest")
     ap.add_argument("--report", action="store_true", help="write the section from the finished runs only")
     ap.add_argument("--print", action="store_true", help="print the section instead of writing docs/benchmarks.md")
+    ap.add_argument("--note", default="", help="--growth: a closing paragraph of the section (what explains it)")
     return ap.parse_args(argv)
 
 
@@ -456,7 +466,7 @@ def main(argv: list[str]) -> int:
             print(f"{time.strftime('%H:%M:%S')} growth {name}", file=sys.stderr, flush=True)
             results["runs"][name] = {"facts": export_facts(export), "pair": pair(export, work, name, True, code)}
             _save(store, results)
-        body, name = growth_section(results), GROWTH_SECTION
+        body, name = growth_section(results, a.note), GROWTH_SECTION
         command = f".venv/bin/python -m benchmarks.bench_chain --growth --sizes {a.sizes} --months-list {a.months_list}"
     else:
         export = a.export or simulated(a.data, a.customers, a.months)
