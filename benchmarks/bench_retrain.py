@@ -2,10 +2,11 @@
 against ``nbp retrain --search`` (every setting cross-validated again, as before the reuse).
 
 One simulated bank (``--export DIR``: a simulator's output folder holding ``export/`` and
-``campaigns/``; or ``--customers N --months M``, simulated into ``WORK/bank`` and reused when it is
-there). Its export is month N+1; month N is the same export cut with DuckDB at the first day of its
-last month (:func:`cut_export`: rows dated from that day on are dropped, end dates and statuses of
-later events forgotten), so both deliveries share their history row for row. ``nbp simulate --end``
+``campaigns/``; or ``--customers N|full --months M``, default the full-scale bank, simulated into
+``WORK/bank`` and reused when it is there). Its export is month N+1; month N is the same export
+cut with DuckDB at the first day of its last month (:func:`cut_export`: rows dated from that day on
+are dropped, end dates and statuses of later events forgotten), so both deliveries share their
+history row for row. ``nbp simulate --end``
 cannot make month N: the same seed with an earlier end draws different months.
 
 1. ``WORK/home``: ``nbp ingest`` of month N, ``nbp campaign import`` of the randomised campaigns
@@ -28,7 +29,7 @@ measured, then the report from the checkout::
 
     git -C /work/main archive HEAD | tar -x -C CODE
     cd CODE && NBP_BENCH_COMMIT=$(git -C /work/main rev-parse --short HEAD) PYTHONPATH=CODE \\
-        /work/main/.venv/bin/python -m benchmarks.bench_retrain --customers 150000 --work WORK --rounds-check
+        /work/main/.venv/bin/python -m benchmarks.bench_retrain --work WORK --print
     cd /work/main && .venv/bin/python -m benchmarks.bench_retrain --work WORK --report
 """
 
@@ -457,7 +458,7 @@ def section(res: dict) -> str:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--export", default=None, help="A simulator's output folder (export/, campaigns/): month N+1.")
-    ap.add_argument("--customers", default="150000", help="Simulate a bank of this size (or 'full') into WORK/bank.")
+    ap.add_argument("--customers", default="full", help="Simulate a bank of this size (or 'full') into WORK/bank.")
     ap.add_argument("--months", type=int, default=24)
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--work", default=None, help="Working folder (default: a temporary one).")
