@@ -6,8 +6,8 @@ One simulated bank (``--export DIR``: a simulator's output folder holding ``expo
 ``WORK/bank`` and reused when it is there). Its export is month N+1; month N is the same export
 cut with DuckDB at the first day of its last month (:func:`cut_export`: rows dated from that day on
 are dropped, end dates and statuses of later events forgotten), so both deliveries share their
-history row for row. ``nbp simulate --end``
-cannot make month N: the same seed with an earlier end draws different months.
+history row for row. ``nbp simulate --end`` cannot make month N: the same seed with an earlier
+end draws different months.
 
 1. ``WORK/home``: ``nbp ingest`` of month N, ``nbp campaign import`` of the randomised campaigns
    listed before the cut, ``nbp retrain`` (no champion yet: the full search). Kept as ``WORK/snapshot``.
