@@ -13,6 +13,7 @@ name onto ``home``. Layout::
       ingest.refused/                report of the last import a share limit refused
       data/ingested/<table>.parquet  typed tables (atomic swap on success)
       data/ingested/_meta.json       export date and where it came from
+      data/ingested/_append/         fingerprints and rows set aside, to append the next export
       data/features/...              feature tables per family (Parquet)
       feast/registry.db              Feast registry
       feast/feature_store.yaml       its settings, for Feast's own CLI and UI
@@ -138,6 +139,11 @@ class Workspace:
     def table(self, name: str) -> Path:
         """Path of one ingested table's Parquet file."""
         return self.ingested_dir / f"{name}.parquet"
+
+    @property
+    def ingest_append_dir(self) -> Path:
+        """The last import's record for appending the next export's months (``bankexport/ingest_append.py``)."""
+        return self.ingested_dir / "_append"
 
     @property
     def ingest_report(self) -> Path:
