@@ -408,7 +408,7 @@ def train(
     results = register(cfg, ws, prep, fit_prepared(cfg, ws, prep), oracle_auc)
     from training.uplift import train_uplift  # after the propensity models: products with randomised campaigns
 
-    return results + train_uplift(cfg, ws, prep.cutoff, prep.keys, feature_as_ofs(ws))
+    return results + train_uplift(cfg, ws, prep.cutoff, prep.keys, feature_as_ofs(ws), reuse)
 
 
 def register(

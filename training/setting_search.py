@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -171,6 +171,7 @@ def plan(
     record: ChampionRecord | None,
     report: Mapping[str, Any] | None,
     force: bool = False,
+    member: Callable[[str | None], dict[str, Any] | None] | None = None,
 ) -> SearchPlan:
     """The search of ``product``'s fit at ``cutoff`` (module docstring: the rule and its order).
 
@@ -179,6 +180,8 @@ def plan(
         record: the registry's record of the product's champion (None: no champion).
         report: the last drift report (:func:`training.drift.read_report`), or None.
         force: search in full whatever the record says.
+        member: reads the recorded :data:`TAG_SETTING` into a setting the search can take, None
+            when it cannot (default :func:`grid_member`; the uplift models read their own choice).
     """
 
     def full(reason: str, why: str, **detail: Any) -> SearchPlan:
@@ -189,7 +192,7 @@ def plan(
     if record is None:
         return full("no_champion", "no champion to take a setting from")
     tags = record.tags
-    setting = grid_member(tags.get(TAG_SETTING))
+    setting = (member or grid_member)(tags.get(TAG_SETTING))
     if tags.get(TAG_FINGERPRINT) != fp or setting is None or not tags.get(TAG_MONTH):
         recorded = tags.get(TAG_FINGERPRINT)
         why = (
@@ -197,7 +200,7 @@ def plan(
             if recorded is None
             else f"the search's configuration changed since champion v{record.version}'s ({recorded} -> {fp})"
         )
-        return full("config_changed", why if setting is not None else f"{why}; its setting is not in GRID")
+        return full("config_changed", why if setting is not None else f"{why}; its setting is not in the grid")
     if record.latest != record.version:
         return full("gate_failed", f"the latest version v{record.latest} is not the champion v{record.version}")
     flagged = drift_flags(report, product, record.version)

@@ -46,6 +46,8 @@ from training.dataset import KEYS, feature_service, loan_product, read_base, wit
 from training.labels import holds_active, label
 from training.model import category_mapping, encode
 from training.pipeline import ProductResult, Skip
+from training.setting_search import SearchPlan
+from training.setting_search import plan as plan_search
 from training.uplift_metrics import auuc, qini_coefficient
 
 log = logging.getLogger(__name__)
@@ -265,15 +267,22 @@ def _train(
 
 
 def _best(
-    x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray, objective: str, cat: list[int]
+    x: np.ndarray,
+    y: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
+    objective: str,
+    cat: list[int],
+    grid: tuple[dict, ...] = GRID,
 ) -> tuple[dict, lgb.Booster]:
-    """The grid's setting with the lowest validation loss (and its booster), rounds early-stopped."""
+    """The setting of ``grid`` with the lowest validation loss (and its booster), rounds early-stopped."""
     best = None
-    for setting in GRID:
+    for setting in grid:
         b = _train(x, y, setting, objective, (vx, vy), cat)
         loss = next(iter(b.best_score["valid_0"].values()))
         if best is None or loss < best[0]:
-            best = (loss, setting | {"rounds": max(int(b.best_iteration), 1)}, b)
+            bare = {k: v for k, v in setting.items() if k != "rounds"}
+            best = (loss, bare | {"rounds": max(int(b.best_iteration), 1)}, b)
     return best[1], best[2]
 
 
@@ -285,33 +294,128 @@ def validation_split(rows: pd.DataFrame, seed: int = 7) -> np.ndarray:
     return np.random.default_rng(seed).random(len(rows)) < 0.25
 
 
-def choose(rows: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> Choice:
-    """Settings, rounds and learner, fitted on ``rows`` less the validation rows and judged on them."""
+def choose(
+    rows: pd.DataFrame, features: list[str], categories: dict[str, list[str]], reuse: Choice | None = None
+) -> Choice:
+    """Settings, rounds and learner, fitted on ``rows`` less the validation rows and judged on them.
+
+    With ``reuse`` (a champion's choice, :func:`reused_choice`), only its learner's boosters are
+    fitted, each with its setting and the rounds early-stopped again: the same choice the full
+    search makes whenever it keeps that learner and those settings. Without, every setting of
+    :data:`GRID` for every booster of every learner of :data:`LEARNERS`.
+    """
+    learners = LEARNERS if reuse is None else (reuse.learner,)
     val = validation_split(rows)
     x = encode(rows, features, categories)
     y, t = rows["label"].to_numpy(float), rows[TREATED].to_numpy(int)
     cat = [i for i, f in enumerate(features) if f in categories]
     fit = ~val
     arm = [(fit & (t == a), val & (t == a)) for a in (0, 1)]
-    got = [_best(x[f], y[f], x[v], y[v], "binary", cat) for f, v in arm]
-    (s0, m0), (s1, m1) = got
-    p0, p1 = m0.predict(x, num_threads=1), m1.predict(x, num_threads=1)
-    # X-learner: each arm's outcome against the other arm's model, regressed on the features
-    d = np.where(t == 1, y - p0, p1 - y)
-    eff = [_best(x[f], d[f], x[v], d[v], "regression", cat) for f, v in arm]
-    xs = _with_arm(x, t)
-    pooled, ms = _best(xs[fit], y[fit], xs[val], y[val], "binary", cat)
-    share = float(t[fit].mean())
-    score = {
-        "t": p1 - p0,
-        "s": ms.predict(_with_arm(x, 1), num_threads=1) - ms.predict(_with_arm(x, 0), num_threads=1),
-        "x": share * eff[0][1].predict(x, num_threads=1) + (1 - share) * eff[1][1].predict(x, num_threads=1),
-    }
-    q = {k: float(qini_coefficient(y[val], t[val], score[k][val])) for k in LEARNERS}
-    learner = max(LEARNERS, key=lambda k: (q[k], -LEARNERS.index(k)))
+
+    def grid(settings: tuple[dict, dict] | dict | None, a: int | None = None) -> tuple[dict, ...]:
+        if reuse is None:
+            return GRID
+        return ((settings[a] if a is not None else settings),)
+
+    score, outcome, effect, pooled = {}, None, None, None
+    if "t" in learners or "x" in learners:
+        (s0, m0), (s1, m1) = (
+            _best(x[f], y[f], x[v], y[v], "binary", cat, grid(reuse and reuse.outcome, a))
+            for a, (f, v) in enumerate(arm)
+        )
+        outcome = (s0, s1)
+        p0, p1 = m0.predict(x, num_threads=1), m1.predict(x, num_threads=1)
+        score["t"] = p1 - p0
+    if "x" in learners:
+        # X-learner: each arm's outcome against the other arm's model, regressed on the features
+        d = np.where(t == 1, y - p0, p1 - y)
+        eff = [
+            _best(x[f], d[f], x[v], d[v], "regression", cat, grid(reuse and reuse.effect, a))
+            for a, (f, v) in enumerate(arm)
+        ]
+        effect = (eff[0][0], eff[1][0])
+        share = float(t[fit].mean())
+        score["x"] = share * eff[0][1].predict(x, num_threads=1) + (1 - share) * eff[1][1].predict(x, num_threads=1)
+    if "s" in learners:
+        xs = _with_arm(x, t)
+        pooled, ms = _best(xs[fit], y[fit], xs[val], y[val], "binary", cat, grid(reuse and reuse.pooled))
+        score["s"] = ms.predict(_with_arm(x, 1), num_threads=1) - ms.predict(_with_arm(x, 0), num_threads=1)
+    q = {k: float(qini_coefficient(y[val], t[val], score[k][val])) for k in learners}
+    learner = max(learners, key=lambda k: (q[k], -LEARNERS.index(k)))
     if learner == "s":
         return Choice("s", None, pooled, validation=q)
-    return Choice(learner, (s0, s1), None, (eff[0][0], eff[1][0]) if learner == "x" else None, q)
+    return Choice(learner, outcome, None, effect if learner == "x" else None, q)
+
+
+def choice_setting(choice: Choice) -> dict[str, Any]:
+    """What the monthly job reuses of ``choice``: its learner and each booster's member of :data:`GRID`
+    (rounds left out: they are early-stopped again), recorded as the run's setting tag."""
+
+    def bare(s: dict | None) -> dict | None:
+        return None if s is None else {k: v for k, v in s.items() if k != "rounds"}
+
+    return {
+        "learner": choice.learner,
+        "outcome": None if choice.outcome is None else [bare(s) for s in choice.outcome],
+        "pooled": bare(choice.pooled),
+        "effect": None if choice.effect is None else [bare(s) for s in choice.effect],
+    }
+
+
+def choice_member(text: str | None) -> dict[str, Any] | None:
+    """The recorded :func:`choice_setting` ``text`` when it is one this code can fit again (a learner of
+    :data:`LEARNERS` with each of its boosters' settings in :data:`GRID`); None otherwise."""
+    import json
+
+    from training.setting_search import setting_text
+
+    try:
+        got = json.loads(text or "")
+    except ValueError:
+        return None
+    if not isinstance(got, dict) or got.get("learner") not in LEARNERS:
+        return None
+    members = {setting_text(g) for g in GRID}
+
+    def ok(s: Any) -> bool:
+        return isinstance(s, dict) and setting_text(s) in members
+
+    def pair(s: Any) -> bool:
+        return isinstance(s, list) and len(s) == 2 and all(ok(v) for v in s)
+
+    need = {"t": ("outcome",), "x": ("outcome", "effect"), "s": ("pooled",)}[got["learner"]]
+    for part in need:
+        if not (ok(got.get(part)) if part == "pooled" else pair(got.get(part))):
+            return None
+    return {k: got.get(k) for k in ("learner", "outcome", "pooled", "effect")}
+
+
+def reused_choice(setting: dict[str, Any]) -> Choice:
+    """:func:`choice_member`'s setting as the choice :func:`choose` fits again."""
+    pair = lambda s: None if s is None else (dict(s[0]), dict(s[1]))  # noqa: E731
+    return Choice(setting["learner"], pair(setting["outcome"]), setting["pooled"], pair(setting["effect"]))
+
+
+def search_fingerprint(cfg: Config, product: str, features: list[str]) -> str:
+    """A hash of what shapes the choice of ``product``'s uplift model: :data:`BASE`, :data:`GRID`,
+    rounds, learners, the held-out campaigns, the horizon, the product's rules and feature
+    service, the sorted features and LightGBM's version."""
+    import hashlib
+    import json
+
+    shaped = {
+        "base": BASE,
+        "grid": [dict(g) for g in GRID],
+        "rounds": [MAX_ROUNDS, EARLY_STOP],
+        "learners": list(LEARNERS),
+        "test_campaigns": cfg.campaigns.uplift_test_campaigns,
+        "horizon": cfg.training.horizon_days,
+        "product": cfg.products[product].model_dump(include={"loan_product", "feature_service", "eligibility"}),
+        "features": sorted(features),
+        "lightgbm": lgb.__version__,
+    }
+    text = json.dumps(shaped, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def fit_with(rows: pd.DataFrame, features: list[str], choice: Choice) -> UpliftModel:
@@ -342,18 +446,19 @@ def fit_with(rows: pd.DataFrame, features: list[str], choice: Choice) -> UpliftM
     return UpliftModel(features, categories, choice, m0, m1, pooled, e0, e1, share, info)
 
 
-def fit_uplift(rows: pd.DataFrame, features: list[str]) -> UpliftModel:
+def fit_uplift(rows: pd.DataFrame, features: list[str], reuse: Choice | None = None) -> UpliftModel:
     """Choose on the validation campaign (:func:`choose`), then fit on every row of ``rows``.
 
     Args:
         rows: campaign rows with ``campaign_id``, ``list_date``, ``treated`` (0/1), ``label``
             (0/1) and ``features``; both arms must hold both outcomes.
+        reuse: a champion's choice to fit again instead of the full search (:func:`choose`).
     """
     for a in (0, 1):
         ys = rows.loc[rows[TREATED] == a, "label"]
         if ys.nunique() < 2:
             raise ValueError(f"the {'treatment' if a else 'control'} arm holds one outcome only ({len(ys)} rows)")
-    return fit_with(rows, features, choose(rows, features, category_mapping(rows, features)))
+    return fit_with(rows, features, choose(rows, features, category_mapping(rows, features), reuse))
 
 
 def held_out_metrics(model: UpliftModel, rows: pd.DataFrame) -> dict[str, float]:
@@ -406,13 +511,25 @@ def uptake_skip(cfg: Config, product: str, fit: pd.DataFrame) -> Skip | None:
 
 
 def train_uplift(
-    cfg: Config, ws: Workspace, cutoff: pd.Timestamp, products: list[str], feature_as_ofs: list[pd.Timestamp]
+    cfg: Config,
+    ws: Workspace,
+    cutoff: pd.Timestamp,
+    products: list[str],
+    feature_as_ofs: list[pd.Timestamp],
+    reuse: bool = False,
 ) -> list[ProductResult]:
     """Fit, judge, register and gate an uplift model per product that has randomised campaigns.
 
     A product with no randomised campaign at all is left alone (nothing recorded); one with
     too little closed history is skipped with a reason recorded on ``nbp-<product>-uplift``
-    (:func:`training.registry.record_skip`), which the ranking fallback shows.
+    (:func:`training.registry.record_skip`), which the ranking fallback shows. Products are
+    fitted ``training.workers`` at a time (each booster on one thread, so the models do not
+    depend on it), then registered one after another.
+
+    Args:
+        reuse: the monthly job: fit each uplift champion's choice again (:func:`choose`) where
+            :func:`training.setting_search.plan` allows it (no drift report: its figures are
+            the propensity models'); otherwise the full search.
 
     Returns:
         One result per product with a randomised campaign.
@@ -430,6 +547,7 @@ def train_uplift(
         else:
             parts[key] = rows
     sets = campaign_sets(cfg, ws, parts, feature_as_ofs) if parts else {}
+    todo = {}
     for key in [k for k in products if k in closed]:
         if key in skips:
             results[key] = _skipped(ws, key, skips[key])
@@ -445,8 +563,43 @@ def train_uplift(
         if s is not None:
             results[key] = _skipped(ws, key, s)
             continue
-        results[key] = _fit_register(cfg, ws, key, fit.reset_index(drop=True), test.reset_index(drop=True), df)
+        todo[key] = (fit.reset_index(drop=True), test.reset_index(drop=True), df)
+    plans = {key: _plan(cfg, ws, key, cutoff, rows[0], reuse) for key, rows in todo.items()}
+    judged = _judge_all(cfg, todo, plans)
+    for key, got in judged.items():
+        results[key] = _register(cfg, ws, key, todo[key], got, plans[key], cutoff)
     return [results[k] for k in products if k in results]
+
+
+def _plan(cfg: Config, ws: Workspace, key: str, cutoff: pd.Timestamp, fit: pd.DataFrame, reuse: bool) -> SearchPlan:
+    """The search of ``key``'s uplift model: :func:`training.setting_search.plan` on its champion's record."""
+    fp = search_fingerprint(cfg, key, feature_names(fit))
+    record = registry.search_record(ws, uplift_key(key)) if reuse else None
+    got = plan_search(cfg, uplift_key(key), fp, cutoff, record, None, force=not reuse, member=choice_member)
+    log.info("%s: uplift search %s (%s): %s", key, got.mode, got.reason, got.why)
+    return got
+
+
+def _judge_all(
+    cfg: Config, todo: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]], plans: dict[str, SearchPlan]
+) -> dict[str, tuple[UpliftModel, dict[str, float], bool] | Skip]:
+    """:func:`judge` of every product, ``training.workers`` at a time (threads: LightGBM releases the
+    interpreter lock while it trains); a product whose arms cannot be fitted gets its :class:`Skip`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    floor = cfg.campaigns.qini_floor
+
+    def one(key: str) -> tuple[UpliftModel, dict[str, float], bool] | Skip:
+        fit, test, every = todo[key]
+        p = plans[key]
+        try:
+            return judge(fit, test, every, floor, reused_choice(p.setting) if p.setting is not None else None)
+        except ValueError as e:
+            return Skip(zh=f"营销增益模型无法拟合：{e}", en=f"the uplift model cannot be fitted: {e}")
+
+    with ThreadPoolExecutor(max_workers=max(1, min(cfg.training.workers, len(todo)))) as pool:
+        jobs = {key: pool.submit(one, key) for key in todo}
+        return {key: job.result() for key, job in jobs.items()}
 
 
 def _skipped(ws: Workspace, key: str, s: Skip) -> ProductResult:
@@ -455,20 +608,21 @@ def _skipped(ws: Workspace, key: str, s: Skip) -> ProductResult:
 
 
 def judge(
-    fit: pd.DataFrame, test: pd.DataFrame, every: pd.DataFrame, floor: float
+    fit: pd.DataFrame, test: pd.DataFrame, every: pd.DataFrame, floor: float, reuse: Choice | None = None
 ) -> tuple[UpliftModel, dict[str, float], bool]:
     """Fit on the fitting campaigns' rows, judge on the held-out ones; the held-out rows never
     reach the fit or its choices.
 
     Returns:
         ``(model, held-out metrics, passed)``: when the held-out Qini exceeds ``floor``, the
-        model is the same choice refitted on ``every`` closed campaign's rows.
+        model is the same choice refitted on ``every`` closed campaign's rows. ``reuse``: as
+        :func:`fit_uplift`.
 
     Raises:
         ValueError: an arm of the fitting rows holds one outcome only.
     """
     feats = feature_names(fit)
-    model = fit_uplift(fit, feats)
+    model = fit_uplift(fit, feats, reuse)
     m = held_out_metrics(model, test)
     passed = bool(np.isfinite(m["qini"]) and m["qini"] > floor)
     if passed:
@@ -476,15 +630,22 @@ def judge(
     return model, m, passed
 
 
-def _fit_register(
-    cfg: Config, ws: Workspace, key: str, fit: pd.DataFrame, test: pd.DataFrame, every: pd.DataFrame
+def _register(
+    cfg: Config,
+    ws: Workspace,
+    key: str,
+    rows: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    got: tuple[UpliftModel, dict[str, float], bool] | Skip,
+    plan: SearchPlan,
+    cutoff: pd.Timestamp,
 ) -> ProductResult:
-    """:func:`judge`, then register the model and record the gate's decision."""
+    """Register :func:`judge`'s model of ``rows`` (fitting, held-out, every closed campaign's) with
+    its search's tags and record the gate's decision."""
+    if isinstance(got, Skip):
+        return _skipped(ws, key, got)
+    fit, test, every = rows
+    model, m, passed = got
     floor = cfg.campaigns.qini_floor
-    try:
-        model, m, passed = judge(fit, test, every, floor)
-    except ValueError as e:
-        return _skipped(ws, key, Skip(zh=f"营销增益模型无法拟合：{e}", en=f"the uplift model cannot be fitted: {e}"))
     window = ",".join(campaign_order(test))
     fitted_on = every if passed else fit
     c = model.choice
@@ -506,7 +667,7 @@ def _fit_register(
         as_of_range=(f"{fitted_on['list_date'].min():%Y-%m-%d}", f"{fitted_on['list_date'].max():%Y-%m-%d}"),
         backtest_window=window,
         input_example=test.head(5),
-        tags={"nbp.kind": "uplift"},
+        tags={"nbp.kind": "uplift", **plan.tags(choice_setting(c), cutoff)},
     )
     qtext = f"held-out Qini {m['qini']:.2f} incremental uptakes (AUUC {m['auuc']:.2f}) on {window}"
     if passed:
@@ -514,7 +675,7 @@ def _fit_register(
     else:
         reason = f"v{version} stays challenger: {qtext} does not exceed the floor {floor:g}."
     d = registry.decide(ws, uplift_key(key), version, passed, reason)
-    return ProductResult(uplift_key(key), version, d.alias, reason, m, window)
+    return ProductResult(uplift_key(key), version, d.alias, reason, m, window, search=plan)
 
 
 def load_uplift(ws: Workspace, product: str) -> tuple[UpliftModel, int] | None:

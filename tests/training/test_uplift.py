@@ -1,7 +1,9 @@
-"""The uplift learner on planted effects, its time split and skips, and the chain on a small simulated bank."""
+"""The uplift learner on planted effects, its time split and skips, the monthly job's reuse of a champion's
+choice, and the chain on a small simulated bank."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from scipy.stats import spearmanr
 
 from nbp.campaigns import CampaignStore, ListParams
 from nbp.config import load_config
+from training import setting_search as ss
 from training import uplift as up
 
 FEATS = ["x1", "x2", "x3"]
@@ -212,3 +215,135 @@ def test_ranking_fallback_says_why_the_training_skipped_the_uplift_model() -> No
     assert "qini_floor" in st.ranking_problem("uplift")
     st.scores = pd.DataFrame({"uplift": [0.01, np.nan]})
     assert st.ranking_problem("uplift") is None
+
+
+# ----------------------------------------------------------------------------- the monthly job's reuse
+def _text(choice: up.Choice) -> str:
+    return ss.setting_text(up.choice_setting(choice))
+
+
+@pytest.mark.slow  # fits LightGBM boosters: a few seconds
+def test_a_reused_choice_is_the_full_searchs_choice_and_model() -> None:
+    """Through the recorded tag text and back, the champion's choice fits the very boosters the
+    full search gives on the same rows: same learner, settings, rounds and estimates."""
+    rows, _ = _planted(8_000, 3, 11)
+    cats = up.category_mapping(rows, FEATS)
+    full = up.choose(rows, FEATS, cats)
+    member = up.choice_member(_text(full))
+    assert member is not None
+    again = up.choose(rows, FEATS, cats, up.reused_choice(member))
+    assert (again.learner, again.outcome, again.pooled, again.effect) == (
+        full.learner,
+        full.outcome,
+        full.pooled,
+        full.effect,
+    )
+    assert set(again.validation) == {full.learner}  # only the kept learner was fitted
+    assert again.validation[full.learner] == full.validation[full.learner]
+    a, b = up.fit_with(rows, FEATS, full), up.fit_with(rows, FEATS, again)
+    np.testing.assert_array_equal(a.uplift(rows), b.uplift(rows))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("learner", up.LEARNERS)
+def test_each_learner_is_fitted_again_with_its_recorded_settings(learner: str) -> None:
+    """Whatever the learner, only its boosters are fitted, each with its recorded member of GRID and
+    the rounds early-stopped on the validation campaign."""
+    rows, _ = _planted(6_000, 3, 12)
+    g = [dict(s) for s in up.GRID]
+    setting = {
+        "learner": learner,
+        "outcome": [g[0], g[2]] if learner != "s" else None,
+        "pooled": g[1] if learner == "s" else None,
+        "effect": [g[1], g[0]] if learner == "x" else None,
+    }
+    assert up.choice_member(ss.setting_text(setting)) == setting
+    got = up.choose(rows, FEATS, up.category_mapping(rows, FEATS), up.reused_choice(setting))
+    assert got.learner == learner and set(got.validation) == {learner}
+    assert up.choice_setting(got) == setting
+    boosters = [s for s in (*(got.outcome or ()), got.pooled, *(got.effect or ())) if s is not None]
+    assert boosters and all(1 <= s["rounds"] <= up.MAX_ROUNDS for s in boosters)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "not json",
+        json.dumps({"learner": "q", "outcome": [{}, {}]}),  # no such learner
+        json.dumps({"learner": "t", "outcome": [{"num_leaves": 63}, dict(up.GRID[0])]}),  # not in GRID
+        json.dumps({"learner": "x", "outcome": [dict(up.GRID[0])] * 2, "effect": None}),  # X without effects
+        json.dumps({"learner": "s", "pooled": None}),
+        json.dumps({"learner": "t", "outcome": [dict(up.GRID[0])]}),  # one arm only
+    ],
+)
+def test_a_recorded_choice_this_code_cannot_fit_sends_the_product_to_the_full_search(text: str | None) -> None:
+    assert up.choice_member(text) is None
+    record = ss.ChampionRecord(2, {ss.TAG_FINGERPRINT: "fp", ss.TAG_MONTH: "2026-04", ss.TAG_SETTING: text or ""}, 2)
+    at = pd.Timestamp("2026-05-01")
+    got = ss.plan(load_config(), "consumer-uplift", "fp", at, record, None, member=up.choice_member)
+    assert (got.mode, got.reason) == ("full", "config_changed")
+
+
+def test_the_uplift_fingerprint_follows_what_shapes_its_choice() -> None:
+    cfg = load_config()
+    base = up.search_fingerprint(cfg, "consumer", FEATS)
+    assert base == up.search_fingerprint(cfg, "consumer", list(reversed(FEATS)))  # order of columns
+    assert base != up.search_fingerprint(cfg, "consumer", [*FEATS, "x4"])
+    held = cfg.model_copy(update={"campaigns": cfg.campaigns.model_copy(update={"uplift_test_campaigns": 2})})
+    assert base != up.search_fingerprint(held, "consumer", FEATS)
+    floor = cfg.model_copy(update={"campaigns": cfg.campaigns.model_copy(update={"qini_floor": 0.5})})
+    assert base == up.search_fingerprint(floor, "consumer", FEATS)  # the gate, not the choice
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_next_month_fits_the_uplift_champions_choice_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Month 1 searches in full (no champion) and records the choice; month 2 fits that choice again
+    and registers the same model, tagged reused with the month of the search; nbp train forces the
+    full search."""
+    from mlflow import MlflowClient
+
+    from nbp.workspace import Workspace
+    from training import registry
+
+    monkeypatch.chdir(tmp_path)  # MLflow must not write ./mlruns into the working directory
+    cfg, ws = load_config(), Workspace(tmp_path / "home")
+    cfg = cfg.model_copy(update={"campaigns": cfg.campaigns.model_copy(update={"qini_floor": -1e9})})
+    rows, _ = _planted(8_000, 4, 13)
+    fit_ids, test_ids = up.split_campaigns(up.campaign_order(rows), 1)
+    todo = {
+        "consumer": (
+            rows[rows["campaign_id"].isin(fit_ids)].reset_index(drop=True),
+            rows[rows["campaign_id"].isin(test_ids)].reset_index(drop=True),
+            rows,
+        )
+    }
+    uri = registry.tracking_uri(ws)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def month(cutoff: str, reuse: bool = True) -> tuple[object, up.UpliftModel, dict]:
+        at = pd.Timestamp(cutoff)
+        plans = {"consumer": up._plan(cfg, ws, "consumer", at, todo["consumer"][0], reuse)}
+        judged = up._judge_all(cfg, todo, plans)
+        r = up._register(cfg, ws, "consumer", todo["consumer"], judged["consumer"], plans["consumer"], at)
+        run = client.get_model_version("nbp-consumer-uplift", str(r.version)).run_id
+        return r, judged["consumer"][0], client.get_run(run).data.tags
+
+    first, m1, t1 = month("2026-04-01")
+    assert first.alias == "champion" and (first.search.mode, first.search.reason) == ("full", "no_champion")
+    assert set(m1.choice.validation) == set(up.LEARNERS)
+    assert t1[ss.TAG_SEARCH] == "full" and t1[ss.TAG_MONTH] == "2026-04"
+    assert up.choice_member(t1[ss.TAG_SETTING]) == up.choice_setting(m1.choice)
+
+    second, m2, t2 = month("2026-05-01")
+    assert (second.search.mode, t2[ss.TAG_REASON], t2[ss.TAG_MONTH], t2[ss.TAG_FROM]) == (
+        "reused",
+        "reused",
+        "2026-04",
+        "1",
+    )
+    assert set(m2.choice.validation) == {m1.choice.learner}
+    np.testing.assert_array_equal(m1.uplift(rows), m2.uplift(rows))  # what the full search gave
+    assert month("2026-05-01", reuse=False)[2][ss.TAG_REASON] == "forced"
