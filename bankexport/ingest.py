@@ -42,6 +42,7 @@ import pyarrow as pa
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from bankexport import ingest_append as ia
 from bankexport import ingest_sql as q
 from bankexport import quality
 from bankexport.ingest_lines import (
@@ -115,6 +116,7 @@ class IngestReport:
     inference: dict[str, Any] | None = None  # how the export date was inferred (None: from the manifest)
     checks: dict[str, Any] = field(default_factory=dict)  # the share limits, what exceeded them, overrides
     warnings: list[str] = field(default_factory=list)  # about the export folder (tables have their own)
+    append: dict[str, Any] = field(default_factory=dict)  # per appendable table: rows reused, or why none
 
     def all_warnings(self) -> list[str]:
         """The export folder's warnings, then each table's."""
@@ -150,6 +152,7 @@ class IngestReport:
             "export_date_from": self.export_date_from,
             "export_date_inference": self.inference,
             "checks": self.checks,
+            "append": self.append,
             "warnings": self.all_warnings(),
             "run_id": self.run_id,
             "finished_at": self.finished_at,
@@ -204,6 +207,12 @@ class IngestReport:
             c = self.checks.get(what) or {}
             if c.get("exceeded"):
                 lines.append(f"note: {c['note']}")
+        for name, a in self.append.items():
+            if a["reused_rows"]:
+                lines.append(
+                    f"note: {name}: {a['reused_rows']:,} rows of the months {a['reused_months'][0]} to "
+                    f"{a['reused_months'][1]} unchanged since the previous import, not checked again"
+                )
         source = f"inferred {self.inference['note']}" if self.inference else f"(from {self.export_date_from})"
         bank = f"bank {self.bank_code}: " if self.bank_code else ""
         lines.append(f"{bank}export date {self.export_date} {source}; details in report.json, rejects/ and cells/")
@@ -432,6 +441,16 @@ def _read_csv_sql(path: Path, n_columns: int, rejects: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Reused:
+    """The first ``records`` records of a table's file, unchanged since the previous import: their
+    ``kept`` rows open the ``stored`` table, their problem rows are table ``chk_reused``."""
+
+    stored: Path
+    records: int
+    kept: int
+
+
 @dataclass
 class _Checked:
     read: int
@@ -516,9 +535,10 @@ def _check_structure(con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path,
         )
 
 
-def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str) -> None:
+def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str, reused: _Reused | None = None) -> None:
     """Rules on ``chk`` that need more than the row itself: dated after the export date,
-    references (to tables already stored), duplicate keys."""
+    references (to tables already stored), duplicate keys (also against the ``reused`` rows
+    kept before ``chk``'s first row)."""
     with _step(t.name, "future dates"):
         for sql in q.future_sql(t, "chk", export_date):
             con.execute(sql)
@@ -527,6 +547,8 @@ def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str) -> None:
         with _step(t.name, "references"):
             con.execute(f"UPDATE chk SET _why = b._why FROM ({ref}) b WHERE chk.rowid = b._ord")
     with _step(t.name, "duplicates"):
+        if reused is not None and reused.kept:
+            _repeats_reused(con, t, reused)
         # repeated keys: first their hashes, sorted in numpy (cheaper than an aggregate over millions
         # of distinct keys in DuckDB: decision 010), then the few rows holding such a hash compared by key
         h = con.execute(q.key_hash_sql(t, "chk")).fetchnumpy()["h"]
@@ -540,17 +562,57 @@ def _relate(con: duckdb.DuckDBPyConnection, t: Table, export_date: str) -> None:
             con.unregister("dup_h")
 
 
+def _repeats_reused(con: duckdb.DuckDBPyConnection, t: Table, reused: _Reused) -> None:
+    """Set aside the rows of ``chk`` whose key is the key of a reused kept row (all of which come
+    before them in the file): the hashes of ``chk``'s keys first, then the few stored rows with
+    such a hash compared by key."""
+    keys = q.key_columns(t)
+    new = [f"CAST({ident('p_' + k)} AS {q.DUCK_TYPES[t.column(k).type]})" for k in keys]
+    old = [f"CAST({ident(k)} AS {q.DUCK_TYPES[t.column(k).type]})" for k in keys]
+    h = np.unique(con.execute(f"SELECT hash({', '.join(new)}) AS h FROM chk WHERE _why IS NULL").fetchnumpy()["h"])
+    if not len(h):
+        return
+    con.register("new_h", {"h": h})
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE dup_old AS SELECT DISTINCT "
+        f"{', '.join(f'{o} AS k{i}' for i, o in enumerate(old))} FROM read_parquet({lit(str(reused.stored))}, "
+        f"file_row_number = true) WHERE file_row_number < {reused.kept} AND hash({', '.join(old)}) IN "
+        f"(SELECT h FROM new_h)"
+    )
+    con.unregister("new_h")
+    on = " AND ".join(f"{n} IS NOT DISTINCT FROM o.k{i}" for i, n in enumerate(new))
+    label = lit(f"{q.DUPLICATE_KEY}:{'+'.join(keys)}")
+    con.execute(f"UPDATE chk SET _why = {label} FROM dup_old o WHERE chk._why IS NULL AND {on}")
+    con.execute("DROP TABLE dup_old")
+
+
+def _problem_table(con: duckdb.DuckDBPyConnection, t: Table, reused: _Reused | None) -> None:
+    """Table ``probs``: the rows of ``chk`` set aside or holding a reported cell, led by their record
+    position ``_pos``, and the ``reused`` ones of the previous import (table ``chk_reused``)."""
+    cond_cells = " OR ".join(f"{ident('b_' + c.name)} IS NOT NULL" for c in _reportable(t)) or "false"
+    offset = reused.records if reused is not None else 0
+    sql = f"SELECT rowid + {offset} AS _pos, * FROM chk WHERE _why IS NOT NULL OR ({cond_cells})"
+    if reused is not None:
+        sql += f" UNION ALL SELECT * FROM {ia.REUSED}"
+    con.execute(f"CREATE OR REPLACE TABLE probs AS {sql}")
+
+
 def _reportable(t: Table) -> list[Column]:
     """The optional columns whose cells can break a rule (then nulled and reported in cells/)."""
     return [c for c in t.columns if not c.required and q.can_break(c)]
 
 
-def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
+def _counts(con: duckdb.DuckDBPyConnection, t: Table, reused: _Reused | None = None) -> _Checked:
+    """Rows read and kept, set aside and cells reported per rule, of ``chk`` and the ``reused`` rows."""
     n_raw = con.execute("SELECT count(*) FROM chk").fetchone()[0]
+    rows = "chk"
+    if reused is not None:
+        n_raw += reused.records
+        rows = f"(SELECT * FROM chk UNION ALL SELECT * EXCLUDE (_pos) FROM {ia.REUSED})"
     n_rej = con.execute("SELECT count(DISTINCT line_byte_position) FROM rej").fetchone()[0]
     aside = dict(
         con.execute(
-            "SELECT split_part(_why, ':', 1) r, count(*) FROM chk WHERE _why IS NOT NULL GROUP BY r ORDER BY r"
+            f"SELECT split_part(_why, ':', 1) r, count(*) FROM {rows} WHERE _why IS NOT NULL GROUP BY r ORDER BY r"
         ).fetchall()
     )
     if n_rej:
@@ -568,7 +630,7 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
             + " + ".join(f"count({ident('b_' + c.name)})" for c in opt)
             + ", "
             + (" + ".join(fut) or "0")
-            + " FROM chk WHERE _why IS NULL"
+            + f" FROM {rows} WHERE _why IS NULL"
         ).fetchone()
         if n - n_fut:
             cells[q.MALFORMED_OPTIONAL] = n - n_fut
@@ -578,9 +640,12 @@ def _counts(con: duckdb.DuckDBPyConnection, t: Table) -> _Checked:
     return _Checked(n_raw + n_rej, kept, aside, cells)
 
 
-def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path, bank: str | None = None) -> None:
+def write_table(
+    con: duckdb.DuckDBPyConnection, t: Table, path: Path, bank: str | None = None, reused: _Reused | None = None
+) -> None:
     """Write the kept rows of ``chk`` as ``path`` (Parquet, spec dtypes, pandas metadata); with
-    ``bank``, a last column ``bank_code`` holds the member bank on every row."""
+    ``bank``, a last column ``bank_code`` holds the member bank on every row. With ``reused``,
+    the first ``reused.kept`` rows of the stored table come first, in their order."""
     typed = [(c.name, c.type) for c in t.columns] + ([(BANK_COLUMN, "string")] if bank is not None else [])
     meta = json.dumps(
         {
@@ -600,8 +665,15 @@ def write_table(con: duckdb.DuckDBPyConnection, t: Table, path: Path, bank: str 
             "creator": {"library": "pyarrow", "version": pa.__version__},
         }
     )
+    sql = q.stored_select(t, "chk", bank)
+    if reused is not None and reused.kept:
+        cols = ", ".join(ident(name) for name, _ in typed)
+        sql = (
+            f"SELECT {cols} FROM read_parquet({lit(str(reused.stored))}, file_row_number = true) "
+            f"WHERE file_row_number < {reused.kept} UNION ALL {sql}"
+        )
     con.execute(
-        f"COPY ({q.stored_select(t, 'chk', bank)}) TO {lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
+        f"COPY ({sql}) TO {lit(str(path))} (FORMAT parquet, COMPRESSION snappy, "
         f"DICTIONARY_SIZE_LIMIT {DICTIONARY_SIZE_LIMIT}, KV_METADATA {{pandas: {lit(meta)}}})"
     )
 
@@ -625,7 +697,8 @@ def _write_problem_rows(
     """Write the table's rows set aside to ``rejects`` and its reported cells to ``cells`` (when any).
 
     A CSV row's cells are read again from the file by the row's byte span (table ``lines``,
-    columns ``r<i>``), exactly as DuckDB read them: ``chk`` carries no raw text.
+    columns ``r<i>``), exactly as DuckDB read them: ``chk`` carries no raw text. The rows are
+    those of table ``probs`` (:func:`_problem_table`).
     """
     n_aside, n_cells = sum(chk.set_aside.values()), sum(chk.cells.values())
     if not n_aside and not n_cells:
@@ -641,20 +714,14 @@ def _write_problem_rows(
 def _problem_lines(
     con: duckdb.DuckDBPyConnection, s: _Source, csv_path: Path | None, chk: _Checked, work: Path
 ) -> tuple[list[tuple[int, str]], np.ndarray]:
-    """Table ``lines`` (``_ord``, ``line``; a CSV's also ``r<i>``) of the rows set aside or holding a
-    reported cell; returns the records the CSV reader rejected (byte position, text) and their lines."""
-    opt = _reportable(s.table)
-    cond_cells = " OR ".join(f"{ident('b_' + c.name)} IS NOT NULL" for c in opt) or "false"
+    """Table ``lines`` (``_ord``, ``line``; a CSV's also ``r<i>``) of the rows of ``probs`` (set aside
+    or holding a reported cell, by record position ``_pos``); returns the records the CSV reader
+    rejected (byte position, text) and their lines."""
     con.execute("DROP TABLE IF EXISTS lines")
     if s.kind == "parquet":
-        con.execute(
-            f"CREATE TABLE lines AS SELECT rowid AS _ord, _line AS line FROM chk "
-            f"WHERE _why IS NOT NULL OR ({cond_cells})"
-        )
+        con.execute("CREATE TABLE lines AS SELECT _pos AS _ord, _line AS line FROM probs")
         return [], np.zeros(0, np.int64)
-    ords = con.execute(
-        f"SELECT rowid AS _ord FROM chk WHERE _why IS NOT NULL OR ({cond_cells}) ORDER BY 1"
-    ).fetchnumpy()["_ord"]
+    ords = con.execute("SELECT _pos AS _ord FROM probs ORDER BY 1").fetchnumpy()["_ord"]
     rej = con.execute(
         "SELECT line_byte_position, any_value(csv_line) AS csv_line FROM rej GROUP BY ALL ORDER BY 1"
     ).fetchall()
@@ -701,7 +768,7 @@ def _write_rejects(
     sql = (
         f"SELECT {src} AS source_file, l.line AS source_line, split_part(c._why, ':', 1) AS rule, "
         f'{why_col} AS "column", {value} AS value, '
-        f"{raw_cols} FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NOT NULL"
+        f"{raw_cols} FROM probs c JOIN lines l ON l._ord = c._pos WHERE c._why IS NOT NULL"
     )
     if len(rej):
         con.register(
@@ -727,7 +794,7 @@ def _write_cells(con: duckdb.DuckDBPyConnection, s: _Source, cell: dict[int, str
     parts = [
         f"SELECT {src} AS source_file, l.line AS source_line, c.{ident('b_' + o.name)} AS rule, "
         f'{lit(o.name)} AS "column", {cell[s.present[o.name]]} AS value, {raw_cols} '
-        f"FROM chk c JOIN lines l ON l._ord = c.rowid WHERE c._why IS NULL AND "
+        f"FROM probs c JOIN lines l ON l._ord = c._pos WHERE c._why IS NULL AND "
         f"{ident('b_' + o.name)} IS NOT NULL"
         for o in opt
         if o.name in s.present
@@ -1054,8 +1121,12 @@ class _Validation:
         export_date: str | None,
         staging: tuple[Path, Path, Path],
         ws: Workspace,
+        record: tuple[ia.Record | None, str] = (None, "--full"),
     ) -> None:
         self.ws = ws
+        self.record, self.record_why = record  # the previous import's, or why there is none to use
+        self.plans: dict[str, ia.Plan] = {}  # appendable tables: what is reused, this import's record
+        self.reused: dict[str, _Reused] = {}
         self.cfg = cfg
         self.encoding = encoding
         self.export_date = export_date
@@ -1104,10 +1175,17 @@ class _Validation:
         con, name = self.con, s.table.name
         t1 = time.perf_counter()
         src_sql, csv_path = _source_sql(con, s, self.encoding, self.work)
+        if name in ia.APPENDABLE:
+            src_sql = self._plan(s, src_sql, csv_path)
         _read_check(con, s, src_sql)
+        if name in self.reused:
+            self._load_reused(s)
         if csv_path is not None:
             _check_structure(con, s, csv_path, self.encoding)
-        if not con.execute("SELECT (SELECT count(*) FROM chk) + (SELECT count(*) FROM rej)").fetchone()[0]:
+        if (
+            name not in self.reused
+            and not con.execute("SELECT (SELECT count(*) FROM chk) + (SELECT count(*) FROM rej)").fetchone()[0]
+        ):
             if name in REQUIRED_TABLES:
                 raise DataContractError(
                     f"{s.path.name}: a header but no rows: required table '{name}' is "
@@ -1132,15 +1210,123 @@ class _Validation:
             self._finish(w_src, w_csv, w_t1)
         self._waiting = []
 
+    def _plan(self, s: _Source, src_sql: str, csv_path: Path | None) -> str:
+        """Fingerprint an appendable table's file by month, decide which of its first records the
+        previous import's verdicts still hold for (``self.reused``), and return the table
+        expression of the records left to check."""
+        con, name = self.con, s.table.name
+        col = ia.APPENDABLE[name]
+        with _step(name, "fingerprints"):
+            if s.kind == "parquet":
+                fp_src = lit(str(s.path))
+            else:
+                assert csv_path is not None
+                fp_src = _read_csv_sql(csv_path, len(s.header), "rej_fp")
+            months, records = ia.fingerprints(con, s.kind, fp_src, list(s.header), s.present[col], s.native.get(col))
+            con.execute("DROP TABLE IF EXISTS rej_fp; DROP TABLE IF EXISTS rej_fp_scan")
+        plan = ia.Plan(name, record=ia.TableRecord(s.kind, list(s.header), dict(s.native), months, records, 0))
+        self.plans[name] = plan
+        plan.why = self._why_full(s)
+        if not plan.why:
+            assert self.record is not None and self.export_date is not None
+            taken, k, stop = ia.reusable_prefix(
+                self.record.tables[name].months, months, self.record.export_date, self.export_date
+            )
+            plan.why = stop if k else f"no unchanged month opens the file: {stop}"
+            if k:
+                self._reuse(s, plan, taken, k)
+        log.info("%s", ia.describe(plan, records))
+        if not plan.reused:
+            return src_sql
+        if s.kind == "parquet":
+            return f"(SELECT * FROM {src_sql} WHERE _line > {plan.reused})"
+        key = ia.month_key_sql(f"r{s.present[col]}", None)
+        return f"(SELECT * FROM {src_sql} WHERE coalesce({key}, '') NOT IN ({', '.join(lit(m) for m in plan.months)}))"
+
+    def _why_full(self, s: _Source) -> str:
+        """Why an appendable table is checked in full whatever its months ('' when it need not be)."""
+        rec, name = self.record, s.table.name
+        if rec is None:
+            return self.record_why
+        prev = rec.tables.get(name)
+        why = ""
+        if self.export_from != "manifest":
+            why = "the export date is inferred from the data"
+        elif rec.code != ia.code_hash():
+            why = "the ingest checks, the spec or DuckDB changed since the previous import"
+        elif rec.bank != self.ws.bank:
+            why = f"the previous import is of bank {rec.bank}"
+        elif prev is None:
+            why = "the table is not in the previous import's record"
+        elif (prev.kind, prev.header, prev.native) != (s.kind, list(s.header), dict(s.native)):
+            why = "the file's format changed since the previous import (CSV or Parquet, its columns or their types)"
+        elif s.kind == "csv" and self.encoding != "utf-8":
+            why = f"a CSV in {self.encoding.upper()}, read through a UTF-8 copy"
+        elif not self.ws.table(name).exists() or not ia.problems_file(self.ws.ingest_append_dir, name).exists():
+            why = "the previous import's stored table is missing"
+        return why
+
+    def _reuse(self, s: _Source, plan: ia.Plan, months: list[str], k: int) -> None:
+        """Reuse the first ``k`` records (the rows of ``months``) unless a reused row names an
+        account whose kept row changed, or the stored table is not the one recorded."""
+        con, name = self.con, s.table.name
+        assert self.record is not None
+        stored, problems = self.ws.table(name), ia.problems_file(self.ws.ingest_append_dir, name)
+        aside = con.execute(
+            f"SELECT count(*) FROM read_parquet({lit(str(problems))}) WHERE _pos < {k} AND _why IS NOT NULL"
+        ).fetchone()[0]
+        n_stored = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(stored))})").fetchone()[0]
+        if n_stored != self.record.tables[name].kept:
+            plan.why = "the stored table is not the one the previous import recorded"
+            return
+        with _step(name, "accounts changed"):
+            if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'changed'").fetchone()[0]:
+                con.execute(f"CREATE TEMP TABLE changed AS {ia.changed_accounts_sql(self.ws.table('accounts'))}")
+            n_changed = con.execute("SELECT count(*) FROM changed").fetchone()[0]
+            hit = con.execute(ia.affected_sql(stored, k - aside, problems, k)).fetchone()[0] if n_changed else 0
+        if hit:
+            plan.why = f"{hit:,} rows of unchanged months name accounts whose kept row changed"
+            return
+        plan.reused, plan.kept, plan.months = k, k - aside, months
+        self.reused[name] = _Reused(stored, k, k - aside)
+
+    def _load_reused(self, s: _Source) -> None:
+        """Table ``chk_reused``: the reused problem rows, typed as ``chk``, led by ``_pos``; checks that
+        ``chk`` holds exactly the records after the reused ones."""
+        con, name = self.con, s.table.name
+        r, plan = self.reused[name], self.plans[name]
+        assert plan.record is not None
+        n = con.execute("SELECT count(*) FROM chk").fetchone()[0]
+        if n != plan.record.records - r.records:  # the filter and the positions disagree: a bug
+            raise RuntimeError(f"{name}: {n:,} records left to check, expected {plan.record.records - r.records:,}")
+        problems = ia.problems_file(self.ws.ingest_append_dir, name)
+        con.execute(f"CREATE OR REPLACE TABLE {ia.REUSED} AS SELECT CAST(0 AS BIGINT) AS _pos, * FROM chk LIMIT 0")
+        con.execute(
+            f"INSERT INTO {ia.REUSED} BY NAME SELECT * FROM read_parquet({lit(str(problems))}) WHERE _pos < {r.records}"
+        )
+
+    def record_of(self) -> ia.Record:
+        """This import's record of its appendable tables, for the next import."""
+        assert self.export_date is not None
+        tables = {n: p.record for n, p in self.plans.items() if p.record is not None and n in self.reports}
+        return ia.Record(ia.code_hash(), self.ws.bank, self.export_date, tables)
+
     def _finish(self, s: _Source, csv_path: Path | None, t1: float) -> None:
         """Relate, count, store and report the table whose ``chk`` and ``rej`` are current."""
         con, name = self.con, s.table.name
         assert self.export_date is not None
-        _relate(con, s.table, self.export_date)
+        reused = self.reused.get(name)
+        _relate(con, s.table, self.export_date, reused)
         with _step(name, "counts"):
-            counts = _counts(con, s.table)
+            counts = _counts(con, s.table, reused)
         with _step(name, "write"):
-            write_table(con, s.table, self.data_dir / self.ws.table(name).name, self.ws.bank)
+            write_table(con, s.table, self.data_dir / self.ws.table(name).name, self.ws.bank, reused)
+        _problem_table(con, s.table, reused)
+        if (plan := self.plans.get(name)) is not None and plan.record is not None:
+            plan.record.kept = counts.kept
+            out = ia.problems_file(self.data_dir / self.ws.ingest_append_dir.name, name)
+            out.parent.mkdir(exist_ok=True)
+            con.execute(f"COPY probs TO {lit(str(out))} (FORMAT parquet)")
         with _step(name, "reports"):
             _write_problem_rows(
                 con,
@@ -1158,7 +1344,10 @@ class _Validation:
         problem = _set_aside_problem(name, tr, self.cfg, self.export_date, self.export_from, self.ws.ingest_refused_dir)
         if problem is not None:
             self.aside_problems.append(problem)
-        con.execute("DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS rej")
+        con.execute(
+            f"DROP TABLE IF EXISTS chk; DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS rej; "
+            f"DROP TABLE IF EXISTS probs; DROP TABLE IF EXISTS {ia.REUSED}"
+        )
         if csv_path is not None and csv_path != s.path:
             csv_path.unlink(missing_ok=True)
         log.info(
@@ -1310,6 +1499,7 @@ def ingest(
     bank: str | None = None,
     accept_set_aside: bool = False,
     accept_shrink: bool = False,
+    full: bool = False,
 ) -> IngestReport:
     """Validate the bank export in ``src`` and store its typed tables in the workspace.
 
@@ -1329,6 +1519,9 @@ def ingest(
             are set aside (the report says so).
         accept_shrink: store the tables even where one keeps more than ``cfg.max_shrink_share``
             fewer rows than the same bank's previous import (the report says so).
+        full: check every row; by default the rows of the months that open an appendable table's
+            file unchanged since the previous import keep that import's verdicts
+            (:mod:`bankexport.ingest_append`; the stored tables and reports are the same).
 
     Returns:
         The report (also written as ``report.json``).
@@ -1355,7 +1548,8 @@ def ingest(
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     export_date = str(manifest["export_date"]) if manifest.get("export_date") else None
     with _staging(ws, tag) as staging, logging_redirect_tqdm():
-        v = _Validation(cfg, encoding, export_date, staging, ws)
+        record = (None, "--full") if full else ia.read_record(ws)
+        v = _Validation(cfg, encoding, export_date, staging, ws, record)
         v.run(sources, empty)
         assert v.export_date is not None
         checks, refused = _checks(v, previous, accept_set_aside, accept_shrink)
@@ -1371,9 +1565,11 @@ def ingest(
             inference=v.inference,
             checks=checks,
             warnings=unread,
+            append={n: p.to_json() for n, p in v.plans.items()},
         )
         if refused:
             _refuse(ws, staging[1], report, refused)
+        ia.write_record(v.record_of(), staging[0] / ws.ingest_append_dir.name)
         _store(ws, staging, report, manifest)
     shutil.rmtree(ws.ingest_refused_dir, ignore_errors=True)
     quality.write_snapshot(ws, report)  # this export date's data-quality figures, kept as history

@@ -234,10 +234,16 @@ def simulate(
     default=None,
     help="Member bank of a federation workspace (default: bank_code of manifest.json; neither: a single bank).",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Check every row again; by default the months of transactions and balances that open the "
+    "file unchanged since the previous import keep its verdicts (the stored tables are the same).",
+)
 @common
-def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool, bank: str | None) -> None:
+def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool, bank: str | None, full: bool) -> None:
     """Validate a bank export in SRC and store its typed tables in the workspace (a member
-    bank's under banks/<code>/)."""
+    bank's under banks/<code>/). A re-delivered export's unchanged months are not checked again."""
     from bankexport.ingest import ingest as run
 
     report = run(
@@ -247,6 +253,7 @@ def ingest(ctx: Ctx, src: str, accept_set_aside: bool, accept_shrink: bool, bank
         bank=bank,
         accept_set_aside=accept_set_aside,
         accept_shrink=accept_shrink,
+        full=full,
     )
     click.echo(report.summary_table())
 
