@@ -6,13 +6,18 @@ the training sets once as ``nbp train`` does (:func:`training.pipeline.prepare`)
 product with the recipe (:func:`training.model.fit_rolling`, single-threaded boosters, settings
 side by side as in ``nbp train``) under each variant, one product after the other:
 
-* ``full``: today's search (every ``GRID`` setting, ``training.rolling_folds`` folds, patience 50);
-* ``2 folds``: the same settings on the 2 latest folds;
-* ``2 settings``: ``GRID``'s first two members (the default and the near-additive one);
-* ``patience 20``: early stopping after 20 rounds without a better mean fold AUC.
+* ``full``: the search before decision 029 (every ``GRID`` setting on every one of the
+  ``training.rolling_folds`` folds, patience 50, the one-SE rule's simplest by leaves per tree);
+* ``2 folds``: that search with 2 folds in all (the search's and the calibration's);
+* ``2 settings``: that search of ``GRID``'s first two members (the default and the near-additive one);
+* ``patience 20``: that search early-stopped after 20 rounds without a better mean fold AUC;
+* ``size``: the full search, the one-SE rule's simplest by size (leaves over all trees);
+* ``2 search folds``: the 2 latest folds search, every fold calibrates (simplest by leaves per tree);
+* ``config``: the recipe as ``nbp train`` fits it with the configuration
+  (``training.search_folds``, ``training.simplest``).
 
-Each variant's wall time of the fit and its AUC on the test window (the champion gate's rows),
-with the AUC's standard error. Printed as a table; nothing is registered.
+Each variant's wall time of the fit, its AUC on the test window (the champion gate's rows) with
+the AUC's standard error, and its lift in the top 10 %. Printed as a table; nothing is registered.
 
 Run: ``NBP_HOME=WS .venv/bin/python -m benchmarks.recipe_variants [--products consumer ...]
 [--variants full "2 folds" ...]``; against another commit's tree (``git archive``):
@@ -25,7 +30,7 @@ import argparse
 import sys
 import time
 
-VARIANTS = ("full", "2 folds", "2 settings", "patience 20")
+VARIANTS = ("full", "2 folds", "2 settings", "patience 20", "size", "2 search folds", "config")
 
 
 def main(argv: list[str]) -> int:
@@ -43,15 +48,19 @@ def main(argv: list[str]) -> int:
 
     cfg = load_config()
     prep = pipeline.prepare(cfg, Workspace.from_env(), products=a.products)
-    base = pipeline.model_params(cfg)
+    config = pipeline.model_params(cfg)
+    full = config.model_copy(update={"search_folds": config.folds, "simplest": "leaves"})
     plans = {
-        "full": (base, None),
-        "2 folds": (base.model_copy(update={"folds": 2}), None),
-        "2 settings": (base, GRID[:2]),
-        "patience 20": (base.model_copy(update={"early_stopping_rounds": 20}), None),
+        "full": (full, None),
+        "2 folds": (full.model_copy(update={"folds": 2, "search_folds": 2}), None),
+        "2 settings": (full, GRID[:2]),
+        "patience 20": (full.model_copy(update={"early_stopping_rounds": 20}), None),
+        "size": (full.model_copy(update={"simplest": "size"}), None),
+        "2 search folds": (full.model_copy(update={"search_folds": 2}), None),
+        "config": (config, None),
     }
-    print("| product | variant | fit s | test AUC | ± SE | setting kept | rounds |")
-    print("|---|---|---:|---:|---:|---|---:|")
+    print("| product | variant | fit s | test AUC | ± SE | lift@10% | setting kept | rounds |")
+    print("|---|---|---:|---:|---:|---:|---|---:|")
     for key, (rows, te) in prep.data.items():
         for name in a.variants:
             params, grid = plans[name]
@@ -74,7 +83,7 @@ def main(argv: list[str]) -> int:
                 ", extra trees" if kept.get("extra_trees") else ""
             )
             print(
-                f"| {key} | {name} | {seconds:.0f} | {m['auc']:.4f} | {se:.4f} | {setting} "
+                f"| {key} | {name} | {seconds:.0f} | {m['auc']:.4f} | {se:.4f} | {m['lift_10']:.2f} | {setting} "
                 f"| {model.info.get('best_iteration')} |",
                 flush=True,
             )

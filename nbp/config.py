@@ -67,7 +67,10 @@ class TrainingConfig(_Section):
     horizon_days: int = 90
     auc_floor: float = 0.6
     test_months: int = Field(2, ge=1)  # latest closed as-of months: backtest window of the gate
-    rolling_folds: int = Field(4, ge=2)  # latest fitting months, each validating one rolling fold (rounds, settings)
+    rolling_folds: int = Field(4, ge=2)  # latest fitting months, each validating one rolling fold (calibration)
+    search_folds: int = Field(4, ge=1)  # the latest of those folds choose the setting and rounds (calibration: all)
+    # the one-SE rule's simplest setting: fewest leaves per tree (leaves), or over all trees (size: leaves x rounds)
+    simplest: Literal["size", "leaves"] = "leaves"
     negative_rate: float = Field(1.0, gt=0.0, le=1.0)  # share of negatives kept (weights compensate)
     workers: int = Field(2, ge=1)  # products fitted side by side (one LightGBM thread each)
     max_rows: int = Field(150_000, ge=1_000)  # fitting rows per product; beyond, negatives are down-sampled (weighted)

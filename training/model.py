@@ -12,11 +12,13 @@ Recipe (:func:`fit_rolling`, details in its docstring and ``docs/training.md``):
    full loss and probabilities stay calibrated in expectation.
 2. Settings (:data:`GRID`) and round counts are chosen on rolling time-ordered folds
    (:func:`rolling_folds`: each of the latest periods validates a booster trained on
-   the periods whose label windows closed before it), keeping the simplest setting
-   within one standard error of the best (:func:`choose_on_folds`).
-3. The chosen setting's fold boosters score their own validation periods
-   (:func:`fold_scores`), and the final booster is refit on every period with the
-   chosen setting and rounds (:func:`refit`).
+   the periods whose label windows closed before it; the latest ``search_folds`` of
+   them), keeping the simplest setting within one standard error of the best: the fewest
+   leaves per tree, or over all its trees (``simplest``; :func:`choose_on_folds`).
+3. The chosen setting's fold boosters of every fold (the search's, and the earlier
+   folds' trained at the chosen rounds, :func:`fold_boosters`) score their own
+   validation periods (:func:`fold_scores`), and the final booster is refit on every
+   period with the chosen setting and rounds (:func:`refit`).
 4. Calibration (:func:`calibrate`) is Platt scaling by default, fitted on those
    out-of-time scores: a two-parameter logistic fit on the raw score (log-odds). With
    few positives (tens to a few hundred per product and month) isotonic regression
@@ -74,11 +76,14 @@ class ModelParams(BaseModel):
     calibration: Literal["platt", "isotonic", "none"] = "platt"
     # rolling-fold recipe (fit_rolling): settings and rounds chosen on time-ordered folds
     folds: int = 4  # latest periods used, one at a time, as the validation period of a fold
+    search_folds: int = 4  # the latest of those folds choose the setting and rounds; every fold calibrates
     calib_periods: int = 2  # calibrate_on="holdout": latest periods held out for Platt calibration
     calibrate_on: Literal["folds", "holdout"] = "folds"  # fit_rolling: where Platt is fitted (see there)
     search: bool = True  # also choose among GRID (else: these settings, rounds only)
     max_neg_per_pos: float | None = 100.0  # fit_rolling: down-sample negatives beyond this ratio (weighted)
     select: Literal["best", "one_se"] = "one_se"  # fit_rolling: simplest setting within one SE of the best, or best
+    # the one-SE rule's "simplest": fewest leaves over every tree (num_leaves x rounds), or per tree
+    simplest: Literal["size", "leaves"] = "leaves"
     max_bin: int = 255
     extra_trees: bool = False  # one random threshold per feature and node (GRID's near-additive member)
     seed: int = 7
@@ -418,23 +423,35 @@ def rolling_folds(
     return out[::-1]
 
 
-def _complexity(p: ModelParams) -> tuple[float, ...]:
-    """Order of settings from simplest: fewer leaves, then more rows per leaf, then more L2."""
-    return (p.num_leaves, -p.min_child_samples, -p.lambda_l2)
+def _complexity(p: ModelParams, rounds: int | None = None) -> tuple[float, ...]:
+    """Order of settings from simplest: fewer leaves in the whole model (``num_leaves`` times
+    ``rounds``; per tree without ``rounds``), then fewer per tree, more rows per leaf, more L2."""
+    size = p.num_leaves * rounds if rounds is not None else p.num_leaves
+    return (size, p.num_leaves, -p.min_child_samples, -p.lambda_l2)
 
 
-def choose_setting(scores: list[tuple[ModelParams, float, float]], rule: str = "one_se") -> int:
+def choose_setting(
+    scores: list[tuple[ModelParams, float, float]],
+    rule: str = "one_se",
+    rounds: Sequence[int] | None = None,
+    simplest: str = "leaves",
+) -> int:
     """Index of the setting kept from ``(setting, mean fold AUC, its standard error)``.
 
-    ``"best"``: the highest mean fold AUC. ``"one_se"``: the simplest setting (fewest
-    leaves, then most rows per leaf, then most L2) whose mean is at least the best mean
-    minus the best setting's standard error (Breiman's one-SE rule).
+    ``"best"``: the highest mean fold AUC. ``"one_se"``: the simplest setting whose mean is
+    at least the best mean minus the best setting's standard error (Breiman's one-SE rule).
+    ``simplest="size"`` with each setting's early-stopped ``rounds``: the model with the fewest
+    leaves in all its trees (``num_leaves x rounds``, the leaf values it fits; Breiman's rule
+    counts a tree's terminal nodes), ``"leaves"`` (or no ``rounds``): the fewest leaves per
+    tree; ties then go to fewer leaves per tree, more rows per leaf, more L2.
     """
     best = max(range(len(scores)), key=lambda i: scores[i][1])
     if rule == "best":
         return best
     floor = scores[best][1] - scores[best][2]
-    return min((i for i, (_, m, _) in enumerate(scores) if m >= floor), key=lambda i: _complexity(scores[i][0]))
+    size = list(rounds) if rounds is not None and simplest == "size" else [None] * len(scores)
+    near = (i for i, (_, m, _) in enumerate(scores) if m >= floor)
+    return min(near, key=lambda i: _complexity(scores[i][0], size[i]))
 
 
 @dataclass
@@ -551,9 +568,10 @@ def choose_on_folds(
     threads: int,
     workers: int = 1,
     keep_boosters: bool = False,
+    simplest: str = "leaves",
 ) -> Choice:
     """Cross-validate each candidate setting on ``folds``, early-stopped on the mean fold
-    AUC, and keep one by :func:`choose_setting` (``select``), with its round count.
+    AUC, and keep one by :func:`choose_setting` (``select``, ``simplest``), with its round count.
 
     Settings run ``workers`` at a time on threads (LightGBM releases the interpreter lock
     while it trains); each is seeded, so the choice does not depend on ``workers``. Only
@@ -591,9 +609,38 @@ def choose_on_folds(
         search.append(row | {"rounds": len(curve), "cv_auc": round(score, 4), "cv_auc_sd": round(sd, 4)})
         log.info("fold search: %s -> %d rounds, mean fold AUC %.4f ± %.4f", search[-1], len(curve), score, sd)
         scores.append((cand, score, sd / np.sqrt(len(folds))))
-    i = choose_setting(scores, select)
+    i = choose_setting(scores, select, [r["rounds"] for r in search], simplest)
     kept = cvs[i].get("cvbooster")
     return Choice(candidates[i], search[i]["rounds"], None if kept is None else list(kept.boosters), search)
+
+
+def fold_boosters(
+    d: Design,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    params: ModelParams,
+    rounds: int,
+    threads: int,
+    workers: int = 1,
+) -> list[lgb.Booster]:
+    """``params``'s boosters of ``folds`` at exactly ``rounds`` rounds, one per fold in fold order:
+    the boosters :func:`choose_on_folds` keeps for a setting whose early stopping ends at ``rounds``
+    (the same ``lgb.cv`` over the same rows, without early stopping). Folds run ``workers`` at a
+    time on threads, as settings do in :func:`choose_on_folds` (single-threaded boosters only)."""
+
+    def one(fold: tuple[np.ndarray, np.ndarray]) -> lgb.Booster:
+        res = lgb.cv(
+            params.lgb_params() | {"num_threads": threads},
+            d.dataset(keep_raw=True),
+            num_boost_round=rounds,
+            folds=[fold],
+            stratified=False,
+            shuffle=False,
+            return_cvbooster=True,
+        )
+        return res["cvbooster"].boosters[0]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(folds)))) as pool:
+        return list(pool.map(one, folds))
 
 
 def fold_scores(
@@ -708,16 +755,20 @@ def fit_rolling(
 
     1. Each candidate setting (``grid``'s overrides of ``params``; by default :data:`GRID`,
        or ``params`` alone when ``params.search`` is off) is cross-validated on
-       :func:`rolling_folds` (the latest
+       the latest ``params.search_folds`` of :func:`rolling_folds` (the latest
        ``params.folds`` periods, each against the periods before it minus the embargo),
        early-stopped on the mean fold AUC (:func:`choose_on_folds`). Every positive of
        those periods votes, not one month's. ``params.select == "one_se"`` (default) keeps
-       the simplest setting (fewest leaves, then most rows per leaf) whose mean fold AUC is
-       within one standard error (fold sd / sqrt(folds)) of the best; ``"best"`` keeps the
-       best. With a few hundred fold positives the fold AUCs differ by less than their
-       noise, and the noise favours capacity.
+       the simplest setting whose mean fold AUC is within one standard error (fold sd /
+       sqrt(folds)) of the best: with ``params.simplest == "size"`` the fewest leaves over
+       all its trees (``num_leaves`` x its rounds), with ``"leaves"`` the fewest per tree
+       (then most rows per leaf); ``"best"`` keeps the best. With a few hundred
+       fold positives the fold AUCs differ by less than their noise, and the noise favours
+       capacity.
     2. ``params.calibrate_on == "folds"`` (default, cross-fitted): the chosen setting's
-       fold boosters, at the chosen round count, score their own validation periods
+       boosters of every one of the ``params.folds`` folds, at the chosen round count (the
+       search's own, and :func:`fold_boosters` for the earlier folds the search left out),
+       score their own validation periods
        (:func:`fold_scores`); Platt is fitted on these out-of-time scores, and the final
        booster is refit (:func:`refit`) with the same setting and round count on every
        period of ``rows``. ``"holdout"``: the latest ``params.calib_periods`` periods are
@@ -785,7 +836,10 @@ def fit_rolling_parts(
     settings = [dict(g) for g in (grid if grid is not None else GRID if params.search else ({},))]
     candidates = [params.model_copy(update=g) for g in settings]
     workers = params.search_workers if threads == 1 else 1
-    choice = choose_on_folds(d, folds, candidates, params.select, threads, workers, keep_boosters=cross_fit)
+    searched = folds[-params.search_folds :] if params.search_folds < len(folds) else folds
+    choice = choose_on_folds(
+        d, searched, candidates, params.select, threads, workers, keep_boosters=cross_fit, simplest=params.simplest
+    )
     if choice.rounds is None:
         log.warning(
             "no usable time-ordered fold (%d periods): %d rounds without search",
@@ -793,7 +847,10 @@ def fit_rolling_parts(
             params.max_rounds // 10,
         )
     rounds = choice.rounds or max(1, params.max_rounds // 10)
-    cross = fold_scores(d, folds, choice.boosters, rounds, threads) if cross_fit else None
+    cross = None
+    if cross_fit:  # every fold's out-of-time scores calibrate, the searched folds' and the earlier ones'
+        earlier = fold_boosters(d, folds[: len(folds) - len(searched)], choice.params, rounds, threads, workers)
+        cross = fold_scores(d, folds, [*earlier, *(choice.boosters or [])], rounds, threads)
     choice.boosters = None  # the fold boosters are freed before the refit
     booster = refit(d, fit_mask, choice.params, rounds, threads)
     cal_idx = cross.idx if cross is not None else np.flatnonzero(cal_mask)
@@ -804,6 +861,7 @@ def fit_rolling_parts(
         calibrator = calibrate(params.calibration, d, cal_idx, raw, cross, centre)
     model = FittedModel(booster, calibrator, list(features), categories, rounds, choice.params.model_dump())
     model.info = _fit_info(d, folds, fit_mask, cal_idx, rate, cross_fit, choice.search, threads, rounds)
+    model.info["search_folds"] = len(searched)
     model.info["setting"] = settings[candidates.index(choice.params)]
     return RollingFit(model, rows, d, cross, centre)
 

@@ -20,6 +20,8 @@ from training.model import (
     choose_on_folds,
     choose_setting,
     encode,
+    fit_rolling_parts,
+    fold_boosters,
     fold_scores,
     refit,
     rolling_folds,
@@ -119,6 +121,53 @@ def test_fold_scores_are_each_validation_period_scored_at_the_chosen_rounds(d: D
         np.testing.assert_allclose(fs.centre[at], raw_tr.mean(), rtol=1e-12)
     full = choice.boosters[0].predict(d.x[folds[0][1]], raw_score=True, num_threads=1)
     assert choice.boosters[0].current_iteration() > rounds and not np.array_equal(fs.raw[: len(full)], full)
+
+
+def test_fold_boosters_are_the_search_boosters_of_that_setting_at_those_rounds(rows: pd.DataFrame, d: Design) -> None:
+    """The boosters the calibration gets for folds the search left out are the ones a search of
+    those folds would have kept at the chosen rounds, and they too learn nothing from the
+    embargo before their validation period."""
+    three = rolling_folds(d.t, 3, 1, d.y)
+    choice = choose_on_folds(d, three, [SMALL], "best", threads=1, keep_boosters=True)
+    rounds = max(1, choice.rounds - 2)
+    got = fold_boosters(d, three, SMALL, rounds, threads=1)
+    assert [b.current_iteration() for b in got] == [rounds] * 3
+    for b, kept, (_, va) in zip(got, choice.boosters, three, strict=True):
+        want = kept.predict(d.x[va], raw_score=True, num_iteration=rounds, num_threads=1)
+        np.testing.assert_array_equal(b.predict(d.x[va], raw_score=True, num_threads=1), want)
+    assert fold_boosters(d, [], SMALL, rounds, threads=1) == []
+    # side by side on two threads: the same boosters
+    twice = fold_boosters(d, three, SMALL, rounds, threads=1, workers=2)
+    assert [b.model_to_string() for b in twice] == [b.model_to_string() for b in got]
+    # the earliest fold validates period 5: labels of period 4 on (4 + the embargo is not before 5)
+    # change none of its trees
+    assert int(d.t[three[0][1]][0]) == 5
+    late = design(rows.assign(label=np.where(rows["period"] >= 4, 1 - rows["label"], rows["label"])))
+    assert fold_boosters(late, three[:1], SMALL, rounds, 1)[0].model_to_string() == got[0].model_to_string()
+
+
+def test_fewer_search_folds_still_calibrate_on_every_folds_out_of_time_scores(rows: pd.DataFrame) -> None:
+    """The latest fold alone chooses setting and rounds; all three folds' validation periods
+    calibrate, each scored by its own fold booster of the kept setting at those rounds."""
+    p = SMALL.model_copy(update={"folds": 3, "search_folds": 1})
+    grid = [{}, {"num_leaves": 4}]
+    fit = fit_rolling_parts(rows, FEATURES, "label", "period", p, None, 1, grid)
+    info, d = fit.model.info, fit.design
+    assert info["folds"] == 3 and info["search_folds"] == 1 and info["calibrate_on"] == "folds"
+    assert info["calibration_periods"] == ["5", "6", "7"]
+    three = rolling_folds(d.t, 3, 1, d.y)
+    kept = p.model_copy(update=info["setting"])
+    only = choose_on_folds(d, three[-1:], [p.model_copy(update=g) for g in grid], "one_se", 1)
+    assert only.params == kept and only.rounds == fit.model.best_iteration
+    want = fold_scores(d, three, fold_boosters(d, three, kept, only.rounds, 1), only.rounds, 1)
+    np.testing.assert_array_equal(fit.cross.idx, want.idx)
+    np.testing.assert_array_equal(fit.cross.raw, want.raw)
+    np.testing.assert_allclose(fit.cross.centre, want.centre, rtol=1e-12)
+    # every fold searching (the search before decision 029): the same calibration rows
+    every_fold = p.model_copy(update={"search_folds": 3})
+    every = fit_rolling_parts(rows, FEATURES, "label", "period", every_fold, None, 1, grid)
+    assert every.model.info["search_folds"] == 3
+    np.testing.assert_array_equal(every.cross.idx, fit.cross.idx)
 
 
 def test_refit_learns_exactly_the_selected_rows_for_the_given_rounds(rows: pd.DataFrame, d: Design) -> None:

@@ -33,6 +33,29 @@ def test_one_se_rule_keeps_the_simplest_setting_within_one_standard_error() -> N
     assert choose_setting([(b, 0.71, 0.02), (a, 0.70, 0.01)], "one_se") == 1
 
 
+def test_one_se_rule_by_size_keeps_the_model_with_the_fewest_leaves_over_all_its_trees() -> None:
+    """Within one standard error of the best, 15 leaves x 66 rounds (990 leaves) is a smaller
+    model than 4 leaves x 340 rounds (1,360); per tree (the rule before decision 029) it is not."""
+    from training.model import GRID
+
+    default, additive, seven, wide = (ModelParams().model_copy(update=g) for g in GRID)
+    scores = [(default, 0.846, 0.004), (additive, 0.847, 0.004), (seven, 0.845, 0.004), (wide, 0.836, 0.004)]
+    rounds = [66, 340, 168, 40]
+    assert choose_setting(scores, "one_se", rounds, "size") == 0
+    assert choose_setting(scores, "one_se", rounds, "leaves") == 1
+    assert choose_setting(scores, "one_se", None, "size") == 1  # without rounds: per tree
+    # the smallest model only among those within one SE: 31 x 20 = 620 leaves, but 0.010 behind
+    assert choose_setting(scores, "one_se", [66, 340, 168, 20], "size") == 0
+    # a setting ahead by more than the noise is kept whatever its size
+    ahead = [(default, 0.830, 0.004), (additive, 0.847, 0.004), (seven, 0.845, 0.004), (wide, 0.836, 0.004)]
+    assert choose_setting(ahead, "one_se", rounds, "size") == 2  # 7 x 168 = 1,176 < 1,360
+    assert choose_setting(ahead, "best", rounds, "size") == 1
+    # equal sizes: fewer leaves per tree, then more rows per leaf
+    assert choose_setting([(wide, 0.84, 0.01), (additive, 0.84, 0.01)], "one_se", [4, 31], "size") == 1
+    a, b = default.model_copy(update={"min_child_samples": 300}), default
+    assert choose_setting([(b, 0.71, 0.02), (a, 0.70, 0.01)], "one_se", [50, 50], "size") == 1
+
+
 def test_platt_intercept_solves_its_score_equation_where_newton_steps_diverge() -> None:
     """A steep Platt slope can leave a few fold scores hundreds of logits out: the mean
     score then starts the intercept far off, in the sigmoid's flat tail, and plain
@@ -49,3 +72,23 @@ def test_platt_intercept_solves_its_score_equation_where_newton_steps_diverge() 
     b = _intercept(z, y, w)
     assert np.isfinite(b) and -5 < b < 0
     assert abs(np.sum(w * (y - _sigmoid(z + b)))) < 1e-6 * w.sum()  # weighted mean p = weighted rate
+
+
+def test_the_search_settings_come_from_the_training_config_and_shape_the_search_fingerprint(tmp_path) -> None:
+    """``training.search_folds`` and ``training.simplest`` reach the recipe of ``nbp train`` and of
+    pooled fits, and a change of either sends the monthly job to a full search (its fingerprint)."""
+    from nbp.config import load_config
+    from training.pipeline import model_params
+    from training.pooled import pooled_params
+    from training.setting_search import fingerprint
+
+    overlay = tmp_path / "search.yaml"
+    overlay.write_text("training:\n  rolling_folds: 5\n  search_folds: 3\n  simplest: size\n", encoding="utf-8")
+    base, changed = load_config(), load_config(overlay)
+    for params in (model_params(changed), pooled_params(changed)):
+        assert (params.folds, params.search_folds, params.simplest) == (5, 3, "size")
+    b = model_params(base)
+    t = base.training
+    assert (b.folds, b.search_folds, b.simplest) == (t.rolling_folds, t.search_folds, t.simplest)
+    product = next(iter(base.products))
+    assert fingerprint(base, product, ["f1"], b) != fingerprint(changed, product, ["f1"], model_params(changed))
