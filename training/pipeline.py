@@ -214,10 +214,11 @@ def split_months(
 
 
 def model_params(cfg: Config) -> ModelParams:
-    """The recipe's settings: ``training.rolling_folds`` rolling folds, one LightGBM thread (products
-    are fitted side by side instead, :func:`_fit_all`), the rest :class:`ModelParams`."""
+    """The recipe's settings: ``training.rolling_folds`` rolling folds, the latest ``search_folds`` of
+    them searched, the one-SE rule's ``simplest``, one LightGBM thread (products are fitted side by
+    side instead, :func:`_fit_all`), the rest :class:`ModelParams`."""
     t = cfg.training
-    return ModelParams(folds=t.rolling_folds, num_threads=1)
+    return ModelParams(folds=t.rolling_folds, search_folds=t.search_folds, simplest=t.simplest, num_threads=1)
 
 
 def _datasets(
