@@ -13,8 +13,10 @@ side by side as in ``nbp train``) under each variant, one product after the othe
 * ``patience 20``: that search early-stopped after 20 rounds without a better mean fold AUC;
 * ``size``: the full search, the one-SE rule's simplest by size (leaves over all trees);
 * ``2 search folds``: the 2 latest folds search, every fold calibrates (simplest by leaves per tree);
+* ``2 search folds, size, SE floor``: the 2 latest folds search, simplest by size, the one-SE rule's
+  standard error at least the fold AUCs' sampling error;
 * ``config``: the recipe as ``nbp train`` fits it with the configuration
-  (``training.search_folds``, ``training.simplest``).
+  (``training.search_folds``, ``training.simplest``, ``training.se_floor``).
 
 Each variant's wall time of the fit, its AUC on the test window (the champion gate's rows) with
 the AUC's standard error, and its lift in the top 10 %. Printed as a table; nothing is registered.
@@ -30,7 +32,16 @@ import argparse
 import sys
 import time
 
-VARIANTS = ("full", "2 folds", "2 settings", "patience 20", "size", "2 search folds", "config")
+VARIANTS = (
+    "full",
+    "2 folds",
+    "2 settings",
+    "patience 20",
+    "size",
+    "2 search folds",
+    "2 search folds, size, SE floor",
+    "config",
+)
 
 
 def main(argv: list[str]) -> int:
@@ -49,7 +60,7 @@ def main(argv: list[str]) -> int:
     cfg = load_config()
     prep = pipeline.prepare(cfg, Workspace.from_env(), products=a.products)
     config = pipeline.model_params(cfg)
-    full = config.model_copy(update={"search_folds": config.folds, "simplest": "leaves"})
+    full = config.model_copy(update={"search_folds": config.folds, "simplest": "leaves", "se_floor": False})
     plans = {
         "full": (full, None),
         "2 folds": (full.model_copy(update={"folds": 2, "search_folds": 2}), None),
@@ -57,6 +68,10 @@ def main(argv: list[str]) -> int:
         "patience 20": (full.model_copy(update={"early_stopping_rounds": 20}), None),
         "size": (full.model_copy(update={"simplest": "size"}), None),
         "2 search folds": (full.model_copy(update={"search_folds": 2}), None),
+        "2 search folds, size, SE floor": (
+            full.model_copy(update={"search_folds": 2, "simplest": "size", "se_floor": True}),
+            None,
+        ),
         "config": (config, None),
     }
     print("| product | variant | fit s | test AUC | ± SE | lift@10% | setting kept | rounds |")

@@ -84,6 +84,8 @@ class ModelParams(BaseModel):
     select: Literal["best", "one_se"] = "one_se"  # fit_rolling: simplest setting within one SE of the best, or best
     # the one-SE rule's "simplest": fewest leaves over every tree (num_leaves x rounds), or per tree
     simplest: Literal["size", "leaves"] = "leaves"
+    # the one-SE rule's standard error at least the fold AUCs' own sampling error (Hanley-McNeil)
+    se_floor: bool = False
     max_bin: int = 255
     extra_trees: bool = False  # one random threshold per feature and node (GRID's near-additive member)
     seed: int = 7
@@ -569,9 +571,14 @@ def choose_on_folds(
     workers: int = 1,
     keep_boosters: bool = False,
     simplest: str = "leaves",
+    se_floor: bool = False,
 ) -> Choice:
     """Cross-validate each candidate setting on ``folds``, early-stopped on the mean fold
     AUC, and keep one by :func:`choose_setting` (``select``, ``simplest``), with its round count.
+
+    The standard error of a mean fold AUC is the folds' spread (sd / sqrt(folds)); with
+    ``se_floor`` at least the AUCs' own sampling error (:func:`sampling_se`): the spread of
+    two or three fold AUCs is itself too noisy to trust, and can come out near zero.
 
     Settings run ``workers`` at a time on threads (LightGBM releases the interpreter lock
     while it trains); each is seeded, so the choice does not depend on ``workers``. Only
@@ -606,12 +613,27 @@ def choose_on_folds(
         score, sd = float(curve[-1]), float(res[f"valid {cand.metric}-stdv"][-1])
         keys = ("num_leaves", "min_child_samples", "feature_fraction", "lambda_l2", "learning_rate")
         row = {k: getattr(cand, k) for k in keys}
-        search.append(row | {"rounds": len(curve), "cv_auc": round(score, 4), "cv_auc_sd": round(sd, 4)})
+        se = max(sd / np.sqrt(len(folds)), sampling_se(d, folds, score) if se_floor else 0.0)
+        fig = {"rounds": len(curve), "cv_auc": round(score, 4), "cv_auc_sd": round(sd, 4), "cv_auc_se": round(se, 4)}
+        search.append(row | fig)
         log.info("fold search: %s -> %d rounds, mean fold AUC %.4f ± %.4f", search[-1], len(curve), score, sd)
-        scores.append((cand, score, sd / np.sqrt(len(folds))))
+        scores.append((cand, score, se))
     i = choose_setting(scores, select, [r["rounds"] for r in search], simplest)
     kept = cvs[i].get("cvbooster")
     return Choice(candidates[i], search[i]["rounds"], None if kept is None else list(kept.boosters), search)
+
+
+def sampling_se(d: Design, folds: list[tuple[np.ndarray, np.ndarray]], auc: float) -> float:
+    """The sampling error of a mean of fold AUCs ``auc``: each fold's Hanley-McNeil standard error
+    from its validation rows' positives and negatives (rows, not weights), combined as
+    sqrt(sum of variances) / folds."""
+    from training.evaluate import auc_se
+
+    var = []
+    for _, va in folds:
+        pos = int(d.y[va].sum())
+        var.append(auc_se(auc, pos, len(va) - pos) ** 2)
+    return float(np.sqrt(np.sum(var)) / len(folds))
 
 
 def fold_boosters(
@@ -838,7 +860,15 @@ def fit_rolling_parts(
     workers = params.search_workers if threads == 1 else 1
     searched = folds[-params.search_folds :] if params.search_folds < len(folds) else folds
     choice = choose_on_folds(
-        d, searched, candidates, params.select, threads, workers, keep_boosters=cross_fit, simplest=params.simplest
+        d,
+        searched,
+        candidates,
+        params.select,
+        threads,
+        workers,
+        keep_boosters=cross_fit,
+        simplest=params.simplest,
+        se_floor=params.se_floor,
     )
     if choice.rounds is None:
         log.warning(

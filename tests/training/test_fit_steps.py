@@ -25,6 +25,7 @@ from training.model import (
     fold_scores,
     refit,
     rolling_folds,
+    sampling_se,
     split_fit_calibration,
 )
 
@@ -83,6 +84,26 @@ def test_the_choice_on_the_folds_is_the_one_se_rule_over_its_own_search_table(d:
     twice = choose_on_folds(d, folds, cands, "one_se", threads=1, workers=2, keep_boosters=True)
     assert twice.search == choice.search
     assert [b.model_to_string() for b in twice.boosters] == [b.model_to_string() for b in choice.boosters]
+
+
+def test_the_se_floor_is_each_fold_aucs_own_sampling_error(d: Design, folds) -> None:
+    """With ``se_floor`` the one-SE rule's standard error is at least the Hanley-McNeil error of
+    the fold AUCs (from each validation month's positives and negatives), never below the spread."""
+    from training.evaluate import auc_se
+
+    var = [auc_se(0.7, int(d.y[va].sum()), int(len(va) - d.y[va].sum())) ** 2 for _, va in folds]
+    assert sampling_se(d, folds, 0.7) == pytest.approx(np.sqrt(sum(var)) / len(folds), rel=1e-12)
+    assert sampling_se(d, folds[-1:], 0.7) == pytest.approx(np.sqrt(var[-1]), rel=1e-12)
+    cands = [SMALL.model_copy(update={"num_leaves": n}) for n in (31, 4, 7)]
+    plain = choose_on_folds(d, folds, cands, "one_se", threads=1)
+    floor = choose_on_folds(d, folds, cands, "one_se", threads=1, se_floor=True)
+    for a, b in zip(plain.search, floor.search, strict=True):
+        spread = a["cv_auc_sd"] / np.sqrt(len(folds))
+        assert a["cv_auc_se"] == pytest.approx(spread, abs=1e-4)
+        want = max(spread, sampling_se(d, folds, b["cv_auc"]))
+        assert b["cv_auc_se"] == pytest.approx(want, abs=1e-4) and b["cv_auc_se"] >= a["cv_auc_se"]
+    scores = [(c, r["cv_auc"], r["cv_auc_se"]) for c, r in zip(cands, floor.search, strict=True)]
+    assert floor.params == cands[choose_setting(scores, "one_se")]
 
 
 def test_without_a_fold_nothing_is_searched(d: Design) -> None:

@@ -75,20 +75,22 @@ def test_platt_intercept_solves_its_score_equation_where_newton_steps_diverge() 
 
 
 def test_the_search_settings_come_from_the_training_config_and_shape_the_search_fingerprint(tmp_path) -> None:
-    """``training.search_folds`` and ``training.simplest`` reach the recipe of ``nbp train`` and of
-    pooled fits, and a change of either sends the monthly job to a full search (its fingerprint)."""
+    """``training.search_folds``, ``training.simplest`` and ``training.se_floor`` reach the recipe of
+    ``nbp train`` and of pooled fits, and a change sends the monthly job to a full search (its fingerprint)."""
     from nbp.config import load_config
     from training.pipeline import model_params
     from training.pooled import pooled_params
     from training.setting_search import fingerprint
 
     overlay = tmp_path / "search.yaml"
-    overlay.write_text("training:\n  rolling_folds: 5\n  search_folds: 3\n  simplest: size\n", encoding="utf-8")
+    text = "training:\n  rolling_folds: 5\n  search_folds: 3\n  simplest: size\n  se_floor: true\n"
+    overlay.write_text(text, encoding="utf-8")
     base, changed = load_config(), load_config(overlay)
     for params in (model_params(changed), pooled_params(changed)):
-        assert (params.folds, params.search_folds, params.simplest) == (5, 3, "size")
+        assert (params.folds, params.search_folds, params.simplest, params.se_floor) == (5, 3, "size", True)
     b = model_params(base)
     t = base.training
-    assert (b.folds, b.search_folds, b.simplest) == (t.rolling_folds, t.search_folds, t.simplest)
+    want = (t.rolling_folds, t.search_folds, t.simplest, t.se_floor)
+    assert (b.folds, b.search_folds, b.simplest, b.se_floor) == want
     product = next(iter(base.products))
     assert fingerprint(base, product, ["f1"], b) != fingerprint(changed, product, ["f1"], model_params(changed))
