@@ -218,7 +218,9 @@ def model_params(cfg: Config) -> ModelParams:
     them searched, the one-SE rule's ``simplest``, one LightGBM thread (products are fitted side by
     side instead, :func:`_fit_all`), the rest :class:`ModelParams`."""
     t = cfg.training
-    return ModelParams(folds=t.rolling_folds, search_folds=t.search_folds, simplest=t.simplest, num_threads=1)
+    return ModelParams(
+        folds=t.rolling_folds, search_folds=t.search_folds, simplest=t.simplest, se_floor=t.se_floor, num_threads=1
+    )
 
 
 def _datasets(

@@ -117,7 +117,9 @@ def pooled_params(cfg: Config) -> ModelParams:
     """The recipe's settings for a pooled fit: as a bank's (:func:`training.pipeline.model_params`),
     with LightGBM's threads left to the row count (a pooled fit runs alone, not beside other products)."""
     t = cfg.training
-    return ModelParams(folds=t.rolling_folds, search_folds=t.search_folds, simplest=t.simplest, num_threads=0)
+    return ModelParams(
+        folds=t.rolling_folds, search_folds=t.search_folds, simplest=t.simplest, se_floor=t.se_floor, num_threads=0
+    )
 
 
 def pooled_features(rows: pd.DataFrame, bank: str) -> list[str]:
