@@ -467,11 +467,17 @@ def _step(table: str, what: str) -> Iterator[None]:
     log.debug("%s: %s %.2f s (cpu %.2f s)", table, what, time.perf_counter() - w0, time.process_time() - c0)
 
 
-def _read_check(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str) -> None:
+def _read_check(con: duckdb.DuckDBPyConnection, s: _Source, src_sql: str, fingerprint: bool = False) -> None:
     """Build table ``chk`` (file order, rowid = record position): parsed values, broken cells, ``_why``
-    of the rules a row breaks on its own."""
+    of the rules a row breaks on its own; with ``fingerprint``, also each row's month and raw-cell
+    hash (``_m``, ``_h``: :func:`bankexport.ingest_append.fingerprint_columns`), in the same pass."""
     t = s.table
     extra = ", _line" if s.kind == "parquet" else ""
+    if fingerprint:
+        col = ia.APPENDABLE[t.name]
+        fp = ia.fingerprint_columns(len(s.header), s.present[col], s.native.get(col))
+        src_sql = f"(SELECT *, {fp} FROM {src_sql})"
+        extra += ", _m, _h"
     con.execute("DROP TABLE IF EXISTS chk")
     with _step(t.name, "read+check"):
         try:
@@ -1177,7 +1183,10 @@ class _Validation:
         src_sql, csv_path = _source_sql(con, s, self.encoding, self.work)
         if name in ia.APPENDABLE:
             src_sql = self._plan(s, src_sql, csv_path)
-        _read_check(con, s, src_sql)
+        in_check = name in self.plans and self.plans[name].record is None
+        _read_check(con, s, src_sql, fingerprint=in_check)
+        if in_check:
+            self._fingerprint_checked(s)
         if name in self.reused:
             self._load_reused(s)
         if csv_path is not None:
@@ -1216,25 +1225,30 @@ class _Validation:
         expression of the records left to check."""
         con, name = self.con, s.table.name
         col = ia.APPENDABLE[name]
+        plan = ia.Plan(name, why=self._why_full(s))
+        self.plans[name] = plan
+        if plan.why:  # no record to compare with: the fingerprints come with the check (_read)
+            log.info("%s", ia.describe(plan, 0))
+            return src_sql
+        fp = ia.fingerprint_columns(len(s.header), s.present[col], s.native.get(col))
         with _step(name, "fingerprints"):
             if s.kind == "parquet":
-                fp_src = lit(str(s.path))
-            else:
+                months, records = ia.fingerprints(con, f"(SELECT {fp}, _line - 1 AS pos FROM {src_sql})")
+            else:  # a CSV's record positions are kept only by a table's rowid
                 assert csv_path is not None
-                fp_src = _read_csv_sql(csv_path, len(s.header), "rej_fp")
-            months, records = ia.fingerprints(con, s.kind, fp_src, list(s.header), s.present[col], s.native.get(col))
-            con.execute("DROP TABLE IF EXISTS rej_fp; DROP TABLE IF EXISTS rej_fp_scan")
-        plan = ia.Plan(name, record=ia.TableRecord(s.kind, list(s.header), dict(s.native), months, records, 0))
-        self.plans[name] = plan
-        plan.why = self._why_full(s)
-        if not plan.why:
-            assert self.record is not None and self.export_date is not None
-            taken, k, stop = ia.reusable_prefix(
-                self.record.tables[name].months, months, self.record.export_date, self.export_date
-            )
-            plan.why = stop if k else f"no unchanged month opens the file: {stop}"
-            if k:
-                self._reuse(s, plan, taken, k)
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE fp_rows AS SELECT {fp} "
+                    f"FROM {_read_csv_sql(csv_path, len(s.header), 'rej_fp')}"
+                )
+                months, records = ia.fingerprints(con, "(SELECT *, rowid AS pos FROM fp_rows)")
+                con.execute("DROP TABLE fp_rows; DROP TABLE IF EXISTS rej_fp; DROP TABLE IF EXISTS rej_fp_scan")
+        plan.record = self._table_record(s, months, records)
+        assert self.record is not None and self.export_date is not None
+        prev = self.record.tables[name].months
+        taken, k, stop = ia.reusable_prefix(prev, months, self.record.export_date, self.export_date)
+        plan.why = stop if k else f"no unchanged month opens the file: {stop}"
+        if k:
+            self._reuse(s, plan, taken, k)
         log.info("%s", ia.describe(plan, records))
         if not plan.reused:
             return src_sql
@@ -1242,6 +1256,18 @@ class _Validation:
             return f"(SELECT * FROM {src_sql} WHERE _line > {plan.reused})"
         key = ia.month_key_sql(f"r{s.present[col]}", None)
         return f"(SELECT * FROM {src_sql} WHERE coalesce({key}, '') NOT IN ({', '.join(lit(m) for m in plan.months)}))"
+
+    @staticmethod
+    def _table_record(s: _Source, months: dict[str, ia.Month], records: int) -> ia.TableRecord:
+        return ia.TableRecord(s.kind, list(s.header), dict(s.native), months, records, 0)
+
+    def _fingerprint_checked(self, s: _Source) -> None:
+        """Record the fingerprints of a table checked in full from its ``chk`` (columns ``_m``, ``_h``,
+        then dropped)."""
+        with _step(s.table.name, "fingerprints"):
+            months, records = ia.fingerprints(self.con, "(SELECT _m, _h, rowid AS pos FROM chk)")
+            self.con.execute("ALTER TABLE chk DROP COLUMN _m; ALTER TABLE chk DROP COLUMN _h")
+        self.plans[s.table.name].record = self._table_record(s, months, records)
 
     def _why_full(self, s: _Source) -> str:
         """Why an appendable table is checked in full whatever its months ('' when it need not be)."""

@@ -35,7 +35,7 @@ from typing import Any
 import duckdb
 
 from bankexport.spec import FORMAT, TABLES
-from nbp.sqltext import ident, lit
+from nbp.sqltext import lit
 from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -183,34 +183,18 @@ def fingerprint_sql(rows: str, pos: str) -> str:
     )
 
 
-def fingerprints(
-    con: duckdb.DuckDBPyConnection, kind: str, src_sql: str, header: list[str], key_pos: int, native: str | None
-) -> tuple[dict[str, Month], int]:
-    """Each month's fingerprint of a table's raw records and the number of records.
+def fingerprint_columns(n_header: int, key_pos: int, native: str | None) -> str:
+    """The columns ``_m`` (the row's month) and ``_h`` (the hash of its raw cells) over a reader's
+    columns ``r0`` .. ``r<n-1>``, ``key_pos`` being the month column (of DuckDB type ``native``
+    when a Parquet file has it typed)."""
+    cols = ", ".join(f"r{i}" for i in range(n_header))
+    return f"{month_key_sql(f'r{key_pos}', native)} AS _m, hash({cols}) AS _h"
 
-    Args:
-        con: the connection.
-        kind: ``csv`` or ``parquet``.
-        src_sql: for a CSV, the reader's table expression (columns ``r<i>``, VARCHAR); for a
-            Parquet file, its path as a SQL literal.
-        header: the file's column names.
-        key_pos: the position of the month column in ``header``.
-        native: the DuckDB type of a typed (Parquet) month column, else None.
-    """
-    if kind == "parquet":
-        cols = ", ".join(ident(h) for h in header)
-        key = month_key_sql(ident(header[key_pos]), native)
-        rows = (
-            f"(SELECT {key} AS m, hash({cols}) AS h, file_row_number "
-            f"FROM read_parquet({src_sql}, file_row_number = true))"
-        )
-        out = con.execute(fingerprint_sql(rows, "file_row_number")).fetchall()
-    else:  # positions are the record order, which only a table's rowid keeps
-        cols = ", ".join(f"r{i}" for i in range(len(header)))
-        key = month_key_sql(f"r{key_pos}", None)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE fp_rows AS SELECT {key} AS m, hash({cols}) AS h FROM {src_sql}")
-        out = con.execute(fingerprint_sql("(SELECT m, h, rowid AS pos FROM fp_rows)", "pos")).fetchall()
-        con.execute("DROP TABLE fp_rows")
+
+def fingerprints(con: duckdb.DuckDBPyConnection, rows: str) -> tuple[dict[str, Month], int]:
+    """Each month's fingerprint of a table's raw records and the number of records, from ``rows``
+    (a table expression with ``_m``, ``_h`` and the record position ``pos``)."""
+    out = con.execute(fingerprint_sql(f"(SELECT _m AS m, _h AS h, pos FROM {rows})", "pos")).fetchall()
     months = {str(m): Month(int(n), int(s), int(p), int(lo), int(hi)) for m, n, s, p, lo, hi in out}
     return months, sum(f.n for f in months.values())
 
