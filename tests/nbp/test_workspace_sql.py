@@ -45,6 +45,7 @@ SINGLE_BANK_LAYOUT = {
     "ingest_refused_dir": "ingest.refused",
     "ingested_dir": "data/ingested",
     "ingest_meta": "data/ingested/_meta.json",
+    "ingest_append_dir": "data/ingested/_append",
     "ingest_report": "ingest/report.json",
     "features_dir": "data/features",
     "features_build_meta": "data/features/_build.json",
