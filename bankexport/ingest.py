@@ -1232,16 +1232,21 @@ class _Validation:
             return src_sql
         fp = ia.fingerprint_columns(len(s.header), s.present[col], s.native.get(col))
         with _step(name, "fingerprints"):
-            if s.kind == "parquet":
-                months, records = ia.fingerprints(con, f"(SELECT {fp}, _line - 1 AS pos FROM {src_sql})")
-            else:  # a CSV's record positions are kept only by a table's rowid
-                assert csv_path is not None
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE fp_rows AS SELECT {fp} "
-                    f"FROM {_read_csv_sql(csv_path, len(s.header), 'rej_fp')}"
-                )
-                months, records = ia.fingerprints(con, "(SELECT *, rowid AS pos FROM fp_rows)")
-                con.execute("DROP TABLE fp_rows; DROP TABLE IF EXISTS rej_fp; DROP TABLE IF EXISTS rej_fp_scan")
+            try:
+                if s.kind == "parquet":
+                    months, records = ia.fingerprints(con, f"(SELECT {fp}, _line - 1 AS pos FROM {src_sql})")
+                else:  # a CSV's record positions are kept only by a table's rowid
+                    assert csv_path is not None
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE fp_rows AS SELECT {fp} "
+                        f"FROM {_read_csv_sql(csv_path, len(s.header), 'rej_fp')}"
+                    )
+                    months, records = ia.fingerprints(con, "(SELECT *, rowid AS pos FROM fp_rows)")
+                    con.execute("DROP TABLE fp_rows; DROP TABLE IF EXISTS rej_fp; DROP TABLE IF EXISTS rej_fp_scan")
+            except duckdb.Error as e:  # the file cannot be read: the same stop as the check's
+                if s.kind == "parquet":
+                    raise _parquet_error(s.path, e) from e
+                raise DataContractError(f"{s.path.name}: cannot read: {one_line(e)} (rule {q.UNREADABLE_FILE})") from e
         plan.record = self._table_record(s, months, records)
         assert self.record is not None and self.export_date is not None
         prev = self.record.tables[name].months

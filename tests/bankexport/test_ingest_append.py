@@ -258,3 +258,20 @@ def test_cli_says_what_was_appended_and_full_checks_all(tmp_path: Path, monkeypa
         assert res.exit_code == 0, res.output
         noted = "note: transactions: 120 rows of the months 2024-01 to 2024-04 unchanged" in res.output
         assert noted == (src == later and not more), res.output
+
+
+def test_an_unreadable_file_stops_the_append_as_it_stops_a_full_ingest(tmp_path: Path) -> None:
+    """Data pages garbled behind an intact footer: the fingerprint pass is the first to read them."""
+    from nbp.errors import DataContractError
+
+    earlier, later = _export(tmp_path / "n", 4, "parquet"), _export(tmp_path / "n1", 5, "parquet")
+    ws = Workspace(tmp_path / "w")
+    _ingest(earlier, ws)
+    before = ws.table("transactions").read_bytes()
+    f = later / "transactions.parquet"
+    raw = bytearray(f.read_bytes())
+    raw[4:400] = b"\xff" * 396
+    f.write_bytes(bytes(raw))
+    with pytest.raises(DataContractError, match="unreadable_file"):
+        _ingest(later, ws)
+    assert ws.table("transactions").read_bytes() == before
