@@ -12,6 +12,7 @@ side by side as in ``nbp train``) under each variant, one product after the othe
 * ``2 settings``: that search of ``GRID``'s first two members (the default and the near-additive one);
 * ``patience 20``: that search early-stopped after 20 rounds without a better mean fold AUC;
 * ``size``: the full search, the one-SE rule's simplest by size (leaves over all trees);
+* ``size, SE floor``: the same, the one-SE rule's standard error at least the fold AUCs' sampling error;
 * ``2 search folds``: the 2 latest folds search, every fold calibrates (simplest by leaves per tree);
 * ``2 search folds, size, SE floor``: the 2 latest folds search, simplest by size, the one-SE rule's
   standard error at least the fold AUCs' sampling error;
@@ -38,6 +39,7 @@ VARIANTS = (
     "2 settings",
     "patience 20",
     "size",
+    "size, SE floor",
     "2 search folds",
     "2 search folds, size, SE floor",
     "config",
@@ -67,6 +69,7 @@ def main(argv: list[str]) -> int:
         "2 settings": (full, GRID[:2]),
         "patience 20": (full.model_copy(update={"early_stopping_rounds": 20}), None),
         "size": (full.model_copy(update={"simplest": "size"}), None),
+        "size, SE floor": (full.model_copy(update={"simplest": "size", "se_floor": True}), None),
         "2 search folds": (full.model_copy(update={"search_folds": 2}), None),
         "2 search folds, size, SE floor": (
             full.model_copy(update={"search_folds": 2, "simplest": "size", "se_floor": True}),

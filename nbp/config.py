@@ -70,8 +70,8 @@ class TrainingConfig(_Section):
     rolling_folds: int = Field(4, ge=2)  # latest fitting months, each validating one rolling fold (calibration)
     search_folds: int = Field(4, ge=1)  # the latest of those folds choose the setting and rounds (calibration: all)
     # the one-SE rule's simplest setting: fewest leaves per tree (leaves), or over all trees (size: leaves x rounds)
-    simplest: Literal["size", "leaves"] = "leaves"
-    se_floor: bool = False  # the one-SE rule's standard error at least the fold AUCs' sampling error (Hanley-McNeil)
+    simplest: Literal["size", "leaves"] = "size"
+    se_floor: bool = True  # the one-SE rule's standard error at least the fold AUCs' sampling error (Hanley-McNeil)
     negative_rate: float = Field(1.0, gt=0.0, le=1.0)  # share of negatives kept (weights compensate)
     workers: int = Field(2, ge=1)  # products fitted side by side (one LightGBM thread each)
     max_rows: int = Field(150_000, ge=1_000)  # fitting rows per product; beyond, negatives are down-sampled (weighted)

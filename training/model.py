@@ -83,9 +83,9 @@ class ModelParams(BaseModel):
     max_neg_per_pos: float | None = 100.0  # fit_rolling: down-sample negatives beyond this ratio (weighted)
     select: Literal["best", "one_se"] = "one_se"  # fit_rolling: simplest setting within one SE of the best, or best
     # the one-SE rule's "simplest": fewest leaves over every tree (num_leaves x rounds), or per tree
-    simplest: Literal["size", "leaves"] = "leaves"
+    simplest: Literal["size", "leaves"] = "size"
     # the one-SE rule's standard error at least the fold AUCs' own sampling error (Hanley-McNeil)
-    se_floor: bool = False
+    se_floor: bool = True
     max_bin: int = 255
     extra_trees: bool = False  # one random threshold per feature and node (GRID's near-additive member)
     seed: int = 7
@@ -613,7 +613,7 @@ def choose_on_folds(
         score, sd = float(curve[-1]), float(res[f"valid {cand.metric}-stdv"][-1])
         keys = ("num_leaves", "min_child_samples", "feature_fraction", "lambda_l2", "learning_rate")
         row = {k: getattr(cand, k) for k in keys}
-        se = max(sd / np.sqrt(len(folds)), sampling_se(d, folds, score) if se_floor else 0.0)
+        se = float(max(sd / np.sqrt(len(folds)), sampling_se(d, folds, score) if se_floor else 0.0))
         fig = {"rounds": len(curve), "cv_auc": round(score, 4), "cv_auc_sd": round(sd, 4), "cv_auc_se": round(se, 4)}
         search.append(row | fig)
         log.info("fold search: %s -> %d rounds, mean fold AUC %.4f ± %.4f", search[-1], len(curve), score, sd)

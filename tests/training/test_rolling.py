@@ -103,11 +103,17 @@ def test_final_booster_skips_the_embargo_before_the_calibration_months(holdout_m
 
 @pytest.mark.slow
 def test_search_keeps_the_simplest_setting_within_one_standard_error_of_the_best(model) -> None:
-    s = model.info["search"]
+    """Chosen on the latest ``search_folds`` folds (all by default); simplest: the fewest leaves over
+    all trees; the standard error at least the fold AUCs' sampling error (decision 029)."""
+    s, k = model.info["search"], model.info["search_folds"]
     assert len(s) == len(GRID) and model.info["folds"] == FAST.folds and FAST.select == "one_se"
+    assert k == min(FAST.search_folds, FAST.folds) and FAST.simplest == "size" and FAST.se_floor
     best = max(s, key=lambda r: r["cv_auc"])
-    near = [r for r in s if r["cv_auc"] >= best["cv_auc"] - best["cv_auc_sd"] / np.sqrt(FAST.folds) - 1e-4]
-    simplest = min(near, key=lambda r: (r["num_leaves"], -r["min_child_samples"], -r["lambda_l2"]))
+    assert best["cv_auc_se"] >= best["cv_auc_sd"] / np.sqrt(k) - 1e-4
+    near = [r for r in s if r["cv_auc"] >= best["cv_auc"] - best["cv_auc_se"] - 1e-4]
+    simplest = min(
+        near, key=lambda r: (r["num_leaves"] * r["rounds"], r["num_leaves"], -r["min_child_samples"], -r["lambda_l2"])
+    )
     assert model.params["num_leaves"] == simplest["num_leaves"]
     assert model.best_iteration == simplest["rounds"] <= FAST.max_rounds
 
