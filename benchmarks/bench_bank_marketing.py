@@ -36,7 +36,7 @@ alone, and `flag` where the gap exceeds `monitoring.calibration_flag` (0.25). Th
 (May 2008 - May 2009) took up at {train_rate:.1%}; the test rows of the data set's later months
 took up at several times that rate (realised, below: on UCI's file, 10 % in late May 2009, a third to
 more than half from June 2009 on). The recipe's calibration does not transfer across that regime
-change: it predicts a few per cent where far more took up, and the calibration flag catches it in
+change: it predicts a few per cent or less where far more took up, and the calibration flag catches it in
 every test month (a `monitoring.guardrails.max_calibration_gap` would make the retrain exit 1). The
 ranking still carries over (AUC above): a probability fitted before a regime change must not be read
 as a rate after it."""

@@ -46,7 +46,8 @@ MAX_ABOVE = 0.02  # ... and the recipe never this far above the oracle's AUC (a 
 NOTE = """Seeds: every seed used so far, and what for, is in docs/decisions/003-quality-seeds.md;
 a claim uses fresh seeds, run once with the recipe frozen. The recipe: settings and rounds from
 rolling time-ordered folds over the fitting months, with the 90-day label horizon as embargo, the
-simplest setting within one standard error of the best; Platt calibration on the folds' out-of-time
+smallest model (leaves over all its trees) within one standard error of the best, that error at least
+the fold AUCs' sampling error (docs/decisions/029-cheaper-first-search.md); Platt calibration on the folds' out-of-time
 scores; the booster refit on every fitting month with the chosen rounds (docs/training.md).
 
 How sampling error bears on the target: 0.99 of an oracle AUC of 0.70 is a margin of 0.007.
