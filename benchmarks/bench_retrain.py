@@ -265,12 +265,10 @@ def rounds_check(home: Path, versions: dict[str, int]) -> dict[str, dict]:
     """Each product's fit on this month's rows with the setting of its month-N champion (``versions``),
     rounds early-stopped again (the recipe) against capped at that champion's round count: fit
     seconds and gate AUC (on the same rows)."""
-    import pandas as pd
 
     from nbp.config import load_config
     from nbp.workspace import Workspace
     from training import evaluate, pipeline, registry
-    from training.model import fit_rolling
 
     cfg, ws = load_config(), Workspace(home)
     prep = pipeline.prepare(cfg, ws)
@@ -288,16 +286,7 @@ def rounds_check(home: Path, versions: dict[str, int]) -> dict[str, dict]:
         out[key] = {"champion_rounds": cap, "setting": setting, "champion": versions[key]}
         for name, p in variants.items():
             t0 = time.perf_counter()
-            model = fit_rolling(
-                rows,
-                pipeline.own_features(rows),
-                "label",
-                "as_of",
-                p,
-                weight="weight",
-                embargo=pd.Timedelta(days=cfg.training.horizon_days),
-                grid=(setting,),
-            )
+            model = pipeline.fit_rows(cfg, rows, p, (setting,))
             took = time.perf_counter() - t0
             auc = evaluate.auc(te["label"], model.predict_proba(te, num_threads=model.info["threads"]))
             out[key][name] = {"fit_s": took, "rounds": model.best_iteration, "auc": auc}

@@ -52,12 +52,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     a = ap.parse_args(argv)
 
-    import pandas as pd
-
     from nbp.config import load_config
     from nbp.workspace import Workspace
     from training import evaluate, pipeline
-    from training.model import GRID, fit_rolling
+    from training.model import GRID
 
     cfg = load_config()
     prep = pipeline.prepare(cfg, Workspace.from_env(), products=a.products)
@@ -83,16 +81,7 @@ def main(argv: list[str]) -> int:
         for name in a.variants:
             params, grid = plans[name]
             t0 = time.perf_counter()
-            model = fit_rolling(
-                rows,
-                pipeline.own_features(rows),
-                "label",
-                "as_of",
-                params,
-                weight="weight",
-                embargo=pd.Timedelta(days=cfg.training.horizon_days),
-                grid=grid,
-            )
+            model = pipeline.fit_rows(cfg, rows, params, grid)
             seconds = time.perf_counter() - t0
             m = evaluate.metrics(te["label"], model.predict_proba(te, num_threads=1))
             se = evaluate.auc_se(m["auc"], int(m["positives"]), int(m["n"] - m["positives"]))

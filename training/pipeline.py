@@ -246,6 +246,24 @@ def own_features(rows: pd.DataFrame) -> list[str]:
     return [f for f in feature_columns(rows) if f not in BANK_FEATURES and f != BANK_COLUMN]
 
 
+def fit_rows(
+    cfg: Config, rows: pd.DataFrame, params: ModelParams, grid: tuple[dict[str, Any], ...] | None = None
+) -> FittedModel:
+    """:func:`training.model.fit_rolling` on a product's fitting rows as training fits a bank's own
+    model: inputs :func:`own_features`, the rows' weights, the label horizon as the folds' embargo
+    (``grid``: the settings to cross-validate; None: every setting)."""
+    return fit_rolling(
+        rows,
+        own_features(rows),
+        "label",
+        "as_of",
+        params,
+        weight="weight",
+        embargo=pd.Timedelta(days=cfg.training.horizon_days),
+        grid=grid,
+    )
+
+
 def _fit_product(
     cfg: Config, rows: pd.DataFrame, te: pd.DataFrame, grid: tuple[dict[str, Any], ...] | None = None
 ) -> tuple[FittedModel, pd.DataFrame, dict[str, float]] | Skip:
@@ -259,16 +277,7 @@ def _fit_product(
         recipe refuses the rows (too few periods, one class in the rows it fits on).
     """
     try:
-        model = fit_rolling(
-            rows,
-            own_features(rows),
-            "label",
-            "as_of",
-            model_params(cfg),
-            weight="weight",
-            embargo=pd.Timedelta(days=cfg.training.horizon_days),
-            grid=grid,
-        )
+        model = fit_rows(cfg, rows, model_params(cfg), grid)
     except ValueError as e:  # fit_rolling's documented refusals
         return Skip(zh=f"模型无法拟合：{e}", en=f"the model cannot be fitted: {e}")
     # other products may still be training: predict with their thread count (model.training_threads)

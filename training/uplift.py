@@ -392,7 +392,10 @@ def choice_member(text: str | None) -> dict[str, Any] | None:
 
 def reused_choice(setting: dict[str, Any]) -> Choice:
     """:func:`choice_member`'s setting as the choice :func:`choose` fits again."""
-    pair = lambda s: None if s is None else (dict(s[0]), dict(s[1]))  # noqa: E731
+
+    def pair(s: list[dict] | None) -> tuple[dict, dict] | None:
+        return None if s is None else (dict(s[0]), dict(s[1]))
+
     return Choice(setting["learner"], pair(setting["outcome"]), setting["pooled"], pair(setting["effect"]))
 
 
