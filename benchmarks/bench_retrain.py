@@ -226,7 +226,7 @@ def train_parts(out: str) -> dict[str, float]:
     """The train stage split by the retrain's log lines (their HH:MM:SS clock): ``data`` (features
     stage's end to the last setting-search plan), ``fits`` (to the last propensity model registered,
     MLflow included), ``campaign rows`` (to the first uplift plan) and ``uplift`` (to the last uplift
-    model registered). Empty when a line is missing."""
+    model registered or kept). Empty when a line is missing."""
 
     def last(pattern: str) -> int | None:
         found = [m for m in re.finditer(pattern, out, re.M)]
@@ -241,7 +241,7 @@ def train_parts(out: str) -> dict[str, float]:
         last(r"training\.pipeline: \w+: setting search (full|reused)"),
         last(r"registered nbp-(?!.*-uplift version)\S+ version"),
         first(r"training\.uplift: \w+: uplift search"),
-        last(r"registered nbp-\S+-uplift version"),
+        last(r"(?:registered|kept) nbp-\S+-uplift version"),
     ]
     if any(m is None for m in marks):
         return {}
@@ -249,8 +249,9 @@ def train_parts(out: str) -> dict[str, float]:
 
 
 def uplift_figures(out: str) -> dict[str, dict[str, float]]:
-    """Each uplift model's held-out Qini and AUUC, from the retrain's registration lines."""
-    pat = r"registered nbp-(\S+)-uplift version \d+ \(run \w+, window [^,]*, qini ([-\d.]+), auuc ([-\d.]+)"
+    """Each uplift model's held-out Qini and AUUC, from the retrain's lines registering a model or
+    keeping its champion (its rows unchanged)."""
+    pat = r"(?:registered|kept) nbp-(\S+)-uplift version \d+ \(run \w+, window [^,]*, qini ([-\d.]+), auuc ([-\d.]+)"
     return {k: {"qini": float(q), "auuc": float(a)} for k, q, a in re.findall(pat, out)}
 
 

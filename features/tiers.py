@@ -382,6 +382,17 @@ def read(
     return df
 
 
+def _latest_two(ws: Workspace, as_of: date | None) -> tuple[pd.DataFrame, list[date]]:
+    """The tier table's rows of its latest two months up to ``as_of`` (default: the latest), and
+    those months, oldest first; a migration reads no other month.
+
+    Raises:
+        FileNotFoundError: the tier table was not built.
+    """
+    wanted = [m for m in months(ws) if as_of is None or m <= as_of][-2:]
+    return read(ws, wanted), wanted
+
+
 def migration(
     ws: Workspace, cfg: Config, as_of: date | None = None, customers: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -399,10 +410,7 @@ def migration(
         (``up``, ``down``, ``same``, ``new``: not known a month before). Empty with fewer than
         two built months.
     """
-    tiers = read(ws)
-    months = sorted(tiers["as_of"].unique())
-    if as_of is not None:
-        months = [m for m in months if m <= as_of]
+    tiers, months = _latest_two(ws, as_of)
     if len(months) < 1:
         return pd.DataFrame(columns=MIGRATION_COLUMNS)
     cur = tiers[tiers["as_of"] == months[-1]][[JOIN_KEY, "tier_level"]]
@@ -446,8 +454,7 @@ def movers(ws: Workspace, cfg: Config, as_of: date | None = None) -> pd.DataFram
         ``from_tier``, ``to_tier`` (Chinese names), ``direction`` (``up``/``down``), ``score_before``,
         ``score_now``; largest score change first.
     """
-    tiers = read(ws)
-    months = sorted(m for m in tiers["as_of"].unique() if as_of is None or m <= as_of)
+    tiers, months = _latest_two(ws, as_of)
     cols = [JOIN_KEY, "branch_id", "manager_id", "from_tier", "to_tier", "direction", "score_before", "score_now"]
     if len(months) < 2:
         return pd.DataFrame(columns=cols)

@@ -243,9 +243,7 @@ def log_and_register(
     version = int(mi.registered_model_version)
     for k, v in {TAG_WINDOW: backtest_window, **(tags or {})}.items():
         client.set_model_version_tag(name, str(version), k, v)
-    for t in (TAG_SKIPPED, TAG_SKIPPED_ZH):  # trained again: the last skip no longer applies
-        if t in client.get_registered_model(name).tags:
-            client.delete_registered_model_tag(name, t)
+    _clear_skip(client, name)  # trained again: the last skip no longer applies
     judged = ", ".join(f"{k} {float(metrics[k]):.3f}" for k in ("auc", "qini", "auuc") if k in metrics)
     log.info(
         "registered %s version %d (run %s, window %s%s)",
@@ -263,6 +261,23 @@ def _version_evidence(client: Any, name: str, version: int) -> tuple[str | None,
     mv = client.get_model_version(name, str(version))
     run = client.get_run(mv.run_id)
     return run.data.tags.get(TAG_WINDOW), run.data.metrics, mv.run_id
+
+
+def version_evidence(ws: Workspace, product: str, version: int) -> tuple[str | None, dict[str, float], str]:
+    """(backtest window, logged metrics, run id) of version ``version`` of ``nbp-<product>``."""
+    return _version_evidence(_connect(ws), model_name(product, ws.bank), version)
+
+
+def clear_skip(ws: Workspace, product: str) -> None:
+    """Forget that an earlier training skipped ``product`` (its champion stands again)."""
+    _clear_skip(_connect(ws), model_name(product, ws.bank))
+
+
+def _clear_skip(client: Any, name: str) -> None:
+    tags = client.get_registered_model(name).tags
+    for t in (TAG_SKIPPED, TAG_SKIPPED_ZH):
+        if t in tags:
+            client.delete_registered_model_tag(name, t)
 
 
 def _current_champion(client: Any, name: str) -> int | None:

@@ -26,6 +26,7 @@ Registered as ``nbp-<product>-uplift`` (``nbp-<bank>-<product>-uplift`` in a fed
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ from training.uplift_metrics import auuc, qini_coefficient
 log = logging.getLogger(__name__)
 
 TREATED = "treated"
+TAG_ROWS = "nbp.uplift_rows"  # rows_fingerprint() of the rows the model was fitted and judged on
 ROW_COLUMNS = ["campaign_id", "customer_id", "list_date", TREATED]
 # Modest settings for a few thousand rows per arm and rare uptakes; the grid is walked on the
 # validation campaign (out of time), never on the held-out test campaigns.
@@ -404,7 +406,6 @@ def search_fingerprint(cfg: Config, product: str, features: list[str]) -> str:
     rounds, learners, the held-out campaigns, the horizon, the product's rules and feature
     service, the sorted features and LightGBM's version."""
     import hashlib
-    import json
 
     shaped = {
         "base": BASE,
@@ -532,7 +533,9 @@ def train_uplift(
     Args:
         reuse: the monthly job: fit each uplift champion's choice again (:func:`choose`) where
             :func:`training.setting_search.plan` allows it (no drift report: its figures are
-            the propensity models'); otherwise the full search.
+            the propensity models'); otherwise the full search. A champion whose rows are the
+            rows it was fitted and judged on (:func:`rows_fingerprint`: no campaign closed, nothing
+            restated, same configuration) is kept as it is, neither fitted nor registered again.
 
     Returns:
         One result per product with a randomised campaign.
@@ -567,20 +570,79 @@ def train_uplift(
             results[key] = _skipped(ws, key, s)
             continue
         todo[key] = (fit.reset_index(drop=True), test.reset_index(drop=True), df)
-    plans = {key: _plan(cfg, ws, key, cutoff, rows[0], reuse) for key, rows in todo.items()}
-    judged = _judge_all(cfg, todo, plans)
-    for key, got in judged.items():
-        results[key] = _register(cfg, ws, key, todo[key], got, plans[key], cutoff)
+    results |= fit_products(cfg, ws, todo, cutoff, reuse)
     return [results[k] for k in products if k in results]
 
 
-def _plan(cfg: Config, ws: Workspace, key: str, cutoff: pd.Timestamp, fit: pd.DataFrame, reuse: bool) -> SearchPlan:
-    """The search of ``key``'s uplift model: :func:`training.setting_search.plan` on its champion's record."""
-    fp = search_fingerprint(cfg, key, feature_names(fit))
-    record = registry.search_record(ws, uplift_key(key)) if reuse else None
-    got = plan_search(cfg, uplift_key(key), fp, cutoff, record, None, force=not reuse, member=choice_member)
-    log.info("%s: uplift search %s (%s): %s", key, got.mode, got.reason, got.why)
+def fit_products(
+    cfg: Config,
+    ws: Workspace,
+    todo: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]],
+    cutoff: pd.Timestamp,
+    reuse: bool,
+) -> dict[str, ProductResult]:
+    """Each product's uplift model of its rows (fitting, held-out, every closed campaign's):
+    kept when its champion was fitted on the same rows (with ``reuse``), else searched or its
+    champion's choice fitted again, judged and registered (:func:`train_uplift`)."""
+    plans, rows_fp, results, todo = {}, {}, {}, dict(todo)
+    for key, rows in list(todo.items()):
+        record = registry.search_record(ws, uplift_key(key)) if reuse else None
+        plans[key] = _plan(cfg, uplift_key(key), cutoff, rows[0], record, reuse)
+        rows_fp[key] = rows_fingerprint(cfg, rows, plans[key].fingerprint)
+        if record is not None and plans[key].mode == "reused" and record.tags.get(TAG_ROWS) == rows_fp[key]:
+            results[key] = _kept(ws, key, record.version, plans[key])
+            del todo[key]
+    judged = _judge_all(cfg, todo, plans)
+    for key, got in judged.items():
+        results[key] = _register(cfg, ws, key, todo[key], got, plans[key], cutoff, {TAG_ROWS: rows_fp[key]})
+    return results
+
+
+def _plan(
+    cfg: Config, key: str, cutoff: pd.Timestamp, fit: pd.DataFrame, record: registry.ChampionRecord | None, reuse: bool
+) -> SearchPlan:
+    """The search of the uplift model ``key`` (:func:`uplift_key`): :func:`training.setting_search.plan`
+    on its champion's ``record``."""
+    product = key.removesuffix("-uplift")
+    fp = search_fingerprint(cfg, product, feature_names(fit))
+    got = plan_search(cfg, key, fp, cutoff, record, None, force=not reuse, member=choice_member)
+    log.info("%s: uplift search %s (%s): %s", product, got.mode, got.reason, got.why)
     return got
+
+
+def rows_fingerprint(cfg: Config, rows: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame], search: str) -> str:
+    """A hash of everything an uplift model is fitted and judged on: every closed campaign's rows
+    (keys, arm, label, features; in order, since the boosters sample rows by position), which of
+    them are held out, the campaign settings and the search's fingerprint (``search``)."""
+    import hashlib
+
+    fit, test, every = rows
+    h = hashlib.sha256(search.encode("utf-8"))
+    h.update(json.dumps([campaign_order(fit), campaign_order(test), cfg.campaigns.model_dump()], default=str).encode())
+    cols = sorted(every.columns)
+    h.update(json.dumps(cols).encode("utf-8"))
+    h.update(pd.util.hash_pandas_object(every[cols], index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _kept(ws: Workspace, key: str, version: int, plan: SearchPlan) -> ProductResult:
+    """The result of an uplift champion kept as it is: its rows are the rows it was fitted on."""
+    window, m, run = registry.version_evidence(ws, uplift_key(key), version)
+    registry.clear_skip(ws, uplift_key(key))
+    log.info(
+        "kept %s version %d (run %s, window %s, qini %.3f, auuc %.3f): the same campaign rows",
+        registry.model_name(uplift_key(key), ws.bank),
+        version,
+        run,
+        window,
+        m.get("qini", float("nan")),
+        m.get("auuc", float("nan")),
+    )
+    reason = (
+        f"v{version} stays champion: the same campaign rows as it was fitted on "
+        "(no campaign closed and nothing restated since), so it is not fitted again."
+    )
+    return ProductResult(uplift_key(key), version, registry.CHAMPION, reason, dict(m), window or "", search=plan)
 
 
 def _judge_all(
@@ -641,9 +703,10 @@ def _register(
     got: tuple[UpliftModel, dict[str, float], bool] | Skip,
     plan: SearchPlan,
     cutoff: pd.Timestamp,
+    tags: dict[str, str] | None = None,
 ) -> ProductResult:
     """Register :func:`judge`'s model of ``rows`` (fitting, held-out, every closed campaign's) with
-    its search's tags and record the gate's decision."""
+    its search's tags and ``tags``, and record the gate's decision."""
     if isinstance(got, Skip):
         return _skipped(ws, key, got)
     fit, test, every = rows
@@ -670,7 +733,7 @@ def _register(
         as_of_range=(f"{fitted_on['list_date'].min():%Y-%m-%d}", f"{fitted_on['list_date'].max():%Y-%m-%d}"),
         backtest_window=window,
         input_example=test.head(5),
-        tags={"nbp.kind": "uplift", **plan.tags(choice_setting(c), cutoff)},
+        tags={"nbp.kind": "uplift", **plan.tags(choice_setting(c), cutoff), **(tags or {})},
     )
     qtext = f"held-out Qini {m['qini']:.2f} incremental uptakes (AUUC {m['auuc']:.2f}) on {window}"
     if passed:

@@ -299,10 +299,14 @@ def test_the_uplift_fingerprint_follows_what_shapes_its_choice() -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_the_next_month_fits_the_uplift_champions_choice_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Month 1 searches in full (no champion) and records the choice; month 2 fits that choice again
-    and registers the same model, tagged reused with the month of the search; nbp train forces the
-    full search."""
+def test_the_next_month_keeps_or_fits_the_uplift_champions_choice_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Month 1 searches in full (no champion) and records the choice and its rows. Month 2 on the
+    same rows keeps the champion: nothing fitted or registered. A restated outcome in the held-out
+    campaign changes the rows: the champion's choice is fitted again (tagged reused, with the month
+    of the search) and gives exactly the model the full search gives on those rows (the choice reads
+    the fitting campaigns only, which did not change); nbp train forces the full search."""
     from mlflow import MlflowClient
 
     from nbp.workspace import Workspace
@@ -313,37 +317,67 @@ def test_the_next_month_fits_the_uplift_champions_choice_again(tmp_path: Path, m
     cfg = cfg.model_copy(update={"campaigns": cfg.campaigns.model_copy(update={"qini_floor": -1e9})})
     rows, _ = _planted(8_000, 4, 13)
     fit_ids, test_ids = up.split_campaigns(up.campaign_order(rows), 1)
-    todo = {
-        "consumer": (
-            rows[rows["campaign_id"].isin(fit_ids)].reset_index(drop=True),
-            rows[rows["campaign_id"].isin(test_ids)].reset_index(drop=True),
-            rows,
-        )
-    }
+
+    def split(every: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+        fit = every[every["campaign_id"].isin(fit_ids)].reset_index(drop=True)
+        return {"consumer": (fit, every[every["campaign_id"].isin(test_ids)].reset_index(drop=True), every)}
+
     uri = registry.tracking_uri(ws)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
-    def month(cutoff: str, reuse: bool = True) -> tuple[object, up.UpliftModel, dict]:
-        at = pd.Timestamp(cutoff)
-        plans = {"consumer": up._plan(cfg, ws, "consumer", at, todo["consumer"][0], reuse)}
-        judged = up._judge_all(cfg, todo, plans)
-        r = up._register(cfg, ws, "consumer", todo["consumer"], judged["consumer"], plans["consumer"], at)
+    def month(cutoff: str, every: pd.DataFrame, reuse: bool = True) -> tuple[object, up.UpliftModel, dict]:
+        r = up.fit_products(cfg, ws, split(every), pd.Timestamp(cutoff), reuse)["consumer"]
+        model, _ = registry.load_version(ws, "consumer-uplift", r.version)
         run = client.get_model_version("nbp-consumer-uplift", str(r.version)).run_id
-        return r, judged["consumer"][0], client.get_run(run).data.tags
+        return r, model, client.get_run(run).data.tags
 
-    first, m1, t1 = month("2026-04-01")
+    def versions() -> int:
+        return len(client.search_model_versions("name = 'nbp-consumer-uplift'"))
+
+    first, m1, t1 = month("2026-04-01", rows)
     assert first.alias == "champion" and (first.search.mode, first.search.reason) == ("full", "no_champion")
     assert set(m1.choice.validation) == set(up.LEARNERS)
     assert t1[ss.TAG_SEARCH] == "full" and t1[ss.TAG_MONTH] == "2026-04"
     assert up.choice_member(t1[ss.TAG_SETTING]) == up.choice_setting(m1.choice)
+    assert t1[up.TAG_ROWS] == up.rows_fingerprint(cfg, split(rows)["consumer"], first.search.fingerprint)
 
-    second, m2, t2 = month("2026-05-01")
-    assert (second.search.mode, t2[ss.TAG_REASON], t2[ss.TAG_MONTH], t2[ss.TAG_FROM]) == (
+    same, _, _ = month("2026-05-01", rows.copy())
+    assert (same.version, same.alias, same.search.mode, versions()) == (1, "champion", "reused", 1)
+    assert "stays champion" in same.reason and same.metrics["qini"] == pytest.approx(first.metrics["qini"])
+
+    restated = rows.copy()
+    i = int(np.flatnonzero(restated["campaign_id"].isin(test_ids).to_numpy())[0])
+    restated.loc[i, "label"] = 1 - restated.loc[i, "label"]
+    second, m2, t2 = month("2026-05-01", restated)
+    assert (second.version, second.search.mode, t2[ss.TAG_REASON], t2[ss.TAG_MONTH], t2[ss.TAG_FROM]) == (
+        2,
         "reused",
         "reused",
         "2026-04",
         "1",
     )
-    assert set(m2.choice.validation) == {m1.choice.learner}
-    np.testing.assert_array_equal(m1.uplift(rows), m2.uplift(rows))  # what the full search gave
-    assert month("2026-05-01", reuse=False)[2][ss.TAG_REASON] == "forced"
+    assert set(m2.choice.validation) == {m1.choice.learner} and t2[up.TAG_ROWS] != t1[up.TAG_ROWS]
+    forced, m3, t3 = month("2026-05-01", restated, reuse=False)
+    assert (forced.version, t3[ss.TAG_REASON]) == (3, "forced")
+    np.testing.assert_array_equal(m2.uplift(rows), m3.uplift(rows))  # what the full search gave
+
+
+def test_the_rows_fingerprint_follows_the_rows_their_order_and_the_split() -> None:
+    cfg = load_config()
+    rows, _ = _planted(2_000, 3, 5)
+    fit_ids, test_ids = up.split_campaigns(up.campaign_order(rows), 1)
+
+    def fp(every: pd.DataFrame, c=cfg, search: str = "s") -> str:
+        fit, test = every[every["campaign_id"].isin(fit_ids)], every[every["campaign_id"].isin(test_ids)]
+        return up.rows_fingerprint(c, (fit, test, every), search)
+
+    base = fp(rows)
+    assert base == fp(rows.copy()) == fp(rows[list(reversed(rows.columns))])  # same rows, columns in any order
+    moved = rows.copy()
+    moved.loc[5, "x2"] += 1e-12
+    assert base != fp(moved)  # a restated feature value
+    assert base != fp(rows.iloc[::-1])  # the order the boosters sample rows by
+    assert base != fp(rows.iloc[1:])  # a row less
+    assert base != fp(rows, search="t")  # another search configuration
+    floor = cfg.model_copy(update={"campaigns": cfg.campaigns.model_copy(update={"qini_floor": 0.5})})
+    assert base != fp(rows, floor)  # the gate's floor decides champion or not
