@@ -24,6 +24,16 @@ Parts (the first names the row; the later ones hold the columns known only from 
   (``collected_date``).
 - ``branches``, ``managers`` and a row whose first part has no date: one bucket ``*``, whose
   change makes every as-of stale. A later part whose date is still empty is not counted (below).
+
+A customer is in no as-of on or before its ``open_date`` (the spine), so a row of the tables in
+:data:`FROM_OPENING`, which feed only their own customer's features, counts from its own date or
+its customer's ``open_date``, whichever is later: a customer who arrives with years of history (a
+firm's published tax records, an earlier visit), or whose rows were set aside until the customer
+file named it, then reaches only the as-of dates after its opening, like the customer itself.
+The other tables keep their own date, never later, so never less safe: ``loans`` feed the bank
+family's launch dates across customers, ``accounts`` the monthly balance cache's key (an
+account's owner by its own opening), and ``transactions`` and ``balances`` follow an account's
+opening anyway (joining 50 million rows would cost more than it saves).
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from nbp.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: rows of FROM_OPENING counted from their customer's opening
 TIMELESS = "*"  # the bucket of rows known at every as-of
 
 
@@ -95,6 +105,7 @@ PARTS: dict[str, tuple[Part, ...]] = {
     "profile_updates": (Part("profile_updates", "", None, "collected_date"),),
 }
 SPINE = ("customer_id", "open_date")
+FROM_OPENING = frozenset({"services", "tax_records", "contacts", "profile_updates"})
 
 Fingerprints = dict[str, dict[str, str]]
 """Part key -> bucket (``YYYY-MM`` or ``*``) -> ``"<rows>:<hash sum>"``."""
@@ -124,19 +135,31 @@ def compute(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> Fingerprin
     part's row appears in that date's month.
     """
     out: Fingerprints = {}
-    for table in sorted(tables):
-        cols = [d[0] for d in con.execute(f"SELECT * FROM {ident(table)} LIMIT 0").description]
+    tables = sorted(tables)
+    openings = "customers" in tables and {"customer_id", "open_date"} <= set(_columns(con, "customers"))
+    for table in tables:
+        cols = _columns(con, table)
         parts = parts_of(table, cols)
+        source = ident(table)
+        opened = openings and table in FROM_OPENING and "customer_id" in cols
+        if opened:
+            source = (
+                f"(SELECT t.*, o.{_OPEN} FROM {source} t LEFT JOIN (SELECT customer_id AS {_CID}, "
+                f"min(CAST(open_date AS DATE)) AS {_OPEN} FROM customers GROUP BY 1) o ON t.customer_id = o.{_CID})"
+            )
         selects = []
         for i, p in enumerate(parts):
             row = ", ".join(ident(c) for c in p.columns or ())
             if p.known is None:
-                selects.append(f"SELECT {lit(p.key)} AS k, {lit(TIMELESS)} AS b, hash({row}) AS h FROM {ident(table)}")
+                selects.append(f"SELECT {lit(p.key)} AS k, {lit(TIMELESS)} AS b, hash({row}) AS h FROM {source}")
                 continue
-            month = f"strftime(CAST({p.known} AS DATE), '%Y-%m')"
+            day = f"CAST({p.known} AS DATE)"
+            if opened:  # a row of a customer opened after its own date counts from the opening
+                day = f"CASE WHEN {day} IS NULL THEN NULL ELSE greatest({day}, coalesce({_OPEN}, {day})) END"
+            month = f"strftime({day}, '%Y-%m')"
             bucket = f"coalesce({month}, {lit(TIMELESS)})" if i == 0 else month  # a row without its own date
             where = f" WHERE {p.known} IS NOT NULL" if i > 0 else ""
-            selects.append(f"SELECT {lit(p.key)} AS k, {bucket} AS b, hash({row}) AS h FROM {ident(table)}{where}")
+            selects.append(f"SELECT {lit(p.key)} AS k, {bucket} AS b, hash({row}) AS h FROM {source}{where}")
         query = (
             f"SELECT k, b, count(*) AS n, sum(CAST(h AS HUGEINT)) % 18446744073709551616 AS s "
             f"FROM ({' UNION ALL '.join(selects)}) GROUP BY k, b"
@@ -146,6 +169,13 @@ def compute(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> Fingerprin
         for p in parts:
             out.setdefault(p.key, {})
     return out
+
+
+_CID, _OPEN = "_nbp_customer", "_nbp_opened"  # the opening joined to FROM_OPENING's rows
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [d[0] for d in con.execute(f"SELECT * FROM {ident(table)} LIMIT 0").description]
 
 
 def first_stale_month(old: dict[str, str] | None, new: dict[str, str]) -> str | None:

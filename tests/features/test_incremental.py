@@ -160,6 +160,71 @@ def test_a_restated_old_month_rebuilds_the_as_ofs_after_it_and_equals_a_full_bui
     _assert_same_as_full(ws, tmp_path, exports["restated"])
 
 
+def _with_history(src: Path, dst: Path) -> tuple[Path, str]:
+    """``src`` with a customer opened in its last month given two tax records published years
+    before (a firm bringing its tax history), each copied from another customer's record."""
+    dst.mkdir(parents=True)
+    for path in src.iterdir():
+        (dst / path.name).write_bytes(path.read_bytes())
+    customers = pd.read_parquet(src / "customers.parquet")
+    new = customers[pd.to_datetime(customers["open_date"]) >= pd.Timestamp(CUT)]
+    assert len(new), "the simulated bank opened no customer in its last month"
+    who = str(new["customer_id"].iloc[0])
+    tax = pd.read_parquet(src / "tax_records.parquet")
+    assert not (tax["customer_id"] == who).any()
+    old = tax[pd.to_datetime(tax["published_date"]) < pd.Timestamp(CUT) - pd.DateOffset(months=6)].head(2).copy()
+    assert len(old) == 2
+    old["customer_id"] = who
+    old["tax_year"] = [2023, 2024]
+    pd.concat([tax, old], ignore_index=True).to_parquet(dst / "tax_records.parquet", index=False)
+    return dst, who
+
+
+def test_a_new_customers_old_records_reach_only_the_as_ofs_after_its_opening(
+    exports: dict[str, Path], tmp_path: Path
+) -> None:
+    """Month N sets the new customer's tax records aside (no such customer yet); month N+1 accepts
+    them, dated years back, yet only the new as-of is rebuilt, as for every other family."""
+    later, who = _with_history(exports["later"], tmp_path / "later")
+    earlier = _cut(later, tmp_path / "earlier", CUT)
+    ws = Workspace(tmp_path / "ws")
+    _ingest(earlier, ws)
+    assert not (pd.read_parquet(ws.table("tax_records"))["customer_id"] == who).any()  # set aside
+    first = build(ws, cfg=load_config())
+    _ingest(later, ws)
+    assert (pd.read_parquet(ws.table("tax_records"))["customer_id"] == who).sum() == 2
+    again = build(ws, cfg=load_config())
+    assert _built(again) == {fam: [date(2026, 10, 1)] for fam in first.built}, _built(again)
+    tax = pd.read_parquet(ws.feature_table("tax"))
+    mine = tax[(tax[JOIN_KEY] == who) & (pd.to_datetime(tax[EVENT_TS]) == pd.Timestamp(2026, 10, 1))]
+    assert mine["tax_years_on_record"].tolist() == [2]  # the records do reach the new as-of
+    _assert_same_as_full(ws, tmp_path, later)
+
+
+def test_fingerprints_count_a_customers_row_from_its_opening_where_it_feeds_only_that_customer() -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.register(
+        "customers",
+        pd.DataFrame({"customer_id": ["a", "b"], "open_date": pd.to_datetime(["2020-05-10", "2026-09-03"]).date}),
+    )
+    records = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "b", "ghost"],
+            "tax_year": [2021, 2021, 2022, 2021],
+            "published_date": pd.to_datetime(["2022-04-20", "2022-04-20", "2023-04-20", "2022-04-20"]).date,
+        }
+    )
+    con.register("tax_records", records)
+    con.register("transactions", pd.DataFrame({"customer_id": ["b"], "txn_time": pd.to_datetime(["2022-04-01"])}))
+    fps = fingerprint.compute(con, ["customers", "tax_records", "transactions"])
+    # a's record by its own date, b's two by b's opening, an unknown customer's by its own date
+    assert {b: int(v.split(":")[0]) for b, v in fps["tax_records"].items()} == {"2022-04": 2, "2026-09": 2}
+    assert list(fps["transactions"]) == ["2022-04"]  # not in FROM_OPENING: its own date
+    con.close()
+
+
 def test_nothing_changed_builds_nothing_and_full_rebuilds_everything(exports: dict[str, Path], tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws")
     _ingest(exports["later"], ws)
