@@ -18,7 +18,11 @@ end draws different months.
    process (wall, peak RSS); its stages (features, train, score, reports) from its own log lines
    (``retrain stage NAME: S s``); each product's gate AUC on its backtest window, with its standard
    error (Hanley & McNeil), and the run's setting search from MLflow.
-3. ``--rounds-check``: in the last reuse arm's workspace, each product's fit with the champion's
+3. ``--before CODE``: a third arm in each round, ``nbp retrain`` of another checkout (a git archive
+   of the commit before issue 18's work, b7bbec8, whose monthly job built every feature and
+   searched every setting) on month N+1 in a fresh workspace (``WORK/before``; its ingest and
+   campaign import not timed): "today's time" of issue 18, measured beside the other arms.
+4. ``--rounds-check``: in the last reuse arm's workspace, each product's fit with the champion's
    setting twice, its rounds early-stopped again (the recipe) and capped at the champion's round
    count (:func:`rounds_check`): fit time and gate AUC of both.
 
@@ -147,6 +151,26 @@ def _ingest(bank: Path, env: dict[str, str], logs: Path, name: str, campaigns: l
         args = ["campaign", "import", *map(str, campaigns), "--log-level", "WARNING"]
         took += _nbp(args, env, logs / f"{name}-campaigns.log")["wall"]
     return took
+
+
+def _before(name: str, code: Path, work: Path, bank: Path, env: dict[str, str]) -> dict:
+    """The ``before`` arm: ``code``'s ``nbp retrain`` on month N+1 in a fresh workspace."""
+    home, logs = work / "before", work / "logs"
+    shutil.rmtree(home, ignore_errors=True)
+    env = {**env, "NBP_HOME": str(home), "PYTHONPATH": str(code)}
+    ingest = _ingest(bank, env, logs, name, _campaigns(bank))
+    got = _nbp(["retrain"], env, logs / f"{name}-retrain.log")
+    print(f"{name}: retrain {got['wall']:.1f} s", file=sys.stderr, flush=True)
+    return {
+        "name": name,
+        "arm": "before",
+        "ingest_s": ingest,
+        "wall": got["wall"],
+        "peak_gb": got["peak_gb"],
+        "load": got["load"],
+        "stages": {},
+        "code": str(code),
+    }
 
 
 def gate_figures(home: Path) -> dict[str, dict]:
@@ -343,9 +367,15 @@ def measure(args: argparse.Namespace) -> dict:
         home.rename(work / "snapshot")
         results_path.write_text(json.dumps(res, indent=1), encoding="utf-8")
     res.setdefault("arms", [])
-    order = [("reuse", False), ("search", True)]
-    for i in range(len(res["arms"]) // 2, args.repeat):
+    order = [("reuse", False), ("search", True)] + ([("before", None)] if args.before else [])
+    if args.before:
+        res["meta"]["before"] = os.environ.get("NBP_BENCH_BEFORE") or args.before
+    for i in range(len(res["arms"]) // len(order), args.repeat):
         for name, search in order if i % 2 == 0 else order[::-1]:
+            if search is None:
+                res["arms"].append(_before(f"{name}-{i}", Path(args.before).resolve(), work, bank, env))
+                results_path.write_text(json.dumps(res, indent=1), encoding="utf-8")
+                continue
             res["arms"].append(_retrain(f"{name}-{i}", search, work, bank, cut, env))
             results_path.write_text(json.dumps(res, indent=1), encoding="utf-8")
             if name == "reuse" and args.rounds_check and i == args.repeat - 1:  # in the reuse arm's workspace
@@ -463,11 +493,31 @@ def section(res: dict) -> str:
         f"Month N's first retrain (features of every month built from nothing, full search): "
         f"{_s(base['wall'])} (" + ", ".join(f"{k} {_s(first.get(k, float('nan')))}" for k in STAGES) + "; "
         f"commit {base.get('commit', meta['commit'])}); "
-        f"ingest of month N+1 {_s(_med([r['ingest_s'] for r in res['arms']]))} (median, with the campaign import). "
-        f"The reused retrain against it (the monthly job as it was before issue 18 rebuilt every feature and "
-        f"searched every setting each month): {med['reuse']['wall'] / base['wall']:.2f} × (one month longer, "
-        "other loads).",
+        f"ingest of month N+1 {_s(_med([r['ingest_s'] for a in ('reuse', 'search') for r in arms[a]]))} (median, "
+        "with the campaign import). "
+        f"The reused retrain against it (this commit's code doing what the monthly job did before issue 18: "
+        f"every feature built, every setting searched): {med['reuse']['wall'] / base['wall']:.2f} × (one month "
+        "longer, other loads).",
         "",
+    ]
+    before = [r for r in res["arms"] if r["arm"] == "before"]
+    if before:
+        reuse_by_round = {r["name"].split("-")[-1]: r for r in arms["reuse"]}
+        rounds = [(reuse_by_round.get(b["name"].split("-")[-1]), b) for b in before]
+        per = [r["wall"] / b["wall"] for r, b in rounds if r is not None]
+        lines += [
+            f"Issue 18's \"today's time\": `nbp retrain` as it was when the issue was filed (commit "
+            f"{meta.get('before', '?')}: every feature built and every setting searched each month), on month "
+            f"N+1 in a fresh workspace, run {len(before)} time(s) in the same rounds as the arms above: "
+            f"{_s(_med([b['wall'] for b in before]))} (median; runs "
+            + ", ".join(f"{b['wall']:.1f}" for b in before)
+            + f"; peak RSS {max(b['peak_gb'] for b in before):.1f} GB). The reused retrain against it: **"
+            + f"{_med(per):.3f} ×** (median of the per-round ratios "
+            + ", ".join(f"{x:.3f}" for x in per)
+            + f"; target {TARGET:.3f}).",
+            "",
+        ]
+    lines += [
         "Each product's gate (backtest window of month N+1, AUC ± its standard error; the last run of each arm):",
         "",
         "| product | reuse: search (reason) | setting | rounds | gate AUC reuse | gate AUC search | setting | rounds "
@@ -532,6 +582,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--work", default=None, help="Working folder (default: a temporary one).")
     ap.add_argument("--repeat", type=int, default=1, help="Runs of each arm, alternating their order.")
     ap.add_argument("--resume", action="store_true", help="Keep WORK/results.json's base and arms, add the rest.")
+    ap.add_argument("--before", default=None, help="A checkout of an older commit: its nbp retrain as a third arm.")
     ap.add_argument("--rounds-check", action="store_true", help="Also fit early-stopped against capped rounds.")
     ap.add_argument("--rounds-check-home", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--gate-home", default=None, help=argparse.SUPPRESS)
