@@ -57,7 +57,7 @@ from training.dataset import (
     training_sets,
     with_features_many,
 )
-from training.model import GRID, FittedModel, ModelParams, fit_rolling
+from training.model import FittedModel, ModelParams, fit_rolling
 from training.setting_search import SearchPlan, fingerprint
 from training.setting_search import plan as plan_search
 
@@ -303,22 +303,11 @@ def _fit_all(
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     out = {}
-    with ThreadPoolExecutor(max_workers=fit_workers(cfg, list(data), grids)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(cfg.training.workers, len(data)))) as pool:
         jobs = {pool.submit(_fit_product, cfg, *rows, (grids or {}).get(key)): key for key, rows in data.items()}
         for job in tqdm(as_completed(jobs), total=len(jobs), desc=desc, disable=None):
             out[jobs[job]] = job.result()
     return {key: out[key] for key in data}
-
-
-def fit_workers(cfg: Config, keys: list[str], grids: dict[str, tuple[dict[str, Any], ...] | None] | None) -> int:
-    """How many of the products ``keys`` :func:`_fit_all` fits at once: ``training.workers``, each
-    product cross-validating ``search_workers`` settings side by side, so ``workers × search_workers``
-    single-threaded boosters. A product with fewer settings to try (a reused search: one) runs
-    fewer boosters, and the products take the threads it leaves (the monthly job fits its three
-    reused products at once instead of two, then one)."""
-    params = model_params(cfg)
-    each = max((min(params.search_workers, len((grids or {}).get(k) or GRID)) for k in keys), default=1)
-    return max(1, min(len(keys), cfg.training.workers * params.search_workers // max(1, each)))
 
 
 @dataclass

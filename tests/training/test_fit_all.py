@@ -51,21 +51,6 @@ def test_parallel_fits_equal_one_at_a_time(monkeypatch) -> None:
     assert not np.array_equal(got[2]["a"][1]["score"].to_numpy()[:100], got[2]["b"][1]["score"].to_numpy()[:100])
 
 
-def test_products_with_one_setting_to_fit_take_the_threads_a_search_would_use() -> None:
-    from training.model import GRID
-
-    base = load_config()
-    keys = ["consumer", "business_flow", "tax_linked"]
-    one = {k: (dict(GRID[0]),) for k in keys}
-    for workers, full, reused in ((2, 2, 3), (1, 1, 2), (3, 3, 3)):
-        cfg = base.model_copy(update={"training": base.training.model_copy(update={"workers": workers})})
-        assert pipeline.fit_workers(cfg, keys, None) == full  # every setting: two boosters a product
-        assert pipeline.fit_workers(cfg, keys, {k: None for k in keys}) == full
-        assert pipeline.fit_workers(cfg, keys, one) == reused  # one booster a product
-        assert pipeline.fit_workers(cfg, keys, one | {"tax_linked": None}) == full  # one searches in full
-        assert pipeline.fit_workers(cfg, keys[:1], one) == 1
-
-
 @pytest.mark.slow
 def test_settings_searched_side_by_side_choose_what_one_at_a_time_chooses() -> None:
     from training_synth import FEATURES
