@@ -26,6 +26,7 @@ Registered as ``nbp-<product>-uplift`` (``nbp-<bank>-<product>-uplift`` in a fed
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -405,8 +406,6 @@ def search_fingerprint(cfg: Config, product: str, features: list[str]) -> str:
     """A hash of what shapes the choice of ``product``'s uplift model: :data:`BASE`, :data:`GRID`,
     rounds, learners, the held-out campaigns, the horizon, the product's rules and feature
     service, the sorted features and LightGBM's version."""
-    import hashlib
-
     shaped = {
         "base": BASE,
         "grid": [dict(g) for g in GRID],
@@ -614,8 +613,6 @@ def rows_fingerprint(cfg: Config, rows: tuple[pd.DataFrame, pd.DataFrame, pd.Dat
     """A hash of everything an uplift model is fitted and judged on: every closed campaign's rows
     (keys, arm, label, features; in order, since the boosters sample rows by position), which of
     them are held out, the campaign settings and the search's fingerprint (``search``)."""
-    import hashlib
-
     fit, test, every = rows
     h = hashlib.sha256(search.encode("utf-8"))
     h.update(json.dumps([campaign_order(fit), campaign_order(test), cfg.campaigns.model_dump()], default=str).encode())
