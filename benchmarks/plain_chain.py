@@ -24,8 +24,8 @@ Labels (spec, "Labels"): for product P at T, 1 when a loan of P is granted in (T
 customers holding an active P loan at T are not candidates. A product's candidates also meet
 its eligibility rules, the bank's definitions of who may be offered it (the same three rules
 as ``configs/products.yaml``, written out as SQL). Each model is fitted on the candidates of
-the closed months (label window ended before the export date) but the last ``--test-months``
-(2, as nbp's ``training.test_months``: the same fitting months as nbp's), with negatives
+the closed months whose label windows ended before the last ``--test-months`` (2, as nbp's
+``training.test_months``) begin: the same fitting months as nbp's, with negatives
 down-sampled to ``--max-rows`` rows (every uptake kept, negatives weighted back; nbp's
 ``training.max_rows`` is the same budget), and its AUC is printed on every candidate of the
 held-out months, the window of nbp's champion gate. There is no validation of the input, no
@@ -397,7 +397,8 @@ def fit_and_score(
     max_rows: int,
     test_months: int = 2,
 ) -> dict[str, dict]:
-    """One default LightGBM per product on the closed months but the last ``test_months``; its AUC on those.
+    """One default LightGBM per product on the closed months whose label windows closed before the last
+    ``test_months`` begin; its AUC on those (nbp's gate split, ``training.pipeline.split_months``).
 
     Returns:
         Per product: rows fitted, uptakes, the negatives' sampling rate, the held-out AUC and
@@ -409,7 +410,8 @@ def fit_and_score(
     closed = [t for t in as_ofs if t + timedelta(days=HORIZON_DAYS) < export_date]
     if len(closed) <= test_months:
         raise SystemExit(f"only {len(closed)} as-of month(s) with a closed label window before {export_date}")
-    fit, held = closed[:-test_months], closed[-test_months:]
+    held = closed[-test_months:]
+    fit = [t for t in closed[:-test_months] if t + timedelta(days=HORIZON_DAYS) < held[0]]
     out = {}
     for p in PRODUCTS:
         pos, neg = con.execute(

@@ -258,10 +258,12 @@ def scored_rows(
     return out
 
 
-def _reference_months(model: Any, as_ofs: Sequence[pd.Timestamp], closed: Sequence[pd.Timestamp], test: int) -> list:
+def _reference_months(
+    model: Any, as_ofs: Sequence[pd.Timestamp], closed: Sequence[pd.Timestamp], test: int, horizon_days: int
+) -> list:
     """The as-of months the champion was fitted and calibrated on (``FittedModel.info``'s
-    ``train_periods`` and ``calibration_periods``); without them, the closed months before the
-    last ``test`` (training's own split)."""
+    ``train_periods`` and ``calibration_periods``); without them, the fitting months of training's
+    own split (:func:`training.pipeline.split_months`)."""
     have = set(as_ofs)
     got = set()
     for p in [*model.info.get("train_periods", []), *model.info.get("calibration_periods", [])]:
@@ -271,7 +273,11 @@ def _reference_months(model: Any, as_ofs: Sequence[pd.Timestamp], closed: Sequen
             continue
         if t in have:
             got.add(t)
-    return sorted(got) or list(closed[:-test])
+    if got:
+        return sorted(got)
+    from training.pipeline import split_months
+
+    return split_months(list(closed), test, horizon_days)[0]
 
 
 def monitor(cfg: Config, ws: Workspace, latest: pd.Timestamp, versions: Mapping[str, int | None] | None = None) -> dict:
@@ -302,7 +308,7 @@ def monitor(cfg: Config, ws: Workspace, latest: pd.Timestamp, versions: Mapping[
     if models:
         rows = scored_rows(cfg, ws, models, sorted(set(closed) | {latest}))
         for key, model in models.items():
-            ref = _reference_months(model, as_ofs, closed, cfg.training.test_months)
+            ref = _reference_months(model, as_ofs, closed, cfg.training.test_months, cfg.training.horizon_days)
             fig = product_figures(cfg, rows.pop(key), model.features, model.categorical, ref, latest, closed)
             products[key] = {"model_version": versions_used[key], **fig}
     report = {

@@ -6,7 +6,8 @@ the ingested tables and Feast, calls the pure recipe in :mod:`training.model` an
 
 Time split for ``train(cutoff=C)``: the as-of dates whose label window closed
 before C, in order; the latest ``test_months`` are the backtest window (metrics
-and the champion gate); the months before them go to :func:`training.model.fit_rolling`,
+and the champion gate); the months whose label windows close before that window's first
+as-of (:func:`split_months`: one label horizon apart) go to :func:`training.model.fit_rolling`,
 which chooses settings and rounds on rolling time-ordered folds (embargo = label
 horizon), calibrates on the folds' out-of-time scores and refits on every fitting
 month. Nothing is tuned on the
@@ -202,15 +203,34 @@ def window_id(as_ofs: list[pd.Timestamp]) -> str:
 
 
 def split_months(
-    as_ofs: list[pd.Timestamp], test_months: int, min_fit: int = 5
+    as_ofs: list[pd.Timestamp], test_months: int, horizon_days: int
 ) -> tuple[list[pd.Timestamp], list[pd.Timestamp]]:
-    """Split ordered as-of dates into fitting months and the test window (latest)."""
-    if len(as_ofs) < test_months + min_fit:
-        raise NbpError(
-            f"only {len(as_ofs)} as-of dates with closed labels; need at least "
-            f"{test_months + min_fit} ({min_fit} to fit and calibrate + {test_months} test)"
-        )
-    return as_ofs[:-test_months], as_ofs[-test_months:]
+    """Split ordered as-of dates into fitting months and the test window (the latest ``test_months``).
+
+    The fitting months are those whose label window closes before the test window's first as-of,
+    as in the folds' embargo and the backtest: a loan granted in the test window would otherwise
+    also be a positive of the fitting months just before it, for the same customer with nearly the
+    same features, and the gate would reward models that memorise those customers
+    (``docs/decisions/030-the-gate-window-embargo.md``). Fewer fitting months than the recipe needs
+    is the caller's to report.
+    """
+    test = as_ofs[-test_months:] if len(as_ofs) > test_months else []
+    if not test:
+        return [], list(as_ofs)
+    return closed_as_ofs(as_ofs[:-test_months], test[0], horizon_days), test
+
+
+def too_few_months(closed: list[pd.Timestamp], fit_ofs: list[pd.Timestamp], cfg: Config, cutoff: pd.Timestamp) -> Skip:
+    """The reason a bank with ``closed`` label-closed as-of months (``fit_ofs`` of them left to fit
+    by :func:`split_months`) cannot train."""
+    t = cfg.training
+    return Skip(
+        zh=f"数据只有 {len(closed)} 个标签期已结束的月份：留出 {t.test_months} 个测试月份及其前 {t.horizon_days} "
+        f"天的标签期后剩 {len(fit_ofs)} 个训练月份，至少需要 {MIN_FIT_MONTHS} 个",
+        en=f"only {len(closed)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}: after the "
+        f"{t.test_months} test month(s) and the {t.horizon_days}-day label horizon before them, {len(fit_ofs)} "
+        f"remain to fit; the recipe needs {MIN_FIT_MONTHS}",
+    )
 
 
 def model_params(cfg: Config) -> ModelParams:
@@ -343,15 +363,10 @@ def prepare(
         if key not in cfg.products:
             raise NbpError(f"unknown product '{key}'; configured: {', '.join(cfg.products)}")
     check_federation(cfg, ws, keys)
-    need = cfg.training.test_months + MIN_FIT_MONTHS
-    if len(as_ofs) < need:
-        skip = Skip(
-            zh=f"数据只有 {len(as_ofs)} 个标签期已结束的月份，至少需要 {need} 个月",
-            en=f"only {len(as_ofs)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}; "
-            f"need {need} ({MIN_FIT_MONTHS} to fit and calibrate + {cfg.training.test_months} to test)",
-        )
+    fit_ofs, test_ofs = split_months(as_ofs, cfg.training.test_months, cfg.training.horizon_days)
+    if len(fit_ofs) < MIN_FIT_MONTHS:
+        skip = too_few_months(as_ofs, fit_ofs, cfg, cutoff)
         return Prepared(keys, cutoff, [], [], "", {}, dict.fromkeys(keys, skip))
-    fit_ofs, test_ofs = split_months(as_ofs, cfg.training.test_months, MIN_FIT_MONTHS)
     data = _datasets(cfg, ws, keys, fit_ofs, test_ofs)
     skips = {k: s for k in keys if (s := trainability(cfg, ws, k, *data[k])) is not None}
     data = {k: v for k, v in data.items() if k not in skips}

@@ -59,6 +59,7 @@ from training.pipeline import (
     recover,
     split_months,
     test_as_ofs,
+    too_few_months,
     trainability,
     window_id,
 )
@@ -179,15 +180,10 @@ def bank_rows(
         bws = ws.for_bank(code)
         closed = closed_as_ofs(feature_as_ofs(bws), cutoff, t.horizon_days)
         if n_test is None:
-            need = t.test_months + MIN_FIT_MONTHS
-            if len(closed) < need:
-                skip = Skip(
-                    zh=f"本行只有 {len(closed)} 个标签期已结束的月份，至少需要 {need} 个月",
-                    en=f"only {len(closed)} as-of month(s) with closed label windows before {cutoff:%Y-%m-%d}",
-                )
-                yield BankRows(code, pd.DataFrame(), pd.DataFrame(), "", skip)
+            fit_ofs, test_ofs = split_months(closed, t.test_months, t.horizon_days)
+            if len(fit_ofs) < MIN_FIT_MONTHS:
+                yield BankRows(code, pd.DataFrame(), pd.DataFrame(), "", too_few_months(closed, fit_ofs, cfg, cutoff))
                 continue
-            fit_ofs, test_ofs = split_months(closed, t.test_months, MIN_FIT_MONTHS)
         else:
             fit_ofs, test_ofs = closed, test_as_ofs(bws, cutoff, t.horizon_days, n_test)
         win = window_id(test_ofs) if test_ofs else ""
