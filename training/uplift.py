@@ -120,11 +120,27 @@ def campaign_order(rows: pd.DataFrame) -> list[str]:
     return first.sort_values(["list_date", "campaign_id"])["campaign_id"].tolist()
 
 
-def split_campaigns(order: list[str], n_test: int) -> tuple[list[str], list[str]]:
-    """Fitting and held-out campaigns: the latest ``n_test`` are held out."""
+def closed_before(rows: pd.DataFrame, ids: list[str], start: pd.Timestamp, horizon_days: int | None) -> list[str]:
+    """The campaigns of ``ids`` whose every list's label window closed before ``start`` (all of them
+    without a horizon): their uptakes cannot be uptakes of rows listed from ``start`` on."""
+    if horizon_days is None:
+        return list(ids)
+    last = pd.to_datetime(rows.groupby("campaign_id")["list_date"].max())
+    return [c for c in ids if last[c] + pd.Timedelta(days=horizon_days) < start]
+
+
+def split_campaigns(rows: pd.DataFrame, n_test: int, horizon_days: int | None = None) -> tuple[list[str], list[str]]:
+    """Fitting and held-out campaigns of ``rows``: the latest ``n_test`` (:func:`campaign_order`) are
+    held out, and fit only the earlier ones whose label windows closed before the first held-out
+    list (``horizon_days``; None: every earlier one). A campaign listed within the horizon before it
+    shares uptakes with it, for the same customers (``docs/decisions/030-the-gate-window-embargo.md``).
+    """
+    order = campaign_order(rows)
     if n_test < 1 or len(order) <= n_test:
-        return [], list(order)
-    return order[:-n_test], order[-n_test:]
+        return [], order
+    test = order[-n_test:]
+    start = pd.to_datetime(rows.loc[rows["campaign_id"].isin(test), "list_date"]).min()
+    return closed_before(rows, order[:-n_test], start, horizon_days), test
 
 
 def campaign_sets(
@@ -289,18 +305,28 @@ def _best(
     return best[1], best[2]
 
 
-def validation_split(rows: pd.DataFrame, seed: int = 7) -> np.ndarray:
-    """True for the validation rows: the latest campaign of ``rows``; with one campaign, a random quarter."""
-    order = campaign_order(rows)
-    if len(order) >= 2:
-        return (rows["campaign_id"] == order[-1]).to_numpy()
-    return np.random.default_rng(seed).random(len(rows)) < 0.25
+def validation_split(
+    rows: pd.DataFrame, horizon_days: int | None = None, seed: int = 7
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the rows that fit and the rows that validate: the latest campaign of ``rows``
+    validates, the campaigns whose label windows closed before it fit (:func:`split_campaigns`);
+    with one campaign, or none closed before the latest, a random quarter of every row validates."""
+    fit_ids, val_ids = split_campaigns(rows, 1, horizon_days)
+    if fit_ids:
+        return rows["campaign_id"].isin(fit_ids).to_numpy(), rows["campaign_id"].isin(val_ids).to_numpy()
+    val = np.random.default_rng(seed).random(len(rows)) < 0.25
+    return ~val, val
 
 
 def choose(
-    rows: pd.DataFrame, features: list[str], categories: dict[str, list[str]], reuse: Choice | None = None
+    rows: pd.DataFrame,
+    features: list[str],
+    categories: dict[str, list[str]],
+    reuse: Choice | None = None,
+    horizon_days: int | None = None,
 ) -> Choice:
-    """Settings, rounds and learner, fitted on ``rows`` less the validation rows and judged on them.
+    """Settings, rounds and learner, fitted and judged on the two parts of :func:`validation_split`
+    (``horizon_days``: the label horizon between them).
 
     With ``reuse`` (a champion's choice, :func:`reused_choice`), only its learner's boosters are
     fitted, each with its setting and the rounds early-stopped again: the same choice the full
@@ -308,11 +334,10 @@ def choose(
     :data:`GRID` for every booster of every learner of :data:`LEARNERS`.
     """
     learners = LEARNERS if reuse is None else (reuse.learner,)
-    val = validation_split(rows)
+    fit, val = validation_split(rows, horizon_days)
     x = encode(rows, features, categories)
     y, t = rows["label"].to_numpy(float), rows[TREATED].to_numpy(int)
     cat = [i for i, f in enumerate(features) if f in categories]
-    fit = ~val
     arm = [(fit & (t == a), val & (t == a)) for a in (0, 1)]
 
     def grid(settings: tuple[dict, dict] | dict | None, a: int | None = None) -> tuple[dict, ...]:
@@ -449,19 +474,23 @@ def fit_with(rows: pd.DataFrame, features: list[str], choice: Choice) -> UpliftM
     return UpliftModel(features, categories, choice, m0, m1, pooled, e0, e1, share, info)
 
 
-def fit_uplift(rows: pd.DataFrame, features: list[str], reuse: Choice | None = None) -> UpliftModel:
+def fit_uplift(
+    rows: pd.DataFrame, features: list[str], reuse: Choice | None = None, horizon_days: int | None = None
+) -> UpliftModel:
     """Choose on the validation campaign (:func:`choose`), then fit on every row of ``rows``.
 
     Args:
         rows: campaign rows with ``campaign_id``, ``list_date``, ``treated`` (0/1), ``label``
             (0/1) and ``features``; both arms must hold both outcomes.
         reuse: a champion's choice to fit again instead of the full search (:func:`choose`).
+        horizon_days: the label horizon: the choice fits on campaigns closed before the validation
+            campaign (:func:`validation_split`).
     """
     for a in (0, 1):
         ys = rows.loc[rows[TREATED] == a, "label"]
         if ys.nunique() < 2:
             raise ValueError(f"the {'treatment' if a else 'control'} arm holds one outcome only ({len(ys)} rows)")
-    return fit_with(rows, features, choose(rows, features, category_mapping(rows, features), reuse))
+    return fit_with(rows, features, choose(rows, features, category_mapping(rows, features), reuse, horizon_days))
 
 
 def held_out_metrics(model: UpliftModel, rows: pd.DataFrame) -> dict[str, float]:
@@ -496,6 +525,19 @@ def history_skip(cfg: Config, product: str, closed: int) -> Skip | None:
         en=f"only {closed} randomised campaign(s) of {product} with a closed {cfg.training.horizon_days}-day "
         f"horizon; the uplift model needs {need} (campaigns.min_uplift_campaigns, "
         f"{c.uplift_test_campaigns} held out to test)",
+    )
+
+
+def gap_skip(cfg: Config, product: str, closed: list[str], fit_ids: list[str]) -> Skip | None:
+    """Why no campaign is left to fit once those listed within the label horizon before the held-out
+    ones are set aside (None: some are left)."""
+    if fit_ids:
+        return None
+    n, h = cfg.campaigns.uplift_test_campaigns, cfg.training.horizon_days
+    return Skip(
+        zh=f"{len(closed)} 个随机对照营销活动中，没有一个在检验活动开始前结束了 {h} 天的观察期，无可训练的活动",
+        en=f"none of {product}'s {len(closed)} randomised campaign(s) closed its {h}-day horizon before the "
+        f"{n} held-out one(s) began: nothing to fit on",
     )
 
 
@@ -557,10 +599,10 @@ def train_uplift(
         if key in skips:
             results[key] = _skipped(ws, key, skips[key])
             continue
-        fit_ids, test_ids = split_campaigns(closed[key], cfg.campaigns.uplift_test_campaigns)
+        fit_ids, test_ids = split_campaigns(parts[key], cfg.campaigns.uplift_test_campaigns, cfg.training.horizon_days)
         df = sets.pop(key)
         fit, test = df[df["campaign_id"].isin(fit_ids)], df[df["campaign_id"].isin(test_ids)]
-        s = uptake_skip(cfg, key, fit)
+        s = gap_skip(cfg, key, closed[key], fit_ids) or uptake_skip(cfg, key, fit)
         if s is None and test.empty:
             s = Skip(
                 zh="检验用的营销活动没有候选客户", en=f"no candidate in the held-out campaign(s) {', '.join(test_ids)}"
@@ -655,7 +697,8 @@ def _judge_all(
         fit, test, every = todo[key]
         p = plans[key]
         try:
-            return judge(fit, test, every, floor, reused_choice(p.setting) if p.setting is not None else None)
+            reuse = reused_choice(p.setting) if p.setting is not None else None
+            return judge(fit, test, every, floor, reuse, cfg.training.horizon_days)
         except ValueError as e:
             return Skip(zh=f"营销增益模型无法拟合：{e}", en=f"the uplift model cannot be fitted: {e}")
 
@@ -670,21 +713,26 @@ def _skipped(ws: Workspace, key: str, s: Skip) -> ProductResult:
 
 
 def judge(
-    fit: pd.DataFrame, test: pd.DataFrame, every: pd.DataFrame, floor: float, reuse: Choice | None = None
+    fit: pd.DataFrame,
+    test: pd.DataFrame,
+    every: pd.DataFrame,
+    floor: float,
+    reuse: Choice | None = None,
+    horizon_days: int | None = None,
 ) -> tuple[UpliftModel, dict[str, float], bool]:
     """Fit on the fitting campaigns' rows, judge on the held-out ones; the held-out rows never
     reach the fit or its choices.
 
     Returns:
         ``(model, held-out metrics, passed)``: when the held-out Qini exceeds ``floor``, the
-        model is the same choice refitted on ``every`` closed campaign's rows. ``reuse``: as
-        :func:`fit_uplift`.
+        model is the same choice refitted on ``every`` closed campaign's rows. ``reuse``,
+        ``horizon_days``: as :func:`fit_uplift`.
 
     Raises:
         ValueError: an arm of the fitting rows holds one outcome only.
     """
     feats = feature_names(fit)
-    model = fit_uplift(fit, feats, reuse)
+    model = fit_uplift(fit, feats, reuse, horizon_days)
     m = held_out_metrics(model, test)
     passed = bool(np.isfinite(m["qini"]) and m["qini"] > floor)
     if passed:

@@ -60,11 +60,11 @@ def test_learner_recovers_a_planted_heterogeneous_effect() -> None:
 def test_time_split_never_fits_on_held_out_campaigns() -> None:
     rows, _ = _planted(6_000, 3, 3)
     order = up.campaign_order(rows)
-    fit_ids, test_ids = up.split_campaigns(order, 1)
+    fit_ids, test_ids = up.split_campaigns(rows, 1, 90)
     assert test_ids == [order[-1]] and fit_ids == order[:-1]
     fit, test = rows[rows["campaign_id"].isin(fit_ids)], rows[rows["campaign_id"].isin(test_ids)]
     # validation (settings, rounds, learner) is the latest fitting campaign, not the held-out one
-    assert set(fit.loc[up.validation_split(fit), "campaign_id"]) == {fit_ids[-1]}
+    assert set(fit.loc[up.validation_split(fit, 90)[1], "campaign_id"]) == {fit_ids[-1]}
     flipped = test.assign(label=1 - test["label"])
     a, ma, _ = up.judge(fit, test, rows, floor=np.inf)
     b, mb, _ = up.judge(fit, flipped, rows, floor=np.inf)
@@ -76,12 +76,37 @@ def test_time_split_never_fits_on_held_out_campaigns() -> None:
 @pytest.mark.slow  # fits LightGBM boosters: about a second
 def test_passing_the_floor_refits_on_every_closed_campaign() -> None:
     rows, _ = _planted(6_000, 3, 4)
-    fit_ids, test_ids = up.split_campaigns(up.campaign_order(rows), 1)
+    fit_ids, test_ids = up.split_campaigns(rows, 1)
     fit, test = rows[rows["campaign_id"].isin(fit_ids)], rows[rows["campaign_id"].isin(test_ids)]
     model, m, passed = up.judge(fit, test, rows, floor=-np.inf)
     assert passed and model.info["campaigns"] == up.campaign_order(rows)
     _, _, refused = up.judge(fit, test, rows, floor=m["qini"])  # not above the floor: not champion
     assert not refused
+
+
+def test_campaigns_listed_within_the_horizon_before_the_held_out_one_are_not_fitted() -> None:
+    """Two-monthly campaigns and 90-day labels: the campaign just before the held-out one shares
+    its uptakes (same customers, overlapping windows), so it neither fits nor validates against
+    the campaign after it; the split of the fitting rows keeps the same gap."""
+    dates = ["2025-01-01", "2025-03-01", "2025-05-01", "2025-07-01"]
+    rows = pd.DataFrame(
+        {
+            "campaign_id": [f"c{i}" for i in range(4) for _ in range(8)],
+            "list_date": pd.to_datetime([d for d in dates for _ in range(8)]),
+        }
+    )
+    assert up.split_campaigns(rows, 1, 90) == (["c0", "c1"], ["c3"])
+    assert up.split_campaigns(rows, 1) == (["c0", "c1", "c2"], ["c3"])
+    fit, val = up.validation_split(rows[rows["campaign_id"] != "c3"], 90)
+    assert set(rows.loc[np.flatnonzero(fit), "campaign_id"]) == {"c0"}
+    assert set(rows.loc[np.flatnonzero(val), "campaign_id"]) == {"c2"}
+    near = rows[rows["campaign_id"].isin(["c1", "c2"])].reset_index(drop=True)
+    fit, val = up.validation_split(near, 90)  # nothing closed before the latest: a random quarter
+    assert (fit ^ val).all() and 0 < val.sum() < len(near)
+    cfg = load_config()
+    s = up.gap_skip(cfg, "consumer", ["c1", "c2"], [])
+    assert s is not None and "90-day horizon" in s.en and "90 天的观察期" in s.zh
+    assert up.gap_skip(cfg, "consumer", ["c0", "c1"], ["c0"]) is None
 
 
 def test_too_little_history_is_skipped_with_reasons() -> None:
@@ -316,7 +341,7 @@ def test_the_next_month_keeps_or_fits_the_uplift_champions_choice_again(
     cfg, ws = load_config(), Workspace(tmp_path / "home")
     cfg = cfg.model_copy(update={"campaigns": cfg.campaigns.model_copy(update={"qini_floor": -1e9})})
     rows, _ = _planted(8_000, 4, 13)
-    fit_ids, test_ids = up.split_campaigns(up.campaign_order(rows), 1)
+    fit_ids, test_ids = up.split_campaigns(rows, 1)
 
     def split(every: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
         fit = every[every["campaign_id"].isin(fit_ids)].reset_index(drop=True)
@@ -365,7 +390,7 @@ def test_the_next_month_keeps_or_fits_the_uplift_champions_choice_again(
 def test_the_rows_fingerprint_follows_the_rows_their_order_and_the_split() -> None:
     cfg = load_config()
     rows, _ = _planted(2_000, 3, 5)
-    fit_ids, test_ids = up.split_campaigns(up.campaign_order(rows), 1)
+    fit_ids, test_ids = up.split_campaigns(rows, 1)
 
     def fp(every: pd.DataFrame, c=cfg, search: str = "s") -> str:
         fit, test = every[every["campaign_id"].isin(fit_ids)], every[every["campaign_id"].isin(test_ids)]
