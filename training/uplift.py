@@ -17,9 +17,11 @@ S-learner (one LightGBM over both arms with the arm as an input, uplift = f(x, 1
 the baseline is learned from every row, which matters when an arm holds a few dozen uptakes)
 or an X-learner (Künzel et al. 2019: each arm's observed outcomes against the other arm's
 model, two regressions of those imputed effects, combined by the treated share). Settings, rounds and
-the learner are chosen on the latest fitting campaign (out of time; with a single fitting
-campaign, on a random quarter of it). Judged on the latest ``campaigns.uplift_test_campaigns``
-closed campaigns by the Qini coefficient and AUUC (:mod:`training.uplift_metrics`); champion
+the learner are chosen on the latest fitting campaign (out of time, fitted on the campaigns whose
+label windows closed before its list date; with a single fitting campaign, on a random quarter of
+it). Judged on the latest ``campaigns.uplift_test_campaigns`` closed campaigns, fitted on the
+campaigns whose label windows closed before them (:func:`split_campaigns`), by the Qini
+coefficient and AUUC (:mod:`training.uplift_metrics`); champion
 only when that Qini exceeds ``campaigns.qini_floor``, then refitted on every closed campaign.
 Registered as ``nbp-<product>-uplift`` (``nbp-<bank>-<product>-uplift`` in a federation).
 """
