@@ -478,7 +478,9 @@ def register(
             input_example=te.head(5),
             tags=plan.tags(model.info["setting"], cutoff) if plan is not None else None,
         )
-        d = registry.promote(ws, key, version, m, cfg.training.auc_floor, leak, window_rows=te)
+        d = registry.promote(
+            ws, key, version, m, cfg.training.auc_floor, leak, window_rows=te, horizon_days=cfg.training.horizon_days
+        )
         log.info("%s: %s", key, d.reason)
         results.append(ProductResult(key, version, d.alias, d.reason, m, win, search=plan))
     return results

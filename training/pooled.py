@@ -420,7 +420,9 @@ def _register_bank(
         )
     else:
         leak = m["auc"] > cfg.training.leak_auc
-        d = registry.promote(bws, key, version, m, cfg.training.auc_floor, leak, window_rows=te)
+        d = registry.promote(
+            bws, key, version, m, cfg.training.auc_floor, leak, window_rows=te, horizon_days=cfg.training.horizon_days
+        )
     return ProductResult(key, version, d.alias, f"pooled: {d.reason}", m, p.window, bank=p.bank)
 
 

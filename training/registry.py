@@ -345,6 +345,7 @@ def promote(
     leak_alarm: bool,
     window_rows: pd.DataFrame | None = None,
     label: str = "label",
+    horizon_days: int | None = None,
 ) -> Decision:
     """Move ``champion`` to ``version`` if it earns it, else mark it ``challenger``.
 
@@ -361,6 +362,10 @@ def promote(
             features) the champion is re-scored on them, so both are compared on the
             same rows; otherwise logged metrics are compared only for the same window id.
         label: 0/1 label column of ``window_rows``.
+        horizon_days: the label horizon; with it (and ``as_of`` in ``window_rows``), a champion
+            fitted on months whose label windows reach into the window's first as-of is not
+            re-scored there (its AUC would be partly in-sample, :func:`fitted_on_window`): the
+            candidate, past the guardrails, takes its place.
 
     Returns:
         The decision; its reason is also tagged (``nbp.decision``) on the run and the
@@ -384,7 +389,15 @@ def promote(
     else:
         champ_window, champ_metrics, _ = _version_evidence(client, name, champ_v)
         champ_fit = load_version(ws, product, champ_v)[0] if window_rows is not None and len(window_rows) else None
-        if champ_fit is not None and set(champ_fit.features) <= set(window_rows.columns):
+        overlap = fitted_on_window(champ_fit, window_rows, horizon_days) if champ_fit is not None else None
+        if overlap is not None:
+            promoted = True
+            reason = (
+                f"v{version} becomes champion ({_auc_text(metrics)} >= {floor:.4f}): champion v{champ_v} was "
+                f"fitted on as-of {overlap:%Y-%m-%d}, whose {horizon_days}-day label window reaches into window "
+                f"{window}, so it cannot be judged there."
+            )
+        elif champ_fit is not None and set(champ_fit.features) <= set(window_rows.columns):
             # The same rows for both, even when the window id matches: candidate rules or
             # data may have changed since the champion's own evaluation.
             rescored = evaluate.metrics(window_rows[label], champ_fit.predict_proba(window_rows))
@@ -397,6 +410,19 @@ def promote(
                 f"not {window}; pass that window's rows to re-score it."
             )
     return _decide(client, name, version, run_id, promoted, reason, champ_v)
+
+
+def fitted_on_window(model: Any, window_rows: pd.DataFrame, horizon_days: int | None) -> pd.Timestamp | None:
+    """The latest as-of ``model`` was fitted or calibrated on (``info``'s periods) whose label window
+    reaches into the first as-of of ``window_rows``; None when none does, or without a horizon,
+    periods or an ``as_of`` column (``docs/decisions/030-the-gate-window-embargo.md``)."""
+    if horizon_days is None or "as_of" not in window_rows.columns or not len(window_rows):
+        return None
+    periods = [*model.info.get("train_periods", []), *model.info.get("calibration_periods", [])]
+    fitted = pd.to_datetime(pd.Series(periods, dtype=object), format="ISO8601", errors="coerce").dropna()
+    start = pd.Timestamp(pd.to_datetime(window_rows["as_of"]).min())
+    reach = fitted[fitted + pd.Timedelta(days=horizon_days) >= start]
+    return None if reach.empty else pd.Timestamp(reach.max())
 
 
 def _decide(

@@ -121,6 +121,34 @@ def test_different_windows_are_not_compared_unless_rescored(tmp_path: Path, fram
     assert registry.load_champion(ws, "consumer")[1] == v2
 
 
+def test_a_champion_fitted_on_the_windows_labels_is_not_judged_there(tmp_path: Path, frames, models) -> None:
+    """A champion whose fitting months' label windows reach into the candidate's window would be
+    re-scored partly in-sample (decision 030): the candidate past the guardrails replaces it, however
+    it compares; a champion whose label windows closed before the window is compared as usual."""
+    import copy
+
+    ws = Workspace(tmp_path)
+    window = frames[2].assign(as_of=pd.Timestamp("2026-07-01"))
+    for last, replaced in (("2026-05-01", True), ("2026-04-01", False)):
+        good = copy.deepcopy(models["good"])
+        good.info["train_periods"] = ["2026-01-01T00:00:00", f"{last}T00:00:00"]
+        v1, m1 = _register(ws, frames, good)
+        registry.promote(ws, "consumer", v1, {**m1, "auc": 0.99}, floor=0.55, leak_alarm=False)
+        assert registry.load_champion(ws, "consumer")[1] == v1
+        v2, m2 = _register(ws, frames, models["weak"])
+        d = registry.promote(ws, "consumer", v2, m2, 0.55, False, window_rows=window, horizon_days=90)
+        assert d.promoted is replaced, d.reason
+        if replaced:
+            assert f"fitted on as-of {last}" in d.reason and "90-day label window" in d.reason
+        else:
+            assert "does not beat" in d.reason and "re-scored" in d.reason
+        # without the horizon (a caller that cannot tell) the champion is re-scored as before
+        v3, m3 = _register(ws, frames, models["weak"])
+        champion = registry.load_champion(ws, "consumer")[1]
+        assert not registry.promote(ws, "consumer", v3, m3, 0.55, False, window_rows=window).promoted
+        assert registry.load_champion(ws, "consumer")[1] == champion
+
+
 def test_load_champion_without_a_model_is_unavailable(tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
     with pytest.raises(ModelUnavailable, match="nbp-consumer"):
