@@ -171,7 +171,9 @@ def test_the_next_month_reuses_what_the_registry_recorded_until_the_gate_fails(
     monkeypatch.setattr(pipeline, "model_params", lambda cfg: FAST)
     cfg, ws = load_config(), Workspace(tmp_path / "home")
     rows = _rows(2)
-    fit, test = rows[rows["as_of"] < "2026-01-01"], rows[rows["as_of"] >= "2026-01-01"]
+    # the gate's split: fitting months whose label windows closed before the test month
+    fit_ofs, test_ofs = pipeline.split_months(sorted(rows["as_of"].unique()), 1, cfg.training.horizon_days)
+    fit, test = rows[rows["as_of"].isin(fit_ofs)], rows[rows["as_of"].isin(test_ofs)]
     data = {"consumer": (fit.reset_index(drop=True), test.reset_index(drop=True))}
     uri = registry.tracking_uri(ws)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not the registry an earlier test set globally
