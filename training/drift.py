@@ -264,18 +264,13 @@ def _reference_months(
     """The as-of months the champion was fitted and calibrated on (``FittedModel.info``'s
     ``train_periods`` and ``calibration_periods``); without them, the fitting months of training's
     own split (:func:`training.pipeline.split_months`)."""
-    have = set(as_ofs)
-    got = set()
-    for p in [*model.info.get("train_periods", []), *model.info.get("calibration_periods", [])]:
-        try:
-            t = pd.Timestamp(p)
-        except (ValueError, TypeError):
-            continue
-        if t in have:
-            got.add(t)
-    if got:
-        return sorted(got)
+    from training.model import fitted_periods
     from training.pipeline import split_months
+
+    have = set(as_ofs)
+    got = [t for t in fitted_periods(model.info) if t in have]
+    if got:
+        return got
 
     return split_months(list(closed), test, horizon_days)[0]
 

@@ -223,6 +223,15 @@ def _intercept(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
 # ---------------------------------------------------------------- the model
 
 
+def fitted_periods(info: Mapping[str, Any]) -> list[pd.Timestamp]:
+    """The periods a fit learnt from or was calibrated on (``info``'s ``train_periods`` and
+    ``calibration_periods``, as :func:`fit_rolling` records them), as timestamps, ascending; entries
+    that are not ISO dates (integer periods of a tabular fit) are left out."""
+    periods = [*info.get("train_periods", []), *info.get("calibration_periods", [])]
+    got = pd.to_datetime(pd.Series(periods, dtype=object), format="ISO8601", errors="coerce").dropna()
+    return sorted({pd.Timestamp(t) for t in got})
+
+
 @dataclass
 class FittedModel:
     """A trained, calibrated model with everything scoring needs.

@@ -214,9 +214,9 @@ def split_months(
     (``docs/decisions/030-the-gate-window-embargo.md``). Fewer fitting months than the recipe needs
     is the caller's to report.
     """
-    test = as_ofs[-test_months:] if len(as_ofs) > test_months else []
-    if not test:
+    if len(as_ofs) <= test_months:
         return [], list(as_ofs)
+    test = as_ofs[-test_months:]
     return closed_as_ofs(as_ofs[:-test_months], test[0], horizon_days), test
 
 

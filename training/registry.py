@@ -60,7 +60,7 @@ from nbp import jobs, telemetry
 from nbp.errors import ModelUnavailable
 from nbp.workspace import Workspace
 from training import evaluate
-from training.model import FittedModel
+from training.model import FittedModel, fitted_periods
 from training.setting_search import ChampionRecord
 
 log = logging.getLogger(__name__)
@@ -418,11 +418,9 @@ def fitted_on_window(model: Any, window_rows: pd.DataFrame, horizon_days: int | 
     periods or an ``as_of`` column (``docs/decisions/030-the-gate-window-embargo.md``)."""
     if horizon_days is None or "as_of" not in window_rows.columns or not len(window_rows):
         return None
-    periods = [*model.info.get("train_periods", []), *model.info.get("calibration_periods", [])]
-    fitted = pd.to_datetime(pd.Series(periods, dtype=object), format="ISO8601", errors="coerce").dropna()
     start = pd.Timestamp(pd.to_datetime(window_rows["as_of"]).min())
-    reach = fitted[fitted + pd.Timedelta(days=horizon_days) >= start]
-    return None if reach.empty else pd.Timestamp(reach.max())
+    reach = [t for t in fitted_periods(model.info) if t + pd.Timedelta(days=horizon_days) >= start]
+    return reach[-1] if reach else None
 
 
 def _decide(
