@@ -38,7 +38,8 @@ class SimulateConfig(_Section):
 class IngestConfig(_Section):
     """Validation and storage of a bank export."""
 
-    memory_limit: str = "4GB"  # DuckDB memory limit of the validation; it spills beyond it
+    # DuckDB memory limit of the validation; it spills beyond it (the feature build's default is 8GB too)
+    memory_limit: str = "8GB"
     threads: int = 0  # DuckDB threads; 0 = all cores
     # Stop rules that keep a bad transfer from replacing a good store (docs/ingest-rules.md).
     max_set_aside_share: float = Field(0.05, ge=0.0, le=1.0)  # per table; --accept-set-aside overrides
