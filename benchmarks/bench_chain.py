@@ -20,7 +20,8 @@ the median of the per-pair ratio of wall times (nbp / plain). The goal (issue 18
 (stretch 1.2x), with nbp's peak memory below the plain script's.
 
 ``--growth`` runs one pair at each size of ``--sizes`` (default 50,000, 150,000 and the full
-388,494 customers) and each history of ``--months-list`` (default 12 and 24 months) and writes
+388,494 customers) and each history of ``--months-list`` (default 13 and 24 months: 13 is the
+shortest export nbp trains on, docs/decisions/030-the-gate-window-embargo.md) and writes
 the ``chain_growth`` section: wall time and peak memory per stage and size, and each stage's
 growth exponents (slopes of log cost against log input, least squares over the sizes): against
 customers x months and transaction rows over every run, against customers at each history, and
@@ -32,7 +33,7 @@ Every finished run is kept in ``--work``/chain/results.json (``--work``/growth/r
 
 Run: ``.venv/bin/python -m benchmarks.bench_chain [--export DIR | --customers N|full --months M]
 [--repeat R] [--work DIR] [--data DIR] [--code COMMIT] [--resume | --report] [--print]``;
-``.venv/bin/python -m benchmarks.bench_chain --growth [--sizes 50000,150000,full] [--months-list 12,24]
+``.venv/bin/python -m benchmarks.bench_chain --growth [--sizes 50000,150000,full] [--months-list 13,24]
 [--work DIR] [--data DIR] [--code COMMIT] [--resume | --report] [--print]``.
 ``--code COMMIT`` runs nbp from that commit's tree (``git archive``, first on ``PYTHONPATH``)
 instead of the checkout, which other people may be editing.
@@ -429,7 +430,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=3, help="pairs of runs (nbp chain, plain script)")
     ap.add_argument("--growth", action="store_true", help="one pair per size of --sizes x --months-list")
     ap.add_argument("--sizes", default="50000,150000,full", help="--growth: customers, comma-separated")
-    ap.add_argument("--months-list", default="12,24", help="--growth: months of history, comma-separated")
+    ap.add_argument("--months-list", default="13,24", help="--growth: months of history, comma-separated")
     ap.add_argument("--data", type=Path, default=Path("/tmp/nbp-bench-chain/data"), help="simulated exports")
     ap.add_argument("--work", type=Path, default=Path("/tmp/nbp-bench-chain/work"), help="workspaces, logs, results")
     ap.add_argument("--code", help="run nbp from this commit's tree (git archive) instead of the checkout")
