@@ -418,8 +418,12 @@ def fitted_on_window(model: Any, window_rows: pd.DataFrame, horizon_days: int | 
     periods or an ``as_of`` column (``docs/decisions/030-the-gate-window-embargo.md``)."""
     if horizon_days is None or "as_of" not in window_rows.columns or not len(window_rows):
         return None
+    from training.dataset import closed_as_ofs  # the split's own rule; not at import (serving loads this module)
+
     start = pd.Timestamp(pd.to_datetime(window_rows["as_of"]).min())
-    reach = [t for t in fitted_periods(model.info) if t + pd.Timedelta(days=horizon_days) >= start]
+    periods = fitted_periods(model.info)
+    closed = set(closed_as_ofs(periods, start, horizon_days))
+    reach = [t for t in periods if t not in closed]
     return reach[-1] if reach else None
 
 

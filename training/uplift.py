@@ -46,7 +46,7 @@ from nbp.errors import ModelUnavailable
 from nbp.workspace import Workspace
 from training import registry
 from training.candidates import eligible
-from training.dataset import KEYS, feature_service, loan_product, read_base, with_features_many
+from training.dataset import KEYS, closed_as_ofs, feature_service, loan_product, read_base, with_features_many
 from training.labels import holds_active, label
 from training.model import category_mapping, encode
 from training.pipeline import ProductResult, Skip
@@ -128,7 +128,8 @@ def closed_before(rows: pd.DataFrame, ids: list[str], start: pd.Timestamp, horiz
     if horizon_days is None:
         return list(ids)
     last = pd.to_datetime(rows.groupby("campaign_id")["list_date"].max())
-    return [c for c in ids if last[c] + pd.Timedelta(days=horizon_days) < start]
+    closed = set(closed_as_ofs(list(last[list(ids)]), start, horizon_days))
+    return [c for c in ids if last[c] in closed]
 
 
 def split_campaigns(rows: pd.DataFrame, n_test: int, horizon_days: int | None = None) -> tuple[list[str], list[str]]:
