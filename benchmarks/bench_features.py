@@ -118,7 +118,7 @@ def _materialize(cfg: Config, ws: Workspace) -> dict:
     n = (
         duckdb.connect()
         .execute(
-            f"SELECT count(*) FROM read_parquet({lit(str(ws.feature_table('demo')))}) "
+            f"SELECT count(*) FROM read_parquet({lit(ws.feature_glob('demo'))}) "
             f"WHERE event_timestamp = TIMESTAMP {lit(str(when))}"
         )
         .fetchone()[0]

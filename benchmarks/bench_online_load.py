@@ -47,6 +47,7 @@ def scaled_workspace(work: Path, seed_customers: int, customers: int) -> tuple[P
     from bankexport.ingest import ingest
     from bankexport.simulate import simulate
     from features import build as fbuild
+    from features import tables as feature_tables
     from features.catalog import modules
     from features.schema import EVENT_TS, JOIN_KEY
     from nbp.config import IngestConfig
@@ -69,8 +70,9 @@ def scaled_workspace(work: Path, seed_customers: int, customers: int) -> tuple[P
         table = rows.take(pa.array(np.arange(customers) % rows.num_rows))
         ids = pa.array([f"S{i:010d}" for i in range(customers)], pa.string())
         table = table.set_column(table.column_names.index(JOIN_KEY), JOIN_KEY, ids)
-        ws.feature_table(fam).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, ws.feature_table(fam), compression="zstd", row_group_size=500_000)
+        ws.feature_table(fam).mkdir(parents=True, exist_ok=True)
+        out = ws.feature_table(fam) / feature_tables.file_name([as_of])
+        pq.write_table(table, out, compression="zstd", row_group_size=500_000)
     _child_apply(home)
     (home / ".done").touch()
     return home, as_of

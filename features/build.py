@@ -1,7 +1,7 @@
-"""Ingested tables → feature tables (Parquet), one file per family, all as-ofs at once.
+"""Ingested tables → feature tables (Parquet), one folder per family, all as-ofs at once.
 
 Reads only ``$NBP_HOME/data/ingested/<table>.parquet`` and ``_meta.json``; writes
-``$NBP_HOME/data/features/<family>.parquet`` with columns ``customer_id``,
+``$NBP_HOME/data/features/<family>/`` (:mod:`features.tables`) with columns ``customer_id``,
 ``event_timestamp`` (= the as-of T, naive, read by Feast as UTC) and the family's
 features (Int64 / Float64), plus ``_build.json`` describing the build.
 
@@ -9,13 +9,14 @@ Every family is one DuckDB query over all as-of dates. Transactions and balances
 are first aggregated per customer × month in DuckDB; the window aggregates over
 whole months that the monthly families name (``_sql.win``) are computed in numpy
 (:mod:`features.windows`) and handed back to DuckDB as the relation ``win``.
-Rebuilding some as-of dates replaces only those dates' rows; without dates a build is
+Rebuilding some as-of dates writes only those dates' rows, into one new file of the family's
+folder, and rewrites only the files that held them; without dates a build is
 incremental (:mod:`features.fingerprint`): only the as-of dates whose inputs changed are rebuilt.
 
 With ``compute.engine: spark`` the same SQL runs on Spark (:mod:`features.spark_build`):
 the relations and every family's query are transpiled (``nbp.dialect.to_spark``), the
 windows are the same numpy code run per partition of customers, and the rows Spark writes
-are combined into the same Parquet file by the same DuckDB writer as here.
+are written into the family's folder by the same DuckDB writer as here.
 
 In a federation workspace (``docs/decisions/016-federation-workspace.md``) a member bank's
 build reads and writes only ``banks/<code>/`` and its tables carry a first column
@@ -42,6 +43,7 @@ import pyarrow.parquet as pq
 
 from bankexport.spec import ALL_TABLES, BANK_COLUMN, REQUIRED_TABLES
 from features import fingerprint, tiers
+from features import tables as feature_tables
 from features.catalog import CATALOG, MODULES, family_features, modules
 from features.families.monthly import bal_month_sql, month_index, txn_month_sql
 from features.schema import AS_OF, EVENT_TS, JOIN_KEY, Feature
@@ -586,56 +588,27 @@ def _write_family(run: _Run, family: str) -> int:
 
 
 def _write_query(run: _Run, family: str, inner: str | None, feats: list[Feature], spine_rows: bool) -> int:
-    """Write the family's table with ``run.con``: the engine's rows of the as-ofs built, and
-    the rows of the other as-ofs kept from the previous file."""
+    """Write the engine's rows of the as-ofs built into the family's table with ``run.con``
+    (``features/tables.py``: the other as-ofs' files are kept)."""
     con, ws, tables = run.con, run.ws, run.tables
     if inner is not None:
         _check_columns(run.engine, family, inner, feats, tables)
-    final = ws.feature_table(family)
     query = run.engine.materialize(family, _final_select(feats, inner, tables, spine_rows, ws.bank))
-    rebuilt = ", ".join(timestamp(d.isoformat()) for d in run.as_of)
-    if final.exists():
-        old_cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet({lit(str(final))}) LIMIT 0").description]
-        if old_cols == key_columns(ws.bank) + [f.name for f in feats]:
-            _check_old_bank(con, final, ws.bank)
-            query = (
-                f"SELECT * FROM read_parquet({lit(str(final))}) WHERE {EVENT_TS} NOT IN ({rebuilt})\n"
-                f"UNION ALL BY NAME\n{query}"
-            )
-        else:
-            log.warning("%s: columns changed since the last build; older as-of dates are dropped", final.name)
-            ws.features_build_meta.unlink(missing_ok=True)
-    with jobs.atomic_write(final) as tmp:  # a killed build leaves tmp; the next job removes it (nbp.jobs)
-        con.execute(f"COPY ({query}) TO {lit(str(tmp))} ({PARQUET_OPTIONS})")
-        n = con.execute(
-            f"SELECT count(*) FROM read_parquet({lit(str(tmp))}) WHERE {EVENT_TS} IN ({rebuilt})"
-        ).fetchall()[0][0]
-        want = run.spine_count
-        if n != want:
+    columns = key_columns(ws.bank) + [f.name for f in feats]
+
+    def one_per_spine_row(n: int) -> None:
+        if n != run.spine_count:
             raise FeatureStoreError(
-                f"features/families/{family}.py: {n:,} rows for {want:,} (customer, as-of) "
+                f"features/families/{family}.py: {n:,} rows for {run.spine_count:,} (customer, as-of) "
                 f"rows of the spine; SPINE_ROWS = True needs exactly one row per spine row"
             )
+
+    n, dropped = feature_tables.replace_dates(
+        con, ws.feature_table(family), query, run.as_of, columns, PARQUET_OPTIONS, ws.bank, one_per_spine_row
+    )
+    if dropped:
+        ws.features_build_meta.unlink(missing_ok=True)
     return n
-
-
-def _check_old_bank(con: duckdb.DuckDBPyConnection, path: Path, bank: str | None) -> None:
-    """The rows a rebuild keeps from a member bank's table must be that bank's own.
-
-    Raises:
-        FeatureStoreError: ``path`` holds a row of another bank (a table copied between folders).
-    """
-    if bank is None:
-        return
-    other = con.execute(
-        f"SELECT any_value({ident(BANK_COLUMN)}), count(*) FROM read_parquet({lit(str(path))}) "
-        f"WHERE {ident(BANK_COLUMN)} IS DISTINCT FROM {lit(bank)}"
-    ).fetchall()[0]
-    if other[1]:
-        raise FeatureStoreError(
-            f"{path}: {other[1]:,} rows of bank_code {other[0]!r} in the folder of bank {bank}; "
-            f"remove {path.parent} and run `nbp features --bank {bank}` again"
-        )
 
 
 def build(
@@ -689,7 +662,13 @@ def build(
         _log_since(start, "fingerprints of %d ingested tables", len(tables))
     finally:
         _close(ws, con)
-    records = fingerprint.load(ws)
+    legacy = feature_tables.drop_legacy(ws.features_dir)
+    if legacy:
+        ws.features_build_meta.unlink(missing_ok=True)
+    records = {} if legacy else fingerprint.load(ws)
+    for fam in [*names, tiers.FAMILY]:
+        if not ws.feature_files(fam):  # a table removed by hand: its recorded dates are gone
+            records.pop(fam, None)
     plans: dict[str, list[date]] = {}
     for fam in names:
         code, deps = _family_inputs(fam, built[fam], tables, fps, mode, ws.bank)

@@ -38,12 +38,14 @@ Feast's retrieval, so Feast still resolves the services, views and TTLs from its
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
@@ -117,8 +119,26 @@ def _parquet_path(config: RepoConfig, source: DataSource | None) -> str | None:
     return path
 
 
+# A row's position across a table's files: its file's index in name order times this, plus its
+# row number in the file (a file of 2**40 rows is beyond any Parquet writer here).
+FILE_STRIDE = 1 << 40
+
+
+def table_files(path: str) -> list[str]:
+    """The files of a source path, in name order: a glob's matches, or the path itself."""
+    return sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+
+
 def _scan(path: str, row_number: bool = False) -> str:
-    return f"read_parquet({lit(path)}{', file_row_number = true' if row_number else ''})"
+    """``read_parquet`` of ``path``; with ``row_number`` a relation whose ``file_row_number``
+    names a row uniquely across the path's files (:data:`FILE_STRIDE`)."""
+    if not row_number:
+        return f"read_parquet({lit(path)})"
+    files = ", ".join(lit(f) for f in table_files(path))
+    return (
+        f"(SELECT * EXCLUDE (file_row_number), CAST(file_index AS BIGINT) * {FILE_STRIDE} + file_row_number "
+        f"AS file_row_number FROM read_parquet([{files}], file_row_number = true))"
+    )
 
 
 def _ts_type(con: duckdb.DuckDBPyConnection, path: str, column: str) -> str:
@@ -243,9 +263,9 @@ def point_in_time_sql(
             for one (key, timestamp) then gives extra rows: the caller checks the row count
             and runs again with ``exact_first=False`` (``arg_max`` picks one row).
         scan: the relation of view ``i``, with a ``file_row_number`` column (the row's position
-            in its Parquet file) when the flag is true. The one piece that differs by engine:
-            each exposes a Parquet row's position its own way. Default: DuckDB's
-            ``read_parquet(path, file_row_number = true)``.
+            among the table's Parquet files, :data:`FILE_STRIDE`) when the flag is true. The one
+            piece that differs by engine: each exposes a Parquet row's position its own way.
+            Default: DuckDB's (:func:`_scan`).
         bounds: the earliest and latest entity timestamp (naive UTC): feature rows after the
             latest, or older than the earliest minus the view's TTL, can match no entity row
             and are left out where each table is read (one as-of reads one month's rows).
@@ -337,10 +357,11 @@ def spark_point_in_time(
     """:func:`point_in_time_sql` on Spark: ``_ROW`` and every feature, one row per entity row, not collected.
 
     The statement is the DuckDB one transpiled, with two engine pieces. Scans: each feature
-    table is a temporary view of its Parquet file whose ``file_row_number`` is Spark's hidden
-    ``_metadata.row_index`` (DuckDB's ``file_row_number``: the row's position in the file),
-    hinted to sort-merge joins: Spark sizes a Parquet scan by its compressed bytes and would
-    broadcast a feature table many times larger in memory than on disk.
+    table is a temporary view of its Parquet files whose ``file_row_number`` is Spark's hidden
+    ``_metadata.row_index`` offset by the file's place in name order (:data:`FILE_STRIDE`, as
+    :func:`_scan` numbers DuckDB's rows), hinted to sort-merge joins: Spark sizes a Parquet
+    scan by its compressed bytes and would broadcast a feature table many times larger in
+    memory than on disk.
     No exact pass (``exact_first=False``): it relies on DuckDB's ``MATERIALIZED`` CTE, which
     Spark lacks; ``max_by`` keeps one row per entity row even where a feature table repeats
     a (key, timestamp), so no second run is needed either.
@@ -357,7 +378,11 @@ def spark_point_in_time(
     ent.withColumn(ts_col, F.col(ts_col).cast("timestamp_ntz")).createOrReplaceTempView(names[0])
     types = []
     for name, v in zip(names[1:], views, strict=True):
-        table = spark.read.parquet(v.path).selectExpr("*", "_metadata.row_index AS file_row_number").hint("merge")
+        parts = [
+            spark.read.parquet(f).selectExpr("*", f"_metadata.row_index + {j * FILE_STRIDE} AS file_row_number")
+            for j, f in enumerate(table_files(v.path))
+        ]
+        table = reduce(lambda a, b: a.unionByName(b), parts).hint("merge")
         table.createOrReplaceTempView(name)
         types.append(_spark_ts_type(table.schema[v.ts].dataType))
     sql = point_in_time_sql(

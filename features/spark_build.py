@@ -8,9 +8,9 @@ monthly sources and every family's query are the DuckDB SQL of :mod:`features.bu
 monthly rows are hash-partitioned by customer into buckets, and each bucket's windows are
 computed by the same :mod:`features.windows` code as on DuckDB (a grouped Arrow UDF); they are
 the view ``win``. Spark writes a family's rows as Parquet parts into the job's scratch folder
-(``nbp.jobs``), and the build's DuckDB writer combines them, with the other as-ofs' rows of
-the previous file, into the one ``data/features/<family>.parquet`` (streaming, renamed into
-place), so both engines write the same schema, column order and types.
+(``nbp.jobs``), and the build's DuckDB writer copies them into one new file of the family's
+folder ``data/features/<family>/`` (:mod:`features.tables`: streaming, renamed into place), so
+both engines write the same schema, column order and types.
 
 Paths: the executors read the ingested tables and write the parts under ``$NBP_HOME``, and the
 driver reads the parts, so on a cluster the workspace must be a filesystem that the driver and

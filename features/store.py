@@ -403,13 +403,12 @@ def exact_grid(
         con.register("cust", cust)
         con.register("dates", dates)
         for fam in dict.fromkeys(family[n] for n in names):
-            path = ws.feature_table(fam)
-            if not path.exists():
-                raise FeatureStoreError(f"{path}: feature table missing; run `nbp features`")
+            if not ws.feature_files(fam):
+                raise FeatureStoreError(f"{ws.feature_table(fam)}: feature table missing; run `nbp features`")
             cols = [n for n in names if family[n] == fam]
             got = con.sql(
                 f"SELECT d.ti, c.ci, {', '.join('f.' + ident(n) for n in cols)} "
-                f"FROM read_parquet({lit(str(path))}) f JOIN dates d ON f.{EVENT_TS} = d.ts "
+                f"FROM read_parquet({lit(ws.feature_glob(fam))}) f JOIN dates d ON f.{EVENT_TS} = d.ts "
                 f"JOIN cust c ON f.{JOIN_KEY} = c.{JOIN_KEY} "
                 f"WHERE f.{EVENT_TS} BETWEEN {timestamp(lo)} AND {timestamp(hi)}"
             ).to_arrow_table()
@@ -626,9 +625,9 @@ def export(cfg: Config, ws: Workspace, as_of: date, out: Path) -> int:
 
     if as_of not in fbuild.built_as_of(ws):
         raise FeatureStoreError(f"as-of {as_of}: not built; run `nbp features --as-of {as_of}`")
-    path = ws.feature_table("demo")
     ids = duckdb.sql(
-        f"SELECT {JOIN_KEY} FROM read_parquet({lit(str(path))}) WHERE {EVENT_TS} = {timestamp(str(as_of))}"
+        f"SELECT {JOIN_KEY} FROM read_parquet({lit(ws.feature_glob('demo'))}) "
+        f"WHERE {EVENT_TS} = {timestamp(str(as_of))}"
     ).df()[JOIN_KEY]
     ent = pd.DataFrame({JOIN_KEY: ids.astype(str), EVENT_TS: pd.Timestamp(as_of)})
     feats = all_features(ws)

@@ -37,10 +37,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features import tables as feature_tables
 from features.families._sql import add_months, days_between
 from features.schema import EVENT_TS, JOIN_KEY, Feature
 from features.windows import MonthlySeries, Spine, Window
-from nbp import jobs
 from nbp.config import Config, TierLevel
 from nbp.sqltext import ident, lit
 from nbp.workspace import Workspace
@@ -104,7 +104,7 @@ def _sub_months(d: date, n: int) -> date:
 
 def _parts_sql(tables: frozenset[str], ws: Workspace) -> str:
     """One row per spine row (customer known at T, from the holdings table) with every part."""
-    hold, demo = (lit(str(ws.feature_table(f))) for f in REQUIRES)
+    hold, demo = (lit(ws.feature_glob(f)) for f in REQUIRES)
     from features.catalog import family_features
 
     held = [f.name for f in family_features("holdings") if f.name.endswith("_held")]
@@ -309,20 +309,9 @@ def build(
         f"SELECT {bank}customer_id AS {JOIN_KEY}, as_of AS {EVENT_TS}, {cols} FROM tier_scored "
         f"ORDER BY {EVENT_TS}, {JOIN_KEY}"
     )
-    final = ws.feature_table(FAMILY)
-    rebuilt = ", ".join(f"TIMESTAMP {lit(d.isoformat())}" for d in dates)
-    if final.exists():
-        old = [d[0] for d in con.execute(f"SELECT * FROM read_parquet({lit(str(final))}) LIMIT 0").description]
-        if old == key_columns + NAMES:
-            query = (
-                f"SELECT * FROM read_parquet({lit(str(final))}) WHERE {EVENT_TS} NOT IN ({rebuilt})\n"
-                f"UNION ALL BY NAME\n({query})"
-            )
-    with jobs.atomic_write(final) as tmp:
-        con.execute(f"COPY ({query}) TO {lit(str(tmp))} ({parquet_options})")
-        n = con.execute(
-            f"SELECT count(*) FROM read_parquet({lit(str(tmp))}) WHERE {EVENT_TS} IN ({rebuilt})"
-        ).fetchone()[0]
+    n, _ = feature_tables.replace_dates(
+        con, ws.feature_table(FAMILY), query, dates, key_columns + NAMES, parquet_options, ws.bank
+    )
     for t in ("parts", "intr", "tier_asofs"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     for t in ("tier_win", "tier_scored"):
@@ -333,12 +322,13 @@ def build(
 
 def months(ws: Workspace) -> list[date]:
     """The as-of dates the tier table holds, oldest first (empty when it was not built)."""
-    path = ws.feature_table(FAMILY)
-    if not path.exists():
+    if not ws.feature_files(FAMILY):
         return []
     con = duckdb.connect()
     try:
-        rows = con.execute(f"SELECT DISTINCT CAST({EVENT_TS} AS DATE) FROM read_parquet({lit(str(path))})").fetchall()
+        rows = con.execute(
+            f"SELECT DISTINCT CAST({EVENT_TS} AS DATE) FROM read_parquet({lit(ws.feature_glob(FAMILY))})"
+        ).fetchall()
     finally:
         con.close()
     return sorted(r[0] for r in rows)
@@ -360,7 +350,7 @@ def read(
         FileNotFoundError: the tier table was not built (``nbp features``).
     """
     path = ws.feature_table(FAMILY)
-    if not path.exists():
+    if not ws.feature_files(FAMILY):
         raise FileNotFoundError(f"{path}: tier table missing; run `nbp features`")
     con = duckdb.connect()
     try:
@@ -374,7 +364,7 @@ def read(
         cond = f"WHERE {' AND '.join(where)}" if where else ""
         df = con.execute(
             f"SELECT {JOIN_KEY}, CAST({EVENT_TS} AS DATE) AS as_of, {', '.join(ident(n) for n in NAMES)} "
-            f"FROM read_parquet({lit(str(path))}) {cond} ORDER BY as_of, {JOIN_KEY}"
+            f"FROM read_parquet({lit(ws.feature_glob(FAMILY))}) {cond} ORDER BY as_of, {JOIN_KEY}"
         ).df()
     finally:
         con.close()

@@ -14,7 +14,7 @@ name onto ``home``. Layout::
       data/ingested/<table>.parquet  typed tables (atomic swap on success)
       data/ingested/_meta.json       export date and where it came from
       data/ingested/_append/         fingerprints and rows set aside, to append the next export
-      data/features/...              feature tables per family (Parquet)
+      data/features/<family>/        one family's feature table: Parquet files of whole as-of dates
       feast/registry.db              Feast registry
       feast/feature_store.yaml       its settings, for Feast's own CLI and UI
       feast/online_store.db          SQLite online store
@@ -191,8 +191,17 @@ class Workspace:
         return None if record is None else record.get("bank_code")
 
     def feature_table(self, family: str) -> Path:
-        """One feature family's table: every customer and as-of date of the build."""
-        return self.features_dir / f"{family}.parquet"
+        """One feature family's table, every customer and as-of date of the build: a folder of
+        Parquet files that pandas and pyarrow read as one table (``features/tables.py``)."""
+        return self.features_dir / family
+
+    def feature_files(self, family: str) -> list[Path]:
+        """The Parquet files of a family's table, in name order (empty: not built)."""
+        return sorted(self.feature_table(family).glob("*.parquet"))
+
+    def feature_glob(self, family: str) -> str:
+        """The family's table as a glob, for DuckDB's ``read_parquet`` and Feast's file source."""
+        return str(self.feature_table(family) / "*.parquet")
 
     @property
     def features_build_meta(self) -> Path:

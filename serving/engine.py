@@ -270,7 +270,7 @@ def failed_rules_at(row: np.ndarray, rules: Sequence[tuple[EligibilityRule, int 
 
 def latest_tiers(ws: Workspace, ref: date) -> dict[str, int]:
     """Customer -> ``tier_level`` at the latest built month on or before ``ref`` (empty without a tier table)."""
-    if not ws.feature_table(TIER_FAMILY).exists():
+    if not ws.feature_files(TIER_FAMILY):
         return {}
     months = [m for m in built_months(ws) if m <= ref]
     if not months:

@@ -185,7 +185,7 @@ def segment_frame(cfg: Config, ws: Workspace, as_of: date, features: Sequence[st
     frame = cust.astype({"customer_id": str}).sort_values("customer_id", ignore_index=True)
     for col in ("branch_id", "manager_id"):
         frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
-    has_tiers = ws.feature_table("tier").exists()
+    has_tiers = bool(ws.feature_files("tier"))
     names = list(dict.fromkeys([*([TIER_COLUMN] if has_tiers else []), *features]))
     grid = exact_grid(ws, frame["customer_id"].tolist(), [t.to_pydatetime()], names) if names else {}
     for n in names:

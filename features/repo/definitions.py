@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, String
@@ -39,11 +38,11 @@ def customer_entity() -> Entity:
 
 
 # DATA SOURCES AND FEATURE VIEWS -----------------------------------------------
-def feature_view(family: str, path: Path, entity: Entity) -> FeatureView:
-    """The feature view of one family, reading ``path`` (``features/build.py`` output)."""
+def feature_view(family: str, path: str, entity: Entity) -> FeatureView:
+    """The feature view of one family, reading the Parquet files of the glob ``path`` (``features/build.py`` output)."""
     source = FileSource(
         name=f"{family}_source",
-        path=str(path),
+        path=path,
         timestamp_field=EVENT_TS,
         description=f"feature table of family {family}",
     )
@@ -81,7 +80,7 @@ def feature_views(ws: Workspace) -> list[FeatureView]:
     last is the tier view (:mod:`features.tiers`)."""
     entity = customer_entity()
     families = [*modules(ws.bank is not None), tiers.FAMILY]
-    return [feature_view(fam, ws.feature_table(fam), entity) for fam in families]
+    return [feature_view(fam, ws.feature_glob(fam), entity) for fam in families]
 
 
 # FEATURE SERVICES -------------------------------------------------------------

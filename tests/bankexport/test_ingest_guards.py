@@ -517,7 +517,7 @@ def test_planted_2099_timestamp_moves_neither_export_date_nor_feature_build(tmp_
         ingest(sim.export_dir, ws, ingest_config())
         summary = build(ws)
         rows = {
-            f: len(pd.read_parquet(ws.features_dir / f"{f}.parquet", columns=["customer_id"])) for f in summary.rows
+            f: len(pd.read_parquet(ws.feature_table(f), columns=["customer_id"])) for f in summary.rows
         }  # rows of every feature table, as written
         out[planted] = (
             export_date(ws),

@@ -190,8 +190,8 @@ def test_a_table_of_another_bank_in_a_bank_folder_is_refused(tmp_path: Path) -> 
     a, b = _member(home, "A"), _member(home, "B")
     build(a, [date(2025, 6, 1)], families=["income"])
     b.features_dir.mkdir(parents=True)
-    shutil.copy(a.feature_table("income"), b.feature_table("income"))  # a table put in the wrong folder
-    with pytest.raises(FeatureStoreError, match=r"income\.parquet: .* rows of bank_code 'A' in the folder of bank B"):
+    shutil.copytree(a.feature_table("income"), b.feature_table("income"))  # a table put in the wrong folder
+    with pytest.raises(FeatureStoreError, match=r"features/income: .* rows of bank_code 'A' in the folder of bank B"):
         next(build_banks(Workspace(home), ["B"], [date(2025, 7, 1)]))
     b.ingest_meta.write_text(json.dumps({"export_date": "2025-08-31", "bank_code": "A"}), encoding="utf-8")
     with pytest.raises(FeatureStoreError, match="bank_code 'A' in the folder of bank B"):

@@ -131,9 +131,13 @@ def test_a_new_month_builds_only_the_new_as_of_and_equals_a_full_build(
     _ingest(exports["earlier"], ws)
     first = build(ws, cfg=load_config())
     assert first.as_of[-1] == CUT and all(ds == first.as_of for ds in first.built.values())
+    files = {fam: {p: p.stat().st_mtime_ns for p in ws.feature_files(fam)} for fam in first.built}
     _ingest(exports["later"], ws)
     with caplog.at_level("INFO", logger="features.build"):
         again = build(ws, cfg=load_config())
+    for fam, old in files.items():  # the older months' files are not rewritten; the new month is one file
+        assert {p: p.stat().st_mtime_ns for p in old} == old, fam
+        assert sorted(set(ws.feature_files(fam)) - set(old)) == [ws.feature_table(fam) / "2026-10-01.parquet"], fam
     assert again.as_of[-1] == date(2026, 10, 1) and again.as_of[:-1] == first.as_of
     # the monthly sources aggregate the new month only (September), the others come from the cache
     assert re.search(r"txn: 1 of \d+ months aggregated", caplog.text), caplog.text

@@ -139,8 +139,9 @@ def test_spark_runs_the_transpiled_duckdb_statement() -> None:
     spark_sql = offline.point_in_time_sql(
         [View()], "e", EVENT_TS, ["TIMESTAMP"], exact_first=False, scan=lambda i, _: f"fv{i}"
     )
-    assert "read_parquet('/f.parquet', file_row_number = true)" in duckdb_sql
-    assert duckdb_sql.replace("read_parquet('/f.parquet', file_row_number = true)", "fv0") == spark_sql
+    scan = offline._scan("/f.parquet", True)
+    assert "read_parquet(['/f.parquet'], file_row_number = true)" in scan
+    assert duckdb_sql.replace(scan, "fv0") == spark_sql
     from nbp.dialect import to_spark
 
     assert "MAX_BY(" in to_spark(spark_sql)

@@ -91,7 +91,7 @@ SINGLE_BANK_CALLS = {
     "table": "data/ingested/loans.parquet",
     "rejects": "ingest/rejects/loans.csv",
     "cells": "ingest/cells/loans.csv",
-    "feature_table": "data/features/income.parquet",
+    "feature_table": "data/features/income",
     "mlflow_artifacts": "mlruns/artifacts/nbp-consumer",
     "train_outputs": "outputs/train/consumer",
     "backtest_outputs": "outputs/backtest/2026-01-01",
