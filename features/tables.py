@@ -32,9 +32,9 @@ def files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.parquet"))
 
 
-def scan(paths: Sequence[Path]) -> str:
-    """DuckDB's ``read_parquet`` of exactly these files."""
-    return f"read_parquet([{', '.join(lit(str(p)) for p in paths)}])"
+def scan(paths: Sequence[Path], filename: bool = False) -> str:
+    """DuckDB's ``read_parquet`` of exactly these files (``filename``: with each row's file)."""
+    return f"read_parquet([{', '.join(lit(str(p)) for p in paths)}]{', filename = true' if filename else ''})"
 
 
 def file_name(dates: Sequence[date]) -> str:
@@ -46,10 +46,7 @@ def file_name(dates: Sequence[date]) -> str:
 
 def _dates_in(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> dict[str, list[date]]:
     """Each file's as-of dates (the timestamp column only is read)."""
-    rows = con.execute(
-        f"SELECT DISTINCT filename, CAST({EVENT_TS} AS DATE) "
-        f"FROM read_parquet([{', '.join(lit(str(p)) for p in paths)}], filename = true)"
-    ).fetchall()
+    rows = con.execute(f"SELECT DISTINCT filename, CAST({EVENT_TS} AS DATE) FROM {scan(paths, True)}").fetchall()
     out: dict[str, list[date]] = {str(p): [] for p in paths}
     for name, d in rows:
         out[name].append(d)
