@@ -17,7 +17,10 @@ side by side as in ``nbp train``) under each variant, one product after the othe
 * ``2 search folds, size, SE floor``: the 2 latest folds search, simplest by size, the one-SE rule's
   standard error at least the fold AUCs' sampling error;
 * ``config``: the recipe as ``nbp train`` fits it with the configuration
-  (``training.search_folds``, ``training.simplest``, ``training.se_floor``).
+  (``training.search_folds``, ``training.simplest``, ``training.se_floor``);
+* ``default only``: ``config`` with ``GRID``'s first member alone (the ``ModelParams`` settings):
+  a first training without a setting search, its rounds still early-stopped on the folds and
+  its calibration cross-fitted on them (decision 025, "Where the goal stands").
 
 Each variant's wall time of the fit, its AUC on the test window (the champion gate's rows) with
 the AUC's standard error, and its lift in the top 10 %. Printed as a table; nothing is registered.
@@ -43,6 +46,7 @@ VARIANTS = (
     "2 search folds",
     "2 search folds, size, SE floor",
     "config",
+    "default only",
 )
 
 
@@ -74,6 +78,7 @@ def main(argv: list[str]) -> int:
             None,
         ),
         "config": (config, None),
+        "default only": (config, GRID[:1]),
     }
     print("| product | variant | fit s | test AUC | ± SE | lift@10% | setting kept | rounds |")
     print("|---|---|---:|---:|---:|---:|---|---:|")
