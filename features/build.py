@@ -669,10 +669,12 @@ def build(
     for fam in [*names, tiers.FAMILY]:
         if not ws.feature_files(fam):  # a table removed by hand: its recorded dates are gone
             records.pop(fam, None)
+    pending = dict(records)  # what the tables hold while this build runs (:func:`_forget`)
     plans: dict[str, list[date]] = {}
     for fam in names:
         code, deps = _family_inputs(fam, built[fam], tables, fps, mode, ws.bank)
         plans[fam] = _plan(records, fam, code, {k: fps[k] for k in deps}, want, bool(as_of) or full)
+    _forget(ws, pending, plans)
     summary = BuildSummary(as_of=want, loan_mode=mode)
     cache = MonthlyCache(ws, fps, refresh=full)
     summary.skipped_families = [f for f in names if not set(built[f].REQUIRES) <= tables]
@@ -690,6 +692,7 @@ def build(
         records[tiers.FAMILY].dates = sorted(set(records[tiers.FAMILY].dates) | set(dates))
         summary.built[tiers.FAMILY] = dates
         if dates:
+            _forget(ws, pending, {tiers.FAMILY: dates})
             start = _clock()
             summary.rows[tiers.FAMILY] = _write_tiers(ws, cfg, tables, dates, mode, cache)
             _log_since(start, "tiers: %s rows", f"{summary.rows[tiers.FAMILY]:,}")
@@ -698,6 +701,23 @@ def build(
     _write_build_file(ws, summary)
     log.info(summary.describe())
     return summary
+
+
+def _forget(ws: Workspace, pending: dict[str, fingerprint.FamilyRecord], plans: dict[str, list[date]]) -> None:
+    """Record, before any table changes, that the dates about to be rebuilt are not held.
+
+    A table loses a rebuilt date for a moment (``features/tables.py``); were the build killed
+    then, the previous record would still list it and the next incremental build would not
+    write it again. ``pending`` is updated in place and saved.
+    """
+    changed = False
+    for fam, dates in plans.items():
+        rec = pending.get(fam)
+        if rec is not None and dates and set(rec.dates) & set(dates):
+            pending[fam] = fingerprint.FamilyRecord(rec.code, rec.inputs, sorted(set(rec.dates) - set(dates)))
+            changed = True
+    if changed:
+        fingerprint.save(ws, pending)
 
 
 def _plan(

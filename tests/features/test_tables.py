@@ -4,6 +4,7 @@ point-in-time join names a row across files."""
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from features import tables as ft
 from features.schema import EVENT_TS, JOIN_KEY
 from nbp.errors import FeatureStoreError
 from nbp.sqltext import lit
+from nbp.workspace import Workspace
 
 OPTIONS = "FORMAT parquet"
 COLUMNS = [JOIN_KEY, EVENT_TS, "x"]
@@ -142,3 +144,31 @@ def test_a_workspace_of_one_file_per_family_is_cleared_for_a_full_build(tmp_path
     pd.DataFrame({"x": [1]}).to_parquet(feats / "spend" / "2025-01-01.parquet")
     assert [p.name for p in ft.drop_legacy(feats)] == ["demo.parquet"]
     assert sorted(p.name for p in feats.iterdir()) == ["spend"]
+
+
+def test_a_build_killed_while_replacing_dates_is_completed_by_the_next(
+    tiny_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an explicit rebuild of two built dates whose inputs did not change, killed after the first
+    # family's holder lost them and before their new file was renamed in: the next build writes them
+    from features.build import build, built_as_of
+
+    build(tiny_ws)
+    want = {fam: _table(tiny_ws.feature_table(fam)) for fam in ("demo", "income", "tier")}
+    again = built_as_of(tiny_ws)[1:3]
+    real = os.replace
+
+    def killed(src: object, dst: object) -> None:
+        if Path(dst).name == ft.file_name(again):
+            raise KeyboardInterrupt("killed")
+        real(src, dst)
+
+    monkeypatch.setattr(ft.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_ws, again)
+    monkeypatch.setattr(ft.os, "replace", real)
+    lost = [fam for fam in want if len(_table(tiny_ws.feature_table(fam))) < len(want[fam])]
+    assert lost, "the kill came after every table was whole again"
+    build(tiny_ws)
+    for fam, table in want.items():
+        pd.testing.assert_frame_equal(_table(tiny_ws.feature_table(fam)), table, check_exact=True, obj=fam)
