@@ -107,12 +107,8 @@ def replace_dates(
     folder.mkdir(parents=True, exist_ok=True)
     old = files(folder)
     dropped = bool(old) and any(pq.read_schema(p).names != columns for p in old)
-    if dropped:
-        log.warning("%s: columns changed since the last build; older as-of dates are dropped", folder.name)
-        for p in old:
-            p.unlink()
-        old = []
-    _check_bank(con, folder, old, bank)
+    if not dropped:
+        _check_bank(con, folder, old, bank)
     tmp = jobs.temp_sibling(folder / file_name(dates))
     try:
         con.execute(f"COPY ({query}) TO {lit(str(tmp))} ({options})")
@@ -125,6 +121,11 @@ def replace_dates(
             raise FeatureStoreError(f"{folder.name}: {stray:,} rows of as-of dates not being built ({min(dates)}..)")
         if check is not None:
             check(n)
+        if dropped:
+            log.warning("%s: columns changed since the last build; older as-of dates are dropped", folder.name)
+            for p in old:
+                p.unlink()
+            old = []
         held = _dates_in(con, old) if old else {}
         for name, have in held.items():
             path, gone = Path(name), rebuilt & set(have)

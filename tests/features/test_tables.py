@@ -95,6 +95,14 @@ def test_changed_columns_drop_the_older_dates(tmp_path: Path) -> None:
     con, folder = duckdb.connect(), tmp_path / "fam"
     ft.replace_dates(con, folder, _rows(con, D[:2], 0), D[:2], COLUMNS, OPTIONS)
     query = f"SELECT *, 1 AS y FROM ({_rows(con, [D[2]], 0)})"
+    before = _stamps(folder)
+
+    def refuse(n: int) -> None:
+        raise FeatureStoreError(f"{n} rows")
+
+    with pytest.raises(FeatureStoreError):  # a refused build keeps the older dates, columns changed or not
+        ft.replace_dates(con, folder, query, [D[2]], [*COLUMNS, "y"], OPTIONS, check=refuse)
+    assert _stamps(folder) == before
     n, dropped = ft.replace_dates(con, folder, query, [D[2]], [*COLUMNS, "y"], OPTIONS)
     assert (n, dropped) == (2, True)
     assert [p.name for p in ft.files(folder)] == ["2025-03-01.parquet"]

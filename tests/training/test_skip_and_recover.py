@@ -142,18 +142,19 @@ def test_recover_fails_dead_runs_and_deletes_their_undecided_versions(ws: Worksp
 def test_clean_stale_removes_only_dead_local_jobs_files(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "home")
     dead = jobs.tag(_dead_pid())
-    ws.features_dir.mkdir(parents=True)
+    demo = ws.feature_table("demo")  # a build's new file is written beside the table's others
+    demo.mkdir(parents=True)
     ws.scores_dir.mkdir(parents=True)
     gone = [
-        ws.features_dir / f".demo.parquet.tmp-{dead}",
+        demo / f".2026-11-01.parquet.tmp-{dead}",
         ws.scores_dir / f".latest.parquet.tmp-{dead}",
         ws.job_scratch(dead),
     ]
     kept = [
-        ws.features_dir / f".demo.parquet.tmp-{jobs.tag()}",
-        ws.features_dir / ".demo.parquet.tmp-elsewhere-1",
+        demo / f".2026-11-01.parquet.tmp-{jobs.tag()}",
+        demo / ".2026-11-01.parquet.tmp-elsewhere-1",
         ws.job_scratch(jobs.tag()),
-        ws.features_dir / "demo.parquet",
+        demo / "2025-01-01_2026-10-01.parquet",
     ]
     for p in gone + kept:
         if p.parent == ws.scratch_root:
@@ -172,10 +173,11 @@ def test_clean_stale_finds_a_dead_jobs_files_in_a_member_banks_folders(tmp_path:
     bank.ingested_dir.mkdir(parents=True)
     bank.ingest_meta.write_text('{"export_date": "2026-11-01", "bank_code": "QINGSHAN"}', encoding="utf-8")
     dead = jobs.tag(_dead_pid())
-    bank.features_dir.mkdir(parents=True)
+    income = bank.feature_table("income")
+    income.mkdir(parents=True)
     bank.scores_dir.mkdir(parents=True)
-    gone = [bank.features_dir / f".income.parquet.tmp-{dead}", bank.scores_dir / f".latest.parquet.tmp-{dead}"]
-    kept = bank.features_dir / f".income.parquet.tmp-{jobs.tag()}"
+    gone = [income / f".2026-11-01.parquet.tmp-{dead}", bank.scores_dir / f".latest.parquet.tmp-{dead}"]
+    kept = income / f".2026-11-01.parquet.tmp-{jobs.tag()}"
     for p in [*gone, kept]:
         p.write_bytes(b"x")
     assert sorted(jobs.clean_stale(ws)) == sorted(gone)
