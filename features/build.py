@@ -696,11 +696,36 @@ def build(
             start = _clock()
             summary.rows[tiers.FAMILY] = _write_tiers(ws, cfg, tables, dates, mode, cache)
             _log_since(start, "tiers: %s rows", f"{summary.rows[tiers.FAMILY]:,}")
+    _merge_tables(ws, tables, [*names, tiers.FAMILY], cfg_.features.max_table_files, pending)
     fingerprint.save(ws, records)
     summary.seconds = time.perf_counter() - t0
     _write_build_file(ws, summary)
     log.info(summary.describe())
     return summary
+
+
+def _merge_tables(
+    ws: Workspace,
+    tables: frozenset[str],
+    families: Sequence[str],
+    limit: int,
+    pending: dict[str, fingerprint.FamilyRecord],
+) -> None:
+    """Merge each table holding more than ``limit`` files into one (``features/tables.py: merge``),
+    the record first told that its dates may go missing (:func:`_forget`)."""
+    over = [fam for fam in families if len(ws.feature_files(fam)) > limit]
+    if not over:
+        return
+    con = connect(ws, tables)
+    try:
+        for fam in over:
+            start = _clock()
+            n = feature_tables.merge(
+                con, ws.feature_table(fam), PARQUET_OPTIONS, lambda dates, fam=fam: _forget(ws, pending, {fam: dates})
+            )
+            _log_since(start, "family %s: %d files merged into one (features.max_table_files %d)", fam, n, limit)
+    finally:
+        _close(ws, con)
 
 
 def _forget(ws: Workspace, pending: dict[str, fingerprint.FamilyRecord], plans: dict[str, list[date]]) -> None:

@@ -151,6 +151,50 @@ def replace_dates(
     return n, dropped
 
 
+def merge(con: duckdb.DuckDBPyConnection, folder: Path, options: str, forget: Callable[[list[date]], None]) -> int:
+    """Merge the table's files into one (its rows as they are, files in order of their first date).
+
+    ``forget(dates)`` is called with every date of the table after the merged file is written and
+    before any file is removed: the build's record must stop vouching for them, since a job killed
+    between the removals and the rename leaves them missing (the next build writes them again).
+    Readers meanwhile may miss dates, never see one twice, as in :func:`replace_dates`.
+
+    Returns:
+        The number of files merged (0: fewer than two files).
+
+    Raises:
+        FeatureStoreError: the merged file's row count differs from the files' (nothing changed).
+    """
+    old = files(folder)
+    if len(old) < 2:
+        return 0
+    held = _dates_in(con, old)
+    dates = sorted({d for have in held.values() for d in have})
+    if not dates:
+        return 0
+    ordered = sorted(old, key=lambda p: min(held[str(p)], default=date.max))
+    want = sum(pq.ParquetFile(p).metadata.num_rows for p in old)
+    target = folder / file_name(dates)
+    tmp = jobs.temp_sibling(target)
+    try:
+        keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+        con.execute("SET preserve_insertion_order = true")  # rows stay in date order: row groups skip by date
+        try:
+            con.execute(f"COPY (SELECT * FROM {scan(ordered)}) TO {lit(str(tmp))} ({options})")
+        finally:
+            con.execute(f"SET preserve_insertion_order = {str(bool(keep_order)).lower()}")
+        n = pq.ParquetFile(tmp).metadata.num_rows
+        if n != want:
+            raise FeatureStoreError(f"{folder}: merging {len(old)} files wrote {n:,} rows of {want:,}")
+        forget(dates)
+        for p in old:
+            p.unlink()
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(old)
+
+
 def drop_legacy(features_dir: Path) -> list[Path]:
     """Remove feature tables of the one-file-per-family layout (``<family>.parquet``) that a
     workspace built before the per-date files holds; returns what was removed."""

@@ -56,6 +56,8 @@ class FeaturesConfig(_Section):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
     as_of: list[date] = Field(default_factory=list)  # empty: every month start in the data
+    # a family's table holding more files than this (one per monthly build) is merged into one
+    max_table_files: int = Field(24, ge=1)
 
 
 # Keys renamed since a bank may have written an overlay: the error names the new key.

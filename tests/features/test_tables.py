@@ -180,3 +180,74 @@ def test_a_build_killed_while_replacing_dates_is_completed_by_the_next(
     build(tiny_ws)
     for fam, table in want.items():
         pd.testing.assert_frame_equal(_table(tiny_ws.feature_table(fam)), table, check_exact=True, obj=fam)
+
+
+def test_merge_puts_every_row_in_one_file_in_date_order_after_forgetting_its_dates(tmp_path: Path) -> None:
+    con, folder = duckdb.connect(), tmp_path / "fam"
+    ft.replace_dates(con, folder, _rows(con, D[:3], 0), D[:3], COLUMNS, OPTIONS)
+    ft.replace_dates(con, folder, _rows(con, [D[3]], 0), [D[3]], COLUMNS, OPTIONS)
+    ft.replace_dates(con, folder, _rows(con, [D[1]], 100), [D[1]], COLUMNS, OPTIONS)  # a restated middle month
+    assert len(ft.files(folder)) == 3
+    table = _table(folder)
+    seen: list[tuple[list[date], int]] = []
+    n = ft.merge(con, folder, OPTIONS, lambda dates: seen.append((dates, len(ft.files(folder)))))
+    assert n == 3
+    assert seen == [(D, 3)]  # told every date while all the old files were still there
+    assert [p.name for p in ft.files(folder)] == ["2025-01-01_2025-04-01.parquet"]
+    pd.testing.assert_frame_equal(_table(folder), table, check_exact=True)
+    stored = pd.read_parquet(ft.files(folder)[0])[EVENT_TS].dt.date.tolist()
+    # files in order of their first date, each file's rows as they were: the latest month last
+    assert stored[4:] == [D[1], D[1], D[3], D[3]] and sorted(stored[:4]) == [D[0], D[0], D[2], D[2]]
+    assert ft.merge(con, folder, OPTIONS, lambda dates: seen.append((dates, 0))) == 0  # one file: nothing to do
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("kill_at", ["removal", "rename"])
+def test_a_build_merges_a_table_of_more_files_than_the_limit_and_keeps_its_record(
+    tiny_ws: Workspace, monkeypatch: pytest.MonkeyPatch, kill_at: str
+) -> None:
+    from features.build import build, built_as_of
+    from nbp.config import load_config
+
+    base = load_config()
+    cfg = base.model_copy(update={"features": base.features.model_copy(update={"max_table_files": 2})})
+    build(tiny_ws, cfg=cfg)
+    want = {fam: _table(tiny_ws.feature_table(fam)) for fam in ("demo", "income", "tier")}
+    dates = built_as_of(tiny_ws)
+    build(tiny_ws, [dates[1]], cfg=cfg)  # the holder keeps its name, the rebuilt date a file: 2 files
+    assert len(tiny_ws.feature_files("income")) == 2
+    build(tiny_ws, [dates[2]], cfg=cfg)  # 3 files > 2: merged
+    for fam, table in want.items():
+        assert [p.name for p in tiny_ws.feature_files(fam)] == [ft.file_name(dates)], fam
+        pd.testing.assert_frame_equal(_table(tiny_ws.feature_table(fam)), table, check_exact=True, obj=fam)
+    assert all(not ds for ds in build(tiny_ws, cfg=cfg).built.values())  # the record still vouches for every date
+    # a merge killed after removing one old file, or before renaming the merged one in: the next build restores
+    build(tiny_ws, [dates[0]], cfg=cfg)
+    assert len(tiny_ws.feature_files("income")) == 2
+    demo = tiny_ws.feature_table("demo")
+    real_replace, real_unlink, removed = os.replace, Path.unlink, []
+
+    def replace(src: object, dst: object) -> None:
+        if kill_at == "rename" and Path(dst).name == ft.file_name(dates):
+            raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+
+    def unlink(path: Path, missing_ok: bool = False) -> None:
+        if kill_at == "removal" and path.parent == demo and path.suffix == ".parquet":
+            if len(ft.files(demo)) == 3 or removed:  # the merge removes the three old files
+                removed.append(path)
+            if len(removed) == 2:
+                raise KeyboardInterrupt("killed")
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(ft.os, "replace", replace)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_ws, [dates[1]], cfg=cfg)  # 3 files again: the merge is killed
+    monkeypatch.setattr(ft.os, "replace", real_replace)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    left = len(pd.read_parquet(demo)) if ft.files(demo) else 0
+    assert left < len(want["demo"]), "the kill came after the table was whole again"
+    build(tiny_ws, cfg=cfg)
+    for fam, table in want.items():
+        pd.testing.assert_frame_equal(_table(tiny_ws.feature_table(fam)), table, check_exact=True, obj=fam)
