@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -132,9 +132,11 @@ class ColumnarSqliteOnlineStore(OnlineStore):
             have = [r[1] for r in conn.execute(f"PRAGMA table_info({_table(config, fv)})").fetchall()]
             if have and have != want:  # the view's features changed: rebuild (re-materialise after)
                 conn.execute(f"DROP TABLE {_table(config, fv)}")
+            # keyed by the customer alone (no rowid): one B-tree per table, a third less to write and
+            # one search per read; a table made before keeps its rowid and works alike
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {_table(config, fv)} "
-                f"({_KEY} TEXT PRIMARY KEY, {_TS} TEXT, {', '.join(cols)})"
+                f"({_KEY} TEXT PRIMARY KEY, {_TS} TEXT, {', '.join(cols)}) WITHOUT ROWID"
             )
 
     def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
@@ -143,11 +145,11 @@ class ColumnarSqliteOnlineStore(OnlineStore):
             conn.execute(f"DROP TABLE IF EXISTS {_table(config, fv)}")
 
     # -- writes ------------------------------------------------------------------------------
-    def _upsert(self, config: RepoConfig, fv: FeatureView, names: list[str], rows: Sequence[tuple]) -> None:
+    def _upsert(self, config: RepoConfig, fv: FeatureView, names: list[str], rows: Iterable[tuple], bulk: bool) -> None:
         cols = ", ".join([_KEY, _TS] + [ident(n) for n in names])
         marks = ", ".join("?" * (len(names) + 2))
         conn = self._conn(config)
-        if len(rows) > 10_000:  # bulk load (materialisation): a crash means re-materialising anyway
+        if bulk:  # bulk load (materialisation): a crash means re-materialising anyway
             conn.execute("PRAGMA synchronous=OFF")
             conn.execute("PRAGMA cache_size=-262144")  # 256 MB of pages while loading (default 2 MB)
         conn.execute("BEGIN")
@@ -178,7 +180,7 @@ class ColumnarSqliteOnlineStore(OnlineStore):
             )
             for k, vals, ts, _ in data
         ]
-        self._upsert(config, table, names, rows)
+        self._upsert(config, table, names, rows, len(rows) > 10_000)
         if progress:
             progress(len(data))
 
@@ -194,7 +196,7 @@ class ColumnarSqliteOnlineStore(OnlineStore):
         data = data.sort_by(join_key)  # B-tree inserts in key order touch each page once
         cols = [data.column(join_key).cast(pa.string()).to_pylist(), _iso_utc(data.column(timestamp_field))]
         cols += [_sqlite_values(data.column(n)) for n in names]
-        self._upsert(config, table, names, list(zip(*cols, strict=True)))
+        self._upsert(config, table, names, zip(*cols, strict=True), data.num_rows > 10_000)
         return data.num_rows
 
     # -- reads -------------------------------------------------------------------------------

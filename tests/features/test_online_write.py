@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_write_arrow_round_trip_keeps_nulls_ints_and_replaces_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("made_before", [False, True])
+def test_write_arrow_round_trip_keeps_nulls_ints_and_replaces_rows(tmp_path: Path, made_before: bool) -> None:
+    """Also on a table made by an earlier version (with a rowid), which is kept as it is."""
     from feast import Entity, FeatureView, Field, FileSource, RepoConfig, ValueType
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
@@ -41,8 +44,15 @@ def test_write_arrow_round_trip_keeps_nulls_ints_and_replaces_rows(tmp_path: Pat
         ],
         source=FileSource(path=str(tmp_path / "x.parquet"), timestamp_field="event_timestamp"),
     )
+    if made_before:
+        with sqlite3.connect(tmp_path / "online.db") as old:
+            old.execute(
+                'CREATE TABLE "t__v" (_entity_key TEXT PRIMARY KEY, _event_ts TEXT, n INTEGER, big INTEGER, x REAL)'
+            )
     store = ColumnarSqliteOnlineStore()
     store.update(config, [], [fv], [], [customer], partial=False)
+    layout = store._conn(config).execute("SELECT sql FROM sqlite_master WHERE name = 't__v'").fetchall()[0][0]
+    assert layout.endswith("WITHOUT ROWID") is not made_before
     t1, t2 = datetime(2025, 1, 1), datetime(2025, 2, 1)
     first = pa.table(
         {
