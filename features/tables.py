@@ -178,7 +178,7 @@ def merge(con: duckdb.DuckDBPyConnection, folder: Path, options: str, forget: Ca
     tmp = jobs.temp_sibling(target)
     try:
         keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
-        con.execute("SET preserve_insertion_order = true")  # rows stay in date order: row groups skip by date
+        con.execute("SET preserve_insertion_order = true")  # the latest month last: its row groups skip by date
         try:
             con.execute(f"COPY (SELECT * FROM {scan(ordered)}) TO {lit(str(tmp))} ({options})")
         finally:
