@@ -182,7 +182,7 @@ def test_a_build_killed_while_replacing_dates_is_completed_by_the_next(
         pd.testing.assert_frame_equal(_table(tiny_ws.feature_table(fam)), table, check_exact=True, obj=fam)
 
 
-def test_merge_puts_every_row_in_one_file_in_date_order_after_forgetting_its_dates(tmp_path: Path) -> None:
+def test_merge_puts_every_row_in_one_file_in_its_files_order_after_forgetting_its_dates(tmp_path: Path) -> None:
     con, folder = duckdb.connect(), tmp_path / "fam"
     ft.replace_dates(con, folder, _rows(con, D[:3], 0), D[:3], COLUMNS, OPTIONS)
     ft.replace_dates(con, folder, _rows(con, [D[3]], 0), [D[3]], COLUMNS, OPTIONS)
